@@ -1,1 +1,329 @@
+//! VM configuration files in xl.cfg syntax.
+//!
+//! Keel reads one configuration per VM, in the syntax of Xen's xl.cfg(5): one
+//! `KEY = VALUE` setting per line (or several, each ended by `;`), `#` starts a
+//! comment, and a VALUE is a string (`"..."` or `'...'`, both with C-style
+//! backslash escapes), a number (decimal or `0x` hex) or a list
+//! `[ VALUE, VALUE, ]` that may span lines and may end with a comma.
+//!
+//! ```text
+//! # tests/vms/selftest.cfg
+//! name = "selftest"
+//! memory = 64          # MiB
+//! firmware = "selftest"
+//! ```
+//!
+//! Keys Keel understands today, with their defaults:
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `name` | string | required | the VM's name in logs; printable ASCII, 1-64 chars |
+//! | `memory` | number | 128 | guest RAM in MiB, 2 to 1048576 (1 TiB) |
+//! | `vcpus` | number | 1 | number of vCPUs, at least 1 |
+//! | `firmware` | string | none | the guest image the VM starts from (reset vector) |
+//! | `kernel` | string | none | a kernel for direct boot (with the BIOS shim) |
+//! | `ramdisk` | string | none | an initial ramdisk for `kernel` |
+//! | `cmdline` | string | none | the kernel command line |
+//! | `disk` | list of strings | `[]` | disk specifications, kept verbatim |
+//! | `vif` | list of strings | `[]` | network interface specifications, kept verbatim |
+//!
+//! Any other key is parsed (so its syntax must be right) and reported as a
+//! [`Warning`]; setting the same key twice is an error. Parsing never panics:
+//! every problem is a [`ConfigError`] with the line it was found on.
 #![no_std]
+
+extern crate alloc;
+
+mod lex;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use lex::{Setting, Value};
+
+/// Guest RAM when the configuration does not say, in MiB (as xl's default).
+pub const DEFAULT_MEMORY_MIB: u32 = 128;
+/// Smallest accepted `memory`, in MiB: the first MiB holds the firmware image.
+pub const MIN_MEMORY_MIB: u32 = 2;
+/// Largest accepted `memory`, in MiB (1 TiB).
+pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
+/// Longest accepted `name`, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A validated VM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// `name`: printable ASCII, shown in every log line of this VM.
+    pub name: String,
+    /// `memory`: guest RAM in MiB.
+    pub memory_mib: u32,
+    /// `vcpus`: number of virtual CPUs.
+    pub vcpus: u32,
+    /// `firmware`: the guest image mapped below 1 MiB and at the top of 4 GiB.
+    pub firmware: Option<String>,
+    /// `kernel`: a kernel image for direct boot.
+    pub kernel: Option<String>,
+    /// `ramdisk`: an initial ramdisk for `kernel`.
+    pub ramdisk: Option<String>,
+    /// `cmdline`: the kernel command line.
+    pub cmdline: Option<String>,
+    /// `disk`: disk specifications, verbatim.
+    pub disks: Vec<String>,
+    /// `vif`: network interface specifications, verbatim.
+    pub vifs: Vec<String>,
+}
+
+impl VmConfig {
+    /// The images this configuration names, as `(key, value)` pairs in the order
+    /// firmware, kernel, ramdisk. Each is loaded as a boot module whose command
+    /// line is exactly `value` (docs/ARCHITECTURE.md, "Boot modules").
+    pub fn images(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("firmware", &self.firmware),
+            ("kernel", &self.kernel),
+            ("ramdisk", &self.ramdisk),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// A configuration that parsed, with what was ignored in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub config: VmConfig,
+    pub warnings: Vec<Warning>,
+}
+
+/// Something in the configuration Keel ignored (an unknown key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line of the setting.
+    pub line: u32,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: warning: {}", self.line, self.message)
+    }
+}
+
+impl Warning {
+    /// Displays as `FILE:LINE: warning: MESSAGE`.
+    pub fn in_file<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
+        InFile(file, Some(self.line), "warning: ", &self.message)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line the problem is on; `None` for the file as a whole
+    /// (a required key that is missing).
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(line: u32, message: String) -> Self {
+        Self {
+            line: Some(line),
+            message,
+        }
+    }
+
+    /// Displays as `FILE:LINE: MESSAGE` (or `FILE: MESSAGE`).
+    pub fn in_file<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
+        InFile(file, self.line, "", &self.message)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+struct InFile<'a>(&'a str, Option<u32>, &'static str, &'a str);
+
+impl fmt::Display for InFile<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(l) => write!(f, "{}:{}: {}{}", self.0, l, self.2, self.3),
+            None => write!(f, "{}: {}{}", self.0, self.2, self.3),
+        }
+    }
+}
+
+/// Parses a configuration held as bytes (a boot module). The bytes must be
+/// UTF-8; trailing NUL bytes (padding) are ignored.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, ConfigError> {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let bytes = &bytes[..end];
+    match core::str::from_utf8(bytes) {
+        Ok(text) => parse(text),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+            Err(ConfigError::at(
+                line_u32(line),
+                "the file is not UTF-8 text (save it as plain text)".to_string(),
+            ))
+        }
+    }
+}
+
+/// Parses and validates a configuration.
+pub fn parse(text: &str) -> Result<Parsed, ConfigError> {
+    let settings = lex::settings(text)?;
+    build(&settings)
+}
+
+pub(crate) fn line_u32(line: usize) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
+}
+
+/// The keys Keel understands.
+pub const KNOWN_KEYS: &[&str] = &[
+    "name", "memory", "vcpus", "firmware", "kernel", "ramdisk", "cmdline", "disk", "vif",
+];
+
+fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    let mut name = None;
+    let mut config = VmConfig {
+        name: String::new(),
+        memory_mib: DEFAULT_MEMORY_MIB,
+        vcpus: 1,
+        firmware: None,
+        kernel: None,
+        ramdisk: None,
+        cmdline: None,
+        disks: Vec::new(),
+        vifs: Vec::new(),
+    };
+
+    for s in settings {
+        if let Some(&(_, first)) = seen.iter().find(|(k, _)| *k == s.key) {
+            return Err(ConfigError::at(
+                s.line,
+                format!(
+                    "{} is already set on line {first}; remove one of the two",
+                    s.key
+                ),
+            ));
+        }
+        seen.push((&s.key, s.line));
+        match s.key.as_str() {
+            "name" => name = Some(name_value(s)?),
+            "memory" => {
+                let mib = number(s, "a number of MiB")?;
+                if !(MIN_MEMORY_MIB as u64..=MAX_MEMORY_MIB as u64).contains(&mib) {
+                    return Err(s.error(&format!(
+                        "memory must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB (1 TiB)"
+                    )));
+                }
+                config.memory_mib = mib as u32;
+            }
+            "vcpus" => {
+                let n = number(s, "a number of vCPUs")?;
+                if n == 0 {
+                    return Err(s.error("a VM needs at least 1 vCPU"));
+                }
+                config.vcpus = u32::try_from(n)
+                    .map_err(|_| s.error("that is more vCPUs than Keel can count"))?;
+            }
+            "firmware" => config.firmware = Some(image(s)?),
+            "kernel" => config.kernel = Some(image(s)?),
+            "ramdisk" => config.ramdisk = Some(image(s)?),
+            "cmdline" => config.cmdline = Some(string(s, "a string")?.to_string()),
+            "disk" => config.disks = string_list(s)?,
+            "vif" => config.vifs = string_list(s)?,
+            other => warnings.push(Warning {
+                line: s.line,
+                message: format!(
+                    "unknown key '{other}' ignored (Keel understands: {})",
+                    KNOWN_KEYS.join(", ")
+                ),
+            }),
+        }
+    }
+
+    config.name = name.ok_or_else(|| ConfigError {
+        line: None,
+        message: "the VM has no name; add a line such as name = \"myvm\"".to_string(),
+    })?;
+    Ok(Parsed { config, warnings })
+}
+
+fn string<'a>(s: &'a Setting, what: &str) -> Result<&'a str, ConfigError> {
+    match &s.value {
+        Value::Str(v) => Ok(v),
+        _ => Err(s.error(&format!("expected {what} in quotes"))),
+    }
+}
+
+fn number(s: &Setting, what: &str) -> Result<u64, ConfigError> {
+    match &s.value {
+        Value::Num(n) => Ok(*n),
+        _ => Err(s.error(&format!("expected {what}"))),
+    }
+}
+
+fn name_value(s: &Setting) -> Result<String, ConfigError> {
+    let v = string(s, "the VM's name")?;
+    if v.is_empty() {
+        return Err(s.error("the name must not be empty"));
+    }
+    if v.len() > MAX_NAME_LEN {
+        return Err(s.error(&format!(
+            "the name is {} bytes long; at most {MAX_NAME_LEN} are allowed",
+            v.len()
+        )));
+    }
+    if let Some(c) = v.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ')) {
+        return Err(s.error(&format!(
+            "the name contains {c:?}; use printable ASCII characters only"
+        )));
+    }
+    if v.starts_with(' ') || v.ends_with(' ') {
+        return Err(s.error("the name must not start or end with a space"));
+    }
+    Ok(v.to_string())
+}
+
+fn image(s: &Setting) -> Result<String, ConfigError> {
+    let v = string(s, "the name of an image file")?;
+    if v.is_empty() {
+        return Err(s.error("the image name must not be empty"));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(s.error("the image name contains a control character"));
+    }
+    Ok(v.to_string())
+}
+
+fn string_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
+    let items = match &s.value {
+        Value::List(items) => items,
+        _ => return Err(s.error(&format!("expected a list, such as {} = [ '...' ]", s.key))),
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::Str(v) => Ok(v.clone()),
+            _ => Err(s.error("every element of this list must be a string in quotes")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
