@@ -1,1 +1,310 @@
-fn main() {}
+//! `cargo xtask build | run | test`: see `cargo xtask help`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use xtask::deps;
+use xtask::iso::{self, VmFile};
+use xtask::runner::{self, Backend, RunError, RunOptions};
+use xtask::workspace::{self, Workspace, ARTIFACTS_ENV, BARE_METAL_TARGET};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
+                         (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
+  run [--backend svm|vmx] [--vm FILE] [--timeout SECS]
+                         build and boot one VM config (default tests/vms/selftest.cfg)
+                         under QEMU, stream Keel's serial log, exit with Keel's status
+                         (124 on timeout, default 60 s)
+  test                   host unit tests, build, then the integration tests (tests/)
+  help                   this text";
+
+/// Exit code for a usage error or an unsupported backend.
+const USAGE_EXIT: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Usage(msg)) => {
+            eprintln!("xtask: {msg}\n\n{USAGE}");
+            ExitCode::from(USAGE_EXIT)
+        }
+        Err(Failure::Exit(code, msg)) => {
+            eprintln!("xtask: error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Exit(u8, String),
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure::Exit(1, msg)
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<u8, Failure> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err(Failure::Usage("no command given".into()));
+    };
+    match cmd.as_str() {
+        "build" => build_cmd(rest),
+        "run" => run_cmd(rest),
+        "test" => test_cmd(rest),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(Failure::Usage(format!("unknown command '{other}'"))),
+    }
+}
+
+/// `--flag VALUE` pairs; every flag must be in `known`.
+fn flags<'a>(args: &'a [String], known: &[&str]) -> Result<Vec<(&'a str, &'a str)>, Failure> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if !known.contains(&a.as_str()) {
+            return Err(Failure::Usage(format!("unexpected argument '{a}'")));
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| Failure::Usage(format!("{a} needs a value")))?;
+        out.push((a.as_str(), v.as_str()));
+    }
+    Ok(out)
+}
+
+fn build_cmd(args: &[String]) -> Result<u8, Failure> {
+    let ws = Workspace::locate()?;
+    let mut vms: Vec<PathBuf> = flags(args, &["--vm"])?
+        .into_iter()
+        .map(|(_, v)| PathBuf::from(v))
+        .collect();
+    if vms.is_empty() {
+        vms = test_vm_files(&ws)?;
+    }
+    build(&ws, &vms)?;
+    Ok(0)
+}
+
+fn run_cmd(args: &[String]) -> Result<u8, Failure> {
+    let mut backend = Backend::Svm;
+    let mut vm = None;
+    let mut timeout = Duration::from_secs(60);
+    for (flag, value) in flags(args, &["--backend", "--vm", "--timeout"])? {
+        match flag {
+            "--backend" => backend = value.parse().map_err(Failure::Usage)?,
+            "--vm" => vm = Some(PathBuf::from(value)),
+            _ => match value.parse::<u64>() {
+                Ok(s) if s > 0 => timeout = Duration::from_secs(s),
+                _ => {
+                    return Err(Failure::Usage(format!(
+                        "--timeout {value}: expected a whole number of seconds above 0"
+                    )))
+                }
+            },
+        }
+    }
+    if backend == Backend::Vmx {
+        // Refuse before building anything: there is no VMX runner to build for.
+        let e = runner::run_iso(Path::new(""), backend, &RunOptions::default());
+        if let Err(RunError::Unsupported(msg)) = e {
+            return Err(Failure::Exit(USAGE_EXIT, msg));
+        }
+    }
+    let ws = Workspace::locate()?;
+    let vm = vm.unwrap_or_else(|| ws.test_vms_dir().join("selftest.cfg"));
+    let built = build(&ws, &[vm])?;
+    let (vm, iso) = &built[0];
+    deps::ensure(deps::QEMU)?;
+    let opts = RunOptions {
+        timeout,
+        live: true,
+        memory_mib: host_memory_mib(vm.config.memory_mib),
+        ..RunOptions::default()
+    };
+    eprintln!(
+        "xtask: booting {} (VM '{}') under QEMU, {:?}",
+        iso.display(),
+        vm.config.name,
+        runner::detect_accel(backend)
+    );
+    let outcome = runner::run_iso(iso, backend, &opts).map_err(|e| e.to_string())?;
+    if outcome.failed() {
+        eprintln!("xtask: {}", outcome.report());
+    } else {
+        eprintln!("xtask: {}", outcome.summary());
+    }
+    Ok(u8::try_from(outcome.exit_code()).unwrap_or(1))
+}
+
+/// Host RAM for the emulated machine: room for the guest's RAM and Keel.
+pub fn host_memory_mib(guest_mib: u32) -> u32 {
+    guest_mib.saturating_add(128).max(512)
+}
+
+fn test_cmd(args: &[String]) -> Result<u8, Failure> {
+    if let Some(a) = args.first() {
+        return Err(Failure::Usage(format!("unexpected argument '{a}'")));
+    }
+    let ws = Workspace::locate()?;
+    deps::ensure(deps::ISO_TOOLS)?;
+    deps::ensure(deps::QEMU)?;
+
+    step("host unit tests: cargo test");
+    cargo(&ws, &["test"])?;
+
+    let vms = test_vm_files(&ws)?;
+    build(&ws, &vms)?;
+
+    step("integration tests: cargo test -p keel-tests");
+    let status = Command::new(workspace::cargo())
+        .args(["test", "-p", "keel-tests"])
+        .env(ARTIFACTS_ENV, ws.artifacts_dir())
+        .current_dir(&ws.root)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("integration tests failed ({status})").into());
+    }
+    eprintln!("xtask: all tests passed");
+    Ok(0)
+}
+
+fn step(what: &str) {
+    eprintln!("xtask: == {what}");
+}
+
+/// Every `*.cfg` in tests/vms, sorted.
+fn test_vm_files(ws: &Workspace) -> Result<Vec<PathBuf>, String> {
+    let dir = ws.test_vms_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "there are no VM configs (*.cfg) in {}",
+            dir.display()
+        ));
+    }
+    Ok(files)
+}
+
+/// Builds Keel and the test guests, then one ISO per VM config.
+fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>, String> {
+    // Read every config first: a typo should not wait for a build.
+    let mut vms = Vec::new();
+    for p in vm_paths {
+        let vm = VmFile::load(p)?;
+        for w in vm.warning_lines() {
+            eprintln!("xtask: {w}");
+        }
+        if let Some(other) = vms
+            .iter()
+            .find(|o: &&VmFile| o.config.name == vm.config.name)
+        {
+            return Err(format!(
+                "{} and {} both name their VM '{}'; the ISO is named after the VM, so \
+                 names must differ",
+                other.path.display(),
+                vm.path.display(),
+                vm.config.name
+            ));
+        }
+        vms.push(vm);
+    }
+    deps::ensure(deps::ISO_TOOLS)?;
+    ensure_bare_metal_target(ws)?;
+
+    step(&format!(
+        "cargo build --release --target {BARE_METAL_TARGET} -p keel -p test-guests"
+    ));
+    cargo(
+        ws,
+        &[
+            "build",
+            "--release",
+            "--target",
+            BARE_METAL_TARGET,
+            "-p",
+            "keel",
+            "-p",
+            "test-guests",
+        ],
+    )?;
+
+    let artifacts = ws.artifacts_dir();
+    std::fs::create_dir_all(&artifacts)
+        .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
+    let mut out = Vec::new();
+    for vm in vms {
+        let built = iso::build_iso(&vm, &ws.keel_elf(), &ws.bare_metal_dir(), &artifacts)?;
+        for n in &built.notes {
+            eprintln!("xtask: {}: {n}", vm.path.display());
+        }
+        eprintln!(
+            "xtask: built {} (VM '{}' from {})",
+            built.path.display(),
+            vm.config.name,
+            vm.path.display()
+        );
+        out.push((vm, built.path));
+    }
+    Ok(out)
+}
+
+fn cargo(ws: &Workspace, args: &[&str]) -> Result<(), String> {
+    let status = Command::new(workspace::cargo())
+        .args(args)
+        .current_dir(&ws.root)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// rust-toolchain.toml lists the bare-metal target, but a toolchain installed
+/// before that line existed lacks it: add it with rustup.
+fn ensure_bare_metal_target(ws: &Workspace) -> Result<(), String> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(&ws.root)
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let lib = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(BARE_METAL_TARGET);
+    if lib.is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: adding the {BARE_METAL_TARGET} target with rustup");
+    let ok = Command::new("rustup")
+        .args(["target", "add", BARE_METAL_TARGET])
+        .current_dir(&ws.root)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the Rust target {BARE_METAL_TARGET} is not installed and rustup could not add \
+             it; run: rustup target add {BARE_METAL_TARGET}"
+        ))
+    }
+}

@@ -1,0 +1,144 @@
+//! Host tools xtask needs, and installing the missing ones on Debian.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A host tool and the Debian package that provides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    /// A program looked up on PATH, or an absolute path that must exist.
+    pub needs: &'static str,
+    pub package: &'static str,
+}
+
+/// What `grub-mkrescue` needs to make a BIOS-bootable ISO.
+pub const ISO_TOOLS: &[Tool] = &[
+    Tool {
+        needs: "grub-mkrescue",
+        package: "grub-common",
+    },
+    Tool {
+        needs: "/usr/lib/grub/i386-pc/multiboot2.mod",
+        package: "grub-pc-bin",
+    },
+    Tool {
+        needs: "xorriso",
+        package: "xorriso",
+    },
+    Tool {
+        needs: "mformat",
+        package: "mtools",
+    },
+];
+
+/// The emulator for the SVM backend.
+pub const QEMU: &[Tool] = &[Tool {
+    needs: "qemu-system-x86_64",
+    package: "qemu-system-x86",
+}];
+
+fn present(needs: &str) -> bool {
+    if needs.starts_with('/') {
+        return Path::new(needs).exists();
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(needs)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+    })
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+
+/// Makes sure every tool is there. Missing ones are installed with apt-get
+/// when running as root (one `apt-get update` per process); otherwise the
+/// error names the packages to install.
+pub fn ensure(tools: &[Tool]) -> Result<(), String> {
+    let mut packages: Vec<&str> = tools
+        .iter()
+        .filter(|t| !present(t.needs))
+        .map(|t| t.package)
+        .collect();
+    packages.dedup();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let list = packages.join(" ");
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|t| !present(t.needs))
+        .map(|t| format!("{} (package {})", t.needs, t.package))
+        .collect();
+    let how = format!("install with: sudo apt-get install --no-install-recommends {list}");
+    if !is_root() {
+        return Err(format!("missing {}; {how}", missing.join(", ")));
+    }
+    if !present("apt-get") {
+        return Err(format!(
+            "missing {}; there is no apt-get here, so install the equivalent of the Debian \
+             packages {list} yourself",
+            missing.join(", ")
+        ));
+    }
+    eprintln!("xtask: installing {list}");
+    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
+        apt(&["update"]).map_err(|e| format!("{e}; cannot install {list}"))?;
+    }
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&packages);
+    apt(&args).map_err(|e| format!("{e}; missing {}", missing.join(", ")))?;
+    let still: Vec<&str> = tools
+        .iter()
+        .filter(|t| !present(t.needs))
+        .map(|t| t.needs)
+        .collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "installed {list}, but still missing {}",
+            still.join(", ")
+        ))
+    }
+}
+
+fn apt(args: &[&str]) -> Result<(), String> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("apt-get {} failed ({status})", args.join(" ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_and_files() {
+        assert!(present("sh"));
+        assert!(present("/"));
+        assert!(!present("no-such-tool-keel"));
+        assert!(!present("/no/such/file"));
+    }
+
+    #[test]
+    fn nothing_missing_is_ok() {
+        assert!(ensure(&[Tool {
+            needs: "sh",
+            package: "dash"
+        }])
+        .is_ok());
+    }
+}

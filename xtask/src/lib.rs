@@ -1,0 +1,11 @@
+//! `cargo xtask`: build Keel's boot ISOs, run them under an emulator, test.
+//!
+//! The binary (`src/main.rs`) is the command line; this library is what the
+//! integration tests in `tests/` share with it, so that there is one emulator
+//! runner ([`runner`]), one ISO layout ([`iso`]) and one idea of where the
+//! artifacts are ([`workspace`]).
+
+pub mod deps;
+pub mod iso;
+pub mod runner;
+pub mod workspace;

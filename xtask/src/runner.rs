@@ -1,0 +1,487 @@
+//! The one emulator runner: command line, live serial streaming, timeout, the
+//! final `keel: exit status N` line, and the tail of the log on failure.
+//!
+//! `cargo xtask run` and the integration tests in `tests/` both go through
+//! [`run_iso`]; [`run_command`] is the same loop over any command, so it can be
+//! tested with a stand-in for the emulator.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Exit code of a run that timed out (as `timeout(1)`).
+pub const TIMEOUT_EXIT: i32 = 124;
+/// Exit code of a run whose emulator ended without Keel's final line.
+pub const NO_FINAL_LINE_EXIT: i32 = 1;
+/// Lines of serial log shown when a run fails.
+pub const TAIL_LINES: usize = 40;
+/// Prefix of Keel's last line (docs/ARCHITECTURE.md, "How a VM ends").
+pub const FINAL_LINE_PREFIX: &str = "keel: exit status ";
+/// Prefix of the line Keel prints for each stopped VM.
+pub const STOP_LINE_PREFIX: &str = "keel: VM '";
+
+/// Which hardware virtualization Keel uses, and so which emulator tests it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// AMD SVM + NPT, on QEMU TCG (or nested KVM on an AMD workstation).
+    Svm,
+    /// Intel VMX + EPT, on Bochs: not wired up yet.
+    Vmx,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "svm" => Ok(Backend::Svm),
+            "vmx" => Ok(Backend::Vmx),
+            _ => Err(format!("unknown backend '{s}': expected svm or vmx")),
+        }
+    }
+}
+
+/// How QEMU executes the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// QEMU's emulator; emulates SVM + NPT. Works everywhere.
+    Tcg,
+    /// Hardware KVM with nested virtualization: the real SVM, much faster.
+    Kvm,
+}
+
+/// Picks KVM only when the host's `kvm_amd` module (for SVM) reports nested
+/// virtualization and `/dev/kvm` opens; TCG otherwise. `KEEL_ACCEL=tcg|kvm`
+/// overrides the choice.
+pub fn detect_accel(backend: Backend) -> Accel {
+    match std::env::var("KEEL_ACCEL").as_deref() {
+        Ok("tcg") => return Accel::Tcg,
+        Ok("kvm") => return Accel::Kvm,
+        _ => {}
+    }
+    let module = match backend {
+        Backend::Svm => "kvm_amd",
+        Backend::Vmx => "kvm_intel",
+    };
+    let nested = std::fs::read_to_string(format!("/sys/module/{module}/parameters/nested"))
+        .map(|s| matches!(s.trim(), "1" | "Y" | "y"))
+        .unwrap_or(false);
+    let kvm_opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if nested && kvm_opens {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    }
+}
+
+/// The QEMU command line that boots `iso` with Keel's serial on stdout.
+pub fn qemu_command(iso: &Path, accel: Accel, memory_mib: u32) -> Command {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "pc"]);
+    match accel {
+        Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"]),
+        Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+    };
+    cmd.arg("-m").arg(memory_mib.to_string());
+    cmd.args([
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-cdrom",
+    ]);
+    cmd.arg(iso);
+    cmd
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Kill the emulator when Keel has not printed its final line by then.
+    pub timeout: Duration,
+    /// How long the emulator may take to end by itself after the final line.
+    pub grace: Duration,
+    /// Copy each serial line to stdout as it arrives.
+    pub live: bool,
+    /// Host RAM given to the emulated machine, in MiB.
+    pub memory_mib: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(2),
+            live: false,
+            memory_mib: 512,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Keel printed `keel: exit status N`.
+    Status(u8),
+    /// The emulator ended without Keel's final line.
+    NoFinalLine,
+    /// The timeout passed first; the emulator was killed.
+    TimedOut,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub end: End,
+    /// Every serial line, without line terminators.
+    pub lines: Vec<String>,
+    /// What the emulator wrote to stderr.
+    pub emulator_stderr: String,
+    /// The emulator's own exit status (killed runs included).
+    pub emulator_status: Option<ExitStatus>,
+    pub elapsed: Duration,
+    pub timeout: Duration,
+}
+
+impl Outcome {
+    /// The exit code `cargo xtask run` ends with: N, [`NO_FINAL_LINE_EXIT`] or
+    /// [`TIMEOUT_EXIT`].
+    pub fn exit_code(&self) -> i32 {
+        match self.end {
+            End::Status(n) => i32::from(n),
+            End::NoFinalLine => NO_FINAL_LINE_EXIT,
+            End::TimedOut => TIMEOUT_EXIT,
+        }
+    }
+
+    /// The `keel: VM '...' stopped: ...` lines.
+    pub fn stop_lines(&self) -> impl Iterator<Item = &str> {
+        self.lines
+            .iter()
+            .map(|l| l.trim_end())
+            .filter(|l| l.starts_with(STOP_LINE_PREFIX) && l.contains("' stopped: "))
+    }
+
+    /// The last `n` serial lines.
+    pub fn tail(&self, n: usize) -> &[String] {
+        &self.lines[self.lines.len().saturating_sub(n)..]
+    }
+
+    /// Whether the run counts as a failure to report (anything but a final line).
+    pub fn failed(&self) -> bool {
+        !matches!(self.end, End::Status(_))
+    }
+
+    /// One sentence on how the run ended.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        match self.end {
+            End::Status(n) => format!("Keel exited with status {n} after {secs:.1} s"),
+            End::NoFinalLine => format!(
+                "the emulator ended ({}) after {secs:.1} s without Keel's final line \
+                 '{FINAL_LINE_PREFIX}N'",
+                self.emulator_status
+                    .map_or("status unknown".to_string(), |s| s.to_string())
+            ),
+            End::TimedOut => format!(
+                "timed out after {} s without Keel's final line '{FINAL_LINE_PREFIX}N'; \
+                 the emulator was killed",
+                self.timeout.as_secs()
+            ),
+        }
+    }
+
+    /// The summary, the last [`TAIL_LINES`] serial lines and the emulator's
+    /// stderr: what a person needs to see when a run failed.
+    pub fn report(&self) -> String {
+        let mut r = self.summary();
+        let tail = self.tail(TAIL_LINES);
+        if tail.is_empty() {
+            r.push_str("\nno serial output at all");
+        } else {
+            let _ = write!(
+                r,
+                "\nlast {} of {} serial lines:",
+                tail.len(),
+                self.lines.len()
+            );
+            for l in tail {
+                let _ = write!(r, "\n  | {}", l.trim_end());
+            }
+        }
+        let stderr = self.emulator_stderr.trim();
+        if !stderr.is_empty() {
+            let _ = write!(r, "\nemulator stderr:\n{stderr}");
+        }
+        r
+    }
+}
+
+/// `Some(N)` when `line` is Keel's final line `keel: exit status N`.
+pub fn final_status(line: &str) -> Option<u8> {
+    line.trim_end()
+        .strip_prefix(FINAL_LINE_PREFIX)?
+        .parse::<u8>()
+        .ok()
+}
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// The backend has no emulator wired up yet.
+    Unsupported(String),
+    /// The emulator could not be started.
+    Spawn(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Unsupported(m) | RunError::Spawn(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Boots `iso` on the emulator for `backend` and waits for Keel's final line.
+pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcome, RunError> {
+    match backend {
+        Backend::Svm => {
+            let accel = detect_accel(backend);
+            run_command(qemu_command(iso, accel, opts.memory_mib), opts)
+        }
+        Backend::Vmx => Err(RunError::Unsupported(
+            "the vmx backend is not yet supported: Keel's VMX backend and its Bochs runner \
+             do not exist yet; use --backend svm"
+                .to_string(),
+        )),
+    }
+}
+
+/// Runs `cmd` as the emulator: its stdout is the serial port.
+pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RunError::Spawn(format!("cannot start {program}: {e}")))?;
+
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        buf.pop();
+                    }
+                    if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+
+    let deadline = start + opts.timeout;
+    let mut status = None;
+    let mut until = deadline;
+    let mut lines = Vec::new();
+    let mut eof = false;
+    let out = io::stdout();
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        match rx.recv_timeout(until - now) {
+            Ok(line) => {
+                if opts.live {
+                    let mut o = out.lock();
+                    let _ = writeln!(o, "{line}");
+                    let _ = o.flush();
+                }
+                if status.is_none() {
+                    if let Some(n) = final_status(&line) {
+                        status = Some(n);
+                        until = now + opts.grace;
+                    }
+                }
+                lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                eof = true;
+                break;
+            }
+        }
+    }
+    if !eof {
+        // Still running: past the timeout, or past the grace after the final line.
+        let _ = child.kill();
+    }
+    let emulator_status = child.wait().ok();
+    drop(rx);
+    let _ = reader.join();
+    let emulator_stderr = err_reader.join().unwrap_or_default();
+
+    let end = match status {
+        Some(n) => End::Status(n),
+        None if eof => End::NoFinalLine,
+        None => End::TimedOut,
+    };
+    Ok(Outcome {
+        end,
+        lines,
+        emulator_stderr,
+        emulator_status,
+        elapsed: start.elapsed(),
+        timeout: opts.timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    fn opts(timeout_ms: u64) -> RunOptions {
+        RunOptions {
+            timeout: Duration::from_millis(timeout_ms),
+            grace: Duration::from_millis(300),
+            ..RunOptions::default()
+        }
+    }
+
+    #[test]
+    fn final_line_parsing() {
+        assert_eq!(final_status("keel: exit status 0"), Some(0));
+        assert_eq!(final_status("keel: exit status 125\r"), Some(125));
+        assert_eq!(final_status("keel: exit status 255"), Some(255));
+        assert_eq!(final_status("keel: exit status 256"), None);
+        assert_eq!(final_status("keel: exit status "), None);
+        assert_eq!(final_status("[vm] keel: exit status 3"), None);
+        assert_eq!(final_status("keel: exit status 3 and more"), None);
+    }
+
+    #[test]
+    fn recorded_log_ends_with_the_final_status() {
+        // A run as docs/ARCHITECTURE.md describes it; the emulator exits by
+        // itself after the final line (Keel wrote to isa-debug-exit).
+        let log = "GRUB junk\r\nkeel: booting\r\n[selftest] PASS cpuid\r\n\
+                   keel: VM 'selftest' stopped: guest debug-exit with status 0\r\n\
+                   keel: exit status 0\r\n";
+        let mut cmd = sh("printf '%s' \"$LOG\"; exit 1");
+        cmd.env("LOG", log);
+        let o = run_command(cmd, &opts(10_000)).unwrap();
+        assert_eq!(o.end, End::Status(0));
+        assert_eq!(o.exit_code(), 0);
+        assert_eq!(o.lines.len(), 5);
+        assert_eq!(o.lines[2], "[selftest] PASS cpuid");
+        assert_eq!(
+            o.stop_lines().collect::<Vec<_>>(),
+            ["keel: VM 'selftest' stopped: guest debug-exit with status 0"]
+        );
+        assert!(o.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_emulator_that_lingers_after_the_final_line_is_killed_after_the_grace() {
+        let o = run_command(
+            sh("echo 'keel: exit status 125'; echo after; exec sleep 30"),
+            &opts(20_000),
+        )
+        .unwrap();
+        assert_eq!(o.end, End::Status(125));
+        assert_eq!(o.exit_code(), 125);
+        assert_eq!(o.lines, ["keel: exit status 125", "after"]);
+        assert!(o.elapsed < Duration::from_secs(5), "{:?}", o.elapsed);
+        assert!(!o.emulator_status.unwrap().success());
+    }
+
+    #[test]
+    fn an_emulator_that_ends_without_the_final_line_fails() {
+        let o = run_command(
+            sh("echo 'keel: booting'; echo oops >&2; exit 3"),
+            &opts(10_000),
+        )
+        .unwrap();
+        assert_eq!(o.end, End::NoFinalLine);
+        assert_ne!(o.exit_code(), 0);
+        let r = o.report();
+        assert!(r.contains("without Keel's final line"), "{r}");
+        assert!(r.contains("  | keel: booting"), "{r}");
+        assert!(r.contains("oops"), "{r}");
+    }
+
+    #[test]
+    fn a_hung_emulator_times_out_with_the_tail_of_its_log() {
+        let o = run_command(
+            sh("i=0; while [ $i -lt 50 ]; do echo line $i; i=$((i+1)); done; exec sleep 30"),
+            &opts(700),
+        )
+        .unwrap();
+        assert_eq!(o.end, End::TimedOut);
+        assert_eq!(o.exit_code(), TIMEOUT_EXIT);
+        assert!(o.elapsed < Duration::from_secs(5));
+        let tail = o.tail(TAIL_LINES);
+        assert_eq!(tail.len(), 40);
+        assert_eq!(tail[0], "line 10");
+        assert_eq!(tail[39], "line 49");
+        assert!(o.report().contains("timed out after 0 s"));
+    }
+
+    #[test]
+    fn a_missing_emulator_is_a_spawn_error() {
+        let e = run_command(Command::new("/nonexistent/qemu"), &opts(1000)).unwrap_err();
+        assert!(e.to_string().contains("cannot start /nonexistent/qemu"));
+    }
+
+    #[test]
+    fn vmx_is_refused_not_faked() {
+        let e = run_iso(Path::new("x.iso"), Backend::Vmx, &opts(1000)).unwrap_err();
+        assert!(matches!(e, RunError::Unsupported(_)));
+        assert!(e.to_string().contains("not yet supported"));
+    }
+
+    #[test]
+    fn qemu_command_line() {
+        let c = qemu_command(Path::new("/t/k.iso"), Accel::Tcg, 512);
+        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(
+            args.join(" "),
+            "-machine pc -accel tcg -cpu qemu64,+svm,+npt -m 512 -display none -serial stdio \
+             -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom /t/k.iso"
+        );
+        let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024);
+        let args: Vec<_> = k.get_args().map(|a| a.to_string_lossy()).collect();
+        assert!(args.join(" ").contains("-accel kvm -cpu host -m 1024"));
+    }
+}
