@@ -1,1 +1,25 @@
+//! The emulated PC platform a Keel guest sees: one bus for port I/O and MMIO,
+//! and the devices on it.
+//!
+//! This crate knows nothing of VMX or SVM: the exit path hands it accesses
+//! through [`Bus`], and devices reach the VM loop through [`PowerControl`].
+//! See docs/ARCHITECTURE.md.
 #![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+#[cfg(test)]
+extern crate std;
+
+pub mod bus;
+pub mod console;
+pub mod debug_exit;
+pub mod power;
+pub mod serial;
+
+pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedStats};
+pub use console::PrefixedConsole;
+pub use debug_exit::DebugExit;
+pub use power::{PowerControl, PowerRequest};
+pub use serial::{CharSink, Uart16550};

@@ -1,0 +1,489 @@
+//! The one bus for port I/O and MMIO.
+//!
+//! Each device registers the port or address ranges it answers; the exit path
+//! hands every guest access to [`Bus`], which looks the range up and calls the
+//! device. Nothing outside this file decides which device owns an address.
+//!
+//! Accesses that reach no device get one documented default (see [`Bus`]):
+//! reads return all-ones of the access width, as a floating ISA data bus does,
+//! and writes are dropped. Both are counted ([`UnclaimedStats`]), and the first
+//! [`UNCLAIMED_LOG_LIMIT`] are logged at debug level.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A device on the bus: it answers accesses inside the ranges it registered.
+pub trait BusDevice: Send {
+    /// Reads `data.len()` bytes at `offset` within the range registered at `base`.
+    ///
+    /// `data` arrives filled with `0xFF`; bytes the device leaves alone read as
+    /// all-ones, like undriven lines on an ISA bus.
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
+    /// Writes `data` (little endian) at `offset` within the range registered at `base`.
+    fn write(&mut self, base: u64, offset: u64, data: &[u8]);
+}
+
+/// A shared device: the bus keeps one clone, the platform keeps another to
+/// reach the device from the host side (input, interrupts).
+pub type DeviceHandle = Arc<spin::Mutex<dyn BusDevice>>;
+
+/// How many unclaimed (or malformed) accesses are logged before they are only counted.
+pub const UNCLAIMED_LOG_LIMIT: u64 = 16;
+
+/// The highest I/O port: the x86 port space is 64 KiB (SDM Vol 1 18.3).
+const PIO_LAST: u64 = 0xFFFF;
+
+/// The two address spaces a guest can reach devices through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressSpace {
+    /// x86 port I/O (IN/OUT and their string forms).
+    Pio,
+    /// Memory-mapped I/O (guest-physical addresses not backed by RAM).
+    Mmio,
+}
+
+impl fmt::Display for AddressSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressSpace::Pio => "port",
+            AddressSpace::Mmio => "MMIO",
+        })
+    }
+}
+
+/// Why a range could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusError {
+    /// The range has length zero, so it could never be reached.
+    Empty {
+        space: AddressSpace,
+        name: &'static str,
+        base: u64,
+    },
+    /// The range runs past the end of its address space.
+    Wraps {
+        space: AddressSpace,
+        name: &'static str,
+        base: u64,
+        len: u64,
+    },
+    /// The range shares at least one address with a range already registered.
+    Overlap {
+        space: AddressSpace,
+        name: &'static str,
+        base: u64,
+        len: u64,
+        existing: &'static str,
+        existing_base: u64,
+        existing_len: u64,
+    },
+}
+
+impl fmt::Display for BusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BusError::Empty { space, name, base } => write!(
+                f,
+                "device '{name}' asked for an empty {space} range at {base:#x}; give it a length of at least 1"
+            ),
+            BusError::Wraps {
+                space,
+                name,
+                base,
+                len,
+            } => write!(
+                f,
+                "device '{name}' asked for the {space} range {base:#x}+{len:#x}, which runs past the end of the {space} space"
+            ),
+            BusError::Overlap {
+                space,
+                name,
+                base,
+                len,
+                existing,
+                existing_base,
+                existing_len,
+            } => write!(
+                f,
+                "device '{name}' asked for the {space} range {base:#x}+{len:#x}, which overlaps device '{existing}' at {existing_base:#x}+{existing_len:#x}"
+            ),
+        }
+    }
+}
+
+/// Counts of accesses that reached no device, per address space and direction.
+///
+/// A straddling access is split into bytes; each byte that reaches no device
+/// counts once. An access of an invalid size counts once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnclaimedStats {
+    pub pio_reads: u64,
+    pub pio_writes: u64,
+    pub mmio_reads: u64,
+    pub mmio_writes: u64,
+}
+
+/// One registered range, `[base, last]` inclusive so a range may end at the
+/// very top of its address space.
+struct Range {
+    base: u64,
+    last: u64,
+    name: &'static str,
+    dev: DeviceHandle,
+}
+
+/// The ranges of one address space, sorted by base and never overlapping.
+struct Space {
+    kind: AddressSpace,
+    /// Highest address in this space.
+    limit: u64,
+    ranges: Vec<Range>,
+}
+
+impl Space {
+    fn new(kind: AddressSpace, limit: u64) -> Self {
+        Space {
+            kind,
+            limit,
+            ranges: Vec::new(),
+        }
+    }
+
+    fn register(
+        &mut self,
+        base: u64,
+        len: u64,
+        name: &'static str,
+        dev: DeviceHandle,
+    ) -> Result<(), BusError> {
+        let space = self.kind;
+        if len == 0 {
+            return Err(BusError::Empty { space, name, base });
+        }
+        let last = base
+            .checked_add(len - 1)
+            .filter(|&last| last <= self.limit)
+            .ok_or(BusError::Wraps {
+                space,
+                name,
+                base,
+                len,
+            })?;
+        // The first range that ends at or after `base` is the only one that can
+        // overlap, since ranges are sorted and disjoint.
+        let idx = self.ranges.partition_point(|r| r.last < base);
+        if let Some(r) = self.ranges.get(idx).filter(|r| r.base <= last) {
+            return Err(BusError::Overlap {
+                space,
+                name,
+                base,
+                len,
+                existing: r.name,
+                existing_base: r.base,
+                existing_len: r.last - r.base + 1,
+            });
+        }
+        self.ranges.insert(
+            idx,
+            Range {
+                base,
+                last,
+                name,
+                dev,
+            },
+        );
+        Ok(())
+    }
+
+    /// The range containing `addr`.
+    fn find(&self, addr: u64) -> Option<&Range> {
+        let idx = self.ranges.partition_point(|r| r.last < addr);
+        self.ranges.get(idx).filter(|r| r.base <= addr)
+    }
+
+    /// Whether any range shares an address with `[first, last]`.
+    fn touches(&self, first: u64, last: u64) -> bool {
+        let idx = self.ranges.partition_point(|r| r.last < first);
+        self.ranges.get(idx).is_some_and(|r| r.base <= last)
+    }
+
+    /// How an access of `len` (>= 1) bytes at `addr` is routed.
+    fn route(&self, addr: u64, len: usize) -> Route<'_> {
+        let end = addr.checked_add(len as u64 - 1);
+        if let (Some(last), Some(r)) = (end, self.find(addr)) {
+            if last <= r.last {
+                return Route::Whole(r);
+            }
+        }
+        // An access running past the top of the space can only touch ranges
+        // below the top, which all lie inside it.
+        if self.touches(addr, end.unwrap_or(u64::MAX)) {
+            Route::Split
+        } else {
+            Route::Nowhere
+        }
+    }
+
+    fn read(&self, addr: u64, data: &mut [u8], log: &mut UnclaimedLog) {
+        data.fill(0xFF);
+        match self.route(addr, data.len()) {
+            Route::Whole(r) => r.dev.lock().read(r.base, addr - r.base, data),
+            Route::Nowhere => log.record(self.kind, Direction::Read, addr, data.len()),
+            Route::Split => {
+                for (i, byte) in data.iter_mut().enumerate() {
+                    let a = addr.checked_add(i as u64).filter(|&a| a <= self.limit);
+                    match a.and_then(|a| self.find(a).map(|r| (a, r))) {
+                        Some((a, r)) => {
+                            r.dev
+                                .lock()
+                                .read(r.base, a - r.base, core::slice::from_mut(byte))
+                        }
+                        None => {
+                            log.record(self.kind, Direction::Read, addr.wrapping_add(i as u64), 1)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&self, addr: u64, data: &[u8], log: &mut UnclaimedLog) {
+        match self.route(addr, data.len()) {
+            Route::Whole(r) => r.dev.lock().write(r.base, addr - r.base, data),
+            Route::Nowhere => log.record(self.kind, Direction::Write, addr, data.len()),
+            Route::Split => {
+                for (i, byte) in data.iter().enumerate() {
+                    let a = addr.checked_add(i as u64).filter(|&a| a <= self.limit);
+                    match a.and_then(|a| self.find(a).map(|r| (a, r))) {
+                        Some((a, r)) => {
+                            r.dev
+                                .lock()
+                                .write(r.base, a - r.base, core::slice::from_ref(byte))
+                        }
+                        None => {
+                            log.record(self.kind, Direction::Write, addr.wrapping_add(i as u64), 1)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Route<'a> {
+    /// The access lies entirely inside this range: one call.
+    Whole(&'a Range),
+    /// The access straddles ranges or partly hits nothing: one call per byte.
+    Split,
+    /// No byte of the access reaches a device.
+    Nowhere,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+/// The unclaimed-access counters and the log budget they share.
+#[derive(Default)]
+struct UnclaimedLog {
+    stats: UnclaimedStats,
+    logged: u64,
+}
+
+impl UnclaimedLog {
+    fn count(&mut self, space: AddressSpace, dir: Direction) {
+        let counter = match (space, dir) {
+            (AddressSpace::Pio, Direction::Read) => &mut self.stats.pio_reads,
+            (AddressSpace::Pio, Direction::Write) => &mut self.stats.pio_writes,
+            (AddressSpace::Mmio, Direction::Read) => &mut self.stats.mmio_reads,
+            (AddressSpace::Mmio, Direction::Write) => &mut self.stats.mmio_writes,
+        };
+        *counter = counter.saturating_add(1);
+    }
+
+    /// Whether this access is still within the log budget (and spends it).
+    fn may_log(&mut self) -> bool {
+        if self.logged >= UNCLAIMED_LOG_LIMIT {
+            return false;
+        }
+        self.logged += 1;
+        true
+    }
+
+    fn suffix(&self) -> &'static str {
+        if self.logged == UNCLAIMED_LOG_LIMIT {
+            "; further unclaimed accesses are only counted"
+        } else {
+            ""
+        }
+    }
+
+    fn record(&mut self, space: AddressSpace, dir: Direction, addr: u64, size: usize) {
+        self.count(space, dir);
+        if self.may_log() {
+            let dir = match dir {
+                Direction::Read => "read",
+                Direction::Write => "write",
+            };
+            log::debug!(
+                "unclaimed {space} {dir} at {addr:#x}, size {size}{}",
+                self.suffix()
+            );
+        }
+    }
+
+    fn record_invalid(&mut self, space: AddressSpace, dir: Direction, addr: u64, size: usize) {
+        self.count(space, dir);
+        if self.may_log() {
+            let dir = match dir {
+                Direction::Read => "read",
+                Direction::Write => "write",
+            };
+            log::debug!(
+                "{space} {dir} at {addr:#x} has invalid size {size}; treated as unclaimed{}",
+                self.suffix()
+            );
+        }
+    }
+}
+
+/// The port I/O and MMIO bus of one VM.
+///
+/// Routing rules:
+/// - an access that lies entirely inside one registered range is one call to
+///   that device, with the range's base and the offset inside it;
+/// - an access that straddles ranges, or partly hits nothing, is split into
+///   byte accesses, each routed on its own, as the ISA bus does with a wide
+///   access to 8-bit devices;
+/// - an access no byte of which reaches a device is unclaimed: a read returns
+///   all-ones of its width, a write is dropped;
+/// - port accesses never wrap: bytes past port `0xFFFF` reach nothing;
+/// - an invalid size (port: not 1, 2 or 4; MMIO: not 1..=8) is unclaimed.
+///
+/// Unclaimed accesses are counted ([`Bus::unclaimed`]) and the first
+/// [`UNCLAIMED_LOG_LIMIT`] are logged with `log::debug!`.
+pub struct Bus {
+    pio: Space,
+    mmio: Space,
+    log: UnclaimedLog,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bus {
+    /// An empty bus: every access is unclaimed.
+    pub fn new() -> Self {
+        Bus {
+            pio: Space::new(AddressSpace::Pio, PIO_LAST),
+            mmio: Space::new(AddressSpace::Mmio, u64::MAX),
+            log: UnclaimedLog::default(),
+        }
+    }
+
+    /// Makes `dev` answer ports `[base, base + len)`.
+    ///
+    /// Refuses an empty range, one running past port `0xFFFF`, and one that
+    /// overlaps a range already registered (the error names both devices).
+    pub fn register_pio(
+        &mut self,
+        base: u16,
+        len: u16,
+        name: &'static str,
+        dev: DeviceHandle,
+    ) -> Result<(), BusError> {
+        self.pio.register(base.into(), len.into(), name, dev)
+    }
+
+    /// Makes `dev` answer guest-physical addresses `[base, base + len)`.
+    ///
+    /// Refuses an empty range, one running past the top of the 64-bit address
+    /// space, and one that overlaps a range already registered.
+    pub fn register_mmio(
+        &mut self,
+        base: u64,
+        len: u64,
+        name: &'static str,
+        dev: DeviceHandle,
+    ) -> Result<(), BusError> {
+        self.mmio.register(base, len, name, dev)
+    }
+
+    /// An IN of `size` (1, 2 or 4) bytes from `port`; the value is zero-extended.
+    pub fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+        let mut data = [0xFFu8; 4];
+        match size {
+            1 | 2 | 4 => {
+                let data = &mut data[..usize::from(size)];
+                self.pio.read(port.into(), data, &mut self.log);
+            }
+            _ => {
+                self.log.record_invalid(
+                    AddressSpace::Pio,
+                    Direction::Read,
+                    port.into(),
+                    size.into(),
+                );
+                return u32::MAX;
+            }
+        }
+        let value = u32::from_le_bytes(data);
+        match size {
+            1 => value & 0xFF,
+            2 => value & 0xFFFF,
+            _ => value,
+        }
+    }
+
+    /// An OUT of the low `size` (1, 2 or 4) bytes of `value` to `port`.
+    pub fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+        match size {
+            1 | 2 | 4 => {
+                let bytes = value.to_le_bytes();
+                self.pio
+                    .write(port.into(), &bytes[..usize::from(size)], &mut self.log);
+            }
+            _ => self.log.record_invalid(
+                AddressSpace::Pio,
+                Direction::Write,
+                port.into(),
+                size.into(),
+            ),
+        }
+    }
+
+    /// A guest read of `data.len()` (1..=8) bytes at guest-physical `addr`.
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        if (1..=8).contains(&data.len()) {
+            self.mmio.read(addr, data, &mut self.log);
+        } else {
+            data.fill(0xFF);
+            self.log
+                .record_invalid(AddressSpace::Mmio, Direction::Read, addr, data.len());
+        }
+    }
+
+    /// A guest write of `data` (1..=8 bytes, little endian) at guest-physical `addr`.
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        if (1..=8).contains(&data.len()) {
+            self.mmio.write(addr, data, &mut self.log);
+        } else {
+            self.log
+                .record_invalid(AddressSpace::Mmio, Direction::Write, addr, data.len());
+        }
+    }
+
+    /// How many accesses reached no device so far.
+    pub fn unclaimed(&self) -> UnclaimedStats {
+        self.log.stats
+    }
+}
+
+#[cfg(test)]
+mod tests;
