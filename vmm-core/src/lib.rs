@@ -1,1 +1,18 @@
-#![no_std]
+//! Keel's virtualization core: hardware backends, nested paging and the
+//! arch-neutral exit layer.
+//!
+//! The only code here that touches the CPU is `svm::hw` (VMRUN, VMLOAD/VMSAVE,
+//! EFER.SVME). Everything else works on plain data — a VMCB is a 4 KiB byte
+//! page, a nested page table is a set of `[u64; 512]` tables — so exit decoding,
+//! exit handling and the page-table builder run under `cargo test` on the host.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod exit;
+pub mod paging;
+pub mod svm;
+pub mod vcpu;
+
+pub use exit::{ExitAction, StopReason, VmExit};
+pub use vcpu::{Event, Gpr, SegReg, Segment, VcpuState};

@@ -41,7 +41,10 @@ pub trait GuestMemory {
     fn write(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), GuestMemoryError>;
 
     /// Reads a little-endian value of `N` bytes.
-    fn read_le<const N: usize>(&self, gpa: Gpa) -> Result<[u8; N], GuestMemoryError> {
+    fn read_le<const N: usize>(&self, gpa: Gpa) -> Result<[u8; N], GuestMemoryError>
+    where
+        Self: Sized,
+    {
         let mut b = [0u8; N];
         self.read(gpa, &mut b)?;
         Ok(b)

@@ -1,0 +1,508 @@
+//! The exit handler: a plain function of (exit, vCPU state, platform, policy).
+
+use super::cpuid::CpuidPolicy;
+use super::io::handle_io;
+use super::msr::{MsrOutcome, MsrPolicy};
+use super::{ExitAction, StopReason, VmExit};
+use crate::vcpu::{Event, Gpr, VcpuState};
+use guest_memory::GuestMemory;
+
+/// What the exit layer needs from the emulated platform.
+pub trait Platform {
+    /// A port read of `size` bytes (1, 2 or 4).
+    fn pio_read(&mut self, port: u16, size: u8) -> u32;
+    /// A port write of `size` bytes (1, 2 or 4).
+    fn pio_write(&mut self, port: u16, size: u8, value: u32);
+    /// The guest's RAM.
+    fn memory(&mut self) -> &mut dyn GuestMemory;
+    /// The guest's current time-stamp counter.
+    fn guest_tsc(&self) -> u64;
+}
+
+/// A VM's CPUID and MSR policy.
+#[derive(Debug, Clone)]
+pub struct VmPolicy {
+    pub cpuid: CpuidPolicy,
+    pub msr: MsrPolicy,
+}
+
+fn low32(v: u64) -> u64 {
+    v & 0xffff_ffff
+}
+
+/// Handles one VM exit and says what the run loop does next.
+pub fn handle_exit(
+    exit: &VmExit,
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+    policy: &mut VmPolicy,
+) -> ExitAction {
+    match *exit {
+        VmExit::Io(ref io) => handle_io(io, vcpu, platform),
+        VmExit::Cpuid { len } => {
+            let leaf = low32(vcpu.gpr(Gpr::Rax)) as u32;
+            let sub = low32(vcpu.gpr(Gpr::Rcx)) as u32;
+            let r = policy.cpuid.lookup(leaf, sub, vcpu.vcpu_id(), vcpu.cr4());
+            vcpu.set_gpr(Gpr::Rax, u64::from(r.eax));
+            vcpu.set_gpr(Gpr::Rbx, u64::from(r.ebx));
+            vcpu.set_gpr(Gpr::Rcx, u64::from(r.ecx));
+            vcpu.set_gpr(Gpr::Rdx, u64::from(r.edx));
+            vcpu.skip_instruction(len);
+            ExitAction::Resume
+        }
+        VmExit::Rdmsr { len } => {
+            let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
+            match policy.msr.read(msr, vcpu, platform.guest_tsc()) {
+                MsrOutcome::Done(v) => {
+                    vcpu.set_gpr(Gpr::Rax, low32(v));
+                    vcpu.set_gpr(Gpr::Rdx, v >> 32);
+                    vcpu.skip_instruction(len);
+                }
+                MsrOutcome::GeneralProtection => vcpu.inject(Event::GP0),
+            }
+            ExitAction::Resume
+        }
+        VmExit::Wrmsr { len } => {
+            let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
+            let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
+            match policy.msr.write(msr, value, vcpu) {
+                MsrOutcome::Done(_) => vcpu.skip_instruction(len),
+                MsrOutcome::GeneralProtection => vcpu.inject(Event::GP0),
+            }
+            ExitAction::Resume
+        }
+        VmExit::Hlt { len } => {
+            vcpu.skip_instruction(len);
+            ExitAction::Halt
+        }
+        VmExit::CrAccess(cr) => {
+            let Some(gpr) = cr.gpr else {
+                return ExitAction::Stop(StopReason::Unhandled {
+                    what: "control-register access without decoded operand",
+                    rip: vcpu.rip(),
+                    info: u64::from(cr.cr),
+                });
+            };
+            if cr.write {
+                vcpu.set_cr(cr.cr, vcpu.gpr(gpr));
+            } else {
+                let value = match cr.cr {
+                    0 => vcpu.cr0(),
+                    3 => vcpu.cr3(),
+                    4 => vcpu.cr4(),
+                    _ => {
+                        return ExitAction::Stop(StopReason::Unhandled {
+                            what: "read of an intercepted control register",
+                            rip: vcpu.rip(),
+                            info: u64::from(cr.cr),
+                        })
+                    }
+                };
+                vcpu.set_gpr(gpr, value);
+            }
+            vcpu.skip_instruction(cr.len);
+            ExitAction::Resume
+        }
+        // Guest memory is always coherent for Keel: both are no-ops. INVD must
+        // not discard anything, so it is treated as WBINVD (as hypervisors do).
+        VmExit::Invd { len } | VmExit::Wbinvd { len } => {
+            vcpu.skip_instruction(len);
+            ExitAction::Resume
+        }
+        // Keel offers no hypercall interface yet: the instruction is undefined
+        // for this guest, as on a processor without virtualization extensions.
+        VmExit::Hypercall { .. } => {
+            vcpu.inject(Event::UD);
+            ExitAction::Resume
+        }
+        VmExit::UndefinedInstruction { name } => {
+            log::debug!("guest executed {name} at RIP {:#x}: #UD", vcpu.rip());
+            vcpu.inject(Event::UD);
+            ExitAction::Resume
+        }
+        VmExit::Shutdown => ExitAction::Stop(StopReason::TripleFault { rip: vcpu.rip() }),
+        VmExit::ExternalInterrupt | VmExit::InterruptWindow => ExitAction::Resume,
+        VmExit::Exception {
+            vector,
+            error_code,
+            fault_address,
+        } => {
+            // Keel intercepts exceptions only to observe them: hand them back.
+            if let Some(addr) = fault_address {
+                vcpu.set_cr(2, addr);
+            }
+            vcpu.inject(Event::Exception { vector, error_code });
+            ExitAction::Resume
+        }
+        VmExit::NestedPageFault { gpa, .. } => ExitAction::Stop(StopReason::Unhandled {
+            what: "guest access to a guest-physical address with no RAM or device (MMIO emulation)",
+            rip: vcpu.rip(),
+            info: gpa,
+        }),
+        VmExit::InvalidGuestState { detail } => ExitAction::Stop(StopReason::InvalidGuestState {
+            rip: vcpu.rip(),
+            detail,
+        }),
+        VmExit::Unknown { code, .. } => ExitAction::Stop(StopReason::Unhandled {
+            what: "VM exit with an unexpected exit code",
+            rip: vcpu.rip(),
+            info: code,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::io::MAX_STRING_ITERATIONS;
+    use crate::exit::{CpuidResult, CrAccess, IoDirection, IoExit, StringIo};
+    use crate::vcpu::tests::FakeVcpu;
+    use guest_memory::GuestRam;
+    use std::vec::Vec;
+
+    struct FakePlatform {
+        ram: GuestRam<'static>,
+        writes: Vec<(u16, u8, u32)>,
+        next_read: u32,
+        reads: usize,
+    }
+
+    impl FakePlatform {
+        fn new() -> Self {
+            let backing = std::boxed::Box::leak(std::vec![0u8; 0x10000].into_boxed_slice());
+            FakePlatform {
+                ram: GuestRam::new(backing),
+                writes: Vec::new(),
+                next_read: 0,
+                reads: 0,
+            }
+        }
+    }
+
+    impl Platform for FakePlatform {
+        fn pio_read(&mut self, _port: u16, size: u8) -> u32 {
+            self.reads += 1;
+            let v = self.next_read;
+            self.next_read = self.next_read.wrapping_add(1);
+            v & (u32::MAX >> (32 - 8 * u32::from(size)))
+        }
+        fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+            self.writes.push((port, size, value));
+        }
+        fn memory(&mut self) -> &mut dyn GuestMemory {
+            &mut self.ram
+        }
+        fn guest_tsc(&self) -> u64 {
+            42
+        }
+    }
+
+    fn policy() -> VmPolicy {
+        let host = |leaf: u32, _sub: u32| match leaf {
+            0 => CpuidResult {
+                eax: 1,
+                ..Default::default()
+            },
+            0x8000_0000 => CpuidResult {
+                eax: 0x8000_0001,
+                ..Default::default()
+            },
+            _ => CpuidResult {
+                eax: 0x00a2_0f10,
+                ebx: 0x0001_0800,
+                ecx: 0xffff_ffff,
+                edx: 0x178b_fbff,
+            },
+        };
+        VmPolicy {
+            cpuid: CpuidPolicy::from_host(1, host),
+            msr: MsrPolicy::new(0),
+        }
+    }
+
+    fn out(port: u16, size: u8, len: u8) -> VmExit {
+        VmExit::Io(IoExit {
+            port,
+            size,
+            direction: IoDirection::Out,
+            string: None,
+            len,
+        })
+    }
+    fn inp(port: u16, size: u8, len: u8) -> VmExit {
+        VmExit::Io(IoExit {
+            port,
+            size,
+            direction: IoDirection::In,
+            string: None,
+            len,
+        })
+    }
+
+    #[test]
+    fn out_and_in_of_each_width() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+        v.gprs[Gpr::Rax as usize] = 0x1122_3344_5566_7788;
+        assert_eq!(
+            handle_exit(&out(0x3f8, 1, 1), &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(
+            handle_exit(&out(0xf4, 4, 2), &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(p.writes, [(0x3f8, 1, 0x88), (0xf4, 4, 0x5566_7788)]);
+        assert_eq!(v.rip, 0x1003);
+        p.next_read = 0xabcd;
+        handle_exit(&inp(0x60, 1, 1), &mut v, &mut p, &mut pol);
+        assert_eq!(
+            v.gprs[0], 0x1122_3344_5566_77cd,
+            "IN AL keeps the rest of RAX"
+        );
+        p.next_read = 0xabcd;
+        handle_exit(&inp(0x60, 2, 1), &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[0], 0x1122_3344_5566_abcd);
+        p.next_read = 0xdead_beef;
+        handle_exit(&inp(0x60, 4, 1), &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[0], 0xdead_beef, "IN EAX zero-extends");
+        assert_eq!(v.rip, 0x1006);
+        assert!(v.injected.is_empty());
+    }
+
+    fn string(direction: IoDirection, rep: bool) -> VmExit {
+        VmExit::Io(IoExit {
+            port: 0x3f8,
+            size: 1,
+            direction,
+            string: Some(StringIo {
+                rep,
+                address_size: None,
+            }),
+            len: 2,
+        })
+    }
+
+    #[test]
+    fn rep_outsb_sends_memory_in_order_and_updates_registers() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+        p.ram.write(0x2010, b"hello").unwrap();
+        v.segs[3].base = 0x2000; // DS
+        v.gprs[Gpr::Rsi as usize] = 0xdead_0000_0010; // only SI counts with 16-bit addressing
+        v.gprs[Gpr::Rcx as usize] = 0xbeef_0000_0005;
+        handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
+        let sent: Vec<u8> = p.writes.iter().map(|w| w.2 as u8).collect();
+        assert_eq!(sent, b"hello");
+        assert_eq!(v.gprs[Gpr::Rsi as usize], 0xdead_0000_0015);
+        assert_eq!(v.gprs[Gpr::Rcx as usize], 0xbeef_0000_0000);
+        assert_eq!(v.rip, 0x1002);
+    }
+
+    #[test]
+    fn rep_insb_backwards_and_zero_count() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        v.rflags |= RFLAGS_DF;
+        v.gprs[Gpr::Rdi as usize] = 0x3003;
+        v.gprs[Gpr::Rcx as usize] = 3;
+        p.next_read = 1;
+        handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
+        assert_eq!(p.ram.read_le::<3>(0x3001).unwrap(), [3, 2, 1]);
+        assert_eq!(v.gprs[Gpr::Rdi as usize], 0x3000);
+        assert_eq!(v.gprs[Gpr::Rcx as usize], 0);
+        // REP with rCX = 0 does nothing but complete.
+        let rip = v.rip;
+        handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
+        assert_eq!(p.reads, 3);
+        assert_eq!(v.rip, rip + 2);
+    }
+
+    #[test]
+    fn long_rep_yields_and_resumes() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        let total = MAX_STRING_ITERATIONS + 10;
+        v.gprs[Gpr::Rcx as usize] = total;
+        handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
+        assert_eq!(v.rip, 0x1000, "not finished: RIP stays on the instruction");
+        assert_eq!(v.gprs[Gpr::Rcx as usize], 10);
+        assert_eq!(v.gprs[Gpr::Rsi as usize], MAX_STRING_ITERATIONS);
+        handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
+        assert_eq!(p.writes.len() as u64, total);
+        assert_eq!(v.rip, 0x1002);
+    }
+
+    #[test]
+    fn string_io_outside_ram_reads_all_ones_and_never_panics() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        v.gprs[Gpr::Rsi as usize] = 0x2_0000; // past the 64 KiB of fake RAM
+        v.gprs[Gpr::Rcx as usize] = 4;
+        handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
+        assert_eq!(p.writes.len(), 4);
+        assert!(p.writes.iter().all(|w| w.2 == 0xff));
+        v.gprs[Gpr::Rdi as usize] = 0xffff_fff0;
+        v.gprs[Gpr::Rcx as usize] = 4;
+        handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[Gpr::Rdi as usize], 0xffff_fff4);
+    }
+
+    #[test]
+    fn string_io_with_paging_stops_with_a_reason() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        let a = handle_exit(&string(IoDirection::Out, false), &mut v, &mut p, &mut pol);
+        assert!(matches!(a, ExitAction::Stop(StopReason::Unhandled { .. })));
+        assert!(p.writes.is_empty());
+    }
+
+    #[test]
+    fn cpuid_exit_sets_registers_and_advances() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        v.gprs[Gpr::Rax as usize] = 0xffff_ffff_4000_0000;
+        v.gprs[Gpr::Rbx as usize] = u64::MAX;
+        assert_eq!(
+            handle_exit(&VmExit::Cpuid { len: 2 }, &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(v.gprs[Gpr::Rax as usize], 0x4000_0001);
+        assert_eq!(
+            v.gprs[Gpr::Rbx as usize],
+            u64::from(u32::from_le_bytes(*b"Keel"))
+        );
+        assert_eq!(v.rip, 0x1002);
+        v.gprs[Gpr::Rax as usize] = 1;
+        handle_exit(&VmExit::Cpuid { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_ne!(v.gprs[Gpr::Rcx as usize] & (1 << 31), 0);
+        assert_eq!(v.gprs[Gpr::Rcx as usize] & (1 << 5), 0);
+    }
+
+    #[test]
+    fn msr_exits() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        v.gprs[Gpr::Rcx as usize] = 0x2ff;
+        v.gprs[Gpr::Rax as usize] = 0xc06;
+        v.gprs[Gpr::Rdx as usize] = 0;
+        handle_exit(&VmExit::Wrmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        v.gprs[Gpr::Rax as usize] = u64::MAX;
+        v.gprs[Gpr::Rdx as usize] = u64::MAX;
+        handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(
+            (v.gprs[Gpr::Rax as usize], v.gprs[Gpr::Rdx as usize]),
+            (0xc06, 0)
+        );
+        assert_eq!(v.rip, 0x1004);
+        v.gprs[Gpr::Rcx as usize] = 0x10;
+        handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[Gpr::Rax as usize], 42);
+        // Unknown: #GP, RIP unchanged.
+        v.gprs[Gpr::Rcx as usize] = 0x1234_5678;
+        handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        handle_exit(&VmExit::Wrmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.injected, [Event::GP0, Event::GP0]);
+        assert_eq!(v.rip, 0x1006);
+    }
+
+    #[test]
+    fn hlt_shutdown_and_undefined_instructions() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+        assert_eq!(
+            handle_exit(&VmExit::Hlt { len: 1 }, &mut v, &mut p, &mut pol),
+            ExitAction::Halt
+        );
+        assert_eq!(v.rip, 0x1001);
+        assert_eq!(
+            handle_exit(&VmExit::Shutdown, &mut v, &mut p, &mut pol),
+            ExitAction::Stop(StopReason::TripleFault { rip: 0x1001 })
+        );
+        handle_exit(
+            &VmExit::UndefinedInstruction { name: "VMRUN" },
+            &mut v,
+            &mut p,
+            &mut pol,
+        );
+        handle_exit(&VmExit::Hypercall { len: 3 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.injected, [Event::UD, Event::UD]);
+        assert_eq!(v.rip, 0x1001, "#UD leaves RIP on the instruction");
+        handle_exit(&VmExit::Wbinvd { len: 2 }, &mut v, &mut p, &mut pol);
+        handle_exit(&VmExit::Invd { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.rip, 0x1005);
+    }
+
+    #[test]
+    fn cr_access_uses_the_decoded_register() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        v.gprs[Gpr::Rbx as usize] = 0x20;
+        let w = CrAccess {
+            cr: 4,
+            write: true,
+            gpr: Some(Gpr::Rbx),
+            len: 3,
+        };
+        handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
+        assert_eq!(v.cr[4], 0x20);
+        let r = CrAccess {
+            cr: 0,
+            write: false,
+            gpr: Some(Gpr::R9),
+            len: 3,
+        };
+        handle_exit(&VmExit::CrAccess(r), &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[Gpr::R9 as usize], v.cr0);
+        let unknown = CrAccess {
+            cr: 0,
+            write: true,
+            gpr: None,
+            len: 3,
+        };
+        assert!(matches!(
+            handle_exit(&VmExit::CrAccess(unknown), &mut v, &mut p, &mut pol),
+            ExitAction::Stop(StopReason::Unhandled { .. })
+        ));
+    }
+
+    #[test]
+    fn exceptions_are_reflected_and_bad_state_stops() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        let e = VmExit::Exception {
+            vector: 14,
+            error_code: Some(2),
+            fault_address: Some(0xdead_b000),
+        };
+        handle_exit(&e, &mut v, &mut p, &mut pol);
+        assert_eq!(v.cr[2], 0xdead_b000);
+        assert_eq!(
+            v.injected,
+            [Event::Exception {
+                vector: 14,
+                error_code: Some(2)
+            }]
+        );
+        let a = handle_exit(
+            &VmExit::InvalidGuestState { detail: 7 },
+            &mut v,
+            &mut p,
+            &mut pol,
+        );
+        assert_eq!(
+            a,
+            ExitAction::Stop(StopReason::InvalidGuestState {
+                rip: 0x1000,
+                detail: 7
+            })
+        );
+        let npf = VmExit::NestedPageFault {
+            gpa: 0xfee0_0000,
+            access: crate::exit::AccessKind::Write,
+            present: false,
+        };
+        assert!(matches!(
+            handle_exit(&npf, &mut v, &mut p, &mut pol),
+            ExitAction::Stop(StopReason::Unhandled {
+                info: 0xfee0_0000,
+                ..
+            })
+        ));
+        assert_eq!(
+            handle_exit(&VmExit::ExternalInterrupt, &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+    }
+
+    const RFLAGS_DF: u64 = 1 << 10;
+}

@@ -1,0 +1,140 @@
+//! The arch-neutral VM exit and everything that handles one.
+//!
+//! Backends decode their hardware exit information into a [`VmExit`]; the
+//! [`handle_exit`] function turns it into effects on the vCPU state and the
+//! platform and tells the run loop what to do next with an [`ExitAction`].
+
+mod cpuid;
+mod handler;
+mod io;
+mod msr;
+mod stop;
+
+pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
+pub use handler::{handle_exit, Platform, VmPolicy};
+pub use msr::{MsrOutcome, MsrPolicy};
+pub use stop::StopReason;
+
+/// Direction of a port I/O access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDirection {
+    /// IN / INS: device to CPU.
+    In,
+    /// OUT / OUTS: CPU to device.
+    Out,
+}
+
+/// Extra facts of a string I/O instruction (INS / OUTS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StringIo {
+    /// A REP prefix is present: the count is in rCX.
+    pub rep: bool,
+    /// Address size in bytes (2, 4 or 8), when the hardware reported it.
+    pub address_size: Option<u8>,
+}
+
+/// A port I/O exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoExit {
+    pub port: u16,
+    /// Access width in bytes: 1, 2 or 4.
+    pub size: u8,
+    pub direction: IoDirection,
+    pub string: Option<StringIo>,
+    /// Length of the I/O instruction.
+    pub len: u8,
+}
+
+/// What a guest access that faulted in the nested page tables tried to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    Read,
+    Write,
+    Execute,
+}
+
+/// A control-register access the backend intercepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrAccess {
+    pub cr: u8,
+    pub write: bool,
+    /// The general-purpose register operand, when the hardware decoded it
+    /// (decode assists on SVM, always on VMX).
+    pub gpr: Option<crate::Gpr>,
+    pub len: u8,
+}
+
+/// Why the guest stopped running, in terms that do not depend on VMX or SVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmExit {
+    /// IN, OUT, INS or OUTS to a port the I/O permission map intercepts.
+    Io(IoExit),
+    /// A guest-physical access with no (or not enough) nested-paging permission.
+    NestedPageFault {
+        gpa: u64,
+        access: AccessKind,
+        /// The GPA had a mapping (a permission fault, not a missing page).
+        present: bool,
+    },
+    Cpuid {
+        len: u8,
+    },
+    Rdmsr {
+        len: u8,
+    },
+    Wrmsr {
+        len: u8,
+    },
+    Hlt {
+        len: u8,
+    },
+    CrAccess(CrAccess),
+    Invd {
+        len: u8,
+    },
+    Wbinvd {
+        len: u8,
+    },
+    /// VMMCALL (SVM) or VMCALL (VMX).
+    Hypercall {
+        len: u8,
+    },
+    /// An instruction the guest's CPUID says does not exist (VMX/SVM
+    /// instructions, MONITOR/MWAIT): the guest gets #UD.
+    UndefinedInstruction {
+        name: &'static str,
+    },
+    /// Shutdown: a triple fault, or a fault while delivering a double fault.
+    Shutdown,
+    /// A physical interrupt arrived for the host while the guest ran.
+    ExternalInterrupt,
+    /// The guest can now take an interrupt (the interrupt window Keel asked for is open).
+    InterruptWindow,
+    /// An intercepted exception.
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+        fault_address: Option<u64>,
+    },
+    /// The hardware refused to enter the guest (SVM VMEXIT_INVALID, VMX failed entry).
+    InvalidGuestState {
+        detail: u64,
+    },
+    /// An exit Keel does not handle; `code` is the backend's raw exit code.
+    Unknown {
+        code: u64,
+        info1: u64,
+        info2: u64,
+    },
+}
+
+/// What the run loop does after an exit was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitAction {
+    /// Enter the guest again.
+    Resume,
+    /// The vCPU executed HLT: resume once an interrupt is due.
+    Halt,
+    /// The VM cannot continue.
+    Stop(StopReason),
+}

@@ -1,0 +1,60 @@
+//! Why a VM stopped, and the exit status Keel reports for it (docs/ARCHITECTURE.md).
+
+use core::fmt;
+
+/// The reason a VM stopped running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest wrote `status` to the debug-exit port.
+    DebugExit { status: u32 },
+    /// HLT with no interrupt that could ever wake the vCPU.
+    HaltedForever { rip: u64, interrupts_enabled: bool },
+    /// The guest triple-faulted (shutdown).
+    TripleFault { rip: u64 },
+    /// The hardware refused to run the guest state.
+    InvalidGuestState { rip: u64, detail: u64 },
+    /// An exit Keel cannot handle (yet), with enough context to find out why.
+    Unhandled {
+        what: &'static str,
+        rip: u64,
+        info: u64,
+    },
+}
+
+impl StopReason {
+    /// The status Keel reports for this stop; see the table in docs/ARCHITECTURE.md.
+    pub fn exit_status(&self) -> u8 {
+        match *self {
+            StopReason::DebugExit { status } => status.min(255) as u8,
+            StopReason::HaltedForever { .. } => 123,
+            StopReason::TripleFault { .. } => 125,
+            StopReason::InvalidGuestState { .. } | StopReason::Unhandled { .. } => 126,
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StopReason::DebugExit { status } => write!(f, "guest debug-exit with status {status}"),
+            StopReason::HaltedForever { rip, interrupts_enabled: false } => write!(
+                f,
+                "vCPU halted with interrupts disabled at RIP {rip:#x}; nothing can wake it"
+            ),
+            StopReason::HaltedForever { rip, interrupts_enabled: true } => write!(
+                f,
+                "vCPU halted at RIP {rip:#x} waiting for an interrupt, and no device of this VM can raise one"
+            ),
+            StopReason::TripleFault { rip } => {
+                write!(f, "triple fault (shutdown) at RIP {rip:#x}")
+            }
+            StopReason::InvalidGuestState { rip, detail } => write!(
+                f,
+                "the CPU refused to enter the guest (invalid guest state, detail {detail:#x}) at RIP {rip:#x}"
+            ),
+            StopReason::Unhandled { what, rip, info } => {
+                write!(f, "{what} at RIP {rip:#x} (info {info:#x}) is not supported")
+            }
+        }
+    }
+}

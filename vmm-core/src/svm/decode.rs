@@ -1,0 +1,395 @@
+//! Decoding an SVM #VMEXIT (the VMCB's EXITCODE, EXITINFO1/2) into a [`VmExit`].
+//!
+//! Pure: it reads a [`Vmcb`] and nothing else, so every exit type is tested
+//! with fake VMCB contents. Without the NRIP-save feature (QEMU TCG has none)
+//! the length of an intercepted instruction is its architectural length
+//! without prefixes; IOIO exits always report the next RIP in EXITINFO2.
+
+use super::exit_code::SvmExitCode as Code;
+use super::vmcb::{control, save, Vmcb};
+use crate::exit::{AccessKind, CrAccess, IoDirection, IoExit, StringIo, VmExit};
+use crate::Gpr;
+
+// IOIO EXITINFO1 (APM Vol 2, 15.10.2, Figure 15-2).
+const IOIO_TYPE_IN: u64 = 1 << 0;
+const IOIO_STR: u64 = 1 << 2;
+const IOIO_REP: u64 = 1 << 3;
+const IOIO_SZ8: u64 = 1 << 4;
+const IOIO_SZ16: u64 = 1 << 5;
+const IOIO_SZ32: u64 = 1 << 6;
+const IOIO_A16: u64 = 1 << 7;
+const IOIO_A32: u64 = 1 << 8;
+const IOIO_A64: u64 = 1 << 9;
+// Nested page fault EXITINFO1 (APM Vol 2, 15.25.6): a #PF-style error code.
+const NPF_PRESENT: u64 = 1 << 0;
+const NPF_WRITE: u64 = 1 << 1;
+const NPF_FETCH: u64 = 1 << 4;
+/// CR-access EXITINFO1 bit 63: the GPR number in bits 3:0 is valid (decode assists).
+const CR_DECODE_VALID: u64 = 1 << 63;
+/// Exceptions that push an error code (SDM Vol 3A 6.15; APM Vol 2 8.2).
+const ERROR_CODE_VECTORS: &[u8] = &[8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
+const PAGE_FAULT: u8 = 14;
+
+/// Decodes the exit recorded in `vmcb`. `nrip_save` says whether the CPU fills
+/// the NRIP field (CPUID Fn8000_000A EDX[3]).
+pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
+    let code = vmcb.read_u64(control::EXITCODE);
+    let info1 = vmcb.read_u64(control::EXITINFO1);
+    let info2 = vmcb.read_u64(control::EXITINFO2);
+    let rip = vmcb.read_u64(save::RIP);
+    let len = |default: u8| -> u8 {
+        let nrip = vmcb.read_u64(control::NRIP);
+        match nrip.wrapping_sub(rip) {
+            n @ 1..=15 if nrip_save => n as u8,
+            _ => default,
+        }
+    };
+    // QEMU reports VMEXIT_INVALID as a 32-bit -1, Bochs as a 64-bit -1.
+    if code as u32 == u32::MAX {
+        return VmExit::InvalidGuestState { detail: info1 };
+    }
+    match code {
+        0x00..=0x1f => VmExit::CrAccess(CrAccess {
+            cr: (code & 0xf) as u8,
+            write: code >= Code::CrWrite0 as u64,
+            gpr: (info1 & CR_DECODE_VALID != 0)
+                .then(|| Gpr::from_index((info1 & 0xf) as u8))
+                .flatten(),
+            len: len(3),
+        }),
+        0x40..=0x5f => {
+            let vector = (code - Code::Exception0 as u64) as u8;
+            VmExit::Exception {
+                vector,
+                error_code: ERROR_CODE_VECTORS.contains(&vector).then_some(info1 as u32),
+                fault_address: (vector == PAGE_FAULT).then_some(info2),
+            }
+        }
+        c if c == Code::Intr as u64
+            || c == Code::Nmi as u64
+            || c == Code::Smi as u64
+            || c == Code::Init as u64 =>
+        {
+            VmExit::ExternalInterrupt
+        }
+        c if c == Code::Vintr as u64 => VmExit::InterruptWindow,
+        c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len(2) },
+        c if c == Code::Invd as u64 => VmExit::Invd { len: len(2) },
+        c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len(2) },
+        c if c == Code::Hlt as u64 => VmExit::Hlt { len: len(1) },
+        c if c == Code::Msr as u64 => {
+            if info1 & 1 == 0 {
+                VmExit::Rdmsr { len: len(2) }
+            } else {
+                VmExit::Wrmsr { len: len(2) }
+            }
+        }
+        c if c == Code::Ioio as u64 => decode_ioio(info1, info2.wrapping_sub(rip)),
+        c if c == Code::Shutdown as u64 => VmExit::Shutdown,
+        c if c == Code::Vmmcall as u64 => VmExit::Hypercall { len: len(3) },
+        c if c == Code::Npf as u64 => VmExit::NestedPageFault {
+            gpa: info2,
+            access: if info1 & NPF_FETCH != 0 {
+                AccessKind::Execute
+            } else if info1 & NPF_WRITE != 0 {
+                AccessKind::Write
+            } else {
+                AccessKind::Read
+            },
+            present: info1 & NPF_PRESENT != 0,
+        },
+        c => match undefined_instruction(c) {
+            Some(name) => VmExit::UndefinedInstruction { name },
+            None => VmExit::Unknown { code, info1, info2 },
+        },
+    }
+}
+
+/// SVM instructions and MONITOR/MWAIT, which Keel's CPUID says do not exist.
+fn undefined_instruction(code: u64) -> Option<&'static str> {
+    Some(match code {
+        c if c == Code::Vmrun as u64 => "VMRUN",
+        c if c == Code::Vmload as u64 => "VMLOAD",
+        c if c == Code::Vmsave as u64 => "VMSAVE",
+        c if c == Code::Stgi as u64 => "STGI",
+        c if c == Code::Clgi as u64 => "CLGI",
+        c if c == Code::Skinit as u64 => "SKINIT",
+        c if c == Code::Invlpga as u64 => "INVLPGA",
+        c if c == Code::Monitor as u64 => "MONITOR",
+        c if c == Code::Mwait as u64 || c == Code::MwaitConditional as u64 => "MWAIT",
+        _ => return None,
+    })
+}
+
+fn decode_ioio(info1: u64, len: u64) -> VmExit {
+    let size = if info1 & IOIO_SZ32 != 0 {
+        4
+    } else if info1 & IOIO_SZ16 != 0 {
+        2
+    } else if info1 & IOIO_SZ8 != 0 {
+        1
+    } else {
+        0
+    };
+    let address_size = if info1 & IOIO_A64 != 0 {
+        Some(8)
+    } else if info1 & IOIO_A32 != 0 {
+        Some(4)
+    } else if info1 & IOIO_A16 != 0 {
+        Some(2)
+    } else {
+        None
+    };
+    VmExit::Io(IoExit {
+        port: (info1 >> 16) as u16,
+        size,
+        direction: if info1 & IOIO_TYPE_IN != 0 {
+            IoDirection::In
+        } else {
+            IoDirection::Out
+        },
+        string: (info1 & IOIO_STR != 0).then_some(StringIo {
+            rep: info1 & IOIO_REP != 0,
+            address_size,
+        }),
+        // EXITINFO2 holds the next RIP; an instruction is 1 to 15 bytes.
+        len: len.clamp(1, 15) as u8,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmcb(code: u64, info1: u64, info2: u64) -> Vmcb {
+        let mut v = Vmcb::default();
+        v.write_u64(control::EXITCODE, code);
+        v.write_u64(control::EXITINFO1, info1);
+        v.write_u64(control::EXITINFO2, info2);
+        v.write_u64(save::RIP, 0x7c00);
+        v
+    }
+
+    #[test]
+    fn ioio() {
+        // OUT DX, AL to 0x3F8: EXITINFO2 is the next RIP.
+        let e = decode_exit(&vmcb(0x7b, (0x3f8 << 16) | IOIO_SZ8, 0x7c01), false);
+        assert_eq!(
+            e,
+            VmExit::Io(IoExit {
+                port: 0x3f8,
+                size: 1,
+                direction: IoDirection::Out,
+                string: None,
+                len: 1
+            })
+        );
+        // IN EAX, imm8 from 0xF4.
+        let e = decode_exit(
+            &vmcb(0x7b, (0xf4 << 16) | IOIO_SZ32 | IOIO_TYPE_IN, 0x7c02),
+            false,
+        );
+        assert_eq!(
+            e,
+            VmExit::Io(IoExit {
+                port: 0xf4,
+                size: 4,
+                direction: IoDirection::In,
+                string: None,
+                len: 2
+            })
+        );
+        // REP INSW with 32-bit addressing.
+        let e = decode_exit(
+            &vmcb(
+                0x7b,
+                (0x1f0 << 16) | IOIO_SZ16 | IOIO_TYPE_IN | IOIO_STR | IOIO_REP | IOIO_A32,
+                0x7c02,
+            ),
+            false,
+        );
+        assert_eq!(
+            e,
+            VmExit::Io(IoExit {
+                port: 0x1f0,
+                size: 2,
+                direction: IoDirection::In,
+                string: Some(StringIo {
+                    rep: true,
+                    address_size: Some(4)
+                }),
+                len: 2
+            })
+        );
+        // OUTSB without address-size bits (as QEMU TCG may report).
+        let e = decode_exit(
+            &vmcb(0x7b, (0x3f8 << 16) | IOIO_SZ8 | IOIO_STR, 0x7c01),
+            false,
+        );
+        assert!(matches!(
+            e,
+            VmExit::Io(IoExit {
+                string: Some(StringIo {
+                    rep: false,
+                    address_size: None
+                }),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn npf_access_kinds() {
+        let npf = |info1| decode_exit(&vmcb(0x400, info1, 0xfee0_0030), false);
+        assert_eq!(
+            npf(1 << 32),
+            VmExit::NestedPageFault {
+                gpa: 0xfee0_0030,
+                access: AccessKind::Read,
+                present: false
+            }
+        );
+        assert_eq!(
+            npf((1 << 32) | 2),
+            VmExit::NestedPageFault {
+                gpa: 0xfee0_0030,
+                access: AccessKind::Write,
+                present: false
+            }
+        );
+        assert_eq!(
+            npf((1 << 32) | 0x11),
+            VmExit::NestedPageFault {
+                gpa: 0xfee0_0030,
+                access: AccessKind::Execute,
+                present: true
+            }
+        );
+    }
+
+    #[test]
+    fn instruction_exits_and_lengths() {
+        assert_eq!(
+            decode_exit(&vmcb(0x72, 0, 0), false),
+            VmExit::Cpuid { len: 2 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x7c, 0, 0), false),
+            VmExit::Rdmsr { len: 2 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x7c, 1, 0), false),
+            VmExit::Wrmsr { len: 2 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x78, 0, 0), false),
+            VmExit::Hlt { len: 1 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x76, 0, 0), false),
+            VmExit::Invd { len: 2 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x89, 0, 0), false),
+            VmExit::Wbinvd { len: 2 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x81, 0, 0), false),
+            VmExit::Hypercall { len: 3 }
+        );
+        // With NRIP save, the length comes from NRIP (a prefixed CPUID is 3 bytes).
+        let mut v = vmcb(0x72, 0, 0);
+        v.write_u64(control::NRIP, 0x7c03);
+        assert_eq!(decode_exit(&v, true), VmExit::Cpuid { len: 3 });
+        assert_eq!(
+            decode_exit(&v, false),
+            VmExit::Cpuid { len: 2 },
+            "NRIP ignored without the feature"
+        );
+        v.write_u64(control::NRIP, 0);
+        assert_eq!(
+            decode_exit(&v, true),
+            VmExit::Cpuid { len: 2 },
+            "a zero NRIP is not trusted"
+        );
+    }
+
+    #[test]
+    fn cr_access_with_and_without_decode_assists() {
+        assert_eq!(
+            decode_exit(&vmcb(0x14, CR_DECODE_VALID | 3, 0), false),
+            VmExit::CrAccess(CrAccess {
+                cr: 4,
+                write: true,
+                gpr: Some(Gpr::Rbx),
+                len: 3
+            })
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x00, 0, 0), false),
+            VmExit::CrAccess(CrAccess {
+                cr: 0,
+                write: false,
+                gpr: None,
+                len: 3
+            })
+        );
+    }
+
+    #[test]
+    fn events_and_failures() {
+        assert_eq!(decode_exit(&vmcb(0x7f, 0, 0), false), VmExit::Shutdown);
+        assert_eq!(
+            decode_exit(&vmcb(0x60, 0, 0), false),
+            VmExit::ExternalInterrupt
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x61, 0, 0), false),
+            VmExit::ExternalInterrupt
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x64, 0, 0), false),
+            VmExit::InterruptWindow
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0xffff_ffff, 0, 0), false),
+            VmExit::InvalidGuestState { detail: 0 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(u64::MAX, 0, 0), false),
+            VmExit::InvalidGuestState { detail: 0 }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x4e, 0x2, 0xdead_b000), false),
+            VmExit::Exception {
+                vector: 14,
+                error_code: Some(2),
+                fault_address: Some(0xdead_b000)
+            }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x46, 0x1234, 0), false),
+            VmExit::Exception {
+                vector: 6,
+                error_code: None,
+                fault_address: None
+            }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x80, 0, 0), false),
+            VmExit::UndefinedInstruction { name: "VMRUN" }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x8b, 0, 0), false),
+            VmExit::UndefinedInstruction { name: "MWAIT" }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x6e, 5, 6), false),
+            VmExit::Unknown {
+                code: 0x6e,
+                info1: 5,
+                info2: 6
+            }
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! The SVM instructions: the only code in vmm-core that touches the CPU.
+//!
+//! `run` brackets VMRUN with VMSAVE/VMLOAD (APM Vol 2, 15.5.2): VMRUN itself
+//! switches only part of the state, so the host's FS/GS/TR/LDTR, KernelGsBase
+//! and SYSCALL/SYSENTER MSRs are saved to a host save page and the guest's are
+//! loaded from its VMCB, and the reverse after #VMEXIT. GIF is clear for the
+//! whole sequence; Keel runs with RFLAGS.IF clear, so no host interrupt is
+//! taken in between (and there is no STI right before VMRUN, which QEMU TCG
+//! would carry into the guest as an interrupt shadow).
+
+use super::vcpu::{GuestGprs, SvmVcpu, EFER_SVME};
+use crate::exit::VmExit;
+
+const MSR_EFER: u32 = 0xc000_0080;
+/// VM_HSAVE_PA: where VMRUN saves host state (APM Vol 2, 15.30.4).
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+
+core::arch::global_asm!(
+    ".pushsection .text.keel_svm_run, \"ax\"",
+    ".global keel_svm_run",
+    "keel_svm_run:",
+    // rdi = VMCB PA, rsi = host save page PA, rdx = *mut GuestGprs
+    "push rbp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "clgi",
+    "mov rax, rsi",
+    "vmsave rax",
+    "mov rax, [rsp]",
+    "vmload rax",
+    "mov rax, [rsp + 16]",
+    "mov rbx, [rax + 0]",
+    "mov rcx, [rax + 8]",
+    "mov rdx, [rax + 16]",
+    "mov rsi, [rax + 24]",
+    "mov rdi, [rax + 32]",
+    "mov rbp, [rax + 40]",
+    "mov r8, [rax + 48]",
+    "mov r9, [rax + 56]",
+    "mov r10, [rax + 64]",
+    "mov r11, [rax + 72]",
+    "mov r12, [rax + 80]",
+    "mov r13, [rax + 88]",
+    "mov r14, [rax + 96]",
+    "mov r15, [rax + 104]",
+    "mov rax, [rsp]",
+    "vmrun rax",
+    // #VMEXIT: RSP and RAX are the host's again.
+    "mov rax, [rsp + 16]",
+    "mov [rax + 0], rbx",
+    "mov [rax + 8], rcx",
+    "mov [rax + 16], rdx",
+    "mov [rax + 24], rsi",
+    "mov [rax + 32], rdi",
+    "mov [rax + 40], rbp",
+    "mov [rax + 48], r8",
+    "mov [rax + 56], r9",
+    "mov [rax + 64], r10",
+    "mov [rax + 72], r11",
+    "mov [rax + 80], r12",
+    "mov [rax + 88], r13",
+    "mov [rax + 96], r14",
+    "mov [rax + 104], r15",
+    "mov rax, [rsp]",
+    "vmsave rax",
+    "mov rax, [rsp + 8]",
+    "vmload rax",
+    "stgi",
+    "add rsp, 24",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "ret",
+    ".popsection",
+);
+
+extern "C" {
+    fn keel_svm_run(vmcb_pa: u64, host_save_pa: u64, gprs: *mut GuestGprs);
+}
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads an architectural MSR that exists on every CPU with SVM;
+    // callers only run after SVM was detected.
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// # Safety
+/// `value` must be valid for `msr` and must not break the invariants Keel relies on.
+unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller guarantees the value is valid for this MSR.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    };
+}
+
+/// Turns SVM on for this CPU: EFER.SVME and the host save area.
+///
+/// # Safety
+/// The CPU must support SVM with SVMDIS clear (checked by the caller), and
+/// `hsave_pa` must be a 4 KiB page that nothing else uses for as long as SVM
+/// is on.
+pub unsafe fn enable(hsave_pa: u64) {
+    // SAFETY: guaranteed by this function's contract.
+    unsafe {
+        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+        wrmsr(MSR_VM_HSAVE_PA, hsave_pa);
+    }
+}
+
+/// Runs the guest until the next #VMEXIT and decodes it.
+///
+/// # Safety
+/// [`enable`] must have run on this CPU, and the VMCB's IOPM, MSRPM and
+/// nested page table addresses must point at structures that stay alive and
+/// map only memory that belongs to this guest.
+pub unsafe fn run(vcpu: &mut SvmVcpu) -> VmExit {
+    // SAFETY: the VMCB and host save page are owned by `vcpu` and page-aligned
+    // (Box<Vmcb>), their physical addresses were computed at construction, and
+    // the caller guarantees the rest of this function's contract.
+    unsafe { keel_svm_run(vcpu.vmcb_pa, vcpu.host_save_pa, &mut vcpu.gprs) };
+    vcpu.after_exit();
+    vcpu.exit()
+}

@@ -1,0 +1,16 @@
+//! The AMD SVM backend (AMD64 APM Vol 2, chapter 15).
+
+mod decode;
+mod exit_code;
+pub mod hw;
+mod intercepts;
+mod permission_maps;
+mod vcpu;
+pub mod vmcb;
+
+pub use decode::decode_exit;
+pub use exit_code::SvmExitCode;
+pub use intercepts::{InterceptMisc1, InterceptMisc2};
+pub use permission_maps::{IoPermissionMap, MsrPermissionMap};
+pub use vcpu::{GuestGprs, SvmVcpu, SvmVcpuConfig};
+pub use vmcb::Vmcb;

@@ -1,0 +1,474 @@
+//! One SVM vCPU: its VMCB, the host state save page and the guest GPRs that
+//! the VMCB does not hold.
+
+use alloc::boxed::Box;
+
+use super::decode::decode_exit;
+use super::intercepts::{InterceptMisc1, InterceptMisc2};
+use super::vmcb::{control, save, Vmcb};
+use crate::exit::VmExit;
+use crate::vcpu::{Event, Gpr, SegReg, Segment, VcpuState};
+
+/// Guest GPRs that VMRUN does not save: everything but RAX and RSP, which live
+/// in the VMCB. The field order is the layout `hw::run` loads and stores.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestGprs {
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// What a vCPU is set up with.
+#[derive(Debug, Clone, Copy)]
+pub struct SvmVcpuConfig {
+    pub vcpu_id: u32,
+    /// Address-space ID for the guest's TLB entries; never 0 (the host's).
+    pub asid: u32,
+    /// Host-physical address of the I/O permission map.
+    pub iopm_pa: u64,
+    /// Host-physical address of the MSR permission map.
+    pub msrpm_pa: u64,
+    /// Host-physical address of the nested page table root.
+    pub ncr3: u64,
+    /// The CPU fills NRIP on instruction intercepts (CPUID Fn8000_000A EDX[3]).
+    pub nrip_save: bool,
+    /// Processor signature (CPUID 1 EAX) that RESET leaves in EDX.
+    pub cpu_signature: u32,
+}
+
+/// EFER.SVME: must be set in the guest's EFER for VMRUN (APM Vol 2, 15.5.1).
+pub(crate) const EFER_SVME: u64 = 1 << 12;
+const V_INTR_MASKING: u64 = 1 << 24;
+// EVENTINJ (APM Vol 2, 15.20).
+const EVENTINJ_VALID: u64 = 1 << 31;
+const EVENTINJ_EV: u64 = 1 << 11;
+const EVENTINJ_TYPE_INTR: u64 = 0 << 8;
+const EVENTINJ_TYPE_NMI: u64 = 2 << 8;
+const EVENTINJ_TYPE_EXCEPTION: u64 = 3 << 8;
+/// TLB_CONTROL: flush this guest's TLB entries on the next VMRUN.
+const TLB_FLUSH_ALL: u8 = 1;
+
+/// An SVM virtual CPU.
+pub struct SvmVcpu {
+    pub(crate) vmcb: Box<Vmcb>,
+    /// Owns the page whose address `host_save_pa` is; only the CPU reads it.
+    #[allow(dead_code)]
+    host_save: Box<Vmcb>,
+    pub(crate) gprs: GuestGprs,
+    pub(crate) vmcb_pa: u64,
+    pub(crate) host_save_pa: u64,
+    config: SvmVcpuConfig,
+}
+
+impl SvmVcpu {
+    /// A vCPU in the architectural RESET state. `phys` translates a Keel
+    /// virtual address to a host-physical one (identity in Keel).
+    pub fn new(config: SvmVcpuConfig, phys: impl Fn(usize) -> u64) -> Self {
+        let vmcb = Box::<Vmcb>::default();
+        let host_save = Box::<Vmcb>::default();
+        let vmcb_pa = phys(&*vmcb as *const Vmcb as usize);
+        let host_save_pa = phys(&*host_save as *const Vmcb as usize);
+        let mut v = SvmVcpu {
+            vmcb,
+            host_save,
+            gprs: GuestGprs::default(),
+            vmcb_pa,
+            host_save_pa,
+            config,
+        };
+        v.setup_control();
+        v.reset();
+        v
+    }
+
+    fn setup_control(&mut self) {
+        let c = &self.config;
+        let misc1 = InterceptMisc1::INTR
+            | InterceptMisc1::NMI
+            | InterceptMisc1::CPUID
+            | InterceptMisc1::INVD
+            | InterceptMisc1::HLT
+            | InterceptMisc1::INVLPGA
+            | InterceptMisc1::IOIO_PROT
+            | InterceptMisc1::MSR_PROT
+            | InterceptMisc1::SHUTDOWN;
+        let misc2 = InterceptMisc2::VMRUN
+            | InterceptMisc2::VMMCALL
+            | InterceptMisc2::VMLOAD
+            | InterceptMisc2::VMSAVE
+            | InterceptMisc2::STGI
+            | InterceptMisc2::CLGI
+            | InterceptMisc2::SKINIT
+            | InterceptMisc2::WBINVD
+            | InterceptMisc2::MONITOR
+            | InterceptMisc2::MWAIT
+            | InterceptMisc2::MWAIT_CONDITIONAL;
+        let v = &mut self.vmcb;
+        v.write_u32(control::INTERCEPT_MISC1, misc1.bits());
+        v.write_u32(control::INTERCEPT_MISC2, misc2.bits());
+        v.write_u64(control::IOPM_BASE_PA, c.iopm_pa);
+        v.write_u64(control::MSRPM_BASE_PA, c.msrpm_pa);
+        v.write_u32(control::GUEST_ASID, c.asid.max(1));
+        v.write_u64(control::NP_ENABLE, 1);
+        v.write_u64(control::N_CR3, c.ncr3);
+        // Physical interrupts stay the host's business while the guest runs.
+        v.write_u64(control::VINTR, V_INTR_MASKING);
+        v.write_u8(control::TLB_CONTROL, TLB_FLUSH_ALL);
+    }
+
+    /// Loads the RESET state (APM Vol 2, 14.1.3, Table 14-1): real mode at
+    /// F000:FFF0 with CS.base = FFFF0000.
+    pub fn reset(&mut self) {
+        let v = &mut self.vmcb;
+        let data = Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xffff,
+            attrs: 0x93,
+        };
+        for off in [save::ES, save::SS, save::DS, save::FS, save::GS] {
+            v.set_segment(off, data);
+        }
+        v.set_segment(
+            save::CS,
+            Segment {
+                selector: 0xf000,
+                base: 0xffff_0000,
+                limit: 0xffff,
+                attrs: 0x9b,
+            },
+        );
+        v.set_segment(
+            save::GDTR,
+            Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xffff,
+                attrs: 0,
+            },
+        );
+        v.set_segment(
+            save::IDTR,
+            Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xffff,
+                attrs: 0,
+            },
+        );
+        v.set_segment(
+            save::LDTR,
+            Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xffff,
+                attrs: 0x82,
+            },
+        );
+        v.set_segment(
+            save::TR,
+            Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xffff,
+                attrs: 0x8b,
+            },
+        );
+        v.write_u8(save::CPL, 0);
+        v.write_u64(save::EFER, EFER_SVME);
+        v.write_u64(save::CR0, 0x6000_0010);
+        v.write_u64(save::CR2, 0);
+        v.write_u64(save::CR3, 0);
+        v.write_u64(save::CR4, 0);
+        v.write_u64(save::DR6, 0xffff_0ff0);
+        v.write_u64(save::DR7, 0x400);
+        v.write_u64(save::RFLAGS, 2);
+        v.write_u64(save::RIP, 0xfff0);
+        v.write_u64(save::RSP, 0);
+        v.write_u64(save::RAX, 0);
+        v.write_u64(save::G_PAT, 0x0007_0406_0007_0406);
+        v.write_u64(control::EVENTINJ, 0);
+        v.write_u64(control::INTERRUPT_SHADOW, 0);
+        self.gprs = GuestGprs {
+            rdx: u64::from(self.config.cpu_signature),
+            ..Default::default()
+        };
+    }
+
+    /// The VMCB, for diagnostics.
+    pub fn vmcb(&self) -> &Vmcb {
+        &self.vmcb
+    }
+
+    /// Decodes the exit that the last VMRUN ended with.
+    pub fn exit(&self) -> VmExit {
+        decode_exit(&self.vmcb, self.config.nrip_save)
+    }
+
+    /// Flushes the guest's TLB entries on the next entry (after nested page table changes).
+    pub fn flush_tlb(&mut self) {
+        self.vmcb.write_u8(control::TLB_CONTROL, TLB_FLUSH_ALL);
+    }
+
+    /// Called after each #VMEXIT: a requested flush has happened.
+    pub(crate) fn after_exit(&mut self) {
+        self.vmcb.write_u8(control::TLB_CONTROL, 0);
+        // Keel never uses VMCB clean bits: every field is reloaded on VMRUN.
+        self.vmcb.write_u32(control::VMCB_CLEAN, 0);
+    }
+
+    /// Whether RFLAGS.IF is set.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.vmcb.read_u64(save::RFLAGS) & (1 << 9) != 0
+    }
+}
+
+fn seg_offset(seg: SegReg) -> usize {
+    match seg {
+        SegReg::Es => save::ES,
+        SegReg::Cs => save::CS,
+        SegReg::Ss => save::SS,
+        SegReg::Ds => save::DS,
+        SegReg::Fs => save::FS,
+        SegReg::Gs => save::GS,
+    }
+}
+
+impl VcpuState for SvmVcpu {
+    fn vcpu_id(&self) -> u32 {
+        self.config.vcpu_id
+    }
+
+    fn gpr(&self, reg: Gpr) -> u64 {
+        let g = &self.gprs;
+        match reg {
+            Gpr::Rax => self.vmcb.read_u64(save::RAX),
+            Gpr::Rsp => self.vmcb.read_u64(save::RSP),
+            Gpr::Rbx => g.rbx,
+            Gpr::Rcx => g.rcx,
+            Gpr::Rdx => g.rdx,
+            Gpr::Rsi => g.rsi,
+            Gpr::Rdi => g.rdi,
+            Gpr::Rbp => g.rbp,
+            Gpr::R8 => g.r8,
+            Gpr::R9 => g.r9,
+            Gpr::R10 => g.r10,
+            Gpr::R11 => g.r11,
+            Gpr::R12 => g.r12,
+            Gpr::R13 => g.r13,
+            Gpr::R14 => g.r14,
+            Gpr::R15 => g.r15,
+        }
+    }
+
+    fn set_gpr(&mut self, reg: Gpr, value: u64) {
+        let g = &mut self.gprs;
+        match reg {
+            Gpr::Rax => self.vmcb.write_u64(save::RAX, value),
+            Gpr::Rsp => self.vmcb.write_u64(save::RSP, value),
+            Gpr::Rbx => g.rbx = value,
+            Gpr::Rcx => g.rcx = value,
+            Gpr::Rdx => g.rdx = value,
+            Gpr::Rsi => g.rsi = value,
+            Gpr::Rdi => g.rdi = value,
+            Gpr::Rbp => g.rbp = value,
+            Gpr::R8 => g.r8 = value,
+            Gpr::R9 => g.r9 = value,
+            Gpr::R10 => g.r10 = value,
+            Gpr::R11 => g.r11 = value,
+            Gpr::R12 => g.r12 = value,
+            Gpr::R13 => g.r13 = value,
+            Gpr::R14 => g.r14 = value,
+            Gpr::R15 => g.r15 = value,
+        }
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcb.read_u64(save::RIP)
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.vmcb.write_u64(save::RIP, rip);
+    }
+    fn rflags(&self) -> u64 {
+        self.vmcb.read_u64(save::RFLAGS)
+    }
+    fn set_rflags(&mut self, rflags: u64) {
+        self.vmcb.write_u64(save::RFLAGS, rflags);
+    }
+    fn cr0(&self) -> u64 {
+        self.vmcb.read_u64(save::CR0)
+    }
+    fn cr3(&self) -> u64 {
+        self.vmcb.read_u64(save::CR3)
+    }
+    fn cr4(&self) -> u64 {
+        self.vmcb.read_u64(save::CR4)
+    }
+    fn set_cr(&mut self, cr: u8, value: u64) {
+        let off = match cr {
+            0 => save::CR0,
+            2 => save::CR2,
+            3 => save::CR3,
+            4 => save::CR4,
+            _ => return,
+        };
+        self.vmcb.write_u64(off, value);
+    }
+    fn efer(&self) -> u64 {
+        self.vmcb.read_u64(save::EFER) & !EFER_SVME
+    }
+    fn set_efer(&mut self, efer: u64) {
+        self.vmcb.write_u64(save::EFER, efer | EFER_SVME);
+    }
+    fn segment(&self, seg: SegReg) -> Segment {
+        self.vmcb.segment(seg_offset(seg))
+    }
+    fn cpl(&self) -> u8 {
+        self.vmcb.read_u8(save::CPL)
+    }
+    fn inject(&mut self, event: Event) {
+        let e = match event {
+            Event::Exception {
+                vector,
+                error_code: Some(code),
+            } => {
+                u64::from(vector) | EVENTINJ_TYPE_EXCEPTION | EVENTINJ_EV | (u64::from(code) << 32)
+            }
+            Event::Exception {
+                vector,
+                error_code: None,
+            } => u64::from(vector) | EVENTINJ_TYPE_EXCEPTION,
+            Event::ExternalInterrupt { vector } => u64::from(vector) | EVENTINJ_TYPE_INTR,
+            Event::Nmi => 2 | EVENTINJ_TYPE_NMI,
+        };
+        self.vmcb.write_u64(control::EVENTINJ, e | EVENTINJ_VALID);
+    }
+    fn clear_interrupt_shadow(&mut self) {
+        self.vmcb.write_u64(control::INTERRUPT_SHADOW, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vcpu::CpuMode;
+
+    fn vcpu() -> SvmVcpu {
+        let config = SvmVcpuConfig {
+            vcpu_id: 0,
+            asid: 1,
+            iopm_pa: 0x10_0000,
+            msrpm_pa: 0x10_3000,
+            ncr3: 0x20_0000,
+            nrip_save: false,
+            cpu_signature: 0x00a2_0f10,
+        };
+        SvmVcpu::new(config, |va| va as u64)
+    }
+
+    #[test]
+    fn reset_state_is_architectural() {
+        let v = vcpu();
+        assert_eq!(v.mode(), CpuMode::Real);
+        assert_eq!(v.rip(), 0xfff0);
+        let cs = v.segment(SegReg::Cs);
+        assert_eq!(
+            (cs.selector, cs.base, cs.limit),
+            (0xf000, 0xffff_0000, 0xffff)
+        );
+        assert_eq!(v.gpr(Gpr::Rdx), 0x00a2_0f10);
+        assert_eq!(v.efer(), 0, "SVME is hidden from the guest");
+        assert_eq!(v.vmcb.read_u64(save::EFER), EFER_SVME, "but VMRUN needs it");
+        assert_eq!(v.cr0(), 0x6000_0010);
+        assert_eq!(v.rflags(), 2);
+    }
+
+    #[test]
+    fn control_area_setup() {
+        let v = vcpu();
+        let m1 = InterceptMisc1::from_bits_retain(v.vmcb.read_u32(control::INTERCEPT_MISC1));
+        let m2 = InterceptMisc2::from_bits_retain(v.vmcb.read_u32(control::INTERCEPT_MISC2));
+        assert!(m1.contains(
+            InterceptMisc1::IOIO_PROT
+                | InterceptMisc1::MSR_PROT
+                | InterceptMisc1::SHUTDOWN
+                | InterceptMisc1::CPUID
+                | InterceptMisc1::HLT
+        ));
+        assert!(
+            m2.contains(InterceptMisc2::VMRUN),
+            "VMRUN fails unless VMRUN is intercepted"
+        );
+        assert_eq!(v.vmcb.read_u32(control::GUEST_ASID), 1);
+        assert_eq!(v.vmcb.read_u64(control::NP_ENABLE), 1);
+        assert_eq!(v.vmcb.read_u64(control::N_CR3), 0x20_0000);
+        assert_eq!(v.vmcb.read_u64(control::IOPM_BASE_PA), 0x10_0000);
+        assert_eq!(v.vmcb.read_u64(control::MSRPM_BASE_PA), 0x10_3000);
+        assert_eq!(v.vmcb_pa, &*v.vmcb as *const Vmcb as u64);
+    }
+
+    #[test]
+    fn asid_zero_is_never_used() {
+        let config = SvmVcpuConfig {
+            vcpu_id: 0,
+            asid: 0,
+            iopm_pa: 0,
+            msrpm_pa: 0,
+            ncr3: 0,
+            nrip_save: false,
+            cpu_signature: 0,
+        };
+        assert_eq!(
+            SvmVcpu::new(config, |va| va as u64)
+                .vmcb
+                .read_u32(control::GUEST_ASID),
+            1
+        );
+    }
+
+    #[test]
+    fn registers_round_trip() {
+        let mut v = vcpu();
+        for i in 0..16u8 {
+            let r = Gpr::from_index(i).unwrap();
+            v.set_gpr(r, 0x1000 + u64::from(i));
+        }
+        for i in 0..16u8 {
+            assert_eq!(v.gpr(Gpr::from_index(i).unwrap()), 0x1000 + u64::from(i));
+        }
+        assert_eq!(v.vmcb.read_u64(save::RAX), 0x1000);
+        assert_eq!(v.vmcb.read_u64(save::RSP), 0x1004);
+        v.set_efer(1 << 8);
+        assert_eq!(v.vmcb.read_u64(save::EFER), (1 << 8) | EFER_SVME);
+    }
+
+    #[test]
+    fn event_injection_encoding() {
+        let mut v = vcpu();
+        v.inject(Event::GP0);
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x0000_0000_8000_0b0d);
+        v.inject(Event::Exception {
+            vector: 14,
+            error_code: Some(2),
+        });
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x0000_0002_8000_0b0e);
+        v.inject(Event::UD);
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0306);
+        v.inject(Event::ExternalInterrupt { vector: 0x30 });
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0030);
+        v.inject(Event::Nmi);
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0202);
+    }
+}
