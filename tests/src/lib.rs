@@ -1,1 +1,224 @@
-//! Integration-test helpers.
+//! Integration-test helpers: boot a VM config's ISO through xtask's runner and
+//! judge the serial log against docs/ARCHITECTURE.md.
+//!
+//! `cargo xtask test` builds the ISOs and runs these tests with
+//! `KEEL_ARTIFACTS` set to the directory holding them. Without it the tests
+//! that boot Keel fail and say so; they never pass silently.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use xtask::iso::VmFile;
+use xtask::runner::{self, Backend, End, Outcome, RunOptions};
+use xtask::workspace::{self, ARTIFACTS_ENV};
+
+pub mod fake_keel;
+
+/// Seconds a boot may take before it counts as hung; `KEEL_TEST_TIMEOUT` overrides.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+
+/// The VM configs the tests boot: `tests/vms`.
+pub fn vms_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vms")
+}
+
+/// The directory `cargo xtask test` put the ISOs in.
+pub fn artifacts_dir() -> PathBuf {
+    match std::env::var_os(ARTIFACTS_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => panic!(
+            "{ARTIFACTS_ENV} is not set: these tests boot Keel under QEMU from the ISOs that \
+             cargo xtask builds. Run them with `cargo xtask test`."
+        ),
+    }
+}
+
+/// Run options for the tests: quiet, `KEEL_TEST_TIMEOUT` or 120 s.
+pub fn test_options(guest_mib: u32) -> RunOptions {
+    let secs = std::env::var("KEEL_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    RunOptions {
+        timeout: Duration::from_secs(secs),
+        live: false,
+        memory_mib: guest_mib.saturating_add(128).max(512),
+        ..RunOptions::default()
+    }
+}
+
+/// Boots `tests/vms/<stem>.cfg` from its ISO on the SVM backend.
+pub fn boot(stem: &str) -> (VmFile, Outcome) {
+    let artifacts = artifacts_dir();
+    let cfg = vms_dir().join(format!("{stem}.cfg"));
+    let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let iso = workspace::iso_path(&artifacts, &vm.config.name);
+    assert!(
+        iso.is_file(),
+        "{} does not exist: run `cargo xtask test`, which builds it from {}",
+        iso.display(),
+        cfg.display()
+    );
+    let outcome = runner::run_iso(&iso, Backend::Svm, &test_options(vm.config.memory_mib))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (vm, outcome)
+}
+
+/// Lines without trailing whitespace.
+fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
+    o.lines.iter().map(|l| l.trim_end())
+}
+
+fn fail(o: &Outcome, what: String) -> Result<(), String> {
+    Err(format!("{what}\n{}", o.report()))
+}
+
+/// Keel stopped `vm` once, with a stop line mentioning `reason`, and ended with
+/// `status`.
+pub fn check_stop(o: &Outcome, vm: &str, reason: &str, status: u8) -> Result<(), String> {
+    let prefix = format!("keel: VM '{vm}' stopped: ");
+    let stops: Vec<&str> = o.stop_lines().filter(|l| l.starts_with(&prefix)).collect();
+    match stops.as_slice() {
+        [line] if line.contains(reason) => {}
+        [line] => {
+            return fail(
+                o,
+                format!("the stop line '{line}' does not mention '{reason}'"),
+            )
+        }
+        [] => return fail(o, format!("no line starts with \"{prefix}\"")),
+        many => {
+            return fail(
+                o,
+                format!("VM '{vm}' stopped {} times: {many:?}", many.len()),
+            )
+        }
+    }
+    if o.end != End::Status(status) {
+        return fail(o, format!("expected Keel to exit with status {status}"));
+    }
+    Ok(())
+}
+
+/// The selftest guest's verdict: PASS lines, no FAIL, `N passed, 0 failed`
+/// with N >= `min_passed`, then a debug-exit with status 0.
+pub fn check_selftest(o: &Outcome, min_passed: u32) -> Result<(), String> {
+    let fails: Vec<&str> = lines(o)
+        .filter(|l| l.starts_with("[selftest] FAIL"))
+        .collect();
+    if !fails.is_empty() {
+        return fail(
+            o,
+            format!("the selftest guest reported failures: {fails:?}"),
+        );
+    }
+    if !lines(o).any(|l| l.starts_with("[selftest] PASS")) {
+        return fail(o, "no '[selftest] PASS' line".into());
+    }
+    let totals: Vec<(u32, u32)> = lines(o).filter_map(selftest_totals).collect();
+    match totals.as_slice() {
+        [(passed, 0)] if *passed >= min_passed => {}
+        [(passed, failed)] => {
+            return fail(
+                o,
+                format!(
+                    "the selftest guest reported {passed} passed, {failed} failed; expected at \
+                     least {min_passed} passed and 0 failed"
+                ),
+            )
+        }
+        [] => return fail(o, "no '[selftest] N passed, M failed' line".into()),
+        _ => return fail(o, format!("several totals lines: {totals:?}")),
+    }
+    check_stop(o, "selftest", "guest debug-exit with status 0", 0)?;
+    let exact = "keel: VM 'selftest' stopped: guest debug-exit with status 0";
+    if !lines(o).any(|l| l == exact) {
+        return fail(o, format!("no line is exactly '{exact}'"));
+    }
+    Ok(())
+}
+
+/// `(N, M)` from `[selftest] N passed, M failed`.
+fn selftest_totals(line: &str) -> Option<(u32, u32)> {
+    let rest = line.strip_prefix("[selftest] ")?;
+    let (passed, rest) = rest.split_once(" passed, ")?;
+    let failed = rest.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(log: &str, end: End) -> Outcome {
+        Outcome {
+            end,
+            lines: log.lines().map(String::from).collect(),
+            emulator_stderr: String::new(),
+            emulator_status: None,
+            elapsed: Duration::from_secs(1),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn selftest_log(pass: u32, fail: u32) -> String {
+        let mut s = String::from("keel: Keel 0.1 starting\n");
+        for i in 0..pass {
+            s.push_str(&format!("[selftest] PASS check {i}\r\n"));
+        }
+        for i in 0..fail {
+            s.push_str(&format!("[selftest] FAIL check {i}: expected 1, got 2\n"));
+        }
+        s.push_str(&format!("[selftest] {pass} passed, {fail} failed\n"));
+        s.push_str(&format!(
+            "keel: VM 'selftest' stopped: guest debug-exit with status {fail}\n"
+        ));
+        s.push_str(&format!("keel: exit status {fail}\n"));
+        s
+    }
+
+    #[test]
+    fn a_passing_selftest_log_passes() {
+        check_selftest(&outcome(&selftest_log(12, 0), End::Status(0)), 10).unwrap();
+    }
+
+    #[test]
+    fn selftest_failures_are_caught() {
+        let e = check_selftest(&outcome(&selftest_log(12, 1), End::Status(1)), 10).unwrap_err();
+        assert!(e.contains("reported failures"), "{e}");
+        let e = check_selftest(&outcome(&selftest_log(9, 0), End::Status(0)), 10).unwrap_err();
+        assert!(e.contains("9 passed, 0 failed"), "{e}");
+        let no_totals = selftest_log(12, 0).replace("12 passed, 0 failed", "done");
+        let e = check_selftest(&outcome(&no_totals, End::Status(0)), 10).unwrap_err();
+        assert!(e.contains("no '[selftest] N passed"), "{e}");
+        let e = check_selftest(&outcome(&selftest_log(12, 0), End::TimedOut), 10).unwrap_err();
+        assert!(e.contains("expected Keel to exit with status 0"), "{e}");
+        assert!(e.contains("timed out"), "{e}");
+        let e = check_selftest(&outcome("", End::NoFinalLine), 10).unwrap_err();
+        assert!(e.contains("no serial output at all"), "{e}");
+    }
+
+    #[test]
+    fn stop_lines_are_matched_by_vm_and_reason() {
+        let log = "keel: VM 'halt' stopped: guest halted with no interrupt that could wake it\n\
+                   keel: exit status 123\n";
+        check_stop(&outcome(log, End::Status(123)), "halt", "halted", 123).unwrap();
+        let e =
+            check_stop(&outcome(log, End::Status(123)), "halt", "triple fault", 123).unwrap_err();
+        assert!(e.contains("does not mention 'triple fault'"), "{e}");
+        let e = check_stop(&outcome(log, End::Status(125)), "halt", "halted", 123).unwrap_err();
+        assert!(e.contains("status 123"), "{e}");
+        let e = check_stop(&outcome(log, End::Status(123)), "other", "halted", 123).unwrap_err();
+        assert!(e.contains("no line starts with"), "{e}");
+    }
+
+    #[test]
+    fn totals_lines() {
+        assert_eq!(
+            selftest_totals("[selftest] 14 passed, 0 failed"),
+            Some((14, 0))
+        );
+        assert_eq!(selftest_totals("[selftest] x passed, 0 failed"), None);
+        assert_eq!(selftest_totals("[other] 1 passed, 0 failed"), None);
+    }
+}

@@ -87,6 +87,17 @@ pub fn resolve_image(
     ))
 }
 
+/// Refuses, before anything is built, an image that is neither a file next to
+/// the configuration nor a test guest name.
+pub fn check_images(vm: &VmFile) -> Result<(), String> {
+    for (key, value) in vm.config.images() {
+        if !TEST_GUESTS.contains(&value) {
+            resolve_image(vm, key, value, Path::new("/nonexistent"))?;
+        }
+    }
+    Ok(())
+}
+
 /// `s` as one word of a GRUB command line: bare when it only has safe
 /// characters, else in single quotes (which GRUB takes literally).
 fn grub_word(s: &str) -> Result<String, String> {
@@ -297,6 +308,12 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "selftest", &guests).unwrap_err();
         assert!(e.contains("cargo xtask build"), "{e}");
+        assert!(check_images(&v).is_ok());
+        let nope = vm(cfg.to_str().unwrap(), "name='v'\nfirmware='nope'");
+        assert_eq!(
+            check_images(&nope).unwrap_err(),
+            resolve_image(&nope, "firmware", "nope", &guests).unwrap_err()
+        );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(e.contains("selftest, halt, triple-fault"), "{e}");
         assert!(e.contains("firmware = \"nope\""), "{e}");

@@ -211,6 +211,7 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
         for w in vm.warning_lines() {
             eprintln!("xtask: {w}");
         }
+        iso::check_images(&vm)?;
         if let Some(other) = vms
             .iter()
             .find(|o: &&VmFile| o.config.name == vm.config.name)

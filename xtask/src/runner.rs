@@ -235,6 +235,36 @@ pub fn final_status(line: &str) -> Option<u8> {
         .ok()
 }
 
+/// A serial line as text: ANSI escape sequences (GRUB's screen handling on
+/// the same port) and control characters other than tab removed.
+pub fn clean_line(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte @..~.
+                Some('[') => {
+                    for f in chars.by_ref() {
+                        if ('@'..='~').contains(&f) {
+                            break;
+                        }
+                    }
+                }
+                // Character set designation: ESC ( B and the like.
+                Some('(' | ')' | '*' | '+') => {
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Why a run could not start.
 #[derive(Debug)]
 pub enum RunError {
@@ -292,7 +322,7 @@ pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunEr
                     while matches!(buf.last(), Some(b'\n' | b'\r')) {
                         buf.pop();
                     }
-                    if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                    if tx.send(clean_line(&String::from_utf8_lossy(&buf))).is_err() {
                         return;
                     }
                 }
@@ -389,6 +419,17 @@ mod tests {
         assert_eq!(final_status("keel: exit status "), None);
         assert_eq!(final_status("[vm] keel: exit status 3"), None);
         assert_eq!(final_status("keel: exit status 3 and more"), None);
+    }
+
+    #[test]
+    fn grub_escapes_and_carriage_returns_are_cleaned() {
+        assert_eq!(
+            clean_line("\u{1b}[H\u{1b}[J\u{1b}[1;1H  Booting `Keel'"),
+            "  Booting `Keel'"
+        );
+        assert_eq!(clean_line("\rkeel: exit status 0\r"), "keel: exit status 0");
+        assert_eq!(clean_line("a\tb\u{1b}"), "a\tb");
+        assert_eq!(clean_line("caf\u{e9} \u{1b}(B ok"), "caf\u{e9}  ok");
     }
 
     #[test]

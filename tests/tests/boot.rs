@@ -1,0 +1,28 @@
+//! Keel under QEMU TCG with SVM, one test per VM config in tests/vms; the
+//! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
+
+use keel_tests::{boot, check_selftest, check_stop};
+
+fn verdict(r: Result<(), String>) {
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn selftest_guest_passes_every_check() {
+    let (_, o) = boot("selftest");
+    verdict(check_selftest(&o, 10));
+}
+
+#[test]
+fn halt_guest_stops_with_123() {
+    let (vm, o) = boot("halt");
+    verdict(check_stop(&o, &vm.config.name, "halted", 123));
+}
+
+#[test]
+fn triple_fault_guest_stops_with_125() {
+    let (vm, o) = boot("triple-fault");
+    verdict(check_stop(&o, &vm.config.name, "triple fault", 125));
+}
