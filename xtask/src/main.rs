@@ -161,14 +161,14 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
     deps::ensure(deps::QEMU)?;
 
     step("host unit tests: cargo test");
-    cargo(&ws, &["test"])?;
+    cargo(&ws, &["test", "--no-fail-fast"])?;
 
     let vms = test_vm_files(&ws)?;
     build(&ws, &vms)?;
 
     step("integration tests: cargo test -p keel-tests");
     let status = Command::new(workspace::cargo())
-        .args(["test", "-p", "keel-tests"])
+        .args(["test", "--no-fail-fast", "-p", "keel-tests"])
         .env(ARTIFACTS_ENV, ws.artifacts_dir())
         .current_dir(&ws.root)
         .status()
