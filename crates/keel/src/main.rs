@@ -1,2 +1,153 @@
+//! Keel: a bare-metal, type-1 hypervisor (multiboot2 kernel).
+//!
+//! Boot order: serial console, GDT/TSS, IDT, heap, boot information, frame
+//! allocator, Keel's own page tables, CPU detection, then the VM from the
+//! configuration module, run to its end. See docs/ARCHITECTURE.md.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod cpu;
+mod memory;
+#[macro_use]
+mod serial;
+mod shutdown;
+mod vm;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use keel::frames::FrameAllocator;
+use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
+use shutdown::{finish, NO_VIRTUALIZATION_STATUS};
+
+/// The value GRUB leaves in EAX for a multiboot2 kernel (Multiboot2 spec 3.3).
+const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
+/// The command line of the boot module that holds the VM configuration.
+const CONFIG_MODULE: &str = "config";
+
+extern "C" {
+    static __keel_start: u8;
+    static __keel_end: u8;
+}
+
+fn keel_image() -> Range<u64> {
+    // Only the addresses of the linker-defined symbols are taken, never their contents.
+    (core::ptr::addr_of!(__keel_start) as u64)..(core::ptr::addr_of!(__keel_end) as u64)
+}
+
+#[no_mangle]
+extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
+    serial::init();
+    arch::gdt::init();
+    arch::idt::init();
+    memory::heap::init();
+    println!("keel: Keel {} starting", env!("CARGO_PKG_VERSION"));
+    if magic != MULTIBOOT2_MAGIC {
+        log::error!("not started by a multiboot2 loader (EAX = {magic:#x}); boot Keel with GRUB's multiboot2 command");
+        finish(NO_VIRTUALIZATION_STATUS);
+    }
+    // SAFETY: a multiboot2 loader left a valid boot information structure at
+    // this address, identity-mapped by the boot page tables; nothing writes it.
+    let boot_info = match unsafe { BootInformation::load(mbi_addr as *const BootInformationHeader) }
+    {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("the multiboot2 boot information is malformed: {e:?}");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+
+    // Everything Keel must never hand out: its image, the boot information, the modules.
+    let mut reserved: Vec<Range<u64>> = Vec::from([
+        keel_image(),
+        boot_info.start_address() as u64..boot_info.end_address() as u64,
+    ]);
+    let mut modules: Vec<(String, &'static [u8])> = Vec::new();
+    for m in boot_info.module_tags() {
+        let range = u64::from(m.start_address())..u64::from(m.end_address());
+        reserved.push(range.clone());
+        let name = String::from(m.cmdline().unwrap_or("").trim());
+        // SAFETY: the loader placed the module at this identity-mapped range,
+        // which is reserved above, so Keel never allocates or writes it.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                range.start as *const u8,
+                (range.end - range.start) as usize,
+            )
+        };
+        modules.push((name, bytes));
+    }
+    let available: Vec<Range<u64>> = match boot_info.memory_map_tag() {
+        Some(map) => map
+            .memory_areas()
+            .iter()
+            .filter(|a| a.typ() == MemoryAreaType::Available)
+            .map(|a| a.start_address()..a.end_address())
+            .collect(),
+        None => {
+            log::error!("the boot loader passed no memory map");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+    let top = available.iter().map(|r| r.end).max().unwrap_or(0);
+    let mut frames = FrameAllocator::new(available, &reserved);
+    if memory::paging::init(&mut frames, top).is_none() {
+        log::error!("no memory for Keel's page tables");
+        finish(NO_VIRTUALIZATION_STATUS);
+    }
+    log::info!(
+        "{} MiB of RAM free for guests, {} boot modules",
+        frames.free_bytes() >> 20,
+        modules.len()
+    );
+
+    let caps = match cpu::detect() {
+        Ok(caps) => caps,
+        Err(why) => {
+            log::error!("cannot run guests: {why}");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+
+    let Some(config_bytes) = modules
+        .iter()
+        .find(|(n, _)| n == CONFIG_MODULE)
+        .map(|m| m.1)
+    else {
+        log::error!("no VM configuration: GRUB must load one as a module named '{CONFIG_MODULE}' (module2 /boot/config {CONFIG_MODULE})");
+        finish(NO_VIRTUALIZATION_STATUS);
+    };
+    let parsed = match vm_config::parse_bytes(config_bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{}", e.in_file("VM configuration"));
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+    for w in &parsed.warnings {
+        log::warn!("{}", w.in_file("VM configuration"));
+    }
+    let config = parsed.config;
+    let images = vm::Images { modules };
+    match vm::run(&config, &images, &mut frames, caps, &reserved) {
+        Ok(stop) => {
+            println!("keel: VM '{}' stopped: {}", config.name, stop);
+            finish(stop.exit_status());
+        }
+        Err(e) => {
+            log::error!("VM '{}' could not start: {e}", config.name);
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    serial::break_lock_for_fatal_report();
+    println!("keel: FATAL: panic: {info}");
+    finish(shutdown::KEEL_FAULT_STATUS)
+}

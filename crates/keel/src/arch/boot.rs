@@ -1,0 +1,116 @@
+//! The multiboot2 header and the 32-bit entry point.
+//!
+//! GRUB enters `_start` in 32-bit protected mode with paging off, EAX holding
+//! the multiboot2 magic and EBX the physical address of the boot information
+//! (Multiboot2 spec 3.3). The code builds boot page tables that identity-map
+//! the first 4 GiB with 2 MiB pages, enables long mode and calls `keel_main`
+//! with (magic, boot information address). `arch::paging` then replaces these
+//! tables with ones sized from the memory map.
+
+core::arch::global_asm!(
+    r#"
+    .section .multiboot2_header, "a"
+    .balign 8
+mb2_header_start:
+    .long 0xe85250d6
+    .long 0
+    .long mb2_header_end - mb2_header_start
+    .long -(0xe85250d6 + (mb2_header_end - mb2_header_start))
+    .short 0
+    .short 0
+    .long 8
+mb2_header_end:
+
+    .section .text.boot, "ax"
+    .code32
+    .global _start
+_start:
+    cli
+    cld
+    movl $boot_stack_top, %esp
+    movl %eax, %edi
+    movl %ebx, %esi
+
+    /* PML4[0] -> PDPT; PDPT[0..4] -> 4 page directories of 2 MiB pages */
+    movl $boot_pdpt, %eax
+    orl $0x3, %eax
+    movl %eax, boot_pml4
+    movl $boot_pdpt, %ebx
+    movl $boot_pd, %eax
+    orl $0x3, %eax
+    movl $4, %ecx
+1:  movl %eax, (%ebx)
+    addl $0x1000, %eax
+    addl $8, %ebx
+    loop 1b
+    movl $boot_pd, %ebx
+    movl $0x83, %eax
+    xorl %edx, %edx
+    movl $2048, %ecx
+2:  movl %eax, (%ebx)
+    movl %edx, 4(%ebx)
+    addl $0x200000, %eax
+    adcl $0, %edx
+    addl $8, %ebx
+    loop 2b
+
+    movl %cr4, %eax
+    orl $0x20, %eax                 /* CR4.PAE */
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $0x100, %eax                /* EFER.LME */
+    wrmsr
+    movl %cr0, %eax
+    andl $0x9fffffff, %eax          /* clear CD and NW: GRUB may leave caching off */
+    orl $0x80010001, %eax           /* PG, WP, PE */
+    movl %eax, %cr0
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $boot_long_mode
+
+    .code64
+boot_long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq $boot_stack_top, %rsp
+    movl %edi, %edi
+    movl %esi, %esi
+    call keel_main
+3:  cli
+    hlt
+    jmp 3b
+
+    .section .rodata.boot, "a"
+    .balign 16
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff        /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff        /* 0x10: data */
+boot_gdt_end:
+boot_gdt_ptr:
+    .short boot_gdt_end - boot_gdt - 1
+    .long boot_gdt
+
+    .section .bss.boot, "aw", @nobits
+    .balign 4096
+boot_pml4:
+    .skip 4096
+boot_pdpt:
+    .skip 4096
+boot_pd:
+    .skip 4096 * 4
+    .global boot_stack_top
+boot_stack:
+    .skip 65536
+boot_stack_top:
+    .previous
+"#,
+    options(att_syntax)
+);

@@ -1,0 +1,5 @@
+//! Keel's own CPU structures: boot entry, GDT/TSS, IDT and exception reports.
+
+mod boot;
+pub mod gdt;
+pub mod idt;
