@@ -160,8 +160,50 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
     deps::ensure(deps::ISO_TOOLS)?;
     deps::ensure(deps::QEMU)?;
 
-    step("host unit tests: cargo test");
-    cargo(&ws, &["test", "--no-fail-fast"])?;
+    step("format and lints: cargo fmt --check, cargo clippy -D warnings");
+    cargo(&ws, &["fmt", "--all", "--", "--check"])?;
+    cargo(
+        &ws,
+        &[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "test-guests",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    cargo(
+        &ws,
+        &[
+            "clippy",
+            "-p",
+            "keel",
+            "-p",
+            "test-guests",
+            "--target",
+            "x86_64-unknown-none",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+
+    step("host unit tests: cargo test (host crates and keel's host-testable library)");
+    cargo(
+        &ws,
+        &[
+            "test",
+            "--no-fail-fast",
+            "--workspace",
+            "--exclude",
+            "keel-tests",
+            "--exclude",
+            "test-guests",
+        ],
+    )?;
 
     let vms = test_vm_files(&ws)?;
     build(&ws, &vms)?;
