@@ -96,6 +96,12 @@ impl Event {
     };
 }
 
+/// A vCPU that a backend can run: the state handlers work on, plus entry.
+pub trait Vcpu: VcpuState {
+    /// Enters the guest and runs it until the next VM exit, decoded.
+    fn run(&mut self) -> crate::exit::VmExit;
+}
+
 /// The processor mode the guest is in, derived from CR0, EFER and CS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuMode {
@@ -146,6 +152,11 @@ pub trait VcpuState {
         } else {
             CpuMode::Protected { cs32: cs.db() }
         }
+    }
+
+    /// Whether RFLAGS.IF is set: the guest accepts maskable interrupts.
+    fn interrupts_enabled(&self) -> bool {
+        self.rflags() & (1 << 9) != 0
     }
 
     /// Moves RIP past an instruction of `len` bytes, as the CPU would on completing it.

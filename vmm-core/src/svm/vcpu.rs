@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 
 use super::decode::decode_exit;
 use super::intercepts::{InterceptMisc1, InterceptMisc2};
+use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
 use crate::exit::VmExit;
 use crate::vcpu::{Event, Gpr, SegReg, Segment, VcpuState};
@@ -36,10 +37,6 @@ pub struct SvmVcpuConfig {
     pub vcpu_id: u32,
     /// Address-space ID for the guest's TLB entries; never 0 (the host's).
     pub asid: u32,
-    /// Host-physical address of the I/O permission map.
-    pub iopm_pa: u64,
-    /// Host-physical address of the MSR permission map.
-    pub msrpm_pa: u64,
     /// Host-physical address of the nested page table root.
     pub ncr3: u64,
     /// The CPU fills NRIP on instruction intercepts (CPUID Fn8000_000A EDX[3]).
@@ -63,31 +60,58 @@ const TLB_FLUSH_ALL: u8 = 1;
 /// An SVM virtual CPU.
 pub struct SvmVcpu {
     pub(crate) vmcb: Box<Vmcb>,
-    /// Owns the page whose address `host_save_pa` is; only the CPU reads it.
-    #[allow(dead_code)]
-    host_save: Box<Vmcb>,
     pub(crate) gprs: GuestGprs,
     pub(crate) vmcb_pa: u64,
     pub(crate) host_save_pa: u64,
     config: SvmVcpuConfig,
+    _pages: OwnedPages,
+}
+
+/// Pages the CPU reads by physical address (the host save page, and the
+/// permission maps the VMCB points at), owned by the vCPU so they live as long.
+#[allow(dead_code)] // only the CPU reads them, by physical address
+struct OwnedPages {
+    host_save: Box<Vmcb>,
+    iopm: Box<IoPermissionMap>,
+    msrpm: Box<MsrPermissionMap>,
 }
 
 impl SvmVcpu {
-    /// A vCPU in the architectural RESET state. `phys` translates a Keel
-    /// virtual address to a host-physical one (identity in Keel).
-    pub fn new(config: SvmVcpuConfig, phys: impl Fn(usize) -> u64) -> Self {
+    /// A vCPU in the architectural RESET state, running with the given I/O
+    /// and MSR permission maps. `phys` translates a Keel virtual address to a
+    /// host-physical one (identity in Keel).
+    ///
+    /// # Safety
+    /// Before [`Vcpu::run`](crate::Vcpu::run) is called, SVM must be enabled on
+    /// the CPU that runs it ([`super::hw::enable`]), and `config.ncr3` must
+    /// point at nested page tables that stay valid for the vCPU's life and map
+    /// only memory that belongs to this guest.
+    pub unsafe fn new(
+        config: SvmVcpuConfig,
+        iopm: Box<IoPermissionMap>,
+        msrpm: Box<MsrPermissionMap>,
+        phys: impl Fn(usize) -> u64,
+    ) -> Self {
         let vmcb = Box::<Vmcb>::default();
         let host_save = Box::<Vmcb>::default();
         let vmcb_pa = phys(&*vmcb as *const Vmcb as usize);
         let host_save_pa = phys(&*host_save as *const Vmcb as usize);
+        let iopm_pa = phys(&*iopm as *const IoPermissionMap as usize);
+        let msrpm_pa = phys(&*msrpm as *const MsrPermissionMap as usize);
         let mut v = SvmVcpu {
             vmcb,
-            host_save,
             gprs: GuestGprs::default(),
             vmcb_pa,
             host_save_pa,
             config,
+            _pages: OwnedPages {
+                host_save,
+                iopm,
+                msrpm,
+            },
         };
+        v.vmcb.write_u64(control::IOPM_BASE_PA, iopm_pa);
+        v.vmcb.write_u64(control::MSRPM_BASE_PA, msrpm_pa);
         v.setup_control();
         v.reset();
         v
@@ -118,8 +142,6 @@ impl SvmVcpu {
         let v = &mut self.vmcb;
         v.write_u32(control::INTERCEPT_MISC1, misc1.bits());
         v.write_u32(control::INTERCEPT_MISC2, misc2.bits());
-        v.write_u64(control::IOPM_BASE_PA, c.iopm_pa);
-        v.write_u64(control::MSRPM_BASE_PA, c.msrpm_pa);
         v.write_u32(control::GUEST_ASID, c.asid.max(1));
         v.write_u64(control::NP_ENABLE, 1);
         v.write_u64(control::N_CR3, c.ncr3);
@@ -228,10 +250,14 @@ impl SvmVcpu {
         // Keel never uses VMCB clean bits: every field is reloaded on VMRUN.
         self.vmcb.write_u32(control::VMCB_CLEAN, 0);
     }
+}
 
-    /// Whether RFLAGS.IF is set.
-    pub fn interrupts_enabled(&self) -> bool {
-        self.vmcb.read_u64(save::RFLAGS) & (1 << 9) != 0
+impl crate::Vcpu for SvmVcpu {
+    fn run(&mut self) -> VmExit {
+        // SAFETY: the contract of `SvmVcpu::new` (SVM enabled, nested tables
+        // valid and confined to this guest); the permission maps are owned by
+        // `self`.
+        unsafe { super::hw::run(self) }
     }
 }
 
@@ -365,17 +391,22 @@ mod tests {
     use super::*;
     use crate::vcpu::CpuMode;
 
+    fn maps_new(config: SvmVcpuConfig) -> SvmVcpu {
+        let iopm = Box::new(IoPermissionMap::intercept_all());
+        let msrpm = Box::new(MsrPermissionMap::intercept_all());
+        // SAFETY: host tests never run the vCPU.
+        unsafe { SvmVcpu::new(config, iopm, msrpm, |va| va as u64) }
+    }
+
     fn vcpu() -> SvmVcpu {
         let config = SvmVcpuConfig {
             vcpu_id: 0,
             asid: 1,
-            iopm_pa: 0x10_0000,
-            msrpm_pa: 0x10_3000,
             ncr3: 0x20_0000,
             nrip_save: false,
             cpu_signature: 0x00a2_0f10,
         };
-        SvmVcpu::new(config, |va| va as u64)
+        maps_new(config)
     }
 
     #[test]
@@ -414,8 +445,14 @@ mod tests {
         assert_eq!(v.vmcb.read_u32(control::GUEST_ASID), 1);
         assert_eq!(v.vmcb.read_u64(control::NP_ENABLE), 1);
         assert_eq!(v.vmcb.read_u64(control::N_CR3), 0x20_0000);
-        assert_eq!(v.vmcb.read_u64(control::IOPM_BASE_PA), 0x10_0000);
-        assert_eq!(v.vmcb.read_u64(control::MSRPM_BASE_PA), 0x10_3000);
+        assert_eq!(
+            v.vmcb.read_u64(control::IOPM_BASE_PA),
+            &*v._pages.iopm as *const _ as u64
+        );
+        assert_eq!(
+            v.vmcb.read_u64(control::MSRPM_BASE_PA),
+            &*v._pages.msrpm as *const _ as u64
+        );
         assert_eq!(v.vmcb_pa, &*v.vmcb as *const Vmcb as u64);
     }
 
@@ -424,18 +461,11 @@ mod tests {
         let config = SvmVcpuConfig {
             vcpu_id: 0,
             asid: 0,
-            iopm_pa: 0,
-            msrpm_pa: 0,
             ncr3: 0,
             nrip_save: false,
             cpu_signature: 0,
         };
-        assert_eq!(
-            SvmVcpu::new(config, |va| va as u64)
-                .vmcb
-                .read_u32(control::GUEST_ASID),
-            1
-        );
+        assert_eq!(maps_new(config).vmcb.read_u32(control::GUEST_ASID), 1);
     }
 
     #[test]

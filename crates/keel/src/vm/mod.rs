@@ -1,23 +1,20 @@
 //! Creating a VM from its configuration and running it until it stops.
 
 mod platform;
+mod svm;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
 use device_model::PowerRequest;
-use guest_memory::GuestRam;
+use guest_memory::{GuestMemory, GuestRam};
 use keel::frames::FrameAllocator;
 use vm_config::VmConfig;
 use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, VmPolicy};
-use vmm_core::paging::{
-    MapError, NestedPageTable, NptFormat, Permissions, TableMemory, LARGE_PAGE_SIZE,
-};
-use vmm_core::svm::{self, IoPermissionMap, MsrPermissionMap, SvmVcpu, SvmVcpuConfig, Vmcb};
-use vmm_core::{ExitAction, StopReason, VcpuState};
+use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
+use vmm_core::{ExitAction, StopReason, Vcpu};
 
 use crate::cpu::SvmCaps;
 use platform::Machine;
@@ -29,24 +26,6 @@ const FIRMWARE_END_HIGH: u64 = 1 << 32;
 const FIRMWARE_MAX: usize = 256 * 1024;
 /// Guest RAM must stay below the firmware alias and the MMIO hole under 4 GiB.
 const MAX_GUEST_RAM: u64 = 3 << 30;
-
-/// MSRs whose guest values live in the VMCB (loaded by VMRUN / VMLOAD), so the
-/// guest may access them without an exit (APM Vol 2, 15.5.1, 15.11).
-const PASS_THROUGH_MSRS: &[u32] = &[
-    0x174,       // SYSENTER_CS
-    0x175,       // SYSENTER_ESP
-    0x176,       // SYSENTER_EIP
-    0x277,       // PAT (G_PAT with nested paging)
-    0xc000_0081, // STAR
-    0xc000_0082, // LSTAR
-    0xc000_0083, // CSTAR
-    0xc000_0084, // SFMASK
-    0xc000_0100, // FS_BASE
-    0xc000_0101, // GS_BASE
-    0xc000_0102, // KERNEL_GS_BASE
-];
-/// TSC: reads are native (zero offset), writes go to the MSR policy.
-const MSR_TSC: u32 = 0x10;
 
 /// Boot modules by the name the configuration uses for them.
 pub struct Images {
@@ -90,27 +69,6 @@ impl fmt::Display for VmError {
     }
 }
 
-/// Nested page-table pages come straight from the frame allocator.
-struct FrameTables<'a>(&'a mut FrameAllocator);
-
-impl TableMemory for FrameTables<'_> {
-    fn alloc_table(&mut self) -> Option<u64> {
-        let pa = self.0.alloc_frame()?;
-        self.table(pa).fill(0);
-        Some(pa)
-    }
-
-    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
-        // SAFETY: `pa` is a frame this allocator handed to the nested page
-        // table, identity-mapped, page-aligned and used for nothing else.
-        unsafe { &mut *(pa as *mut [u64; 512]) }
-    }
-}
-
-fn identity(va: usize) -> u64 {
-    va as u64
-}
-
 fn check_config(config: &VmConfig) -> Result<&str, VmError> {
     if config.vcpus != 1 {
         return Err(VmError::Config(alloc::format!(
@@ -135,6 +93,14 @@ fn check_config(config: &VmConfig) -> Result<&str, VmError> {
             "no firmware = \"...\": the image the VM starts from",
         ))
     })
+}
+
+/// A guest-physical range backed by host memory.
+pub struct GuestMapping {
+    pub gpa: u64,
+    pub hpa: u64,
+    pub len: u64,
+    pub perms: Permissions,
 }
 
 /// Builds the VM described by `config` and runs it to its end. `reserved` are
@@ -175,58 +141,28 @@ pub fn run(
         unsafe { core::slice::from_raw_parts_mut(ram_pa as *mut u8, ram_bytes as usize) };
     ram_bytes_slice.fill(0);
     let mut ram = GuestRam::new(ram_bytes_slice);
-    let fw_start = (FIRMWARE_END_LOW - fw_len) as usize;
-    ram.as_mut_slice()[fw_start..fw_start + firmware.len()].copy_from_slice(firmware);
-
-    let mut tables = FrameTables(frames);
+    let fw_start = FIRMWARE_END_LOW - fw_len;
+    ram.write(fw_start, firmware)
+        .map_err(|e| VmError::Config(alloc::format!("firmware does not fit in guest RAM: {e}")))?;
+    let mappings = [
+        GuestMapping {
+            gpa: 0,
+            hpa: ram_pa,
+            len: ram_bytes,
+            perms: Permissions::RWX,
+        },
+        GuestMapping {
+            gpa: FIRMWARE_END_HIGH - fw_len,
+            hpa: ram_pa + fw_start,
+            len: fw_len,
+            perms: Permissions::RX,
+        },
+    ];
     let mut reserved = reserved.to_vec();
     reserved.push(0..keel::frames::LOW_MEMORY_END);
-    let largest = if caps.huge_pages { 3 } else { 2 };
-    let mut npt =
-        NestedPageTable::<NptFormat>::new(&mut tables, largest, reserved).map_err(VmError::Map)?;
-    npt.map(&mut tables, 0, ram_pa, ram_bytes, Permissions::RWX)
-        .map_err(VmError::Map)?;
-    npt.map(
-        &mut tables,
-        FIRMWARE_END_HIGH - fw_len,
-        ram_pa + fw_start as u64,
-        fw_len,
-        Permissions::RX,
-    )
-    .map_err(VmError::Map)?;
 
-    let iopm = Box::new(IoPermissionMap::intercept_all());
-    let mut msrpm = Box::new(MsrPermissionMap::intercept_all());
-    for &msr in PASS_THROUGH_MSRS {
-        msrpm.pass_through(msr);
-    }
-    msrpm.pass_through_reads(MSR_TSC);
-
-    // The host save area must outlive SVM being on, which is the rest of Keel's run.
-    let hsave: &'static Vmcb = Box::leak(Box::<Vmcb>::default());
-    // SAFETY: SVM was detected with SVMDIS clear (cpu::detect), and the host
-    // save page is leaked, so nothing else will ever use it.
-    unsafe { svm::hw::enable(identity(hsave as *const Vmcb as usize)) };
-
-    let signature = crate::cpu::host_cpuid(1, 0).eax;
-    let mut vcpu = SvmVcpu::new(
-        SvmVcpuConfig {
-            vcpu_id: 0,
-            asid: 1,
-            iopm_pa: identity(&*iopm as *const IoPermissionMap as usize),
-            msrpm_pa: identity(&*msrpm as *const MsrPermissionMap as usize),
-            ncr3: npt.root(),
-            nrip_save: caps.nrip_save,
-            cpu_signature: signature,
-        },
-        identity,
-    );
-    let mut policy = VmPolicy {
-        cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
-        msr: MsrPolicy::new(0),
-    };
+    let mut vcpu = svm::create_vcpu(frames, caps, &mappings, reserved)?;
     let mut machine = Machine::new(&config.name, ram).map_err(VmError::Bus)?;
-
     log::info!(
         "VM '{}': {} MiB of RAM at host {:#x}, firmware '{}' ({} KiB), SVM with nested paging{}",
         config.name,
@@ -234,33 +170,9 @@ pub fn run(
         ram_pa,
         firmware_name,
         fw_len / 1024,
-        if caps.nrip_save { ", NRIP save" } else { "" }
+        if caps.nrip_save { " and NRIP save" } else { "" }
     );
-    let mut exits: u64 = 0;
-    let stop = loop {
-        let rip = vcpu.rip();
-        // SAFETY: SVM is enabled on this CPU; the VMCB points at the IOPM,
-        // MSRPM and nested page tables above, which live until this function
-        // returns, and the nested tables map only this VM's RAM and firmware.
-        let exit = unsafe { svm::hw::run(&mut vcpu) };
-        exits += 1;
-        let action = handle_exit(&exit, &mut vcpu, &mut machine, &mut policy);
-        if let Some(PowerRequest::DebugExit { status }) = machine.power.take() {
-            break StopReason::DebugExit { status };
-        }
-        match action {
-            ExitAction::Resume => {}
-            // No device of this platform raises interrupts yet, so a halted
-            // vCPU could never wake up.
-            ExitAction::Halt => {
-                break StopReason::HaltedForever {
-                    rip,
-                    interrupts_enabled: vcpu.interrupts_enabled(),
-                };
-            }
-            ExitAction::Stop(reason) => break reason,
-        }
-    };
+    let (stop, exits) = run_vcpu(&mut vcpu, &mut machine);
     let unclaimed = machine.unclaimed();
     log::info!(
         "VM '{}': {} exits; unclaimed port reads {}, writes {}",
@@ -270,4 +182,38 @@ pub fn run(
         unclaimed.pio_writes
     );
     Ok(stop)
+}
+
+/// The run loop, the same for every backend: enter, decode, handle, repeat
+/// until something stops the VM. Returns the reason and the number of exits.
+fn run_vcpu(vcpu: &mut impl Vcpu, machine: &mut Machine) -> (StopReason, u64) {
+    let mut policy = VmPolicy {
+        cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
+        msr: MsrPolicy::new(vcpu.vcpu_id()),
+    };
+    let mut exits: u64 = 0;
+    loop {
+        let rip = vcpu.rip();
+        let exit = vcpu.run();
+        exits += 1;
+        let action = handle_exit(&exit, vcpu, machine, &mut policy);
+        if let Some(PowerRequest::DebugExit { status }) = machine.power.take() {
+            return (StopReason::DebugExit { status }, exits);
+        }
+        match action {
+            ExitAction::Resume => {}
+            // No device of this platform raises interrupts yet, so a halted
+            // vCPU could never wake up.
+            ExitAction::Halt => {
+                return (
+                    StopReason::HaltedForever {
+                        rip,
+                        interrupts_enabled: vcpu.interrupts_enabled(),
+                    },
+                    exits,
+                );
+            }
+            ExitAction::Stop(reason) => return (reason, exits),
+        }
+    }
 }

@@ -1,0 +1,94 @@
+//! Setting up a VM on the SVM backend: nested page tables, permission maps,
+//! the host save area and the vCPU.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use keel::frames::FrameAllocator;
+use vmm_core::paging::{NestedPageTable, NptFormat, TableMemory};
+use vmm_core::svm::{self, IoPermissionMap, MsrPermissionMap, SvmVcpu, SvmVcpuConfig, Vmcb};
+
+use super::{GuestMapping, VmError};
+use crate::cpu::SvmCaps;
+
+/// MSRs whose guest values live in the VMCB (loaded by VMRUN / VMLOAD), so the
+/// guest may access them without an exit (APM Vol 2, 15.5.1, 15.11).
+const PASS_THROUGH_MSRS: &[u32] = &[
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0x277,       // PAT (G_PAT with nested paging)
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+];
+/// TSC: reads are native (zero offset), writes go to the MSR policy.
+const MSR_TSC: u32 = 0x10;
+
+/// Nested page-table pages come straight from the frame allocator.
+pub(super) struct FrameTables<'a>(pub &'a mut FrameAllocator);
+
+impl TableMemory for FrameTables<'_> {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let pa = self.0.alloc_frame()?;
+        self.table(pa).fill(0);
+        Some(pa)
+    }
+
+    fn table(&mut self, pa: u64) -> &mut [u64; 512] {
+        // SAFETY: `pa` is a frame this allocator handed to the nested page
+        // table, identity-mapped, page-aligned and used for nothing else.
+        unsafe { &mut *(pa as *mut [u64; 512]) }
+    }
+}
+
+fn identity(va: usize) -> u64 {
+    va as u64
+}
+
+/// Maps `mappings` in fresh nested page tables, turns SVM on and creates
+/// vCPU 0 in its reset state. No mapping may reach `reserved`.
+pub fn create_vcpu(
+    frames: &mut FrameAllocator,
+    caps: SvmCaps,
+    mappings: &[GuestMapping],
+    reserved: Vec<Range<u64>>,
+) -> Result<SvmVcpu, VmError> {
+    let mut tables = FrameTables(frames);
+    let largest = if caps.huge_pages { 3 } else { 2 };
+    let mut npt =
+        NestedPageTable::<NptFormat>::new(&mut tables, largest, reserved).map_err(VmError::Map)?;
+    for m in mappings {
+        npt.map(&mut tables, m.gpa, m.hpa, m.len, m.perms)
+            .map_err(VmError::Map)?;
+    }
+
+    let iopm = Box::new(IoPermissionMap::intercept_all());
+    let mut msrpm = Box::new(MsrPermissionMap::intercept_all());
+    for &msr in PASS_THROUGH_MSRS {
+        msrpm.pass_through(msr);
+    }
+    msrpm.pass_through_reads(MSR_TSC);
+
+    // The host save area must outlive SVM being on, which is the rest of Keel's run.
+    let hsave: &'static Vmcb = Box::leak(Box::<Vmcb>::default());
+    // SAFETY: SVM was detected with SVMDIS clear (cpu::detect), and the host
+    // save page is leaked, so nothing else will ever use it.
+    unsafe { svm::hw::enable(identity(hsave as *const Vmcb as usize)) };
+
+    let config = SvmVcpuConfig {
+        vcpu_id: 0,
+        asid: 1,
+        ncr3: npt.root(),
+        nrip_save: caps.nrip_save,
+        cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
+    };
+    // SAFETY: SVM is enabled on this CPU (above), and the nested tables map only
+    // this VM's RAM and firmware and are never freed (Keel ends with the VM).
+    Ok(unsafe { SvmVcpu::new(config, iopm, msrpm, identity) })
+}
