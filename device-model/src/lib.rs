@@ -13,13 +13,17 @@ extern crate alloc;
 extern crate std;
 
 pub mod bus;
+pub mod clock;
 pub mod console;
 pub mod debug_exit;
+pub mod irq;
 pub mod power;
 pub mod serial;
 
 pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedStats};
+pub use clock::{Clock, ClockHandle, FakeClock};
 pub use console::PrefixedConsole;
 pub use debug_exit::DebugExit;
+pub use irq::{IrqChip, IrqChipHandle, IrqLine};
 pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};
