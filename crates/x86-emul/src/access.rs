@@ -323,4 +323,77 @@ mod tests {
             Err(Error::Exception(Exception::GeneralProtection(0)))
         );
     }
+
+    #[test]
+    fn user_access_to_supervisor_page_and_fetch_from_nx_page() {
+        let mut m = Machine::long_mode();
+        m.map_low_2m_pages_except(99);
+        m.cpu.cpl = 3;
+        // The 2 MiB page at 0x20_0000 becomes supervisor-only.
+        m.mem.write_u64(0x4000 + 8, 0x20_0000 | 0x83);
+        m.cpu.set(Gpr::Rbx, 0x20_0010);
+        assert_eq!(
+            m.run(&[0x8B, 0x03]),
+            Err(Error::Exception(Exception::PageFault {
+                error_code: 0b101,
+                linear: 0x20_0010
+            }))
+        );
+        // Code on a no-execute page.
+        m.mem.write_u64(0x4000, 0x87 | 1 << 63);
+        assert_eq!(
+            m.run(&[0x90]),
+            Err(Error::Exception(Exception::PageFault {
+                error_code: 0b10101,
+                linear: 0x10000
+            }))
+        );
+    }
+
+    #[test]
+    fn compatibility_mode_wraps_linear_addresses_at_4g() {
+        let mut m = Machine::long_mode();
+        m.cpu.segs[crate::cpu::Sreg::Cs as usize] = flat(ATTR_CODE32);
+        m.cpu.segs[crate::cpu::Sreg::Ds as usize].base = 0xFFFF_0000;
+        m.cpu.segs[crate::cpu::Sreg::Ds as usize].limit = 0xFFFF_FFFF;
+        m.cpu.set(Gpr::Rbx, 0x0002_0000);
+        m.cpu.set(Gpr::Rax, 0x55);
+        m.run(&[0x88, 0x03]).unwrap(); // mov [ebx], al -> linear 0x1_0000
+        assert_eq!(m.mem.ram_get(0x1_0000, 1), 0x55);
+    }
+
+    #[test]
+    fn thirty_two_bit_paging_splits_a_store_over_two_device_pages() {
+        let mut m = Machine::protected32();
+        m.cpu.cr.cr0 |= crate::cpu::bits::CR0_PG;
+        m.cpu.cr.cr4 = crate::cpu::bits::CR4_PSE;
+        m.cpu.cr.cr3 = 0x5000;
+        // A 4 MiB identity page for the code; linear 0x0040_1000 -> device page 1,
+        // 0x0040_2000 -> device page 0, 0x0040_3000 not present.
+        m.mem.write_u32(0x5000, 0x87);
+        m.mem.write_u32(0x5004, 0x6007);
+        m.mem
+            .write_u32(0x6000 + 4, (MMIO_BASE as u32 + 0x1000) | 0x7);
+        m.mem.write_u32(0x6000 + 8, MMIO_BASE as u32 | 0x7);
+        m.cpu.set(Gpr::Rbx, 0x0040_1FFE);
+        m.cpu.set(Gpr::Rax, 0xAABB_CCDD);
+        m.run(&[0x89, 0x03]).unwrap();
+        assert_eq!(
+            m.mem.mmio_log,
+            vec![
+                MmioAccess::write(MMIO_BASE + 0x1FFE, &[0xDD, 0xCC]),
+                MmioAccess::write(MMIO_BASE, &[0xBB, 0xAA])
+            ]
+        );
+        m.mem.mmio_log.clear();
+        m.cpu.set(Gpr::Rbx, 0x0040_2FFE);
+        assert_eq!(
+            m.run(&[0x89, 0x03]),
+            Err(Error::Exception(Exception::PageFault {
+                error_code: 0b010,
+                linear: 0x0040_3000
+            }))
+        );
+        assert!(m.mem.mmio_log.is_empty());
+    }
 }

@@ -80,7 +80,7 @@ pub(crate) fn execute<C: Cpu, M: Memory>(
             alu::execute(ctx, d)?
         }
         Bt | Bts | Btr | Btc => bits::execute(ctx, d)?,
-        Xchg | Cmpxchg | Xadd => xchg::execute(ctx, d)?,
+        Xchg | Cmpxchg | Xadd | Cmpxchg8b | Cmpxchg16b => xchg::execute(ctx, d)?,
         Push | Pop => stack::execute(ctx, d)?,
         Insb | Insw | Insd | Outsb | Outsw | Outsd => io::execute(ctx, d, limits)?,
         _ if string::is_string(insn) => string::execute(ctx, d, limits)?,

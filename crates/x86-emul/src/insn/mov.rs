@@ -177,4 +177,26 @@ mod tests {
         m.run(&[0x88, 0x47, 0xFF]).unwrap();
         assert_eq!(m.mem.ram_get(0x1FFFF, 1), 0xEF);
     }
+
+    #[test]
+    fn address_size_override() {
+        // 64-bit mode, addr32: [ebx] ignores the upper half of rbx.
+        let mut m = Machine::long_mode();
+        m.cpu.set(Gpr::Rbx, 0xFFFF_FFFF_0002_0000);
+        m.cpu.set(Gpr::Rax, 0x77);
+        m.run(&[0x67, 0x88, 0x03]).unwrap();
+        assert_eq!(m.mem.ram_get(0x2_0000, 1), 0x77);
+        // 32-bit protected mode, addr16: [bx+di] wraps at 64 KiB.
+        let mut m = Machine::protected32();
+        m.cpu.set(Gpr::Rbx, 0x1_FFFF);
+        m.cpu.set(Gpr::Rdi, 0x3);
+        m.cpu.set(Gpr::Rax, 0x66);
+        m.run(&[0x67, 0x88, 0x01]).unwrap();
+        assert_eq!(m.mem.ram_get(0x2, 1), 0x66);
+        // 32-bit mode with a GS override and a 16-bit operand.
+        m.cpu.seg(Sreg::Gs).base = 0x3_0000;
+        m.cpu.set(Gpr::Rbx, 0x10);
+        m.run(&[0x65, 0x66, 0x89, 0x03]).unwrap();
+        assert_eq!(m.mem.ram_get(0x3_0010, 2), 0x66);
+    }
 }

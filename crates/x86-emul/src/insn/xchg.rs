@@ -1,4 +1,4 @@
-//! XCHG, CMPXCHG, XADD (SDM Vol 2B/2D). They are locked on hardware whether or not
+//! XCHG, CMPXCHG, XADD, CMPXCHG8B/16B (SDM Vol 2A/2B/2D). They are locked on hardware whether or not
 //! the LOCK prefix is given; here they are a read followed by a write of the same
 //! translated address, which is atomic for devices and for a single vCPU (see README).
 
@@ -6,16 +6,20 @@ use iced_x86::Mnemonic;
 
 use super::{int_size, unsupported, Step};
 use crate::access::Ctx;
-use crate::cpu::rflags::STATUS;
+use crate::cpu::rflags::{STATUS, ZF};
 use crate::cpu::{Cpu, Gpr};
 use crate::decode::Decoded;
-use crate::error::Outcome;
+use crate::error::{Exception, Outcome};
 use crate::flags::{self, merge};
 use crate::memory::Memory;
 use crate::operand::{op_size, Dest, Loc};
+use crate::paging::AccessKind;
 
 pub(crate) fn execute<C: Cpu, M: Memory>(ctx: &mut Ctx<'_, C, M>, d: &Decoded) -> Step {
     let insn = &d.insn;
+    if matches!(insn.mnemonic(), Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b) {
+        return cmpxchg_double(ctx, d);
+    }
     if insn.op_count() != 2 {
         return Err(unsupported(d, "XCHG form"));
     }
@@ -59,6 +63,47 @@ pub(crate) fn execute<C: Cpu, M: Memory>(ctx: &mut Ctx<'_, C, M>, d: &Decoded) -
             ctx.cpu.set_rflags(merge(f, r.flags, STATUS));
         }
         _ => return Err(unsupported(d, "XCHG form")),
+    }
+    Ok(Outcome::Retired)
+}
+
+/// CMPXCHG8B m64 / CMPXCHG16B m128: compare rDX:rAX with the operand; if equal store
+/// rCX:rBX, else load it into rDX:rAX (and write it back). Only ZF changes.
+fn cmpxchg_double<C: Cpu, M: Memory>(ctx: &mut Ctx<'_, C, M>, d: &Decoded) -> Step {
+    let insn = &d.insn;
+    let half = insn.memory_size().size() / 2;
+    let Ok(Loc::Mem(m)) = ctx.loc(insn, 0) else {
+        return Err(Exception::InvalidOpcode.into());
+    };
+    if !matches!(half, 4 | 8) {
+        return Err(unsupported(d, "CMPXCHG8B/16B form"));
+    }
+    // CMPXCHG16B needs a 16-byte aligned operand (SDM Vol 2A).
+    if half == 8 && m.offset & 0xF != 0 {
+        return Err(Exception::GeneralProtection(0).into());
+    }
+    let p = ctx.resolve(m.sreg, m.offset, 2 * half, AccessKind::Write)?;
+    let mut buf = [0u8; 16];
+    ctx.read_pieces(&p, &mut buf[..2 * half])?;
+    let get = |b: &[u8]| {
+        let mut v = [0u8; 8];
+        v[..half].copy_from_slice(b);
+        u64::from_le_bytes(v)
+    };
+    let (lo, hi) = (get(&buf[..half]), get(&buf[half..2 * half]));
+    let (ax, dx) = (ctx.gpr_sized(Gpr::Rax, half), ctx.gpr_sized(Gpr::Rdx, half));
+    let f = ctx.cpu.rflags();
+    if (lo, hi) == (ax, dx) {
+        let (bx, cx) = (ctx.gpr_sized(Gpr::Rbx, half), ctx.gpr_sized(Gpr::Rcx, half));
+        buf[..half].copy_from_slice(&bx.to_le_bytes()[..half]);
+        buf[half..2 * half].copy_from_slice(&cx.to_le_bytes()[..half]);
+        ctx.write_pieces(&p, &buf[..2 * half])?;
+        ctx.cpu.set_rflags(f | ZF);
+    } else {
+        ctx.write_pieces(&p, &buf[..2 * half])?;
+        ctx.set_gpr_sized(Gpr::Rax, half, lo);
+        ctx.set_gpr_sized(Gpr::Rdx, half, hi);
+        ctx.cpu.set_rflags(f & !ZF);
     }
     Ok(Outcome::Retired)
 }
@@ -109,5 +154,40 @@ mod tests {
         assert_eq!(m.mem.mmio_get(MMIO_BASE, 1), 0);
         assert_eq!(m.cpu.get(Gpr::Rcx), 0xFF);
         assert_eq!(m.cpu.rflags & (ZF | CF), ZF | CF);
+    }
+
+    #[test]
+    fn cmpxchg8b_and_16b() {
+        let mut m = Machine::long_mode();
+        m.cpu.set(Gpr::Rdi, MMIO_BASE + 0x10);
+        m.mem
+            .mmio_fill(MMIO_BASE + 0x10, &0x2222_2222_1111_1111u64.to_le_bytes());
+        m.cpu.set(Gpr::Rax, 0x1111_1111);
+        m.cpu.set(Gpr::Rdx, 0x2222_2222);
+        m.cpu.set(Gpr::Rbx, 0x3333_3333);
+        m.cpu.set(Gpr::Rcx, 0x4444_4444);
+        m.run(&[0xF0, 0x0F, 0xC7, 0x0F]).unwrap(); // lock cmpxchg8b [rdi]
+        assert_eq!(m.mem.mmio_get(MMIO_BASE + 0x10, 8), 0x4444_4444_3333_3333);
+        assert_eq!(m.cpu.rflags & ZF, ZF);
+        m.run(&[0xF0, 0x0F, 0xC7, 0x0F]).unwrap();
+        assert_eq!(
+            (m.cpu.get(Gpr::Rax), m.cpu.get(Gpr::Rdx)),
+            (0x3333_3333, 0x4444_4444)
+        );
+        assert_eq!(m.cpu.rflags & ZF, 0);
+        // cmpxchg16b [rdi+8]: misaligned -> #GP(0)
+        assert_eq!(
+            m.run(&[0x48, 0x0F, 0xC7, 0x4F, 0x08]),
+            Err(crate::Error::Exception(
+                crate::Exception::GeneralProtection(0)
+            ))
+        );
+        m.cpu.set(Gpr::Rax, 0x4444_4444_3333_3333);
+        m.cpu.set(Gpr::Rdx, 0);
+        m.cpu.set(Gpr::Rbx, u64::MAX);
+        m.cpu.set(Gpr::Rcx, 5);
+        m.run(&[0x48, 0x0F, 0xC7, 0x0F]).unwrap(); // cmpxchg16b [rdi]
+        assert_eq!(m.mem.mmio_get(MMIO_BASE + 0x10, 8), u64::MAX);
+        assert_eq!(m.mem.mmio_get(MMIO_BASE + 0x18, 8), 5);
     }
 }
