@@ -15,4 +15,4 @@ pub mod svm;
 pub mod vcpu;
 
 pub use exit::{ExitAction, StopReason, VmExit};
-pub use vcpu::{Event, Gpr, SegReg, Segment, Vcpu, VcpuState};
+pub use vcpu::{Event, Gpr, Segment, Sreg, Vcpu, VcpuState};

@@ -3,74 +3,12 @@
 //! Each backend (SVM today) implements [`VcpuState`] over its own storage
 //! (VMCB save area plus saved GPRs); tests implement it over a plain struct.
 
-/// General-purpose registers in the encoding order of the SDM (Vol 2, 2.1.5, Table 2-2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Gpr {
-    Rax = 0,
-    Rcx,
-    Rdx,
-    Rbx,
-    Rsp,
-    Rbp,
-    Rsi,
-    Rdi,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
-}
-
-impl Gpr {
-    /// The register with the 4-bit encoding `n` (as the REX.B/ModRM encodings number them).
-    pub fn from_index(n: u8) -> Option<Gpr> {
-        use Gpr::*;
-        const ALL: [Gpr; 16] = [
-            Rax, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi, R8, R9, R10, R11, R12, R13, R14, R15,
-        ];
-        ALL.get(usize::from(n)).copied()
-    }
-}
-
-/// Segment registers (SDM Vol 3A 3.4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegReg {
-    Es,
-    Cs,
-    Ss,
-    Ds,
-    Fs,
-    Gs,
-}
-
-/// A segment register's visible selector and hidden descriptor cache.
-///
-/// `attrs` uses the descriptor's access-rights layout as in bits 8..=15 and
-/// 20..=23 of the high descriptor dword, packed into 12 bits: type (3:0), S (4),
-/// DPL (6:5), P (7), AVL (8), L (9), D/B (10), G (11). This is the SVM VMCB
-/// layout (APM Vol 2, 15.5.1); the VMX backend converts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Segment {
-    pub selector: u16,
-    pub base: u64,
-    pub limit: u32,
-    pub attrs: u16,
-}
-
-impl Segment {
-    /// D/B: default operation size is 32 bits.
-    pub fn db(&self) -> bool {
-        self.attrs & (1 << 10) != 0
-    }
-    /// L: 64-bit code segment.
-    pub fn long(&self) -> bool {
-        self.attrs & (1 << 9) != 0
-    }
-}
+/// General-purpose registers, segment registers and segment descriptors are
+/// the instruction emulator's types: one definition for the exit layer and the
+/// emulator (SDM Vol 2, 2.1.5; Vol 3A 3.4). `Segment::attr` uses the SVM VMCB
+/// attribute layout (APM Vol 2, 15.5.1): type (3:0), S (4), DPL (6:5), P (7),
+/// AVL (8), L (9), D/B (10), G (11); the VMX backend converts.
+pub use x86_emul::{Gpr, Segment, Sreg};
 
 /// An event to deliver to the guest on the next entry (SDM Vol 3C 27.6 / APM 15.20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +70,8 @@ pub trait VcpuState {
     fn efer(&self) -> u64;
     /// Loads EFER from a guest WRMSR that the policy accepted.
     fn set_efer(&mut self, efer: u64);
-    fn segment(&self, seg: SegReg) -> Segment;
+    /// A segment register, including TR (the emulator checks the TSS I/O bitmap).
+    fn segment(&self, seg: Sreg) -> Segment;
     /// Current privilege level.
     fn cpl(&self) -> u8;
     /// Queues `event` for delivery on the next VM entry.
@@ -144,10 +83,10 @@ pub trait VcpuState {
     fn mode(&self) -> CpuMode {
         const CR0_PE: u64 = 1;
         const EFER_LMA: u64 = 1 << 10;
-        let cs = self.segment(SegReg::Cs);
+        let cs = self.segment(Sreg::Cs);
         if self.cr0() & CR0_PE == 0 {
             CpuMode::Real
-        } else if self.efer() & EFER_LMA != 0 && cs.long() {
+        } else if self.efer() & EFER_LMA != 0 && cs.l() {
             CpuMode::Long64
         } else {
             CpuMode::Protected { cs32: cs.db() }
@@ -186,7 +125,7 @@ pub(crate) mod tests {
         pub cr: [u64; 16],
         pub cr0: u64,
         pub efer: u64,
-        pub segs: [Segment; 6],
+        pub segs: [Segment; 7],
         pub injected: Vec<Event>,
         pub shadow_cleared: bool,
     }
@@ -204,7 +143,7 @@ pub(crate) mod tests {
                     selector: 0,
                     base: 0,
                     limit: 0xffff,
-                    attrs: 0x93,
+                    attr: 0x93,
                 };
             }
             v
@@ -218,7 +157,7 @@ pub(crate) mod tests {
                 selector: 8,
                 base: 0,
                 limit: 0xffff_ffff,
-                attrs: 0xa9b,
+                attr: 0xa9b,
             };
             v
         }
@@ -230,20 +169,21 @@ pub(crate) mod tests {
                 selector: 8,
                 base: 0,
                 limit: 0xffff_ffff,
-                attrs: 0xc9b,
+                attr: 0xc9b,
             };
             v
         }
     }
 
-    fn seg_index(s: SegReg) -> usize {
+    fn seg_index(s: Sreg) -> usize {
         match s {
-            SegReg::Es => 0,
-            SegReg::Cs => 1,
-            SegReg::Ss => 2,
-            SegReg::Ds => 3,
-            SegReg::Fs => 4,
-            SegReg::Gs => 5,
+            Sreg::Es => 0,
+            Sreg::Cs => 1,
+            Sreg::Ss => 2,
+            Sreg::Ds => 3,
+            Sreg::Fs => 4,
+            Sreg::Gs => 5,
+            Sreg::Tr => 6,
         }
     }
 
@@ -291,7 +231,7 @@ pub(crate) mod tests {
         fn set_efer(&mut self, efer: u64) {
             self.efer = efer;
         }
-        fn segment(&self, seg: SegReg) -> Segment {
+        fn segment(&self, seg: Sreg) -> Segment {
             self.segs[seg_index(seg)]
         }
         fn cpl(&self) -> u8 {
@@ -323,7 +263,5 @@ pub(crate) mod tests {
         v.rip = 0xffff_ffff;
         v.skip_instruction(1);
         assert_eq!(v.rip, 0x1_0000_0000);
-        assert_eq!(Gpr::from_index(15), Some(Gpr::R15));
-        assert_eq!(Gpr::from_index(16), None);
     }
 }

@@ -1,9 +1,10 @@
 //! The exit handler: a plain function of (exit, vCPU state, platform, policy).
 
 use super::cpuid::CpuidPolicy;
+use super::emulate::emulate_instruction;
 use super::io::handle_io;
 use super::msr::{MsrOutcome, MsrPolicy};
-use super::{ExitAction, StopReason, VmExit};
+use super::{AccessKind, ExitAction, StopReason, VmExit};
 use crate::vcpu::{Event, Gpr, VcpuState};
 use guest_memory::GuestMemory;
 
@@ -13,6 +14,10 @@ pub trait Platform {
     fn pio_read(&mut self, port: u16, size: u8) -> u32;
     /// A port write of `size` bytes (1, 2 or 4).
     fn pio_write(&mut self, port: u16, size: u8, value: u32);
+    /// A read of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
+    fn mmio_read(&mut self, gpa: u64, data: &mut [u8]);
+    /// A write of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
+    fn mmio_write(&mut self, gpa: u64, data: &[u8]);
     /// The guest's RAM.
     fn memory(&mut self) -> &mut dyn GuestMemory;
     /// The guest's current time-stamp counter.
@@ -134,11 +139,17 @@ pub fn handle_exit(
             vcpu.inject(Event::Exception { vector, error_code });
             ExitAction::Resume
         }
-        VmExit::NestedPageFault { gpa, .. } => ExitAction::Stop(StopReason::Unhandled {
-            what: "guest access to a guest-physical address with no RAM or device (MMIO emulation)",
+        // Code can only run from RAM (or the firmware ROM alias, which is mapped).
+        VmExit::NestedPageFault {
+            gpa,
+            access: AccessKind::Execute,
+            ..
+        } => ExitAction::Stop(StopReason::Unhandled {
+            what: "instruction fetch from a guest-physical address that is not RAM",
             rip: vcpu.rip(),
             info: gpa,
         }),
+        VmExit::NestedPageFault { .. } => emulate_instruction("MMIO access", vcpu, platform),
         VmExit::InvalidGuestState { detail } => ExitAction::Stop(StopReason::InvalidGuestState {
             rip: vcpu.rip(),
             detail,
@@ -154,7 +165,6 @@ pub fn handle_exit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::io::MAX_STRING_ITERATIONS;
     use crate::exit::{CpuidResult, CrAccess, IoDirection, IoExit, StringIo};
     use crate::vcpu::tests::FakeVcpu;
     use guest_memory::GuestRam;
@@ -165,6 +175,9 @@ mod tests {
         writes: Vec<(u16, u8, u32)>,
         next_read: u32,
         reads: usize,
+        /// MMIO accesses: (address, bytes, is a write).
+        mmio: Vec<(u64, Vec<u8>, bool)>,
+        mmio_value: u64,
     }
 
     impl FakePlatform {
@@ -175,6 +188,8 @@ mod tests {
                 writes: Vec::new(),
                 next_read: 0,
                 reads: 0,
+                mmio: Vec::new(),
+                mmio_value: 0,
             }
         }
     }
@@ -188,6 +203,14 @@ mod tests {
         }
         fn pio_write(&mut self, port: u16, size: u8, value: u32) {
             self.writes.push((port, size, value));
+        }
+        fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+            let n = data.len();
+            data.copy_from_slice(&self.mmio_value.to_le_bytes()[..n]);
+            self.mmio.push((gpa, data.to_vec(), false));
+        }
+        fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
+            self.mmio.push((gpa, data.to_vec(), true));
         }
         fn memory(&mut self) -> &mut dyn GuestMemory {
             &mut self.ram
@@ -282,73 +305,184 @@ mod tests {
         })
     }
 
+    /// Identity-maps the first 2 MiB and, with a 1 GiB page, 3-4 GiB, with
+    /// 4-level tables at 0x8000 in the fake RAM; CR3 and CR4.PAE to match.
+    fn identity_paging(v: &mut FakeVcpu, p: &mut FakePlatform) {
+        p.ram.write(0x8000, &(0x9000u64 | 7).to_le_bytes()).unwrap();
+        p.ram.write(0x9000, &(0xa000u64 | 7).to_le_bytes()).unwrap();
+        p.ram
+            .write(0x9000 + 3 * 8, &(0xc000_0000u64 | 0x87).to_le_bytes())
+            .unwrap();
+        p.ram.write(0xa000, &0x87u64.to_le_bytes()).unwrap();
+        v.cr[3] = 0x8000;
+        v.cr[4] = 1 << 5;
+    }
+
     #[test]
-    fn rep_outsb_sends_memory_in_order_and_updates_registers() {
+    fn rep_outsb_goes_through_the_emulator_in_real_mode() {
         let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+        p.ram.write(0x1000, &[0xf3, 0x6e]).unwrap(); // rep outsb
         p.ram.write(0x2010, b"hello").unwrap();
         v.segs[3].base = 0x2000; // DS
         v.gprs[Gpr::Rsi as usize] = 0xdead_0000_0010; // only SI counts with 16-bit addressing
         v.gprs[Gpr::Rcx as usize] = 0xbeef_0000_0005;
-        handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
+        v.gprs[Gpr::Rdx as usize] = 0x3f8;
+        assert_eq!(
+            handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
         let sent: Vec<u8> = p.writes.iter().map(|w| w.2 as u8).collect();
         assert_eq!(sent, b"hello");
+        assert!(p.writes.iter().all(|w| w.0 == 0x3f8 && w.1 == 1));
         assert_eq!(v.gprs[Gpr::Rsi as usize], 0xdead_0000_0015);
         assert_eq!(v.gprs[Gpr::Rcx as usize], 0xbeef_0000_0000);
         assert_eq!(v.rip, 0x1002);
     }
 
     #[test]
-    fn rep_insb_backwards_and_zero_count() {
+    fn rep_insb_backwards() {
         let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        p.ram.write(0x1000, &[0xf3, 0x6c]).unwrap(); // rep insb
         v.rflags |= RFLAGS_DF;
         v.gprs[Gpr::Rdi as usize] = 0x3003;
         v.gprs[Gpr::Rcx as usize] = 3;
+        v.gprs[Gpr::Rdx as usize] = 0x60;
         p.next_read = 1;
         handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
         assert_eq!(p.ram.read_le::<3>(0x3001).unwrap(), [3, 2, 1]);
         assert_eq!(v.gprs[Gpr::Rdi as usize], 0x3000);
         assert_eq!(v.gprs[Gpr::Rcx as usize], 0);
-        // REP with rCX = 0 does nothing but complete.
-        let rip = v.rip;
-        handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
-        assert_eq!(p.reads, 3);
-        assert_eq!(v.rip, rip + 2);
+        assert_eq!(v.rip, 0x1002);
     }
 
     #[test]
     fn long_rep_yields_and_resumes() {
         let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
-        let total = MAX_STRING_ITERATIONS + 10;
-        v.gprs[Gpr::Rcx as usize] = total;
+        p.ram.write(0x1000, &[0xf3, 0x6e]).unwrap(); // rep outsb
+        let limit = u64::from(x86_emul::Limits::default().max_rep_iterations);
+        v.gprs[Gpr::Rcx as usize] = limit + 10;
         handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
         assert_eq!(v.rip, 0x1000, "not finished: RIP stays on the instruction");
         assert_eq!(v.gprs[Gpr::Rcx as usize], 10);
-        assert_eq!(v.gprs[Gpr::Rsi as usize], MAX_STRING_ITERATIONS);
+        assert_eq!(v.gprs[Gpr::Rsi as usize], limit);
         handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
-        assert_eq!(p.writes.len() as u64, total);
+        assert_eq!(p.writes.len() as u64, limit + 10);
         assert_eq!(v.rip, 0x1002);
     }
 
-    #[test]
-    fn string_io_outside_ram_reads_all_ones_and_never_panics() {
-        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
-        v.gprs[Gpr::Rsi as usize] = 0x2_0000; // past the 64 KiB of fake RAM
-        v.gprs[Gpr::Rcx as usize] = 4;
-        handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol);
-        assert_eq!(p.writes.len(), 4);
-        assert!(p.writes.iter().all(|w| w.2 == 0xff));
-        v.gprs[Gpr::Rdi as usize] = 0xffff_fff0;
-        v.gprs[Gpr::Rcx as usize] = 4;
-        handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
-        assert_eq!(v.gprs[Gpr::Rdi as usize], 0xffff_fff4);
+    fn npf(gpa: u64, access: AccessKind) -> VmExit {
+        VmExit::NestedPageFault {
+            gpa,
+            access,
+            present: false,
+        }
     }
 
     #[test]
-    fn string_io_with_paging_stops_with_a_reason() {
+    fn mmio_store_and_read_modify_write_through_guest_paging() {
         let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
-        let a = handle_exit(&string(IoDirection::Out, false), &mut v, &mut p, &mut pol);
-        assert!(matches!(a, ExitAction::Stop(StopReason::Unhandled { .. })));
-        assert!(p.writes.is_empty());
+        identity_paging(&mut v, &mut p);
+        // mov [rbx], eax ; and dword [rbx], 0xff
+        p.ram
+            .write(0x1000, &[0x89, 0x03, 0x81, 0x23, 0xff, 0x00, 0x00, 0x00])
+            .unwrap();
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0010;
+        v.gprs[Gpr::Rax as usize] = 0xdead_beef;
+        assert_eq!(
+            handle_exit(
+                &npf(0xfeb0_0010, AccessKind::Write),
+                &mut v,
+                &mut p,
+                &mut pol
+            ),
+            ExitAction::Resume
+        );
+        assert_eq!(
+            p.mmio,
+            [(0xfeb0_0010, std::vec![0xef, 0xbe, 0xad, 0xde], true)]
+        );
+        assert_eq!(v.rip, 0x1002);
+        p.mmio_value = 0x1234_5678;
+        handle_exit(
+            &npf(0xfeb0_0010, AccessKind::Write),
+            &mut v,
+            &mut p,
+            &mut pol,
+        );
+        assert_eq!(
+            p.mmio[1],
+            (0xfeb0_0010, std::vec![0x78, 0x56, 0x34, 0x12], false),
+            "the read of the RMW"
+        );
+        assert_eq!(
+            p.mmio[2],
+            (0xfeb0_0010, std::vec![0x78, 0, 0, 0], true),
+            "and its write"
+        );
+        assert_eq!(v.rip, 0x1008);
+        assert!(v.injected.is_empty());
+    }
+
+    #[test]
+    fn mmio_faults_and_refusals() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        // LOCK MOV is an invalid encoding: #UD, RIP unchanged.
+        p.ram.write(0x1000, &[0xf0, 0x89, 0x03]).unwrap();
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0000;
+        assert_eq!(
+            handle_exit(
+                &npf(0xfeb0_0000, AccessKind::Write),
+                &mut v,
+                &mut p,
+                &mut pol
+            ),
+            ExitAction::Resume
+        );
+        assert_eq!(v.injected, [Event::UD]);
+        assert_eq!(v.rip, 0x1000);
+        // An address the guest's page tables do not map: #PF with CR2.
+        p.ram.write(0x1000, &[0x89, 0x03]).unwrap();
+        v.gprs[Gpr::Rbx as usize] = 0x8000_0000;
+        handle_exit(
+            &npf(0xfeb0_0000, AccessKind::Write),
+            &mut v,
+            &mut p,
+            &mut pol,
+        );
+        assert_eq!(
+            v.injected[1],
+            Event::Exception {
+                vector: 14,
+                error_code: Some(2)
+            }
+        );
+        assert_eq!(v.cr[2], 0x8000_0000);
+        // A valid instruction the emulator does not implement (MOVAPS): the VM stops.
+        p.ram.write(0x1000, &[0x0f, 0x28, 0x03]).unwrap();
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0000;
+        assert!(matches!(
+            handle_exit(
+                &npf(0xfeb0_0000, AccessKind::Read),
+                &mut v,
+                &mut p,
+                &mut pol
+            ),
+            ExitAction::Stop(StopReason::Unhandled { .. })
+        ));
+        // Code cannot be fetched from MMIO.
+        assert!(matches!(
+            handle_exit(
+                &npf(0xfeb0_0000, AccessKind::Execute),
+                &mut v,
+                &mut p,
+                &mut pol
+            ),
+            ExitAction::Stop(StopReason::Unhandled {
+                info: 0xfeb0_0000,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -486,18 +620,6 @@ mod tests {
                 detail: 7
             })
         );
-        let npf = VmExit::NestedPageFault {
-            gpa: 0xfee0_0000,
-            access: crate::exit::AccessKind::Write,
-            present: false,
-        };
-        assert!(matches!(
-            handle_exit(&npf, &mut v, &mut p, &mut pol),
-            ExitAction::Stop(StopReason::Unhandled {
-                info: 0xfee0_0000,
-                ..
-            })
-        ));
         assert_eq!(
             handle_exit(&VmExit::ExternalInterrupt, &mut v, &mut p, &mut pol),
             ExitAction::Resume

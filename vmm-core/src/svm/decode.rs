@@ -53,7 +53,7 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
             cr: (code & 0xf) as u8,
             write: code >= Code::CrWrite0 as u64,
             gpr: (info1 & CR_DECODE_VALID != 0)
-                .then(|| Gpr::from_index((info1 & 0xf) as u8))
+                .then(|| Some(Gpr::from_index((info1 & 0xf) as usize)))
                 .flatten(),
             len: len(3),
         }),

@@ -8,7 +8,7 @@ use super::intercepts::{InterceptMisc1, InterceptMisc2};
 use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
 use crate::exit::VmExit;
-use crate::vcpu::{Event, Gpr, SegReg, Segment, VcpuState};
+use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
 
 /// Guest GPRs that VMRUN does not save: everything but RAX and RSP, which live
 /// in the VMCB. The field order is the layout `hw::run` loads and stores.
@@ -158,7 +158,7 @@ impl SvmVcpu {
             selector: 0,
             base: 0,
             limit: 0xffff,
-            attrs: 0x93,
+            attr: 0x93,
         };
         for off in [save::ES, save::SS, save::DS, save::FS, save::GS] {
             v.set_segment(off, data);
@@ -169,7 +169,7 @@ impl SvmVcpu {
                 selector: 0xf000,
                 base: 0xffff_0000,
                 limit: 0xffff,
-                attrs: 0x9b,
+                attr: 0x9b,
             },
         );
         v.set_segment(
@@ -178,7 +178,7 @@ impl SvmVcpu {
                 selector: 0,
                 base: 0,
                 limit: 0xffff,
-                attrs: 0,
+                attr: 0,
             },
         );
         v.set_segment(
@@ -187,7 +187,7 @@ impl SvmVcpu {
                 selector: 0,
                 base: 0,
                 limit: 0xffff,
-                attrs: 0,
+                attr: 0,
             },
         );
         v.set_segment(
@@ -196,7 +196,7 @@ impl SvmVcpu {
                 selector: 0,
                 base: 0,
                 limit: 0xffff,
-                attrs: 0x82,
+                attr: 0x82,
             },
         );
         v.set_segment(
@@ -205,7 +205,7 @@ impl SvmVcpu {
                 selector: 0,
                 base: 0,
                 limit: 0xffff,
-                attrs: 0x8b,
+                attr: 0x8b,
             },
         );
         v.write_u8(save::CPL, 0);
@@ -261,14 +261,15 @@ impl crate::Vcpu for SvmVcpu {
     }
 }
 
-fn seg_offset(seg: SegReg) -> usize {
+fn seg_offset(seg: Sreg) -> usize {
     match seg {
-        SegReg::Es => save::ES,
-        SegReg::Cs => save::CS,
-        SegReg::Ss => save::SS,
-        SegReg::Ds => save::DS,
-        SegReg::Fs => save::FS,
-        SegReg::Gs => save::GS,
+        Sreg::Es => save::ES,
+        Sreg::Cs => save::CS,
+        Sreg::Ss => save::SS,
+        Sreg::Ds => save::DS,
+        Sreg::Fs => save::FS,
+        Sreg::Gs => save::GS,
+        Sreg::Tr => save::TR,
     }
 }
 
@@ -358,7 +359,7 @@ impl VcpuState for SvmVcpu {
     fn set_efer(&mut self, efer: u64) {
         self.vmcb.write_u64(save::EFER, efer | EFER_SVME);
     }
-    fn segment(&self, seg: SegReg) -> Segment {
+    fn segment(&self, seg: Sreg) -> Segment {
         self.vmcb.segment(seg_offset(seg))
     }
     fn cpl(&self) -> u8 {
@@ -414,7 +415,7 @@ mod tests {
         let v = vcpu();
         assert_eq!(v.mode(), CpuMode::Real);
         assert_eq!(v.rip(), 0xfff0);
-        let cs = v.segment(SegReg::Cs);
+        let cs = v.segment(Sreg::Cs);
         assert_eq!(
             (cs.selector, cs.base, cs.limit),
             (0xf000, 0xffff_0000, 0xffff)
@@ -472,11 +473,14 @@ mod tests {
     fn registers_round_trip() {
         let mut v = vcpu();
         for i in 0..16u8 {
-            let r = Gpr::from_index(i).unwrap();
+            let r = Gpr::from_index(usize::from(i));
             v.set_gpr(r, 0x1000 + u64::from(i));
         }
         for i in 0..16u8 {
-            assert_eq!(v.gpr(Gpr::from_index(i).unwrap()), 0x1000 + u64::from(i));
+            assert_eq!(
+                v.gpr(Gpr::from_index(usize::from(i))),
+                0x1000 + u64::from(i)
+            );
         }
         assert_eq!(v.vmcb.read_u64(save::RAX), 0x1000);
         assert_eq!(v.vmcb.read_u64(save::RSP), 0x1004);

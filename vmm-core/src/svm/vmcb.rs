@@ -117,7 +117,7 @@ impl Vmcb {
     pub fn segment(&self, off: usize) -> crate::Segment {
         crate::Segment {
             selector: self.read_u16(off),
-            attrs: self.read_u16(off + 2),
+            attr: self.read_u16(off + 2),
             limit: self.read_u32(off + 4),
             base: self.read_u64(off + 8),
         }
@@ -125,7 +125,7 @@ impl Vmcb {
 
     pub fn set_segment(&mut self, off: usize, s: crate::Segment) {
         self.write_u16(off, s.selector);
-        self.write_u16(off + 2, s.attrs);
+        self.write_u16(off + 2, s.attr);
         self.write_u32(off + 4, s.limit);
         self.write_u64(off + 8, s.base);
     }
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(v.read_u32(0x70), 0x7b);
         let s = crate::Segment {
             selector: 0xf000,
-            attrs: 0x9b,
+            attr: 0x9b,
             limit: 0xffff,
             base: 0xffff_0000,
         };

@@ -51,6 +51,14 @@ impl vmm_core::exit::Platform for Machine {
         self.bus.pio_write(port, size, value)
     }
 
+    fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        self.bus.mmio_read(gpa, data)
+    }
+
+    fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
+        self.bus.mmio_write(gpa, data)
+    }
+
     fn memory(&mut self) -> &mut dyn GuestMemory {
         &mut self.ram
     }

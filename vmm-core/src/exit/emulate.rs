@@ -1,0 +1,160 @@
+//! Instructions Keel carries out for the guest: MMIO accesses (nested page
+//! faults on addresses that are not RAM) and string port I/O.
+//!
+//! The instruction is fetched at CS:RIP and executed by `crates/x86-emul`
+//! through the guest's segmentation and page tables; its data accesses reach
+//! guest RAM through the one guest-memory accessor and devices through the
+//! platform's bus. What the emulator returns decides what the guest gets: an
+//! exception is injected, an instruction it does not implement stops the VM
+//! with the instruction bytes in the log (see crates/x86-emul/README.md).
+
+use super::{ExitAction, Platform, StopReason};
+use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
+use x86_emul::{ControlRegs, Error, Exception, Fetch, Limits, Outcome, PhysError};
+
+/// Physical-address width the guest's page tables are checked against
+/// (reserved bits above it raise #PF with RSVD). Keel's guests see at most
+/// 48 bits, the width its nested tables map.
+const GUEST_MAXPHYADDR: u8 = 48;
+
+/// The vCPU, as the emulator sees it.
+struct EmulatedCpu<'a, V: VcpuState>(&'a mut V);
+
+impl<V: VcpuState> x86_emul::Cpu for EmulatedCpu<'_, V> {
+    fn gpr(&self, reg: Gpr) -> u64 {
+        self.0.gpr(reg)
+    }
+    fn set_gpr(&mut self, reg: Gpr, value: u64) {
+        self.0.set_gpr(reg, value)
+    }
+    fn rip(&self) -> u64 {
+        self.0.rip()
+    }
+    fn set_rip(&mut self, value: u64) {
+        self.0.set_rip(value)
+    }
+    fn rflags(&self) -> u64 {
+        self.0.rflags()
+    }
+    fn set_rflags(&mut self, value: u64) {
+        self.0.set_rflags(value)
+    }
+    fn segment(&self, reg: Sreg) -> Segment {
+        self.0.segment(reg)
+    }
+    fn control_regs(&self) -> ControlRegs {
+        ControlRegs {
+            cr0: self.0.cr0(),
+            cr3: self.0.cr3(),
+            cr4: self.0.cr4(),
+            efer: self.0.efer(),
+        }
+    }
+    fn cpl(&self) -> u8 {
+        self.0.cpl()
+    }
+    fn max_phys_addr_bits(&self) -> u8 {
+        GUEST_MAXPHYADDR
+    }
+}
+
+/// Guest RAM, devices and ports, as the emulator sees them.
+struct EmulatedMemory<'a, P: Platform>(&'a mut P);
+
+impl<P: Platform> x86_emul::PhysMemory for EmulatedMemory<'_, P> {
+    fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError> {
+        self.0
+            .memory()
+            .read(gpa, data)
+            .map_err(|_| PhysError::NotRam)
+    }
+    fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), PhysError> {
+        self.0
+            .memory()
+            .write(gpa, data)
+            .map_err(|_| PhysError::NotRam)
+    }
+}
+
+impl<P: Platform> x86_emul::Memory for EmulatedMemory<'_, P> {
+    // The bus answers every address (unclaimed reads are all-ones, writes are
+    // dropped), so a device access always completes in full.
+    fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) -> Result<usize, PhysError> {
+        self.0.mmio_read(gpa, data);
+        Ok(data.len())
+    }
+    fn mmio_write(&mut self, gpa: u64, data: &[u8]) -> Result<usize, PhysError> {
+        self.0.mmio_write(gpa, data);
+        Ok(data.len())
+    }
+    fn pio_read(&mut self, port: u16, data: &mut [u8]) -> Result<(), PhysError> {
+        let v = self.0.pio_read(port, data.len() as u8).to_le_bytes();
+        let n = data.len().min(4);
+        data[..n].copy_from_slice(&v[..n]);
+        Ok(())
+    }
+    fn pio_write(&mut self, port: u16, data: &[u8]) -> Result<(), PhysError> {
+        let mut v = [0u8; 4];
+        let n = data.len().min(4);
+        v[..n].copy_from_slice(&data[..n]);
+        self.0.pio_write(port, n as u8, u32::from_le_bytes(v));
+        Ok(())
+    }
+}
+
+/// Emulates the instruction at the guest's CS:RIP; `what` names why (for a stop message).
+pub(super) fn emulate_instruction(
+    what: &'static str,
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+) -> ExitAction {
+    let rip = vcpu.rip();
+    let result = x86_emul::emulate(
+        &mut EmulatedCpu(vcpu),
+        &mut EmulatedMemory(platform),
+        Fetch::Guest,
+        &Limits::default(),
+    );
+    match result {
+        Ok(Outcome::Retired) => {
+            vcpu.clear_interrupt_shadow();
+            ExitAction::Resume
+        }
+        Ok(Outcome::Yielded) => ExitAction::Resume,
+        Err(Error::Exception(e)) => {
+            if let Exception::PageFault { linear, .. } = e {
+                vcpu.set_cr(2, linear);
+            }
+            vcpu.inject(Event::Exception {
+                vector: e.vector(),
+                error_code: e.error_code(),
+            });
+            ExitAction::Resume
+        }
+        Err(Error::Unsupported {
+            bytes,
+            len,
+            what: insn,
+        }) => {
+            let b = &bytes[..usize::from(len).min(bytes.len())];
+            log::error!(
+                "{what}: the instruction at RIP {rip:#x} ({insn}, bytes {b:02x?}) is not emulated"
+            );
+            ExitAction::Stop(StopReason::Unhandled {
+                what: "an instruction Keel cannot emulate",
+                rip,
+                info: u64::from(b.first().copied().unwrap_or(0)),
+            })
+        }
+        Err(Error::PageTableNotRam { gpa }) => ExitAction::Stop(StopReason::Unhandled {
+            what: "guest page tables that point outside RAM",
+            rip,
+            info: gpa,
+        }),
+        Err(Error::Bus { gpa }) => ExitAction::Stop(StopReason::Unhandled {
+            what: "a device access the bus could not complete",
+            rip,
+            info: gpa,
+        }),
+    }
+}
