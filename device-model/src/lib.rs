@@ -19,6 +19,8 @@ pub mod debug_exit;
 pub mod irq;
 pub mod power;
 pub mod serial;
+pub mod timer;
+pub mod test_device;
 
 pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedStats};
 pub use clock::{Clock, ClockHandle, FakeClock};
@@ -27,3 +29,4 @@ pub use debug_exit::DebugExit;
 pub use irq::{IrqChip, IrqChipHandle, IrqLine};
 pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};
+pub use test_device::ScratchMmio;

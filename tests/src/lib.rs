@@ -100,47 +100,54 @@ pub fn check_stop(o: &Outcome, vm: &str, reason: &str, status: u8) -> Result<(),
     Ok(())
 }
 
-/// The selftest guest's verdict: PASS lines, no FAIL, `N passed, 0 failed`
-/// with N >= `min_passed`, then a debug-exit with status 0.
-pub fn check_selftest(o: &Outcome, min_passed: u32) -> Result<(), String> {
+/// A test guest's verdict (selftest, mmio, ...): PASS lines, no FAIL,
+/// `N passed, 0 failed` with N >= `min_passed`, then a debug-exit with status 0.
+pub fn check_guest_suite(o: &Outcome, vm: &str, min_passed: u32) -> Result<(), String> {
+    let prefix = format!("[{vm}] ");
     let fails: Vec<&str> = lines(o)
-        .filter(|l| l.starts_with("[selftest] FAIL"))
+        .filter(|l| {
+            l.strip_prefix(&prefix)
+                .is_some_and(|r| r.starts_with("FAIL"))
+        })
         .collect();
     if !fails.is_empty() {
-        return fail(
-            o,
-            format!("the selftest guest reported failures: {fails:?}"),
-        );
+        return fail(o, format!("the {vm} guest reported failures: {fails:?}"));
     }
-    if !lines(o).any(|l| l.starts_with("[selftest] PASS")) {
-        return fail(o, "no '[selftest] PASS' line".into());
+    if !lines(o).any(|l| {
+        l.strip_prefix(&prefix)
+            .is_some_and(|r| r.starts_with("PASS"))
+    }) {
+        return fail(o, format!("no '{prefix}PASS' line"));
     }
-    let totals: Vec<(u32, u32)> = lines(o).filter_map(selftest_totals).collect();
+    let totals: Vec<(u32, u32)> = lines(o).filter_map(|l| suite_totals(l, vm)).collect();
     match totals.as_slice() {
         [(passed, 0)] if *passed >= min_passed => {}
         [(passed, failed)] => {
             return fail(
                 o,
                 format!(
-                    "the selftest guest reported {passed} passed, {failed} failed; expected at \
+                    "the {vm} guest reported {passed} passed, {failed} failed; expected at \
                      least {min_passed} passed and 0 failed"
                 ),
             )
         }
-        [] => return fail(o, "no '[selftest] N passed, M failed' line".into()),
+        [] => return fail(o, format!("no '{prefix}N passed, M failed' line")),
         _ => return fail(o, format!("several totals lines: {totals:?}")),
     }
-    check_stop(o, "selftest", "guest debug-exit with status 0", 0)?;
-    let exact = "keel: VM 'selftest' stopped: guest debug-exit with status 0";
+    check_stop(o, vm, "guest debug-exit with status 0", 0)?;
+    let exact = format!("keel: VM '{vm}' stopped: guest debug-exit with status 0");
     if !lines(o).any(|l| l == exact) {
         return fail(o, format!("no line is exactly '{exact}'"));
     }
     Ok(())
 }
 
-/// `(N, M)` from `[selftest] N passed, M failed`.
-fn selftest_totals(line: &str) -> Option<(u32, u32)> {
-    let rest = line.strip_prefix("[selftest] ")?;
+/// `(N, M)` from `[<vm>] N passed, M failed`.
+fn suite_totals(line: &str, vm: &str) -> Option<(u32, u32)> {
+    let rest = line
+        .strip_prefix('[')?
+        .strip_prefix(vm)?
+        .strip_prefix("] ")?;
     let (passed, rest) = rest.split_once(" passed, ")?;
     let failed = rest.strip_suffix(" failed")?;
     Some((passed.parse().ok()?, failed.parse().ok()?))
@@ -179,22 +186,43 @@ mod tests {
 
     #[test]
     fn a_passing_selftest_log_passes() {
-        check_selftest(&outcome(&selftest_log(12, 0), End::Status(0)), 10).unwrap();
+        check_guest_suite(
+            &outcome(&selftest_log(12, 0), End::Status(0)),
+            "selftest",
+            10,
+        )
+        .unwrap();
     }
 
     #[test]
     fn selftest_failures_are_caught() {
-        let e = check_selftest(&outcome(&selftest_log(12, 1), End::Status(1)), 10).unwrap_err();
+        let e = check_guest_suite(
+            &outcome(&selftest_log(12, 1), End::Status(1)),
+            "selftest",
+            10,
+        )
+        .unwrap_err();
         assert!(e.contains("reported failures"), "{e}");
-        let e = check_selftest(&outcome(&selftest_log(9, 0), End::Status(0)), 10).unwrap_err();
+        let e = check_guest_suite(
+            &outcome(&selftest_log(9, 0), End::Status(0)),
+            "selftest",
+            10,
+        )
+        .unwrap_err();
         assert!(e.contains("9 passed, 0 failed"), "{e}");
         let no_totals = selftest_log(12, 0).replace("12 passed, 0 failed", "done");
-        let e = check_selftest(&outcome(&no_totals, End::Status(0)), 10).unwrap_err();
+        let e =
+            check_guest_suite(&outcome(&no_totals, End::Status(0)), "selftest", 10).unwrap_err();
         assert!(e.contains("no '[selftest] N passed"), "{e}");
-        let e = check_selftest(&outcome(&selftest_log(12, 0), End::TimedOut), 10).unwrap_err();
+        let e = check_guest_suite(
+            &outcome(&selftest_log(12, 0), End::TimedOut),
+            "selftest",
+            10,
+        )
+        .unwrap_err();
         assert!(e.contains("expected Keel to exit with status 0"), "{e}");
         assert!(e.contains("timed out"), "{e}");
-        let e = check_selftest(&outcome("", End::NoFinalLine), 10).unwrap_err();
+        let e = check_guest_suite(&outcome("", End::NoFinalLine), "selftest", 10).unwrap_err();
         assert!(e.contains("no serial output at all"), "{e}");
     }
 
@@ -215,10 +243,17 @@ mod tests {
     #[test]
     fn totals_lines() {
         assert_eq!(
-            selftest_totals("[selftest] 14 passed, 0 failed"),
+            suite_totals("[selftest] 14 passed, 0 failed", "selftest"),
             Some((14, 0))
         );
-        assert_eq!(selftest_totals("[selftest] x passed, 0 failed"), None);
-        assert_eq!(selftest_totals("[other] 1 passed, 0 failed"), None);
+        assert_eq!(
+            suite_totals("[selftest] x passed, 0 failed", "selftest"),
+            None
+        );
+        assert_eq!(suite_totals("[other] 1 passed, 0 failed", "selftest"), None);
+        assert_eq!(
+            suite_totals("[mmio] 13 passed, 0 failed", "mmio"),
+            Some((13, 0))
+        );
     }
 }

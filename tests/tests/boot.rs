@@ -1,7 +1,7 @@
 //! Keel under QEMU TCG with SVM, one test per VM config in tests/vms; the
 //! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
 
-use keel_tests::{boot, check_selftest, check_stop};
+use keel_tests::{boot, check_guest_suite, check_stop};
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -12,7 +12,13 @@ fn verdict(r: Result<(), String>) {
 #[test]
 fn selftest_guest_passes_every_check() {
     let (_, o) = boot("selftest");
-    verdict(check_selftest(&o, 10));
+    verdict(check_guest_suite(&o, "selftest", 10));
+}
+
+#[test]
+fn mmio_guest_passes_every_check() {
+    let (_, o) = boot("mmio");
+    verdict(check_guest_suite(&o, "mmio", 13));
 }
 
 #[test]

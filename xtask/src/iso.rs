@@ -10,7 +10,7 @@ use vm_config::{VmConfig, Warning};
 use crate::workspace::file_stem_for;
 
 /// Guests built by `crates/test-guests`, usable by name as `firmware = "NAME"`.
-pub const TEST_GUESTS: &[&str] = &["selftest", "halt", "triple-fault"];
+pub const TEST_GUESTS: &[&str] = &["selftest", "mmio", "halt", "triple-fault"];
 
 /// Largest firmware image Keel maps, in bytes (docs/ARCHITECTURE.md).
 pub const FIRMWARE_MAX: u64 = 256 * 1024;
@@ -315,7 +315,7 @@ mod tests {
             resolve_image(&nope, "firmware", "nope", &guests).unwrap_err()
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
-        assert!(e.contains("selftest, halt, triple-fault"), "{e}");
+        assert!(e.contains("selftest, mmio, halt, triple-fault"), "{e}");
         assert!(e.contains("firmware = \"nope\""), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }

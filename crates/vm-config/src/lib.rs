@@ -73,6 +73,9 @@ pub struct VmConfig {
     pub disks: Vec<String>,
     /// `vif`: network interface specifications, verbatim.
     pub vifs: Vec<String>,
+    /// `keel_testdev`: Keel's own key (not xl's): 1 adds the MMIO scratch test
+    /// device the instruction-emulator test guest uses; 0 (default) leaves it out.
+    pub test_device: bool,
 }
 
 impl VmConfig {
@@ -192,7 +195,16 @@ pub(crate) fn line_u32(line: usize) -> u32 {
 
 /// The keys Keel understands.
 pub const KNOWN_KEYS: &[&str] = &[
-    "name", "memory", "vcpus", "firmware", "kernel", "ramdisk", "cmdline", "disk", "vif",
+    "name",
+    "memory",
+    "vcpus",
+    "firmware",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "disk",
+    "vif",
+    "keel_testdev",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -209,6 +221,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         cmdline: None,
         disks: Vec::new(),
         vifs: Vec::new(),
+        test_device: false,
     };
 
     for s in settings {
@@ -240,6 +253,13 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                 }
                 config.vcpus = u32::try_from(n)
                     .map_err(|_| s.error("that is more vCPUs than Keel can count"))?;
+            }
+            "keel_testdev" => {
+                config.test_device = match number(s, "0 or 1")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(s.error("expected 0 or 1")),
+                }
             }
             "firmware" => config.firmware = Some(image(s)?),
             "kernel" => config.kernel = Some(image(s)?),

@@ -31,9 +31,18 @@ fn minimal_config_gets_defaults() {
             cmdline: None,
             disks: vec![],
             vifs: vec![],
+            test_device: false,
         }
     );
     assert!(p.warnings.is_empty());
+}
+
+#[test]
+fn keel_test_device_key() {
+    assert!(ok("name = \"t\"\nkeel_testdev = 1\n").config.test_device);
+    assert!(!ok("name = \"t\"\nkeel_testdev = 0\n").config.test_device);
+    let e = err("name = \"t\"\nkeel_testdev = 2\n");
+    assert!(e.contains("vm.cfg:2") && e.contains("0 or 1"), "{e}");
 }
 
 #[test]
@@ -97,7 +106,7 @@ fn unknown_keys_are_warnings_with_lines() {
     assert_eq!(
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
-         vcpus, firmware, kernel, ramdisk, cmdline, disk, vif)"
+         vcpus, firmware, kernel, ramdisk, cmdline, disk, vif, keel_testdev)"
     );
 }
 

@@ -162,7 +162,7 @@ pub fn run(
     reserved.push(0..keel::frames::LOW_MEMORY_END);
 
     let mut vcpu = svm::create_vcpu(frames, caps, &mappings, reserved)?;
-    let mut machine = Machine::new(&config.name, ram).map_err(VmError::Bus)?;
+    let mut machine = Machine::new(&config.name, ram, config.test_device).map_err(VmError::Bus)?;
     log::info!(
         "VM '{}': {} MiB of RAM at host {:#x}, firmware '{}' ({} KiB), SVM with nested paging{}",
         config.name,

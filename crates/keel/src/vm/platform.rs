@@ -5,8 +5,9 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use device_model::test_device::{TEST_DEVICE_BASE, TEST_DEVICE_LEN};
 use device_model::{
-    Bus, BusError, DebugExit, DeviceHandle, PowerControl, PrefixedConsole, Uart16550,
+    Bus, BusError, DebugExit, DeviceHandle, PowerControl, PrefixedConsole, ScratchMmio, Uart16550,
 };
 use guest_memory::{GuestMemory, GuestRam};
 use spin::Mutex;
@@ -24,8 +25,9 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// The machine of VM `name` over its RAM: COM1 and the debug-exit port.
-    pub fn new(name: &str, ram: GuestRam<'static>) -> Result<Self, BusError> {
+    /// The machine of VM `name` over its RAM: COM1 and the debug-exit port,
+    /// and with `test_device` the MMIO scratch test device.
+    pub fn new(name: &str, ram: GuestRam<'static>, test_device: bool) -> Result<Self, BusError> {
         let power = PowerControl::new();
         let mut bus = Bus::new();
         let console = PrefixedConsole::new(name, Box::new(|line: &str| crate::println!("{line}")));
@@ -33,6 +35,10 @@ impl Machine {
         bus.register_pio(COM1_BASE, COM1_LEN, "com1", com1)?;
         let debug_exit: DeviceHandle = Arc::new(Mutex::new(DebugExit::new(power.clone())));
         bus.register_pio(DebugExit::PORT, DebugExit::LEN, "debug-exit", debug_exit)?;
+        if test_device {
+            let scratch: DeviceHandle = Arc::new(Mutex::new(ScratchMmio::default()));
+            bus.register_mmio(TEST_DEVICE_BASE, TEST_DEVICE_LEN, "keel-testdev", scratch)?;
+        }
         Ok(Machine { bus, power, ram })
     }
 
