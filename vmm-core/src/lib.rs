@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod exit;
+pub mod interrupts;
 pub mod paging;
 pub mod svm;
 pub mod vcpu;

@@ -78,6 +78,16 @@ pub trait VcpuState {
     fn inject(&mut self, event: Event);
     /// Clears any STI / MOV SS interrupt shadow (after an instruction is skipped).
     fn clear_interrupt_shadow(&mut self);
+    /// Whether the guest is in an STI / MOV SS interrupt shadow: no maskable
+    /// interrupt may be delivered before the next instruction completes.
+    fn interrupt_shadow(&self) -> bool;
+    /// Whether an event is already queued for the next entry (by [`Self::inject`],
+    /// or re-queued by the backend because an exit interrupted its delivery).
+    fn event_pending(&self) -> bool;
+    /// Asks for (or stops asking for) an exit as soon as the guest can take a
+    /// maskable interrupt: SVM's virtual-interrupt intercept, VMX's
+    /// interrupt-window exiting. The exit is [`crate::VmExit::InterruptWindow`].
+    fn set_interrupt_window_exiting(&mut self, on: bool);
 
     /// The CPU mode implied by CR0.PE, EFER.LMA and CS.L / CS.D.
     fn mode(&self) -> CpuMode {
@@ -128,6 +138,8 @@ pub(crate) mod tests {
         pub segs: [Segment; 7],
         pub injected: Vec<Event>,
         pub shadow_cleared: bool,
+        pub shadow: bool,
+        pub window: bool,
     }
 
     impl FakeVcpu {
@@ -242,6 +254,16 @@ pub(crate) mod tests {
         }
         fn clear_interrupt_shadow(&mut self) {
             self.shadow_cleared = true;
+            self.shadow = false;
+        }
+        fn interrupt_shadow(&self) -> bool {
+            self.shadow
+        }
+        fn event_pending(&self) -> bool {
+            !self.injected.is_empty()
+        }
+        fn set_interrupt_window_exiting(&mut self, on: bool) {
+            self.window = on;
         }
     }
 

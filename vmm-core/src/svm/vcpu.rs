@@ -48,12 +48,15 @@ pub struct SvmVcpuConfig {
 /// EFER.SVME: must be set in the guest's EFER for VMRUN (APM Vol 2, 15.5.1).
 pub(crate) const EFER_SVME: u64 = 1 << 12;
 const V_INTR_MASKING: u64 = 1 << 24;
+/// VINTR fields used for interrupt-window exits: V_IRQ, V_INTR_PRIO = 15, V_IGN_TPR.
+const V_IRQ_WINDOW: u64 = (1 << 8) | (0xf << 16) | (1 << 20);
 // EVENTINJ (APM Vol 2, 15.20).
 const EVENTINJ_VALID: u64 = 1 << 31;
 const EVENTINJ_EV: u64 = 1 << 11;
 const EVENTINJ_TYPE_INTR: u64 = 0 << 8;
 const EVENTINJ_TYPE_NMI: u64 = 2 << 8;
 const EVENTINJ_TYPE_EXCEPTION: u64 = 3 << 8;
+const EVENTINJ_TYPE_SOFT_INT: u64 = 4 << 8;
 /// TLB_CONTROL: flush this guest's TLB entries on the next VMRUN.
 const TLB_FLUSH_ALL: u8 = 1;
 
@@ -244,8 +247,21 @@ impl SvmVcpu {
         self.vmcb.write_u8(control::TLB_CONTROL, TLB_FLUSH_ALL);
     }
 
-    /// Called after each #VMEXIT: a requested flush has happened.
+    /// Called after each #VMEXIT: a requested flush has happened, and an event
+    /// whose delivery the exit interrupted (EXITINTINFO, APM Vol 2 15.7.2) is
+    /// queued again. Software interrupts and #BP/#OF are not: the guest's RIP
+    /// still points at the INTn / INT3 / INTO instruction, which runs again.
     pub(crate) fn after_exit(&mut self) {
+        let interrupted = self.vmcb.read_u64(control::EXITINTINFO);
+        if interrupted & EVENTINJ_VALID != 0 {
+            let kind = interrupted & (7 << 8);
+            let vector = interrupted & 0xff;
+            let reruns = kind == EVENTINJ_TYPE_SOFT_INT
+                || (kind == EVENTINJ_TYPE_EXCEPTION && (vector == 3 || vector == 4));
+            if !reruns {
+                self.vmcb.write_u64(control::EVENTINJ, interrupted);
+            }
+        }
         self.vmcb.write_u8(control::TLB_CONTROL, 0);
         // Keel never uses VMCB clean bits: every field is reloaded on VMRUN.
         self.vmcb.write_u32(control::VMCB_CLEAN, 0);
@@ -385,6 +401,25 @@ impl VcpuState for SvmVcpu {
     fn clear_interrupt_shadow(&mut self) {
         self.vmcb.write_u64(control::INTERRUPT_SHADOW, 0);
     }
+    fn interrupt_shadow(&self) -> bool {
+        self.vmcb.read_u64(control::INTERRUPT_SHADOW) & 1 != 0
+    }
+    fn event_pending(&self) -> bool {
+        self.vmcb.read_u64(control::EVENTINJ) & EVENTINJ_VALID != 0
+    }
+    /// A virtual interrupt (V_IRQ) with the VINTR intercept: the CPU exits
+    /// instead of delivering it once the guest can take interrupts (APM Vol 2 15.21.4).
+    fn set_interrupt_window_exiting(&mut self, on: bool) {
+        let vintr = self.vmcb.read_u64(control::VINTR) & !V_IRQ_WINDOW;
+        let misc1 = InterceptMisc1::from_bits_retain(self.vmcb.read_u32(control::INTERCEPT_MISC1));
+        let (vintr, misc1) = if on {
+            (vintr | V_IRQ_WINDOW, misc1 | InterceptMisc1::VINTR)
+        } else {
+            (vintr, misc1 - InterceptMisc1::VINTR)
+        };
+        self.vmcb.write_u64(control::VINTR, vintr);
+        self.vmcb.write_u32(control::INTERCEPT_MISC1, misc1.bits());
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +521,49 @@ mod tests {
         assert_eq!(v.vmcb.read_u64(save::RSP), 0x1004);
         v.set_efer(1 << 8);
         assert_eq!(v.vmcb.read_u64(save::EFER), (1 << 8) | EFER_SVME);
+    }
+
+    #[test]
+    fn interrupt_window_and_shadow() {
+        let mut v = vcpu();
+        v.set_interrupt_window_exiting(true);
+        assert_eq!(
+            v.vmcb.read_u64(control::VINTR),
+            V_INTR_MASKING | V_IRQ_WINDOW
+        );
+        let m1 = InterceptMisc1::from_bits_retain(v.vmcb.read_u32(control::INTERCEPT_MISC1));
+        assert!(m1.contains(InterceptMisc1::VINTR | InterceptMisc1::IOIO_PROT));
+        v.set_interrupt_window_exiting(false);
+        assert_eq!(v.vmcb.read_u64(control::VINTR), V_INTR_MASKING);
+        let m1 = InterceptMisc1::from_bits_retain(v.vmcb.read_u32(control::INTERCEPT_MISC1));
+        assert!(!m1.contains(InterceptMisc1::VINTR) && m1.contains(InterceptMisc1::IOIO_PROT));
+        v.vmcb.write_u64(control::INTERRUPT_SHADOW, 1);
+        assert!(v.interrupt_shadow());
+        v.clear_interrupt_shadow();
+        assert!(!v.interrupt_shadow());
+    }
+
+    #[test]
+    fn interrupted_events_are_queued_again() {
+        let mut v = vcpu();
+        // An external interrupt 0x30 whose delivery hit a nested page fault.
+        v.vmcb.write_u64(control::EXITINTINFO, 0x8000_0030);
+        v.after_exit();
+        assert!(v.event_pending());
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0030);
+        // #GP with its error code.
+        v.vmcb.write_u64(control::EVENTINJ, 0);
+        v.vmcb
+            .write_u64(control::EXITINTINFO, 0x0000_0000_8000_0b0d);
+        v.after_exit();
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0b0d);
+        // INT 0x80 and INT3 run again from the instruction instead.
+        for info in [0x8000_0480u64, 0x8000_0303] {
+            v.vmcb.write_u64(control::EVENTINJ, 0);
+            v.vmcb.write_u64(control::EXITINTINFO, info);
+            v.after_exit();
+            assert!(!v.event_pending(), "{info:#x}");
+        }
     }
 
     #[test]

@@ -1,0 +1,183 @@
+//! Delivering interrupts to a vCPU before each entry, the same for every backend.
+//!
+//! The platform's interrupt controllers say what is pending; this decides
+//! whether it can be delivered now (SDM Vol 3A 6.8.1, 6.8.3: RFLAGS.IF and the
+//! STI / MOV SS shadow gate maskable interrupts) and either injects it or asks
+//! the backend for an interrupt-window exit so it is delivered as soon as the
+//! guest allows. An event that the backend re-queued after an exit
+//! interrupted its delivery goes first.
+
+use crate::vcpu::{Event, VcpuState};
+
+/// The interrupt controllers as one vCPU sees them.
+pub trait InterruptSource {
+    /// Whether a maskable interrupt is ready for this vCPU (not yet acknowledged).
+    fn interrupt_pending(&mut self) -> bool;
+    /// The INTA cycle: the vector to deliver, now in service at its controller;
+    /// `None` if nothing is pending any more (the controller may say spurious).
+    fn acknowledge_interrupt(&mut self) -> Option<u8>;
+    /// Whether an NMI is waiting for this vCPU.
+    fn nmi_pending(&mut self) -> bool;
+    /// The NMI was delivered.
+    fn acknowledge_nmi(&mut self);
+}
+
+/// What [`deliver`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Nothing was pending, or an earlier event is still queued.
+    Nothing,
+    /// An NMI was injected.
+    Nmi,
+    /// This vector was injected as an external interrupt.
+    Interrupt(u8),
+    /// An interrupt is pending but the guest cannot take it yet; the backend
+    /// will exit when it can.
+    WindowRequested,
+}
+
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// Injects the most urgent deliverable event, or requests an interrupt window.
+pub fn deliver(vcpu: &mut impl VcpuState, source: &mut impl InterruptSource) -> Delivery {
+    if vcpu.event_pending() {
+        // One event per entry; a pending interrupt keeps the window open.
+        let waiting = source.interrupt_pending();
+        vcpu.set_interrupt_window_exiting(waiting);
+        return Delivery::Nothing;
+    }
+    // NMIs ignore RFLAGS.IF; MOV SS / STI blocking is honoured for them too.
+    if !vcpu.interrupt_shadow() && source.nmi_pending() {
+        source.acknowledge_nmi();
+        vcpu.inject(Event::Nmi);
+        let waiting = source.interrupt_pending();
+        vcpu.set_interrupt_window_exiting(waiting);
+        return Delivery::Nmi;
+    }
+    if !source.interrupt_pending() {
+        vcpu.set_interrupt_window_exiting(false);
+        return Delivery::Nothing;
+    }
+    if vcpu.rflags() & RFLAGS_IF == 0 || vcpu.interrupt_shadow() {
+        vcpu.set_interrupt_window_exiting(true);
+        return Delivery::WindowRequested;
+    }
+    vcpu.set_interrupt_window_exiting(false);
+    match source.acknowledge_interrupt() {
+        Some(vector) => {
+            vcpu.inject(Event::ExternalInterrupt { vector });
+            Delivery::Interrupt(vector)
+        }
+        None => Delivery::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vcpu::tests::FakeVcpu;
+    use std::vec::Vec;
+
+    #[derive(Default)]
+    struct Source {
+        vectors: Vec<u8>,
+        nmi: bool,
+        acked: Vec<u8>,
+    }
+
+    impl InterruptSource for Source {
+        fn interrupt_pending(&mut self) -> bool {
+            !self.vectors.is_empty()
+        }
+        fn acknowledge_interrupt(&mut self) -> Option<u8> {
+            let v = self.vectors.pop()?;
+            self.acked.push(v);
+            Some(v)
+        }
+        fn nmi_pending(&mut self) -> bool {
+            self.nmi
+        }
+        fn acknowledge_nmi(&mut self) {
+            self.nmi = false;
+        }
+    }
+
+    fn enabled() -> FakeVcpu {
+        let mut v = FakeVcpu::protected_flat();
+        v.rflags |= RFLAGS_IF;
+        v
+    }
+
+    #[test]
+    fn injects_when_the_guest_accepts() {
+        let (mut v, mut s) = (
+            enabled(),
+            Source {
+                vectors: std::vec![0x30],
+                ..Default::default()
+            },
+        );
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Interrupt(0x30));
+        assert_eq!(v.injected, [Event::ExternalInterrupt { vector: 0x30 }]);
+        assert_eq!(s.acked, [0x30]);
+        assert!(!v.window);
+    }
+
+    #[test]
+    fn waits_for_if_and_the_shadow() {
+        let mut s = Source {
+            vectors: std::vec![0x30],
+            ..Default::default()
+        };
+        let mut v = FakeVcpu::protected_flat(); // IF = 0
+        assert_eq!(deliver(&mut v, &mut s), Delivery::WindowRequested);
+        assert!(
+            v.window && v.injected.is_empty() && s.acked.is_empty(),
+            "not acknowledged until it can be delivered"
+        );
+        let mut v = enabled();
+        v.shadow = true;
+        assert_eq!(deliver(&mut v, &mut s), Delivery::WindowRequested);
+        v.shadow = false;
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Interrupt(0x30));
+        assert!(!v.window);
+    }
+
+    #[test]
+    fn a_queued_event_goes_first() {
+        let mut v = enabled();
+        v.inject(Event::GP0);
+        let mut s = Source {
+            vectors: std::vec![0x30],
+            nmi: true,
+            ..Default::default()
+        };
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nothing);
+        assert_eq!(v.injected, [Event::GP0]);
+        assert!(v.window, "the pending interrupt gets the next window");
+        assert!(s.nmi && s.acked.is_empty());
+    }
+
+    #[test]
+    fn nmi_ignores_if_but_not_the_shadow() {
+        let mut v = FakeVcpu::protected_flat();
+        let mut s = Source {
+            nmi: true,
+            ..Default::default()
+        };
+        v.shadow = true;
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nothing);
+        v.shadow = false;
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nmi);
+        assert_eq!(v.injected, [Event::Nmi]);
+        assert!(!s.nmi);
+    }
+
+    #[test]
+    fn nothing_pending_closes_the_window() {
+        let mut v = enabled();
+        v.window = true;
+        assert_eq!(deliver(&mut v, &mut Source::default()), Delivery::Nothing);
+        assert!(!v.window);
+    }
+}
