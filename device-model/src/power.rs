@@ -1,7 +1,7 @@
 //! Requests, from any device, that the VM stop.
 //!
-//! A device that wants the VM to end (a debug-exit write today; ACPI power-off
-//! and reset later) records a [`PowerRequest`] through its [`PowerControl`]
+//! A device that wants the VM to end (a debug-exit write, an ACPI power-off,
+//! a guest reset) records a [`PowerRequest`] through its [`PowerControl`]
 //! clone. The VM loop checks after each exit and acts on it. The first request
 //! wins: a second one before the loop has taken the first is ignored, so the
 //! reason reported is the one the guest raised first.
@@ -18,6 +18,14 @@ use spin::Mutex;
 pub enum PowerRequest {
     /// The guest wrote `status` to the debug-exit port (see [`crate::DebugExit`]).
     DebugExit { status: u32 },
+    /// The guest entered ACPI S5 (soft off): it set `SLP_EN` in `PM1a_CNT`
+    /// with the S5 sleep type (ACPI 6.5 4.8.3.2.1; see [`crate::pci::Piix4Pm`]).
+    AcpiPowerOff,
+    /// The guest asked for a system reset: the keyboard controller's reset
+    /// line (output port bit 0 written low, or a pulse command such as 0xFE),
+    /// or a 0 -> 1 write of port 0x92 bit 0 (fast reset). The VM loop resets
+    /// the devices and the vCPU and starts again at the reset vector.
+    Reset,
 }
 
 impl fmt::Display for PowerRequest {
@@ -26,6 +34,8 @@ impl fmt::Display for PowerRequest {
             PowerRequest::DebugExit { status } => {
                 write!(f, "guest debug-exit with status {status}")
             }
+            PowerRequest::Reset => f.write_str("guest requested a system reset"),
+            PowerRequest::AcpiPowerOff => f.write_str("guest ACPI power-off (S5)"),
         }
     }
 }
@@ -108,5 +118,21 @@ mod tests {
             PowerRequest::DebugExit { status: 0 }.to_string(),
             "guest debug-exit with status 0"
         );
+        assert_eq!(
+            PowerRequest::AcpiPowerOff.to_string(),
+            "guest ACPI power-off (S5)"
+        );
+        assert_eq!(
+            PowerRequest::Reset.to_string(),
+            "guest requested a system reset"
+        );
+    }
+
+    #[test]
+    fn a_reset_request_is_kept_like_any_other() {
+        let p = PowerControl::new();
+        assert!(p.request(PowerRequest::Reset));
+        assert!(!p.request(PowerRequest::DebugExit { status: 1 }));
+        assert_eq!(p.take(), Some(PowerRequest::Reset));
     }
 }
