@@ -17,10 +17,11 @@ pub mod clock;
 pub mod console;
 pub mod debug_exit;
 pub mod irq;
+pub mod pci;
 pub mod power;
 pub mod serial;
-pub mod timer;
 pub mod test_device;
+pub mod timer;
 
 pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedStats};
 pub use clock::{Clock, ClockHandle, FakeClock};
