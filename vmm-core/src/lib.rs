@@ -2,9 +2,11 @@
 //! arch-neutral exit layer.
 //!
 //! The only code here that touches the CPU is `svm::hw` (VMRUN, VMLOAD/VMSAVE,
-//! EFER.SVME). Everything else works on plain data — a VMCB is a 4 KiB byte
-//! page, a nested page table is a set of `[u64; 512]` tables — so exit decoding,
-//! exit handling and the page-table builder run under `cargo test` on the host.
+//! EFER.SVME) and `vmx::hw` (VMXON, VMREAD/VMWRITE, VMLAUNCH/VMRESUME, INVEPT).
+//! Everything else works on plain data — a VMCB is a 4 KiB byte page, a VMCS
+//! is reached through a trait that tests back with a map of field encodings, a
+//! nested page table is a set of `[u64; 512]` tables — so exit decoding, exit
+//! handling and the page-table builder run under `cargo test` on the host.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -14,6 +16,7 @@ pub mod interrupts;
 pub mod paging;
 pub mod svm;
 pub mod vcpu;
+pub mod vmx;
 
 pub use exit::{ExitAction, StopReason, VmExit};
 pub use vcpu::{Event, Gpr, Segment, Sreg, Vcpu, VcpuState};

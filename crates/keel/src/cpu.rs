@@ -2,6 +2,7 @@
 
 use core::fmt;
 use raw_cpuid::native_cpuid::cpuid_count;
+use vmm_core::vmx::{self, ControlError, VmxControls};
 
 /// AMD VM_CR MSR; bit 4 (SVMDIS) set means firmware disabled SVM (APM Vol 2, 15.30.1).
 const MSR_VM_CR: u32 = 0xc001_0114;
@@ -16,13 +17,27 @@ pub struct SvmCaps {
     pub huge_pages: bool,
 }
 
+/// The backend this CPU runs guests with.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// AMD SVM with nested paging.
+    Svm(SvmCaps),
+    /// Intel VMX with EPT and unrestricted guest, with the controls fitted to this CPU.
+    Vmx(VmxControls),
+}
+
 /// Why no backend can run here.
 #[derive(Debug, Clone, Copy)]
 pub enum Unavailable {
     NoExtensions,
     SvmDisabledByFirmware,
     SvmWithoutNestedPaging,
-    VmxNotYetSupported { locked_off: bool },
+    /// IA32_FEATURE_CONTROL is locked with VMX outside SMX off.
+    VmxLockedOff,
+    /// CR4.VMXE is already set: something else is using VMX.
+    VmxInUse,
+    /// VMX lacks a feature Keel needs (EPT, unrestricted guest, ...).
+    VmxMissing(ControlError),
 }
 
 impl fmt::Display for Unavailable {
@@ -40,13 +55,18 @@ impl fmt::Display for Unavailable {
                 f,
                 "AMD SVM is present but without nested paging (CPUID Fn8000_000A EDX[0]); Keel needs NPT (under QEMU add +npt)"
             ),
-            Unavailable::VmxNotYetSupported { locked_off: true } => write!(
+            Unavailable::VmxLockedOff => write!(
                 f,
-                "this is an Intel VMX CPU, and VMX is locked off by firmware in IA32_FEATURE_CONTROL; Keel's VMX backend is also not built yet"
+                "Intel VMX is present but locked off by firmware in IA32_FEATURE_CONTROL (lock set, VMX outside SMX clear); enable Intel VT-x in the firmware setup"
             ),
-            Unavailable::VmxNotYetSupported { locked_off: false } => {
-                write!(f, "this is an Intel VMX CPU; Keel's VMX backend is not built yet, only SVM runs guests")
-            }
+            Unavailable::VmxInUse => write!(
+                f,
+                "Intel VMX is already in use on this CPU (CR4.VMXE is set): Keel must be the only hypervisor; under a nested hypervisor, give the VM VT-x and do not start another one inside"
+            ),
+            Unavailable::VmxMissing(e) => write!(
+                f,
+                "{e}; Keel needs VMX with EPT and unrestricted guest (Intel Westmere or later; under Bochs use cpu: model=corei7_skylake_x)"
+            ),
         }
     }
 }
@@ -61,8 +81,8 @@ fn rdmsr(msr: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Detects SVM with nested paging.
-pub fn detect() -> Result<SvmCaps, Unavailable> {
+/// Detects SVM with nested paging, or VMX with EPT and unrestricted guest.
+pub fn detect() -> Result<Backend, Unavailable> {
     let max_ext = cpuid_count(0x8000_0000, 0).eax;
     let svm = max_ext >= 0x8000_0001 && cpuid_count(0x8000_0001, 0).ecx & (1 << 2) != 0;
     if svm {
@@ -78,15 +98,29 @@ pub fn detect() -> Result<SvmCaps, Unavailable> {
             return Err(Unavailable::SvmWithoutNestedPaging);
         }
         let huge_pages = cpuid_count(0x8000_0001, 0).edx & (1 << 26) != 0;
-        return Ok(SvmCaps {
+        return Ok(Backend::Svm(SvmCaps {
             nrip_save: features & (1 << 3) != 0,
             huge_pages,
-        });
+        }));
     }
     if cpuid_count(1, 0).ecx & (1 << 5) != 0 {
         let fc = rdmsr(MSR_IA32_FEATURE_CONTROL);
-        let locked_off = fc & 1 != 0 && fc & (1 << 2) == 0;
-        return Err(Unavailable::VmxNotYetSupported { locked_off });
+        if fc & 1 != 0 && fc & (1 << 2) == 0 {
+            return Err(Unavailable::VmxLockedOff);
+        }
+        if vmx::hw::vmxe_in_use() {
+            return Err(Unavailable::VmxInUse);
+        }
+        let caps = vmx::hw::capabilities();
+        log::info!(
+            "VMX capabilities: basic {:#x} pin {:#x}/{:#x} proc {:#x}/{:#x} proc2 {:#x} exit {:#x}/{:#x} entry {:#x}/{:#x} misc {:#x} cr0 {:#x}/{:#x} cr4 {:#x}/{:#x} ept/vpid {:#x}",
+            caps.basic, caps.pinbased, caps.true_pinbased, caps.procbased, caps.true_procbased,
+            caps.procbased2, caps.exit, caps.true_exit, caps.entry, caps.true_entry, caps.misc,
+            caps.cr0_fixed0, caps.cr0_fixed1, caps.cr4_fixed0, caps.cr4_fixed1, caps.ept_vpid
+        );
+        return VmxControls::new(&caps)
+            .map(Backend::Vmx)
+            .map_err(Unavailable::VmxMissing);
     }
     Err(Unavailable::NoExtensions)
 }

@@ -105,8 +105,8 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         modules.len()
     );
 
-    let caps = match cpu::detect() {
-        Ok(caps) => caps,
+    let backend = match cpu::detect() {
+        Ok(backend) => backend,
         Err(why) => {
             log::error!("cannot run guests: {why}");
             finish(NO_VIRTUALIZATION_STATUS);
@@ -133,7 +133,7 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
     }
     let config = parsed.config;
     let images = vm::Images { modules };
-    match vm::run(&config, &images, &mut frames, caps, &reserved) {
+    match vm::run(&config, &images, &mut frames, backend, &reserved) {
         Ok(stop) => {
             println!("keel: VM '{}' stopped: {}", config.name, stop);
             finish(stop.exit_status());

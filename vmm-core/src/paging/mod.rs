@@ -5,8 +5,10 @@
 //! The builder gets its table pages from a [`TableMemory`], so the hypervisor
 //! hands it real frames and host tests hand it a map of fake ones.
 
+mod ept;
 mod npt;
 
+pub use ept::{eptp, EptFormat};
 pub use npt::NptFormat;
 
 use alloc::vec::Vec;

@@ -2,6 +2,7 @@
 
 mod platform;
 mod svm;
+mod vmx;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,7 +17,7 @@ use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, VmPolicy};
 use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
 use vmm_core::{ExitAction, StopReason, Vcpu};
 
-use crate::cpu::SvmCaps;
+use crate::cpu::Backend;
 use platform::Machine;
 
 const MIB: u64 = 1 << 20;
@@ -50,6 +51,8 @@ pub enum VmError {
     },
     Map(MapError),
     Bus(device_model::BusError),
+    /// Turning the virtualization extensions on failed.
+    Hardware(String),
 }
 
 impl fmt::Display for VmError {
@@ -65,6 +68,7 @@ impl fmt::Display for VmError {
             }
             VmError::Map(e) => write!(f, "building the nested page tables failed: {e:?}"),
             VmError::Bus(e) => write!(f, "setting up the device bus failed: {e}"),
+            VmError::Hardware(m) => write!(f, "{m}"),
         }
     }
 }
@@ -109,7 +113,7 @@ pub fn run(
     config: &VmConfig,
     images: &Images,
     frames: &mut FrameAllocator,
-    caps: SvmCaps,
+    backend: Backend,
     reserved: &[Range<u64>],
 ) -> Result<StopReason, VmError> {
     let firmware_name = check_config(config)?;
@@ -161,18 +165,30 @@ pub fn run(
     let mut reserved = reserved.to_vec();
     reserved.push(0..keel::frames::LOW_MEMORY_END);
 
-    let mut vcpu = svm::create_vcpu(frames, caps, &mappings, reserved)?;
     let mut machine = Machine::new(&config.name, ram, config.test_device).map_err(VmError::Bus)?;
+    let backend_name = match backend {
+        Backend::Svm(caps) if caps.nrip_save => "SVM with nested paging and NRIP save",
+        Backend::Svm(_) => "SVM with nested paging",
+        Backend::Vmx(_) => "VMX with EPT, VPID and unrestricted guest",
+    };
     log::info!(
-        "VM '{}': {} MiB of RAM at host {:#x}, firmware '{}' ({} KiB), SVM with nested paging{}",
+        "VM '{}': {} MiB of RAM at host {:#x}, firmware '{}' ({} KiB), {backend_name}",
         config.name,
         config.memory_mib,
         ram_pa,
         firmware_name,
         fw_len / 1024,
-        if caps.nrip_save { " and NRIP save" } else { "" }
     );
-    let (stop, exits) = run_vcpu(&mut vcpu, &mut machine);
+    let (stop, exits) = match backend {
+        Backend::Svm(caps) => run_vcpu(
+            &mut svm::create_vcpu(frames, caps, &mappings, reserved)?,
+            &mut machine,
+        ),
+        Backend::Vmx(controls) => run_vcpu(
+            &mut vmx::create_vcpu(frames, controls, &mappings, reserved)?,
+            &mut machine,
+        ),
+    };
     let unclaimed = machine.unclaimed();
     log::info!(
         "VM '{}': {} exits; unclaimed port reads {}, writes {}",

@@ -1,0 +1,94 @@
+//! Setting up a VM on the VMX backend: EPT (the same builder and frame-backed
+//! tables as NPT), the MSR and I/O bitmaps, VMXON, the VMCS and the vCPU.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use keel::frames::FrameAllocator;
+use vmm_core::paging::{eptp, EptFormat, NestedPageTable};
+use vmm_core::vmx::hw::{self, HwVmcs, VmxRegion};
+use vmm_core::vmx::{ExitControls, IoBitmaps, MsrBitmap, VmxControls, VmxVcpu, VmxVcpuConfig};
+
+use super::svm::FrameTables;
+use super::{GuestMapping, VmError};
+
+/// MSRs the guest may access without an exit. SYSENTER_*, FS/GS base (and PAT
+/// when the PAT load/save controls are on) are switched through the VMCS guest
+/// state (SDM 25.4, 26.3.2.1, 27.3.1). STAR, LSTAR, CSTAR, SFMASK and
+/// KERNEL_GS_BASE are not switched: the guest's values stay in the CPU, which
+/// is harmless because Keel never executes SYSCALL, SYSRET or SWAPGS.
+const PASS_THROUGH_MSRS: &[u32] = &[
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+];
+const MSR_PAT: u32 = 0x277;
+/// TSC: reads are native (zero offset), writes go to the MSR policy.
+const MSR_TSC: u32 = 0x10;
+
+fn identity(va: usize) -> u64 {
+    va as u64
+}
+
+/// Maps `mappings` in fresh EPT tables, turns VMX on, loads a VMCS and
+/// creates vCPU 0 in its reset state. No mapping may reach `reserved`.
+pub fn create_vcpu(
+    frames: &mut FrameAllocator,
+    controls: VmxControls,
+    mappings: &[GuestMapping],
+    reserved: Vec<Range<u64>>,
+) -> Result<VmxVcpu<HwVmcs>, VmError> {
+    let mut tables = FrameTables(frames);
+    let largest = if controls.caps.ept_1g_pages() { 3 } else { 2 };
+    let mut ept =
+        NestedPageTable::<EptFormat>::new(&mut tables, largest, reserved).map_err(VmError::Map)?;
+    for m in mappings {
+        ept.map(&mut tables, m.gpa, m.hpa, m.len, m.perms)
+            .map_err(VmError::Map)?;
+    }
+
+    let io = Box::new(IoBitmaps::intercept_all());
+    let mut msr = Box::new(MsrBitmap::intercept_all());
+    for &m in PASS_THROUGH_MSRS {
+        msr.pass_through(m);
+    }
+    if controls
+        .exit
+        .contains(ExitControls::SAVE_IA32_PAT | ExitControls::LOAD_IA32_PAT)
+    {
+        msr.pass_through(MSR_PAT);
+    }
+    msr.pass_through_reads(MSR_TSC);
+
+    // The VMXON region must outlive VMX being on, which is the rest of Keel's run.
+    let vmxon: &'static VmxRegion = Box::leak(VmxRegion::new(&controls.caps));
+    // SAFETY: CPUID reported VMX (cpu::detect), and the VMXON region is
+    // leaked, so nothing else will ever use it.
+    unsafe { hw::enable(&controls.caps, vmxon, identity) }
+        .map_err(|e| VmError::Hardware(format!("{e}")))?;
+    // SAFETY: VMX is on (above); the region carries the revision identifier.
+    let vmcs = unsafe { HwVmcs::load(VmxRegion::new(&controls.caps), identity) }.map_err(|e| {
+        VmError::Hardware(format!("loading the VMCS (VMCLEAR/VMPTRLD) failed: {e}"))
+    })?;
+
+    let config = VmxVcpuConfig {
+        vcpu_id: 0,
+        vpid: 1,
+        eptp: eptp(ept.root()),
+        controls,
+        cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
+    };
+    // SAFETY: VMX is on and the VMCS current on this CPU (above), and the EPT
+    // tables map only this VM's RAM and firmware and are never freed (Keel
+    // ends with the VM).
+    Ok(unsafe { VmxVcpu::new(config, io, msr, vmcs, &hw::host_state(), identity) })
+}

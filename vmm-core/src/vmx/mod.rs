@@ -1,0 +1,32 @@
+//! The Intel VMX backend: VT-x with EPT, VPID and unrestricted guest
+//! (SDM Vol 3C, chapters 24-31).
+
+mod bitmaps;
+mod controls;
+mod decode;
+mod diagnose;
+mod exit_reason;
+pub mod hw;
+mod instruction_error;
+mod vcpu;
+mod vmcs_field;
+
+pub use bitmaps::{IoBitmaps, MsrBitmap};
+pub use controls::{
+    adjust, ControlError, ControlField, EntryControls, ExitControls, PinBased,
+    PrimaryProcessorBased, SecondaryProcessorBased, VmxCapabilities, VmxControls,
+};
+pub use decode::{decode_exit, VmcsRead};
+pub use diagnose::{entry_failure_detail, offending_field};
+pub use exit_reason::ExitReason;
+pub use instruction_error::{instruction_error_name, VmxInstructionError};
+pub use vcpu::{GuestGprs, HostState, Vmcs, VmxVcpu, VmxVcpuConfig};
+pub use vmcs_field::{FieldType, FieldWidth, VmcsField};
+
+impl crate::Vcpu for VmxVcpu<hw::HwVmcs> {
+    fn run(&mut self) -> crate::exit::VmExit {
+        // SAFETY: the contract of `VmxVcpu::new` (VMX on, VMCS current, EPT
+        // and bitmaps confined to this guest); the bitmaps are owned by `self`.
+        unsafe { hw::run(self) }
+    }
+}

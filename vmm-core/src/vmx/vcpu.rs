@@ -1,0 +1,842 @@
+//! One VMX vCPU: its VMCS (reached through [`Vmcs`]), the guest GPRs the CPU
+//! does not keep in the VMCS, and the bitmaps the VMCS points at.
+//!
+//! Generic over the VMCS access so that set-up, register access and event
+//! injection run in host tests on a map of field encodings; Keel uses
+//! [`super::hw::HwVmcs`] (VMREAD / VMWRITE).
+
+use alloc::boxed::Box;
+
+use super::bitmaps::{IoBitmaps, MsrBitmap};
+use super::controls::{EntryControls, PrimaryProcessorBased, SecondaryProcessorBased, VmxControls};
+use super::decode::{decode_exit, VmcsRead};
+use super::instruction_error::VmxInstructionError;
+use super::vmcs_field::VmcsField as F;
+use crate::exit::VmExit;
+use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
+
+/// Write access to the current VMCS.
+pub trait Vmcs: VmcsRead {
+    /// Writes `value` to `field`. A failure is kept until [`Vmcs::take_error`].
+    fn write(&mut self, field: F, value: u64);
+    /// The first VMWRITE that failed since the last call, if any.
+    fn take_error(&mut self) -> Option<(F, VmxInstructionError)>;
+}
+
+/// Guest GPRs that VM entry and exit do not switch (RSP and RIP live in the
+/// VMCS). The layout is fixed: the entry stub in `hw` uses these offsets.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestGprs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// The host state VM exits load (SDM 25.5, 27.5): Keel's own, read once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostState {
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub cs: u16,
+    pub ss: u16,
+    pub ds: u16,
+    pub es: u16,
+    pub fs: u16,
+    pub gs: u16,
+    pub tr: u16,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub tr_base: u64,
+    pub gdtr_base: u64,
+    pub idtr_base: u64,
+    pub efer: u64,
+    pub pat: u64,
+}
+
+/// What one VMX vCPU is set up with.
+#[derive(Debug, Clone, Copy)]
+pub struct VmxVcpuConfig {
+    /// Index of the vCPU within its VM.
+    pub vcpu_id: u32,
+    /// The VPID tagging this guest's TLB entries (never 0, which is the host's).
+    pub vpid: u16,
+    /// The EPT pointer (EPT root table with memory type and walk length).
+    pub eptp: u64,
+    pub controls: VmxControls,
+    /// Processor signature (CPUID 1 EAX) that RESET leaves in EDX.
+    pub cpu_signature: u32,
+}
+
+// CR0, CR4, EFER and RFLAGS bits.
+const CR0_PG: u64 = 1 << 31;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+/// CR0 after RESET: CD, NW and ET (SDM Vol 3A 9.1.1, Table 9-1).
+const CR0_RESET: u64 = 0x6000_0010;
+const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+// VM-entry interruption information (SDM 25.8.3, Table 25-17).
+const ENTRY_INTR_VALID: u64 = 1 << 31;
+const ENTRY_INTR_ERROR_CODE: u64 = 1 << 11;
+const ENTRY_TYPE_EXTERNAL: u64 = 0 << 8;
+const ENTRY_TYPE_NMI: u64 = 2 << 8;
+const ENTRY_TYPE_HW_EXCEPTION: u64 = 3 << 8;
+const IDT_TYPE_SOFTWARE_INTERRUPT: u64 = 4;
+const IDT_TYPE_SOFTWARE_EXCEPTION: u64 = 6;
+/// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1) (SDM 25.4.2).
+const BLOCKING_BY_STI_OR_MOV_SS: u64 = 0b11;
+/// Segment access rights: the segment is unusable (bit 16).
+const AR_UNUSABLE: u64 = 1 << 16;
+
+/// A VMX virtual CPU.
+pub struct VmxVcpu<V: Vmcs> {
+    pub(crate) vmcs: V,
+    pub(crate) gprs: GuestGprs,
+    /// VMRESUME instead of VMLAUNCH: the VMCS has been launched.
+    pub(crate) launched: bool,
+    /// CR2 to load before the next entry (VMX does not switch CR2).
+    pub(crate) pending_cr2: Option<u64>,
+    /// INVEPT before the next entry (after EPT changes; once at start).
+    pub(crate) flush_pending: bool,
+    config: VmxVcpuConfig,
+    _pages: OwnedPages,
+}
+
+/// Pages the CPU reads by physical address, owned by the vCPU so they live as long.
+#[allow(dead_code)] // only the CPU reads them, by physical address
+struct OwnedPages {
+    io: Box<IoBitmaps>,
+    msr: Box<MsrBitmap>,
+}
+
+/// Access rights in the VMCS layout (SDM 25.4.1, Table 25-2) from the
+/// packed 12-bit layout of [`Segment::attr`].
+pub fn access_rights_from_attrs(attrs: u16) -> u64 {
+    let a = u64::from(attrs);
+    let ar = (a & 0xff) | ((a & 0xf00) << 4);
+    if a & 0x80 == 0 && a & 0x1f == 0 {
+        AR_UNUSABLE
+    } else {
+        ar
+    }
+}
+
+/// [`Segment::attr`] from VMCS access rights; an unusable segment reads as not present.
+pub fn attrs_from_access_rights(ar: u64) -> u16 {
+    let attrs = ((ar & 0xff) | ((ar >> 4) & 0xf00)) as u16;
+    if ar & AR_UNUSABLE != 0 {
+        attrs & !0x80
+    } else {
+        attrs
+    }
+}
+
+fn segment_fields(seg: Sreg) -> (F, F, F, F) {
+    match seg {
+        Sreg::Es => (
+            F::GuestEsSelector,
+            F::GuestEsBase,
+            F::GuestEsLimit,
+            F::GuestEsAccessRights,
+        ),
+        Sreg::Cs => (
+            F::GuestCsSelector,
+            F::GuestCsBase,
+            F::GuestCsLimit,
+            F::GuestCsAccessRights,
+        ),
+        Sreg::Ss => (
+            F::GuestSsSelector,
+            F::GuestSsBase,
+            F::GuestSsLimit,
+            F::GuestSsAccessRights,
+        ),
+        Sreg::Ds => (
+            F::GuestDsSelector,
+            F::GuestDsBase,
+            F::GuestDsLimit,
+            F::GuestDsAccessRights,
+        ),
+        Sreg::Fs => (
+            F::GuestFsSelector,
+            F::GuestFsBase,
+            F::GuestFsLimit,
+            F::GuestFsAccessRights,
+        ),
+        Sreg::Gs => (
+            F::GuestGsSelector,
+            F::GuestGsBase,
+            F::GuestGsLimit,
+            F::GuestGsAccessRights,
+        ),
+        Sreg::Tr => (
+            F::GuestTrSelector,
+            F::GuestTrBase,
+            F::GuestTrLimit,
+            F::GuestTrAccessRights,
+        ),
+    }
+}
+
+impl<V: Vmcs> VmxVcpu<V> {
+    /// A vCPU in the architectural RESET state on the VMCS `vmcs` (which must
+    /// be current), with the given bitmaps and host state. `phys` translates
+    /// a Keel virtual address to a host-physical one.
+    ///
+    /// # Safety
+    /// Before [`crate::Vcpu::run`] is called, VMX must be on and `vmcs`
+    /// current on the CPU that runs it, and `config.eptp` must point at EPT
+    /// tables that stay valid for the vCPU's life and map only memory that
+    /// belongs to this guest.
+    pub unsafe fn new(
+        config: VmxVcpuConfig,
+        io: Box<IoBitmaps>,
+        msr: Box<MsrBitmap>,
+        vmcs: V,
+        host: &HostState,
+        phys: impl Fn(usize) -> u64,
+    ) -> Self {
+        let io_pa = phys(&*io as *const IoBitmaps as usize);
+        let msr_pa = phys(&*msr as *const MsrBitmap as usize);
+        let mut v = VmxVcpu {
+            vmcs,
+            gprs: GuestGprs::default(),
+            launched: false,
+            pending_cr2: None,
+            flush_pending: true,
+            config,
+            _pages: OwnedPages { io, msr },
+        };
+        v.vmcs.write(F::IoBitmapA, io_pa);
+        v.vmcs.write(F::IoBitmapB, io_pa + IoBitmaps::B_OFFSET);
+        v.vmcs.write(F::MsrBitmap, msr_pa);
+        v.setup_controls();
+        v.set_host_state(host);
+        v.reset();
+        v
+    }
+
+    fn setup_controls(&mut self) {
+        let c = self.config.controls;
+        let w = &mut self.vmcs;
+        w.write(F::PinBasedVmExecutionControls, u64::from(c.pin.bits()));
+        w.write(
+            F::PrimaryProcessorBasedVmExecutionControls,
+            u64::from(c.primary.bits()),
+        );
+        w.write(
+            F::SecondaryProcessorBasedVmExecutionControls,
+            u64::from(c.secondary.bits()),
+        );
+        w.write(F::VmExitControls, u64::from(c.exit.bits()));
+        w.write(F::VmEntryControls, u64::from(c.entry.bits()));
+        for f in [
+            F::ExceptionBitmap,
+            F::PageFaultErrorCodeMask,
+            F::PageFaultErrorCodeMatch,
+            F::Cr3TargetCount,
+            F::VmExitMsrStoreCount,
+            F::VmExitMsrLoadCount,
+            F::VmEntryMsrLoadCount,
+            F::VmEntryInterruptionInformation,
+            F::TscOffset,
+        ] {
+            w.write(f, 0);
+        }
+        if c.secondary.contains(SecondaryProcessorBased::ENABLE_VPID) {
+            w.write(F::VirtualProcessorId, u64::from(self.config.vpid.max(1)));
+        }
+        w.write(F::EptPointer, self.config.eptp);
+        // No shadow VMCS (SDM 25.4.2): all ones.
+        w.write(F::VmcsLinkPointer, u64::MAX);
+        w.write(F::Cr0GuestHostMask, c.cr0_guest_host_mask());
+        w.write(F::Cr4GuestHostMask, c.cr4_guest_host_mask());
+    }
+
+    /// Writes the host state every VM exit loads.
+    pub fn set_host_state(&mut self, h: &HostState) {
+        let w = &mut self.vmcs;
+        w.write(F::HostCr0, h.cr0);
+        w.write(F::HostCr3, h.cr3);
+        w.write(F::HostCr4, h.cr4);
+        // Selector RPL and TI must be 0 (SDM 26.2.3).
+        for (f, s) in [
+            (F::HostCsSelector, h.cs),
+            (F::HostSsSelector, h.ss),
+            (F::HostDsSelector, h.ds),
+            (F::HostEsSelector, h.es),
+            (F::HostFsSelector, h.fs),
+            (F::HostGsSelector, h.gs),
+            (F::HostTrSelector, h.tr),
+        ] {
+            w.write(f, u64::from(s & !7));
+        }
+        w.write(F::HostFsBase, h.fs_base);
+        w.write(F::HostGsBase, h.gs_base);
+        w.write(F::HostTrBase, h.tr_base);
+        w.write(F::HostGdtrBase, h.gdtr_base);
+        w.write(F::HostIdtrBase, h.idtr_base);
+        w.write(F::HostIa32Efer, h.efer);
+        w.write(F::HostIa32Pat, h.pat);
+        w.write(F::HostIa32SysenterCs, 0);
+        w.write(F::HostIa32SysenterEsp, 0);
+        w.write(F::HostIa32SysenterEip, 0);
+    }
+
+    /// Loads the RESET state (SDM Vol 3A 9.1.1, Table 9-1): real mode at
+    /// F000:FFF0 with CS.base = FFFF0000. Unrestricted guest runs it natively.
+    pub fn reset(&mut self) {
+        let data = Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xffff,
+            attr: 0x93,
+        };
+        for s in [Sreg::Es, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs] {
+            self.set_segment(s, data);
+        }
+        self.set_segment(
+            Sreg::Cs,
+            Segment {
+                selector: 0xf000,
+                base: 0xffff_0000,
+                limit: 0xffff,
+                attr: 0x9b,
+            },
+        );
+        let w = &mut self.vmcs;
+        w.write(F::GuestLdtrSelector, 0);
+        w.write(F::GuestLdtrBase, 0);
+        w.write(F::GuestLdtrLimit, 0xffff);
+        w.write(F::GuestLdtrAccessRights, 0x82);
+        w.write(F::GuestTrSelector, 0);
+        w.write(F::GuestTrBase, 0);
+        w.write(F::GuestTrLimit, 0xffff);
+        // A busy TSS: VM entry accepts no other type for TR (SDM 26.3.1.2).
+        w.write(F::GuestTrAccessRights, 0x8b);
+        w.write(F::GuestGdtrBase, 0);
+        w.write(F::GuestGdtrLimit, 0xffff);
+        w.write(F::GuestIdtrBase, 0);
+        w.write(F::GuestIdtrLimit, 0xffff);
+        w.write(F::GuestDr7, 0x400);
+        w.write(F::GuestRsp, 0);
+        w.write(F::GuestRip, 0xfff0);
+        w.write(F::GuestRflags, 2);
+        w.write(F::GuestPendingDebugExceptions, 0);
+        w.write(F::GuestInterruptibilityState, 0);
+        w.write(F::GuestActivityState, 0);
+        w.write(F::GuestIa32Debugctl, 0);
+        w.write(F::GuestIa32Pat, PAT_RESET);
+        w.write(F::GuestIa32SysenterCs, 0);
+        w.write(F::GuestIa32SysenterEsp, 0);
+        w.write(F::GuestIa32SysenterEip, 0);
+        w.write(F::VmEntryInterruptionInformation, 0);
+        w.write(F::GuestCr3, 0);
+        self.set_efer(0);
+        self.set_cr(0, CR0_RESET);
+        self.set_cr(4, 0);
+        self.pending_cr2 = Some(0);
+        self.gprs = GuestGprs {
+            rdx: u64::from(self.config.cpu_signature),
+            ..Default::default()
+        };
+    }
+
+    fn set_segment(&mut self, seg: Sreg, s: Segment) {
+        let (sel, base, limit, ar) = segment_fields(seg);
+        self.vmcs.write(sel, u64::from(s.selector));
+        self.vmcs.write(base, s.base);
+        self.vmcs.write(limit, u64::from(s.limit));
+        self.vmcs.write(ar, access_rights_from_attrs(s.attr));
+    }
+
+    /// The VMCS access, for diagnostics.
+    pub fn vmcs(&self) -> &V {
+        &self.vmcs
+    }
+
+    /// The controls this vCPU runs with.
+    pub fn controls(&self) -> &VmxControls {
+        &self.config.controls
+    }
+
+    /// Decodes the exit that the last VM entry ended with.
+    pub fn exit(&self) -> VmExit {
+        decode_exit(&self.vmcs, self.config.controls.ins_outs_info)
+    }
+
+    /// Flushes the guest's EPT-derived translations before the next entry
+    /// (after EPT changes).
+    pub fn flush_tlb(&mut self) {
+        self.flush_pending = true;
+    }
+
+    /// Called after each VM exit: an event whose delivery the exit interrupted
+    /// (IDT-vectoring information, SDM 28.2.4) is queued again. Software
+    /// interrupts and software exceptions (INTn, INT3, INTO) are not: RIP
+    /// still points at the instruction, which runs again.
+    pub(crate) fn after_exit(&mut self) {
+        let info = self.vmcs.read(F::IdtVectoringInformation);
+        if info & ENTRY_INTR_VALID == 0 {
+            return;
+        }
+        let kind = (info >> 8) & 7;
+        if kind == IDT_TYPE_SOFTWARE_INTERRUPT || kind == IDT_TYPE_SOFTWARE_EXCEPTION {
+            return;
+        }
+        if info & ENTRY_INTR_ERROR_CODE != 0 {
+            let code = self.vmcs.read(F::IdtVectoringErrorCode);
+            self.vmcs.write(F::VmEntryExceptionErrorCode, code);
+        }
+        // Bit 12 (NMI unblocking) is undefined in IDT-vectoring information.
+        self.vmcs.write(
+            F::VmEntryInterruptionInformation,
+            info & !(1 << 12) & 0xffff_ffff,
+        );
+    }
+
+    /// The entry controls for the guest's current EFER: IA-32e mode guest
+    /// equals EFER.LMA (SDM 26.2.4, 26.3.1.1).
+    pub(crate) fn sync_entry_controls(&mut self) {
+        let mut entry = self.config.controls.entry;
+        if self.vmcs.read(F::GuestIa32Efer) & EFER_LMA != 0 {
+            entry |= EntryControls::IA32E_MODE_GUEST;
+        }
+        self.vmcs.write(F::VmEntryControls, u64::from(entry.bits()));
+    }
+
+    fn guest_view(&self, real: F, shadow: F, mask: u64) -> u64 {
+        (self.vmcs.read(real) & !mask) | (self.vmcs.read(shadow) & mask)
+    }
+}
+
+impl<V: Vmcs> VcpuState for VmxVcpu<V> {
+    fn vcpu_id(&self) -> u32 {
+        self.config.vcpu_id
+    }
+
+    fn gpr(&self, reg: Gpr) -> u64 {
+        let g = &self.gprs;
+        match reg {
+            Gpr::Rax => g.rax,
+            Gpr::Rsp => self.vmcs.read(F::GuestRsp),
+            Gpr::Rbx => g.rbx,
+            Gpr::Rcx => g.rcx,
+            Gpr::Rdx => g.rdx,
+            Gpr::Rsi => g.rsi,
+            Gpr::Rdi => g.rdi,
+            Gpr::Rbp => g.rbp,
+            Gpr::R8 => g.r8,
+            Gpr::R9 => g.r9,
+            Gpr::R10 => g.r10,
+            Gpr::R11 => g.r11,
+            Gpr::R12 => g.r12,
+            Gpr::R13 => g.r13,
+            Gpr::R14 => g.r14,
+            Gpr::R15 => g.r15,
+        }
+    }
+
+    fn set_gpr(&mut self, reg: Gpr, value: u64) {
+        let g = &mut self.gprs;
+        match reg {
+            Gpr::Rax => g.rax = value,
+            Gpr::Rsp => self.vmcs.write(F::GuestRsp, value),
+            Gpr::Rbx => g.rbx = value,
+            Gpr::Rcx => g.rcx = value,
+            Gpr::Rdx => g.rdx = value,
+            Gpr::Rsi => g.rsi = value,
+            Gpr::Rdi => g.rdi = value,
+            Gpr::Rbp => g.rbp = value,
+            Gpr::R8 => g.r8 = value,
+            Gpr::R9 => g.r9 = value,
+            Gpr::R10 => g.r10 = value,
+            Gpr::R11 => g.r11 = value,
+            Gpr::R12 => g.r12 = value,
+            Gpr::R13 => g.r13 = value,
+            Gpr::R14 => g.r14 = value,
+            Gpr::R15 => g.r15 = value,
+        }
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcs.read(F::GuestRip)
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.vmcs.write(F::GuestRip, rip);
+    }
+    fn rflags(&self) -> u64 {
+        self.vmcs.read(F::GuestRflags)
+    }
+    fn set_rflags(&mut self, rflags: u64) {
+        self.vmcs.write(F::GuestRflags, rflags);
+    }
+
+    /// CR0 as the guest reads it: owned bits from GUEST_CR0, masked bits from the shadow.
+    fn cr0(&self) -> u64 {
+        self.guest_view(
+            F::GuestCr0,
+            F::Cr0ReadShadow,
+            self.config.controls.cr0_guest_host_mask(),
+        )
+    }
+    fn cr3(&self) -> u64 {
+        self.vmcs.read(F::GuestCr3)
+    }
+    fn cr4(&self) -> u64 {
+        self.guest_view(
+            F::GuestCr4,
+            F::Cr4ReadShadow,
+            self.config.controls.cr4_guest_host_mask(),
+        )
+    }
+
+    /// A MOV to CRn: the guest's value goes to the read shadow, the value the
+    /// CPU runs with keeps the fixed bits (NE, VMXE). A CR0.PG change with
+    /// EFER.LME set activates or deactivates long mode (SDM Vol 3A 9.8.5).
+    fn set_cr(&mut self, cr: u8, value: u64) {
+        let c = self.config.controls;
+        match cr {
+            0 => {
+                let value = value & 0xffff_ffff;
+                let real = (value | c.guest_cr0_must_be_one) & !c.guest_cr0_must_be_zero;
+                self.vmcs.write(F::Cr0ReadShadow, value);
+                self.vmcs.write(F::GuestCr0, real);
+                let efer = self.vmcs.read(F::GuestIa32Efer);
+                let lma = if value & CR0_PG != 0 && efer & EFER_LME != 0 {
+                    EFER_LMA
+                } else {
+                    0
+                };
+                self.vmcs.write(F::GuestIa32Efer, (efer & !EFER_LMA) | lma);
+                self.sync_entry_controls();
+            }
+            2 => self.pending_cr2 = Some(value),
+            3 => self.vmcs.write(F::GuestCr3, value),
+            4 => {
+                let real = (value | c.guest_cr4_must_be_one) & !c.guest_cr4_must_be_zero;
+                self.vmcs.write(F::Cr4ReadShadow, value);
+                self.vmcs.write(F::GuestCr4, real);
+            }
+            _ => {}
+        }
+    }
+
+    fn efer(&self) -> u64 {
+        self.vmcs.read(F::GuestIa32Efer)
+    }
+    fn set_efer(&mut self, efer: u64) {
+        self.vmcs.write(F::GuestIa32Efer, efer);
+        self.sync_entry_controls();
+    }
+
+    fn segment(&self, seg: Sreg) -> Segment {
+        let (sel, base, limit, ar) = segment_fields(seg);
+        Segment {
+            selector: self.vmcs.read(sel) as u16,
+            base: self.vmcs.read(base),
+            limit: self.vmcs.read(limit) as u32,
+            attr: attrs_from_access_rights(self.vmcs.read(ar)),
+        }
+    }
+
+    /// CPL is SS.DPL in the VMCS guest state (SDM 26.3.1.2).
+    fn cpl(&self) -> u8 {
+        ((self.vmcs.read(F::GuestSsAccessRights) >> 5) & 3) as u8
+    }
+
+    fn inject(&mut self, event: Event) {
+        let (info, code) = match event {
+            Event::Exception { vector, error_code } => (
+                u64::from(vector)
+                    | ENTRY_TYPE_HW_EXCEPTION
+                    | if error_code.is_some() {
+                        ENTRY_INTR_ERROR_CODE
+                    } else {
+                        0
+                    },
+                error_code,
+            ),
+            Event::ExternalInterrupt { vector } => (u64::from(vector) | ENTRY_TYPE_EXTERNAL, None),
+            Event::Nmi => (2 | ENTRY_TYPE_NMI, None),
+        };
+        if let Some(code) = code {
+            self.vmcs
+                .write(F::VmEntryExceptionErrorCode, u64::from(code));
+        }
+        self.vmcs
+            .write(F::VmEntryInterruptionInformation, info | ENTRY_INTR_VALID);
+    }
+
+    /// Drops blocking by STI and by MOV SS from the interruptibility state.
+    fn clear_interrupt_shadow(&mut self) {
+        let s = self.vmcs.read(F::GuestInterruptibilityState);
+        if s & BLOCKING_BY_STI_OR_MOV_SS != 0 {
+            self.vmcs.write(
+                F::GuestInterruptibilityState,
+                s & !BLOCKING_BY_STI_OR_MOV_SS,
+            );
+        }
+    }
+
+    fn interrupt_shadow(&self) -> bool {
+        self.vmcs.read(F::GuestInterruptibilityState) & BLOCKING_BY_STI_OR_MOV_SS != 0
+    }
+
+    /// The VM-entry interruption information is valid (VM exits clear it, SDM 27.2.3).
+    fn event_pending(&self) -> bool {
+        self.vmcs.read(F::VmEntryInterruptionInformation) & ENTRY_INTR_VALID != 0
+    }
+
+    /// Interrupt-window exiting (SDM 25.6.2): an exit at the start of any
+    /// instruction at which RFLAGS.IF = 1 and nothing blocks interrupts.
+    fn set_interrupt_window_exiting(&mut self, on: bool) {
+        let mut primary = self.config.controls.primary;
+        primary.set(PrimaryProcessorBased::INTERRUPT_WINDOW_EXITING, on);
+        self.vmcs.write(
+            F::PrimaryProcessorBasedVmExecutionControls,
+            u64::from(primary.bits()),
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::vcpu::CpuMode;
+    use crate::vmx::controls::tests::skylake_x;
+    use crate::vmx::decode::tests::FakeVmcs;
+
+    impl Vmcs for FakeVmcs {
+        fn write(&mut self, field: F, value: u64) {
+            self.set(field, value);
+        }
+        fn take_error(&mut self) -> Option<(F, VmxInstructionError)> {
+            None
+        }
+    }
+
+    pub fn vcpu() -> VmxVcpu<FakeVmcs> {
+        let config = VmxVcpuConfig {
+            vcpu_id: 0,
+            vpid: 1,
+            eptp: 0x20_001e,
+            controls: VmxControls::new(&skylake_x()).unwrap(),
+            cpu_signature: 0x0005_0654,
+        };
+        let host = HostState {
+            cr0: 0x8001_0031,
+            cr4: 0x2020,
+            tr: 0x18,
+            cs: 0x8,
+            ss: 0x10,
+            tr_base: 0x1234_5000,
+            ..Default::default()
+        };
+        // SAFETY: host tests never run the vCPU.
+        unsafe {
+            VmxVcpu::new(
+                config,
+                Box::new(IoBitmaps::intercept_all()),
+                Box::new(MsrBitmap::intercept_all()),
+                FakeVmcs::default(),
+                &host,
+                |va| va as u64,
+            )
+        }
+    }
+
+    fn read(v: &VmxVcpu<FakeVmcs>, f: F) -> u64 {
+        v.vmcs.read(f)
+    }
+
+    #[test]
+    fn reset_state_is_architectural() {
+        let v = vcpu();
+        assert_eq!(v.mode(), CpuMode::Real);
+        assert_eq!(v.rip(), 0xfff0);
+        let cs = v.segment(Sreg::Cs);
+        assert_eq!(
+            (cs.selector, cs.base, cs.limit, cs.attr),
+            (0xf000, 0xffff_0000, 0xffff, 0x9b)
+        );
+        assert_eq!(read(&v, F::GuestCsAccessRights), 0x9b);
+        assert_eq!(v.gpr(Gpr::Rdx), 0x0005_0654);
+        assert_eq!(v.rflags(), 2);
+        assert_eq!(v.efer(), 0);
+        assert_eq!(v.cr0(), 0x6000_0010, "the guest sees the RESET value");
+        assert_eq!(read(&v, F::GuestCr0), 0x6000_0030, "the CPU runs with NE");
+        assert_eq!(v.cr4(), 0, "VMXE is hidden");
+        assert_eq!(read(&v, F::GuestCr4), 0x2000);
+        assert_eq!(v.cpl(), 0);
+        assert_eq!(read(&v, F::VmcsLinkPointer), u64::MAX);
+        assert_eq!(read(&v, F::GuestTrAccessRights), 0x8b);
+    }
+
+    #[test]
+    fn controls_bitmaps_and_host_state_are_written() {
+        let v = vcpu();
+        let c = v.config.controls;
+        assert_eq!(
+            read(&v, F::SecondaryProcessorBasedVmExecutionControls),
+            u64::from(c.secondary.bits())
+        );
+        assert_eq!(read(&v, F::EptPointer), 0x20_001e);
+        assert_eq!(read(&v, F::VirtualProcessorId), 1);
+        assert_eq!(read(&v, F::IoBitmapA), &*v._pages.io as *const _ as u64);
+        assert_eq!(
+            read(&v, F::IoBitmapB),
+            &*v._pages.io as *const _ as u64 + 4096
+        );
+        assert_eq!(read(&v, F::MsrBitmap), &*v._pages.msr as *const _ as u64);
+        assert_eq!(read(&v, F::HostTrSelector), 0x18);
+        assert_eq!(read(&v, F::HostTrBase), 0x1234_5000);
+        assert_eq!(read(&v, F::HostCr0), 0x8001_0031);
+        assert_eq!(read(&v, F::Cr0GuestHostMask) & 0x20, 0x20);
+        assert_eq!(read(&v, F::Cr4GuestHostMask) & 0x2000, 0x2000);
+        assert_eq!(
+            read(&v, F::VmEntryControls) & u64::from(EntryControls::IA32E_MODE_GUEST.bits()),
+            0
+        );
+    }
+
+    #[test]
+    fn cr0_writes_keep_ne_and_track_long_mode() {
+        let mut v = vcpu();
+        v.set_cr(4, 0x20);
+        assert_eq!(v.cr4(), 0x20);
+        assert_eq!(read(&v, F::GuestCr4), 0x2020);
+        v.set_efer(EFER_LME);
+        v.set_cr(0, 0x8000_0011);
+        assert_eq!(v.cr0(), 0x8000_0011);
+        assert_eq!(read(&v, F::GuestCr0), 0x8000_0031);
+        assert_eq!(v.efer(), EFER_LME | EFER_LMA);
+        let ia32e = u64::from(EntryControls::IA32E_MODE_GUEST.bits());
+        assert_eq!(read(&v, F::VmEntryControls) & ia32e, ia32e);
+        v.set_cr(0, 0x11);
+        assert_eq!(v.efer(), EFER_LME);
+        assert_eq!(read(&v, F::VmEntryControls) & ia32e, 0);
+        // A guest that sets NE itself sees it.
+        v.set_cr(0, 0x31);
+        assert_eq!(v.cr0(), 0x31);
+        v.set_cr(2, 0xdead_b000);
+        assert_eq!(v.pending_cr2, Some(0xdead_b000));
+    }
+
+    #[test]
+    fn registers_round_trip() {
+        let mut v = vcpu();
+        for i in 0..16u8 {
+            v.set_gpr(Gpr::from_index(usize::from(i)), 0x1000 + u64::from(i));
+        }
+        for i in 0..16u8 {
+            assert_eq!(
+                v.gpr(Gpr::from_index(usize::from(i))),
+                0x1000 + u64::from(i)
+            );
+        }
+        assert_eq!(read(&v, F::GuestRsp), 0x1004);
+        assert_eq!(v.gprs.rax, 0x1000);
+    }
+
+    #[test]
+    fn event_injection_encoding() {
+        let mut v = vcpu();
+        v.inject(Event::GP0);
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b0d);
+        assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 0);
+        v.inject(Event::Exception {
+            vector: 14,
+            error_code: Some(2),
+        });
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b0e);
+        assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 2);
+        v.inject(Event::UD);
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0306);
+        v.inject(Event::ExternalInterrupt { vector: 0x30 });
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0030);
+        v.inject(Event::Nmi);
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0202);
+    }
+
+    #[test]
+    fn interrupt_shadow_is_cleared_after_a_skipped_hlt() {
+        let mut v = vcpu();
+        v.vmcs.set(F::GuestInterruptibilityState, 0b1001);
+        v.vmcs.set(F::VmExitInstructionLength, 1);
+        v.skip_instruction(1);
+        assert_eq!(
+            read(&v, F::GuestInterruptibilityState),
+            0b1000,
+            "NMI blocking stays"
+        );
+        assert_eq!(v.rip(), 0xfff1);
+    }
+
+    #[test]
+    fn interrupt_window_and_shadow() {
+        let mut v = vcpu();
+        let base = read(&v, F::PrimaryProcessorBasedVmExecutionControls);
+        let window = u64::from(PrimaryProcessorBased::INTERRUPT_WINDOW_EXITING.bits());
+        v.set_interrupt_window_exiting(true);
+        assert_eq!(
+            read(&v, F::PrimaryProcessorBasedVmExecutionControls),
+            base | window
+        );
+        v.set_interrupt_window_exiting(false);
+        assert_eq!(read(&v, F::PrimaryProcessorBasedVmExecutionControls), base);
+        v.vmcs.set(F::GuestInterruptibilityState, 1);
+        assert!(v.interrupt_shadow());
+        v.clear_interrupt_shadow();
+        assert!(!v.interrupt_shadow());
+        assert!(!v.event_pending());
+        v.inject(Event::Nmi);
+        assert!(v.event_pending());
+    }
+
+    #[test]
+    fn interrupted_events_are_queued_again() {
+        let mut v = vcpu();
+        // External interrupt 0x34 whose delivery hit an EPT violation.
+        v.vmcs.set(F::IdtVectoringInformation, 0x8000_0034);
+        v.after_exit();
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0034);
+        // #GP with its error code.
+        v.vmcs.set(F::VmEntryInterruptionInformation, 0);
+        v.vmcs
+            .set(F::IdtVectoringInformation, 0x8000_0b0d)
+            .set(F::IdtVectoringErrorCode, 0x1234);
+        v.after_exit();
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b0d);
+        assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 0x1234);
+        // INT 0x80 and INT3 run again instead.
+        for info in [0x8000_0480u64, 0x8000_0603] {
+            v.vmcs.set(F::VmEntryInterruptionInformation, 0);
+            v.vmcs.set(F::IdtVectoringInformation, info);
+            v.after_exit();
+            assert!(!v.event_pending());
+        }
+    }
+
+    #[test]
+    fn access_rights_conversion() {
+        assert_eq!(access_rights_from_attrs(0xa9b), 0xa09b);
+        assert_eq!(attrs_from_access_rights(0xa09b), 0xa9b);
+        assert_eq!(access_rights_from_attrs(0xc93), 0xc093);
+        assert_eq!(access_rights_from_attrs(0), AR_UNUSABLE);
+        assert_eq!(attrs_from_access_rights(AR_UNUSABLE | 0x93), 0x13);
+    }
+}
