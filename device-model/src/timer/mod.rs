@@ -21,18 +21,22 @@ pub mod hpet;
 pub mod pit;
 pub mod pm_timer;
 pub mod port61;
+pub mod rtc;
 
 mod backlog;
+mod cmos_layout;
 mod legacy;
 #[cfg(test)]
 pub(crate) mod testutil;
 
 pub use backlog::{EdgeBacklog, MAX_PENDING_EDGES};
+pub use cmos_layout::{pc_memory_split, BootDevice, CmosLayout};
 pub use hpet::{Hpet, HpetIrqs};
 pub use legacy::LegacyReplacement;
 pub use pit::Pit;
 pub use pm_timer::{PmTimer, PmTimerWidth};
 pub use port61::Port61;
+pub use rtc::Rtc;
 
 /// What the VM loop asks of every timer.
 pub trait TimerDevice {
