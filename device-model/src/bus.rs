@@ -196,6 +196,13 @@ impl Space {
         Ok(())
     }
 
+    /// Removes the range that starts at `base`; returns its name, length and device.
+    fn unregister(&mut self, base: u64) -> Option<(&'static str, u64, DeviceHandle)> {
+        let idx = self.ranges.iter().position(|r| r.base == base)?;
+        let r = self.ranges.remove(idx);
+        Some((r.name, r.last - r.base + 1, r.dev))
+    }
+
     /// The range containing `addr`.
     fn find(&self, addr: u64) -> Option<&Range> {
         let idx = self.ranges.partition_point(|r| r.last < addr);
@@ -413,6 +420,45 @@ impl Bus {
         dev: DeviceHandle,
     ) -> Result<(), BusError> {
         self.mmio.register(base, len, name, dev)
+    }
+
+    /// Removes the range that starts at `base` in `space` and returns its
+    /// device; `None` if no range starts there.
+    pub fn unregister(&mut self, space: AddressSpace, base: u64) -> Option<DeviceHandle> {
+        self.space_mut(space)
+            .unregister(base)
+            .map(|(_, _, dev)| dev)
+    }
+
+    /// Moves the range that starts at `old_base` in `space` to `new_base`, as
+    /// when a guest reprograms a PCI BAR. If the new place is taken or out of
+    /// the space, the range stays where it was and the error says why; moving
+    /// a range that does not exist is a no-op that returns `Ok(false)`.
+    pub fn relocate(
+        &mut self,
+        space: AddressSpace,
+        old_base: u64,
+        new_base: u64,
+    ) -> Result<bool, BusError> {
+        let s = self.space_mut(space);
+        let Some((name, len, dev)) = s.unregister(old_base) else {
+            return Ok(false);
+        };
+        match s.register(new_base, len, name, dev.clone()) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                // The old place was free a moment ago: putting it back cannot fail.
+                let _ = s.register(old_base, len, name, dev);
+                Err(e)
+            }
+        }
+    }
+
+    fn space_mut(&mut self, space: AddressSpace) -> &mut Space {
+        match space {
+            AddressSpace::Pio => &mut self.pio,
+            AddressSpace::Mmio => &mut self.mmio,
+        }
     }
 
     /// An IN of `size` (1, 2 or 4) bytes from `port`; the value is zero-extended.

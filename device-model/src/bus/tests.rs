@@ -522,3 +522,43 @@ fn the_first_sixteen_unclaimed_accesses_are_logged_then_only_counted() {
         .ends_with("further unclaimed accesses are only counted"));
     assert_eq!(bus.unclaimed().pio_reads, 22);
 }
+
+#[test]
+fn relocate_moves_a_range_and_refuses_a_taken_place() {
+    let mut bus = Bus::new();
+    let a = Recorder::new(0x10);
+    let b = Recorder::new(0x20);
+    bus.register_mmio(0x1000, 0x100, "a", a.clone()).unwrap();
+    bus.register_mmio(0x3000, 0x100, "b", b.clone()).unwrap();
+    assert_eq!(bus.relocate(AddressSpace::Mmio, 0x1000, 0x2000), Ok(true));
+    let mut d = [0u8; 1];
+    bus.mmio_read(0x2004, &mut d);
+    assert_eq!(d, [0x14], "a answers at its new base, offset 4");
+    bus.mmio_read(0x1004, &mut d);
+    assert_eq!(d, [0xff], "and no longer at the old one");
+    assert_eq!(taken(&a), [(false, 0x2000, 4, vec![0])]);
+    // Onto b: refused, a stays at 0x2000.
+    let e = bus
+        .relocate(AddressSpace::Mmio, 0x2000, 0x3080)
+        .unwrap_err();
+    assert!(e.to_string().contains("overlaps device 'b'"), "{e}");
+    bus.mmio_read(0x2000, &mut d);
+    assert_eq!(d, [0x10]);
+    // Past the top of the port space: refused likewise.
+    bus.register_pio(0x100, 8, "p", b.clone()).unwrap();
+    assert!(bus.relocate(AddressSpace::Pio, 0x100, 0xfffc).is_err());
+    assert_eq!(bus.pio_read(0x100, 1), 0x20);
+    assert_eq!(bus.relocate(AddressSpace::Pio, 0x555, 0x600), Ok(false));
+}
+
+#[test]
+fn unregister_removes_only_that_range() {
+    let mut bus = Bus::new();
+    let a = Recorder::new(0x10);
+    bus.register_pio(0x60, 1, "kbd-data", a.clone()).unwrap();
+    bus.register_pio(0x64, 1, "kbd-status", a.clone()).unwrap();
+    assert!(bus.unregister(AddressSpace::Pio, 0x60).is_some());
+    assert!(bus.unregister(AddressSpace::Pio, 0x60).is_none());
+    assert_eq!(bus.pio_read(0x60, 1), 0xff);
+    assert_eq!(bus.pio_read(0x64, 1), 0x10);
+}
