@@ -47,8 +47,19 @@ pub fn test_options(guest_mib: u32) -> RunOptions {
     }
 }
 
-/// Boots `tests/vms/<stem>.cfg` from its ISO on the SVM backend.
+/// Boots `tests/vms/<stem>.cfg` from its ISO on the SVM backend (QEMU TCG).
 pub fn boot(stem: &str) -> (VmFile, Outcome) {
+    boot_on(stem, Backend::Svm, None)
+}
+
+/// Boots `tests/vms/<stem>.cfg` on the VMX backend: Bochs with `cpu_model`.
+pub fn boot_vmx(stem: &str, cpu_model: &str) -> (VmFile, Outcome) {
+    boot_on(stem, Backend::Vmx, Some(cpu_model))
+}
+
+/// Boots `tests/vms/<stem>.cfg` from its ISO on `backend` (and, for VMX, the
+/// Bochs CPU model).
+pub fn boot_on(stem: &str, backend: Backend, cpu_model: Option<&str>) -> (VmFile, Outcome) {
     let artifacts = artifacts_dir();
     let cfg = vms_dir().join(format!("{stem}.cfg"));
     let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -59,8 +70,11 @@ pub fn boot(stem: &str) -> (VmFile, Outcome) {
         iso.display(),
         cfg.display()
     );
-    let outcome = runner::run_iso(&iso, Backend::Svm, &test_options(vm.config.memory_mib))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = test_options(vm.config.memory_mib);
+    if let Some(m) = cpu_model {
+        opts.cpu_model = m.to_string();
+    }
+    let outcome = runner::run_iso(&iso, backend, &opts).unwrap_or_else(|e| panic!("{e}"));
     (vm, outcome)
 }
 

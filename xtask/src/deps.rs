@@ -39,6 +39,22 @@ pub const QEMU: &[Tool] = &[Tool {
     package: "qemu-system-x86",
 }];
 
+/// The emulator for the VMX backend: Bochs, its BIOS and VGA BIOS.
+pub const BOCHS: &[Tool] = &[
+    Tool {
+        needs: "bochs",
+        package: "bochs",
+    },
+    Tool {
+        needs: "/usr/share/bochs/BIOS-bochs-latest",
+        package: "bochsbios",
+    },
+    Tool {
+        needs: "/usr/share/bochs/VGABIOS-lgpl-latest",
+        package: "vgabios",
+    },
+];
+
 fn present(needs: &str) -> bool {
     if needs.starts_with('/') {
         return Path::new(needs).exists();

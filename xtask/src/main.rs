@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use xtask::deps;
 use xtask::iso::{self, VmFile};
-use xtask::runner::{self, Backend, RunError, RunOptions};
+use xtask::runner::{self, Backend, RunOptions};
 use xtask::workspace::{self, Workspace, ARTIFACTS_ENV, BARE_METAL_TARGET};
 
 const USAGE: &str = "\
@@ -15,14 +15,15 @@ usage: cargo xtask <command>
 commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
-  run [--backend svm|vmx] [--vm FILE] [--timeout SECS]
+  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS]
                          build and boot one VM config (default tests/vms/selftest.cfg)
-                         under QEMU, stream Keel's serial log, exit with Keel's status
-                         (124 on timeout, default 60 s)
+                         under QEMU (svm, the default) or Bochs (vmx, CPU model M,
+                         default corei7_skylake_x), stream Keel's serial log, exit
+                         with Keel's status (124 on timeout, default 60 s, 180 s on vmx)
   test                   host unit tests, build, then the integration tests (tests/)
   help                   this text";
 
-/// Exit code for a usage error or an unsupported backend.
+/// Exit code for a usage error.
 const USAGE_EXIT: u8 = 2;
 
 fn main() -> ExitCode {
@@ -99,13 +100,15 @@ fn build_cmd(args: &[String]) -> Result<u8, Failure> {
 fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut backend = Backend::Svm;
     let mut vm = None;
-    let mut timeout = Duration::from_secs(60);
-    for (flag, value) in flags(args, &["--backend", "--vm", "--timeout"])? {
+    let mut timeout = None;
+    let mut cpu_model = None;
+    for (flag, value) in flags(args, &["--backend", "--vm", "--timeout", "--cpu-model"])? {
         match flag {
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
             "--vm" => vm = Some(PathBuf::from(value)),
+            "--cpu-model" => cpu_model = Some(value.to_string()),
             _ => match value.parse::<u64>() {
-                Ok(s) if s > 0 => timeout = Duration::from_secs(s),
+                Ok(s) if s > 0 => timeout = Some(Duration::from_secs(s)),
                 _ => {
                     return Err(Failure::Usage(format!(
                         "--timeout {value}: expected a whole number of seconds above 0"
@@ -114,30 +117,49 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
             },
         }
     }
-    if backend == Backend::Vmx {
-        // Refuse before building anything: there is no VMX runner to build for.
-        let e = runner::run_iso(Path::new(""), backend, &RunOptions::default());
-        if let Err(RunError::Unsupported(msg)) = e {
-            return Err(Failure::Exit(USAGE_EXIT, msg));
-        }
+    if cpu_model.is_some() && backend != Backend::Vmx {
+        return Err(Failure::Usage(
+            "--cpu-model chooses the Bochs CPU for --backend vmx".into(),
+        ));
     }
+    // Bochs is an interpreter: BIOS, GRUB and Keel take seconds, not fractions.
+    let timeout = timeout.unwrap_or(Duration::from_secs(match backend {
+        Backend::Svm => 60,
+        Backend::Vmx => 180,
+    }));
     let ws = Workspace::locate()?;
     let vm = vm.unwrap_or_else(|| ws.test_vms_dir().join("selftest.cfg"));
     let built = build(&ws, &[vm])?;
     let (vm, iso) = &built[0];
-    deps::ensure(deps::QEMU)?;
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         timeout,
         live: true,
         memory_mib: host_memory_mib(vm.config.memory_mib),
         ..RunOptions::default()
     };
-    eprintln!(
-        "xtask: booting {} (VM '{}') under QEMU, {:?}",
-        iso.display(),
-        vm.config.name,
-        runner::detect_accel(backend)
-    );
+    if let Some(m) = cpu_model {
+        opts.cpu_model = m;
+    }
+    match backend {
+        Backend::Svm => {
+            deps::ensure(deps::QEMU)?;
+            eprintln!(
+                "xtask: booting {} (VM '{}') under QEMU, {:?}",
+                iso.display(),
+                vm.config.name,
+                runner::detect_accel(backend)
+            );
+        }
+        Backend::Vmx => {
+            deps::ensure(deps::BOCHS)?;
+            eprintln!(
+                "xtask: booting {} (VM '{}') under Bochs, cpu model {}",
+                iso.display(),
+                vm.config.name,
+                opts.cpu_model
+            );
+        }
+    }
     let outcome = runner::run_iso(iso, backend, &opts).map_err(|e| e.to_string())?;
     if outcome.failed() {
         eprintln!("xtask: {}", outcome.report());
@@ -159,6 +181,7 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
     let ws = Workspace::locate()?;
     deps::ensure(deps::ISO_TOOLS)?;
     deps::ensure(deps::QEMU)?;
+    deps::ensure(deps::BOCHS)?;
 
     step("format and lints: cargo fmt --check, cargo clippy -D warnings");
     cargo(&ws, &["fmt", "--all", "--", "--check"])?;

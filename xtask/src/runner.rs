@@ -2,14 +2,17 @@
 //! final `keel: exit status N` line, and the tail of the log on failure.
 //!
 //! `cargo xtask run` and the integration tests in `tests/` both go through
-//! [`run_iso`]; [`run_command`] is the same loop over any command, so it can be
-//! tested with a stand-in for the emulator.
+//! [`run_iso`]: QEMU TCG for SVM, Bochs for VMX. [`run_command`] is the same
+//! loop over any command, so it can be tested with a stand-in for the
+//! emulator; QEMU's serial is its stdout, Bochs' serial is a file that the
+//! same loop follows ([`Serial::File`]).
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ pub const STOP_LINE_PREFIX: &str = "keel: VM '";
 pub enum Backend {
     /// AMD SVM + NPT, on QEMU TCG (or nested KVM on an AMD workstation).
     Svm,
-    /// Intel VMX + EPT, on Bochs: not wired up yet.
+    /// Intel VMX + EPT + unrestricted guest, on Bochs (QEMU TCG does not emulate VMX).
     Vmx,
 }
 
@@ -115,7 +118,12 @@ pub struct RunOptions {
     pub live: bool,
     /// Host RAM given to the emulated machine, in MiB.
     pub memory_mib: u32,
+    /// The Bochs CPU model for the VMX backend (`cpu: model=...`).
+    pub cpu_model: String,
 }
+
+/// The Bochs CPU model VMX runs use unless told otherwise.
+pub const DEFAULT_BOCHS_MODEL: &str = "corei7_skylake_x";
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -124,6 +132,7 @@ impl Default for RunOptions {
             grace: Duration::from_secs(2),
             live: false,
             memory_mib: 512,
+            cpu_model: DEFAULT_BOCHS_MODEL.to_string(),
         }
     }
 }
@@ -289,16 +298,184 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
             let accel = detect_accel(backend);
             run_command(qemu_command(iso, accel, opts.memory_mib), opts)
         }
-        Backend::Vmx => Err(RunError::Unsupported(
-            "the vmx backend is not yet supported: Keel's VMX backend and its Bochs runner \
-             do not exist yet; use --backend svm"
-                .to_string(),
-        )),
+        Backend::Vmx => run_bochs(iso, opts),
     }
 }
 
+/// Where a run's serial output comes from.
+#[derive(Debug, Clone)]
+pub enum Serial {
+    /// The emulator's stdout (QEMU `-serial stdio`).
+    Stdout,
+    /// A file the emulator appends to (Bochs `com1: mode=file`), followed as it grows.
+    File(PathBuf),
+}
+
+/// The bochsrc for a headless, unattended run of `iso` (Bochs 2.7 as Debian
+/// builds it): no GUI but the VNC server, which does not wait for a client;
+/// sound off (its mixer thread aborts without an audio device); COM1 to
+/// `serial`; the log to `log`; a triple fault ends the simulation instead of
+/// resetting.
+pub fn bochsrc(iso: &Path, cpu_model: &str, memory_mib: u32, serial: &Path, log: &Path) -> String {
+    format!(
+        "megs: {memory_mib}\n\
+         cpu: model={cpu_model}, count=1, ips=100000000, reset_on_triple_fault=0\n\
+         romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
+         vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n\
+         ata0-master: type=cdrom, path=\"{}\", status=inserted\n\
+         boot: cdrom\n\
+         com1: enabled=1, mode=file, dev=\"{}\"\n\
+         display_library: rfb, options=\"timeout=0\"\n\
+         sound: driver=dummy\n\
+         speaker: enabled=0\n\
+         log: \"{}\"\n\
+         panic: action=fatal\n\
+         error: action=report\n\
+         info: action=report\n\
+         debug: action=ignore\n\
+         clock: sync=none, time0=local\n",
+        iso.display(),
+        serial.display(),
+        log.display()
+    )
+}
+
+/// The Bochs command line for a run whose files live in `dir` (bochsrc,
+/// debugger script, serial file, log), and the serial file.
+pub fn bochs_command(dir: &Path) -> Command {
+    let mut cmd = Command::new("bochs");
+    // Debian's Bochs has the internal debugger: the script continues, then quits.
+    cmd.arg("-q")
+        .arg("-f")
+        .arg(dir.join("bochsrc"))
+        .arg("-rc")
+        .arg(dir.join("debugger.rc"))
+        .current_dir(dir);
+    cmd
+}
+
+static BOCHS_RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `iso` under Bochs with the VMX CPU model of `opts`. The files of the
+/// run go to a fresh directory under the system temp dir, which is removed
+/// afterwards; the tail of Bochs' log is kept in the outcome's stderr.
+pub fn run_bochs(iso: &Path, opts: &RunOptions) -> Result<Outcome, RunError> {
+    let iso = iso
+        .canonicalize()
+        .map_err(|e| RunError::Spawn(format!("cannot find {}: {e}", iso.display())))?;
+    let dir = std::env::temp_dir().join(format!(
+        "keel-bochs-{}-{}",
+        std::process::id(),
+        BOCHS_RUNS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| RunError::Spawn(format!("cannot create {}: {e}", dir.display())))?;
+    let serial = dir.join("serial.txt");
+    let log = dir.join("bochs.log");
+    let files = [
+        (
+            "bochsrc",
+            bochsrc(&iso, &opts.cpu_model, opts.memory_mib, &serial, &log),
+        ),
+        ("debugger.rc", "c\nquit\n".to_string()),
+        ("serial.txt", String::new()),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).map_err(|e| {
+            RunError::Spawn(format!("cannot write {}: {e}", dir.join(name).display()))
+        })?;
+    }
+    let result = run_command_with(bochs_command(&dir), opts, Serial::File(serial));
+    let result = result.map(|mut o| {
+        let log_tail = log_tail(&log, 15);
+        if !log_tail.is_empty() {
+            o.emulator_stderr = format!(
+                "{}\nlast lines of the Bochs log:\n{log_tail}",
+                o.emulator_stderr.trim()
+            );
+        }
+        o
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The last `n` lines of a text file ("" if it cannot be read).
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Runs `cmd` as the emulator: its stdout is the serial port.
-pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunError> {
+pub fn run_command(cmd: Command, opts: &RunOptions) -> Result<Outcome, RunError> {
+    run_command_with(cmd, opts, Serial::Stdout)
+}
+
+/// Sends each line of `source` (ANSI escapes and control characters removed)
+/// until it ends or the receiver is gone.
+fn forward_lines(source: impl Read, tx: &mpsc::Sender<String>) {
+    let mut r = BufReader::new(source);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                if tx.send(clean_line(&String::from_utf8_lossy(&buf))).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Follows `path` as it grows: sends each complete line, and once `done` is
+/// set, whatever is left (a last line without its newline included).
+fn follow_file(path: &Path, tx: &mpsc::Sender<String>, done: &AtomicBool) {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let n = file.read(&mut chunk).unwrap_or(0);
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            let text = String::from_utf8_lossy(&line);
+            if tx
+                .send(clean_line(text.trim_end_matches(['\n', '\r'])))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if n == 0 {
+            if finished {
+                if !pending.is_empty() {
+                    let _ = tx.send(clean_line(&String::from_utf8_lossy(&pending)));
+                }
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs `cmd` as the emulator with its serial output in `serial`.
+pub fn run_command_with(
+    mut cmd: Command,
+    opts: &RunOptions,
+    serial: Serial,
+) -> Result<Outcome, RunError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let start = Instant::now();
     let mut child = cmd
@@ -311,24 +488,20 @@ pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunEr
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = mpsc::channel::<String>();
-    let reader = thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                        buf.pop();
-                    }
-                    if tx.send(clean_line(&String::from_utf8_lossy(&buf))).is_err() {
-                        return;
-                    }
-                }
-            }
+    let exited = Arc::new(AtomicBool::new(false));
+    let reader = match serial {
+        Serial::Stdout => thread::spawn(move || forward_lines(stdout, &tx)),
+        Serial::File(path) => {
+            // Bochs' own stdout (debugger prompts) is not the serial port.
+            thread::spawn(move || {
+                io::copy(&mut BufReader::new(stdout), &mut io::sink())
+                    .map(drop)
+                    .unwrap_or(())
+            });
+            let exited = Arc::clone(&exited);
+            thread::spawn(move || follow_file(&path, &tx, &exited))
         }
-    });
+    };
     let err_reader = thread::spawn(move || {
         let mut s = Vec::new();
         let _ = stderr.read_to_end(&mut s);
@@ -346,7 +519,9 @@ pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunEr
         if now >= until {
             break;
         }
-        match rx.recv_timeout(until - now) {
+        // Wake up now and then to notice an emulator that ended: a file
+        // reader only stops once it knows no more output can come.
+        match rx.recv_timeout((until - now).min(Duration::from_millis(100))) {
             Ok(line) => {
                 if opts.live {
                     let mut o = out.lock();
@@ -361,7 +536,11 @@ pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunEr
                 }
                 lines.push(line);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    exited.store(true, Ordering::SeqCst);
+                }
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 eof = true;
                 break;
@@ -373,6 +552,16 @@ pub fn run_command(mut cmd: Command, opts: &RunOptions) -> Result<Outcome, RunEr
         let _ = child.kill();
     }
     let emulator_status = child.wait().ok();
+    exited.store(true, Ordering::SeqCst);
+    if !eof {
+        // A file reader ends once it has sent what the emulator wrote last.
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+            if status.is_none() {
+                status = final_status(&line);
+            }
+            lines.push(line);
+        }
+    }
     drop(rx);
     let _ = reader.join();
     let emulator_stderr = err_reader.join().unwrap_or_default();
@@ -506,10 +695,70 @@ mod tests {
     }
 
     #[test]
-    fn vmx_is_refused_not_faked() {
-        let e = run_iso(Path::new("x.iso"), Backend::Vmx, &opts(1000)).unwrap_err();
-        assert!(matches!(e, RunError::Unsupported(_)));
-        assert!(e.to_string().contains("not yet supported"));
+    fn a_serial_file_is_followed_to_its_last_partial_line() {
+        let dir = std::env::temp_dir().join(format!("keel-runner-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let serial = dir.join("serial.txt");
+        std::fs::write(&serial, "").unwrap();
+        // Like Bochs: the serial goes to a file, stdout is noise, and the last
+        // line loses its newline when the emulator ends.
+        let mut cmd = sh(
+            "echo '<bochs:1>'; printf 'keel: booting\\r\\n' >> \"$F\"; sleep 0.3; \
+                          printf 'keel: exit status 125' >> \"$F\"; exit 1",
+        );
+        cmd.env("F", &serial);
+        let o = run_command_with(cmd, &opts(10_000), Serial::File(serial)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(o.end, End::Status(125), "{}", o.report());
+        assert_eq!(o.lines, ["keel: booting", "keel: exit status 125"]);
+        assert!(
+            o.elapsed < Duration::from_secs(3),
+            "no grace wait once it ended: {:?}",
+            o.elapsed
+        );
+    }
+
+    #[test]
+    fn a_hung_bochs_style_run_times_out_with_its_tail() {
+        let dir = std::env::temp_dir().join(format!("keel-runner-hang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let serial = dir.join("serial.txt");
+        std::fs::write(&serial, "").unwrap();
+        let mut cmd = sh("printf 'keel: VMLAUNCH failed\\n' >> \"$F\"; exec sleep 30");
+        cmd.env("F", &serial);
+        let o = run_command_with(cmd, &opts(700), Serial::File(serial)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(o.end, End::TimedOut);
+        assert!(
+            o.report().contains("  | keel: VMLAUNCH failed"),
+            "{}",
+            o.report()
+        );
+    }
+
+    #[test]
+    fn bochsrc_is_headless_and_unattended() {
+        let rc = bochsrc(
+            Path::new("/t/k.iso"),
+            "corei7_haswell_4770",
+            512,
+            Path::new("/d/serial.txt"),
+            Path::new("/d/bochs.log"),
+        );
+        for want in [
+            "megs: 512\n",
+            "cpu: model=corei7_haswell_4770, count=1, ips=100000000, reset_on_triple_fault=0\n",
+            "ata0-master: type=cdrom, path=\"/t/k.iso\", status=inserted\n",
+            "boot: cdrom\n",
+            "com1: enabled=1, mode=file, dev=\"/d/serial.txt\"\n",
+            "display_library: rfb, options=\"timeout=0\"\n",
+            "sound: driver=dummy\n",
+        ] {
+            assert!(rc.contains(want), "{want} missing from\n{rc}");
+        }
+        let c = bochs_command(Path::new("/d"));
+        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(args.join(" "), "-q -f /d/bochsrc -rc /d/debugger.rc");
     }
 
     #[test]

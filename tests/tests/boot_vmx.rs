@@ -1,0 +1,44 @@
+//! Keel's VMX backend under Bochs: the same guests and verdicts as
+//! tests/boot.rs (SVM under QEMU), on `corei7_skylake_x`, and the self-test
+//! once more on an older model, `corei7_haswell_4770`.
+
+use keel_tests::{boot_vmx, check_guest_suite, check_stop};
+
+const SKYLAKE_X: &str = "corei7_skylake_x";
+const HASWELL: &str = "corei7_haswell_4770";
+
+fn verdict(r: Result<(), String>) {
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn vmx_selftest_guest_passes_every_check() {
+    let (_, o) = boot_vmx("selftest", SKYLAKE_X);
+    verdict(check_guest_suite(&o, "selftest", 10));
+}
+
+#[test]
+fn vmx_mmio_guest_passes_every_check() {
+    let (_, o) = boot_vmx("mmio", SKYLAKE_X);
+    verdict(check_guest_suite(&o, "mmio", 13));
+}
+
+#[test]
+fn vmx_halt_guest_stops_with_123() {
+    let (vm, o) = boot_vmx("halt", SKYLAKE_X);
+    verdict(check_stop(&o, &vm.config.name, "halted", 123));
+}
+
+#[test]
+fn vmx_triple_fault_guest_stops_with_125() {
+    let (vm, o) = boot_vmx("triple-fault", SKYLAKE_X);
+    verdict(check_stop(&o, &vm.config.name, "triple fault", 125));
+}
+
+#[test]
+fn vmx_selftest_on_haswell() {
+    let (_, o) = boot_vmx("selftest", HASWELL);
+    verdict(check_guest_suite(&o, "selftest", 10));
+}
