@@ -18,6 +18,7 @@ pub mod console;
 pub mod debug_console;
 pub mod debug_exit;
 pub mod fw_cfg;
+pub mod interrupt;
 pub mod irq;
 pub mod pci;
 pub mod power;
@@ -29,6 +30,7 @@ pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedSta
 pub use clock::{Clock, ClockHandle, FakeClock};
 pub use console::PrefixedConsole;
 pub use debug_exit::DebugExit;
+pub use interrupt::{PcInterruptRouter, RouterHandle};
 pub use irq::{IrqChip, IrqChipHandle, IrqLine};
 pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};

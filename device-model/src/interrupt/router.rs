@@ -1,0 +1,406 @@
+//! The one interrupt path of the emulated PC: [`PcInterruptRouter`] owns the
+//! 8259A pair, the IOAPIC and every local APIC, is the [`IrqChip`] devices'
+//! [`IrqLine`](crate::IrqLine)s drive, and answers the VM loop's questions
+//! (which vector to inject, is there an NMI, when does a timer expire).
+//!
+//! Wiring (QEMU `pc`, and the MADT Keel publishes):
+//! - GSI 0-15 are the ISA IRQs. ISA IRQ n drives 8259A input n and IOAPIC
+//!   pin n, except ISA IRQ 0, which drives IOAPIC pin 2 (the MADT interrupt
+//!   source override). ISA IRQ 2 does not exist (the cascade); a device on
+//!   GSI 2 is ignored. IOAPIC pin 0 is unconnected, as in QEMU.
+//! - GSI 16-23 drive IOAPIC pins 16-23 only (PCI INTx via PIRQ routing to
+//!   the 8259A is not modelled).
+//! - The 8259A's INTR drives LINT0 of the BSP (vCPU 0).
+//! - IOAPIC messages and IPIs reach the local APICs by destination; EOIs
+//!   of level-triggered vectors are broadcast back to the IOAPIC.
+
+use alloc::vec::Vec;
+
+use super::dual_pic::DualPic;
+use super::ioapic::{IoApic, IOAPIC_PINS};
+use super::lapic::x2apic::{IA32_TSC_DEADLINE, X2APIC_MSRS};
+use super::lapic::{ApicMsrError, ApicMsrFault, LapicConfig, LapicOutput, LocalApic};
+use super::message::{ApicMessage, DeliveryMode, Destination, DestinationMode};
+use crate::clock::ClockHandle;
+use crate::irq::IrqChip;
+
+/// The ISA IRQ the MADT overrides, and the IOAPIC pin it goes to.
+const ISA_TIMER_IRQ: u32 = 0;
+const ISA_TIMER_PIN: usize = 2;
+/// ISA IRQ 2: the cascade, not a device input.
+const ISA_CASCADE_IRQ: u32 = 2;
+/// GSIs 0-15 are ISA IRQs.
+const ISA_IRQS: u32 = 16;
+
+/// The interrupt controllers of one VM.
+pub struct PcInterruptRouter {
+    pic: DualPic,
+    ioapic: IoApic,
+    lapics: Vec<LocalApic>,
+    config: LapicConfig,
+    /// Messages produced while serving one call, routed before it returns.
+    messages: Vec<ApicMessage>,
+}
+
+impl PcInterruptRouter {
+    /// The controllers of a VM with `vcpus` vCPUs (at least one); vCPU `n`
+    /// has initial APIC ID `n`, vCPU 0 is the BSP. All in power-on state.
+    pub fn new(vcpus: u32, config: LapicConfig, clock: ClockHandle) -> Self {
+        let lapics = (0..vcpus.max(1))
+            .map(|id| LocalApic::new(id, id == 0, config, clock.clone()))
+            .collect();
+        let mut router = PcInterruptRouter {
+            pic: DualPic::new(),
+            ioapic: IoApic::new(),
+            lapics,
+            config,
+            messages: Vec::new(),
+        };
+        router.update_pic_output();
+        router
+    }
+
+    /// Power-on reset of every controller (the VM's reset through CF9h or
+    /// the keyboard controller). Input line levels are kept: devices reset
+    /// themselves and drive their lines again.
+    pub fn reset(&mut self) {
+        self.pic.reset();
+        self.ioapic.reset();
+        for lapic in &mut self.lapics {
+            lapic.reset();
+        }
+        self.update_pic_output();
+    }
+
+    pub fn pic(&self) -> &DualPic {
+        &self.pic
+    }
+
+    pub fn ioapic(&self) -> &IoApic {
+        &self.ioapic
+    }
+
+    pub fn lapic(&self, vcpu: u32) -> Option<&LocalApic> {
+        self.lapics.get(vcpu as usize)
+    }
+
+    pub fn vcpus(&self) -> u32 {
+        self.lapics.len() as u32
+    }
+
+    /// The vector the vCPU would take now if it can take an interrupt
+    /// (RFLAGS.IF, no interrupt shadow: the caller's checks), without
+    /// acknowledging it. ExtINT (the 8259A through LINT0, or an ExtINT
+    /// message) comes first: it bypasses IRR and TPR (SDM 11.6.1). Then the
+    /// highest IRR vector above PPR.
+    pub fn pending_interrupt(&mut self, vcpu: u32) -> Option<u8> {
+        let lapic = self.lapics.get_mut(vcpu as usize)?;
+        lapic.sync_timer();
+        if lapic.extint_requested() {
+            return Some(
+                self.pic
+                    .pending_vector()
+                    .unwrap_or_else(|| self.pic.spurious_vector()),
+            );
+        }
+        lapic.pending_vector()
+    }
+
+    /// The INTA cycle for the vector [`Self::pending_interrupt`] names: moves
+    /// it from IRR to ISR in the local APIC, or runs the 8259A's INTA for
+    /// ExtINT. The caller injects the result.
+    pub fn acknowledge(&mut self, vcpu: u32) -> Option<u8> {
+        let lapic = self.lapics.get_mut(vcpu as usize)?;
+        lapic.sync_timer();
+        if lapic.extint_requested() {
+            lapic.extint_acknowledged();
+            let vector = self.pic.acknowledge();
+            self.update_pic_output();
+            return Some(vector);
+        }
+        lapic.acknowledge()
+    }
+
+    /// Whether an NMI waits for the vCPU.
+    pub fn pending_nmi(&self, vcpu: u32) -> bool {
+        self.lapic(vcpu).is_some_and(LocalApic::nmi_pending)
+    }
+
+    /// Takes the waiting NMI (the caller injects it).
+    pub fn acknowledge_nmi(&mut self, vcpu: u32) -> bool {
+        self.lapics
+            .get_mut(vcpu as usize)
+            .is_some_and(LocalApic::take_nmi)
+    }
+
+    /// Takes a received INIT: the VM loop puts the vCPU in its INIT state.
+    pub fn take_init(&mut self, vcpu: u32) -> bool {
+        self.lapics
+            .get_mut(vcpu as usize)
+            .is_some_and(LocalApic::take_init)
+    }
+
+    /// Takes a received Start-Up IPI's vector: the vCPU starts in real mode
+    /// at `vector << 12`.
+    pub fn take_sipi(&mut self, vcpu: u32) -> Option<u8> {
+        self.lapics.get_mut(vcpu as usize)?.take_sipi()
+    }
+
+    /// The earliest time (clock nanoseconds) at which a local APIC timer
+    /// expires into an interrupt; expiries already due are raised first.
+    pub fn next_deadline_ns(&mut self) -> Option<u64> {
+        self.lapics
+            .iter_mut()
+            .filter_map(|lapic| {
+                lapic.sync_timer();
+                lapic.next_deadline_ns()
+            })
+            .min()
+    }
+
+    fn lapic_mut(
+        &mut self,
+        vcpu: u32,
+        msr: u32,
+        written: Option<u64>,
+    ) -> Result<&mut LocalApic, ApicMsrError> {
+        self.lapics.get_mut(vcpu as usize).ok_or(ApicMsrError {
+            msr,
+            written,
+            fault: ApicMsrFault::NoSuchVcpu,
+        })
+    }
+
+    /// RDMSR IA32_APIC_BASE.
+    pub fn apic_base(&self, vcpu: u32) -> Option<u64> {
+        self.lapic(vcpu).map(LocalApic::apic_base)
+    }
+
+    /// WRMSR IA32_APIC_BASE; an error means #GP(0).
+    pub fn set_apic_base(&mut self, vcpu: u32, value: u64) -> Result<(), ApicMsrError> {
+        let msr = super::lapic::x2apic::IA32_APIC_BASE;
+        let result = self.lapic_mut(vcpu, msr, Some(value))?.set_apic_base(value);
+        if vcpu == 0 {
+            // Disabling or enabling the BSP's APIC changes what LINT0 is.
+            self.update_pic_output();
+        }
+        result
+    }
+
+    /// The error for IA32_TSC_DEADLINE when CPUID does not offer the mode.
+    fn tsc_deadline_unsupported(&self, written: Option<u64>) -> Result<(), ApicMsrError> {
+        if self.config.tsc_deadline {
+            return Ok(());
+        }
+        Err(ApicMsrError {
+            msr: IA32_TSC_DEADLINE,
+            written,
+            fault: ApicMsrFault::Reserved,
+        })
+    }
+
+    /// RDMSR IA32_TSC_DEADLINE (0 outside TSC-deadline mode); #GP if CPUID
+    /// does not offer the mode.
+    pub fn tsc_deadline(&mut self, vcpu: u32) -> Result<u64, ApicMsrError> {
+        self.tsc_deadline_unsupported(None)?;
+        Ok(self
+            .lapic_mut(vcpu, IA32_TSC_DEADLINE, None)?
+            .tsc_deadline())
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE (ignored outside TSC-deadline mode); #GP if
+    /// CPUID does not offer the mode.
+    pub fn set_tsc_deadline(&mut self, vcpu: u32, value: u64) -> Result<(), ApicMsrError> {
+        self.tsc_deadline_unsupported(Some(value))?;
+        self.lapic_mut(vcpu, IA32_TSC_DEADLINE, Some(value))?
+            .set_tsc_deadline(value);
+        Ok(())
+    }
+
+    /// Sets vCPU `vcpu`'s guest TSC mapping: `tsc = now_ns * tsc_hz / 1e9 +
+    /// offset`.
+    pub fn set_tsc_offset(&mut self, vcpu: u32, offset: u64) {
+        if let Some(lapic) = self.lapics.get_mut(vcpu as usize) {
+            lapic.set_tsc_offset(offset);
+        }
+    }
+
+    /// RDMSR of an x2APIC register (800h-8FFh); an error means #GP(0).
+    pub fn x2apic_read(&mut self, vcpu: u32, msr: u32) -> Result<u64, ApicMsrError> {
+        self.lapic_mut(vcpu, msr, None)?.read_msr(msr)
+    }
+
+    /// WRMSR of an x2APIC register (800h-8FFh); an error means #GP(0).
+    pub fn x2apic_write(&mut self, vcpu: u32, msr: u32, value: u64) -> Result<(), ApicMsrError> {
+        let result = self
+            .lapic_mut(vcpu, msr, Some(value))?
+            .write_msr(msr, value);
+        self.drain(vcpu as usize);
+        result
+    }
+
+    /// Whether `msr` is one this router answers (IA32_APIC_BASE,
+    /// IA32_TSC_DEADLINE, 800h-8FFh), for the MSR policy's dispatch.
+    pub fn handles_msr(msr: u32) -> bool {
+        msr == super::lapic::x2apic::IA32_APIC_BASE
+            || msr == IA32_TSC_DEADLINE
+            || X2APIC_MSRS.contains(&msr)
+    }
+
+    /// MOV from CR8: TPR[7:4].
+    pub fn cr8(&self, vcpu: u32) -> u64 {
+        self.lapic(vcpu).map_or(0, LocalApic::cr8)
+    }
+
+    /// MOV to CR8 (the caller has raised #GP for bits 63:4).
+    pub fn set_cr8(&mut self, vcpu: u32, value: u64) {
+        if let Some(lapic) = self.lapics.get_mut(vcpu as usize) {
+            lapic.set_cr8(value);
+        }
+    }
+
+    /// A one-byte read of an 8259A or ELCR port.
+    pub fn pic_read(&mut self, port: u16) -> u8 {
+        let value = self.pic.read_port(port);
+        self.update_pic_output();
+        value
+    }
+
+    /// A one-byte write of an 8259A or ELCR port.
+    pub fn pic_write(&mut self, port: u16, value: u8) {
+        self.pic.write_port(port, value);
+        self.update_pic_output();
+    }
+
+    /// A guest read in the IOAPIC page.
+    pub fn ioapic_mmio_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.ioapic.mmio_read(offset, data);
+    }
+
+    /// A guest write in the IOAPIC page; an entry made deliverable delivers.
+    pub fn ioapic_mmio_write(&mut self, offset: u64, data: &[u8]) {
+        let mut out = core::mem::take(&mut self.messages);
+        self.ioapic.mmio_write(offset, data, &mut out);
+        self.route_ioapic(&mut out);
+        self.messages = out;
+    }
+
+    /// A guest read in vCPU `vcpu`'s APIC page.
+    pub fn lapic_mmio_read(&mut self, vcpu: u32, offset: u64, data: &mut [u8]) {
+        match self.lapics.get_mut(vcpu as usize) {
+            Some(lapic) => lapic.mmio_read(offset, data),
+            None => data.fill(0xFF),
+        }
+    }
+
+    /// A guest write in vCPU `vcpu`'s APIC page; IPIs and EOI broadcasts it
+    /// causes are routed before it returns.
+    pub fn lapic_mmio_write(&mut self, vcpu: u32, offset: u64, data: &[u8]) {
+        if let Some(lapic) = self.lapics.get_mut(vcpu as usize) {
+            lapic.mmio_write(offset, data);
+            self.drain(vcpu as usize);
+            if vcpu == 0 {
+                // An LVT LINT0 write can open or close the ExtINT path; the
+                // level itself is unchanged, so only the edge state matters.
+                self.update_pic_output();
+            }
+        }
+    }
+
+    /// Feeds the 8259A's INTR to the BSP's LINT0.
+    fn update_pic_output(&mut self) {
+        let intr = self.pic.intr();
+        if let Some(bsp) = self.lapics.first_mut() {
+            bsp.set_lint(0, intr);
+        }
+    }
+
+    /// Routes what local APIC `source` asked for: IPIs to their
+    /// destinations, EOI broadcasts to the IOAPIC (whose re-deliveries are
+    /// routed in turn).
+    fn drain(&mut self, source: usize) {
+        let Some(lapic) = self.lapics.get_mut(source) else {
+            return;
+        };
+        for output in lapic.take_outputs() {
+            match output {
+                LapicOutput::Ipi(msg) => self.route(Some(source), &msg),
+                LapicOutput::EoiBroadcast(vector) => {
+                    let mut out = core::mem::take(&mut self.messages);
+                    self.ioapic.end_of_interrupt(vector, &mut out);
+                    self.route_ioapic(&mut out);
+                    self.messages = out;
+                }
+            }
+        }
+    }
+
+    /// Routes the IOAPIC's messages in `out`, leaving it empty. Its 8-bit
+    /// physical broadcast FFh is the x2APIC broadcast too.
+    fn route_ioapic(&mut self, out: &mut Vec<ApicMessage>) {
+        for mut msg in out.drain(..) {
+            if msg.dest_mode == DestinationMode::Physical
+                && msg.destination == Destination::Field(0xFF)
+            {
+                msg.destination = Destination::Field(u32::MAX);
+            }
+            self.route(None, &msg);
+        }
+    }
+
+    /// Delivers `msg` from `source` (a local APIC, or `None` for the IOAPIC)
+    /// to the local APICs it names; lowest-priority delivery picks the one
+    /// with the lowest arbitration priority (ties: the lowest vCPU index).
+    fn route(&mut self, source: Option<usize>, msg: &ApicMessage) {
+        let targets: Vec<usize> = self
+            .lapics
+            .iter()
+            .enumerate()
+            .filter(|&(i, lapic)| match msg.destination {
+                Destination::Field(dest) => lapic.matches(msg.dest_mode, dest),
+                Destination::SelfOnly => Some(i) == source,
+                Destination::AllIncludingSelf => true,
+                Destination::AllExcludingSelf => Some(i) != source,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if msg.delivery == DeliveryMode::LowestPriority {
+            if let Some(&t) = targets.iter().min_by_key(|&&t| self.lapics[t].apr()) {
+                self.lapics[t].deliver(msg);
+            }
+            return;
+        }
+        for t in targets {
+            self.lapics[t].deliver(msg);
+        }
+    }
+}
+
+impl IrqChip for PcInterruptRouter {
+    /// Drives GSI `gsi` (see the module documentation for the wiring).
+    fn set_irq(&mut self, gsi: u32, level: bool) {
+        let pin = match gsi {
+            ISA_CASCADE_IRQ => {
+                log::debug!("interrupt router: GSI 2 is the 8259A cascade; ignored");
+                return;
+            }
+            ISA_TIMER_IRQ => ISA_TIMER_PIN,
+            g if (g as usize) < IOAPIC_PINS => g as usize,
+            _ => {
+                log::debug!("interrupt router: GSI {gsi} has no IOAPIC pin; ignored");
+                return;
+            }
+        };
+        if gsi < ISA_IRQS {
+            self.pic.set_irq(gsi as u8, level);
+            self.update_pic_output();
+        }
+        let mut out = core::mem::take(&mut self.messages);
+        self.ioapic.set_irq(pin, level, &mut out);
+        self.route_ioapic(&mut out);
+        self.messages = out;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,281 @@
+use super::*;
+use crate::clock::FakeClock;
+use alloc::sync::Arc;
+
+fn router(vcpus: u32) -> (PcInterruptRouter, Arc<FakeClock>) {
+    let clock = FakeClock::new(0);
+    (
+        PcInterruptRouter::new(vcpus, LapicConfig::default(), clock.clone()),
+        clock,
+    )
+}
+
+fn lapic_write(r: &mut PcInterruptRouter, vcpu: u32, offset: u64, value: u32) {
+    r.lapic_mmio_write(vcpu, offset, &value.to_le_bytes());
+}
+
+fn ioapic_write(r: &mut PcInterruptRouter, index: u8, value: u32) {
+    r.ioapic_mmio_write(0x00, &[index]);
+    r.ioapic_mmio_write(0x10, &value.to_le_bytes());
+}
+
+/// The 8259A pair as a BIOS programs it: vectors 08h and 70h.
+fn init_pic(r: &mut PcInterruptRouter) {
+    for (port, icw2, icw3) in [(0x20u16, 0x08u8, 0x04u8), (0xA0, 0x70, 0x02)] {
+        r.pic_write(port, 0x11);
+        r.pic_write(port + 1, icw2);
+        r.pic_write(port + 1, icw3);
+        r.pic_write(port + 1, 0x01);
+    }
+}
+
+/// An OS in APIC mode: APIC enabled, 8259A masked.
+fn apic_mode(r: &mut PcInterruptRouter) {
+    init_pic(r);
+    r.pic_write(0x21, 0xFF);
+    r.pic_write(0xA1, 0xFF);
+    for vcpu in 0..r.vcpus() {
+        lapic_write(r, vcpu, 0xF0, 0x1FF);
+    }
+}
+
+fn pulse(r: &mut PcInterruptRouter, gsi: u32) {
+    r.set_irq(gsi, true);
+    r.set_irq(gsi, false);
+}
+
+#[test]
+fn the_8259a_reaches_the_bsp_through_lint0_after_reset() {
+    let (mut r, _) = router(1);
+    init_pic(&mut r);
+    pulse(&mut r, 1);
+    assert_eq!(r.pending_interrupt(0), Some(0x09));
+    assert_eq!(
+        r.pending_interrupt(0),
+        Some(0x09),
+        "pending does not acknowledge"
+    );
+    assert_eq!(r.acknowledge(0), Some(0x09));
+    assert_eq!(r.pic().master().isr(), 0x02);
+    assert_eq!(r.pending_interrupt(0), None);
+    pulse(&mut r, 12);
+    assert_eq!(r.pending_interrupt(0), None, "IRQ 12 waits behind IRQ 1");
+    r.pic_write(0x20, 0x20);
+    assert_eq!(r.acknowledge(0), Some(0x74));
+}
+
+#[test]
+fn a_masked_lint0_blocks_the_8259a_and_global_disable_bypasses_the_apic() {
+    let (mut r, _) = router(1);
+    init_pic(&mut r);
+    lapic_write(&mut r, 0, 0xF0, 0x1FF);
+    lapic_write(&mut r, 0, 0x350, 0x0001_0700);
+    pulse(&mut r, 3);
+    assert_eq!(r.pending_interrupt(0), None);
+    lapic_write(&mut r, 0, 0x350, 0x0000_0700);
+    assert_eq!(r.pending_interrupt(0), Some(0x0B));
+    lapic_write(&mut r, 0, 0x350, 0x0001_0700);
+    // With the APIC globally disabled LINT0 is the INTR pin.
+    r.set_apic_base(0, 0xFEE0_0100).unwrap();
+    assert_eq!(r.pending_interrupt(0), Some(0x0B));
+    assert_eq!(r.acknowledge(0), Some(0x0B));
+}
+
+#[test]
+fn extint_ignores_tpr() {
+    let (mut r, _) = router(1);
+    init_pic(&mut r);
+    lapic_write(&mut r, 0, 0xF0, 0x1FF);
+    lapic_write(&mut r, 0, 0x350, 0x700);
+    r.set_cr8(0, 15);
+    pulse(&mut r, 4);
+    assert_eq!(r.acknowledge(0), Some(0x0C));
+}
+
+#[test]
+fn isa_irq0_goes_to_ioapic_pin2() {
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    ioapic_write(&mut r, 0x10 + 4, 0x30); // pin 2: vector 30h, edge, dest 0
+    ioapic_write(&mut r, 0x10, 0x31); // pin 0: vector 31h
+    pulse(&mut r, 0);
+    assert_eq!(r.pending_interrupt(0), Some(0x30));
+    assert_eq!(r.pic().master().irr(), 0x01, "IRQ 0 also reaches 8259A IR0");
+    // GSI 2 is the cascade, not pin 2; GSIs past 23 go nowhere.
+    r.acknowledge(0);
+    lapic_write(&mut r, 0, 0xB0, 0);
+    pulse(&mut r, 2);
+    pulse(&mut r, 24);
+    pulse(&mut r, u32::MAX);
+    assert_eq!(r.pending_interrupt(0), None);
+}
+
+#[test]
+fn isa_and_pci_gsis_map_one_to_one() {
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    for gsi in [1u8, 3, 8, 15, 16, 23] {
+        ioapic_write(&mut r, 0x10 + 2 * gsi, 0x40 + u32::from(gsi));
+        pulse(&mut r, gsi.into());
+        assert_eq!(r.acknowledge(0), Some(0x40 + gsi), "GSI {gsi}");
+        lapic_write(&mut r, 0, 0xB0, 0);
+    }
+}
+
+#[test]
+fn level_interrupts_round_trip_through_remote_irr_and_eoi() {
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    ioapic_write(&mut r, 0x10 + 2 * 20, 0x0000_8055); // level, vector 55h
+    r.set_irq(20, true);
+    assert_eq!(r.acknowledge(0), Some(0x55));
+    assert!(r.lapic(0).unwrap().tmr_set(0x55));
+    assert_ne!(r.ioapic().entry(20).unwrap() & (1 << 14), 0);
+    // The line is still asserted at EOI: delivered again.
+    lapic_write(&mut r, 0, 0xB0, 0);
+    assert!(r.lapic(0).unwrap().irr_set(0x55));
+    assert_eq!(r.acknowledge(0), Some(0x55));
+    r.set_irq(20, false);
+    lapic_write(&mut r, 0, 0xB0, 0);
+    assert_eq!(r.ioapic().entry(20).unwrap() & (1 << 14), 0);
+    assert_eq!(r.pending_interrupt(0), None);
+}
+
+#[test]
+fn ioapic_nmi_and_masking() {
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    ioapic_write(&mut r, 0x10 + 2 * 5, 0x0001_0035); // masked
+    pulse(&mut r, 5);
+    assert_eq!(r.pending_interrupt(0), None);
+    ioapic_write(&mut r, 0x10 + 2 * 6, 0x400); // NMI
+    pulse(&mut r, 6);
+    assert!(r.pending_nmi(0));
+    assert!(r.acknowledge_nmi(0));
+    assert!(!r.pending_nmi(0));
+}
+
+#[test]
+fn ioapic_destinations_pick_the_lapic() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    ioapic_write(&mut r, 0x11 + 2 * 9, 0x0100_0000); // physical 1
+    ioapic_write(&mut r, 0x10 + 2 * 9, 0x49);
+    pulse(&mut r, 9);
+    assert_eq!(r.pending_interrupt(0), None);
+    assert_eq!(r.pending_interrupt(1), Some(0x49));
+    ioapic_write(&mut r, 0x11 + 2 * 10, 0xFF00_0000); // broadcast
+    ioapic_write(&mut r, 0x10 + 2 * 10, 0x4A);
+    pulse(&mut r, 10);
+    assert_eq!(r.pending_interrupt(0), Some(0x4A));
+    assert!(r.lapic(1).unwrap().irr_set(0x4A));
+}
+
+#[test]
+fn lowest_priority_goes_to_the_lower_tpr() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    for vcpu in 0..2 {
+        lapic_write(&mut r, vcpu, 0xD0, 0x0100_0000 << vcpu);
+    }
+    r.set_cr8(0, 3);
+    ioapic_write(&mut r, 0x11 + 2 * 11, 0x0300_0000);
+    ioapic_write(&mut r, 0x10 + 2 * 11, 0x0000_0950); // lowest, logical
+    pulse(&mut r, 11);
+    assert_eq!(r.pending_interrupt(1), Some(0x50));
+    assert!(!r.lapic(0).unwrap().irr_set(0x50));
+}
+
+#[test]
+fn ipis_reach_their_destinations() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    lapic_write(&mut r, 0, 0x300, 0x0004_0061); // self
+    assert_eq!(r.pending_interrupt(0), Some(0x61));
+    assert_eq!(r.pending_interrupt(1), None);
+    lapic_write(&mut r, 0, 0x310, 0x0100_0000);
+    lapic_write(&mut r, 0, 0x300, 0x0000_0062); // physical 1
+    assert_eq!(r.pending_interrupt(1), Some(0x62));
+    lapic_write(&mut r, 0, 0x300, 0x000C_0400); // NMI to all but self
+    assert!(!r.pending_nmi(0));
+    assert!(r.pending_nmi(1));
+}
+
+#[test]
+fn init_and_sipi_wake_an_ap() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    lapic_write(&mut r, 0, 0x300, 0x000C_4500); // INIT to all but self
+    lapic_write(&mut r, 0, 0x300, 0x000C_4610); // SIPI vector 10h
+    assert!(r.take_init(1));
+    assert_eq!(r.take_sipi(1), Some(0x10));
+    assert!(!r.take_init(0));
+    assert_eq!(r.take_sipi(0), None);
+    assert!(!r.take_init(7));
+}
+
+#[test]
+fn x2apic_icr_and_eoi_through_msrs() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    r.set_apic_base(0, 0xFEE0_0000 | (1 << 11) | (1 << 10))
+        .unwrap();
+    r.x2apic_write(0, 0x830, (1u64 << 32) | 0x63).unwrap();
+    assert_eq!(r.pending_interrupt(1), Some(0x63));
+    ioapic_write(&mut r, 0x10 + 2 * 21, 0x0000_8064);
+    r.set_irq(21, true);
+    assert_eq!(r.acknowledge(0), Some(0x64));
+    r.set_irq(21, false);
+    r.x2apic_write(0, 0x80B, 0).unwrap();
+    assert_eq!(r.ioapic().entry(21).unwrap() & (1 << 14), 0);
+    let err = r.x2apic_read(9, 0x802).unwrap_err();
+    assert_eq!(err.fault, ApicMsrFault::NoSuchVcpu);
+    assert!(PcInterruptRouter::handles_msr(0x1B));
+    assert!(PcInterruptRouter::handles_msr(0x83F));
+    assert!(!PcInterruptRouter::handles_msr(0x10));
+}
+
+#[test]
+fn lapic_timers_report_the_next_deadline() {
+    let (mut r, clock) = router(2);
+    apic_mode(&mut r);
+    assert_eq!(r.next_deadline_ns(), None);
+    for (vcpu, count) in [(0u32, 5_000u32), (1, 3_000)] {
+        lapic_write(&mut r, vcpu, 0x3E0, 0xB);
+        lapic_write(&mut r, vcpu, 0x320, 0x70);
+        lapic_write(&mut r, vcpu, 0x380, count);
+    }
+    assert_eq!(r.next_deadline_ns(), Some(3_000));
+    clock.set(3_000);
+    assert_eq!(r.next_deadline_ns(), Some(5_000));
+    assert_eq!(r.pending_interrupt(1), Some(0x70));
+    assert_eq!(r.tsc_deadline(0), Ok(0));
+}
+
+#[test]
+fn reset_returns_every_controller_to_power_on() {
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    ioapic_write(&mut r, 0x10 + 2 * 4, 0x34);
+    r.set_irq(4, true);
+    r.reset();
+    assert_eq!(r.ioapic().entry(4), Some(1 << 16));
+    assert_eq!(r.pic().master().imr(), 0);
+    assert_eq!(r.apic_base(0), Some(0xFEE0_0900));
+    assert!(!r.lapic(0).unwrap().software_enabled());
+    assert_eq!(r.pending_interrupt(0), None);
+}
+
+#[test]
+fn unknown_vcpus_get_nothing() {
+    let (mut r, _) = router(1);
+    assert_eq!(r.pending_interrupt(1), None);
+    assert_eq!(r.acknowledge(1), None);
+    assert!(!r.pending_nmi(1));
+    assert_eq!(r.apic_base(1), None);
+    assert!(r.set_apic_base(1, 0).is_err());
+    let mut data = [0u8; 4];
+    r.lapic_mmio_read(1, 0x30, &mut data);
+    assert_eq!(data, [0xFF; 4]);
+    r.lapic_mmio_write(1, 0x300, &[0; 4]);
+}
