@@ -18,6 +18,7 @@ pub mod console;
 pub mod debug_console;
 pub mod debug_exit;
 pub mod fw_cfg;
+pub mod input;
 pub mod interrupt;
 pub mod irq;
 pub mod pci;
@@ -30,8 +31,10 @@ pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedSta
 pub use clock::{Clock, ClockHandle, FakeClock};
 pub use console::PrefixedConsole;
 pub use debug_exit::DebugExit;
+pub use input::{A20Gate, Port92, I8042};
 pub use interrupt::{PcInterruptRouter, RouterHandle};
 pub use irq::{IrqChip, IrqChipHandle, IrqLine};
 pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};
 pub use test_device::ScratchMmio;
+pub use timer::{Hpet, Pit, PmTimer, Port61, Rtc, TimerDevice};
