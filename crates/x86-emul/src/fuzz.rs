@@ -138,8 +138,7 @@ fn random_gpr(rng: &mut Rng) -> u64 {
 }
 
 fn random_machine(rng: &mut Rng) -> Machine {
-    let mut m = Machine::long_mode();
-    m.mem = FakeMemory::new(RAM);
+    let mut m = Machine::long_mode_with_ram(RAM);
     for chunk in m.mem.ram.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next().to_le_bytes()[..chunk.len()]);
     }
@@ -280,7 +279,7 @@ fn run(iterations: u64, seed: u64) {
 
 #[test]
 fn fuzz_short() {
-    run(20_000, 0xF022_0001);
+    run(50_000, 0xF022_0001);
 }
 
 #[test]

@@ -338,7 +338,12 @@ impl Machine {
     /// 64-bit mode, CPL 0, 4-level paging identity-mapping the low 4 GiB with 1 GiB
     /// pages (PML4 at 0x1000, PDPT at 0x2000), 4 MiB of RAM, RIP = 0x10000.
     pub fn long_mode() -> Self {
-        let mut mem = FakeMemory::new(4 << 20);
+        Machine::long_mode_with_ram(4 << 20)
+    }
+
+    /// As [`Machine::long_mode`], with `ram` bytes of RAM (at least 64 KiB).
+    pub fn long_mode_with_ram(ram: usize) -> Self {
+        let mut mem = FakeMemory::new(ram);
         mem.write_u64(0x1000, 0x2000 | 0x7);
         for i in 0..4 {
             mem.write_u64(0x2000 + i * 8, (i << 30) | 0x87);
