@@ -1,0 +1,482 @@
+//! The PC a Keel VM sees, put together: QEMU's i440FX/PIIX `-machine pc`
+//! layout, so that firmware and operating systems that know it (SeaBIOS,
+//! Linux, Windows) work unchanged.
+//!
+//! | what | where | interrupt |
+//! |---|---|---|
+//! | 8259A pair, ELCR | ports 0x20, 0xA0, 0x4D0 | |
+//! | IOAPIC | 0xFEC00000 | |
+//! | local APIC (vCPU 0) | 0xFEE00000 | |
+//! | 8254 PIT, port 0x61 | 0x40-0x43, 0x61 | IRQ 0 (IOAPIC pin 2) |
+//! | i8042 keyboard controller, port 0x92 | 0x60, 0x64, 0x92 | IRQ 1, 12 |
+//! | MC146818A RTC/CMOS | 0x70-0x71 | IRQ 8 |
+//! | 16550A COM1 | 0x3F8-0x3FF | IRQ 4 |
+//! | HPET | 0xFED00000 | IRQ 0/8 (legacy replacement), GSI 2 |
+//! | PCI configuration mechanism #1, reset control | 0xCF8-0xCFF | |
+//! | 00:00.0 i440FX host bridge | PCI | |
+//! | 00:01.0 PIIX3 ISA bridge (PIRQ routing) | PCI | |
+//! | 00:01.3 PIIX4 power management, PM timer | PCI, PMBA (set by firmware) | SCI: IRQ 9 |
+//! | fw_cfg | 0x510-0x51B | |
+//! | QEMU debug console | 0x402 | |
+//! | debug exit (isa-debug-exit) | 0xF4 | |
+//! | Keel's MMIO test device (`keel_testdev = 1`) | 0xFEB00000 | |
+//!
+//! [`Pc`] owns the bus and the handles the VM loop needs: it applies what a
+//! port write changed (PCI BARs and the PM block moving, fw_cfg DMA, reset
+//! control), services the timers, and answers the loop's interrupt questions
+//! through the interrupt router.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use spin::Mutex;
+
+use crate::bus::{AddressSpace, Bus, BusError, DeviceHandle};
+use crate::clock::ClockHandle;
+use crate::console::PrefixedConsole;
+use crate::debug_console::DebugConsole;
+use crate::debug_exit::DebugExit;
+use crate::fw_cfg::{e820::RamLayout, FwCfg, FwCfgError};
+use crate::input::{A20Gate, Port92, I8042};
+use crate::interrupt::lapic::LapicConfig;
+use crate::interrupt::{register_interrupt_controllers, PcInterruptRouter, RouterHandle};
+use crate::irq::{IrqChipHandle, IrqLine};
+use crate::pci::{
+    Bdf, ConfigChange, I440fx, PciBus, PciBusError, PciConfigIo, PciEvent, Piix3, Piix4Pm, RegionId,
+};
+use crate::power::{PowerControl, PowerRequest};
+use crate::serial::Uart16550;
+use crate::test_device::{ScratchMmio, TEST_DEVICE_BASE, TEST_DEVICE_LEN};
+use crate::timer::pm_timer::PmTimerWidth;
+use crate::timer::{
+    BootDevice, CmosLayout, Hpet, HpetIrqs, LegacyReplacement, Pit, PmTimer, Port61, Rtc,
+    TimerDevice,
+};
+use guest_memory::GuestMemory;
+
+/// ISA IRQ lines of the PC devices (the router maps IRQ 0 to IOAPIC pin 2).
+mod isa_irq {
+    pub const PIT: u32 = 0;
+    pub const KEYBOARD: u32 = 1;
+    pub const COM1: u32 = 4;
+    pub const RTC: u32 = 8;
+    pub const MOUSE: u32 = 12;
+    /// The HPET's routable interrupt on QEMU's pc machine.
+    pub const HPET_ROUTE: u32 = 2;
+}
+
+const COM1_BASE: u16 = 0x3f8;
+const COM1_LEN: u16 = 8;
+const PIT_BASE: u16 = 0x40;
+const PIT_LEN: u16 = 4;
+const PORT61: u16 = 0x61;
+const RTC_BASE: u16 = 0x70;
+const RTC_LEN: u16 = 2;
+const PCI_CONFIG_BASE: u16 = 0xcf8;
+const PCI_CONFIG_LEN: u16 = 8;
+
+/// What the VM is built from.
+#[derive(Clone)]
+pub struct PcConfig {
+    /// The VM's name: its COM1 lines are shown as `[name] ...`, firmware
+    /// debug output as `[name:bios] ...`.
+    pub name: String,
+    pub vcpus: u32,
+    /// Guest RAM in bytes.
+    pub ram_size: u64,
+    /// Wall-clock time the RTC starts from, in seconds since the Unix epoch.
+    pub unix_time: u64,
+    /// Local APIC timer and feature parameters.
+    pub lapic: LapicConfig,
+    /// Adds Keel's MMIO scratch test device.
+    pub test_device: bool,
+}
+
+/// Why a PC could not be put together (a bug in the layout, never guest input).
+#[derive(Debug)]
+pub enum PcError {
+    Bus(BusError),
+    Pci(PciBusError),
+    FwCfg(FwCfgError),
+}
+
+impl fmt::Display for PcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PcError::Bus(e) => write!(f, "device layout: {e}"),
+            PcError::Pci(e) => write!(f, "PCI layout: {e:?}"),
+            PcError::FwCfg(e) => write!(f, "fw_cfg: {e:?}"),
+        }
+    }
+}
+
+impl From<BusError> for PcError {
+    fn from(e: BusError) -> Self {
+        PcError::Bus(e)
+    }
+}
+impl From<PciBusError> for PcError {
+    fn from(e: PciBusError) -> Self {
+        PcError::Pci(e)
+    }
+}
+impl From<FwCfgError> for PcError {
+    fn from(e: FwCfgError) -> Self {
+        PcError::FwCfg(e)
+    }
+}
+
+/// Where the PIIX4 power-management I/O block currently decodes.
+struct PmBlock {
+    function: Arc<Mutex<Piix4Pm>>,
+    timer: Arc<Mutex<PmTimer>>,
+    base: Option<u16>,
+}
+
+/// The whole emulated PC of one VM.
+pub struct Pc {
+    bus: Bus,
+    /// Where devices ask for the VM to stop or reset.
+    pub power: PowerControl,
+    router: RouterHandle,
+    timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>>,
+    pci: Arc<Mutex<PciConfigIo>>,
+    pm: PmBlock,
+    fw_cfg: Arc<Mutex<FwCfg>>,
+    com1: Arc<Mutex<Uart16550>>,
+    com1_irq: IrqLine,
+    a20: A20Gate,
+}
+
+impl Pc {
+    /// Builds the PC. `console` receives every finished line of guest output
+    /// (COM1 and the firmware debug console), already prefixed.
+    pub fn new(
+        config: &PcConfig,
+        clock: ClockHandle,
+        console: impl Fn(&str) + Clone + Send + 'static,
+    ) -> Result<Pc, PcError> {
+        let power = PowerControl::new();
+        let mut bus = Bus::new();
+        let router: RouterHandle = Arc::new(Mutex::new(PcInterruptRouter::new(
+            config.vcpus.max(1),
+            config.lapic,
+            clock.clone(),
+        )));
+        let chip: IrqChipHandle = router.clone();
+        let line = |gsi: u32| IrqLine::new(chip.clone(), gsi);
+        register_interrupt_controllers(&mut bus, &router)?;
+
+        // COM1.
+        let out = console.clone();
+        let com1_console = PrefixedConsole::new(&config.name, Box::new(move |l: &str| out(l)));
+        let com1 = Arc::new(Mutex::new(Uart16550::new(Box::new(com1_console))));
+        bus.register_pio(COM1_BASE, COM1_LEN, "COM1", com1.clone())?;
+
+        // Timers.
+        let legacy = LegacyReplacement::new();
+        let pit = Arc::new(Mutex::new(Pit::new(clock.clone(), line(isa_irq::PIT))));
+        pit.lock().set_legacy_replacement(legacy.clone());
+        bus.register_pio(PIT_BASE, PIT_LEN, "PIT", pit.clone())?;
+        let port61: DeviceHandle = Arc::new(Mutex::new(Port61::new(clock.clone(), pit.clone())));
+        bus.register_pio(PORT61, 1, "port 0x61", port61)?;
+        let layout = CmosLayout::pc(
+            config.ram_size,
+            config.vcpus,
+            &[BootDevice::HardDisk, BootDevice::Cdrom],
+        );
+        let rtc = Arc::new(Mutex::new(Rtc::new(
+            clock.clone(),
+            line(isa_irq::RTC),
+            config.unix_time,
+            &layout,
+        )));
+        rtc.lock().set_legacy_replacement(legacy.clone());
+        bus.register_pio(RTC_BASE, RTC_LEN, "RTC/CMOS", rtc.clone())?;
+        let hpet_irqs = HpetIrqs {
+            legacy_irq0: line(isa_irq::PIT),
+            legacy_irq8: line(isa_irq::RTC),
+            routes: vec![line(isa_irq::HPET_ROUTE)],
+        };
+        let hpet = Arc::new(Mutex::new(Hpet::new(clock.clone(), hpet_irqs, legacy)));
+        bus.register_mmio(Hpet::BASE, Hpet::LEN, "HPET", hpet.clone())?;
+        let pm_timer = Arc::new(Mutex::new(PmTimer::new(
+            clock.clone(),
+            PmTimerWidth::Bits24,
+        )));
+
+        // Keyboard controller and A20.
+        let a20 = A20Gate::new();
+        let i8042: DeviceHandle = Arc::new(Mutex::new(I8042::new(
+            line(isa_irq::KEYBOARD),
+            line(isa_irq::MOUSE),
+            power.clone(),
+            a20.clone(),
+        )));
+        bus.register_pio(I8042::DATA_PORT, 1, "i8042 data", i8042.clone())?;
+        bus.register_pio(I8042::COMMAND_PORT, 1, "i8042 command", i8042)?;
+        let port92: DeviceHandle = Arc::new(Mutex::new(Port92::new(a20.clone(), power.clone())));
+        bus.register_pio(Port92::PORT, Port92::LEN, "port 0x92", port92)?;
+
+        // PCI: host bridge, ISA bridge, power management.
+        let pm_function = Arc::new(Mutex::new(Piix4Pm::new(
+            line(Piix4Pm::SCI_IRQ),
+            power.clone(),
+            Piix4Pm::S5_SLP_TYP,
+        )));
+        let mut pci_bus = PciBus::new();
+        pci_bus.add(
+            bdf(0, 0),
+            "i440FX host bridge",
+            Arc::new(Mutex::new(I440fx::new())),
+        )?;
+        pci_bus.add(
+            bdf(1, 0),
+            "PIIX3 ISA bridge",
+            Arc::new(Mutex::new(Piix3::new())),
+        )?;
+        pci_bus.add(bdf(1, 3), "PIIX4 power management", pm_function.clone())?;
+        let pci = Arc::new(Mutex::new(PciConfigIo::new(pci_bus)));
+        bus.register_pio(
+            PCI_CONFIG_BASE,
+            PCI_CONFIG_LEN,
+            "PCI configuration",
+            pci.clone(),
+        )?;
+        bus.register_pio(
+            Piix4Pm::GPE0_PORT,
+            Piix4Pm::GPE0_LEN,
+            "PIIX4 GPE0",
+            pm_function.clone(),
+        )?;
+        bus.register_pio(
+            Piix4Pm::APM_PORT,
+            Piix4Pm::APM_LEN,
+            "PIIX4 APM",
+            pm_function.clone(),
+        )?;
+
+        // Firmware interfaces.
+        let vcpus = u16::try_from(config.vcpus).unwrap_or(u16::MAX);
+        let mut fw_cfg = FwCfg::new(vcpus, vcpus, config.ram_size);
+        fw_cfg.add_e820(&RamLayout::qemu_pc(config.ram_size))?;
+        let fw_cfg = Arc::new(Mutex::new(fw_cfg));
+        bus.register_pio(FwCfg::PORT, FwCfg::LEN, "fw_cfg", fw_cfg.clone())?;
+        let bios_name = alloc::format!("{}:bios", config.name);
+        let out = console;
+        let bios_console = PrefixedConsole::new(&bios_name, Box::new(move |l: &str| out(l)));
+        let debug_console: DeviceHandle =
+            Arc::new(Mutex::new(DebugConsole::new(Box::new(bios_console))));
+        bus.register_pio(
+            DebugConsole::PORT,
+            DebugConsole::LEN,
+            "debug console",
+            debug_console,
+        )?;
+        let debug_exit: DeviceHandle = Arc::new(Mutex::new(DebugExit::new(power.clone())));
+        bus.register_pio(DebugExit::PORT, DebugExit::LEN, "debug exit", debug_exit)?;
+        if config.test_device {
+            let scratch: DeviceHandle = Arc::new(Mutex::new(ScratchMmio::default()));
+            bus.register_mmio(
+                TEST_DEVICE_BASE,
+                TEST_DEVICE_LEN,
+                "Keel test device",
+                scratch,
+            )?;
+        }
+
+        let timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>> =
+            vec![pit, rtc, hpet, pm_timer.clone()];
+        let mut pc = Pc {
+            bus,
+            power,
+            router,
+            timers,
+            pci,
+            pm: PmBlock {
+                function: pm_function,
+                timer: pm_timer,
+                base: None,
+            },
+            fw_cfg,
+            com1,
+            com1_irq: line(isa_irq::COM1),
+            a20,
+        };
+        // Power-on state of the PCI functions (the PM block may already decode).
+        pc.apply_pci_events();
+        Ok(pc)
+    }
+
+    /// The bus, for registering more devices (disks, NICs) before the VM runs.
+    pub fn bus_mut(&mut self) -> &mut Bus {
+        &mut self.bus
+    }
+
+    /// Accesses that reached no device.
+    pub fn unclaimed(&self) -> crate::bus::UnclaimedStats {
+        self.bus.unclaimed()
+    }
+
+    /// The interrupt controllers.
+    pub fn router(&self) -> &RouterHandle {
+        &self.router
+    }
+
+    /// The fw_cfg device, to add firmware files (ACPI tables, SMBIOS) before the VM runs.
+    pub fn fw_cfg(&self) -> &Arc<Mutex<FwCfg>> {
+        &self.fw_cfg
+    }
+
+    /// Whether the A20 line is enabled (i8042 output port or port 0x92).
+    pub fn a20_enabled(&self) -> bool {
+        self.a20.enabled()
+    }
+
+    /// A port read.
+    pub fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+        self.bus.pio_read(port, size)
+    }
+
+    /// A port write, then whatever it set in motion: PCI ranges that moved,
+    /// a reset through 0xCF9, a fw_cfg DMA transfer (which reads and writes
+    /// guest memory).
+    pub fn pio_write(&mut self, port: u16, size: u8, value: u32, memory: &mut dyn GuestMemory) {
+        self.bus.pio_write(port, size, value);
+        let last = port.saturating_add(u16::from(size.max(1)) - 1);
+        let touches = |base: u16, len: u16| port < base.saturating_add(len) && last >= base;
+        if touches(PCI_CONFIG_BASE, PCI_CONFIG_LEN) {
+            self.apply_pci_events();
+            if let Some(kind) = self.pci.lock().take_reset_request() {
+                log::info!("guest reset the machine through port 0xCF9 ({kind:?})");
+                self.power.request(PowerRequest::Reset);
+            }
+        }
+        if touches(FwCfg::PORT, FwCfg::LEN) {
+            self.fw_cfg.lock().run_pending_dma(memory);
+        }
+    }
+
+    /// An MMIO read at a guest-physical address that is not RAM.
+    pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        self.bus.mmio_read(gpa, data)
+    }
+
+    /// An MMIO write at a guest-physical address that is not RAM.
+    pub fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
+        self.bus.mmio_write(gpa, data)
+    }
+
+    /// Moves device ranges as the PCI functions report (BARs, the PM block).
+    fn apply_pci_events(&mut self) {
+        let events: Vec<PciEvent> = self.pci.lock().bus_mut().take_events();
+        for e in events {
+            match e.change {
+                ConfigChange::Region {
+                    id: RegionId::PmIo,
+                    new,
+                    ..
+                } => {
+                    self.move_pm_block(new.and_then(|b| u16::try_from(b).ok()));
+                }
+                ConfigChange::Region {
+                    id,
+                    space,
+                    old,
+                    new,
+                    ..
+                } => {
+                    // No PCI function with BARs is on the bus yet.
+                    log::debug!(
+                        "PCI {:?}: {id:?} in {space} moved {old:?} -> {new:?}, nothing decodes it",
+                        e.bdf
+                    );
+                }
+                // 0xC0000-0xFFFFF stays RAM for the guest whatever the PAM
+                // setting: firmware shadows itself there and reads it back.
+                ConfigChange::Pam(segment) => log::debug!("PAM {segment:?}"),
+                ConfigChange::Smram { open } => log::debug!("SMRAM open = {open}"),
+                ConfigChange::PirqRoute { pirq, irq } => log::debug!("PIRQ {pirq:?} -> {irq:?}"),
+            }
+        }
+    }
+
+    fn move_pm_block(&mut self, new: Option<u16>) {
+        if let Some(old) = self.pm.base.take() {
+            for (base, _) in Piix4Pm::pm_io_ranges(old) {
+                self.bus.unregister(AddressSpace::Pio, base.into());
+            }
+            self.bus.unregister(
+                AddressSpace::Pio,
+                u64::from(old) + u64::from(PmTimer::OFFSET),
+            );
+        }
+        let Some(base) = new else { return };
+        let mut ok = true;
+        for (start, len) in Piix4Pm::pm_io_ranges(base) {
+            ok &= self
+                .bus
+                .register_pio(start, len, "PIIX4 PM", self.pm.function.clone())
+                .is_ok();
+        }
+        let timer_port = base.saturating_add(PmTimer::OFFSET);
+        ok &= self
+            .bus
+            .register_pio(
+                timer_port,
+                PmTimer::LEN,
+                "ACPI PM timer",
+                self.pm.timer.clone(),
+            )
+            .is_ok();
+        if ok {
+            self.pm.base = Some(base);
+        } else {
+            // The guest put the block over another device: real hardware would
+            // decode both and collide; Keel keeps the other device and says so.
+            log::warn!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded");
+            for (start, _) in Piix4Pm::pm_io_ranges(base) {
+                let _ = self.bus.unregister(AddressSpace::Pio, start.into());
+            }
+            let _ = self.bus.unregister(AddressSpace::Pio, timer_port.into());
+        }
+    }
+
+    /// Raises every interrupt that is due: timers, COM1, the PM timer's
+    /// overflow status. Call before each entry into the guest.
+    pub fn service(&mut self) {
+        for t in &self.timers {
+            t.lock().service();
+        }
+        if self.pm.timer.lock().take_msb_toggles() > 0 {
+            self.pm.function.lock().pm_timer_carry();
+        }
+        let level = self.com1.lock().irq_pending();
+        self.com1_irq.set_level(level);
+    }
+
+    /// The earliest time a device needs [`Pc::service`] again, if any.
+    pub fn next_deadline_ns(&mut self) -> Option<u64> {
+        let timers = self
+            .timers
+            .iter()
+            .filter_map(|t| t.lock().next_deadline_ns());
+        let apic = self.router.lock().next_deadline_ns();
+        timers.chain(apic).min()
+    }
+}
+
+fn bdf(device: u8, function: u8) -> Bdf {
+    Bdf {
+        bus: 0,
+        device,
+        function,
+    }
+}
+
+#[cfg(test)]
+mod tests;

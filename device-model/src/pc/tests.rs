@@ -1,0 +1,167 @@
+use super::*;
+use crate::clock::{Clock, FakeClock};
+use alloc::string::ToString;
+use guest_memory::GuestRam;
+use std::sync::Mutex as StdMutex;
+
+const MIB: u64 = 1 << 20;
+
+struct Fixture {
+    pc: Pc,
+    clock: Arc<FakeClock>,
+    lines: Arc<StdMutex<Vec<String>>>,
+    ram: GuestRam<'static>,
+}
+
+fn fixture() -> Fixture {
+    let clock = FakeClock::new(1_000_000);
+    let lines = Arc::new(StdMutex::new(Vec::new()));
+    let sink = lines.clone();
+    let config = PcConfig {
+        name: "vm".into(),
+        vcpus: 1,
+        ram_size: 64 * MIB,
+        unix_time: 1_700_000_000,
+        lapic: LapicConfig::default(),
+        test_device: false,
+    };
+    let pc = Pc::new(&config, clock.clone(), move |l: &str| {
+        sink.lock().unwrap().push(l.to_string())
+    })
+    .unwrap();
+    let ram = GuestRam::new(Box::leak(vec![0u8; 0x10000].into_boxed_slice()));
+    Fixture {
+        pc,
+        clock,
+        lines,
+        ram,
+    }
+}
+
+impl Fixture {
+    fn out(&mut self, port: u16, size: u8, value: u32) {
+        self.pc.pio_write(port, size, value, &mut self.ram);
+    }
+    fn pci_write(&mut self, device: u32, function: u32, reg: u32, size: u8, value: u32) {
+        self.out(
+            0xcf8,
+            4,
+            0x8000_0000 | (device << 11) | (function << 8) | (reg & 0xfc),
+        );
+        self.out(0xcfc + (reg & 3) as u16, size, value);
+    }
+}
+
+#[test]
+fn pit_interrupt_reaches_the_vcpu_through_the_pic() {
+    let mut f = fixture();
+    // 8259A master: ICW1 (edge, cascade, ICW4), ICW2 base 0x08, ICW3, ICW4 (8086); unmask IRQ 0.
+    for (port, v) in [
+        (0x20, 0x11),
+        (0x21, 0x08),
+        (0x21, 0x04),
+        (0x21, 0x01),
+        (0x21, 0xfe),
+    ] {
+        f.out(port, 1, v);
+    }
+    assert_eq!(f.pc.router().lock().pending_interrupt(0), None);
+    // PIT channel 0, mode 2, 100 Hz.
+    f.out(0x43, 1, 0x34);
+    f.out(0x40, 1, 11_932 & 0xff);
+    f.out(0x40, 1, 11_932 >> 8);
+    let deadline = f.pc.next_deadline_ns().expect("the PIT is running");
+    assert!(
+        deadline > f.clock.now_ns() && deadline <= f.clock.now_ns() + 10_001_000,
+        "{deadline}"
+    );
+    f.clock.set(deadline);
+    f.pc.service();
+    let mut router = f.pc.router().lock();
+    assert_eq!(
+        router.pending_interrupt(0),
+        Some(0x08),
+        "IRQ 0 as vector 0x08 through ExtINT"
+    );
+    assert_eq!(router.acknowledge(0), Some(0x08));
+    assert_eq!(router.pending_interrupt(0), None);
+}
+
+#[test]
+fn com1_and_firmware_console_lines_are_prefixed() {
+    let mut f = fixture();
+    for b in b"hi\n" {
+        f.out(0x3f8, 1, u32::from(*b));
+    }
+    for b in b"POST\n" {
+        f.out(0x402, 1, u32::from(*b));
+    }
+    assert_eq!(f.pc.pio_read(0x402, 1), 0xe9);
+    assert_eq!(*f.lines.lock().unwrap(), ["[vm] hi", "[vm:bios] POST"]);
+}
+
+#[test]
+fn fw_cfg_signature_and_e820() {
+    let mut f = fixture();
+    f.out(0x510, 2, 0x0000);
+    let sig: Vec<u8> = (0..4).map(|_| f.pc.pio_read(0x511, 1) as u8).collect();
+    assert_eq!(sig, b"QEMU");
+    assert!(f
+        .pc
+        .fw_cfg()
+        .lock()
+        .file("etc/e820")
+        .is_some_and(|e| e.len() == 20));
+}
+
+#[test]
+fn pm_block_follows_pmba_and_the_pm_timer_counts() {
+    let mut f = fixture();
+    assert_eq!(
+        f.pc.pio_read(0x608, 4),
+        0xffff_ffff,
+        "nothing decodes before firmware sets PMBA"
+    );
+    f.pci_write(1, 3, 0x40, 4, 0x601); // PMBA = 0x600 (I/O)
+    f.pci_write(1, 3, 0x80, 1, 0x01); // PMREGMISC: PM I/O enable
+    let t0 = f.pc.pio_read(0x608, 4);
+    f.clock.advance(1_000_000); // 1 ms = 3579.545 ticks
+    let t1 = f.pc.pio_read(0x608, 4);
+    assert!(
+        (3579..=3580).contains(&(t1.wrapping_sub(t0) & 0xff_ffff)),
+        "{t0} {t1}"
+    );
+    // Moving the block moves the timer too.
+    f.pci_write(1, 3, 0x40, 4, 0xb001);
+    assert_eq!(f.pc.pio_read(0x608, 4), 0xffff_ffff);
+    assert_ne!(f.pc.pio_read(0xb008, 4), 0xffff_ffff);
+}
+
+#[test]
+fn reset_through_cf9_and_the_keyboard_controller() {
+    let mut f = fixture();
+    f.out(0xcf9, 1, 0x06);
+    assert_eq!(f.pc.power.take(), Some(PowerRequest::Reset));
+    f.out(0x64, 1, 0xfe);
+    assert_eq!(f.pc.power.take(), Some(PowerRequest::Reset));
+    f.out(0xf4, 4, 7);
+    assert_eq!(
+        f.pc.power.take(),
+        Some(PowerRequest::DebugExit { status: 7 })
+    );
+}
+
+#[test]
+fn rtc_reads_the_time_and_cmos_holds_the_memory_size() {
+    let mut f = fixture();
+    f.out(0x70, 1, 0x34);
+    let above_16m = f.pc.pio_read(0x71, 1) | (f.pc.pio_read(0x71, 1) << 8);
+    f.out(0x70, 1, 0x35);
+    let hi = f.pc.pio_read(0x71, 1);
+    assert_eq!(
+        (above_16m & 0xff) | (hi << 8),
+        ((64 - 16) * MIB / 0x10000) as u32
+    );
+    f.out(0x70, 1, 0x09); // year
+    assert_ne!(f.pc.pio_read(0x71, 1), 0xff);
+}
