@@ -38,6 +38,8 @@ impl Event {
 pub trait Vcpu: VcpuState {
     /// Enters the guest and runs it until the next VM exit, decoded.
     fn run(&mut self) -> crate::exit::VmExit;
+    /// Puts the vCPU in the architectural RESET state (the machine was reset).
+    fn reset(&mut self);
 }
 
 /// The processor mode the guest is in, derived from CR0, EFER and CS.

@@ -9,6 +9,7 @@
 extern crate alloc;
 
 mod arch;
+mod clock;
 mod cpu;
 mod memory;
 #[macro_use]
@@ -104,6 +105,20 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         frames.free_bytes() >> 20,
         modules.len()
     );
+    match clock::calibrate() {
+        Some(hz) => log::info!("TSC runs at {} MHz", hz / 1_000_000),
+        None => {
+            log::error!("the PIT never counted down: cannot measure time on this machine");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    }
+    match arch::lapic::init() {
+        Some(hz) => log::info!(
+            "local APIC timer runs at {} kHz; halted guests sleep on it",
+            hz / 1000
+        ),
+        None => log::warn!("no usable local APIC timer: a halted guest will keep this CPU busy"),
+    }
 
     let backend = match cpu::detect() {
         Ok(backend) => backend,

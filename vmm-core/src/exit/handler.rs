@@ -22,6 +22,15 @@ pub trait Platform {
     fn memory(&mut self) -> &mut dyn GuestMemory;
     /// The guest's current time-stamp counter.
     fn guest_tsc(&self) -> u64;
+    /// RDMSR of an MSR the platform's devices own (the local APIC's), asked
+    /// before the MSR policy; `None` leaves the MSR to the policy.
+    fn msr_read(&mut self, _vcpu: u32, _msr: u32) -> Option<MsrOutcome> {
+        None
+    }
+    /// WRMSR of an MSR the platform's devices own; `None` leaves it to the policy.
+    fn msr_write(&mut self, _vcpu: u32, _msr: u32, _value: u64) -> Option<MsrOutcome> {
+        None
+    }
 }
 
 /// A VM's CPUID and MSR policy.
@@ -57,7 +66,11 @@ pub fn handle_exit(
         }
         VmExit::Rdmsr { len } => {
             let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
-            match policy.msr.read(msr, vcpu, platform.guest_tsc()) {
+            let tsc = platform.guest_tsc();
+            let outcome = platform
+                .msr_read(vcpu.vcpu_id(), msr)
+                .unwrap_or_else(|| policy.msr.read(msr, vcpu, tsc));
+            match outcome {
                 MsrOutcome::Done(v) => {
                     vcpu.set_gpr(Gpr::Rax, low32(v));
                     vcpu.set_gpr(Gpr::Rdx, v >> 32);
@@ -70,7 +83,11 @@ pub fn handle_exit(
         VmExit::Wrmsr { len } => {
             let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
             let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
-            match policy.msr.write(msr, value, vcpu) {
+            let outcome = match platform.msr_write(vcpu.vcpu_id(), msr, value) {
+                Some(o) => o,
+                None => policy.msr.write(msr, value, vcpu),
+            };
+            match outcome {
                 MsrOutcome::Done(_) => vcpu.skip_instruction(len),
                 MsrOutcome::GeneralProtection => vcpu.inject(Event::GP0),
             }
@@ -218,6 +235,18 @@ mod tests {
         fn guest_tsc(&self) -> u64 {
             42
         }
+        // The platform owns IA32_APIC_BASE (0x1B) in these tests.
+        fn msr_read(&mut self, _vcpu: u32, msr: u32) -> Option<MsrOutcome> {
+            (msr == 0x1b).then_some(MsrOutcome::Done(0xfee0_0900))
+        }
+        fn msr_write(&mut self, _vcpu: u32, msr: u32, value: u64) -> Option<MsrOutcome> {
+            let outcome = if value >> 36 != 0 {
+                MsrOutcome::GeneralProtection
+            } else {
+                MsrOutcome::Done(0)
+            };
+            (msr == 0x1b).then_some(outcome)
+        }
     }
 
     fn policy() -> VmPolicy {
@@ -239,7 +268,7 @@ mod tests {
         };
         VmPolicy {
             cpuid: CpuidPolicy::from_host(1, host),
-            msr: MsrPolicy::new(0),
+            msr: MsrPolicy::new(),
         }
     }
 
@@ -504,6 +533,21 @@ mod tests {
         handle_exit(&VmExit::Cpuid { len: 2 }, &mut v, &mut p, &mut pol);
         assert_ne!(v.gprs[Gpr::Rcx as usize] & (1 << 31), 0);
         assert_eq!(v.gprs[Gpr::Rcx as usize] & (1 << 5), 0);
+    }
+
+    #[test]
+    fn platform_msrs_are_asked_first() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        v.gprs[Gpr::Rcx as usize] = 0x1b;
+        handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[Gpr::Rax as usize], 0xfee0_0900);
+        v.gprs[Gpr::Rdx as usize] = 0x10;
+        handle_exit(&VmExit::Wrmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.injected, [Event::GP0], "the platform's #GP");
+        assert!(
+            pol.msr.logged_unknown().is_empty(),
+            "the policy never saw it"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! MSRs that live in the backend's guest state (the SYSCALL and SYSENTER MSRs,
 //! FS/GS bases, PAT) are passed through by the backend's MSR permission map and
-//! never reach this file. EFER is intercepted so the virtualization-enable bit
+//! never reach this file. The local APIC's MSRs (IA32_APIC_BASE, the x2APIC
+//! range, TSC_DEADLINE) belong to the platform's interrupt controllers, which
+//! the exit handler asks first (`Platform::msr_read` / `msr_write`). EFER is intercepted so the virtualization-enable bit
 //! stays hidden; it is checked here and stored through [`VcpuState::set_efer`].
 //! Every other MSR is listed below; an MSR that is not listed raises #GP(0), as
 //! on a CPU that does not implement it (SDM Vol 2B, RDMSR/WRMSR), and is logged
@@ -22,7 +24,6 @@ pub enum MsrOutcome {
 // Architectural MSR indices (SDM Vol 4, Table 2-2; APM Vol 2, Appendix A).
 const IA32_TIME_STAMP_COUNTER: u32 = 0x10;
 const IA32_PLATFORM_ID: u32 = 0x17;
-const IA32_APIC_BASE: u32 = 0x1b;
 const IA32_FEATURE_CONTROL: u32 = 0x3a;
 const IA32_BIOS_UPDT_TRIG: u32 = 0x79;
 const IA32_BIOS_SIGN_ID: u32 = 0x8b;
@@ -56,19 +57,12 @@ const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
 const CR0_PG: u64 = 1 << 31;
 
-/// APIC base: the default xAPIC address with the global-enable bit (SDM Vol 3A 11.4.4).
-const APIC_BASE_DEFAULT: u64 = 0xfee0_0000 | (1 << 11);
-const APIC_BASE_BSP: u64 = 1 << 8;
-/// Writable APIC-base bits: BSP (8), EXTD (10), EN (11), base address (35:12).
-const APIC_BASE_MASK: u64 = 0xf_ffff_f000 | (1 << 11) | (1 << 10) | (1 << 8);
-
 /// How many distinct unknown MSRs are logged before Keel stops logging them.
 const LOG_ONCE_SLOTS: usize = 32;
 
 /// Per-vCPU MSR state.
 #[derive(Debug, Clone)]
 pub struct MsrPolicy {
-    apic_base: u64,
     misc_enable: u64,
     mtrr_def_type: u64,
     mtrr_var: [u64; 2 * MTRR_VAR_COUNT],
@@ -77,11 +71,16 @@ pub struct MsrPolicy {
     logged_count: usize,
 }
 
+impl Default for MsrPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MsrPolicy {
-    /// Power-on MSR state for vCPU `vcpu_id` (0 is the bootstrap processor).
-    pub fn new(vcpu_id: u32) -> Self {
+    /// Power-on MSR state of a vCPU.
+    pub fn new() -> Self {
         MsrPolicy {
-            apic_base: APIC_BASE_DEFAULT | if vcpu_id == 0 { APIC_BASE_BSP } else { 0 },
             // Fast-strings enable (bit 0), as firmware leaves it.
             misc_enable: 1,
             mtrr_def_type: 0,
@@ -112,7 +111,6 @@ impl MsrPolicy {
         let value = match msr {
             IA32_EFER => vcpu.efer(),
             IA32_TIME_STAMP_COUNTER => guest_tsc,
-            IA32_APIC_BASE => self.apic_base,
             // Locked with VMX disabled: consistent with CPUID hiding VMX.
             IA32_FEATURE_CONTROL => 1,
             IA32_PLATFORM_ID | IA32_BIOS_SIGN_ID | IA32_MCG_CAP | IA32_MCG_STATUS => 0,
@@ -138,10 +136,6 @@ impl MsrPolicy {
     pub fn write(&mut self, msr: u32, value: u64, vcpu: &mut impl VcpuState) -> MsrOutcome {
         let ok = match msr {
             IA32_EFER => return Self::write_efer(value, vcpu),
-            IA32_APIC_BASE if value & !APIC_BASE_MASK == 0 => {
-                self.apic_base = value;
-                true
-            }
             // Writes that firmware and OSes issue and that have no effect here:
             // microcode loading, TSC (the guest's clock is the host's), debug
             // control, and AMD configuration registers.
@@ -216,7 +210,7 @@ mod tests {
 
     #[test]
     fn unknown_msrs_raise_gp_and_are_logged_once() {
-        let mut p = MsrPolicy::new(0);
+        let mut p = MsrPolicy::new();
         let mut v = FakeVcpu::default();
         assert_eq!(p.read(0xdead_beef, &v, 0), MsrOutcome::GeneralProtection);
         assert_eq!(p.read(0xdead_beef, &v, 0), MsrOutcome::GeneralProtection);
@@ -242,33 +236,24 @@ mod tests {
     }
 
     #[test]
-    fn apic_base_and_feature_control() {
-        let mut p = MsrPolicy::new(0);
+    fn feature_control_is_locked() {
+        let mut p = MsrPolicy::new();
         let mut v = FakeVcpu::default();
-        assert_eq!(p.read(IA32_APIC_BASE, &v, 0), MsrOutcome::Done(0xfee0_0900));
-        assert_eq!(
-            MsrPolicy::new(1).read(IA32_APIC_BASE, &v, 0),
-            MsrOutcome::Done(0xfee0_0800)
-        );
-        assert_eq!(
-            p.write(IA32_APIC_BASE, 1 << 63, &mut v),
-            MsrOutcome::GeneralProtection
-        );
-        assert_eq!(
-            p.write(IA32_APIC_BASE, 0xfed0_0900, &mut v),
-            MsrOutcome::Done(0)
-        );
-        assert_eq!(p.read(IA32_APIC_BASE, &v, 0), MsrOutcome::Done(0xfed0_0900));
         assert_eq!(p.read(IA32_FEATURE_CONTROL, &v, 0), MsrOutcome::Done(1));
         assert_eq!(
             p.write(IA32_FEATURE_CONTROL, 5, &mut v),
             MsrOutcome::GeneralProtection
         );
+        assert_eq!(
+            p.read(0x1b, &v, 0),
+            MsrOutcome::GeneralProtection,
+            "IA32_APIC_BASE is the platform's"
+        );
     }
 
     #[test]
     fn mtrrs_round_trip_and_check_reserved_bits() {
-        let mut p = MsrPolicy::new(0);
+        let mut p = MsrPolicy::new();
         let mut v = FakeVcpu::default();
         assert_eq!(p.read(IA32_MTRRCAP, &v, 0), MsrOutcome::Done(0x508));
         assert_eq!(
@@ -299,7 +284,7 @@ mod tests {
 
     #[test]
     fn efer_rules() {
-        let mut p = MsrPolicy::new(0);
+        let mut p = MsrPolicy::new();
         let mut v = FakeVcpu::default();
         assert_eq!(
             p.write(IA32_EFER, EFER_LME | EFER_SCE, &mut v),
@@ -334,7 +319,7 @@ mod tests {
 
     #[test]
     fn tsc_and_ignored_writes() {
-        let mut p = MsrPolicy::new(0);
+        let mut p = MsrPolicy::new();
         let mut v = FakeVcpu::default();
         assert_eq!(
             p.read(IA32_TIME_STAMP_COUNTER, &v, 1234),

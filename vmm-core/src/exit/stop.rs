@@ -7,6 +7,8 @@ use core::fmt;
 pub enum StopReason {
     /// The guest wrote `status` to the debug-exit port.
     DebugExit { status: u32 },
+    /// The guest turned the machine off (ACPI S5 through the PM1 control register).
+    PoweredOff,
     /// HLT with no interrupt that could ever wake the vCPU.
     HaltedForever { rip: u64, interrupts_enabled: bool },
     /// The guest triple-faulted (shutdown).
@@ -26,6 +28,7 @@ impl StopReason {
     pub fn exit_status(&self) -> u8 {
         match *self {
             StopReason::DebugExit { status } => status.min(255) as u8,
+            StopReason::PoweredOff => 0,
             StopReason::HaltedForever { .. } => 123,
             StopReason::TripleFault { .. } => 125,
             StopReason::InvalidGuestState { .. } | StopReason::Unhandled { .. } => 126,
@@ -37,6 +40,7 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             StopReason::DebugExit { status } => write!(f, "guest debug-exit with status {status}"),
+            StopReason::PoweredOff => write!(f, "the guest powered the machine off (ACPI S5)"),
             StopReason::HaltedForever { rip, interrupts_enabled: false } => write!(
                 f,
                 "vCPU halted with interrupts disabled at RIP {rip:#x}; nothing can wake it"

@@ -275,6 +275,10 @@ impl crate::Vcpu for SvmVcpu {
         // `self`.
         unsafe { super::hw::run(self) }
     }
+
+    fn reset(&mut self) {
+        SvmVcpu::reset(self)
+    }
 }
 
 fn seg_offset(seg: Sreg) -> usize {

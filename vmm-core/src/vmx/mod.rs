@@ -29,4 +29,8 @@ impl crate::Vcpu for VmxVcpu<hw::HwVmcs> {
         // and bitmaps confined to this guest); the bitmaps are owned by `self`.
         unsafe { hw::run(self) }
     }
+
+    fn reset(&mut self) {
+        VmxVcpu::reset(self)
+    }
 }

@@ -56,6 +56,19 @@ keel_isr_\n:
     .irp n, 8,10,11,12,13,14,17,21,29,30
     KEEL_ISR_ERR \n
     .endr
+    /* Host timer (arch::lapic): signal EOI and return. */
+    .global keel_isr_timer
+keel_isr_timer:
+    pushq %rax
+    movq keel_lapic_eoi(%rip), %rax
+    movl $0, (%rax)
+    popq %rax
+    iretq
+    /* Spurious interrupts need no EOI (SDM Vol 3A 10.9). */
+    .global keel_isr_spurious
+keel_isr_spurious:
+    iretq
+
 keel_isr_common:
     pushq %rax
     pushq %rbx
@@ -92,6 +105,8 @@ keel_isr_table:
 
 extern "C" {
     static keel_isr_table: [u64; 32];
+    fn keel_isr_timer();
+    fn keel_isr_spurious();
 }
 
 /// One 16-byte IDT gate descriptor (SDM Vol 3A 6.14.1, Figure 6-8).
@@ -111,33 +126,46 @@ struct Gate {
 const INTERRUPT_GATE: u8 = 0x8e;
 
 #[repr(C, align(16))]
-struct Idt([Gate; 32]);
+struct Idt([Gate; 256]);
 
 static IDT: Once<Idt> = Once::new();
 
-/// Builds and loads the IDT for the 32 exception vectors.
+fn gate(addr: u64, selector: u16, ist: u8) -> Gate {
+    Gate {
+        offset_low: addr as u16,
+        selector,
+        ist,
+        type_attr: INTERRUPT_GATE,
+        offset_mid: (addr >> 16) as u16,
+        offset_high: (addr >> 32) as u32,
+        reserved: 0,
+    }
+}
+
+/// Builds and loads the IDT: the 32 exception vectors, the host timer and the
+/// spurious vector (the others stay not-present: Keel never enables them).
 pub fn init() {
     let cs = <x86_64::instructions::segmentation::CS as x86_64::instructions::segmentation::Segment>::get_reg().0;
     let idt = IDT.call_once(|| {
-        let mut gates = [Gate::default(); 32];
-        for (vector, gate) in gates.iter_mut().enumerate() {
+        let mut gates = [Gate::default(); 256];
+        for (vector, g) in gates.iter_mut().take(32).enumerate() {
             // SAFETY: keel_isr_table is an immutable table of 32 code addresses
             // defined in the assembly above.
             let addr = unsafe { keel_isr_table[vector] };
-            *gate = Gate {
-                offset_low: addr as u16,
-                selector: cs,
-                ist: if vector == 8 {
+            *g = gate(
+                addr,
+                cs,
+                if vector == 8 {
                     DOUBLE_FAULT_IST as u8
                 } else {
                     0
                 },
-                type_attr: INTERRUPT_GATE,
-                offset_mid: (addr >> 16) as u16,
-                offset_high: (addr >> 32) as u32,
-                reserved: 0,
-            };
+            );
         }
+        gates[usize::from(super::lapic::TIMER_VECTOR)] =
+            gate(keel_isr_timer as *const () as u64, cs, 0);
+        gates[usize::from(super::lapic::SPURIOUS_VECTOR)] =
+            gate(keel_isr_spurious as *const () as u64, cs, 0);
         Idt(gates)
     });
     let ptr = x86_64::structures::DescriptorTablePointer {

@@ -3,3 +3,4 @@
 mod boot;
 pub mod gdt;
 pub mod idt;
+pub mod lapic;

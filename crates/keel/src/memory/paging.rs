@@ -9,6 +9,11 @@ use x86_64::PhysAddr;
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const HUGE: u64 = 1 << 7;
+/// Page-level write-through and cache disable: uncached (PAT entry 3).
+const UNCACHED: u64 = (1 << 3) | (1 << 4);
+/// The top 32 MiB below 4 GiB hold the local APIC, IOAPIC, HPET and firmware
+/// flash on a PC: device memory, mapped uncached.
+const DEVICE_WINDOW: core::ops::Range<u64> = 0xfe00_0000..0x1_0000_0000;
 const GIB: u64 = 1 << 30;
 
 fn zeroed_table(frames: &mut FrameAllocator) -> Option<&'static mut [u64; 512]> {
@@ -33,7 +38,13 @@ pub fn init(frames: &mut FrameAllocator, limit: u64) -> Option<()> {
     for gib in 0..limit / GIB {
         let pd = zeroed_table(frames)?;
         for (i, entry) in pd.iter_mut().enumerate() {
-            *entry = (gib * GIB + (i as u64) * (2 << 20)) | PRESENT | WRITABLE | HUGE;
+            let addr = gib * GIB + (i as u64) * (2 << 20);
+            let caching = if DEVICE_WINDOW.contains(&addr) {
+                UNCACHED
+            } else {
+                0
+            };
+            *entry = addr | PRESENT | WRITABLE | HUGE | caching;
         }
         pdpt[gib as usize] = (pd as *mut _ as u64) | PRESENT | WRITABLE;
     }

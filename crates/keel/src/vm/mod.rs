@@ -14,6 +14,7 @@ use guest_memory::{GuestMemory, GuestRam};
 use keel::frames::FrameAllocator;
 use vm_config::VmConfig;
 use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, VmPolicy};
+use vmm_core::interrupts::{deliver, InterruptSource};
 use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
 use vmm_core::{ExitAction, StopReason, Vcpu};
 
@@ -50,7 +51,7 @@ pub enum VmError {
         free: u64,
     },
     Map(MapError),
-    Bus(device_model::BusError),
+    Platform(device_model::PcError),
     /// Turning the virtualization extensions on failed.
     Hardware(String),
 }
@@ -67,7 +68,7 @@ impl fmt::Display for VmError {
                 write!(f, "not enough host memory for {what}: need {} KiB, {} KiB free", bytes / 1024, free / 1024)
             }
             VmError::Map(e) => write!(f, "building the nested page tables failed: {e:?}"),
-            VmError::Bus(e) => write!(f, "setting up the device bus failed: {e}"),
+            VmError::Platform(e) => write!(f, "setting up the emulated PC failed: {e}"),
             VmError::Hardware(m) => write!(f, "{m}"),
         }
     }
@@ -165,7 +166,9 @@ pub fn run(
     let mut reserved = reserved.to_vec();
     reserved.push(0..keel::frames::LOW_MEMORY_END);
 
-    let mut machine = Machine::new(&config.name, ram, config.test_device).map_err(VmError::Bus)?;
+    let firmware_copy = (fw_start, firmware);
+    let mut machine = Machine::new(&config.name, ram, config.vcpus, config.test_device)
+        .map_err(VmError::Platform)?;
     let backend_name = match backend {
         Backend::Svm(caps) if caps.nrip_save => "SVM with nested paging and NRIP save",
         Backend::Svm(_) => "SVM with nested paging",
@@ -183,13 +186,17 @@ pub fn run(
         Backend::Svm(caps) => run_vcpu(
             &mut svm::create_vcpu(frames, caps, &mappings, reserved)?,
             &mut machine,
-        ),
+            config,
+            firmware_copy,
+        )?,
         Backend::Vmx(controls) => run_vcpu(
             &mut vmx::create_vcpu(frames, controls, &mappings, reserved)?,
             &mut machine,
-        ),
+            config,
+            firmware_copy,
+        )?,
     };
-    let unclaimed = machine.unclaimed();
+    let unclaimed = machine.pc.unclaimed();
     log::info!(
         "VM '{}': {} exits; unclaimed port reads {}, writes {}",
         config.name,
@@ -200,36 +207,104 @@ pub fn run(
     Ok(stop)
 }
 
-/// The run loop, the same for every backend: enter, decode, handle, repeat
-/// until something stops the VM. Returns the reason and the number of exits.
-fn run_vcpu(vcpu: &mut impl Vcpu, machine: &mut Machine) -> (StopReason, u64) {
+/// Stop the VM after this many machine resets in a row: a guest that keeps
+/// resetting (a triple-faulting boot loop) is stopped instead of spinning.
+const MAX_RESETS: u32 = 16;
+
+/// The run loop, the same for every backend: deliver interrupts, enter,
+/// decode, handle, repeat until something stops the VM; a halted vCPU sleeps
+/// until an interrupt is due. Returns the reason and the number of exits.
+fn run_vcpu(
+    vcpu: &mut impl Vcpu,
+    machine: &mut Machine,
+    config: &VmConfig,
+    (firmware_at, firmware): (u64, &[u8]),
+) -> Result<(StopReason, u64), VmError> {
     let mut policy = VmPolicy {
         cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
-        msr: MsrPolicy::new(vcpu.vcpu_id()),
+        msr: MsrPolicy::new(),
     };
     let mut exits: u64 = 0;
+    let mut resets = 0;
     loop {
+        machine.pc.service();
+        deliver(vcpu, machine);
         let rip = vcpu.rip();
         let exit = vcpu.run();
         exits += 1;
-        let action = handle_exit(&exit, vcpu, machine, &mut policy);
-        if let Some(PowerRequest::DebugExit { status }) = machine.power.take() {
-            return (StopReason::DebugExit { status }, exits);
+        let mut action = handle_exit(&exit, vcpu, machine, &mut policy);
+        if action == ExitAction::Halt {
+            action = wait_for_interrupt(vcpu, machine, rip);
+        }
+        match machine.pc.power.take() {
+            Some(PowerRequest::DebugExit { status }) => {
+                return Ok((StopReason::DebugExit { status }, exits))
+            }
+            Some(PowerRequest::AcpiPowerOff) => return Ok((StopReason::PoweredOff, exits)),
+            Some(PowerRequest::Reset) => {
+                resets += 1;
+                if resets > MAX_RESETS {
+                    return Ok((
+                        StopReason::Unhandled {
+                            what: "a guest that keeps resetting the machine",
+                            rip,
+                            info: u64::from(resets),
+                        },
+                        exits,
+                    ));
+                }
+                log::info!(
+                    "VM '{}': the guest reset the machine; restarting from the reset vector",
+                    config.name
+                );
+                // RAM keeps its contents across a reset, except the firmware,
+                // which is fresh as if read from ROM again.
+                let ram = machine.ram().as_mut_slice();
+                let at = firmware_at as usize;
+                ram[at..at + firmware.len()].copy_from_slice(firmware);
+                let ram = core::mem::replace(machine.ram(), GuestRam::new(&mut []));
+                *machine = Machine::new(&config.name, ram, config.vcpus, config.test_device)
+                    .map_err(VmError::Platform)?;
+                vcpu.reset();
+                continue;
+            }
+            None => {}
         }
         match action {
-            ExitAction::Resume => {}
-            // No device of this platform raises interrupts yet, so a halted
-            // vCPU could never wake up.
-            ExitAction::Halt => {
-                return (
-                    StopReason::HaltedForever {
-                        rip,
-                        interrupts_enabled: vcpu.interrupts_enabled(),
-                    },
-                    exits,
-                );
+            ExitAction::Resume | ExitAction::Halt => {}
+            ExitAction::Stop(reason) => return Ok((reason, exits)),
+        }
+    }
+}
+
+/// HLT: the vCPU sleeps until an interrupt it accepts is due (SDM Vol 3A
+/// 8.10.2: HLT ends on an unmasked interrupt, NMI, INIT or reset). The host
+/// CPU halts too, woken by its timer at the next device deadline. Returns
+/// `Resume` when the vCPU should run again, or why the VM stops.
+fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64) -> ExitAction {
+    loop {
+        machine.pc.service();
+        if machine.nmi_pending() || (vcpu.interrupts_enabled() && machine.interrupt_pending()) {
+            return ExitAction::Resume;
+        }
+        if machine.pc.power.peek().is_some() {
+            return ExitAction::Resume;
+        }
+        // With IF clear only an NMI wakes the vCPU, and no device raises one.
+        if !vcpu.interrupts_enabled() {
+            return ExitAction::Stop(StopReason::HaltedForever {
+                rip: hlt_rip,
+                interrupts_enabled: false,
+            });
+        }
+        match machine.pc.next_deadline_ns() {
+            Some(deadline) => crate::arch::lapic::sleep_until(deadline),
+            None => {
+                return ExitAction::Stop(StopReason::HaltedForever {
+                    rip: hlt_rip,
+                    interrupts_enabled: true,
+                })
             }
-            ExitAction::Stop(reason) => return (reason, exits),
         }
     }
 }

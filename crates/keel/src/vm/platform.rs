@@ -1,68 +1,80 @@
-//! The platform a VM's exits reach: the device bus, guest RAM and the clock.
+//! The platform a VM's exits reach: the emulated PC, guest RAM and the clock.
 //!
-//! Implements the exit layer's `Platform` trait on top of `device_model::Bus`,
-//! so `vmm-core` never names a device and the devices never name a backend.
+//! Implements the exit layer's `Platform` and the interrupt layer's
+//! `InterruptSource` on top of `device_model::Pc`, so `vmm-core` never names a
+//! device and the devices never name a backend.
 
-use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
-use device_model::test_device::{TEST_DEVICE_BASE, TEST_DEVICE_LEN};
-use device_model::{
-    Bus, BusError, DebugExit, DeviceHandle, PowerControl, PrefixedConsole, ScratchMmio, Uart16550,
-};
+
+use device_model::interrupt::lapic::LapicConfig;
+use device_model::{Pc, PcConfig, PcError};
 use guest_memory::{GuestMemory, GuestRam};
-use spin::Mutex;
+use vmm_core::exit::MsrOutcome;
+use vmm_core::interrupts::InterruptSource;
 
-/// COM1's I/O ports (8 registers).
-const COM1_BASE: u16 = 0x3f8;
-const COM1_LEN: u16 = 8;
+/// IA32_APIC_BASE and IA32_TSC_DEADLINE, and the x2APIC MSR range (SDM Vol 3A 10.12.1).
+const IA32_APIC_BASE: u32 = 0x1b;
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
+const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
 
-/// One VM's emulated PC.
+/// One VM's emulated PC and its RAM, as the VM loop drives them.
 pub struct Machine {
-    bus: Bus,
-    /// Where devices ask for the VM to stop (debug exit, later reset and ACPI).
-    pub power: PowerControl,
+    pub pc: Pc,
     ram: GuestRam<'static>,
 }
 
 impl Machine {
-    /// The machine of VM `name` over its RAM: COM1 and the debug-exit port,
-    /// and with `test_device` the MMIO scratch test device.
-    pub fn new(name: &str, ram: GuestRam<'static>, test_device: bool) -> Result<Self, BusError> {
-        let power = PowerControl::new();
-        let mut bus = Bus::new();
-        let console = PrefixedConsole::new(name, Box::new(|line: &str| crate::println!("{line}")));
-        let com1: DeviceHandle = Arc::new(Mutex::new(Uart16550::new(Box::new(console))));
-        bus.register_pio(COM1_BASE, COM1_LEN, "com1", com1)?;
-        let debug_exit: DeviceHandle = Arc::new(Mutex::new(DebugExit::new(power.clone())));
-        bus.register_pio(DebugExit::PORT, DebugExit::LEN, "debug-exit", debug_exit)?;
-        if test_device {
-            let scratch: DeviceHandle = Arc::new(Mutex::new(ScratchMmio::default()));
-            bus.register_mmio(TEST_DEVICE_BASE, TEST_DEVICE_LEN, "keel-testdev", scratch)?;
-        }
-        Ok(Machine { bus, power, ram })
+    /// The PC of VM `name` over its RAM.
+    pub fn new(
+        name: &str,
+        ram: GuestRam<'static>,
+        vcpus: u32,
+        test_device: bool,
+    ) -> Result<Self, PcError> {
+        let config = PcConfig {
+            name: String::from(name),
+            vcpus,
+            ram_size: ram.size(),
+            // No wall clock is read yet: the RTC starts at the epoch.
+            unix_time: 0,
+            // CPUID hides x2APIC and the TSC-deadline timer (exit::cpuid), so
+            // the APIC model does not offer them either.
+            lapic: LapicConfig {
+                tsc_hz: crate::clock::tsc_hz(),
+                x2apic: false,
+                tsc_deadline: false,
+                ..LapicConfig::default()
+            },
+            test_device,
+        };
+        let pc = Pc::new(&config, Arc::new(crate::clock::HostClock), |line: &str| {
+            crate::println!("{line}")
+        })?;
+        Ok(Machine { pc, ram })
     }
 
-    /// Accesses that reached no device, for the end-of-run summary.
-    pub fn unclaimed(&self) -> device_model::UnclaimedStats {
-        self.bus.unclaimed()
+    /// Guest RAM, for loaders.
+    pub fn ram(&mut self) -> &mut GuestRam<'static> {
+        &mut self.ram
     }
 }
 
 impl vmm_core::exit::Platform for Machine {
     fn pio_read(&mut self, port: u16, size: u8) -> u32 {
-        self.bus.pio_read(port, size)
+        self.pc.pio_read(port, size)
     }
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
-        self.bus.pio_write(port, size, value)
+        self.pc.pio_write(port, size, value, &mut self.ram)
     }
 
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
-        self.bus.mmio_read(gpa, data)
+        self.pc.mmio_read(gpa, data)
     }
 
     fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
-        self.bus.mmio_write(gpa, data)
+        self.pc.mmio_write(gpa, data)
     }
 
     fn memory(&mut self) -> &mut dyn GuestMemory {
@@ -71,7 +83,50 @@ impl vmm_core::exit::Platform for Machine {
 
     fn guest_tsc(&self) -> u64 {
         // The guest runs with a zero TSC offset: its TSC is the host's.
-        // SAFETY: RDTSC has no preconditions on a CPU with SVM.
-        unsafe { core::arch::x86_64::_rdtsc() }
+        crate::clock::rdtsc()
+    }
+
+    fn msr_read(&mut self, vcpu: u32, msr: u32) -> Option<MsrOutcome> {
+        let mut router = self.pc.router().lock();
+        let value = match msr {
+            IA32_APIC_BASE => router.apic_base(vcpu).ok_or(()),
+            IA32_TSC_DEADLINE => router.tsc_deadline(vcpu).map_err(|_| ()),
+            m if X2APIC_MSRS.contains(&m) => router.x2apic_read(vcpu, m).map_err(|_| ()),
+            _ => return None,
+        };
+        Some(value.map_or(MsrOutcome::GeneralProtection, MsrOutcome::Done))
+    }
+
+    fn msr_write(&mut self, vcpu: u32, msr: u32, value: u64) -> Option<MsrOutcome> {
+        let mut router = self.pc.router().lock();
+        let result = match msr {
+            IA32_APIC_BASE => router.set_apic_base(vcpu, value),
+            IA32_TSC_DEADLINE => router.set_tsc_deadline(vcpu, value),
+            m if X2APIC_MSRS.contains(&m) => router.x2apic_write(vcpu, m, value),
+            _ => return None,
+        };
+        Some(match result {
+            Ok(()) => MsrOutcome::Done(0),
+            Err(e) => {
+                log::debug!("{e}");
+                MsrOutcome::GeneralProtection
+            }
+        })
+    }
+}
+
+/// vCPU 0's view of the interrupt controllers.
+impl InterruptSource for Machine {
+    fn interrupt_pending(&mut self) -> bool {
+        self.pc.router().lock().pending_interrupt(0).is_some()
+    }
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.pc.router().lock().acknowledge(0)
+    }
+    fn nmi_pending(&mut self) -> bool {
+        self.pc.router().lock().pending_nmi(0)
+    }
+    fn acknowledge_nmi(&mut self) {
+        self.pc.router().lock().acknowledge_nmi(0);
     }
 }

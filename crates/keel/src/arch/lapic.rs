@@ -1,0 +1,108 @@
+//! The host's local APIC, used for one thing: waking the CPU from HLT at a
+//! deadline, so a halted guest does not keep the host CPU spinning (SDM Vol 3A
+//! 10.5.4, APIC timer in one-shot mode).
+//!
+//! Keel otherwise runs with interrupts disabled; the timer interrupt is only
+//! accepted inside [`sleep_until`], between STI and CLI around HLT.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Vector of the host timer interrupt; its handler only signals EOI.
+pub const TIMER_VECTOR: u8 = 0x40;
+/// Spurious-interrupt vector (low nibble all ones, as older APICs require).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+// Register offsets (SDM Vol 3A, Table 10-1).
+const EOI: u64 = 0xb0;
+const SVR: u64 = 0xf0;
+const LVT_TIMER: u64 = 0x320;
+const TIMER_INITIAL_COUNT: u64 = 0x380;
+const TIMER_CURRENT_COUNT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3e0;
+const SVR_ENABLE: u32 = 1 << 8;
+const LVT_MASKED: u32 = 1 << 16;
+/// Divide configuration value for "divide by 16".
+const DIVIDE_BY_16: u32 = 0b0011;
+
+static BASE: AtomicU64 = AtomicU64::new(0);
+static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+
+/// Address the timer interrupt stub writes to for EOI (read by the stub in arch::idt).
+#[no_mangle]
+#[allow(non_upper_case_globals)] // the name the assembly uses
+static keel_lapic_eoi: AtomicU64 = AtomicU64::new(0);
+
+fn write(reg: u64, value: u32) {
+    let base = BASE.load(Ordering::Relaxed);
+    // SAFETY: `base` is the local APIC's MMIO page, identity-mapped uncached by
+    // memory::paging; `reg` is one of the 32-bit registers listed above.
+    unsafe { core::ptr::write_volatile((base + reg) as *mut u32, value) };
+}
+
+fn read(reg: u64) -> u32 {
+    let base = BASE.load(Ordering::Relaxed);
+    // SAFETY: as in `write`.
+    unsafe { core::ptr::read_volatile((base + reg) as *const u32) }
+}
+
+/// Enables the local APIC and measures its timer against the TSC. Returns the
+/// timer frequency (after the divider) in Hz, or `None` if it does not count.
+pub fn init() -> Option<u64> {
+    let (lo, hi): (u32, u32);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") IA32_APIC_BASE, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
+    let apic_base = (u64::from(hi) << 32) | u64::from(lo);
+    if apic_base & APIC_GLOBAL_ENABLE == 0 {
+        return None;
+    }
+    let base = apic_base & 0x000f_ffff_ffff_f000;
+    BASE.store(base, Ordering::Relaxed);
+    keel_lapic_eoi.store(base + EOI, Ordering::Relaxed);
+    write(SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    // Count down from the maximum for 10 ms of TSC time.
+    let tsc_hz = crate::clock::tsc_hz();
+    if tsc_hz == 0 {
+        return None;
+    }
+    write(TIMER_INITIAL_COUNT, u32::MAX);
+    let start = crate::clock::rdtsc();
+    while crate::clock::rdtsc() - start < tsc_hz / 100 {
+        core::hint::spin_loop();
+    }
+    let elapsed = u32::MAX - read(TIMER_CURRENT_COUNT);
+    write(TIMER_INITIAL_COUNT, 0);
+    let hz = u64::from(elapsed) * 100;
+    TIMER_HZ.store(hz, Ordering::Relaxed);
+    (hz > 0).then_some(hz)
+}
+
+/// Halts the CPU until `deadline_ns` (on the clock of [`crate::clock`]).
+/// Without a working APIC timer it waits actively instead.
+pub fn sleep_until(deadline_ns: u64) {
+    let hz = u128::from(TIMER_HZ.load(Ordering::Relaxed));
+    loop {
+        let now = crate::clock::now_ns();
+        if now >= deadline_ns {
+            return;
+        }
+        if hz == 0 {
+            core::hint::spin_loop();
+            continue;
+        }
+        let ticks = (u128::from(deadline_ns - now) * hz / 1_000_000_000)
+            .clamp(1, u128::from(u32::MAX)) as u32;
+        write(LVT_TIMER, u32::from(TIMER_VECTOR));
+        write(TIMER_INITIAL_COUNT, ticks);
+        // STI's interrupt shadow covers HLT, so a timer interrupt that is
+        // already pending wakes the HLT instead of being taken before it.
+        // SAFETY: the IDT has a gate for TIMER_VECTOR and SPURIOUS_VECTOR
+        // whose handlers only signal EOI; interrupts are off again right after.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+}

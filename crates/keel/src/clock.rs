@@ -1,0 +1,89 @@
+//! Keel's clock: the TSC, calibrated once at boot against the PIT, serves as
+//! the `Clock` every device model reads.
+//!
+//! Calibration (a common method on PCs): PIT channel 2 counts down a known
+//! interval in mode 0 with its gate from port 0x61; its OUT pin (port 0x61
+//! bit 5) goes high at terminal count (82C54 datasheet, mode 0). The TSC ticks
+//! counted over that interval give its frequency.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::port::Port;
+
+/// The PIT's input clock (82C54 on a PC), in Hz.
+const PIT_HZ: u64 = 1_193_182;
+/// Calibration interval: 10 ms worth of PIT ticks.
+const PIT_TICKS: u16 = 11_932;
+const PIT_CH2_DATA: u16 = 0x42;
+const PIT_COMMAND: u16 = 0x43;
+const SYSTEM_PORT_B: u16 = 0x61;
+/// Port 0x61: bit 0 gates channel 2, bit 1 enables the speaker, bit 5 is OUT2.
+const GATE2: u8 = 1 << 0;
+const SPEAKER: u8 = 1 << 1;
+const OUT2: u8 = 1 << 5;
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static TSC_START: AtomicU64 = AtomicU64::new(0);
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions (CR4.TSD is clear in Keel).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Measures the TSC frequency. Returns it in Hz, or `None` if the PIT never
+/// reached terminal count (no PIT on this machine).
+pub fn calibrate() -> Option<u64> {
+    // SAFETY: ports 0x42, 0x43 and 0x61 are the PC's PIT channel 2 and system
+    // control port B; Keel owns them and changes only the channel 2 gate,
+    // leaving the speaker off.
+    unsafe {
+        let mut port_b = Port::<u8>::new(SYSTEM_PORT_B);
+        let mut command = Port::<u8>::new(PIT_COMMAND);
+        let mut data = Port::<u8>::new(PIT_CH2_DATA);
+        let saved = port_b.read();
+        port_b.write(saved & !(GATE2 | SPEAKER));
+        // Channel 2, LSB then MSB, mode 0, binary.
+        command.write(0b1011_0000);
+        data.write(PIT_TICKS as u8);
+        data.write((PIT_TICKS >> 8) as u8);
+        port_b.write((saved & !SPEAKER) | GATE2);
+        let start = rdtsc();
+        // Bounded: about 100x the interval even at 100 GHz of TSC.
+        let mut spins: u64 = 0;
+        while port_b.read() & OUT2 == 0 {
+            spins += 1;
+            if spins > 100_000_000 {
+                port_b.write(saved);
+                return None;
+            }
+            core::hint::spin_loop();
+        }
+        let ticks = rdtsc() - start;
+        port_b.write(saved);
+        let hz = ticks * PIT_HZ / u64::from(PIT_TICKS);
+        TSC_HZ.store(hz, Ordering::Relaxed);
+        TSC_START.store(start, Ordering::Relaxed);
+        Some(hz)
+    }
+}
+
+/// Nanoseconds since calibration.
+pub fn now_ns() -> u64 {
+    let hz = TSC_HZ.load(Ordering::Relaxed).max(1);
+    let ticks = rdtsc().saturating_sub(TSC_START.load(Ordering::Relaxed));
+    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
+}
+
+/// The TSC frequency measured at boot.
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// The host clock as device models see it.
+pub struct HostClock;
+
+impl device_model::Clock for HostClock {
+    fn now_ns(&self) -> u64 {
+        now_ns()
+    }
+}
