@@ -39,6 +39,12 @@ pub const QEMU: &[Tool] = &[Tool {
     package: "qemu-system-x86",
 }];
 
+/// Debian's SeaBIOS, the legacy BIOS a VM gets with `firmware = "seabios"`.
+pub const SEABIOS: &[Tool] = &[Tool {
+    needs: "/usr/share/seabios/bios.bin",
+    package: "seabios",
+}];
+
 /// The emulator for the VMX backend: Bochs, its BIOS and VGA BIOS.
 pub const BOCHS: &[Tool] = &[
     Tool {

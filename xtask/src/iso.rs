@@ -54,8 +54,17 @@ impl VmFile {
     }
 }
 
+/// Firmware from Debian packages, usable by name as `firmware = "NAME"`:
+/// the name, the file the package installs, and the package's tools entry.
+pub const PACKAGED_FIRMWARE: &[(&str, &str, &[crate::deps::Tool])] = &[(
+    "seabios",
+    "/usr/share/seabios/bios.bin",
+    crate::deps::SEABIOS,
+)];
+
 /// The file an image value names: a file relative to the configuration's
-/// directory, else a built-in test guest in `guest_dir`.
+/// directory, else packaged firmware (installed on demand), else a built-in
+/// test guest in `guest_dir`.
 pub fn resolve_image(
     vm: &VmFile,
     key: &str,
@@ -65,6 +74,10 @@ pub fn resolve_image(
     let local = vm.dir().join(value);
     if local.is_file() {
         return Ok(local);
+    }
+    if let Some(&(_, file, tools)) = PACKAGED_FIRMWARE.iter().find(|(name, _, _)| *name == value) {
+        crate::deps::ensure(tools)?;
+        return Ok(PathBuf::from(file));
     }
     if TEST_GUESTS.contains(&value) {
         let built = guest_dir.join(value);
@@ -80,9 +93,14 @@ pub fn resolve_image(
     }
     Err(format!(
         "{}: {key} = \"{value}\": there is no file {} and it is not a built-in test guest \
-         (choose one of: {}, or give a path relative to the config's directory)",
+         (choose one of: {}, {}, or give a path relative to the config's directory)",
         vm.path.display(),
         local.display(),
+        PACKAGED_FIRMWARE
+            .iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>()
+            .join(", "),
         TEST_GUESTS.join(", ")
     ))
 }
@@ -315,7 +333,10 @@ mod tests {
             resolve_image(&nope, "firmware", "nope", &guests).unwrap_err()
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
-        assert!(e.contains("selftest, mmio, halt, triple-fault"), "{e}");
+        assert!(
+            e.contains("seabios, selftest, mmio, halt, triple-fault"),
+            "{e}"
+        );
         assert!(e.contains("firmware = \"nope\""), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }

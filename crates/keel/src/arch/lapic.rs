@@ -47,9 +47,23 @@ fn read(reg: u64) -> u32 {
     unsafe { core::ptr::read_volatile((base + reg) as *const u32) }
 }
 
-/// Enables the local APIC and measures its timer against the TSC. Returns the
-/// timer frequency (after the divider) in Hz, or `None` if it does not count.
+/// The host's 8259A interrupt controllers: firmware leaves them delivering
+/// the legacy IRQs at vectors 0x08-0x0F, which would look like CPU exceptions
+/// to Keel. Keel takes no device interrupts, so both are fully masked (OCW1).
+fn mask_legacy_pic() {
+    // SAFETY: ports 0x21 and 0xA1 are the 8259A interrupt mask registers;
+    // masking every line has no effect but silencing them.
+    unsafe {
+        x86_64::instructions::port::Port::<u8>::new(0x21).write(0xff);
+        x86_64::instructions::port::Port::<u8>::new(0xa1).write(0xff);
+    }
+}
+
+/// Masks the legacy PIC, enables the local APIC and measures its timer
+/// against the TSC. Returns the timer frequency (after the divider) in Hz, or
+/// `None` if it does not count.
 pub fn init() -> Option<u64> {
+    mask_legacy_pic();
     let (lo, hi): (u32, u32);
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
     unsafe {
