@@ -25,6 +25,7 @@ pub mod pc;
 pub mod pci;
 pub mod power;
 pub mod serial;
+pub mod storage;
 pub mod test_device;
 pub mod timer;
 
@@ -38,5 +39,6 @@ pub use irq::{IrqChip, IrqChipHandle, IrqLine};
 pub use pc::{Pc, PcConfig, PcError};
 pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};
+pub use storage::{BlockBackend, BlockError, Piix3Ide, RamDisk};
 pub use test_device::ScratchMmio;
 pub use timer::{Hpet, Pit, PmTimer, Port61, Rtc, TimerDevice};

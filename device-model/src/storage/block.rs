@@ -1,0 +1,110 @@
+//! The block backend an emulated disk or CD-ROM reads and writes: a flat
+//! array of 512-byte sectors.
+//!
+//! Errors are values that name the image and the sector, so a log line tells
+//! a user which image is too small or read-only. The device models map them
+//! to the error bits their command sets define (ATA8-ACS 6.2 error register,
+//! SPC-4 4.5.6 sense keys); a backend never panics on an address a guest chose.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Bytes per sector of every [`BlockBackend`]. A CD-ROM's 2048-byte blocks
+/// are four of them.
+pub const SECTOR_SIZE: usize = 512;
+
+/// Why a backend refused an access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockError {
+    /// `[lba, lba + sectors)` does not fit in the image.
+    PastEnd {
+        image: String,
+        lba: u64,
+        sectors: u64,
+        capacity: u64,
+    },
+    /// The buffer is not a whole number of sectors.
+    Unaligned { image: String, len: usize },
+    /// A write to an image that only allows reads.
+    ReadOnly { image: String, lba: u64 },
+    /// The image bytes cannot form a disk (not a whole number of sectors).
+    BadImageSize { image: String, len: u64 },
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockError::PastEnd {
+                image,
+                lba,
+                sectors,
+                capacity,
+            } => write!(
+                f,
+                "disk image '{image}' holds {capacity} sectors ({} KiB); a {sectors}-sector access at LBA {lba} is past its end",
+                capacity / 2
+            ),
+            BlockError::Unaligned { image, len } => write!(
+                f,
+                "disk image '{image}': a transfer of {len} bytes is not a whole number of {SECTOR_SIZE}-byte sectors"
+            ),
+            BlockError::ReadOnly { image, lba } => write!(
+                f,
+                "disk image '{image}' is read-only; the write at LBA {lba} was refused"
+            ),
+            BlockError::BadImageSize { image, len } => write!(
+                f,
+                "disk image '{image}' is {len} bytes, not a whole number of {SECTOR_SIZE}-byte sectors; pad it to a multiple of {SECTOR_SIZE}"
+            ),
+        }
+    }
+}
+
+/// A disk image: `capacity()` sectors of [`SECTOR_SIZE`] bytes.
+pub trait BlockBackend: Send {
+    /// The image's name, for error messages.
+    fn name(&self) -> &str;
+    /// Size in sectors.
+    fn capacity(&self) -> u64;
+    /// Always [`SECTOR_SIZE`].
+    fn sector_size(&self) -> usize {
+        SECTOR_SIZE
+    }
+    /// Whether writes are refused.
+    fn read_only(&self) -> bool;
+    /// Reads `buf.len() / 512` sectors starting at `lba`.
+    fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError>;
+    /// Writes `buf.len() / 512` sectors starting at `lba`.
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError>;
+    /// Makes every completed write durable.
+    fn flush(&mut self) -> Result<(), BlockError>;
+}
+
+/// The byte range `[lba * 512, (lba + len/512) * 512)` of an image of
+/// `capacity` sectors, or the error naming the image.
+pub(crate) fn sector_range(
+    image: &str,
+    capacity: u64,
+    lba: u64,
+    len: usize,
+) -> Result<core::ops::Range<usize>, BlockError> {
+    if !len.is_multiple_of(SECTOR_SIZE) {
+        return Err(BlockError::Unaligned {
+            image: image.into(),
+            len,
+        });
+    }
+    let sectors = (len / SECTOR_SIZE) as u64;
+    let past_end = || BlockError::PastEnd {
+        image: image.into(),
+        lba,
+        sectors,
+        capacity,
+    };
+    let end = lba.checked_add(sectors).ok_or_else(past_end)?;
+    if end > capacity {
+        return Err(past_end());
+    }
+    let start = usize::try_from(lba * SECTOR_SIZE as u64).map_err(|_| past_end())?;
+    Ok(start..start + len)
+}

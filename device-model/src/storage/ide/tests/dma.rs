@@ -1,0 +1,221 @@
+//! Bus-master DMA: single and multi-descriptor tables, both orderings of
+//! command and START, and hostile tables that must never touch memory
+//! outside guest RAM.
+
+use super::*;
+use crate::storage::ide::regs::error;
+
+const TABLE: usize = 0x1000;
+
+fn read_dma(rig: &mut Rig, lba: u32, count: u8) {
+    rig.lba28(lba, count);
+    rig.outb(P + 7, 0xC8);
+}
+
+#[test]
+fn read_dma_single_prd() {
+    let mut rig = Rig::new();
+    rig.prds(TABLE, &[(0x2000, 1024, true)]);
+    read_dma(&mut rig, 10, 2);
+    assert_eq!(rig.inb(P_CTL), 0x58, "DRQ while the DMA request waits");
+    assert!(!rig.ide.dma_pending(), "bus master not started yet");
+    rig.bm_start(0, TABLE as u32, true);
+    assert!(rig.ide.dma_pending());
+    assert!(rig.run_dma());
+    assert!(!rig.ide.dma_pending());
+    assert_eq!(&rig.ram()[0x2000..0x2400], &expected(10, 2)[..]);
+    assert!(rig.irq(14), "interrupt at completion");
+    assert_eq!(
+        rig.inb(BM + 2) & 0x07,
+        0x04,
+        "INTERRUPT, not ACTIVE: exact fit"
+    );
+    assert_eq!(rig.inb(P + 7), 0x50);
+    assert!(!rig.run_dma(), "nothing left to do");
+    assert!(rig.guards_intact());
+}
+
+#[test]
+fn read_dma_ext_multi_prd_with_start_before_command() {
+    let mut rig = Rig::new();
+    rig.prds(
+        TABLE,
+        &[
+            (0x8000, 512, false),
+            (0x3000, 256, false),
+            (0x20000, 768, true),
+        ],
+    );
+    rig.bm_start(0, TABLE as u32, true);
+    assert!(!rig.ide.dma_pending(), "no command yet");
+    rig.lba48(300, 3);
+    rig.outb(P + 7, 0x25);
+    assert!(rig.ide.dma_pending());
+    rig.run_dma();
+    let want = expected(300, 3);
+    assert_eq!(&rig.ram()[0x8000..0x8200], &want[..512]);
+    assert_eq!(&rig.ram()[0x3000..0x3100], &want[512..768]);
+    assert_eq!(&rig.ram()[0x20000..0x20300], &want[768..]);
+    assert_eq!(rig.inb(BM + 2) & 0x07, 0x04);
+    assert_eq!(rig.inb(P + 7), 0x50);
+}
+
+#[test]
+fn write_dma_multi_prd() {
+    let mut rig = Rig::new();
+    for (i, b) in rig.ram()[0x4000..0x4400].iter_mut().enumerate() {
+        *b = (i * 3) as u8;
+    }
+    rig.ram()[0x9000..0x9200].fill(0xEE);
+    rig.prds(TABLE, &[(0x4000, 1024, false), (0x9000, 512, true)]);
+    rig.lba28(50, 3);
+    rig.outb(P + 7, 0xCA);
+    rig.bm_start(0, TABLE as u32, false);
+    rig.run_dma();
+    assert_eq!(rig.inb(P + 7), 0x50);
+    let disk = rig.disk.bytes();
+    assert_eq!(&disk[50 * 512..51 * 512 + 512], &rig.ram()[0x4000..0x4400]);
+    assert!(disk[52 * 512..53 * 512].iter().all(|&b| b == 0xEE));
+}
+
+#[test]
+fn a_table_larger_than_the_transfer_leaves_active_set() {
+    let mut rig = Rig::new();
+    rig.prds(TABLE, &[(0x2000, 4096, true)]);
+    read_dma(&mut rig, 0, 1);
+    rig.bm_start(0, TABLE as u32, true);
+    rig.run_dma();
+    assert_eq!(rig.inb(BM + 2) & 0x07, 0x05, "ACTIVE and INTERRUPT");
+    assert_eq!(rig.inb(P + 7), 0x50);
+    rig.outb(BM, 0x08);
+    assert_eq!(rig.inb(BM + 2) & 0x01, 0, "the driver stops the engine");
+}
+
+#[test]
+fn a_64k_region_is_a_zero_byte_count() {
+    let mut rig = Rig::new();
+    rig.prds(TABLE, &[(0x10000, 0, true)]);
+    read_dma(&mut rig, 1000, 128);
+    rig.bm_start(0, TABLE as u32, true);
+    rig.run_dma();
+    assert_eq!(&rig.ram()[0x10000..0x20000], &expected(1000, 128)[..]);
+    assert_eq!(rig.inb(BM + 2) & 0x07, 0x04);
+}
+
+#[test]
+fn dma_waits_for_pci_bus_mastering() {
+    let mut rig = Rig::new();
+    rig.cfg32(0x04, 0x1);
+    rig.prds(TABLE, &[(0x2000, 512, true)]);
+    read_dma(&mut rig, 0, 1);
+    rig.bm_start(0, TABLE as u32, true);
+    assert!(!rig.ide.dma_pending());
+    assert!(!rig.run_dma());
+    rig.cfg32(0x04, 0x5);
+    assert!(rig.run_dma());
+    assert_eq!(&rig.ram()[0x2000..0x2200], &expected(0, 1)[..]);
+}
+
+/// Checks the aborted-transfer outcome and the guard bytes.
+fn assert_aborted(rig: &mut Rig) {
+    assert!(rig.irq(14), "the aborted command interrupts");
+    let bm = rig.inb(BM + 2);
+    assert_eq!(bm & 0x07, 0x06, "ERROR and INTERRUPT, not ACTIVE: {bm:#x}");
+    assert_eq!(rig.inb(P + 7), 0x51);
+    assert_eq!(rig.inb(P + 1), error::ABRT);
+    assert!(rig.guards_intact());
+}
+
+#[test]
+fn a_region_past_guest_ram_aborts_without_writing_outside() {
+    let mut rig = Rig::new();
+    let end = RAM as u32;
+    rig.prds(TABLE, &[(0x2000, 512, false), (end - 0x100, 512, true)]);
+    read_dma(&mut rig, 7, 2);
+    rig.bm_start(0, TABLE as u32, true);
+    rig.run_dma();
+    assert_eq!(
+        &rig.ram()[0x2000..0x2200],
+        &expected(7, 1)[..],
+        "the first region moved"
+    );
+    assert!(rig.ram()[RAM - 0x100..].iter().all(|&b| b == 0));
+    assert_aborted(&mut rig);
+    // The same for a write from past the end, and a region far outside.
+    for base in [end - 2, end, 0xFFFF_0000] {
+        rig.outb(BM + 2, 0x06);
+        rig.prds(TABLE, &[(base, 0, true)]);
+        rig.lba28(7, 2);
+        rig.outb(P + 7, 0xCA);
+        rig.bm_start(0, TABLE as u32, false);
+        rig.run_dma();
+        assert_aborted(&mut rig);
+    }
+    assert_eq!(rig.disk.bytes()[7 * 512..9 * 512], expected(7, 2)[..]);
+}
+
+#[test]
+fn a_table_outside_guest_ram_aborts() {
+    let mut rig = Rig::new();
+    for table in [RAM as u32, RAM as u32 - 4, 0xFFFF_FFF8] {
+        rig.outb(BM + 2, 0x06);
+        read_dma(&mut rig, 0, 1);
+        rig.bm_start(0, table, true);
+        rig.run_dma();
+        assert_aborted(&mut rig);
+    }
+}
+
+#[test]
+fn a_table_without_eot_running_off_ram_aborts() {
+    let mut rig = Rig::new();
+    // The walk wraps to the start of the table's 64 KiB page, where the
+    // next descriptor points past the end of RAM.
+    let table = RAM - 16;
+    rig.prds(table, &[(0x2000, 512, false), (0x3000, 512, false)]);
+    rig.prds(RAM - 0x10000, &[(RAM as u32 - 0x80, 512, false)]);
+    read_dma(&mut rig, 0, 3);
+    rig.bm_start(0, table as u32, true);
+    rig.run_dma();
+    assert_eq!(&rig.ram()[0x2000..0x2200], &expected(0, 1)[..]);
+    assert_eq!(&rig.ram()[0x3000..0x3200], &expected(1, 1)[..]);
+    assert!(rig.ram()[RAM - 0x80..RAM - 16].iter().all(|&b| b == 0));
+    assert_aborted(&mut rig);
+}
+
+#[test]
+fn a_table_without_eot_wraps_in_its_64k_page() {
+    let mut rig = Rig::new();
+    // Two descriptors at the top of the page at 0x30000, one at its start.
+    rig.prds(0x3FFF0, &[(0x2000, 512, false), (0x2200, 512, false)]);
+    rig.prds(0x30000, &[(0x2400, 512, true)]);
+    read_dma(&mut rig, 40, 3);
+    rig.bm_start(0, 0x3FFF0, true);
+    rig.run_dma();
+    assert_eq!(&rig.ram()[0x2000..0x2600], &expected(40, 3)[..]);
+    assert_eq!(rig.inb(P + 7), 0x50);
+    assert!(rig.guards_intact());
+}
+
+#[test]
+fn a_table_shorter_than_the_transfer_aborts() {
+    let mut rig = Rig::new();
+    rig.prds(TABLE, &[(0x2000, 512, true)]);
+    read_dma(&mut rig, 0, 2);
+    rig.bm_start(0, TABLE as u32, true);
+    rig.run_dma();
+    assert_eq!(&rig.ram()[0x2000..0x2200], &expected(0, 1)[..]);
+    assert!(rig.ram()[0x2200..0x2400].iter().all(|&b| b == 0));
+    assert_aborted(&mut rig);
+}
+
+#[test]
+fn pio_commands_never_reach_the_bus_master() {
+    let mut rig = Rig::new();
+    rig.prds(TABLE, &[(0x2000, 512, true)]);
+    rig.bm_start(0, TABLE as u32, true);
+    rig.lba28(0, 1);
+    rig.outb(P + 7, 0x20);
+    assert!(!rig.ide.dma_pending());
+    assert!(rig.ram()[0x2000..0x2200].iter().all(|&b| b == 0));
+}

@@ -1,0 +1,60 @@
+//! A read-only view of a backend, for CD images and disks the VM
+//! configuration marks read-only: every write is refused with an error
+//! naming the image and the LBA; reads pass through.
+
+use super::block::{BlockBackend, BlockError};
+
+/// Wraps a backend and refuses writes.
+pub struct ReadOnly<B>(pub B);
+
+impl<B: BlockBackend> BlockBackend for ReadOnly<B> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn capacity(&self) -> u64 {
+        self.0.capacity()
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.read_sectors(lba, buf)
+    }
+
+    fn write_sectors(&mut self, lba: u64, _buf: &[u8]) -> Result<(), BlockError> {
+        Err(BlockError::ReadOnly {
+            image: self.0.name().into(),
+            lba,
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::RamDisk;
+    use alloc::vec;
+
+    #[test]
+    fn writes_are_refused_reads_pass() {
+        let mut d = ReadOnly(RamDisk::new("cd.iso", vec![5; 2048]).unwrap());
+        assert!(d.read_only());
+        assert_eq!(
+            d.write_sectors(1, &[0; 512]),
+            Err(BlockError::ReadOnly {
+                image: "cd.iso".into(),
+                lba: 1
+            })
+        );
+        let mut b = [0; 512];
+        d.read_sectors(1, &mut b).unwrap();
+        assert_eq!(b, [5; 512]);
+    }
+}
