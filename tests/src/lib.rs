@@ -49,17 +49,23 @@ pub fn test_options(guest_mib: u32) -> RunOptions {
 
 /// Boots `tests/vms/<stem>.cfg` from its ISO on the SVM backend (QEMU TCG).
 pub fn boot(stem: &str) -> (VmFile, Outcome) {
-    boot_on(stem, Backend::Svm, None)
+    boot_on(stem, Backend::Svm, None, None)
 }
 
 /// Boots `tests/vms/<stem>.cfg` on the VMX backend: Bochs with `cpu_model`.
 pub fn boot_vmx(stem: &str, cpu_model: &str) -> (VmFile, Outcome) {
-    boot_on(stem, Backend::Vmx, Some(cpu_model))
+    boot_on(stem, Backend::Vmx, Some(cpu_model), None)
 }
 
 /// Boots `tests/vms/<stem>.cfg` from its ISO on `backend` (and, for VMX, the
-/// Bochs CPU model).
-pub fn boot_on(stem: &str, backend: Backend, cpu_model: Option<&str>) -> (VmFile, Outcome) {
+/// Bochs CPU model); with `stop_at`, the run ends at the first serial line
+/// containing it (for guests that never stop by themselves).
+pub fn boot_on(
+    stem: &str,
+    backend: Backend,
+    cpu_model: Option<&str>,
+    stop_at: Option<&str>,
+) -> (VmFile, Outcome) {
     let artifacts = artifacts_dir();
     let cfg = vms_dir().join(format!("{stem}.cfg"));
     let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -74,6 +80,7 @@ pub fn boot_on(stem: &str, backend: Backend, cpu_model: Option<&str>) -> (VmFile
     if let Some(m) = cpu_model {
         opts.cpu_model = m.to_string();
     }
+    opts.stop_at = stop_at.map(str::to_string);
     let outcome = runner::run_iso(&iso, backend, &opts).unwrap_or_else(|e| panic!("{e}"));
     (vm, outcome)
 }
@@ -152,6 +159,53 @@ pub fn check_guest_suite(o: &Outcome, vm: &str, min_passed: u32) -> Result<(), S
     let exact = format!("keel: VM '{vm}' stopped: guest debug-exit with status 0");
     if !lines(o).any(|l| l == exact) {
         return fail(o, format!("no line is exactly '{exact}'"));
+    }
+    Ok(())
+}
+
+/// The stages SeaBIOS logs on its debug console (port 0x402) during a full
+/// POST on QEMU's pc machine, in order; Keel's PC must take it through all
+/// of them to "No bootable device".
+pub const SEABIOS_POST_STAGES: &[&str] = &[
+    "SeaBIOS (version",
+    "Found QEMU fw_cfg",
+    "QEMU fw_cfg DMA interface supported",
+    "Moving pm_base to 0x600",
+    "=== PCI bus & bridge init ===",
+    "Found 3 PCI devices",
+    "PCI: init bdf=00:01.3 id=8086:7113",
+    "Using pmtimer, ioport 0x608",
+    "Found 1 cpu(s)",
+    "Copying SMBIOS",
+    "PS2 keyboard initialized",
+    "All threads complete.",
+    "e820 map has",
+    "Booting from Hard Disk...",
+    "No bootable device.",
+];
+
+/// SeaBIOS went through every stage of [`SEABIOS_POST_STAGES`] in order on
+/// VM `vm`'s firmware console, and Keel neither faulted nor stopped the VM.
+pub fn check_seabios_post(o: &Outcome, vm: &str) -> Result<(), String> {
+    let prefix = format!("[{vm}:bios] ");
+    let bios: Vec<&str> = lines(o).filter_map(|l| l.strip_prefix(&prefix)).collect();
+    let mut at = 0;
+    for stage in SEABIOS_POST_STAGES {
+        match bios[at..].iter().position(|l| l.contains(stage)) {
+            Some(i) => at += i + 1,
+            None => {
+                return fail(
+                    o,
+                    format!("SeaBIOS never logged '{stage}' (after the earlier stages)"),
+                )
+            }
+        }
+    }
+    if let Some(l) = lines(o).find(|l| l.starts_with("keel: FATAL") || l.contains("' stopped: ")) {
+        return fail(o, format!("Keel stopped during the POST: {l}"));
+    }
+    if o.end != End::Reached {
+        return fail(o, "the run did not end at 'No bootable device.'".into());
     }
     Ok(())
 }

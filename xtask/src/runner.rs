@@ -120,6 +120,9 @@ pub struct RunOptions {
     pub memory_mib: u32,
     /// The Bochs CPU model for the VMX backend (`cpu: model=...`).
     pub cpu_model: String,
+    /// End the run as soon as a serial line contains this text: for guests
+    /// that never stop by themselves (firmware waiting for a boot device).
+    pub stop_at: Option<String>,
 }
 
 /// The Bochs CPU model VMX runs use unless told otherwise.
@@ -133,6 +136,7 @@ impl Default for RunOptions {
             live: false,
             memory_mib: 512,
             cpu_model: DEFAULT_BOCHS_MODEL.to_string(),
+            stop_at: None,
         }
     }
 }
@@ -146,6 +150,8 @@ pub enum End {
     NoFinalLine,
     /// The timeout passed first; the emulator was killed.
     TimedOut,
+    /// A line contained [`RunOptions::stop_at`]; the emulator was killed.
+    Reached,
 }
 
 /// What a run produced.
@@ -170,6 +176,7 @@ impl Outcome {
             End::Status(n) => i32::from(n),
             End::NoFinalLine => NO_FINAL_LINE_EXIT,
             End::TimedOut => TIMEOUT_EXIT,
+            End::Reached => 0,
         }
     }
 
@@ -188,7 +195,7 @@ impl Outcome {
 
     /// Whether the run counts as a failure to report (anything but a final line).
     pub fn failed(&self) -> bool {
-        !matches!(self.end, End::Status(_))
+        !matches!(self.end, End::Status(_) | End::Reached)
     }
 
     /// One sentence on how the run ended.
@@ -207,6 +214,9 @@ impl Outcome {
                  the emulator was killed",
                 self.timeout.as_secs()
             ),
+            End::Reached => {
+                format!("reached the awaited line after {secs:.1} s; the emulator was stopped")
+            }
         }
     }
 
@@ -513,6 +523,7 @@ pub fn run_command_with(
     let mut until = deadline;
     let mut lines = Vec::new();
     let mut eof = false;
+    let mut reached = false;
     let out = io::stdout();
     loop {
         let now = Instant::now();
@@ -534,7 +545,12 @@ pub fn run_command_with(
                         until = now + opts.grace;
                     }
                 }
+                let hit = opts.stop_at.as_deref().is_some_and(|s| line.contains(s));
                 lines.push(line);
+                if hit && status.is_none() {
+                    reached = true;
+                    break;
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if matches!(child.try_wait(), Ok(Some(_))) {
@@ -568,6 +584,7 @@ pub fn run_command_with(
 
     let end = match status {
         Some(n) => End::Status(n),
+        None if reached => End::Reached,
         None if eof => End::NoFinalLine,
         None => End::TimedOut,
     };
@@ -734,6 +751,29 @@ mod tests {
             "{}",
             o.report()
         );
+    }
+
+    #[test]
+    fn a_run_ends_when_the_awaited_line_appears() {
+        let o = run_command(
+            sh("printf '[vm:bios] POST\\n[vm:bios] No bootable device.\\n'; exec sleep 30"),
+            &RunOptions {
+                stop_at: Some("No bootable device".into()),
+                ..opts(20_000)
+            },
+        )
+        .unwrap();
+        assert_eq!(o.end, End::Reached, "{}", o.report());
+        assert!(
+            o.elapsed < Duration::from_secs(10),
+            "killed at once, not at the timeout"
+        );
+        assert_eq!(
+            o.lines.last().map(String::as_str),
+            Some("[vm:bios] No bootable device.")
+        );
+        assert!(!o.failed());
+        assert_eq!(o.exit_code(), 0);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct PcConfig {
 /// Why a PC could not be put together (a bug in the layout, never guest input).
 #[derive(Debug)]
 pub enum PcError {
+    /// The VM's size is outside what the firmware tables can describe.
+    Tables(acpi_gen::Error),
     Bus(BusError),
     Pci(PciBusError),
     FwCfg(FwCfgError),
@@ -107,6 +109,7 @@ pub enum PcError {
 impl fmt::Display for PcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PcError::Tables(e) => write!(f, "firmware tables: {e}"),
             PcError::Bus(e) => write!(f, "device layout: {e}"),
             PcError::Pci(e) => write!(f, "PCI layout: {e:?}"),
             PcError::FwCfg(e) => write!(f, "fw_cfg: {e:?}"),
@@ -264,6 +267,20 @@ impl Pc {
         let vcpus = u16::try_from(config.vcpus).unwrap_or(u16::MAX);
         let mut fw_cfg = FwCfg::new(vcpus, vcpus, config.ram_size);
         fw_cfg.add_e820(&RamLayout::qemu_pc(config.ram_size))?;
+        // ACPI and SMBIOS for this machine, handed to firmware the way QEMU
+        // does (SeaBIOS runs the table loader and installs them).
+        let tables = acpi_gen::PlatformConfig::new(config.vcpus.max(1), config.ram_size);
+        let acpi = acpi_gen::AcpiTables::build(&tables)
+            .map_err(PcError::Tables)?
+            .fw_cfg();
+        for (name, bytes) in acpi.files() {
+            fw_cfg.add_file(name, bytes.to_vec())?;
+        }
+        let smbios = acpi_gen::SmbiosTables::build(&tables)
+            .map_err(PcError::Tables)?
+            .fw_cfg();
+        fw_cfg.add_file("etc/smbios/smbios-anchor", smbios.anchor)?;
+        fw_cfg.add_file("etc/smbios/smbios-tables", smbios.tables)?;
         let fw_cfg = Arc::new(Mutex::new(fw_cfg));
         bus.register_pio(FwCfg::PORT, FwCfg::LEN, "fw_cfg", fw_cfg.clone())?;
         let bios_name = alloc::format!("{}:bios", config.name);

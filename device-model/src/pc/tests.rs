@@ -106,12 +106,18 @@ fn fw_cfg_signature_and_e820() {
     f.out(0x510, 2, 0x0000);
     let sig: Vec<u8> = (0..4).map(|_| f.pc.pio_read(0x511, 1) as u8).collect();
     assert_eq!(sig, b"QEMU");
-    assert!(f
-        .pc
-        .fw_cfg()
-        .lock()
-        .file("etc/e820")
-        .is_some_and(|e| e.len() == 20));
+    let fw = f.pc.fw_cfg().lock();
+    assert!(fw.file("etc/e820").is_some_and(|e| e.len() == 20));
+    for file in [
+        "etc/acpi/rsdp",
+        "etc/acpi/tables",
+        "etc/table-loader",
+        "etc/smbios/smbios-anchor",
+        "etc/smbios/smbios-tables",
+    ] {
+        assert!(fw.file(file).is_some_and(|b| !b.is_empty()), "{file}");
+    }
+    assert_eq!(&fw.file("etc/acpi/rsdp").unwrap()[..8], b"RSD PTR ");
 }
 
 #[test]
