@@ -21,6 +21,15 @@ fn mmio_guest_passes_every_check() {
     verdict(check_guest_suite(&o, "mmio", 13));
 }
 
+/// Interrupt delivery and timer rates: 8259A + PIT, RTC, local APIC timer,
+/// IOAPIC edge and level routing, self-NMI, HLT wake-up, then the 0xCF9 and
+/// keyboard-controller resets (22 checks).
+#[test]
+fn irq_guest_passes_every_check() {
+    let (_, o) = boot("irq");
+    verdict(check_guest_suite(&o, "irq", 22));
+}
+
 #[test]
 fn halt_guest_stops_with_123() {
     let (vm, o) = boot("halt");

@@ -26,6 +26,12 @@ fn vmx_mmio_guest_passes_every_check() {
 }
 
 #[test]
+fn vmx_irq_guest_passes_every_check() {
+    let (_, o) = boot_vmx("irq", SKYLAKE_X);
+    verdict(check_guest_suite(&o, "irq", 22));
+}
+
+#[test]
 fn vmx_halt_guest_stops_with_123() {
     let (vm, o) = boot_vmx("halt", SKYLAKE_X);
     verdict(check_stop(&o, &vm.config.name, "halted", 123));

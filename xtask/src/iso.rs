@@ -10,7 +10,7 @@ use vm_config::{VmConfig, Warning};
 use crate::workspace::file_stem_for;
 
 /// Guests built by `crates/test-guests`, usable by name as `firmware = "NAME"`.
-pub const TEST_GUESTS: &[&str] = &["selftest", "mmio", "halt", "triple-fault"];
+pub const TEST_GUESTS: &[&str] = &["selftest", "mmio", "irq", "halt", "triple-fault"];
 
 /// Largest firmware image Keel maps, in bytes (docs/ARCHITECTURE.md).
 pub const FIRMWARE_MAX: u64 = 256 * 1024;
@@ -334,7 +334,7 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(
-            e.contains("seabios, selftest, mmio, halt, triple-fault"),
+            e.contains("seabios, selftest, mmio, irq, halt, triple-fault"),
             "{e}"
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");
