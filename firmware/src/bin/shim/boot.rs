@@ -1,0 +1,388 @@
+//! The boot: fw_cfg files in, a kernel started (`firmware/README.md`).
+
+use keel_shim::acpi_blobs::{self, BLOB_HEADER_LEN, HEADER_LEN, RSDP_SIGNATURE};
+use keel_shim::e820::{self, Map};
+use keel_shim::fw_cfg::{files, FileEntry};
+use keel_shim::layout::{self, BIOS_AREA, LOAD_FLOOR};
+use keel_shim::linux::{self, SetupHeader};
+use keel_shim::multiboot;
+use keel_shim::report::{status, Error, Sink};
+
+use crate::entry::{enter_linux, enter_multiboot};
+use crate::fw_cfg::{Files, FwCfg};
+use crate::hw::{self, inw, outw, pci_read32, pci_write32, pci_write8, phys, Com1};
+
+const I440FX: u32 = 0x1237_8086;
+const PIIX4_PM: u32 = 0x7113_8086;
+
+#[no_mangle]
+extern "C" fn shim_main() -> ! {
+    hw::serial_init();
+    let mut out = Com1;
+    out.str("keel-shim: starting\n");
+    let e = match run(&mut out) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    out.str("keel-shim: error: ");
+    e.describe(&mut out);
+    out.str("\n");
+    hw::exit(e.status())
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut out = Com1;
+    out.str("keel-shim: error: internal: ");
+    out.str(info.message().as_str().unwrap_or("panic"));
+    if let Some(l) = info.location() {
+        out.str(" at ");
+        out.str(l.file());
+        out.str(":");
+        out.dec(u64::from(l.line()));
+    }
+    out.str("\n");
+    hw::exit(status::INTERNAL)
+}
+
+enum Never {}
+
+fn run(out: &mut Com1) -> Result<Never, Error> {
+    let fw = FwCfg::probe()?;
+    let f = fw.files();
+    let kernel = f.kernel.ok_or(Error::MissingFile(files::KERNEL))?;
+    let e820_file = f.e820.ok_or(Error::MissingFile(files::E820))?;
+
+    let mut raw = [0u8; e820::MAX_ENTRIES * e820::ENTRY_LEN];
+    let n = e820_file.size as usize;
+    if n > raw.len() {
+        return Err(Error::TooManyE820);
+    }
+    fw.open(&e820_file);
+    fw.read(&mut raw[..n]);
+    let fw_map = Map::from_fw_cfg(&raw[..n])?;
+
+    shadow_bios_area();
+    let acpi = match f.acpi {
+        Some(a) => load_acpi(&fw, &a, &fw_map)?,
+        None => {
+            out.str("keel-shim: no opt/keel/acpi: the kernel gets no ACPI tables\n");
+            Acpi::default()
+        }
+    };
+    if acpi.pm_base != 0 {
+        enable_pm(acpi.pm_base);
+    }
+    let map = e820::guest_map(&fw_map, &acpi.ranges[..acpi.count])?;
+
+    let head_len = (kernel.size as usize).min(layout::KERNEL_HEAD_LEN);
+    // SAFETY: the head buffer is the shim's (layout.rs).
+    let head = unsafe { phys(layout::KERNEL_HEAD, head_len) };
+    fw.open(&kernel);
+    fw.read(head);
+    if linux::is_linux(head) {
+        boot_linux(out, &fw, &f, &kernel, head, &map, acpi.rsdp)
+    } else if let Some(h) = multiboot::find_header(head) {
+        boot_multiboot(out, &fw, &f, &kernel, h?, &map)
+    } else {
+        Err(Error::UnknownKernel)
+    }
+}
+
+#[derive(Default)]
+struct Acpi {
+    pm_base: u16,
+    rsdp: Option<u64>,
+    ranges: [(u64, u64); acpi_blobs::MAX_BLOBS as usize],
+    count: usize,
+}
+
+/// Copies every blob of `opt/keel/acpi` to its address.
+fn load_acpi(fw: &FwCfg, file: &FileEntry, fw_map: &Map) -> Result<Acpi, Error> {
+    let mut a = Acpi::default();
+    let size = u64::from(file.size);
+    if size < HEADER_LEN as u64 {
+        return Err(Error::BadAcpi("shorter than its header"));
+    }
+    fw.open(file);
+    let mut hdr = [0u8; HEADER_LEN];
+    fw.read(&mut hdr);
+    let h = acpi_blobs::parse_header(&hdr)?;
+    a.pm_base = h.pm_base;
+    let mut at = HEADER_LEN as u64;
+    for _ in 0..h.count {
+        let mut bh = [0u8; BLOB_HEADER_LEN];
+        if at + BLOB_HEADER_LEN as u64 > size {
+            return Err(Error::BadAcpi("fewer blobs than its header says"));
+        }
+        fw.read(&mut bh);
+        at += BLOB_HEADER_LEN as u64;
+        let b = acpi_blobs::parse_blob(&bh, size - at)?;
+        let in_bios = BIOS_AREA.start <= b.address && b.end() <= BIOS_AREA.end;
+        if !in_bios && (b.address < LOAD_FLOOR || !fw_map.is_ram(b.address, b.end())) {
+            return Err(Error::AcpiOutsideRam {
+                address: b.address,
+                len: b.len,
+            });
+        }
+        // SAFETY: checked above: RAM above the shim's own, or the BIOS area.
+        unsafe { fw.read_to(b.address, b.len) };
+        let pad = b.stored_len() - b.len;
+        let mut skip = [0u8; 8];
+        fw.read(&mut skip[..pad as usize]);
+        at += b.stored_len();
+        // SAFETY: just written.
+        let bytes = unsafe { phys(b.address, b.len.min(8) as usize) };
+        if bytes == RSDP_SIGNATURE {
+            a.rsdp = Some(b.address);
+        }
+        a.ranges[a.count] = (b.address, b.end());
+        a.count += 1;
+    }
+    Ok(a)
+}
+
+/// On an i440FX, makes 0xE0000-0xFFFFF RAM (PAM registers, datasheet 3.2.18)
+/// with the ROM's contents, so that the RSDP can go there: first reads from
+/// ROM and writes to RAM while every byte is copied onto itself, then RAM
+/// both ways. (Keel keeps that range RAM whatever PAM says; the copy is
+/// then a no-op.)
+fn shadow_bios_area() {
+    if pci_read32(0, 0, 0) != I440FX {
+        return;
+    }
+    const PAM0: u8 = 0x59;
+    const PAM5: u8 = 0x5E;
+    const PAM6: u8 = 0x5F;
+    pci_write8(0, 0, PAM0, 0x20);
+    pci_write8(0, 0, PAM5, 0x22);
+    pci_write8(0, 0, PAM6, 0x22);
+    let words = ((BIOS_AREA.end - BIOS_AREA.start) / 8) as usize;
+    for i in 0..words {
+        let p = (BIOS_AREA.start as usize + i * 8) as *mut u64;
+        // SAFETY: the BIOS area is the shim's; volatile keeps the self-copy.
+        unsafe { p.write_volatile(p.read_volatile()) };
+    }
+    pci_write8(0, 0, PAM0, 0x30);
+    pci_write8(0, 0, PAM5, 0x33);
+    pci_write8(0, 0, PAM6, 0x33);
+}
+
+/// Puts the PIIX4's PM block at `base` (PMBA, PMREGMISC.PMIOSE) and sets
+/// PM1a_CNT.SCI_EN, as the FADT (SMI_CMD = 0) promises ACPI mode.
+fn enable_pm(base: u16) {
+    if pci_read32(1, 3, 0) != PIIX4_PM {
+        return;
+    }
+    pci_write32(1, 3, 0x40, u32::from(base) | 1);
+    pci_write8(1, 3, 0x80, 0x01);
+    let cnt = base + 4;
+    outw(cnt, inw(cnt) | 1);
+}
+
+/// Reads a small file whole into `buf`; returns its length.
+fn read_small<'a>(fw: &FwCfg, file: &FileEntry, buf: &'a mut [u8]) -> Result<&'a [u8], Error> {
+    let n = file.size as usize;
+    if n > buf.len() {
+        return Err(Error::CmdlineTooLong {
+            len: n as u64,
+            max: buf.len() as u64,
+        });
+    }
+    fw.open(file);
+    fw.read(&mut buf[..n]);
+    let mut s = &buf[..n];
+    while let [rest @ .., 0] = s {
+        s = rest;
+    }
+    Ok(s)
+}
+
+fn boot_linux(
+    out: &mut Com1,
+    fw: &FwCfg,
+    f: &Files,
+    kernel: &FileEntry,
+    head: &[u8],
+    map: &Map,
+    rsdp: Option<u64>,
+) -> Result<Never, Error> {
+    let h = SetupHeader::parse(head)?;
+    let size = u64::from(kernel.size);
+    let setup = h.setup_len() as u64;
+    if setup >= size || setup > head.len() as u64 {
+        return Err(Error::BadKernel(
+            "the bzImage is shorter than its setup sectors",
+        ));
+    }
+    let pm_len = size - setup;
+    let initrd_len = f.initrd.map_or(0, |i| u64::from(i.size));
+    let p = linux::place(&h, pm_len, initrd_len, map, &[])?;
+
+    // The command line: its own buffer, NUL-terminated.
+    let max = (h.max_cmdline() as usize).min(layout::CMDLINE_MAX - 1);
+    // SAFETY: the command line buffer is the shim's (layout.rs).
+    let cmd_buf = unsafe { phys(layout::CMDLINE, layout::CMDLINE_MAX) };
+    cmd_buf.fill(0);
+    let cmd_len = match &f.cmdline {
+        Some(c) => read_small(fw, c, &mut cmd_buf[..max])
+            .map_err(|_| Error::CmdlineTooLong {
+                len: u64::from(c.size),
+                max: max as u64,
+            })?
+            .len(),
+        None => 0,
+    };
+
+    // The protected-mode kernel: what the head already holds, then the rest.
+    let have = head.len() as u64 - setup;
+    // SAFETY: place() checked [p.kernel, p.kernel + span) is RAM above 1 MiB.
+    unsafe { phys(p.kernel, have as usize) }.copy_from_slice(&head[setup as usize..]);
+    fw.open(kernel);
+    let mut skip = [0u8; 512];
+    let mut to_skip = head.len();
+    while to_skip > 0 {
+        let n = to_skip.min(skip.len());
+        fw.read(&mut skip[..n]);
+        to_skip -= n;
+    }
+    // SAFETY: as above.
+    unsafe { fw.read_to(p.kernel + have, pm_len - have) };
+    if let Some(i) = &f.initrd {
+        fw.open(i);
+        // SAFETY: place() put the initrd in RAM clear of the kernel.
+        unsafe { fw.read_to(p.initrd, initrd_len) };
+    }
+
+    let e820 = map.entries();
+    // SAFETY: the zero page is the shim's (layout.rs).
+    let bp: &mut [u8; linux::BOOT_PARAMS_LEN] =
+        unsafe { phys(layout::BOOT_PARAMS, linux::BOOT_PARAMS_LEN) }
+            .try_into()
+            .expect("a page");
+    let info = linux::BootInfo {
+        cmdline: layout::CMDLINE,
+        initrd: p.initrd,
+        initrd_len,
+        rsdp,
+        e820,
+    };
+    linux::build_boot_params(bp, head, &h, &info)?;
+
+    out.str("keel-shim: Linux boot protocol ");
+    out.dec(u64::from(h.version >> 8));
+    out.str(if h.version & 0xFF < 10 { ".0" } else { "." });
+    out.dec(u64::from(h.version & 0xFF));
+    out.str(", kernel ");
+    out.dec(size);
+    out.str(" bytes at ");
+    out.hex(p.kernel);
+    if initrd_len > 0 {
+        out.str(", initrd ");
+        out.dec(initrd_len);
+        out.str(" bytes at ");
+        out.hex(p.initrd);
+    }
+    out.str(", command line ");
+    out.dec(cmd_len as u64);
+    out.str(" bytes, ");
+    out.dec(e820.len() as u64);
+    out.str(" e820 entries, RSDP ");
+    out.hex(rsdp.unwrap_or(0));
+    out.str(if fw.has_dma() {
+        " (fw_cfg DMA)\n"
+    } else {
+        " (fw_cfg PIO)\n"
+    });
+    // SAFETY: everything the protocol asks for is in place.
+    unsafe { enter_linux(p.kernel + linux::ENTRY_64_OFFSET, layout::BOOT_PARAMS) }
+}
+
+fn boot_multiboot(
+    out: &mut Com1,
+    fw: &FwCfg,
+    f: &Files,
+    kernel: &FileEntry,
+    h: multiboot::Header,
+    map: &Map,
+) -> Result<Never, Error> {
+    let size = u64::from(kernel.size);
+    let stage = map
+        .highest_fit(size, 0x1000, LOAD_FLOOR, 1 << 32, &[])
+        .ok_or(Error::TooBig {
+            what: "the multiboot kernel",
+            len: size,
+        })?;
+    fw.open(kernel);
+    // SAFETY: highest_fit found RAM above the shim's own.
+    unsafe { fw.read_to(stage, size) };
+    // SAFETY: just written; not aliased until the segments are copied.
+    let image: &[u8] = unsafe { phys(stage, size as usize) };
+    let plan = multiboot::load_plan(image, &h)?;
+    multiboot::check_plan(&plan, map, (stage, stage + size))?;
+    for s in plan.segments() {
+        // SAFETY: check_plan put every segment in RAM, clear of the stage.
+        let dst = unsafe { phys(u64::from(s.paddr), s.memsz as usize) };
+        let from = s.file_offset as usize;
+        dst[..s.filesz as usize].copy_from_slice(&image[from..from + s.filesz as usize]);
+        dst[s.filesz as usize..].fill(0);
+    }
+
+    let mut cmd = [0u8; multiboot::area::STRING_MAX];
+    let cmdline: &[u8] = match &f.cmdline {
+        Some(c) => read_small(fw, c, &mut cmd)?,
+        None => b"",
+    };
+    let mut mstr = [0u8; multiboot::area::STRING_MAX];
+    let mod_string: &[u8] = match &f.initrd_cmdline {
+        Some(c) => read_small(fw, c, &mut mstr)?,
+        None => b"initrd",
+    };
+    let mut module = None;
+    if let Some(i) = &f.initrd {
+        let len = u64::from(i.size);
+        let at = multiboot::place_module(plan.end(), len, map)?;
+        fw.open(i);
+        // SAFETY: place_module found RAM after the kernel.
+        unsafe { fw.read_to(at, len) };
+        module = Some(multiboot::Module {
+            start: at as u32,
+            end: (at + len) as u32,
+            string: mod_string,
+        });
+    }
+    let input = multiboot::InfoInput {
+        cmdline,
+        module,
+        e820: map.entries(),
+        loader_name: b"keel-shim",
+    };
+    // SAFETY: the multiboot area is the shim's (layout.rs).
+    let area: &mut [u8; multiboot::area::END] =
+        unsafe { phys(layout::MULTIBOOT_INFO, layout::MULTIBOOT_INFO_LEN) }
+            .try_into()
+            .expect("the multiboot area");
+    let info = multiboot::build_info(area, layout::MULTIBOOT_INFO as u32, &input)?;
+
+    out.str("keel-shim: multiboot kernel (");
+    out.str(if h.aout.is_some() {
+        "a.out kludge"
+    } else {
+        "ELF32"
+    });
+    out.str("), ");
+    out.dec(plan.count as u64);
+    out.str(" segments up to ");
+    out.hex(plan.end());
+    out.str(", entry ");
+    out.hex(u64::from(plan.entry));
+    if let Some(m) = module {
+        out.str(", module ");
+        out.dec(u64::from(m.end - m.start));
+        out.str(" bytes at ");
+        out.hex(u64::from(m.start));
+    }
+    out.str("\n");
+    // SAFETY: the kernel is loaded and the info block written.
+    unsafe { enter_multiboot(plan.entry, info) }
+}
