@@ -12,6 +12,9 @@ use crate::workspace::file_stem_for;
 /// Guests built by `crates/test-guests`, usable by name as `firmware = "NAME"`.
 pub const TEST_GUESTS: &[&str] = &["selftest", "mmio", "irq", "halt", "triple-fault"];
 
+/// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
+pub const TEST_DISKS: &[&str] = &["bootdisk"];
+
 /// Largest firmware image Keel maps, in bytes (docs/ARCHITECTURE.md).
 pub const FIRMWARE_MAX: u64 = 256 * 1024;
 
@@ -79,7 +82,7 @@ pub fn resolve_image(
         crate::deps::ensure(tools)?;
         return Ok(PathBuf::from(file));
     }
-    if TEST_GUESTS.contains(&value) {
+    if TEST_GUESTS.contains(&value) || TEST_DISKS.contains(&value) {
         let built = guest_dir.join(value);
         if built.is_file() {
             return Ok(built);
@@ -109,7 +112,7 @@ pub fn resolve_image(
 /// the configuration nor a test guest name.
 pub fn check_images(vm: &VmFile) -> Result<(), String> {
     for (key, value) in vm.config.images() {
-        if !TEST_GUESTS.contains(&value) {
+        if !TEST_GUESTS.contains(&value) && !TEST_DISKS.contains(&value) {
             resolve_image(vm, key, value, Path::new("/nonexistent"))?;
         }
     }

@@ -192,27 +192,18 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
             "--workspace",
             "--exclude",
             "test-guests",
+            "--exclude",
+            "test-disks",
             "--all-targets",
             "--",
             "-D",
             "warnings",
         ],
     )?;
-    cargo(
-        &ws,
-        &[
-            "clippy",
-            "-p",
-            "keel",
-            "-p",
-            "test-guests",
-            "--target",
-            "x86_64-unknown-none",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    let mut clippy_bare = vec!["clippy"];
+    clippy_bare.extend(bare_metal_packages());
+    clippy_bare.extend(["--target", BARE_METAL_TARGET, "--", "-D", "warnings"]);
+    cargo(&ws, &clippy_bare)?;
 
     step("host unit tests: cargo test (host crates and keel's host-testable library)");
     cargo(
@@ -225,6 +216,8 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
             "keel-tests",
             "--exclude",
             "test-guests",
+            "--exclude",
+            "test-disks",
         ],
     )?;
 
@@ -243,6 +236,15 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
     }
     eprintln!("xtask: all tests passed");
     Ok(0)
+}
+
+/// The crates built for the bare-metal target: Keel itself, the test guests
+/// (firmware images) and the test disks.
+const BARE_METAL_CRATES: &[&str] = &["keel", "test-guests", "test-disks"];
+
+/// `-p CRATE` for each of [`BARE_METAL_CRATES`].
+fn bare_metal_packages() -> Vec<&'static str> {
+    BARE_METAL_CRATES.iter().flat_map(|c| ["-p", *c]).collect()
 }
 
 fn step(what: &str) {
@@ -294,22 +296,10 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
     deps::ensure(deps::ISO_TOOLS)?;
     ensure_bare_metal_target(ws)?;
 
-    step(&format!(
-        "cargo build --release --target {BARE_METAL_TARGET} -p keel -p test-guests"
-    ));
-    cargo(
-        ws,
-        &[
-            "build",
-            "--release",
-            "--target",
-            BARE_METAL_TARGET,
-            "-p",
-            "keel",
-            "-p",
-            "test-guests",
-        ],
-    )?;
+    let mut build_bare = vec!["build", "--release", "--target", BARE_METAL_TARGET];
+    build_bare.extend(bare_metal_packages());
+    step(&format!("cargo {}", build_bare.join(" ")));
+    cargo(ws, &build_bare)?;
 
     let artifacts = ws.artifacts_dir();
     std::fs::create_dir_all(&artifacts)

@@ -67,16 +67,18 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         keel_image(),
         boot_info.start_address() as u64..boot_info.end_address() as u64,
     ]);
-    let mut modules: Vec<(String, &'static [u8])> = Vec::new();
+    let mut modules: Vec<(String, &'static mut [u8])> = Vec::new();
     for m in boot_info.module_tags() {
         let range = u64::from(m.start_address())..u64::from(m.end_address());
         reserved.push(range.clone());
         let name = String::from(m.cmdline().unwrap_or("").trim());
         // SAFETY: the loader placed the module at this identity-mapped range,
-        // which is reserved above, so Keel never allocates or writes it.
+        // which is reserved above, so Keel never allocates it; this is the
+        // only reference made to it (modules do not overlap), and a disk
+        // image module is the one thing that writes to it.
         let bytes = unsafe {
-            core::slice::from_raw_parts(
-                range.start as *const u8,
+            core::slice::from_raw_parts_mut(
+                range.start as *mut u8,
                 (range.end - range.start) as usize,
             )
         };
@@ -131,7 +133,7 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
     let Some(config_bytes) = modules
         .iter()
         .find(|(n, _)| n == CONFIG_MODULE)
-        .map(|m| m.1)
+        .map(|m| &*m.1)
     else {
         log::error!("no VM configuration: GRUB must load one as a module named '{CONFIG_MODULE}' (module2 /boot/config {CONFIG_MODULE})");
         finish(NO_VIRTUALIZATION_STATUS);
@@ -147,8 +149,8 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         log::warn!("{}", w.in_file("VM configuration"));
     }
     let config = parsed.config;
-    let images = vm::Images { modules };
-    match vm::run(&config, &images, &mut frames, backend, &reserved) {
+    let mut images = vm::Images { modules };
+    match vm::run(&config, &mut images, &mut frames, backend, &reserved) {
         Ok(stop) => {
             println!("keel: VM '{}' stopped: {}", config.name, stop);
             finish(stop.exit_status());

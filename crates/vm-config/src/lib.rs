@@ -34,6 +34,7 @@
 
 extern crate alloc;
 
+mod disk;
 mod lex;
 
 use alloc::format;
@@ -41,6 +42,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use disk::{DiskSpec, IdeSlot};
 pub use lex::{Setting, Value};
 
 /// Guest RAM when the configuration does not say, in MiB (as xl's default).
@@ -83,14 +85,33 @@ impl VmConfig {
     /// firmware, kernel, ramdisk. Each is loaded as a boot module whose command
     /// line is exactly `value` (docs/ARCHITECTURE.md, "Boot modules").
     pub fn images(&self) -> Vec<(&'static str, &str)> {
-        [
+        let mut images: Vec<(&'static str, &str)> = [
             ("firmware", &self.firmware),
             ("kernel", &self.kernel),
             ("ramdisk", &self.ramdisk),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-        .collect()
+        .collect();
+        // Disk images travel as modules too (the target, as written in the
+        // entry); a malformed entry names no image.
+        for d in &self.disks {
+            if let Some(at) = DiskSpec::parse(d).ok().and_then(|spec| {
+                d.find(spec.target.as_str())
+                    .map(|at| (at, spec.target.len()))
+            }) {
+                images.push(("disk", &d[at.0..at.0 + at.1]));
+            }
+        }
+        images
+    }
+
+    /// The `disk` entries, parsed; the error names the entry and what is wrong.
+    pub fn disk_specs(&self) -> Result<Vec<DiskSpec>, String> {
+        self.disks
+            .iter()
+            .map(|d| DiskSpec::parse(d).map_err(|e| alloc::format!("disk '{d}': {e}")))
+            .collect()
     }
 }
 

@@ -15,6 +15,7 @@
 //! | PCI configuration mechanism #1, reset control | 0xCF8-0xCFF | |
 //! | 00:00.0 i440FX host bridge | PCI | |
 //! | 00:01.0 PIIX3 ISA bridge (PIRQ routing) | PCI | |
+//! | 00:01.1 PIIX3 IDE (legacy mode), bus-master DMA | 0x1F0, 0x3F6, 0x170, 0x376; BAR4 | IRQ 14, 15 |
 //! | 00:01.3 PIIX4 power management, PM timer | PCI, PMBA (set by firmware) | SCI: IRQ 9 |
 //! | fw_cfg | 0x510-0x51B | |
 //! | QEMU debug console | 0x402 | |
@@ -50,6 +51,7 @@ use crate::pci::{
 };
 use crate::power::{PowerControl, PowerRequest};
 use crate::serial::Uart16550;
+use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive, Piix3Ide};
 use crate::test_device::{ScratchMmio, TEST_DEVICE_BASE, TEST_DEVICE_LEN};
 use crate::timer::pm_timer::PmTimerWidth;
 use crate::timer::{
@@ -153,6 +155,19 @@ pub struct Pc {
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
     a20: A20Gate,
+    ide: Arc<Mutex<Piix3Ide>>,
+    /// Where the IDE bus-master block (BAR4) currently decodes.
+    ide_bm_base: Option<u64>,
+    /// The machine's reset line: one entry per device that has state to reset.
+    resets: Vec<Box<dyn Fn() + Send>>,
+}
+
+/// A reset action for a shared device.
+macro_rules! resetter {
+    ($dev:expr) => {{
+        let d = $dev.clone();
+        Box::new(move || d.lock().reset()) as Box<dyn Fn() + Send>
+    }};
 }
 
 impl Pc {
@@ -185,8 +200,8 @@ impl Pc {
         let pit = Arc::new(Mutex::new(Pit::new(clock.clone(), line(isa_irq::PIT))));
         pit.lock().set_legacy_replacement(legacy.clone());
         bus.register_pio(PIT_BASE, PIT_LEN, "PIT", pit.clone())?;
-        let port61: DeviceHandle = Arc::new(Mutex::new(Port61::new(clock.clone(), pit.clone())));
-        bus.register_pio(PORT61, 1, "port 0x61", port61)?;
+        let port61 = Arc::new(Mutex::new(Port61::new(clock.clone(), pit.clone())));
+        bus.register_pio(PORT61, 1, "port 0x61", port61.clone())?;
         let layout = CmosLayout::pc(
             config.ram_size,
             config.vcpus,
@@ -214,16 +229,16 @@ impl Pc {
 
         // Keyboard controller and A20.
         let a20 = A20Gate::new();
-        let i8042: DeviceHandle = Arc::new(Mutex::new(I8042::new(
+        let i8042 = Arc::new(Mutex::new(I8042::new(
             line(isa_irq::KEYBOARD),
             line(isa_irq::MOUSE),
             power.clone(),
             a20.clone(),
         )));
         bus.register_pio(I8042::DATA_PORT, 1, "i8042 data", i8042.clone())?;
-        bus.register_pio(I8042::COMMAND_PORT, 1, "i8042 command", i8042)?;
-        let port92: DeviceHandle = Arc::new(Mutex::new(Port92::new(a20.clone(), power.clone())));
-        bus.register_pio(Port92::PORT, Port92::LEN, "port 0x92", port92)?;
+        bus.register_pio(I8042::COMMAND_PORT, 1, "i8042 command", i8042.clone())?;
+        let port92 = Arc::new(Mutex::new(Port92::new(a20.clone(), power.clone())));
+        bus.register_pio(Port92::PORT, Port92::LEN, "port 0x92", port92.clone())?;
 
         // PCI: host bridge, ISA bridge, power management.
         let pm_function = Arc::new(Mutex::new(Piix4Pm::new(
@@ -242,6 +257,14 @@ impl Pc {
             "PIIX3 ISA bridge",
             Arc::new(Mutex::new(Piix3::new())),
         )?;
+        let ide = Arc::new(Mutex::new(Piix3Ide::new(
+            line(Piix3Ide::PRIMARY_IRQ),
+            line(Piix3Ide::SECONDARY_IRQ),
+        )));
+        pci_bus.add(Piix3Ide::BDF, "PIIX3 IDE", ide.clone())?;
+        for (base, len, name) in Piix3Ide::LEGACY_RANGES {
+            bus.register_pio(base, len, name, ide.clone())?;
+        }
         pci_bus.add(bdf(1, 3), "PIIX4 power management", pm_function.clone())?;
         let pci = Arc::new(Mutex::new(PciConfigIo::new(pci_bus)));
         bus.register_pio(
@@ -306,6 +329,20 @@ impl Pc {
             )?;
         }
 
+        let resets = vec![
+            resetter!(router),
+            resetter!(pit),
+            resetter!(port61),
+            resetter!(rtc),
+            resetter!(hpet),
+            resetter!(pm_timer),
+            resetter!(i8042),
+            resetter!(port92),
+            resetter!(com1),
+            resetter!(fw_cfg),
+            // PCI functions (host bridge, PIIX3, IDE, PM) through the bus.
+            resetter!(pci),
+        ];
         let timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>> =
             vec![pit, rtc, hpet, pm_timer.clone()];
         let mut pc = Pc {
@@ -323,10 +360,28 @@ impl Pc {
             com1,
             com1_irq: line(isa_irq::COM1),
             a20,
+            ide,
+            ide_bm_base: None,
+            resets,
         };
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
         Ok(pc)
+    }
+
+    /// Plugs a disk or CD-ROM into the IDE controller (before the VM runs).
+    pub fn attach_ide(&mut self, channel: ChannelId, position: DrivePosition, drive: IdeDrive) {
+        self.ide.lock().attach(channel, position, drive);
+    }
+
+    /// The machine's reset (0xCF9, the keyboard controller, port 0x92): every
+    /// device goes back to its power-on state; disks keep their contents.
+    pub fn reset(&mut self) {
+        for reset in &self.resets {
+            reset();
+        }
+        self.apply_pci_events();
+        self.com1_irq.set_level(false);
     }
 
     /// The bus, for registering more devices (disks, NICs) before the VM runs.
@@ -376,6 +431,12 @@ impl Pc {
         if touches(FwCfg::PORT, FwCfg::LEN) {
             self.fw_cfg.lock().run_pending_dma(memory);
         }
+        // Bus-master IDE starts when the command, START and bus mastering
+        // are all there, whichever write came last.
+        let mut ide = self.ide.lock();
+        if ide.dma_pending() {
+            ide.run_pending_dma(memory);
+        }
     }
 
     /// An MMIO read at a guest-physical address that is not RAM.
@@ -401,13 +462,19 @@ impl Pc {
                     self.move_pm_block(new.and_then(|b| u16::try_from(b).ok()));
                 }
                 ConfigChange::Region {
+                    id: RegionId::Bar(4),
+                    space: AddressSpace::Pio,
+                    new,
+                    len,
+                    ..
+                } if e.bdf == Piix3Ide::BDF => self.move_ide_bus_master(new, len),
+                ConfigChange::Region {
                     id,
                     space,
                     old,
                     new,
                     ..
                 } => {
-                    // No PCI function with BARs is on the bus yet.
                     log::debug!(
                         "PCI {:?}: {id:?} in {space} moved {old:?} -> {new:?}, nothing decodes it",
                         e.bdf
@@ -419,6 +486,26 @@ impl Pc {
                 ConfigChange::Smram { open } => log::debug!("SMRAM open = {open}"),
                 ConfigChange::PirqRoute { pirq, irq } => log::debug!("PIRQ {pirq:?} -> {irq:?}"),
             }
+        }
+    }
+
+    fn move_ide_bus_master(&mut self, new: Option<u64>, len: u64) {
+        if let Some(old) = self.ide_bm_base.take() {
+            self.bus.unregister(AddressSpace::Pio, old);
+        }
+        let Some(base) = new else { return };
+        let registered = u16::try_from(base)
+            .ok()
+            .zip(u16::try_from(len).ok())
+            .is_some_and(|(b, l)| {
+                self.bus
+                    .register_pio(b, l, "IDE bus master", self.ide.clone())
+                    .is_ok()
+            });
+        if registered {
+            self.ide_bm_base = Some(base);
+        } else {
+            log::warn!("guest placed the IDE bus-master block at {base:#x}, over another device's ports: it is not decoded");
         }
     }
 

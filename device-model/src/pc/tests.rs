@@ -171,3 +171,58 @@ fn rtc_reads_the_time_and_cmos_holds_the_memory_size() {
     f.out(0x70, 1, 0x09); // year
     assert_ne!(f.pc.pio_read(0x71, 1), 0xff);
 }
+
+#[test]
+fn ide_disk_reads_by_pio_and_dma_after_firmware_style_setup() {
+    use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive};
+    use crate::storage::RamDisk;
+    let mut f = fixture();
+    let mut image = vec![0u8; 4 * 512];
+    image[512..516].copy_from_slice(b"LBA1");
+    f.pc.attach_ide(
+        ChannelId::Primary,
+        DrivePosition::Master,
+        IdeDrive::disk(Box::new(RamDisk::new("disk.img", image).unwrap())),
+    );
+    // Firmware: IDETIM decode enable for both channels, BAR4 = 0xc000, I/O + bus master.
+    f.pci_write(1, 1, 0x40, 2, 0x8000);
+    f.pci_write(1, 1, 0x42, 2, 0x8000);
+    f.pci_write(1, 1, 0x20, 4, 0xc001);
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    // PIO: READ SECTORS, LBA 1, one sector.
+    f.out(0x1f6, 1, 0xe0);
+    f.out(0x1f2, 1, 1);
+    f.out(0x1f3, 1, 1);
+    f.out(0x1f4, 1, 0);
+    f.out(0x1f5, 1, 0);
+    f.out(0x1f7, 1, 0x20);
+    assert_eq!(f.pc.pio_read(0x1f7, 1) & 0x08, 0x08, "DRQ");
+    let w0 = f.pc.pio_read(0x1f0, 2);
+    let w1 = f.pc.pio_read(0x1f0, 2);
+    assert_eq!(
+        (w0, w1),
+        (
+            u32::from(u16::from_le_bytes(*b"LB")),
+            u32::from(u16::from_le_bytes(*b"A1"))
+        )
+    );
+    // DMA: a PRD at 0x1000 pointing at 0x2000 for 512 bytes, READ DMA of LBA 1.
+    f.ram.write(0x1000, &0x2000u32.to_le_bytes()).unwrap();
+    f.ram
+        .write(0x1004, &(512u32 | 0x8000_0000).to_le_bytes())
+        .unwrap();
+    f.out(0xc004, 4, 0x1000);
+    f.out(0x1f2, 1, 1);
+    f.out(0x1f3, 1, 1);
+    f.out(0x1f7, 1, 0xc8);
+    f.out(0xc000, 1, 0x09); // start, device to memory
+    assert_eq!(f.ram.read_le::<4>(0x2000).unwrap(), *b"LBA1");
+    assert_eq!(
+        f.pc.pio_read(0xc002, 1) & 0x04,
+        0x04,
+        "bus-master interrupt status"
+    );
+    // The machine reset leaves the disk contents but not the controller state.
+    f.pc.reset();
+    assert_eq!(f.pc.pio_read(0xc002, 1), 0xff, "BAR4 unmapped after reset");
+}

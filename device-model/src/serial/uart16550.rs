@@ -159,6 +159,13 @@ struct RxChar {
     errors: u8,
 }
 
+/// Where output goes for the instant a reset swaps the real sink out.
+struct Discard;
+
+impl CharSink for Discard {
+    fn write_byte(&mut self, _byte: u8) {}
+}
+
 /// A 16550A UART.
 pub struct Uart16550 {
     output: Box<dyn CharSink>,
@@ -205,6 +212,13 @@ impl Uart16550 {
             thre_pending: false,
             msr: HOST_MODEM_LINES,
         }
+    }
+
+    /// MR (master reset): every register back to its reset value; the output
+    /// stays connected. The machine's reset line drives it.
+    pub fn reset(&mut self) {
+        let output = core::mem::replace(&mut self.output, Box::new(Discard));
+        *self = Uart16550::new(output);
     }
 
     /// A byte arriving on the serial input (host to guest).

@@ -19,7 +19,10 @@ use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
 use vmm_core::{ExitAction, StopReason, Vcpu};
 
 use crate::cpu::Backend;
+use alloc::boxed::Box;
+use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use platform::Machine;
+use vm_config::IdeSlot;
 
 const MIB: u64 = 1 << 20;
 /// The firmware image ends at 1 MiB and, aliased, at 4 GiB.
@@ -31,12 +34,18 @@ const MAX_GUEST_RAM: u64 = 3 << 30;
 
 /// Boot modules by the name the configuration uses for them.
 pub struct Images {
-    pub modules: Vec<(String, &'static [u8])>,
+    pub modules: Vec<(String, &'static mut [u8])>,
 }
 
 impl Images {
-    fn get(&self, name: &str) -> Option<&'static [u8]> {
-        self.modules.iter().find(|(n, _)| n == name).map(|m| m.1)
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.modules.iter().find(|(n, _)| n == name).map(|m| &*m.1)
+    }
+
+    /// Hands the module's memory over for good (a disk image the guest writes).
+    fn take(&mut self, name: &str) -> Option<&'static mut [u8]> {
+        let i = self.modules.iter().position(|(n, _)| n == name)?;
+        Some(self.modules.swap_remove(i).1)
     }
 }
 
@@ -112,12 +121,13 @@ pub struct GuestMapping {
 /// host ranges no guest mapping may reach (Keel, boot modules).
 pub fn run(
     config: &VmConfig,
-    images: &Images,
+    images: &mut Images,
     frames: &mut FrameAllocator,
     backend: Backend,
     reserved: &[Range<u64>],
 ) -> Result<StopReason, VmError> {
     let firmware_name = check_config(config)?;
+    let drives = disk_drives(config, images)?;
     let firmware = images
         .get(firmware_name)
         .ok_or_else(|| VmError::MissingImage(String::from(firmware_name)))?;
@@ -169,6 +179,9 @@ pub fn run(
     let firmware_copy = (fw_start, firmware);
     let mut machine = Machine::new(&config.name, ram, config.vcpus, config.test_device)
         .map_err(VmError::Platform)?;
+    for (channel, position, drive) in drives {
+        machine.pc.attach_ide(channel, position, drive);
+    }
     let backend_name = match backend {
         Backend::Svm(caps) if caps.nrip_save => "SVM with nested paging and NRIP save",
         Backend::Svm(_) => "SVM with nested paging",
@@ -205,6 +218,51 @@ pub fn run(
         unclaimed.pio_writes
     );
     Ok(stop)
+}
+
+/// The IDE drives the configuration's `disk` entries describe, over the boot
+/// modules that carry the images (volatile RAM disks: writes last until Keel
+/// stops).
+fn disk_drives(
+    config: &VmConfig,
+    images: &mut Images,
+) -> Result<Vec<(ChannelId, DrivePosition, IdeDrive)>, VmError> {
+    let mut drives = Vec::new();
+    for spec in config.disk_specs().map_err(VmError::Config)? {
+        let bytes = images
+            .take(&spec.target)
+            .ok_or_else(|| VmError::MissingImage(spec.target.clone()))?;
+        let kib = bytes.len() / 1024;
+        let disk = RamDisk::from_static(spec.target.clone(), bytes)
+            .map_err(|e| VmError::Config(alloc::format!("disk '{}': {e}", spec.target)))?;
+        let drive = match (spec.cdrom, spec.writable) {
+            (true, _) => IdeDrive::cdrom(Some(Box::new(ReadOnly(disk)))),
+            (false, true) => IdeDrive::disk(Box::new(disk)),
+            (false, false) => IdeDrive::disk(Box::new(ReadOnly(disk))),
+        };
+        let (channel, position) = match spec.slot {
+            IdeSlot::PrimaryMaster => (ChannelId::Primary, DrivePosition::Master),
+            IdeSlot::PrimarySlave => (ChannelId::Primary, DrivePosition::Slave),
+            IdeSlot::SecondaryMaster => (ChannelId::Secondary, DrivePosition::Master),
+            IdeSlot::SecondarySlave => (ChannelId::Secondary, DrivePosition::Slave),
+        };
+        log::info!(
+            "VM '{}': {} '{}' ({} KiB, {}) on IDE {:?} {:?}",
+            config.name,
+            if spec.cdrom { "CD-ROM" } else { "disk" },
+            spec.target,
+            kib,
+            if spec.writable {
+                "read-write, volatile"
+            } else {
+                "read-only"
+            },
+            channel,
+            position
+        );
+        drives.push((channel, position, drive));
+    }
+    Ok(drives)
 }
 
 /// Stop the VM after this many machine resets in a row: a guest that keeps
@@ -258,13 +316,11 @@ fn run_vcpu(
                     config.name
                 );
                 // RAM keeps its contents across a reset, except the firmware,
-                // which is fresh as if read from ROM again.
+                // which is fresh as if read from ROM again; disks keep theirs.
                 let ram = machine.ram().as_mut_slice();
                 let at = firmware_at as usize;
                 ram[at..at + firmware.len()].copy_from_slice(firmware);
-                let ram = core::mem::replace(machine.ram(), GuestRam::new(&mut []));
-                *machine = Machine::new(&config.name, ram, config.vcpus, config.test_device)
-                    .map_err(VmError::Platform)?;
+                machine.pc.reset();
                 vcpu.reset();
                 continue;
             }

@@ -543,3 +543,19 @@ fn works_through_the_bus() {
     // A 2-byte read of LSR: the register, then an undriven byte.
     assert_eq!(bus.pio_read(0x3FD, 2), 0xFF60);
 }
+
+#[test]
+fn master_reset_restores_reset_values_and_keeps_the_output() {
+    let (mut u, out) = uart();
+    wr(&mut u, 3, 0x83); // DLAB
+    wr(&mut u, 0, 1);
+    wr(&mut u, 3, 0x03);
+    wr(&mut u, 7, 0x5a);
+    wr(&mut u, 1, 0x0f);
+    u.reset();
+    assert_eq!(rd(&mut u, 7), 0, "scratch");
+    assert_eq!(rd(&mut u, 1), 0, "IER");
+    assert_eq!(u.divisor(), 12);
+    wr(&mut u, 0, b'x');
+    assert_eq!(out.bytes(), b"x");
+}

@@ -610,9 +610,24 @@ fn block_bytes(sectors: u32) -> usize {
     sectors as usize * SECTOR_SIZE
 }
 
-/// The default CHS translation: 16 heads, 63 sectors per track, at most
-/// 16383 cylinders (ATA8-ACS annex: the value reported for disks over 8 GB).
+/// The default CHS translation: 16 heads, 63 sectors per track, the whole
+/// cylinders the disk holds, at least one (a disk smaller than a cylinder is
+/// still addressable by CHS: firmware refuses a drive with no cylinders) and
+/// at most 16383 (ATA8-ACS annex: the value reported for disks over 8 GB).
 fn default_geometry(capacity: u64) -> (u16, u8, u8) {
-    let cyls = (capacity / (16 * 63)).min(16383) as u16;
+    let cyls = (capacity / (16 * 63)).clamp(1, 16383) as u16;
     (cyls, 16, 63)
+}
+
+#[cfg(test)]
+#[test]
+fn geometry_covers_small_and_large_disks() {
+    assert_eq!(
+        default_geometry(4),
+        (1, 16, 63),
+        "a 2 KiB disk still has a cylinder"
+    );
+    assert_eq!(default_geometry(16 * 63), (1, 16, 63));
+    assert_eq!(default_geometry(2 * 16 * 63 + 1), (2, 16, 63));
+    assert_eq!(default_geometry(1 << 40), (16383, 16, 63));
 }
