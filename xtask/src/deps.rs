@@ -72,7 +72,8 @@ fn present(needs: &str) -> bool {
     })
 }
 
-fn is_root() -> bool {
+/// Whether xtask runs as root (and so may use apt-get install / update).
+pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
@@ -128,6 +129,18 @@ pub fn ensure(tools: &[Tool]) -> Result<(), String> {
             still.join(", ")
         ))
     }
+}
+
+/// `apt-get update`, once per process (root only).
+pub fn apt_update() -> Result<(), String> {
+    if !is_root() {
+        return Err("apt-get update needs root: run `sudo apt-get update`".into());
+    }
+    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
+        eprintln!("xtask: apt-get update");
+        apt(&["update"])?;
+    }
+    Ok(())
 }
 
 fn apt(args: &[&str]) -> Result<(), String> {

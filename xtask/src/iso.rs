@@ -82,6 +82,9 @@ pub fn resolve_image(
         crate::deps::ensure(tools)?;
         return Ok(PathBuf::from(file));
     }
+    if let Some(found) = crate::guest_assets::resolve(value, guest_dir) {
+        return found.map_err(|e| format!("{}: {key} = \"{value}\": {e}", vm.path.display()));
+    }
     if TEST_GUESTS.contains(&value) || TEST_DISKS.contains(&value) {
         let built = guest_dir.join(value);
         if built.is_file() {
@@ -96,7 +99,7 @@ pub fn resolve_image(
     }
     Err(format!(
         "{}: {key} = \"{value}\": there is no file {} and it is not a built-in test guest \
-         (choose one of: {}, {}, or give a path relative to the config's directory)",
+         (choose one of: {}, {}, {}, or give a path relative to the config's directory)",
         vm.path.display(),
         local.display(),
         PACKAGED_FIRMWARE
@@ -104,7 +107,8 @@ pub fn resolve_image(
             .map(|f| f.0)
             .collect::<Vec<_>>()
             .join(", "),
-        TEST_GUESTS.join(", ")
+        TEST_GUESTS.join(", "),
+        crate::guest_assets::NAMES.join(", ")
     ))
 }
 
@@ -112,6 +116,9 @@ pub fn resolve_image(
 /// the configuration nor a test guest name.
 pub fn check_images(vm: &VmFile) -> Result<(), String> {
     for (key, value) in vm.config.images() {
+        if crate::guest_assets::BUILT.contains(&value) {
+            continue;
+        }
         if !TEST_GUESTS.contains(&value) && !TEST_DISKS.contains(&value) {
             resolve_image(vm, key, value, Path::new("/nonexistent"))?;
         }

@@ -5,7 +5,9 @@
 //! runner ([`runner`]), one ISO layout ([`iso`]) and one idea of where the
 //! artifacts are ([`workspace`]).
 
+pub mod cpio;
 pub mod deps;
+pub mod guest_assets;
 pub mod iso;
 pub mod runner;
 pub mod workspace;

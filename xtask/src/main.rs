@@ -21,6 +21,11 @@ commands:
                          default corei7_skylake_x), stream Keel's serial log, exit
                          with Keel's status (124 on timeout, default 60 s, 180 s on vmx)
   test                   host unit tests, build, then the integration tests (tests/)
+  direct-boot [--vm FILE] [--timeout SECS]
+                         boot the VM config's kernel/ramdisk/cmdline (default
+                         tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
+                         the shim as -bios, the fw_cfg files of firmware/README.md
+                         (ACPI tables from acpi-gen); exits with the guest's status
   help                   this text";
 
 /// Exit code for a usage error.
@@ -60,6 +65,7 @@ fn dispatch(args: &[String]) -> Result<u8, Failure> {
         "build" => build_cmd(rest),
         "run" => run_cmd(rest),
         "test" => test_cmd(rest),
+        "direct-boot" => direct_boot_cmd(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(0)
@@ -239,12 +245,143 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
 }
 
 /// The crates built for the bare-metal target: Keel itself, the test guests
-/// (firmware images) and the test disks.
-const BARE_METAL_CRATES: &[&str] = &["keel", "test-guests", "test-disks"];
+/// (firmware images), the test disks and the BIOS shim (`firmware/`).
+const BARE_METAL_CRATES: &[&str] = &["keel", "test-guests", "test-disks", "keel-shim"];
 
 /// `-p CRATE` for each of [`BARE_METAL_CRATES`].
 fn bare_metal_packages() -> Vec<&'static str> {
     BARE_METAL_CRATES.iter().flat_map(|c| ["-p", *c]).collect()
+}
+
+/// `cargo xtask direct-boot`: the shim on plain QEMU (see USAGE).
+fn direct_boot_cmd(args: &[String]) -> Result<u8, Failure> {
+    let ws = Workspace::locate()?;
+    let mut vm_path = ws.test_vms_dir().join("linux.cfg");
+    let mut timeout = Duration::from_secs(120);
+    for (flag, value) in flags(args, &["--vm", "--timeout"])? {
+        match flag {
+            "--vm" => vm_path = PathBuf::from(value),
+            _ => match value.parse::<u64>() {
+                Ok(s) if s > 0 => timeout = Duration::from_secs(s),
+                _ => {
+                    return Err(Failure::Usage(format!(
+                        "--timeout {value}: expected a whole number of seconds above 0"
+                    )))
+                }
+            },
+        }
+    }
+    let vm = VmFile::load(&vm_path)?;
+    let Some(kernel) = vm.config.kernel.clone() else {
+        return Err(Failure::Usage(format!(
+            "{} has no kernel = to boot",
+            vm_path.display()
+        )));
+    };
+    deps::ensure(deps::QEMU)?;
+    ensure_bare_metal_target(&ws)?;
+    step(&format!(
+        "cargo build --release --target {BARE_METAL_TARGET} -p keel-shim"
+    ));
+    cargo(
+        &ws,
+        &[
+            "build",
+            "--release",
+            "--target",
+            BARE_METAL_TARGET,
+            "-p",
+            "keel-shim",
+        ],
+    )?;
+    let guest_dir = ws.bare_metal_dir();
+    let shim = guest_dir.join(xtask::guest_assets::KEEL_SHIM);
+    let kernel_file = iso::resolve_image(&vm, "kernel", &kernel, &guest_dir)?;
+    let ramdisk = match &vm.config.ramdisk {
+        Some(r) => Some((
+            r.clone(),
+            iso::resolve_image(&vm, "ramdisk", r, &guest_dir)?,
+        )),
+        None => None,
+    };
+    let ram_bytes = u64::from(vm.config.memory_mib) << 20;
+    let acpi = xtask::guest_assets::acpi_container(vm.config.vcpus, ram_bytes)?;
+    let dir = xtask::guest_assets::built_dir()?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let acpi_file = dir.join(format!(
+        "{}.acpi",
+        workspace::file_stem_for(&vm.config.name)
+    ));
+    std::fs::write(&acpi_file, acpi)
+        .map_err(|e| format!("cannot write {}: {e}", acpi_file.display()))?;
+
+    // QEMU option values double their commas.
+    let q = |s: &str| s.replace(',', ",,");
+    let file_arg = |name: &str, p: &Path| format!("name={name},file={}", q(&p.to_string_lossy()));
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-machine", "pc", "-accel", "tcg", "-cpu", "qemu64"])
+        .args(["-m", &vm.config.memory_mib.to_string()])
+        .args(["-smp", &vm.config.vcpus.to_string()])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-bios")
+        .arg(&shim)
+        .arg("-fw_cfg")
+        .arg(file_arg("opt/keel/kernel", &kernel_file))
+        .arg("-fw_cfg")
+        .arg(file_arg("opt/keel/acpi", &acpi_file));
+    if let Some((name, file)) = &ramdisk {
+        qemu.arg("-fw_cfg")
+            .arg(file_arg("opt/keel/initrd", file))
+            .arg("-fw_cfg")
+            .arg(format!("name=opt/keel/initrd-cmdline,string={}", q(name)));
+    }
+    if let Some(c) = &vm.config.cmdline {
+        qemu.arg("-fw_cfg")
+            .arg(format!("name=opt/keel/cmdline,string={}", q(c)));
+    }
+    eprintln!(
+        "xtask: booting {} with keel-shim on plain QEMU (TCG), {} MiB, timeout {}s",
+        kernel_file.display(),
+        vm.config.memory_mib,
+        timeout.as_secs()
+    );
+    let started = std::time::Instant::now();
+    let mut child = qemu
+        .spawn()
+        .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+    let status = loop {
+        if let Some(s) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for QEMU: {e}"))?
+        {
+            break Some(s);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let Some(status) = status else {
+        eprintln!("xtask: timed out after {secs:.1}s");
+        return Ok(124);
+    };
+    // isa-debug-exit makes QEMU exit with (v << 1) | 1; 0 is a power-off.
+    match status.code() {
+        Some(0) => {
+            eprintln!("xtask: the guest powered off after {secs:.1}s");
+            Ok(0)
+        }
+        Some(c) if c & 1 == 1 => {
+            let v = c >> 1;
+            eprintln!("xtask: the guest wrote {v} to the debug-exit port after {secs:.1}s");
+            Ok(u8::try_from(v).unwrap_or(255))
+        }
+        _ => Err(format!("QEMU failed ({status}) after {secs:.1}s").into()),
+    }
 }
 
 fn step(what: &str) {

@@ -1,0 +1,544 @@
+//! Guest images for direct boot (`kernel =`, run by the BIOS shim in
+//! `firmware/`), made by xtask and cached under the target directory; none
+//! of them is committed:
+//!
+//! - `debian-linux`: Debian's kernel (the versioned package
+//!   `linux-image-amd64` depends on), fetched with `apt-get download` and
+//!   unpacked with `dpkg-deb -x` into `target/debian/`;
+//! - `debian-initramfs`: a gzipped newc cpio with Debian's `busybox-static`
+//!   and an `/init` that checks ACPI, the LAPIC and the IOAPIC and powers off
+//!   (`target/debian/initramfs.cpio.gz`);
+//! - `keel-mbtest`: the multiboot test kernel (`firmware/src/bin/mbtest.rs`)
+//!   wrapped into an ELF32 file, and `keel-mbtest-module`, the module it
+//!   checks (`target/keel/direct-boot/`);
+//! - `keel-shim`: the shim itself, usable as `firmware = "keel-shim"`.
+//!
+//! [`acpi_container`] makes the `opt/keel/acpi` file the shim reads (the
+//! hypervisor makes its own the same way) for booting the shim on plain QEMU.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::cpio;
+use crate::deps::{self, Tool};
+
+pub const KEEL_SHIM: &str = "keel-shim";
+pub const DEBIAN_LINUX: &str = "debian-linux";
+pub const DEBIAN_INITRAMFS: &str = "debian-initramfs";
+pub const MBTEST_KERNEL: &str = "keel-mbtest";
+pub const MBTEST_MODULE: &str = "keel-mbtest-module";
+
+/// Every name [`resolve`] knows.
+pub const NAMES: &[&str] = &[
+    KEEL_SHIM,
+    DEBIAN_LINUX,
+    DEBIAN_INITRAMFS,
+    MBTEST_KERNEL,
+    MBTEST_MODULE,
+];
+
+/// Names that are built by `cargo xtask build` (not fetched).
+pub const BUILT: &[&str] = &[KEEL_SHIM, MBTEST_KERNEL, MBTEST_MODULE];
+
+/// The multiboot test kernel's load address and entry (firmware/mbtest.ld).
+pub const MBTEST_LOAD: u32 = 0x20_0000;
+pub const MBTEST_ENTRY: u32 = 0x20_0010;
+/// The module the test kernel checks: this many bytes, byte `i` being
+/// `(i * 0x9E3779B1) >> 24` (32-bit multiply).
+pub const MBTEST_MODULE_LEN: usize = 65659;
+
+/// What the Debian tools need.
+const DEBIAN_TOOLS: &[Tool] = &[
+    Tool {
+        needs: "apt-get",
+        package: "apt",
+    },
+    Tool {
+        needs: "apt-cache",
+        package: "apt",
+    },
+    Tool {
+        needs: "dpkg-deb",
+        package: "dpkg",
+    },
+    Tool {
+        needs: "gzip",
+        package: "gzip",
+    },
+];
+
+/// The Debian packages: the kernel's meta package and busybox.
+pub const KERNEL_META_PACKAGE: &str = "linux-image-amd64";
+pub const BUSYBOX_PACKAGE: &str = "busybox-static";
+
+/// The target directory (cargo metadata, asked once).
+fn target_dir() -> Result<PathBuf, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| crate::workspace::Workspace::locate().map(|w| w.target_dir))
+        .clone()
+}
+
+/// `target/debian`: the Debian cache.
+pub fn debian_dir() -> Result<PathBuf, String> {
+    Ok(target_dir()?.join("debian"))
+}
+
+/// `target/keel/direct-boot`: built direct-boot images.
+pub fn built_dir() -> Result<PathBuf, String> {
+    Ok(target_dir()?.join("keel").join("direct-boot"))
+}
+
+/// The file for a direct-boot image name, fetching or building it when
+/// needed; `None` if `name` is not one of [`NAMES`]. `guest_dir` is where
+/// the bare-metal build put `keel-shim` and `keel-mbtest`.
+pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> {
+    Some(match name {
+        KEEL_SHIM => built(guest_dir, KEEL_SHIM),
+        DEBIAN_LINUX => debian().map(|d| d.kernel),
+        DEBIAN_INITRAMFS => debian().and_then(|d| initramfs(&d)),
+        MBTEST_KERNEL => built(guest_dir, MBTEST_KERNEL).and_then(|flat| mbtest_elf_file(&flat)),
+        MBTEST_MODULE => mbtest_module_file(),
+        _ => return None,
+    })
+}
+
+fn built(guest_dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let p = guest_dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} does not exist; build it with cargo xtask build",
+            p.display()
+        ))
+    }
+}
+
+fn io(what: &str, p: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", p.display())
+}
+
+/// The unpacked Debian packages.
+#[derive(Debug, Clone)]
+pub struct Debian {
+    /// `target/debian/root`: the packages' files.
+    pub root: PathBuf,
+    /// The kernel (`root/boot/vmlinuz-*`).
+    pub kernel: PathBuf,
+    /// Its version (`6.1.0-56-amd64`).
+    pub version: String,
+}
+
+fn find_kernel(root: &Path) -> Option<(PathBuf, String)> {
+    let mut found: Vec<(PathBuf, String)> = fs::read_dir(root.join("boot"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_prefix("vmlinuz-")
+                .map(|v| (e.path(), v.to_string()))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Debian's kernel and busybox, unpacked under `target/debian/root`;
+/// fetched on first use.
+pub fn debian() -> Result<Debian, String> {
+    static DONE: OnceLock<Result<Debian, String>> = OnceLock::new();
+    DONE.get_or_init(fetch_debian).clone()
+}
+
+fn fetch_debian() -> Result<Debian, String> {
+    let dir = debian_dir()?;
+    let root = dir.join("root");
+    if let Some((kernel, version)) = find_kernel(&root) {
+        if root.join("bin/busybox").is_file() {
+            return Ok(Debian {
+                root,
+                kernel,
+                version,
+            });
+        }
+    }
+    deps::ensure(DEBIAN_TOOLS)?;
+    let kernel_package = match kernel_package() {
+        Ok(p) => p,
+        Err(first) => {
+            // The package lists may be missing (a fresh container): update once.
+            if !deps::is_root() {
+                return Err(format!(
+                    "{first}; the package lists need an update, which needs root: run \
+                     `sudo apt-get update` (or run cargo xtask as root), then retry"
+                ));
+            }
+            deps::apt_update()?;
+            kernel_package()?
+        }
+    };
+    let debs = dir.join("debs");
+    if debs.exists() {
+        fs::remove_dir_all(&debs).map_err(|e| io("cannot clear", &debs, e))?;
+    }
+    fs::create_dir_all(&debs).map_err(|e| io("cannot create", &debs, e))?;
+    eprintln!("xtask: fetching {kernel_package} and {BUSYBOX_PACKAGE} with apt-get download");
+    let status = Command::new("apt-get")
+        .args(["download", &kernel_package, BUSYBOX_PACKAGE])
+        .current_dir(&debs)
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "apt-get download {kernel_package} {BUSYBOX_PACKAGE} failed ({status}); \
+             if the package lists are stale, run `sudo apt-get update` and retry"
+        ));
+    }
+    if root.exists() {
+        fs::remove_dir_all(&root).map_err(|e| io("cannot clear", &root, e))?;
+    }
+    fs::create_dir_all(&root).map_err(|e| io("cannot create", &root, e))?;
+    for deb in fs::read_dir(&debs).map_err(|e| io("cannot list", &debs, e))? {
+        let deb = deb.map_err(|e| io("cannot list", &debs, e))?.path();
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()
+            .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+        if !status.success() {
+            return Err(format!("dpkg-deb -x {} failed ({status})", deb.display()));
+        }
+    }
+    let (kernel, version) = find_kernel(&root).ok_or_else(|| {
+        format!(
+            "{kernel_package} unpacked into {} but holds no boot/vmlinuz-*",
+            root.display()
+        )
+    })?;
+    if !root.join("bin/busybox").is_file() {
+        return Err(format!(
+            "{BUSYBOX_PACKAGE} unpacked into {} but holds no bin/busybox",
+            root.display()
+        ));
+    }
+    eprintln!("xtask: Debian kernel {version} in {}", kernel.display());
+    Ok(Debian {
+        root,
+        kernel,
+        version,
+    })
+}
+
+/// The versioned kernel package the meta package depends on
+/// (`apt-cache depends linux-image-amd64`).
+fn kernel_package() -> Result<String, String> {
+    let out = Command::new("apt-cache")
+        .args(["depends", KERNEL_META_PACKAGE])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run apt-cache: {e}"))?;
+    parse_kernel_dependency(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+        format!("apt-cache does not know {KERNEL_META_PACKAGE} or what kernel it depends on")
+    })
+}
+
+/// `linux-image-<version>-amd64` from `apt-cache depends` output.
+pub fn parse_kernel_dependency(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let dep = l.trim().strip_prefix("Depends:")?.trim();
+        let dep = dep.trim_start_matches('<').trim_end_matches('>');
+        (dep.starts_with("linux-image-") && dep.ends_with("-amd64") && dep != KERNEL_META_PACKAGE)
+            .then(|| dep.to_string())
+    })
+}
+
+/// Busybox applets the initramfs links, as (directory, applet).
+const APPLETS: &[(&str, &str)] = &[
+    ("bin", "sh"),
+    ("bin", "mount"),
+    ("bin", "grep"),
+    ("bin", "cat"),
+    ("bin", "echo"),
+    ("bin", "dmesg"),
+    ("bin", "uname"),
+    ("bin", "test"),
+    ("bin", "["),
+    ("bin", "ls"),
+    ("bin", "sleep"),
+    ("bin", "mkdir"),
+    ("bin", "sync"),
+    ("sbin", "poweroff"),
+];
+
+/// The initramfs's `/init`: mounts, checks, a summary, ACPI power-off.
+pub const INIT_SCRIPT: &str = r#"#!/bin/sh
+# Generated by cargo xtask (xtask/src/guest_assets.rs): Keel's Linux smoke test.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "PASS linux-init"
+echo "linux-init: kernel $(uname -r)"
+passed=1
+failed=0
+check() {
+    name=$1
+    shift
+    if "$@" >/dev/null 2>&1; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name"
+        failed=$((failed + 1))
+    fi
+}
+check acpi-tables test -e /sys/firmware/acpi/tables/DSDT
+check acpi-madt test -e /sys/firmware/acpi/tables/APIC
+check acpi-interpreter sh -c 'dmesg | grep -q "ACPI: Interpreter enabled"'
+check acpi-ioapic-routing sh -c 'dmesg | grep -q "Using IOAPIC for interrupt routing"'
+check acpi-sci grep -q "IO-APIC.*acpi" /proc/interrupts
+check ioapic grep -q "IO-APIC" /proc/interrupts
+check lapic-timer grep -Eq "LOC: +[1-9]" /proc/interrupts
+check no-acpi-error sh -c '! dmesg | grep -q "ACPI Error"'
+check no-nobody-cared sh -c '! dmesg | grep -q "nobody cared"'
+echo "$passed passed, $failed failed"
+if [ "$failed" != 0 ]; then
+    grep -v " 0 " /proc/interrupts
+    dmesg | grep -i -E "acpi|apic|irq" | head -40
+fi
+sync
+poweroff -f
+"#;
+
+/// The initramfs (`target/debian/initramfs.cpio.gz`), rebuilt when missing
+/// or older than busybox.
+pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
+    let out = debian_dir()?.join("initramfs.cpio.gz");
+    let busybox_path = d.root.join("bin/busybox");
+    let fresh = |p: &Path| {
+        let (Ok(a), Ok(b)) = (fs::metadata(p), fs::metadata(&busybox_path)) else {
+            return false;
+        };
+        matches!((a.modified(), b.modified()), (Ok(x), Ok(y)) if x >= y)
+    };
+    let script_file = debian_dir()?.join("init.last");
+    let same_script = fs::read_to_string(&script_file).is_ok_and(|s| s == INIT_SCRIPT);
+    if fresh(&out) && same_script {
+        return Ok(out);
+    }
+    let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
+    let cpio = initramfs_cpio(&busybox);
+    let mut gz = Command::new("gzip")
+        .args(["-9", "-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run gzip: {e}"))?;
+    let mut stdin = gz.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&cpio)
+    });
+    let output = gz
+        .wait_with_output()
+        .map_err(|e| format!("gzip failed: {e}"))?;
+    writer
+        .join()
+        .map_err(|_| "the gzip writer thread panicked".to_string())?
+        .map_err(|e| format!("cannot feed gzip: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("gzip failed ({})", output.status));
+    }
+    fs::write(&out, &output.stdout).map_err(|e| io("cannot write", &out, e))?;
+    fs::write(&script_file, INIT_SCRIPT).map_err(|e| io("cannot write", &script_file, e))?;
+    eprintln!(
+        "xtask: built {} ({} bytes)",
+        out.display(),
+        output.stdout.len()
+    );
+    Ok(out)
+}
+
+/// The uncompressed initramfs: directories, busybox and its links, device
+/// nodes the kernel opens before devtmpfs exists, `/init`.
+pub fn initramfs_cpio(busybox: &[u8]) -> Vec<u8> {
+    let mut w = cpio::Writer::new();
+    for d in ["bin", "sbin", "dev", "proc", "sys", "etc", "tmp", "root"] {
+        w.dir(d);
+    }
+    w.char_dev("dev/console", 0o600, 5, 1);
+    w.char_dev("dev/null", 0o666, 1, 3);
+    w.file("bin/busybox", 0o755, busybox);
+    for (dir, applet) in APPLETS {
+        let target = if *dir == "bin" {
+            "busybox"
+        } else {
+            "../bin/busybox"
+        };
+        w.symlink(&format!("{dir}/{applet}"), target);
+    }
+    w.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    w.finish()
+}
+
+/// The flat test kernel (linked at [`MBTEST_LOAD`]) as an ELF32 executable
+/// with one PT_LOAD segment (ELF spec, System V ABI i386 supplement).
+pub fn mbtest_elf(flat: &[u8]) -> Vec<u8> {
+    const EHDR: usize = 52;
+    const PHDR: usize = 32;
+    let mut f = Vec::with_capacity(EHDR + PHDR + flat.len());
+    f.extend_from_slice(b"\x7fELF");
+    f.extend_from_slice(&[1, 1, 1, 0]); // 32-bit, little-endian, version 1, System V
+    f.extend_from_slice(&[0; 8]);
+    let h16 = |f: &mut Vec<u8>, v: u16| f.extend_from_slice(&v.to_le_bytes());
+    let h32 = |f: &mut Vec<u8>, v: u32| f.extend_from_slice(&v.to_le_bytes());
+    h16(&mut f, 2); // ET_EXEC
+    h16(&mut f, 3); // EM_386
+    h32(&mut f, 1); // EV_CURRENT
+    h32(&mut f, MBTEST_ENTRY);
+    h32(&mut f, EHDR as u32); // e_phoff
+    h32(&mut f, 0); // e_shoff
+    h32(&mut f, 0); // e_flags
+    h16(&mut f, EHDR as u16);
+    h16(&mut f, PHDR as u16);
+    h16(&mut f, 1); // e_phnum
+    h16(&mut f, 40); // e_shentsize
+    h16(&mut f, 0); // e_shnum
+    h16(&mut f, 0); // e_shstrndx
+    h32(&mut f, 1); // PT_LOAD
+    h32(&mut f, (EHDR + PHDR) as u32); // p_offset
+    h32(&mut f, MBTEST_LOAD); // p_vaddr
+    h32(&mut f, MBTEST_LOAD); // p_paddr
+    h32(&mut f, flat.len() as u32); // p_filesz
+    h32(&mut f, flat.len() as u32 + 0x1000); // p_memsz: a page of bss
+    h32(&mut f, 7); // RWX
+    h32(&mut f, 0x1000); // p_align
+    f.extend_from_slice(flat);
+    f
+}
+
+fn mbtest_elf_file(flat: &Path) -> Result<PathBuf, String> {
+    let bytes = fs::read(flat).map_err(|e| io("cannot read", flat, e))?;
+    let dir = built_dir()?;
+    fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+    let out = dir.join("keel-mbtest.elf");
+    fs::write(&out, mbtest_elf(&bytes)).map_err(|e| io("cannot write", &out, e))?;
+    Ok(out)
+}
+
+/// The module the test kernel checks.
+pub fn mbtest_module() -> Vec<u8> {
+    (0..MBTEST_MODULE_LEN as u32)
+        .map(|i| (i.wrapping_mul(0x9E37_79B1) >> 24) as u8)
+        .collect()
+}
+
+fn mbtest_module_file() -> Result<PathBuf, String> {
+    let dir = built_dir()?;
+    fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+    let out = dir.join("keel-mbtest-module.bin");
+    fs::write(&out, mbtest_module()).map_err(|e| io("cannot write", &out, e))?;
+    Ok(out)
+}
+
+/// Where the ACPI tables go for a VM with `ram_bytes` of RAM: the RSDP at
+/// the start of the BIOS area, the tables 128 KiB below the top of the RAM
+/// under 4 GiB (the shim types that range ACPI in the e820 map).
+pub const RSDP_ADDRESS: u64 = 0xE_0000;
+pub const TABLES_BELOW_TOP: u64 = 128 * 1024;
+
+/// The `opt/keel/acpi` file for a VM: acpi-gen's tables for `vcpus` and
+/// `ram_bytes`, with the PM block at 0xB000 (direct boot), placed.
+pub fn acpi_container(vcpus: u32, ram_bytes: u64) -> Result<Vec<u8>, String> {
+    let mut cfg = acpi_gen::PlatformConfig::new(vcpus, ram_bytes);
+    cfg.pm_base = acpi_gen::platform::PM_BASE_LEGACY;
+    let tables = acpi_gen::AcpiTables::build(&cfg).map_err(|e| format!("acpi-gen: {e:?}"))?;
+    let top = cfg.ram_layout().below_4g;
+    let placed = tables
+        .place(top - TABLES_BELOW_TOP, RSDP_ADDRESS)
+        .map_err(|e| format!("acpi-gen: {e:?}"))?;
+    let blobs: Vec<(u64, &[u8])> = placed
+        .iter()
+        .map(|b| (b.address, b.bytes.as_slice()))
+        .collect();
+    Ok(keel_shim::acpi_blobs::encode(cfg.pm_base, &blobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_dependency_from_apt_cache() {
+        let text = "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n";
+        assert_eq!(
+            parse_kernel_dependency(text).as_deref(),
+            Some("linux-image-6.1.0-56-amd64")
+        );
+        assert_eq!(parse_kernel_dependency("linux-image-amd64\n"), None);
+        assert_eq!(
+            parse_kernel_dependency("x\n  Depends: <linux-image-6.1.0-9-amd64>\n").as_deref(),
+            Some("linux-image-6.1.0-9-amd64")
+        );
+    }
+
+    #[test]
+    fn initramfs_has_init_busybox_and_console() {
+        let a = initramfs_cpio(b"BUSYBOX");
+        let has = |name: &str| {
+            let mut n = name.as_bytes().to_vec();
+            n.push(0);
+            a.windows(n.len()).any(|w| w == n)
+        };
+        for n in [
+            "init",
+            "bin/busybox",
+            "bin/sh",
+            "sbin/poweroff",
+            "dev/console",
+        ] {
+            assert!(has(n), "{n}");
+        }
+        assert!(a.windows(7).any(|w| w == b"BUSYBOX"));
+        assert!(INIT_SCRIPT.contains("PASS linux-init"));
+        assert!(INIT_SCRIPT.contains("poweroff -f"));
+    }
+
+    #[test]
+    fn mbtest_elf_is_what_the_shim_loads() {
+        let mut flat = vec![0u8; 0x40];
+        let magic: u32 = 0x1BAD_B002;
+        flat[0..4].copy_from_slice(&magic.to_le_bytes());
+        flat[4..8].copy_from_slice(&3u32.to_le_bytes());
+        flat[8..12].copy_from_slice(&0u32.wrapping_sub(magic + 3).to_le_bytes());
+        let elf = mbtest_elf(&flat);
+        let h = keel_shim::multiboot::find_header(&elf).unwrap().unwrap();
+        let plan = keel_shim::multiboot::load_plan(&elf, &h).unwrap();
+        assert_eq!(plan.entry, MBTEST_ENTRY);
+        assert_eq!(plan.segments()[0].paddr, MBTEST_LOAD);
+        assert_eq!(plan.segments()[0].filesz, 0x40);
+        assert_eq!(&elf[84..88], &magic.to_le_bytes());
+    }
+
+    #[test]
+    fn mbtest_module_pattern() {
+        let m = mbtest_module();
+        assert_eq!(m.len(), MBTEST_MODULE_LEN);
+        assert_eq!(m[0], 0);
+        assert_eq!(m[1], 0x9E);
+    }
+
+    #[test]
+    fn acpi_container_holds_rsdp_and_tables() {
+        let c = acpi_container(1, 256 << 20).unwrap();
+        let h = keel_shim::acpi_blobs::parse_header(c[..16].try_into().unwrap()).unwrap();
+        assert_eq!(h.count, 2);
+        assert_eq!(h.pm_base, 0xB000);
+        let b = keel_shim::acpi_blobs::parse_blob(c[16..32].try_into().unwrap(), 1 << 20).unwrap();
+        assert_eq!(b.address, RSDP_ADDRESS);
+        assert_eq!(&c[32..40], b"RSD PTR ");
+    }
+}
