@@ -85,21 +85,42 @@ pub fn parse_blob(b: &[u8; BLOB_HEADER_LEN], remaining: u64) -> Result<Blob, Err
 }
 
 /// The container holding `blobs` (address, bytes), with `pm_base`.
-#[cfg(any(test, feature = "alloc"))]
-pub fn encode(pm_base: u16, blobs: &[(u64, &[u8])]) -> alloc::vec::Vec<u8> {
-    let mut out = alloc::vec::Vec::new();
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&pm_base.to_le_bytes());
-    out.extend_from_slice(&(blobs.len() as u32).to_le_bytes());
-    for (address, bytes) in blobs {
-        out.extend_from_slice(&address.to_le_bytes());
-        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(bytes);
-        while !out.len().is_multiple_of(8) {
-            out.push(0);
-        }
+/// Bytes [`encode`] writes for these blobs.
+pub fn encoded_len(blobs: &[(u64, &[u8])]) -> usize {
+    HEADER_LEN
+        + blobs
+            .iter()
+            .map(|(_, b)| BLOB_HEADER_LEN + b.len().div_ceil(8) * 8)
+            .sum::<usize>()
+}
+
+/// Writes the container for `blobs` into `out`, which must be
+/// [`encoded_len`] bytes long (hosts that build the opt/keel/acpi file:
+/// Keel and xtask). Allocation-free, so the shim itself needs no allocator.
+pub fn encode(pm_base: u16, blobs: &[(u64, &[u8])], out: &mut [u8]) -> Result<(), Error> {
+    if out.len() != encoded_len(blobs) || blobs.len() > MAX_BLOBS as usize {
+        return Err(Error::BadAcpi("the output does not fit the blobs"));
     }
+    out.fill(0);
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    out[10..12].copy_from_slice(&pm_base.to_le_bytes());
+    out[12..16].copy_from_slice(&(blobs.len() as u32).to_le_bytes());
+    let mut at = HEADER_LEN;
+    for (address, bytes) in blobs {
+        out[at..at + 8].copy_from_slice(&address.to_le_bytes());
+        out[at + 8..at + 16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        at += BLOB_HEADER_LEN;
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len().div_ceil(8) * 8;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+fn encode_vec(pm_base: u16, blobs: &[(u64, &[u8])]) -> alloc::vec::Vec<u8> {
+    let mut out = alloc::vec![0; encoded_len(blobs)];
+    encode(pm_base, blobs, &mut out).unwrap();
     out
 }
 
@@ -111,7 +132,7 @@ mod tests {
     fn encoded_containers_parse_back() {
         let rsdp = *b"RSD PTR 0123456789abcdefghijklmnopqr";
         let tables = [7u8; 13];
-        let file = encode(0xB000, &[(0xE0000, &rsdp), (0xFFF0000, &tables)]);
+        let file = encode_vec(0xB000, &[(0xE0000, &rsdp), (0xFFF0000, &tables)]);
         let h = parse_header(file[..16].try_into().unwrap()).unwrap();
         assert_eq!(
             h,
@@ -137,7 +158,8 @@ mod tests {
 
     #[test]
     fn malformed_containers_are_refused() {
-        let mut file = encode(0, &[(0x1000, &[1, 2, 3])]);
+        let mut file = encode_vec(0, &[(0x1000, &[1, 2, 3])]);
+        assert!(encode(0, &[(0x1000, &[1, 2, 3])], &mut [0u8; 8]).is_err());
         let blob: [u8; 16] = file[16..32].try_into().unwrap();
         assert!(parse_blob(&blob, 2).is_err());
         assert!(parse_blob(&blob, 8).is_ok());

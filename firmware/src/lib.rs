@@ -11,7 +11,7 @@
 
 #![no_std]
 
-#[cfg(any(test, feature = "alloc"))]
+#[cfg(test)]
 extern crate alloc;
 
 pub mod acpi_blobs;

@@ -444,27 +444,20 @@ fn mbtest_module_file() -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// Where the ACPI tables go for a VM with `ram_bytes` of RAM: the RSDP at
-/// the start of the BIOS area, the tables 128 KiB below the top of the RAM
-/// under 4 GiB (the shim types that range ACPI in the e820 map).
-pub const RSDP_ADDRESS: u64 = 0xE_0000;
-pub const TABLES_BELOW_TOP: u64 = 128 * 1024;
-
 /// The `opt/keel/acpi` file for a VM: acpi-gen's tables for `vcpus` and
-/// `ram_bytes`, with the PM block at 0xB000 (direct boot), placed.
+/// `ram_bytes`, placed for direct boot (`acpi_gen::direct_boot`), in the
+/// shim's container; Keel makes the same file the same way.
 pub fn acpi_container(vcpus: u32, ram_bytes: u64) -> Result<Vec<u8>, String> {
-    let mut cfg = acpi_gen::PlatformConfig::new(vcpus, ram_bytes);
-    cfg.pm_base = acpi_gen::platform::PM_BASE_LEGACY;
-    let tables = acpi_gen::AcpiTables::build(&cfg).map_err(|e| format!("acpi-gen: {e:?}"))?;
-    let top = cfg.ram_layout().below_4g;
-    let placed = tables
-        .place(top - TABLES_BELOW_TOP, RSDP_ADDRESS)
+    let (pm_base, placed) = acpi_gen::direct_boot::placed_tables(vcpus, ram_bytes)
         .map_err(|e| format!("acpi-gen: {e:?}"))?;
     let blobs: Vec<(u64, &[u8])> = placed
         .iter()
         .map(|b| (b.address, b.bytes.as_slice()))
         .collect();
-    Ok(keel_shim::acpi_blobs::encode(cfg.pm_base, &blobs))
+    let mut out = vec![0; keel_shim::acpi_blobs::encoded_len(&blobs)];
+    keel_shim::acpi_blobs::encode(pm_base, &blobs, &mut out)
+        .map_err(|e| format!("ACPI container: {e:?}"))?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -538,7 +531,7 @@ mod tests {
         assert_eq!(h.count, 2);
         assert_eq!(h.pm_base, 0xB000);
         let b = keel_shim::acpi_blobs::parse_blob(c[16..32].try_into().unwrap(), 1 << 20).unwrap();
-        assert_eq!(b.address, RSDP_ADDRESS);
+        assert_eq!(b.address, acpi_gen::direct_boot::RSDP_ADDRESS);
         assert_eq!(&c[32..40], b"RSD PTR ");
     }
 }

@@ -18,6 +18,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod aml;
 pub mod config;
+pub mod direct_boot;
 mod error;
 pub mod fw_cfg;
 pub mod smbios;

@@ -85,14 +85,16 @@ impl VmConfig {
     /// firmware, kernel, ramdisk. Each is loaded as a boot module whose command
     /// line is exactly `value` (docs/ARCHITECTURE.md, "Boot modules").
     pub fn images(&self) -> Vec<(&'static str, &str)> {
-        let mut images: Vec<(&'static str, &str)> = [
-            ("firmware", &self.firmware),
-            ("kernel", &self.kernel),
-            ("ramdisk", &self.ramdisk),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-        .collect();
+        let mut images: Vec<(&'static str, &str)> = self
+            .firmware_image()
+            .map(|f| ("firmware", f))
+            .into_iter()
+            .collect();
+        images.extend(
+            [("kernel", &self.kernel), ("ramdisk", &self.ramdisk)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k, v))),
+        );
         // Disk images travel as modules too (the target, as written in the
         // entry); a malformed entry names no image.
         for d in &self.disks {
@@ -106,6 +108,16 @@ impl VmConfig {
         images
     }
 
+    /// The image the VM starts from: `firmware`, or for a VM that names only
+    /// a `kernel`, Keel's BIOS shim, which boots it directly.
+    pub fn firmware_image(&self) -> Option<&str> {
+        match (&self.firmware, &self.kernel) {
+            (Some(f), _) => Some(f),
+            (None, Some(_)) => Some(BIOS_SHIM),
+            (None, None) => None,
+        }
+    }
+
     /// The `disk` entries, parsed; the error names the entry and what is wrong.
     pub fn disk_specs(&self) -> Result<Vec<DiskSpec>, String> {
         self.disks
@@ -114,6 +126,10 @@ impl VmConfig {
             .collect()
     }
 }
+
+/// The name of Keel's BIOS shim image (`firmware/`), the default firmware of
+/// a VM with `kernel =`.
+pub const BIOS_SHIM: &str = "keel-shim";
 
 /// A configuration that parsed, with what was ignored in it.
 #[derive(Debug, Clone, PartialEq, Eq)]

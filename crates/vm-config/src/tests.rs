@@ -302,3 +302,20 @@ fn garbage_never_panics() {
     // The generator must also reach the accepting paths, or this tests little.
     assert!(accepted > 0, "no garbage input was accepted");
 }
+
+#[test]
+fn a_kernel_without_firmware_boots_through_the_bios_shim() {
+    let c = ok("name = \"l\"\nkernel = \"vmlinuz\"\nramdisk = \"initrd\"\n").config;
+    assert_eq!(c.firmware_image(), Some(BIOS_SHIM));
+    assert_eq!(
+        c.images(),
+        vec![
+            ("firmware", "keel-shim"),
+            ("kernel", "vmlinuz"),
+            ("ramdisk", "initrd")
+        ]
+    );
+    let c = ok("name = \"l\"\nfirmware = \"seabios\"\nkernel = \"vmlinuz\"\n").config;
+    assert_eq!(c.firmware_image(), Some("seabios"));
+    assert_eq!(ok("name = \"l\"\n").config.firmware_image(), None);
+}

@@ -120,7 +120,11 @@ impl FwCfg {
             .filter(|i| i.writable)
             .ok_or(Failed)?;
         let end = off.checked_add(length as usize).ok_or(Failed)?;
-        let dst = item.data.get_mut(off..end).ok_or(Failed)?;
+        let dst = item
+            .data
+            .as_mut_slice()
+            .and_then(|d| d.get_mut(off..end))
+            .ok_or(Failed)?;
         mem.read(address, dst).map_err(|_| Failed)?;
         self.offset = self.offset.saturating_add(length);
         Ok(())

@@ -112,8 +112,34 @@ impl fmt::Display for FwCfgError {
     }
 }
 
+/// An item's bytes: owned, or borrowed from memory that lives as long as
+/// Keel (a boot module: a kernel or initrd handed over without a copy).
+enum ItemData {
+    Owned(Vec<u8>),
+    Static(&'static [u8]),
+}
+
+impl ItemData {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            ItemData::Owned(v) => v,
+            ItemData::Static(s) => s,
+        }
+    }
+    /// Writable items are always owned.
+    fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
+        match self {
+            ItemData::Owned(v) => Some(v),
+            ItemData::Static(_) => None,
+        }
+    }
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
 struct Item {
-    data: Vec<u8>,
+    data: ItemData,
     writable: bool,
     /// Set for files (keys from [`key::FILE_FIRST`]).
     name: Option<String>,
@@ -170,7 +196,7 @@ impl FwCfg {
         self.items.insert(
             key & !key::WRITE_CHANNEL,
             Item {
-                data,
+                data: ItemData::Owned(data),
                 writable: false,
                 name: None,
             },
@@ -179,12 +205,18 @@ impl FwCfg {
 
     /// Adds a file the guest may only read; returns its key.
     pub fn add_file(&mut self, name: &str, data: Vec<u8>) -> Result<u16, FwCfgError> {
-        self.insert_file(name, data, false)
+        self.insert_file(name, ItemData::Owned(data), false)
+    }
+
+    /// Adds a read-only file over bytes that live as long as the hypervisor
+    /// (a boot module), without copying them; returns its key.
+    pub fn add_static_file(&mut self, name: &str, data: &'static [u8]) -> Result<u16, FwCfgError> {
+        self.insert_file(name, ItemData::Static(data), false)
     }
 
     /// Adds a file the guest may also write by DMA (within its size); returns its key.
     pub fn add_writable_file(&mut self, name: &str, data: Vec<u8>) -> Result<u16, FwCfgError> {
-        self.insert_file(name, data, true)
+        self.insert_file(name, ItemData::Owned(data), true)
     }
 
     /// Replaces the contents of an existing file, keeping its key: for
@@ -195,7 +227,7 @@ impl FwCfg {
             name: String::from(name),
         })?;
         if let Some(item) = self.items.get_mut(&key) {
-            item.data = data;
+            item.data = ItemData::Owned(data);
         }
         self.rebuild_directory();
         Ok(())
@@ -259,7 +291,7 @@ impl FwCfg {
     fn insert_file(
         &mut self,
         name: &str,
-        data: Vec<u8>,
+        data: ItemData,
         writable: bool,
     ) -> Result<u16, FwCfgError> {
         if name.is_empty() || name.len() >= FILE_NAME_LEN || name.contains('\0') {
@@ -267,7 +299,7 @@ impl FwCfg {
                 name: String::from(name),
             });
         }
-        check_len(name, &data)?;
+        check_len(name, data.as_slice())?;
         if self.file_key(name).is_some() {
             return Err(FwCfgError::Duplicate {
                 name: String::from(name),
@@ -327,7 +359,7 @@ impl FwCfg {
     fn read_data_byte(&mut self) -> u8 {
         let b = self
             .selected()
-            .and_then(|i| i.data.get(self.offset as usize).copied());
+            .and_then(|i| i.data.as_slice().get(self.offset as usize).copied());
         if b.is_some() {
             self.offset += 1;
         }

@@ -409,3 +409,23 @@ fn e820_file_is_readable_by_the_guest() {
     let key = fw.lock().add_e820(&RamLayout::qemu_pc(64 << 20)).unwrap();
     assert_eq!(read_item(&mut bus, key, 20), entry(0, 64 << 20));
 }
+
+#[test]
+fn static_files_read_like_owned_ones_and_refuse_dma_writes() {
+    static KERNEL: [u8; 6] = *b"bzImg!";
+    let (mut bus, fw) = platform();
+    let key = fw
+        .lock()
+        .add_static_file("opt/keel/kernel", &KERNEL)
+        .unwrap();
+    assert_eq!(read_item(&mut bus, key, 8), b"bzImg!\0\0");
+    assert_eq!(fw.lock().file("opt/keel/kernel"), Some(&KERNEL[..]));
+    // A DMA write to it fails: static files are read-only.
+    let mut backing = vec![0u8; 0x2000];
+    let mut ram = GuestRam::new(&mut backing);
+    ram.write(0x1100, b"XX").unwrap();
+    desc(&mut ram, 0x1000, select(key) | CTL_WRITE, 2, 0x1100);
+    fw.lock().dma(&mut ram, 0x1000);
+    assert_ne!(control(&ram, 0x1000) & CTL_ERROR, 0);
+    assert_eq!(fw.lock().file("opt/keel/kernel"), Some(&KERNEL[..]));
+}

@@ -4,9 +4,13 @@
 //! switches only part of the state, so the host's FS/GS/TR/LDTR, KernelGsBase
 //! and SYSCALL/SYSENTER MSRs are saved to a host save page and the guest's are
 //! loaded from its VMCB, and the reverse after #VMEXIT. GIF is clear for the
-//! whole sequence; Keel runs with RFLAGS.IF clear, so no host interrupt is
-//! taken in between (and there is no STI right before VMRUN, which QEMU TCG
-//! would carry into the guest as an interrupt shadow).
+//! whole sequence. VMRUN runs with the host's RFLAGS.IF set, so that a host
+//! interrupt (Keel's timer, armed for the next device deadline) ends the
+//! guest's run through the INTR intercept (V_INTR_MASKING: the host's IF
+//! decides, APM Vol 2 15.21.1); one instruction separates STI from VMRUN,
+//! since QEMU TCG would carry STI's interrupt shadow into the guest. IF is
+//! cleared again before GIF is set, so the interrupt stays pending until the
+//! VM loop takes it.
 
 use super::vcpu::{GuestGprs, SvmVcpu, EFER_SVME};
 use crate::exit::VmExit;
@@ -49,9 +53,11 @@ core::arch::global_asm!(
     "mov r13, [rax + 88]",
     "mov r14, [rax + 96]",
     "mov r15, [rax + 104]",
+    "sti",
     "mov rax, [rsp]",
     "vmrun rax",
-    // #VMEXIT: RSP and RAX are the host's again.
+    // #VMEXIT: RSP and RAX are the host's again, GIF is clear.
+    "cli",
     "mov rax, [rsp + 16]",
     "mov [rax + 0], rbx",
     "mov [rax + 8], rcx",

@@ -96,6 +96,34 @@ pub fn init() -> Option<u64> {
     (hz > 0).then_some(hz)
 }
 
+/// Arms the timer to interrupt at `deadline_ns`, or disarms it (`None`): the
+/// interrupt ends a running guest's time slice so Keel can deliver device
+/// interrupts that come due while the guest never exits by itself.
+pub fn arm(deadline_ns: Option<u64>) {
+    let hz = u128::from(TIMER_HZ.load(Ordering::Relaxed));
+    if hz == 0 {
+        return;
+    }
+    let Some(deadline) = deadline_ns else {
+        write(TIMER_INITIAL_COUNT, 0);
+        return;
+    };
+    let now = crate::clock::now_ns();
+    let ticks = (u128::from(deadline.saturating_sub(now)) * hz / 1_000_000_000)
+        .clamp(1, u128::from(u32::MAX)) as u32;
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL_COUNT, ticks);
+}
+
+/// Lets a host interrupt that ended the guest's run be taken (its handler
+/// only signals EOI), with interrupts off again right after.
+pub fn take_pending_interrupts() {
+    // SAFETY: the IDT has gates for every vector the local APIC can deliver
+    // (the timer and spurious vectors; the legacy PIC is masked), and their
+    // handlers only signal EOI. The NOP covers STI's interrupt shadow.
+    unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
 /// Halts the CPU until `deadline_ns` (on the clock of [`crate::clock`]).
 /// Without a working APIC timer it waits actively instead.
 pub fn sleep_until(deadline_ns: u64) {

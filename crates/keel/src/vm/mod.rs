@@ -1,5 +1,6 @@
 //! Creating a VM from its configuration and running it until it stops.
 
+mod direct_boot;
 mod platform;
 mod svm;
 mod vmx;
@@ -21,6 +22,7 @@ use vmm_core::{ExitAction, StopReason, Vcpu};
 use crate::cpu::Backend;
 use alloc::boxed::Box;
 use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
+use direct_boot::DirectBoot;
 use platform::Machine;
 use vm_config::IdeSlot;
 
@@ -90,11 +92,6 @@ fn check_config(config: &VmConfig) -> Result<&str, VmError> {
             config.vcpus
         )));
     }
-    if config.kernel.is_some() {
-        return Err(VmError::Config(String::from(
-            "kernel = ...: direct kernel boot needs the BIOS shim, which Keel does not have yet",
-        )));
-    }
     if u64::from(config.memory_mib) * MIB > MAX_GUEST_RAM {
         return Err(VmError::Config(alloc::format!(
             "memory = {}: at most {} MiB of guest RAM for now",
@@ -102,9 +99,9 @@ fn check_config(config: &VmConfig) -> Result<&str, VmError> {
             MAX_GUEST_RAM / MIB
         )));
     }
-    config.firmware.as_deref().ok_or_else(|| {
+    config.firmware_image().ok_or_else(|| {
         VmError::Config(String::from(
-            "no firmware = \"...\": the image the VM starts from",
+            "no firmware = \"...\" and no kernel = \"...\": nothing for the VM to start from",
         ))
     })
 }
@@ -128,6 +125,7 @@ pub fn run(
 ) -> Result<StopReason, VmError> {
     let firmware_name = check_config(config)?;
     let drives = disk_drives(config, images)?;
+    let direct_boot = DirectBoot::from_config(config, images)?;
     let firmware = images
         .get(firmware_name)
         .ok_or_else(|| VmError::MissingImage(String::from(firmware_name)))?;
@@ -181,6 +179,10 @@ pub fn run(
         .map_err(VmError::Platform)?;
     for (channel, position, drive) in drives {
         machine.pc.attach_ide(channel, position, drive);
+    }
+    if let Some(direct) = &direct_boot {
+        direct.install(&mut machine.pc.fw_cfg().lock())?;
+        log::info!("VM '{}': {}", config.name, direct.describe());
     }
     let backend_name = match backend {
         Backend::Svm(caps) if caps.nrip_save => "SVM with nested paging and NRIP save",
@@ -287,8 +289,13 @@ fn run_vcpu(
     loop {
         machine.pc.service();
         deliver(vcpu, machine);
+        // The guest may never exit by itself (a busy loop): a host timer
+        // interrupt at the next device deadline ends its run so the interrupt
+        // that comes due then is delivered on time.
+        crate::arch::lapic::arm(machine.pc.next_deadline_ns());
         let rip = vcpu.rip();
         let exit = vcpu.run();
+        crate::arch::lapic::take_pending_interrupts();
         exits += 1;
         let mut action = handle_exit(&exit, vcpu, machine, &mut policy);
         if action == ExitAction::Halt {

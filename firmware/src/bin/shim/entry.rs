@@ -68,10 +68,13 @@ pm_rom:
     jmp *%eax
 
     .balign 8
+/* The accessed bit (type bit 0) is set in every descriptor: the first far
+   jump reads this GDT from the ROM, and a CPU that had to set the bit would
+   write to the ROM (SDM Vol 3A 3.4.5.1), which a hypervisor maps read-only. */
 gdt:
     .quad 0
-    .quad 0x00CF9A000000FFFF        /* 0x08: 32-bit code, base 0, limit 4 GiB */
-    .quad 0x00AF9A000000FFFF        /* 0x10: 64-bit code (L = 1) */
+    .quad 0x00CF9B000000FFFF        /* 0x08: 32-bit code, base 0, limit 4 GiB */
+    .quad 0x00AF9B000000FFFF        /* 0x10: 64-bit code (L = 1) */
     .quad 0x00CF93000000FFFF        /* 0x18: data, base 0, limit 4 GiB */
 gdt_end:
 rom_gdt_desc:
