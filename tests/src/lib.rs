@@ -42,7 +42,7 @@ pub fn test_options(guest_mib: u32) -> RunOptions {
     RunOptions {
         timeout: Duration::from_secs(secs),
         live: false,
-        memory_mib: guest_mib.saturating_add(128).max(512),
+        memory_mib: runner::host_memory_mib(guest_mib),
         ..RunOptions::default()
     }
 }
@@ -237,6 +237,7 @@ mod tests {
         Outcome {
             end,
             lines: log.lines().map(String::from).collect(),
+            line_times: log.lines().map(|_| Duration::ZERO).collect(),
             emulator_stderr: String::new(),
             emulator_status: None,
             elapsed: Duration::from_secs(1),

@@ -5,6 +5,7 @@
 //! runner ([`runner`]), one ISO layout ([`iso`]) and one idea of where the
 //! artifacts are ([`workspace`]).
 
+pub mod bench;
 pub mod cpio;
 pub mod deps;
 pub mod guest_assets;

@@ -26,6 +26,10 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
+  bench [--timeout SECS]
+                         boot tests/vms/linux.cfg under Keel and the same kernel and
+                         initramfs on plain QEMU TCG (-kernel), in one run; print the
+                         times and their ratio, write target/bench/boot.json
   help                   this text";
 
 /// Exit code for a usage error.
@@ -66,6 +70,7 @@ fn dispatch(args: &[String]) -> Result<u8, Failure> {
         "run" => run_cmd(rest),
         "test" => test_cmd(rest),
         "direct-boot" => direct_boot_cmd(rest),
+        "bench" => bench_cmd(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(0)
@@ -140,7 +145,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut opts = RunOptions {
         timeout,
         live: true,
-        memory_mib: host_memory_mib(vm.config.memory_mib),
+        memory_mib: runner::host_memory_mib(vm.config.memory_mib),
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -173,11 +178,6 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         eprintln!("xtask: {}", outcome.summary());
     }
     Ok(u8::try_from(outcome.exit_code()).unwrap_or(1))
-}
-
-/// Host RAM for the emulated machine: room for the guest's RAM and Keel.
-pub fn host_memory_mib(guest_mib: u32) -> u32 {
-    guest_mib.saturating_add(128).max(512)
 }
 
 fn test_cmd(args: &[String]) -> Result<u8, Failure> {
@@ -251,6 +251,68 @@ const BARE_METAL_CRATES: &[&str] = &["keel", "test-guests", "test-disks", "keel-
 /// `-p CRATE` for each of [`BARE_METAL_CRATES`].
 fn bare_metal_packages() -> Vec<&'static str> {
     BARE_METAL_CRATES.iter().flat_map(|c| ["-p", *c]).collect()
+}
+
+/// `cargo xtask bench`: boot time under Keel next to plain QEMU (see USAGE).
+fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
+    let ws = Workspace::locate()?;
+    let mut timeout = Duration::from_secs(300);
+    for (_, value) in flags(args, &["--timeout"])? {
+        match value.parse::<u64>() {
+            Ok(s) if s > 0 => timeout = Duration::from_secs(s),
+            _ => {
+                return Err(Failure::Usage(format!(
+                    "--timeout {value}: expected a whole number of seconds above 0"
+                )))
+            }
+        }
+    }
+    deps::ensure(deps::QEMU)?;
+    let vm_path = ws.test_vms_dir().join("linux.cfg");
+    let built = build(&ws, std::slice::from_ref(&vm_path))?;
+    let (vm, iso) = built
+        .into_iter()
+        .next()
+        .ok_or_else(|| "nothing was built".to_string())?;
+    let guest_dir = ws.bare_metal_dir();
+    let kernel_name = vm
+        .config
+        .kernel
+        .clone()
+        .ok_or_else(|| "linux.cfg has no kernel".to_string())?;
+    let kernel = iso::resolve_image(&vm, "kernel", &kernel_name, &guest_dir)?;
+    let initrd = match &vm.config.ramdisk {
+        Some(r) => Some(iso::resolve_image(&vm, "ramdisk", r, &guest_dir)?),
+        None => None,
+    };
+    let cmdline = vm.config.cmdline.clone().unwrap_or_default();
+
+    step("bench: boot under Keel (QEMU TCG, SVM)");
+    let keel = xtask::bench::run_keel(&iso, vm.config.memory_mib, timeout)?;
+    step("bench: the same kernel and initramfs on plain QEMU TCG (-kernel)");
+    let qemu = xtask::bench::run_plain_qemu(
+        &kernel,
+        initrd.as_deref(),
+        &cmdline,
+        vm.config.memory_mib,
+        timeout,
+    )?;
+    let result = xtask::bench::BootBench {
+        kernel: kernel
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        keel: xtask::bench::keel_times(&keel, &vm.config.name)?,
+        qemu: xtask::bench::qemu_times(&qemu)?,
+        keel_exits: xtask::bench::exits(&keel, &vm.config.name),
+    };
+    print!("{}", result.table());
+    let dir = ws.target_dir.join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let json = dir.join("boot.json");
+    std::fs::write(&json, result.json())
+        .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
+    eprintln!("xtask: wrote {}", json.display());
+    Ok(0)
 }
 
 /// `cargo xtask direct-boot`: the shim on plain QEMU (see USAGE).

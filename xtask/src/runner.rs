@@ -125,6 +125,11 @@ pub struct RunOptions {
     pub stop_at: Option<String>,
 }
 
+/// Host RAM for the emulated machine: room for the guest's RAM and Keel.
+pub fn host_memory_mib(guest_mib: u32) -> u32 {
+    guest_mib.saturating_add(128).max(512)
+}
+
 /// The Bochs CPU model VMX runs use unless told otherwise.
 pub const DEFAULT_BOCHS_MODEL: &str = "corei7_skylake_x";
 
@@ -160,6 +165,8 @@ pub struct Outcome {
     pub end: End,
     /// Every serial line, without line terminators.
     pub lines: Vec<String>,
+    /// When each line of `lines` arrived, counted from the emulator's start.
+    pub line_times: Vec<Duration>,
     /// What the emulator wrote to stderr.
     pub emulator_stderr: String,
     /// The emulator's own exit status (killed runs included).
@@ -186,6 +193,12 @@ impl Outcome {
             .iter()
             .map(|l| l.trim_end())
             .filter(|l| l.starts_with(STOP_LINE_PREFIX) && l.contains("' stopped: "))
+    }
+
+    /// When the first line containing `text` arrived, from the emulator's start.
+    pub fn time_of(&self, text: &str) -> Option<Duration> {
+        let i = self.lines.iter().position(|l| l.contains(text))?;
+        self.line_times.get(i).copied()
     }
 
     /// The last `n` serial lines.
@@ -522,6 +535,7 @@ pub fn run_command_with(
     let mut status = None;
     let mut until = deadline;
     let mut lines = Vec::new();
+    let mut line_times = Vec::new();
     let mut eof = false;
     let mut reached = false;
     let out = io::stdout();
@@ -547,6 +561,7 @@ pub fn run_command_with(
                 }
                 let hit = opts.stop_at.as_deref().is_some_and(|s| line.contains(s));
                 lines.push(line);
+                line_times.push(start.elapsed());
                 if hit && status.is_none() {
                     reached = true;
                     break;
@@ -576,6 +591,7 @@ pub fn run_command_with(
                 status = final_status(&line);
             }
             lines.push(line);
+            line_times.push(start.elapsed());
         }
     }
     drop(rx);
@@ -591,6 +607,7 @@ pub fn run_command_with(
     Ok(Outcome {
         end,
         lines,
+        line_times,
         emulator_stderr,
         emulator_status,
         elapsed: start.elapsed(),
