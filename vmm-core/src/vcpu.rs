@@ -105,6 +105,15 @@ pub trait VcpuState {
         }
     }
 
+    /// The backend's own copy of the task priority that guest CR8 accesses
+    /// use without exiting (SVM's V_TPR, APM Vol 2 15.21.2), if it has one;
+    /// the VM loop keeps it and the local APIC's TPR in step.
+    fn virtual_tpr(&self) -> Option<u8> {
+        None
+    }
+    /// Sets the backend's copy of the task priority (CR8 value, 0-15).
+    fn set_virtual_tpr(&mut self, _tpr: u8) {}
+
     /// Whether RFLAGS.IF is set: the guest accepts maskable interrupts.
     fn interrupts_enabled(&self) -> bool {
         self.rflags() & (1 << 9) != 0

@@ -22,6 +22,13 @@ pub trait Platform {
     fn memory(&mut self) -> &mut dyn GuestMemory;
     /// The guest's current time-stamp counter.
     fn guest_tsc(&self) -> u64;
+    /// CR8: the task priority of the vCPU's local APIC (SDM Vol 3A 10.8.6.1),
+    /// bits 3:0 = TPR[7:4].
+    fn cr8(&mut self, _vcpu: u32) -> u64 {
+        0
+    }
+    /// A MOV to CR8 (the handler has checked that bits 63:4 are clear).
+    fn set_cr8(&mut self, _vcpu: u32, _value: u64) {}
     /// RDMSR of an MSR the platform's devices own (the local APIC's), asked
     /// before the MSR policy; `None` leaves the MSR to the policy.
     fn msr_read(&mut self, _vcpu: u32, _msr: u32) -> Option<MsrOutcome> {
@@ -105,7 +112,18 @@ pub fn handle_exit(
                     info: u64::from(cr.cr),
                 });
             };
-            if cr.write {
+            if cr.cr == 8 {
+                if cr.write {
+                    let value = vcpu.gpr(gpr);
+                    if value >> 4 != 0 {
+                        vcpu.inject(Event::GP0);
+                        return ExitAction::Resume;
+                    }
+                    platform.set_cr8(vcpu.vcpu_id(), value);
+                } else {
+                    vcpu.set_gpr(gpr, platform.cr8(vcpu.vcpu_id()));
+                }
+            } else if cr.write {
                 vcpu.set_cr(cr.cr, vcpu.gpr(gpr));
             } else {
                 let value = match cr.cr {
@@ -195,6 +213,7 @@ mod tests {
         /// MMIO accesses: (address, bytes, is a write).
         mmio: Vec<(u64, Vec<u8>, bool)>,
         mmio_value: u64,
+        cr8: u64,
     }
 
     impl FakePlatform {
@@ -207,6 +226,7 @@ mod tests {
                 reads: 0,
                 mmio: Vec::new(),
                 mmio_value: 0,
+                cr8: 0,
             }
         }
     }
@@ -234,6 +254,12 @@ mod tests {
         }
         fn guest_tsc(&self) -> u64 {
             42
+        }
+        fn cr8(&mut self, _vcpu: u32) -> u64 {
+            self.cr8
+        }
+        fn set_cr8(&mut self, _vcpu: u32, value: u64) {
+            self.cr8 = value;
         }
         // The platform owns IA32_APIC_BASE (0x1B) in these tests.
         fn msr_read(&mut self, _vcpu: u32, msr: u32) -> Option<MsrOutcome> {
@@ -600,6 +626,33 @@ mod tests {
         handle_exit(&VmExit::Wbinvd { len: 2 }, &mut v, &mut p, &mut pol);
         handle_exit(&VmExit::Invd { len: 2 }, &mut v, &mut p, &mut pol);
         assert_eq!(v.rip, 0x1005);
+    }
+
+    #[test]
+    fn cr8_is_the_platforms_task_priority() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        v.gprs[Gpr::R10 as usize] = 0x9;
+        let w = CrAccess {
+            cr: 8,
+            write: true,
+            gpr: Some(Gpr::R10),
+            len: 4,
+        };
+        handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
+        assert_eq!(p.cr8, 0x9);
+        let r = CrAccess {
+            cr: 8,
+            write: false,
+            gpr: Some(Gpr::Rax),
+            len: 4,
+        };
+        handle_exit(&VmExit::CrAccess(r), &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[Gpr::Rax as usize], 0x9);
+        assert_eq!(v.rip, 0x1008);
+        v.gprs[Gpr::R10 as usize] = 0x10;
+        handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
+        assert_eq!(v.injected, [Event::GP0], "reserved bits of CR8");
+        assert_eq!((p.cr8, v.rip), (0x9, 0x1008));
     }
 
     #[test]

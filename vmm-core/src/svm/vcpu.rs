@@ -411,6 +411,14 @@ impl VcpuState for SvmVcpu {
     fn event_pending(&self) -> bool {
         self.vmcb.read_u64(control::EVENTINJ) & EVENTINJ_VALID != 0
     }
+    fn virtual_tpr(&self) -> Option<u8> {
+        Some((self.vmcb.read_u64(control::VINTR) & 0xf) as u8)
+    }
+    fn set_virtual_tpr(&mut self, tpr: u8) {
+        let vintr = self.vmcb.read_u64(control::VINTR) & !0xff;
+        self.vmcb
+            .write_u64(control::VINTR, vintr | u64::from(tpr & 0xf));
+    }
     /// A virtual interrupt (V_IRQ) with the VINTR intercept: the CPU exits
     /// instead of delivering it once the guest can take interrupts (APM Vol 2 15.21.4).
     fn set_interrupt_window_exiting(&mut self, on: bool) {
@@ -545,6 +553,14 @@ mod tests {
         assert!(v.interrupt_shadow());
         v.clear_interrupt_shadow();
         assert!(!v.interrupt_shadow());
+    }
+
+    #[test]
+    fn virtual_tpr_is_the_low_byte_of_vintr() {
+        let mut v = vcpu();
+        v.set_virtual_tpr(0x1c);
+        assert_eq!(v.virtual_tpr(), Some(0xc));
+        assert_eq!(v.vmcb.read_u64(control::VINTR), V_INTR_MASKING | 0xc);
     }
 
     #[test]

@@ -400,7 +400,11 @@ impl VmxControls {
             PinBased::PROCESS_POSTED_INTERRUPTS.bits(),
             "external-interrupt and NMI exiting",
         )?;
+        // CR8 is the local APIC's TPR, which Keel emulates: without the exits
+        // (and without a TPR shadow) a guest MOV to CR8 would set the host's.
         let primary_required = PrimaryProcessorBased::HLT_EXITING
+            | PrimaryProcessorBased::CR8_LOAD_EXITING
+            | PrimaryProcessorBased::CR8_STORE_EXITING
             | PrimaryProcessorBased::USE_IO_BITMAPS
             | PrimaryProcessorBased::USE_MSR_BITMAPS
             | PrimaryProcessorBased::ACTIVATE_SECONDARY_CONTROLS;

@@ -14,7 +14,7 @@ use device_model::PowerRequest;
 use guest_memory::{GuestMemory, GuestRam};
 use keel::frames::FrameAllocator;
 use vm_config::VmConfig;
-use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, VmPolicy};
+use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy};
 use vmm_core::interrupts::{deliver, InterruptSource};
 use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
 use vmm_core::{ExitAction, StopReason, Vcpu};
@@ -293,9 +293,16 @@ fn run_vcpu(
         // interrupt at the next device deadline ends its run so the interrupt
         // that comes due then is delivered on time.
         crate::arch::lapic::arm(machine.pc.next_deadline_ns());
+        // A backend with its own copy of CR8 (SVM's V_TPR) sees the APIC's
+        // TPR, and a CR8 write the guest made without exiting reaches the APIC.
+        let tpr = Platform::cr8(machine, vcpu.vcpu_id()) as u8;
+        vcpu.set_virtual_tpr(tpr);
         let rip = vcpu.rip();
         let exit = vcpu.run();
         crate::arch::lapic::take_pending_interrupts();
+        if let Some(t) = vcpu.virtual_tpr().filter(|&t| t != tpr) {
+            Platform::set_cr8(machine, vcpu.vcpu_id(), u64::from(t));
+        }
         exits += 1;
         let mut action = handle_exit(&exit, vcpu, machine, &mut policy);
         if action == ExitAction::Halt {

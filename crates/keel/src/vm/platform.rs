@@ -86,6 +86,14 @@ impl vmm_core::exit::Platform for Machine {
         crate::clock::rdtsc()
     }
 
+    fn cr8(&mut self, vcpu: u32) -> u64 {
+        self.pc.router().lock().cr8(vcpu)
+    }
+
+    fn set_cr8(&mut self, vcpu: u32, value: u64) {
+        self.pc.router().lock().set_cr8(vcpu, value);
+    }
+
     fn msr_read(&mut self, vcpu: u32, msr: u32) -> Option<MsrOutcome> {
         let mut router = self.pc.router().lock();
         let value = match msr {
