@@ -19,4 +19,4 @@ pub mod vcpu;
 pub mod vmx;
 
 pub use exit::{ExitAction, StopReason, VmExit};
-pub use vcpu::{Event, Gpr, Segment, Sreg, Vcpu, VcpuState};
+pub use vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, Vcpu, VcpuState};

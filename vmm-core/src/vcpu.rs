@@ -10,6 +10,72 @@
 /// AVL (8), L (9), D/B (10), G (11); the VMX backend converts.
 pub use x86_emul::{Gpr, Segment, Sreg};
 
+/// The guest GPRs a backend keeps in memory while the guest runs: all but
+/// RSP, which both backends keep in their control structure (and RAX on SVM,
+/// where the VMCB holds it and this slot is unused). The layout is fixed: the
+/// entry stubs of both backends (`svm::hw`, `vmx::hw`) load and store these
+/// offsets (RAX 0, RBX 8, RCX 16, RDX 24, RSI 32, RDI 40, RBP 48, R8-R15 56-112).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestGprs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+impl GuestGprs {
+    /// The slot of `reg`; `None` for RSP, which lives in the backend's state.
+    fn slot(&mut self, reg: Gpr) -> Option<&mut u64> {
+        Some(match reg {
+            Gpr::Rax => &mut self.rax,
+            Gpr::Rsp => return None,
+            Gpr::Rbx => &mut self.rbx,
+            Gpr::Rcx => &mut self.rcx,
+            Gpr::Rdx => &mut self.rdx,
+            Gpr::Rsi => &mut self.rsi,
+            Gpr::Rdi => &mut self.rdi,
+            Gpr::Rbp => &mut self.rbp,
+            Gpr::R8 => &mut self.r8,
+            Gpr::R9 => &mut self.r9,
+            Gpr::R10 => &mut self.r10,
+            Gpr::R11 => &mut self.r11,
+            Gpr::R12 => &mut self.r12,
+            Gpr::R13 => &mut self.r13,
+            Gpr::R14 => &mut self.r14,
+            Gpr::R15 => &mut self.r15,
+        })
+    }
+
+    /// `reg`'s value; `None` for RSP.
+    pub fn get(&self, reg: Gpr) -> Option<u64> {
+        let mut copy = *self;
+        copy.slot(reg).map(|v| *v)
+    }
+
+    /// Sets `reg`; returns false for RSP, which is not kept here.
+    pub fn set(&mut self, reg: Gpr, value: u64) -> bool {
+        match self.slot(reg) {
+            Some(v) => {
+                *v = value;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// An event to deliver to the guest on the next entry (SDM Vol 3C 27.6 / APM 15.20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -276,6 +342,24 @@ pub(crate) mod tests {
         fn set_interrupt_window_exiting(&mut self, on: bool) {
             self.window = on;
         }
+    }
+
+    #[test]
+    fn gpr_file_layout_and_access() {
+        let mut g = GuestGprs::default();
+        for i in 0..16 {
+            assert_eq!(
+                g.set(Gpr::from_index(i), 0x100 + i as u64),
+                i != 4,
+                "RSP is not kept here"
+            );
+        }
+        assert_eq!(g.get(Gpr::Rsp), None);
+        assert_eq!(g.get(Gpr::R15), Some(0x10f));
+        assert_eq!((g.rax, g.rbx, g.rcx, g.rdx), (0x100, 0x103, 0x101, 0x102));
+        assert_eq!(core::mem::offset_of!(GuestGprs, rbx), 8);
+        assert_eq!(core::mem::offset_of!(GuestGprs, rbp), 48);
+        assert_eq!(core::mem::offset_of!(GuestGprs, r15), 112);
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub use decode::decode_exit;
 pub use exit_code::SvmExitCode;
 pub use intercepts::{InterceptMisc1, InterceptMisc2};
 pub use permission_maps::{IoPermissionMap, MsrPermissionMap};
-pub use vcpu::{GuestGprs, SvmVcpu, SvmVcpuConfig};
+pub use vcpu::{SvmVcpu, SvmVcpuConfig};
 pub use vmcb::Vmcb;

@@ -8,28 +8,7 @@ use super::intercepts::{InterceptMisc1, InterceptMisc2};
 use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
 use crate::exit::VmExit;
-use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
-
-/// Guest GPRs that VMRUN does not save: everything but RAX and RSP, which live
-/// in the VMCB. The field order is the layout `hw::run` loads and stores.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GuestGprs {
-    pub rbx: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rbp: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-}
+use crate::vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, VcpuState};
 
 /// What a vCPU is set up with.
 #[derive(Debug, Clone, Copy)]
@@ -299,46 +278,20 @@ impl VcpuState for SvmVcpu {
     }
 
     fn gpr(&self, reg: Gpr) -> u64 {
-        let g = &self.gprs;
         match reg {
             Gpr::Rax => self.vmcb.read_u64(save::RAX),
             Gpr::Rsp => self.vmcb.read_u64(save::RSP),
-            Gpr::Rbx => g.rbx,
-            Gpr::Rcx => g.rcx,
-            Gpr::Rdx => g.rdx,
-            Gpr::Rsi => g.rsi,
-            Gpr::Rdi => g.rdi,
-            Gpr::Rbp => g.rbp,
-            Gpr::R8 => g.r8,
-            Gpr::R9 => g.r9,
-            Gpr::R10 => g.r10,
-            Gpr::R11 => g.r11,
-            Gpr::R12 => g.r12,
-            Gpr::R13 => g.r13,
-            Gpr::R14 => g.r14,
-            Gpr::R15 => g.r15,
+            other => self.gprs.get(other).unwrap_or(0),
         }
     }
 
     fn set_gpr(&mut self, reg: Gpr, value: u64) {
-        let g = &mut self.gprs;
         match reg {
             Gpr::Rax => self.vmcb.write_u64(save::RAX, value),
             Gpr::Rsp => self.vmcb.write_u64(save::RSP, value),
-            Gpr::Rbx => g.rbx = value,
-            Gpr::Rcx => g.rcx = value,
-            Gpr::Rdx => g.rdx = value,
-            Gpr::Rsi => g.rsi = value,
-            Gpr::Rdi => g.rdi = value,
-            Gpr::Rbp => g.rbp = value,
-            Gpr::R8 => g.r8 = value,
-            Gpr::R9 => g.r9 = value,
-            Gpr::R10 => g.r10 = value,
-            Gpr::R11 => g.r11 = value,
-            Gpr::R12 => g.r12 = value,
-            Gpr::R13 => g.r13 = value,
-            Gpr::R14 => g.r14 = value,
-            Gpr::R15 => g.r15 = value,
+            other => {
+                self.gprs.set(other, value);
+            }
         }
     }
 

@@ -13,9 +13,10 @@ use super::controls::{msr, VmxCapabilities, CR4_VMXE};
 use super::decode::VmcsRead;
 use super::diagnose::{entry_failure_detail, offending_field};
 use super::instruction_error::VmxInstructionError;
-use super::vcpu::{GuestGprs, HostState, Vmcs, VmxVcpu};
+use super::vcpu::{HostState, Vmcs, VmxVcpu};
 use super::vmcs_field::VmcsField as F;
 use crate::exit::VmExit;
+use crate::vcpu::GuestGprs;
 
 /// `VmExit::InvalidGuestState` detail bit: a VMX instruction failed (the low
 /// 32 bits hold the VM-instruction error number, 0 for VMfailInvalid).

@@ -20,7 +20,7 @@ pub use decode::{decode_exit, VmcsRead};
 pub use diagnose::{entry_failure_detail, offending_field};
 pub use exit_reason::ExitReason;
 pub use instruction_error::{instruction_error_name, VmxInstructionError};
-pub use vcpu::{GuestGprs, HostState, Vmcs, VmxVcpu, VmxVcpuConfig};
+pub use vcpu::{HostState, Vmcs, VmxVcpu, VmxVcpuConfig};
 pub use vmcs_field::{FieldType, FieldWidth, VmcsField};
 
 impl crate::Vcpu for VmxVcpu<hw::HwVmcs> {

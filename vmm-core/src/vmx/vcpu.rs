@@ -13,7 +13,7 @@ use super::decode::{decode_exit, VmcsRead};
 use super::instruction_error::VmxInstructionError;
 use super::vmcs_field::VmcsField as F;
 use crate::exit::VmExit;
-use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
+use crate::vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, VcpuState};
 
 /// Write access to the current VMCS.
 pub trait Vmcs: VmcsRead {
@@ -21,28 +21,6 @@ pub trait Vmcs: VmcsRead {
     fn write(&mut self, field: F, value: u64);
     /// The first VMWRITE that failed since the last call, if any.
     fn take_error(&mut self) -> Option<(F, VmxInstructionError)>;
-}
-
-/// Guest GPRs that VM entry and exit do not switch (RSP and RIP live in the
-/// VMCS). The layout is fixed: the entry stub in `hw` uses these offsets.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GuestGprs {
-    pub rax: u64,
-    pub rbx: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rbp: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
 }
 
 /// The host state VM exits load (SDM 25.5, 27.5): Keel's own, read once.
@@ -429,46 +407,15 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
     }
 
     fn gpr(&self, reg: Gpr) -> u64 {
-        let g = &self.gprs;
         match reg {
-            Gpr::Rax => g.rax,
             Gpr::Rsp => self.vmcs.read(F::GuestRsp),
-            Gpr::Rbx => g.rbx,
-            Gpr::Rcx => g.rcx,
-            Gpr::Rdx => g.rdx,
-            Gpr::Rsi => g.rsi,
-            Gpr::Rdi => g.rdi,
-            Gpr::Rbp => g.rbp,
-            Gpr::R8 => g.r8,
-            Gpr::R9 => g.r9,
-            Gpr::R10 => g.r10,
-            Gpr::R11 => g.r11,
-            Gpr::R12 => g.r12,
-            Gpr::R13 => g.r13,
-            Gpr::R14 => g.r14,
-            Gpr::R15 => g.r15,
+            other => self.gprs.get(other).unwrap_or(0),
         }
     }
 
     fn set_gpr(&mut self, reg: Gpr, value: u64) {
-        let g = &mut self.gprs;
-        match reg {
-            Gpr::Rax => g.rax = value,
-            Gpr::Rsp => self.vmcs.write(F::GuestRsp, value),
-            Gpr::Rbx => g.rbx = value,
-            Gpr::Rcx => g.rcx = value,
-            Gpr::Rdx => g.rdx = value,
-            Gpr::Rsi => g.rsi = value,
-            Gpr::Rdi => g.rdi = value,
-            Gpr::Rbp => g.rbp = value,
-            Gpr::R8 => g.r8 = value,
-            Gpr::R9 => g.r9 = value,
-            Gpr::R10 => g.r10 = value,
-            Gpr::R11 => g.r11 = value,
-            Gpr::R12 => g.r12 = value,
-            Gpr::R13 => g.r13 = value,
-            Gpr::R14 => g.r14 = value,
-            Gpr::R15 => g.r15 = value,
+        if !self.gprs.set(reg, value) {
+            self.vmcs.write(F::GuestRsp, value);
         }
     }
 
