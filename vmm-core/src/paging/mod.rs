@@ -109,6 +109,21 @@ impl<F: EntryFormat> NestedPageTable<F> {
         })
     }
 
+    /// Tables that map each `(gpa, hpa, len, permissions)` of `mappings`, as
+    /// [`Self::map`] does; see [`Self::new`] for the other parameters.
+    pub fn with_mappings(
+        mem: &mut impl TableMemory,
+        largest_level: u8,
+        reserved: Vec<Range<u64>>,
+        mappings: impl IntoIterator<Item = (u64, u64, u64, Permissions)>,
+    ) -> Result<Self, MapError> {
+        let mut table = Self::new(mem, largest_level, reserved)?;
+        for (gpa, hpa, len, perms) in mappings {
+            table.map(mem, gpa, hpa, len, perms)?;
+        }
+        Ok(table)
+    }
+
     /// Host-physical address of the top-level table (for nCR3 / the EPTP).
     pub fn root(&self) -> u64 {
         self.root
@@ -338,6 +353,29 @@ pub(crate) mod tests {
             t.translate(&mut m, (1 << 30) + 5),
             Some(((3 << 30) + 5, Permissions::RWX))
         );
+    }
+
+    #[test]
+    fn with_mappings_maps_each_range() {
+        let mut m = FakeTables::default();
+        let maps = [
+            (0, 0x4000_0000, 0x20_0000, Permissions::RWX),
+            (0xfff0_0000, 0x4010_0000, 0x1000, Permissions::RX),
+        ];
+        let t = Npt::with_mappings(&mut m, 2, Vec::new(), maps).unwrap();
+        assert_eq!(
+            t.translate(&mut m, 0x1234),
+            Some((0x4000_1234, Permissions::RWX))
+        );
+        assert_eq!(
+            t.translate(&mut m, 0xfff0_0010),
+            Some((0x4010_0010, Permissions::RX))
+        );
+        let overlapping = [
+            (0, 0x4000_0000, 0x2000, Permissions::RWX),
+            (0x1000, 0x5000_0000, 0x1000, Permissions::RWX),
+        ];
+        assert!(Npt::with_mappings(&mut m, 2, Vec::new(), overlapping).is_err());
     }
 
     #[test]

@@ -61,12 +61,9 @@ pub fn create_vcpu(
 ) -> Result<SvmVcpu, VmError> {
     let mut tables = FrameTables(frames);
     let largest = if caps.huge_pages { 3 } else { 2 };
-    let mut npt =
-        NestedPageTable::<NptFormat>::new(&mut tables, largest, reserved).map_err(VmError::Map)?;
-    for m in mappings {
-        npt.map(&mut tables, m.gpa, m.hpa, m.len, m.perms)
-            .map_err(VmError::Map)?;
-    }
+    let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
+    let npt = NestedPageTable::<NptFormat>::with_mappings(&mut tables, largest, reserved, ranges)
+        .map_err(VmError::Map)?;
 
     let iopm = Box::new(IoPermissionMap::intercept_all());
     let mut msrpm = Box::new(MsrPermissionMap::intercept_all());

@@ -49,12 +49,9 @@ pub fn create_vcpu(
 ) -> Result<VmxVcpu<HwVmcs>, VmError> {
     let mut tables = FrameTables(frames);
     let largest = if controls.caps.ept_1g_pages() { 3 } else { 2 };
-    let mut ept =
-        NestedPageTable::<EptFormat>::new(&mut tables, largest, reserved).map_err(VmError::Map)?;
-    for m in mappings {
-        ept.map(&mut tables, m.gpa, m.hpa, m.len, m.perms)
-            .map_err(VmError::Map)?;
-    }
+    let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
+    let ept = NestedPageTable::<EptFormat>::with_mappings(&mut tables, largest, reserved, ranges)
+        .map_err(VmError::Map)?;
 
     let io = Box::new(IoBitmaps::intercept_all());
     let mut msr = Box::new(MsrBitmap::intercept_all());
