@@ -11,7 +11,9 @@
 //! - `keel-mbtest`: the multiboot test kernel (`firmware/src/bin/mbtest.rs`)
 //!   wrapped into an ELF32 file, and `keel-mbtest-module`, the module it
 //!   checks (`target/keel/direct-boot/`);
-//! - `keel-shim`: the shim itself, usable as `firmware = "keel-shim"`.
+//! - `keel-shim`: the shim itself, usable as `firmware = "keel-shim"`;
+//! - `debian-disk` and `debian-cd`: the IDE disk and CD images
+//!   (`crate::ide_assets`).
 //!
 //! [`acpi_container`] makes the `opt/keel/acpi` file the shim reads (the
 //! hypervisor makes its own the same way) for booting the shim on plain QEMU.
@@ -37,6 +39,8 @@ pub const NAMES: &[&str] = &[
     DEBIAN_INITRAMFS,
     MBTEST_KERNEL,
     MBTEST_MODULE,
+    crate::ide_assets::DEBIAN_DISK,
+    crate::ide_assets::DEBIAN_CD,
 ];
 
 /// Names that are built by `cargo xtask build` (not fetched).
@@ -100,7 +104,7 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         DEBIAN_INITRAMFS => debian().and_then(|d| initramfs(&d)),
         MBTEST_KERNEL => built(guest_dir, MBTEST_KERNEL).and_then(|flat| mbtest_elf_file(&flat)),
         MBTEST_MODULE => mbtest_module_file(),
-        _ => return None,
+        other => return crate::ide_assets::resolve(other),
     })
 }
 
@@ -270,6 +274,18 @@ const APPLETS: &[(&str, &str)] = &[
     ("bin", "sleep"),
     ("bin", "mkdir"),
     ("bin", "sync"),
+    ("bin", "umount"),
+    ("bin", "awk"),
+    ("bin", "dd"),
+    ("bin", "cmp"),
+    ("bin", "md5sum"),
+    ("bin", "wc"),
+    ("bin", "usleep"),
+    ("bin", "readlink"),
+    ("bin", "cut"),
+    ("bin", "tail"),
+    ("bin", "head"),
+    ("sbin", "insmod"),
     ("sbin", "poweroff"),
 ];
 
@@ -330,7 +346,16 @@ pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
         return Ok(out);
     }
     let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
-    let cpio = initramfs_cpio(&busybox);
+    let gz = gzip(&initramfs_cpio(&busybox))?;
+    fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
+    fs::write(&script_file, INIT_SCRIPT).map_err(|e| io("cannot write", &script_file, e))?;
+    eprintln!("xtask: built {} ({} bytes)", out.display(), gz.len());
+    Ok(out)
+}
+
+/// `bytes` compressed with `gzip -9 -n` (no name, no time stamp).
+pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let data = bytes.to_vec();
     let mut gz = Command::new("gzip")
         .args(["-9", "-n", "-c"])
         .stdin(Stdio::piped())
@@ -340,7 +365,7 @@ pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
     let mut stdin = gz.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || {
         use std::io::Write;
-        stdin.write_all(&cpio)
+        stdin.write_all(&data)
     });
     let output = gz
         .wait_with_output()
@@ -352,21 +377,34 @@ pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
     if !output.status.success() {
         return Err(format!("gzip failed ({})", output.status));
     }
-    fs::write(&out, &output.stdout).map_err(|e| io("cannot write", &out, e))?;
-    fs::write(&script_file, INIT_SCRIPT).map_err(|e| io("cannot write", &script_file, e))?;
-    eprintln!(
-        "xtask: built {} ({} bytes)",
-        out.display(),
-        output.stdout.len()
-    );
-    Ok(out)
+    Ok(output.stdout)
 }
 
 /// The uncompressed initramfs: directories, busybox and its links, device
 /// nodes the kernel opens before devtmpfs exists, `/init`.
 pub fn initramfs_cpio(busybox: &[u8]) -> Vec<u8> {
+    initramfs_cpio_with(busybox, INIT_SCRIPT, &[])
+}
+
+/// An initramfs like [`initramfs_cpio`] with another `/init` and `extra`
+/// files (path, contents; directories are made as needed).
+pub fn initramfs_cpio_with(busybox: &[u8], init: &str, extra: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut w = cpio::Writer::new();
-    for d in ["bin", "sbin", "dev", "proc", "sys", "etc", "tmp", "root"] {
+    let mut dirs: Vec<String> = ["bin", "sbin", "dev", "proc", "sys", "etc", "tmp", "root"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    for (path, _) in extra {
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let d = &path[..at + i];
+            if !dirs.iter().any(|x| x == d) {
+                dirs.push(d.to_string());
+            }
+            at += i + 1;
+        }
+    }
+    for d in &dirs {
         w.dir(d);
     }
     w.char_dev("dev/console", 0o600, 5, 1);
@@ -380,7 +418,10 @@ pub fn initramfs_cpio(busybox: &[u8]) -> Vec<u8> {
         };
         w.symlink(&format!("{dir}/{applet}"), target);
     }
-    w.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    for (path, data) in extra {
+        w.file(path, 0o644, data);
+    }
+    w.file("init", 0o755, init.as_bytes());
     w.finish()
 }
 

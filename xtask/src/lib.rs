@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cpio;
 pub mod deps;
 pub mod guest_assets;
+pub mod ide_assets;
 pub mod iso;
 pub mod runner;
 pub mod workspace;
