@@ -171,6 +171,12 @@ pub trait VcpuState {
         }
     }
 
+    /// What the hardware adds to the host's TSC for the guest's RDTSC, RDTSCP
+    /// and RDMSR of the TSC (SVM TSC_OFFSET, VMX TSC offsetting).
+    fn tsc_offset(&self) -> u64;
+    /// Sets the TSC offset (a WRMSR of the TSC, or the reset that starts it at 0).
+    fn set_tsc_offset(&mut self, offset: u64);
+
     /// The backend's own copy of the task priority that guest CR8 accesses
     /// use without exiting (SVM's V_TPR, APM Vol 2 15.21.2), if it has one;
     /// the VM loop keeps it and the local APIC's TPR in step.
@@ -217,6 +223,7 @@ pub(crate) mod tests {
         pub shadow_cleared: bool,
         pub shadow: bool,
         pub window: bool,
+        pub tsc_offset: u64,
     }
 
     impl FakeVcpu {
@@ -341,6 +348,12 @@ pub(crate) mod tests {
         }
         fn set_interrupt_window_exiting(&mut self, on: bool) {
             self.window = on;
+        }
+        fn tsc_offset(&self) -> u64 {
+            self.tsc_offset
+        }
+        fn set_tsc_offset(&mut self, offset: u64) {
+            self.tsc_offset = offset;
         }
     }
 

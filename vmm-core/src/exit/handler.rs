@@ -20,8 +20,8 @@ pub trait Platform {
     fn mmio_write(&mut self, gpa: u64, data: &[u8]);
     /// The guest's RAM.
     fn memory(&mut self) -> &mut dyn GuestMemory;
-    /// The guest's current time-stamp counter.
-    fn guest_tsc(&self) -> u64;
+    /// The host's time-stamp counter (the guest's is this plus the vCPU's offset).
+    fn host_tsc(&self) -> u64;
     /// CR8: the task priority of the vCPU's local APIC (SDM Vol 3A 10.8.6.1),
     /// bits 3:0 = TPR[7:4].
     fn cr8(&mut self, _vcpu: u32) -> u64 {
@@ -46,6 +46,9 @@ pub struct VmPolicy {
     pub cpuid: CpuidPolicy,
     pub msr: MsrPolicy,
 }
+
+/// IA32_TIME_STAMP_COUNTER (SDM Vol 3B 18.17): its writes set the TSC offset.
+const IA32_TIME_STAMP_COUNTER: u32 = 0x10;
 
 fn low32(v: u64) -> u64 {
     v & 0xffff_ffff
@@ -73,7 +76,7 @@ pub fn handle_exit(
         }
         VmExit::Rdmsr { len } => {
             let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
-            let tsc = platform.guest_tsc();
+            let tsc = platform.host_tsc().wrapping_add(vcpu.tsc_offset());
             let outcome = platform
                 .msr_read(vcpu.vcpu_id(), msr)
                 .unwrap_or_else(|| policy.msr.read(msr, vcpu, tsc));
@@ -90,9 +93,15 @@ pub fn handle_exit(
         VmExit::Wrmsr { len } => {
             let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
             let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
-            let outcome = match platform.msr_write(vcpu.vcpu_id(), msr, value) {
-                Some(o) => o,
-                None => policy.msr.write(msr, value, vcpu),
+            let outcome = if msr == IA32_TIME_STAMP_COUNTER {
+                // The guest's TSC becomes `value` now: only the offset changes.
+                vcpu.set_tsc_offset(value.wrapping_sub(platform.host_tsc()));
+                MsrOutcome::Done(0)
+            } else {
+                match platform.msr_write(vcpu.vcpu_id(), msr, value) {
+                    Some(o) => o,
+                    None => policy.msr.write(msr, value, vcpu),
+                }
             };
             match outcome {
                 MsrOutcome::Done(_) => vcpu.skip_instruction(len),
@@ -252,7 +261,7 @@ mod tests {
         fn memory(&mut self) -> &mut dyn GuestMemory {
             &mut self.ram
         }
-        fn guest_tsc(&self) -> u64 {
+        fn host_tsc(&self) -> u64 {
             42
         }
         fn cr8(&mut self, _vcpu: u32) -> u64 {
@@ -593,13 +602,20 @@ mod tests {
         assert_eq!(v.rip, 0x1004);
         v.gprs[Gpr::Rcx as usize] = 0x10;
         handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
-        assert_eq!(v.gprs[Gpr::Rax as usize], 42);
+        assert_eq!(v.gprs[Gpr::Rax as usize], 42, "host TSC plus a zero offset");
+        // WRMSR TSC = 1000 makes the guest's TSC 1000 at the host's 42.
+        v.gprs[Gpr::Rax as usize] = 1000;
+        v.gprs[Gpr::Rdx as usize] = 0;
+        handle_exit(&VmExit::Wrmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.tsc_offset, 958);
+        handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.gprs[Gpr::Rax as usize], 1000);
         // Unknown: #GP, RIP unchanged.
         v.gprs[Gpr::Rcx as usize] = 0x1234_5678;
         handle_exit(&VmExit::Rdmsr { len: 2 }, &mut v, &mut p, &mut pol);
         handle_exit(&VmExit::Wrmsr { len: 2 }, &mut v, &mut p, &mut pol);
         assert_eq!(v.injected, [Event::GP0, Event::GP0]);
-        assert_eq!(v.rip, 0x1006);
+        assert_eq!(v.rip, 0x100a);
     }
 
     #[test]

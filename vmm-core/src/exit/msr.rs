@@ -137,9 +137,9 @@ impl MsrPolicy {
         let ok = match msr {
             IA32_EFER => return Self::write_efer(value, vcpu),
             // Writes that firmware and OSes issue and that have no effect here:
-            // microcode loading, TSC (the guest's clock is the host's), debug
-            // control, and AMD configuration registers.
-            IA32_BIOS_SIGN_ID | IA32_BIOS_UPDT_TRIG | IA32_TIME_STAMP_COUNTER => true,
+            // microcode loading, debug control, and AMD configuration
+            // registers. (TSC writes set the vCPU's offset: the exit handler.)
+            IA32_BIOS_SIGN_ID | IA32_BIOS_UPDT_TRIG => true,
             IA32_DEBUGCTL | AMD_HWCR | AMD_DE_CFG | AMD_SYSCFG => true,
             IA32_MCG_STATUS => value == 0,
             IA32_MISC_ENABLE => {

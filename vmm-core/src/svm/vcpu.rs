@@ -364,6 +364,12 @@ impl VcpuState for SvmVcpu {
     fn event_pending(&self) -> bool {
         self.vmcb.read_u64(control::EVENTINJ) & EVENTINJ_VALID != 0
     }
+    fn tsc_offset(&self) -> u64 {
+        self.vmcb.read_u64(control::TSC_OFFSET)
+    }
+    fn set_tsc_offset(&mut self, offset: u64) {
+        self.vmcb.write_u64(control::TSC_OFFSET, offset);
+    }
     fn virtual_tpr(&self) -> Option<u8> {
         Some((self.vmcb.read_u64(control::VINTR) & 0xf) as u8)
     }

@@ -409,6 +409,7 @@ impl VmxControls {
             | PrimaryProcessorBased::USE_MSR_BITMAPS
             | PrimaryProcessorBased::ACTIVATE_SECONDARY_CONTROLS;
         let primary_want = primary_required
+            | PrimaryProcessorBased::USE_TSC_OFFSETTING
             | PrimaryProcessorBased::MWAIT_EXITING
             | PrimaryProcessorBased::MONITOR_EXITING;
         // With EPT the guest owns CR3: loads and stores must not exit (they

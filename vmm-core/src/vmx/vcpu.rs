@@ -544,6 +544,12 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
     }
 
     /// The VM-entry interruption information is valid (VM exits clear it, SDM 27.2.3).
+    fn tsc_offset(&self) -> u64 {
+        self.vmcs.read(F::TscOffset)
+    }
+    fn set_tsc_offset(&mut self, offset: u64) {
+        self.vmcs.write(F::TscOffset, offset);
+    }
     fn event_pending(&self) -> bool {
         self.vmcs.read(F::VmEntryInterruptionInformation) & ENTRY_INTR_VALID != 0
     }

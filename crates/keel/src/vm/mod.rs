@@ -286,6 +286,7 @@ fn run_vcpu(
     };
     let mut exits: u64 = 0;
     let mut resets = 0;
+    start_tsc_at_zero(vcpu, machine);
     loop {
         machine.pc.service();
         deliver(vcpu, machine);
@@ -335,6 +336,7 @@ fn run_vcpu(
                 let at = firmware_at as usize;
                 ram[at..at + firmware.len()].copy_from_slice(firmware);
                 machine.pc.reset();
+                start_tsc_at_zero(vcpu, machine);
                 vcpu.reset();
                 continue;
             }
@@ -345,6 +347,18 @@ fn run_vcpu(
             ExitAction::Stop(reason) => return Ok((reason, exits)),
         }
     }
+}
+
+/// RESET clears the TSC (SDM Vol 3B 18.17): the guest's counts from 0 now,
+/// through the vCPU's TSC offset, which the local APIC's TSC-deadline timer uses too.
+fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
+    let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
+    vcpu.set_tsc_offset(offset);
+    machine
+        .pc
+        .router()
+        .lock()
+        .set_tsc_offset(vcpu.vcpu_id(), offset);
 }
 
 /// HLT: the vCPU sleeps until an interrupt it accepts is due (SDM Vol 3A

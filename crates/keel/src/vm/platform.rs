@@ -81,8 +81,7 @@ impl vmm_core::exit::Platform for Machine {
         &mut self.ram
     }
 
-    fn guest_tsc(&self) -> u64 {
-        // The guest runs with a zero TSC offset: its TSC is the host's.
+    fn host_tsc(&self) -> u64 {
         crate::clock::rdtsc()
     }
 
