@@ -15,11 +15,13 @@ usage: cargo xtask <command>
 commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
-  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS]
+  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--host-disk IMG]...
                          build and boot one VM config (default tests/vms/selftest.cfg)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), stream Keel's serial log, exit
-                         with Keel's status (124 on timeout, default 60 s, 180 s on vmx)
+                         with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
+                         each --host-disk attaches a raw image as the machine's next
+                         virtio-blk disk (virtio0, virtio1, ...; QEMU only)
   test                   host unit tests, build, then the integration tests (tests/)
   direct-boot [--vm FILE] [--timeout SECS]
                          boot the VM config's kernel/ramdisk/cmdline (default
@@ -113,11 +115,28 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut vm = None;
     let mut timeout = None;
     let mut cpu_model = None;
-    for (flag, value) in flags(args, &["--backend", "--vm", "--timeout", "--cpu-model"])? {
+    let mut host_disks = Vec::new();
+    let known = [
+        "--backend",
+        "--vm",
+        "--timeout",
+        "--cpu-model",
+        "--host-disk",
+    ];
+    for (flag, value) in flags(args, &known)? {
         match flag {
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
             "--vm" => vm = Some(PathBuf::from(value)),
             "--cpu-model" => cpu_model = Some(value.to_string()),
+            "--host-disk" => {
+                let file = PathBuf::from(value);
+                if !file.is_file() {
+                    return Err(Failure::Usage(format!(
+                        "--host-disk {value}: there is no such file (a raw disk image)"
+                    )));
+                }
+                host_disks.push(file);
+            }
             _ => match value.parse::<u64>() {
                 Ok(s) if s > 0 => timeout = Some(Duration::from_secs(s)),
                 _ => {
@@ -133,6 +152,13 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
             "--cpu-model chooses the Bochs CPU for --backend vmx".into(),
         ));
     }
+    if !host_disks.is_empty() && backend == Backend::Vmx {
+        return Err(Failure::Usage(
+            "--host-disk attaches a virtio-blk disk, which Bochs does not have: host disks \
+             work with --backend svm (QEMU) only"
+                .into(),
+        ));
+    }
     // Bochs is an interpreter: BIOS, GRUB and Keel take seconds, not fractions.
     let timeout = timeout.unwrap_or(Duration::from_secs(match backend {
         Backend::Svm => 60,
@@ -146,6 +172,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         timeout,
         live: true,
         memory_mib: runner::host_memory_mib(vm.config.memory_mib),
+        host_disks,
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {

@@ -84,8 +84,11 @@ pub fn detect_accel(backend: Backend) -> Accel {
     }
 }
 
-/// The QEMU command line that boots `iso` with Keel's serial on stdout.
-pub fn qemu_command(iso: &Path, accel: Accel, memory_mib: u32) -> Command {
+/// The QEMU command line that boots `iso` with Keel's serial on stdout, and
+/// each of `host_disks` as a virtio-blk disk of the machine (`virtio0`,
+/// `virtio1`, ... in that order, which is their PCI order). The ISO is the
+/// boot device, so a bootable host disk does not take its place.
+pub fn qemu_command(iso: &Path, accel: Accel, memory_mib: u32, host_disks: &[PathBuf]) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "pc"]);
     match accel {
@@ -101,9 +104,17 @@ pub fn qemu_command(iso: &Path, accel: Accel, memory_mib: u32) -> Command {
         "-no-reboot",
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-boot",
+        "order=d",
         "-cdrom",
     ]);
     cmd.arg(iso);
+    for disk in host_disks {
+        // QEMU option values double their commas.
+        let file = disk.to_string_lossy().replace(',', ",,");
+        cmd.arg("-drive")
+            .arg(format!("if=virtio,file={file},format=raw"));
+    }
     cmd
 }
 
@@ -123,6 +134,9 @@ pub struct RunOptions {
     /// End the run as soon as a serial line contains this text: for guests
     /// that never stop by themselves (firmware waiting for a boot device).
     pub stop_at: Option<String>,
+    /// Raw image files attached as the machine's virtio-blk disks (QEMU
+    /// only; a VM config names them `phy:virtio0`, ...).
+    pub host_disks: Vec<PathBuf>,
 }
 
 /// Host RAM for the emulated machine: room for the guest's RAM and Keel.
@@ -142,6 +156,7 @@ impl Default for RunOptions {
             memory_mib: 512,
             cpu_model: DEFAULT_BOCHS_MODEL.to_string(),
             stop_at: None,
+            host_disks: Vec::new(),
         }
     }
 }
@@ -319,8 +334,14 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
     match backend {
         Backend::Svm => {
             let accel = detect_accel(backend);
-            run_command(qemu_command(iso, accel, opts.memory_mib), opts)
+            run_command(
+                qemu_command(iso, accel, opts.memory_mib, &opts.host_disks),
+                opts,
+            )
         }
+        Backend::Vmx if !opts.host_disks.is_empty() => Err(RunError::Unsupported(
+            "host disks need the svm backend (QEMU): Bochs has no virtio-blk device".into(),
+        )),
         Backend::Vmx => run_bochs(iso, opts),
     }
 }
@@ -723,6 +744,16 @@ mod tests {
     }
 
     #[test]
+    fn host_disks_are_refused_under_bochs() {
+        let o = RunOptions {
+            host_disks: vec![PathBuf::from("disk.img")],
+            ..RunOptions::default()
+        };
+        let e = run_iso(Path::new("k.iso"), Backend::Vmx, &o).unwrap_err();
+        assert!(e.to_string().contains("Bochs has no virtio-blk"), "{e}");
+    }
+
+    #[test]
     fn a_missing_emulator_is_a_spawn_error() {
         let e = run_command(Command::new("/nonexistent/qemu"), &opts(1000)).unwrap_err();
         assert!(e.to_string().contains("cannot start /nonexistent/qemu"));
@@ -820,14 +851,26 @@ mod tests {
 
     #[test]
     fn qemu_command_line() {
-        let c = qemu_command(Path::new("/t/k.iso"), Accel::Tcg, 512);
+        let c = qemu_command(Path::new("/t/k.iso"), Accel::Tcg, 512, &[]);
         let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
             args.join(" "),
             "-machine pc -accel tcg -cpu qemu64,+svm,+npt -m 512 -display none -serial stdio \
-             -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom /t/k.iso"
+             -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -boot order=d \
+             -cdrom /t/k.iso"
         );
-        let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024);
+        let d = qemu_command(
+            Path::new("k.iso"),
+            Accel::Tcg,
+            512,
+            &[PathBuf::from("/d/a.img"), PathBuf::from("/d/b,c.img")],
+        );
+        let args: Vec<_> = d.get_args().map(|a| a.to_string_lossy()).collect();
+        assert!(args.join(" ").ends_with(
+            "-cdrom k.iso -drive if=virtio,file=/d/a.img,format=raw \
+             -drive if=virtio,file=/d/b,,c.img,format=raw"
+        ));
+        let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024, &[]);
         let args: Vec<_> = k.get_args().map(|a| a.to_string_lossy()).collect();
         assert!(args.join(" ").contains("-accel kvm -cpu host -m 1024"));
     }

@@ -1,8 +1,9 @@
 //! Keel: a bare-metal, type-1 hypervisor (multiboot2 kernel).
 //!
 //! Boot order: serial console, GDT/TSS, IDT, heap, boot information, frame
-//! allocator, Keel's own page tables, CPU detection, then the VM from the
-//! configuration module, run to its end. See docs/ARCHITECTURE.md.
+//! allocator, Keel's own page tables, clocks, the machine's virtio-blk disks,
+//! CPU detection, then the VM from the configuration module, run to its end.
+//! See docs/ARCHITECTURE.md.
 #![no_std]
 #![no_main]
 
@@ -11,6 +12,7 @@ extern crate alloc;
 mod arch;
 mod clock;
 mod cpu;
+mod host;
 mod memory;
 #[macro_use]
 mod serial;
@@ -122,6 +124,8 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         None => log::warn!("no usable local APIC timer: a halted guest will keep this CPU busy"),
     }
 
+    let host_disks = host::HostDisks::probe(&mut frames);
+
     let backend = match cpu::detect() {
         Ok(backend) => backend,
         Err(why) => {
@@ -149,7 +153,10 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         log::warn!("{}", w.in_file("VM configuration"));
     }
     let config = parsed.config;
-    let mut images = vm::Images { modules };
+    let mut images = vm::Images {
+        modules,
+        host_disks,
+    };
     match vm::run(&config, &mut images, &mut frames, backend, &reserved) {
         Ok(stop) => {
             println!("keel: VM '{}' stopped: {}", config.name, stop);

@@ -3,6 +3,13 @@
 //! device type as `hdc:cdrom`, and `devtype=cdrom` may appear as a key; the
 //! older three-field form `[FORMAT:]TARGET,VDEV,ACCESS` (`file:disk.img,hda,w`)
 //! is read too. Keel emulates IDE, so the virtual devices are `hda`-`hdd`.
+//!
+//! A disk is backed by an image file (shipped as a boot module, a RAM disk
+//! whose writes last until Keel stops) or, with xl's backend type `phy` (a
+//! host block device), by one of the machine's own virtio-blk disks, named
+//! `virtio0`, `virtio1`, ... in PCI scan order: `'phy:virtio0,hda,w'`, or
+//! with keys `'target=virtio0,vdev=hda,access=rw,backendtype=phy'`. Writes to
+//! such a disk persist.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -16,12 +23,27 @@ pub enum IdeSlot {
     SecondarySlave,
 }
 
+/// What holds a disk's sectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBackend {
+    /// An image file next to the configuration, shipped as a boot module
+    /// whose command line is the target: volatile.
+    Module,
+    /// The machine's N-th virtio-blk disk in PCI scan order (`phy:virtioN`):
+    /// persistent.
+    HostVirtio(u32),
+}
+
+/// The prefix of a host disk's name: `virtio0` is the first virtio-blk disk.
+pub const HOST_DISK_PREFIX: &str = "virtio";
+
 /// One `disk = [ ... ]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec {
-    /// The image: a file next to the configuration, shipped as a boot module
-    /// whose command line is this string.
+    /// The image (a file next to the configuration, shipped as a boot module
+    /// whose command line is this string) or the host disk (`virtio0`).
     pub target: String,
+    pub backend: DiskBackend,
     pub slot: IdeSlot,
     pub cdrom: bool,
     pub writable: bool,
@@ -30,47 +52,71 @@ pub struct DiskSpec {
 impl DiskSpec {
     /// Parses one entry; the error says what is wrong with it.
     pub fn parse(spec: &str) -> Result<DiskSpec, String> {
-        let mut positional = alloc::vec::Vec::new();
+        // Slots TARGET, FORMAT, VDEV, ACCESS: a `key=` fills its own slot,
+        // bare fields fill the remaining ones in order.
+        let mut slots: [Option<&str>; 4] = [None; 4];
+        let mut bare = alloc::vec::Vec::new();
         let mut cdrom = false;
-        let mut access = None;
+        let mut backendtype = None;
         for field in spec.split(',').map(str::trim) {
             match field.split_once('=') {
                 Some(("devtype", "cdrom")) => cdrom = true,
                 Some(("devtype", "disk")) => {}
-                Some(("target", t)) => positional.insert(0, t),
-                Some(("format", f)) => positional.push(f),
-                Some(("vdev", v)) => positional.push(v),
-                Some(("access", a)) => access = Some(a),
+                Some(("target", t)) => slots[0] = Some(t),
+                Some(("format", f)) => slots[1] = Some(f),
+                Some(("vdev", v)) => slots[2] = Some(v),
+                Some(("access", a)) => slots[3] = Some(a),
+                Some(("backendtype", b)) => backendtype = Some(b),
                 Some((k, _)) => {
                     return Err(format!("'{k}=' is not a disk setting Keel understands"))
                 }
-                None => positional.push(field),
+                None => bare.push(field),
             }
         }
-        // The legacy form: FORMAT:TARGET,VDEV,ACCESS.
-        let legacy = positional.len() == 3 && looks_like_vdev(positional[1]);
+        // The legacy form: [PREFIX:]TARGET,VDEV,ACCESS.
+        let legacy =
+            slots.iter().all(Option::is_none) && bare.len() == 3 && looks_like_vdev(bare[1]);
         if legacy {
-            let (format, target) = match positional[0].split_once(':') {
+            let (format, target) = match bare[0].split_once(':') {
                 Some(("file" | "raw", t)) => ("raw", t),
+                // xl's legacy `phy:` prefix is the backend type, not a format.
+                Some(("phy", t)) => {
+                    backendtype = Some("phy");
+                    ("raw", t)
+                }
                 Some((f, t)) => (f, t),
-                None => ("raw", positional[0]),
+                None => ("raw", bare[0]),
             };
-            let (vdev, acc) = (positional[1], positional[2]);
-            positional = alloc::vec![target, format, vdev, acc];
+            bare = alloc::vec![target, format, bare[1], bare[2]];
         }
-        let target = positional
-            .first()
-            .copied()
+        let mut bare = bare.into_iter();
+        for slot in slots.iter_mut().filter(|s| s.is_none()) {
+            *slot = bare.next();
+        }
+        if let Some(extra) = bare.next() {
+            return Err(format!(
+                "'{extra}': too many fields (TARGET,FORMAT,VDEV,ACCESS at most)"
+            ));
+        }
+        let [target, format, vdev, access] = slots;
+        let target = target
             .filter(|t| !t.is_empty())
             .ok_or("a disk needs a target (the image)")?;
-        let format = positional.get(1).copied().unwrap_or("raw");
+        let backend = match backendtype {
+            None => DiskBackend::Module,
+            Some("phy") => DiskBackend::HostVirtio(host_disk_index(target)?),
+            Some(other) => {
+                return Err(format!(
+                    "backendtype '{other}': Keel knows phy (a host disk such as virtio0) and \
+                     image files (no backendtype)"
+                ))
+            }
+        };
+        let format = format.unwrap_or("raw");
         if !format.is_empty() && format != "raw" {
             return Err(format!("format '{format}': Keel reads raw images only"));
         }
-        let vdev = positional
-            .get(2)
-            .copied()
-            .ok_or("a disk needs a virtual device, such as hda or hdc:cdrom")?;
+        let vdev = vdev.ok_or("a disk needs a virtual device, such as hda or hdc:cdrom")?;
         let (vdev, kind) = match vdev.split_once(':') {
             Some((v, "cdrom")) => (v, true),
             Some((_, other)) => {
@@ -90,10 +136,7 @@ impl DiskSpec {
                 ))
             }
         };
-        let access =
-            access
-                .or(positional.get(3).copied())
-                .unwrap_or(if cdrom { "r" } else { "rw" });
+        let access = access.unwrap_or(if cdrom { "r" } else { "rw" });
         let writable = match access {
             "rw" | "w" => true,
             "r" | "ro" => false,
@@ -104,11 +147,26 @@ impl DiskSpec {
         }
         Ok(DiskSpec {
             target: target.to_string(),
+            backend,
             slot,
             cdrom,
             writable,
         })
     }
+}
+
+/// N from a host disk's name `virtioN`.
+fn host_disk_index(target: &str) -> Result<u32, String> {
+    target
+        .strip_prefix(HOST_DISK_PREFIX)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "host disk '{target}': Keel's host disks are the machine's virtio-blk disks, \
+                 named virtio0, virtio1, ... in PCI scan order"
+            )
+        })
 }
 
 fn looks_like_vdev(s: &str) -> bool {
@@ -127,6 +185,7 @@ mod tests {
             DiskSpec::parse("disk.img,raw,hda,rw").unwrap(),
             DiskSpec {
                 target: "disk.img".into(),
+                backend: DiskBackend::Module,
                 slot: IdeSlot::PrimaryMaster,
                 cdrom: false,
                 writable: true
@@ -136,6 +195,7 @@ mod tests {
             DiskSpec::parse("debian.iso,raw,hdc:cdrom,r").unwrap(),
             DiskSpec {
                 target: "debian.iso".into(),
+                backend: DiskBackend::Module,
                 slot: IdeSlot::SecondaryMaster,
                 cdrom: true,
                 writable: false
@@ -152,7 +212,47 @@ mod tests {
         );
         assert!(DiskSpec::parse("phy:/dev/vg/web,xvda,w")
             .unwrap_err()
-            .contains("raw images only"));
+            .contains("named virtio0, virtio1"));
+    }
+
+    #[test]
+    fn host_virtio_disks() {
+        let legacy = DiskSpec::parse("phy:virtio0,hda,w").unwrap();
+        assert_eq!(
+            legacy,
+            DiskSpec {
+                target: "virtio0".into(),
+                backend: DiskBackend::HostVirtio(0),
+                slot: IdeSlot::PrimaryMaster,
+                cdrom: false,
+                writable: true
+            }
+        );
+        let keyed = DiskSpec::parse("target=virtio0,vdev=hda,access=rw,backendtype=phy").unwrap();
+        assert_eq!(keyed, legacy);
+        let positional = DiskSpec::parse("virtio12,raw,hdb,r,backendtype=phy").unwrap();
+        assert_eq!(positional.backend, DiskBackend::HostVirtio(12));
+        assert_eq!(positional.slot, IdeSlot::PrimarySlave);
+        assert!(!positional.writable);
+        let cd = DiskSpec::parse("phy:virtio1,hdc:cdrom,r").unwrap();
+        assert!(cd.cdrom && cd.backend == DiskBackend::HostVirtio(1));
+        // Without backendtype=phy, `virtio0` is just an image file's name.
+        assert_eq!(
+            DiskSpec::parse("virtio0,raw,hda,rw").unwrap().backend,
+            DiskBackend::Module
+        );
+        for bad in ["phy:virtio,hda,w", "phy:virtio-1,hda,w", "phy:vda,hda,w"] {
+            let e = DiskSpec::parse(bad).unwrap_err();
+            assert!(e.contains("virtio0, virtio1"), "{bad}: {e}");
+        }
+        assert!(DiskSpec::parse("target=x.img,vdev=hda,backendtype=qdisk")
+            .unwrap_err()
+            .contains("backendtype 'qdisk'"));
+        assert!(
+            DiskSpec::parse("target=virtio0,format=qcow2,vdev=hda,backendtype=phy")
+                .unwrap_err()
+                .contains("raw images only")
+        );
     }
 
     #[test]

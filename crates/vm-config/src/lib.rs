@@ -42,7 +42,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use disk::{DiskSpec, IdeSlot};
+pub use disk::{DiskBackend, DiskSpec, IdeSlot, HOST_DISK_PREFIX};
 pub use lex::{Setting, Value};
 
 /// Guest RAM when the configuration does not say, in MiB (as xl's default).
@@ -96,9 +96,12 @@ impl VmConfig {
                 .filter_map(|(k, v)| v.as_deref().map(|v| (k, v))),
         );
         // Disk images travel as modules too (the target, as written in the
-        // entry); a malformed entry names no image.
+        // entry); a malformed entry and a host disk (`phy:virtio0`) name no image.
         for d in &self.disks {
             if let Some(at) = DiskSpec::parse(d).ok().and_then(|spec| {
+                if spec.backend != DiskBackend::Module {
+                    return None;
+                }
                 d.find(spec.target.as_str())
                     .map(|at| (at, spec.target.len()))
             }) {

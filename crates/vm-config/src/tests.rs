@@ -319,3 +319,24 @@ fn a_kernel_without_firmware_boots_through_the_bios_shim() {
     assert_eq!(c.firmware_image(), Some("seabios"));
     assert_eq!(ok("name = \"l\"\n").config.firmware_image(), None);
 }
+
+#[test]
+fn host_disks_are_not_images() {
+    let c = ok("name = 'h'\nfirmware = 'seabios'\n\
+                disk = [ 'phy:virtio0,hda,w', 'boot.img,raw,hdb,rw',\n\
+                'target=virtio1,vdev=hdc,access=r,backendtype=phy' ]\n")
+    .config;
+    assert_eq!(
+        c.images(),
+        vec![("firmware", "seabios"), ("disk", "boot.img")]
+    );
+    let specs = c.disk_specs().unwrap();
+    assert_eq!(
+        specs.iter().map(|s| s.backend).collect::<Vec<_>>(),
+        [
+            DiskBackend::HostVirtio(0),
+            DiskBackend::Module,
+            DiskBackend::HostVirtio(1)
+        ]
+    );
+}

@@ -29,6 +29,16 @@ pub enum BlockError {
     ReadOnly { image: String, lba: u64 },
     /// The image bytes cannot form a disk (not a whole number of sectors).
     BadImageSize { image: String, len: u64 },
+    /// The device under the image failed an access (a host disk's I/O
+    /// error): `op` is "read" or "write" of `sectors` at `lba`, or "flush"
+    /// (no LBA).
+    Io {
+        image: String,
+        op: &'static str,
+        lba: Option<u64>,
+        sectors: u64,
+        cause: String,
+    },
 }
 
 impl fmt::Display for BlockError {
@@ -56,6 +66,23 @@ impl fmt::Display for BlockError {
                 f,
                 "disk image '{image}' is {len} bytes, not a whole number of {SECTOR_SIZE}-byte sectors; pad it to a multiple of {SECTOR_SIZE}"
             ),
+            BlockError::Io {
+                image,
+                op,
+                lba: Some(lba),
+                sectors,
+                cause,
+            } => write!(
+                f,
+                "disk '{image}': the {op} of {sectors} sectors at LBA {lba} failed: {cause}"
+            ),
+            BlockError::Io {
+                image,
+                op,
+                lba: None,
+                cause,
+                ..
+            } => write!(f, "disk '{image}': the {op} failed: {cause}"),
         }
     }
 }
@@ -81,8 +108,9 @@ pub trait BlockBackend: Send {
 }
 
 /// The byte range `[lba * 512, (lba + len/512) * 512)` of an image of
-/// `capacity` sectors, or the error naming the image.
-pub(crate) fn sector_range(
+/// `capacity` sectors, or the error naming the image: the bounds check every
+/// backend makes before it touches its medium.
+pub fn sector_range(
     image: &str,
     capacity: u64,
     lba: u64,
@@ -107,4 +135,55 @@ pub(crate) fn sector_range(
     }
     let start = usize::try_from(lba * SECTOR_SIZE as u64).map_err(|_| past_end())?;
     Ok(start..start + len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn device_errors_name_the_disk_the_operation_and_the_lba() {
+        let read = BlockError::Io {
+            image: "virtio0".into(),
+            op: "read",
+            lba: Some(4096),
+            sectors: 8,
+            cause: "I/O error".into(),
+        };
+        assert_eq!(
+            read.to_string(),
+            "disk 'virtio0': the read of 8 sectors at LBA 4096 failed: I/O error"
+        );
+        let flush = BlockError::Io {
+            image: "virtio1".into(),
+            op: "flush",
+            lba: None,
+            sectors: 0,
+            cause: "Device not ready".into(),
+        };
+        assert_eq!(
+            flush.to_string(),
+            "disk 'virtio1': the flush failed: Device not ready"
+        );
+    }
+
+    #[test]
+    fn sector_ranges_are_checked_against_the_capacity() {
+        assert_eq!(sector_range("d", 8, 2, 1024), Ok(1024..2048));
+        assert_eq!(sector_range("d", 8, 8, 0), Ok(4096..4096));
+        assert!(matches!(
+            sector_range("d", 8, 7, 1024),
+            Err(BlockError::PastEnd {
+                lba: 7,
+                sectors: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            sector_range("d", 8, 0, 100),
+            Err(BlockError::Unaligned { len: 100, .. })
+        ));
+        assert!(sector_range("d", u64::MAX, u64::MAX, 512).is_err());
+    }
 }

@@ -21,10 +21,10 @@ use vmm_core::{ExitAction, StopReason, Vcpu};
 
 use crate::cpu::Backend;
 use alloc::boxed::Box;
-use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
+use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use direct_boot::DirectBoot;
 use platform::Machine;
-use vm_config::IdeSlot;
+use vm_config::{DiskBackend, IdeSlot};
 
 const MIB: u64 = 1 << 20;
 /// The firmware image ends at 1 MiB and, aliased, at 4 GiB.
@@ -34,9 +34,11 @@ const FIRMWARE_MAX: usize = 256 * 1024;
 /// Guest RAM must stay below the firmware alias and the MMIO hole under 4 GiB.
 const MAX_GUEST_RAM: u64 = 3 << 30;
 
-/// Boot modules by the name the configuration uses for them.
+/// What a configuration can name: boot modules by the name the
+/// configuration uses for them, and the machine's own disks (`virtio0`).
 pub struct Images {
     pub modules: Vec<(String, &'static mut [u8])>,
+    pub host_disks: crate::host::HostDisks,
 }
 
 impl Images {
@@ -222,25 +224,40 @@ pub fn run(
     Ok(stop)
 }
 
-/// The IDE drives the configuration's `disk` entries describe, over the boot
+/// The IDE drives the configuration's `disk` entries describe: over the boot
 /// modules that carry the images (volatile RAM disks: writes last until Keel
-/// stops).
+/// stops), or over the machine's own virtio-blk disks (persistent).
 fn disk_drives(
     config: &VmConfig,
     images: &mut Images,
 ) -> Result<Vec<(ChannelId, DrivePosition, IdeDrive)>, VmError> {
     let mut drives = Vec::new();
     for spec in config.disk_specs().map_err(VmError::Config)? {
-        let bytes = images
-            .take(&spec.target)
-            .ok_or_else(|| VmError::MissingImage(spec.target.clone()))?;
-        let kib = bytes.len() / 1024;
-        let disk = RamDisk::from_static(spec.target.clone(), bytes)
-            .map_err(|e| VmError::Config(alloc::format!("disk '{}': {e}", spec.target)))?;
-        let drive = match (spec.cdrom, spec.writable) {
-            (true, _) => IdeDrive::cdrom(Some(Box::new(ReadOnly(disk)))),
-            (false, true) => IdeDrive::disk(Box::new(disk)),
-            (false, false) => IdeDrive::disk(Box::new(ReadOnly(disk))),
+        let (drive, kib, kind) = match spec.backend {
+            DiskBackend::Module => {
+                let bytes = images
+                    .take(&spec.target)
+                    .ok_or_else(|| VmError::MissingImage(spec.target.clone()))?;
+                let kib = bytes.len() as u64 / 1024;
+                let disk = RamDisk::from_static(spec.target.clone(), bytes)
+                    .map_err(|e| VmError::Config(alloc::format!("disk '{}': {e}", spec.target)))?;
+                (ide_drive(disk, spec.cdrom, spec.writable), kib, "volatile")
+            }
+            DiskBackend::HostVirtio(n) => {
+                let disk = images.host_disks.take(n).map_err(VmError::Config)?;
+                if spec.writable && disk.read_only() {
+                    return Err(VmError::Config(alloc::format!(
+                        "disk '{}': the VM config asks for rw, but the device is read-only",
+                        spec.target
+                    )));
+                }
+                let kib = disk.capacity() / 2;
+                (
+                    ide_drive(disk, spec.cdrom, spec.writable),
+                    kib,
+                    "persistent",
+                )
+            }
         };
         let (channel, position) = match spec.slot {
             IdeSlot::PrimaryMaster => (ChannelId::Primary, DrivePosition::Master),
@@ -255,9 +272,9 @@ fn disk_drives(
             spec.target,
             kib,
             if spec.writable {
-                "read-write, volatile"
+                alloc::format!("read-write, {kind}")
             } else {
-                "read-only"
+                String::from("read-only")
             },
             channel,
             position
@@ -265,6 +282,15 @@ fn disk_drives(
         drives.push((channel, position, drive));
     }
     Ok(drives)
+}
+
+/// An ATA disk or ATAPI CD-ROM over `backend`, refusing writes unless `writable`.
+fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool) -> IdeDrive {
+    match (cdrom, writable) {
+        (true, _) => IdeDrive::cdrom(Some(Box::new(ReadOnly(backend)))),
+        (false, true) => IdeDrive::disk(Box::new(backend)),
+        (false, false) => IdeDrive::disk(Box::new(ReadOnly(backend))),
+    }
 }
 
 /// Stop the VM after this many machine resets in a row: a guest that keeps
