@@ -167,15 +167,20 @@ pattern() {
     awk -v who="$1" -v n="$2" \
         'BEGIN { for (i = 0; i < n; i++) printf "%-511s\n", sprintf("keel %s sector %06d", who, i) }'
 }
-# The transfer mode libata set on the master of port $1 (XFER_MW_DMA_2 on a PIIX3):
-# a DMA mode means it reads and writes with bus-master DMA.
+# The transfer mode libata set on each drive of port $1 (XFER_MW_DMA_2 on a
+# PIIX3): a DMA mode means it reads and writes with bus-master DMA.
 dma_mode() {
-    mode=$(cat "/sys/class/ata_device/dev$1.0/xfer_mode")
-    echo "ide-init: ata$1.00 transfers with $mode" > /dev/console
-    case "$mode" in
-    XFER_MW_DMA_* | XFER_UDMA_*) return 0 ;;
-    *) return 1 ;;
-    esac
+    found=0
+    for d in /sys/class/ata_device/dev$1.*; do
+        case "$(cat "$d/class")" in none | unknown) continue ;; esac
+        xfer=$(cat "$d/xfer_mode")
+        echo "ide-init: ${d##*/} ($(cat "$d/class")) transfers with $xfer" > /dev/console
+        case "$xfer" in
+        XFER_MW_DMA_* | XFER_UDMA_*) found=$((found + 1)) ;;
+        *) return 1 ;;
+        esac
+    done
+    test "$found" -gt 0
 }
 want_md5=$(cat /etc/keel/vmlinuz.md5)
 kernel_md5() {
@@ -228,6 +233,25 @@ cd_kernel() {
     umount /cdrom
     return $r
 }
+# Reads the kernel from the disk and from the CD at the same time: both
+# channels (IRQ 14 and 15) busy with DMA at once.
+both_channels() {
+    mount -t vfat -o ro /dev/sda1 /mnt || return 1
+    if ! mount -t iso9660 -o ro /dev/sr0 /cdrom; then
+        umount /mnt
+        return 1
+    fi
+    drop_caches
+    md5sum /mnt/vmlinuz > /tmp/md5.disk &
+    md5sum /cdrom/vmlinuz > /tmp/md5.cd
+    wait
+    test "$(cut -d " " -f 1 /tmp/md5.disk)" = "$want_md5" &&
+        test "$(cut -d " " -f 1 /tmp/md5.cd)" = "$want_md5"
+    r=$?
+    umount /mnt
+    umount /cdrom
+    return $r
+}
 mkdir -p /mnt /cdrom
 check modules load_modules
 check ide-driver-ata-piix sh -c 'readlink /sys/bus/pci/devices/0000:00:01.1/driver | grep -q ata_piix'
@@ -248,6 +272,7 @@ check cd-bus-master sh -c 'dmesg | grep -Eq "ata2: PATA max [A-Z]+[0-9/]+ cmd 0x
 check cd-dma-mode dma_mode 2
 check cd-file cd_file
 check cd-kernel-md5 cd_kernel
+[ "$mode" = disk ] && check both-channels-at-once both_channels
 echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then
     dmesg | grep -i -E "ata|scsi|sd |sr |fat|isofs|error|i/o" | tail -40
@@ -267,7 +292,7 @@ pub fn init_script() -> String {
 }
 
 /// How many checks pass when all do: disk mode and CD mode.
-pub const DISK_CHECKS: u32 = 18;
+pub const DISK_CHECKS: u32 = 19;
 pub const CD_CHECKS: u32 = 8;
 
 /// The SYSLINUX/ISOLINUX configuration: at once, on COM1, with `console=ttyS0`.
@@ -802,7 +827,10 @@ mod tests {
             assert!(!s.contains(p), "{p}");
         }
         assert!(s.contains("poweroff -f"));
-        let checks = s.lines().filter(|l| l.trim().starts_with("check ")).count() as u32;
+        let checks = s
+            .lines()
+            .filter(|l| l.trim().starts_with("check ") || l.contains("&& check "))
+            .count() as u32;
         // ide-init is counted without a check line.
         assert_eq!(checks + 1, DISK_CHECKS);
         assert!(syslinux_cfg("cd").contains("console=ttyS0"));
