@@ -81,7 +81,7 @@ pub const FAT_SECTORS: u64 = 53248;
 pub const DATA_START: u64 = FAT_START + FAT_SECTORS;
 pub const DATA_SECTORS: u64 = 4096;
 /// Sectors at the start of the data partition that xtask fills with
-/// [`host_pattern`]; the guest writes its own pattern into the next as many.
+/// [`pattern`] `host`; the guest writes its own pattern into the next as many.
 pub const PATTERN_SECTORS: u64 = 2048;
 /// The geometry mformat and the MBR's CHS fields use.
 const HEADS: u64 = 64;
@@ -108,13 +108,13 @@ pub const MODULE_ROOTS: &[&str] = &[
     "nls_ascii",
 ];
 
-/// Line `i` (512 bytes) of the pattern xtask writes: `keel host sector
-/// NNNNNN`, padded with spaces, ending in a newline; the guest makes the
-/// same bytes with awk.
-pub fn host_pattern(sectors: u64) -> Vec<u8> {
+/// The pattern xtask writes (`who` = `host`) and the one the guest writes
+/// after it (`guest`): sector `i` is `keel WHO sector NNNNNN`, padded with
+/// spaces to 511 bytes, then a newline. The guest makes both with awk.
+pub fn pattern(who: &str, sectors: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity((sectors * SECTOR) as usize);
     for i in 0..sectors {
-        out.extend_from_slice(format!("{:<511}\n", format!("keel host sector {i:06}")).as_bytes());
+        out.extend_from_slice(format!("{:<511}\n", format!("keel {who} sector {i:06}")).as_bytes());
     }
     out
 }
@@ -443,7 +443,7 @@ fn md5sum(file: &Path) -> Result<String, String> {
 }
 
 /// The raw disk: MBR, FAT16 partition with SYSLINUX, kernel, initramfs and
-/// `syslinux.cfg`, and the data partition with [`host_pattern`].
+/// `syslinux.cfg`, and the data partition with [`pattern`] `host`.
 fn build_disk(disk: &Path, kernel: &Path, initrd: &Path, dir: &Path) -> Result<(), String> {
     let boot_code = fs::read(MBR_BIN).map_err(|e| io("cannot read", Path::new(MBR_BIN), e))?;
     let mbr = mbr(
@@ -467,8 +467,8 @@ fn build_disk(disk: &Path, kernel: &Path, initrd: &Path, dir: &Path) -> Result<(
     let mut image = vec![0u8; (DISK_SECTORS * SECTOR) as usize];
     image[..512].copy_from_slice(&mbr);
     let at = (DATA_START * SECTOR) as usize;
-    let pattern = host_pattern(PATTERN_SECTORS);
-    image[at..at + pattern.len()].copy_from_slice(&pattern);
+    let host = pattern("host", PATTERN_SECTORS);
+    image[at..at + host.len()].copy_from_slice(&host);
     fs::write(disk, &image).map_err(|e| io("cannot write", disk, e))?;
 
     let offset = FAT_START * SECTOR;
@@ -805,8 +805,8 @@ mod tests {
     }
 
     #[test]
-    fn host_pattern_is_what_the_guest_makes() {
-        let p = host_pattern(3);
+    fn patterns_are_what_the_guest_makes() {
+        let p = pattern("host", 3);
         assert_eq!(p.len(), 1536);
         assert!(p.starts_with(b"keel host sector 000000 "));
         assert_eq!(p[511], b'\n');
