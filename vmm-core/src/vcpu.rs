@@ -186,6 +186,11 @@ pub trait VcpuState {
     /// Sets the backend's copy of the task priority (CR8 value, 0-15).
     fn set_virtual_tpr(&mut self, _tpr: u8) {}
 
+    /// Loads the guest's XCR0 after an XSETBV the exit handler accepted. Only
+    /// a backend that exits on XSETBV (VMX) needs it: on SVM, which Keel does
+    /// not make intercept XSETBV, the guest's XSETBV runs on the CPU itself.
+    fn set_xcr0(&mut self, _xcr0: u64) {}
+
     /// Whether RFLAGS.IF is set: the guest accepts maskable interrupts.
     fn interrupts_enabled(&self) -> bool {
         self.rflags() & (1 << 9) != 0
@@ -224,6 +229,7 @@ pub(crate) mod tests {
         pub shadow: bool,
         pub window: bool,
         pub tsc_offset: u64,
+        pub xcr0: u64,
     }
 
     impl FakeVcpu {
@@ -354,6 +360,9 @@ pub(crate) mod tests {
         }
         fn set_tsc_offset(&mut self, offset: u64) {
             self.tsc_offset = offset;
+        }
+        fn set_xcr0(&mut self, xcr0: u64) {
+            self.xcr0 = xcr0;
         }
     }
 

@@ -50,6 +50,29 @@ pub struct VmPolicy {
 /// IA32_TIME_STAMP_COUNTER (SDM Vol 3B 18.17): its writes set the TSC offset.
 const IA32_TIME_STAMP_COUNTER: u32 = 0x10;
 
+// XCR0 state components (SDM Vol 1 13.1, 13.3).
+const XCR0_X87: u64 = 1 << 0;
+const XCR0_SSE: u64 = 1 << 1;
+const XCR0_AVX: u64 = 1 << 2;
+const XCR0_MPX: u64 = 0b11 << 3;
+const XCR0_AVX512: u64 = 0b111 << 5;
+const XCR0_AMX: u64 = 0b11 << 17;
+
+/// Whether XSETBV may load `value` into XCR0 on a CPU whose CPUID leaf 0DH
+/// reports `supported` (SDM Vol 2C, XSETBV: the #GP(0) conditions): x87 set,
+/// nothing unsupported, AVX only with SSE, the AVX-512 components only all
+/// together and with AVX, the MPX and AMX pairs only together.
+pub fn xcr0_is_valid(value: u64, supported: u64) -> bool {
+    let all_or_none = |mask: u64| value & mask == 0 || value & mask == mask;
+    value & XCR0_X87 != 0
+        && value & !supported == 0
+        && (value & XCR0_AVX == 0 || value & XCR0_SSE != 0)
+        && all_or_none(XCR0_AVX512)
+        && (value & XCR0_AVX512 == 0 || value & XCR0_AVX != 0)
+        && all_or_none(XCR0_MPX)
+        && all_or_none(XCR0_AMX)
+}
+
 fn low32(v: u64) -> u64 {
     v & 0xffff_ffff
 }
@@ -156,6 +179,19 @@ pub fn handle_exit(
         // not discard anything, so it is treated as WBINVD (as hypervisors do).
         VmExit::Invd { len } | VmExit::Wbinvd { len } => {
             vcpu.skip_instruction(len);
+            ExitAction::Resume
+        }
+        VmExit::Xsetbv { len } => {
+            let index = low32(vcpu.gpr(Gpr::Rcx));
+            let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
+            let r = policy.cpuid.lookup(0xd, 0, vcpu.vcpu_id(), vcpu.cr4());
+            let supported = (u64::from(r.edx) << 32) | u64::from(r.eax) | XCR0_X87;
+            if index == 0 && xcr0_is_valid(value, supported) {
+                vcpu.set_xcr0(value);
+                vcpu.skip_instruction(len);
+            } else {
+                vcpu.inject(Event::GP0);
+            }
             ExitAction::Resume
         }
         // Keel offers no hypercall interface yet: the instruction is undefined
@@ -642,6 +678,48 @@ mod tests {
         handle_exit(&VmExit::Wbinvd { len: 2 }, &mut v, &mut p, &mut pol);
         handle_exit(&VmExit::Invd { len: 2 }, &mut v, &mut p, &mut pol);
         assert_eq!(v.rip, 0x1005);
+    }
+
+    /// XSETBV (VMX exit reason 55): Linux's FPU set-up writes XCR0 with it.
+    /// A valid value reaches the backend and RIP moves past the 3-byte
+    /// instruction; an invalid one raises #GP(0) and changes nothing.
+    #[test]
+    fn xsetbv_loads_xcr0_or_raises_gp() {
+        let host = |leaf: u32, sub: u32| match (leaf, sub) {
+            (0, _) => CpuidResult {
+                eax: 0xd,
+                ..Default::default()
+            },
+            // x87, SSE and AVX state.
+            (0xd, 0) => CpuidResult {
+                eax: 0x7,
+                ..Default::default()
+            },
+            _ => CpuidResult::default(),
+        };
+        let mut pol = VmPolicy {
+            cpuid: CpuidPolicy::from_host(1, host),
+            msr: MsrPolicy::new(),
+        };
+        let (mut v, mut p) = (FakeVcpu::long_mode(), FakePlatform::new());
+        let mut xsetbv = |v: &mut FakeVcpu, ecx: u64, value: u64| {
+            v.gprs[Gpr::Rcx as usize] = ecx;
+            v.gprs[Gpr::Rax as usize] = value & 0xffff_ffff;
+            v.gprs[Gpr::Rdx as usize] = value >> 32;
+            handle_exit(&VmExit::Xsetbv { len: 3 }, v, &mut p, &mut pol)
+        };
+        assert_eq!(xsetbv(&mut v, 0, 0x7), ExitAction::Resume);
+        assert_eq!((v.xcr0, v.rip), (0x7, 0x1003));
+        assert!(v.injected.is_empty());
+        for (ecx, bad) in [(0, 0x5), (0, 0x6), (0, 0xf), (0, 1 << 32), (1, 0x1)] {
+            xsetbv(&mut v, ecx, bad);
+        }
+        assert_eq!(v.injected, [Event::GP0; 5]);
+        assert_eq!((v.xcr0, v.rip), (0x7, 0x1003), "a #GP leaves XCR0 and RIP");
+        assert!(xcr0_is_valid(0xe7, 0xe7), "AVX-512 with AVX");
+        assert!(!xcr0_is_valid(0x27, 0xe7), "part of AVX-512");
+        assert!(!xcr0_is_valid(0xe3, 0xe7), "AVX-512 without AVX");
+        assert!(!xcr0_is_valid(0x0b, 0x1f), "half of MPX");
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub enum VmExit {
     Wbinvd {
         len: u8,
     },
+    /// XSETBV (0F 01 D1): a write of EDX:EAX to the extended control register
+    /// ECX. VMX exits on it unconditionally (SDM Vol 3C 26.1.2).
+    Xsetbv {
+        len: u8,
+    },
     /// VMMCALL (SVM) or VMCALL (VMX).
     Hypercall {
         len: u8,

@@ -84,6 +84,7 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
         R::Hlt => VmExit::Hlt { len: len(1) },
         R::Invd => VmExit::Invd { len: len(2) },
         R::Wbinvd => VmExit::Wbinvd { len: len(2) },
+        R::Xsetbv => VmExit::Xsetbv { len: len(3) },
         R::Rdmsr => VmExit::Rdmsr { len: len(2) },
         R::Wrmsr => VmExit::Wrmsr { len: len(2) },
         R::Vmcall => VmExit::Hypercall { len: len(3) },
@@ -338,6 +339,11 @@ pub(crate) mod tests {
         assert_eq!(decode_exit(&exit(12, 0, 1), true), VmExit::Hlt { len: 1 });
         assert_eq!(decode_exit(&exit(13, 0, 2), true), VmExit::Invd { len: 2 });
         assert_eq!(
+            decode_exit(&exit(55, 0, 3), true),
+            VmExit::Xsetbv { len: 3 },
+            "exit reason 55 is XSETBV"
+        );
+        assert_eq!(
             decode_exit(&exit(54, 0, 2), true),
             VmExit::Wbinvd { len: 2 }
         );
@@ -495,14 +501,6 @@ pub(crate) mod tests {
             VmExit::Unknown {
                 code: 9,
                 info1: 5,
-                info2: 0
-            }
-        );
-        assert_eq!(
-            decode_exit(&exit(55, 0, 3), true),
-            VmExit::Unknown {
-                code: 55,
-                info1: 0,
                 info2: 0
             }
         );

@@ -89,6 +89,9 @@ pub struct VmxVcpu<V: Vmcs> {
     pub(crate) pending_cr2: Option<u64>,
     /// INVEPT before the next entry (after EPT changes; once at start).
     pub(crate) flush_pending: bool,
+    /// XCR0 to load before the next entry: VMX does not switch XCR0, and
+    /// exits on every guest XSETBV (SDM Vol 3C 26.1.2).
+    pub(crate) pending_xcr0: Option<u64>,
     config: VmxVcpuConfig,
     _pages: OwnedPages,
 }
@@ -195,6 +198,7 @@ impl<V: Vmcs> VmxVcpu<V> {
             launched: false,
             pending_cr2: None,
             flush_pending: true,
+            pending_xcr0: None,
             config,
             _pages: OwnedPages { io, msr },
         };
@@ -327,6 +331,8 @@ impl<V: Vmcs> VmxVcpu<V> {
         self.set_cr(0, CR0_RESET);
         self.set_cr(4, 0);
         self.pending_cr2 = Some(0);
+        // XCR0 after RESET: x87 state only (SDM Vol 3A 9.1.1, Table 9-1).
+        self.pending_xcr0 = Some(1);
         self.gprs = GuestGprs {
             rdx: u64::from(self.config.cpu_signature),
             ..Default::default()
@@ -564,6 +570,9 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
             u64::from(primary.bits()),
         );
     }
+    fn set_xcr0(&mut self, xcr0: u64) {
+        self.pending_xcr0 = Some(xcr0);
+    }
 }
 
 #[cfg(test)]
@@ -687,6 +696,18 @@ pub(crate) mod tests {
         assert_eq!(v.cr0(), 0x31);
         v.set_cr(2, 0xdead_b000);
         assert_eq!(v.pending_cr2, Some(0xdead_b000));
+    }
+
+    /// VMX does not switch XCR0: a guest XSETBV the handler accepted, and
+    /// RESET (XCR0 = 1), are loaded into the CPU before the next entry.
+    #[test]
+    fn xcr0_is_loaded_before_the_next_entry() {
+        let mut v = vcpu();
+        v.reset();
+        assert_eq!(v.pending_xcr0, Some(1));
+        v.pending_xcr0 = None;
+        v.set_xcr0(0x7);
+        assert_eq!(v.pending_xcr0, Some(0x7));
     }
 
     #[test]
