@@ -6,6 +6,17 @@
 //! booted by Keel (its BIOS shim, direct boot) and by plain QEMU TCG with
 //! `-kernel`/`-initrd`, both under the same QEMU TCG on the same machine, in one
 //! run, so the ratio is what Keel costs on top of the emulator.
+//!
+//! IDE: the `debian-disk` image (SeaBIOS, SYSLINUX, the same kernel, an
+//! initramfs with ata_piix) booted under Keel from its emulated IDE disk and
+//! on plain QEMU TCG from QEMU's own IDE disk (`-drive if=ide`, QEMU's
+//! SeaBIOS), with `keel_test=bench keel_bench=D,P` on the command line: the
+//! guest's /init reads D MiB of /dev/sda with O_DIRECT and bus-master DMA,
+//! then P MiB with PIO (libata reloaded with `dma=0`), timing each read with
+//! its own clock (`BENCH ...` lines). Keel prints one exit count per VM run,
+//! so exits per MiB come from boots that differ only in what they read:
+//! (exits reading N MiB - exits reading nothing) / N, the baseline being the
+//! mean of two boots whose difference shows the noise.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,35 +56,23 @@ impl BootBench {
         self.keel.to_power_off.as_secs_f64() / self.qemu.to_power_off.as_secs_f64()
     }
 
-    /// The table printed on stdout.
-    pub fn table(&self) -> String {
-        let row = |what: &str, k: Duration, q: Duration, r: f64| {
-            format!(
-                "{what:<22} {:>10.2} s {:>10.2} s {:>8.2}x\n",
-                k.as_secs_f64(),
-                q.as_secs_f64(),
-                r
-            )
-        };
-        let mut t = format!("boot of {} (direct kernel boot, QEMU TCG)\n", self.kernel);
-        t.push_str(&format!(
-            "{:<22} {:>12} {:>12} {:>9}\n",
-            "", "under Keel", "plain QEMU", "ratio"
-        ));
+    /// Its section of the table printed on stdout.
+    pub fn rows(&self) -> String {
+        let mut t = format!("boot of {} (direct kernel boot, -kernel)\n", self.kernel);
         t.push_str(&row(
             "to /init",
-            self.keel.to_init,
-            self.qemu.to_init,
-            self.init_ratio(),
+            &secs(self.keel.to_init),
+            &secs(self.qemu.to_init),
+            Some(self.init_ratio()),
         ));
         t.push_str(&row(
             "to ACPI power-off",
-            self.keel.to_power_off,
-            self.qemu.to_power_off,
-            self.power_off_ratio(),
+            &secs(self.keel.to_power_off),
+            &secs(self.qemu.to_power_off),
+            Some(self.power_off_ratio()),
         ));
         if let Some(n) = self.keel_exits {
-            t.push_str(&format!("{:<22} {n:>12}\n", "VM exits under Keel"));
+            t.push_str(&row("VM exits", &n.to_string(), "", None));
         }
         t
     }
@@ -94,6 +93,334 @@ impl BootBench {
             self.keel_exits.map_or("null".to_string(), |n| n.to_string()),
         )
     }
+}
+
+/// Width of a table's first column.
+const LABEL: usize = 36;
+
+/// One table row: a label, Keel's value, plain QEMU's, and Keel's time over
+/// QEMU's.
+fn row(label: &str, keel: &str, qemu: &str, ratio: Option<f64>) -> String {
+    let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}x"));
+    format!("  {label:<LABEL$} {keel:>12} {qemu:>12} {ratio:>9}")
+        .trim_end()
+        .to_string()
+        + "\n"
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// The table on stdout: a header, then each section's rows.
+pub fn table(sections: &[String]) -> String {
+    let mut t = format!(
+        "{:<w$} {:>12} {:>12} {:>9}\n",
+        "QEMU TCG, one run",
+        "under Keel",
+        "plain QEMU",
+        "ratio",
+        w = LABEL + 2
+    );
+    for s in sections {
+        t.push_str(s);
+    }
+    t.push_str("ratio: Keel's time over plain QEMU's (for reads: time per MiB)\n");
+    t
+}
+
+/// The line the IDE image's /init prints first.
+pub const IDE_INIT_LINE: &str = "PASS ide-init";
+
+/// How the guest's IDE driver moved the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Bus-master DMA (ata_piix's default).
+    Dma,
+    /// PIO: libata loaded with `dma=0`.
+    Pio,
+}
+
+impl Transfer {
+    /// The word of the `BENCH` line.
+    pub fn word(self) -> &'static str {
+        match self {
+            Transfer::Dma => "dma",
+            Transfer::Pio => "pio",
+        }
+    }
+
+    /// Whether libata's `xfer_mode` of the disk (`XFER_MW_DMA_2`,
+    /// `XFER_PIO_4`, ...) is a mode of this kind.
+    pub fn matches(self, xfer_mode: &str) -> bool {
+        match self {
+            Transfer::Dma => xfer_mode.contains("DMA_"),
+            Transfer::Pio => xfer_mode.starts_with("XFER_PIO_"),
+        }
+    }
+}
+
+/// One read of the IDE image's bench mode, from its line
+/// `BENCH dma|pio N MiB T us XFER_MODE` (T measured by the guest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdeRead {
+    pub transfer: Transfer,
+    pub mib: u32,
+    pub elapsed: Duration,
+    pub xfer_mode: String,
+}
+
+impl IdeRead {
+    /// The read a serial line reports, with or without Keel's `[vm] ` prefix.
+    pub fn parse(line: &str) -> Option<IdeRead> {
+        let (_, rest) = line.split_once("BENCH ")?;
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        let [kind, mib, "MiB", us, "us", xfer] = w[..] else {
+            return None;
+        };
+        let transfer = match kind {
+            "dma" => Transfer::Dma,
+            "pio" => Transfer::Pio,
+            _ => return None,
+        };
+        Some(IdeRead {
+            transfer,
+            mib: mib.parse().ok()?,
+            elapsed: Duration::from_micros(us.parse().ok()?),
+            xfer_mode: xfer.to_string(),
+        })
+    }
+
+    /// MiB per second.
+    pub fn mib_per_s(&self) -> f64 {
+        f64::from(self.mib) / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The `transfer` read of a run, checked: it read `mib` MiB, in a mode of
+/// that kind. `run` names the run in errors.
+pub fn ide_read(o: &Outcome, transfer: Transfer, mib: u32, run: &str) -> Result<IdeRead, String> {
+    if let Some(l) = o.lines.iter().find(|l| l.contains("BENCH-FAIL")) {
+        return Err(format!(
+            "{run}: the guest's bench failed: {l}\n{}",
+            o.report()
+        ));
+    }
+    let r = o
+        .lines
+        .iter()
+        .filter_map(|l| IdeRead::parse(l))
+        .find(|r| r.transfer == transfer)
+        .ok_or_else(|| {
+            format!(
+                "{run}: no 'BENCH {} ...' line\n{}",
+                transfer.word(),
+                o.report()
+            )
+        })?;
+    if r.mib != mib {
+        return Err(format!("{run}: read {} MiB, not {mib}", r.mib));
+    }
+    if !transfer.matches(&r.xfer_mode) {
+        return Err(format!(
+            "{run}: the {} read ran in {}",
+            transfer.word(),
+            r.xfer_mode
+        ));
+    }
+    Ok(r)
+}
+
+/// Time until Keel started the VM `vm` (its `MiB of RAM at host` line):
+/// GRUB, loading the ISO's modules, Keel's own start.
+pub fn keel_vm_start(o: &Outcome, vm: &str) -> Option<Duration> {
+    let prefix = format!("keel: VM '{vm}': ");
+    let i = o
+        .lines
+        .iter()
+        .position(|l| l.starts_with(&prefix) && l.contains(" MiB of RAM at host "))?;
+    o.line_times.get(i).copied()
+}
+
+/// When the IDE image's /init printed its first line.
+pub fn ide_to_init(o: &Outcome, run: &str) -> Result<Duration, String> {
+    o.time_of(IDE_INIT_LINE)
+        .ok_or_else(|| format!("{run}: no '{IDE_INIT_LINE}' line\n{}", o.report()))
+}
+
+/// The IDE bench: boot to /init from the disk, reads, exits per MiB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdeBench {
+    pub kernel: String,
+    /// Keel's first baseline boot: until Keel started the VM, and until /init.
+    pub keel_vm_start: Option<Duration>,
+    pub keel_to_init: Duration,
+    pub qemu_to_init: Duration,
+    /// Keel's DMA and PIO reads (from the boots that read one way each).
+    pub keel_dma: IdeRead,
+    pub keel_pio: IdeRead,
+    /// Plain QEMU's (one boot reading both ways).
+    pub qemu_dma: IdeRead,
+    pub qemu_pio: IdeRead,
+    /// Exits of two boots that read nothing.
+    pub baseline_exits: [u64; 2],
+    /// Exits of the boot that read `keel_dma.mib` with DMA, and of the one
+    /// that read `keel_pio.mib` with PIO.
+    pub dma_exits: u64,
+    pub pio_exits: u64,
+}
+
+impl IdeBench {
+    /// The mean of the baseline boots' exits.
+    pub fn baseline(&self) -> f64 {
+        (self.baseline_exits[0] as f64 + self.baseline_exits[1] as f64) / 2.0
+    }
+
+    /// What the two baseline boots differ by, per MiB of a read of `mib`: a
+    /// lower bound on the noise of exits per MiB, not a confidence interval.
+    pub fn noise_per_mib(&self, mib: u32) -> f64 {
+        self.baseline_exits[0].abs_diff(self.baseline_exits[1]) as f64 / f64::from(mib)
+    }
+
+    /// Exits per MiB read with DMA.
+    pub fn dma_exits_per_mib(&self) -> f64 {
+        (self.dma_exits as f64 - self.baseline()) / f64::from(self.keel_dma.mib)
+    }
+
+    /// Exits per MiB read with PIO.
+    pub fn pio_exits_per_mib(&self) -> f64 {
+        (self.pio_exits as f64 - self.baseline()) / f64::from(self.keel_pio.mib)
+    }
+
+    pub fn init_ratio(&self) -> f64 {
+        self.keel_to_init.as_secs_f64() / self.qemu_to_init.as_secs_f64()
+    }
+
+    /// Keel's time per MiB over plain QEMU's.
+    fn read_ratio(keel: &IdeRead, qemu: &IdeRead) -> f64 {
+        qemu.mib_per_s() / keel.mib_per_s()
+    }
+
+    /// Its section of the table printed on stdout.
+    pub fn rows(&self) -> String {
+        let mut t = format!(
+            "boot of {} from the IDE disk (SeaBIOS, SYSLINUX)\n",
+            self.kernel
+        );
+        t.push_str(&row(
+            "to /init",
+            &secs(self.keel_to_init),
+            &secs(self.qemu_to_init),
+            Some(self.init_ratio()),
+        ));
+        if let Some(start) = self.keel_vm_start {
+            let guest = self.keel_to_init.saturating_sub(start);
+            t.push_str(&row(
+                "to /init from Keel's VM start",
+                &secs(guest),
+                &secs(self.qemu_to_init),
+                Some(guest.as_secs_f64() / self.qemu_to_init.as_secs_f64()),
+            ));
+        }
+        for (keel, qemu) in [
+            (&self.keel_dma, &self.qemu_dma),
+            (&self.keel_pio, &self.qemu_pio),
+        ] {
+            let mode = keel
+                .xfer_mode
+                .strip_prefix("XFER_")
+                .unwrap_or(&keel.xfer_mode);
+            t.push_str(&row(
+                &format!(
+                    "{} read, {} MiB ({mode})",
+                    keel.transfer.word().to_uppercase(),
+                    keel.mib
+                ),
+                &format!("{:.1} MiB/s", keel.mib_per_s()),
+                &format!("{:.1} MiB/s", qemu.mib_per_s()),
+                Some(Self::read_ratio(keel, qemu)),
+            ));
+        }
+        for (what, per_mib, mib) in [
+            ("DMA", self.dma_exits_per_mib(), self.keel_dma.mib),
+            ("PIO", self.pio_exits_per_mib(), self.keel_pio.mib),
+        ] {
+            t.push_str(&row(
+                &format!("VM exits per MiB, {what}"),
+                &format!("{per_mib:.1}"),
+                "",
+                None,
+            ));
+            t.push_str(&format!(
+                "    (the baselines differ by {:.1} per MiB of this read: a lower bound\n     \
+                 on the noise; runs differ more)\n",
+                self.noise_per_mib(mib),
+            ));
+        }
+        t.push_str(&format!(
+            "  exits per MiB: (exits of a boot that read N MiB - the mean of two boots\n  \
+             that read nothing, {} and {}) / N\n  \
+             reads: 1 MiB O_DIRECT reads of /dev/sda, timed by the guest's clock\n",
+            self.baseline_exits[0], self.baseline_exits[1]
+        ));
+        t
+    }
+
+    /// The JSON written to `target/bench/ide.json`.
+    pub fn json(&self) -> String {
+        let read = |k: &IdeRead, q: &IdeRead, exits: u64, per_mib: f64| {
+            format!(
+                "{{\n    \"mib\": {},\n    \"xfer_mode\": \"{}\",\n    \"keel_s\": {:.6},\n    \
+                 \"keel_mib_per_s\": {:.3},\n    \"qemu_s\": {:.6},\n    \"qemu_mib_per_s\": {:.3},\n    \
+                 \"time_ratio\": {:.3},\n    \"keel_exits\": {exits},\n    \
+                 \"keel_exits_per_mib\": {per_mib:.3},\n    \"keel_baseline_spread_per_mib\": {:.3}\n  }}",
+                k.mib,
+                k.xfer_mode.escape_default(),
+                k.elapsed.as_secs_f64(),
+                k.mib_per_s(),
+                q.elapsed.as_secs_f64(),
+                q.mib_per_s(),
+                Self::read_ratio(k, q),
+                self.noise_per_mib(k.mib),
+            )
+        };
+        format!(
+            "{{\n  \"kernel\": \"{}\",\n  \"keel_vm_start_s\": {},\n  \"keel_to_init_s\": {:.3},\n  \
+             \"qemu_to_init_s\": {:.3},\n  \"init_ratio\": {:.3},\n  \
+             \"keel_baseline_exits\": [{}, {}],\n  \"dma\": {},\n  \"pio\": {}\n}}\n",
+            self.kernel.escape_default(),
+            self.keel_vm_start
+                .map_or("null".to_string(), |d| format!("{:.3}", d.as_secs_f64())),
+            self.keel_to_init.as_secs_f64(),
+            self.qemu_to_init.as_secs_f64(),
+            self.init_ratio(),
+            self.baseline_exits[0],
+            self.baseline_exits[1],
+            read(&self.keel_dma, &self.qemu_dma, self.dma_exits, self.dma_exits_per_mib()),
+            read(&self.keel_pio, &self.qemu_pio, self.pio_exits, self.pio_exits_per_mib()),
+        )
+    }
+}
+
+/// The VM config of one Keel run of the IDE bench: like
+/// tests/vms/debian-ide.cfg, its disk the bench copy `image` (next to the
+/// config), no CD-ROM.
+pub fn ide_bench_config(
+    name: &str,
+    image: &str,
+    memory_mib: u32,
+    dma_mib: u32,
+    pio_mib: u32,
+) -> String {
+    format!(
+        "# Generated by cargo xtask bench: SeaBIOS boots Debian from the IDE disk;\n\
+         # /init reads {dma_mib} MiB with DMA and {pio_mib} MiB with PIO, then powers off.\n\
+         name = \"{name}\"\n\
+         memory = {memory_mib}\n\
+         vcpus = 1\n\
+         firmware = \"seabios\"\n\
+         disk = [ '{image},raw,hda,rw' ]\n"
+    )
 }
 
 /// The exits Keel counted for VM `vm`, from its `keel: VM '<vm>': N exits` line.
@@ -148,6 +475,36 @@ pub fn run_plain_qemu(
     memory_mib: u32,
     timeout: Duration,
 ) -> Result<Outcome, String> {
+    let mut qemu = plain_qemu(memory_mib);
+    qemu.arg("-kernel").arg(kernel).args(["-append", cmdline]);
+    if let Some(i) = initrd {
+        qemu.arg("-initrd").arg(i);
+    }
+    run_plain(qemu, timeout)
+}
+
+/// Boots the raw disk `image` on plain QEMU TCG as its IDE primary master,
+/// with QEMU's own SeaBIOS.
+pub fn run_plain_qemu_disk(
+    image: &Path,
+    memory_mib: u32,
+    timeout: Duration,
+) -> Result<Outcome, String> {
+    run_plain(plain_qemu_disk(image, memory_mib), timeout)
+}
+
+/// The plain QEMU command line for [`run_plain_qemu_disk`].
+pub fn plain_qemu_disk(image: &Path, memory_mib: u32) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    // QEMU option values double their commas.
+    let file = image.to_string_lossy().replace(',', ",,");
+    qemu.arg("-drive")
+        .arg(format!("file={file},format=raw,if=ide"));
+    qemu
+}
+
+/// QEMU's pc machine under TCG, without default devices, COM1 on stdout.
+fn plain_qemu(memory_mib: u32) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-machine", "pc", "-accel", "tcg", "-cpu", "qemu64"])
         .args(["-m", &memory_mib.to_string()])
@@ -158,13 +515,11 @@ pub fn run_plain_qemu(
             "stdio",
             "-no-reboot",
             "-nodefaults",
-        ])
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", cmdline]);
-    if let Some(i) = initrd {
-        qemu.arg("-initrd").arg(i);
-    }
+        ]);
+    qemu
+}
+
+fn run_plain(qemu: Command, timeout: Duration) -> Result<Outcome, String> {
     let opts = RunOptions {
         timeout,
         ..RunOptions::default()
@@ -235,12 +590,134 @@ mod tests {
             keel_exits: Some(41_681),
         };
         assert!((b.init_ratio() - 1.5).abs() < 1e-9);
-        assert!(b.table().contains("1.50x"));
+        assert!(b.rows().contains("1.50x"));
+        assert!(table(&[b.rows()]).starts_with("QEMU TCG, one run"));
         assert!(b.json().contains("\"init_ratio\": 1.500"));
         assert!(keel_times(&outcome(&[], 1), "linux").is_err());
         assert!(
             qemu_times(&outcome(&[("PASS linux-init", 1)], 2)).is_err(),
             "no power-off"
         );
+    }
+
+    #[test]
+    fn bench_lines_parse() {
+        let r =
+            IdeRead::parse("[ide-bench-dma] BENCH dma 256 MiB 1500000 us XFER_MW_DMA_2").unwrap();
+        assert_eq!(r.transfer, Transfer::Dma);
+        assert_eq!(r.mib, 256);
+        assert_eq!(r.elapsed, Duration::from_millis(1500));
+        assert_eq!(r.xfer_mode, "XFER_MW_DMA_2");
+        assert!((r.mib_per_s() - 256.0 / 1.5).abs() < 1e-9);
+        let p = IdeRead::parse("BENCH pio 16 MiB 8000000 us XFER_PIO_4").unwrap();
+        assert_eq!(p.transfer, Transfer::Pio);
+        assert!((p.mib_per_s() - 2.0).abs() < 1e-9);
+        for bad in [
+            "BENCH done",
+            "BENCH-FAIL DMA read",
+            "BENCH udma 16 MiB 1 us XFER_UDMA_5",
+            "BENCH dma 16 MiB 1 ms XFER_MW_DMA_2",
+            "BENCH dma x MiB 1 us XFER_MW_DMA_2",
+            "BENCH dma 16 MiB 1 us",
+        ] {
+            assert_eq!(IdeRead::parse(bad), None, "{bad}");
+        }
+        assert!(Transfer::Dma.matches("XFER_UDMA_5"));
+        assert!(!Transfer::Dma.matches("XFER_PIO_4"));
+        assert!(Transfer::Pio.matches("XFER_PIO_4"));
+        assert!(!Transfer::Pio.matches("XFER_MW_DMA_2"));
+    }
+
+    #[test]
+    fn ide_reads_are_checked() {
+        let o = outcome(
+            &[
+                ("[b] PASS ide-init", 20_000),
+                ("[b] BENCH dma 0 MiB 13000 us XFER_MW_DMA_2", 21_000),
+                ("[b] BENCH pio 16 MiB 9000000 us XFER_MW_DMA_2", 30_000),
+            ],
+            31_000,
+        );
+        assert_eq!(ide_to_init(&o, "b").unwrap(), Duration::from_secs(20));
+        assert_eq!(ide_read(&o, Transfer::Dma, 0, "b").unwrap().mib, 0);
+        let e = ide_read(&o, Transfer::Pio, 16, "b").unwrap_err();
+        assert!(e.contains("the pio read ran in XFER_MW_DMA_2"), "{e}");
+        assert!(ide_read(&o, Transfer::Dma, 16, "b")
+            .unwrap_err()
+            .contains("not 16"));
+        let failed = outcome(&[("[b] BENCH-FAIL no /dev/sda", 1)], 2);
+        assert!(ide_read(&failed, Transfer::Dma, 0, "b")
+            .unwrap_err()
+            .contains("no /dev/sda"));
+        assert!(ide_to_init(&failed, "b").is_err());
+    }
+
+    #[test]
+    fn exits_per_mib_subtract_the_mean_baseline() {
+        let keel = outcome(
+            &[
+                (
+                    "keel: VM 'i': 256 MiB of RAM at host 0x3800000, firmware 'seabios'",
+                    4_000,
+                ),
+                ("[i] PASS ide-init", 24_000),
+            ],
+            30_000,
+        );
+        let start = keel_vm_start(&keel, "i");
+        assert_eq!(start, Some(Duration::from_secs(4)));
+        let read = |t, mib, s: f64, x: &str| IdeRead {
+            transfer: t,
+            mib,
+            elapsed: Duration::from_secs_f64(s),
+            xfer_mode: x.into(),
+        };
+        let b = IdeBench {
+            kernel: "vmlinuz-6.1".into(),
+            keel_vm_start: start,
+            keel_to_init: ide_to_init(&keel, "i").unwrap(),
+            qemu_to_init: Duration::from_secs(8),
+            keel_dma: read(Transfer::Dma, 256, 2.0, "XFER_MW_DMA_2"),
+            keel_pio: read(Transfer::Pio, 16, 8.0, "XFER_PIO_4"),
+            qemu_dma: read(Transfer::Dma, 256, 0.5, "XFER_MW_DMA_2"),
+            qemu_pio: read(Transfer::Pio, 16, 0.4, "XFER_PIO_4"),
+            baseline_exits: [129_000, 129_200],
+            dma_exits: 129_100 + 256 * 70,
+            pio_exits: 129_100 + 16 * 3_300,
+        };
+        assert!((b.baseline() - 129_100.0).abs() < 1e-9);
+        assert!((b.dma_exits_per_mib() - 70.0).abs() < 1e-9);
+        assert!((b.pio_exits_per_mib() - 3_300.0).abs() < 1e-9);
+        assert!((b.noise_per_mib(16) - 12.5).abs() < 1e-9);
+        assert!((b.init_ratio() - 3.0).abs() < 1e-9);
+        let rows = b.rows();
+        assert!(rows.contains("3.00x"), "{rows}");
+        // From the VM's start: 20 s against 8 s.
+        assert!(rows.contains("2.50x"), "{rows}");
+        // DMA: 128 MiB/s against 512 MiB/s; PIO: 2 against 40.
+        assert!(
+            rows.contains("128.0 MiB/s") && rows.contains("4.00x"),
+            "{rows}"
+        );
+        assert!(rows.contains("20.00x"), "{rows}");
+        assert!(rows.contains("DMA read, 256 MiB (MW_DMA_2)"), "{rows}");
+        let json = b.json();
+        assert!(json.contains("\"init_ratio\": 3.000"), "{json}");
+        assert!(json.contains("\"keel_exits_per_mib\": 3300.000"), "{json}");
+        assert!(
+            json.contains("\"keel_baseline_exits\": [129000, 129200]"),
+            "{json}"
+        );
+        let cfg = ide_bench_config("ide-bench-dma", "ide-bench-dma.img", 256, 256, 0);
+        assert!(cfg.contains("name = \"ide-bench-dma\"\n"), "{cfg}");
+        assert!(
+            cfg.contains("disk = [ 'ide-bench-dma.img,raw,hda,rw' ]\n"),
+            "{cfg}"
+        );
+        let q = plain_qemu_disk(Path::new("/b/q,1.img"), 256);
+        let args: Vec<_> = q.get_args().map(|a| a.to_string_lossy()).collect();
+        assert!(args
+            .join(" ")
+            .ends_with("-nodefaults -drive file=/b/q,,1.img,format=raw,if=ide"));
     }
 }

@@ -30,8 +30,11 @@ commands:
                          (ACPI tables from acpi-gen); exits with the guest's status
   bench [--timeout SECS]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
-                         initramfs on plain QEMU TCG (-kernel), in one run; print the
-                         times and their ratio, write target/bench/boot.json
+                         initramfs on plain QEMU TCG (-kernel), and the Debian IDE disk
+                         image under Keel and on plain QEMU TCG (-drive if=ide), reading
+                         its disk with DMA and PIO; print one table (times, ratios,
+                         MiB/s, VM exits per MiB), write target/bench/boot.json and
+                         target/bench/ide.json
   help                   this text";
 
 /// Exit code for a usage error.
@@ -280,7 +283,13 @@ fn bare_metal_packages() -> Vec<&'static str> {
     BARE_METAL_CRATES.iter().flat_map(|c| ["-p", *c]).collect()
 }
 
-/// `cargo xtask bench`: boot time under Keel next to plain QEMU (see USAGE).
+/// MiB the IDE bench reads with DMA (the 32 MiB disk eight times: enough
+/// exits to stand out of the noise between boots) and with PIO.
+const BENCH_DMA_MIB: u32 = 256;
+const BENCH_PIO_MIB: u32 = 16;
+
+/// `cargo xtask bench`: boot time under Keel next to plain QEMU, and the IDE
+/// bench (see USAGE and xtask/src/bench.rs).
 fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let ws = Workspace::locate()?;
     let mut timeout = Duration::from_secs(300);
@@ -295,10 +304,13 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         }
     }
     deps::ensure(deps::QEMU)?;
+    let bench_dir = ws.target_dir.join("bench");
     let vm_path = ws.test_vms_dir().join("linux.cfg");
-    let built = build(&ws, std::slice::from_ref(&vm_path))?;
+    let ide = prepare_ide_bench(&ws, &bench_dir.join("ide"))?;
+    let mut vm_paths = vec![vm_path];
+    vm_paths.extend(ide.keel.iter().map(|r| r.config.clone()));
+    let mut built = build(&ws, &vm_paths)?.into_iter();
     let (vm, iso) = built
-        .into_iter()
         .next()
         .ok_or_else(|| "nothing was built".to_string())?;
     let guest_dir = ws.bare_metal_dir();
@@ -324,22 +336,127 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         vm.config.memory_mib,
         timeout,
     )?;
-    let result = xtask::bench::BootBench {
-        kernel: kernel
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+    let kernel_file = kernel
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let boot = xtask::bench::BootBench {
+        kernel: kernel_file.clone(),
         keel: xtask::bench::keel_times(&keel, &vm.config.name)?,
         qemu: xtask::bench::qemu_times(&qemu)?,
         keel_exits: xtask::bench::exits(&keel, &vm.config.name),
     };
-    print!("{}", result.table());
-    let dir = ws.target_dir.join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let json = dir.join("boot.json");
-    std::fs::write(&json, result.json())
-        .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
-    eprintln!("xtask: wrote {}", json.display());
+
+    let ide = run_ide_bench(&ide, built.collect(), kernel_file, timeout)?;
+    print!("{}", xtask::bench::table(&[boot.rows(), ide.rows()]));
+    std::fs::create_dir_all(&bench_dir)
+        .map_err(|e| format!("cannot create {}: {e}", bench_dir.display()))?;
+    for (file, json) in [("boot.json", boot.json()), ("ide.json", ide.json())] {
+        let path = bench_dir.join(file);
+        std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
     Ok(0)
+}
+
+/// One Keel run of the IDE bench: its VM config, and the MiB it reads with
+/// DMA and with PIO.
+struct IdeRun {
+    config: PathBuf,
+    name: String,
+    dma_mib: u32,
+    pio_mib: u32,
+}
+
+/// The IDE bench's files under `dir`: per Keel run a copy of debian-disk
+/// that boots the bench mode and a VM config like debian-ide's (without the
+/// CD), and the image plain QEMU boots.
+struct IdeBenchFiles {
+    /// Two baselines that read nothing, one DMA read, one PIO read.
+    keel: Vec<IdeRun>,
+    qemu_image: PathBuf,
+    memory_mib: u32,
+}
+
+fn prepare_ide_bench(ws: &Workspace, dir: &Path) -> Result<IdeBenchFiles, String> {
+    let template = VmFile::load(&ws.test_vms_dir().join("debian-ide.cfg"))?;
+    let memory_mib = template.config.memory_mib;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    step("bench: the IDE bench's disk images");
+    let mut keel = Vec::new();
+    for (name, dma_mib, pio_mib) in [
+        ("ide-bench-idle-1", 0, 0),
+        ("ide-bench-idle-2", 0, 0),
+        ("ide-bench-dma", BENCH_DMA_MIB, 0),
+        ("ide-bench-pio", 0, BENCH_PIO_MIB),
+    ] {
+        let image = format!("{name}.img");
+        xtask::ide_assets::bench_disk(&dir.join(&image), dma_mib, pio_mib)?;
+        let config = dir.join(format!("{name}.cfg"));
+        let text = xtask::bench::ide_bench_config(name, &image, memory_mib, dma_mib, pio_mib);
+        std::fs::write(&config, text)
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        keel.push(IdeRun {
+            config,
+            name: name.to_string(),
+            dma_mib,
+            pio_mib,
+        });
+    }
+    let qemu_image = dir.join("qemu.img");
+    xtask::ide_assets::bench_disk(&qemu_image, BENCH_DMA_MIB, BENCH_PIO_MIB)?;
+    Ok(IdeBenchFiles {
+        keel,
+        qemu_image,
+        memory_mib,
+    })
+}
+
+/// Boots each Keel run (`isos` in the order of `files.keel`), then the
+/// image on plain QEMU.
+fn run_ide_bench(
+    files: &IdeBenchFiles,
+    isos: Vec<(VmFile, PathBuf)>,
+    kernel: String,
+    timeout: Duration,
+) -> Result<xtask::bench::IdeBench, String> {
+    use xtask::bench::{exits, ide_read, ide_to_init, keel_vm_start, Transfer};
+    let mut outcomes = Vec::new();
+    for (run, (vm, iso)) in files.keel.iter().zip(&isos) {
+        step(&format!(
+            "bench: {} under Keel: boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO",
+            run.name, run.dma_mib, run.pio_mib
+        ));
+        let o = xtask::bench::run_keel(iso, vm.config.memory_mib, timeout)?;
+        // Every run went through both reads, in the modes they name.
+        ide_read(&o, Transfer::Dma, run.dma_mib, &run.name)?;
+        ide_read(&o, Transfer::Pio, run.pio_mib, &run.name)?;
+        let n = exits(&o, &run.name)
+            .ok_or_else(|| format!("{}: no exit count from Keel\n{}", run.name, o.report()))?;
+        outcomes.push((o, n));
+    }
+    let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits)] = &outcomes[..]
+    else {
+        return Err(format!("{} Keel runs, expected 4", outcomes.len()));
+    };
+    step("bench: the same disk image on plain QEMU TCG (-drive if=ide, QEMU's SeaBIOS)");
+    let qemu = xtask::bench::run_plain_qemu_disk(&files.qemu_image, files.memory_mib, timeout)?;
+    let idle_name = &files.keel[0].name;
+    Ok(xtask::bench::IdeBench {
+        kernel,
+        keel_vm_start: keel_vm_start(idle, idle_name),
+        keel_to_init: ide_to_init(idle, idle_name)?,
+        qemu_to_init: ide_to_init(&qemu, "plain QEMU")?,
+        keel_dma: ide_read(dma, Transfer::Dma, BENCH_DMA_MIB, "ide-bench-dma")?,
+        keel_pio: ide_read(pio, Transfer::Pio, BENCH_PIO_MIB, "ide-bench-pio")?,
+        qemu_dma: ide_read(&qemu, Transfer::Dma, BENCH_DMA_MIB, "plain QEMU")?,
+        qemu_pio: ide_read(&qemu, Transfer::Pio, BENCH_PIO_MIB, "plain QEMU")?,
+        baseline_exits: [*idle_exits, *idle2_exits],
+        dma_exits: *dma_exits,
+        pio_exits: *pio_exits,
+    })
 }
 
 /// `cargo xtask direct-boot`: the shim on plain QEMU (see USAGE).
