@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod exit;
 pub mod interrupts;
 pub mod paging;
+pub mod port_bitmap;
 pub mod svm;
 pub mod vcpu;
 pub mod vmx;

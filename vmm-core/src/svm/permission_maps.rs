@@ -2,34 +2,7 @@
 
 /// I/O permission map: one bit per port, set = intercept; 12 KiB so that a
 /// multi-byte access at port 0xFFFF also finds its bits.
-#[repr(C, align(4096))]
-pub struct IoPermissionMap {
-    bits: [u8; 3 * 4096],
-}
-
-impl IoPermissionMap {
-    /// A map that intercepts every port: all port I/O goes to the device model.
-    pub fn intercept_all() -> Self {
-        IoPermissionMap {
-            bits: [0xff; 3 * 4096],
-        }
-    }
-
-    /// Whether an access to `port` exits.
-    pub fn intercepts(&self, port: u16) -> bool {
-        self.bits[usize::from(port / 8)] & (1 << (port % 8)) != 0
-    }
-
-    /// Lets the guest access `port` directly (`false`) or intercepts it (`true`).
-    pub fn set_intercept(&mut self, port: u16, intercept: bool) {
-        let (byte, bit) = (usize::from(port / 8), port % 8);
-        if intercept {
-            self.bits[byte] |= 1 << bit;
-        } else {
-            self.bits[byte] &= !(1 << bit);
-        }
-    }
-}
+pub type IoPermissionMap = crate::port_bitmap::PortBitmap<{ 3 * 4096 }>;
 
 /// MSR permission map: two bits per MSR (read, write), set = intercept, for
 /// three ranges of 8192 MSRs (APM Vol 2, Table 15-5). MSRs outside the ranges
@@ -98,16 +71,6 @@ impl MsrPermissionMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iopm_bits() {
-        let mut m = IoPermissionMap::intercept_all();
-        assert!(m.intercepts(0xffff));
-        m.set_intercept(0x3f9, false);
-        assert!(!m.intercepts(0x3f9));
-        assert!(m.intercepts(0x3f8) && m.intercepts(0x3fa));
-        assert_eq!(m.bits[0x3f9 / 8], !(1 << 1));
-    }
 
     #[test]
     fn msrpm_positions_follow_the_apm_table() {

@@ -2,37 +2,10 @@
 
 /// I/O bitmaps A (ports 0x0000-0x7FFF) and B (0x8000-0xFFFF), one bit per
 /// port, set = exit. Two consecutive pages: A, then B.
-#[repr(C, align(4096))]
-pub struct IoBitmaps {
-    bits: [u8; 2 * 4096],
-}
+pub type IoBitmaps = crate::port_bitmap::PortBitmap<{ 2 * 4096 }>;
 
-impl IoBitmaps {
-    /// Bitmaps that make every port access exit.
-    pub fn intercept_all() -> Self {
-        IoBitmaps {
-            bits: [0xff; 2 * 4096],
-        }
-    }
-
-    /// Whether an access to `port` exits.
-    pub fn intercepts(&self, port: u16) -> bool {
-        self.bits[usize::from(port / 8)] & (1 << (port % 8)) != 0
-    }
-
-    /// Lets the guest access `port` directly (`false`) or makes it exit (`true`).
-    pub fn set_intercept(&mut self, port: u16, intercept: bool) {
-        let (byte, bit) = (usize::from(port / 8), port % 8);
-        if intercept {
-            self.bits[byte] |= 1 << bit;
-        } else {
-            self.bits[byte] &= !(1 << bit);
-        }
-    }
-
-    /// Offset of bitmap B from bitmap A.
-    pub const B_OFFSET: u64 = 4096;
-}
+/// Offset of I/O bitmap B from bitmap A.
+pub const IO_BITMAP_B_OFFSET: u64 = 4096;
 
 /// The MSR bitmap: read bitmaps for low (0-0x1FFF) and high (0xC0000000-0xC0001FFF)
 /// MSRs, then write bitmaps for the same ranges; set = exit. MSRs outside both

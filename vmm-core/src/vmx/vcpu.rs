@@ -203,7 +203,8 @@ impl<V: Vmcs> VmxVcpu<V> {
             _pages: OwnedPages { io, msr },
         };
         v.vmcs.write(F::IoBitmapA, io_pa);
-        v.vmcs.write(F::IoBitmapB, io_pa + IoBitmaps::B_OFFSET);
+        v.vmcs
+            .write(F::IoBitmapB, io_pa + super::bitmaps::IO_BITMAP_B_OFFSET);
         v.vmcs.write(F::MsrBitmap, msr_pa);
         v.setup_controls();
         v.set_host_state(host);
