@@ -15,6 +15,7 @@ pub mod exit;
 pub mod interrupts;
 pub mod paging;
 pub mod port_bitmap;
+pub mod reset;
 pub mod svm;
 pub mod vcpu;
 pub mod vmx;

@@ -135,80 +135,32 @@ impl SvmVcpu {
     /// Loads the RESET state (APM Vol 2, 14.1.3, Table 14-1): real mode at
     /// F000:FFF0 with CS.base = FFFF0000.
     pub fn reset(&mut self) {
+        use crate::reset;
         let v = &mut self.vmcb;
-        let data = Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xffff,
-            attr: 0x93,
-        };
         for off in [save::ES, save::SS, save::DS, save::FS, save::GS] {
-            v.set_segment(off, data);
+            v.set_segment(off, reset::DATA_SEGMENT);
         }
-        v.set_segment(
-            save::CS,
-            Segment {
-                selector: 0xf000,
-                base: 0xffff_0000,
-                limit: 0xffff,
-                attr: 0x9b,
-            },
-        );
-        v.set_segment(
-            save::GDTR,
-            Segment {
-                selector: 0,
-                base: 0,
-                limit: 0xffff,
-                attr: 0,
-            },
-        );
-        v.set_segment(
-            save::IDTR,
-            Segment {
-                selector: 0,
-                base: 0,
-                limit: 0xffff,
-                attr: 0,
-            },
-        );
-        v.set_segment(
-            save::LDTR,
-            Segment {
-                selector: 0,
-                base: 0,
-                limit: 0xffff,
-                attr: 0x82,
-            },
-        );
-        v.set_segment(
-            save::TR,
-            Segment {
-                selector: 0,
-                base: 0,
-                limit: 0xffff,
-                attr: 0x8b,
-            },
-        );
+        v.set_segment(save::CS, reset::CODE_SEGMENT);
+        v.set_segment(save::GDTR, reset::DESCRIPTOR_TABLE);
+        v.set_segment(save::IDTR, reset::DESCRIPTOR_TABLE);
+        v.set_segment(save::LDTR, reset::LDTR);
+        v.set_segment(save::TR, reset::TR);
         v.write_u8(save::CPL, 0);
         v.write_u64(save::EFER, EFER_SVME);
-        v.write_u64(save::CR0, 0x6000_0010);
+        v.write_u64(save::CR0, reset::CR0);
         v.write_u64(save::CR2, 0);
         v.write_u64(save::CR3, 0);
         v.write_u64(save::CR4, 0);
-        v.write_u64(save::DR6, 0xffff_0ff0);
-        v.write_u64(save::DR7, 0x400);
-        v.write_u64(save::RFLAGS, 2);
-        v.write_u64(save::RIP, 0xfff0);
+        v.write_u64(save::DR6, reset::DR6);
+        v.write_u64(save::DR7, reset::DR7);
+        v.write_u64(save::RFLAGS, reset::RFLAGS);
+        v.write_u64(save::RIP, reset::RIP);
         v.write_u64(save::RSP, 0);
         v.write_u64(save::RAX, 0);
-        v.write_u64(save::G_PAT, 0x0007_0406_0007_0406);
+        v.write_u64(save::G_PAT, reset::PAT);
         v.write_u64(control::EVENTINJ, 0);
         v.write_u64(control::INTERRUPT_SHADOW, 0);
-        self.gprs = GuestGprs {
-            rdx: u64::from(self.config.cpu_signature),
-            ..Default::default()
-        };
+        self.gprs = reset::gprs(self.config.cpu_signature);
     }
 
     /// The VMCB, for diagnostics.

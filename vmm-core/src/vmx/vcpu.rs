@@ -63,9 +63,6 @@ pub struct VmxVcpuConfig {
 const CR0_PG: u64 = 1 << 31;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-/// CR0 after RESET: CD, NW and ET (SDM Vol 3A 9.1.1, Table 9-1).
-const CR0_RESET: u64 = 0x6000_0010;
-const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 // VM-entry interruption information (SDM 25.8.3, Table 25-17).
 const ENTRY_INTR_VALID: u64 = 1 << 31;
 const ENTRY_INTR_ERROR_CODE: u64 = 1 << 11;
@@ -282,62 +279,46 @@ impl<V: Vmcs> VmxVcpu<V> {
     /// Loads the RESET state (SDM Vol 3A 9.1.1, Table 9-1): real mode at
     /// F000:FFF0 with CS.base = FFFF0000. Unrestricted guest runs it natively.
     pub fn reset(&mut self) {
-        let data = Segment {
-            selector: 0,
-            base: 0,
-            limit: 0xffff,
-            attr: 0x93,
-        };
+        use crate::reset;
         for s in [Sreg::Es, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs] {
-            self.set_segment(s, data);
+            self.set_segment(s, reset::DATA_SEGMENT);
         }
-        self.set_segment(
-            Sreg::Cs,
-            Segment {
-                selector: 0xf000,
-                base: 0xffff_0000,
-                limit: 0xffff,
-                attr: 0x9b,
-            },
-        );
+        self.set_segment(Sreg::Cs, reset::CODE_SEGMENT);
         let w = &mut self.vmcs;
         w.write(F::GuestLdtrSelector, 0);
         w.write(F::GuestLdtrBase, 0);
-        w.write(F::GuestLdtrLimit, 0xffff);
-        w.write(F::GuestLdtrAccessRights, 0x82);
+        w.write(F::GuestLdtrLimit, u64::from(reset::LDTR.limit));
+        w.write(F::GuestLdtrAccessRights, u64::from(reset::LDTR.attr));
         w.write(F::GuestTrSelector, 0);
         w.write(F::GuestTrBase, 0);
-        w.write(F::GuestTrLimit, 0xffff);
+        w.write(F::GuestTrLimit, u64::from(reset::TR.limit));
         // A busy TSS: VM entry accepts no other type for TR (SDM 26.3.1.2).
-        w.write(F::GuestTrAccessRights, 0x8b);
+        w.write(F::GuestTrAccessRights, u64::from(reset::TR.attr));
         w.write(F::GuestGdtrBase, 0);
-        w.write(F::GuestGdtrLimit, 0xffff);
+        w.write(F::GuestGdtrLimit, u64::from(reset::DESCRIPTOR_TABLE.limit));
         w.write(F::GuestIdtrBase, 0);
-        w.write(F::GuestIdtrLimit, 0xffff);
-        w.write(F::GuestDr7, 0x400);
+        w.write(F::GuestIdtrLimit, u64::from(reset::DESCRIPTOR_TABLE.limit));
+        w.write(F::GuestDr7, reset::DR7);
         w.write(F::GuestRsp, 0);
-        w.write(F::GuestRip, 0xfff0);
-        w.write(F::GuestRflags, 2);
+        w.write(F::GuestRip, reset::RIP);
+        w.write(F::GuestRflags, reset::RFLAGS);
         w.write(F::GuestPendingDebugExceptions, 0);
         w.write(F::GuestInterruptibilityState, 0);
         w.write(F::GuestActivityState, 0);
         w.write(F::GuestIa32Debugctl, 0);
-        w.write(F::GuestIa32Pat, PAT_RESET);
+        w.write(F::GuestIa32Pat, reset::PAT);
         w.write(F::GuestIa32SysenterCs, 0);
         w.write(F::GuestIa32SysenterEsp, 0);
         w.write(F::GuestIa32SysenterEip, 0);
         w.write(F::VmEntryInterruptionInformation, 0);
         w.write(F::GuestCr3, 0);
         self.set_efer(0);
-        self.set_cr(0, CR0_RESET);
+        self.set_cr(0, reset::CR0);
         self.set_cr(4, 0);
         self.pending_cr2 = Some(0);
         // XCR0 after RESET: x87 state only (SDM Vol 3A 9.1.1, Table 9-1).
         self.pending_xcr0 = Some(1);
-        self.gprs = GuestGprs {
-            rdx: u64::from(self.config.cpu_signature),
-            ..Default::default()
-        };
+        self.gprs = reset::gprs(self.config.cpu_signature);
     }
 
     fn set_segment(&mut self, seg: Sreg, s: Segment) {
