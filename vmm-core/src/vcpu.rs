@@ -207,6 +207,26 @@ pub trait VcpuState {
         self.set_rip(rip);
         self.clear_interrupt_shadow();
     }
+
+    /// Loads a segment register, TR included, with a selector and the
+    /// descriptor it names (what a task switch does, SDM Vol 3A 7.3). On a
+    /// backend that keeps the CPL apart (SVM), loading SS sets CPL = SS.DPL.
+    fn set_segment(&mut self, seg: Sreg, s: Segment);
+    /// LDTR: the selector and descriptor of the current LDT (SDM Vol 3A 2.4.2).
+    fn ldtr(&self) -> Segment;
+    /// Loads LDTR; a null selector is loaded with `attr` 0 (unusable).
+    fn set_ldtr(&mut self, s: Segment);
+    /// GDTR in `base` and `limit` (selector and `attr` are 0) (SDM Vol 3A 2.4.1).
+    fn gdtr(&self) -> Segment;
+    /// Drops the event queued for the next entry, including one the backend
+    /// re-queued because the exit interrupted its delivery: a task switch
+    /// through a task gate in the IDT is that delivery, done by the handler.
+    fn cancel_event(&mut self);
+    /// Loads CR3 as a task switch does (SDM Vol 3A 7.3, 4.10.4.1): the guest's
+    /// non-global TLB entries go, and under PAE paging the four PDPTEs read
+    /// from the new CR3 are loaded too (VMX with EPT enters with the VMCS
+    /// copies, SDM Vol 3C 26.3.2.4).
+    fn load_cr3(&mut self, cr3: u64, pae_pdptes: Option<[u64; 4]>);
 }
 
 #[cfg(test)]
@@ -230,6 +250,9 @@ pub(crate) mod tests {
         pub window: bool,
         pub tsc_offset: u64,
         pub xcr0: u64,
+        pub ldtr: Segment,
+        pub gdtr: Segment,
+        pub pdptes: Option<[u64; 4]>,
     }
 
     impl FakeVcpu {
@@ -363,6 +386,25 @@ pub(crate) mod tests {
         }
         fn set_xcr0(&mut self, xcr0: u64) {
             self.xcr0 = xcr0;
+        }
+        fn set_segment(&mut self, seg: Sreg, s: Segment) {
+            self.segs[seg_index(seg)] = s;
+        }
+        fn ldtr(&self) -> Segment {
+            self.ldtr
+        }
+        fn set_ldtr(&mut self, s: Segment) {
+            self.ldtr = s;
+        }
+        fn gdtr(&self) -> Segment {
+            self.gdtr
+        }
+        fn cancel_event(&mut self) {
+            self.injected.clear();
+        }
+        fn load_cr3(&mut self, cr3: u64, pae_pdptes: Option<[u64; 4]>) {
+            self.cr[3] = cr3;
+            self.pdptes = pae_pdptes;
         }
     }
 

@@ -205,6 +205,9 @@ pub fn handle_exit(
             vcpu.inject(Event::UD);
             ExitAction::Resume
         }
+        VmExit::TaskSwitch(ref ts) => {
+            super::task_switch::handle_task_switch(ts, vcpu, platform.memory())
+        }
         VmExit::Shutdown => ExitAction::Stop(StopReason::TripleFault { rip: vcpu.rip() }),
         VmExit::ExternalInterrupt | VmExit::InterruptWindow => ExitAction::Resume,
         VmExit::Exception {

@@ -10,6 +10,7 @@ mod handler;
 mod io;
 mod msr;
 mod stop;
+mod task_switch;
 
 pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use handler::{handle_exit, Platform, VmPolicy};
@@ -65,6 +66,46 @@ pub struct CrAccess {
     pub len: u8,
 }
 
+/// The event whose delivery through a task gate in the IDT started a task
+/// switch (the VMX IDT-vectoring information, SDM Vol 3C 28.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateEvent {
+    pub vector: u8,
+    /// Pushed on the new task's stack once the switch is done (SDM Vol 3A 6.12.2).
+    pub error_code: Option<u32>,
+    /// A hardware exception (not INT n, INT3, INTO or INT1): a fault while
+    /// delivering it may turn into #DF (SDM Vol 3A 6.15, Table 6-5).
+    pub hardware_exception: bool,
+    /// An instruction raised it (INT n, INT3, INTO, INT1): the old task resumes
+    /// after that instruction, and faults of the switch have EXT clear.
+    pub software: bool,
+}
+
+/// What started a task switch (SDM Vol 3A 7.3; SDM Vol 3C 28.2.1, Table 28-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSwitchSource {
+    /// CALL to a TSS descriptor or a task gate: the new task links back.
+    Call,
+    /// IRET with EFLAGS.NT = 1: back to the task in the back link.
+    Iret,
+    /// JMP to a TSS descriptor or a task gate.
+    Jmp,
+    /// An interrupt or exception through a task gate in the IDT.
+    IdtGate(GateEvent),
+}
+
+/// A task switch the guest attempted; VMX exits on every one (SDM Vol 3C
+/// 25.4.2) after checking the gate and the new TSS descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskSwitch {
+    /// Selector of the new task's TSS.
+    pub selector: u16,
+    pub source: TaskSwitchSource,
+    /// Length of the CALL, JMP, IRET or software-interrupt instruction (unused
+    /// for hardware events, which leave RIP at the return address).
+    pub len: u8,
+}
+
 /// Why the guest stopped running, in terms that do not depend on VMX or SVM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmExit {
@@ -110,6 +151,8 @@ pub enum VmExit {
     UndefinedInstruction {
         name: &'static str,
     },
+    /// A hardware task switch (VMX only: SVM runs them without exiting).
+    TaskSwitch(TaskSwitch),
     /// Shutdown: a triple fault, or a fault while delivering a double fault.
     Shutdown,
     /// A physical interrupt arrived for the host while the guest ran.

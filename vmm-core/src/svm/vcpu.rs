@@ -343,6 +343,34 @@ impl VcpuState for SvmVcpu {
         self.vmcb.write_u64(control::VINTR, vintr);
         self.vmcb.write_u32(control::INTERCEPT_MISC1, misc1.bits());
     }
+    fn set_segment(&mut self, seg: Sreg, s: Segment) {
+        self.vmcb.set_segment(seg_offset(seg), s);
+        if seg == Sreg::Ss {
+            self.vmcb.write_u8(save::CPL, s.dpl());
+        }
+    }
+    fn ldtr(&self) -> Segment {
+        self.vmcb.segment(save::LDTR)
+    }
+    fn set_ldtr(&mut self, s: Segment) {
+        self.vmcb.set_segment(save::LDTR, s);
+    }
+    fn gdtr(&self) -> Segment {
+        let g = self.vmcb.segment(save::GDTR);
+        Segment {
+            base: g.base,
+            limit: g.limit,
+            ..Segment::default()
+        }
+    }
+    fn cancel_event(&mut self) {
+        self.vmcb.write_u64(control::EVENTINJ, 0);
+    }
+    fn load_cr3(&mut self, cr3: u64, _pae_pdptes: Option<[u64; 4]>) {
+        // Under nested paging the CPU reads the PAE PDPTEs from memory (APM Vol 2 15.25).
+        self.vmcb.write_u64(save::CR3, cr3);
+        self.flush_tlb();
+    }
 }
 
 #[cfg(test)]

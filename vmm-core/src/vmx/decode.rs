@@ -6,7 +6,10 @@
 
 use super::exit_reason::{ExitReason as R, ENTRY_FAILURE};
 use super::vmcs_field::VmcsField as F;
-use crate::exit::{AccessKind, CrAccess, IoDirection, IoExit, StringIo, VmExit};
+use crate::exit::{
+    AccessKind, CrAccess, GateEvent, IoDirection, IoExit, StringIo, TaskSwitch, TaskSwitchSource,
+    VmExit,
+};
 use crate::Gpr;
 
 /// Read access to the current VMCS.
@@ -29,6 +32,11 @@ const INTR_INFO_VALID: u64 = 1 << 31;
 const INTR_INFO_ERROR_CODE: u64 = 1 << 11;
 const INTR_TYPE_NMI: u64 = 2;
 const PAGE_FAULT: u8 = 14;
+// IDT-vectoring information types (SDM 25.9.3, Table 25-20).
+const IDT_TYPE_HW_EXCEPTION: u64 = 3;
+const IDT_TYPE_SOFTWARE_INTERRUPT: u64 = 4;
+const IDT_TYPE_PRIVILEGED_SOFTWARE_EXCEPTION: u64 = 5;
+const IDT_TYPE_SOFTWARE_EXCEPTION: u64 = 6;
 
 /// The length the CPU reported for the instruction that exited, or `default`
 /// when the field holds something no instruction can be.
@@ -101,6 +109,7 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
             },
             present: qual & EPT_PERMISSIONS != 0,
         },
+        R::TaskSwitch => decode_task_switch(vmcs, qual),
         R::EptMisconfiguration => unknown(vmcs.read(F::GuestPhysicalAddress)),
         r => match undefined_instruction(r) {
             Some(name) => VmExit::UndefinedInstruction { name },
@@ -158,6 +167,50 @@ fn decode_io(vmcs: &impl VmcsRead, qual: u64, ins_outs_info: bool) -> VmExit {
             address_size,
         }),
         len: instruction_length(vmcs, 1),
+    })
+}
+
+/// Task-switch qualification (SDM 28.2.1, Table 28-2): bits 15:0 the new
+/// TSS selector, bits 31:30 the source (CALL, IRET, JMP, task gate in the
+/// IDT). For a task gate the IDT-vectoring information says which event
+/// (SDM 28.2.4); the instruction length is that of the instruction that
+/// started the switch, if an instruction did (SDM 28.2.5).
+fn decode_task_switch(vmcs: &impl VmcsRead, qual: u64) -> VmExit {
+    let source = match (qual >> 30) & 3 {
+        0 => TaskSwitchSource::Call,
+        1 => TaskSwitchSource::Iret,
+        2 => TaskSwitchSource::Jmp,
+        _ => {
+            let info = vmcs.read(F::IdtVectoringInformation);
+            if info & INTR_INFO_VALID == 0 {
+                return VmExit::Unknown {
+                    code: R::TaskSwitch as u64,
+                    info1: qual,
+                    info2: info,
+                };
+            }
+            let kind = (info >> 8) & 7;
+            TaskSwitchSource::IdtGate(GateEvent {
+                vector: info as u8,
+                error_code: (info & INTR_INFO_ERROR_CODE != 0)
+                    .then(|| vmcs.read(F::IdtVectoringErrorCode) as u32),
+                hardware_exception: kind == IDT_TYPE_HW_EXCEPTION,
+                software: matches!(
+                    kind,
+                    IDT_TYPE_SOFTWARE_INTERRUPT
+                        | IDT_TYPE_PRIVILEGED_SOFTWARE_EXCEPTION
+                        | IDT_TYPE_SOFTWARE_EXCEPTION
+                ),
+            })
+        }
+    };
+    VmExit::TaskSwitch(TaskSwitch {
+        selector: qual as u16,
+        source,
+        len: match vmcs.read(F::VmExitInstructionLength) {
+            n @ 1..=15 => n as u8,
+            _ => 0,
+        },
     })
 }
 
@@ -390,6 +443,61 @@ pub(crate) mod tests {
         }
     }
 
+    /// Exit reason 9 (SDM 28.2.1, Table 28-2): selector in bits 15:0, source
+    /// in bits 31:30; the IDT-vectoring information names a gate's event.
+    #[test]
+    fn task_switches() {
+        let ts = |source| {
+            VmExit::TaskSwitch(TaskSwitch {
+                selector: 0x28,
+                source,
+                len: 7,
+            })
+        };
+        assert_eq!(
+            decode_exit(&exit(9, 0x28, 7), true),
+            ts(TaskSwitchSource::Call)
+        );
+        assert_eq!(
+            decode_exit(&exit(9, (1 << 30) | 0x28, 7), true),
+            ts(TaskSwitchSource::Iret)
+        );
+        assert_eq!(
+            decode_exit(&exit(9, (2 << 30) | 0x28, 7), true),
+            ts(TaskSwitchSource::Jmp)
+        );
+        // #DF (hardware exception with error code) through a task gate.
+        let mut v = exit(9, (3 << 30) | 0x28, 7);
+        v.set(F::IdtVectoringInformation, 0x8000_0b08)
+            .set(F::IdtVectoringErrorCode, 0);
+        assert_eq!(
+            decode_exit(&v, true),
+            ts(TaskSwitchSource::IdtGate(GateEvent {
+                vector: 8,
+                error_code: Some(0),
+                hardware_exception: true,
+                software: false,
+            }))
+        );
+        // INT 0x30 through a task gate.
+        v.set(F::IdtVectoringInformation, 0x8000_0430);
+        assert_eq!(
+            decode_exit(&v, true),
+            ts(TaskSwitchSource::IdtGate(GateEvent {
+                vector: 0x30,
+                error_code: None,
+                hardware_exception: false,
+                software: true,
+            }))
+        );
+        // A gate without the event it delivered is not something to emulate.
+        v.set(F::IdtVectoringInformation, 0);
+        assert!(matches!(
+            decode_exit(&v, true),
+            VmExit::Unknown { code: 9, .. }
+        ));
+    }
+
     #[test]
     fn control_register_accesses() {
         // MOV CR0, RBX (type 0, GPR 3).
@@ -497,9 +605,9 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(
-            decode_exit(&exit(9, 5, 0), true),
+            decode_exit(&exit(8, 5, 0), true),
             VmExit::Unknown {
-                code: 9,
+                code: 8,
                 info1: 5,
                 info2: 0
             }

@@ -555,6 +555,53 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
     fn set_xcr0(&mut self, xcr0: u64) {
         self.pending_xcr0 = Some(xcr0);
     }
+    fn set_segment(&mut self, seg: Sreg, s: Segment) {
+        VmxVcpu::set_segment(self, seg, s);
+    }
+    fn ldtr(&self) -> Segment {
+        Segment {
+            selector: self.vmcs.read(F::GuestLdtrSelector) as u16,
+            base: self.vmcs.read(F::GuestLdtrBase),
+            limit: self.vmcs.read(F::GuestLdtrLimit) as u32,
+            attr: attrs_from_access_rights(self.vmcs.read(F::GuestLdtrAccessRights)),
+        }
+    }
+    fn set_ldtr(&mut self, s: Segment) {
+        self.vmcs.write(F::GuestLdtrSelector, u64::from(s.selector));
+        self.vmcs.write(F::GuestLdtrBase, s.base);
+        self.vmcs.write(F::GuestLdtrLimit, u64::from(s.limit));
+        self.vmcs
+            .write(F::GuestLdtrAccessRights, access_rights_from_attrs(s.attr));
+    }
+    fn gdtr(&self) -> Segment {
+        Segment {
+            selector: 0,
+            base: self.vmcs.read(F::GuestGdtrBase),
+            limit: self.vmcs.read(F::GuestGdtrLimit) as u32,
+            attr: 0,
+        }
+    }
+    fn cancel_event(&mut self) {
+        self.vmcs.write(F::VmEntryInterruptionInformation, 0);
+    }
+    fn load_cr3(&mut self, cr3: u64, pae_pdptes: Option<[u64; 4]>) {
+        self.vmcs.write(F::GuestCr3, cr3);
+        if let Some(pdptes) = pae_pdptes {
+            for (f, v) in [
+                F::GuestPdpte0,
+                F::GuestPdpte1,
+                F::GuestPdpte2,
+                F::GuestPdpte3,
+            ]
+            .into_iter()
+            .zip(pdptes)
+            {
+                self.vmcs.write(f, v);
+            }
+        }
+        // INVEPT drops the guest's combined mappings (SDM Vol 3C 29.4.3.1).
+        self.flush_pending = true;
+    }
 }
 
 #[cfg(test)]
