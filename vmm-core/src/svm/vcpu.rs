@@ -30,6 +30,9 @@ pub(crate) const EFER_SVME: u64 = 1 << 12;
 const V_INTR_MASKING: u64 = 1 << 24;
 /// VINTR fields used for interrupt-window exits: V_IRQ, V_INTR_PRIO = 15, V_IGN_TPR.
 const V_IRQ_WINDOW: u64 = (1 << 8) | (0xf << 16) | (1 << 20);
+/// `VmExit::InvalidGuestState` detail: Keel's own check found a guest state
+/// VMRUN would refuse ([`super::pre_entry_check`]); the guest was not entered.
+pub const DETAIL_PRE_ENTRY_CHECK: u64 = 1 << 62;
 /// EVENTINJ valid (APM Vol 2, 15.20).
 const EVENTINJ_VALID: u64 = 1 << 31;
 const CR0_PE: u64 = 1 << 0;
@@ -221,6 +224,14 @@ impl crate::Vcpu for SvmVcpu {
     fn run(&mut self) -> VmExit {
         if self.take_shutdown() {
             return VmExit::Shutdown;
+        }
+        // A guest state VMRUN would refuse stops the VM here, with the
+        // field named, rather than as VMEXIT_INVALID.
+        if let Some((field, why)) = super::pre_entry_check(&self.vmcb) {
+            log::error!("not entering the guest: the VMCB field {field} {why}");
+            return VmExit::InvalidGuestState {
+                detail: DETAIL_PRE_ENTRY_CHECK,
+            };
         }
         // SAFETY: the contract of `SvmVcpu::new` (SVM enabled, nested tables
         // valid and confined to this guest); the permission maps are owned by
