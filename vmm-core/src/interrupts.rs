@@ -72,6 +72,59 @@ pub fn deliver(vcpu: &mut impl VcpuState, source: &mut impl InterruptSource) -> 
     }
 }
 
+/// What the VM loop knows about a halted vCPU and the devices that could wake it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaltState {
+    /// RFLAGS.IF: maskable interrupts can wake the vCPU.
+    pub interrupts_enabled: bool,
+    /// A maskable interrupt is ready for the vCPU now.
+    pub interrupt_pending: bool,
+    /// An NMI is waiting for the vCPU now.
+    pub nmi_pending: bool,
+    /// A device interrupt can reach the vCPU as an NMI: an unmasked IOAPIC
+    /// redirection entry or local APIC LINT entry with NMI delivery.
+    pub nmi_route: bool,
+    /// The guest asked for a reset, power-off or debug exit.
+    pub power_request: bool,
+    /// When the next device timer fires, if one is armed: with the vCPU
+    /// halted, nothing else changes device state.
+    pub next_deadline_ns: Option<u64>,
+}
+
+/// What the VM loop does with a halted vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltDecision {
+    /// Something wakes it now: enter the guest again.
+    Resume,
+    /// Nothing is due yet, but a device timer may raise a waking interrupt
+    /// or NMI: sleep until then and look again.
+    SleepUntil(u64),
+    /// Nothing can ever wake the vCPU (SDM Vol 3A 8.10.2: HLT ends on an
+    /// unmasked interrupt, NMI, SMI, INIT or reset; Keel raises no SMI).
+    Stop { interrupts_enabled: bool },
+}
+
+/// Decides, after HLT, whether the vCPU wakes, sleeps until the next device
+/// timer, or can never run again. With RFLAGS.IF clear only an NMI wakes it,
+/// so it is stopped only if no device routes one to it; otherwise it waits,
+/// as the CPU would.
+pub fn halt_decision(s: &HaltState) -> HaltDecision {
+    if s.nmi_pending || s.power_request || (s.interrupts_enabled && s.interrupt_pending) {
+        return HaltDecision::Resume;
+    }
+    if !s.interrupts_enabled && !s.nmi_route {
+        return HaltDecision::Stop {
+            interrupts_enabled: false,
+        };
+    }
+    match s.next_deadline_ns {
+        Some(deadline) => HaltDecision::SleepUntil(deadline),
+        None => HaltDecision::Stop {
+            interrupts_enabled: s.interrupts_enabled,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +232,76 @@ mod tests {
         v.window = true;
         assert_eq!(deliver(&mut v, &mut Source::default()), Delivery::Nothing);
         assert!(!v.window);
+    }
+
+    /// Finding #14: `cli; hlt` with an NMI routed to the vCPU was stopped
+    /// with 123 though the NMI can still wake it.
+    #[test]
+    fn a_halt_with_if_clear_waits_for_a_routed_nmi() {
+        let cli_hlt = HaltState {
+            interrupts_enabled: false,
+            interrupt_pending: false,
+            nmi_pending: false,
+            nmi_route: true,
+            power_request: false,
+            next_deadline_ns: Some(5_000),
+        };
+        assert_eq!(halt_decision(&cli_hlt), HaltDecision::SleepUntil(5_000));
+        let no_route = HaltState {
+            nmi_route: false,
+            ..cli_hlt
+        };
+        assert_eq!(
+            halt_decision(&no_route),
+            HaltDecision::Stop {
+                interrupts_enabled: false
+            }
+        );
+        let no_timer = HaltState {
+            next_deadline_ns: None,
+            ..cli_hlt
+        };
+        assert_eq!(
+            halt_decision(&no_timer),
+            HaltDecision::Stop {
+                interrupts_enabled: false
+            },
+            "a route with no timer to drive it"
+        );
+        for woken in [
+            HaltState {
+                nmi_pending: true,
+                ..no_route
+            },
+            HaltState {
+                power_request: true,
+                ..no_route
+            },
+        ] {
+            assert_eq!(halt_decision(&woken), HaltDecision::Resume);
+        }
+        // A pending maskable interrupt wakes only with IF set.
+        let masked = HaltState {
+            interrupt_pending: true,
+            ..cli_hlt
+        };
+        assert_eq!(halt_decision(&masked), HaltDecision::SleepUntil(5_000));
+        let sti_hlt = HaltState {
+            interrupts_enabled: true,
+            nmi_route: false,
+            ..masked
+        };
+        assert_eq!(halt_decision(&sti_hlt), HaltDecision::Resume);
+        let idle = HaltState {
+            interrupt_pending: false,
+            next_deadline_ns: None,
+            ..sti_hlt
+        };
+        assert_eq!(
+            halt_decision(&idle),
+            HaltDecision::Stop {
+                interrupts_enabled: true
+            }
+        );
     }
 }

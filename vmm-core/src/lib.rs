@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod event;
 pub mod exit;
 pub mod interrupts;
 pub mod paging;

@@ -85,6 +85,14 @@ pub enum Event {
     ExternalInterrupt { vector: u8 },
     /// A non-maskable interrupt.
     Nmi,
+    /// INT n: a software interrupt raised by an instruction of `len` bytes,
+    /// put back after an exit interrupted its delivery (VMX type 4).
+    SoftwareInterrupt { vector: u8, len: u8 },
+    /// INT3 or INTO: #BP or #OF raised by an instruction of `len` bytes (VMX type 6).
+    SoftwareException { vector: u8, len: u8 },
+    /// INT1 / ICEBP (F1): #DB raised by the one-byte instruction (VMX type 5,
+    /// privileged software exception).
+    PrivilegedSoftwareException { len: u8 },
 }
 
 impl Event {
@@ -142,7 +150,10 @@ pub trait VcpuState {
     fn segment(&self, seg: Sreg) -> Segment;
     /// Current privilege level.
     fn cpl(&self) -> u8;
-    /// Queues `event` for delivery on the next VM entry.
+    /// Queues `event` for delivery on the next VM entry. If an event is
+    /// already queued, `event` arose while delivering it: the two combine
+    /// by the double-fault rules ([`crate::event::combine`]), which may shut
+    /// the vCPU down (the next run returns [`crate::VmExit::Shutdown`]).
     fn inject(&mut self, event: Event);
     /// Clears any STI / MOV SS interrupt shadow (after an instruction is skipped).
     fn clear_interrupt_shadow(&mut self);

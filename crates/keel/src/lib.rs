@@ -1,5 +1,6 @@
 //! Keel's host-testable logic. The hypervisor binary (`main.rs`) uses it:
-//! physical memory bookkeeping, and the pure parts of the host disk driver.
+//! physical memory bookkeeping, the pure parts of the host disk driver, and
+//! the VM loop's reset limit.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -8,3 +9,4 @@ pub mod disk_requests;
 pub mod dma_pool;
 pub mod frames;
 pub mod pci_config;
+pub mod reset_limit;

@@ -1,11 +1,12 @@
 //! The exit handler: a plain function of (exit, vCPU state, platform, policy).
 
 use super::cpuid::CpuidPolicy;
+use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
 use super::emulate::emulate_instruction;
 use super::io::handle_io;
 use super::msr::{MsrOutcome, MsrPolicy};
 use super::{AccessKind, ExitAction, StopReason, VmExit};
-use crate::vcpu::{Event, Gpr, VcpuState};
+use crate::vcpu::{CpuMode, Event, Gpr, VcpuState};
 use guest_memory::GuestMemory;
 
 /// What the exit layer needs from the emulated platform.
@@ -71,6 +72,23 @@ pub fn xcr0_is_valid(value: u64, supported: u64) -> bool {
         && (value & XCR0_AVX512 == 0 || value & XCR0_AVX != 0)
         && all_or_none(XCR0_MPX)
         && all_or_none(XCR0_AMX)
+}
+
+/// What a MOV to CR is checked against: the vCPU's state and the CR4
+/// features and MAXPHYADDR its CPUID reports.
+fn cr_context(vcpu: &impl VcpuState, cpuid: &CpuidPolicy) -> CrContext {
+    let (id, cr4) = (vcpu.vcpu_id(), vcpu.cr4());
+    let leaf = |l: u32, sub: u32| cpuid.lookup(l, sub, id, cr4);
+    let max_phys = leaf(0x8000_0008, 0).eax as u8;
+    CrContext {
+        cr0: vcpu.cr0(),
+        cr3: vcpu.cr3(),
+        cr4,
+        efer: vcpu.efer(),
+        long64: vcpu.mode() == CpuMode::Long64,
+        cr4_allowed: cr4_allowed(leaf(1, 0), leaf(7, 0), leaf(7, 1)),
+        max_phys_bits: if max_phys == 0 { 36 } else { max_phys },
+    }
 }
 
 fn low32(v: u64) -> u64 {
@@ -156,7 +174,14 @@ pub fn handle_exit(
                     vcpu.set_gpr(gpr, platform.cr8(vcpu.vcpu_id()));
                 }
             } else if cr.write {
-                vcpu.set_cr(cr.cr, vcpu.gpr(gpr));
+                let ctx = cr_context(vcpu, &policy.cpuid);
+                match mov_to_cr(cr.cr, vcpu.gpr(gpr), &ctx) {
+                    Ok(value) => vcpu.set_cr(cr.cr, value),
+                    Err(GeneralProtection) => {
+                        vcpu.inject(Event::GP0);
+                        return ExitAction::Resume;
+                    }
+                }
             } else {
                 let value = match cr.cr {
                     0 => vcpu.cr0(),
@@ -782,6 +807,52 @@ mod tests {
             handle_exit(&VmExit::CrAccess(unknown), &mut v, &mut p, &mut pol),
             ExitAction::Stop(StopReason::Unhandled { .. })
         ));
+    }
+
+    /// Finding #6: MOV to CR0 with PG and not PE, and CR4 bits the guest's
+    /// CPUID does not offer, were written and failed the next entry. They
+    /// raise #GP(0) and leave the register and RIP as they were.
+    #[test]
+    fn invalid_control_register_writes_raise_gp() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+        let mov = |cr: u8| {
+            VmExit::CrAccess(CrAccess {
+                cr,
+                write: true,
+                gpr: Some(Gpr::Rax),
+                len: 3,
+            })
+        };
+        v.cr0 = 0x10;
+        for (cr, value) in [
+            (0, 0x8000_0010u64),
+            (0, 0x2000_0011),
+            (4, 1 << 13),
+            (4, 1 << 15),
+        ] {
+            v.gprs[Gpr::Rax as usize] = value;
+            assert_eq!(
+                handle_exit(&mov(cr), &mut v, &mut p, &mut pol),
+                ExitAction::Resume
+            );
+        }
+        assert_eq!(v.injected, [Event::GP0; 4]);
+        assert_eq!((v.cr0, v.cr[4], v.rip), (0x10, 0, 0x1000));
+        v.gprs[Gpr::Rax as usize] = 0x11;
+        handle_exit(&mov(0), &mut v, &mut p, &mut pol);
+        assert_eq!((v.cr0, v.rip), (0x11, 0x1003), "a valid value is loaded");
+        let mut v = FakeVcpu::long_mode();
+        v.cr[4] = 1 << 5;
+        v.gprs[Gpr::Rax as usize] = 0x1_8000_0011;
+        handle_exit(&mov(0), &mut v, &mut p, &mut pol);
+        v.gprs[Gpr::Rax as usize] = 0;
+        handle_exit(&mov(4), &mut v, &mut p, &mut pol);
+        assert_eq!(
+            v.injected,
+            [Event::GP0; 2],
+            "bits 63:32; PAE cleared in long mode"
+        );
+        assert_eq!((v.cr0, v.cr[4], v.rip), (0x8000_0011, 1 << 5, 0x1000));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! platform and tells the run loop what to do next with an [`ExitAction`].
 
 mod cpuid;
+mod cr;
 mod emulate;
 mod handler;
 mod io;

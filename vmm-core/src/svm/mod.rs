@@ -1,6 +1,7 @@
 //! The AMD SVM backend (AMD64 APM Vol 2, chapter 15).
 
 mod decode;
+mod diagnose;
 mod exit_code;
 pub mod hw;
 mod intercepts;
@@ -9,6 +10,7 @@ mod vcpu;
 pub mod vmcb;
 
 pub use decode::decode_exit;
+pub use diagnose::pre_entry_check;
 pub use exit_code::SvmExitCode;
 pub use intercepts::{InterceptMisc1, InterceptMisc2};
 pub use permission_maps::{IoPermissionMap, MsrPermissionMap};

@@ -7,6 +7,7 @@ use super::decode::decode_exit;
 use super::intercepts::{InterceptMisc1, InterceptMisc2};
 use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
+use crate::event;
 use crate::exit::VmExit;
 use crate::vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, VcpuState};
 
@@ -29,13 +30,12 @@ pub(crate) const EFER_SVME: u64 = 1 << 12;
 const V_INTR_MASKING: u64 = 1 << 24;
 /// VINTR fields used for interrupt-window exits: V_IRQ, V_INTR_PRIO = 15, V_IGN_TPR.
 const V_IRQ_WINDOW: u64 = (1 << 8) | (0xf << 16) | (1 << 20);
-// EVENTINJ (APM Vol 2, 15.20).
+/// `VmExit::InvalidGuestState` detail: Keel's own check found a guest state
+/// VMRUN would refuse ([`super::pre_entry_check`]); the guest was not entered.
+pub const DETAIL_PRE_ENTRY_CHECK: u64 = 1 << 62;
+/// EVENTINJ valid (APM Vol 2, 15.20).
 const EVENTINJ_VALID: u64 = 1 << 31;
-const EVENTINJ_EV: u64 = 1 << 11;
-const EVENTINJ_TYPE_INTR: u64 = 0 << 8;
-const EVENTINJ_TYPE_NMI: u64 = 2 << 8;
-const EVENTINJ_TYPE_EXCEPTION: u64 = 3 << 8;
-const EVENTINJ_TYPE_SOFT_INT: u64 = 4 << 8;
+const CR0_PE: u64 = 1 << 0;
 /// TLB_CONTROL: flush this guest's TLB entries on the next VMRUN.
 const TLB_FLUSH_ALL: u8 = 1;
 
@@ -45,6 +45,9 @@ pub struct SvmVcpu {
     pub(crate) gprs: GuestGprs,
     pub(crate) vmcb_pa: u64,
     pub(crate) host_save_pa: u64,
+    /// An exception arose while #DF was being delivered: the next run
+    /// returns a shutdown instead of entering (APM Vol 2 8.2.9).
+    pub(crate) shutdown_pending: bool,
     config: SvmVcpuConfig,
     _pages: OwnedPages,
 }
@@ -85,6 +88,7 @@ impl SvmVcpu {
             gprs: GuestGprs::default(),
             vmcb_pa,
             host_save_pa,
+            shutdown_pending: false,
             config,
             _pages: OwnedPages {
                 host_save,
@@ -160,6 +164,7 @@ impl SvmVcpu {
         v.write_u64(save::G_PAT, reset::PAT);
         v.write_u64(control::EVENTINJ, 0);
         v.write_u64(control::INTERRUPT_SHADOW, 0);
+        self.shutdown_pending = false;
         self.gprs = reset::gprs(self.config.cpu_signature);
     }
 
@@ -181,26 +186,53 @@ impl SvmVcpu {
     /// Called after each #VMEXIT: a requested flush has happened, and an event
     /// whose delivery the exit interrupted (EXITINTINFO, APM Vol 2 15.7.2) is
     /// queued again. Software interrupts and #BP/#OF are not: the guest's RIP
-    /// still points at the INTn / INT3 / INTO instruction, which runs again.
+    /// still points at the INTn / INT3 / INTO instruction, which runs again
+    /// (SVM reports no instruction length to re-inject them with).
     pub(crate) fn after_exit(&mut self) {
-        let interrupted = self.vmcb.read_u64(control::EXITINTINFO);
-        if interrupted & EVENTINJ_VALID != 0 {
-            let kind = interrupted & (7 << 8);
-            let vector = interrupted & 0xff;
-            let reruns = kind == EVENTINJ_TYPE_SOFT_INT
-                || (kind == EVENTINJ_TYPE_EXCEPTION && (vector == 3 || vector == 4));
-            if !reruns {
-                self.vmcb.write_u64(control::EVENTINJ, interrupted);
-            }
+        let interrupted = event::from_svm(self.vmcb.read_u64(control::EXITINTINFO));
+        match interrupted {
+            None | Some(Event::SoftwareInterrupt { .. } | Event::SoftwareException { .. }) => {}
+            Some(e) => self.write_event(e),
         }
         self.vmcb.write_u8(control::TLB_CONTROL, 0);
         // Keel never uses VMCB clean bits: every field is reloaded on VMRUN.
         self.vmcb.write_u32(control::VMCB_CLEAN, 0);
     }
+
+    /// Writes `e` into EVENTINJ by the rules of [`event::svm_eventinj`] for
+    /// the guest's current CR0.PE. A software event's return address is past
+    /// its instruction: RIP (and NRIP, which a CPU with NRIP save pushes for
+    /// injected software interrupts) move there first.
+    fn write_event(&mut self, e: Event) {
+        let x = event::svm_eventinj(e, self.cr0() & CR0_PE != 0);
+        if let Some(len) = x.instruction_len {
+            self.skip_instruction(len);
+            let rip = self.rip();
+            self.vmcb.write_u64(control::NRIP, rip);
+        }
+        self.vmcb.write_u64(control::EVENTINJ, x.eventinj());
+    }
+
+    /// Takes a shutdown that event combination left (an exception while
+    /// delivering #DF): the run loop then stops as for a triple fault.
+    pub(crate) fn take_shutdown(&mut self) -> bool {
+        core::mem::take(&mut self.shutdown_pending)
+    }
 }
 
 impl crate::Vcpu for SvmVcpu {
     fn run(&mut self) -> VmExit {
+        if self.take_shutdown() {
+            return VmExit::Shutdown;
+        }
+        // A guest state VMRUN would refuse stops the VM here, with the
+        // field named, rather than as VMEXIT_INVALID.
+        if let Some((field, why)) = super::pre_entry_check(&self.vmcb) {
+            log::error!("not entering the guest: the VMCB field {field} {why}");
+            return VmExit::InvalidGuestState {
+                detail: DETAIL_PRE_ENTRY_CHECK,
+            };
+        }
         // SAFETY: the contract of `SvmVcpu::new` (SVM enabled, nested tables
         // valid and confined to this guest); the permission maps are owned by
         // `self`.
@@ -290,22 +322,18 @@ impl VcpuState for SvmVcpu {
     fn cpl(&self) -> u8 {
         self.vmcb.read_u8(save::CPL)
     }
-    fn inject(&mut self, event: Event) {
-        let e = match event {
-            Event::Exception {
-                vector,
-                error_code: Some(code),
-            } => {
-                u64::from(vector) | EVENTINJ_TYPE_EXCEPTION | EVENTINJ_EV | (u64::from(code) << 32)
+    /// Queues `new`, combined with an event already queued by the
+    /// double-fault rules (see [`event::combine`]).
+    fn inject(&mut self, new: Event) {
+        let queued = event::from_svm(self.vmcb.read_u64(control::EVENTINJ));
+        match event::combine(queued, new) {
+            event::Combined::Deliver(e) if Some(e) == queued => {}
+            event::Combined::Deliver(e) => self.write_event(e),
+            event::Combined::Shutdown => {
+                self.vmcb.write_u64(control::EVENTINJ, 0);
+                self.shutdown_pending = true;
             }
-            Event::Exception {
-                vector,
-                error_code: None,
-            } => u64::from(vector) | EVENTINJ_TYPE_EXCEPTION,
-            Event::ExternalInterrupt { vector } => u64::from(vector) | EVENTINJ_TYPE_INTR,
-            Event::Nmi => 2 | EVENTINJ_TYPE_NMI,
-        };
-        self.vmcb.write_u64(control::EVENTINJ, e | EVENTINJ_VALID);
+        }
     }
     fn clear_interrupt_shadow(&mut self) {
         self.vmcb.write_u64(control::INTERRUPT_SHADOW, 0);
@@ -505,6 +533,7 @@ mod tests {
     #[test]
     fn interrupted_events_are_queued_again() {
         let mut v = vcpu();
+        v.set_cr(0, 0x11);
         // An external interrupt 0x30 whose delivery hit a nested page fault.
         v.vmcb.write_u64(control::EXITINTINFO, 0x8000_0030);
         v.after_exit();
@@ -513,9 +542,9 @@ mod tests {
         // #GP with its error code.
         v.vmcb.write_u64(control::EVENTINJ, 0);
         v.vmcb
-            .write_u64(control::EXITINTINFO, 0x0000_0000_8000_0b0d);
+            .write_u64(control::EXITINTINFO, 0x0000_1234_8000_0b0d);
         v.after_exit();
-        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0b0d);
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x0000_1234_8000_0b0d);
         // INT 0x80 and INT3 run again from the instruction instead.
         for info in [0x8000_0480u64, 0x8000_0303] {
             v.vmcb.write_u64(control::EVENTINJ, 0);
@@ -528,18 +557,55 @@ mod tests {
     #[test]
     fn event_injection_encoding() {
         let mut v = vcpu();
+        let exit = |v: &mut SvmVcpu| v.vmcb.write_u64(control::EVENTINJ, 0);
+        // Finding #2 on SVM: real mode pushes no error code.
+        v.inject(Event::GP0);
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_030d);
+        exit(&mut v);
+        v.set_cr(0, 0x11);
         v.inject(Event::GP0);
         assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x0000_0000_8000_0b0d);
+        exit(&mut v);
         v.inject(Event::Exception {
             vector: 14,
             error_code: Some(2),
         });
         assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x0000_0002_8000_0b0e);
+        exit(&mut v);
         v.inject(Event::UD);
         assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0306);
+        exit(&mut v);
         v.inject(Event::ExternalInterrupt { vector: 0x30 });
         assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0030);
+        exit(&mut v);
         v.inject(Event::Nmi);
         assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0202);
+        // A software interrupt returns past its instruction.
+        exit(&mut v);
+        v.inject(Event::SoftwareInterrupt {
+            vector: 0x80,
+            len: 2,
+        });
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x8000_0480);
+        assert_eq!(v.rip(), 0xfff2);
+        assert_eq!(v.vmcb.read_u64(control::NRIP), 0xfff2);
+    }
+
+    #[test]
+    fn injections_over_a_queued_event_follow_the_double_fault_rules() {
+        let mut v = vcpu();
+        v.set_cr(0, 0x11);
+        v.vmcb
+            .write_u64(control::EXITINTINFO, 0x0000_0002_8000_0b0e);
+        v.after_exit();
+        v.inject(Event::GP0);
+        assert_eq!(v.vmcb.read_u64(control::EVENTINJ), 0x0000_0000_8000_0b08);
+        assert!(!v.take_shutdown());
+        v.inject(Event::Exception {
+            vector: 14,
+            error_code: Some(0),
+        });
+        assert!(!v.event_pending());
+        assert!(v.take_shutdown(), "the next run is a triple fault");
     }
 }

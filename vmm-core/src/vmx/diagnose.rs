@@ -12,8 +12,13 @@ use super::vmcs_field::VmcsField as F;
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
 const EFER_LMA: u64 = 1 << 10;
 const RFLAGS_IF: u64 = 1 << 9;
+// VM-entry interruption information (SDM 25.8.3, Table 25-17).
+const ENTRY_VALID: u64 = 1 << 31;
+const ENTRY_ERROR_CODE: u64 = 1 << 11;
+const ENTRY_RESERVED: u64 = 0x7fff_f000;
 
 /// The first field that breaks a VM-entry check, with the check in words.
 pub fn offending_field(vmcs: &impl VmcsRead, controls: &VmxControls) -> Option<(F, &'static str)> {
@@ -57,32 +62,8 @@ pub fn offending_field(vmcs: &impl VmcsRead, controls: &VmxControls) -> Option<(
     if vmcs.read(F::HostCsSelector) == 0 {
         return Some((F::HostCsSelector, "is 0"));
     }
-    // Guest state (SDM 26.3.1).
-    let cr0 = vmcs.read(F::GuestCr0);
-    if cr0 & controls.guest_cr0_must_be_one != controls.guest_cr0_must_be_one
-        || cr0 & controls.guest_cr0_must_be_zero != 0
-    {
-        return Some((F::GuestCr0, "violates IA32_VMX_CR0_FIXED0/1 (NE must be 1)"));
-    }
-    if cr0 & CR0_PG != 0 && cr0 & CR0_PE == 0 {
-        return Some((F::GuestCr0, "has PG set without PE"));
-    }
-    let cr4 = vmcs.read(F::GuestCr4);
-    if cr4 & controls.guest_cr4_must_be_one != controls.guest_cr4_must_be_one
-        || cr4 & controls.guest_cr4_must_be_zero != 0
-    {
-        return Some((
-            F::GuestCr4,
-            "violates IA32_VMX_CR4_FIXED0/1 (VMXE must be 1)",
-        ));
-    }
-    let ia32e =
-        vmcs.read(F::VmEntryControls) & u64::from(EntryControls::IA32E_MODE_GUEST.bits()) != 0;
-    if ia32e != (vmcs.read(F::GuestIa32Efer) & EFER_LMA != 0) {
-        return Some((
-            F::GuestIa32Efer,
-            "LMA differs from the IA-32e mode guest entry control",
-        ));
+    if let Some(found) = pre_entry_check(vmcs, controls) {
+        return Some(found);
     }
     if vmcs.read(F::VmcsLinkPointer) != u64::MAX {
         return Some((F::VmcsLinkPointer, "is not all ones"));
@@ -97,6 +78,77 @@ pub fn offending_field(vmcs: &impl VmcsRead, controls: &VmxControls) -> Option<(
     }
     if vmcs.read(F::GuestActivityState) > 3 {
         return Some((F::GuestActivityState, "is not a defined activity state"));
+    }
+    None
+}
+
+/// The VM-entry checks that a guest can make fail through Keel's own exit
+/// handling (MOV to CR0 / CR4, EFER writes, event injection): guest CR0 and
+/// CR4 against the fixed bits (SDM 26.3.1.1), PG without PE, EFER.LMA
+/// against the IA-32e mode guest control and the paging it needs, and the
+/// VM-entry event-injection fields (SDM 26.2.1.3). Run before every entry,
+/// so a state the CPU would refuse stops the VM with the field named
+/// instead of a failed entry.
+pub fn pre_entry_check(vmcs: &impl VmcsRead, controls: &VmxControls) -> Option<(F, &'static str)> {
+    let cr0 = vmcs.read(F::GuestCr0);
+    if cr0 & controls.guest_cr0_must_be_one != controls.guest_cr0_must_be_one
+        || cr0 & controls.guest_cr0_must_be_zero != 0
+        || cr0 >> 32 != 0
+    {
+        return Some((F::GuestCr0, "violates IA32_VMX_CR0_FIXED0/1 (NE must be 1)"));
+    }
+    if cr0 & CR0_PG != 0 && cr0 & CR0_PE == 0 {
+        return Some((F::GuestCr0, "has PG set without PE"));
+    }
+    let cr4 = vmcs.read(F::GuestCr4);
+    if cr4 & controls.guest_cr4_must_be_one != controls.guest_cr4_must_be_one
+        || cr4 & controls.guest_cr4_must_be_zero != 0
+        || cr4 >> 32 != 0
+    {
+        return Some((
+            F::GuestCr4,
+            "violates IA32_VMX_CR4_FIXED0/1 (VMXE must be 1)",
+        ));
+    }
+    let ia32e =
+        vmcs.read(F::VmEntryControls) & u64::from(EntryControls::IA32E_MODE_GUEST.bits()) != 0;
+    if ia32e != (vmcs.read(F::GuestIa32Efer) & EFER_LMA != 0) {
+        return Some((
+            F::GuestIa32Efer,
+            "LMA differs from the IA-32e mode guest entry control",
+        ));
+    }
+    if ia32e && (cr0 & CR0_PG == 0 || cr4 & CR4_PAE == 0) {
+        return Some((
+            F::GuestCr4,
+            "an IA-32e mode guest needs CR0.PG and CR4.PAE set",
+        ));
+    }
+    let info = vmcs.read(F::VmEntryInterruptionInformation);
+    if info & ENTRY_VALID != 0 {
+        let (vector, kind) = (info & 0xff, (info >> 8) & 7);
+        let with_code = info & ENTRY_ERROR_CODE != 0;
+        let must_have_code =
+            cr0 & CR0_PE != 0 && kind == 3 && crate::event::has_error_code(vector as u8);
+        let len = vmcs.read(F::VmEntryInstructionLength);
+        let why = if info & ENTRY_RESERVED != 0 {
+            Some("has reserved bits 30:12 set")
+        } else if kind == 1 || kind == 7 {
+            Some("has an interruption type Keel never injects")
+        } else if kind == 2 && vector != 2 {
+            Some("is an NMI with a vector other than 2")
+        } else if kind == 3 && vector > 31 {
+            Some("is a hardware exception with a vector above 31")
+        } else if with_code != must_have_code {
+            Some("delivers an error code exactly when not allowed (CR0.PE, type, vector)")
+        } else if (4..=6).contains(&kind) && !(1..=15).contains(&len) {
+            Some("is a software event without a VM-entry instruction length of 1 to 15")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Some((F::VmEntryInterruptionInformation, why));
+        }
     }
     None
 }
@@ -154,6 +206,69 @@ mod tests {
             offending_field(&m, v.controls()).map(|g| g.0),
             Some(F::PinBasedVmExecutionControls)
         );
+    }
+
+    /// The checks a guest can reach through Keel's handlers, before entry.
+    #[test]
+    fn pre_entry_check_names_what_a_guest_could_break() {
+        let v = vcpu();
+        assert_eq!(pre_entry_check(v.vmcs(), v.controls()), None);
+        let ia32e = u64::from(EntryControls::IA32E_MODE_GUEST.bits());
+        let entry = v.vmcs().read(F::VmEntryControls);
+        let cases: [(&[(F, u64)], F); 9] = [
+            (&[(F::GuestCr0, 0x8000_0030)], F::GuestCr0),
+            (&[(F::GuestCr0, 0x1_0000_0031)], F::GuestCr0),
+            (&[(F::GuestCr4, 0x1_0000_2000)], F::GuestCr4),
+            (
+                &[
+                    (F::GuestIa32Efer, EFER_LMA | (1 << 8)),
+                    (F::VmEntryControls, entry | ia32e),
+                    (F::GuestCr0, 0x8000_0031),
+                ],
+                F::GuestCr4,
+            ),
+            // #GP with an error code in real mode (finding #2).
+            (
+                &[(F::VmEntryInterruptionInformation, 0x8000_0b0d)],
+                F::VmEntryInterruptionInformation,
+            ),
+            // #UD with one in protected mode.
+            (
+                &[
+                    (F::GuestCr0, 0x31),
+                    (F::VmEntryInterruptionInformation, 0x8000_0b06),
+                ],
+                F::VmEntryInterruptionInformation,
+            ),
+            // ICEBP without an instruction length (finding #15).
+            (
+                &[(F::VmEntryInterruptionInformation, 0x8000_0501)],
+                F::VmEntryInterruptionInformation,
+            ),
+            (
+                &[(F::VmEntryInterruptionInformation, 0x8000_0203)],
+                F::VmEntryInterruptionInformation,
+            ),
+            (
+                &[(F::VmEntryInterruptionInformation, 0x8000_0320)],
+                F::VmEntryInterruptionInformation,
+            ),
+        ];
+        for (writes, named) in cases {
+            let mut m: FakeVmcs = v.vmcs().clone();
+            for &(f, value) in writes {
+                m.set(f, value);
+            }
+            assert_eq!(
+                pre_entry_check(&m, v.controls()).map(|g| g.0),
+                Some(named),
+                "{writes:x?}"
+            );
+        }
+        let mut m: FakeVmcs = v.vmcs().clone();
+        m.set(F::VmEntryInterruptionInformation, 0x8000_0480)
+            .set(F::VmEntryInstructionLength, 2);
+        assert_eq!(pre_entry_check(&m, v.controls()), None, "INT 0x80, 2 bytes");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use alloc::boxed::Box;
 
 use super::controls::{msr, VmxCapabilities, CR4_VMXE};
 use super::decode::VmcsRead;
-use super::diagnose::{entry_failure_detail, offending_field};
+use super::diagnose::{entry_failure_detail, offending_field, pre_entry_check};
 use super::instruction_error::VmxInstructionError;
 use super::vcpu::{HostState, Vmcs, VmxVcpu};
 use super::vmcs_field::VmcsField as F;
@@ -21,6 +21,9 @@ use crate::vcpu::GuestGprs;
 /// `VmExit::InvalidGuestState` detail bit: a VMX instruction failed (the low
 /// 32 bits hold the VM-instruction error number, 0 for VMfailInvalid).
 pub const DETAIL_INSTRUCTION_FAILED: u64 = 1 << 63;
+/// `VmExit::InvalidGuestState` detail: Keel's own check found a guest state
+/// the CPU would refuse ([`pre_entry_check`]); the guest was not entered.
+pub const DETAIL_PRE_ENTRY_CHECK: u64 = 1 << 62;
 
 /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2) (SDM 24.7).
 const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
@@ -477,6 +480,18 @@ fn entry_failed(vcpu: &VmxVcpu<HwVmcs>, what: &str, e: VmxInstructionError) -> V
 /// bitmaps valid and confined to this guest.
 pub unsafe fn run(vcpu: &mut VmxVcpu<HwVmcs>) -> VmExit {
     vcpu.sync_entry_controls();
+    // A guest state the CPU would refuse stops the VM here, with the field
+    // named, rather than as a failed entry.
+    if let Some((field, why)) = pre_entry_check(vcpu.vmcs(), vcpu.controls()) {
+        log::error!(
+            "not entering the guest: the VMCS field {} ({:#06x}) {why}",
+            field.name(),
+            field.encoding()
+        );
+        return VmExit::InvalidGuestState {
+            detail: DETAIL_PRE_ENTRY_CHECK,
+        };
+    }
     if let Some((field, e)) = vcpu.vmcs.take_error() {
         return entry_failed(
             vcpu,

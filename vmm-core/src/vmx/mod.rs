@@ -25,6 +25,9 @@ pub use vmcs_field::{FieldType, FieldWidth, VmcsField};
 
 impl crate::Vcpu for VmxVcpu<hw::HwVmcs> {
     fn run(&mut self) -> crate::exit::VmExit {
+        if self.take_shutdown() {
+            return crate::exit::VmExit::Shutdown;
+        }
         // SAFETY: the contract of `VmxVcpu::new` (VMX on, VMCS current, EPT
         // and bitmaps confined to this guest); the bitmaps are owned by `self`.
         unsafe { hw::run(self) }

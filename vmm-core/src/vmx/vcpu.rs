@@ -12,6 +12,7 @@ use super::controls::{EntryControls, PrimaryProcessorBased, SecondaryProcessorBa
 use super::decode::{decode_exit, VmcsRead};
 use super::instruction_error::VmxInstructionError;
 use super::vmcs_field::VmcsField as F;
+use crate::event;
 use crate::exit::VmExit;
 use crate::vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, VcpuState};
 
@@ -63,14 +64,9 @@ pub struct VmxVcpuConfig {
 const CR0_PG: u64 = 1 << 31;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-// VM-entry interruption information (SDM 25.8.3, Table 25-17).
+const CR0_PE: u64 = 1 << 0;
+/// VM-entry interruption information: valid (SDM 25.8.3, Table 25-17).
 const ENTRY_INTR_VALID: u64 = 1 << 31;
-const ENTRY_INTR_ERROR_CODE: u64 = 1 << 11;
-const ENTRY_TYPE_EXTERNAL: u64 = 0 << 8;
-const ENTRY_TYPE_NMI: u64 = 2 << 8;
-const ENTRY_TYPE_HW_EXCEPTION: u64 = 3 << 8;
-const IDT_TYPE_SOFTWARE_INTERRUPT: u64 = 4;
-const IDT_TYPE_SOFTWARE_EXCEPTION: u64 = 6;
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1) (SDM 25.4.2).
 const BLOCKING_BY_STI_OR_MOV_SS: u64 = 0b11;
 /// Segment access rights: the segment is unusable (bit 16).
@@ -89,6 +85,9 @@ pub struct VmxVcpu<V: Vmcs> {
     /// XCR0 to load before the next entry: VMX does not switch XCR0, and
     /// exits on every guest XSETBV (SDM Vol 3C 26.1.2).
     pub(crate) pending_xcr0: Option<u64>,
+    /// An exception arose while #DF was being delivered: the next run
+    /// returns a shutdown instead of entering (SDM Vol 3A 6.15).
+    pub(crate) shutdown_pending: bool,
     config: VmxVcpuConfig,
     _pages: OwnedPages,
 }
@@ -196,6 +195,7 @@ impl<V: Vmcs> VmxVcpu<V> {
             pending_cr2: None,
             flush_pending: true,
             pending_xcr0: None,
+            shutdown_pending: false,
             config,
             _pages: OwnedPages { io, msr },
         };
@@ -318,6 +318,7 @@ impl<V: Vmcs> VmxVcpu<V> {
         self.pending_cr2 = Some(0);
         // XCR0 after RESET: x87 state only (SDM Vol 3A 9.1.1, Table 9-1).
         self.pending_xcr0 = Some(1);
+        self.shutdown_pending = false;
         self.gprs = reset::gprs(self.config.cpu_signature);
     }
 
@@ -350,28 +351,53 @@ impl<V: Vmcs> VmxVcpu<V> {
         self.flush_pending = true;
     }
 
-    /// Called after each VM exit: an event whose delivery the exit interrupted
-    /// (IDT-vectoring information, SDM 28.2.4) is queued again. Software
-    /// interrupts and software exceptions (INTn, INT3, INTO) are not: RIP
-    /// still points at the instruction, which runs again.
+    /// Called after each VM exit: an event whose delivery the exit
+    /// interrupted (IDT-vectoring information, SDM 28.2.4) is queued again
+    /// with its type, error code and, for INTn, INT3, INTO and ICEBP, the
+    /// length of the instruction, which the exit reported in the VM-exit
+    /// instruction-length field (SDM 27.2.4) and VM entry needs to push the
+    /// return address past it (SDM 26.6.1.3).
     pub(crate) fn after_exit(&mut self) {
-        let info = self.vmcs.read(F::IdtVectoringInformation);
-        if info & ENTRY_INTR_VALID == 0 {
+        let info = self.vmcs.read(F::IdtVectoringInformation) as u32;
+        if info & (ENTRY_INTR_VALID as u32) == 0 {
             return;
         }
-        let kind = (info >> 8) & 7;
-        if kind == IDT_TYPE_SOFTWARE_INTERRUPT || kind == IDT_TYPE_SOFTWARE_EXCEPTION {
-            return;
+        let code = self.vmcs.read(F::IdtVectoringErrorCode) as u32;
+        let len = self.vmcs.read(F::VmExitInstructionLength) as u8;
+        if let Some(event) = event::from_vmx(info, code, len) {
+            self.write_event(event);
         }
-        if info & ENTRY_INTR_ERROR_CODE != 0 {
-            let code = self.vmcs.read(F::IdtVectoringErrorCode);
-            self.vmcs.write(F::VmEntryExceptionErrorCode, code);
+    }
+
+    /// The event in the VM-entry interruption-information field, if one is queued.
+    fn queued_event(&self) -> Option<Event> {
+        event::from_vmx(
+            self.vmcs.read(F::VmEntryInterruptionInformation) as u32,
+            self.vmcs.read(F::VmEntryExceptionErrorCode) as u32,
+            self.vmcs.read(F::VmEntryInstructionLength) as u8,
+        )
+    }
+
+    /// Writes `event` into the VM-entry event-injection fields by the rules
+    /// of [`event::vmx_entry`] for the guest's current CR0.PE.
+    fn write_event(&mut self, e: Event) {
+        let protected = self.vmcs.read(F::GuestCr0) & CR0_PE != 0;
+        let x = event::vmx_entry(e, protected);
+        if let Some(code) = x.error_code {
+            self.vmcs
+                .write(F::VmEntryExceptionErrorCode, u64::from(code));
         }
-        // Bit 12 (NMI unblocking) is undefined in IDT-vectoring information.
-        self.vmcs.write(
-            F::VmEntryInterruptionInformation,
-            info & !(1 << 12) & 0xffff_ffff,
-        );
+        if let Some(len) = x.instruction_len {
+            self.vmcs.write(F::VmEntryInstructionLength, u64::from(len));
+        }
+        self.vmcs
+            .write(F::VmEntryInterruptionInformation, u64::from(x.info));
+    }
+
+    /// Takes a shutdown that event combination left (an exception while
+    /// delivering #DF): the run loop then stops as for a triple fault.
+    pub(crate) fn take_shutdown(&mut self) -> bool {
+        core::mem::take(&mut self.shutdown_pending)
     }
 
     /// The entry controls for the guest's current EFER: IA-32e mode guest
@@ -493,27 +519,18 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
         ((self.vmcs.read(F::GuestSsAccessRights) >> 5) & 3) as u8
     }
 
-    fn inject(&mut self, event: Event) {
-        let (info, code) = match event {
-            Event::Exception { vector, error_code } => (
-                u64::from(vector)
-                    | ENTRY_TYPE_HW_EXCEPTION
-                    | if error_code.is_some() {
-                        ENTRY_INTR_ERROR_CODE
-                    } else {
-                        0
-                    },
-                error_code,
-            ),
-            Event::ExternalInterrupt { vector } => (u64::from(vector) | ENTRY_TYPE_EXTERNAL, None),
-            Event::Nmi => (2 | ENTRY_TYPE_NMI, None),
-        };
-        if let Some(code) = code {
-            self.vmcs
-                .write(F::VmEntryExceptionErrorCode, u64::from(code));
+    /// Queues `event`, combined with an event already queued by the
+    /// double-fault rules (see [`event::combine`]).
+    fn inject(&mut self, new: Event) {
+        let queued = self.queued_event();
+        match event::combine(queued, new) {
+            event::Combined::Deliver(e) if Some(e) == queued => {}
+            event::Combined::Deliver(e) => self.write_event(e),
+            event::Combined::Shutdown => {
+                self.vmcs.write(F::VmEntryInterruptionInformation, 0);
+                self.shutdown_pending = true;
+            }
         }
-        self.vmcs
-            .write(F::VmEntryInterruptionInformation, info | ENTRY_INTR_VALID);
     }
 
     /// Drops blocking by STI and by MOV SS from the interruptibility state.
@@ -755,24 +772,69 @@ pub(crate) mod tests {
         assert_eq!(v.gprs.rax, 0x1000);
     }
 
+    /// Drops whatever event is queued, as a VM exit does (SDM 27.2.3).
+    fn exit(v: &mut VmxVcpu<FakeVmcs>) {
+        v.vmcs.set(F::VmEntryInterruptionInformation, 0);
+    }
+
     #[test]
     fn event_injection_encoding() {
         let mut v = vcpu();
+        v.set_cr(0, 0x11);
         v.inject(Event::GP0);
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b0d);
         assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 0);
+        exit(&mut v);
         v.inject(Event::Exception {
             vector: 14,
             error_code: Some(2),
         });
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b0e);
         assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 2);
+        exit(&mut v);
         v.inject(Event::UD);
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0306);
+        exit(&mut v);
         v.inject(Event::ExternalInterrupt { vector: 0x30 });
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0030);
+        exit(&mut v);
         v.inject(Event::Nmi);
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0202);
+    }
+
+    /// Finding #2: RDMSR of an unknown MSR in real mode raised #GP with an
+    /// error code, which VM entry refuses with CR0.PE = 0 (SDM 26.2.1.3).
+    #[test]
+    fn real_mode_exceptions_carry_no_error_code() {
+        let mut v = vcpu();
+        assert_eq!(v.mode(), CpuMode::Real);
+        v.inject(Event::GP0);
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_030d);
+        assert_eq!(offending_event_field(&v), None);
+    }
+
+    fn offending_event_field(v: &VmxVcpu<FakeVmcs>) -> Option<F> {
+        crate::vmx::diagnose::pre_entry_check(v.vmcs(), v.controls()).map(|f| f.0)
+    }
+
+    /// An exception raised while the re-queued one is delivered combines
+    /// with it (SDM Vol 3A 6.15); one raised while delivering #DF shuts down.
+    #[test]
+    fn injections_over_a_queued_event_follow_the_double_fault_rules() {
+        let mut v = vcpu();
+        v.set_cr(0, 0x11);
+        v.inject(Event::Exception {
+            vector: 14,
+            error_code: Some(2),
+        });
+        v.inject(Event::GP0);
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b08);
+        assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 0);
+        assert!(!v.take_shutdown());
+        v.inject(Event::UD);
+        assert!(!v.event_pending());
+        assert!(v.take_shutdown(), "the next run is a triple fault");
+        assert!(!v.take_shutdown());
     }
 
     #[test]
@@ -813,24 +875,37 @@ pub(crate) mod tests {
     #[test]
     fn interrupted_events_are_queued_again() {
         let mut v = vcpu();
+        v.set_cr(0, 0x11);
         // External interrupt 0x34 whose delivery hit an EPT violation.
         v.vmcs.set(F::IdtVectoringInformation, 0x8000_0034);
         v.after_exit();
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0034);
         // #GP with its error code.
-        v.vmcs.set(F::VmEntryInterruptionInformation, 0);
+        exit(&mut v);
         v.vmcs
             .set(F::IdtVectoringInformation, 0x8000_0b0d)
             .set(F::IdtVectoringErrorCode, 0x1234);
         v.after_exit();
         assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0b0d);
         assert_eq!(read(&v, F::VmEntryExceptionErrorCode), 0x1234);
-        // INT 0x80 and INT3 run again instead.
-        for info in [0x8000_0480u64, 0x8000_0603] {
-            v.vmcs.set(F::VmEntryInterruptionInformation, 0);
-            v.vmcs.set(F::IdtVectoringInformation, info);
+    }
+
+    /// Finding #15: ICEBP (type 5) was queued again without the instruction
+    /// length VM entry needs (SDM 26.2.1.3, 26.6.1.3); INTn and INT3 come
+    /// back with theirs too.
+    #[test]
+    fn interrupted_software_events_keep_type_and_length() {
+        let mut v = vcpu();
+        for (info, len) in [(0x8000_0501u64, 1u64), (0x8000_0480, 2), (0x8000_0603, 1)] {
+            exit(&mut v);
+            v.vmcs
+                .set(F::IdtVectoringInformation, info)
+                .set(F::VmExitInstructionLength, len);
+            v.vmcs.set(F::VmEntryInstructionLength, 0);
             v.after_exit();
-            assert!(!v.event_pending());
+            assert_eq!(read(&v, F::VmEntryInterruptionInformation), info);
+            assert_eq!(read(&v, F::VmEntryInstructionLength), len, "{info:#x}");
+            assert_eq!(offending_event_field(&v), None);
         }
     }
 

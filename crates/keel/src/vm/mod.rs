@@ -13,9 +13,10 @@ use core::ops::Range;
 use device_model::PowerRequest;
 use guest_memory::{GuestMemory, GuestRam};
 use keel::frames::FrameAllocator;
+use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
 use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy};
-use vmm_core::interrupts::{deliver, InterruptSource};
+use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
 use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
 use vmm_core::{ExitAction, StopReason, Vcpu};
 
@@ -293,10 +294,6 @@ fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool)
     }
 }
 
-/// Stop the VM after this many machine resets in a row: a guest that keeps
-/// resetting (a triple-faulting boot loop) is stopped instead of spinning.
-const MAX_RESETS: u32 = 16;
-
 /// The run loop, the same for every backend: deliver interrupts, enter,
 /// decode, handle, repeat until something stops the VM; a halted vCPU sleeps
 /// until an interrupt is due. Returns the reason and the number of exits.
@@ -311,7 +308,7 @@ fn run_vcpu(
         msr: MsrPolicy::new(),
     };
     let mut exits: u64 = 0;
-    let mut resets = 0;
+    let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     start_tsc_at_zero(vcpu, machine);
     loop {
         machine.pc.service();
@@ -341,13 +338,12 @@ fn run_vcpu(
             }
             Some(PowerRequest::AcpiPowerOff) => return Ok((StopReason::PoweredOff, exits)),
             Some(PowerRequest::Reset) => {
-                resets += 1;
-                if resets > MAX_RESETS {
+                if let Err(in_a_row) = resets.on_reset(exits, crate::clock::now_ns()) {
                     return Ok((
                         StopReason::Unhandled {
-                            what: "a guest that keeps resetting the machine",
+                            what: "a guest that keeps resetting the machine (resets in a row)",
                             rip,
-                            info: u64::from(resets),
+                            info: u64::from(in_a_row),
                         },
                         exits,
                     ));
@@ -390,29 +386,26 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
 /// HLT: the vCPU sleeps until an interrupt it accepts is due (SDM Vol 3A
 /// 8.10.2: HLT ends on an unmasked interrupt, NMI, INIT or reset). The host
 /// CPU halts too, woken by its timer at the next device deadline. Returns
-/// `Resume` when the vCPU should run again, or why the VM stops.
+/// `Resume` when the vCPU should run again, or why the VM stops
+/// (`halt_decision` says which).
 fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64) -> ExitAction {
     loop {
         machine.pc.service();
-        if machine.nmi_pending() || (vcpu.interrupts_enabled() && machine.interrupt_pending()) {
-            return ExitAction::Resume;
-        }
-        if machine.pc.power.peek().is_some() {
-            return ExitAction::Resume;
-        }
-        // With IF clear only an NMI wakes the vCPU, and no device raises one.
-        if !vcpu.interrupts_enabled() {
-            return ExitAction::Stop(StopReason::HaltedForever {
-                rip: hlt_rip,
-                interrupts_enabled: false,
-            });
-        }
-        match machine.pc.next_deadline_ns() {
-            Some(deadline) => crate::arch::lapic::sleep_until(deadline),
-            None => {
+        let state = HaltState {
+            interrupts_enabled: vcpu.interrupts_enabled(),
+            interrupt_pending: machine.interrupt_pending(),
+            nmi_pending: machine.nmi_pending(),
+            nmi_route: machine.nmi_route(),
+            power_request: machine.pc.power.peek().is_some(),
+            next_deadline_ns: machine.pc.next_deadline_ns(),
+        };
+        match halt_decision(&state) {
+            HaltDecision::Resume => return ExitAction::Resume,
+            HaltDecision::SleepUntil(deadline) => crate::arch::lapic::sleep_until(deadline),
+            HaltDecision::Stop { interrupts_enabled } => {
                 return ExitAction::Stop(StopReason::HaltedForever {
                     rip: hlt_rip,
-                    interrupts_enabled: true,
+                    interrupts_enabled,
                 })
             }
         }

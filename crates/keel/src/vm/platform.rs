@@ -54,6 +54,27 @@ impl Machine {
         Ok(Machine { pc, ram })
     }
 
+    /// Whether a device interrupt can reach vCPU 0 as an NMI: an unmasked
+    /// IOAPIC redirection entry with NMI delivery (82093AA 3.2.4), or an
+    /// unmasked LVT LINT0 / LINT1 entry with NMI delivery (SDM Vol 3A 11.5.1;
+    /// the 8259A drives LINT0). With the local APIC globally disabled,
+    /// LINT1 is the NMI pin, which nothing in this PC drives.
+    pub fn nmi_route(&self) -> bool {
+        use device_model::interrupt::{ioapic::IOAPIC_PINS, DeliveryMode, Lvt};
+        const MASKED: u64 = 1 << 16;
+        let is_nmi =
+            |entry: u64| entry & MASKED == 0 && DeliveryMode::from_bits(entry) == DeliveryMode::Nmi;
+        let router = self.pc.router().lock();
+        let ioapic = (0..IOAPIC_PINS).any(|pin| router.ioapic().entry(pin).is_some_and(is_nmi));
+        let lint = router.lapic(0).is_some_and(|apic| {
+            apic.globally_enabled()
+                && [Lvt::Lint0, Lvt::Lint1]
+                    .iter()
+                    .any(|&l| is_nmi(u64::from(apic.lvt(l))))
+        });
+        ioapic || lint
+    }
+
     /// Guest RAM, for loaders.
     pub fn ram(&mut self) -> &mut GuestRam<'static> {
         &mut self.ram
