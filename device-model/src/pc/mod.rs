@@ -140,6 +140,9 @@ struct PmBlock {
     function: Arc<Mutex<Piix4Pm>>,
     timer: Arc<Mutex<PmTimer>>,
     base: Option<u16>,
+    /// The port ranges this block registered (by start), the only ones it
+    /// may unregister.
+    registered: [Option<u16>; 3],
 }
 
 /// The whole emulated PC of one VM.
@@ -355,6 +358,7 @@ impl Pc {
                 function: pm_function,
                 timer: pm_timer,
                 base: None,
+                registered: [None; 3],
             },
             fw_cfg,
             com1,
@@ -509,45 +513,46 @@ impl Pc {
         }
     }
 
+    /// Moves the PM block to `new`. Only the ports this block registered
+    /// are ever unregistered: a guest that puts PMBA over another device
+    /// (0x40, the PIT) must not take that device off the bus.
     fn move_pm_block(&mut self, new: Option<u16>) {
-        if let Some(old) = self.pm.base.take() {
-            for (base, _) in Piix4Pm::pm_io_ranges(old) {
-                self.bus.unregister(AddressSpace::Pio, base.into());
-            }
-            self.bus.unregister(
-                AddressSpace::Pio,
-                u64::from(old) + u64::from(PmTimer::OFFSET),
-            );
+        for start in self.pm.registered.iter_mut().filter_map(Option::take) {
+            self.bus.unregister(AddressSpace::Pio, start.into());
         }
+        self.pm.base = None;
         let Some(base) = new else { return };
-        let mut ok = true;
-        for (start, len) in Piix4Pm::pm_io_ranges(base) {
-            ok &= self
-                .bus
-                .register_pio(start, len, "PIIX4 PM", self.pm.function.clone())
-                .is_ok();
-        }
-        let timer_port = base.saturating_add(PmTimer::OFFSET);
-        ok &= self
-            .bus
-            .register_pio(
-                timer_port,
+        let [(a, a_len), (b, b_len)] = Piix4Pm::pm_io_ranges(base);
+        let function: DeviceHandle = self.pm.function.clone();
+        let timer: DeviceHandle = self.pm.timer.clone();
+        let ranges = [
+            (a, a_len, "PIIX4 PM", function.clone()),
+            (b, b_len, "PIIX4 PM", function),
+            (
+                base.saturating_add(PmTimer::OFFSET),
                 PmTimer::LEN,
                 "ACPI PM timer",
-                self.pm.timer.clone(),
-            )
-            .is_ok();
+                timer,
+            ),
+        ];
+        let mut ok = true;
+        for (slot, (start, len, name, dev)) in self.pm.registered.iter_mut().zip(ranges) {
+            if self.bus.register_pio(start, len, name, dev).is_ok() {
+                *slot = Some(start);
+            } else {
+                ok = false;
+            }
+        }
         if ok {
             self.pm.base = Some(base);
-        } else {
-            // The guest put the block over another device: real hardware would
-            // decode both and collide; Keel keeps the other device and says so.
-            log::warn!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded");
-            for (start, _) in Piix4Pm::pm_io_ranges(base) {
-                let _ = self.bus.unregister(AddressSpace::Pio, start.into());
-            }
-            let _ = self.bus.unregister(AddressSpace::Pio, timer_port.into());
+            return;
         }
+        // The guest put the block over another device: real hardware would
+        // decode both and collide; Keel keeps the other device and says so.
+        for start in self.pm.registered.iter_mut().filter_map(Option::take) {
+            self.bus.unregister(AddressSpace::Pio, start.into());
+        }
+        log::warn!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded");
     }
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's

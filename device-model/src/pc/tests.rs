@@ -143,6 +143,49 @@ fn pm_block_follows_pmba_and_the_pm_timer_counts() {
     assert_ne!(f.pc.pio_read(0xb008, 4), 0xffff_ffff);
 }
 
+/// Finding #7 of issue 11: PMBA over the PIT (0x40) with the block
+/// enabled must leave the PIT (and everything else at 0x40-0x7F) on the bus.
+#[test]
+fn pm_block_over_the_pit_leaves_the_pit_decoding() {
+    let mut f = fixture();
+    f.pci_write(1, 3, 0x80, 1, 0x01); // PMREGMISC: PM I/O enable
+    for pmba in [0x41, 0x40 | 0x601, 0x41] {
+        f.pci_write(1, 3, 0x40, 4, pmba);
+        // PIT counter 0: mode 2, lobyte/hibyte, then latch and read it.
+        f.out(0x43, 1, 0x34);
+        f.out(0x40, 1, 0x34);
+        f.out(0x40, 1, 0x12);
+        f.out(0x43, 1, 0x00);
+        let lo = f.pc.pio_read(0x40, 1);
+        let hi = f.pc.pio_read(0x40, 1);
+        assert_ne!((hi << 8) | lo, 0xffff, "PIT gone after PMBA {pmba:#x}");
+        assert_ne!(f.pc.pio_read(0x64, 1), 0xff, "i8042 status gone");
+    }
+    // The block still moves to a free place afterwards.
+    f.pci_write(1, 3, 0x40, 4, 0xb001);
+    assert_ne!(f.pc.pio_read(0xb008, 4), 0xffff_ffff);
+}
+
+/// The IDE bus-master block (BAR4, 16 ports) placed over the PIT is not
+/// decoded, and moving it away again must not unregister the PIT.
+#[test]
+fn ide_bus_master_over_the_pit_leaves_the_pit_decoding() {
+    let mut f = fixture();
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    for bar in [0x41, 0xc001, 0x41, 0x61] {
+        f.pci_write(1, 1, 0x20, 4, bar);
+        f.out(0x43, 1, 0x34);
+        f.out(0x40, 1, 0x34);
+        f.out(0x40, 1, 0x12);
+        f.out(0x43, 1, 0x00);
+        let lo = f.pc.pio_read(0x40, 1);
+        let hi = f.pc.pio_read(0x40, 1);
+        assert_ne!((hi << 8) | lo, 0xffff, "PIT gone after BAR4 {bar:#x}");
+    }
+    f.pci_write(1, 1, 0x20, 4, 0xc001);
+    assert_ne!(f.pc.pio_read(0xc002, 1), 0xff, "BAR4 decodes at 0xc000");
+}
+
 #[test]
 fn reset_through_cf9_and_the_keyboard_controller() {
     let mut f = fixture();
