@@ -58,7 +58,9 @@ use crate::timer::{
     BootDevice, CmosLayout, Hpet, HpetIrqs, LegacyReplacement, Pit, PmTimer, Port61, Rtc,
     TimerDevice,
 };
+use guest_log::RateLimitedLog;
 use guest_memory::GuestMemory;
+use log::Level;
 
 /// ISA IRQ lines of the PC devices (the router maps IRQ 0 to IOAPIC pin 2).
 mod isa_irq {
@@ -163,6 +165,17 @@ pub struct Pc {
     ide_bm_base: Option<u64>,
     /// The machine's reset line: one entry per device that has state to reset.
     resets: Vec<Box<dyn Fn() + Send>>,
+    logs: PcLogs,
+}
+
+/// The rate limits of the log lines the platform itself writes for a guest
+/// action (issue 11: per VM and cause).
+#[derive(Default)]
+struct PcLogs {
+    /// A PCI region (IDE bus master, PM block) placed over another device.
+    placement: RateLimitedLog,
+    /// Resets through 0xCF9.
+    cf9_reset: RateLimitedLog,
 }
 
 /// A reset action for a shared device.
@@ -367,6 +380,7 @@ impl Pc {
             ide,
             ide_bm_base: None,
             resets,
+            logs: PcLogs::default(),
         };
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
@@ -428,7 +442,10 @@ impl Pc {
         if touches(PCI_CONFIG_BASE, PCI_CONFIG_LEN) {
             self.apply_pci_events();
             if let Some(kind) = self.pci.lock().take_reset_request() {
-                log::info!("guest reset the machine through port 0xCF9 ({kind:?})");
+                self.logs.cf9_reset.log(
+                    Level::Info,
+                    format_args!("guest reset the machine through port 0xCF9 ({kind:?})"),
+                );
                 self.power.request(PowerRequest::Reset);
             }
         }
@@ -509,7 +526,7 @@ impl Pc {
         if registered {
             self.ide_bm_base = Some(base);
         } else {
-            log::warn!("guest placed the IDE bus-master block at {base:#x}, over another device's ports: it is not decoded");
+            self.logs.placement.log(Level::Warn, format_args!("guest placed the IDE bus-master block at {base:#x}, over another device's ports: it is not decoded"));
         }
     }
 
@@ -552,7 +569,7 @@ impl Pc {
         for start in self.pm.registered.iter_mut().filter_map(Option::take) {
             self.bus.unregister(AddressSpace::Pio, start.into());
         }
-        log::warn!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded");
+        self.logs.placement.log(Level::Warn, format_args!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded"));
     }
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's

@@ -166,6 +166,24 @@ fn pm_block_over_the_pit_leaves_the_pit_decoding() {
     assert_ne!(f.pc.pio_read(0xb008, 4), 0xffff_ffff);
 }
 
+/// Finding #12 of issue 11: PM and bus-master blocks put over other devices
+/// again and again are logged a few times, then summarised.
+#[test]
+fn repeated_bad_placements_are_logged_a_bounded_number_of_times() {
+    guest_log::capture::start();
+    let mut f = fixture();
+    f.pci_write(1, 3, 0x80, 1, 0x01);
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    for _ in 0..20_000 {
+        f.pci_write(1, 3, 0x40, 4, 0x41);
+        f.pci_write(1, 3, 0x40, 4, 0x601);
+        f.pci_write(1, 1, 0x20, 4, 0x61);
+        f.pci_write(1, 1, 0x20, 4, 0xc001);
+    }
+    let lines = guest_log::capture::count(log::Level::Warn, "guest placed");
+    assert!((2..=30).contains(&lines), "{lines} lines");
+}
+
 /// The IDE bus-master block (BAR4, 16 ports) placed over the PIT is not
 /// decoded, and moving it away again must not unregister the PIT.
 #[test]
