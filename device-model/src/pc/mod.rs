@@ -156,6 +156,7 @@ pub struct Pc {
     timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>>,
     pci: Arc<Mutex<PciConfigIo>>,
     pm: PmBlock,
+    clock: ClockHandle,
     fw_cfg: Arc<Mutex<FwCfg>>,
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
@@ -373,6 +374,7 @@ impl Pc {
                 base: None,
                 registered: [None; 3],
             },
+            clock,
             fw_cfg,
             com1,
             com1_irq: line(isa_irq::COM1),
@@ -573,8 +575,16 @@ impl Pc {
     }
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's
-    /// overflow status. Call before each entry into the guest.
-    pub fn service(&mut self) {
+    /// overflow status; and moves the next piece of a bus-master transfer
+    /// that is longer than one exit's budget (`bmdma::DMA_BUDGET`). Call
+    /// before each entry into the guest.
+    pub fn service(&mut self, memory: &mut dyn GuestMemory) {
+        {
+            let mut ide = self.ide.lock();
+            if ide.dma_pending() {
+                ide.run_pending_dma(memory);
+            }
+        }
         for t in &self.timers {
             t.lock().service();
         }
@@ -585,8 +595,12 @@ impl Pc {
         self.com1_irq.set_level(level);
     }
 
-    /// The earliest time a device needs [`Pc::service`] again, if any.
+    /// The earliest time a device needs [`Pc::service`] again, if any: now
+    /// while a bus-master transfer has data left to move.
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
+        if self.ide.lock().dma_pending() {
+            return Some(self.clock.now_ns());
+        }
         let timers = self
             .timers
             .iter()

@@ -29,7 +29,7 @@ fn fixture() -> Fixture {
         sink.lock().unwrap().push(l.to_string())
     })
     .unwrap();
-    let ram = GuestRam::new(Box::leak(vec![0u8; 0x10000].into_boxed_slice()));
+    let ram = GuestRam::new(Box::leak(vec![0u8; 0x10_0000].into_boxed_slice()));
     Fixture {
         pc,
         clock,
@@ -76,7 +76,7 @@ fn pit_interrupt_reaches_the_vcpu_through_the_pic() {
         "{deadline}"
     );
     f.clock.set(deadline);
-    f.pc.service();
+    f.pc.service(&mut f.ram);
     let mut router = f.pc.router().lock();
     assert_eq!(
         router.pending_interrupt(0),
@@ -286,4 +286,61 @@ fn ide_disk_reads_by_pio_and_dma_after_firmware_style_setup() {
     // The machine reset leaves the disk contents but not the controller state.
     f.pc.reset();
     assert_eq!(f.pc.pio_read(0xc002, 1), 0xff, "BAR4 unmapped after reset");
+}
+
+/// Issue 11, finding 13: a bus-master transfer longer than one exit's
+/// budget starts in the port write, goes on in `Pc::service` (the VM loop
+/// calls it before every entry), and keeps a deadline of "now" until it is
+/// done, so a vCPU halted waiting for the interrupt is not put to sleep.
+#[test]
+fn a_long_ide_dma_goes_on_in_service() {
+    use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive};
+    use crate::storage::RamDisk;
+    let mut f = fixture();
+    let image: Vec<u8> = (0..2048 * 512)
+        .map(|i: usize| ((i / 512) ^ i) as u8)
+        .collect();
+    f.pc.attach_ide(
+        ChannelId::Primary,
+        DrivePosition::Master,
+        IdeDrive::disk(Box::new(RamDisk::new("disk.img", image.clone()).unwrap())),
+    );
+    f.pci_write(1, 1, 0x40, 2, 0x8000);
+    f.pci_write(1, 1, 0x20, 4, 0xc001);
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    // Eight 64 KiB regions from 0x10000: 512 KiB, four budgets.
+    for i in 0..8u32 {
+        let d = 0x1000 + 8 * u64::from(i);
+        f.ram.write(d, &(0x10000 * (i + 1)).to_le_bytes()).unwrap();
+        let eot = if i == 7 { 0x8000_0000u32 } else { 0 };
+        f.ram.write(d + 4, &eot.to_le_bytes()).unwrap();
+    }
+    f.out(0xc004, 4, 0x1000);
+    // READ DMA EXT, 1024 sectors from LBA 0.
+    f.out(0x1f6, 1, 0x40);
+    for (port, v) in [(0x1f2, 0x04), (0x1f3, 0), (0x1f4, 0), (0x1f5, 0)] {
+        f.out(port, 1, v);
+    }
+    for port in [0x1f2, 0x1f3, 0x1f4, 0x1f5] {
+        f.out(port, 1, 0);
+    }
+    f.out(0x1f7, 1, 0x25);
+    f.out(0xc000, 1, 0x09);
+    let mut passes = 1;
+    while f.pc.pio_read(0xc002, 1) & 0x01 != 0 {
+        assert_eq!(f.pc.next_deadline_ns(), Some(f.clock.now_ns()));
+        f.pc.service(&mut f.ram);
+        passes += 1;
+        assert!(passes <= 4, "more passes than budgets");
+    }
+    assert_eq!(passes, 4);
+    let mut got = vec![0u8; 512 * 1024];
+    f.ram.read(0x10000, &mut got).unwrap();
+    assert!(got == image[..512 * 1024], "the data arrived in order");
+    assert_eq!(
+        f.pc.pio_read(0xc002, 1) & 0x07,
+        0x04,
+        "INTERRUPT at the end"
+    );
+    assert_eq!(f.pc.pio_read(0x1f7, 1), 0x50);
 }

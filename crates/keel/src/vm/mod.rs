@@ -314,7 +314,7 @@ fn run_vcpu(
     let mut resets = 0;
     start_tsc_at_zero(vcpu, machine);
     loop {
-        machine.pc.service();
+        machine.service();
         deliver(vcpu, machine);
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
@@ -393,7 +393,7 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
 /// `Resume` when the vCPU should run again, or why the VM stops.
 fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64) -> ExitAction {
     loop {
-        machine.pc.service();
+        machine.service();
         if machine.nmi_pending() || (vcpu.interrupts_enabled() && machine.interrupt_pending()) {
             return ExitAction::Resume;
         }

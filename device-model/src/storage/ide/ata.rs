@@ -507,7 +507,17 @@ impl AtaDisk {
         };
         let mut buf = vec![0; block_bytes(left.min(DMA_CHUNK))];
         while left > 0 {
-            let n = left.min(DMA_CHUNK);
+            let budget = (walker.budget_left() / SECTOR_SIZE) as u32;
+            let n = left.min(DMA_CHUNK).min(budget);
+            if n == 0 {
+                self.op = Op::Dma {
+                    dir,
+                    lba,
+                    left,
+                    ext,
+                };
+                return DmaEnd::Paused;
+            }
             buf.truncate(block_bytes(n));
             let moved = match dir {
                 Dir::In => match self.backend.read_sectors(lba, &mut buf) {

@@ -374,14 +374,26 @@ impl AtapiCdrom {
 
     pub(crate) fn dma(&mut self, core: &mut DeviceCore, walker: &mut PrdWalker<'_>) -> DmaEnd {
         let Op::DataIn {
-            mut src, mut left, ..
+            mut src,
+            mut left,
+            dma,
+            limit,
         } = core::mem::replace(&mut self.op, Op::None)
         else {
             return DmaEnd::Finished;
         };
         let mut chunk = Vec::new();
         while left > 0 {
-            let n = left.min(DMA_CHUNK) as usize;
+            let n = left.min(DMA_CHUNK).min(walker.budget_left() as u64) as usize;
+            if n == 0 {
+                self.op = Op::DataIn {
+                    src,
+                    left,
+                    dma,
+                    limit,
+                };
+                return DmaEnd::Paused;
+            }
             chunk.resize(n, 0);
             match self.fill(&src, &mut chunk) {
                 Ok(next) => src = next,
