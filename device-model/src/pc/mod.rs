@@ -575,10 +575,17 @@ impl Pc {
     }
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's
-    /// overflow status; and moves the next piece of a bus-master transfer
-    /// that is longer than one exit's budget (`bmdma::DMA_BUDGET`). Call
+    /// overflow status; and moves the next piece of a bus-master or fw_cfg
+    /// DMA transfer longer than one exit's budget (`bmdma::DMA_BUDGET`,
+    /// `fw_cfg::dma::DMA_BUDGET`). Call
     /// before each entry into the guest.
     pub fn service(&mut self, memory: &mut dyn GuestMemory) {
+        {
+            let mut fw_cfg = self.fw_cfg.lock();
+            if fw_cfg.dma_pending() {
+                fw_cfg.run_pending_dma(memory);
+            }
+        }
         {
             let mut ide = self.ide.lock();
             if ide.dma_pending() {
@@ -598,7 +605,7 @@ impl Pc {
     /// The earliest time a device needs [`Pc::service`] again, if any: now
     /// while a bus-master transfer has data left to move.
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
-        if self.ide.lock().dma_pending() {
+        if self.ide.lock().dma_pending() || self.fw_cfg.lock().dma_pending() {
             return Some(self.clock.now_ns());
         }
         let timers = self
