@@ -457,43 +457,7 @@ fn every_port_and_size_is_safe_on_a_populated_bus() {
     }
 }
 
-/// Captures log records made on the current thread (tests run in parallel).
-mod capture {
-    use std::cell::RefCell;
-    use std::string::String;
-    use std::sync::Once;
-    use std::vec::Vec;
-
-    struct Capture;
-    static LOGGER: Capture = Capture;
-    static INSTALL: Once = Once::new();
-    std::thread_local! {
-        static RECORDS: RefCell<Vec<(log::Level, String)>> = const { RefCell::new(Vec::new()) };
-    }
-
-    impl log::Log for Capture {
-        fn enabled(&self, _: &log::Metadata) -> bool {
-            true
-        }
-        fn log(&self, record: &log::Record) {
-            let line = std::format!("{}", record.args());
-            RECORDS.with(|r| r.borrow_mut().push((record.level(), line)));
-        }
-        fn flush(&self) {}
-    }
-
-    pub fn start() {
-        INSTALL.call_once(|| {
-            log::set_logger(&LOGGER).unwrap();
-            log::set_max_level(log::LevelFilter::Trace);
-        });
-        RECORDS.with(|r| r.borrow_mut().clear());
-    }
-
-    pub fn records() -> Vec<(log::Level, String)> {
-        RECORDS.with(|r| r.borrow().clone())
-    }
-}
+use guest_log::capture;
 
 #[test]
 fn the_first_sixteen_unclaimed_accesses_are_logged_then_only_counted() {

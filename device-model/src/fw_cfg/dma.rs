@@ -23,16 +23,36 @@ pub const CTL_SKIP: u32 = 0x04;
 pub const CTL_SELECT: u32 = 0x08;
 pub const CTL_WRITE: u32 = 0x10;
 
+/// Bytes one DMA request moves per call of the platform (per VM exit). The
+/// guest chooses the length (up to 4 GiB); a longer request goes on at the
+/// platform's next calls, and its control field stays non-zero until it is
+/// done, which fw_cfg.rst tells the guest to poll for.
+pub const DMA_BUDGET: u32 = 128 * 1024;
+
 /// Zeroes written at a time when a read runs past the end of the item.
 const ZERO_CHUNK: usize = 512;
 
 /// A transfer that failed; the guest sees the ERROR bit.
 struct Failed;
 
+/// A READ or WRITE request with bytes still to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DmaJob {
+    desc: Gpa,
+    write: bool,
+    address: Gpa,
+    left: u32,
+}
+
 impl FwCfg {
-    /// Serves the DMA request the guest started by writing the descriptor
-    /// address, if any. Returns whether there was one.
+    /// Moves the next [`DMA_BUDGET`] bytes of the request in progress, or
+    /// starts the one the guest asked for by writing the descriptor
+    /// address. Returns whether there was one.
     pub fn run_pending_dma(&mut self, mem: &mut dyn GuestMemory) -> bool {
+        if let Some(job) = self.dma_job.take() {
+            self.dma_step(mem, job);
+            return true;
+        }
         match self.pending_dma.take() {
             Some(addr) => {
                 self.dma(mem, addr);
@@ -42,7 +62,9 @@ impl FwCfg {
         }
     }
 
-    /// Runs the descriptor at `desc_addr`.
+    /// Starts the descriptor at `desc_addr` and moves its first
+    /// [`DMA_BUDGET`] bytes. Every check (buffer in RAM, a writable item the
+    /// bytes fit in) is made for the whole length before a byte moves.
     pub fn dma(&mut self, mem: &mut dyn GuestMemory, desc_addr: Gpa) {
         let mut desc = [0u8; 16];
         if mem.read(desc_addr, &mut desc).is_err() {
@@ -60,21 +82,56 @@ impl FwCfg {
         if control & CTL_SELECT != 0 {
             self.select((control >> 16) as u16);
         }
-        let result = if control & CTL_READ != 0 {
-            self.dma_read(mem, address, length)
-        } else if control & CTL_WRITE != 0 {
-            self.dma_write(mem, address, length)
-        } else if control & CTL_SKIP != 0 {
-            self.dma_skip(length);
-            Ok(())
+        let write = control & CTL_READ == 0 && control & CTL_WRITE != 0;
+        if control & (CTL_READ | CTL_WRITE) == 0 {
+            if control & CTL_SKIP != 0 {
+                self.dma_skip(length);
+            }
+            let _ = mem.write(desc_addr, &0u32.to_be_bytes());
+            return;
+        }
+        let checked = in_ram(mem, address, length).and_then(|()| {
+            if write {
+                self.writable_span(length)
+            } else {
+                Ok(())
+            }
+        });
+        if checked.is_err() {
+            let _ = mem.write(desc_addr, &CTL_ERROR.to_be_bytes());
+            return;
+        }
+        let job = DmaJob {
+            desc: desc_addr,
+            write,
+            address,
+            left: length,
+        };
+        self.dma_step(mem, job);
+    }
+
+    /// Moves at most [`DMA_BUDGET`] bytes of `job`; writes the control field
+    /// when the request ends, or keeps the job for the next call.
+    fn dma_step(&mut self, mem: &mut dyn GuestMemory, mut job: DmaJob) {
+        let n = job.left.min(DMA_BUDGET);
+        let moved = if job.write {
+            self.dma_write(mem, job.address, n)
         } else {
-            Ok(())
+            self.dma_read(mem, job.address, n)
         };
-        let status = match result {
-            Ok(()) => 0,
+        let status = match moved {
             Err(Failed) => CTL_ERROR,
+            Ok(()) => {
+                job.address += u64::from(n);
+                job.left -= n;
+                if job.left > 0 {
+                    self.dma_job = Some(job);
+                    return;
+                }
+                0
+            }
         };
-        let _ = mem.write(desc_addr, &status.to_be_bytes());
+        let _ = mem.write(job.desc, &status.to_be_bytes());
     }
 
     /// Copies `length` bytes of the item from the current position to
@@ -112,6 +169,7 @@ impl FwCfg {
         length: u32,
     ) -> Result<(), Failed> {
         in_ram(mem, address, length)?;
+        self.writable_span(length)?;
         let off = self.offset as usize;
         let key = self.selector & !super::key::WRITE_CHANNEL;
         let item = self
@@ -128,6 +186,21 @@ impl FwCfg {
         mem.read(address, dst).map_err(|_| Failed)?;
         self.offset = self.offset.saturating_add(length);
         Ok(())
+    }
+
+    /// Whether `length` bytes from the current position fit in the
+    /// selected item and it is writable.
+    fn writable_span(&self, length: u32) -> Result<(), Failed> {
+        let key = self.selector & !super::key::WRITE_CHANNEL;
+        let item = self.items.get(&key).filter(|i| i.writable).ok_or(Failed)?;
+        let end = (self.offset as usize)
+            .checked_add(length as usize)
+            .ok_or(Failed)?;
+        if end <= item.data.len() {
+            Ok(())
+        } else {
+            Err(Failed)
+        }
     }
 
     /// Moves the position `length` bytes on, stopping at the item's end.

@@ -11,13 +11,15 @@
 //! DMA reaches guest memory, which the Bus does not hand to devices: a
 //! write to `0x518` only records the descriptor address. The platform must
 //! call [`FwCfg::run_pending_dma`] with the guest's memory after the port
-//! write and before the vCPU runs again; the guest then sees the transfer
-//! complete as soon as its OUT retires, as on QEMU (see `dma.rs`).
+//! write and before the vCPU runs again; a request of up to
+//! [`dma::DMA_BUDGET`] bytes is then complete as soon as its OUT retires, as
+//! on QEMU, and a longer one goes on while [`FwCfg::dma_pending`] (see
+//! `dma.rs`).
 //!
 //! Items keep their contents across [`FwCfg::reset`] (QEMU's do too); only
 //! the selection, the read position and the DMA address are cleared.
 
-mod dma;
+pub mod dma;
 pub mod e820;
 
 use alloc::collections::BTreeMap;
@@ -154,6 +156,8 @@ pub struct FwCfg {
     offset: u32,
     dma_high: u32,
     pending_dma: Option<u64>,
+    /// A DMA request longer than one call's budget, in progress.
+    dma_job: Option<dma::DmaJob>,
 }
 
 impl FwCfg {
@@ -172,6 +176,7 @@ impl FwCfg {
             offset: 0,
             dma_high: 0,
             pending_dma: None,
+            dma_job: None,
         };
         fw.set_item(key::SIGNATURE, b"QEMU".to_vec());
         fw.set_item(key::ID, (ID_TRADITIONAL | ID_DMA).to_le_bytes().to_vec());
@@ -275,9 +280,10 @@ impl FwCfg {
         Ok(())
     }
 
-    /// Whether the guest wrote a DMA address that [`FwCfg::run_pending_dma`] has not served.
+    /// Whether the guest wrote a DMA address that [`FwCfg::run_pending_dma`]
+    /// has not served, or a request has bytes left to move.
     pub fn dma_pending(&self) -> bool {
-        self.pending_dma.is_some()
+        self.pending_dma.is_some() || self.dma_job.is_some()
     }
 
     /// Power-on state of the interface: signature selected, position 0, no DMA pending.
@@ -286,6 +292,7 @@ impl FwCfg {
         self.offset = 0;
         self.dma_high = 0;
         self.pending_dma = None;
+        self.dma_job = None;
     }
 
     fn insert_file(

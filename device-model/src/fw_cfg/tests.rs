@@ -429,3 +429,39 @@ fn static_files_read_like_owned_ones_and_refuse_dma_writes() {
     assert_ne!(control(&ram, 0x1000) & CTL_ERROR, 0);
     assert_eq!(fw.lock().file("opt/keel/kernel"), Some(&KERNEL[..]));
 }
+
+/// Issue 11, finding 13: a DMA read whose length the guest chose moves at
+/// most [`dma::DMA_BUDGET`] bytes per call; the control field stays set
+/// until the last piece, and the data arrive in order.
+#[test]
+fn a_dma_read_longer_than_the_budget_goes_on_over_later_calls() {
+    use super::dma::DMA_BUDGET;
+    let len = 3 * 128 * 1024 + 100;
+    let mut fw = FwCfg::new(1, 1, 0);
+    let data: Vec<u8> = (0..len - 1000).map(|i| (i % 251) as u8).collect();
+    let key = fw.add_file("etc/big", data.clone()).unwrap();
+    let mut backing = vec![0xAAu8; BUF as usize + len + 16];
+    let mut ram = GuestRam::new(&mut backing);
+    let buf = BUF;
+    desc(&mut ram, DESC, select(key) | CTL_READ, len as u32, buf);
+    fw.dma(&mut ram, DESC);
+    let mut calls = 1;
+    while fw.dma_pending() {
+        assert_ne!(control(&ram, DESC), 0, "still in progress");
+        let mut probe = [0u8; 1];
+        let next = buf + (calls * DMA_BUDGET) as u64;
+        ram.read(next, &mut probe).unwrap();
+        assert_eq!(probe[0], 0xAA, "nothing past this call's budget yet");
+        fw.run_pending_dma(&mut ram);
+        calls += 1;
+    }
+    assert_eq!(calls, 4);
+    assert_eq!(control(&ram, DESC), 0);
+    let mut got = vec![0u8; len];
+    ram.read(buf, &mut got).unwrap();
+    assert!(got[..data.len()] == data[..]);
+    assert!(
+        got[data.len()..].iter().all(|&b| b == 0),
+        "zeros past the item"
+    );
+}

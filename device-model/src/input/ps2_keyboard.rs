@@ -5,7 +5,12 @@
 //! No keys are pressed yet: the model answers commands so firmware and
 //! kernels detect and configure it.
 
-use alloc::collections::VecDeque;
+use crate::fifo::ByteFifo;
+
+/// Outgoing bytes kept at most: the keyboard's buffer holds 16 bytes
+/// (IBM PS/2 Hardware Interface Technical Reference, keyboard "Buffer");
+/// bytes beyond it are lost.
+const QUEUE: usize = 16;
 
 /// Acknowledge.
 pub const ACK: u8 = 0xFA;
@@ -24,7 +29,7 @@ pub struct Ps2Keyboard {
     leds: u8,
     typematic: u8,
     /// Bytes for the controller, oldest first.
-    out: VecDeque<u8>,
+    out: ByteFifo<QUEUE>,
 }
 
 impl Default for Ps2Keyboard {
@@ -34,9 +39,6 @@ impl Default for Ps2Keyboard {
 }
 
 impl Ps2Keyboard {
-    /// Outgoing bytes kept at most (a real keyboard buffers 16 keys).
-    const QUEUE: usize = 16;
-
     pub fn new() -> Self {
         Ps2Keyboard {
             expecting: None,
@@ -44,7 +46,7 @@ impl Ps2Keyboard {
             scan_set: 2,
             leds: 0,
             typematic: 0x2B,
-            out: VecDeque::new(),
+            out: ByteFifo::new(),
         }
     }
 
@@ -54,9 +56,7 @@ impl Ps2Keyboard {
     }
 
     fn push(&mut self, b: u8) {
-        if self.out.len() < Self::QUEUE {
-            self.out.push_back(b);
-        }
+        self.out.push(b);
     }
 
     fn defaults(&mut self) {
@@ -134,7 +134,7 @@ impl Ps2Keyboard {
 
     /// The next byte for the controller.
     pub fn read(&mut self) -> Option<u8> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     pub fn has_data(&self) -> bool {
@@ -202,6 +202,6 @@ mod tests {
         for _ in 0..100 {
             k.write(0xF2);
         }
-        assert_eq!(core::iter::from_fn(|| k.read()).count(), Ps2Keyboard::QUEUE);
+        assert_eq!(core::iter::from_fn(|| k.read()).count(), QUEUE);
     }
 }

@@ -2,9 +2,12 @@
 //! Technical Reference, auxiliary device commands). No movement is
 //! reported yet: it answers commands so firmware and kernels detect it.
 
-use alloc::collections::VecDeque;
-
 use super::ps2_keyboard::{ACK, BAT_OK, RESEND};
+use crate::fifo::ByteFifo;
+
+/// Outgoing bytes kept at most (the longest reply is four bytes; the bound
+/// matches the keyboard's 16-byte buffer). Bytes beyond it are lost.
+const QUEUE: usize = 16;
 
 /// The mouse.
 #[derive(Debug, Clone)]
@@ -15,7 +18,7 @@ pub struct Ps2Mouse {
     resolution: u8,
     scaling_2to1: bool,
     remote: bool,
-    out: VecDeque<u8>,
+    out: ByteFifo<QUEUE>,
 }
 
 impl Default for Ps2Mouse {
@@ -25,8 +28,6 @@ impl Default for Ps2Mouse {
 }
 
 impl Ps2Mouse {
-    const QUEUE: usize = 16;
-
     pub fn new() -> Self {
         Ps2Mouse {
             expecting: None,
@@ -35,7 +36,7 @@ impl Ps2Mouse {
             resolution: 2,
             scaling_2to1: false,
             remote: false,
-            out: VecDeque::new(),
+            out: ByteFifo::new(),
         }
     }
 
@@ -44,9 +45,7 @@ impl Ps2Mouse {
     }
 
     fn push(&mut self, b: u8) {
-        if self.out.len() < Self::QUEUE {
-            self.out.push_back(b);
-        }
+        self.out.push(b);
     }
 
     /// Status byte of 0xE9: bit 6 remote mode, 5 reporting, 4 scaling 2:1.
@@ -127,7 +126,7 @@ impl Ps2Mouse {
     }
 
     pub fn read(&mut self) -> Option<u8> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     pub fn has_data(&self) -> bool {

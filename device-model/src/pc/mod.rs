@@ -58,7 +58,9 @@ use crate::timer::{
     BootDevice, CmosLayout, Hpet, HpetIrqs, LegacyReplacement, Pit, PmTimer, Port61, Rtc,
     TimerDevice,
 };
+use guest_log::RateLimitedLog;
 use guest_memory::GuestMemory;
+use log::Level;
 
 /// ISA IRQ lines of the PC devices (the router maps IRQ 0 to IOAPIC pin 2).
 mod isa_irq {
@@ -140,6 +142,9 @@ struct PmBlock {
     function: Arc<Mutex<Piix4Pm>>,
     timer: Arc<Mutex<PmTimer>>,
     base: Option<u16>,
+    /// The port ranges this block registered (by start), the only ones it
+    /// may unregister.
+    registered: [Option<u16>; 3],
 }
 
 /// The whole emulated PC of one VM.
@@ -151,6 +156,7 @@ pub struct Pc {
     timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>>,
     pci: Arc<Mutex<PciConfigIo>>,
     pm: PmBlock,
+    clock: ClockHandle,
     fw_cfg: Arc<Mutex<FwCfg>>,
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
@@ -160,6 +166,17 @@ pub struct Pc {
     ide_bm_base: Option<u64>,
     /// The machine's reset line: one entry per device that has state to reset.
     resets: Vec<Box<dyn Fn() + Send>>,
+    logs: PcLogs,
+}
+
+/// The rate limits of the log lines the platform itself writes for a guest
+/// action (issue 11: per VM and cause).
+#[derive(Default)]
+struct PcLogs {
+    /// A PCI region (IDE bus master, PM block) placed over another device.
+    placement: RateLimitedLog,
+    /// Resets through 0xCF9.
+    cf9_reset: RateLimitedLog,
 }
 
 /// A reset action for a shared device.
@@ -355,7 +372,9 @@ impl Pc {
                 function: pm_function,
                 timer: pm_timer,
                 base: None,
+                registered: [None; 3],
             },
+            clock,
             fw_cfg,
             com1,
             com1_irq: line(isa_irq::COM1),
@@ -363,6 +382,7 @@ impl Pc {
             ide,
             ide_bm_base: None,
             resets,
+            logs: PcLogs::default(),
         };
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
@@ -424,7 +444,10 @@ impl Pc {
         if touches(PCI_CONFIG_BASE, PCI_CONFIG_LEN) {
             self.apply_pci_events();
             if let Some(kind) = self.pci.lock().take_reset_request() {
-                log::info!("guest reset the machine through port 0xCF9 ({kind:?})");
+                self.logs.cf9_reset.log(
+                    Level::Info,
+                    format_args!("guest reset the machine through port 0xCF9 ({kind:?})"),
+                );
                 self.power.request(PowerRequest::Reset);
             }
         }
@@ -505,54 +528,70 @@ impl Pc {
         if registered {
             self.ide_bm_base = Some(base);
         } else {
-            log::warn!("guest placed the IDE bus-master block at {base:#x}, over another device's ports: it is not decoded");
+            self.logs.placement.log(Level::Warn, format_args!("guest placed the IDE bus-master block at {base:#x}, over another device's ports: it is not decoded"));
         }
     }
 
+    /// Moves the PM block to `new`. Only the ports this block registered
+    /// are ever unregistered: a guest that puts PMBA over another device
+    /// (0x40, the PIT) must not take that device off the bus.
     fn move_pm_block(&mut self, new: Option<u16>) {
-        if let Some(old) = self.pm.base.take() {
-            for (base, _) in Piix4Pm::pm_io_ranges(old) {
-                self.bus.unregister(AddressSpace::Pio, base.into());
-            }
-            self.bus.unregister(
-                AddressSpace::Pio,
-                u64::from(old) + u64::from(PmTimer::OFFSET),
-            );
+        for start in self.pm.registered.iter_mut().filter_map(Option::take) {
+            self.bus.unregister(AddressSpace::Pio, start.into());
         }
+        self.pm.base = None;
         let Some(base) = new else { return };
-        let mut ok = true;
-        for (start, len) in Piix4Pm::pm_io_ranges(base) {
-            ok &= self
-                .bus
-                .register_pio(start, len, "PIIX4 PM", self.pm.function.clone())
-                .is_ok();
-        }
-        let timer_port = base.saturating_add(PmTimer::OFFSET);
-        ok &= self
-            .bus
-            .register_pio(
-                timer_port,
+        let [(a, a_len), (b, b_len)] = Piix4Pm::pm_io_ranges(base);
+        let function: DeviceHandle = self.pm.function.clone();
+        let timer: DeviceHandle = self.pm.timer.clone();
+        let ranges = [
+            (a, a_len, "PIIX4 PM", function.clone()),
+            (b, b_len, "PIIX4 PM", function),
+            (
+                base.saturating_add(PmTimer::OFFSET),
                 PmTimer::LEN,
                 "ACPI PM timer",
-                self.pm.timer.clone(),
-            )
-            .is_ok();
+                timer,
+            ),
+        ];
+        let mut ok = true;
+        for (slot, (start, len, name, dev)) in self.pm.registered.iter_mut().zip(ranges) {
+            if self.bus.register_pio(start, len, name, dev).is_ok() {
+                *slot = Some(start);
+            } else {
+                ok = false;
+            }
+        }
         if ok {
             self.pm.base = Some(base);
-        } else {
-            // The guest put the block over another device: real hardware would
-            // decode both and collide; Keel keeps the other device and says so.
-            log::warn!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded");
-            for (start, _) in Piix4Pm::pm_io_ranges(base) {
-                let _ = self.bus.unregister(AddressSpace::Pio, start.into());
-            }
-            let _ = self.bus.unregister(AddressSpace::Pio, timer_port.into());
+            return;
         }
+        // The guest put the block over another device: real hardware would
+        // decode both and collide; Keel keeps the other device and says so.
+        for start in self.pm.registered.iter_mut().filter_map(Option::take) {
+            self.bus.unregister(AddressSpace::Pio, start.into());
+        }
+        self.logs.placement.log(Level::Warn, format_args!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded"));
     }
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's
-    /// overflow status. Call before each entry into the guest.
-    pub fn service(&mut self) {
+    /// overflow status; and moves the next piece of a bus-master or fw_cfg
+    /// DMA transfer longer than one exit's budget (`bmdma::DMA_BUDGET`,
+    /// `fw_cfg::dma::DMA_BUDGET`). Call
+    /// before each entry into the guest.
+    pub fn service(&mut self, memory: &mut dyn GuestMemory) {
+        {
+            let mut fw_cfg = self.fw_cfg.lock();
+            if fw_cfg.dma_pending() {
+                fw_cfg.run_pending_dma(memory);
+            }
+        }
+        {
+            let mut ide = self.ide.lock();
+            if ide.dma_pending() {
+                ide.run_pending_dma(memory);
+            }
+        }
         for t in &self.timers {
             t.lock().service();
         }
@@ -563,8 +602,12 @@ impl Pc {
         self.com1_irq.set_level(level);
     }
 
-    /// The earliest time a device needs [`Pc::service`] again, if any.
+    /// The earliest time a device needs [`Pc::service`] again, if any: now
+    /// while a bus-master transfer has data left to move.
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
+        if self.ide.lock().dma_pending() || self.fw_cfg.lock().dma_pending() {
+            return Some(self.clock.now_ns());
+        }
         let timers = self
             .timers
             .iter()

@@ -29,7 +29,7 @@ fn fixture() -> Fixture {
         sink.lock().unwrap().push(l.to_string())
     })
     .unwrap();
-    let ram = GuestRam::new(Box::leak(vec![0u8; 0x10000].into_boxed_slice()));
+    let ram = GuestRam::new(Box::leak(vec![0u8; 0x10_0000].into_boxed_slice()));
     Fixture {
         pc,
         clock,
@@ -76,7 +76,7 @@ fn pit_interrupt_reaches_the_vcpu_through_the_pic() {
         "{deadline}"
     );
     f.clock.set(deadline);
-    f.pc.service();
+    f.pc.service(&mut f.ram);
     let mut router = f.pc.router().lock();
     assert_eq!(
         router.pending_interrupt(0),
@@ -141,6 +141,67 @@ fn pm_block_follows_pmba_and_the_pm_timer_counts() {
     f.pci_write(1, 3, 0x40, 4, 0xb001);
     assert_eq!(f.pc.pio_read(0x608, 4), 0xffff_ffff);
     assert_ne!(f.pc.pio_read(0xb008, 4), 0xffff_ffff);
+}
+
+/// Finding #7 of issue 11: PMBA over the PIT (0x40) with the block
+/// enabled must leave the PIT (and everything else at 0x40-0x7F) on the bus.
+#[test]
+fn pm_block_over_the_pit_leaves_the_pit_decoding() {
+    let mut f = fixture();
+    f.pci_write(1, 3, 0x80, 1, 0x01); // PMREGMISC: PM I/O enable
+    for pmba in [0x41, 0x40 | 0x601, 0x41] {
+        f.pci_write(1, 3, 0x40, 4, pmba);
+        // PIT counter 0: mode 2, lobyte/hibyte, then latch and read it.
+        f.out(0x43, 1, 0x34);
+        f.out(0x40, 1, 0x34);
+        f.out(0x40, 1, 0x12);
+        f.out(0x43, 1, 0x00);
+        let lo = f.pc.pio_read(0x40, 1);
+        let hi = f.pc.pio_read(0x40, 1);
+        assert_ne!((hi << 8) | lo, 0xffff, "PIT gone after PMBA {pmba:#x}");
+        assert_ne!(f.pc.pio_read(0x64, 1), 0xff, "i8042 status gone");
+    }
+    // The block still moves to a free place afterwards.
+    f.pci_write(1, 3, 0x40, 4, 0xb001);
+    assert_ne!(f.pc.pio_read(0xb008, 4), 0xffff_ffff);
+}
+
+/// Finding #12 of issue 11: PM and bus-master blocks put over other devices
+/// again and again are logged a few times, then summarised.
+#[test]
+fn repeated_bad_placements_are_logged_a_bounded_number_of_times() {
+    guest_log::capture::start();
+    let mut f = fixture();
+    f.pci_write(1, 3, 0x80, 1, 0x01);
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    for _ in 0..20_000 {
+        f.pci_write(1, 3, 0x40, 4, 0x41);
+        f.pci_write(1, 3, 0x40, 4, 0x601);
+        f.pci_write(1, 1, 0x20, 4, 0x61);
+        f.pci_write(1, 1, 0x20, 4, 0xc001);
+    }
+    let lines = guest_log::capture::count(log::Level::Warn, "guest placed");
+    assert!((2..=30).contains(&lines), "{lines} lines");
+}
+
+/// The IDE bus-master block (BAR4, 16 ports) placed over the PIT is not
+/// decoded, and moving it away again must not unregister the PIT.
+#[test]
+fn ide_bus_master_over_the_pit_leaves_the_pit_decoding() {
+    let mut f = fixture();
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    for bar in [0x41, 0xc001, 0x41, 0x61] {
+        f.pci_write(1, 1, 0x20, 4, bar);
+        f.out(0x43, 1, 0x34);
+        f.out(0x40, 1, 0x34);
+        f.out(0x40, 1, 0x12);
+        f.out(0x43, 1, 0x00);
+        let lo = f.pc.pio_read(0x40, 1);
+        let hi = f.pc.pio_read(0x40, 1);
+        assert_ne!((hi << 8) | lo, 0xffff, "PIT gone after BAR4 {bar:#x}");
+    }
+    f.pci_write(1, 1, 0x20, 4, 0xc001);
+    assert_ne!(f.pc.pio_read(0xc002, 1), 0xff, "BAR4 decodes at 0xc000");
 }
 
 #[test]
@@ -225,4 +286,61 @@ fn ide_disk_reads_by_pio_and_dma_after_firmware_style_setup() {
     // The machine reset leaves the disk contents but not the controller state.
     f.pc.reset();
     assert_eq!(f.pc.pio_read(0xc002, 1), 0xff, "BAR4 unmapped after reset");
+}
+
+/// Issue 11, finding 13: a bus-master transfer longer than one exit's
+/// budget starts in the port write, goes on in `Pc::service` (the VM loop
+/// calls it before every entry), and keeps a deadline of "now" until it is
+/// done, so a vCPU halted waiting for the interrupt is not put to sleep.
+#[test]
+fn a_long_ide_dma_goes_on_in_service() {
+    use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive};
+    use crate::storage::RamDisk;
+    let mut f = fixture();
+    let image: Vec<u8> = (0..2048 * 512)
+        .map(|i: usize| ((i / 512) ^ i) as u8)
+        .collect();
+    f.pc.attach_ide(
+        ChannelId::Primary,
+        DrivePosition::Master,
+        IdeDrive::disk(Box::new(RamDisk::new("disk.img", image.clone()).unwrap())),
+    );
+    f.pci_write(1, 1, 0x40, 2, 0x8000);
+    f.pci_write(1, 1, 0x20, 4, 0xc001);
+    f.pci_write(1, 1, 0x04, 2, 0x0005);
+    // Eight 64 KiB regions from 0x10000: 512 KiB, four budgets.
+    for i in 0..8u32 {
+        let d = 0x1000 + 8 * u64::from(i);
+        f.ram.write(d, &(0x10000 * (i + 1)).to_le_bytes()).unwrap();
+        let eot = if i == 7 { 0x8000_0000u32 } else { 0 };
+        f.ram.write(d + 4, &eot.to_le_bytes()).unwrap();
+    }
+    f.out(0xc004, 4, 0x1000);
+    // READ DMA EXT, 1024 sectors from LBA 0.
+    f.out(0x1f6, 1, 0x40);
+    for (port, v) in [(0x1f2, 0x04), (0x1f3, 0), (0x1f4, 0), (0x1f5, 0)] {
+        f.out(port, 1, v);
+    }
+    for port in [0x1f2, 0x1f3, 0x1f4, 0x1f5] {
+        f.out(port, 1, 0);
+    }
+    f.out(0x1f7, 1, 0x25);
+    f.out(0xc000, 1, 0x09);
+    let mut passes = 1;
+    while f.pc.pio_read(0xc002, 1) & 0x01 != 0 {
+        assert_eq!(f.pc.next_deadline_ns(), Some(f.clock.now_ns()));
+        f.pc.service(&mut f.ram);
+        passes += 1;
+        assert!(passes <= 4, "more passes than budgets");
+    }
+    assert_eq!(passes, 4);
+    let mut got = vec![0u8; 512 * 1024];
+    f.ram.read(0x10000, &mut got).unwrap();
+    assert!(got == image[..512 * 1024], "the data arrived in order");
+    assert_eq!(
+        f.pc.pio_read(0xc002, 1) & 0x07,
+        0x04,
+        "INTERRUPT at the end"
+    );
+    assert_eq!(f.pc.pio_read(0x1f7, 1), 0x50);
 }

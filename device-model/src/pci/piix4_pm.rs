@@ -42,6 +42,8 @@ use super::{ConfigChange, PciFunction, RegionId};
 use crate::bus::{AddressSpace, BusDevice};
 use crate::irq::IrqLine;
 use crate::power::{PowerControl, PowerRequest};
+use guest_log::RateLimitedLog;
+use log::Level;
 
 /// Configuration registers (datasheet 3.4.2).
 pub const PMBA: u8 = 0x40;
@@ -103,6 +105,8 @@ pub struct Piix4Pm {
     /// Where the PM block decodes, as last reported.
     io_base: Option<u16>,
     sci_level: bool,
+    /// Sleep types Keel does not offer, which a guest can repeat at will.
+    sleep_log: RateLimitedLog,
 }
 
 impl Piix4Pm {
@@ -159,6 +163,7 @@ impl Piix4Pm {
             apm_sts: 0,
             io_base: None,
             sci_level: false,
+            sleep_log: RateLimitedLog::new(),
         };
         pm.update_sci();
         pm
@@ -322,9 +327,12 @@ impl Piix4Pm {
         if slp_typ == self.s5_slp_typ {
             self.power.request(PowerRequest::AcpiPowerOff);
         } else {
-            log::warn!(
-                "guest asked for ACPI sleep type {slp_typ}; Keel only offers S5 (SLP_TYP {}), ignored",
-                self.s5_slp_typ
+            self.sleep_log.log(
+                Level::Warn,
+                format_args!(
+                    "guest asked for ACPI sleep type {slp_typ}; Keel only offers S5 (SLP_TYP {}), ignored",
+                    self.s5_slp_typ
+                ),
             );
         }
     }

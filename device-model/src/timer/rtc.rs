@@ -173,6 +173,71 @@ impl DateTime {
     }
 }
 
+/// The alarm bytes, in register order (datasheet, "Time, calendar and
+/// alarm locations": 0x01, 0x03, 0x05).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AlarmField {
+    Seconds = 0,
+    Minutes = 1,
+    Hours = 2,
+}
+
+/// Seconds from `now` (second of the day) to the next second of a day,
+/// strictly later and at most 86,400 on, whose hour, minute and second all
+/// satisfy `matches`; `None` if no time of day does.
+///
+/// The guest chooses the alarm bytes and this runs on every pass of the VM
+/// loop while the alarm interrupt is on, so the cost is fixed whatever
+/// they hold: each field is searched over its own range (24 or 60 values)
+/// and the search moves field by field, not second by second.
+fn next_alarm(now: u32, matches: impl Fn(AlarmField, u8) -> bool) -> Option<u64> {
+    // The next value at or after `from` (below `end`) that matches.
+    let next = |field, from: u32, end: u32| (from..end).find(|&v| matches(field, v as u8));
+    if next(AlarmField::Hours, 0, 24).is_none()
+        || next(AlarmField::Minutes, 0, 60).is_none()
+        || next(AlarmField::Seconds, 0, 60).is_none()
+    {
+        return None;
+    }
+    let start = now % 86_400 + 1;
+    let mut t = start;
+    // Each pass either returns or moves `t` to the start of a matching hour,
+    // of a matching minute, or past a non-matching minute, hour or day;
+    // with every field able to match, a few passes always suffice.
+    for _ in 0..8 {
+        let s = t % 86_400;
+        let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+        let into_hour = m * 60 + sec;
+        match next(AlarmField::Hours, h, 24) {
+            Some(h2) if h2 == h => {}
+            Some(h2) => {
+                t += (h2 - h) * 3600 - into_hour;
+                continue;
+            }
+            None => {
+                t += (24 - h) * 3600 - into_hour;
+                continue;
+            }
+        }
+        match next(AlarmField::Minutes, m, 60) {
+            Some(m2) if m2 == m => {}
+            Some(m2) => {
+                t += (m2 - m) * 60 - sec;
+                continue;
+            }
+            None => {
+                t += 3600 - into_hour;
+                continue;
+            }
+        }
+        match next(AlarmField::Seconds, sec, 60) {
+            Some(s2) => return Some(u64::from(t + (s2 - sec) - start + 1)),
+            None => t += 60 - sec,
+        }
+    }
+    None
+}
+
 /// The MC146818A RTC with the PC's 128 bytes of CMOS RAM.
 pub struct Rtc {
     clock: ClockHandle,
@@ -322,22 +387,13 @@ impl Rtc {
     /// Seconds from the current time to the next time matching the alarm
     /// (1..=86400), or `None` if no time of day matches.
     fn seconds_to_alarm(&self) -> Option<u64> {
-        let start = self.time.second_of_day();
-        let mut d = 1u32;
-        while d <= 86_400 {
-            let s = (start + d) % 86_400;
-            let (h, m, sec) = ((s / 3600) as u8, (s / 60 % 60) as u8, (s % 60) as u8);
-            if !Self::alarm_matches(self.alarm[2], self.encode_hour(h)) {
-                d += 3600 - s % 3600;
-            } else if !Self::alarm_matches(self.alarm[1], self.encode(m)) {
-                d += 60 - s % 60;
-            } else if Self::alarm_matches(self.alarm[0], self.encode(sec)) {
-                return Some(u64::from(d));
-            } else {
-                d += 1;
-            }
-        }
-        None
+        next_alarm(self.time.second_of_day(), |field, v| {
+            let value = match field {
+                AlarmField::Hours => self.encode_hour(v),
+                AlarmField::Minutes | AlarmField::Seconds => self.encode(v),
+            };
+            Self::alarm_matches(self.alarm[field as usize], value)
+        })
     }
 
     /// Runs the update cycles and periodic ticks that happened since the

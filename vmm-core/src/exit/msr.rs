@@ -10,6 +10,9 @@
 //! on a CPU that does not implement it (SDM Vol 2B, RDMSR/WRMSR), and is logged
 //! once.
 
+use guest_log::RateLimitedLog;
+use log::Level;
+
 use crate::vcpu::VcpuState;
 
 /// The result of an emulated RDMSR or WRMSR.
@@ -69,6 +72,8 @@ pub struct MsrPolicy {
     mtrr_fixed: [u64; 11],
     logged: [u32; LOG_ONCE_SLOTS],
     logged_count: usize,
+    /// Refused EFER writes, which a guest can repeat at will.
+    efer_log: RateLimitedLog,
 }
 
 impl Default for MsrPolicy {
@@ -88,6 +93,7 @@ impl MsrPolicy {
             mtrr_fixed: [0; 11],
             logged: [0; LOG_ONCE_SLOTS],
             logged_count: 0,
+            efer_log: RateLimitedLog::new(),
         }
     }
 
@@ -135,7 +141,7 @@ impl MsrPolicy {
     /// WRMSR `msr` with `value`.
     pub fn write(&mut self, msr: u32, value: u64, vcpu: &mut impl VcpuState) -> MsrOutcome {
         let ok = match msr {
-            IA32_EFER => return Self::write_efer(value, vcpu),
+            IA32_EFER => return self.write_efer(value, vcpu),
             // Writes that firmware and OSes issue and that have no effect here:
             // microcode loading, debug control, and AMD configuration
             // registers. (TSC writes set the vCPU's offset: the exit handler.)
@@ -172,11 +178,14 @@ impl MsrPolicy {
 
     /// EFER loads: reserved bits and a change of LME while paging is on raise
     /// #GP; LMA is owned by the CPU (APM Vol 2, 14.6.1).
-    fn write_efer(value: u64, vcpu: &mut impl VcpuState) -> MsrOutcome {
+    fn write_efer(&mut self, value: u64, vcpu: &mut impl VcpuState) -> MsrOutcome {
         let old = vcpu.efer();
         let writable = EFER_SCE | EFER_LME | EFER_NXE;
         if value & !(writable | EFER_LMA) != 0 {
-            log::warn!("guest WRMSR EFER {value:#x} sets reserved or hidden bits: #GP");
+            self.efer_log.log(
+                Level::Warn,
+                format_args!("guest WRMSR EFER {value:#x} sets reserved or hidden bits: #GP"),
+            );
             return MsrOutcome::GeneralProtection;
         }
         if vcpu.cr0() & CR0_PG != 0 && (value ^ old) & EFER_LME != 0 {
@@ -280,6 +289,23 @@ mod tests {
             p.read(0x26f, &v, 0),
             MsrOutcome::Done(0x0606_0606_0606_0606)
         );
+    }
+
+    /// Finding #12 of issue 11: a guest repeating a refused EFER write gets
+    /// #GP each time but Keel logs only a few lines, not one per write.
+    #[test]
+    fn a_repeated_bad_efer_write_is_logged_a_bounded_number_of_times() {
+        guest_log::capture::start();
+        let mut p = MsrPolicy::new();
+        let mut v = FakeVcpu::default();
+        for _ in 0..100_000 {
+            assert_eq!(
+                p.write(IA32_EFER, 1 << 12, &mut v),
+                MsrOutcome::GeneralProtection
+            );
+        }
+        let lines = guest_log::capture::count(log::Level::Warn, "EFER");
+        assert!((1..=24).contains(&lines), "{lines} lines");
     }
 
     #[test]

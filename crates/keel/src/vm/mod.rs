@@ -311,7 +311,7 @@ fn run_vcpu(
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     start_tsc_at_zero(vcpu, machine);
     loop {
-        machine.pc.service();
+        machine.service();
         deliver(vcpu, machine);
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
@@ -390,7 +390,7 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
 /// (`halt_decision` says which).
 fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64) -> ExitAction {
     loop {
-        machine.pc.service();
+        machine.service();
         let state = HaltState {
             interrupts_enabled: vcpu.interrupts_enabled(),
             interrupt_pending: machine.interrupt_pending(),

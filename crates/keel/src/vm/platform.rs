@@ -75,6 +75,12 @@ impl Machine {
         ioapic || lint
     }
 
+    /// The devices' work before each entry: due interrupts, and the next
+    /// piece of a DMA transfer longer than one exit's budget.
+    pub fn service(&mut self) {
+        self.pc.service(&mut self.ram);
+    }
+
     /// Guest RAM, for loaders.
     pub fn ram(&mut self) -> &mut GuestRam<'static> {
         &mut self.ram

@@ -250,3 +250,29 @@ fn any_byte_on_any_port_never_panics() {
     }
     r.kbc.write(0x60, 0, &[]);
 }
+
+/// Finding #1 of issue 11: 0xD2/0xD3 written again and again without a
+/// read must not grow anything; the controller holds its one-byte output
+/// buffer and at most one pending reply, the newest.
+#[test]
+fn write_output_buffer_flood_is_bounded() {
+    let mut r = rig();
+    for i in 0..1_000_000u32 {
+        r.cmd(if i % 2 == 0 { 0xD2 } else { 0xD3 });
+        r.data(i as u8);
+        r.cmd(0x20);
+    }
+    let got = r.drain();
+    assert!(got.len() <= 2, "{} bytes queued", got.len());
+    assert_eq!(got, [0x00, 0x03], "first byte, then the newest reply");
+}
+
+/// Keyboard replies queue in its 16-byte buffer while the guest never reads.
+#[test]
+fn keyboard_reply_flood_is_bounded() {
+    let mut r = rig();
+    for _ in 0..100_000 {
+        r.data(0xF2);
+    }
+    assert!(r.drain().len() <= 1 + 16);
+}

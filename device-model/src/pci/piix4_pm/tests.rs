@@ -258,6 +258,21 @@ fn slp_typ_without_slp_en_or_other_types_do_nothing() {
     assert_eq!(r.power.peek(), None);
 }
 
+/// Finding #12 of issue 11: an unsupported sleep type written again and
+/// again is logged a few times, then summarised, not once per write.
+#[test]
+fn a_repeated_unsupported_sleep_type_is_logged_a_bounded_number_of_times() {
+    guest_log::capture::start();
+    let mut r = rig();
+    r.enable_block(0x600);
+    for _ in 0..100_000 {
+        r.bus
+            .pio_write(0x604, 2, u32::from(pm1::SLP_EN) | 1 << 10 | 1);
+    }
+    let lines = guest_log::capture::count(log::Level::Warn, "sleep type");
+    assert!((1..=24).contains(&lines), "{lines} lines");
+}
+
 #[test]
 fn s5_value_is_the_constructors() {
     let mut r = rig_with_s5(5);

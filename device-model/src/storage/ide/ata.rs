@@ -22,6 +22,8 @@ use super::device::{DeviceCore, Dir, DmaEnd};
 use super::identify::{identify_device, to_bytes, DiskIdentity, TransferMode, MAX_MULTIPLE};
 use super::regs::{device, error, status};
 use crate::storage::block::{BlockBackend, SECTOR_SIZE};
+use guest_log::RateLimitedLog;
+use log::Level;
 
 /// ATA command codes (ATA8-ACS table B.2; obsolete ones from ATA/ATAPI-6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,8 @@ pub struct AtaDisk {
     mode: TransferMode,
     standby: bool,
     op: Op,
+    /// Backend failures, which a guest can repeat at will.
+    io_errors: RateLimitedLog,
 }
 
 impl AtaDisk {
@@ -158,6 +162,7 @@ impl AtaDisk {
             mode: TransferMode::DEFAULT,
             standby: false,
             op: Op::None,
+            io_errors: RateLimitedLog::new(),
         };
         d.reset();
         d
@@ -260,7 +265,8 @@ impl AtaDisk {
             Ata::FlushCache | Ata::FlushCacheExt => match self.backend.flush() {
                 Ok(()) => core.complete(READY),
                 Err(e) => {
-                    log::warn!("FLUSH CACHE failed: {e}");
+                    self.io_errors
+                        .log(Level::Warn, format_args!("FLUSH CACHE failed: {e}"));
                     core.abort(READY);
                 }
             },
@@ -386,7 +392,8 @@ impl AtaDisk {
                 core.intrq = true;
             }
             Err(e) => {
-                log::warn!("ATA read failed: {e}");
+                self.io_errors
+                    .log(Level::Warn, format_args!("ATA read failed: {e}"));
                 self.op = Op::None;
                 core.tf.set_lba(lba, ext);
                 core.fail(READY, error::UNC);
@@ -426,7 +433,8 @@ impl AtaDisk {
             } => {
                 let n = left.min(per_block);
                 if let Err(e) = self.store(lba, &core.buf) {
-                    log::warn!("ATA write failed: {e}");
+                    self.io_errors
+                        .log(Level::Warn, format_args!("ATA write failed: {e}"));
                     self.op = Op::None;
                     core.tf.set_lba(lba, ext);
                     core.abort(READY);
@@ -499,13 +507,24 @@ impl AtaDisk {
         };
         let mut buf = vec![0; block_bytes(left.min(DMA_CHUNK))];
         while left > 0 {
-            let n = left.min(DMA_CHUNK);
+            let budget = (walker.budget_left() / SECTOR_SIZE) as u32;
+            let n = left.min(DMA_CHUNK).min(budget);
+            if n == 0 {
+                self.op = Op::Dma {
+                    dir,
+                    lba,
+                    left,
+                    ext,
+                };
+                return DmaEnd::Paused;
+            }
             buf.truncate(block_bytes(n));
             let moved = match dir {
                 Dir::In => match self.backend.read_sectors(lba, &mut buf) {
                     Ok(()) => walker.to_guest(&buf),
                     Err(e) => {
-                        log::warn!("ATA DMA read failed: {e}");
+                        self.io_errors
+                            .log(Level::Warn, format_args!("ATA DMA read failed: {e}"));
                         self.op = Op::None;
                         core.tf.set_lba(lba, ext);
                         core.fail(READY, error::UNC);
@@ -516,7 +535,8 @@ impl AtaDisk {
                     let r = walker.from_guest(&mut buf);
                     if r.is_ok() {
                         if let Err(e) = self.store(lba, &buf) {
-                            log::warn!("ATA DMA write failed: {e}");
+                            self.io_errors
+                                .log(Level::Warn, format_args!("ATA DMA write failed: {e}"));
                             self.op = Op::None;
                             core.tf.set_lba(lba, ext);
                             core.abort(READY);

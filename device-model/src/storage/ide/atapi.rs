@@ -32,6 +32,8 @@ use super::identify::{identify_packet_device, to_bytes, PacketIdentity, Transfer
 use super::mmc::{self, be16, be32, op, MediaEvent, Sense, BLOCK_SIZE};
 use super::regs::{error, reason, status};
 use crate::storage::block::{BlockBackend, BlockError, SECTOR_SIZE};
+use guest_log::RateLimitedLog;
+use log::Level;
 
 /// Status of a ready PACKET device (SERV and DSC are left clear).
 const READY: u8 = status::DRDY;
@@ -83,6 +85,8 @@ pub struct AtapiCdrom {
     event: MediaEvent,
     locked: bool,
     op: Op,
+    /// Backend failures, which a guest can repeat at will.
+    io_errors: RateLimitedLog,
 }
 
 impl AtapiCdrom {
@@ -101,6 +105,7 @@ impl AtapiCdrom {
             event: MediaEvent::NoChange,
             locked: false,
             op: Op::None,
+            io_errors: RateLimitedLog::new(),
         }
     }
 
@@ -316,7 +321,8 @@ impl AtapiCdrom {
                 core.intrq = true;
             }
             Err(e) => {
-                log::warn!("CD-ROM read failed: {e}");
+                self.io_errors
+                    .log(Level::Warn, format_args!("CD-ROM read failed: {e}"));
                 self.sense = Sense::UNRECOVERED_READ_ERROR;
                 self.check_condition(core);
             }
@@ -368,19 +374,32 @@ impl AtapiCdrom {
 
     pub(crate) fn dma(&mut self, core: &mut DeviceCore, walker: &mut PrdWalker<'_>) -> DmaEnd {
         let Op::DataIn {
-            mut src, mut left, ..
+            mut src,
+            mut left,
+            dma,
+            limit,
         } = core::mem::replace(&mut self.op, Op::None)
         else {
             return DmaEnd::Finished;
         };
         let mut chunk = Vec::new();
         while left > 0 {
-            let n = left.min(DMA_CHUNK) as usize;
+            let n = left.min(DMA_CHUNK).min(walker.budget_left() as u64) as usize;
+            if n == 0 {
+                self.op = Op::DataIn {
+                    src,
+                    left,
+                    dma,
+                    limit,
+                };
+                return DmaEnd::Paused;
+            }
             chunk.resize(n, 0);
             match self.fill(&src, &mut chunk) {
                 Ok(next) => src = next,
                 Err(e) => {
-                    log::warn!("CD-ROM DMA read failed: {e}");
+                    self.io_errors
+                        .log(Level::Warn, format_args!("CD-ROM DMA read failed: {e}"));
                     self.sense = Sense::UNRECOVERED_READ_ERROR;
                     self.check_condition(core);
                     return DmaEnd::Finished;

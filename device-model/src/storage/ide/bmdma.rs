@@ -16,6 +16,14 @@
 //! rather than walking through the address space; every region moves at
 //! least two bytes, so the walk ends when the device's transfer does.
 //!
+//! The bus master moves at most [`DMA_BUDGET`] bytes per call of the
+//! platform (one VM exit): a longer transfer (a READ(12) of a whole disc)
+//! keeps its place in the table in [`BusMaster::cursor`] and goes on at the
+//! next call, while ACTIVE stays set, as a transfer in progress shows on
+//! the hardware. A table without EOT wraps in its 64 KiB page and so is
+//! walked again and again, each pass within the budget; the transfer ends
+//! when the device's does.
+//!
 //! Every descriptor fetch and every data move goes through
 //! [`GuestMemory`]; a descriptor or a region outside guest RAM stops the
 //! walk with [`DmaFault::OutsideRam`] before a byte of that access moves.
@@ -49,6 +57,11 @@ pub mod status {
     pub const RW: u8 = DRIVE0_DMA_CAPABLE | DRIVE1_DMA_CAPABLE;
 }
 
+/// Bytes the bus master moves for one channel per call of the platform
+/// (per VM exit): the work a guest can make Keel do between two entries is
+/// bounded whatever transfer length it asks for.
+pub const DMA_BUDGET: usize = 128 * 1024;
+
 /// Register offsets within one channel's eight bytes.
 const BMICX: u8 = 0;
 const BMISX: u8 = 2;
@@ -61,6 +74,10 @@ pub struct BusMaster {
     pub status: u8,
     /// Descriptor table pointer (bits 1:0 read zero).
     pub prd_table: u32,
+    /// Where a transfer in progress stands in the table; `None` before
+    /// the first move after START, and after a stop (SFF-8038i: stopping
+    /// the bus master loses its state; a restart reads the table afresh).
+    pub cursor: Option<PrdCursor>,
 }
 
 impl BusMaster {
@@ -92,8 +109,14 @@ impl BusMaster {
                 let was = self.command & command::START;
                 self.command = v & command::WRITABLE;
                 match (was, v & command::START) {
-                    (0, command::START) => self.status |= status::ACTIVE,
-                    (command::START, 0) => self.status &= !status::ACTIVE,
+                    (0, command::START) => {
+                        self.status |= status::ACTIVE;
+                        self.cursor = None;
+                    }
+                    (command::START, 0) => {
+                        self.status &= !status::ACTIVE;
+                        self.cursor = None;
+                    }
                     _ => {}
                 }
             }
@@ -120,9 +143,10 @@ pub enum DmaFault {
     TableExhausted,
 }
 
-/// Walks a descriptor table, moving data between the device and guest RAM.
-pub struct PrdWalker<'m> {
-    mem: &'m mut dyn GuestMemory,
+/// A place in a descriptor table: the next descriptor and what is left of
+/// the current region.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrdCursor {
     /// Address of the next descriptor.
     next: u32,
     addr: Gpa,
@@ -131,48 +155,73 @@ pub struct PrdWalker<'m> {
     eot: bool,
 }
 
-impl<'m> PrdWalker<'m> {
-    pub fn new(mem: &'m mut dyn GuestMemory, table: u32) -> Self {
-        PrdWalker {
-            mem,
+impl PrdCursor {
+    /// The start of the table at `table`.
+    pub fn new(table: u32) -> Self {
+        PrdCursor {
             next: table & !3,
-            addr: 0,
-            left: 0,
-            eot: false,
+            ..PrdCursor::default()
         }
+    }
+}
+
+/// Walks a descriptor table, moving data between the device and guest RAM,
+/// at most `budget` bytes.
+pub struct PrdWalker<'m> {
+    mem: &'m mut dyn GuestMemory,
+    at: PrdCursor,
+    budget: usize,
+}
+
+impl<'m> PrdWalker<'m> {
+    /// A walk from `at` that may move `budget` bytes.
+    pub fn new(mem: &'m mut dyn GuestMemory, at: PrdCursor, budget: usize) -> Self {
+        PrdWalker { mem, at, budget }
+    }
+
+    /// Where the walk stands, to go on from there later.
+    pub fn cursor(&self) -> PrdCursor {
+        self.at
+    }
+
+    /// Bytes this walk may still move. A device moves its data in pieces
+    /// no larger than this and pauses when it reaches zero.
+    pub fn budget_left(&self) -> usize {
+        self.budget
     }
 
     /// Whether the region with EOT has been used up exactly.
     pub fn exhausted(&self) -> bool {
-        self.eot && self.left == 0
+        self.at.eot && self.at.left == 0
     }
 
     fn next_region(&mut self) -> Result<(), DmaFault> {
-        if self.eot {
+        let c = &mut self.at;
+        if c.eot {
             return Err(DmaFault::TableExhausted);
         }
         let mut d = [0u8; 8];
         self.mem
-            .read(Gpa::from(self.next), &mut d)
+            .read(Gpa::from(c.next), &mut d)
             .map_err(|_| DmaFault::OutsideRam)?;
         let base = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & !1;
         let count = u32::from(u16::from_le_bytes([d[4], d[5]]) & !1);
-        self.addr = Gpa::from(base);
-        self.left = if count == 0 { 0x1_0000 } else { count };
-        self.eot = d[7] & 0x80 != 0;
-        self.next = (self.next & 0xFFFF_0000) | (self.next.wrapping_add(8) & 0xFFFF);
+        c.addr = Gpa::from(base);
+        c.left = if count == 0 { 0x1_0000 } else { count };
+        c.eot = d[7] & 0x80 != 0;
+        c.next = (c.next & 0xFFFF_0000) | (c.next.wrapping_add(8) & 0xFFFF);
         Ok(())
     }
 
     /// Copies `data` into guest memory along the table.
     pub fn to_guest(&mut self, mut data: &[u8]) -> Result<(), DmaFault> {
         while !data.is_empty() {
-            if self.left == 0 {
+            if self.at.left == 0 {
                 self.next_region()?;
             }
-            let n = data.len().min(self.left as usize);
+            let n = data.len().min(self.at.left as usize);
             self.mem
-                .write(self.addr, &data[..n])
+                .write(self.at.addr, &data[..n])
                 .map_err(|_| DmaFault::OutsideRam)?;
             self.advance(n);
             data = &data[n..];
@@ -183,13 +232,13 @@ impl<'m> PrdWalker<'m> {
     /// Fills `data` from guest memory along the table.
     pub fn from_guest(&mut self, mut data: &mut [u8]) -> Result<(), DmaFault> {
         while !data.is_empty() {
-            if self.left == 0 {
+            if self.at.left == 0 {
                 self.next_region()?;
             }
-            let n = data.len().min(self.left as usize);
+            let n = data.len().min(self.at.left as usize);
             let (now, rest) = data.split_at_mut(n);
             self.mem
-                .read(self.addr, now)
+                .read(self.at.addr, now)
                 .map_err(|_| DmaFault::OutsideRam)?;
             self.advance(n);
             data = rest;
@@ -198,7 +247,8 @@ impl<'m> PrdWalker<'m> {
     }
 
     fn advance(&mut self, n: usize) {
-        self.addr += n as u64;
-        self.left -= n as u32;
+        self.at.addr += n as u64;
+        self.at.left -= n as u32;
+        self.budget = self.budget.saturating_sub(n);
     }
 }

@@ -49,7 +49,7 @@
 
 use guest_memory::GuestMemory;
 
-use super::bmdma::{self, BusMaster, PrdWalker};
+use super::bmdma::{self, BusMaster, PrdCursor, PrdWalker, DMA_BUDGET};
 use super::device::{DeviceCore, Dir, DmaEnd, Drive};
 use super::regs::{control, device, reg, status};
 use super::{AtaDisk, AtapiCdrom, DrivePosition};
@@ -370,8 +370,14 @@ impl IdeChannel {
         let Some(drive) = &mut slot.drive else {
             return false;
         };
-        let mut walker = PrdWalker::new(mem, self.bm.prd_table);
+        let at = self
+            .bm
+            .cursor
+            .take()
+            .unwrap_or_else(|| PrdCursor::new(self.bm.prd_table));
+        let mut walker = PrdWalker::new(mem, at, DMA_BUDGET);
         match drive.dma(&mut slot.core, &mut walker) {
+            DmaEnd::Paused => self.bm.cursor = Some(walker.cursor()),
             DmaEnd::Finished => {
                 if walker.exhausted() {
                     self.bm.status &= !bmdma::status::ACTIVE;

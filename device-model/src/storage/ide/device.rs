@@ -104,6 +104,9 @@ pub enum DmaEnd {
     Finished,
     /// The bus master could not move the data.
     Fault(DmaFault),
+    /// The walk's budget ran out with data left: the command goes on at
+    /// the next call, from where it stopped.
+    Paused,
 }
 
 /// A device plugged into an IDE channel.

@@ -22,7 +22,8 @@
 //! pci_bus.add(Piix3Ide::BDF, "piix3-ide", ide.clone())?;
 //! for (base, len, name) in Piix3Ide::LEGACY_RANGES { bus.register_pio(base, len, name, ide.clone())?; }
 //! // ConfigChange::Region { id: RegionId::Bar(4), .. } from 00:01.1 moves the 16-byte bus-master block.
-//! // After every port write that reached the device: ide.lock().run_pending_dma(&mut guest_ram);
+//! // After every port write that reached the device, and before every entry
+//! // while dma_pending(): ide.lock().run_pending_dma(&mut guest_ram);
 //! ```
 //!
 //! # DMA ordering
@@ -34,10 +35,13 @@
 //! either order (Linux: command, then START; some BIOSes: START, then
 //! command); whichever write completes the set makes
 //! [`Piix3Ide::dma_pending`] true, and the platform's call of
-//! [`Piix3Ide::run_pending_dma`] after that write moves the whole transfer
-//! before the guest runs another instruction. So, as far as the guest can
-//! tell, the transfer happens in the write that completed the set: the next
-//! status read already shows the outcome.
+//! [`Piix3Ide::run_pending_dma`] after that write moves the transfer, at
+//! most [`bmdma::DMA_BUDGET`] bytes per channel per call. A longer transfer
+//! goes on at the platform's next calls (`Pc::service`, before every entry
+//! into the guest, which asks to be called again at once while one is in
+//! progress), with ACTIVE set and the device busy in the meantime, as a
+//! transfer in progress looks on the hardware; the guest sees the outcome
+//! when it completes.
 //!
 //! The outcome, in BMISX (SFF-8038i table 2) and in the device:
 //! - the transfer fit the table exactly: ACTIVE clear, INTERRUPT set; the

@@ -365,3 +365,73 @@ fn arbitrary_guest_writes_never_panic() {
         let _ = r.rtc.next_deadline_ns();
     }
 }
+
+/// The search [`next_alarm`] replaced: second by second over a day.
+fn brute_force_alarm(now: u32, matches: impl Fn(AlarmField, u8) -> bool) -> Option<u64> {
+    (1..=86_400u32).find_map(|d| {
+        let s = (now % 86_400 + d) % 86_400;
+        let (h, m, sec) = ((s / 3600) as u8, (s / 60 % 60) as u8, (s % 60) as u8);
+        (matches(AlarmField::Hours, h)
+            && matches(AlarmField::Minutes, m)
+            && matches(AlarmField::Seconds, sec))
+        .then_some(u64::from(d))
+    })
+}
+
+/// A small xorshift generator: deterministic cases without a dependency.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Finding #8 of issue 11: the answer is the brute force's for random alarm
+/// bytes (each field: don't care, one value, a few values, or none) and
+/// random times of day, and the number of field tests stays small whatever
+/// the bytes: the brute force needs 86,400 for seconds that never match.
+#[test]
+fn next_alarm_matches_the_brute_force_at_a_fixed_cost() {
+    use core::cell::Cell;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut worst = 0;
+    for case in 0..1_000 {
+        // Per field: a bit set of the values that match.
+        let mut sets = [0u64; 3];
+        for (f, set) in sets.iter_mut().enumerate() {
+            let n = if f == 2 { 24 } else { 60 };
+            *set = match xorshift(&mut rng) % 4 {
+                0 => u64::MAX,
+                1 => 1 << (xorshift(&mut rng) % n),
+                2 => xorshift(&mut rng) & xorshift(&mut rng),
+                _ => 0,
+            };
+        }
+        if case == 0 {
+            sets = [0, u64::MAX, u64::MAX];
+        }
+        let now = (xorshift(&mut rng) % 86_400) as u32;
+        let calls = Cell::new(0u32);
+        let matches = |f: AlarmField, v: u8| {
+            calls.set(calls.get() + 1);
+            sets[f as usize] >> v & 1 != 0
+        };
+        let got = next_alarm(now, matches);
+        worst = worst.max(calls.get());
+        assert_eq!(got, brute_force_alarm(now, matches), "{sets:x?} at {now}");
+    }
+    assert!(worst <= 1_000, "{worst} field tests for one search");
+}
+
+/// With the alarm interrupt on and alarm bytes no time can match, there is
+/// no alarm deadline, and the answer costs no scan of the day.
+#[test]
+fn an_alarm_that_never_matches_has_no_deadline() {
+    let mut r = rig_at(LEAP_EVE);
+    r.set(0x0B, 0x02 | 0x20); // 24-hour, BCD, AIE
+    r.set(0x01, 0x7A); // seconds 7A: not BCD, not don't care
+    r.set(0x03, 0xC0);
+    r.set(0x05, 0xC0);
+    assert_eq!(r.rtc.seconds_to_alarm(), None);
+    assert_eq!(r.rtc.next_deadline_ns(), None);
+}

@@ -279,3 +279,89 @@ fn ata_commands_for_a_packet_device() {
     rig.outb(S + 7, 0xEF);
     assert_eq!(rig.inb(S + 7), 0x40);
 }
+
+/// A CD of `blocks` blocks on the secondary master.
+fn big_cd(rig: &mut Rig, blocks: u64) {
+    let image = (0..blocks)
+        .flat_map(|lba| (0..2048).map(move |i| cd_pattern(lba, i)))
+        .collect();
+    let cd = ReadOnly(RamDisk::new("big.iso", image).unwrap());
+    rig.ide.attach(
+        ChannelId::Secondary,
+        DrivePosition::Master,
+        IdeDrive::cdrom(Some(Box::new(cd))),
+    );
+}
+
+/// Fills the 64 KiB page at `page` with descriptors, none with EOT, each
+/// for the 64 KiB region at `region`; `bad` descriptors from `bad_at` on
+/// point past guest RAM.
+fn endless_table(rig: &mut Rig, page: usize, region: u32, bad_at: Option<usize>) {
+    let prds: Vec<_> = (0..0x10000 / 8)
+        .map(|i| match bad_at {
+            Some(b) if i >= b => (RAM as u32, 0, false),
+            _ => (region, 0, false),
+        })
+        .collect();
+    rig.prds(page, &prds);
+}
+
+/// Issue 11, finding 13: READ(12) of a whole disc through a table without
+/// EOT takes one budget per call, ends with the device's command (the
+/// table, larger than the transfer, leaves ACTIVE set as SFF-8038i says),
+/// and never runs away.
+#[test]
+fn read12_of_a_whole_disc_through_a_table_without_eot_is_bounded_per_call() {
+    use crate::storage::ide::bmdma::DMA_BUDGET;
+    let mut rig = Rig::new();
+    let blocks = 256u64; // 512 KiB: four budgets; the CDB says 0x100 blocks
+    big_cd(&mut rig, blocks);
+    endless_table(&mut rig, 0, 0x10000, None);
+    rig.inb(S + 7);
+    rig.bm_start(8, 0, true);
+    packet(&mut rig, &[0xA8, 0, 0, 0, 0, 0, 0, 0, 1, 0], 0, true);
+    let mut calls = 0;
+    while rig.ide.dma_pending() {
+        calls += 1;
+        assert!(calls <= 4, "more passes than budgets");
+        let mut ram = GuestRam::new(&mut rig.mem[GUARD..GUARD + RAM]);
+        rig.ide.run_pending_dma(&mut ram);
+    }
+    assert_eq!(calls, 4, "512 KiB in {DMA_BUDGET}-byte passes");
+    done(&mut rig);
+    assert_eq!(
+        &rig.ram()[0x10000..0x20000],
+        &cd_expected(blocks - 32, 32)[..]
+    );
+    assert_eq!(rig.inb(BM + 8 + 2) & 0x07, 0x05, "ACTIVE and INTERRUPT");
+    assert!(rig.guards_intact());
+}
+
+/// A hostile table (no EOT, then descriptors past guest RAM) ends the
+/// command with the bus master's ERROR and CHECK CONDITION, after a bounded
+/// number of passes, without touching memory outside RAM.
+#[test]
+fn a_hostile_table_without_eot_ends_in_an_error_not_a_loop() {
+    let mut rig = Rig::new();
+    big_cd(&mut rig, 256);
+    endless_table(&mut rig, 0, 0x10000, Some(5));
+    rig.inb(S + 7);
+    rig.bm_start(8, 0, true);
+    packet(&mut rig, &[0xA8, 0, 0, 0, 0, 0, 0, 0, 1, 0], 0, true);
+    let mut calls = 0;
+    while rig.ide.dma_pending() {
+        calls += 1;
+        assert!(calls <= 4);
+        rig.run_dma();
+    }
+    assert_eq!(
+        rig.inb(BM + 8 + 2) & 0x07,
+        0x06,
+        "ERROR and INTERRUPT, not ACTIVE"
+    );
+    check(
+        &mut rig,
+        crate::storage::ide::mmc::Sense::ABORTED_COMMAND.key,
+    );
+    assert!(rig.guards_intact());
+}
