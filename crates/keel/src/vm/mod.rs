@@ -309,6 +309,7 @@ fn run_vcpu(
     let mut policy = VmPolicy {
         cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
         msr: MsrPolicy::new(),
+        unexplained_faults: Default::default(),
     };
     let mut exits: u64 = 0;
     let mut resets = 0;
