@@ -2,9 +2,11 @@
 //! faults on addresses that are not RAM) and string port I/O.
 //!
 //! The instruction is fetched at CS:RIP and executed by `crates/x86-emul`
-//! through the guest's segmentation and page tables; its data accesses reach
-//! guest RAM through the one guest-memory accessor and devices through the
-//! platform's bus. What the emulator returns decides what the guest gets: an
+//! through the guest's segmentation and page tables; its fetches and data
+//! accesses reach guest RAM and the firmware's read-only alias through the one
+//! guest-memory accessor (the view the nested page tables give the guest), and
+//! devices through the platform's bus. For a nested page fault only an
+//! instruction that accesses the faulting address is carried out. What the emulator returns decides what the guest gets: an
 //! exception is injected, an instruction it does not implement stops the VM
 //! with the instruction bytes in the log (see crates/x86-emul/README.md).
 

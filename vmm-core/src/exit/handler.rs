@@ -484,6 +484,40 @@ mod tests {
         assert_eq!(v.rip, 0x1002);
     }
 
+    /// Finding #4 of issue 11: code run from the firmware's alias below 4 GiB
+    /// (where the vCPU starts) is fetched, and its data read, through the same
+    /// guest-physical view the nested page tables give the guest, not as
+    /// all-ones from the bus.
+    #[test]
+    fn string_io_from_the_firmware_alias() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        // The top 4 KiB of RAM shows at the top of 4 GiB, as the firmware does.
+        p.ram
+            .map_rom_alias(guest_memory::RomAlias {
+                gpa: 0xffff_f000,
+                ram: 0xf000,
+                len: 0x1000,
+            })
+            .unwrap();
+        p.ram.write(0xfff0, &[0xf3, 0x6e]).unwrap(); // rep outsb
+        p.ram.write(0xfff8, b"rom").unwrap();
+        v.rip = 0xffff_fff0;
+        v.segs[3].limit = 0xffff_ffff; // flat DS
+        v.segs[3].attr = 0xc93;
+        v.gprs[Gpr::Rsi as usize] = 0xffff_fff8;
+        v.gprs[Gpr::Rcx as usize] = 3;
+        v.gprs[Gpr::Rdx as usize] = 0x402;
+        assert_eq!(
+            handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        let sent: Vec<u8> = p.writes.iter().map(|w| w.2 as u8).collect();
+        assert_eq!(sent, b"rom");
+        assert!(p.mmio.is_empty(), "nothing read from the bus");
+        assert_eq!(v.rip, 0xffff_fff2);
+        assert!(v.injected.is_empty());
+    }
+
     #[test]
     fn long_rep_yields_and_resumes() {
         let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
