@@ -161,9 +161,6 @@ pub(super) fn emulate_mmio(
             ExitAction::Resume
         }
         ExitAction::Stop(StopReason::Unexplained { .. }) => {
-            log::error!(
-                "{MAX_UNEXPLAINED_FAULTS} nested page faults in a row at guest-physical {gpa:#x} that the instruction at RIP {rip:#x} does not access"
-            );
             ExitAction::Stop(StopReason::Unexplained { gpa, rip })
         }
         action => {

@@ -238,9 +238,6 @@ pub fn handle_exit(
             ..
         } => {
             let rip = vcpu.rip();
-            log::error!(
-                "event delivery through MMIO is not supported: vector {vector} at RIP {rip:#x} faulted at guest-physical {gpa:#x}"
-            );
             ExitAction::Stop(StopReason::EventDeliveryThroughMmio { vector, gpa, rip })
         }
         // Code can only run from RAM (or the firmware ROM alias, which is mapped).
