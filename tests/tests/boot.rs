@@ -36,6 +36,19 @@ fn halt_guest_stops_with_123() {
     verdict(check_stop(&o, &vm.config.name, "halted", 123));
 }
 
+/// Issue 11, finding #3: a fault while delivering an event (the IDT in MMIO)
+/// stops the VM instead of emulating the instruction at RIP.
+#[test]
+fn mmio_idt_guest_stops_with_126() {
+    let (vm, o) = boot("mmio-idt");
+    verdict(check_stop(
+        &o,
+        &vm.config.name,
+        "event delivery through MMIO is not supported: delivering vector 13",
+        126,
+    ));
+}
+
 #[test]
 fn triple_fault_guest_stops_with_125() {
     let (vm, o) = boot("triple-fault");

@@ -37,6 +37,19 @@ fn vmx_halt_guest_stops_with_123() {
     verdict(check_stop(&o, &vm.config.name, "halted", 123));
 }
 
+/// Issue 11, finding #3: a fault while delivering an event (the IDT in MMIO)
+/// stops the VM instead of emulating the instruction at RIP.
+#[test]
+fn vmx_mmio_idt_guest_stops_with_126() {
+    let (vm, o) = boot_vmx("mmio-idt", SKYLAKE_X);
+    verdict(check_stop(
+        &o,
+        &vm.config.name,
+        "event delivery through MMIO is not supported: delivering vector 13",
+        126,
+    ));
+}
+
 #[test]
 fn vmx_triple_fault_guest_stops_with_125() {
     let (vm, o) = boot_vmx("triple-fault", SKYLAKE_X);

@@ -10,7 +10,14 @@ use vm_config::{VmConfig, Warning};
 use crate::workspace::file_stem_for;
 
 /// Guests built by `crates/test-guests`, usable by name as `firmware = "NAME"`.
-pub const TEST_GUESTS: &[&str] = &["selftest", "mmio", "irq", "halt", "triple-fault"];
+pub const TEST_GUESTS: &[&str] = &[
+    "selftest",
+    "mmio",
+    "irq",
+    "halt",
+    "triple-fault",
+    "mmio-idt",
+];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
 pub const TEST_DISKS: &[&str] = &["bootdisk"];
@@ -344,7 +351,7 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(
-            e.contains("seabios, selftest, mmio, irq, halt, triple-fault"),
+            e.contains("seabios, selftest, mmio, irq, halt, triple-fault, mmio-idt"),
             "{e}"
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");

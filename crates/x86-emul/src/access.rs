@@ -21,6 +21,9 @@ pub(crate) struct Ctx<'a, C: Cpu, M: Memory> {
     pub cr: ControlRegs,
     pub cpl: u8,
     pub maxphy: u8,
+    /// The guest-physical address the instruction must access before its first side
+    /// effect ([`crate::Limits::fault_gpa`]); `None` once it has (or if there is none).
+    pub fault_gpa: Option<u64>,
 }
 
 /// The guest-physical pieces of one access: at most two, split at a page boundary.
@@ -33,6 +36,13 @@ pub(crate) struct Pieces {
 impl Pieces {
     pub fn len(&self) -> usize {
         self.parts[..self.n].iter().map(|p| p.1).sum()
+    }
+
+    /// Whether guest-physical `gpa` is one of the bytes of the access.
+    fn covers(&self, gpa: u64) -> bool {
+        self.parts[..self.n]
+            .iter()
+            .any(|&(start, len)| gpa.wrapping_sub(start) < len as u64)
     }
 }
 
@@ -53,6 +63,23 @@ impl<'a, C: Cpu, M: Memory> Ctx<'a, C, M> {
             cr,
             cpl,
             maxphy,
+            fault_gpa: None,
+        }
+    }
+
+    /// Called before an access with a side effect (a write, a device read, a port
+    /// access), with the guest-physical pieces of the access if it has any. Once the
+    /// instruction has accessed the faulting address (`p` covers it, or an earlier
+    /// access did) everything is allowed; before, the instruction does not explain the
+    /// nested page fault and is refused with [`Error::Unexplained`].
+    pub fn may_commit(&mut self, p: Option<&Pieces>) -> Result<(), Error> {
+        match self.fault_gpa {
+            None => Ok(()),
+            Some(gpa) if p.is_some_and(|p| p.covers(gpa)) => {
+                self.fault_gpa = None;
+                Ok(())
+            }
+            Some(gpa) => Err(Error::Unexplained { gpa }),
         }
     }
 
@@ -129,16 +156,40 @@ impl<'a, C: Cpu, M: Memory> Ctx<'a, C, M> {
         self.translate(linear, size, kind, false)
     }
 
+    /// A data read. Before the instruction has explained the nested page fault
+    /// ([`Ctx::may_commit`]) it may read RAM, which has no side effect, but no device.
     pub fn read_pieces(&mut self, p: &Pieces, buf: &mut [u8]) -> Result<(), Error> {
+        let ram_only = self.may_commit(Some(p)).is_err();
         let mut at = 0;
         for &(gpa, len) in &p.parts[..p.n] {
-            read_phys_or_mmio(self.mem, gpa, &mut buf[at..at + len])?;
+            let piece = &mut buf[at..at + len];
+            if ram_only {
+                if self.mem.read_phys(gpa, piece).is_err() {
+                    return self.may_commit(None);
+                }
+            } else {
+                read_phys_or_mmio(self.mem, gpa, piece)?;
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// An instruction fetch: RAM (and ROM) only, never a device, as the nested page
+    /// tables map no device executable.
+    pub fn fetch_pieces(&mut self, p: &Pieces, buf: &mut [u8]) -> Result<(), Error> {
+        let mut at = 0;
+        for &(gpa, len) in &p.parts[..p.n] {
+            self.mem
+                .read_phys(gpa, &mut buf[at..at + len])
+                .map_err(|_| Error::FetchNotRam { gpa })?;
             at += len;
         }
         Ok(())
     }
 
     pub fn write_pieces(&mut self, p: &Pieces, buf: &[u8]) -> Result<(), Error> {
+        self.may_commit(Some(p))?;
         let mut at = 0;
         for &(gpa, len) in &p.parts[..p.n] {
             write_phys_or_mmio(self.mem, gpa, &buf[at..at + len])?;
@@ -395,5 +446,114 @@ mod tests {
             }))
         );
         assert!(m.mem.mmio_log.is_empty());
+    }
+
+    /// `Limits::fault_gpa`: only an instruction that accesses the faulting address
+    /// before any side effect is carried out; any other changes nothing.
+    #[test]
+    fn only_an_instruction_that_touches_the_faulting_address_runs() {
+        let mut m = Machine::long_mode();
+        m.cpu.set(Gpr::Rbx, MMIO_BASE + 0x10);
+        m.cpu.set(Gpr::Rax, 0x1234_5678);
+        // mov [rbx], eax explains a fault at any of its four bytes.
+        m.limits.fault_gpa = Some(MMIO_BASE + 0x13);
+        assert_eq!(m.run(&[0x89, 0x03]), Ok(Outcome::Retired));
+        assert_eq!(m.mem.mmio_get(MMIO_BASE + 0x10, 4), 0x1234_5678);
+        // ... but not one at the next byte: no device sees anything, RIP stays.
+        m.cpu.rip = 0x10000;
+        m.mem.mmio_log.clear();
+        m.limits.fault_gpa = Some(MMIO_BASE + 0x14);
+        assert_eq!(
+            m.run(&[0x89, 0x03]),
+            Err(Error::Unexplained {
+                gpa: MMIO_BASE + 0x14
+            })
+        );
+        assert!(m.mem.mmio_log.is_empty());
+        assert_eq!(m.cpu.rip, 0x10000);
+        // A load from RAM completes its read, but its register write is undone.
+        let before = m.cpu.clone();
+        m.cpu.set(Gpr::Rbx, 0x2_0000);
+        m.mem.write_u32(0x2_0000, 0xAAAA_AAAA);
+        let before_rbx = m.cpu.get(Gpr::Rbx);
+        assert!(matches!(
+            m.run(&[0x8B, 0x03]),
+            Err(Error::Unexplained { .. })
+        ));
+        assert_eq!(m.cpu.get(Gpr::Rax), before.get(Gpr::Rax));
+        assert_eq!(m.cpu.get(Gpr::Rbx), before_rbx);
+        assert_eq!((m.cpu.rip, m.cpu.rflags), (before.rip, before.rflags));
+        // A store to RAM is refused before it happens.
+        m.cpu.set(Gpr::Rax, 0x5555);
+        assert!(matches!(
+            m.run(&[0x89, 0x03]),
+            Err(Error::Unexplained { .. })
+        ));
+        assert_eq!(m.mem.read_u64(0x2_0000) as u32, 0xAAAA_AAAA);
+        // REP MOVSB with RCX = 0 touches nothing: it cannot have faulted.
+        m.cpu.set(Gpr::Rcx, 0);
+        assert!(matches!(
+            m.run(&[0xF3, 0xA4]),
+            Err(Error::Unexplained { .. })
+        ));
+        assert_eq!(m.cpu.rip, 0x10000);
+        // An exception before the faulting address is reached is not the guest's
+        // either: the processor did not raise it.
+        assert!(matches!(
+            m.run(&[0xF0, 0x89, 0x03]), // LOCK MOV: #UD
+            Err(Error::Unexplained { .. })
+        ));
+    }
+
+    /// PUSH of a device register with the stack in another device's registers (a
+    /// fault while delivering an event, say, at the stack): the device register is
+    /// not read, nothing is pushed.
+    #[test]
+    fn a_device_read_before_the_faulting_address_is_refused() {
+        let mut m = Machine::long_mode();
+        m.cpu.set(Gpr::Rbx, MMIO_BASE);
+        m.cpu.set(Gpr::Rsp, MMIO_BASE + 0x1000);
+        m.limits.fault_gpa = Some(MMIO_BASE + 0xFF8);
+        let rsp = m.cpu.get(Gpr::Rsp);
+        assert!(matches!(
+            m.run(&[0xFF, 0x33]), // push qword [rbx]
+            Err(Error::Unexplained { .. })
+        ));
+        assert!(m.mem.mmio_log.is_empty());
+        assert_eq!(m.cpu.get(Gpr::Rsp), rsp);
+        // With the fault at the source, the same instruction runs.
+        m.limits.fault_gpa = Some(MMIO_BASE + 4);
+        assert_eq!(m.run(&[0xFF, 0x33]), Ok(Outcome::Retired));
+        assert_eq!(m.cpu.get(Gpr::Rsp), rsp - 8);
+    }
+
+    #[test]
+    fn code_is_never_fetched_from_a_device() {
+        let mut m = Machine::long_mode();
+        m.cpu.rip = MMIO_BASE;
+        m.mem.mmio_fill(MMIO_BASE, &[0x90]);
+        assert_eq!(m.step(), Err(Error::FetchNotRam { gpa: MMIO_BASE }));
+        assert!(m.mem.mmio_log.is_empty());
+    }
+
+    /// The length of a prefixed instruction, for exits without a reported length.
+    #[test]
+    fn instruction_length_counts_prefixes() {
+        let mut m = Machine::long_mode();
+        for (code, len) in [
+            (&[0x0F, 0xA2][..], 2),             // cpuid
+            (&[0x66, 0x0F, 0xA2][..], 3),       // o16 cpuid
+            (&[0xF3, 0x2E, 0x0F, 0x32][..], 4), // rep cs rdmsr
+            (&[0x44, 0x0F, 0x22, 0xC0][..], 4), // mov cr8, rax
+            (&[0x2E, 0xF4][..], 2),             // cs hlt
+        ] {
+            m.mem.ram_fill(0x10000, code);
+            assert_eq!(
+                crate::instruction_length(&mut m.cpu, &mut m.mem),
+                Ok(len),
+                "{code:02x?}"
+            );
+        }
+        assert_eq!(m.cpu.rip, 0x10000, "nothing is changed");
     }
 }

@@ -80,7 +80,7 @@ pub(crate) fn fetch_decode<C: Cpu, M: Memory>(
         }
         let p = ctx.translate(linear, n, AccessKind::Fetch, false)?;
         let mut chunk = [0u8; MAX_INSN_LEN];
-        ctx.read_pieces(&p, &mut chunk[..n])?;
+        ctx.fetch_pieces(&p, &mut chunk[..n])?;
         bytes[have..have + n].copy_from_slice(&chunk[..n]);
         have += n;
     }

@@ -53,6 +53,14 @@ pub enum Error {
     PageTableNotRam { gpa: u64 },
     /// The bus could not complete an access to guest-physical `gpa` (or port `gpa`).
     Bus { gpa: u64 },
+    /// Instruction bytes at guest-physical `gpa` are neither RAM nor ROM (code in a
+    /// device's registers); nothing was changed.
+    FetchNotRam { gpa: u64 },
+    /// The instruction at CS:RIP does not access guest-physical `gpa`, the address of
+    /// the nested page fault it was emulated for ([`crate::Limits::fault_gpa`]), before
+    /// any side effect: it did not cause the fault. Nothing was changed (the page walker
+    /// may have set accessed flags, as the processor may).
+    Unexplained { gpa: u64 },
 }
 
 impl From<Exception> for Error {

@@ -186,6 +186,8 @@ fn random_machine(rng: &mut Rng) -> Machine {
     m.cpu.maxphy = 32 + rng.below(21) as u8;
     m.limits = Limits {
         max_rep_iterations: 1 + rng.below(64) as u32,
+        // Some cases are emulated for a nested page fault at a random device address.
+        fault_gpa: (rng.below(4) == 0).then(|| MMIO_BASE + rng.below(MMIO_SIZE)),
     };
     m
 }
@@ -253,6 +255,25 @@ fn one_case(rng: &mut Rng) -> Result<Outcome, Error> {
         assert_eq!(m.cpu.rflags, before.rflags, "{r:?} {code:02x?}");
         assert!(m.mem.mmio_log.iter().all(|a| !a.write), "{r:?} {code:02x?}");
         assert!(m.mem.pio_log.is_empty(), "{r:?} {code:02x?}");
+    }
+    if matches!(r, Err(Error::Unexplained { .. })) {
+        assert!(m.limits.fault_gpa.is_some(), "{code:02x?}");
+        assert_eq!(m.cpu.gprs, before.gprs, "{r:?} {code:02x?}");
+        assert_eq!(m.cpu.rflags, before.rflags, "{r:?} {code:02x?}");
+        assert!(m.mem.mmio_log.is_empty(), "{r:?} {code:02x?}");
+        assert!(m.mem.pio_log.is_empty(), "{r:?} {code:02x?}");
+    }
+    if let Some(gpa) = m.limits.fault_gpa {
+        if r.is_ok() {
+            assert!(
+                m.mem
+                    .mmio_log
+                    .first()
+                    .is_some_and(|a| gpa.wrapping_sub(a.gpa) < a.data.len() as u64),
+                "the first device access explains the fault: {code:02x?} {:?}",
+                m.mem.mmio_log
+            );
+        }
     }
     r
 }

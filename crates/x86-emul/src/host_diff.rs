@@ -306,6 +306,7 @@ fn string_pointer_count_and_flag_updates_match_the_host() {
     m.mem.record_calls = false;
     m.limits = Limits {
         max_rep_iterations: 1 << 20,
+        ..Limits::default()
     };
     let mut runs = std::collections::BTreeMap::<&str, usize>::new();
     let mut src = [0u8; BUF];

@@ -48,13 +48,47 @@ pub struct Limits {
     /// `rep movsb` over megabytes cannot hold the physical CPU (and pending interrupts)
     /// for long.
     pub max_rep_iterations: u32,
+    /// The guest-physical address of the nested page fault the instruction is emulated
+    /// for (`None` for string port I/O, whose exit names the instruction). Only an
+    /// instruction that explains the fault is carried out: one that accesses this
+    /// address before any write, device read or port access. Any other (a stale fault,
+    /// or one the processor took while delivering an event) ends in
+    /// [`Error::Unexplained`] with the vCPU unchanged.
+    pub fault_gpa: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_rep_iterations: 1024,
+            fault_gpa: None,
         }
+    }
+}
+
+/// The registers an emulated instruction can change, saved so an instruction that
+/// turns out not to explain the fault leaves the vCPU as it was.
+struct Registers {
+    gprs: [u64; 16],
+    rip: u64,
+    rflags: u64,
+}
+
+impl Registers {
+    fn save<C: Cpu>(cpu: &C) -> Self {
+        Registers {
+            gprs: core::array::from_fn(|i| cpu.gpr(Gpr::from_index(i))),
+            rip: cpu.rip(),
+            rflags: cpu.rflags(),
+        }
+    }
+
+    fn restore<C: Cpu>(&self, cpu: &mut C) {
+        for (i, &v) in self.gprs.iter().enumerate() {
+            cpu.set_gpr(Gpr::from_index(i), v);
+        }
+        cpu.set_rip(self.rip);
+        cpu.set_rflags(self.rflags);
     }
 }
 
@@ -70,7 +104,27 @@ pub fn emulate<C: Cpu, M: Memory>(
     fetch: Fetch<'_>,
     limits: &Limits,
 ) -> Result<Outcome, Error> {
+    let saved = limits.fault_gpa.map(|_| Registers::save(cpu));
     let mut ctx = access::Ctx::new(cpu, mem);
-    let decoded = decode::fetch_decode(&mut ctx, fetch)?;
-    insn::execute(&mut ctx, &decoded, limits)
+    ctx.fault_gpa = limits.fault_gpa;
+    let result =
+        decode::fetch_decode(&mut ctx, fetch).and_then(|d| insn::execute(&mut ctx, &d, limits));
+    // An instruction that ended (retired, yielded or faulted) without touching the
+    // faulting address did not cause the fault: undo its register effects (its only
+    // effects, as `Ctx::may_commit` refused every other).
+    match (ctx.fault_gpa, saved, result) {
+        (Some(gpa), Some(saved), Ok(_) | Err(Error::Exception(_))) => {
+            saved.restore(cpu);
+            Err(Error::Unexplained { gpa })
+        }
+        (_, _, result) => result,
+    }
+}
+
+/// The length in bytes of the instruction at CS:RIP, fetched as [`emulate`] fetches
+/// it (for an exit whose length the hardware did not report). Nothing is changed.
+pub fn instruction_length<C: Cpu, M: Memory>(cpu: &mut C, mem: &mut M) -> Result<u8, Error> {
+    let mut ctx = access::Ctx::new(cpu, mem);
+    let d = decode::fetch_decode(&mut ctx, Fetch::Guest)?;
+    Ok(d.insn.len() as u8)
 }

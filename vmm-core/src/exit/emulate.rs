@@ -2,9 +2,11 @@
 //! faults on addresses that are not RAM) and string port I/O.
 //!
 //! The instruction is fetched at CS:RIP and executed by `crates/x86-emul`
-//! through the guest's segmentation and page tables; its data accesses reach
-//! guest RAM through the one guest-memory accessor and devices through the
-//! platform's bus. What the emulator returns decides what the guest gets: an
+//! through the guest's segmentation and page tables; its fetches and data
+//! accesses reach guest RAM and the firmware's read-only alias through the one
+//! guest-memory accessor (the view the nested page tables give the guest), and
+//! devices through the platform's bus. For a nested page fault only an
+//! instruction that accesses the faulting address is carried out. What the emulator returns decides what the guest gets: an
 //! exception is injected, an instruction it does not implement stops the VM
 //! with the instruction bytes in the log (see crates/x86-emul/README.md).
 
@@ -102,19 +104,110 @@ impl<P: Platform> x86_emul::Memory for EmulatedMemory<'_, P> {
     }
 }
 
-/// Emulates the instruction at the guest's CS:RIP; `what` names why (for a stop message).
+/// Nested page faults in a row at one RIP that the instruction there does not
+/// explain before Keel stops the VM. A fault can be stale once (the guest's
+/// page tables changed under a TLB entry, say), so the guest is simply entered
+/// again; one that keeps coming back is a guest Keel cannot run.
+pub const MAX_UNEXPLAINED_FAULTS: u32 = 16;
+
+/// The count behind [`MAX_UNEXPLAINED_FAULTS`], kept across exits.
+#[derive(Debug, Clone, Default)]
+pub struct UnexplainedFaults {
+    rip: u64,
+    count: u32,
+}
+
+impl UnexplainedFaults {
+    /// Counts one unexplained fault at `rip`; true when the limit is reached.
+    fn count(&mut self, rip: u64) -> bool {
+        if self.count == 0 || self.rip != rip {
+            self.rip = rip;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count >= MAX_UNEXPLAINED_FAULTS
+    }
+}
+
+/// Emulates the instruction at the guest's CS:RIP for string port I/O.
 pub(super) fn emulate_instruction(
     what: &'static str,
     vcpu: &mut impl VcpuState,
     platform: &mut impl Platform,
+) -> ExitAction {
+    run(what, vcpu, platform, &Limits::default())
+}
+
+/// Emulates the instruction at CS:RIP for a nested page fault at `gpa`, if
+/// that instruction accesses `gpa` (see `Limits::fault_gpa`); if it does not,
+/// the guest is entered again unchanged, [`MAX_UNEXPLAINED_FAULTS`] times in a
+/// row at most.
+pub(super) fn emulate_mmio(
+    gpa: u64,
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+    faults: &mut UnexplainedFaults,
+) -> ExitAction {
+    let limits = Limits {
+        fault_gpa: Some(gpa),
+        ..Limits::default()
+    };
+    let rip = vcpu.rip();
+    match run("MMIO access", vcpu, platform, &limits) {
+        ExitAction::Stop(StopReason::Unexplained { .. }) if !faults.count(rip) => {
+            log::debug!(
+                "nested page fault at guest-physical {gpa:#x} not made by the instruction at RIP {rip:#x}: entering the guest again"
+            );
+            ExitAction::Resume
+        }
+        ExitAction::Stop(StopReason::Unexplained { .. }) => {
+            ExitAction::Stop(StopReason::Unexplained { gpa, rip })
+        }
+        action => {
+            *faults = UnexplainedFaults::default();
+            action
+        }
+    }
+}
+
+/// The length of the instruction at CS:RIP, for an exit whose length the
+/// hardware did not report ([`super::UNKNOWN_LENGTH`]). `Err` is what the
+/// handler does instead of completing the exit.
+pub(super) fn instruction_length(
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+) -> Result<u8, ExitAction> {
+    let rip = vcpu.rip();
+    match x86_emul::instruction_length(&mut EmulatedCpu(vcpu), &mut EmulatedMemory(platform)) {
+        Ok(len) => Ok(len),
+        Err(e) => Err(outcome(Err(e), "an instruction exit", rip, vcpu)),
+    }
+}
+
+fn run(
+    what: &'static str,
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+    limits: &Limits,
 ) -> ExitAction {
     let rip = vcpu.rip();
     let result = x86_emul::emulate(
         &mut EmulatedCpu(vcpu),
         &mut EmulatedMemory(platform),
         Fetch::Guest,
-        &Limits::default(),
+        limits,
     );
+    outcome(result, what, rip, vcpu)
+}
+
+/// What the guest gets for what the emulator returned; `what` names why it
+/// ran (for a stop message).
+fn outcome(
+    result: Result<Outcome, Error>,
+    what: &'static str,
+    rip: u64,
+    vcpu: &mut impl VcpuState,
+) -> ExitAction {
     match result {
         Ok(Outcome::Retired) => {
             vcpu.clear_interrupt_shadow();
@@ -156,5 +249,11 @@ pub(super) fn emulate_instruction(
             rip,
             info: gpa,
         }),
+        Err(Error::FetchNotRam { gpa }) => ExitAction::Stop(StopReason::Unhandled {
+            what: "instruction fetch from a guest-physical address that is not RAM",
+            rip,
+            info: gpa,
+        }),
+        Err(Error::Unexplained { gpa }) => ExitAction::Stop(StopReason::Unexplained { gpa, rip }),
     }
 }

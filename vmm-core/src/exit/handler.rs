@@ -2,10 +2,10 @@
 
 use super::cpuid::CpuidPolicy;
 use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
-use super::emulate::emulate_instruction;
+use super::emulate::{emulate_mmio, instruction_length, UnexplainedFaults};
 use super::io::handle_io;
 use super::msr::{MsrOutcome, MsrPolicy};
-use super::{AccessKind, ExitAction, StopReason, VmExit};
+use super::{AccessKind, ExitAction, StopReason, VmExit, UNKNOWN_LENGTH};
 use crate::vcpu::{CpuMode, Event, Gpr, VcpuState};
 use guest_memory::GuestMemory;
 
@@ -46,6 +46,8 @@ pub trait Platform {
 pub struct VmPolicy {
     pub cpuid: CpuidPolicy,
     pub msr: MsrPolicy,
+    /// Nested page faults the emulator found unexplained, in a row.
+    pub unexplained_faults: UnexplainedFaults,
 }
 
 /// IA32_TIME_STAMP_COUNTER (SDM Vol 3B 18.17): its writes set the TSC offset.
@@ -102,6 +104,14 @@ pub fn handle_exit(
     platform: &mut impl Platform,
     policy: &mut VmPolicy,
 ) -> ExitAction {
+    let mut exit = *exit;
+    if let Some(len) = exit.instruction_len_mut().filter(|l| **l == UNKNOWN_LENGTH) {
+        match instruction_length(vcpu, platform) {
+            Ok(n) => *len = n,
+            Err(action) => return action,
+        }
+    }
+    let exit = &exit;
     match *exit {
         VmExit::Io(ref io) => handle_io(io, vcpu, platform),
         VmExit::Cpuid { len } => {
@@ -247,6 +257,17 @@ pub fn handle_exit(
             vcpu.inject(Event::Exception { vector, error_code });
             ExitAction::Resume
         }
+        // The processor faulted while delivering an event (its IDT, GDT or
+        // stack is in MMIO or ROM), not on the instruction at RIP: emulating
+        // that instruction would retire the wrong one.
+        VmExit::NestedPageFault {
+            gpa,
+            during_event: Some(vector),
+            ..
+        } => {
+            let rip = vcpu.rip();
+            ExitAction::Stop(StopReason::EventDeliveryThroughMmio { vector, gpa, rip })
+        }
         // Code can only run from RAM (or the firmware ROM alias, which is mapped).
         VmExit::NestedPageFault {
             gpa,
@@ -257,7 +278,9 @@ pub fn handle_exit(
             rip: vcpu.rip(),
             info: gpa,
         }),
-        VmExit::NestedPageFault { .. } => emulate_instruction("MMIO access", vcpu, platform),
+        VmExit::NestedPageFault { gpa, .. } => {
+            emulate_mmio(gpa, vcpu, platform, &mut policy.unexplained_faults)
+        }
         VmExit::InvalidGuestState { detail } => ExitAction::Stop(StopReason::InvalidGuestState {
             rip: vcpu.rip(),
             detail,
@@ -273,7 +296,9 @@ pub fn handle_exit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::{CpuidResult, CrAccess, IoDirection, IoExit, StringIo};
+    use crate::exit::{
+        CpuidResult, CrAccess, IoDirection, IoExit, StringIo, MAX_UNEXPLAINED_FAULTS,
+    };
     use crate::vcpu::tests::FakeVcpu;
     use guest_memory::GuestRam;
     use std::vec::Vec;
@@ -368,6 +393,7 @@ mod tests {
         VmPolicy {
             cpuid: CpuidPolicy::from_host(1, host),
             msr: MsrPolicy::new(),
+            unexplained_faults: UnexplainedFaults::default(),
         }
     }
 
@@ -483,6 +509,40 @@ mod tests {
         assert_eq!(v.rip, 0x1002);
     }
 
+    /// Finding #4 of issue 11: code run from the firmware's alias below 4 GiB
+    /// (where the vCPU starts) is fetched, and its data read, through the same
+    /// guest-physical view the nested page tables give the guest, not as
+    /// all-ones from the bus.
+    #[test]
+    fn string_io_from_the_firmware_alias() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        // The top 4 KiB of RAM shows at the top of 4 GiB, as the firmware does.
+        p.ram
+            .map_rom_alias(guest_memory::RomAlias {
+                gpa: 0xffff_f000,
+                ram: 0xf000,
+                len: 0x1000,
+            })
+            .unwrap();
+        p.ram.write(0xfff0, &[0xf3, 0x6e]).unwrap(); // rep outsb
+        p.ram.write(0xfff8, b"rom").unwrap();
+        v.rip = 0xffff_fff0;
+        v.segs[3].limit = 0xffff_ffff; // flat DS
+        v.segs[3].attr = 0xc93;
+        v.gprs[Gpr::Rsi as usize] = 0xffff_fff8;
+        v.gprs[Gpr::Rcx as usize] = 3;
+        v.gprs[Gpr::Rdx as usize] = 0x402;
+        assert_eq!(
+            handle_exit(&string(IoDirection::Out, true), &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        let sent: Vec<u8> = p.writes.iter().map(|w| w.2 as u8).collect();
+        assert_eq!(sent, b"rom");
+        assert!(p.mmio.is_empty(), "nothing read from the bus");
+        assert_eq!(v.rip, 0xffff_fff2);
+        assert!(v.injected.is_empty());
+    }
+
     #[test]
     fn long_rep_yields_and_resumes() {
         let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
@@ -503,6 +563,7 @@ mod tests {
             gpa,
             access,
             present: false,
+            during_event: None,
         }
     }
 
@@ -555,37 +616,31 @@ mod tests {
     fn mmio_faults_and_refusals() {
         let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
         identity_paging(&mut v, &mut p);
-        // LOCK MOV is an invalid encoding: #UD, RIP unchanged.
-        p.ram.write(0x1000, &[0xf0, 0x89, 0x03]).unwrap();
-        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0000;
+        // REP STOSB from the last byte below 4 GiB (a device) into an address the
+        // guest's page tables do not map: the first byte is stored, then #PF
+        // with CR2, RIP on the instruction.
+        p.ram.write(0x1000, &[0xf3, 0xaa]).unwrap();
+        v.gprs[Gpr::Rdi as usize] = 0xffff_ffff;
+        v.gprs[Gpr::Rcx as usize] = 2;
         assert_eq!(
             handle_exit(
-                &npf(0xfeb0_0000, AccessKind::Write),
+                &npf(0xffff_ffff, AccessKind::Write),
                 &mut v,
                 &mut p,
                 &mut pol
             ),
             ExitAction::Resume
         );
-        assert_eq!(v.injected, [Event::UD]);
-        assert_eq!(v.rip, 0x1000);
-        // An address the guest's page tables do not map: #PF with CR2.
-        p.ram.write(0x1000, &[0x89, 0x03]).unwrap();
-        v.gprs[Gpr::Rbx as usize] = 0x8000_0000;
-        handle_exit(
-            &npf(0xfeb0_0000, AccessKind::Write),
-            &mut v,
-            &mut p,
-            &mut pol,
-        );
+        assert_eq!(p.mmio.len(), 1);
         assert_eq!(
-            v.injected[1],
-            Event::Exception {
+            v.injected,
+            [Event::Exception {
                 vector: 14,
                 error_code: Some(2)
-            }
+            }]
         );
-        assert_eq!(v.cr[2], 0x8000_0000);
+        assert_eq!(v.cr[2], 0x1_0000_0000);
+        assert_eq!((v.rip, v.gprs[Gpr::Rcx as usize]), (0x1000, 1));
         // A valid instruction the emulator does not implement (MOVAPS): the VM stops.
         p.ram.write(0x1000, &[0x0f, 0x28, 0x03]).unwrap();
         v.gprs[Gpr::Rbx as usize] = 0xfeb0_0000;
@@ -610,6 +665,146 @@ mod tests {
                 info: 0xfeb0_0000,
                 ..
             })
+        ));
+    }
+
+    /// Finding #3 of issue 11: a fault the processor took while delivering an
+    /// event (here #PF with its IDT or stack in MMIO) is not the instruction's
+    /// to emulate. The VM stops naming the vector and the address; the
+    /// instruction at RIP is neither run nor retired.
+    #[test]
+    fn fault_during_event_delivery_stops_the_vm() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        p.ram.write(0x1000, &[0x89, 0x03]).unwrap(); // mov [rbx], eax
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0ff8;
+        let exit = VmExit::NestedPageFault {
+            gpa: 0xfeb0_0ff8,
+            access: AccessKind::Write,
+            present: false,
+            during_event: Some(14),
+        };
+        let stop = StopReason::EventDeliveryThroughMmio {
+            vector: 14,
+            gpa: 0xfeb0_0ff8,
+            rip: 0x1000,
+        };
+        assert_eq!(
+            handle_exit(&exit, &mut v, &mut p, &mut pol),
+            ExitAction::Stop(stop)
+        );
+        assert_eq!(stop.exit_status(), 126);
+        assert!(std::format!("{stop}").contains("event delivery through MMIO"));
+        assert!(p.mmio.is_empty(), "nothing emulated");
+        assert_eq!(v.rip, 0x1000, "nothing retired");
+    }
+
+    /// Finding #3 of issue 11: the emulator acts only on an instruction that
+    /// accesses the faulting address. Any other fault (stale, or made by
+    /// something else) enters the guest again unchanged; the same one at the
+    /// same RIP 16 times in a row stops the VM.
+    #[test]
+    fn unexplained_faults_change_nothing_and_are_bounded() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        p.ram.write(0x1000, &[0x89, 0x03]).unwrap(); // mov [rbx], eax
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0010;
+        let fault = npf(0xfeb0_0800, AccessKind::Write);
+        for _ in 1..MAX_UNEXPLAINED_FAULTS {
+            assert_eq!(
+                handle_exit(&fault, &mut v, &mut p, &mut pol),
+                ExitAction::Resume
+            );
+        }
+        assert!(p.mmio.is_empty(), "the instruction at RIP was not run");
+        assert_eq!(v.rip, 0x1000);
+        assert!(v.injected.is_empty());
+        assert_eq!(
+            handle_exit(&fault, &mut v, &mut p, &mut pol),
+            ExitAction::Stop(StopReason::Unexplained {
+                gpa: 0xfeb0_0800,
+                rip: 0x1000
+            })
+        );
+        // An explained fault in between starts the count again.
+        let mut pol = policy();
+        for _ in 0..3 {
+            for _ in 1..MAX_UNEXPLAINED_FAULTS {
+                assert_eq!(
+                    handle_exit(&fault, &mut v, &mut p, &mut pol),
+                    ExitAction::Resume
+                );
+            }
+            handle_exit(
+                &npf(0xfeb0_0010, AccessKind::Write),
+                &mut v,
+                &mut p,
+                &mut pol,
+            );
+            assert_eq!(v.rip, 0x1002);
+            v.rip = 0x1000;
+        }
+        assert_eq!(p.mmio.len(), 3);
+        // Without decoding, LOCK MOV (an invalid encoding, #UD before any
+        // access on hardware) cannot have made the fault either.
+        let mut pol = policy();
+        p.ram.write(0x1000, &[0xf0, 0x89, 0x03]).unwrap();
+        assert_eq!(
+            handle_exit(
+                &npf(0xfeb0_0010, AccessKind::Write),
+                &mut v,
+                &mut p,
+                &mut pol
+            ),
+            ExitAction::Resume
+        );
+        assert!(v.injected.is_empty());
+    }
+
+    /// Finding #11 of issue 11: SVM without NRIP save does not report how long
+    /// an intercepted instruction is; prefixes make it longer than its opcode.
+    /// The handler decodes the instruction at RIP (here from real mode, through
+    /// CS) and moves RIP past all of it.
+    #[test]
+    fn unknown_lengths_are_decoded_with_prefixes() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+        let unknown = UNKNOWN_LENGTH;
+        for (bytes, exit) in [
+            (&[0x66, 0x0f, 0xa2][..], VmExit::Cpuid { len: unknown }), // o32 cpuid
+            (
+                &[0x2e, 0x3e, 0x0f, 0x32][..],
+                VmExit::Rdmsr { len: unknown },
+            ), // cs ds rdmsr
+            (&[0xf3, 0x0f, 0x30][..], VmExit::Wrmsr { len: unknown }), // rep wrmsr
+            (&[0x26, 0x0f, 0x09][..], VmExit::Wbinvd { len: unknown }), // es wbinvd
+            (&[0x64, 0xf4][..], VmExit::Hlt { len: unknown }),         // fs hlt
+        ] {
+            v.rip = 0x1000;
+            p.ram.write(0x1000, bytes).unwrap();
+            v.gprs[Gpr::Rcx as usize] = 0x2ff;
+            handle_exit(&exit, &mut v, &mut p, &mut pol);
+            assert_eq!(v.rip, 0x1000 + bytes.len() as u64, "{bytes:02x?}");
+        }
+        assert!(v.injected.is_empty());
+        // MOV CR8 with REX.R in 64-bit mode: 4 bytes.
+        let (mut v, mut p) = (FakeVcpu::long_mode(), FakePlatform::new());
+        identity_paging(&mut v, &mut p);
+        p.ram.write(0x1000, &[0x44, 0x0f, 0x22, 0xc0]).unwrap();
+        let w = CrAccess {
+            cr: 8,
+            write: true,
+            gpr: Some(Gpr::Rax),
+            len: unknown,
+        };
+        handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
+        assert_eq!(v.rip, 0x1004);
+        // Code the guest's page tables do not map cannot be decoded: #PF, RIP stays.
+        v.rip = 0x8000_0000;
+        handle_exit(&VmExit::Cpuid { len: unknown }, &mut v, &mut p, &mut pol);
+        assert_eq!(v.rip, 0x8000_0000);
+        assert!(matches!(
+            v.injected[..],
+            [Event::Exception { vector: 14, .. }]
         ));
     }
 
@@ -728,6 +923,7 @@ mod tests {
         let mut pol = VmPolicy {
             cpuid: CpuidPolicy::from_host(1, host),
             msr: MsrPolicy::new(),
+            unexplained_faults: UnexplainedFaults::default(),
         };
         let (mut v, mut p) = (FakeVcpu::long_mode(), FakePlatform::new());
         let mut xsetbv = |v: &mut FakeVcpu, ecx: u64, value: u64| {

@@ -14,9 +14,15 @@ mod stop;
 mod task_switch;
 
 pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
+pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
 pub use handler::{handle_exit, Platform, VmPolicy};
 pub use msr::{MsrOutcome, MsrPolicy};
 pub use stop::StopReason;
+
+/// The `len` of an instruction exit whose length the hardware did not report
+/// (SVM without NRIP save, APM Vol 2 15.7.1): the exit handler decodes the
+/// instruction at CS:RIP for it, so prefixes count.
+pub const UNKNOWN_LENGTH: u8 = 0;
 
 /// Direction of a port I/O access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +124,11 @@ pub enum VmExit {
         access: AccessKind,
         /// The GPA had a mapping (a permission fault, not a missing page).
         present: bool,
+        /// The vector of the interrupt or exception whose delivery made the
+        /// access (IDT, GDT or stack in MMIO), from SVM's EXITINTINFO (APM Vol 2
+        /// 15.7.2) or VMX's IDT-vectoring information (SDM Vol 3C 28.2.4): the
+        /// instruction at RIP did not.
+        during_event: Option<u8>,
     },
     Cpuid {
         len: u8,
@@ -176,6 +187,25 @@ pub enum VmExit {
         info1: u64,
         info2: u64,
     },
+}
+
+impl VmExit {
+    /// The length field of an exit for an instruction the handler completes.
+    fn instruction_len_mut(&mut self) -> Option<&mut u8> {
+        match self {
+            VmExit::Cpuid { len }
+            | VmExit::Rdmsr { len }
+            | VmExit::Wrmsr { len }
+            | VmExit::Hlt { len }
+            | VmExit::Invd { len }
+            | VmExit::Wbinvd { len }
+            | VmExit::Xsetbv { len }
+            | VmExit::Hypercall { len }
+            | VmExit::CrAccess(CrAccess { len, .. })
+            | VmExit::Io(IoExit { len, .. }) => Some(len),
+            _ => None,
+        }
+    }
 }
 
 /// What the run loop does after an exit was handled.

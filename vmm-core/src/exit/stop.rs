@@ -15,6 +15,12 @@ pub enum StopReason {
     TripleFault { rip: u64 },
     /// The hardware refused to run the guest state.
     InvalidGuestState { rip: u64, detail: u64 },
+    /// An interrupt or exception whose delivery touched guest-physical `gpa`,
+    /// which is not RAM (an IDT, GDT or stack in MMIO or ROM).
+    EventDeliveryThroughMmio { vector: u8, gpa: u64, rip: u64 },
+    /// Nested page faults at `gpa` that the instruction at `rip` does not
+    /// access, `exit::MAX_UNEXPLAINED_FAULTS` times in a row.
+    Unexplained { gpa: u64, rip: u64 },
     /// An exit Keel cannot handle (yet), with enough context to find out why.
     Unhandled {
         what: &'static str,
@@ -31,7 +37,10 @@ impl StopReason {
             StopReason::PoweredOff => 0,
             StopReason::HaltedForever { .. } => 123,
             StopReason::TripleFault { .. } => 125,
-            StopReason::InvalidGuestState { .. } | StopReason::Unhandled { .. } => 126,
+            StopReason::InvalidGuestState { .. }
+            | StopReason::EventDeliveryThroughMmio { .. }
+            | StopReason::Unexplained { .. }
+            | StopReason::Unhandled { .. } => 126,
         }
     }
 }
@@ -55,6 +64,15 @@ impl fmt::Display for StopReason {
             StopReason::InvalidGuestState { rip, detail } => write!(
                 f,
                 "the CPU refused to enter the guest (invalid guest state, detail {detail:#x}) at RIP {rip:#x}"
+            ),
+            StopReason::EventDeliveryThroughMmio { vector, gpa, rip } => write!(
+                f,
+                "event delivery through MMIO is not supported: delivering vector {vector} at RIP {rip:#x} accessed guest-physical {gpa:#x}, which is not RAM"
+            ),
+            StopReason::Unexplained { gpa, rip } => write!(
+                f,
+                "nested page faults at guest-physical {gpa:#x} that the instruction at RIP {rip:#x} does not make, {} in a row",
+                crate::exit::MAX_UNEXPLAINED_FAULTS
             ),
             StopReason::Unhandled { what, rip, info } => {
                 write!(f, "{what} at RIP {rip:#x} (info {info:#x}) is not supported")

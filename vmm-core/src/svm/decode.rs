@@ -2,12 +2,13 @@
 //!
 //! Pure: it reads a [`Vmcb`] and nothing else, so every exit type is tested
 //! with fake VMCB contents. Without the NRIP-save feature (QEMU TCG has none)
-//! the length of an intercepted instruction is its architectural length
-//! without prefixes; IOIO exits always report the next RIP in EXITINFO2.
+//! the length of an intercepted instruction is [`UNKNOWN_LENGTH`] and the exit
+//! handler decodes the instruction (its prefixes make it longer than its
+//! opcode); IOIO exits always report the next RIP in EXITINFO2.
 
 use super::exit_code::SvmExitCode as Code;
 use super::vmcb::{control, save, Vmcb};
-use crate::exit::{AccessKind, CrAccess, IoDirection, IoExit, StringIo, VmExit};
+use crate::exit::{AccessKind, CrAccess, IoDirection, IoExit, StringIo, VmExit, UNKNOWN_LENGTH};
 use crate::Gpr;
 
 // IOIO EXITINFO1 (APM Vol 2, 15.10.2, Figure 15-2).
@@ -29,6 +30,8 @@ const CR_DECODE_VALID: u64 = 1 << 63;
 /// Exceptions that push an error code (SDM Vol 3A 6.15; APM Vol 2 8.2).
 const ERROR_CODE_VECTORS: &[u8] = &[8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
 const PAGE_FAULT: u8 = 14;
+/// EXITINTINFO (APM Vol 2 15.7.2, EVENTINJ layout): bit 31 valid, vector in 7:0.
+const EXITINTINFO_VALID: u64 = 1 << 31;
 
 /// Decodes the exit recorded in `vmcb`. `nrip_save` says whether the CPU fills
 /// the NRIP field (CPUID Fn8000_000A EDX[3]).
@@ -37,11 +40,11 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
     let info1 = vmcb.read_u64(control::EXITINFO1);
     let info2 = vmcb.read_u64(control::EXITINFO2);
     let rip = vmcb.read_u64(save::RIP);
-    let len = |default: u8| -> u8 {
+    let len = || -> u8 {
         let nrip = vmcb.read_u64(control::NRIP);
         match nrip.wrapping_sub(rip) {
             n @ 1..=15 if nrip_save => n as u8,
-            _ => default,
+            _ => UNKNOWN_LENGTH,
         }
     };
     // QEMU reports VMEXIT_INVALID as a 32-bit -1, Bochs as a 64-bit -1.
@@ -55,7 +58,7 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
             gpr: (info1 & CR_DECODE_VALID != 0)
                 .then(|| Some(Gpr::from_index((info1 & 0xf) as usize)))
                 .flatten(),
-            len: len(3),
+            len: len(),
         }),
         0x40..=0x5f => {
             let vector = (code - Code::Exception0 as u64) as u8;
@@ -73,20 +76,20 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
             VmExit::ExternalInterrupt
         }
         c if c == Code::Vintr as u64 => VmExit::InterruptWindow,
-        c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len(2) },
-        c if c == Code::Invd as u64 => VmExit::Invd { len: len(2) },
-        c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len(2) },
-        c if c == Code::Hlt as u64 => VmExit::Hlt { len: len(1) },
+        c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len() },
+        c if c == Code::Invd as u64 => VmExit::Invd { len: len() },
+        c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len() },
+        c if c == Code::Hlt as u64 => VmExit::Hlt { len: len() },
         c if c == Code::Msr as u64 => {
             if info1 & 1 == 0 {
-                VmExit::Rdmsr { len: len(2) }
+                VmExit::Rdmsr { len: len() }
             } else {
-                VmExit::Wrmsr { len: len(2) }
+                VmExit::Wrmsr { len: len() }
             }
         }
         c if c == Code::Ioio as u64 => decode_ioio(info1, info2.wrapping_sub(rip)),
         c if c == Code::Shutdown as u64 => VmExit::Shutdown,
-        c if c == Code::Vmmcall as u64 => VmExit::Hypercall { len: len(3) },
+        c if c == Code::Vmmcall as u64 => VmExit::Hypercall { len: len() },
         c if c == Code::Npf as u64 => VmExit::NestedPageFault {
             gpa: info2,
             access: if info1 & NPF_FETCH != 0 {
@@ -97,6 +100,10 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
                 AccessKind::Read
             },
             present: info1 & NPF_PRESENT != 0,
+            during_event: {
+                let info = vmcb.read_u64(control::EXITINTINFO);
+                (info & EXITINTINFO_VALID != 0).then_some(info as u8)
+            },
         },
         c => match undefined_instruction(c) {
             Some(name) => VmExit::UndefinedInstruction { name },
@@ -246,7 +253,8 @@ mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Read,
-                present: false
+                present: false,
+                during_event: None
             }
         );
         assert_eq!(
@@ -254,7 +262,8 @@ mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Write,
-                present: false
+                present: false,
+                during_event: None
             }
         );
         assert_eq!(
@@ -262,54 +271,98 @@ mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Execute,
-                present: true
+                present: true,
+                during_event: None
             }
         );
+        // A fault while delivering #PF (EXITINTINFO valid, vector 14): the
+        // processor touched the address, not the instruction at RIP.
+        let mut v = vmcb(0x400, (1 << 32) | 2, 0xfeb0_0ff8);
+        v.write_u64(control::EXITINTINFO, 0x0000_0002_8000_0b0e);
+        assert!(matches!(
+            decode_exit(&v, false),
+            VmExit::NestedPageFault {
+                gpa: 0xfeb0_0ff8,
+                during_event: Some(14),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn instruction_exits_and_lengths() {
-        assert_eq!(
-            decode_exit(&vmcb(0x72, 0, 0), false),
-            VmExit::Cpuid { len: 2 }
-        );
-        assert_eq!(
-            decode_exit(&vmcb(0x7c, 0, 0), false),
-            VmExit::Rdmsr { len: 2 }
-        );
-        assert_eq!(
-            decode_exit(&vmcb(0x7c, 1, 0), false),
-            VmExit::Wrmsr { len: 2 }
-        );
-        assert_eq!(
-            decode_exit(&vmcb(0x78, 0, 0), false),
-            VmExit::Hlt { len: 1 }
-        );
-        assert_eq!(
-            decode_exit(&vmcb(0x76, 0, 0), false),
-            VmExit::Invd { len: 2 }
-        );
-        assert_eq!(
-            decode_exit(&vmcb(0x89, 0, 0), false),
-            VmExit::Wbinvd { len: 2 }
-        );
-        assert_eq!(
-            decode_exit(&vmcb(0x81, 0, 0), false),
-            VmExit::Hypercall { len: 3 }
-        );
+        // Without NRIP save the length is left to the handler, which decodes
+        // the instruction (a prefixed CPUID is longer than 0F A2).
+        for (code, info1, exit) in [
+            (
+                0x72,
+                0,
+                VmExit::Cpuid {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            (
+                0x7c,
+                0,
+                VmExit::Rdmsr {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            (
+                0x7c,
+                1,
+                VmExit::Wrmsr {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            (
+                0x78,
+                0,
+                VmExit::Hlt {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            (
+                0x76,
+                0,
+                VmExit::Invd {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            (
+                0x89,
+                0,
+                VmExit::Wbinvd {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            (
+                0x81,
+                0,
+                VmExit::Hypercall {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+        ] {
+            assert_eq!(decode_exit(&vmcb(code, info1, 0), false), exit);
+        }
         // With NRIP save, the length comes from NRIP (a prefixed CPUID is 3 bytes).
         let mut v = vmcb(0x72, 0, 0);
         v.write_u64(control::NRIP, 0x7c03);
         assert_eq!(decode_exit(&v, true), VmExit::Cpuid { len: 3 });
         assert_eq!(
             decode_exit(&v, false),
-            VmExit::Cpuid { len: 2 },
+            VmExit::Cpuid {
+                len: UNKNOWN_LENGTH
+            },
             "NRIP ignored without the feature"
         );
         v.write_u64(control::NRIP, 0);
         assert_eq!(
             decode_exit(&v, true),
-            VmExit::Cpuid { len: 2 },
+            VmExit::Cpuid {
+                len: UNKNOWN_LENGTH
+            },
             "a zero NRIP is not trusted"
         );
     }
@@ -322,7 +375,7 @@ mod tests {
                 cr: 4,
                 write: true,
                 gpr: Some(Gpr::Rbx),
-                len: 3
+                len: UNKNOWN_LENGTH
             })
         );
         assert_eq!(
@@ -331,7 +384,7 @@ mod tests {
                 cr: 0,
                 write: false,
                 gpr: None,
-                len: 3
+                len: UNKNOWN_LENGTH
             })
         );
     }

@@ -31,6 +31,7 @@ const EPT_PERMISSIONS: u64 = 0x7 << 3;
 const INTR_INFO_VALID: u64 = 1 << 31;
 const INTR_INFO_ERROR_CODE: u64 = 1 << 11;
 const INTR_TYPE_NMI: u64 = 2;
+// IDT-vectoring information (SDM 25.9.3) has the same layout: bit 31 valid, vector in 7:0.
 const PAGE_FAULT: u8 = 14;
 // IDT-vectoring information types (SDM 25.9.3, Table 25-20).
 const IDT_TYPE_HW_EXCEPTION: u64 = 3;
@@ -108,6 +109,10 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
                 AccessKind::Read
             },
             present: qual & EPT_PERMISSIONS != 0,
+            during_event: {
+                let info = vmcs.read(F::IdtVectoringInformation);
+                (info & INTR_INFO_VALID != 0).then_some(info as u8)
+            },
         },
         R::TaskSwitch => decode_task_switch(vmcs, qual),
         R::EptMisconfiguration => unknown(vmcs.read(F::GuestPhysicalAddress)),
@@ -345,7 +350,8 @@ pub(crate) mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Read,
-                present: false
+                present: false,
+                during_event: None
             }
         );
         assert_eq!(
@@ -353,7 +359,8 @@ pub(crate) mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Write,
-                present: false
+                present: false,
+                during_event: None
             }
         );
         // A write to a read/execute mapping (ROM): present.
@@ -362,7 +369,8 @@ pub(crate) mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Write,
-                present: true
+                present: true,
+                during_event: None
             }
         );
         assert_eq!(
@@ -370,9 +378,23 @@ pub(crate) mod tests {
             VmExit::NestedPageFault {
                 gpa: 0xfee0_0030,
                 access: AccessKind::Execute,
-                present: false
+                present: false,
+                during_event: None
             }
         );
+        // A write while delivering external interrupt 0x30 (IDT-vectoring
+        // information valid, type 0): the stack or IDT is not RAM.
+        let mut v = exit(48, 0x182, 0);
+        v.set(F::GuestPhysicalAddress, 0xfeb0_0ff8)
+            .set(F::IdtVectoringInformation, 0x8000_0030);
+        assert!(matches!(
+            decode_exit(&v, true),
+            VmExit::NestedPageFault {
+                gpa: 0xfeb0_0ff8,
+                during_event: Some(0x30),
+                ..
+            }
+        ));
         let mut v = exit(49, 0, 0);
         v.set(F::GuestPhysicalAddress, 0x1000);
         assert_eq!(

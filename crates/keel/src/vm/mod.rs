@@ -11,7 +11,7 @@ use core::fmt;
 use core::ops::Range;
 
 use device_model::PowerRequest;
-use guest_memory::{GuestMemory, GuestRam};
+use guest_memory::{GuestMemory, GuestRam, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
@@ -160,6 +160,15 @@ pub fn run(
     let fw_start = FIRMWARE_END_LOW - fw_len;
     ram.write(fw_start, firmware)
         .map_err(|e| VmError::Config(alloc::format!("firmware does not fit in guest RAM: {e}")))?;
+    // The firmware again, read-only, below 4 GiB: in the nested page tables
+    // and in the guest-memory view the emulator fetches through.
+    let rom = RomAlias {
+        gpa: FIRMWARE_END_HIGH - fw_len,
+        ram: fw_start,
+        len: fw_len,
+    };
+    ram.map_rom_alias(rom)
+        .map_err(|e| VmError::Config(alloc::format!("firmware alias: {e}")))?;
     let mappings = [
         GuestMapping {
             gpa: 0,
@@ -168,9 +177,9 @@ pub fn run(
             perms: Permissions::RWX,
         },
         GuestMapping {
-            gpa: FIRMWARE_END_HIGH - fw_len,
-            hpa: ram_pa + fw_start,
-            len: fw_len,
+            gpa: rom.gpa,
+            hpa: ram_pa + rom.ram,
+            len: rom.len,
             perms: Permissions::RX,
         },
     ];
@@ -306,6 +315,7 @@ fn run_vcpu(
     let mut policy = VmPolicy {
         cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
         msr: MsrPolicy::new(),
+        unexplained_faults: Default::default(),
     };
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());

@@ -70,6 +70,7 @@ pub(crate) fn execute<C: Cpu, M: Memory>(
         Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => op.run(ctx, limits, |ctx| {
             // The destination is checked before the port is read.
             let dst = ctx.resolve(Sreg::Es, op.di(ctx), e, AccessKind::Write)?;
+            ctx.may_commit(Some(&dst))?;
             ctx.mem
                 .pio_read(port, &mut buf[..e])
                 .map_err(|_| Error::Bus {
@@ -82,6 +83,7 @@ pub(crate) fn execute<C: Cpu, M: Memory>(
         Mnemonic::Outsb | Mnemonic::Outsw | Mnemonic::Outsd => op.run(ctx, limits, |ctx| {
             let src = ctx.resolve(op.src_seg, op.si(ctx), e, AccessKind::Read)?;
             ctx.read_pieces(&src, &mut buf[..e])?;
+            ctx.may_commit(None)?;
             ctx.mem.pio_write(port, &buf[..e]).map_err(|_| Error::Bus {
                 gpa: u64::from(port),
             })?;
@@ -123,6 +125,7 @@ mod tests {
         let mut m = Machine::long_mode();
         m.limits = Limits {
             max_rep_iterations: 2,
+            ..Limits::default()
         };
         m.cpu.set(Gpr::Rsi, MMIO_BASE);
         m.cpu.set(Gpr::Rcx, 5);

@@ -270,6 +270,7 @@ mod tests {
         let mut m = Machine::long_mode();
         m.limits = Limits {
             max_rep_iterations: 100,
+            ..Limits::default()
         };
         m.cpu.rflags |= DF;
         m.cpu.set(Gpr::Rax, 0xA5A5_A5A5);
@@ -290,6 +291,7 @@ mod tests {
         let mut m = Machine::long_mode();
         m.limits = Limits {
             max_rep_iterations: 4,
+            ..Limits::default()
         };
         m.cpu.set(Gpr::Rsi, MMIO_BASE);
         m.cpu.set(Gpr::Rdi, 0x20000);
