@@ -55,8 +55,8 @@ vcpus=2;
 firmware = "selftest"; kernel = "vmlinuz"
 ramdisk = "initrd.img"
 cmdline = "console=ttyS0 quiet"
-disk = [ 'phy:/dev/vg/web,xvda,w',
-         "file:/srv/data.img,xvdb,r", ]
+disk = [ 'phy:virtio0,hda,w',
+         "file:data.img,hdb,r", ]
 vif = [ ]
 "#);
     let c = p.config;
@@ -67,17 +67,15 @@ vif = [ ]
     assert_eq!(c.kernel.as_deref(), Some("vmlinuz"));
     assert_eq!(c.ramdisk.as_deref(), Some("initrd.img"));
     assert_eq!(c.cmdline.as_deref(), Some("console=ttyS0 quiet"));
-    assert_eq!(
-        c.disks,
-        vec!["phy:/dev/vg/web,xvda,w", "file:/srv/data.img,xvdb,r"]
-    );
+    assert_eq!(c.disks, vec!["phy:virtio0,hda,w", "file:data.img,hdb,r"]);
     assert!(c.vifs.is_empty());
     assert_eq!(
         c.images(),
         vec![
             ("firmware", "selftest"),
             ("kernel", "vmlinuz"),
-            ("ramdisk", "initrd.img")
+            ("ramdisk", "initrd.img"),
+            ("disk", "data.img")
         ]
     );
 }
@@ -217,7 +215,7 @@ impl Rng {
 }
 
 const VALID: &[u8] = b"name = 'vm'\nmemory = 64 # MiB\nvcpus = 1\nfirmware = \"selftest\"\n\
-disk = [ 'a', \"b\", ]\nvif = []\ncmdline = 'x\\ty'\n";
+disk = [ 'a,raw,hda', \"b,raw,hdc:cdrom\", ]\nvif = []\ncmdline = 'x\\ty'\n";
 
 #[test]
 fn garbage_never_panics() {
@@ -339,4 +337,35 @@ fn host_disks_are_not_images() {
             DiskBackend::HostVirtio(1)
         ]
     );
+}
+
+#[test]
+fn disk_entries_are_checked_where_they_are_written() {
+    // Finding #9 of issue 11: a virtual device Keel cannot attach used to
+    // pass here and be refused only at boot, without file or line.
+    assert_eq!(
+        err("name = 'd'\n\ndisk = [ 'x,raw,hdz,rw' ]\n"),
+        "vm.cfg:3: disk 'x,raw,hdz,rw': virtual device 'hdz': Keel emulates IDE, use hda, \
+         hdb, hdc or hdd"
+    );
+    let e = err("name = 'd'\ndisk = [ 'a.img,raw,hda,rw',\n  'b.img,qcow2,hdb,rw' ]\n");
+    assert!(
+        e.starts_with("vm.cfg:2: disk 'b.img,qcow2,hdb,rw': format 'qcow2'"),
+        "{e}"
+    );
+    assert!(err("name = 'd'\ndisk = [ 'x,raw,xvda,rw' ]").starts_with("vm.cfg:2: "));
+    assert!(err("name = 'd'\ndisk = [ 'phy:sda,hda,w' ]").starts_with("vm.cfg:2: "));
+    // Two disks on one slot: the second would silently replace the first.
+    assert_eq!(
+        err("name = 'd'\ndisk = [ 'a.img,raw,hdc,rw', 'b.iso,raw,hdc:cdrom,r' ]"),
+        "vm.cfg:2: disk 'b.iso,raw,hdc:cdrom,r': hdc is already taken by disk \
+         'a.img,raw,hdc,rw'; give each disk its own virtual device"
+    );
+    let c = ok(
+        "name = 'd'\ndisk = [ 'a,raw,hda,rw', 'b,raw,hdb,rw', 'c,raw,hdc:cdrom,r', \
+                'd,raw,hdd,r' ]",
+    )
+    .config;
+    let slots: Vec<IdeSlot> = c.disk_specs().unwrap().iter().map(|d| d.slot).collect();
+    assert_eq!(slots, IdeSlot::ALL);
 }
