@@ -209,12 +209,15 @@ pub trait VcpuState {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// A vCPU that is plain data, for exit-handler tests and the host fuzz
+/// harness (crates/fuzz, through the `testutil` feature).
+#[cfg(any(test, feature = "testutil"))]
+pub mod fake {
     use super::*;
-    use std::vec::Vec;
+    use alloc::vec::Vec;
 
-    /// A vCPU that is plain data, for handler tests.
+    /// A vCPU that is plain data: every register a field, every injected
+    /// event kept in order.
     #[derive(Debug, Clone, Default)]
     pub struct FakeVcpu {
         pub gprs: [u64; 16],
@@ -365,6 +368,12 @@ pub(crate) mod tests {
             self.xcr0 = xcr0;
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub use super::fake::FakeVcpu;
+    use super::*;
 
     #[test]
     fn gpr_file_layout_and_access() {
