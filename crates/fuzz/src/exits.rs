@@ -6,7 +6,7 @@ use vmm_core::exit::{
     MsrPolicy, Platform, StringIo, VmPolicy,
 };
 use vmm_core::vcpu::fake::FakeVcpu;
-use vmm_core::{Gpr, Segment, VmExit};
+use vmm_core::{Event, ExitAction, Gpr, Segment, VmExit};
 use x86_emul::rng::Rng;
 
 use crate::{interesting, set_case, HeapWatch, CASES_PER_SEED};
@@ -18,6 +18,16 @@ const RAM_SIZE: usize = 1 << 20;
 /// string move, with room to spare. More means a guest-chosen loop in the
 /// exit path.
 const MAX_DEVICE_CALLS_PER_EXIT: u64 = 4 * 1024;
+
+/// TODO(issue 11, findings #3 and #15): `handle_exit` queues an event while
+/// the backend holds one it re-queued from an interrupted delivery, and the
+/// backends' `inject` overwrites the slot, so the interrupted event is lost
+/// (an intercepted exception during delivery is reflected as is, with no
+/// double-fault rule; an NPF during delivery emulates the instruction at
+/// RIP and injects its fault). With this false the fixed pass fails at
+/// seed 0x6b65656c00000000, case 23 (and the exits test at once). The
+/// handler is being fixed on another branch: set it to false on merge.
+const TODO_ALLOW_INJECT_OVER_REQUEUED: bool = true;
 
 /// A platform whose devices answer randomly, over random RAM.
 struct FuzzPlatform<'a> {
@@ -72,7 +82,22 @@ impl Platform for FuzzPlatform<'_> {
     }
 }
 
+/// What the cases of one seed led to: the generator must reach the
+/// handler's interesting paths, or the pass tests little.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Exits the emulator completed (MMIO or string I/O, RIP moved, no stop).
+    emulated: u64,
+    injected: u64,
+    stopped: u64,
+}
+
 pub(crate) fn run(rng: &mut Rng) {
+    run_cases(rng);
+}
+
+fn run_cases(rng: &mut Rng) -> Stats {
+    let mut stats = Stats::default();
     let mut ram = vec![0u8; RAM_SIZE];
     for chunk in ram.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next().to_le_bytes());
@@ -114,7 +139,41 @@ pub(crate) fn run(rng: &mut Rng) {
         plant_code(rng, &vcpu, &mut platform.ram);
         let exit = random_exit(rng);
         platform.device_calls = 0;
+        // Now and then the exit interrupted an event's delivery and the
+        // backend re-queued it (SDM Vol 3C 27.2.4, APM 15.7.2): only a
+        // nested page fault or an intercepted exception can do that.
+        let during_delivery = matches!(
+            exit,
+            VmExit::NestedPageFault { .. } | VmExit::Exception { .. }
+        );
+        if during_delivery && rng.below(4) == 0 {
+            vcpu.injected.push(random_event(rng));
+        }
+        let queued = vcpu.injected.len();
+        let rip = vcpu.rip;
         let action = handle_exit(&exit, &mut vcpu, &mut platform, &mut policy);
+        let emulating = matches!(
+            exit,
+            VmExit::NestedPageFault { .. }
+                | VmExit::Io(IoExit {
+                    string: Some(_),
+                    ..
+                })
+        );
+        match action {
+            ExitAction::Stop(_) => stats.stopped += 1,
+            _ if emulating && vcpu.rip != rip && vcpu.injected.len() == queued => {
+                stats.emulated += 1
+            }
+            _ => {}
+        }
+        stats.injected += u64::from(vcpu.injected.len() > queued);
+        // A backend has one slot for the event of the next entry.
+        assert!(
+            vcpu.injected.len() <= 1 || TODO_ALLOW_INJECT_OVER_REQUEUED,
+            "{exit:?} injected {:?} in one exit",
+            vcpu.injected
+        );
         assert!(
             platform.device_calls <= MAX_DEVICE_CALLS_PER_EXIT,
             "{exit:?} made {} device calls in one exit ({action:?})",
@@ -123,6 +182,20 @@ pub(crate) fn run(rng: &mut Rng) {
         // The next entry delivers what was injected.
         vcpu.injected.clear();
         heap.check("exits");
+    }
+    stats
+}
+
+fn random_event(rng: &mut Rng) -> Event {
+    match rng.below(3) {
+        0 => Event::Exception {
+            vector: rng.below(32) as u8,
+            error_code: (rng.below(2) == 0).then(|| rng.next() as u32),
+        },
+        1 => Event::ExternalInterrupt {
+            vector: 32 + rng.below(224) as u8,
+        },
+        _ => Event::Nmi,
     }
 }
 
@@ -332,5 +405,26 @@ fn random_exit(rng: &mut Rng) -> VmExit {
             }),
             len,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_reaches_emulation_injection_and_stops() {
+        let mut total = Stats::default();
+        for seed in 0..50 {
+            let s = run_cases(&mut Rng(crate::splitmix64(seed) | 1));
+            total.emulated += s.emulated;
+            total.injected += s.injected;
+            total.stopped += s.stopped;
+        }
+        std::println!("{total:?}");
+        let cases = 50 * CASES_PER_SEED;
+        assert!(total.emulated > cases / 100, "{total:?}");
+        assert!(total.injected > cases / 20, "{total:?}");
+        assert!(total.stopped > cases / 50, "{total:?}");
     }
 }
