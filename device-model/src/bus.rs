@@ -124,6 +124,16 @@ pub struct UnclaimedStats {
     pub mmio_writes: u64,
 }
 
+/// A registered range as [`Bus::ranges`] lists it: which device answers
+/// `len` addresses from `base` in `space`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeInfo {
+    pub space: AddressSpace,
+    pub base: u64,
+    pub len: u64,
+    pub name: &'static str,
+}
+
 /// One registered range, `[base, last]` inclusive so a range may end at the
 /// very top of its address space.
 struct Range {
@@ -523,6 +533,20 @@ impl Bus {
             self.log
                 .record_invalid(AddressSpace::Mmio, Direction::Write, addr, data.len());
         }
+    }
+
+    /// Every registered range, port ranges first, each space in address
+    /// order: what a guest can reach, for the host fuzz harness (crates/fuzz)
+    /// and diagnostics. A device joins the list by registering.
+    pub fn ranges(&self) -> impl Iterator<Item = RangeInfo> + '_ {
+        [&self.pio, &self.mmio].into_iter().flat_map(|s| {
+            s.ranges.iter().map(move |r| RangeInfo {
+                space: s.kind,
+                base: r.base,
+                len: r.last - r.base + 1,
+                name: r.name,
+            })
+        })
     }
 
     /// How many accesses reached no device so far.

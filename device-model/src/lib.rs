@@ -30,7 +30,7 @@ pub mod storage;
 pub mod test_device;
 pub mod timer;
 
-pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, UnclaimedStats};
+pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, RangeInfo, UnclaimedStats};
 pub use clock::{Clock, ClockHandle, FakeClock};
 pub use console::PrefixedConsole;
 pub use debug_exit::DebugExit;

@@ -240,12 +240,15 @@ pub trait VcpuState {
     fn load_cr3(&mut self, cr3: u64, pae_pdptes: Option<[u64; 4]>);
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// A vCPU that is plain data, for exit-handler tests and the host fuzz
+/// harness (crates/fuzz, through the `testutil` feature).
+#[cfg(any(test, feature = "testutil"))]
+pub mod fake {
     use super::*;
-    use std::vec::Vec;
+    use alloc::vec::Vec;
 
-    /// A vCPU that is plain data, for handler tests.
+    /// A vCPU that is plain data: every register a field, every injected
+    /// event kept in order.
     #[derive(Debug, Clone, Default)]
     pub struct FakeVcpu {
         pub gprs: [u64; 16],
@@ -418,6 +421,12 @@ pub(crate) mod tests {
             self.pdptes = pae_pdptes;
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub use super::fake::FakeVcpu;
+    use super::*;
 
     #[test]
     fn gpr_file_layout_and_access() {

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cpio;
 pub mod deps;
+pub mod fuzz;
 pub mod guest_assets;
 pub mod ide_assets;
 pub mod iso;

@@ -1,4 +1,4 @@
-//! `cargo xtask build | run | test`: see `cargo xtask help`.
+//! `cargo xtask build | run | test | fuzz`: see `cargo xtask help`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,7 +22,14 @@ commands:
                          with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
                          each --host-disk attaches a raw image as the machine's next
                          virtio-blk disk (virtio0, virtio1, ...; QEMU only)
-  test                   host unit tests, build, then the integration tests (tests/)
+  test                   host unit tests (with the fuzz harness's fixed-seed pass and
+                         its regression seeds, in release mode), build, then the
+                         integration tests (tests/)
+  fuzz [--minutes N] [--target devices|exits|config] [--seed S]
+                         the host fuzz harness (crates/fuzz) with random seeds for N
+                         minutes (default 1), every target unless --target names one;
+                         a failure prints its target, seed and case and saves the seed
+                         in crates/fuzz/regressions/<target>.txt; --seed S replays one
   direct-boot [--vm FILE] [--timeout SECS]
                          boot the VM config's kernel/ramdisk/cmdline (default
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
@@ -76,6 +83,7 @@ fn dispatch(args: &[String]) -> Result<u8, Failure> {
         "test" => test_cmd(rest),
         "direct-boot" => direct_boot_cmd(rest),
         "bench" => bench_cmd(rest),
+        "fuzz" => fuzz_cmd(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(0)
@@ -254,6 +262,20 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
             "test-guests",
             "--exclude",
             "test-disks",
+            "--exclude",
+            xtask::fuzz::PACKAGE,
+        ],
+    )?;
+    // 100,000 cases per target take minutes unoptimised, seconds optimised.
+    step("host fuzz harness: fixed seeds and regressions (cargo test --release -p keel-fuzz)");
+    cargo(
+        &ws,
+        &[
+            "test",
+            "--release",
+            "--no-fail-fast",
+            "-p",
+            xtask::fuzz::PACKAGE,
         ],
     )?;
 
@@ -272,6 +294,49 @@ fn test_cmd(args: &[String]) -> Result<u8, Failure> {
     }
     eprintln!("xtask: all tests passed");
     Ok(0)
+}
+
+/// `cargo xtask fuzz`: the harness's long run (see USAGE and xtask/src/fuzz.rs).
+fn fuzz_cmd(args: &[String]) -> Result<u8, Failure> {
+    let mut replay = false;
+    for (flag, value) in flags(args, &["--minutes", "--target", "--seed"])? {
+        match flag {
+            "--minutes" if !value.parse::<u64>().is_ok_and(|m| m > 0) => {
+                return Err(Failure::Usage(format!(
+                    "--minutes {value}: expected a whole number of minutes above 0"
+                )))
+            }
+            "--target" if !["devices", "exits", "config"].contains(&value) => {
+                return Err(Failure::Usage(format!(
+                    "--target {value}: expected devices, exits or config"
+                )))
+            }
+            "--seed" => replay = true,
+            _ => {}
+        }
+    }
+    let ws = Workspace::locate()?;
+    step("cargo run --release -p keel-fuzz");
+    match xtask::fuzz::run(&ws, args)? {
+        None => Ok(0),
+        Some(f) if replay => Err(format!(
+            "{} seed {} still fails at case {}",
+            f.target, f.seed, f.case
+        )
+        .into()),
+        Some(f) => {
+            let file = xtask::fuzz::save_regression(&ws.root, &f)?;
+            Err(format!(
+                "{} seed {} fails at case {}; saved in {} (every run replays it; commit it \
+                 with the fix)",
+                f.target,
+                f.seed,
+                f.case,
+                file.display()
+            )
+            .into())
+        }
+    }
 }
 
 /// The crates built for the bare-metal target: Keel itself, the test guests

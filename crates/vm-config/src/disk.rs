@@ -23,6 +23,26 @@ pub enum IdeSlot {
     SecondarySlave,
 }
 
+impl IdeSlot {
+    /// Every slot of the two IDE channels.
+    pub const ALL: [IdeSlot; 4] = [
+        IdeSlot::PrimaryMaster,
+        IdeSlot::PrimarySlave,
+        IdeSlot::SecondaryMaster,
+        IdeSlot::SecondarySlave,
+    ];
+
+    /// The virtual device name of this slot in the xl disk syntax.
+    pub fn vdev(self) -> &'static str {
+        match self {
+            IdeSlot::PrimaryMaster => "hda",
+            IdeSlot::PrimarySlave => "hdb",
+            IdeSlot::SecondaryMaster => "hdc",
+            IdeSlot::SecondarySlave => "hdd",
+        }
+    }
+}
+
 /// What holds a disk's sectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskBackend {
@@ -125,17 +145,12 @@ impl DiskSpec {
             None => (vdev, false),
         };
         cdrom |= kind;
-        let slot = match vdev {
-            "hda" => IdeSlot::PrimaryMaster,
-            "hdb" => IdeSlot::PrimarySlave,
-            "hdc" => IdeSlot::SecondaryMaster,
-            "hdd" => IdeSlot::SecondarySlave,
-            other => {
-                return Err(format!(
-                    "virtual device '{other}': Keel emulates IDE, use hda, hdb, hdc or hdd"
-                ))
-            }
-        };
+        let slot = IdeSlot::ALL
+            .into_iter()
+            .find(|s| s.vdev() == vdev)
+            .ok_or_else(|| {
+                format!("virtual device '{vdev}': Keel emulates IDE, use hda, hdb, hdc or hdd")
+            })?;
         let access = access.unwrap_or(if cdrom { "r" } else { "rw" });
         let writable = match access {
             "rw" | "w" => true,

@@ -24,7 +24,7 @@
 //! | `kernel` | string | none | a kernel for direct boot (with the BIOS shim) |
 //! | `ramdisk` | string | none | an initial ramdisk for `kernel` |
 //! | `cmdline` | string | none | the kernel command line |
-//! | `disk` | list of strings | `[]` | disk specifications, kept verbatim |
+//! | `disk` | list of strings | `[]` | disk specifications ([`DiskSpec`]), each checked, kept verbatim |
 //! | `vif` | list of strings | `[]` | network interface specifications, kept verbatim |
 //!
 //! Any other key is parsed (so its syntax must be right) and reported as a
@@ -71,7 +71,8 @@ pub struct VmConfig {
     pub ramdisk: Option<String>,
     /// `cmdline`: the kernel command line.
     pub cmdline: Option<String>,
-    /// `disk`: disk specifications, verbatim.
+    /// `disk`: disk specifications, verbatim; each parses as a [`DiskSpec`]
+    /// and no two share an IDE slot (checked by [`parse`]).
     pub disks: Vec<String>,
     /// `vif`: network interface specifications, verbatim.
     pub vifs: Vec<String>,
@@ -121,7 +122,8 @@ impl VmConfig {
         }
     }
 
-    /// The `disk` entries, parsed; the error names the entry and what is wrong.
+    /// The `disk` entries, parsed. A configuration from [`parse`] has had
+    /// every entry checked; the error (naming the entry) is for one built by hand.
     pub fn disk_specs(&self) -> Result<Vec<DiskSpec>, String> {
         self.disks
             .iter()
@@ -305,7 +307,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
             "kernel" => config.kernel = Some(image(s)?),
             "ramdisk" => config.ramdisk = Some(image(s)?),
             "cmdline" => config.cmdline = Some(string(s, "a string")?.to_string()),
-            "disk" => config.disks = string_list(s)?,
+            "disk" => config.disks = disk_list(s)?,
             "vif" => config.vifs = string_list(s)?,
             other => warnings.push(Warning {
                 line: s.line,
@@ -369,6 +371,30 @@ fn image(s: &Setting) -> Result<String, ConfigError> {
         return Err(s.error("the image name contains a control character"));
     }
     Ok(v.to_string())
+}
+
+/// The `disk` list: every entry a [`DiskSpec`] Keel can attach, each IDE
+/// slot used once, so that a typo is reported with its file and line before
+/// anything is built or booted.
+fn disk_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
+    let disks = string_list(s)?;
+    let mut used: Vec<(IdeSlot, &str)> = Vec::new();
+    for d in &disks {
+        let spec =
+            DiskSpec::parse(d).map_err(|e| ConfigError::at(s.line, format!("disk '{d}': {e}")))?;
+        if let Some((_, other)) = used.iter().find(|(slot, _)| *slot == spec.slot) {
+            return Err(ConfigError::at(
+                s.line,
+                format!(
+                    "disk '{d}': {} is already taken by disk '{other}'; give each disk its own \
+                     virtual device",
+                    spec.slot.vdev()
+                ),
+            ));
+        }
+        used.push((spec.slot, d));
+    }
+    Ok(disks)
 }
 
 fn string_list(s: &Setting) -> Result<Vec<String>, ConfigError> {

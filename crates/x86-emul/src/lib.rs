@@ -27,6 +27,7 @@ mod insn;
 pub mod memory;
 mod operand;
 pub mod paging;
+pub mod rng;
 mod segmentation;
 
 #[cfg(test)]

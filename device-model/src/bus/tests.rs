@@ -526,3 +526,45 @@ fn unregister_removes_only_that_range() {
     assert_eq!(bus.pio_read(0x60, 1), 0xff);
     assert_eq!(bus.pio_read(0x64, 1), 0x10);
 }
+
+#[test]
+fn ranges_lists_every_registration_in_order() {
+    let mut bus = Bus::new();
+    assert_eq!(bus.ranges().count(), 0);
+    bus.register_mmio(
+        u64::MAX - 0xFFF,
+        0x1000,
+        "top",
+        Arc::new(Mutex::new(Silent)),
+    )
+    .unwrap();
+    bus.register_pio(0x3F8, 8, "com1", Recorder::new(0))
+        .unwrap();
+    bus.register_pio(0x20, 2, "pic", Recorder::new(0)).unwrap();
+    let mmio = |base, len, name| RangeInfo {
+        space: AddressSpace::Mmio,
+        base,
+        len,
+        name,
+    };
+    let pio = |base, len, name| RangeInfo {
+        space: AddressSpace::Pio,
+        base,
+        len,
+        name,
+    };
+    assert_eq!(
+        bus.ranges().collect::<Vec<_>>(),
+        vec![
+            pio(0x20, 2, "pic"),
+            pio(0x3F8, 8, "com1"),
+            mmio(u64::MAX - 0xFFF, 0x1000, "top")
+        ]
+    );
+    bus.relocate(AddressSpace::Pio, 0x20, 0x4000).unwrap();
+    bus.unregister(AddressSpace::Pio, 0x3F8);
+    assert_eq!(
+        bus.ranges().collect::<Vec<_>>(),
+        vec![pio(0x4000, 2, "pic"), mmio(u64::MAX - 0xFFF, 0x1000, "top")]
+    );
+}
