@@ -10,7 +10,18 @@ use vm_config::{VmConfig, Warning};
 use crate::workspace::file_stem_for;
 
 /// Guests built by `crates/test-guests`, usable by name as `firmware = "NAME"`.
-pub const TEST_GUESTS: &[&str] = &["selftest", "mmio", "irq", "halt", "triple-fault"];
+pub const TEST_GUESTS: &[&str] = &[
+    "selftest",
+    "mmio",
+    "irq",
+    "halt",
+    "triple-fault",
+    "hostile-cpu",
+    "hostile-io",
+    "hostile-dma",
+    "hostile-reset",
+    "hostile-events",
+];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
 pub const TEST_DISKS: &[&str] = &["bootdisk"];
