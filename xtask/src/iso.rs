@@ -20,6 +20,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-io",
     "hostile-dma",
     "hostile-reset",
+    "hostile-reset-loop",
     "hostile-events",
 ];
 
