@@ -356,7 +356,7 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(
-            e.contains("seabios, selftest, mmio, irq, halt, triple-fault"),
+            e.contains("seabios, selftest, mmio, irq, halt, triple-fault, hostile-cpu"),
             "{e}"
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");
