@@ -3,7 +3,8 @@
 //! the guest's verdict, which is what the hardware manuals give, and that
 //! Keel survived to print its final line with the VM's status.
 
-use keel_tests::{boot_vmx, check_guest_suite, check_stop};
+use keel_tests::{boot_vmx, check_guest_suite, check_stop, check_suite_report};
+use xtask::runner::Outcome;
 
 const SKYLAKE_X: &str = "corei7_skylake_x";
 
@@ -28,14 +29,6 @@ fn vmx_hostile_cpu_guest_gets_architectural_faults() {
     verdict(check_guest_suite(&o, "hostile-cpu", 50));
 }
 
-/// IDE bus-master and fw_cfg DMA outside guest RAM and without an end of
-/// table.
-#[test]
-fn vmx_hostile_dma_guest_gets_dma_errors() {
-    let (_, o) = boot_vmx("hostile-dma", SKYLAKE_X);
-    verdict(check_guest_suite(&o, "hostile-dma", 5));
-}
-
 /// 20 resets with work between them: the VM keeps running.
 #[test]
 fn vmx_hostile_reset_guest_survives_20_resets() {
@@ -50,12 +43,29 @@ fn vmx_hostile_reset_loop_guest_is_stopped() {
     verdict(check_stop(&o, &vm.config.name, "keeps resetting", 126));
 }
 
-/// NMI storms, INIT/SIPI to itself, `cli; hlt` woken by an NMI, string I/O
-/// from the firmware alias, a far JMP to a TSS; last an interrupt whose IDT
-/// is in MMIO, which Keel must stop (status 126) rather than run on.
+/// A task switch, NMI storms, INIT/SIPI to itself, `cli; hlt` woken by an
+/// NMI, string I/O from the firmware alias; last an interrupt whose IDT is
+/// in MMIO: delivered through the device (debug-exit 0, as hardware does) or
+/// the VM stopped with 126 for that reason, never by emulating the
+/// instruction at RIP, which the interrupt did not come from (finding #3).
 #[test]
 fn vmx_hostile_events_guest_is_handled_or_stopped() {
     let (vm, o) = boot_vmx("hostile-events", SKYLAKE_X);
-    verdict(keel_tests::check_suite_report(&o, "hostile-events", 5));
-    verdict(check_stop(&o, &vm.config.name, "", 126));
+    verdict(check_suite_report(&o, "hostile-events", 5));
+    verdict(idt_in_mmio_verdict(&o, &vm.config.name));
+}
+
+fn idt_in_mmio_verdict(o: &Outcome, vm: &str) -> Result<(), String> {
+    if check_stop(o, vm, "guest debug-exit with status 0", 0).is_ok() {
+        return Ok(());
+    }
+    check_stop(o, vm, "", 126)?;
+    match o.lines.iter().find(|l| l.contains("emulat")) {
+        Some(l) => Err(format!(
+            "Keel went to the instruction emulator for an interrupt through an IDT in MMIO: \
+             {l}\n{}",
+            o.report()
+        )),
+        None => Ok(()),
+    }
 }

@@ -18,7 +18,6 @@ pub const TEST_GUESTS: &[&str] = &[
     "triple-fault",
     "hostile-cpu",
     "hostile-io",
-    "hostile-dma",
     "hostile-reset",
     "hostile-reset-loop",
     "hostile-events",
