@@ -41,6 +41,18 @@ fn hostile_reset_loop_guest_is_stopped() {
     verdict(check_stop(&o, &vm.config.name, "keeps resetting", 126));
 }
 
+/// Bus-master IDE and fw_cfg DMA aimed outside RAM, at the ROM, across
+/// 4 GiB, and PRD tables without EOT over whole-image reads of the disk and
+/// the CD: the guest sees what the PIIX datasheet, SFF-8038i and fw_cfg.rst
+/// give, no byte lands outside the buffers, and the controller works
+/// afterwards. A whole-image read must still be running at the first status
+/// read after START (finding #13: Keel copied the whole image in one exit).
+#[test]
+fn hostile_dma_guest_gets_bus_master_errors_and_ram_stays_intact() {
+    let (_, o) = boot("hostile-dma");
+    verdict(check_guest_suite(&o, "hostile-dma", 61));
+}
+
 /// A task switch, NMI storms, INIT/SIPI to itself, `cli; hlt` woken by an
 /// NMI, string I/O from the firmware alias; last an interrupt whose IDT is
 /// in MMIO: delivered through the device (debug-exit 0, as hardware does) or

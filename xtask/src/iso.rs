@@ -21,10 +21,11 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-reset",
     "hostile-reset-loop",
     "hostile-events",
+    "hostile-dma",
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
-pub const TEST_DISKS: &[&str] = &["bootdisk"];
+pub const TEST_DISKS: &[&str] = &["bootdisk", "dmadisk"];
 
 /// Largest firmware image Keel maps, in bytes (docs/ARCHITECTURE.md).
 pub const FIRMWARE_MAX: u64 = 256 * 1024;
