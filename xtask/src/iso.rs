@@ -17,10 +17,16 @@ pub const TEST_GUESTS: &[&str] = &[
     "halt",
     "triple-fault",
     "mmio-idt",
+    "hostile-cpu",
+    "hostile-io",
+    "hostile-reset",
+    "hostile-reset-loop",
+    "hostile-events",
+    "hostile-dma",
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
-pub const TEST_DISKS: &[&str] = &["bootdisk"];
+pub const TEST_DISKS: &[&str] = &["bootdisk", "dmadisk"];
 
 /// Largest firmware image Keel maps, in bytes (docs/ARCHITECTURE.md).
 pub const FIRMWARE_MAX: u64 = 256 * 1024;
@@ -351,7 +357,7 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(
-            e.contains("seabios, selftest, mmio, irq, halt, triple-fault, mmio-idt"),
+            e.contains("seabios, selftest, mmio, irq, halt, triple-fault, mmio-idt, hostile-cpu"),
             "{e}"
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");
