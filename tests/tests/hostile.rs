@@ -50,7 +50,7 @@ fn hostile_reset_loop_guest_is_stopped() {
 #[test]
 fn hostile_dma_guest_gets_bus_master_errors_and_ram_stays_intact() {
     let (_, o) = boot("hostile-dma");
-    verdict(check_guest_suite(&o, "hostile-dma", 61));
+    verdict(check_guest_suite(&o, "hostile-dma", 59));
 }
 
 /// A task switch, NMI storms, INIT/SIPI to itself, `cli; hlt` woken by an

@@ -52,7 +52,7 @@ fn vmx_hostile_reset_loop_guest_is_stopped() {
 #[test]
 fn vmx_hostile_dma_guest_gets_bus_master_errors_and_ram_stays_intact() {
     let (_, o) = boot_vmx("hostile-dma", SKYLAKE_X);
-    verdict(check_guest_suite(&o, "hostile-dma", 61));
+    verdict(check_guest_suite(&o, "hostile-dma", 59));
 }
 
 /// A task switch, NMI storms, INIT/SIPI to itself, `cli; hlt` woken by an

@@ -10,10 +10,12 @@
 
 /// More resets in a row than this stop the VM (docs/ARCHITECTURE.md).
 pub const MAX_RESETS_IN_A_ROW: u32 = 16;
-/// A guest that took this many exits since the last reset made progress.
-pub const PROGRESS_EXITS: u64 = 100_000;
-/// A guest that ran this long since the last reset made progress (10 s).
-pub const PROGRESS_NS: u64 = 10_000_000_000;
+/// A guest that took this many exits since the last reset made progress:
+/// a reset loop takes a handful per boot (the reset-vector code and the
+/// reset write); firmware or a boot loader takes thousands.
+pub const PROGRESS_EXITS: u64 = 500;
+/// A guest that ran this long since the last reset made progress (1 s).
+pub const PROGRESS_NS: u64 = 1_000_000_000;
 
 /// Counts resets in a row for one VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,10 +25,12 @@
 //! - a table larger than the transfer (no EOT in a whole 64 KiB page of
 //!   descriptors): the transfer completes, ACTIVE stays set and INTERRUPT
 //!   is set; the data follow the descriptors;
-//! - a transfer of the whole disk (8 MiB: half a second at multiword DMA 2)
-//!   is still running when the guest reads the status right after START:
-//!   BMISX ACTIVE without INTERRUPT and the drive BSY or DRQ (Keel finding
-//!   #13: the whole image was copied within the exit of the START write);
+//! - a transfer of the whole disk (8 MiB) and a READ(12) of the whole disc
+//!   through such a table complete with the right data (Keel moves at most
+//!   a fixed budget per exit and goes on before later entries: finding #13,
+//!   host-tested in device-model, where the budget per call is asserted;
+//!   how far a transfer got when the guest looks is timing, not
+//!   architecture, so the guest does not assert it);
 //! - a normal READ DMA of sector 0 and READ(12) of block 0 afterwards return
 //!   the boot signature with INTERRUPT only.
 //!
@@ -401,20 +403,6 @@ bm_wait:
 2:  pop %rcx
     ret
 
-/* START, and at once: %ecx = 0x100 if the drive shows BSY or DRQ, plus the
-   BMISX ACTIVE and INTERRUPT bits. A transfer still running reads 0x101. */
-in_progress_after_go:
-    call bm_go
-    CH_IN R_ALTSTATUS
-    xor %ecx, %ecx
-    test $(ST_BSY | ST_DRQ), %al
-    jz 1f
-    mov $0x100, %ecx
-1:  call bm_status
-    and $(BMIS_ACTIVE | BMIS_INTR), %eax
-    or %eax, %ecx
-    ret
-
 /* ---------------------------------------------------------------------- */
 /* The drive on the channel at %r8. */
 
@@ -678,8 +666,7 @@ disk_tests:
     xor %ebx, %ebx
     mov $DISK_SECTORS, %ecx
     call ata_read_dma_ext
-    call in_progress_after_go
-    CHECK_EQ "disk-whole-disk-still-running-after-start", 0x101
+    call bm_go
     call bm_wait
     mov %eax, %r13d
     call drive_status
@@ -839,8 +826,7 @@ cd_tests:
     mov $CD_BLOCKS, %ecx
     call cdb_read12
     call atapi_packet
-    call in_progress_after_go
-    CHECK_EQ "cd-whole-disc-still-running-after-start", 0x101
+    call bm_go
     call bm_wait
     mov %eax, %r13d
     call drive_status
