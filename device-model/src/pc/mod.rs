@@ -457,8 +457,8 @@ impl Pc {
         // Bus-master IDE starts when the command, START and bus mastering
         // are all there, whichever write came last.
         let mut ide = self.ide.lock();
-        if ide.dma_pending() {
-            ide.run_pending_dma(memory);
+        if ide.work_pending() {
+            ide.run_pending_work(memory);
         }
     }
 
@@ -576,8 +576,8 @@ impl Pc {
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's
     /// overflow status; and moves the next piece of a bus-master or fw_cfg
-    /// DMA transfer longer than one exit's budget (`bmdma::DMA_BUDGET`,
-    /// `fw_cfg::dma::DMA_BUDGET`). Call
+    /// DMA transfer or of an IDE READ VERIFY longer than one exit's budget
+    /// (`bmdma::DMA_BUDGET`, `fw_cfg::dma::DMA_BUDGET`). Call
     /// before each entry into the guest.
     pub fn service(&mut self, memory: &mut dyn GuestMemory) {
         {
@@ -588,8 +588,8 @@ impl Pc {
         }
         {
             let mut ide = self.ide.lock();
-            if ide.dma_pending() {
-                ide.run_pending_dma(memory);
+            if ide.work_pending() {
+                ide.run_pending_work(memory);
             }
         }
         for t in &self.timers {
@@ -603,9 +603,10 @@ impl Pc {
     }
 
     /// The earliest time a device needs [`Pc::service`] again, if any: now
-    /// while a bus-master transfer has data left to move.
+    /// while a bus-master transfer has data left to move or an IDE command
+    /// is still executing.
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
-        if self.ide.lock().dma_pending() || self.fw_cfg.lock().dma_pending() {
+        if self.ide.lock().work_pending() || self.fw_cfg.lock().dma_pending() {
             return Some(self.clock.now_ns());
         }
         let timers = self

@@ -394,6 +394,28 @@ impl IdeChannel {
         true
     }
 
+    /// Whether a device still executes a command on its own (see
+    /// [`Drive::executing`]).
+    pub(crate) fn command_executing(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.drive.as_ref().is_some_and(Drive::executing))
+    }
+
+    /// Moves every executing command on by one call's budget. Returns
+    /// whether any ran.
+    pub(crate) fn continue_commands(&mut self) -> bool {
+        let mut ran = false;
+        for slot in &mut self.slots {
+            if let Some(d) = slot.drive.as_mut().filter(|d| d.executing()) {
+                d.continue_command(&mut slot.core);
+                ran = true;
+            }
+        }
+        self.update_irq();
+        ran
+    }
+
     fn update_irq(&mut self) {
         let s = &self.slots[self.selected];
         let level = s.drive.is_some() && s.core.intrq && self.control & control::NIEN == 0;

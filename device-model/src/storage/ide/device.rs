@@ -145,6 +145,21 @@ impl Drive {
         }
     }
 
+    /// Whether a command is still executing without the host's help.
+    pub fn executing(&self) -> bool {
+        match self {
+            Drive::Ata(d) => d.executing(),
+            Drive::Atapi(_) => false,
+        }
+    }
+
+    /// Moves an executing command on by one call's budget.
+    pub fn continue_command(&mut self, core: &mut DeviceCore) {
+        if let Drive::Ata(d) = self {
+            d.continue_command(core);
+        }
+    }
+
     /// The bus master failed: the command ends aborted.
     pub fn dma_aborted(&mut self, core: &mut DeviceCore) {
         match self {
