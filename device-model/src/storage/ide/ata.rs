@@ -15,11 +15,12 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec;
 
 use super::bmdma::{PrdWalker, DMA_BUDGET};
 use super::device::{DeviceCore, Dir, DmaEnd};
-use super::identify::{identify_device, to_bytes, DiskIdentity, TransferMode, MAX_MULTIPLE};
+use super::identify::{
+    identify_device, put_bytes, DiskIdentity, TransferMode, IDENTIFY_BYTES, MAX_MULTIPLE,
+};
 use super::regs::{device, error, status};
 use crate::storage::block::{BlockBackend, SECTOR_SIZE};
 use guest_log::RateLimitedLog;
@@ -295,7 +296,8 @@ impl AtaDisk {
             }
             Ata::IdentifyDevice => {
                 self.op = Op::Identify;
-                core.open_pio_in(to_bytes(&self.identify()), READY);
+                put_bytes(&self.identify(), core.data(IDENTIFY_BYTES));
+                core.open_pio_in(READY);
                 core.intrq = true;
             }
             // DEVICE RESET and the PACKET commands are for PACKET devices
@@ -396,10 +398,10 @@ impl AtaDisk {
         else {
             return;
         };
-        let mut buf = vec![0; block_bytes(left.min(per_block))];
-        match self.backend.read_sectors(lba, &mut buf) {
+        let buf = core.data(block_bytes(left.min(per_block)));
+        match self.backend.read_sectors(lba, buf) {
             Ok(()) => {
-                core.open_pio_in(buf, READY);
+                core.open_pio_in(READY);
                 core.intrq = true;
             }
             Err(e) => {
@@ -518,7 +520,6 @@ impl AtaDisk {
         else {
             return DmaEnd::Finished;
         };
-        let mut buf = vec![0; block_bytes(left.min(DMA_CHUNK))];
         while left > 0 {
             let budget = (walker.budget_left() / SECTOR_SIZE) as u32;
             let n = left.min(DMA_CHUNK).min(budget);
@@ -531,10 +532,10 @@ impl AtaDisk {
                 };
                 return DmaEnd::Paused;
             }
-            buf.truncate(block_bytes(n));
+            let buf = core.data(block_bytes(n));
             let moved = match dir {
-                Dir::In => match self.backend.read_sectors(lba, &mut buf) {
-                    Ok(()) => walker.to_guest(&buf),
+                Dir::In => match self.backend.read_sectors(lba, buf) {
+                    Ok(()) => walker.to_guest(buf),
                     Err(e) => {
                         self.io_errors
                             .log(Level::Warn, format_args!("ATA DMA read failed: {e}"));
@@ -545,9 +546,9 @@ impl AtaDisk {
                     }
                 },
                 Dir::Out => {
-                    let r = walker.from_guest(&mut buf);
+                    let r = walker.from_guest(buf);
                     if r.is_ok() {
-                        if let Err(e) = self.store(lba, &buf) {
+                        if let Err(e) = self.store(lba, buf) {
                             self.io_errors
                                 .log(Level::Warn, format_args!("ATA DMA write failed: {e}"));
                             self.op = Op::None;
@@ -612,11 +613,13 @@ impl AtaDisk {
             return;
         };
         let mut budget = VERIFY_BUDGET;
-        let mut buf = vec![0; block_bytes(left.min(DMA_CHUNK))];
         while left > 0 && budget > 0 {
             let n = left.min(DMA_CHUNK).min(budget);
-            buf.truncate(block_bytes(n));
-            if self.backend.read_sectors(lba, &mut buf).is_err() {
+            if self
+                .backend
+                .read_sectors(lba, core.data(block_bytes(n)))
+                .is_err()
+            {
                 self.op = Op::None;
                 core.tf.set_lba(lba, ext);
                 core.fail(READY, error::UNC);

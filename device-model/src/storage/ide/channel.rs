@@ -100,7 +100,10 @@ impl IdeChannel {
     /// in its power-on state.
     pub(crate) fn attach(&mut self, pos: DrivePosition, mut drive: Drive) {
         let slot = &mut self.slots[pos as usize];
-        slot.core = DeviceCore::default();
+        if slot.core.buf.capacity() == 0 {
+            slot.core = DeviceCore::new();
+        }
+        slot.core.reset();
         drive.reset(&mut slot.core);
         slot.drive = Some(drive);
         self.update_dma_capable();
@@ -112,7 +115,7 @@ impl IdeChannel {
         self.selected = 0;
         self.bm.reset();
         for slot in &mut self.slots {
-            slot.core = DeviceCore::default();
+            slot.core.reset();
             match &mut slot.drive {
                 Some(d) => d.reset(&mut slot.core),
                 None => slot.core.tf.set_signature(false),
