@@ -166,6 +166,8 @@ pub struct Pc {
     ide_bm_base: Option<u64>,
     /// The machine's reset line: one entry per device that has state to reset.
     resets: Vec<Box<dyn Fn() + Send>>,
+    /// Where PCI events are taken to be acted on, allocated once.
+    pci_events: Vec<PciEvent>,
     logs: PcLogs,
 }
 
@@ -382,6 +384,7 @@ impl Pc {
             ide,
             ide_bm_base: None,
             resets,
+            pci_events: Vec::with_capacity(crate::pci::root::EVENT_CAPACITY),
             logs: PcLogs::default(),
         };
         // Power-on state of the PCI functions (the PM block may already decode).
@@ -474,8 +477,9 @@ impl Pc {
 
     /// Moves device ranges as the PCI functions report (BARs, the PM block).
     fn apply_pci_events(&mut self) {
-        let events: Vec<PciEvent> = self.pci.lock().bus_mut().take_events();
-        for e in events {
+        let mut events = core::mem::take(&mut self.pci_events);
+        self.pci.lock().bus_mut().take_events_into(&mut events);
+        for &e in &events {
             match e.change {
                 ConfigChange::Region {
                     id: RegionId::PmIo,
@@ -510,6 +514,7 @@ impl Pc {
                 ConfigChange::PirqRoute { pirq, irq } => log::debug!("PIRQ {pirq:?} -> {irq:?}"),
             }
         }
+        self.pci_events = events;
     }
 
     fn move_ide_bus_master(&mut self, new: Option<u64>, len: u64) {
