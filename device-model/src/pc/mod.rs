@@ -478,7 +478,16 @@ impl Pc {
     /// Moves device ranges as the PCI functions report (BARs, the PM block).
     fn apply_pci_events(&mut self) {
         let mut events = core::mem::take(&mut self.pci_events);
-        self.pci.lock().bus_mut().take_events_into(&mut events);
+        let dropped = {
+            let mut pci = self.pci.lock();
+            pci.bus_mut().take_events_into(&mut events);
+            pci.bus_mut().take_dropped()
+        };
+        if dropped > 0 {
+            self.power.request(PowerRequest::Stop {
+                reason: "the PCI event queue overflowed; a BAR or PM block move was lost",
+            });
+        }
         for &e in &events {
             match e.change {
                 ConfigChange::Region {

@@ -66,6 +66,8 @@ pub struct PciBus {
     events: Vec<PciEvent>,
     /// The changes of the function being written, reused for every write.
     changes: Vec<ConfigChange>,
+    /// Events dropped because the queue was full since the last look.
+    dropped: u64,
 }
 
 impl Default for PciBus {
@@ -81,6 +83,7 @@ impl PciBus {
             slots: BTreeMap::new(),
             events: Vec::with_capacity(EVENT_CAPACITY),
             changes: Vec::with_capacity(MAX_EVENTS_PER_WRITE),
+            dropped: 0,
         }
     }
 
@@ -143,6 +146,13 @@ impl PciBus {
         self.events.clear();
     }
 
+    /// Events dropped since the last call because the queue was full; the
+    /// platform stops the VM when there are any (a dropped BAR move would
+    /// leave a device where the guest did not put it).
+    pub fn take_dropped(&mut self) -> u64 {
+        core::mem::take(&mut self.dropped)
+    }
+
     /// The events raised since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<PciEvent> {
         let mut out = Vec::with_capacity(EVENT_CAPACITY);
@@ -172,13 +182,15 @@ impl PciBus {
     }
 
     /// Queues `changes` within the queue's capacity: a guest access never
-    /// grows it. An event that does not fit is dropped (the platform drains
-    /// after every write, so this does not happen).
+    /// grows it. An event that does not fit is dropped and counted
+    /// ([`PciBus::take_dropped`]; the platform drains after every write, so
+    /// only a platform bug gets there).
     fn queue(&mut self, bdf: Bdf, changes: &[ConfigChange]) {
         for &change in changes {
             if self.events.len() < self.events.capacity() {
                 self.events.push(PciEvent { bdf, change });
             } else {
+                self.dropped += 1;
                 log::debug!("PCI {bdf}: event queue full, {change:?} dropped");
             }
         }
@@ -278,6 +290,28 @@ mod tests {
         assert!(bus.take_events().is_empty());
         bus.reset();
         assert_eq!(bus.take_events().len(), 1);
+    }
+
+    /// Issue 11: the queue never grows past the capacity it was made with;
+    /// what does not fit is counted for the platform to stop the VM.
+    #[test]
+    fn a_full_event_queue_drops_and_counts_instead_of_growing() {
+        let mut bus = PciBus::new();
+        bus.add(bdf(3, 0), "nic", dev()).unwrap();
+        bus.config_write(bdf(3, 0), 0x14, &0xC000u32.to_le_bytes());
+        // I/O decode on and off: one event each.
+        for i in 0..EVENT_CAPACITY + 10 {
+            bus.config_write(bdf(3, 0), 0x04, &[(i & 1 == 0) as u8]);
+        }
+        assert_eq!(bus.take_dropped(), 10);
+        assert_eq!(bus.take_dropped(), 0);
+        let mut out = Vec::new();
+        bus.take_events_into(&mut out);
+        assert_eq!(out.len(), EVENT_CAPACITY);
+        assert!(
+            bus.events.capacity() == EVENT_CAPACITY,
+            "the queue did not grow"
+        );
     }
 
     #[test]
