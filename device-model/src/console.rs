@@ -32,8 +32,15 @@ pub type LineOutput = Box<dyn FnMut(&str) + Send>;
 pub struct PrefixedConsole {
     name: String,
     line: Vec<u8>,
+    /// The line being rendered, with room for the prefix and every byte of
+    /// a full line escaped: allocated once, so a guest's output costs no
+    /// allocation per line.
+    text: String,
     output: LineOutput,
 }
+
+/// Characters one guest byte renders as at most (`\xNN`).
+const MAX_RENDERED_PER_BYTE: usize = 4;
 
 impl PrefixedConsole {
     /// A console for the VM named `vm_name`, handing each finished line to `output`.
@@ -41,6 +48,7 @@ impl PrefixedConsole {
         PrefixedConsole {
             name: String::from(vm_name),
             line: Vec::with_capacity(MAX_LINE_BYTES),
+            text: String::with_capacity(vm_name.len() + 3 + MAX_RENDERED_PER_BYTE * MAX_LINE_BYTES),
             output,
         }
     }
@@ -54,11 +62,11 @@ impl PrefixedConsole {
 
     /// Emits the first `len` buffered bytes as one line and keeps the rest.
     fn emit(&mut self, len: usize) {
-        let mut text = String::with_capacity(self.name.len() + 3 + len);
+        self.text.clear();
         // Writing into a String cannot fail.
-        let _ = write!(text, "[{}] ", self.name);
-        render(&self.line[..len], &mut text);
-        (self.output)(&text);
+        let _ = write!(self.text, "[{}] ", self.name);
+        render(&self.line[..len], &mut self.text);
+        (self.output)(&self.text);
         self.line.drain(..len);
     }
 

@@ -26,6 +26,11 @@ pub enum PowerRequest {
     /// or a 0 -> 1 write of port 0x92 bit 0 (fast reset). The VM loop resets
     /// the devices and the vCPU and starts again at the reset vector.
     Reset,
+    /// A device cannot go on serving the guest within its fixed bounds
+    /// (issue 11: a queue or buffer is full where dropping would show the
+    /// guest something no hardware does). The VM stops with `reason` in the
+    /// log line; Keel and the other VMs go on.
+    Stop { reason: &'static str },
 }
 
 impl fmt::Display for PowerRequest {
@@ -36,6 +41,7 @@ impl fmt::Display for PowerRequest {
             }
             PowerRequest::Reset => f.write_str("guest requested a system reset"),
             PowerRequest::AcpiPowerOff => f.write_str("guest ACPI power-off (S5)"),
+            PowerRequest::Stop { reason } => write!(f, "a device stopped the VM: {reason}"),
         }
     }
 }

@@ -38,7 +38,9 @@ pub struct PcInterruptRouter {
     ioapic: IoApic,
     lapics: Vec<LocalApic>,
     config: LapicConfig,
-    /// Messages produced while serving one call, routed before it returns.
+    /// Messages produced while serving one call, routed before it returns:
+    /// at most one per IOAPIC pin, the capacity it is created with, so
+    /// routing never allocates.
     messages: Vec<ApicMessage>,
 }
 
@@ -54,7 +56,7 @@ impl PcInterruptRouter {
             ioapic: IoApic::new(),
             lapics,
             config,
-            messages: Vec::new(),
+            messages: Vec::with_capacity(IOAPIC_PINS),
         };
         router.update_pic_output();
         router
@@ -352,26 +354,25 @@ impl PcInterruptRouter {
     /// to the local APICs it names; lowest-priority delivery picks the one
     /// with the lowest arbitration priority (ties: the lowest vCPU index).
     fn route(&mut self, source: Option<usize>, msg: &ApicMessage) {
-        let targets: Vec<usize> = self
-            .lapics
-            .iter()
-            .enumerate()
-            .filter(|&(i, lapic)| match msg.destination {
-                Destination::Field(dest) => lapic.matches(msg.dest_mode, dest),
-                Destination::SelfOnly => Some(i) == source,
-                Destination::AllIncludingSelf => true,
-                Destination::AllExcludingSelf => Some(i) != source,
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let named = |i: usize, lapic: &LocalApic| match msg.destination {
+            Destination::Field(dest) => lapic.matches(msg.dest_mode, dest),
+            Destination::SelfOnly => Some(i) == source,
+            Destination::AllIncludingSelf => true,
+            Destination::AllExcludingSelf => Some(i) != source,
+        };
         if msg.delivery == DeliveryMode::LowestPriority {
-            if let Some(&t) = targets.iter().min_by_key(|&&t| self.lapics[t].apr()) {
+            let target = (0..self.lapics.len())
+                .filter(|&i| named(i, &self.lapics[i]))
+                .min_by_key(|&i| self.lapics[i].apr());
+            if let Some(t) = target {
                 self.lapics[t].deliver(msg);
             }
             return;
         }
-        for t in targets {
-            self.lapics[t].deliver(msg);
+        for i in 0..self.lapics.len() {
+            if named(i, &self.lapics[i]) {
+                self.lapics[i].deliver(msg);
+            }
         }
     }
 }

@@ -166,6 +166,8 @@ pub struct Pc {
     ide_bm_base: Option<u64>,
     /// The machine's reset line: one entry per device that has state to reset.
     resets: Vec<Box<dyn Fn() + Send>>,
+    /// Where PCI events are taken to be acted on, allocated once.
+    pci_events: Vec<PciEvent>,
     logs: PcLogs,
 }
 
@@ -382,6 +384,7 @@ impl Pc {
             ide,
             ide_bm_base: None,
             resets,
+            pci_events: Vec::with_capacity(crate::pci::root::EVENT_CAPACITY),
             logs: PcLogs::default(),
         };
         // Power-on state of the PCI functions (the PM block may already decode).
@@ -457,8 +460,8 @@ impl Pc {
         // Bus-master IDE starts when the command, START and bus mastering
         // are all there, whichever write came last.
         let mut ide = self.ide.lock();
-        if ide.dma_pending() {
-            ide.run_pending_dma(memory);
+        if ide.work_pending() {
+            ide.run_pending_work(memory);
         }
     }
 
@@ -474,8 +477,18 @@ impl Pc {
 
     /// Moves device ranges as the PCI functions report (BARs, the PM block).
     fn apply_pci_events(&mut self) {
-        let events: Vec<PciEvent> = self.pci.lock().bus_mut().take_events();
-        for e in events {
+        let mut events = core::mem::take(&mut self.pci_events);
+        let dropped = {
+            let mut pci = self.pci.lock();
+            pci.bus_mut().take_events_into(&mut events);
+            pci.bus_mut().take_dropped()
+        };
+        if dropped > 0 {
+            self.power.request(PowerRequest::Stop {
+                reason: "the PCI event queue overflowed; a BAR or PM block move was lost",
+            });
+        }
+        for &e in &events {
             match e.change {
                 ConfigChange::Region {
                     id: RegionId::PmIo,
@@ -510,6 +523,7 @@ impl Pc {
                 ConfigChange::PirqRoute { pirq, irq } => log::debug!("PIRQ {pirq:?} -> {irq:?}"),
             }
         }
+        self.pci_events = events;
     }
 
     fn move_ide_bus_master(&mut self, new: Option<u64>, len: u64) {
@@ -576,8 +590,8 @@ impl Pc {
 
     /// Raises every interrupt that is due: timers, COM1, the PM timer's
     /// overflow status; and moves the next piece of a bus-master or fw_cfg
-    /// DMA transfer longer than one exit's budget (`bmdma::DMA_BUDGET`,
-    /// `fw_cfg::dma::DMA_BUDGET`). Call
+    /// DMA transfer or of an IDE READ VERIFY longer than one exit's budget
+    /// (`bmdma::DMA_BUDGET`, `fw_cfg::dma::DMA_BUDGET`). Call
     /// before each entry into the guest.
     pub fn service(&mut self, memory: &mut dyn GuestMemory) {
         {
@@ -588,8 +602,8 @@ impl Pc {
         }
         {
             let mut ide = self.ide.lock();
-            if ide.dma_pending() {
-                ide.run_pending_dma(memory);
+            if ide.work_pending() {
+                ide.run_pending_work(memory);
             }
         }
         for t in &self.timers {
@@ -603,9 +617,10 @@ impl Pc {
     }
 
     /// The earliest time a device needs [`Pc::service`] again, if any: now
-    /// while a bus-master transfer has data left to move.
+    /// while a bus-master transfer has data left to move or an IDE command
+    /// is still executing.
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
-        if self.ide.lock().dma_pending() || self.fw_cfg.lock().dma_pending() {
+        if self.ide.lock().work_pending() || self.fw_cfg.lock().dma_pending() {
             return Some(self.clock.now_ns());
         }
         let timers = self

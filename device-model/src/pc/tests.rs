@@ -344,3 +344,25 @@ fn a_long_ide_dma_goes_on_in_service() {
     );
     assert_eq!(f.pc.pio_read(0x1f7, 1), 0x50);
 }
+
+/// Issue 11: PCI events the bus could not queue (its capacity is fixed)
+/// stop the VM with a reason instead of leaving a BAR move undone.
+#[test]
+fn lost_pci_events_stop_the_vm() {
+    let mut f = fixture();
+    assert_eq!(f.pc.power.peek(), None);
+    {
+        let mut pci = f.pc.pci.lock();
+        let bus = pci.bus_mut();
+        bus.config_write(Piix3Ide::BDF, 0x20, &0xc001u32.to_le_bytes());
+        // I/O decode on and off: BAR4 appears and disappears each time.
+        for i in 0..crate::pci::root::EVENT_CAPACITY + 1 {
+            bus.config_write(Piix3Ide::BDF, 0x04, &[u8::from(i & 1 == 0)]);
+        }
+    }
+    f.pc.apply_pci_events();
+    assert!(matches!(
+        f.pc.power.peek(),
+        Some(PowerRequest::Stop { reason }) if reason.contains("PCI event queue")
+    ));
+}

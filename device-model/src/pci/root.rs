@@ -48,18 +48,43 @@ struct Slot {
     function: PciFunctionHandle,
 }
 
+/// Events one configuration write can raise at most: a dword write
+/// changes one BAR, four PAM bytes (eight segments), SMRAM, or four PIRQ
+/// routes.
+pub const MAX_EVENTS_PER_WRITE: usize = 16;
+
+/// Events the bus holds between two looks of the platform: the platform
+/// drains them after every write that reached the configuration ports; a
+/// reset queues at most a few per function.
+pub const EVENT_CAPACITY: usize = 64;
+
 /// Bus 0 and the events its functions raised since the platform last looked.
-#[derive(Default)]
 pub struct PciBus {
     /// Keyed by `device << 3 | function`.
     slots: BTreeMap<u8, Slot>,
+    /// Queued events; its [`EVENT_CAPACITY`] is allocated with the bus.
     events: Vec<PciEvent>,
+    /// The changes of the function being written, reused for every write.
+    changes: Vec<ConfigChange>,
+    /// Events dropped because the queue was full since the last look.
+    dropped: u64,
+}
+
+impl Default for PciBus {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PciBus {
     /// A bus with nothing plugged in.
     pub fn new() -> Self {
-        Self::default()
+        PciBus {
+            slots: BTreeMap::new(),
+            events: Vec::with_capacity(EVENT_CAPACITY),
+            changes: Vec::with_capacity(MAX_EVENTS_PER_WRITE),
+            dropped: 0,
+        }
     }
 
     /// Plugs `function` in at `bdf` (bus 0).
@@ -102,29 +127,50 @@ impl PciBus {
         if !in_one_dword(offset, data.len()) {
             return;
         }
-        let Some(s) = self.lookup(bdf) else {
+        let Some(function) = self.lookup(bdf).map(|s| s.function.clone()) else {
             return;
         };
-        let mut changes = Vec::new();
-        s.function.lock().config_write(offset, data, &mut changes);
-        self.queue(bdf, changes);
+        let mut changes = core::mem::take(&mut self.changes);
+        changes.clear();
+        function.lock().config_write(offset, data, &mut changes);
+        self.queue(bdf, &changes);
+        self.changes = changes;
+    }
+
+    /// Moves the events raised since the last call into `out` (emptied
+    /// first), oldest first. The bus keeps its queue's storage; an `out`
+    /// allocated at [`EVENT_CAPACITY`] once never grows either.
+    pub fn take_events_into(&mut self, out: &mut Vec<PciEvent>) {
+        out.clear();
+        out.extend_from_slice(&self.events);
+        self.events.clear();
+    }
+
+    /// Events dropped since the last call because the queue was full; the
+    /// platform stops the VM when there are any (a dropped BAR move would
+    /// leave a device where the guest did not put it).
+    pub fn take_dropped(&mut self) -> u64 {
+        core::mem::take(&mut self.dropped)
     }
 
     /// The events raised since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<PciEvent> {
-        core::mem::take(&mut self.events)
+        let mut out = Vec::with_capacity(EVENT_CAPACITY);
+        self.take_events_into(&mut out);
+        out
     }
 
     /// Resets every function (in address order) and queues what that changed.
     pub fn reset(&mut self) {
-        let mut all = Vec::new();
-        for (&key, s) in &self.slots {
-            let mut changes = Vec::new();
+        for key in 0..=u8::MAX {
+            let Some(s) = self.slots.get(&key) else {
+                continue;
+            };
+            let mut changes = core::mem::take(&mut self.changes);
+            changes.clear();
             s.function.lock().reset(&mut changes);
-            all.push((key, changes));
-        }
-        for (key, changes) in all {
-            self.queue(bdf_of(key), changes);
+            self.queue(bdf_of(key), &changes);
+            self.changes = changes;
         }
     }
 
@@ -135,9 +181,19 @@ impl PciBus {
         self.slots.get(&devfn(bdf))
     }
 
-    fn queue(&mut self, bdf: Bdf, changes: Vec<ConfigChange>) {
-        self.events
-            .extend(changes.into_iter().map(|change| PciEvent { bdf, change }));
+    /// Queues `changes` within the queue's capacity: a guest access never
+    /// grows it. An event that does not fit is dropped and counted
+    /// ([`PciBus::take_dropped`]; the platform drains after every write, so
+    /// only a platform bug gets there).
+    fn queue(&mut self, bdf: Bdf, changes: &[ConfigChange]) {
+        for &change in changes {
+            if self.events.len() < self.events.capacity() {
+                self.events.push(PciEvent { bdf, change });
+            } else {
+                self.dropped += 1;
+                log::debug!("PCI {bdf}: event queue full, {change:?} dropped");
+            }
+        }
     }
 }
 
@@ -234,6 +290,28 @@ mod tests {
         assert!(bus.take_events().is_empty());
         bus.reset();
         assert_eq!(bus.take_events().len(), 1);
+    }
+
+    /// Issue 11: the queue never grows past the capacity it was made with;
+    /// what does not fit is counted for the platform to stop the VM.
+    #[test]
+    fn a_full_event_queue_drops_and_counts_instead_of_growing() {
+        let mut bus = PciBus::new();
+        bus.add(bdf(3, 0), "nic", dev()).unwrap();
+        bus.config_write(bdf(3, 0), 0x14, &0xC000u32.to_le_bytes());
+        // I/O decode on and off: one event each.
+        for i in 0..EVENT_CAPACITY + 10 {
+            bus.config_write(bdf(3, 0), 0x04, &[(i & 1 == 0) as u8]);
+        }
+        assert_eq!(bus.take_dropped(), 10);
+        assert_eq!(bus.take_dropped(), 0);
+        let mut out = Vec::new();
+        bus.take_events_into(&mut out);
+        assert_eq!(out.len(), EVENT_CAPACITY);
+        assert!(
+            bus.events.capacity() == EVENT_CAPACITY,
+            "the queue did not grow"
+        );
     }
 
     #[test]

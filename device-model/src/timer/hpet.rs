@@ -293,19 +293,18 @@ impl Hpet {
     }
 
     /// Drives every level-triggered output to the OR of its active timers.
+    /// Runs on every service pass: it works on the fixed outputs in place
+    /// and allocates nothing.
     fn update_levels(&mut self) {
-        let mut want = alloc::vec![false; self.driven.len()];
-        if self.enabled() {
-            for n in 0..HPET_TIMERS {
-                let t = &self.timers[n];
-                if t.level() && t.int_enabled() && self.isr & (1 << n) != 0 {
-                    if let Some(o) = self.output(n) {
-                        want[o] = true;
-                    }
-                }
-            }
-        }
-        for (o, &level) in want.iter().enumerate() {
+        for o in 0..self.driven.len() {
+            let level = self.enabled()
+                && (0..HPET_TIMERS).any(|n| {
+                    let t = &self.timers[n];
+                    t.level()
+                        && t.int_enabled()
+                        && self.isr & (1 << n) != 0
+                        && self.output(n) == Some(o)
+                });
             if self.driven[o] != level {
                 self.driven[o] = level;
                 self.line(o).set_level(level);

@@ -27,6 +27,9 @@ pub enum StopReason {
         rip: u64,
         info: u64,
     },
+    /// A device could not go on serving the guest within its fixed bounds
+    /// (device-model's `PowerRequest::Stop`).
+    DeviceStop { reason: &'static str },
 }
 
 impl StopReason {
@@ -40,7 +43,8 @@ impl StopReason {
             StopReason::InvalidGuestState { .. }
             | StopReason::EventDeliveryThroughMmio { .. }
             | StopReason::Unexplained { .. }
-            | StopReason::Unhandled { .. } => 126,
+            | StopReason::Unhandled { .. }
+            | StopReason::DeviceStop { .. } => 126,
         }
     }
 }
@@ -77,6 +81,26 @@ impl fmt::Display for StopReason {
             StopReason::Unhandled { what, rip, info } => {
                 write!(f, "{what} at RIP {rip:#x} (info {info:#x}) is not supported")
             }
+            StopReason::DeviceStop { reason } => write!(f, "a device stopped the VM: {reason}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    /// Issue 11: a device's stop ends the VM with 126 and its reason.
+    #[test]
+    fn a_device_stop_reports_its_reason_with_status_126() {
+        let stop = StopReason::DeviceStop {
+            reason: "the PCI event queue overflowed",
+        };
+        assert_eq!(stop.exit_status(), 126);
+        assert_eq!(
+            stop.to_string(),
+            "a device stopped the VM: the PCI event queue overflowed"
+        );
     }
 }

@@ -322,6 +322,11 @@ fn run_vcpu(
     start_tsc_at_zero(vcpu, machine);
     loop {
         machine.service();
+        // A device that cannot serve the guest within its bounds (raised in
+        // a service pass) ends the VM before the guest runs again.
+        if let Some(PowerRequest::Stop { reason }) = machine.pc.power.peek() {
+            return Ok((StopReason::DeviceStop { reason }, exits));
+        }
         deliver(vcpu, machine);
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
@@ -347,6 +352,9 @@ fn run_vcpu(
                 return Ok((StopReason::DebugExit { status }, exits))
             }
             Some(PowerRequest::AcpiPowerOff) => return Ok((StopReason::PoweredOff, exits)),
+            Some(PowerRequest::Stop { reason }) => {
+                return Ok((StopReason::DeviceStop { reason }, exits))
+            }
             Some(PowerRequest::Reset) => {
                 if let Err(in_a_row) = resets.on_reset(exits, crate::clock::now_ns()) {
                     return Ok((

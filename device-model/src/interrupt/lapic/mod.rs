@@ -29,8 +29,6 @@
 pub mod timer;
 pub mod x2apic;
 
-use alloc::vec::Vec;
-
 use super::message::{ApicMessage, DeliveryMode, Destination, DestinationMode};
 use crate::clock::ClockHandle;
 use timer::{ApicTimer, TimerMode};
@@ -234,8 +232,14 @@ pub struct LocalApic {
     init_pending: bool,
     wait_for_sipi: bool,
     sipi_vector: Option<u8>,
-    outbox: Vec<LapicOutput>,
+    /// What the router has not taken yet: one register access produces at
+    /// most one output and the router takes them after every access, so a
+    /// few fixed slots suffice and nothing is allocated for a guest's IPI.
+    outbox: [Option<LapicOutput>; OUTBOX_LEN],
 }
+
+/// Slots of a local APIC's outbox.
+const OUTBOX_LEN: usize = 4;
 
 impl LocalApic {
     /// A local APIC after power-on reset, with initial APIC ID `id`; the
@@ -266,7 +270,7 @@ impl LocalApic {
             init_pending: false,
             wait_for_sipi: false,
             sipi_vector: None,
-            outbox: Vec::new(),
+            outbox: [None; OUTBOX_LEN],
         };
         apic.reset();
         apic
@@ -322,7 +326,7 @@ impl LocalApic {
         self.timer.reset();
         self.nmi_pending = false;
         self.extint_pending = false;
-        self.outbox.clear();
+        self.outbox = [None; OUTBOX_LEN];
     }
 
     /// The x2APIC logical ID: cluster (ID[31:4]) in bits 31:16, one bit for
@@ -571,7 +575,7 @@ impl LocalApic {
         if let Some(vector) = highest(&self.isr) {
             set_bit(&mut self.isr, vector, false);
             if test_bit(&self.tmr, vector) {
-                self.outbox.push(LapicOutput::EoiBroadcast(vector));
+                self.send(LapicOutput::EoiBroadcast(vector));
             }
         }
     }
@@ -596,9 +600,19 @@ impl LocalApic {
         self.sipi_vector.take()
     }
 
-    /// Messages and EOIs for the router.
-    pub fn take_outputs(&mut self) -> Vec<LapicOutput> {
-        core::mem::take(&mut self.outbox)
+    /// Messages and EOIs for the router, oldest first.
+    pub fn take_outputs(&mut self) -> impl Iterator<Item = LapicOutput> {
+        core::mem::take(&mut self.outbox).into_iter().flatten()
+    }
+
+    /// Puts `output` in the outbox; with every slot taken (a caller that
+    /// never drains it) the output is dropped, as a bus that is not listening
+    /// would lose it.
+    fn send(&mut self, output: LapicOutput) {
+        match self.outbox.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(output),
+            None => log::debug!("local APIC outbox full; {output:?} dropped"),
+        }
     }
 
     /// Whether a message's destination names this APIC (SDM 11.6.2). The
@@ -845,7 +859,7 @@ impl LocalApic {
         } else {
             DestinationMode::Physical
         };
-        self.outbox.push(LapicOutput::Ipi(ApicMessage {
+        self.send(LapicOutput::Ipi(ApicMessage {
             vector,
             delivery,
             dest_mode,

@@ -15,11 +15,12 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec;
 
-use super::bmdma::PrdWalker;
+use super::bmdma::{PrdWalker, DMA_BUDGET};
 use super::device::{DeviceCore, Dir, DmaEnd};
-use super::identify::{identify_device, to_bytes, DiskIdentity, TransferMode, MAX_MULTIPLE};
+use super::identify::{
+    identify_device, put_bytes, DiskIdentity, TransferMode, IDENTIFY_BYTES, MAX_MULTIPLE,
+};
 use super::regs::{device, error, status};
 use crate::storage::block::{BlockBackend, SECTOR_SIZE};
 use guest_log::RateLimitedLog;
@@ -105,6 +106,10 @@ impl Ata {
 const READY: u8 = status::DRDY | status::DSC;
 /// Sectors per DMA chunk moved between the backend and the descriptor walk.
 const DMA_CHUNK: u32 = 128;
+/// Sectors READ VERIFY checks per call of the platform (per VM exit): the
+/// bus master's byte budget, so a guest's choice of count (up to 65,536
+/// sectors, 32 MiB) bounds nothing but the number of calls.
+const VERIFY_BUDGET: u32 = (DMA_BUDGET / SECTOR_SIZE) as u32;
 
 /// The command in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +125,13 @@ enum Op {
     },
     Dma {
         dir: Dir,
+        lba: u64,
+        left: u32,
+        ext: bool,
+    },
+    /// READ VERIFY SECTORS (EXT) with `left` sectors from `lba` still to
+    /// check; the device is busy (BSY) until they are.
+    Verify {
         lba: u64,
         left: u32,
         ext: bool,
@@ -284,7 +296,8 @@ impl AtaDisk {
             }
             Ata::IdentifyDevice => {
                 self.op = Op::Identify;
-                core.open_pio_in(to_bytes(&self.identify()), READY);
+                put_bytes(&self.identify(), core.data(IDENTIFY_BYTES));
+                core.open_pio_in(READY);
                 core.intrq = true;
             }
             // DEVICE RESET and the PACKET commands are for PACKET devices
@@ -385,10 +398,10 @@ impl AtaDisk {
         else {
             return;
         };
-        let mut buf = vec![0; block_bytes(left.min(per_block))];
-        match self.backend.read_sectors(lba, &mut buf) {
+        let buf = core.data(block_bytes(left.min(per_block)));
+        match self.backend.read_sectors(lba, buf) {
             Ok(()) => {
-                core.open_pio_in(buf, READY);
+                core.open_pio_in(READY);
                 core.intrq = true;
             }
             Err(e) => {
@@ -457,7 +470,9 @@ impl AtaDisk {
                 }
             }
             // The last (only) block of IDENTIFY DEVICE: no interrupt after it.
-            Op::Identify | Op::None | Op::Dma { .. } => self.finish_quietly(core),
+            Op::Identify | Op::None | Op::Dma { .. } | Op::Verify { .. } => {
+                self.finish_quietly(core)
+            }
         }
     }
 
@@ -505,7 +520,6 @@ impl AtaDisk {
         else {
             return DmaEnd::Finished;
         };
-        let mut buf = vec![0; block_bytes(left.min(DMA_CHUNK))];
         while left > 0 {
             let budget = (walker.budget_left() / SECTOR_SIZE) as u32;
             let n = left.min(DMA_CHUNK).min(budget);
@@ -518,10 +532,10 @@ impl AtaDisk {
                 };
                 return DmaEnd::Paused;
             }
-            buf.truncate(block_bytes(n));
+            let buf = core.data(block_bytes(n));
             let moved = match dir {
-                Dir::In => match self.backend.read_sectors(lba, &mut buf) {
-                    Ok(()) => walker.to_guest(&buf),
+                Dir::In => match self.backend.read_sectors(lba, buf) {
+                    Ok(()) => walker.to_guest(buf),
                     Err(e) => {
                         self.io_errors
                             .log(Level::Warn, format_args!("ATA DMA read failed: {e}"));
@@ -532,9 +546,9 @@ impl AtaDisk {
                     }
                 },
                 Dir::Out => {
-                    let r = walker.from_guest(&mut buf);
+                    let r = walker.from_guest(buf);
                     if r.is_ok() {
-                        if let Err(e) = self.store(lba, &buf) {
+                        if let Err(e) = self.store(lba, buf) {
                             self.io_errors
                                 .log(Level::Warn, format_args!("ATA DMA write failed: {e}"));
                             self.op = Op::None;
@@ -562,25 +576,65 @@ impl AtaDisk {
         core.abort(READY);
     }
 
+    /// READ VERIFY SECTORS (EXT) (ATA8-ACS 7.34, 7.35): reads the sectors
+    /// without moving data, failing with UNC at the first unreadable one.
+    /// The device is busy (BSY, ATA8-APT 11.3 "Non-data command protocol")
+    /// while it checks; the first [`VERIFY_BUDGET`] sectors are checked now
+    /// and the rest on the platform's later calls of [`AtaDisk::continue_command`].
     fn verify(&mut self, core: &mut DeviceCore, ext: bool) {
         let count = Self::count(core, ext);
-        let Some(mut lba) = self.checked_range(core, ext, count) else {
+        let Some(lba) = self.checked_range(core, ext, count) else {
             return;
         };
-        let mut left = count;
-        let mut buf = vec![0; block_bytes(left.min(DMA_CHUNK))];
-        while left > 0 {
-            let n = left.min(DMA_CHUNK);
-            buf.truncate(block_bytes(n));
-            if self.backend.read_sectors(lba, &mut buf).is_err() {
+        self.op = Op::Verify {
+            lba,
+            left: count,
+            ext,
+        };
+        core.tf.status = status::BSY;
+        self.continue_command(core);
+    }
+
+    /// Whether a command is still executing without the host's help (a
+    /// READ VERIFY longer than one call's budget).
+    pub(crate) fn executing(&self) -> bool {
+        matches!(self.op, Op::Verify { .. })
+    }
+
+    /// Moves the executing command on by at most one call's budget, and
+    /// completes it (with its interrupt) when it is done.
+    pub(crate) fn continue_command(&mut self, core: &mut DeviceCore) {
+        let Op::Verify {
+            mut lba,
+            mut left,
+            ext,
+        } = self.op
+        else {
+            return;
+        };
+        let mut budget = VERIFY_BUDGET;
+        while left > 0 && budget > 0 {
+            let n = left.min(DMA_CHUNK).min(budget);
+            if self
+                .backend
+                .read_sectors(lba, core.data(block_bytes(n)))
+                .is_err()
+            {
+                self.op = Op::None;
                 core.tf.set_lba(lba, ext);
                 core.fail(READY, error::UNC);
                 return;
             }
             lba += u64::from(n);
             left -= n;
+            budget -= n;
         }
-        core.complete(READY);
+        if left == 0 {
+            self.op = Op::None;
+            core.complete(READY);
+        } else {
+            self.op = Op::Verify { lba, left, ext };
+        }
     }
 
     /// INITIALIZE DEVICE PARAMETERS (ATA/ATAPI-6 8.16): sectors per track

@@ -22,13 +22,14 @@
 //! NOTIFICATION.
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use super::ata::Ata;
 use super::bmdma::PrdWalker;
 use super::device::{DeviceCore, Dir, DmaEnd};
-use super::identify::{identify_packet_device, to_bytes, PacketIdentity, TransferMode};
+use super::identify::{
+    identify_packet_device, put_bytes, PacketIdentity, TransferMode, IDENTIFY_BYTES,
+};
 use super::mmc::{self, be16, be32, op, MediaEvent, Sense, BLOCK_SIZE};
 use super::regs::{error, reason, status};
 use crate::storage::block::{BlockBackend, BlockError, SECTOR_SIZE};
@@ -185,7 +186,8 @@ impl AtapiCdrom {
             }
             Some(Ata::IdentifyPacketDevice) => {
                 self.op = Op::Identify;
-                core.open_pio_in(to_bytes(&self.identify()), READY);
+                put_bytes(&self.identify(), core.data(IDENTIFY_BYTES));
+                core.open_pio_in(READY);
                 core.intrq = true;
             }
             // ATA8-ACS 7.16 (and ATA-4 8.27.5.2 for READ SECTORS): a PACKET
@@ -289,9 +291,10 @@ impl AtapiCdrom {
 
     /// Opens the next DRQ block of a data-in command, or completes it.
     fn next_pio_block(&mut self, core: &mut DeviceCore) {
+        let AtapiCdrom { op, medium, .. } = self;
         let Op::DataIn {
             src, left, limit, ..
-        } = &mut self.op
+        } = op
         else {
             return;
         };
@@ -308,14 +311,9 @@ impl AtapiCdrom {
         }
         let n = (*left).min(max);
         *left -= n;
-        let mut data = vec![0u8; n as usize];
-        let src = src.clone();
-        match self.fill(&src, &mut data) {
-            Ok(next) => {
-                if let Op::DataIn { src, .. } = &mut self.op {
-                    *src = next;
-                }
-                core.open_pio_in(data, READY);
+        match fill(medium, src, core.data(n as usize)) {
+            Ok(()) => {
+                core.open_pio_in(READY);
                 core.tf.set_byte_count(n as u16);
                 core.tf.count.cur = reason::IO;
                 core.intrq = true;
@@ -329,49 +327,6 @@ impl AtapiCdrom {
         }
     }
 
-    /// Fills `out` from `src`, returning the source advanced past it.
-    fn fill(&mut self, src: &Source, out: &mut [u8]) -> Result<Source, BlockError> {
-        match src {
-            Source::Buffer { data, pos } => {
-                let end = (pos + out.len()).min(data.len());
-                out[..end - pos].copy_from_slice(&data[*pos..end]);
-                Ok(Source::Buffer {
-                    data: data.clone(),
-                    pos: end,
-                })
-            }
-            Source::Image { offset } => {
-                self.read_image(*offset, out)?;
-                Ok(Source::Image {
-                    offset: offset + out.len() as u64,
-                })
-            }
-        }
-    }
-
-    /// Reads `out.len()` bytes of the disc at byte `offset`.
-    fn read_image(&mut self, offset: u64, out: &mut [u8]) -> Result<(), BlockError> {
-        let Some(m) = self.medium.as_mut() else {
-            return Err(BlockError::PastEnd {
-                image: "(no medium)".into(),
-                lba: offset / SECTOR_SIZE as u64,
-                sectors: 0,
-                capacity: 0,
-            });
-        };
-        let ss = SECTOR_SIZE as u64;
-        let first = offset / ss;
-        let skip = (offset % ss) as usize;
-        let sectors = (skip + out.len()).div_ceil(SECTOR_SIZE);
-        if skip == 0 && out.len().is_multiple_of(SECTOR_SIZE) {
-            return m.read_sectors(first, out);
-        }
-        let mut tmp = vec![0u8; sectors * SECTOR_SIZE];
-        m.read_sectors(first, &mut tmp)?;
-        out.copy_from_slice(&tmp[skip..skip + out.len()]);
-        Ok(())
-    }
-
     pub(crate) fn dma(&mut self, core: &mut DeviceCore, walker: &mut PrdWalker<'_>) -> DmaEnd {
         let Op::DataIn {
             mut src,
@@ -382,7 +337,6 @@ impl AtapiCdrom {
         else {
             return DmaEnd::Finished;
         };
-        let mut chunk = Vec::new();
         while left > 0 {
             let n = left.min(DMA_CHUNK).min(walker.budget_left() as u64) as usize;
             if n == 0 {
@@ -394,18 +348,15 @@ impl AtapiCdrom {
                 };
                 return DmaEnd::Paused;
             }
-            chunk.resize(n, 0);
-            match self.fill(&src, &mut chunk) {
-                Ok(next) => src = next,
-                Err(e) => {
-                    self.io_errors
-                        .log(Level::Warn, format_args!("CD-ROM DMA read failed: {e}"));
-                    self.sense = Sense::UNRECOVERED_READ_ERROR;
-                    self.check_condition(core);
-                    return DmaEnd::Finished;
-                }
+            let chunk = core.data(n);
+            if let Err(e) = fill(&mut self.medium, &mut src, chunk) {
+                self.io_errors
+                    .log(Level::Warn, format_args!("CD-ROM DMA read failed: {e}"));
+                self.sense = Sense::UNRECOVERED_READ_ERROR;
+                self.check_condition(core);
+                return DmaEnd::Finished;
             }
-            if let Err(f) = walker.to_guest(&chunk) {
+            if let Err(f) = walker.to_guest(chunk) {
                 return DmaEnd::Fault(f);
             }
             left -= n as u64;
@@ -560,4 +511,58 @@ impl AtapiCdrom {
         }
         Reply::Read { lba, blocks }
     }
+}
+
+/// Fills `out` from `src` and advances `src` past it.
+fn fill(
+    medium: &mut Option<Box<dyn BlockBackend>>,
+    src: &mut Source,
+    out: &mut [u8],
+) -> Result<(), BlockError> {
+    match src {
+        Source::Buffer { data, pos } => {
+            let end = (*pos + out.len()).min(data.len());
+            out[..end - *pos].copy_from_slice(&data[*pos..end]);
+            *pos = end;
+        }
+        Source::Image { offset } => {
+            read_image(medium, *offset, out)?;
+            *offset += out.len() as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Reads `out.len()` bytes of the disc at byte `offset`. A piece that does
+/// not start and end on sector boundaries (a byte count limit below one
+/// block) goes through one sector on the stack at a time.
+fn read_image(
+    medium: &mut Option<Box<dyn BlockBackend>>,
+    offset: u64,
+    out: &mut [u8],
+) -> Result<(), BlockError> {
+    let Some(m) = medium.as_mut() else {
+        return Err(BlockError::PastEnd {
+            image: "(no medium)".into(),
+            lba: offset / SECTOR_SIZE as u64,
+            sectors: 0,
+            capacity: 0,
+        });
+    };
+    let ss = SECTOR_SIZE as u64;
+    if offset.is_multiple_of(ss) && out.len().is_multiple_of(SECTOR_SIZE) {
+        return m.read_sectors(offset / ss, out);
+    }
+    let mut sector = [0u8; SECTOR_SIZE];
+    let mut at = offset;
+    let mut done = 0;
+    while done < out.len() {
+        let skip = (at % ss) as usize;
+        let n = (SECTOR_SIZE - skip).min(out.len() - done);
+        m.read_sectors(at / ss, &mut sector)?;
+        out[done..done + n].copy_from_slice(&sector[skip..skip + n]);
+        done += n;
+        at += n as u64;
+    }
+    Ok(())
 }

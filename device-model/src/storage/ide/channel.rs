@@ -100,7 +100,10 @@ impl IdeChannel {
     /// in its power-on state.
     pub(crate) fn attach(&mut self, pos: DrivePosition, mut drive: Drive) {
         let slot = &mut self.slots[pos as usize];
-        slot.core = DeviceCore::default();
+        if slot.core.buf.capacity() == 0 {
+            slot.core = DeviceCore::new();
+        }
+        slot.core.reset();
         drive.reset(&mut slot.core);
         slot.drive = Some(drive);
         self.update_dma_capable();
@@ -112,7 +115,7 @@ impl IdeChannel {
         self.selected = 0;
         self.bm.reset();
         for slot in &mut self.slots {
-            slot.core = DeviceCore::default();
+            slot.core.reset();
             match &mut slot.drive {
                 Some(d) => d.reset(&mut slot.core),
                 None => slot.core.tf.set_signature(false),
@@ -392,6 +395,28 @@ impl IdeChannel {
         }
         self.update_irq();
         true
+    }
+
+    /// Whether a device still executes a command on its own (see
+    /// [`Drive::executing`]).
+    pub(crate) fn command_executing(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.drive.as_ref().is_some_and(Drive::executing))
+    }
+
+    /// Moves every executing command on by one call's budget. Returns
+    /// whether any ran.
+    pub(crate) fn continue_commands(&mut self) -> bool {
+        let mut ran = false;
+        for slot in &mut self.slots {
+            if let Some(d) = slot.drive.as_mut().filter(|d| d.executing()) {
+                d.continue_command(&mut slot.core);
+                ran = true;
+            }
+        }
+        self.update_irq();
+        ran
     }
 
     fn update_irq(&mut self) {

@@ -21,13 +21,21 @@ pub enum Dir {
     Out,
 }
 
+/// Bytes of a device's data buffer: the largest DRQ block (an ATAPI byte
+/// count limit of FFFEh) and the largest piece a DMA transfer or READ
+/// VERIFY moves between the backend and guest memory at a time (64 KiB).
+pub const DATA_BUF_BYTES: usize = 64 * 1024;
+
 /// The state every device keeps, independent of its command set.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceCore {
     pub tf: TaskFile,
     /// The device wants to interrupt (INTRQ is driven while selected and nIEN clear).
     pub intrq: bool,
-    /// The current DRQ data block.
+    /// The current DRQ data block, or the bounce buffer of a DMA transfer.
+    /// Its [`DATA_BUF_BYTES`] are allocated once, when a drive is plugged
+    /// in; no guest command grows it (issue 11: no allocation in response
+    /// to a guest access).
     pub buf: Vec<u8>,
     /// Next byte of `buf` the host moves.
     pub pos: usize,
@@ -38,18 +46,45 @@ pub struct DeviceCore {
 }
 
 impl DeviceCore {
-    /// Opens a DRQ block of `len` bytes the host will write.
-    pub fn open_pio_out(&mut self, len: usize, ready: u8) {
+    /// The state of a device just plugged in, with its data buffer.
+    pub fn new() -> Self {
+        DeviceCore {
+            buf: Vec::with_capacity(DATA_BUF_BYTES),
+            ..DeviceCore::default()
+        }
+    }
+
+    /// Back to the power-on state, keeping the data buffer.
+    pub fn reset(&mut self) {
+        let mut buf = core::mem::take(&mut self.buf);
+        buf.clear();
+        *self = DeviceCore {
+            buf,
+            ..DeviceCore::default()
+        };
+    }
+
+    /// The first `len` bytes of the data buffer, zeroed, for the device to
+    /// fill: at most the buffer's capacity, so this never allocates (a
+    /// device that asks for more than [`DATA_BUF_BYTES`] gets less).
+    pub fn data(&mut self, len: usize) -> &mut [u8] {
+        let len = len.min(self.buf.capacity());
         self.buf.clear();
         self.buf.resize(len, 0);
+        &mut self.buf
+    }
+
+    /// Opens a DRQ block of `len` bytes the host will write.
+    pub fn open_pio_out(&mut self, len: usize, ready: u8) {
+        self.data(len);
         self.pos = 0;
         self.pio = Some(Dir::Out);
         self.tf.status = ready | status::DRQ;
     }
 
-    /// Opens a DRQ block holding `data` for the host to read.
-    pub fn open_pio_in(&mut self, data: Vec<u8>, ready: u8) {
-        self.buf = data;
+    /// Opens a DRQ block for the host to read: the bytes the last
+    /// [`DeviceCore::data`] handed out.
+    pub fn open_pio_in(&mut self, ready: u8) {
         self.pos = 0;
         self.pio = Some(Dir::In);
         self.tf.status = ready | status::DRQ;
@@ -66,7 +101,7 @@ impl DeviceCore {
     pub fn end_transfer(&mut self) {
         self.pio = None;
         self.dma = None;
-        self.buf = Vec::new();
+        self.buf.clear();
         self.pos = 0;
     }
 
@@ -142,6 +177,21 @@ impl Drive {
         match self {
             Drive::Ata(d) => d.dma(core, walker),
             Drive::Atapi(d) => d.dma(core, walker),
+        }
+    }
+
+    /// Whether a command is still executing without the host's help.
+    pub fn executing(&self) -> bool {
+        match self {
+            Drive::Ata(d) => d.executing(),
+            Drive::Atapi(_) => false,
+        }
+    }
+
+    /// Moves an executing command on by one call's budget.
+    pub fn continue_command(&mut self, core: &mut DeviceCore) {
+        if let Drive::Ata(d) = self {
+            d.continue_command(core);
         }
     }
 

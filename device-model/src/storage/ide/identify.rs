@@ -3,8 +3,6 @@
 //! characters of each word swapped, word 255 the integrity word (signature
 //! `A5h` in bits 7:0, and bits 15:8 chosen so the 512 bytes sum to 0 mod 256).
 
-use alloc::vec::Vec;
-
 /// The transfer mode SET FEATURES (subcommand 03h) selected (ATA8-ACS 7.48.11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferMode {
@@ -201,7 +199,13 @@ fn seal(w: &mut [u16; 256]) {
     w[255] |= u16::from(sum.wrapping_neg()) << 8;
 }
 
-/// The 512 bytes a host reads from the data register.
-pub fn to_bytes(w: &[u16; 256]) -> Vec<u8> {
-    w.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// Bytes of IDENTIFY (PACKET) DEVICE data.
+pub const IDENTIFY_BYTES: usize = 512;
+
+/// Writes the 512 bytes a host reads from the data register into `out`
+/// (as many as fit).
+pub fn put_bytes(w: &[u16; 256], out: &mut [u8]) {
+    for (o, v) in out.chunks_exact_mut(2).zip(w) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
 }

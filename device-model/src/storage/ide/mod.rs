@@ -23,7 +23,7 @@
 //! for (base, len, name) in Piix3Ide::LEGACY_RANGES { bus.register_pio(base, len, name, ide.clone())?; }
 //! // ConfigChange::Region { id: RegionId::Bar(4), .. } from 00:01.1 moves the 16-byte bus-master block.
 //! // After every port write that reached the device, and before every entry
-//! // while dma_pending(): ide.lock().run_pending_dma(&mut guest_ram);
+//! // while work_pending(): ide.lock().run_pending_work(&mut guest_ram);
 //! ```
 //!
 //! # DMA ordering
@@ -60,6 +60,10 @@
 //!   smaller than the transfer"); Keel ends the command at once instead,
 //!   which every driver handles as the same failed transfer, minus the
 //!   timeout.
+//!
+//! READ VERIFY SECTORS (EXT) moves no data but reads up to 65,536 sectors;
+//! it too checks at most the bus master's budget per call
+//! ([`Piix3Ide::run_pending_work`]), with BSY set until the last sector.
 //!
 //! The direction bit (RWCON) does not steer the transfer: the device's
 //! command decides which way the data go, as QEMU does too.

@@ -153,6 +153,25 @@ impl Piix3Ide {
         ran
     }
 
+    /// Whether the platform has work to hand this function on its next
+    /// call: a ready DMA transfer, or a command a device still executes on
+    /// its own (a long READ VERIFY).
+    pub fn work_pending(&self) -> bool {
+        self.dma_pending() || self.channels.iter().any(IdeChannel::command_executing)
+    }
+
+    /// Runs every ready DMA transfer and moves every executing command on,
+    /// each by at most one call's budget. The platform calls this after
+    /// each port write that reached this device and before each entry into
+    /// the guest while [`Piix3Ide::work_pending`]. Returns whether anything ran.
+    pub fn run_pending_work(&mut self, mem: &mut dyn GuestMemory) -> bool {
+        let mut ran = self.run_pending_dma(mem);
+        for ch in &mut self.channels {
+            ran |= ch.continue_commands();
+        }
+        ran
+    }
+
     fn bus_master_enabled(&self) -> bool {
         self.cs.command() & command::BUS_MASTER != 0
     }
