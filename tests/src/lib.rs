@@ -121,6 +121,29 @@ pub fn check_stop(o: &Outcome, vm: &str, reason: &str, status: u8) -> Result<(),
     Ok(())
 }
 
+/// The halt guest's stop: 123, and the stop line names the RIP of its HLT,
+/// which the guest printed (`halt: hlt at IP 0x...`) before halting.
+pub fn check_halted_at_guest_hlt(o: &Outcome, vm: &str) -> Result<(), String> {
+    check_stop(o, vm, "halted", 123)?;
+    let marker = format!("[{vm}] halt: hlt at IP ");
+    let Some(ip) = o
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix(marker.as_str()))
+        .and_then(|hex| u64::from_str_radix(hex.trim().trim_start_matches("0x"), 16).ok())
+    else {
+        return fail(o, format!("no line \"{marker}0x...\" from the guest"));
+    };
+    let at = format!("at RIP {ip:#x};");
+    if !o.stop_lines().any(|l| l.contains(&at)) {
+        return fail(
+            o,
+            format!("the stop line does not name the HLT's RIP ({at})"),
+        );
+    }
+    Ok(())
+}
+
 /// A test guest's verdict (selftest, mmio, ...): its report (see
 /// [`check_suite_report`]), then a debug-exit with status 0.
 pub fn check_guest_suite(o: &Outcome, vm: &str, min_passed: u32) -> Result<(), String> {

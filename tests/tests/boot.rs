@@ -1,7 +1,7 @@
 //! Keel under QEMU TCG with SVM, one test per VM config in tests/vms; the
 //! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
 
-use keel_tests::{boot, check_guest_suite, check_stop};
+use keel_tests::{boot, check_guest_suite, check_halted_at_guest_hlt, check_stop};
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -33,7 +33,7 @@ fn irq_guest_passes_every_check() {
 #[test]
 fn halt_guest_stops_with_123() {
     let (vm, o) = boot("halt");
-    verdict(check_stop(&o, &vm.config.name, "halted", 123));
+    verdict(check_halted_at_guest_hlt(&o, &vm.config.name));
 }
 
 /// Issue 11, finding #3: a fault while delivering an event (the IDT in MMIO)

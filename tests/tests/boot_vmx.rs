@@ -2,7 +2,7 @@
 //! tests/boot.rs (SVM under QEMU), on `corei7_skylake_x`, and the self-test
 //! once more on an older model, `corei7_haswell_4770`.
 
-use keel_tests::{boot_vmx, check_guest_suite, check_stop};
+use keel_tests::{boot_vmx, check_guest_suite, check_halted_at_guest_hlt, check_stop};
 
 const SKYLAKE_X: &str = "corei7_skylake_x";
 const HASWELL: &str = "corei7_haswell_4770";
@@ -34,7 +34,7 @@ fn vmx_irq_guest_passes_every_check() {
 #[test]
 fn vmx_halt_guest_stops_with_123() {
     let (vm, o) = boot_vmx("halt", SKYLAKE_X);
-    verdict(check_stop(&o, &vm.config.name, "halted", 123));
+    verdict(check_halted_at_guest_hlt(&o, &vm.config.name));
 }
 
 /// Issue 11, finding #3: a fault while delivering an event (the IDT in MMIO)

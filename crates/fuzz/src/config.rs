@@ -25,7 +25,7 @@ fn corpus() -> &'static [Vec<u8>] {
 }
 
 /// Every key and value form, so mutations reach every branch of the parser.
-const EVERY_KEY: &[u8] = b"name = 'vm'\nmemory = 0x40 # MiB\nvcpus = 2; keel_testdev = 1\n\
+const EVERY_KEY: &[u8] = b"name = 'vm'\nmemory = 0x40 # MiB\nvcpus = 1; keel_testdev = 1\n\
 firmware = \"seabios\"\nkernel = 'vmlinuz'\nramdisk = 'initrd'\ncmdline = 'a\\tb\\x41\\101'\n\
 disk = [ 'a.img,raw,hda,rw', 'phy:virtio0,hdb,w',\n  'target=c.iso,vdev=hdc,devtype=cdrom,access=r', \
 'file:d.img,hdd,r', ]\nvif = [ 'bridge=br0' ]\non_crash = 'destroy'\n";

@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | `name` | string | required | the VM's name in logs; printable ASCII, 1-64 chars |
 //! | `memory` | number | 128 | guest RAM in MiB, 2 to 1048576 (1 TiB) |
-//! | `vcpus` | number | 1 | number of vCPUs, at least 1 |
+//! | `vcpus` | number | 1 | number of vCPUs: 1, the only count this Keel runs ([`MAX_VCPUS`]) |
 //! | `firmware` | string | none | the guest image the VM starts from (reset vector) |
 //! | `kernel` | string | none | a kernel for direct boot (with the BIOS shim) |
 //! | `ramdisk` | string | none | an initial ramdisk for `kernel` |
@@ -51,6 +51,8 @@ pub const DEFAULT_MEMORY_MIB: u32 = 128;
 pub const MIN_MEMORY_MIB: u32 = 2;
 /// Largest accepted `memory`, in MiB (1 TiB).
 pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
+/// The most vCPUs a VM may have: Keel runs one vCPU per VM today.
+pub const MAX_VCPUS: u32 = 1;
 /// Longest accepted `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -293,8 +295,12 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                 if n == 0 {
                     return Err(s.error("a VM needs at least 1 vCPU"));
                 }
-                config.vcpus = u32::try_from(n)
-                    .map_err(|_| s.error("that is more vCPUs than Keel can count"))?;
+                if n > u64::from(MAX_VCPUS) {
+                    return Err(s.error(&format!(
+                        "this Keel runs {MAX_VCPUS} vCPU per VM; SMP guests are not supported yet"
+                    )));
+                }
+                config.vcpus = n as u32;
             }
             "keel_testdev" => {
                 config.test_device = match number(s, "0 or 1")? {

@@ -336,8 +336,10 @@ fn run_vcpu(
         // TPR, and a CR8 write the guest made without exiting reaches the APIC.
         let tpr = Platform::cr8(machine, vcpu.vcpu_id()) as u8;
         vcpu.set_virtual_tpr(tpr);
-        let rip = vcpu.rip();
         let exit = vcpu.run();
+        // Where the guest was when it exited, before the handler moves RIP
+        // on: the HLT or reset write a stop message names.
+        let rip = vcpu.rip();
         crate::arch::lapic::take_pending_interrupts();
         if let Some(t) = vcpu.virtual_tpr().filter(|&t| t != tpr) {
             Platform::set_cr8(machine, vcpu.vcpu_id(), u64::from(t));
