@@ -2,8 +2,8 @@
 
 use guest_memory::{GuestMemory, GuestRam};
 use vmm_core::exit::{
-    handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, IoDirection, IoExit, MsrOutcome,
-    MsrPolicy, Platform, StringIo, VmPolicy,
+    handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, CrOperand, IoDirection, IoExit,
+    MsrOutcome, MsrPolicy, Platform, StringIo, VmPolicy,
 };
 use vmm_core::vcpu::fake::FakeVcpu;
 use vmm_core::{Event, ExitAction, Gpr, Segment, VmExit};
@@ -376,7 +376,12 @@ fn random_exit(rng: &mut Rng) -> VmExit {
                 _ => [0, 2, 3, 4, 8][rng.below(5) as usize],
             },
             write: rng.below(2) == 0,
-            gpr: (rng.below(8) != 0).then(|| Gpr::from_index(rng.below(16) as usize)),
+            operand: match rng.below(8) {
+                0 => CrOperand::Undecoded,
+                1 => CrOperand::Clts,
+                2 => CrOperand::Lmsw(rng.below(0x1_0000) as u16),
+                _ => CrOperand::Gpr(Gpr::from_index(rng.below(16) as usize)),
+            },
             len,
         }),
         13 => match rng.below(3) {

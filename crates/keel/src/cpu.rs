@@ -14,6 +14,7 @@ const MSR_IA32_FEATURE_CONTROL: u32 = 0x3a;
 #[derive(Debug, Clone, Copy)]
 pub struct SvmCaps {
     pub nrip_save: bool,
+    pub decode_assists: bool,
     pub huge_pages: bool,
 }
 
@@ -100,6 +101,7 @@ pub fn detect() -> Result<Backend, Unavailable> {
         let huge_pages = cpuid_count(0x8000_0001, 0).edx & (1 << 26) != 0;
         return Ok(Backend::Svm(SvmCaps {
             nrip_save: features & (1 << 3) != 0,
+            decode_assists: features & (1 << 7) != 0,
             huge_pages,
         }));
     }

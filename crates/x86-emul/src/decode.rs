@@ -27,8 +27,13 @@ pub(crate) struct Decoded {
     pub bytes: [u8; MAX_INSN_LEN],
 }
 
-fn try_decode(bitness: u32, ip: u64, bytes: &[u8]) -> Result<Instruction, DecoderError> {
-    let mut d = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
+fn try_decode(
+    bitness: u32,
+    ip: u64,
+    bytes: &[u8],
+    options: u32,
+) -> Result<Instruction, DecoderError> {
+    let mut d = Decoder::with_ip(bitness, bytes, ip, options);
     let insn = d.decode();
     match d.last_error() {
         DecoderError::None => Ok(insn),
@@ -40,6 +45,16 @@ fn try_decode(bitness: u32, ip: u64, bytes: &[u8]) -> Result<Instruction, Decode
 pub(crate) fn fetch_decode<C: Cpu, M: Memory>(
     ctx: &mut Ctx<'_, C, M>,
     fetch: Fetch<'_>,
+) -> Result<Decoded, Error> {
+    fetch_decode_with(ctx, fetch, DecoderOptions::NONE)
+}
+
+/// [`fetch_decode`] with iced-x86 decoder `options` (`DecoderOptions::AMD` for
+/// encodings only AMD processors accept).
+pub(crate) fn fetch_decode_with<C: Cpu, M: Memory>(
+    ctx: &mut Ctx<'_, C, M>,
+    fetch: Fetch<'_>,
+    options: u32,
 ) -> Result<Decoded, Error> {
     let cs = ctx.cpu.segment(Sreg::Cs);
     let bitness = ctx.mode.code_bits(&cs);
@@ -56,7 +71,7 @@ pub(crate) fn fetch_decode<C: Cpu, M: Memory>(
     }
     loop {
         if have > 0 {
-            match try_decode(bitness, rip, &bytes[..have]) {
+            match try_decode(bitness, rip, &bytes[..have], options) {
                 Ok(insn) => return Ok(Decoded { insn, bytes }),
                 Err(DecoderError::NoMoreBytes) if have < MAX_INSN_LEN => {}
                 Err(_) => return Err(Exception::InvalidOpcode.into()),

@@ -20,6 +20,7 @@ extern crate std;
 
 mod access;
 pub mod cpu;
+mod cr_write;
 mod decode;
 mod error;
 mod flags;
@@ -38,6 +39,7 @@ mod host_diff;
 mod testutil;
 
 pub use cpu::{ControlRegs, Cpu, Gpr, Mode, Segment, Sreg};
+pub use cr_write::{decode_cr_write, CrWrite};
 pub use decode::{Fetch, MAX_INSN_LEN};
 pub use error::{Error, Exception, Outcome};
 pub use memory::{Memory, PhysError, PhysMemory};

@@ -12,7 +12,7 @@
 
 use super::{ExitAction, Platform, StopReason};
 use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
-use x86_emul::{ControlRegs, Error, Exception, Fetch, Limits, Outcome, PhysError};
+use x86_emul::{ControlRegs, CrWrite, Error, Exception, Fetch, Limits, Outcome, PhysError};
 
 /// Physical-address width the guest's page tables are checked against
 /// (reserved bits above it raise #PF with RSVD). Keel's guests see at most
@@ -182,6 +182,19 @@ pub(super) fn instruction_length(
         Ok(len) => Ok(len),
         Err(e) => Err(outcome(Err(e), "an instruction exit", rip, vcpu)),
     }
+}
+
+/// What the instruction at CS:RIP writes to a control register, and its
+/// length, for a CR write exit that did not name its operand
+/// ([`super::CrOperand::Undecoded`]). `Err` is what the handler does instead
+/// (an exception reading LMSW's memory operand, or a stop).
+pub(super) fn cr_write_at_rip(
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+) -> Result<(CrWrite, u8), ExitAction> {
+    let rip = vcpu.rip();
+    x86_emul::decode_cr_write(&mut EmulatedCpu(vcpu), &mut EmulatedMemory(platform))
+        .map_err(|e| outcome(Err(e), "a control-register write exit", rip, vcpu))
 }
 
 fn run(

@@ -2,12 +2,13 @@
 
 use super::cpuid::CpuidPolicy;
 use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
-use super::emulate::{emulate_mmio, instruction_length, UnexplainedFaults};
+use super::emulate::{cr_write_at_rip, emulate_mmio, instruction_length, UnexplainedFaults};
 use super::io::handle_io;
 use super::msr::{MsrOutcome, MsrPolicy};
-use super::{AccessKind, ExitAction, StopReason, VmExit, UNKNOWN_LENGTH};
+use super::{AccessKind, CrAccess, CrOperand, ExitAction, StopReason, VmExit, UNKNOWN_LENGTH};
 use crate::vcpu::{CpuMode, Event, Gpr, VcpuState};
 use guest_memory::GuestMemory;
+use x86_emul::CrWrite;
 
 /// What the exit layer needs from the emulated platform.
 pub trait Platform {
@@ -93,6 +94,100 @@ fn cr_context(vcpu: &impl VcpuState, cpuid: &CpuidPolicy) -> CrContext {
     }
 }
 
+/// The operand of a write to control register `cr` whose exit did not name
+/// it, from the instruction at CS:RIP, with the instruction's length. MOV CRn
+/// must write `cr`, CLTS and LMSW CR0 (APM Vol 2 15.9); anything else (the
+/// code changed under the exit) stops the VM.
+fn decode_cr_write(
+    cr: u8,
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+) -> Result<(CrOperand, u8), ExitAction> {
+    let (write, len) = cr_write_at_rip(vcpu, platform)?;
+    let (writes, operand) = match write {
+        CrWrite::Mov { cr, gpr } => (cr, CrOperand::Gpr(gpr)),
+        CrWrite::Clts => (0, CrOperand::Clts),
+        CrWrite::Lmsw(source) => (0, CrOperand::Lmsw(source)),
+    };
+    if writes != cr {
+        return Err(ExitAction::Stop(StopReason::Unhandled {
+            what:
+                "control-register write exit for an instruction that does not write that register",
+            rip: vcpu.rip(),
+            info: u64::from(cr),
+        }));
+    }
+    Ok((operand, len))
+}
+
+// CR0 bits CLTS and LMSW change (SDM Vol 2A CLTS, LMSW).
+const CR0_PE: u64 = 1 << 0;
+const CR0_TS: u64 = 1 << 3;
+/// LMSW loads PE, MP, EM and TS.
+const CR0_LMSW_BITS: u64 = 0xf;
+
+/// A MOV to or from CRn, CLTS or LMSW. A write is checked by [`mov_to_cr`]:
+/// an illegal value raises #GP(0) with RIP unchanged, a legal one is loaded
+/// and RIP moves past the instruction.
+fn cr_access(
+    cr: &CrAccess,
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+    policy: &mut VmPolicy,
+) -> ExitAction {
+    let rip = vcpu.rip();
+    let stop = |what| {
+        ExitAction::Stop(StopReason::Unhandled {
+            what,
+            rip,
+            info: u64::from(cr.cr),
+        })
+    };
+    if !cr.write {
+        let CrOperand::Gpr(gpr) = cr.operand else {
+            return stop("control-register access without decoded operand");
+        };
+        let value = match cr.cr {
+            0 => vcpu.cr0(),
+            3 => vcpu.cr3(),
+            4 => vcpu.cr4(),
+            8 => platform.cr8(vcpu.vcpu_id()),
+            _ => return stop("read of an intercepted control register"),
+        };
+        vcpu.set_gpr(gpr, value);
+        vcpu.skip_instruction(cr.len);
+        return ExitAction::Resume;
+    }
+    let value = match cr.operand {
+        CrOperand::Gpr(gpr) => vcpu.gpr(gpr),
+        CrOperand::Clts if cr.cr == 0 => vcpu.cr0() & !CR0_TS,
+        // PE can be set but not cleared.
+        CrOperand::Lmsw(source) if cr.cr == 0 => {
+            let cr0 = vcpu.cr0();
+            (cr0 & !CR0_LMSW_BITS) | (u64::from(source) & CR0_LMSW_BITS) | (cr0 & CR0_PE)
+        }
+        _ => return stop("control-register access without decoded operand"),
+    };
+    if cr.cr == 8 {
+        if value >> 4 != 0 {
+            vcpu.inject(Event::GP0);
+            return ExitAction::Resume;
+        }
+        platform.set_cr8(vcpu.vcpu_id(), value);
+    } else {
+        let ctx = cr_context(vcpu, &policy.cpuid);
+        match mov_to_cr(cr.cr, value, &ctx) {
+            Ok(value) => vcpu.set_cr(cr.cr, value),
+            Err(GeneralProtection) => {
+                vcpu.inject(Event::GP0);
+                return ExitAction::Resume;
+            }
+        }
+    }
+    vcpu.skip_instruction(cr.len);
+    ExitAction::Resume
+}
+
 fn low32(v: u64) -> u64 {
     v & 0xffff_ffff
 }
@@ -105,6 +200,14 @@ pub fn handle_exit(
     policy: &mut VmPolicy,
 ) -> ExitAction {
     let mut exit = *exit;
+    if let VmExit::CrAccess(ref mut cr) = exit {
+        if cr.write && cr.operand == CrOperand::Undecoded {
+            match decode_cr_write(cr.cr, vcpu, platform) {
+                Ok((operand, len)) => (cr.operand, cr.len) = (operand, len),
+                Err(action) => return action,
+            }
+        }
+    }
     if let Some(len) = exit.instruction_len_mut().filter(|l| **l == UNKNOWN_LENGTH) {
         match instruction_length(vcpu, platform) {
             Ok(n) => *len = n,
@@ -164,52 +267,7 @@ pub fn handle_exit(
             vcpu.skip_instruction(len);
             ExitAction::Halt
         }
-        VmExit::CrAccess(cr) => {
-            let Some(gpr) = cr.gpr else {
-                return ExitAction::Stop(StopReason::Unhandled {
-                    what: "control-register access without decoded operand",
-                    rip: vcpu.rip(),
-                    info: u64::from(cr.cr),
-                });
-            };
-            if cr.cr == 8 {
-                if cr.write {
-                    let value = vcpu.gpr(gpr);
-                    if value >> 4 != 0 {
-                        vcpu.inject(Event::GP0);
-                        return ExitAction::Resume;
-                    }
-                    platform.set_cr8(vcpu.vcpu_id(), value);
-                } else {
-                    vcpu.set_gpr(gpr, platform.cr8(vcpu.vcpu_id()));
-                }
-            } else if cr.write {
-                let ctx = cr_context(vcpu, &policy.cpuid);
-                match mov_to_cr(cr.cr, vcpu.gpr(gpr), &ctx) {
-                    Ok(value) => vcpu.set_cr(cr.cr, value),
-                    Err(GeneralProtection) => {
-                        vcpu.inject(Event::GP0);
-                        return ExitAction::Resume;
-                    }
-                }
-            } else {
-                let value = match cr.cr {
-                    0 => vcpu.cr0(),
-                    3 => vcpu.cr3(),
-                    4 => vcpu.cr4(),
-                    _ => {
-                        return ExitAction::Stop(StopReason::Unhandled {
-                            what: "read of an intercepted control register",
-                            rip: vcpu.rip(),
-                            info: u64::from(cr.cr),
-                        })
-                    }
-                };
-                vcpu.set_gpr(gpr, value);
-            }
-            vcpu.skip_instruction(cr.len);
-            ExitAction::Resume
-        }
+        VmExit::CrAccess(ref cr) => cr_access(cr, vcpu, platform, policy),
         // Guest memory is always coherent for Keel: both are no-ops. INVD must
         // not discard anything, so it is treated as WBINVD (as hypervisors do).
         VmExit::Invd { len } | VmExit::Wbinvd { len } => {
@@ -297,7 +355,7 @@ pub fn handle_exit(
 mod tests {
     use super::*;
     use crate::exit::{
-        CpuidResult, CrAccess, IoDirection, IoExit, StringIo, MAX_UNEXPLAINED_FAULTS,
+        CpuidResult, CrAccess, CrOperand, IoDirection, IoExit, StringIo, MAX_UNEXPLAINED_FAULTS,
     };
     use crate::vcpu::tests::FakeVcpu;
     use guest_memory::GuestRam;
@@ -793,7 +851,7 @@ mod tests {
         let w = CrAccess {
             cr: 8,
             write: true,
-            gpr: Some(Gpr::Rax),
+            operand: CrOperand::Gpr(Gpr::Rax),
             len: unknown,
         };
         handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
@@ -953,7 +1011,7 @@ mod tests {
         let w = CrAccess {
             cr: 8,
             write: true,
-            gpr: Some(Gpr::R10),
+            operand: CrOperand::Gpr(Gpr::R10),
             len: 4,
         };
         handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
@@ -961,7 +1019,7 @@ mod tests {
         let r = CrAccess {
             cr: 8,
             write: false,
-            gpr: Some(Gpr::Rax),
+            operand: CrOperand::Gpr(Gpr::Rax),
             len: 4,
         };
         handle_exit(&VmExit::CrAccess(r), &mut v, &mut p, &mut pol);
@@ -980,7 +1038,7 @@ mod tests {
         let w = CrAccess {
             cr: 4,
             write: true,
-            gpr: Some(Gpr::Rbx),
+            operand: CrOperand::Gpr(Gpr::Rbx),
             len: 3,
         };
         handle_exit(&VmExit::CrAccess(w), &mut v, &mut p, &mut pol);
@@ -988,21 +1046,120 @@ mod tests {
         let r = CrAccess {
             cr: 0,
             write: false,
-            gpr: Some(Gpr::R9),
+            operand: CrOperand::Gpr(Gpr::R9),
             len: 3,
         };
         handle_exit(&VmExit::CrAccess(r), &mut v, &mut p, &mut pol);
         assert_eq!(v.gprs[Gpr::R9 as usize], v.cr0);
         let unknown = CrAccess {
             cr: 0,
-            write: true,
-            gpr: None,
+            write: false,
+            operand: CrOperand::Undecoded,
             len: 3,
         };
         assert!(matches!(
             handle_exit(&VmExit::CrAccess(unknown), &mut v, &mut p, &mut pol),
             ExitAction::Stop(StopReason::Unhandled { .. })
         ));
+    }
+
+    /// An SVM CR0/CR4 write exit without decode assists names no operand:
+    /// the instruction at CS:RIP is decoded (MOV CRn, CLTS, LMSW) and its
+    /// value checked as for a named register.
+    #[test]
+    fn undecoded_cr_writes_are_decoded_at_rip() {
+        let (mut v, mut p) = (FakeVcpu::real_mode(), FakePlatform::new());
+        let write = |cr: u8| {
+            VmExit::CrAccess(CrAccess {
+                cr,
+                write: true,
+                operand: CrOperand::Undecoded,
+                len: UNKNOWN_LENGTH,
+            })
+        };
+        let run = |v: &mut FakeVcpu, p: &mut FakePlatform, code: &[u8], cr: u8| {
+            v.rip = 0x1000;
+            p.ram.write(0x1000, code).unwrap();
+            handle_exit(&write(cr), v, p, &mut policy())
+        };
+        // mov cr0, eax: PG without PE is #GP(0), nothing written, RIP stays.
+        v.cr0 = 0x10;
+        v.gprs[Gpr::Rax as usize] = 0x8000_0010;
+        assert_eq!(
+            run(&mut v, &mut p, &[0x0f, 0x22, 0xc0], 0),
+            ExitAction::Resume
+        );
+        assert_eq!(v.injected, [Event::GP0]);
+        assert_eq!((v.cr0, v.rip), (0x10, 0x1000));
+        // A legal value is loaded and RIP moves past the instruction.
+        v.injected.clear();
+        v.gprs[Gpr::Rax as usize] = 0x11;
+        run(&mut v, &mut p, &[0x0f, 0x22, 0xc0], 0);
+        assert_eq!((v.cr0, v.rip), (0x11, 0x1003));
+        // mov cr4, edx (with an operand-size prefix: 4 bytes).
+        v.gprs[Gpr::Rdx as usize] = 0x20;
+        run(&mut v, &mut p, &[0x66, 0x0f, 0x22, 0xe2], 4);
+        assert_eq!((v.cr[4], v.rip), (0x20, 0x1004));
+        // CLTS clears TS only.
+        v.cr0 = 0x1b;
+        run(&mut v, &mut p, &[0x0f, 0x06], 0);
+        assert_eq!((v.cr0, v.rip), (0x13, 0x1002));
+        // LMSW bx loads PE, MP, EM, TS from BX[3:0]...
+        v.cr0 = 0x10;
+        v.gprs[Gpr::Rbx as usize] = 0xfff7;
+        run(&mut v, &mut p, &[0x0f, 0x01, 0xf3], 0);
+        assert_eq!((v.cr0, v.rip), (0x17, 0x1003));
+        // ...but cannot clear PE.
+        v.gprs[Gpr::Rbx as usize] = 0x8;
+        run(&mut v, &mut p, &[0x0f, 0x01, 0xf3], 0);
+        assert_eq!((v.cr0, v.rip), (0x19, 0x1003));
+        // LMSW [bx]: the word at DS:BX.
+        v.cr0 = 0x10;
+        v.gprs[Gpr::Rbx as usize] = 0x2000;
+        p.ram.write(0x2000, &[0x03, 0xff]).unwrap();
+        run(&mut v, &mut p, &[0x0f, 0x01, 0x37], 0);
+        assert_eq!((v.cr0, v.rip), (0x13, 0x1003));
+        assert!(v.injected.is_empty());
+        // LMSW [bx] past the DS limit: #GP(0), CR0 and RIP unchanged.
+        v.gprs[Gpr::Rbx as usize] = 0xffff;
+        run(&mut v, &mut p, &[0x0f, 0x01, 0x37], 0);
+        assert_eq!(v.injected, [Event::GP0]);
+        assert_eq!((v.cr0, v.rip), (0x13, 0x1000));
+        // An instruction that does not write the exit's register stops the VM.
+        for (code, cr) in [
+            (&[0x0f, 0x22, 0xc0][..], 4),
+            (&[0x0f, 0x06], 4),
+            (&[0x90], 0),
+        ] {
+            assert!(
+                matches!(
+                    run(&mut v, &mut p, code, cr),
+                    ExitAction::Stop(StopReason::Unhandled { .. })
+                ),
+                "{code:02x?} for CR{cr}"
+            );
+        }
+        assert_eq!((v.cr0, v.cr[4], v.rip), (0x13, 0x20, 0x1000));
+    }
+
+    /// VMX reports CLTS and LMSW with the source in the qualification.
+    #[test]
+    fn clts_and_lmsw_with_reported_operand() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());
+        let exit = |operand| {
+            VmExit::CrAccess(CrAccess {
+                cr: 0,
+                write: true,
+                operand,
+                len: 3,
+            })
+        };
+        v.cr0 = 0x1f;
+        handle_exit(&exit(CrOperand::Clts), &mut v, &mut p, &mut pol);
+        assert_eq!((v.cr0, v.rip), (0x17, 0x1003));
+        handle_exit(&exit(CrOperand::Lmsw(0)), &mut v, &mut p, &mut pol);
+        assert_eq!((v.cr0, v.rip), (0x11, 0x1006), "PE stays set");
+        assert!(v.injected.is_empty());
     }
 
     /// Finding #6: MOV to CR0 with PG and not PE, and CR4 bits the guest's
@@ -1015,7 +1172,7 @@ mod tests {
             VmExit::CrAccess(CrAccess {
                 cr,
                 write: true,
-                gpr: Some(Gpr::Rax),
+                operand: CrOperand::Gpr(Gpr::Rax),
                 len: 3,
             })
         };

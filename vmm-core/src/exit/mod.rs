@@ -67,10 +67,23 @@ pub enum AccessKind {
 pub struct CrAccess {
     pub cr: u8,
     pub write: bool,
-    /// The general-purpose register operand, when the hardware decoded it
-    /// (decode assists on SVM, always on VMX).
-    pub gpr: Option<crate::Gpr>,
+    pub operand: CrOperand,
     pub len: u8,
+}
+
+/// The instruction of a [`CrAccess`] and its operand, as far as the hardware
+/// reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrOperand {
+    /// MOV to or from CRn with this general-purpose register.
+    Gpr(crate::Gpr),
+    /// CLTS: clears CR0.TS (SDM Vol 2A CLTS).
+    Clts,
+    /// LMSW with this 16-bit source (SDM Vol 2A LMSW).
+    Lmsw(u16),
+    /// Not reported (SVM without decode assists, APM Vol 2 15.33.1; or CLTS
+    /// and LMSW with them): the handler decodes the instruction at CS:RIP.
+    Undecoded,
 }
 
 /// The event whose delivery through a task gate in the IDT started a task

@@ -8,7 +8,9 @@
 
 use super::exit_code::SvmExitCode as Code;
 use super::vmcb::{control, save, Vmcb};
-use crate::exit::{AccessKind, CrAccess, IoDirection, IoExit, StringIo, VmExit, UNKNOWN_LENGTH};
+use crate::exit::{
+    AccessKind, CrAccess, CrOperand, IoDirection, IoExit, StringIo, VmExit, UNKNOWN_LENGTH,
+};
 use crate::Gpr;
 
 // IOIO EXITINFO1 (APM Vol 2, 15.10.2, Figure 15-2).
@@ -25,7 +27,8 @@ const IOIO_A64: u64 = 1 << 9;
 const NPF_PRESENT: u64 = 1 << 0;
 const NPF_WRITE: u64 = 1 << 1;
 const NPF_FETCH: u64 = 1 << 4;
-/// CR-access EXITINFO1 bit 63: the GPR number in bits 3:0 is valid (decode assists).
+/// CR-access EXITINFO1 with decode assists (APM Vol 2 15.33.1): bit 63 set
+/// for MOV CRn, with the GPR number in bits 3:0; clear for CLTS and LMSW.
 const CR_DECODE_VALID: u64 = 1 << 63;
 /// Exceptions that push an error code (SDM Vol 3A 6.15; APM Vol 2 8.2).
 const ERROR_CODE_VECTORS: &[u8] = &[8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
@@ -33,9 +36,17 @@ const PAGE_FAULT: u8 = 14;
 /// EXITINTINFO (APM Vol 2 15.7.2, EVENTINJ layout): bit 31 valid, vector in 7:0.
 const EXITINTINFO_VALID: u64 = 1 << 31;
 
-/// Decodes the exit recorded in `vmcb`. `nrip_save` says whether the CPU fills
-/// the NRIP field (CPUID Fn8000_000A EDX[3]).
-pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
+/// The SVM features that change what an exit reports (CPUID Fn8000_000A EDX).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitFeatures {
+    /// NRIP save (bit 3): NRIP holds the next RIP on instruction intercepts.
+    pub nrip_save: bool,
+    /// Decode assists (bit 7): EXITINFO1 names the GPR of a MOV CRn.
+    pub decode_assists: bool,
+}
+
+/// Decodes the exit recorded in `vmcb` on a CPU with `features`.
+pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
     let code = vmcb.read_u64(control::EXITCODE);
     let info1 = vmcb.read_u64(control::EXITINFO1);
     let info2 = vmcb.read_u64(control::EXITINFO2);
@@ -43,7 +54,7 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
     let len = || -> u8 {
         let nrip = vmcb.read_u64(control::NRIP);
         match nrip.wrapping_sub(rip) {
-            n @ 1..=15 if nrip_save => n as u8,
+            n @ 1..=15 if features.nrip_save => n as u8,
             _ => UNKNOWN_LENGTH,
         }
     };
@@ -55,9 +66,11 @@ pub fn decode_exit(vmcb: &Vmcb, nrip_save: bool) -> VmExit {
         0x00..=0x1f => VmExit::CrAccess(CrAccess {
             cr: (code & 0xf) as u8,
             write: code >= Code::CrWrite0 as u64,
-            gpr: (info1 & CR_DECODE_VALID != 0)
-                .then(|| Some(Gpr::from_index((info1 & 0xf) as usize)))
-                .flatten(),
+            operand: if features.decode_assists && info1 & CR_DECODE_VALID != 0 {
+                CrOperand::Gpr(Gpr::from_index((info1 & 0xf) as usize))
+            } else {
+                CrOperand::Undecoded
+            },
             len: len(),
         }),
         0x40..=0x5f => {
@@ -168,6 +181,15 @@ fn decode_ioio(info1: u64, len: u64) -> VmExit {
 mod tests {
     use super::*;
 
+    const NONE: ExitFeatures = ExitFeatures {
+        nrip_save: false,
+        decode_assists: false,
+    };
+    const NRIP: ExitFeatures = ExitFeatures {
+        nrip_save: true,
+        decode_assists: false,
+    };
+
     fn vmcb(code: u64, info1: u64, info2: u64) -> Vmcb {
         let mut v = Vmcb::default();
         v.write_u64(control::EXITCODE, code);
@@ -180,7 +202,7 @@ mod tests {
     #[test]
     fn ioio() {
         // OUT DX, AL to 0x3F8: EXITINFO2 is the next RIP.
-        let e = decode_exit(&vmcb(0x7b, (0x3f8 << 16) | IOIO_SZ8, 0x7c01), false);
+        let e = decode_exit(&vmcb(0x7b, (0x3f8 << 16) | IOIO_SZ8, 0x7c01), NONE);
         assert_eq!(
             e,
             VmExit::Io(IoExit {
@@ -194,7 +216,7 @@ mod tests {
         // IN EAX, imm8 from 0xF4.
         let e = decode_exit(
             &vmcb(0x7b, (0xf4 << 16) | IOIO_SZ32 | IOIO_TYPE_IN, 0x7c02),
-            false,
+            NONE,
         );
         assert_eq!(
             e,
@@ -213,7 +235,7 @@ mod tests {
                 (0x1f0 << 16) | IOIO_SZ16 | IOIO_TYPE_IN | IOIO_STR | IOIO_REP | IOIO_A32,
                 0x7c02,
             ),
-            false,
+            NONE,
         );
         assert_eq!(
             e,
@@ -231,7 +253,7 @@ mod tests {
         // OUTSB without address-size bits (as QEMU TCG may report).
         let e = decode_exit(
             &vmcb(0x7b, (0x3f8 << 16) | IOIO_SZ8 | IOIO_STR, 0x7c01),
-            false,
+            NONE,
         );
         assert!(matches!(
             e,
@@ -247,7 +269,7 @@ mod tests {
 
     #[test]
     fn npf_access_kinds() {
-        let npf = |info1| decode_exit(&vmcb(0x400, info1, 0xfee0_0030), false);
+        let npf = |info1| decode_exit(&vmcb(0x400, info1, 0xfee0_0030), NONE);
         assert_eq!(
             npf(1 << 32),
             VmExit::NestedPageFault {
@@ -280,7 +302,7 @@ mod tests {
         let mut v = vmcb(0x400, (1 << 32) | 2, 0xfeb0_0ff8);
         v.write_u64(control::EXITINTINFO, 0x0000_0002_8000_0b0e);
         assert!(matches!(
-            decode_exit(&v, false),
+            decode_exit(&v, NONE),
             VmExit::NestedPageFault {
                 gpa: 0xfeb0_0ff8,
                 during_event: Some(14),
@@ -344,14 +366,14 @@ mod tests {
                 },
             ),
         ] {
-            assert_eq!(decode_exit(&vmcb(code, info1, 0), false), exit);
+            assert_eq!(decode_exit(&vmcb(code, info1, 0), NONE), exit);
         }
         // With NRIP save, the length comes from NRIP (a prefixed CPUID is 3 bytes).
         let mut v = vmcb(0x72, 0, 0);
         v.write_u64(control::NRIP, 0x7c03);
-        assert_eq!(decode_exit(&v, true), VmExit::Cpuid { len: 3 });
+        assert_eq!(decode_exit(&v, NRIP), VmExit::Cpuid { len: 3 });
         assert_eq!(
-            decode_exit(&v, false),
+            decode_exit(&v, NONE),
             VmExit::Cpuid {
                 len: UNKNOWN_LENGTH
             },
@@ -359,7 +381,7 @@ mod tests {
         );
         v.write_u64(control::NRIP, 0);
         assert_eq!(
-            decode_exit(&v, true),
+            decode_exit(&v, NRIP),
             VmExit::Cpuid {
                 len: UNKNOWN_LENGTH
             },
@@ -367,53 +389,82 @@ mod tests {
         );
     }
 
+    /// Exit codes 0x10 (CR0 write) and 0x14 (CR4 write), APM Vol 2 Table C-1.
     #[test]
-    fn cr_access_with_and_without_decode_assists() {
-        assert_eq!(
-            decode_exit(&vmcb(0x14, CR_DECODE_VALID | 3, 0), false),
+    fn cr_writes_with_and_without_decode_assists() {
+        let assists = ExitFeatures {
+            decode_assists: true,
+            ..NONE
+        };
+        let cr = |cr, write, operand| {
             VmExit::CrAccess(CrAccess {
-                cr: 4,
-                write: true,
-                gpr: Some(Gpr::Rbx),
-                len: UNKNOWN_LENGTH
+                cr,
+                write,
+                operand,
+                len: UNKNOWN_LENGTH,
             })
+        };
+        // With decode assists, MOV CRn names its GPR.
+        assert_eq!(
+            decode_exit(&vmcb(0x14, CR_DECODE_VALID | 3, 0), assists),
+            cr(4, true, CrOperand::Gpr(Gpr::Rbx))
         );
         assert_eq!(
-            decode_exit(&vmcb(0x00, 0, 0), false),
-            VmExit::CrAccess(CrAccess {
-                cr: 0,
-                write: false,
-                gpr: None,
-                len: UNKNOWN_LENGTH
-            })
+            decode_exit(&vmcb(0x10, CR_DECODE_VALID | 12, 0), assists),
+            cr(0, true, CrOperand::Gpr(Gpr::R12))
         );
+        // CLTS or LMSW (bit 63 clear): the handler decodes the instruction.
+        assert_eq!(
+            decode_exit(&vmcb(0x10, 0, 0), assists),
+            cr(0, true, CrOperand::Undecoded)
+        );
+        // Without decode assists EXITINFO1 is not looked at.
+        assert_eq!(
+            decode_exit(&vmcb(0x10, CR_DECODE_VALID | 3, 0), NONE),
+            cr(0, true, CrOperand::Undecoded)
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x14, 0, 0), NONE),
+            cr(4, true, CrOperand::Undecoded)
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x00, 0, 0), NONE),
+            cr(0, false, CrOperand::Undecoded)
+        );
+        // With NRIP save the length comes from NRIP.
+        let mut v = vmcb(0x14, 0, 0);
+        v.write_u64(control::NRIP, 0x7c03);
+        assert!(matches!(
+            decode_exit(&v, NRIP),
+            VmExit::CrAccess(CrAccess { cr: 4, len: 3, .. })
+        ));
     }
 
     #[test]
     fn events_and_failures() {
-        assert_eq!(decode_exit(&vmcb(0x7f, 0, 0), false), VmExit::Shutdown);
+        assert_eq!(decode_exit(&vmcb(0x7f, 0, 0), NONE), VmExit::Shutdown);
         assert_eq!(
-            decode_exit(&vmcb(0x60, 0, 0), false),
+            decode_exit(&vmcb(0x60, 0, 0), NONE),
             VmExit::ExternalInterrupt
         );
         assert_eq!(
-            decode_exit(&vmcb(0x61, 0, 0), false),
+            decode_exit(&vmcb(0x61, 0, 0), NONE),
             VmExit::ExternalInterrupt
         );
         assert_eq!(
-            decode_exit(&vmcb(0x64, 0, 0), false),
+            decode_exit(&vmcb(0x64, 0, 0), NONE),
             VmExit::InterruptWindow
         );
         assert_eq!(
-            decode_exit(&vmcb(0xffff_ffff, 0, 0), false),
+            decode_exit(&vmcb(0xffff_ffff, 0, 0), NONE),
             VmExit::InvalidGuestState { detail: 0 }
         );
         assert_eq!(
-            decode_exit(&vmcb(u64::MAX, 0, 0), false),
+            decode_exit(&vmcb(u64::MAX, 0, 0), NONE),
             VmExit::InvalidGuestState { detail: 0 }
         );
         assert_eq!(
-            decode_exit(&vmcb(0x4e, 0x2, 0xdead_b000), false),
+            decode_exit(&vmcb(0x4e, 0x2, 0xdead_b000), NONE),
             VmExit::Exception {
                 vector: 14,
                 error_code: Some(2),
@@ -421,7 +472,7 @@ mod tests {
             }
         );
         assert_eq!(
-            decode_exit(&vmcb(0x46, 0x1234, 0), false),
+            decode_exit(&vmcb(0x46, 0x1234, 0), NONE),
             VmExit::Exception {
                 vector: 6,
                 error_code: None,
@@ -429,15 +480,15 @@ mod tests {
             }
         );
         assert_eq!(
-            decode_exit(&vmcb(0x80, 0, 0), false),
+            decode_exit(&vmcb(0x80, 0, 0), NONE),
             VmExit::UndefinedInstruction { name: "VMRUN" }
         );
         assert_eq!(
-            decode_exit(&vmcb(0x8b, 0, 0), false),
+            decode_exit(&vmcb(0x8b, 0, 0), NONE),
             VmExit::UndefinedInstruction { name: "MWAIT" }
         );
         assert_eq!(
-            decode_exit(&vmcb(0x6e, 5, 6), false),
+            decode_exit(&vmcb(0x6e, 5, 6), NONE),
             VmExit::Unknown {
                 code: 0x6e,
                 info1: 5,

@@ -1,4 +1,15 @@
-//! Intercept vectors 3 and 4 of the VMCB control area (AMD APM Vol 2, Table B-1).
+//! Intercept vectors 0, 3 and 4 of the VMCB control area (AMD APM Vol 2, Table B-1).
+
+bitflags::bitflags! {
+    /// Intercept vector 0 (VMCB offset 0x00): bits 15:0 intercept reads of
+    /// CR0-CR15, bits 31:16 writes (APM Vol 2 15.9). A CR0 write intercept
+    /// also catches CLTS and LMSW.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct InterceptCr: u32 {
+        const CR0_WRITE = 1 << 16;
+        const CR4_WRITE = 1 << 20;
+    }
+}
 
 bitflags::bitflags! {
     /// Intercept vector 3 (VMCB offset 0x0C).

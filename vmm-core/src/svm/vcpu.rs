@@ -3,8 +3,8 @@
 
 use alloc::boxed::Box;
 
-use super::decode::decode_exit;
-use super::intercepts::{InterceptMisc1, InterceptMisc2};
+use super::decode::{decode_exit, ExitFeatures};
+use super::intercepts::{InterceptCr, InterceptMisc1, InterceptMisc2};
 use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
 use crate::event;
@@ -21,6 +21,9 @@ pub struct SvmVcpuConfig {
     pub ncr3: u64,
     /// The CPU fills NRIP on instruction intercepts (CPUID Fn8000_000A EDX[3]).
     pub nrip_save: bool,
+    /// The CPU names the GPR of an intercepted MOV CRn in EXITINFO1 (decode
+    /// assists, CPUID Fn8000_000A EDX[7]).
+    pub decode_assists: bool,
     /// Processor signature (CPUID 1 EAX) that RESET leaves in EDX.
     pub cpu_signature: u32,
 }
@@ -36,6 +39,9 @@ pub const DETAIL_PRE_ENTRY_CHECK: u64 = 1 << 62;
 /// EVENTINJ valid (APM Vol 2, 15.20).
 const EVENTINJ_VALID: u64 = 1 << 31;
 const CR0_PE: u64 = 1 << 0;
+const CR0_PG: u64 = 1 << 31;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
 /// TLB_CONTROL: flush this guest's TLB entries on the next VMRUN.
 const TLB_FLUSH_ALL: u8 = 1;
 
@@ -125,7 +131,13 @@ impl SvmVcpu {
             | InterceptMisc2::MONITOR
             | InterceptMisc2::MWAIT
             | InterceptMisc2::MWAIT_CONDITIONAL;
+        // CR0 and CR4 writes only (a handful at boot), so that Keel checks
+        // the value (`exit::cr`): not every CPU raises #GP for an illegal one
+        // (QEMU TCG does not), and VMRUN refuses it afterwards. CR8 stays on
+        // V_TPR; CR3 and reads are not intercepted.
+        let cr = InterceptCr::CR0_WRITE | InterceptCr::CR4_WRITE;
         let v = &mut self.vmcb;
+        v.write_u32(control::INTERCEPT_CR, cr.bits());
         v.write_u32(control::INTERCEPT_MISC1, misc1.bits());
         v.write_u32(control::INTERCEPT_MISC2, misc2.bits());
         v.write_u32(control::GUEST_ASID, c.asid.max(1));
@@ -175,7 +187,11 @@ impl SvmVcpu {
 
     /// Decodes the exit that the last VMRUN ended with.
     pub fn exit(&self) -> VmExit {
-        decode_exit(&self.vmcb, self.config.nrip_save)
+        let features = ExitFeatures {
+            nrip_save: self.config.nrip_save,
+            decode_assists: self.config.decode_assists,
+        };
+        decode_exit(&self.vmcb, features)
     }
 
     /// Flushes the guest's TLB entries on the next entry (after nested page table changes).
@@ -300,15 +316,32 @@ impl VcpuState for SvmVcpu {
     fn cr4(&self) -> u64 {
         self.vmcb.read_u64(save::CR4)
     }
+    /// A MOV to CRn the handler completes. Done by Keel instead of the CPU,
+    /// it also does what the CPU would: a CR0.PG change with EFER.LME set
+    /// activates or deactivates long mode (APM Vol 2 14.6.1), and a CR0 or
+    /// CR4 write flushes the guest's TLB entries (their paging bits change
+    /// translations; APM Vol 2 5.5.3).
     fn set_cr(&mut self, cr: u8, value: u64) {
-        let off = match cr {
-            0 => save::CR0,
-            2 => save::CR2,
-            3 => save::CR3,
-            4 => save::CR4,
-            _ => return,
-        };
-        self.vmcb.write_u64(off, value);
+        match cr {
+            0 => {
+                self.vmcb.write_u64(save::CR0, value);
+                let efer = self.vmcb.read_u64(save::EFER);
+                let lma = if value & CR0_PG != 0 && efer & EFER_LME != 0 {
+                    EFER_LMA
+                } else {
+                    0
+                };
+                self.vmcb.write_u64(save::EFER, (efer & !EFER_LMA) | lma);
+                self.flush_tlb();
+            }
+            2 => self.vmcb.write_u64(save::CR2, value),
+            3 => self.vmcb.write_u64(save::CR3, value),
+            4 => {
+                self.vmcb.write_u64(save::CR4, value);
+                self.flush_tlb();
+            }
+            _ => {}
+        }
     }
     fn efer(&self) -> u64 {
         self.vmcb.read_u64(save::EFER) & !EFER_SVME
@@ -419,6 +452,7 @@ mod tests {
             asid: 1,
             ncr3: 0x20_0000,
             nrip_save: false,
+            decode_assists: false,
             cpu_signature: 0x00a2_0f10,
         };
         maps_new(config)
@@ -457,6 +491,12 @@ mod tests {
             m2.contains(InterceptMisc2::VMRUN),
             "VMRUN fails unless VMRUN is intercepted"
         );
+        assert_eq!(
+            v.vmcb.read_u32(control::INTERCEPT_CR),
+            (InterceptCr::CR0_WRITE | InterceptCr::CR4_WRITE).bits(),
+            "CR0 and CR4 writes only: no reads, no CR3, no CR8"
+        );
+        assert_eq!(v.vmcb.read_u32(control::INTERCEPT_CR), 0x0011_0000);
         assert_eq!(v.vmcb.read_u32(control::GUEST_ASID), 1);
         assert_eq!(v.vmcb.read_u64(control::NP_ENABLE), 1);
         assert_eq!(v.vmcb.read_u64(control::N_CR3), 0x20_0000);
@@ -471,6 +511,29 @@ mod tests {
         assert_eq!(v.vmcb_pa, &*v.vmcb as *const Vmcb as u64);
     }
 
+    /// The handler's MOV to CR0 does what the CPU's would: CR0.PG with
+    /// EFER.LME sets EFER.LMA (and clearing it clears LMA), and a CR0 or CR4
+    /// write flushes the guest's TLB entries.
+    #[test]
+    fn cr_writes_track_long_mode_and_flush() {
+        let mut v = vcpu();
+        v.vmcb.write_u8(control::TLB_CONTROL, 0);
+        v.set_efer(EFER_LME);
+        v.set_cr(4, 1 << 5);
+        assert_eq!(v.vmcb.read_u8(control::TLB_CONTROL), TLB_FLUSH_ALL);
+        v.vmcb.write_u8(control::TLB_CONTROL, 0);
+        v.set_cr(0, 0x8000_0011);
+        assert_eq!(v.cr0(), 0x8000_0011);
+        assert_eq!(v.efer(), EFER_LME | EFER_LMA);
+        assert_eq!(v.vmcb.read_u64(save::EFER), EFER_LME | EFER_LMA | EFER_SVME);
+        assert_eq!(v.vmcb.read_u8(control::TLB_CONTROL), TLB_FLUSH_ALL);
+        v.set_cr(0, 0x11);
+        assert_eq!(v.efer(), EFER_LME, "paging off leaves long mode");
+        v.set_efer(0);
+        v.set_cr(0, 0x8000_0011);
+        assert_eq!(v.efer(), 0, "no LMA without LME");
+    }
+
     #[test]
     fn asid_zero_is_never_used() {
         let config = SvmVcpuConfig {
@@ -478,6 +541,7 @@ mod tests {
             asid: 0,
             ncr3: 0,
             nrip_save: false,
+            decode_assists: false,
             cpu_signature: 0,
         };
         assert_eq!(maps_new(config).vmcb.read_u32(control::GUEST_ASID), 1);

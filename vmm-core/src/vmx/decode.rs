@@ -7,8 +7,8 @@
 use super::exit_reason::{ExitReason as R, ENTRY_FAILURE};
 use super::vmcs_field::VmcsField as F;
 use crate::exit::{
-    AccessKind, CrAccess, GateEvent, IoDirection, IoExit, StringIo, TaskSwitch, TaskSwitchSource,
-    VmExit,
+    AccessKind, CrAccess, CrOperand, GateEvent, IoDirection, IoExit, StringIo, TaskSwitch,
+    TaskSwitchSource, VmExit,
 };
 use crate::Gpr;
 
@@ -219,20 +219,22 @@ fn decode_task_switch(vmcs: &impl VmcsRead, qual: u64) -> VmExit {
     })
 }
 
-/// Control-register access qualification (SDM 28.2.1, Table 28-3).
+/// Control-register access qualification (SDM 28.2.1, Table 28-3): bits 3:0
+/// the register, 5:4 the access type (MOV to CR, MOV from CR, CLTS, LMSW),
+/// 11:8 the GPR of a MOV, 31:16 the LMSW source data.
 fn decode_cr(qual: u64, len: u8) -> VmExit {
     let cr = (qual & 0xf) as u8;
-    let gpr = Some(Gpr::from_index(((qual >> 8) & 0xf) as usize));
-    let (write, gpr) = match (qual >> 4) & 3 {
+    let gpr = CrOperand::Gpr(Gpr::from_index(((qual >> 8) & 0xf) as usize));
+    let (write, operand) = match (qual >> 4) & 3 {
         0 => (true, gpr),
         1 => (false, gpr),
-        // CLTS and LMSW: no general-purpose register operand.
-        _ => (true, None),
+        2 => (true, CrOperand::Clts),
+        _ => (true, CrOperand::Lmsw((qual >> 16) as u16)),
     };
     VmExit::CrAccess(CrAccess {
         cr,
         write,
-        gpr,
+        operand,
         len,
     })
 }
@@ -528,7 +530,7 @@ pub(crate) mod tests {
             VmExit::CrAccess(CrAccess {
                 cr: 0,
                 write: true,
-                gpr: Some(Gpr::Rbx),
+                operand: CrOperand::Gpr(Gpr::Rbx),
                 len: 3
             })
         );
@@ -538,24 +540,29 @@ pub(crate) mod tests {
             VmExit::CrAccess(CrAccess {
                 cr: 4,
                 write: false,
-                gpr: Some(Gpr::R9),
+                operand: CrOperand::Gpr(Gpr::R9),
                 len: 4
             })
         );
-        // CLTS and LMSW have no register operand.
+        // CLTS (type 2) and LMSW (type 3, source data in bits 31:16).
         assert_eq!(
             decode_exit(&exit(28, 2 << 4, 2), true),
             VmExit::CrAccess(CrAccess {
                 cr: 0,
                 write: true,
-                gpr: None,
+                operand: CrOperand::Clts,
                 len: 2
             })
         );
-        assert!(matches!(
-            decode_exit(&exit(28, 3 << 4, 3), true),
-            VmExit::CrAccess(CrAccess { gpr: None, .. })
-        ));
+        assert_eq!(
+            decode_exit(&exit(28, (0x000b << 16) | (3 << 4), 3), true),
+            VmExit::CrAccess(CrAccess {
+                cr: 0,
+                write: true,
+                operand: CrOperand::Lmsw(0xb),
+                len: 3
+            })
+        );
     }
 
     #[test]
