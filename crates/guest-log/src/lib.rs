@@ -16,12 +16,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "capture")]
-extern crate std;
-
-#[cfg(feature = "capture")]
-pub mod capture;
-
 use core::fmt;
 
 /// What to do with one event.

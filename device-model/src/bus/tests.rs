@@ -457,7 +457,7 @@ fn every_port_and_size_is_safe_on_a_populated_bus() {
     }
 }
 
-use guest_log::capture;
+use log_capture as capture;
 
 #[test]
 fn the_first_sixteen_unclaimed_accesses_are_logged_then_only_counted() {

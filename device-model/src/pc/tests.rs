@@ -170,7 +170,7 @@ fn pm_block_over_the_pit_leaves_the_pit_decoding() {
 /// again and again are logged a few times, then summarised.
 #[test]
 fn repeated_bad_placements_are_logged_a_bounded_number_of_times() {
-    guest_log::capture::start();
+    log_capture::start();
     let mut f = fixture();
     f.pci_write(1, 3, 0x80, 1, 0x01);
     f.pci_write(1, 1, 0x04, 2, 0x0005);
@@ -180,7 +180,7 @@ fn repeated_bad_placements_are_logged_a_bounded_number_of_times() {
         f.pci_write(1, 1, 0x20, 4, 0x61);
         f.pci_write(1, 1, 0x20, 4, 0xc001);
     }
-    let lines = guest_log::capture::count(log::Level::Warn, "guest placed");
+    let lines = log_capture::count(log::Level::Warn, "guest placed");
     assert!((2..=30).contains(&lines), "{lines} lines");
 }
 

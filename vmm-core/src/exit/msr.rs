@@ -295,7 +295,7 @@ mod tests {
     /// #GP each time but Keel logs only a few lines, not one per write.
     #[test]
     fn a_repeated_bad_efer_write_is_logged_a_bounded_number_of_times() {
-        guest_log::capture::start();
+        log_capture::start();
         let mut p = MsrPolicy::new();
         let mut v = FakeVcpu::default();
         for _ in 0..100_000 {
@@ -304,7 +304,7 @@ mod tests {
                 MsrOutcome::GeneralProtection
             );
         }
-        let lines = guest_log::capture::count(log::Level::Warn, "EFER");
+        let lines = log_capture::count(log::Level::Warn, "EFER");
         assert!((1..=24).contains(&lines), "{lines} lines");
     }
 

@@ -262,14 +262,14 @@ fn slp_typ_without_slp_en_or_other_types_do_nothing() {
 /// again is logged a few times, then summarised, not once per write.
 #[test]
 fn a_repeated_unsupported_sleep_type_is_logged_a_bounded_number_of_times() {
-    guest_log::capture::start();
+    log_capture::start();
     let mut r = rig();
     r.enable_block(0x600);
     for _ in 0..100_000 {
         r.bus
             .pio_write(0x604, 2, u32::from(pm1::SLP_EN) | 1 << 10 | 1);
     }
-    let lines = guest_log::capture::count(log::Level::Warn, "sleep type");
+    let lines = log_capture::count(log::Level::Warn, "sleep type");
     assert!((1..=24).contains(&lines), "{lines} lines");
 }
 
