@@ -13,7 +13,7 @@ use std::sync::Arc;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::storage::ide::{ChannelId, DrivePosition, IdeDrive};
 use device_model::{FakeClock, Pc, PcConfig, RamDisk};
-use guest_memory::{GuestMemory, GuestRam};
+use guest_memory::GuestMemory;
 
 struct Counting;
 
@@ -59,13 +59,12 @@ fn count(f: impl FnOnce()) -> u64 {
     allocations() - before
 }
 
-const MIB: u64 = 1 << 20;
 const HOUR_NS: u64 = 3600 * 1_000_000_000;
 
 struct Machine {
     pc: Pc,
     clock: Arc<FakeClock>,
-    ram: GuestRam<'static>,
+    ram: GuestMemory,
 }
 
 impl Machine {
@@ -74,17 +73,16 @@ impl Machine {
         let config = PcConfig {
             name: "vm".into(),
             vcpus: 2,
-            ram_size: 64 * MIB,
             unix_time: 1_700_000_000,
             lapic: LapicConfig::default(),
             test_device: false,
         };
+        let ram = GuestMemory::new(0x20_0000);
         // The sink stands for Keel's serial output: it allocates nothing.
-        let pc = Pc::new(&config, clock.clone(), |l: &str| {
+        let pc = Pc::new(&config, clock.clone(), ram.clone(), |l: &str| {
             std::hint::black_box(l);
         })
         .unwrap();
-        let ram = GuestRam::new(Box::leak(vec![0u8; 0x20_0000].into_boxed_slice()));
         let mut m = Machine { pc, clock, ram };
         let image: Vec<u8> = (0..8192 * 512).map(|i: usize| (i / 512) as u8).collect();
         m.pc.attach_ide(
@@ -96,7 +94,7 @@ impl Machine {
     }
 
     fn out(&mut self, port: u16, size: u8, value: u32) {
-        self.pc.pio_write(port, size, value, &mut self.ram);
+        self.pc.pio_write(port, size, value);
     }
 
     fn mmio32(&mut self, gpa: u64, value: u32) {
@@ -144,7 +142,7 @@ impl Machine {
     /// EOI, and a line on COM1.
     fn pass(&mut self) {
         self.clock.advance(HOUR_NS);
-        self.pc.service(&mut self.ram);
+        self.pc.service();
         let _ = self.pc.next_deadline_ns();
         {
             let mut router = self.pc.router().lock();

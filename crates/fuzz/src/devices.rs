@@ -6,7 +6,7 @@ use std::sync::Arc;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use device_model::{AddressSpace, FakeClock, Pc, PcConfig, PowerRequest, RangeInfo};
-use guest_memory::GuestRam;
+use guest_memory::GuestMemory;
 use x86_emul::rng::Rng;
 
 use crate::{interesting, set_case, HeapWatch, CASES_PER_SEED};
@@ -33,7 +33,8 @@ const MMIO_WINDOW: (u64, u64) = (0xfe00_0000, 0x0200_0000);
 struct Machine {
     pc: Pc,
     clock: Arc<FakeClock>,
-    ram: Vec<u8>,
+    /// Guest RAM, shared with the PC's DMA engines.
+    ram: GuestMemory,
     /// The bus's ranges as of the last refresh (PCI BARs and the PM block move).
     ranges: Vec<RangeInfo>,
     /// Accesses that started in each named range: which devices the
@@ -139,13 +140,14 @@ impl Machine {
         let config = PcConfig {
             name: "fuzz".into(),
             vcpus: 1 + rng.below(2) as u32,
-            ram_size: RAM_SIZE as u64,
             unix_time: rng.below(1 << 34),
             lapic: LapicConfig::default(),
             test_device: true,
         };
+        let ram = GuestMemory::new(RAM_SIZE);
         // Guest output goes nowhere: the harness checks the devices, not the console.
-        let mut pc = Pc::new(&config, clock.clone(), |_: &str| {}).expect("the PC builds");
+        let mut pc =
+            Pc::new(&config, clock.clone(), ram.clone(), |_: &str| {}).expect("the PC builds");
         let disk = RamDisk::new("fuzz-disk", random_bytes(rng, DISK_SIZE)).expect("disk size");
         let cd = RamDisk::new("fuzz-cd", random_bytes(rng, CD_SIZE)).expect("CD size");
         pc.attach_ide(
@@ -158,10 +160,12 @@ impl Machine {
             DrivePosition::Master,
             IdeDrive::cdrom(Some(Box::new(ReadOnly(cd)))),
         );
+        ram.write(0, &random_bytes(rng, RAM_SIZE))
+            .expect("RAM_SIZE bytes fit");
         let mut m = Machine {
             pc,
             clock,
-            ram: random_bytes(rng, RAM_SIZE),
+            ram,
             ranges: Vec::new(),
             hits: BTreeMap::new(),
         };
@@ -239,22 +243,21 @@ impl Machine {
         let at = rng.below(RAM_SIZE as u64 - 16) as usize & !7;
         if rng.below(2) == 0 {
             let len = (1 + rng.below(64) as usize).min(RAM_SIZE - at);
-            fill(rng, &mut self.ram[at..at + len]);
+            let mut bytes = vec![0u8; len];
+            fill(rng, &mut bytes);
+            let _ = self.ram.write(at as u64, &bytes);
         } else {
             let addr = rng.below(RAM_SIZE as u64) as u32;
             let count = rng.below(0x1_0000) as u16;
             let flags: u16 = if rng.below(2) == 0 { 0x8000 } else { 0 };
-            self.ram[at..at + 4].copy_from_slice(&addr.to_le_bytes());
-            self.ram[at + 4..at + 6].copy_from_slice(&count.to_le_bytes());
-            self.ram[at + 6..at + 8].copy_from_slice(&flags.to_le_bytes());
+            let prd = u64::from(addr) | u64::from(count) << 32 | u64::from(flags) << 48;
+            let _ = self.ram.write_obj(at as u64, prd);
         }
     }
 
-    /// Pc::service with this machine's RAM: due interrupts and the next
-    /// piece of a long DMA transfer.
+    /// Pc::service: due interrupts and the next piece of a long DMA transfer.
     fn service(&mut self) {
-        let mut memory = GuestRam::new(&mut self.ram);
-        self.pc.service(&mut memory);
+        self.pc.service();
     }
 
     fn access(&mut self, a: Access) {
@@ -274,13 +277,12 @@ impl Machine {
         {
             *self.hits.entry(r.name).or_default() += 1;
         }
-        let mut memory = GuestRam::new(&mut self.ram);
         match a {
             Access::PioRead { port, size } => {
                 self.pc.pio_read(port, size);
             }
             Access::PioWrite { port, size, value } => {
-                self.pc.pio_write(port, size, value, &mut memory);
+                self.pc.pio_write(port, size, value);
                 // A write can move ranges (PCI BARs, the PM block).
                 self.refresh_ranges();
             }
@@ -299,10 +301,9 @@ impl Machine {
                 size,
                 value,
             } => {
-                self.pc
-                    .pio_write(PCI_CONFIG_ADDRESS, 4, address, &mut memory);
+                self.pc.pio_write(PCI_CONFIG_ADDRESS, 4, address);
                 let port = PCI_CONFIG_DATA + (address & 3) as u16;
-                self.pc.pio_write(port, size, value, &mut memory);
+                self.pc.pio_write(port, size, value);
                 self.refresh_ranges();
             }
         }

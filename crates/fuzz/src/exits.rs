@@ -1,6 +1,6 @@
 //! The exits target: `handle_exit` with random exits on a fake vCPU.
 
-use guest_memory::{GuestMemory, GuestRam};
+use guest_memory::GuestMemory;
 use vmm_core::exit::{
     handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, CrOperand, IoDirection, IoExit,
     MsrOutcome, MsrPolicy, Platform, StringIo, VmPolicy,
@@ -20,14 +20,14 @@ const RAM_SIZE: usize = 1 << 20;
 const MAX_DEVICE_CALLS_PER_EXIT: u64 = 4 * 1024;
 
 /// A platform whose devices answer randomly, over random RAM.
-struct FuzzPlatform<'a> {
-    ram: GuestRam<'a>,
+struct FuzzPlatform {
+    ram: GuestMemory,
     rng: Rng,
     device_calls: u64,
     cr8: u64,
 }
 
-impl Platform for FuzzPlatform<'_> {
+impl Platform for FuzzPlatform {
     fn pio_read(&mut self, _port: u16, size: u8) -> u32 {
         self.device_calls += 1;
         let mask = u32::MAX >> (32 - 8 * u32::from(size.clamp(1, 4)));
@@ -45,8 +45,8 @@ impl Platform for FuzzPlatform<'_> {
     fn mmio_write(&mut self, _gpa: u64, _data: &[u8]) {
         self.device_calls += 1;
     }
-    fn memory(&mut self) -> &mut dyn GuestMemory {
-        &mut self.ram
+    fn memory(&self) -> &GuestMemory {
+        &self.ram
     }
     fn host_tsc(&self) -> u64 {
         self.rng.0
@@ -111,7 +111,11 @@ fn run_cases(rng: &mut Rng) -> Stats {
     };
     let mut vcpu = random_vcpu(rng);
     let mut platform = FuzzPlatform {
-        ram: GuestRam::new(&mut ram),
+        ram: {
+            let memory = GuestMemory::new(RAM_SIZE);
+            memory.write(0, &ram).expect("RAM_SIZE bytes fit");
+            memory
+        },
         rng: Rng(rng.next() | 1),
         device_calls: 0,
         cr8: 0,
@@ -127,7 +131,7 @@ fn run_cases(rng: &mut Rng) -> Stats {
         for _ in 0..rng.below(4) {
             vcpu.gprs[rng.below(16) as usize] = interesting(rng);
         }
-        plant_code(rng, &vcpu, &mut platform.ram);
+        plant_code(rng, &vcpu, &platform.ram);
         let exit = random_exit(rng);
         platform.device_calls = 0;
         // Now and then the exit interrupted an event's delivery and the
@@ -282,7 +286,7 @@ fn random_vcpu(rng: &mut Rng) -> FakeVcpu {
 /// Instructions the emulator implements (MMIO moves, string I/O), with
 /// prefixes, written at the physical address CS:RIP maps to when paging is
 /// off; with paging on, the bytes land wherever they land.
-fn plant_code(rng: &mut Rng, vcpu: &FakeVcpu, ram: &mut GuestRam<'_>) {
+fn plant_code(rng: &mut Rng, vcpu: &FakeVcpu, ram: &GuestMemory) {
     const OPCODES: &[&[u8]] = &[
         &[0x88],
         &[0x89],

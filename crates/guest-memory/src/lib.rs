@@ -1,20 +1,62 @@
 //! The one accessor for guest-physical memory.
 //!
 //! Everything in Keel that reads or writes a guest's RAM on the guest's behalf
-//! (instruction emulation, string I/O, DMA, firmware tables, image loading)
-//! goes through [`GuestMemory`]. It shows the guest-physical memory the nested
-//! page tables give the guest: RAM, and read-only aliases of parts of it (the
-//! firmware image at the top of 4 GiB, [`RomAlias`]). Every access is
-//! bounds-checked: an address outside them is an error value, never a panic
-//! and never a touch of memory that belongs to Keel or another guest.
+//! (instruction emulation, string I/O, device DMA, firmware tables, image
+//! loading) goes through a [`GuestMemory`] handle. It shows the
+//! guest-physical memory the nested page tables give the guest: RAM, and
+//! read-only aliases of parts of it (the firmware image at the top of 4 GiB,
+//! [`RomAlias`]). Every access is bounds-checked: an address outside them is
+//! an error value, never a panic and never a touch of memory that belongs to
+//! Keel or another guest.
+//!
+//! # Sharing
+//!
+//! A handle is cheap to clone, `Send` and `Sync`, and every accessor takes
+//! `&self`: each device that does DMA keeps its own clone from the moment it
+//! is created, and several vCPUs (host threads) may use theirs at once. The
+//! guest's own vCPUs write the same memory at any time through the nested
+//! page tables, so Keel never holds a plain `&[u8]`/`&mut [u8]` to it, which
+//! would promise Rust that nobody else changes it. RAM is a slice of
+//! [`AtomicU64`] words instead, and every access is an atomic operation of
+//! that one size (a part of a word is merged with a compare-exchange), so
+//! there are no data races and no mixed-size atomic accesses by construction
+//! (the rules of `core::sync::atomic`, "Memory model for atomic accesses").
+//! Bulk copies move whole words wherever the range covers one.
+//!
+//! # Memory ordering
+//!
+//! Every access is `Relaxed`. Ordering between a device's memory writes and
+//! the guest seeing them comes from elsewhere, as on hardware:
+//! - a guest learns that DMA finished through a device register or an
+//!   interrupt; both reach it through a VM exit and entry (VMRUN/VMRESUME
+//!   are serializing, SDM Vol 3A 9.3 / APM Vol 2 15.5) or through the
+//!   interrupt controller's lock, which orders everything written before it;
+//! - between host threads, the lock around each device gives
+//!   acquire/release at every register access, so a vCPU that starts DMA
+//!   through a register sees the data the device saw;
+//! - on x86 itself (Keel's only target) relaxed loads and stores are plain
+//!   MOVs, ordered as SDM Vol 3A 9.2.2 describes (stores are not reordered
+//!   with other stores, loads not with other loads), so the guest sees a
+//!   device's writes in program order without a fence.
+//!
+//! A guest that reads a buffer while a transfer into it is in flight sees
+//! some mix of old and new words, as with a real bus-master device.
 #![no_std]
+#![deny(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::sync::Arc;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A guest-physical address.
 pub type Gpa = u64;
 
-/// Why a guest-memory access was refused.
+/// Bytes in one word of guest memory, the size of every atomic access.
+const WORD: usize = 8;
+
+/// Why a guest-memory access (or a handle) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestMemoryError {
     /// `[gpa, gpa + len)` is not entirely inside guest RAM (or, for a read,
@@ -22,6 +64,9 @@ pub enum GuestMemoryError {
     OutOfRange { gpa: Gpa, len: usize, ram_size: u64 },
     /// A read-only alias that is not inside RAM, or that overlaps RAM or another alias.
     BadAlias(RomAlias),
+    /// Host memory for guest RAM that is not 8-byte aligned or not a whole
+    /// number of 8-byte words.
+    BadRegion { base: u64, len: usize },
 }
 
 impl fmt::Display for GuestMemoryError {
@@ -37,30 +82,11 @@ impl fmt::Display for GuestMemoryError {
                 "read-only alias at {:#x} of RAM {:#x}+{:#x} must lie outside RAM and show RAM",
                 a.gpa, a.ram, a.len
             ),
+            GuestMemoryError::BadRegion { base, len } => write!(
+                f,
+                "host memory {base:#x}+{len:#x} for guest RAM must be 8-byte aligned and a multiple of 8 bytes long"
+            ),
         }
-    }
-}
-
-/// Read and write access to a guest's physical address space: RAM, and the
-/// read-only aliases of it the guest sees.
-pub trait GuestMemory {
-    /// Size of guest RAM in bytes; RAM spans `[0, size)` of guest-physical space.
-    fn size(&self) -> u64;
-    /// Copies `buf.len()` bytes starting at `gpa` into `buf`, from RAM or from
-    /// one read-only alias, as the guest reads them.
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), GuestMemoryError>;
-    /// Copies `buf` into guest RAM starting at `gpa` (never into an alias:
-    /// writes to ROM do not reach it).
-    fn write(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), GuestMemoryError>;
-
-    /// Reads a little-endian value of `N` bytes.
-    fn read_le<const N: usize>(&self, gpa: Gpa) -> Result<[u8; N], GuestMemoryError>
-    where
-        Self: Sized,
-    {
-        let mut b = [0u8; N];
-        self.read(gpa, &mut b)?;
-        Ok(b)
     }
 }
 
@@ -87,31 +113,131 @@ impl RomAlias {
 /// How many read-only aliases a guest's memory can have.
 const MAX_ALIASES: usize = 2;
 
-/// Guest RAM as one contiguous byte slice (host memory that Keel gave this
-/// guest), with its read-only aliases.
-pub struct GuestRam<'a> {
-    bytes: &'a mut [u8],
+/// Compare-exchange attempts to merge part of a word before falling back to
+/// two read-modify-writes (see [`merge`]).
+const MERGE_TRIES: usize = 16;
+
+/// The words behind guest RAM.
+#[derive(Clone)]
+enum Words {
+    /// Host memory given to the guest for good (Keel's physical RAM).
+    Static(&'static [AtomicU64]),
+    /// An allocation the handles own together (host tests, the fuzz harness).
+    Owned(Arc<[AtomicU64]>),
+}
+
+/// A handle to a guest's physical memory: RAM `[0, size)` and its read-only
+/// aliases. Clones share the same RAM; see the crate documentation for why
+/// it is sound to use them from several threads at once.
+#[derive(Clone)]
+pub struct GuestMemory {
+    words: Words,
+    size: u64,
     aliases: [Option<RomAlias>; MAX_ALIASES],
 }
 
-impl<'a> GuestRam<'a> {
-    /// Wraps the bytes that back guest-physical `[0, bytes.len())`.
-    pub fn new(bytes: &'a mut [u8]) -> Self {
-        Self {
-            bytes,
+/// An integer read or written as little-endian bytes by
+/// [`GuestMemory::read_obj`] and [`GuestMemory::write_obj`].
+pub trait LeInt: Copy + sealed::Sealed {
+    #[doc(hidden)]
+    type Bytes: AsRef<[u8]> + AsMut<[u8]> + Default;
+    #[doc(hidden)]
+    fn from_le(b: Self::Bytes) -> Self;
+    #[doc(hidden)]
+    fn to_le(self) -> Self::Bytes;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! le_int {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl LeInt for $t {
+            type Bytes = [u8; core::mem::size_of::<$t>()];
+            fn from_le(b: Self::Bytes) -> Self {
+                <$t>::from_le_bytes(b)
+            }
+            fn to_le(self) -> Self::Bytes {
+                self.to_le_bytes()
+            }
+        }
+    )*};
+}
+le_int!(u8, u16, u32, u64);
+
+impl GuestMemory {
+    /// `size` bytes of zeroed RAM in an allocation the handles share: for
+    /// host tests and the fuzz harness.
+    pub fn new(size: usize) -> Self {
+        let words: Arc<[AtomicU64]> = (0..size.div_ceil(WORD))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        GuestMemory {
+            words: Words::Owned(words),
+            size: size as u64,
             aliases: [None; MAX_ALIASES],
         }
     }
 
+    /// The host memory `[base, base + len)` as the guest's RAM at
+    /// guest-physical `[0, len)`. `base` must be 8-byte aligned and `len` a
+    /// multiple of 8.
+    ///
+    /// # Safety
+    ///
+    /// `[base, base + len)` must be mapped, readable and writable memory
+    /// that belongs to this guest alone from now on and for the rest of
+    /// Keel's run: nothing else in Keel may hold a reference to it, read or
+    /// write it except through handles made here, or free it.
+    #[allow(unsafe_code)]
+    pub unsafe fn from_raw_region(base: *mut u8, len: usize) -> Result<Self, GuestMemoryError> {
+        let err = GuestMemoryError::BadRegion {
+            base: base as u64,
+            len,
+        };
+        if base.is_null() || !(base as usize).is_multiple_of(WORD) || !len.is_multiple_of(WORD) {
+            return Err(err);
+        }
+        // SAFETY: the caller gives this guest `[base, base + len)` for the
+        // rest of Keel's run and no other reference to it exists, so a
+        // `'static` shared slice over it aliases nothing. `AtomicU64` has the
+        // size and bit validity of `u64` and an alignment of 8, which `base`
+        // has (checked above); any bit pattern is a valid `u64`. From here
+        // on every access is atomic, so the guest's own concurrent writes
+        // (and other vCPUs') are never data races in Rust's model.
+        let words = unsafe { core::slice::from_raw_parts(base as *const AtomicU64, len / WORD) };
+        Ok(GuestMemory {
+            words: Words::Static(words),
+            size: len as u64,
+            aliases: [None; MAX_ALIASES],
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        match &self.words {
+            Words::Static(w) => w,
+            Words::Owned(w) => w,
+        }
+    }
+
+    /// Size of guest RAM in bytes; RAM spans `[0, size)` of guest-physical space.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Shows `alias.ram..+len` of RAM, read-only, at `alias.gpa` too. The alias
-    /// must lie outside RAM and every other alias, and show only RAM.
+    /// must lie outside RAM and every other alias, and show only RAM. The
+    /// alias belongs to this handle and the clones made from it afterwards:
+    /// map aliases before handing clones out.
     pub fn map_rom_alias(&mut self, alias: RomAlias) -> Result<(), GuestMemoryError> {
         let bad = GuestMemoryError::BadAlias(alias);
         let len = usize::try_from(alias.len).map_err(|_| bad)?;
         let end = alias.gpa.checked_add(alias.len).ok_or(bad)?;
         let overlaps = |start: Gpa, other_end: Gpa| alias.gpa < other_end && start < end;
         if len == 0
-            || self.range(alias.ram, len).is_err()
+            || self.ram_offset(alias.ram, len).is_err()
             || overlaps(0, self.size())
             || self
                 .aliases
@@ -126,146 +252,128 @@ impl<'a> GuestRam<'a> {
         Ok(())
     }
 
-    fn range(&self, gpa: Gpa, len: usize) -> Result<core::ops::Range<usize>, GuestMemoryError> {
+    /// The RAM offset of `[gpa, gpa + len)`, if it lies inside RAM.
+    fn ram_offset(&self, gpa: Gpa, len: usize) -> Result<usize, GuestMemoryError> {
         let err = GuestMemoryError::OutOfRange {
             gpa,
             len,
-            ram_size: self.bytes.len() as u64,
+            ram_size: self.size,
         };
-        let start = usize::try_from(gpa).map_err(|_| err)?;
-        let end = start.checked_add(len).ok_or(err)?;
-        if end > self.bytes.len() {
+        let end = gpa.checked_add(len as u64).ok_or(err)?;
+        if end > self.size {
             return Err(err);
         }
-        Ok(start..end)
+        usize::try_from(gpa).map_err(|_| err)
     }
 
-    /// The whole of guest RAM, for loaders that fill it before the guest runs.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.bytes
-    }
-}
-
-impl GuestMemory for GuestRam<'_> {
-    fn size(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
-        let r = self.range(gpa, buf.len()).or_else(|e| {
+    /// Copies `buf.len()` bytes starting at `gpa` into `buf`, from RAM or from
+    /// one read-only alias, as the guest reads them.
+    pub fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
+        let mut off = self.ram_offset(gpa, buf.len()).or_else(|e| {
             let ram = self
                 .aliases
                 .iter()
                 .flatten()
                 .find_map(|a| a.ram_behind(gpa, buf.len()))
                 .ok_or(e)?;
-            self.range(ram, buf.len())
+            self.ram_offset(ram, buf.len())
         })?;
-        buf.copy_from_slice(&self.bytes[r]);
+        let words = self.words();
+        let mut buf = buf;
+        while !buf.is_empty() {
+            let (w, b) = (off / WORD, off % WORD);
+            let n = (WORD - b).min(buf.len());
+            let (now, rest) = buf.split_at_mut(n);
+            now.copy_from_slice(&words[w].load(Relaxed).to_le_bytes()[b..b + n]);
+            buf = rest;
+            off += n;
+        }
         Ok(())
     }
 
-    fn write(&mut self, gpa: Gpa, buf: &[u8]) -> Result<(), GuestMemoryError> {
-        let r = self.range(gpa, buf.len())?;
-        self.bytes[r].copy_from_slice(buf);
+    /// Copies `buf` into guest RAM starting at `gpa` (never into an alias:
+    /// writes to ROM do not reach it).
+    pub fn write(&self, gpa: Gpa, buf: &[u8]) -> Result<(), GuestMemoryError> {
+        let mut off = self.ram_offset(gpa, buf.len())?;
+        let words = self.words();
+        let mut buf = buf;
+        while !buf.is_empty() {
+            let (w, b) = (off / WORD, off % WORD);
+            let n = (WORD - b).min(buf.len());
+            let mut bytes = [0u8; WORD];
+            bytes[b..b + n].copy_from_slice(&buf[..n]);
+            let value = u64::from_le_bytes(bytes);
+            if n == WORD {
+                words[w].store(value, Relaxed);
+            } else {
+                merge(&words[w], byte_mask(b, n), value);
+            }
+            buf = &buf[n..];
+            off += n;
+        }
         Ok(())
     }
+
+    /// Sets `len` bytes of guest RAM from `gpa` to `byte`.
+    pub fn fill(&self, gpa: Gpa, len: usize, byte: u8) -> Result<(), GuestMemoryError> {
+        let mut off = self.ram_offset(gpa, len)?;
+        let end = off + len;
+        let words = self.words();
+        let pattern = u64::from_le_bytes([byte; WORD]);
+        while off < end {
+            let (w, b) = (off / WORD, off % WORD);
+            let n = (WORD - b).min(end - off);
+            if n == WORD {
+                words[w].store(pattern, Relaxed);
+            } else {
+                let mask = byte_mask(b, n);
+                merge(&words[w], mask, pattern & mask);
+            }
+            off += n;
+        }
+        Ok(())
+    }
+
+    /// Reads a little-endian `u8`, `u16`, `u32` or `u64` at `gpa`.
+    pub fn read_obj<T: LeInt>(&self, gpa: Gpa) -> Result<T, GuestMemoryError> {
+        let mut b = T::Bytes::default();
+        self.read(gpa, b.as_mut())?;
+        Ok(T::from_le(b))
+    }
+
+    /// Writes `value` little-endian at `gpa`.
+    pub fn write_obj<T: LeInt>(&self, gpa: Gpa, value: T) -> Result<(), GuestMemoryError> {
+        self.write(gpa, value.to_le().as_ref())
+    }
+}
+
+/// The bits of bytes `[b, b + n)` of a little-endian word.
+fn byte_mask(b: usize, n: usize) -> u64 {
+    let ones = if n >= WORD {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    ones << (8 * b)
+}
+
+/// Replaces the bits `mask` of `word` with those of `value` (which has no
+/// bits outside `mask`) and leaves the others as they are, even while
+/// another vCPU writes them. A compare-exchange does it in one step; if the
+/// word keeps changing under it, two read-modify-writes do it in two (first
+/// clearing the bits that must end up 0, then setting those that must be 1),
+/// so the loop is bounded whatever the guest does.
+fn merge(word: &AtomicU64, mask: u64, value: u64) {
+    let mut current = word.load(Relaxed);
+    for _ in 0..MERGE_TRIES {
+        match word.compare_exchange_weak(current, (current & !mask) | value, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(now) => current = now,
+        }
+    }
+    word.fetch_and(!mask | value, Relaxed);
+    word.fetch_or(value, Relaxed);
 }
 
 #[cfg(test)]
-mod tests {
-    extern crate std;
-    use super::*;
-    use std::vec;
-
-    #[test]
-    fn reads_and_writes_inside_ram() {
-        let mut backing = vec![0u8; 0x2000];
-        let mut ram = GuestRam::new(&mut backing);
-        ram.write(0x1ffc, &[1, 2, 3, 4]).unwrap();
-        assert_eq!(ram.read_le::<4>(0x1ffc).unwrap(), [1, 2, 3, 4]);
-        assert_eq!(ram.size(), 0x2000);
-    }
-
-    #[test]
-    fn refuses_accesses_that_leave_ram() {
-        let mut backing = vec![0u8; 0x1000];
-        let mut ram = GuestRam::new(&mut backing);
-        let err = ram.write(0xffe, &[0; 4]).unwrap_err();
-        assert_eq!(
-            err,
-            GuestMemoryError::OutOfRange {
-                gpa: 0xffe,
-                len: 4,
-                ram_size: 0x1000
-            }
-        );
-        assert!(ram.read(u64::MAX, &mut [0; 1]).is_err());
-        assert!(ram.read(u64::MAX - 1, &mut [0; 4]).is_err());
-        assert!(
-            ram.read(0x1000, &mut []).is_ok(),
-            "an empty access at the end is in range"
-        );
-        assert!(ram.read(0x1001, &mut []).is_err());
-    }
-
-    /// The firmware's alias below 4 GiB reads as the RAM behind it, and is
-    /// read-only; an access that leaves it is refused like one that leaves RAM.
-    #[test]
-    fn rom_alias_reads_the_ram_behind_it() {
-        let mut backing = vec![0u8; 0x4000];
-        let mut ram = GuestRam::new(&mut backing);
-        ram.write(0x3ff0, b"reset vector 16b").unwrap();
-        let rom = RomAlias {
-            gpa: 0xffff_e000,
-            ram: 0x2000,
-            len: 0x2000,
-        };
-        ram.map_rom_alias(rom).unwrap();
-        let mut b = [0u8; 16];
-        ram.read(0xffff_fff0, &mut b).unwrap();
-        assert_eq!(&b, b"reset vector 16b");
-        assert!(ram.write(0xffff_fff0, &[0; 4]).is_err(), "read-only");
-        assert_eq!(
-            ram.read_le::<16>(0xffff_fff0).unwrap(),
-            *b"reset vector 16b"
-        );
-        assert!(ram.read(0xffff_dfff, &mut [0; 2]).is_err(), "starts below");
-        assert!(
-            ram.read(0xffff_ffff, &mut [0; 2]).is_err(),
-            "runs past 4 GiB"
-        );
-        assert!(ram.read(u64::MAX, &mut [0; 1]).is_err());
-        // Aliases of RAM that is not there, over RAM, or over each other.
-        let bad = [
-            RomAlias {
-                gpa: 0x10_0000,
-                ram: 0x3000,
-                len: 0x2000,
-            },
-            RomAlias {
-                gpa: 0x3000,
-                ram: 0,
-                len: 0x1000,
-            },
-            RomAlias {
-                gpa: 0xffff_f000,
-                ram: 0,
-                len: 0x1000,
-            },
-            RomAlias {
-                gpa: u64::MAX,
-                ram: 0,
-                len: 0x1000,
-            },
-            RomAlias {
-                gpa: 0x10_0000,
-                ram: 0,
-                len: 0,
-            },
-        ];
-        for a in bad {
-            assert_eq!(ram.map_rom_alias(a), Err(GuestMemoryError::BadAlias(a)));
-        }
-    }
-}
+mod tests;

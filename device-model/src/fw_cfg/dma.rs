@@ -8,6 +8,13 @@
 //! current position, and writes the control field back: 0 when done, ERROR
 //! if the transfer failed.
 //!
+//! The guest starts a request by writing the descriptor's address; the
+//! device runs it inside that port write, through the guest-memory handle
+//! it was given when it was created, and a request longer than
+//! [`DMA_BUDGET`] goes on in the device's service hook
+//! ([`crate::timer::TimerDevice`]), which the platform calls before each
+//! entry into the guest.
+//!
 //! Every guest-memory access goes through [`GuestMemory`]. A buffer that
 //! is not entirely inside guest RAM fails before any byte moves. A
 //! descriptor that cannot be read fails too; its control field gets the
@@ -29,9 +36,6 @@ pub const CTL_WRITE: u32 = 0x10;
 /// done, which fw_cfg.rst tells the guest to poll for.
 pub const DMA_BUDGET: u32 = 128 * 1024;
 
-/// Zeroes written at a time when a read runs past the end of the item.
-const ZERO_CHUNK: usize = 512;
-
 /// A transfer that failed; the guest sees the ERROR bit.
 struct Failed;
 
@@ -48,14 +52,14 @@ impl FwCfg {
     /// Moves the next [`DMA_BUDGET`] bytes of the request in progress, or
     /// starts the one the guest asked for by writing the descriptor
     /// address. Returns whether there was one.
-    pub fn run_pending_dma(&mut self, mem: &mut dyn GuestMemory) -> bool {
+    pub fn run_pending_dma(&mut self) -> bool {
         if let Some(job) = self.dma_job.take() {
-            self.dma_step(mem, job);
+            self.dma_step(job);
             return true;
         }
         match self.pending_dma.take() {
             Some(addr) => {
-                self.dma(mem, addr);
+                self.dma(addr);
                 true
             }
             None => false,
@@ -65,7 +69,8 @@ impl FwCfg {
     /// Starts the descriptor at `desc_addr` and moves its first
     /// [`DMA_BUDGET`] bytes. Every check (buffer in RAM, a writable item the
     /// bytes fit in) is made for the whole length before a byte moves.
-    pub fn dma(&mut self, mem: &mut dyn GuestMemory, desc_addr: Gpa) {
+    pub fn dma(&mut self, desc_addr: Gpa) {
+        let mem = &self.mem;
         let mut desc = [0u8; 16];
         if mem.read(desc_addr, &mut desc).is_err() {
             // The control field may still be inside RAM; nothing else is written.
@@ -87,10 +92,10 @@ impl FwCfg {
             if control & CTL_SKIP != 0 {
                 self.dma_skip(length);
             }
-            let _ = mem.write(desc_addr, &0u32.to_be_bytes());
+            let _ = self.mem.write(desc_addr, &0u32.to_be_bytes());
             return;
         }
-        let checked = in_ram(mem, address, length).and_then(|()| {
+        let checked = in_ram(&self.mem, address, length).and_then(|()| {
             if write {
                 self.writable_span(length)
             } else {
@@ -98,7 +103,7 @@ impl FwCfg {
             }
         });
         if checked.is_err() {
-            let _ = mem.write(desc_addr, &CTL_ERROR.to_be_bytes());
+            let _ = self.mem.write(desc_addr, &CTL_ERROR.to_be_bytes());
             return;
         }
         let job = DmaJob {
@@ -107,17 +112,17 @@ impl FwCfg {
             address,
             left: length,
         };
-        self.dma_step(mem, job);
+        self.dma_step(job);
     }
 
     /// Moves at most [`DMA_BUDGET`] bytes of `job`; writes the control field
     /// when the request ends, or keeps the job for the next call.
-    fn dma_step(&mut self, mem: &mut dyn GuestMemory, mut job: DmaJob) {
+    fn dma_step(&mut self, mut job: DmaJob) {
         let n = job.left.min(DMA_BUDGET);
         let moved = if job.write {
-            self.dma_write(mem, job.address, n)
+            self.dma_write(job.address, n)
         } else {
-            self.dma_read(mem, job.address, n)
+            self.dma_read(job.address, n)
         };
         let status = match moved {
             Err(Failed) => CTL_ERROR,
@@ -131,44 +136,29 @@ impl FwCfg {
                 0
             }
         };
-        let _ = mem.write(job.desc, &status.to_be_bytes());
+        let _ = self.mem.write(job.desc, &status.to_be_bytes());
     }
 
     /// Copies `length` bytes of the item from the current position to
     /// `address`; bytes past the item's end (or with no item) are zeros.
-    fn dma_read(
-        &mut self,
-        mem: &mut dyn GuestMemory,
-        address: Gpa,
-        length: u32,
-    ) -> Result<(), Failed> {
+    fn dma_read(&mut self, address: Gpa, length: u32) -> Result<(), Failed> {
+        let mem = &self.mem;
         in_ram(mem, address, length)?;
         let off = self.offset as usize;
         let data: &[u8] = self.selected().map_or(&[], |i| i.data.as_slice());
         let avail = data.get(off..).unwrap_or(&[]);
         let n = avail.len().min(length as usize);
         mem.write(address, &avail[..n]).map_err(|_| Failed)?;
-        let zeros = [0u8; ZERO_CHUNK];
-        let mut done = n;
-        while done < length as usize {
-            let k = (length as usize - done).min(ZERO_CHUNK);
-            mem.write(address + done as u64, &zeros[..k])
-                .map_err(|_| Failed)?;
-            done += k;
-        }
+        mem.fill(address + n as u64, length as usize - n, 0)
+            .map_err(|_| Failed)?;
         self.offset = self.offset.saturating_add(n as u32);
         Ok(())
     }
 
     /// Copies `length` bytes from `address` into the item at the current
     /// position; refused unless the item is writable and the bytes fit.
-    fn dma_write(
-        &mut self,
-        mem: &mut dyn GuestMemory,
-        address: Gpa,
-        length: u32,
-    ) -> Result<(), Failed> {
-        in_ram(mem, address, length)?;
+    fn dma_write(&mut self, address: Gpa, length: u32) -> Result<(), Failed> {
+        in_ram(&self.mem, address, length)?;
         self.writable_span(length)?;
         let off = self.offset as usize;
         let key = self.selector & !super::key::WRITE_CHANNEL;
@@ -183,7 +173,7 @@ impl FwCfg {
             .as_mut_slice()
             .and_then(|d| d.get_mut(off..end))
             .ok_or(Failed)?;
-        mem.read(address, dst).map_err(|_| Failed)?;
+        self.mem.read(address, dst).map_err(|_| Failed)?;
         self.offset = self.offset.saturating_add(length);
         Ok(())
     }
@@ -211,7 +201,7 @@ impl FwCfg {
 }
 
 /// Whether `[address, address + length)` lies inside guest RAM.
-fn in_ram(mem: &dyn GuestMemory, address: Gpa, length: u32) -> Result<(), Failed> {
+fn in_ram(mem: &GuestMemory, address: Gpa, length: u32) -> Result<(), Failed> {
     match address.checked_add(u64::from(length)) {
         Some(end) if end <= mem.size() => Ok(()),
         _ => Err(Failed),

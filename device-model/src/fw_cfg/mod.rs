@@ -8,13 +8,11 @@
 //! transfer), both written big-endian. A dword read of `0x514`/`0x518`
 //! returns the DMA signature "QEMU CFG".
 //!
-//! DMA reaches guest memory, which the Bus does not hand to devices: a
-//! write to `0x518` only records the descriptor address. The platform must
-//! call [`FwCfg::run_pending_dma`] with the guest's memory after the port
-//! write and before the vCPU runs again; a request of up to
-//! [`dma::DMA_BUDGET`] bytes is then complete as soon as its OUT retires, as
-//! on QEMU, and a longer one goes on while [`FwCfg::dma_pending`] (see
-//! `dma.rs`).
+//! DMA reaches guest memory through the handle the device is created with:
+//! the write to `0x518` runs the request, so one of up to
+//! [`dma::DMA_BUDGET`] bytes is complete as soon as its OUT retires, as on
+//! QEMU, and a longer one goes on in the device's service hook while
+//! [`FwCfg::dma_pending`] (see `dma.rs`).
 //!
 //! Items keep their contents across [`FwCfg::reset`] (QEMU's do too); only
 //! the selection, the read position and the DMA address are cleared.
@@ -27,7 +25,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use guest_memory::GuestMemory;
+
 use crate::bus::BusDevice;
+use crate::timer::TimerDevice;
 
 pub use e820::{E820Entry, E820Type, RamLayout};
 
@@ -158,6 +159,8 @@ pub struct FwCfg {
     pending_dma: Option<u64>,
     /// A DMA request longer than one call's budget, in progress.
     dma_job: Option<dma::DmaJob>,
+    /// The guest's memory, which DMA reads and writes.
+    mem: GuestMemory,
 }
 
 impl FwCfg {
@@ -167,9 +170,11 @@ impl FwCfg {
     pub const LEN: u16 = 12;
 
     /// A device with the signature, the ID (traditional + DMA), `nb_cpus`
-    /// and `max_cpus`, the legacy RAM size, no NUMA nodes, an empty file
-    /// directory, and the x86 legacy items SeaBIOS probes (all empty).
-    pub fn new(nb_cpus: u16, max_cpus: u16, ram_size: u64) -> Self {
+    /// and `max_cpus`, the legacy RAM size (that of `mem`), no NUMA nodes,
+    /// an empty file directory, and the x86 legacy items SeaBIOS probes (all
+    /// empty). DMA reaches the guest through `mem`.
+    pub fn new(nb_cpus: u16, max_cpus: u16, mem: GuestMemory) -> Self {
+        let ram_size = mem.size();
         let mut fw = FwCfg {
             items: BTreeMap::new(),
             selector: 0,
@@ -177,6 +182,7 @@ impl FwCfg {
             dma_high: 0,
             pending_dma: None,
             dma_job: None,
+            mem,
         };
         fw.set_item(key::SIGNATURE, b"QEMU".to_vec());
         fw.set_item(key::ID, (ID_TRADITIONAL | ID_DMA).to_le_bytes().to_vec());
@@ -280,8 +286,8 @@ impl FwCfg {
         Ok(())
     }
 
-    /// Whether the guest wrote a DMA address that [`FwCfg::run_pending_dma`]
-    /// has not served, or a request has bytes left to move.
+    /// Whether a DMA request has bytes left to move (or, while one does,
+    /// the guest wrote the address of another).
     pub fn dma_pending(&self) -> bool {
         self.pending_dma.is_some() || self.dma_job.is_some()
     }
@@ -411,15 +417,29 @@ impl BusDevice for FwCfg {
                     u64::from(self.dma_high) << 32 | u64::from(u32::from_be_bytes([a, b, c, d]));
                 self.dma_high = 0;
                 self.pending_dma = Some(addr);
+                self.run_pending_dma();
             }
             (4, &[a, b, c, d, e, f, g, h]) => {
                 self.dma_high = 0;
                 self.pending_dma = Some(u64::from_be_bytes([a, b, c, d, e, f, g, h]));
+                self.run_pending_dma();
             }
             // Data-port writes are obsolete (QEMU ignores them since 2.4); writable
             // items are written by DMA only.
             _ => {}
         }
+    }
+}
+
+/// The rest of a DMA request longer than one exit's budget.
+impl TimerDevice for FwCfg {
+    fn next_deadline_ns(&mut self) -> Option<u64> {
+        // Due now: a time at or before the clock's present.
+        self.dma_pending().then_some(0)
+    }
+
+    fn service(&mut self) {
+        self.run_pending_dma();
     }
 }
 

@@ -1,21 +1,26 @@
 use super::dma::{CTL_ERROR, CTL_READ, CTL_SELECT, CTL_SKIP, CTL_WRITE};
 use super::*;
 use crate::bus::Bus;
+use crate::timer::TimerDevice;
 use alloc::sync::Arc;
 use alloc::vec;
-use guest_memory::{GuestMemory, GuestRam};
+use guest_memory::GuestMemory;
 use spin::Mutex;
 
 const RAM: usize = 0x10000;
+const PLATFORM_RAM: usize = 0x10_0000;
 const DESC: u64 = 0x1000;
 const BUF: u64 = 0x2000;
 
-fn platform() -> (Bus, Arc<Mutex<FwCfg>>) {
-    let fw = Arc::new(Mutex::new(FwCfg::new(2, 4, 64 << 20)));
+/// The device on a bus, over RAM large enough for a DMA request longer
+/// than one call's budget.
+fn platform() -> (Bus, Arc<Mutex<FwCfg>>, GuestMemory) {
+    let ram = GuestMemory::new(PLATFORM_RAM);
+    let fw = Arc::new(Mutex::new(FwCfg::new(2, 4, ram.clone())));
     let mut bus = Bus::new();
     bus.register_pio(FwCfg::PORT, FwCfg::LEN, "fw_cfg", fw.clone())
         .unwrap();
-    (bus, fw)
+    (bus, fw, ram)
 }
 
 fn read_item(bus: &mut Bus, key: u16, len: usize) -> Vec<u8> {
@@ -23,7 +28,7 @@ fn read_item(bus: &mut Bus, key: u16, len: usize) -> Vec<u8> {
     (0..len).map(|_| bus.pio_read(0x511, 1) as u8).collect()
 }
 
-fn desc(ram: &mut GuestRam, at: u64, control: u32, length: u32, address: u64) {
+fn desc(ram: &GuestMemory, at: u64, control: u32, length: u32, address: u64) {
     let mut d = [0u8; 16];
     d[0..4].copy_from_slice(&control.to_be_bytes());
     d[4..8].copy_from_slice(&length.to_be_bytes());
@@ -31,8 +36,20 @@ fn desc(ram: &mut GuestRam, at: u64, control: u32, length: u32, address: u64) {
     ram.write(at, &d).unwrap();
 }
 
-fn control(ram: &GuestRam, at: u64) -> u32 {
-    u32::from_be_bytes(ram.read_le::<4>(at).unwrap())
+fn control(ram: &GuestMemory, at: u64) -> u32 {
+    u32::from_be(ram.read_obj::<u32>(at).unwrap())
+}
+
+fn bytes<const N: usize>(ram: &GuestMemory, at: u64) -> [u8; N] {
+    let mut b = [0u8; N];
+    ram.read(at, &mut b).unwrap();
+    b
+}
+
+fn snapshot(ram: &GuestMemory) -> Vec<u8> {
+    let mut all = vec![0u8; ram.size() as usize];
+    ram.read(0, &mut all).unwrap();
+    all
 }
 
 fn select(key: u16) -> u32 {
@@ -41,19 +58,19 @@ fn select(key: u16) -> u32 {
 
 #[test]
 fn signature_and_id_through_the_ports() {
-    let (mut bus, _) = platform();
+    let (mut bus, _, _) = platform();
     assert_eq!(read_item(&mut bus, key::SIGNATURE, 4), b"QEMU");
     assert_eq!(read_item(&mut bus, key::ID, 4), [3, 0, 0, 0]);
 }
 
 #[test]
 fn cpu_counts_and_legacy_items() {
-    let (mut bus, _) = platform();
+    let (mut bus, _, _) = platform();
     assert_eq!(read_item(&mut bus, key::NB_CPUS, 2), [2, 0]);
     assert_eq!(read_item(&mut bus, key::MAX_CPUS, 2), [4, 0]);
     assert_eq!(
         read_item(&mut bus, key::RAM_SIZE, 8),
-        (64u64 << 20).to_le_bytes()
+        (PLATFORM_RAM as u64).to_le_bytes()
     );
     assert_eq!(read_item(&mut bus, key::NUMA, 8), [0; 8]);
     assert_eq!(read_item(&mut bus, key::IRQ0_OVERRIDE, 4), [1, 0, 0, 0]);
@@ -62,7 +79,7 @@ fn cpu_counts_and_legacy_items() {
 
 #[test]
 fn reads_past_the_end_and_of_missing_items_return_zero() {
-    let (mut bus, _) = platform();
+    let (mut bus, _, _) = platform();
     assert_eq!(read_item(&mut bus, key::SIGNATURE, 7), b"QEMU\0\0\0");
     assert_eq!(read_item(&mut bus, 0x1234, 3), [0, 0, 0]);
     // Re-selecting starts over.
@@ -77,7 +94,7 @@ fn reads_past_the_end_and_of_missing_items_return_zero() {
 
 #[test]
 fn only_a_word_write_selects() {
-    let (mut bus, _) = platform();
+    let (mut bus, _, _) = platform();
     read_item(&mut bus, key::ID, 0);
     bus.pio_write(0x510, 1, 0);
     bus.pio_write(0x511, 1, 0);
@@ -86,7 +103,7 @@ fn only_a_word_write_selects() {
 
 #[test]
 fn word_reads_at_the_data_port_stream_two_bytes() {
-    let (mut bus, _) = platform();
+    let (mut bus, _, _) = platform();
     bus.pio_write(0x510, 2, 0);
     assert_eq!(
         bus.pio_read(0x510, 2),
@@ -97,14 +114,14 @@ fn word_reads_at_the_data_port_stream_two_bytes() {
 
 #[test]
 fn dma_signature_reads() {
-    let (mut bus, _) = platform();
+    let (mut bus, _, _) = platform();
     assert_eq!(bus.pio_read(0x514, 4), 0x5145_4D55);
     assert_eq!(bus.pio_read(0x518, 4), 0x2043_4647);
 }
 
 #[test]
 fn file_directory_layout() {
-    let (mut bus, fw) = platform();
+    let (mut bus, fw, _) = platform();
     let k1 = fw.lock().add_file("etc/one", vec![1; 10]).unwrap();
     let k2 = fw.lock().add_file("bootorder-x", vec![2; 300]).unwrap();
     assert_eq!((k1, k2), (0x20, 0x21));
@@ -126,7 +143,7 @@ fn file_directory_layout() {
 
 #[test]
 fn set_file_data_keeps_the_key_and_updates_the_directory() {
-    let (mut bus, fw) = platform();
+    let (mut bus, fw, _) = platform();
     fw.lock().add_acpi_slots().unwrap();
     let key = fw.lock().file_key(file::ACPI_TABLES).unwrap();
     fw.lock()
@@ -151,7 +168,7 @@ fn set_file_data_keeps_the_key_and_updates_the_directory() {
 
 #[test]
 fn bad_file_names_and_duplicates_are_errors() {
-    let mut fw = FwCfg::new(1, 1, 0);
+    let mut fw = FwCfg::new(1, 1, GuestMemory::new(0));
     assert!(matches!(
         fw.add_file("", vec![]),
         Err(FwCfgError::BadName { .. })
@@ -175,7 +192,7 @@ fn bad_file_names_and_duplicates_are_errors() {
 
 #[test]
 fn bootorder_is_newline_separated_and_nul_terminated() {
-    let mut fw = FwCfg::new(1, 1, 0);
+    let mut fw = FwCfg::new(1, 1, GuestMemory::new(0));
     fw.add_bootorder(&[
         "/pci@i0cf8/ide@1,1/drive@0/disk@0",
         "/rom@genroms/linuxboot.bin",
@@ -189,34 +206,34 @@ fn bootorder_is_newline_separated_and_nul_terminated() {
 
 #[test]
 fn dma_select_and_read() {
-    let mut fw = FwCfg::new(1, 1, 0);
+    let ram = GuestMemory::new(RAM);
+    let mut fw = FwCfg::new(1, 1, ram.clone());
     let key = fw.add_file("etc/data", (0..100u8).collect()).unwrap();
-    let mut backing = vec![0xAAu8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
-    desc(&mut ram, DESC, select(key) | CTL_READ, 10, BUF);
-    fw.dma(&mut ram, DESC);
+    ram.fill(0, RAM, 0xAA).unwrap();
+    desc(&ram, DESC, select(key) | CTL_READ, 10, BUF);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), 0);
     let mut got = [0u8; 11];
     ram.read(BUF, &mut got).unwrap();
     assert_eq!(got[..10], (0..10).collect::<Vec<u8>>()[..]);
     assert_eq!(got[10], 0xAA, "nothing past the buffer");
     // A READ without SELECT continues where the last one stopped.
-    desc(&mut ram, DESC, CTL_READ, 2, BUF);
-    fw.dma(&mut ram, DESC);
-    assert_eq!(ram.read_le::<2>(BUF).unwrap(), [10, 11]);
+    desc(&ram, DESC, CTL_READ, 2, BUF);
+    fw.dma(DESC);
+    assert_eq!(bytes::<2>(&ram, BUF), [10, 11]);
 }
 
 #[test]
 fn dma_skip_then_read_and_zero_fill_past_the_end() {
-    let mut fw = FwCfg::new(1, 1, 0);
+    let ram = GuestMemory::new(RAM);
+    let mut fw = FwCfg::new(1, 1, ram.clone());
     let key = fw.add_file("etc/data", (0..100u8).collect()).unwrap();
-    let mut backing = vec![0xAAu8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
-    desc(&mut ram, DESC, select(key) | CTL_SKIP, 95, 0);
-    fw.dma(&mut ram, DESC);
+    ram.fill(0, RAM, 0xAA).unwrap();
+    desc(&ram, DESC, select(key) | CTL_SKIP, 95, 0);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), 0);
-    desc(&mut ram, DESC, CTL_READ, 1000, BUF);
-    fw.dma(&mut ram, DESC);
+    desc(&ram, DESC, CTL_READ, 1000, BUF);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), 0);
     let mut got = vec![0u8; 1001];
     ram.read(BUF, &mut got).unwrap();
@@ -224,20 +241,19 @@ fn dma_skip_then_read_and_zero_fill_past_the_end() {
     assert!(got[5..1000].iter().all(|&b| b == 0));
     assert_eq!(got[1000], 0xAA);
     // Skipping past the end stops at the end.
-    desc(&mut ram, DESC, select(key) | CTL_SKIP, 5000, 0);
-    fw.dma(&mut ram, DESC);
-    desc(&mut ram, DESC, CTL_READ, 1, BUF);
-    fw.dma(&mut ram, DESC);
-    assert_eq!(ram.read_le::<1>(BUF).unwrap(), [0]);
+    desc(&ram, DESC, select(key) | CTL_SKIP, 5000, 0);
+    fw.dma(DESC);
+    desc(&ram, DESC, CTL_READ, 1, BUF);
+    fw.dma(DESC);
+    assert_eq!(bytes::<1>(&ram, BUF), [0]);
 }
 
 #[test]
 fn dma_select_alone_sets_the_data_port_item() {
-    let mut fw = FwCfg::new(1, 1, 0);
-    let mut backing = vec![0u8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
-    desc(&mut ram, DESC, select(key::SIGNATURE), 0, 0);
-    fw.dma(&mut ram, DESC);
+    let ram = GuestMemory::new(RAM);
+    let mut fw = FwCfg::new(1, 1, ram.clone());
+    desc(&ram, DESC, select(key::SIGNATURE), 0, 0);
+    fw.dma(DESC);
     let mut b = [0u8; 4];
     fw.read(0x510, 1, &mut b[..1]);
     fw.read(0x510, 1, &mut b[1..2]);
@@ -246,37 +262,36 @@ fn dma_select_alone_sets_the_data_port_item() {
 
 #[test]
 fn dma_write_needs_a_writable_item_and_must_fit() {
-    let mut fw = FwCfg::new(1, 1, 0);
+    let ram = GuestMemory::new(RAM);
+    let mut fw = FwCfg::new(1, 1, ram.clone());
     let ro = fw.add_file("etc/ro", vec![0; 8]).unwrap();
     let rw = fw.add_writable_file("etc/rw", vec![0; 8]).unwrap();
-    let mut backing = vec![0u8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
     ram.write(BUF, &[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
-    desc(&mut ram, DESC, select(ro) | CTL_WRITE, 4, BUF);
-    fw.dma(&mut ram, DESC);
+    desc(&ram, DESC, select(ro) | CTL_WRITE, 4, BUF);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), CTL_ERROR);
     assert_eq!(fw.file("etc/ro").unwrap(), [0; 8]);
-    desc(&mut ram, DESC, select(rw) | CTL_WRITE, 4, BUF);
-    fw.dma(&mut ram, DESC);
+    desc(&ram, DESC, select(rw) | CTL_WRITE, 4, BUF);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), 0);
     assert_eq!(fw.file("etc/rw").unwrap(), [1, 2, 3, 4, 0, 0, 0, 0]);
     // Continues at offset 4; 5 more bytes do not fit.
-    desc(&mut ram, DESC, CTL_WRITE, 5, BUF);
-    fw.dma(&mut ram, DESC);
+    desc(&ram, DESC, CTL_WRITE, 5, BUF);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), CTL_ERROR);
     assert_eq!(fw.file("etc/rw").unwrap(), [1, 2, 3, 4, 0, 0, 0, 0]);
     // Nothing selected that exists.
-    desc(&mut ram, DESC, select(0x3000) | CTL_WRITE, 1, BUF);
-    fw.dma(&mut ram, DESC);
+    desc(&ram, DESC, select(0x3000) | CTL_WRITE, 1, BUF);
+    fw.dma(DESC);
     assert_eq!(control(&ram, DESC), CTL_ERROR);
 }
 
 #[test]
 fn dma_buffer_outside_ram_fails_without_touching_anything() {
-    let mut fw = FwCfg::new(1, 1, 0);
+    let ram = GuestMemory::new(RAM);
+    let mut fw = FwCfg::new(1, 1, ram.clone());
     let key = fw.add_writable_file("etc/rw", vec![9; 64]).unwrap();
-    let mut backing = vec![0x55u8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
+    ram.fill(0, RAM, 0x55).unwrap();
     for (ctl, addr, len) in [
         (CTL_READ, RAM as u64 - 4, 8u32),
         (CTL_READ, u64::MAX - 2, 8),
@@ -284,11 +299,11 @@ fn dma_buffer_outside_ram_fails_without_touching_anything() {
         (CTL_WRITE, RAM as u64 - 4, 8),
         (CTL_READ, BUF, u32::MAX),
     ] {
-        desc(&mut ram, DESC, select(key) | ctl, len, addr);
-        let before = ram.as_mut_slice().to_vec();
-        fw.dma(&mut ram, DESC);
+        desc(&ram, DESC, select(key) | ctl, len, addr);
+        let before = snapshot(&ram);
+        fw.dma(DESC);
         assert_eq!(control(&ram, DESC), CTL_ERROR, "{ctl:#x} at {addr:#x}");
-        let after = ram.as_mut_slice().to_vec();
+        let after = snapshot(&ram);
         let changed: Vec<usize> = (0..RAM).filter(|&i| before[i] != after[i]).collect();
         assert!(
             changed
@@ -299,58 +314,67 @@ fn dma_buffer_outside_ram_fails_without_touching_anything() {
     }
     assert_eq!(fw.file("etc/rw").unwrap(), [9; 64]);
     // The failed transfers did not move the position.
-    desc(&mut ram, DESC, CTL_READ, 2, BUF);
-    fw.dma(&mut ram, DESC);
-    assert_eq!(ram.read_le::<2>(BUF).unwrap(), [9, 9]);
+    desc(&ram, DESC, CTL_READ, 2, BUF);
+    fw.dma(DESC);
+    assert_eq!(bytes::<2>(&ram, BUF), [9, 9]);
 }
 
 #[test]
 fn dma_descriptor_outside_ram_touches_nothing() {
-    let mut fw = FwCfg::new(1, 1, 0);
-    let mut backing = vec![0x55u8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
+    let ram = GuestMemory::new(RAM);
+    let mut fw = FwCfg::new(1, 1, ram.clone());
+    ram.fill(0, RAM, 0x55).unwrap();
     for at in [RAM as u64, RAM as u64 + 0x1000, u64::MAX - 3, u64::MAX] {
-        fw.dma(&mut ram, at);
+        fw.dma(at);
     }
-    assert!(ram.as_mut_slice().iter().all(|&b| b == 0x55));
+    assert!(snapshot(&ram).iter().all(|&b| b == 0x55));
     // A descriptor straddling the end: its control field is in RAM and says ERROR.
     let at = RAM as u64 - 8;
-    fw.dma(&mut ram, at);
+    fw.dma(at);
     assert_eq!(control(&ram, at), CTL_ERROR);
-    assert_eq!(ram.read_le::<4>(at + 4).unwrap(), [0x55; 4]);
+    assert_eq!(bytes::<4>(&ram, at + 4), [0x55; 4]);
 }
 
+/// The OUT to 0x518 runs the request inside the port write: the data and
+/// the control field are there before the guest's next instruction.
 #[test]
-fn dma_through_the_ports_waits_for_the_platform() {
-    let (mut bus, fw) = platform();
+fn dma_through_the_ports_runs_in_the_write() {
+    let (mut bus, fw, ram) = platform();
     let key = fw.lock().add_file("etc/data", vec![0x42; 4]).unwrap();
-    let mut backing = vec![0u8; RAM];
-    let mut ram = GuestRam::new(&mut backing);
-    desc(&mut ram, DESC, select(key) | CTL_READ, 4, BUF);
+    desc(&ram, DESC, select(key) | CTL_READ, 4, BUF);
     // The guest writes cpu_to_be32(high), then cpu_to_be32(low).
     bus.pio_write(0x514, 4, 0u32.swap_bytes());
-    assert!(!fw.lock().dma_pending());
+    assert_eq!(control(&ram, DESC), select(key) | CTL_READ);
     bus.pio_write(0x518, 4, (DESC as u32).swap_bytes());
-    assert!(fw.lock().dma_pending());
-    assert!(fw.lock().run_pending_dma(&mut ram));
-    assert!(!fw.lock().run_pending_dma(&mut ram));
     assert_eq!(control(&ram, DESC), 0);
-    assert_eq!(ram.read_le::<4>(BUF).unwrap(), [0x42; 4]);
+    assert_eq!(bytes::<4>(&ram, BUF), [0x42; 4]);
+    assert!(!fw.lock().dma_pending());
+    assert!(
+        !fw.lock().run_pending_dma(),
+        "nothing left for the service hook"
+    );
     // A high dword is part of the address: out of RAM, nothing happens.
+    desc(&ram, DESC, select(key) | CTL_READ, 4, BUF);
     bus.pio_write(0x514, 4, 1u32.swap_bytes());
     bus.pio_write(0x518, 4, (DESC as u32).swap_bytes());
-    desc(&mut ram, DESC, select(key) | CTL_READ, 4, BUF);
-    fw.lock().run_pending_dma(&mut ram);
     assert_eq!(control(&ram, DESC), select(key) | CTL_READ);
 }
 
 #[test]
-fn reset_clears_selection_and_pending_dma() {
-    let (mut bus, fw) = platform();
+fn reset_clears_selection_and_dma_in_progress() {
+    let (mut bus, fw, ram) = platform();
+    let long = 4 * super::dma::DMA_BUDGET;
+    let key = fw
+        .lock()
+        .add_file("etc/big", vec![1; long as usize])
+        .unwrap();
+    desc(&ram, DESC, select(key) | CTL_READ, long, BUF);
+    bus.pio_write(0x518, 4, (DESC as u32).swap_bytes());
+    assert!(fw.lock().dma_pending(), "longer than one write's budget");
     bus.pio_write(0x510, 2, u32::from(key::ID));
-    bus.pio_write(0x518, 4, 0x1000u32.swap_bytes());
     fw.lock().reset();
     assert!(!fw.lock().dma_pending());
+    assert_eq!(fw.lock().next_deadline_ns(), None);
     assert_eq!(bus.pio_read(0x511, 1), u32::from(b'Q'));
 }
 
@@ -405,7 +429,7 @@ fn e820_for_6_gib() {
 
 #[test]
 fn e820_file_is_readable_by_the_guest() {
-    let (mut bus, fw) = platform();
+    let (mut bus, fw, _) = platform();
     let key = fw.lock().add_e820(&RamLayout::qemu_pc(64 << 20)).unwrap();
     assert_eq!(read_item(&mut bus, key, 20), entry(0, 64 << 20));
 }
@@ -413,7 +437,7 @@ fn e820_file_is_readable_by_the_guest() {
 #[test]
 fn static_files_read_like_owned_ones_and_refuse_dma_writes() {
     static KERNEL: [u8; 6] = *b"bzImg!";
-    let (mut bus, fw) = platform();
+    let (mut bus, fw, ram) = platform();
     let key = fw
         .lock()
         .add_static_file("opt/keel/kernel", &KERNEL)
@@ -421,11 +445,9 @@ fn static_files_read_like_owned_ones_and_refuse_dma_writes() {
     assert_eq!(read_item(&mut bus, key, 8), b"bzImg!\0\0");
     assert_eq!(fw.lock().file("opt/keel/kernel"), Some(&KERNEL[..]));
     // A DMA write to it fails: static files are read-only.
-    let mut backing = vec![0u8; 0x2000];
-    let mut ram = GuestRam::new(&mut backing);
     ram.write(0x1100, b"XX").unwrap();
-    desc(&mut ram, 0x1000, select(key) | CTL_WRITE, 2, 0x1100);
-    fw.lock().dma(&mut ram, 0x1000);
+    desc(&ram, 0x1000, select(key) | CTL_WRITE, 2, 0x1100);
+    fw.lock().dma(0x1000);
     assert_ne!(control(&ram, 0x1000) & CTL_ERROR, 0);
     assert_eq!(fw.lock().file("opt/keel/kernel"), Some(&KERNEL[..]));
 }
@@ -437,14 +459,14 @@ fn static_files_read_like_owned_ones_and_refuse_dma_writes() {
 fn a_dma_read_longer_than_the_budget_goes_on_over_later_calls() {
     use super::dma::DMA_BUDGET;
     let len = 3 * 128 * 1024 + 100;
-    let mut fw = FwCfg::new(1, 1, 0);
+    let ram = GuestMemory::new(BUF as usize + len + 16);
+    ram.fill(0, ram.size() as usize, 0xAA).unwrap();
+    let mut fw = FwCfg::new(1, 1, ram.clone());
     let data: Vec<u8> = (0..len - 1000).map(|i| (i % 251) as u8).collect();
     let key = fw.add_file("etc/big", data.clone()).unwrap();
-    let mut backing = vec![0xAAu8; BUF as usize + len + 16];
-    let mut ram = GuestRam::new(&mut backing);
     let buf = BUF;
-    desc(&mut ram, DESC, select(key) | CTL_READ, len as u32, buf);
-    fw.dma(&mut ram, DESC);
+    desc(&ram, DESC, select(key) | CTL_READ, len as u32, buf);
+    fw.dma(DESC);
     let mut calls = 1;
     while fw.dma_pending() {
         assert_ne!(control(&ram, DESC), 0, "still in progress");
@@ -452,7 +474,7 @@ fn a_dma_read_longer_than_the_budget_goes_on_over_later_calls() {
         let next = buf + (calls * DMA_BUDGET) as u64;
         ram.read(next, &mut probe).unwrap();
         assert_eq!(probe[0], 0xAA, "nothing past this call's budget yet");
-        fw.run_pending_dma(&mut ram);
+        fw.run_pending_dma();
         calls += 1;
     }
     assert_eq!(calls, 4);

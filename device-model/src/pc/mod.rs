@@ -22,10 +22,14 @@
 //! | debug exit (isa-debug-exit) | 0xF4 | |
 //! | Keel's MMIO test device (`keel_testdev = 1`) | 0xFEB00000 | |
 //!
-//! [`Pc`] owns the bus and the handles the VM loop needs: it applies what a
-//! port write changed (PCI BARs and the PM block moving, fw_cfg DMA, reset
-//! control), services the timers, and answers the loop's interrupt questions
-//! through the interrupt router.
+//! [`Pc`] owns the bus and the handles the VM loop needs. Each device gets
+//! what it needs when it is created (guest memory for those that do DMA,
+//! its interrupt lines, the clock) and does its own work inside its
+//! register accesses: a port or MMIO write is a plain bus call, after which
+//! the platform applies only machine-wide changes (PCI ranges that moved,
+//! a reset through 0xCF9). [`Pc::service`] runs every device's due work
+//! (timers, the rest of a long DMA transfer) before each entry, and the
+//! interrupt router answers the loop's interrupt questions.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -90,8 +94,6 @@ pub struct PcConfig {
     /// debug output as `[name:bios] ...`.
     pub name: String,
     pub vcpus: u32,
-    /// Guest RAM in bytes.
-    pub ram_size: u64,
     /// Wall-clock time the RTC starts from, in seconds since the Unix epoch.
     pub unix_time: u64,
     /// Local APIC timer and feature parameters.
@@ -153,10 +155,11 @@ pub struct Pc {
     /// Where devices ask for the VM to stop or reset.
     pub power: PowerControl,
     router: RouterHandle,
+    /// Devices with work due at a time ([`Pc::service`]): the timers, and
+    /// the DMA engines while a transfer longer than one exit's budget goes on.
     timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>>,
     pci: Arc<Mutex<PciConfigIo>>,
     pm: PmBlock,
-    clock: ClockHandle,
     fw_cfg: Arc<Mutex<FwCfg>>,
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
@@ -190,13 +193,17 @@ macro_rules! resetter {
 }
 
 impl Pc {
-    /// Builds the PC. `console` receives every finished line of guest output
-    /// (COM1 and the firmware debug console), already prefixed.
+    /// Builds the PC over the guest's RAM, `memory` (its size is the
+    /// VM's RAM size; devices that do DMA keep a clone). `console` receives
+    /// every finished line of guest output (COM1 and the firmware debug
+    /// console), already prefixed.
     pub fn new(
         config: &PcConfig,
         clock: ClockHandle,
+        memory: GuestMemory,
         console: impl Fn(&str) + Clone + Send + 'static,
     ) -> Result<Pc, PcError> {
+        let ram_size = memory.size();
         let power = PowerControl::new();
         let mut bus = Bus::new();
         let router: RouterHandle = Arc::new(Mutex::new(PcInterruptRouter::new(
@@ -222,7 +229,7 @@ impl Pc {
         let port61 = Arc::new(Mutex::new(Port61::new(clock.clone(), pit.clone())));
         bus.register_pio(PORT61, 1, "port 0x61", port61.clone())?;
         let layout = CmosLayout::pc(
-            config.ram_size,
+            ram_size,
             config.vcpus,
             &[BootDevice::HardDisk, BootDevice::Cdrom],
         );
@@ -277,6 +284,7 @@ impl Pc {
             Arc::new(Mutex::new(Piix3::new())),
         )?;
         let ide = Arc::new(Mutex::new(Piix3Ide::new(
+            memory.clone(),
             line(Piix3Ide::PRIMARY_IRQ),
             line(Piix3Ide::SECONDARY_IRQ),
         )));
@@ -307,11 +315,11 @@ impl Pc {
 
         // Firmware interfaces.
         let vcpus = u16::try_from(config.vcpus).unwrap_or(u16::MAX);
-        let mut fw_cfg = FwCfg::new(vcpus, vcpus, config.ram_size);
-        fw_cfg.add_e820(&RamLayout::qemu_pc(config.ram_size))?;
+        let mut fw_cfg = FwCfg::new(vcpus, vcpus, memory);
+        fw_cfg.add_e820(&RamLayout::qemu_pc(ram_size))?;
         // ACPI and SMBIOS for this machine, handed to firmware the way QEMU
         // does (SeaBIOS runs the table loader and installs them).
-        let tables = acpi_gen::PlatformConfig::new(config.vcpus.max(1), config.ram_size);
+        let tables = acpi_gen::PlatformConfig::new(config.vcpus.max(1), ram_size);
         let acpi = acpi_gen::AcpiTables::build(&tables)
             .map_err(PcError::Tables)?
             .fw_cfg();
@@ -362,8 +370,14 @@ impl Pc {
             // PCI functions (host bridge, PIIX3, IDE, PM) through the bus.
             resetter!(pci),
         ];
-        let timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>> =
-            vec![pit, rtc, hpet, pm_timer.clone()];
+        let timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>> = vec![
+            pit,
+            rtc,
+            hpet,
+            pm_timer.clone(),
+            ide.clone(),
+            fw_cfg.clone(),
+        ];
         let mut pc = Pc {
             bus,
             power,
@@ -376,7 +390,6 @@ impl Pc {
                 base: None,
                 registered: [None; 3],
             },
-            clock,
             fw_cfg,
             com1,
             com1_irq: line(isa_irq::COM1),
@@ -437,32 +450,11 @@ impl Pc {
         self.bus.pio_read(port, size)
     }
 
-    /// A port write, then whatever it set in motion: PCI ranges that moved,
-    /// a reset through 0xCF9, a fw_cfg DMA transfer (which reads and writes
-    /// guest memory).
-    pub fn pio_write(&mut self, port: u16, size: u8, value: u32, memory: &mut dyn GuestMemory) {
+    /// A port write: the device that decodes it does what it starts (DMA
+    /// included) before this returns; then the machine-wide changes.
+    pub fn pio_write(&mut self, port: u16, size: u8, value: u32) {
         self.bus.pio_write(port, size, value);
-        let last = port.saturating_add(u16::from(size.max(1)) - 1);
-        let touches = |base: u16, len: u16| port < base.saturating_add(len) && last >= base;
-        if touches(PCI_CONFIG_BASE, PCI_CONFIG_LEN) {
-            self.apply_pci_events();
-            if let Some(kind) = self.pci.lock().take_reset_request() {
-                self.logs.cf9_reset.log(
-                    Level::Info,
-                    format_args!("guest reset the machine through port 0xCF9 ({kind:?})"),
-                );
-                self.power.request(PowerRequest::Reset);
-            }
-        }
-        if touches(FwCfg::PORT, FwCfg::LEN) {
-            self.fw_cfg.lock().run_pending_dma(memory);
-        }
-        // Bus-master IDE starts when the command, START and bus mastering
-        // are all there, whichever write came last.
-        let mut ide = self.ide.lock();
-        if ide.work_pending() {
-            ide.run_pending_work(memory);
-        }
+        self.after_write();
     }
 
     /// An MMIO read at a guest-physical address that is not RAM.
@@ -470,9 +462,25 @@ impl Pc {
         self.bus.mmio_read(gpa, data)
     }
 
-    /// An MMIO write at a guest-physical address that is not RAM.
+    /// An MMIO write at a guest-physical address that is not RAM; like
+    /// [`Pc::pio_write`].
     pub fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
-        self.bus.mmio_write(gpa, data)
+        self.bus.mmio_write(gpa, data);
+        self.after_write();
+    }
+
+    /// What any write may have changed for the whole machine, whichever
+    /// device took it: PCI ranges that moved (the devices queue them on the
+    /// PCI bus) and a reset requested through 0xCF9.
+    fn after_write(&mut self) {
+        self.apply_pci_events();
+        if let Some(kind) = self.pci.lock().take_reset_request() {
+            self.logs.cf9_reset.log(
+                Level::Info,
+                format_args!("guest reset the machine through port 0xCF9 ({kind:?})"),
+            );
+            self.power.request(PowerRequest::Reset);
+        }
     }
 
     /// Moves device ranges as the PCI functions report (BARs, the PM block).
@@ -588,24 +596,11 @@ impl Pc {
         self.logs.placement.log(Level::Warn, format_args!("guest placed the PIIX4 PM block at {base:#x}, over another device's ports: the block is not decoded"));
     }
 
-    /// Raises every interrupt that is due: timers, COM1, the PM timer's
-    /// overflow status; and moves the next piece of a bus-master or fw_cfg
-    /// DMA transfer or of an IDE READ VERIFY longer than one exit's budget
-    /// (`bmdma::DMA_BUDGET`, `fw_cfg::dma::DMA_BUDGET`). Call
-    /// before each entry into the guest.
-    pub fn service(&mut self, memory: &mut dyn GuestMemory) {
-        {
-            let mut fw_cfg = self.fw_cfg.lock();
-            if fw_cfg.dma_pending() {
-                fw_cfg.run_pending_dma(memory);
-            }
-        }
-        {
-            let mut ide = self.ide.lock();
-            if ide.work_pending() {
-                ide.run_pending_work(memory);
-            }
-        }
+    /// Runs every device's due work: interrupts of timers, COM1 and the PM
+    /// timer's overflow status, and the next piece of a DMA transfer longer
+    /// than one exit's budget (each engine bounds its own, see
+    /// docs/SECURITY.md). Call before each entry into the guest.
+    pub fn service(&mut self) {
         for t in &self.timers {
             t.lock().service();
         }
@@ -616,13 +611,9 @@ impl Pc {
         self.com1_irq.set_level(level);
     }
 
-    /// The earliest time a device needs [`Pc::service`] again, if any: now
-    /// while a bus-master transfer has data left to move or an IDE command
-    /// is still executing.
+    /// The earliest time a device needs [`Pc::service`] again, if any (at
+    /// or before now while a DMA transfer has data left to move).
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
-        if self.ide.lock().work_pending() || self.fw_cfg.lock().dma_pending() {
-            return Some(self.clock.now_ns());
-        }
         let timers = self
             .timers
             .iter()

@@ -38,13 +38,17 @@ pub use pm_timer::{PmTimer, PmTimerWidth};
 pub use port61::Port61;
 pub use rtc::Rtc;
 
-/// What the VM loop asks of every timer.
+/// What the VM loop asks of every timer, and of every device with work
+/// that goes on after the access that started it (a DMA engine moving the
+/// rest of a transfer longer than one exit's budget): `Pc::service` runs it
+/// for each such device, with no device-specific code.
 pub trait TimerDevice {
     /// The clock time (ns, on the shared [`Clock`](crate::Clock)) at which
-    /// this timer next needs [`service`](Self::service), or `None` if nothing
+    /// this device next needs [`service`](Self::service), or `None` if nothing
     /// is scheduled. A time at or before now means "service now".
     fn next_deadline_ns(&mut self) -> Option<u64>;
-    /// Raises the interrupts that are due at the clock's current time.
+    /// Does the work due at the clock's current time: raises the interrupts
+    /// that came due, moves the next bounded piece of a transfer.
     fn service(&mut self);
 }
 

@@ -20,8 +20,8 @@ pub trait Platform {
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]);
     /// A write of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
     fn mmio_write(&mut self, gpa: u64, data: &[u8]);
-    /// The guest's RAM.
-    fn memory(&mut self) -> &mut dyn GuestMemory;
+    /// The guest's RAM (and its read-only firmware alias).
+    fn memory(&self) -> &GuestMemory;
     /// The host's time-stamp counter (the guest's is this plus the vCPU's offset).
     fn host_tsc(&self) -> u64;
     /// CR8: the task priority of the vCPU's local APIC (SDM Vol 3A 10.8.6.1),
@@ -358,11 +358,11 @@ mod tests {
         CpuidResult, CrAccess, CrOperand, IoDirection, IoExit, StringIo, MAX_UNEXPLAINED_FAULTS,
     };
     use crate::vcpu::tests::FakeVcpu;
-    use guest_memory::GuestRam;
+    use guest_memory::GuestMemory;
     use std::vec::Vec;
 
     struct FakePlatform {
-        ram: GuestRam<'static>,
+        ram: GuestMemory,
         writes: Vec<(u16, u8, u32)>,
         next_read: u32,
         reads: usize,
@@ -374,9 +374,8 @@ mod tests {
 
     impl FakePlatform {
         fn new() -> Self {
-            let backing = std::boxed::Box::leak(std::vec![0u8; 0x10000].into_boxed_slice());
             FakePlatform {
-                ram: GuestRam::new(backing),
+                ram: GuestMemory::new(0x10000),
                 writes: Vec::new(),
                 next_read: 0,
                 reads: 0,
@@ -405,8 +404,8 @@ mod tests {
         fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
             self.mmio.push((gpa, data.to_vec(), true));
         }
-        fn memory(&mut self) -> &mut dyn GuestMemory {
-            &mut self.ram
+        fn memory(&self) -> &GuestMemory {
+            &self.ram
         }
         fn host_tsc(&self) -> u64 {
             42
@@ -561,7 +560,9 @@ mod tests {
         v.gprs[Gpr::Rdx as usize] = 0x60;
         p.next_read = 1;
         handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol);
-        assert_eq!(p.ram.read_le::<3>(0x3001).unwrap(), [3, 2, 1]);
+        let mut got = [0u8; 3];
+        p.ram.read(0x3001, &mut got).unwrap();
+        assert_eq!(got, [3, 2, 1]);
         assert_eq!(v.gprs[Gpr::Rdi as usize], 0x3000);
         assert_eq!(v.gprs[Gpr::Rcx as usize], 0);
         assert_eq!(v.rip, 0x1002);

@@ -137,7 +137,7 @@ enum Abort {
 }
 
 /// Guest RAM for the page walker.
-struct Ram<'a>(&'a mut dyn GuestMemory);
+struct Ram<'a>(&'a GuestMemory);
 
 impl PhysMemory for Ram<'_> {
     fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError> {
@@ -308,7 +308,7 @@ fn selector_fault(vector: u8, selector: u16, ext: u32) -> Abort {
 pub(super) fn handle_task_switch(
     ts: &TaskSwitch,
     vcpu: &mut impl VcpuState,
-    mem: &mut dyn GuestMemory,
+    mem: &GuestMemory,
 ) -> ExitAction {
     let rip = vcpu.rip();
     let gate = match ts.source {
@@ -423,7 +423,7 @@ fn switch(
     ts: &TaskSwitch,
     gate: Option<GateEvent>,
     vcpu: &mut impl VcpuState,
-    mem: &mut dyn GuestMemory,
+    mem: &GuestMemory,
 ) -> Result<(), Abort> {
     let ext = u32::from(gate.is_some_and(|g| !g.software));
     let iret = ts.source == TaskSwitchSource::Iret;
@@ -780,7 +780,7 @@ fn push_error_code(
 mod tests {
     use super::*;
     use crate::vcpu::tests::FakeVcpu;
-    use guest_memory::GuestRam;
+    use guest_memory::GuestMemory;
 
     const GDT: u64 = 0x1000;
     const TSS_A: u64 = 0x3000;
@@ -802,9 +802,8 @@ mod tests {
             | (((base >> 24) & 0xff) << 56)
     }
 
-    fn ram() -> GuestRam<'static> {
-        let backing = std::boxed::Box::leak(std::vec![0u8; 0x10000].into_boxed_slice());
-        let mut m = GuestRam::new(backing);
+    fn ram() -> GuestMemory {
+        let m = GuestMemory::new(0x10000);
         let gdt = [
             0,
             0x00cf_9a00_0000_ffff, // flat 32-bit code, DPL 0, not accessed
@@ -820,18 +819,18 @@ mod tests {
         }
         // Task B: EIP 0x5000, ESP 0x8000, EAX..EDI 0xb0..0xb7, flat segments.
         let put =
-            |m: &mut GuestRam, off: u64, v: u32| m.write(TSS_B + off, &v.to_le_bytes()).unwrap();
-        put(&mut m, 0x20, 0x5000);
-        put(&mut m, 0x24, 0x202);
+            |m: &GuestMemory, off: u64, v: u32| m.write(TSS_B + off, &v.to_le_bytes()).unwrap();
+        put(&m, 0x20, 0x5000);
+        put(&m, 0x24, 0x202);
         for i in 0..8 {
-            put(&mut m, 0x28 + 4 * i, 0xb0 + i as u32);
+            put(&m, 0x28 + 4 * i, 0xb0 + i as u32);
         }
-        put(&mut m, 0x38, 0x8000);
+        put(&m, 0x38, 0x8000);
         for (i, s) in [SEL_DATA, SEL_CODE, SEL_DATA, SEL_DATA, 0, 0]
             .iter()
             .enumerate()
         {
-            put(&mut m, 0x48 + 4 * i as u64, u32::from(*s));
+            put(&m, 0x48 + 4 * i as u64, u32::from(*s));
         }
         m
     }
@@ -873,13 +872,13 @@ mod tests {
         }
     }
 
-    fn u32_at(m: &GuestRam, gpa: u64) -> u32 {
-        u32::from_le_bytes(m.read_le::<4>(gpa).unwrap())
+    fn u32_at(m: &GuestMemory, gpa: u64) -> u32 {
+        m.read_obj::<u32>(gpa).unwrap()
     }
 
     /// The type field of GDT entry `sel`.
-    fn gdt_type(m: &GuestRam, sel: u16) -> u8 {
-        m.read_le::<1>(GDT + u64::from(sel) + 5).unwrap()[0] & 0xf
+    fn gdt_type(m: &GuestMemory, sel: u16) -> u8 {
+        m.read_obj::<u8>(GDT + u64::from(sel) + 5).unwrap() & 0xf
     }
 
     fn fault(vector: u8, error_code: u32) -> Event {
@@ -891,9 +890,9 @@ mod tests {
 
     #[test]
     fn jmp_to_a_tss_saves_the_old_task_and_loads_the_new() {
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         v.rflags = 0x246;
-        let a = handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m);
+        let a = handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m);
         assert_eq!(a, ExitAction::Resume);
         assert!(v.injected.is_empty(), "{:?}", v.injected);
         // The old task: EIP past the JMP, EFLAGS, GPRs and selectors in its TSS.
@@ -928,9 +927,9 @@ mod tests {
 
     #[test]
     fn call_links_back_and_iret_returns() {
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         v.rflags = 0x2;
-        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Call, 7), &mut v, &mut m);
+        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Call, 7), &mut v, &m);
         assert!(v.injected.is_empty(), "{:?}", v.injected);
         assert_eq!(u32_at(&m, TSS_B), u32::from(SEL_A), "back link");
         assert_eq!(v.rflags, 0x202 | RFLAGS_NT, "NT set by CALL");
@@ -941,7 +940,7 @@ mod tests {
         // Task B runs, changes EAX and returns with IRET (NT = 1) at 0x5010.
         v.rip = 0x5010;
         v.gprs[Gpr::Rax as usize] = 0x1234;
-        handle_task_switch(&exit(SEL_A, TaskSwitchSource::Iret, 1), &mut v, &mut m);
+        handle_task_switch(&exit(SEL_A, TaskSwitchSource::Iret, 1), &mut v, &m);
         assert!(v.injected.is_empty(), "{:?}", v.injected);
         assert_eq!(v.segs[6].selector, SEL_A);
         assert_eq!(v.rip, 0x1007, "back after the CALL");
@@ -953,7 +952,7 @@ mod tests {
         assert_eq!(u32_at(&m, TSS_B + 0x24), 0x202, "with NT clear");
         assert_eq!(u32_at(&m, TSS_B + 0x28), 0x1234);
         // IRET to a task that is not busy: #TS(selector).
-        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Iret, 1), &mut v, &mut m);
+        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Iret, 1), &mut v, &m);
         assert_eq!(v.injected, [fault(INVALID_TSS, u32::from(SEL_B))]);
     }
 
@@ -982,13 +981,13 @@ mod tests {
                 fault(GENERAL_PROTECTION, u32::from(SEL_B | 4)),
             ),
         ] {
-            let (mut v, mut m) = (vcpu(), ram());
+            let (mut v, m) = (vcpu(), ram());
             if prepare {
                 // Task B busy already.
                 m.write(GDT + u64::from(SEL_B) + 5, &[0x8b]).unwrap();
             }
             let before = (v.rip, v.segs, v.gprs, v.cr0);
-            let a = handle_task_switch(&exit(sel, TaskSwitchSource::Jmp, 7), &mut v, &mut m);
+            let a = handle_task_switch(&exit(sel, TaskSwitchSource::Jmp, 7), &mut v, &m);
             assert_eq!(a, ExitAction::Resume);
             assert_eq!(v.injected, [want], "selector {sel:#x}");
             assert_eq!(before, (v.rip, v.segs, v.gprs, v.cr0));
@@ -1002,7 +1001,7 @@ mod tests {
     /// is pushed on the new stack. Faults of the switch have EXT set.
     #[test]
     fn exception_through_a_task_gate_pushes_its_error_code() {
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         let df = GateEvent {
             vector: DOUBLE_FAULT,
             error_code: Some(0),
@@ -1011,11 +1010,7 @@ mod tests {
         };
         v.injected.push(fault(DOUBLE_FAULT, 0));
         m.write(0x7ffc, &[0xff; 4]).unwrap();
-        let a = handle_task_switch(
-            &exit(SEL_B, TaskSwitchSource::IdtGate(df), 0),
-            &mut v,
-            &mut m,
-        );
+        let a = handle_task_switch(&exit(SEL_B, TaskSwitchSource::IdtGate(df), 0), &mut v, &m);
         assert_eq!(a, ExitAction::Resume);
         assert!(v.injected.is_empty(), "delivered by the switch");
         assert_eq!(
@@ -1034,11 +1029,11 @@ mod tests {
             vector: GENERAL_PROTECTION,
             ..df
         };
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         handle_task_switch(
             &exit(SEL_NOT_PRESENT, TaskSwitchSource::IdtGate(gp), 0),
             &mut v,
-            &mut m,
+            &m,
         );
         assert_eq!(v.injected, [fault(DOUBLE_FAULT, 0)]);
         // During an external interrupt the #NP itself, with EXT.
@@ -1048,23 +1043,23 @@ mod tests {
             hardware_exception: false,
             software: false,
         };
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         handle_task_switch(
             &exit(SEL_NOT_PRESENT, TaskSwitchSource::IdtGate(irq), 0),
             &mut v,
-            &mut m,
+            &m,
         );
         assert_eq!(
             v.injected,
             [fault(SEGMENT_NOT_PRESENT, u32::from(SEL_NOT_PRESENT) | 1)]
         );
         // And while delivering #DF: shutdown.
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         assert_eq!(
             handle_task_switch(
                 &exit(SEL_SMALL, TaskSwitchSource::IdtGate(df), 0),
                 &mut v,
-                &mut m
+                &m
             ),
             ExitAction::Stop(StopReason::TripleFault { rip: 0x1000 })
         );
@@ -1087,24 +1082,24 @@ mod tests {
             (2, 0x11, fault(INVALID_TSS, 0x10)),
             (3, 0x48, fault(INVALID_TSS, 0x48)),
         ] {
-            let (mut v, mut m) = (vcpu(), ram());
+            let (mut v, m) = (vcpu(), ram());
             m.write(TSS_B + 0x48 + 4 * slot, &u32::from(sel).to_le_bytes())
                 .unwrap();
             let old_segs = v.segs;
-            handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m);
+            handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m);
             assert_eq!(v.injected, [want], "slot {slot} selector {sel:#x}");
             assert_eq!(v.rip, 0x5000);
             assert_eq!(v.segs[6].selector, SEL_B);
             assert_eq!(v.segs[..6], old_segs[..6]);
         }
         // A not-present data segment (ES; SS moved to a copy at 0x40): #NP.
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         m.write(GDT + u64::from(SEL_DATA) + 5, &[0x12]).unwrap();
         m.write(GDT + 0x40, &0x00cf_9200_0000_ffffu64.to_le_bytes())
             .unwrap();
         v.gdtr.limit = 0x47;
         m.write(TSS_B + 0x50, &0x40u32.to_le_bytes()).unwrap();
-        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m);
+        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m);
         assert_eq!(
             v.injected,
             [fault(SEGMENT_NOT_PRESENT, u32::from(SEL_DATA))]
@@ -1113,7 +1108,7 @@ mod tests {
 
     #[test]
     fn new_cr3_and_ldt_are_loaded() {
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         v.cr0 |= CR0_PG;
         // Identity-map the first 4 MiB with one 4 MiB page (CR4.PSE) in both directories.
         v.cr[4] = 1 << 4;
@@ -1129,7 +1124,7 @@ mod tests {
         .unwrap();
         v.gdtr.limit = 0x47;
         m.write(TSS_B + 0x60, &0x40u32.to_le_bytes()).unwrap();
-        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m);
+        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m);
         assert!(v.injected.is_empty(), "{:?}", v.injected);
         assert_eq!(v.cr[3], 0xa000);
         assert_eq!(v.pdptes, None, "not PAE");
@@ -1138,7 +1133,7 @@ mod tests {
             (0x40, 0xb000, 0x17)
         );
         // A TSS page the guest's tables do not map: #PF in the old task.
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         v.cr0 |= CR0_PG;
         v.cr[4] = 1 << 4;
         v.cr[3] = 0x9000;
@@ -1148,7 +1143,7 @@ mod tests {
             &system_descriptor(0x40_0000, 0x67, 0x89).to_le_bytes(),
         )
         .unwrap();
-        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m);
+        handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m);
         assert_eq!(v.injected, [fault(PAGE_FAULT, 0)]);
         assert_eq!(v.cr[2], 0x40_0000);
         assert_eq!(v.rip, 0x1000);
@@ -1156,19 +1151,19 @@ mod tests {
 
     #[test]
     fn outside_legacy_mode_or_ram_the_vm_stops() {
-        let (mut v, mut m) = (FakeVcpu::long_mode(), ram());
+        let (mut v, m) = (FakeVcpu::long_mode(), ram());
         assert!(matches!(
-            handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m),
+            handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m),
             ExitAction::Stop(StopReason::Unhandled { .. })
         ));
-        let (mut v, mut m) = (vcpu(), ram());
+        let (mut v, m) = (vcpu(), ram());
         m.write(
             GDT + u64::from(SEL_B),
             &system_descriptor(0xfee0_0000, 0x67, 0x89).to_le_bytes(),
         )
         .unwrap();
         assert!(matches!(
-            handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &mut m),
+            handle_task_switch(&exit(SEL_B, TaskSwitchSource::Jmp, 7), &mut v, &m),
             ExitAction::Stop(StopReason::Unhandled {
                 info: 0xfee0_0000,
                 ..

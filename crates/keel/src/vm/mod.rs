@@ -11,7 +11,7 @@ use core::fmt;
 use core::ops::Range;
 
 use device_model::PowerRequest;
-use guest_memory::{GuestMemory, GuestRam, RomAlias};
+use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
@@ -151,12 +151,13 @@ pub fn run(
                 free,
             })?;
     // SAFETY: the frame allocator handed out [ram_pa, ram_pa + ram_bytes)
-    // exclusively to this VM; it is identity-mapped RAM and never freed
-    // while the slice lives (Keel ends after the VM).
-    let ram_bytes_slice =
-        unsafe { core::slice::from_raw_parts_mut(ram_pa as *mut u8, ram_bytes as usize) };
-    ram_bytes_slice.fill(0);
-    let mut ram = GuestRam::new(ram_bytes_slice);
+    // exclusively to this VM; it is identity-mapped RAM, never freed or
+    // handed out again (Keel ends after the VM), and from here on reached
+    // only through guest-memory handles (and by the guest itself).
+    let mut ram = unsafe { GuestMemory::from_raw_region(ram_pa as *mut u8, ram_bytes as usize) }
+        .map_err(|e| VmError::Config(alloc::format!("guest RAM: {e}")))?;
+    ram.fill(0, ram_bytes as usize, 0)
+        .map_err(|e| VmError::Config(alloc::format!("guest RAM: {e}")))?;
     let fw_start = FIRMWARE_END_LOW - fw_len;
     ram.write(fw_start, firmware)
         .map_err(|e| VmError::Config(alloc::format!("firmware does not fit in guest RAM: {e}")))?;
@@ -374,9 +375,9 @@ fn run_vcpu(
                 );
                 // RAM keeps its contents across a reset, except the firmware,
                 // which is fresh as if read from ROM again; disks keep theirs.
-                let ram = machine.ram().as_mut_slice();
-                let at = firmware_at as usize;
-                ram[at..at + firmware.len()].copy_from_slice(firmware);
+                if let Err(e) = machine.ram().write(firmware_at, firmware) {
+                    log::error!("VM '{}': firmware reload: {e}", config.name);
+                }
                 machine.pc.reset();
                 start_tsc_at_zero(vcpu, machine);
                 vcpu.reset();

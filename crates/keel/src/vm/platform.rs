@@ -9,7 +9,7 @@ use alloc::sync::Arc;
 
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{Pc, PcConfig, PcError};
-use guest_memory::{GuestMemory, GuestRam};
+use guest_memory::GuestMemory;
 use vmm_core::exit::MsrOutcome;
 use vmm_core::interrupts::InterruptSource;
 
@@ -21,21 +21,22 @@ const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
 /// One VM's emulated PC and its RAM, as the VM loop drives them.
 pub struct Machine {
     pub pc: Pc,
-    ram: GuestRam<'static>,
+    /// The exit path's handle to guest RAM; the devices that do DMA hold
+    /// clones of it.
+    ram: GuestMemory,
 }
 
 impl Machine {
     /// The PC of VM `name` over its RAM.
     pub fn new(
         name: &str,
-        ram: GuestRam<'static>,
+        ram: GuestMemory,
         vcpus: u32,
         test_device: bool,
     ) -> Result<Self, PcError> {
         let config = PcConfig {
             name: String::from(name),
             vcpus,
-            ram_size: ram.size(),
             // No wall clock is read yet: the RTC starts at the epoch.
             unix_time: 0,
             // CPUID hides x2APIC and the TSC-deadline timer (exit::cpuid), so
@@ -48,9 +49,12 @@ impl Machine {
             },
             test_device,
         };
-        let pc = Pc::new(&config, Arc::new(crate::clock::HostClock), |line: &str| {
-            crate::println!("{line}")
-        })?;
+        let pc = Pc::new(
+            &config,
+            Arc::new(crate::clock::HostClock),
+            ram.clone(),
+            |line: &str| crate::println!("{line}"),
+        )?;
         Ok(Machine { pc, ram })
     }
 
@@ -78,12 +82,12 @@ impl Machine {
     /// The devices' work before each entry: due interrupts, and the next
     /// piece of a DMA transfer longer than one exit's budget.
     pub fn service(&mut self) {
-        self.pc.service(&mut self.ram);
+        self.pc.service();
     }
 
     /// Guest RAM, for loaders.
-    pub fn ram(&mut self) -> &mut GuestRam<'static> {
-        &mut self.ram
+    pub fn ram(&self) -> &GuestMemory {
+        &self.ram
     }
 }
 
@@ -93,7 +97,7 @@ impl vmm_core::exit::Platform for Machine {
     }
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
-        self.pc.pio_write(port, size, value, &mut self.ram)
+        self.pc.pio_write(port, size, value)
     }
 
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
@@ -104,8 +108,8 @@ impl vmm_core::exit::Platform for Machine {
         self.pc.mmio_write(gpa, data)
     }
 
-    fn memory(&mut self) -> &mut dyn GuestMemory {
-        &mut self.ram
+    fn memory(&self) -> &GuestMemory {
+        &self.ram
     }
 
     fn host_tsc(&self) -> u64 {

@@ -168,14 +168,14 @@ impl PrdCursor {
 /// Walks a descriptor table, moving data between the device and guest RAM,
 /// at most `budget` bytes.
 pub struct PrdWalker<'m> {
-    mem: &'m mut dyn GuestMemory,
+    mem: &'m GuestMemory,
     at: PrdCursor,
     budget: usize,
 }
 
 impl<'m> PrdWalker<'m> {
     /// A walk from `at` that may move `budget` bytes.
-    pub fn new(mem: &'m mut dyn GuestMemory, at: PrdCursor, budget: usize) -> Self {
+    pub fn new(mem: &'m GuestMemory, at: PrdCursor, budget: usize) -> Self {
         PrdWalker { mem, at, budget }
     }
 

@@ -362,7 +362,7 @@ impl IdeChannel {
 
     /// Runs the waiting DMA command through the descriptor table (see
     /// `ide/mod.rs` for the ordering rules). Returns whether one ran.
-    pub(crate) fn run_dma(&mut self, mem: &mut dyn GuestMemory) -> bool {
+    pub(crate) fn run_dma(&mut self, mem: &GuestMemory) -> bool {
         if !self.bm.active() {
             return false;
         }

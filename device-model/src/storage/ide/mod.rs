@@ -15,15 +15,16 @@
 //! # Wiring (the platform's side)
 //!
 //! ```text
-//! let ide = Arc::new(Mutex::new(Piix3Ide::new(IrqLine::new(chip.clone(), 14),
+//! let ide = Arc::new(Mutex::new(Piix3Ide::new(guest_memory.clone(),
+//!                                             IrqLine::new(chip.clone(), 14),
 //!                                             IrqLine::new(chip.clone(), 15))));
 //! ide.lock().attach(ChannelId::Primary, DrivePosition::Master, IdeDrive::disk(Box::new(disk)));
 //! ide.lock().attach(ChannelId::Secondary, DrivePosition::Master, IdeDrive::cdrom(Some(Box::new(ReadOnly(iso)))));
 //! pci_bus.add(Piix3Ide::BDF, "piix3-ide", ide.clone())?;
 //! for (base, len, name) in Piix3Ide::LEGACY_RANGES { bus.register_pio(base, len, name, ide.clone())?; }
 //! // ConfigChange::Region { id: RegionId::Bar(4), .. } from 00:01.1 moves the 16-byte bus-master block.
-//! // After every port write that reached the device, and before every entry
-//! // while work_pending(): ide.lock().run_pending_work(&mut guest_ram);
+//! // The device runs DMA itself; a transfer longer than one budget goes on
+//! // through its TimerDevice hook, which the platform services before every entry.
 //! ```
 //!
 //! # DMA ordering
@@ -33,13 +34,13 @@
 //! the bus master started (BMICX START 0 -> 1, which sets BMISX ACTIVE), and
 //! PCI bus mastering enabled (PCICMD bit 2). Guests issue the first two in
 //! either order (Linux: command, then START; some BIOSes: START, then
-//! command); whichever write completes the set makes
-//! [`Piix3Ide::dma_pending`] true, and the platform's call of
-//! [`Piix3Ide::run_pending_dma`] after that write moves the transfer, at
-//! most [`bmdma::DMA_BUDGET`] bytes per channel per call. A longer transfer
-//! goes on at the platform's next calls (`Pc::service`, before every entry
-//! into the guest, which asks to be called again at once while one is in
-//! progress), with ACTIVE set and the device busy in the meantime, as a
+//! command); whichever write completes the set (a port
+//! write or a configuration write) makes [`Piix3Ide::dma_pending`] true,
+//! and the device moves the transfer inside that write, through the
+//! guest-memory handle it was created with, at most [`bmdma::DMA_BUDGET`]
+//! bytes per channel. A longer transfer goes on in the device's service
+//! hook ([`crate::timer::TimerDevice`]: the platform calls it before every
+//! entry into the guest, at once while a transfer is in progress), with ACTIVE set and the device busy in the meantime, as a
 //! transfer in progress looks on the hardware; the guest sees the outcome
 //! when it completes.
 //!

@@ -15,6 +15,11 @@
 //! - the bus-master block at BAR4, which moves by [`ConfigChange::Region`]
 //!   for [`RegionId::Bar`]`(4)`.
 //!
+//! DMA: the function reaches guest memory through the handle it is created
+//! with, and moves a transfer inside the port or configuration write that
+//! completes its start conditions (see `ide/mod.rs`, "DMA ordering"); the
+//! rest of a long transfer moves in [`TimerDevice::service`].
+//!
 //! Interrupts: compatibility mode wires the primary channel to ISA IRQ 14
 //! and the secondary to IRQ 15 (datasheet 3.5.1); the function has no PCI
 //! interrupt pin.
@@ -29,6 +34,7 @@ use crate::bus::BusDevice;
 use crate::irq::IrqLine;
 use crate::pci::config_space::{command, reg, BarKind, ConfigSpace, HEADER_TYPE_MULTIFUNCTION};
 use crate::pci::{Bdf, ConfigChange, PciFunction};
+use crate::timer::TimerDevice;
 
 /// IDE timing registers (datasheet 2.3.11-12).
 pub const IDETIM_PRIMARY: u8 = 0x40;
@@ -60,6 +66,8 @@ const LEGACY: [Legacy; 2] = [
 pub struct Piix3Ide {
     cs: ConfigSpace,
     channels: [IdeChannel; 2],
+    /// Guest memory, which the bus masters read and write.
+    mem: GuestMemory,
 }
 
 impl Piix3Ide {
@@ -88,9 +96,10 @@ impl Piix3Ide {
         (0x376, 1, "ide-secondary-control"),
     ];
 
-    /// The function at power-on with empty channels; `primary_irq` and
-    /// `secondary_irq` are the lines to ISA IRQ 14 and 15.
-    pub fn new(primary_irq: IrqLine, secondary_irq: IrqLine) -> Self {
+    /// The function at power-on with empty channels; its bus masters reach
+    /// the guest through `mem`; `primary_irq` and `secondary_irq` are the
+    /// lines to ISA IRQ 14 and 15.
+    pub fn new(mem: GuestMemory, primary_irq: IrqLine, secondary_irq: IrqLine) -> Self {
         let mut cs = ConfigSpace::new(
             Self::VENDOR_ID,
             Self::DEVICE_ID,
@@ -112,6 +121,7 @@ impl Piix3Ide {
         Piix3Ide {
             cs,
             channels: [IdeChannel::new(primary_irq), IdeChannel::new(secondary_irq)],
+            mem,
         }
     }
 
@@ -139,16 +149,16 @@ impl Piix3Ide {
         self.bus_master_enabled() && self.channels.iter().any(|c| c.dma_ready())
     }
 
-    /// Runs every ready DMA transfer against guest memory. The platform
-    /// calls this after each port write that reached this device, before
-    /// the vCPU runs again. Returns whether any ran.
-    pub fn run_pending_dma(&mut self, mem: &mut dyn GuestMemory) -> bool {
+    /// Moves the next piece (at most [`super::bmdma::DMA_BUDGET`] bytes per
+    /// channel) of every ready DMA transfer. Runs after each port and
+    /// configuration write and from the service hook. Returns whether any ran.
+    pub fn run_pending_dma(&mut self) -> bool {
         if !self.bus_master_enabled() {
             return false;
         }
         let mut ran = false;
         for ch in &mut self.channels {
-            ran |= ch.run_dma(mem);
+            ran |= ch.run_dma(&self.mem);
         }
         ran
     }
@@ -161,11 +171,11 @@ impl Piix3Ide {
     }
 
     /// Runs every ready DMA transfer and moves every executing command on,
-    /// each by at most one call's budget. The platform calls this after
-    /// each port write that reached this device and before each entry into
-    /// the guest while [`Piix3Ide::work_pending`]. Returns whether anything ran.
-    pub fn run_pending_work(&mut self, mem: &mut dyn GuestMemory) -> bool {
-        let mut ran = self.run_pending_dma(mem);
+    /// each by at most one call's budget: the service hook, before each
+    /// entry into the guest while [`Piix3Ide::work_pending`]. Returns
+    /// whether anything ran.
+    pub fn run_pending_work(&mut self) -> bool {
+        let mut ran = self.run_pending_dma();
         for ch in &mut self.channels {
             ran |= ch.continue_commands();
         }
@@ -192,7 +202,9 @@ impl Piix3Ide {
 
     /// Bulk `OUTS` to a Data port; see [`Piix3Ide::read_data`].
     pub fn write_data(&mut self, port: u16, buf: &[u8]) -> usize {
-        self.data_channel(port).map_or(0, |c| c.write_data(buf))
+        let n = self.data_channel(port).map_or(0, |c| c.write_data(buf));
+        self.run_pending_dma();
+        n
     }
 
     fn legacy_decoded(&self, ch: usize) -> bool {
@@ -269,8 +281,11 @@ impl PciFunction for Piix3Ide {
         self.cs.read(offset, data);
     }
 
+    /// Enabling bus mastering (PCICMD bit 2) may be the last condition a
+    /// waiting transfer needed.
     fn config_write(&mut self, offset: u8, data: &[u8], changes: &mut Vec<ConfigChange>) {
         self.cs.write(offset, data, changes);
+        self.run_pending_dma();
     }
 
     /// Power-on reset: configuration space, both channels, their devices
@@ -304,18 +319,35 @@ impl BusDevice for Piix3Ide {
         }
     }
 
+    /// A write that completes a transfer's start conditions (the command,
+    /// or START) moves its first piece before it returns.
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
         let Ok(port) = u16::try_from(base.wrapping_add(offset)) else {
             return;
         };
-        if data.len() > 1 {
-            if let Some(ch) = self.data_channel(port) {
+        match self.data_channel(port) {
+            // The last bytes of an ATAPI packet can start a DMA command.
+            Some(ch) if data.len() > 1 => {
                 ch.write_data(data);
-                return;
+            }
+            _ => {
+                for (i, &v) in data.iter().enumerate() {
+                    self.write_byte(port.wrapping_add(i as u16), v);
+                }
             }
         }
-        for (i, &v) in data.iter().enumerate() {
-            self.write_byte(port.wrapping_add(i as u16), v);
-        }
+        self.run_pending_dma();
+    }
+}
+
+/// The rest of a bus-master transfer longer than one exit's budget.
+impl TimerDevice for Piix3Ide {
+    fn next_deadline_ns(&mut self) -> Option<u64> {
+        // Due now: a time at or before the clock's present.
+        self.work_pending().then_some(0)
+    }
+
+    fn service(&mut self) {
+        self.run_pending_work();
     }
 }
