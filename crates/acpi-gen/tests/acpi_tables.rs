@@ -376,15 +376,34 @@ fn check_dsdt(aml: &[u8], cfg: &PlatformConfig) {
     }
 
     // _PRT: slots 1-31, INTA-INTD, rotated over LNKA-LNKD, which resolve in \_SB.
+    // The rotation is the board's (the PIIX3 model's and SeaBIOS's):
+    // PIRQ[(slot - 1 + pin) mod 4], pin 0 = INTA; so slot 1 INTA is LNKA,
+    // slot 2 INTA is LNKB, slot 3 INTD is LNKB.
     let Obj::Pkg(prt) = &ns[&p("\\_SB.PCI0._PRT")] else {
         panic!("_PRT is not a package")
     };
     assert_eq!(prt.len(), 31 * 4);
     let links = ["LNKA", "LNKB", "LNKC", "LNKD"];
+    let link_of = |slot: u64, pin: u64| match &prt[((slot - 1) * 4 + pin) as usize] {
+        Obj::Pkg(e) => e[2].clone(),
+        o => panic!("{o:?}"),
+    };
+    for (slot, pin, link) in [
+        (1, 0, "LNKA"),
+        (2, 0, "LNKB"),
+        (3, 3, "LNKB"),
+        (4, 1, "LNKA"),
+    ] {
+        assert_eq!(
+            link_of(slot, pin),
+            Obj::Ref(p(&format!("\\_SB.PCI0.{link}"))),
+            "slot {slot} pin {pin}"
+        );
+    }
     for (k, e) in prt.iter().enumerate() {
         let slot = k as u64 / 4 + 1;
         let pin = k as u64 % 4;
-        let link = links[((slot + pin) % 4) as usize];
+        let link = links[((slot + 3 + pin) % 4) as usize];
         assert_eq!(
             *e,
             Obj::Pkg(vec![

@@ -74,3 +74,30 @@ pub struct ApicMessage {
     /// is broadcast back to the IOAPICs.
     pub level_triggered: bool,
 }
+
+/// Where a PCI function's MSI or MSI-X message goes: a memory write of
+/// `data` (32 bits) to `address` that the platform turns into an
+/// [`ApicMessage`] (SDM Vol 3A 11.11). The interrupt router implements it.
+pub trait MsiTarget: Send {
+    /// Delivers the message; an address outside `0xFEEx_xxxx` is dropped,
+    /// counted and logged by the target.
+    fn send_msi(&mut self, address: u64, data: u32);
+}
+
+/// A function's handle for sending MSI/MSI-X messages, handed over when the
+/// function is plugged in ([`crate::pci::PciDevice`]).
+#[derive(Clone)]
+pub struct MsiSender {
+    target: alloc::sync::Arc<spin::Mutex<dyn MsiTarget>>,
+}
+
+impl MsiSender {
+    pub fn new(target: alloc::sync::Arc<spin::Mutex<dyn MsiTarget>>) -> Self {
+        MsiSender { target }
+    }
+
+    /// Sends one message.
+    pub fn send(&self, address: u64, data: u32) {
+        self.target.lock().send_msi(address, data);
+    }
+}

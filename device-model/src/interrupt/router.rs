@@ -8,21 +8,41 @@
 //!   pin n, except ISA IRQ 0, which drives IOAPIC pin 2 (the MADT interrupt
 //!   source override). ISA IRQ 2 does not exist (the cascade); a device on
 //!   GSI 2 is ignored. IOAPIC pin 0 is unconnected, as in QEMU.
-//! - GSI 16-23 drive IOAPIC pins 16-23 only (PCI INTx via PIRQ routing to
-//!   the 8259A is not modelled).
+//! - PCI INTx: a function's pin drives one of PIRQA-D (the PIIX3 swizzle,
+//!   [`Piix3::pirq_for`](crate::pci::Piix3::pirq_for)); PIIX3 PIRQRC[A:D]
+//!   (config 0x60-0x63, 82371SB 2.2.10) steer each PIRQ to an ISA IRQ or
+//!   nowhere ([`PcInterruptRouter::set_pirq_route`]). The routed PIRQ is
+//!   then that ISA IRQ line: 8259A input n in PIC mode, IOAPIC pin n in APIC
+//!   mode. This is what the DSDT says in both modes: its `_PRT` names the
+//!   link devices LNKA-LNKD (no `_PIC`-dependent table), whose `_CRS` is the
+//!   route register's IRQ, and the MADT makes those IRQs level/active-high
+//!   through interrupt source overrides; so an OS uses GSI = the link's
+//!   IRQ. PCI lines are level-triggered and shared: a line is asserted
+//!   while any function on its PIRQ asserts it, or while the ISA device on
+//!   that IRQ does (wired-OR).
+//! - GSI 16-23 drive IOAPIC pins 16-23 only; no PIRQ is wired to them (as
+//!   on QEMU's `pc`).
+//! - MSI/MSI-X: a memory write to `0xFEEx_xxxx` becomes an interrupt
+//!   message to the local APICs it names (SDM Vol 3A 11.11,
+//!   [`PcInterruptRouter::send_msi`]).
 //! - The 8259A's INTR drives LINT0 of the BSP (vCPU 0).
 //! - IOAPIC messages and IPIs reach the local APICs by destination; EOIs
 //!   of level-triggered vectors are broadcast back to the IOAPIC.
 
 use alloc::vec::Vec;
 
+use guest_log::RateLimitedLog;
+use log::Level;
+
+use super::bus_adapters::RouterHandle;
 use super::dual_pic::DualPic;
 use super::ioapic::{IoApic, IOAPIC_PINS};
 use super::lapic::x2apic::{IA32_TSC_DEADLINE, X2APIC_MSRS};
 use super::lapic::{ApicMsrError, ApicMsrFault, LapicConfig, LapicOutput, LocalApic};
-use super::message::{ApicMessage, DeliveryMode, Destination, DestinationMode};
+use super::message::{ApicMessage, DeliveryMode, Destination, DestinationMode, MsiTarget};
 use crate::clock::ClockHandle;
 use crate::irq::IrqChip;
+use crate::pci::Pirq;
 
 /// The ISA IRQ the MADT overrides, and the IOAPIC pin it goes to.
 const ISA_TIMER_IRQ: u32 = 0;
@@ -31,6 +51,33 @@ const ISA_TIMER_PIN: usize = 2;
 const ISA_CASCADE_IRQ: u32 = 2;
 /// GSIs 0-15 are ISA IRQs.
 const ISA_IRQS: u32 = 16;
+/// An MSI address names the local APICs when bits 31:20 are FEEh and
+/// bits 63:32 are zero (SDM Vol 3A 11.11.1).
+const MSI_ADDRESS_BASE: u64 = 0xFEE;
+
+/// A PCI function's INTx output, wired through a PIRQ line to whatever ISA
+/// IRQ the PIIX3 routes it to (see the module documentation).
+#[derive(Clone)]
+pub struct IntxLine {
+    router: RouterHandle,
+    source: usize,
+}
+
+impl IntxLine {
+    /// Drives the pin (level-triggered: hold it while the function needs service).
+    pub fn set_level(&self, level: bool) {
+        self.router.lock().set_intx(self.source, level);
+    }
+
+    /// A new line on `pirq` of `router`.
+    pub fn new(router: &RouterHandle, pirq: Pirq) -> IntxLine {
+        let source = router.lock().add_intx_source(pirq);
+        IntxLine {
+            router: router.clone(),
+            source,
+        }
+    }
+}
 
 /// The interrupt controllers of one VM.
 pub struct PcInterruptRouter {
@@ -42,6 +89,15 @@ pub struct PcInterruptRouter {
     /// at most one per IOAPIC pin, the capacity it is created with, so
     /// routing never allocates.
     messages: Vec<ApicMessage>,
+    /// The ISA IRQ each of PIRQA-D is routed to (PIIX3 PIRQRC, `None`: not routed).
+    pirq_routes: [Option<u8>; 4],
+    /// The level ISA devices drive on IRQ 0-15 (before the wired-OR with PIRQs).
+    isa_levels: [bool; ISA_IRQS as usize],
+    /// Each INTx source: the PIRQ it drives and its level.
+    intx: Vec<(Pirq, bool)>,
+    /// MSI writes that do not name the local APICs: dropped and counted.
+    msi_dropped: u64,
+    msi_log: RateLimitedLog,
 }
 
 impl PcInterruptRouter {
@@ -57,6 +113,11 @@ impl PcInterruptRouter {
             lapics,
             config,
             messages: Vec::with_capacity(IOAPIC_PINS),
+            pirq_routes: [None; 4],
+            isa_levels: [false; ISA_IRQS as usize],
+            intx: Vec::new(),
+            msi_dropped: 0,
+            msi_log: RateLimitedLog::new(),
         };
         router.update_pic_output();
         router
@@ -377,9 +438,63 @@ impl PcInterruptRouter {
     }
 }
 
-impl IrqChip for PcInterruptRouter {
-    /// Drives GSI `gsi` (see the module documentation for the wiring).
-    fn set_irq(&mut self, gsi: u32, level: bool) {
+/// PCI INTx and MSI.
+impl PcInterruptRouter {
+    /// A new INTx source on `pirq`, deasserted; its index for [`Self::set_intx`].
+    pub fn add_intx_source(&mut self, pirq: Pirq) -> usize {
+        self.intx.push((pirq, false));
+        self.intx.len() - 1
+    }
+
+    /// Drives INTx source `source` (from [`Self::add_intx_source`]).
+    pub fn set_intx(&mut self, source: usize, level: bool) {
+        let Some(s) = self.intx.get_mut(source) else {
+            return;
+        };
+        s.1 = level;
+        let pirq = s.0;
+        if let Some(irq) = self.pirq_routes[pirq as usize] {
+            self.update_isa_line(irq);
+        }
+    }
+
+    /// PIIX3 PIRQRC: `pirq` now goes to ISA IRQ `irq` (`None`: nowhere).
+    /// Both the IRQ it left and the one it joined see their new level.
+    pub fn set_pirq_route(&mut self, pirq: Pirq, irq: Option<u8>) {
+        let irq = irq.filter(|&i| u32::from(i) < ISA_IRQS);
+        let old = core::mem::replace(&mut self.pirq_routes[pirq as usize], irq);
+        for line in [old, irq].into_iter().flatten() {
+            self.update_isa_line(line);
+        }
+    }
+
+    /// Whether any INTx source on `pirq` is asserted.
+    pub fn pirq_level(&self, pirq: Pirq) -> bool {
+        self.intx.iter().any(|&(p, level)| p == pirq && level)
+    }
+
+    /// MSI writes dropped because their address was outside `0xFEEx_xxxx`
+    /// or their delivery mode is one MSI cannot use.
+    pub fn msi_dropped(&self) -> u64 {
+        self.msi_dropped
+    }
+
+    /// Drives ISA IRQ `irq` with the wired-OR of its ISA device and the
+    /// PIRQs routed to it.
+    fn update_isa_line(&mut self, irq: u8) {
+        let isa = self
+            .isa_levels
+            .get(usize::from(irq))
+            .copied()
+            .unwrap_or(false);
+        let pci = Pirq::ALL
+            .into_iter()
+            .any(|p| self.pirq_routes[p as usize] == Some(irq) && self.pirq_level(p));
+        self.drive_gsi(u32::from(irq), isa || pci);
+    }
+
+    /// Drives the controller inputs of `gsi` (see the module documentation).
+    fn drive_gsi(&mut self, gsi: u32, level: bool) {
         let pin = match gsi {
             ISA_CASCADE_IRQ => {
                 log::debug!("interrupt router: GSI 2 is the 8259A cascade; ignored");
@@ -400,6 +515,68 @@ impl IrqChip for PcInterruptRouter {
         self.ioapic.set_irq(pin, level, &mut out);
         self.route_ioapic(&mut out);
         self.messages = out;
+    }
+}
+
+impl IrqChip for PcInterruptRouter {
+    /// Drives GSI `gsi` (see the module documentation for the wiring); an
+    /// ISA IRQ is wired-OR with the PIRQs routed to it.
+    fn set_irq(&mut self, gsi: u32, level: bool) {
+        match self.isa_levels.get_mut(gsi as usize) {
+            Some(l) => {
+                *l = level;
+                self.update_isa_line(gsi as u8);
+            }
+            None => self.drive_gsi(gsi, level),
+        }
+    }
+}
+
+impl MsiTarget for PcInterruptRouter {
+    /// The message a PCI function's MSI write makes (SDM Vol 3A 11.11):
+    /// address bits 19:12 the destination ID, bit 2 the destination mode
+    /// (1 = logical), bit 3 the redirection hint (1 with logical mode:
+    /// lowest priority among the destinations); data bits 7:0 the vector,
+    /// 10:8 the delivery mode, 15 the trigger mode. An address outside
+    /// `0xFEEx_xxxx` reaches no local APIC: it is dropped, counted and
+    /// logged (rate limited); so are the delivery modes an MSI may not use
+    /// (Start-Up, the reserved encoding).
+    fn send_msi(&mut self, address: u64, data: u32) {
+        let mut delivery = DeliveryMode::from_bits(u64::from(data));
+        if address >> 20 != MSI_ADDRESS_BASE
+            || matches!(delivery, DeliveryMode::StartUp | DeliveryMode::Reserved)
+        {
+            self.msi_dropped = self.msi_dropped.saturating_add(1);
+            self.msi_log.log(
+                Level::Warn,
+                format_args!(
+                    "MSI write of {data:#x} to {address:#x} dropped: not a local APIC message (SDM 11.11)"
+                ),
+            );
+            return;
+        }
+        let logical = address & 1 << 2 != 0;
+        let redirect = address & 1 << 3 != 0;
+        if redirect && logical && delivery == DeliveryMode::Fixed {
+            delivery = DeliveryMode::LowestPriority;
+        }
+        let dest = ((address >> 12) & 0xFF) as u32;
+        let msg = ApicMessage {
+            vector: data as u8,
+            delivery,
+            dest_mode: if logical {
+                DestinationMode::Logical
+            } else {
+                DestinationMode::Physical
+            },
+            destination: Destination::Field(if !logical && dest == 0xFF {
+                u32::MAX
+            } else {
+                dest
+            }),
+            level_triggered: data & 1 << 15 != 0,
+        };
+        self.route(None, &msg);
     }
 }
 

@@ -48,10 +48,14 @@ use crate::debug_exit::DebugExit;
 use crate::fw_cfg::{e820::RamLayout, FwCfg, FwCfgError};
 use crate::input::{A20Gate, Port92, I8042};
 use crate::interrupt::lapic::LapicConfig;
+use crate::interrupt::message::MsiSender;
+use crate::interrupt::router::IntxLine;
 use crate::interrupt::{register_interrupt_controllers, PcInterruptRouter, RouterHandle};
 use crate::irq::{IrqChipHandle, IrqLine};
+use crate::pci::device::ConfigPort;
 use crate::pci::{
-    Bdf, ConfigChange, I440fx, PciBus, PciBusError, PciConfigIo, PciEvent, Piix3, Piix4Pm, RegionId,
+    Bdf, ConfigChange, I440fx, IntxPin, PciBus, PciBusError, PciConfigIo, PciDeviceHandle,
+    PciEvent, PciLayer, PciWiring, Piix3, Piix4Pm, RegionId,
 };
 use crate::power::{PowerControl, PowerRequest};
 use crate::serial::Uart16550;
@@ -165,8 +169,8 @@ pub struct Pc {
     com1_irq: IrqLine,
     a20: A20Gate,
     ide: Arc<Mutex<Piix3Ide>>,
-    /// Where the IDE bus-master block (BAR4) currently decodes.
-    ide_bm_base: Option<u64>,
+    /// BARs and ROMs of the devices plugged in with [`Pc::add_pci`].
+    pci_layer: PciLayer,
     /// The machine's reset line: one entry per device that has state to reset.
     resets: Vec<Box<dyn Fn() + Send>>,
     /// Where PCI events are taken to be acted on, allocated once.
@@ -178,7 +182,7 @@ pub struct Pc {
 /// action (issue 11: per VM and cause).
 #[derive(Default)]
 struct PcLogs {
-    /// A PCI region (IDE bus master, PM block) placed over another device.
+    /// The PM block placed over another device.
     placement: RateLimitedLog,
     /// Resets through 0xCF9.
     cf9_reset: RateLimitedLog,
@@ -288,7 +292,6 @@ impl Pc {
             line(Piix3Ide::PRIMARY_IRQ),
             line(Piix3Ide::SECONDARY_IRQ),
         )));
-        pci_bus.add(Piix3Ide::BDF, "PIIX3 IDE", ide.clone())?;
         for (base, len, name) in Piix3Ide::LEGACY_RANGES {
             bus.register_pio(base, len, name, ide.clone())?;
         }
@@ -394,15 +397,70 @@ impl Pc {
             com1,
             com1_irq: line(isa_irq::COM1),
             a20,
-            ide,
-            ide_bm_base: None,
+            ide: ide.clone(),
+            pci_layer: {
+                let ram = RamLayout::qemu_pc(ram_size);
+                PciLayer::new(ram.below_4g, ram.above_4g)
+            },
             resets,
             pci_events: Vec::with_capacity(crate::pci::root::EVENT_CAPACITY),
             logs: PcLogs::default(),
         };
+        pc.add_pci(ide, Some(Piix3Ide::BDF))?;
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
         Ok(pc)
+    }
+
+    /// Plugs `device` in at `bdf`, or at function 0 of the first free slot
+    /// from 00:02.0 on, and returns where. The PCI layer then handles its
+    /// BARs, ROM, MSI/MSI-X and INTx pin (see docs/ARCHITECTURE.md, "How a
+    /// PCI device is added"); the device receives its [`PciWiring`].
+    pub fn add_pci(
+        &mut self,
+        device: PciDeviceHandle,
+        bdf: Option<Bdf>,
+    ) -> Result<Bdf, PciBusError> {
+        /// Slots 0 and 1 are the host bridge and the PIIX3.
+        const FIRST_FREE_SLOT: u8 = 2;
+        let bdf = {
+            let mut pci = self.pci.lock();
+            let bus = pci.bus_mut();
+            let bdf = match bdf {
+                Some(b) => b,
+                None => bus
+                    .free_slot(FIRST_FREE_SLOT)
+                    .ok_or(PciBusError::NoFreeSlot)?,
+            };
+            let name = device.lock().name();
+            bus.add(bdf, name, Arc::new(Mutex::new(ConfigPort(device.clone()))))?;
+            bdf
+        };
+        let mut pin = [0u8];
+        device
+            .lock()
+            .config_read(crate::pci::config_space::reg::INTERRUPT_PIN, &mut pin);
+        let intx = IntxPin::from_register(pin[0])
+            .map(|p| IntxLine::new(&self.router, Piix3::pirq_for(bdf.device, p)));
+        let sender = MsiSender::new(self.router.clone());
+        {
+            let mut dev = device.lock();
+            if let Some((msi, _)) = dev.msi() {
+                msi.connect(sender.clone());
+            }
+            if let Some((msix, _)) = dev.msix() {
+                msix.connect(sender);
+            }
+            dev.plugged(PciWiring { bdf, intx });
+        }
+        self.pci_layer.insert(bdf, device);
+        self.apply_pci_events();
+        Ok(bdf)
+    }
+
+    /// The PCI layer (BAR placements refused for overlaps).
+    pub fn pci_layer(&self) -> &PciLayer {
+        &self.pci_layer
     }
 
     /// Plugs a disk or CD-ROM into the IDE controller (before the VM runs).
@@ -483,7 +541,9 @@ impl Pc {
         }
     }
 
-    /// Moves device ranges as the PCI functions report (BARs, the PM block).
+    /// Moves device ranges as the PCI functions report: BARs and ROMs of
+    /// the devices plugged in with [`Pc::add_pci`] through the PCI layer,
+    /// the PM block here; PIRQ routes to the interrupt router.
     fn apply_pci_events(&mut self) {
         let mut events = core::mem::take(&mut self.pci_events);
         let dropped = {
@@ -497,6 +557,9 @@ impl Pc {
             });
         }
         for &e in &events {
+            if self.pci_layer.apply(&mut self.bus, &e) {
+                continue;
+            }
             match e.change {
                 ConfigChange::Region {
                     id: RegionId::PmIo,
@@ -505,13 +568,6 @@ impl Pc {
                 } => {
                     self.move_pm_block(new.and_then(|b| u16::try_from(b).ok()));
                 }
-                ConfigChange::Region {
-                    id: RegionId::Bar(4),
-                    space: AddressSpace::Pio,
-                    new,
-                    len,
-                    ..
-                } if e.bdf == Piix3Ide::BDF => self.move_ide_bus_master(new, len),
                 ConfigChange::Region {
                     id,
                     space,
@@ -528,30 +584,15 @@ impl Pc {
                 // setting: firmware shadows itself there and reads it back.
                 ConfigChange::Pam(segment) => log::debug!("PAM {segment:?}"),
                 ConfigChange::Smram { open } => log::debug!("SMRAM open = {open}"),
-                ConfigChange::PirqRoute { pirq, irq } => log::debug!("PIRQ {pirq:?} -> {irq:?}"),
+                ConfigChange::PirqRoute { pirq, irq } => {
+                    self.router.lock().set_pirq_route(pirq, irq);
+                }
             }
         }
+        if !events.is_empty() {
+            self.pci_layer.retry_refused(&mut self.bus);
+        }
         self.pci_events = events;
-    }
-
-    fn move_ide_bus_master(&mut self, new: Option<u64>, len: u64) {
-        if let Some(old) = self.ide_bm_base.take() {
-            self.bus.unregister(AddressSpace::Pio, old);
-        }
-        let Some(base) = new else { return };
-        let registered = u16::try_from(base)
-            .ok()
-            .zip(u16::try_from(len).ok())
-            .is_some_and(|(b, l)| {
-                self.bus
-                    .register_pio(b, l, "IDE bus master", self.ide.clone())
-                    .is_ok()
-            });
-        if registered {
-            self.ide_bm_base = Some(base);
-        } else {
-            self.logs.placement.log(Level::Warn, format_args!("guest placed the IDE bus-master block at {base:#x}, over another device's ports: it is not decoded"));
-        }
     }
 
     /// Moves the PM block to `new`. Only the ports this block registered

@@ -79,6 +79,10 @@ pub enum ConfigSpaceError {
     BarTaken { index: u8 },
     /// Not a power of two in the range the kind allows.
     BadSize { what: &'static str, size: u64 },
+    /// A capability of `len` bytes does not fit in the space left after 0x40.
+    NoCapabilitySpace { id: u8, len: u8 },
+    /// An MSI-X table or PBA does not lie inside a memory BAR of the function.
+    MsixPlacement { bar: u8, offset: u32, len: u64 },
 }
 
 impl fmt::Display for ConfigSpaceError {
@@ -94,6 +98,14 @@ impl fmt::Display for ConfigSpaceError {
             ConfigSpaceError::BadSize { what, size } => write!(
                 f,
                 "a {what} of {size:#x} bytes cannot be decoded: the size must be a power of two in the range PCI allows for it"
+            ),
+            ConfigSpaceError::NoCapabilitySpace { id, len } => write!(
+                f,
+                "capability {id:#04x} of {len} bytes does not fit in configuration space 0x40-0xFF"
+            ),
+            ConfigSpaceError::MsixPlacement { bar, offset, len } => write!(
+                f,
+                "an MSI-X structure of {len:#x} bytes at offset {offset:#x} does not fit in memory BAR {bar}"
             ),
         }
     }
@@ -133,7 +145,19 @@ pub struct ConfigSpace {
     rom_size: Option<u64>,
     /// Decoded address of each BAR and of the ROM, as last reported.
     decoded: [Option<u64>; 7],
+    /// The last capability of the list (its next pointer is the one to link).
+    last_capability: Option<u8>,
+    /// The first free byte for the next capability.
+    next_capability: u16,
 }
+
+/// Where the capability list may start: the first byte after the type-0
+/// header (spec 6.7: capabilities live in the device-specific 0x40-0xFF).
+pub const FIRST_CAPABILITY: u8 = 0x40;
+
+/// A walk of the capability list stops after this many entries: 0x40-0xFF
+/// holds at most 48 dword-aligned capabilities, so a longer chain loops.
+pub const MAX_CAPABILITIES: usize = 48;
 
 impl ConfigSpace {
     /// A type-0 header for `vendor:device`, `revision`, the 24-bit `class_code`
@@ -152,6 +176,8 @@ impl ConfigSpace {
             slots: [Slot::Empty; 6],
             rom_size: None,
             decoded: [None; 7],
+            last_capability: None,
+            next_capability: u16::from(FIRST_CAPABILITY),
         };
         cs.set_u16(reg::VENDOR_ID, vendor);
         cs.set_u16(reg::DEVICE_ID, device);
@@ -244,6 +270,55 @@ impl ConfigSpace {
         self.set_u16(reg::STATUS, st);
     }
 
+    /// Appends a capability of `len` bytes (at least the two header bytes)
+    /// with ID `id` to the capability list (spec 6.7): placed at the next
+    /// free dword in 0x40-0xFF, linked from the previous capability's next
+    /// pointer (or from the capabilities pointer at 0x34, setting status bit
+    /// 4), next pointer 0. All its bytes start read-only zero; the caller
+    /// sets power-on values with `set_*` and writable bits with `set_wmask_*`.
+    /// Returns the capability's offset.
+    pub fn add_capability(&mut self, id: u8, len: u8) -> Result<u8, ConfigSpaceError> {
+        let at = (self.next_capability + 3) & !3;
+        let end = at + u16::from(len.max(2));
+        if end > 256 {
+            return Err(ConfigSpaceError::NoCapabilitySpace { id, len });
+        }
+        let at = at as u8;
+        self.set_u8(at, id);
+        self.set_u8(at + 1, 0);
+        match self.last_capability {
+            Some(prev) => self.set_u8(prev + 1, at),
+            None => self.set_capabilities_pointer(at),
+        }
+        self.last_capability = Some(at);
+        self.next_capability = end;
+        Ok(at)
+    }
+
+    /// The capability list as `(offset, id)`, walked from 0x34 the way
+    /// software does (pointers masked to a dword, spec 6.7); at most
+    /// [`MAX_CAPABILITIES`] entries, so a looping chain ends.
+    pub fn capabilities(&self) -> Vec<(u8, u8)> {
+        let mut out = Vec::new();
+        if self.u16(reg::STATUS) & status::CAPABILITIES_LIST == 0 {
+            return out;
+        }
+        let mut at = self.u8(reg::CAPABILITIES_POINTER) & !3;
+        while at >= FIRST_CAPABILITY && out.len() < MAX_CAPABILITIES {
+            out.push((at, self.u8(at)));
+            at = self.u8(at + 1) & !3;
+        }
+        out
+    }
+
+    /// The size BAR `index` was declared with (the lower half of a 64-bit BAR).
+    pub fn bar_size(&self, index: u8) -> Option<(BarKind, u64)> {
+        match self.slots.get(usize::from(index))? {
+            Slot::Bar { kind, size } => Some((*kind, *size)),
+            _ => None,
+        }
+    }
+
     /// Sets a byte's power-on value (and its current value).
     pub fn set_u8(&mut self, offset: u8, value: u8) {
         self.data[usize::from(offset)] = value;
@@ -323,6 +398,40 @@ impl ConfigSpace {
     /// for status bits the function itself raises.
     pub fn poke_u8(&mut self, offset: u8, value: u8) {
         self.data[usize::from(offset)] = value;
+    }
+
+    /// Changes a word from the device side (no masks, no change report).
+    pub fn poke_u16(&mut self, offset: u8, value: u16) {
+        for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+            if let Some(o) = offset.checked_add(i as u8) {
+                self.data[usize::from(o)] = b;
+            }
+        }
+    }
+
+    /// Changes a dword from the device side (no masks, no change report):
+    /// for MSI pending bits.
+    pub fn poke_u32(&mut self, offset: u8, value: u32) {
+        for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+            if let Some(o) = offset.checked_add(i as u8) {
+                self.data[usize::from(o)] = b;
+            }
+        }
+    }
+
+    /// Records whether the function asserts INTx (status bit 3, spec 6.2.3)
+    /// and returns the level its pin drives: asserted unless software set
+    /// Interrupt Disable in the command register (spec 6.2.2).
+    pub fn intx_level(&mut self, asserted: bool) -> bool {
+        let st = self.u16(reg::STATUS) & !status::INTERRUPT_STATUS;
+        let st = st
+            | if asserted {
+                status::INTERRUPT_STATUS
+            } else {
+                0
+            };
+        self.poke_u16(reg::STATUS, st);
+        asserted && self.command() & command::INTX_DISABLE == 0
     }
 
     /// The command register.
@@ -765,5 +874,43 @@ mod tests {
         let mut b = [0u8; 2];
         c.read(0x10, &mut b);
         assert_eq!(b, [0x01, 0xC1]);
+    }
+
+    #[test]
+    fn capabilities_chain_from_0x34_with_their_own_masks() {
+        let mut c = cs();
+        assert!(c.capabilities().is_empty());
+        let a = c.add_capability(0x01, 8).unwrap();
+        let b = c.add_capability(0x05, 10).unwrap();
+        let d = c.add_capability(0x11, 12).unwrap();
+        assert_eq!((a, b, d), (0x40, 0x48, 0x54));
+        assert_eq!(c.u8(reg::CAPABILITIES_POINTER), 0x40);
+        assert_ne!(c.u16(reg::STATUS) & status::CAPABILITIES_LIST, 0);
+        assert_eq!(
+            c.capabilities(),
+            vec![(0x40, 0x01), (0x48, 0x05), (0x54, 0x11)]
+        );
+        // Headers are read-only; a capability's own bits are writable once masked.
+        c.set_wmask_u16(b + 2, 0x0001);
+        write32(&mut c, u32::from(b) as u8, 0xFFFF_FFFF);
+        assert_eq!(c.u32(b), 0x0001_5405);
+        assert!(matches!(
+            c.add_capability(0x09, 0xB0),
+            Err(ConfigSpaceError::NoCapabilitySpace { .. })
+        ));
+        // A looping chain (a device bug) ends the walk.
+        c.set_u8(d + 1, a);
+        assert_eq!(c.capabilities().len(), MAX_CAPABILITIES);
+    }
+
+    #[test]
+    fn intx_level_sets_status_and_honours_interrupt_disable() {
+        let mut c = cs();
+        assert!(c.intx_level(true));
+        assert_ne!(c.u16(reg::STATUS) & status::INTERRUPT_STATUS, 0);
+        write32(&mut c, 4, u32::from(command::INTX_DISABLE));
+        assert!(!c.intx_level(true));
+        assert!(!c.intx_level(false));
+        assert_eq!(c.u16(reg::STATUS) & status::INTERRUPT_STATUS, 0);
     }
 }

@@ -9,6 +9,9 @@
 //! | `i440fx.rs` | 82441FX host bridge, 00:00.0: PAM and SMRAM ([`I440fx`]) |
 //! | `piix3.rs` | 82371SB PCI-ISA bridge, 00:01.0: PIRQ routing ([`Piix3`]) |
 //! | `piix4_pm.rs` | 82371AB power management, 00:01.3: PM1, GPE0, APM, SCI ([`Piix4Pm`]) |
+//! | `device.rs` | [`PciDevice`]: a function with BARs, ROM, MSI/MSI-X, INTx, as `Pc::add_pci` plugs it |
+//! | `layer.rs` | [`PciLayer`]: BAR/ROM windows on the bus, overlap refusal, for every device |
+//! | `msi.rs` | the MSI and MSI-X capabilities ([`MsiCap`], [`MsixCap`]) |
 //!
 //! # How decoded ranges move: [`ConfigChange`] and [`PciEvent`]
 //!
@@ -24,11 +27,17 @@
 //! moves the device's range on the `Bus` ([`ConfigChange::Region`]), or
 //! remaps RAM/ROM in the guest's physical address space ([`ConfigChange::Pam`],
 //! [`ConfigChange::Smram`]). Events are in the order the changes happened; a
-//! range is reported only when its decoded address actually changes.
+//! range is reported only when its decoded address actually changes. BARs
+//! and ROMs of devices plugged in with `Pc::add_pci` are placed by
+//! [`PciLayer`], the same for every device; PIRQ route changes
+//! ([`ConfigChange::PirqRoute`]) go to the interrupt router.
 
 pub mod config_io;
 pub mod config_space;
+pub mod device;
 pub mod i440fx;
+pub mod layer;
+pub mod msi;
 pub mod piix3;
 pub mod piix4_pm;
 pub mod root;
@@ -40,7 +49,10 @@ use crate::bus::AddressSpace;
 
 pub use config_io::{PciConfigIo, ResetControl};
 pub use config_space::{BarKind, ConfigSpace, ConfigSpaceError};
+pub use device::{PciDevice, PciDeviceHandle, PciWiring};
 pub use i440fx::{I440fx, PamMode, PamSegment};
+pub use layer::PciLayer;
+pub use msi::{MsiCap, MsixCap};
 pub use piix3::{IntxPin, Piix3, Pirq};
 pub use piix4_pm::Piix4Pm;
 pub use root::{PciBus, PciBusError, PciFunctionHandle};

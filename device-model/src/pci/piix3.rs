@@ -276,4 +276,18 @@ mod tests {
         assert_eq!(IntxPin::from_register(1), Some(IntxPin::IntA));
         assert_eq!(IntxPin::from_register(0), None);
     }
+
+    /// The rotation the DSDT's `_PRT` publishes (crates/acpi-gen
+    /// `dsdt::prt`, tested in its acpi_tables test with the same points).
+    #[test]
+    fn swizzle_matches_the_dsdt_prt() {
+        for (slot, pin, pirq) in [
+            (1, IntxPin::IntA, Pirq::A),
+            (2, IntxPin::IntA, Pirq::B),
+            (3, IntxPin::IntD, Pirq::B),
+            (4, IntxPin::IntB, Pirq::A),
+        ] {
+            assert_eq!(Piix3::pirq_for(slot, pin), pirq, "slot {slot} {pin:?}");
+        }
+    }
 }

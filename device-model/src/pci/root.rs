@@ -25,6 +25,8 @@ pub enum PciBusError {
     Occupied { bdf: Bdf, existing: &'static str },
     /// Only bus 0 exists.
     NoSuchBus { bdf: Bdf },
+    /// Every slot of bus 0 has a device.
+    NoFreeSlot,
 }
 
 impl fmt::Display for PciBusError {
@@ -39,6 +41,7 @@ impl fmt::Display for PciBusError {
                     "PCI address {bdf} is not on bus 0, the only bus Keel's PC has"
                 )
             }
+            PciBusError::NoFreeSlot => write!(f, "every slot of PCI bus 0 is taken"),
         }
     }
 }
@@ -106,6 +109,14 @@ impl PciBus {
         }
         self.slots.insert(key, Slot { name, function });
         Ok(())
+    }
+
+    /// Function 0 of the first device number, from `first` up, with no
+    /// function plugged in.
+    pub fn free_slot(&self, first: u8) -> Option<Bdf> {
+        (first..32)
+            .find(|&d| !self.slots.keys().any(|&k| k >> 3 == d))
+            .and_then(|d| Bdf::new(0, d, 0))
     }
 
     /// Reads configuration space of `bdf` at `offset`; all-ones where

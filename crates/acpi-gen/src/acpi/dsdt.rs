@@ -5,7 +5,8 @@
 //! \_S5                     Package { S5_SLP_TYP, S5_SLP_TYP, 0, 0 }
 //! \_SB.PCI0                PNP0A03 root bridge: _CRS (bus 0-255, I/O 0-0xCF7 and
 //!                          0xD00-0xFFFF, VGA window, 32-bit hole from the top of
-//!                          low RAM up to the IOAPIC), _PRT (slots 1-31 through LNKA-D)
+//!                          low RAM up to the IOAPIC), _PRT (slots 1-31 through LNKA-D,
+//!                          PIRQ[(slot - 1 + pin) mod 4])
 //! \_SB.PCI0.ISA            PIIX3 function 0, with the PIRQ route registers
 //!                          (PRQ0-PRQ3 = config 0x60-0x63) and the ISA devices:
 //!                          RTC PNP0B00, PIC PNP0000, TMR PNP0100, KBD PNP0303,
@@ -114,12 +115,16 @@ fn pci0(cfg: &PlatformConfig) -> Vec<u8> {
 
 /// `_PRT`: INTA-INTD of slots 1-31 (function wildcard 0xFFFF) to the link
 /// devices, rotated per slot as the PIIX3 board wires them:
-/// PIRQ[(slot + pin) mod 4] for pin 0 = INTA (the PIIX3 model's rotation).
+/// PIRQ[(slot - 1 + pin) mod 4] for pin 0 = INTA, the rotation of
+/// device-model's `Piix3::pirq_for` and of the interrupt lines SeaBIOS
+/// programs. The same table serves PIC and APIC mode: a link's `_CRS` is
+/// the ISA IRQ its route register selects, and the interrupt router drives
+/// that IRQ's 8259A input and IOAPIC pin alike.
 fn prt() -> Vec<u8> {
     let mut entries = Vec::new();
     for slot in 1u64..32 {
         for pin in 0u64..4 {
-            let (link, _) = LINKS[((slot + pin) % 4) as usize];
+            let (link, _) = LINKS[((slot + 3 + pin) % 4) as usize];
             entries.push(aml::package(&[
                 aml::int(slot << 16 | 0xFFFF),
                 aml::int(pin),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::clock::FakeClock;
+use crate::interrupt::message::MsiTarget;
 use alloc::sync::Arc;
 
 fn router(vcpus: u32) -> (PcInterruptRouter, Arc<FakeClock>) {
@@ -278,4 +279,121 @@ fn unknown_vcpus_get_nothing() {
     r.lapic_mmio_read(1, 0x30, &mut data);
     assert_eq!(data, [0xFF; 4]);
     r.lapic_mmio_write(1, 0x300, &[0; 4]);
+}
+
+#[test]
+fn msi_reaches_the_lapic_it_names() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    // Destination APIC ID 1, physical, fixed, edge, vector 0x61.
+    r.send_msi(0xFEE0_1000, 0x0061);
+    assert!(r.lapic(1).unwrap().irr_set(0x61));
+    assert!(!r.lapic(0).unwrap().irr_set(0x61));
+    assert_eq!(r.acknowledge(1), Some(0x61));
+    // Physical broadcast FFh reaches both.
+    r.send_msi(0xFEEF_F000, 0x0062);
+    assert!(r.lapic(0).unwrap().irr_set(0x62));
+    assert!(r.lapic(1).unwrap().irr_set(0x62));
+    // NMI delivery mode.
+    r.send_msi(0xFEE0_0000, 0x0400);
+    assert!(r.pending_nmi(0));
+    assert_eq!(r.msi_dropped(), 0);
+}
+
+#[test]
+fn msi_outside_the_apic_window_is_dropped_counted_and_logged() {
+    log_capture::start();
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    for address in [0xFED0_0000, 0x1_FEE0_0000, 0x1000, 0xFFE0_0000] {
+        r.send_msi(address, 0x0063);
+    }
+    // Start-Up is not an MSI delivery mode.
+    r.send_msi(0xFEE0_0000, 0x0663);
+    assert_eq!(r.pending_interrupt(0), None);
+    assert_eq!(r.msi_dropped(), 5);
+    assert!(log_capture::count(log::Level::Warn, "not a local APIC message") >= 1);
+}
+
+/// SeaBIOS-style routing: PIRQA-D to IRQs 10, 10, 11, 11; the 8259A in
+/// PIC mode, IRQ 10/11 level-triggered through the ELCR.
+fn pic_mode_with_pirqs(r: &mut PcInterruptRouter) {
+    init_pic(r);
+    r.pic_write(0x4D1, 0x0C); // ELCR: IRQ 10, 11 level
+    r.pic_write(0x21, 0xFB); // only the cascade
+    r.pic_write(0xA1, 0xF3); // IRQ 10, 11
+    for (p, irq) in Pirq::ALL.into_iter().zip([10, 10, 11, 11]) {
+        r.set_pirq_route(p, Some(irq));
+    }
+}
+
+#[test]
+fn intx_goes_through_the_pirq_route_to_the_8259a() {
+    let (mut r, _) = router(1);
+    pic_mode_with_pirqs(&mut r);
+    let a = r.add_intx_source(Pirq::C);
+    r.set_intx(a, true);
+    assert_eq!(r.acknowledge(0), Some(0x70 + 3), "IRQ 11");
+    r.set_intx(a, false);
+    r.pic_write(0xA0, 0x20);
+    r.pic_write(0x20, 0x20);
+    assert_eq!(r.pending_interrupt(0), None);
+    // A disabled route leads nowhere; re-routing an asserted PIRQ moves it.
+    r.set_pirq_route(Pirq::C, None);
+    r.set_intx(a, true);
+    assert_eq!(r.pending_interrupt(0), None);
+    r.set_pirq_route(Pirq::C, Some(10));
+    assert_eq!(r.acknowledge(0), Some(0x70 + 2), "IRQ 10");
+}
+
+#[test]
+fn shared_pci_levels_are_wired_or() {
+    let (mut r, _) = router(1);
+    pic_mode_with_pirqs(&mut r);
+    // Two functions on PIRQA and one on PIRQB all end at IRQ 10.
+    let a1 = r.add_intx_source(Pirq::A);
+    let a2 = r.add_intx_source(Pirq::A);
+    let b = r.add_intx_source(Pirq::B);
+    r.set_intx(a1, true);
+    r.set_intx(a2, true);
+    r.set_intx(b, true);
+    assert_eq!(r.acknowledge(0), Some(0x72));
+    r.set_intx(a1, false);
+    r.set_intx(b, false);
+    r.pic_write(0xA0, 0x20);
+    r.pic_write(0x20, 0x20);
+    // a2 still holds the line: level-triggered, raised again after EOI.
+    assert_eq!(r.pending_interrupt(0), Some(0x72));
+    assert!(r.pirq_level(Pirq::A) && !r.pirq_level(Pirq::B));
+    r.set_intx(a2, false);
+    assert_eq!(r.pending_interrupt(0), None);
+}
+
+#[test]
+fn intx_in_apic_mode_reaches_the_ioapic_pin_of_the_routed_irq() {
+    let (mut r, _) = router(1);
+    apic_mode(&mut r);
+    for (p, irq) in Pirq::ALL.into_iter().zip([10, 10, 11, 11]) {
+        r.set_pirq_route(p, Some(irq));
+    }
+    // IOAPIC pin 11: level, active high, vector 0x5B (what the MADT's
+    // override for IRQ 11 tells the OS).
+    ioapic_write(&mut r, 0x10 + 2 * 11, 0x0000_805B);
+    let d = r.add_intx_source(Pirq::D);
+    // The ISA device on IRQ 11 (none on QEMU's pc, but the line is shared).
+    r.set_irq(11, true);
+    r.set_intx(d, true);
+    assert_eq!(r.acknowledge(0), Some(0x5B));
+    r.set_irq(11, false);
+    lapic_write(&mut r, 0, 0xB0, 0);
+    // The PCI function still asserts: delivered again after EOI.
+    assert_eq!(r.acknowledge(0), Some(0x5B));
+    r.set_intx(d, false);
+    lapic_write(&mut r, 0, 0xB0, 0);
+    assert_eq!(r.pending_interrupt(0), None);
+    assert_eq!(
+        r.ioapic().entry(11).unwrap() & (1 << 14),
+        0,
+        "remote IRR clear"
+    );
 }

@@ -12,8 +12,8 @@
 //!   while PCICMD.IOSE and the channel's IDETIM decode bit are set (SeaBIOS
 //!   sets both; Linux's ata_piix checks the IDETIM bit before it probes);
 //!   while not decoded they read FFh and ignore writes;
-//! - the bus-master block at BAR4, which moves by [`ConfigChange::Region`]
-//!   for [`RegionId::Bar`]`(4)`.
+//! - the bus-master block at BAR4, which the PCI layer places on the bus
+//!   wherever the guest puts it ([`PciDevice`]).
 //!
 //! DMA: the function reaches guest memory through the handle it is created
 //! with, and moves a transfer inside the port or configuration write that
@@ -33,7 +33,7 @@ use super::{ChannelId, DrivePosition, IdeDrive};
 use crate::bus::BusDevice;
 use crate::irq::IrqLine;
 use crate::pci::config_space::{command, reg, BarKind, ConfigSpace, HEADER_TYPE_MULTIFUNCTION};
-use crate::pci::{Bdf, ConfigChange, PciFunction};
+use crate::pci::{Bdf, ConfigChange, PciDevice, PciFunction};
 use crate::timer::TimerDevice;
 
 /// IDE timing registers (datasheet 2.3.11-12).
@@ -294,6 +294,26 @@ impl PciFunction for Piix3Ide {
         self.cs.reset(changes);
         for ch in &mut self.channels {
             ch.reset();
+        }
+    }
+}
+
+/// The bus-master block reaches the device through the PCI layer's BAR4
+/// window; the legacy ports are registered at fixed places by the platform.
+impl PciDevice for Piix3Ide {
+    fn name(&self) -> &'static str {
+        "PIIX3 IDE"
+    }
+
+    fn bar_read(&mut self, bar: u8, offset: u64, data: &mut [u8]) {
+        if let (BMIBA_BAR, Some(base)) = (bar, self.bus_master_base()) {
+            BusDevice::read(self, u64::from(base), offset, data);
+        }
+    }
+
+    fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]) {
+        if let (BMIBA_BAR, Some(base)) = (bar, self.bus_master_base()) {
+            BusDevice::write(self, u64::from(base), offset, data);
         }
     }
 }
