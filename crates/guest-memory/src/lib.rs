@@ -11,6 +11,9 @@
 
 use core::fmt;
 
+mod map_change;
+pub use map_change::{Backing, HostRegionId, MemoryMapChange, Writes};
+
 /// A guest-physical address.
 pub type Gpa = u64;
 

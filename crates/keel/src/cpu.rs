@@ -15,6 +15,8 @@ const MSR_IA32_FEATURE_CONTROL: u32 = 0x3a;
 pub struct SvmCaps {
     pub nrip_save: bool,
     pub huge_pages: bool,
+    /// TLB_CONTROL may flush one ASID (CPUID Fn8000_000A EDX[6] FlushByAsid).
+    pub flush_by_asid: bool,
 }
 
 /// The backend this CPU runs guests with.
@@ -101,6 +103,7 @@ pub fn detect() -> Result<Backend, Unavailable> {
         return Ok(Backend::Svm(SvmCaps {
             nrip_save: features & (1 << 3) != 0,
             huge_pages,
+            flush_by_asid: features & (1 << 6) != 0,
         }));
     }
     if cpuid_count(1, 0).ecx & (1 << 5) != 0 {

@@ -39,6 +39,13 @@ pub trait Platform {
     fn msr_write(&mut self, _vcpu: u32, _msr: u32, _value: u64) -> Option<MsrOutcome> {
         None
     }
+    /// A write fault at `gpa` on RAM that a dirty log write-protected
+    /// (`paging::GuestPhysMap::write_fault`): the platform marks the page
+    /// dirty, makes it writable again and returns true; the guest then
+    /// repeats the write without emulation. False for every other fault.
+    fn logged_write_fault(&mut self, _gpa: u64) -> bool {
+        false
+    }
 }
 
 /// A VM's CPUID and MSR policy.
@@ -257,6 +264,14 @@ pub fn handle_exit(
             vcpu.inject(Event::Exception { vector, error_code });
             ExitAction::Resume
         }
+        // A write to a page a dirty log protected: the page is writable
+        // again, so the instruction (or event delivery, which the backend
+        // queues again) simply runs once more.
+        VmExit::NestedPageFault {
+            gpa,
+            access: AccessKind::Write,
+            ..
+        } if platform.logged_write_fault(gpa) => ExitAction::Resume,
         // The processor faulted while delivering an event (its IDT, GDT or
         // stack is in MMIO or ROM), not on the instruction at RIP: emulating
         // that instruction would retire the wrong one.
@@ -312,6 +327,8 @@ mod tests {
         mmio: Vec<(u64, Vec<u8>, bool)>,
         mmio_value: u64,
         cr8: u64,
+        /// Pages a dirty log protects; a write fault there is taken by the log.
+        logged: Vec<u64>,
     }
 
     impl FakePlatform {
@@ -325,6 +342,7 @@ mod tests {
                 mmio: Vec::new(),
                 mmio_value: 0,
                 cr8: 0,
+                logged: Vec::new(),
             }
         }
     }
@@ -338,6 +356,9 @@ mod tests {
         }
         fn pio_write(&mut self, port: u16, size: u8, value: u32) {
             self.writes.push((port, size, value));
+        }
+        fn logged_write_fault(&mut self, gpa: u64) -> bool {
+            self.logged.contains(&(gpa & !0xfff))
         }
         fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
             let n = data.len();
@@ -565,6 +586,28 @@ mod tests {
             present: false,
             during_event: None,
         }
+    }
+
+    #[test]
+    fn a_write_to_a_logged_page_resumes_without_emulation() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        // mov [rbx], eax at RIP 0x1000, into a logged page.
+        p.ram.write(0x1000, &[0x89, 0x03]).unwrap();
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0010;
+        p.logged.push(0xfeb0_0000);
+        let exit = npf(0xfeb0_0010, AccessKind::Write);
+        assert_eq!(
+            handle_exit(&exit, &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(v.rip, 0x1000, "the store runs again, natively");
+        assert!(p.mmio.is_empty(), "nothing emulated");
+        // A read fault there, or a write elsewhere, still goes to the emulator.
+        p.logged.clear();
+        handle_exit(&exit, &mut v, &mut p, &mut pol);
+        assert_eq!(p.mmio.len(), 1);
+        assert_eq!(v.rip, 0x1002);
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn create_vcpu(
         asid: 1,
         ncr3: npt.root(),
         nrip_save: caps.nrip_save,
+        flush_by_asid: caps.flush_by_asid,
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
     };
     // SAFETY: SVM is enabled on this CPU (above), and the nested tables map only
