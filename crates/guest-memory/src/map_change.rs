@@ -17,9 +17,10 @@ pub struct HostRegionId(pub u32);
 /// What memory a mapping shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backing {
-    /// Guest RAM at the same guest-physical address (the DRAM under the
-    /// i440FX PAM segments and the SMRAM window).
-    Ram,
+    /// Guest RAM from RAM address `offset` on: the same address for the
+    /// DRAM under the i440FX PAM segments and the SMRAM window; 1 MiB lower
+    /// for the high memory area while the A20 gate is off.
+    Ram { offset: u64 },
     /// The system BIOS ROM as the bus decodes it below 1 MiB: the firmware
     /// image ends at 1 MiB. Pages of the range the image does not cover go
     /// to the bus (MMIO), as on a PC where nothing answers there.

@@ -46,6 +46,7 @@ use crate::input::{A20Gate, Port92, I8042};
 use crate::interrupt::lapic::LapicConfig;
 use crate::interrupt::{register_interrupt_controllers, PcInterruptRouter, RouterHandle};
 use crate::irq::{IrqChipHandle, IrqLine};
+use crate::memory_map::{self, MemoryMapQueue};
 use crate::pci::{
     Bdf, ConfigChange, I440fx, PciBus, PciBusError, PciConfigIo, PciEvent, Piix3, Piix4Pm, RegionId,
 };
@@ -59,7 +60,7 @@ use crate::timer::{
     TimerDevice,
 };
 use guest_log::RateLimitedLog;
-use guest_memory::GuestMemory;
+use guest_memory::{GuestMemory, MemoryMapChange};
 use log::Level;
 
 /// ISA IRQ lines of the PC devices (the router maps IRQ 0 to IOAPIC pin 2).
@@ -161,6 +162,11 @@ pub struct Pc {
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
     a20: A20Gate,
+    /// Whether the guest-physical map shows the A20 gate enabled (the last
+    /// state [`Pc::take_memory_map_changes`] asked for).
+    a20_mapped: bool,
+    /// Changes to the guest-physical map the VM loop applies before the next entry.
+    memory_map: MemoryMapQueue,
     ide: Arc<Mutex<Piix3Ide>>,
     /// Where the IDE bus-master block (BAR4) currently decodes.
     ide_bm_base: Option<u64>,
@@ -379,6 +385,8 @@ impl Pc {
             com1,
             com1_irq: line(isa_irq::COM1),
             a20,
+            a20_mapped: true,
+            memory_map: MemoryMapQueue::new(),
             ide,
             ide_bm_base: None,
             resets,
@@ -386,6 +394,12 @@ impl Pc {
         };
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
+        // The chipset's power-on map: every PAM segment forwarded to the
+        // ROM, the SMRAM window to the bus (the VMM starts from plain RAM).
+        for segment in I440fx::new().pam_segments() {
+            pc.memory_map.push(memory_map::pam_change(segment));
+        }
+        pc.memory_map.push(memory_map::smram_change(false));
         Ok(pc)
     }
 
@@ -427,6 +441,25 @@ impl Pc {
     /// Whether the A20 line is enabled (i8042 output port or port 0x92).
     pub fn a20_enabled(&self) -> bool {
         self.a20.enabled()
+    }
+
+    /// The changes to the guest-physical map asked for since the last call
+    /// (PAM, SMRAM, the A20 gate, RAM-backed BARs), oldest first. The VM
+    /// loop applies them to the nested page tables before any vCPU enters
+    /// the guest again.
+    pub fn take_memory_map_changes(&mut self) -> Vec<MemoryMapChange> {
+        let a20 = self.a20_enabled();
+        if a20 != self.a20_mapped {
+            self.a20_mapped = a20;
+            self.memory_map.push(memory_map::a20_change(a20));
+        }
+        self.memory_map.take()
+    }
+
+    /// Where a device queues its own map changes (a RAM-backed BAR:
+    /// [`MemoryMapQueue::ram_bar_moved`]).
+    pub fn memory_map_queue(&self) -> &MemoryMapQueue {
+        &self.memory_map
     }
 
     /// A port read.
@@ -503,10 +536,10 @@ impl Pc {
                         e.bdf
                     );
                 }
-                // 0xC0000-0xFFFFF stays RAM for the guest whatever the PAM
-                // setting: firmware shadows itself there and reads it back.
-                ConfigChange::Pam(segment) => log::debug!("PAM {segment:?}"),
-                ConfigChange::Smram { open } => log::debug!("SMRAM open = {open}"),
+                ConfigChange::Pam(segment) => self.memory_map.push(memory_map::pam_change(segment)),
+                ConfigChange::Smram { open } => {
+                    self.memory_map.push(memory_map::smram_change(open))
+                }
                 ConfigChange::PirqRoute { pirq, irq } => log::debug!("PIRQ {pirq:?} -> {irq:?}"),
             }
         }

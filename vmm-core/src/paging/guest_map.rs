@@ -246,8 +246,12 @@ impl<F: EntryFormat, M: TableMemory> GuestPhysMap<F, M> {
         let bad = RemapError::BadBacking { gpa, len, backing };
         let end = gpa + len;
         match backing {
-            Backing::Ram if end <= self.layout.ram_len => {
-                Ok(Some((gpa, self.layout.ram_hpa + gpa, len)))
+            Backing::Ram { offset }
+                if offset
+                    .checked_add(len)
+                    .is_some_and(|e| e <= self.layout.ram_len && offset % PAGE_SIZE == 0) =>
+            {
+                Ok(Some((gpa, self.layout.ram_hpa + offset, len)))
             }
             Backing::BiosRom if end <= BIOS_ROM_END => {
                 let rom_start = BIOS_ROM_END - self.layout.rom_len;
@@ -551,7 +555,7 @@ mod tests {
         MemoryMapChange::Map {
             gpa,
             len,
-            backing: Backing::Ram,
+            backing: Backing::Ram { offset: gpa },
             writes,
         }
     }
