@@ -46,6 +46,13 @@ pub trait Platform {
     fn logged_write_fault(&mut self, _gpa: u64) -> bool {
         false
     }
+    /// Whether the emulator may read (`write` false) or write guest RAM at
+    /// `gpa` directly, as the nested map shows it now: a RAM page mapped
+    /// away (SMRAM closed) reads from the bus, a read-only one (a shadowed
+    /// PAM segment) sends writes to the bus (`Platform::mmio_write`).
+    fn ram_access(&mut self, _gpa: u64, _write: bool) -> bool {
+        true
+    }
 }
 
 /// A VM's CPUID and MSR policy.
@@ -329,6 +336,8 @@ mod tests {
         cr8: u64,
         /// Pages a dirty log protects; a write fault there is taken by the log.
         logged: Vec<u64>,
+        /// RAM pages the nested map shows read-only (a shadowed PAM segment).
+        read_only: Vec<u64>,
     }
 
     impl FakePlatform {
@@ -343,6 +352,7 @@ mod tests {
                 mmio_value: 0,
                 cr8: 0,
                 logged: Vec::new(),
+                read_only: Vec::new(),
             }
         }
     }
@@ -359,6 +369,9 @@ mod tests {
         }
         fn logged_write_fault(&mut self, gpa: u64) -> bool {
             self.logged.contains(&(gpa & !0xfff))
+        }
+        fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
+            !(write && self.read_only.contains(&(gpa & !0xfff)))
         }
         fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
             let n = data.len();
@@ -608,6 +621,25 @@ mod tests {
         handle_exit(&exit, &mut v, &mut p, &mut pol);
         assert_eq!(p.mmio.len(), 1);
         assert_eq!(v.rip, 0x1002);
+    }
+
+    #[test]
+    fn an_emulated_write_to_read_only_ram_goes_to_the_bus() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        // movsd: [rdi] <- [rsi], the destination a read-only RAM page.
+        p.ram.write(0x1000, &[0xa5]).unwrap();
+        p.ram.write(0x3000, &0x1234_5678u32.to_le_bytes()).unwrap();
+        v.gprs[Gpr::Rsi as usize] = 0x3000;
+        v.gprs[Gpr::Rdi as usize] = 0x4000;
+        p.read_only.push(0x4000);
+        let exit = npf(0x4000, AccessKind::Write);
+        assert_eq!(
+            handle_exit(&exit, &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(p.ram.read_le::<4>(0x4000).unwrap(), [0; 4], "RAM unchanged");
+        assert_eq!(p.mmio, [(0x4000, std::vec![0x78, 0x56, 0x34, 0x12], true)]);
     }
 
     #[test]

@@ -497,6 +497,7 @@ pub trait VmMemoryMap: Send {
     fn take_dirty(&mut self, gpa: u64) -> Result<Vec<u64>, RemapError>;
     fn add_region(&mut self, hpa: u64, len: u64) -> Result<HostRegionId, RemapError>;
     fn generation(&self) -> u64;
+    fn translate(&mut self, gpa: u64) -> Option<(u64, Permissions)>;
 }
 
 impl<F: EntryFormat + Send, M: TableMemory + Send> VmMemoryMap for GuestPhysMap<F, M> {
@@ -517,6 +518,9 @@ impl<F: EntryFormat + Send, M: TableMemory + Send> VmMemoryMap for GuestPhysMap<
     }
     fn generation(&self) -> u64 {
         self.generation
+    }
+    fn translate(&mut self, gpa: u64) -> Option<(u64, Permissions)> {
+        GuestPhysMap::translate(self, gpa)
     }
 }
 

@@ -147,6 +147,21 @@ impl vmm_core::exit::Platform for Machine {
         self.pc.mmio_write(gpa, data)
     }
 
+    fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
+        let Some(map) = self.map.as_mut() else {
+            return true;
+        };
+        if gpa >= self.ram.size() {
+            return true; // the ROM alias: the view's own rules
+        }
+        match map.translate(gpa) {
+            None => false,
+            Some((_, perms)) if !write || perms.write => true,
+            // A dirty-logged page: logged and writable again.
+            Some(_) => map.write_fault(gpa),
+        }
+    }
+
     fn logged_write_fault(&mut self, gpa: u64) -> bool {
         self.map.as_mut().is_some_and(|m| m.write_fault(gpa))
     }
