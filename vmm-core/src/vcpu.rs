@@ -114,6 +114,12 @@ pub trait Vcpu: VcpuState {
     fn run(&mut self) -> crate::exit::VmExit;
     /// Puts the vCPU in the architectural RESET state (the machine was reset).
     fn reset(&mut self);
+    /// Invalidates the guest-physical translations this vCPU may have cached
+    /// before its next entry, after the nested page table changed (SVM:
+    /// TLB_CONTROL, APM Vol 2 15.16.1; VMX: INVEPT for its EPTP, SDM Vol 3C
+    /// 29.4.3.1). The VM loop calls it when the map's generation moved
+    /// (`paging::FlushTracker`).
+    fn flush_tlb(&mut self);
 }
 
 /// The processor mode the guest is in, derived from CR0, EFER and CS.

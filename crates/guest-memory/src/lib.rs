@@ -50,6 +50,9 @@ use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+mod map_change;
+pub use map_change::{Backing, HostRegionId, MemoryMapChange, Writes};
+
 /// A guest-physical address.
 pub type Gpa = u64;
 

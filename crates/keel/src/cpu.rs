@@ -16,6 +16,8 @@ pub struct SvmCaps {
     pub nrip_save: bool,
     pub decode_assists: bool,
     pub huge_pages: bool,
+    /// TLB_CONTROL may flush one ASID (CPUID Fn8000_000A EDX[6] FlushByAsid).
+    pub flush_by_asid: bool,
 }
 
 /// The backend this CPU runs guests with.
@@ -103,6 +105,7 @@ pub fn detect() -> Result<Backend, Unavailable> {
             nrip_save: features & (1 << 3) != 0,
             decode_assists: features & (1 << 7) != 0,
             huge_pages,
+            flush_by_asid: features & (1 << 6) != 0,
         }));
     }
     if cpuid_count(1, 0).ecx & (1 << 5) != 0 {

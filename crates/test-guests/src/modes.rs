@@ -16,11 +16,14 @@ global_asm!(
     r#"
     .pushsection .rodata.gdt, "a"
     .balign 8
+/* The GDT lives in the ROM (the i440FX PAM segments forward 0xF0000 to it
+   at power-on), so every descriptor has its accessed bit set already: a CPU
+   that had to set it would write to ROM (SDM Vol 3A 3.4.5.1). */
 gdt:
     .quad 0                         /* null */
-    .quad 0x00CF9A000000FFFF        /* SEL_CODE32: base 0, limit 4 GiB, 32-bit, execute/read */
-    .quad 0x00CF92000000FFFF        /* SEL_DATA:   base 0, limit 4 GiB, read/write */
-    .quad 0x00AF9A000000FFFF        /* SEL_CODE64: L = 1 */
+    .quad 0x00CF9B000000FFFF        /* SEL_CODE32: base 0, limit 4 GiB, 32-bit, execute/read, accessed */
+    .quad 0x00CF93000000FFFF        /* SEL_DATA:   base 0, limit 4 GiB, read/write, accessed */
+    .quad 0x00AF9B000000FFFF        /* SEL_CODE64: L = 1, accessed */
 gdt_end:
 gdt_desc:
     .word gdt_end - gdt - 1

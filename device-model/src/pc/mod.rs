@@ -52,6 +52,7 @@ use crate::interrupt::message::MsiSender;
 use crate::interrupt::router::IntxLine;
 use crate::interrupt::{register_interrupt_controllers, PcInterruptRouter, RouterHandle};
 use crate::irq::{IrqChipHandle, IrqLine};
+use crate::memory_map::{self, MemoryMapQueue};
 use crate::pci::device::ConfigPort;
 use crate::pci::{
     Bdf, ConfigChange, I440fx, IntxPin, PciBus, PciBusError, PciConfigIo, PciDeviceHandle,
@@ -67,7 +68,7 @@ use crate::timer::{
     TimerDevice,
 };
 use guest_log::RateLimitedLog;
-use guest_memory::GuestMemory;
+use guest_memory::{GuestMemory, MemoryMapChange};
 use log::Level;
 
 /// ISA IRQ lines of the PC devices (the router maps IRQ 0 to IOAPIC pin 2).
@@ -168,6 +169,11 @@ pub struct Pc {
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
     a20: A20Gate,
+    /// Whether the guest-physical map shows the A20 gate enabled (the last
+    /// state [`Pc::take_memory_map_changes`] asked for).
+    a20_mapped: bool,
+    /// Changes to the guest-physical map the VM loop applies before the next entry.
+    memory_map: MemoryMapQueue,
     ide: Arc<Mutex<Piix3Ide>>,
     /// BARs and ROMs of the devices plugged in with [`Pc::add_pci`].
     pci_layer: PciLayer,
@@ -397,6 +403,8 @@ impl Pc {
             com1,
             com1_irq: line(isa_irq::COM1),
             a20,
+            a20_mapped: true,
+            memory_map: MemoryMapQueue::new(),
             ide: ide.clone(),
             pci_layer: {
                 let ram = RamLayout::qemu_pc(ram_size);
@@ -409,6 +417,12 @@ impl Pc {
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
+        // The chipset's power-on map: every PAM segment forwarded to the
+        // ROM, the SMRAM window to the bus (the VMM starts from plain RAM).
+        for segment in I440fx::new().pam_segments() {
+            pc.memory_map.push(memory_map::pam_change(segment));
+        }
+        pc.memory_map.push(memory_map::smram_change(false));
         Ok(pc)
     }
 
@@ -503,6 +517,25 @@ impl Pc {
         self.a20.enabled()
     }
 
+    /// The changes to the guest-physical map asked for since the last call
+    /// (PAM, SMRAM, the A20 gate, RAM-backed BARs), oldest first. The VM
+    /// loop applies them to the nested page tables before any vCPU enters
+    /// the guest again.
+    pub fn take_memory_map_changes(&mut self) -> Vec<MemoryMapChange> {
+        let a20 = self.a20_enabled();
+        if a20 != self.a20_mapped {
+            self.a20_mapped = a20;
+            self.memory_map.push(memory_map::a20_change(a20));
+        }
+        self.memory_map.take()
+    }
+
+    /// Where a device queues its own map changes (a RAM-backed BAR:
+    /// [`MemoryMapQueue::ram_bar_moved`]).
+    pub fn memory_map_queue(&self) -> &MemoryMapQueue {
+        &self.memory_map
+    }
+
     /// A port read.
     pub fn pio_read(&mut self, port: u16, size: u8) -> u32 {
         self.bus.pio_read(port, size)
@@ -580,10 +613,10 @@ impl Pc {
                         e.bdf
                     );
                 }
-                // 0xC0000-0xFFFFF stays RAM for the guest whatever the PAM
-                // setting: firmware shadows itself there and reads it back.
-                ConfigChange::Pam(segment) => log::debug!("PAM {segment:?}"),
-                ConfigChange::Smram { open } => log::debug!("SMRAM open = {open}"),
+                ConfigChange::Pam(segment) => self.memory_map.push(memory_map::pam_change(segment)),
+                ConfigChange::Smram { open } => {
+                    self.memory_map.push(memory_map::smram_change(open))
+                }
                 ConfigChange::PirqRoute { pirq, irq } => {
                     self.router.lock().set_pirq_route(pirq, irq);
                 }

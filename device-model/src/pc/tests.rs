@@ -605,3 +605,93 @@ mod pci_layer {
         assert_eq!(f.pc.router().lock().pending_interrupt(0), None);
     }
 }
+
+#[test]
+fn the_chipset_map_starts_at_power_on_and_follows_pam_smram_and_a20() {
+    use guest_memory::{Backing, MemoryMapChange as C, Writes};
+    let mut f = fixture();
+    let power_on = f.pc.take_memory_map_changes();
+    assert_eq!(power_on.len(), 14, "13 PAM segments and SMRAM");
+    assert!(power_on[..13].iter().all(|c| matches!(
+        c,
+        C::Map {
+            backing: Backing::BiosRom,
+            writes: Writes::Dropped,
+            ..
+        }
+    )));
+    assert_eq!(
+        power_on[13],
+        C::Unmap {
+            gpa: 0xA0000,
+            len: 0x20000
+        }
+    );
+    assert!(f.pc.take_memory_map_changes().is_empty());
+    // SeaBIOS: 0xF0000 read/write (PAM0 = 0x30), then read-only (0x10).
+    f.pci_write(0, 0, 0x59, 1, 0x30);
+    let ram = Backing::Ram { offset: 0xF0000 };
+    let f_seg = |writes| C::Map {
+        gpa: 0xF0000,
+        len: 0x10000,
+        backing: ram,
+        writes,
+    };
+    assert_eq!(f.pc.take_memory_map_changes(), [f_seg(Writes::Allowed)]);
+    f.pci_write(0, 0, 0x59, 1, 0x10);
+    assert_eq!(f.pc.take_memory_map_changes(), [f_seg(Writes::Dropped)]);
+    // The keel-shim's self-copy: read ROM, write RAM.
+    f.pci_write(0, 0, 0x5F, 1, 0x22);
+    let c = f.pc.take_memory_map_changes();
+    assert_eq!(c.len(), 2);
+    assert!(c.iter().all(|c| matches!(
+        c,
+        C::Map {
+            backing: Backing::BiosRom,
+            writes: Writes::ToRam,
+            ..
+        }
+    )));
+    // SMRAM opened (G_SMRAME | D_OPEN): RAM; closed: the bus again.
+    f.pci_write(0, 0, 0x72, 1, 0x4A);
+    assert!(matches!(
+        f.pc.take_memory_map_changes()[..],
+        [C::Map {
+            gpa: 0xA0000,
+            backing: Backing::Ram { offset: 0xA0000 },
+            ..
+        }]
+    ));
+    f.pci_write(0, 0, 0x72, 1, 0x0A);
+    assert!(matches!(
+        f.pc.take_memory_map_changes()[..],
+        [C::Unmap { gpa: 0xA0000, .. }]
+    ));
+    // A20 off through the keyboard controller (command 0xDD): the HMA wraps to 0.
+    f.out(0x64, 1, 0xDD);
+    assert!(!f.pc.a20_enabled());
+    assert!(matches!(
+        f.pc.take_memory_map_changes()[..],
+        [C::Map {
+            gpa: 0x10_0000,
+            backing: Backing::Ram { offset: 0 },
+            ..
+        }]
+    ));
+    assert!(f.pc.take_memory_map_changes().is_empty());
+    // Reset: PAM back to the ROM, A20 on again.
+    f.pc.reset();
+    let c = f.pc.take_memory_map_changes();
+    assert!(c.contains(&C::Map {
+        gpa: 0xF0000,
+        len: 0x10000,
+        backing: Backing::BiosRom,
+        writes: Writes::Dropped
+    }));
+    assert!(c.contains(&C::Map {
+        gpa: 0x10_0000,
+        len: 0x1_0000,
+        backing: Backing::Ram { offset: 0x10_0000 },
+        writes: Writes::Allowed
+    }));
+}

@@ -25,8 +25,10 @@
 //! the queue ([`PciBus::take_events`]) after every port write that reached
 //! `0xCF8-0xCFF`, before the vCPU runs again, and applies each event: it
 //! moves the device's range on the `Bus` ([`ConfigChange::Region`]), or
-//! remaps RAM/ROM in the guest's physical address space ([`ConfigChange::Pam`],
-//! [`ConfigChange::Smram`]). Events are in the order the changes happened; a
+//! queues a change of the guest's physical address map
+//! ([`ConfigChange::Pam`], [`ConfigChange::Smram`]; see
+//! [`crate::memory_map`]), which the VM loop applies to the nested page
+//! tables before the next entry. Events are in the order the changes happened; a
 //! range is reported only when its decoded address actually changes. BARs
 //! and ROMs of devices plugged in with `Pc::add_pci` are placed by
 //! [`PciLayer`], the same for every device; PIRQ route changes

@@ -65,12 +65,18 @@ struct EmulatedMemory<'a, P: Platform>(&'a mut P);
 
 impl<P: Platform> x86_emul::PhysMemory for EmulatedMemory<'_, P> {
     fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError> {
+        if !self.0.ram_access(gpa, false) {
+            return Err(PhysError::NotRam);
+        }
         self.0
             .memory()
             .read(gpa, data)
             .map_err(|_| PhysError::NotRam)
     }
     fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), PhysError> {
+        if !self.0.ram_access(gpa, true) {
+            return Err(PhysError::NotRam);
+        }
         self.0
             .memory()
             .write(gpa, data)

@@ -40,6 +40,20 @@ pub trait Platform {
     fn msr_write(&mut self, _vcpu: u32, _msr: u32, _value: u64) -> Option<MsrOutcome> {
         None
     }
+    /// A write fault at `gpa` on RAM that a dirty log write-protected
+    /// (`paging::GuestPhysMap::write_fault`): the platform marks the page
+    /// dirty, makes it writable again and returns true; the guest then
+    /// repeats the write without emulation. False for every other fault.
+    fn logged_write_fault(&mut self, _gpa: u64) -> bool {
+        false
+    }
+    /// Whether the emulator may read (`write` false) or write guest RAM at
+    /// `gpa` directly, as the nested map shows it now: a RAM page mapped
+    /// away (SMRAM closed) reads from the bus, a read-only one (a shadowed
+    /// PAM segment) sends writes to the bus (`Platform::mmio_write`).
+    fn ram_access(&mut self, _gpa: u64, _write: bool) -> bool {
+        true
+    }
 }
 
 /// A VM's CPUID and MSR policy.
@@ -315,6 +329,14 @@ pub fn handle_exit(
             vcpu.inject(Event::Exception { vector, error_code });
             ExitAction::Resume
         }
+        // A write to a page a dirty log protected: the page is writable
+        // again, so the instruction (or event delivery, which the backend
+        // queues again) simply runs once more.
+        VmExit::NestedPageFault {
+            gpa,
+            access: AccessKind::Write,
+            ..
+        } if platform.logged_write_fault(gpa) => ExitAction::Resume,
         // The processor faulted while delivering an event (its IDT, GDT or
         // stack is in MMIO or ROM), not on the instruction at RIP: emulating
         // that instruction would retire the wrong one.
@@ -370,6 +392,10 @@ mod tests {
         mmio: Vec<(u64, Vec<u8>, bool)>,
         mmio_value: u64,
         cr8: u64,
+        /// Pages a dirty log protects; a write fault there is taken by the log.
+        logged: Vec<u64>,
+        /// RAM pages the nested map shows read-only (a shadowed PAM segment).
+        read_only: Vec<u64>,
     }
 
     impl FakePlatform {
@@ -382,6 +408,8 @@ mod tests {
                 mmio: Vec::new(),
                 mmio_value: 0,
                 cr8: 0,
+                logged: Vec::new(),
+                read_only: Vec::new(),
             }
         }
     }
@@ -395,6 +423,12 @@ mod tests {
         }
         fn pio_write(&mut self, port: u16, size: u8, value: u32) {
             self.writes.push((port, size, value));
+        }
+        fn logged_write_fault(&mut self, gpa: u64) -> bool {
+            self.logged.contains(&(gpa & !0xfff))
+        }
+        fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
+            !(write && self.read_only.contains(&(gpa & !0xfff)))
         }
         fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
             let n = data.len();
@@ -624,6 +658,47 @@ mod tests {
             present: false,
             during_event: None,
         }
+    }
+
+    #[test]
+    fn a_write_to_a_logged_page_resumes_without_emulation() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        // mov [rbx], eax at RIP 0x1000, into a logged page.
+        p.ram.write(0x1000, &[0x89, 0x03]).unwrap();
+        v.gprs[Gpr::Rbx as usize] = 0xfeb0_0010;
+        p.logged.push(0xfeb0_0000);
+        let exit = npf(0xfeb0_0010, AccessKind::Write);
+        assert_eq!(
+            handle_exit(&exit, &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(v.rip, 0x1000, "the store runs again, natively");
+        assert!(p.mmio.is_empty(), "nothing emulated");
+        // A read fault there, or a write elsewhere, still goes to the emulator.
+        p.logged.clear();
+        handle_exit(&exit, &mut v, &mut p, &mut pol);
+        assert_eq!(p.mmio.len(), 1);
+        assert_eq!(v.rip, 0x1002);
+    }
+
+    #[test]
+    fn an_emulated_write_to_read_only_ram_goes_to_the_bus() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        // movsd: [rdi] <- [rsi], the destination a read-only RAM page.
+        p.ram.write(0x1000, &[0xa5]).unwrap();
+        p.ram.write(0x3000, &0x1234_5678u32.to_le_bytes()).unwrap();
+        v.gprs[Gpr::Rsi as usize] = 0x3000;
+        v.gprs[Gpr::Rdi as usize] = 0x4000;
+        p.read_only.push(0x4000);
+        let exit = npf(0x4000, AccessKind::Write);
+        assert_eq!(
+            handle_exit(&exit, &mut v, &mut p, &mut pol),
+            ExitAction::Resume
+        );
+        assert_eq!(p.ram.read_obj::<u32>(0x4000).unwrap(), 0, "RAM unchanged");
+        assert_eq!(p.mmio, [(0x4000, std::vec![0x78, 0x56, 0x34, 0x12], true)]);
     }
 
     #[test]

@@ -119,7 +119,7 @@ mod tests {
         let root = t.root();
         let e = TableMemory::table(&mut m, root)[0];
         assert_eq!(e & 0xfff, 0x7);
-        assert_eq!(t.unmap_page(&mut m, 0x20_5000), Ok(true));
+        assert_eq!(t.unmap(&mut m, 0x20_5000, 0x1000), Ok(true));
         assert_eq!(t.translate(&mut m, 0x20_5000), None);
         assert_eq!(
             t.translate(&mut m, 0x20_6000),

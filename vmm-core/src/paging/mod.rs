@@ -6,9 +6,14 @@
 //! hands it real frames and host tests hand it a map of fake ones.
 
 mod ept;
+mod guest_map;
 mod npt;
 
 pub use ept::{eptp, EptFormat};
+pub use guest_map::{
+    FlushTracker, GuestLayout, GuestPhysMap, RemapError, VmMemoryMap, MAX_DIRTY_LOGS,
+    MAX_DIRTY_LOG_BYTES,
+};
 pub use npt::NptFormat;
 
 use alloc::vec::Vec;
@@ -213,24 +218,125 @@ impl<F: EntryFormat> NestedPageTable<F> {
         Ok(())
     }
 
-    /// Removes the 4 KiB-page mapping of `gpa`, splitting a large page if needed.
-    /// Returns whether something was mapped. The caller flushes the TLB.
-    pub fn unmap_page(&mut self, mem: &mut impl TableMemory, gpa: u64) -> Result<bool, MapError> {
-        let gpa = gpa & !(PAGE_SIZE - 1);
+    /// Removes every mapping in guest-physical `[gpa, gpa + len)`, splitting
+    /// large pages that straddle its ends. Returns whether anything was
+    /// mapped there (then the caller must invalidate the guest's cached
+    /// translations before it runs again: NPT ASID flush / INVEPT).
+    pub fn unmap(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        len: u64,
+    ) -> Result<bool, MapError> {
+        self.update(mem, gpa, len, 3, |_, _| 0)
+    }
+
+    /// Gives every mapped page in `[gpa, gpa + len)` the permissions `perms`,
+    /// splitting large pages that straddle its ends, or all of them down to
+    /// `largest_level` (1 = 4 KiB, for a dirty log that tracks single pages).
+    /// Unmapped pages stay unmapped. Returns whether an entry changed.
+    pub fn protect(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        len: u64,
+        perms: Permissions,
+        largest_level: u8,
+    ) -> Result<bool, MapError> {
+        self.update(mem, gpa, len, largest_level, |entry, level| {
+            F::leaf(F::address(entry), level, perms)
+        })
+    }
+
+    /// Sets or clears write permission of every mapped page in
+    /// `[gpa, gpa + len)`, keeping execute; see [`Self::protect`].
+    pub fn set_writable(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        len: u64,
+        write: bool,
+        largest_level: u8,
+    ) -> Result<bool, MapError> {
+        self.update(mem, gpa, len, largest_level, |entry, level| {
+            let perms = Permissions {
+                write,
+                ..F::permissions(entry)
+            };
+            F::leaf(F::address(entry), level, perms)
+        })
+    }
+
+    /// Rewrites each present leaf over `[gpa, gpa + len)` with `f(entry, level)`.
+    /// A leaf only partly inside the range, or larger than `largest_level`,
+    /// is split first into leaves one level down with the same mapping.
+    /// A split that runs out of table pages stops with an error; the entries
+    /// rewritten so far stay (every split keeps the old mapping, so the
+    /// table is consistent either way).
+    fn update(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        len: u64,
+        largest_level: u8,
+        f: impl Fn(u64, u8) -> u64,
+    ) -> Result<bool, MapError> {
+        let bad = MapError::BadRange { gpa, hpa: 0, len };
+        if (gpa | len) & (PAGE_SIZE - 1) != 0 || len == 0 {
+            return Err(bad);
+        }
+        let end = gpa.checked_add(len).ok_or(bad.clone())?;
+        if end > GPA_LIMIT {
+            return Err(bad);
+        }
+        let mut changed = false;
+        let mut at = gpa;
+        while at < end {
+            // The largest leaf that may stay whole: aligned and inside the range.
+            let keep = (1..=largest_level.min(3))
+                .rev()
+                .find(|&l| at & (level_size(l) - 1) == 0 && end - at >= level_size(l))
+                .unwrap_or(1);
+            let (table, idx, level) = self.leaf_slot(mem, at, keep)?;
+            let size = level_size(level);
+            let entry = mem.table(table)[idx];
+            if F::is_present(entry) {
+                let new = f(entry, level);
+                if new != entry {
+                    mem.table(table)[idx] = new;
+                    changed = true;
+                }
+            }
+            at = (at & !(size - 1)) + size;
+        }
+        Ok(changed)
+    }
+
+    /// The entry that maps `gpa`: a leaf of at most `keep` level (larger
+    /// leaves on the way are split), or the non-present entry where the walk
+    /// ends. Returns its table, index and level.
+    fn leaf_slot(
+        &mut self,
+        mem: &mut impl TableMemory,
+        gpa: u64,
+        keep: u8,
+    ) -> Result<(u64, usize, u8), MapError> {
         let mut table = self.root;
-        for l in (1..=4).rev() {
+        for l in (2..=4).rev() {
             let idx = index(gpa, l);
             let entry = mem.table(table)[idx];
             if !F::is_present(entry) {
-                return Ok(false);
-            }
-            if l == 1 {
-                mem.table(table)[idx] = 0;
-                return Ok(true);
+                return Ok((table, idx, l));
             }
             if l <= 3 && F::is_large(entry) {
-                // Split: a new table of the next level down with the same mappings.
+                if l <= keep {
+                    return Ok((table, idx, l));
+                }
+                // Split: a table one level down with the same mappings.
                 let next = mem.alloc_table().ok_or(MapError::OutOfMemory)?;
+                if self.reserved.iter().any(|r| r.contains(&next)) {
+                    return Err(MapError::OutOfMemory);
+                }
                 let perms = F::permissions(entry);
                 let base = F::address(entry);
                 let sub = level_size(l - 1);
@@ -241,7 +347,7 @@ impl<F: EntryFormat> NestedPageTable<F> {
             }
             table = F::address(mem.table(table)[idx]);
         }
-        Ok(false)
+        Ok((table, index(gpa, 1), 1))
     }
 
     /// The host-physical address and permissions `gpa` maps to, if any.
@@ -459,7 +565,7 @@ pub(crate) mod tests {
         let mut t = Npt::new(&mut m, 2, Vec::new()).unwrap();
         t.map(&mut m, 0, 0x4000_0000, 0x40_0000, Permissions::RWX)
             .unwrap();
-        assert_eq!(t.unmap_page(&mut m, 0x20_5123), Ok(true));
+        assert_eq!(t.unmap(&mut m, 0x20_5000, 0x1000), Ok(true));
         assert_eq!(t.translate(&mut m, 0x20_5000), None);
         assert_eq!(
             t.translate(&mut m, 0x20_4fff),
@@ -473,7 +579,7 @@ pub(crate) mod tests {
             t.translate(&mut m, 0x10_0000),
             Some((0x4010_0000, Permissions::RWX))
         );
-        assert_eq!(t.unmap_page(&mut m, 0x20_5000), Ok(false));
+        assert_eq!(t.unmap(&mut m, 0x20_5000, 0x1000), Ok(false));
     }
 
     #[test]

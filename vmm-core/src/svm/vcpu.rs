@@ -24,6 +24,8 @@ pub struct SvmVcpuConfig {
     /// The CPU names the GPR of an intercepted MOV CRn in EXITINFO1 (decode
     /// assists, CPUID Fn8000_000A EDX[7]).
     pub decode_assists: bool,
+    /// TLB_CONTROL may flush just this guest's ASID (CPUID Fn8000_000A EDX[6]).
+    pub flush_by_asid: bool,
     /// Processor signature (CPUID 1 EAX) that RESET leaves in EDX.
     pub cpu_signature: u32,
 }
@@ -42,8 +44,10 @@ const CR0_PE: u64 = 1 << 0;
 const CR0_PG: u64 = 1 << 31;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-/// TLB_CONTROL: flush this guest's TLB entries on the next VMRUN.
+/// TLB_CONTROL (APM Vol 2 15.16.1, Table 15-9): 1 flushes every ASID's
+/// entries on the next VMRUN; 3 only this guest's (needs FlushByAsid).
 const TLB_FLUSH_ALL: u8 = 1;
+const TLB_FLUSH_GUEST: u8 = 3;
 
 /// An SVM virtual CPU.
 pub struct SvmVcpu {
@@ -194,11 +198,6 @@ impl SvmVcpu {
         decode_exit(&self.vmcb, features)
     }
 
-    /// Flushes the guest's TLB entries on the next entry (after nested page table changes).
-    pub fn flush_tlb(&mut self) {
-        self.vmcb.write_u8(control::TLB_CONTROL, TLB_FLUSH_ALL);
-    }
-
     /// Called after each #VMEXIT: a requested flush has happened, and an event
     /// whose delivery the exit interrupted (EXITINTINFO, APM Vol 2 15.7.2) is
     /// queued again. Software interrupts and #BP/#OF are not: the guest's RIP
@@ -257,6 +256,17 @@ impl crate::Vcpu for SvmVcpu {
 
     fn reset(&mut self) {
         SvmVcpu::reset(self)
+    }
+
+    /// This guest's ASID is flushed on the next VMRUN (or every ASID on a
+    /// CPU without FlushByAsid).
+    fn flush_tlb(&mut self) {
+        let kind = if self.config.flush_by_asid {
+            TLB_FLUSH_GUEST
+        } else {
+            TLB_FLUSH_ALL
+        };
+        self.vmcb.write_u8(control::TLB_CONTROL, kind);
     }
 }
 
@@ -332,13 +342,13 @@ impl VcpuState for SvmVcpu {
                     0
                 };
                 self.vmcb.write_u64(save::EFER, (efer & !EFER_LMA) | lma);
-                self.flush_tlb();
+                crate::vcpu::Vcpu::flush_tlb(self);
             }
             2 => self.vmcb.write_u64(save::CR2, value),
             3 => self.vmcb.write_u64(save::CR3, value),
             4 => {
                 self.vmcb.write_u64(save::CR4, value);
-                self.flush_tlb();
+                crate::vcpu::Vcpu::flush_tlb(self);
             }
             _ => {}
         }
@@ -430,7 +440,7 @@ impl VcpuState for SvmVcpu {
     fn load_cr3(&mut self, cr3: u64, _pae_pdptes: Option<[u64; 4]>) {
         // Under nested paging the CPU reads the PAE PDPTEs from memory (APM Vol 2 15.25).
         self.vmcb.write_u64(save::CR3, cr3);
-        self.flush_tlb();
+        crate::Vcpu::flush_tlb(self);
     }
 }
 
@@ -453,6 +463,7 @@ mod tests {
             ncr3: 0x20_0000,
             nrip_save: false,
             decode_assists: false,
+            flush_by_asid: false,
             cpu_signature: 0x00a2_0f10,
         };
         maps_new(config)
@@ -542,6 +553,7 @@ mod tests {
             ncr3: 0,
             nrip_save: false,
             decode_assists: false,
+            flush_by_asid: false,
             cpu_signature: 0,
         };
         assert_eq!(maps_new(config).vmcb.read_u32(control::GUEST_ASID), 1);

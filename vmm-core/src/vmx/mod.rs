@@ -36,4 +36,10 @@ impl crate::Vcpu for VmxVcpu<hw::HwVmcs> {
     fn reset(&mut self) {
         VmxVcpu::reset(self)
     }
+
+    /// INVEPT (single-context for this EPTP where the CPU has it) before the
+    /// next VM entry.
+    fn flush_tlb(&mut self) {
+        self.flush_pending = true;
+    }
 }

@@ -345,12 +345,6 @@ impl<V: Vmcs> VmxVcpu<V> {
         decode_exit(&self.vmcs, self.config.controls.ins_outs_info)
     }
 
-    /// Flushes the guest's EPT-derived translations before the next entry
-    /// (after EPT changes).
-    pub fn flush_tlb(&mut self) {
-        self.flush_pending = true;
-    }
-
     /// Called after each VM exit: an event whose delivery the exit
     /// interrupted (IDT-vectoring information, SDM 28.2.4) is queued again
     /// with its type, error code and, for INTn, INT3, INTO and ICEBP, the

@@ -1,6 +1,7 @@
 //! Creating a VM from its configuration and running it until it stops.
 
 mod direct_boot;
+mod memory_map;
 mod platform;
 mod svm;
 mod vmx;
@@ -17,7 +18,9 @@ use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
 use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy};
 use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
-use vmm_core::paging::{MapError, Permissions, LARGE_PAGE_SIZE};
+use vmm_core::paging::{
+    FlushTracker, GuestLayout, GuestPhysMap, MapError, Permissions, LARGE_PAGE_SIZE, PAGE_SIZE,
+};
 use vmm_core::{ExitAction, StopReason, Vcpu};
 
 use crate::cpu::Backend;
@@ -34,6 +37,10 @@ const FIRMWARE_END_HIGH: u64 = 1 << 32;
 const FIRMWARE_MAX: usize = 256 * 1024;
 /// Guest RAM must stay below the firmware alias and the MMIO hole under 4 GiB.
 const MAX_GUEST_RAM: u64 = 3 << 30;
+/// The IOAPIC and local APIC pages: no run-time map change may cover them
+/// (their accesses must keep reaching the device model).
+const IOAPIC_PAGE: Range<u64> = 0xFEC0_0000..0xFEC0_1000;
+const LAPIC_PAGE: Range<u64> = 0xFEE0_0000..0xFEE0_1000;
 
 /// What a configuration can name: boot modules by the name the
 /// configuration uses for them, and the machine's own disks (`virtio0`).
@@ -161,6 +168,22 @@ pub fn run(
     let fw_start = FIRMWARE_END_LOW - fw_len;
     ram.write(fw_start, firmware)
         .map_err(|e| VmError::Config(alloc::format!("firmware does not fit in guest RAM: {e}")))?;
+    // The ROM itself: a host copy the guest cannot write, shown below 4 GiB
+    // and, while the i440FX PAM segments forward reads to the bus, at the
+    // top of the first MiB. RAM there holds a copy too (the shadow the
+    // firmware may make writable); the emulator's guest-memory view shows
+    // that copy at both places.
+    let rom_pa = frames
+        .alloc_contiguous(fw_len, PAGE_SIZE)
+        .ok_or(VmError::OutOfMemory {
+            what: "the firmware ROM",
+            bytes: fw_len,
+            free: frames.free_bytes(),
+        })?;
+    // SAFETY: the frame allocator handed out [rom_pa, rom_pa + fw_len)
+    // exclusively to this VM, identity-mapped and never freed.
+    unsafe { core::slice::from_raw_parts_mut(rom_pa as *mut u8, fw_len as usize) }
+        .copy_from_slice(firmware);
     // The firmware again, read-only, below 4 GiB: in the nested page tables
     // and in the guest-memory view the emulator fetches through.
     let rom = RomAlias {
@@ -179,11 +202,21 @@ pub fn run(
         },
         GuestMapping {
             gpa: rom.gpa,
-            hpa: ram_pa + rom.ram,
+            hpa: rom_pa,
             len: rom.len,
             perms: Permissions::RX,
         },
     ];
+    let phys_bits = crate::cpu::host_cpuid(0x8000_0008, 0).eax & 0xff;
+    let layout = GuestLayout {
+        ram_hpa: ram_pa,
+        ram_len: ram_bytes,
+        rom_hpa: rom_pa,
+        rom_len: fw_len,
+        gpa_limit: 1u64 << phys_bits.clamp(32, 48),
+        fixed: alloc::vec![IOAPIC_PAGE, LAPIC_PAGE, rom.gpa..FIRMWARE_END_HIGH],
+    };
+    let pool = memory_map::FramePool::new(frames, memory_map::RUNTIME_TABLE_PAGES)?;
     let mut reserved = reserved.to_vec();
     reserved.push(0..keel::frames::LOW_MEMORY_END);
 
@@ -211,18 +244,16 @@ pub fn run(
         fw_len / 1024,
     );
     let (stop, exits) = match backend {
-        Backend::Svm(caps) => run_vcpu(
-            &mut svm::create_vcpu(frames, caps, &mappings, reserved)?,
-            &mut machine,
-            config,
-            firmware_copy,
-        )?,
-        Backend::Vmx(controls) => run_vcpu(
-            &mut vmx::create_vcpu(frames, controls, &mappings, reserved)?,
-            &mut machine,
-            config,
-            firmware_copy,
-        )?,
+        Backend::Svm(caps) => {
+            let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
+            machine.set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)));
+            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy)?
+        }
+        Backend::Vmx(controls) => {
+            let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
+            machine.set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)));
+            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy)?
+        }
     };
     let unclaimed = machine.pc.unclaimed();
     log::info!(
@@ -320,6 +351,8 @@ fn run_vcpu(
     };
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
+    // The map generation this vCPU's cached translations match.
+    let mut flushed = FlushTracker::default();
     start_tsc_at_zero(vcpu, machine);
     loop {
         machine.service();
@@ -327,6 +360,11 @@ fn run_vcpu(
         // a service pass) ends the VM before the guest runs again.
         if let Some(PowerRequest::Stop { reason }) = machine.pc.power.peek() {
             return Ok((StopReason::DeviceStop { reason }, exits));
+        }
+        // Map changes the devices asked for (PAM, SMRAM, A20, BARs) and
+        // dirty-log faults take effect before this vCPU runs again.
+        if flushed.needs_flush(machine.apply_memory_map_changes()) {
+            vcpu.flush_tlb();
         }
         deliver(vcpu, machine);
         // The guest may never exit by itself (a busy loop): a host timer

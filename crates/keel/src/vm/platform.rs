@@ -4,8 +4,12 @@
 //! `InterruptSource` on top of `device_model::Pc`, so `vmm-core` never names a
 //! device and the devices never name a backend.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
+
+use guest_log::RateLimitedLog;
+use vmm_core::paging::VmMemoryMap;
 
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{Pc, PcConfig, PcError};
@@ -24,6 +28,10 @@ pub struct Machine {
     /// The exit path's handle to guest RAM; the devices that do DMA hold
     /// clones of it.
     ram: GuestMemory,
+    /// The kept nested page table, set once the backend built it.
+    map: Option<Box<dyn VmMemoryMap>>,
+    /// Map changes refused (a request for memory that is not the guest's).
+    refused: RateLimitedLog,
 }
 
 impl Machine {
@@ -55,7 +63,37 @@ impl Machine {
             ram.clone(),
             |line: &str| crate::println!("{line}"),
         )?;
-        Ok(Machine { pc, ram })
+        Ok(Machine {
+            pc,
+            ram,
+            map: None,
+            refused: RateLimitedLog::default(),
+        })
+    }
+
+    /// Hands the machine its nested page table (before the first entry).
+    pub fn set_memory_map(&mut self, map: Box<dyn VmMemoryMap>) {
+        self.map = Some(map);
+    }
+
+    /// Applies the device model's queued map changes (PAM, SMRAM, A20,
+    /// RAM-backed BARs) to the nested page table; a refused one is logged
+    /// and the map stays as it was. Returns the map's generation, which
+    /// each vCPU compares with the one it last flushed at.
+    pub fn apply_memory_map_changes(&mut self) -> u64 {
+        let changes = self.pc.take_memory_map_changes();
+        let Some(map) = self.map.as_mut() else {
+            return 0;
+        };
+        for change in changes {
+            if let Err(e) = map.apply(&change) {
+                self.refused.log(
+                    log::Level::Warn,
+                    format_args!("guest-physical map change {change:?} refused: {e:?}"),
+                );
+            }
+        }
+        map.generation()
     }
 
     /// Whether a device interrupt can reach vCPU 0 as an NMI: an unmasked
@@ -105,7 +143,31 @@ impl vmm_core::exit::Platform for Machine {
     }
 
     fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
+        // A PAM segment that reads the ROM but writes DRAM (82441FX 3.2.18).
+        if self.map.as_ref().is_some_and(|m| m.writes_to_ram(gpa)) {
+            let _ = self.ram.write(gpa, data);
+            return;
+        }
         self.pc.mmio_write(gpa, data)
+    }
+
+    fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
+        let Some(map) = self.map.as_mut() else {
+            return true;
+        };
+        if gpa >= self.ram.size() {
+            return true; // the ROM alias: the view's own rules
+        }
+        match map.translate(gpa) {
+            None => false,
+            Some((_, perms)) if !write || perms.write => true,
+            // A dirty-logged page: logged and writable again.
+            Some(_) => map.write_fault(gpa),
+        }
+    }
+
+    fn logged_write_fault(&mut self, gpa: u64) -> bool {
+        self.map.as_mut().is_some_and(|m| m.write_fault(gpa))
     }
 
     fn memory(&self) -> &GuestMemory {

@@ -7,6 +7,9 @@ use core::ops::Range;
 
 use keel::frames::FrameAllocator;
 use vmm_core::paging::{NestedPageTable, NptFormat, TableMemory};
+
+/// The nested page table a VM keeps (`paging::GuestPhysMap`).
+pub type Npt = NestedPageTable<NptFormat>;
 use vmm_core::svm::{self, IoPermissionMap, MsrPermissionMap, SvmVcpu, SvmVcpuConfig, Vmcb};
 
 use super::{GuestMapping, VmError};
@@ -41,9 +44,7 @@ impl TableMemory for FrameTables<'_> {
     }
 
     fn table(&mut self, pa: u64) -> &mut [u64; 512] {
-        // SAFETY: `pa` is a frame this allocator handed to the nested page
-        // table, identity-mapped, page-aligned and used for nothing else.
-        unsafe { &mut *(pa as *mut [u64; 512]) }
+        super::memory_map::frame_table(pa)
     }
 }
 
@@ -52,13 +53,14 @@ fn identity(va: usize) -> u64 {
 }
 
 /// Maps `mappings` in fresh nested page tables, turns SVM on and creates
-/// vCPU 0 in its reset state. No mapping may reach `reserved`.
+/// vCPU 0 in its reset state; returns it and the tables, which the VM keeps
+/// for changes while it runs. No mapping may reach `reserved`.
 pub fn create_vcpu(
     frames: &mut FrameAllocator,
     caps: SvmCaps,
     mappings: &[GuestMapping],
     reserved: Vec<Range<u64>>,
-) -> Result<SvmVcpu, VmError> {
+) -> Result<(SvmVcpu, Npt), VmError> {
     let mut tables = FrameTables(frames);
     let largest = if caps.huge_pages { 3 } else { 2 };
     let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
@@ -84,9 +86,12 @@ pub fn create_vcpu(
         ncr3: npt.root(),
         nrip_save: caps.nrip_save,
         decode_assists: caps.decode_assists,
+        flush_by_asid: caps.flush_by_asid,
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
     };
     // SAFETY: SVM is enabled on this CPU (above), and the nested tables map only
-    // this VM's RAM and firmware and are never freed (Keel ends with the VM).
-    Ok(unsafe { SvmVcpu::new(config, iopm, msrpm, identity) })
+    // this VM's memory (RAM, firmware, device regions: `GuestPhysMap`
+    // refuses anything else) and are never freed (Keel ends with the VM).
+    let vcpu = unsafe { SvmVcpu::new(config, iopm, msrpm, identity) };
+    Ok((vcpu, npt))
 }

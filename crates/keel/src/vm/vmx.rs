@@ -40,13 +40,14 @@ fn identity(va: usize) -> u64 {
 }
 
 /// Maps `mappings` in fresh EPT tables, turns VMX on, loads a VMCS and
-/// creates vCPU 0 in its reset state. No mapping may reach `reserved`.
+/// creates vCPU 0 in its reset state; returns it and the tables, which the
+/// VM keeps for changes while it runs. No mapping may reach `reserved`.
 pub fn create_vcpu(
     frames: &mut FrameAllocator,
     controls: VmxControls,
     mappings: &[GuestMapping],
     reserved: Vec<Range<u64>>,
-) -> Result<VmxVcpu<HwVmcs>, VmError> {
+) -> Result<(VmxVcpu<HwVmcs>, NestedPageTable<EptFormat>), VmError> {
     let mut tables = FrameTables(frames);
     let largest = if controls.caps.ept_1g_pages() { 3 } else { 2 };
     let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
@@ -85,7 +86,9 @@ pub fn create_vcpu(
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
     };
     // SAFETY: VMX is on and the VMCS current on this CPU (above), and the EPT
-    // tables map only this VM's RAM and firmware and are never freed (Keel
-    // ends with the VM).
-    Ok(unsafe { VmxVcpu::new(config, io, msr, vmcs, &hw::host_state(), identity) })
+    // tables map only this VM's memory (RAM, firmware, device regions:
+    // `GuestPhysMap` refuses anything else) and are never freed (Keel ends
+    // with the VM).
+    let vcpu = unsafe { VmxVcpu::new(config, io, msr, vmcs, &hw::host_state(), identity) };
+    Ok((vcpu, ept))
 }

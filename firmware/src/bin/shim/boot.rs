@@ -145,8 +145,8 @@ fn load_acpi(fw: &FwCfg, file: &FileEntry, fw_map: &Map) -> Result<Acpi, Error> 
 /// On an i440FX, makes 0xE0000-0xFFFFF RAM (PAM registers, datasheet 3.2.18)
 /// with the ROM's contents, so that the RSDP can go there: first reads from
 /// ROM and writes to RAM while every byte is copied onto itself, then RAM
-/// both ways. (Keel keeps that range RAM whatever PAM says; the copy is
-/// then a no-op.)
+/// both ways. (Keel maps the segments as the chipset defines them: during
+/// the copy each write exits once and Keel stores it into RAM.)
 fn shadow_bios_area() {
     if pci_read32(0, 0, 0) != I440FX {
         return;
