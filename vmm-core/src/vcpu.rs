@@ -273,6 +273,8 @@ pub mod fake {
         pub ldtr: Segment,
         pub gdtr: Segment,
         pub pdptes: Option<[u64; 4]>,
+        /// What [`VcpuState::cpl`] returns (0 unless a test sets it).
+        pub cpl: u8,
     }
 
     impl FakeVcpu {
@@ -380,7 +382,7 @@ pub mod fake {
             self.segs[seg_index(seg)]
         }
         fn cpl(&self) -> u8 {
-            0
+            self.cpl
         }
         fn inject(&mut self, event: Event) {
             self.injected.push(event);

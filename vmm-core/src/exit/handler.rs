@@ -213,6 +213,14 @@ pub fn handle_exit(
     platform: &mut impl Platform,
     policy: &mut VmPolicy,
 ) -> ExitAction {
+    // Hardware raises the #GP(0) of a privileged instruction at CPL > 0
+    // before it would exit (SDM Vol 3C 26.1.1; APM Vol 2 15.9), so such an
+    // exit comes only from an implementation that checks later (Bochs, for
+    // XSETBV): the guest still gets the #GP, and no CPL-3 write lands.
+    if exit.needs_cpl0() && vcpu.cpl() != 0 {
+        vcpu.inject(Event::GP0);
+        return ExitAction::Resume;
+    }
     let mut exit = *exit;
     if let VmExit::CrAccess(ref mut cr) = exit {
         if cr.write && cr.operand == CrOperand::Undecoded {
@@ -1078,6 +1086,73 @@ mod tests {
         assert!(!xcr0_is_valid(0x27, 0xe7), "part of AVX-512");
         assert!(!xcr0_is_valid(0xe3, 0xe7), "AVX-512 without AVX");
         assert!(!xcr0_is_valid(0x0b, 0x1f), "half of MPX");
+    }
+
+    /// An exit for an instruction only CPL 0 may run, taken at CPL 3 (or in
+    /// virtual-8086 mode, which runs at CPL 3): hardware checks the
+    /// privilege before it exits (SDM Vol 3C 26.1.1), but Bochs exits on
+    /// XSETBV first, and the hostile-cpu guest's `v86-xsetbv-gp`,
+    /// `pm-cpl3-xsetbv-gp` and `lm-cpl3-xsetbv-gp` found Keel loading XCR0
+    /// for it. Each gets #GP(0) with nothing else changed.
+    #[test]
+    fn privileged_instruction_exits_at_cpl3_raise_gp() {
+        let (mut p, mut pol) = (FakePlatform::new(), policy());
+        let exits = [
+            VmExit::Rdmsr { len: 2 },
+            VmExit::Wrmsr { len: 2 },
+            VmExit::Hlt { len: 1 },
+            VmExit::Invd { len: 2 },
+            VmExit::Wbinvd { len: 2 },
+            VmExit::Xsetbv { len: 3 },
+            VmExit::CrAccess(CrAccess {
+                cr: 0,
+                write: true,
+                operand: CrOperand::Gpr(Gpr::Rax),
+                len: 3,
+            }),
+            VmExit::CrAccess(CrAccess {
+                cr: 4,
+                write: false,
+                operand: CrOperand::Gpr(Gpr::Rax),
+                len: 3,
+            }),
+            VmExit::CrAccess(CrAccess {
+                cr: 0,
+                write: true,
+                operand: CrOperand::Clts,
+                len: 2,
+            }),
+        ];
+        for exit in exits {
+            let mut v = FakeVcpu::protected_flat();
+            v.cpl = 3;
+            v.gprs[Gpr::Rax as usize] = 1; // XCR0 = x87 only: legal at CPL 0
+            v.gprs[Gpr::Rcx as usize] = 0x10; // IA32_TIME_STAMP_COUNTER
+            let before = v.clone();
+            assert_eq!(
+                handle_exit(&exit, &mut v, &mut p, &mut pol),
+                ExitAction::Resume
+            );
+            assert_eq!(v.injected, [Event::GP0], "{exit:?}");
+            assert_eq!(
+                (v.rip, v.gprs, v.cr0, v.cr, v.xcr0, v.tsc_offset),
+                (
+                    before.rip,
+                    before.gprs,
+                    before.cr0,
+                    before.cr,
+                    before.xcr0,
+                    before.tsc_offset
+                ),
+                "{exit:?} at CPL 3 changed the vCPU"
+            );
+        }
+        // CPUID is not privileged.
+        let mut v = FakeVcpu::protected_flat();
+        v.cpl = 3;
+        handle_exit(&VmExit::Cpuid { len: 2 }, &mut v, &mut p, &mut pol);
+        assert!(v.injected.is_empty());
+        assert_eq!(v.rip, 0x1002);
     }
 
     #[test]

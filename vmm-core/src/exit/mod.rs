@@ -203,6 +203,23 @@ pub enum VmExit {
 }
 
 impl VmExit {
+    /// An exit for an instruction only CPL 0 may execute: RDMSR, WRMSR, HLT,
+    /// INVD, WBINVD, XSETBV, MOV to or from a control register, CLTS, LMSW
+    /// (SDM Vol 2, each page: "#GP(0) If the current privilege level is not
+    /// 0"; in virtual-8086 mode, which runs at CPL 3, the same #GP(0)).
+    fn needs_cpl0(&self) -> bool {
+        matches!(
+            self,
+            VmExit::Rdmsr { .. }
+                | VmExit::Wrmsr { .. }
+                | VmExit::Hlt { .. }
+                | VmExit::Invd { .. }
+                | VmExit::Wbinvd { .. }
+                | VmExit::Xsetbv { .. }
+                | VmExit::CrAccess(_)
+        )
+    }
+
     /// The length field of an exit for an instruction the handler completes.
     fn instruction_len_mut(&mut self) -> Option<&mut u8> {
         match self {
