@@ -265,6 +265,8 @@ fn random_vcpu(rng: &mut Rng) -> FakeVcpu {
         _ => interesting(rng),
     };
     v.rflags = 2 | (rng.next() & 0x3f_7fd5);
+    // Now and then user code (or virtual-8086 mode): privileged exits #GP.
+    v.cpl = if rng.below(4) == 0 { 3 } else { 0 };
     // CR3 in RAM (page tables of random bytes) or anywhere; CR4 random.
     v.cr[3] = if rng.below(2) == 0 {
         rng.below(RAM_SIZE as u64) & !0xfff
