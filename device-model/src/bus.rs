@@ -440,30 +440,6 @@ impl Bus {
             .map(|(_, _, dev)| dev)
     }
 
-    /// Moves the range that starts at `old_base` in `space` to `new_base`, as
-    /// when a guest reprograms a PCI BAR. If the new place is taken or out of
-    /// the space, the range stays where it was and the error says why; moving
-    /// a range that does not exist is a no-op that returns `Ok(false)`.
-    pub fn relocate(
-        &mut self,
-        space: AddressSpace,
-        old_base: u64,
-        new_base: u64,
-    ) -> Result<bool, BusError> {
-        let s = self.space_mut(space);
-        let Some((name, len, dev)) = s.unregister(old_base) else {
-            return Ok(false);
-        };
-        match s.register(new_base, len, name, dev.clone()) {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                // The old place was free a moment ago: putting it back cannot fail.
-                let _ = s.register(old_base, len, name, dev);
-                Err(e)
-            }
-        }
-    }
-
     fn space_mut(&mut self, space: AddressSpace) -> &mut Space {
         match space {
             AddressSpace::Pio => &mut self.pio,

@@ -5,7 +5,7 @@ use crate::Error;
 
 /// Fixed addresses and wiring of the platform. The device model answers at
 /// these places; the tables only tell the guest where they are.
-pub mod platform {
+pub mod pc_layout {
     /// Local APIC base (SDM Vol 3A 10.4.1), the MADT's Local Interrupt Controller Address.
     pub const LAPIC_ADDRESS: u32 = 0xFEE0_0000;
     /// I/O APIC base, where QEMU's `pc` puts it.
@@ -66,15 +66,15 @@ const FOUR_GIB: u64 = 1 << 32;
 
 /// The VM the tables describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlatformConfig {
+pub struct MachineConfig {
     /// vCPUs, `1..=MAX_VCPUS`. vCPU `n` has APIC ID `n` and ACPI processor UID `n`.
     pub vcpus: u32,
     /// Guest RAM in bytes: a multiple of 1 MiB in `MIN_RAM..=MAX_RAM`; laid out by [`RamLayout`].
     pub ram_bytes: u64,
-    /// Whether the HPET at [`platform::HPET_ADDRESS`] exists (HPET table and `\_SB.PCI0.HPET`).
+    /// Whether the HPET at [`pc_layout::HPET_ADDRESS`] exists (HPET table and `\_SB.PCI0.HPET`).
     pub hpet: bool,
     /// The PM I/O block base the FADT names (PM1a_EVT at `+0`, PM1a_CNT `+4`, PM timer `+8`).
-    /// It must be where the firmware programs the PIIX4's PMBA: [`platform::PM_BASE_SEABIOS`]
+    /// It must be where the firmware programs the PIIX4's PMBA: [`pc_layout::PM_BASE_SEABIOS`]
     /// for SeaBIOS with the fw_cfg tables.
     pub pm_base: u16,
     /// A 32-bit PM timer (FADT TMR_VAL_EXT); QEMU's, and Keel's default, is 24-bit.
@@ -83,15 +83,15 @@ pub struct PlatformConfig {
     pub uuid: [u8; 16],
 }
 
-impl PlatformConfig {
+impl MachineConfig {
     /// A VM with `vcpus` vCPUs and `ram_bytes` of RAM, an HPET, a 24-bit PM timer, the PM
     /// block where SeaBIOS puts it and a nil UUID.
     pub fn new(vcpus: u32, ram_bytes: u64) -> Self {
-        PlatformConfig {
+        MachineConfig {
             vcpus,
             ram_bytes,
             hpet: true,
-            pm_base: platform::PM_BASE_SEABIOS,
+            pm_base: pc_layout::PM_BASE_SEABIOS,
             pm_timer_32bit: false,
             uuid: [0; 16],
         }
@@ -131,7 +131,7 @@ impl PlatformConfig {
         Ok(())
     }
 
-    /// Where the RAM is (no validation; see [`PlatformConfig::validate`]).
+    /// Where the RAM is (no validation; see [`MachineConfig::validate`]).
     pub fn ram_layout(&self) -> RamLayout {
         RamLayout::pc(self.ram_bytes)
     }
@@ -179,9 +179,9 @@ mod tests {
 
     #[test]
     fn limits_are_errors() {
-        let ok = PlatformConfig::new(1, 64 << 20);
+        let ok = MachineConfig::new(1, 64 << 20);
         assert_eq!(ok.validate(), Ok(()));
-        let with = |f: fn(&mut PlatformConfig)| {
+        let with = |f: fn(&mut MachineConfig)| {
             let mut c = ok.clone();
             f(&mut c);
             c.validate()
@@ -232,6 +232,6 @@ mod tests {
 
     #[test]
     fn hpet_block_id_matches_the_model() {
-        assert_eq!(platform::HPET_EVENT_TIMER_BLOCK_ID, 0x8086_A201);
+        assert_eq!(pc_layout::HPET_EVENT_TIMER_BLOCK_ID, 0x8086_A201);
     }
 }

@@ -4,7 +4,7 @@
 //! operating systems also scan for it. The shim's fw_cfg contract
 //! (firmware/README.md) carries the result.
 
-use crate::{platform, AcpiTables, Blob, Error, PlatformConfig};
+use crate::{pc_layout, AcpiTables, Blob, Error, MachineConfig};
 
 /// Where the RSDP goes.
 pub const RSDP_ADDRESS: u64 = 0xE_0000;
@@ -13,8 +13,8 @@ pub const TABLES_BELOW_TOP: u64 = 128 * 1024;
 
 /// The placed tables `[rsdp, tables]` and the PM base they describe.
 pub fn placed_tables(vcpus: u32, ram_bytes: u64) -> Result<(u16, [Blob; 2]), Error> {
-    let mut cfg = PlatformConfig::new(vcpus, ram_bytes);
-    cfg.pm_base = platform::PM_BASE_LEGACY;
+    let mut cfg = MachineConfig::new(vcpus, ram_bytes);
+    cfg.pm_base = pc_layout::PM_BASE_LEGACY;
     let tables = AcpiTables::build(&cfg)?;
     let top = cfg.ram_layout().below_4g;
     let placed = tables.place(top - TABLES_BELOW_TOP, RSDP_ADDRESS)?;

@@ -1,6 +1,6 @@
 //! Firmware tables for Keel's guest platform (QEMU's i440FX/PIIX `-machine pc`):
 //! ACPI (RSDP, XSDT, RSDT, FADT, FACS, DSDT, MADT, HPET, WAET) and SMBIOS 2.8,
-//! for a [`PlatformConfig`].
+//! for a [`MachineConfig`].
 //!
 //! Two ways to hand them to a guest:
 //! - fw_cfg files for unmodified SeaBIOS: [`AcpiTables::fw_cfg`] (`etc/acpi/tables`,
@@ -24,7 +24,7 @@ pub mod fw_cfg;
 pub mod smbios;
 
 pub use acpi::{AcpiTables, Blob};
-pub use config::{platform, PlatformConfig, RamLayout, MAX_RAM, MAX_VCPUS, MIN_RAM};
+pub use config::{pc_layout, MachineConfig, RamLayout, MAX_RAM, MAX_VCPUS, MIN_RAM};
 pub use error::Error;
 pub use fw_cfg::FwCfgAcpi;
 pub use smbios::{FwCfgSmbios, SmbiosTables};

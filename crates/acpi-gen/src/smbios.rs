@@ -19,7 +19,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::{Error, PlatformConfig};
+use crate::{Error, MachineConfig};
 
 pub const ANCHOR_FILE: &str = "etc/smbios/smbios-anchor";
 pub const TABLES_FILE: &str = "etc/smbios/smbios-tables";
@@ -118,7 +118,7 @@ pub struct FwCfgSmbios {
 }
 
 impl SmbiosTables {
-    pub fn build(cfg: &PlatformConfig) -> Result<Self, Error> {
+    pub fn build(cfg: &MachineConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let mut list = Vec::new();
 

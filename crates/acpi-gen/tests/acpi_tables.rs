@@ -10,18 +10,18 @@ use acpi::address::AddressSpace;
 use acpi::fadt::Fadt;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiTables as Parsed, HpetInfo};
-use acpi_gen::{fw_cfg, platform, AcpiTables, Error, PlatformConfig};
+use acpi_gen::{fw_cfg, pc_layout, AcpiTables, Error, MachineConfig};
 use common::aml_walk::{resources, walk, Namespace, Obj};
 use common::{run_loader, sum, Memory};
 
-fn configs() -> Vec<PlatformConfig> {
-    let mut small = PlatformConfig::new(1, 128 << 20);
+fn configs() -> Vec<MachineConfig> {
+    let mut small = MachineConfig::new(1, 128 << 20);
     small.uuid = [0x11; 16];
-    let mut big = PlatformConfig::new(4, 8 << 30);
+    let mut big = MachineConfig::new(4, 8 << 30);
     big.hpet = false;
     big.pm_timer_32bit = true;
-    big.pm_base = platform::PM_BASE_LEGACY;
-    let max = PlatformConfig::new(acpi_gen::MAX_VCPUS, 3584 << 20);
+    big.pm_base = pc_layout::PM_BASE_LEGACY;
+    let max = MachineConfig::new(acpi_gen::MAX_VCPUS, 3584 << 20);
     vec![small, big, max]
 }
 
@@ -71,7 +71,7 @@ fn table<'a>(mem: &'a Memory, address: u64, signature: &[u8; 4]) -> &'a [u8] {
 }
 
 /// Everything the tables must say about `cfg`, read from guest memory.
-fn check(mem: &Memory, rsdp_address: u64, cfg: &PlatformConfig) {
+fn check(mem: &Memory, rsdp_address: u64, cfg: &MachineConfig) {
     // RSDP: both checksums, revision 2, length 36.
     let rsdp = mem.slice(rsdp_address as usize, 36);
     assert_eq!(&rsdp[..8], b"RSD PTR ");
@@ -248,9 +248,9 @@ fn irq(n: u8) -> (u8, Vec<u8>) {
     (4, (1u16 << n).to_le_bytes().to_vec())
 }
 
-fn check_dsdt(aml: &[u8], cfg: &PlatformConfig) {
+fn check_dsdt(aml: &[u8], cfg: &MachineConfig) {
     let ns = walk(aml);
-    let s5 = Obj::Int(u64::from(platform::S5_SLP_TYP));
+    let s5 = Obj::Int(u64::from(pc_layout::S5_SLP_TYP));
     assert_eq!(
         ns[&p("\\_S5")],
         Obj::Pkg(vec![s5.clone(), s5, Obj::Int(0), Obj::Int(0)])
@@ -450,7 +450,7 @@ fn direct_placement_equals_the_loader_result() {
 
 #[test]
 fn unplaced_files_are_consistent_at_zero() {
-    let tables = AcpiTables::build(&PlatformConfig::new(2, 256 << 20)).unwrap();
+    let tables = AcpiTables::build(&MachineConfig::new(2, 256 << 20)).unwrap();
     let files = tables.fw_cfg();
     assert_eq!(files.table_loader.len() % 128, 0);
     assert_eq!(
@@ -466,7 +466,7 @@ fn unplaced_files_are_consistent_at_zero() {
 
 #[test]
 fn bad_placements_are_errors() {
-    let tables = AcpiTables::build(&PlatformConfig::new(1, 64 << 20)).unwrap();
+    let tables = AcpiTables::build(&MachineConfig::new(1, 64 << 20)).unwrap();
     let len = tables.tables_len() as u64;
     for rsdp in [0xF_5A08, 0xD_FFF0, 0x10_0000, 0xF_FFF0, u64::MAX - 15] {
         assert!(matches!(
@@ -497,12 +497,12 @@ fn bad_placements_are_errors() {
 #[test]
 fn bad_configurations_are_errors() {
     assert_eq!(
-        AcpiTables::build(&PlatformConfig::new(0, 64 << 20)).unwrap_err(),
+        AcpiTables::build(&MachineConfig::new(0, 64 << 20)).unwrap_err(),
         Error::NoVcpus
     );
-    assert!(AcpiTables::build(&PlatformConfig::new(u32::MAX, 64 << 20)).is_err());
-    assert!(AcpiTables::build(&PlatformConfig::new(1, 0)).is_err());
-    assert!(AcpiTables::build(&PlatformConfig::new(1, u64::MAX)).is_err());
+    assert!(AcpiTables::build(&MachineConfig::new(u32::MAX, 64 << 20)).is_err());
+    assert!(AcpiTables::build(&MachineConfig::new(1, 0)).is_err());
+    assert!(AcpiTables::build(&MachineConfig::new(1, u64::MAX)).is_err());
     let msg = Error::TooManyVcpus {
         vcpus: 300,
         max: 255,

@@ -1,7 +1,7 @@
 //! SMBIOS read back with a small parser: entry point checksums and fields,
 //! every structure's length and string set, and the counts per type.
 
-use acpi_gen::{smbios, Error, PlatformConfig, SmbiosTables};
+use acpi_gen::{smbios, Error, MachineConfig, SmbiosTables};
 
 struct Structure {
     kind: u8,
@@ -67,7 +67,7 @@ fn sum(b: &[u8]) -> u8 {
     b.iter().fold(0u8, |s, &x| s.wrapping_add(x))
 }
 
-fn check(cfg: &PlatformConfig) {
+fn check(cfg: &MachineConfig) {
     let t = SmbiosTables::build(cfg).unwrap();
     let files = t.fw_cfg();
     assert_eq!(
@@ -179,20 +179,20 @@ fn check(cfg: &PlatformConfig) {
 
 #[test]
 fn tables_parse_back() {
-    let mut cfg = PlatformConfig::new(1, 128 << 20);
+    let mut cfg = MachineConfig::new(1, 128 << 20);
     cfg.uuid = *b"\x12\x34\x56\x78\x9a\xbc\xde\xf0\x01\x23\x45\x67\x89\xab\xcd\xef";
     check(&cfg);
-    check(&PlatformConfig::new(4, 40 << 30));
-    check(&PlatformConfig::new(acpi_gen::MAX_VCPUS, acpi_gen::MAX_RAM));
+    check(&MachineConfig::new(4, 40 << 30));
+    check(&MachineConfig::new(acpi_gen::MAX_VCPUS, acpi_gen::MAX_RAM));
 }
 
 #[test]
 fn errors_not_panics() {
     assert_eq!(
-        SmbiosTables::build(&PlatformConfig::new(0, 1 << 30)),
+        SmbiosTables::build(&MachineConfig::new(0, 1 << 30)),
         Err(Error::NoVcpus)
     );
-    let t = SmbiosTables::build(&PlatformConfig::new(1, 1 << 30)).unwrap();
+    let t = SmbiosTables::build(&MachineConfig::new(1, 1 << 30)).unwrap();
     assert!(matches!(
         t.place(1 << 32),
         Err(Error::BadSmbiosAddress { .. })

@@ -488,34 +488,6 @@ fn the_first_sixteen_unclaimed_accesses_are_logged_then_only_counted() {
 }
 
 #[test]
-fn relocate_moves_a_range_and_refuses_a_taken_place() {
-    let mut bus = Bus::new();
-    let a = Recorder::new(0x10);
-    let b = Recorder::new(0x20);
-    bus.register_mmio(0x1000, 0x100, "a", a.clone()).unwrap();
-    bus.register_mmio(0x3000, 0x100, "b", b.clone()).unwrap();
-    assert_eq!(bus.relocate(AddressSpace::Mmio, 0x1000, 0x2000), Ok(true));
-    let mut d = [0u8; 1];
-    bus.mmio_read(0x2004, &mut d);
-    assert_eq!(d, [0x14], "a answers at its new base, offset 4");
-    bus.mmio_read(0x1004, &mut d);
-    assert_eq!(d, [0xff], "and no longer at the old one");
-    assert_eq!(taken(&a), [(false, 0x2000, 4, vec![0])]);
-    // Onto b: refused, a stays at 0x2000.
-    let e = bus
-        .relocate(AddressSpace::Mmio, 0x2000, 0x3080)
-        .unwrap_err();
-    assert!(e.to_string().contains("overlaps device 'b'"), "{e}");
-    bus.mmio_read(0x2000, &mut d);
-    assert_eq!(d, [0x10]);
-    // Past the top of the port space: refused likewise.
-    bus.register_pio(0x100, 8, "p", b.clone()).unwrap();
-    assert!(bus.relocate(AddressSpace::Pio, 0x100, 0xfffc).is_err());
-    assert_eq!(bus.pio_read(0x100, 1), 0x20);
-    assert_eq!(bus.relocate(AddressSpace::Pio, 0x555, 0x600), Ok(false));
-}
-
-#[test]
 fn unregister_removes_only_that_range() {
     let mut bus = Bus::new();
     let a = Recorder::new(0x10);
@@ -561,7 +533,8 @@ fn ranges_lists_every_registration_in_order() {
             mmio(u64::MAX - 0xFFF, 0x1000, "top")
         ]
     );
-    bus.relocate(AddressSpace::Pio, 0x20, 0x4000).unwrap();
+    let pic = bus.unregister(AddressSpace::Pio, 0x20).unwrap();
+    bus.register_pio(0x4000, 2, "pic", pic).unwrap();
     bus.unregister(AddressSpace::Pio, 0x3F8);
     assert_eq!(
         bus.ranges().collect::<Vec<_>>(),

@@ -328,7 +328,7 @@ impl Pc {
         fw_cfg.add_e820(&RamLayout::qemu_pc(ram_size))?;
         // ACPI and SMBIOS for this machine, handed to firmware the way QEMU
         // does (SeaBIOS runs the table loader and installs them).
-        let tables = acpi_gen::PlatformConfig::new(config.vcpus.max(1), ram_size);
+        let tables = acpi_gen::MachineConfig::new(config.vcpus.max(1), ram_size);
         let acpi = acpi_gen::AcpiTables::build(&tables)
             .map_err(PcError::Tables)?
             .fw_cfg();

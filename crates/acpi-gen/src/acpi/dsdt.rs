@@ -28,14 +28,14 @@ use alloc::vec::Vec;
 
 use super::{header, seal, HEADER_LEN};
 use crate::aml::{self, Resources};
-use crate::config::platform;
-use crate::{Error, PlatformConfig};
+use crate::config::pc_layout;
+use crate::{Error, MachineConfig};
 
 /// DSDT revision 2: 64-bit AML integers.
 const REVISION: u8 = 2;
 /// Largest body a PkgLength can describe.
 const MAX_AML: usize = (1 << 28) - 1;
-const PCI_HOLE_END: u32 = platform::IOAPIC_ADDRESS - 1;
+const PCI_HOLE_END: u32 = pc_layout::IOAPIC_ADDRESS - 1;
 /// The PCI link devices and the PIIX3 route register each drives.
 const LINKS: [(&str, &str); 4] = [
     ("LNKA", "PRQ0"),
@@ -48,9 +48,9 @@ const PIRQ_DISABLE: u64 = 0x80;
 /// Byte offset of the first interrupt number in an Extended Interrupt descriptor.
 const EXT_IRQ_NUMBER: u64 = 5;
 
-pub fn dsdt(cfg: &PlatformConfig) -> Result<Vec<u8>, Error> {
+pub fn dsdt(cfg: &MachineConfig) -> Result<Vec<u8>, Error> {
     let mut t = header(b"DSDT", REVISION);
-    let s5 = u64::from(platform::S5_SLP_TYP);
+    let s5 = u64::from(pc_layout::S5_SLP_TYP);
     t.extend(aml::name(
         "\\_S5",
         &aml::package(&[aml::int(s5), aml::int(s5), aml::int(0), aml::int(0)]),
@@ -77,7 +77,7 @@ fn hid(id: &str) -> Vec<u8> {
     aml::name("_HID", &aml::int(u64::from(aml::eisa_id(id))))
 }
 
-fn pci0(cfg: &PlatformConfig) -> Vec<u8> {
+fn pci0(cfg: &MachineConfig) -> Vec<u8> {
     let ram = cfg.ram_layout();
     let hole_start = ram.pci_hole_start() as u32;
     let crs = Resources::new()
@@ -104,7 +104,7 @@ fn pci0(cfg: &PlatformConfig) -> Vec<u8> {
                 aml::name(
                     "_CRS",
                     &Resources::new()
-                        .memory32_fixed(false, platform::HPET_ADDRESS, platform::HPET_LEN)
+                        .memory32_fixed(false, pc_layout::HPET_ADDRESS, pc_layout::HPET_LEN)
                         .template(),
                 ),
             ]),
@@ -151,11 +151,11 @@ fn isa() -> Vec<u8> {
     aml::device(
         "ISA",
         &aml::terms(&[
-            aml::name("_ADR", &aml::int(u64::from(platform::PIIX3_DEVICE) << 16)),
+            aml::name("_ADR", &aml::int(u64::from(pc_layout::PIIX3_DEVICE) << 16)),
             aml::op_region(
                 "P40C",
                 aml::RegionSpace::PciConfig,
-                u64::from(platform::PIIX3_PIRQRC),
+                u64::from(pc_layout::PIIX3_PIRQRC),
                 4,
             ),
             aml::field_byte_acc("P40C", &route_regs),
@@ -203,7 +203,7 @@ fn isa() -> Vec<u8> {
 /// `\_SB.IQCR(route)`: a link's current resource from its route register value;
 /// then LNKA-LNKD (PNP0C0F) with _STA/_PRS/_CRS/_SRS/_DIS over PRQ0-PRQ3.
 fn links() -> Vec<u8> {
-    let irqs: Vec<u32> = platform::PIRQ_IRQS.iter().map(|&i| u32::from(i)).collect();
+    let irqs: Vec<u32> = pc_layout::PIRQ_IRQS.iter().map(|&i| u32::from(i)).collect();
     let mut out = aml::method(
         "IQCR",
         1,

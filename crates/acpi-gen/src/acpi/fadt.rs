@@ -9,8 +9,8 @@
 use alloc::vec::Vec;
 
 use super::{header, seal, Gas};
-use crate::config::platform;
-use crate::PlatformConfig;
+use crate::config::pc_layout;
+use crate::MachineConfig;
 
 pub const FADT_LEN: usize = 276;
 const REVISION: u8 = 6;
@@ -65,7 +65,7 @@ pub const IAPC_8042: u16 = 1 << 1;
 const NO_C2: u16 = 101;
 const NO_C3: u16 = 1001;
 
-pub fn fadt(cfg: &PlatformConfig) -> Vec<u8> {
+pub fn fadt(cfg: &MachineConfig) -> Vec<u8> {
     let mut t = header(b"FACP", REVISION);
     t.resize(FADT_LEN, 0);
     let put16 =
@@ -74,24 +74,24 @@ pub fn fadt(cfg: &PlatformConfig) -> Vec<u8> {
         |t: &mut Vec<u8>, at: usize, v: u32| t[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let put_gas = |t: &mut Vec<u8>, at: usize, g: Gas| t[at..at + 12].copy_from_slice(&g.bytes());
 
-    let pm1a_evt = cfg.pm_base + platform::PM1_EVT_OFFSET;
-    let pm1a_cnt = cfg.pm_base + platform::PM1_CNT_OFFSET;
-    let pm_tmr = cfg.pm_base + platform::PM_TMR_OFFSET;
+    let pm1a_evt = cfg.pm_base + pc_layout::PM1_EVT_OFFSET;
+    let pm1a_cnt = cfg.pm_base + pc_layout::PM1_CNT_OFFSET;
+    let pm_tmr = cfg.pm_base + pc_layout::PM_TMR_OFFSET;
 
     // Preferred_PM_Profile (45) stays 0, unspecified, as QEMU's.
-    put16(&mut t, SCI_INT, u16::from(platform::SCI_IRQ));
+    put16(&mut t, SCI_INT, u16::from(pc_layout::SCI_IRQ));
     put32(&mut t, SMI_CMD, 0);
     put32(&mut t, PM1A_EVT_BLK, u32::from(pm1a_evt));
     put32(&mut t, PM1A_CNT_BLK, u32::from(pm1a_cnt));
     put32(&mut t, PM_TMR_BLK, u32::from(pm_tmr));
-    put32(&mut t, GPE0_BLK, u32::from(platform::GPE0_PORT));
+    put32(&mut t, GPE0_BLK, u32::from(pc_layout::GPE0_PORT));
     t[PM1_EVT_LEN] = 4;
     t[PM1_CNT_LEN] = 2;
     t[PM_TMR_LEN] = 4;
-    t[GPE0_BLK_LEN] = platform::GPE0_LEN;
+    t[GPE0_BLK_LEN] = pc_layout::GPE0_LEN;
     put16(&mut t, P_LVL2_LAT, NO_C2);
     put16(&mut t, P_LVL3_LAT, NO_C3);
-    t[CENTURY] = platform::RTC_CENTURY;
+    t[CENTURY] = pc_layout::RTC_CENTURY;
     put16(&mut t, IAPC_BOOT_ARCH, IAPC_LEGACY_DEVICES | IAPC_8042);
     let mut f = flags::WBINVD
         | flags::PROC_C1
@@ -106,9 +106,9 @@ pub fn fadt(cfg: &PlatformConfig) -> Vec<u8> {
     put_gas(
         &mut t,
         RESET_REG,
-        Gas::io(platform::RESET_PORT, 8, Gas::ACCESS_BYTE),
+        Gas::io(pc_layout::RESET_PORT, 8, Gas::ACCESS_BYTE),
     );
-    t[RESET_VALUE] = platform::RESET_VALUE;
+    t[RESET_VALUE] = pc_layout::RESET_VALUE;
     t[MINOR_VERSION] = MINOR_REVISION;
     // X_FIRMWARE_CTRL stays 0: FIRMWARE_CTRL is set (5.2.9 allows only one of them).
     put_gas(
@@ -126,8 +126,8 @@ pub fn fadt(cfg: &PlatformConfig) -> Vec<u8> {
         &mut t,
         X_GPE0_BLK,
         Gas::io(
-            platform::GPE0_PORT,
-            platform::GPE0_LEN * 8,
+            pc_layout::GPE0_PORT,
+            pc_layout::GPE0_LEN * 8,
             Gas::ACCESS_BYTE,
         ),
     );

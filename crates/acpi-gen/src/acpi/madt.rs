@@ -3,8 +3,8 @@
 use alloc::vec::Vec;
 
 use super::{header, seal};
-use crate::config::platform;
-use crate::PlatformConfig;
+use crate::config::pc_layout;
+use crate::MachineConfig;
 
 /// MADT revision (ACPI 6.2-6.4 layout; Keel uses no newer structure).
 const REVISION: u8 = 5;
@@ -25,22 +25,22 @@ const ALL_PROCESSORS: u8 = 0xFF;
 /// The LAPIC pin NMI is wired to on a PC.
 const NMI_LINT: u8 = 1;
 
-pub fn madt(cfg: &PlatformConfig) -> Vec<u8> {
+pub fn madt(cfg: &MachineConfig) -> Vec<u8> {
     let mut t = header(b"APIC", REVISION);
-    t.extend_from_slice(&platform::LAPIC_ADDRESS.to_le_bytes());
+    t.extend_from_slice(&pc_layout::LAPIC_ADDRESS.to_le_bytes());
     t.extend_from_slice(&PCAT_COMPAT.to_le_bytes());
     for cpu in 0..cfg.vcpus.min(crate::MAX_VCPUS) as u8 {
         // ACPI processor UID = APIC ID = vCPU index (the DSDT's Processor IDs).
         t.extend_from_slice(&[TYPE_LOCAL_APIC, 8, cpu, cpu]);
         t.extend_from_slice(&LAPIC_ENABLED.to_le_bytes());
     }
-    t.extend_from_slice(&[TYPE_IO_APIC, 12, platform::IOAPIC_ID, 0]);
-    t.extend_from_slice(&platform::IOAPIC_ADDRESS.to_le_bytes());
+    t.extend_from_slice(&[TYPE_IO_APIC, 12, pc_layout::IOAPIC_ID, 0]);
+    t.extend_from_slice(&pc_layout::IOAPIC_ADDRESS.to_le_bytes());
     t.extend_from_slice(&0u32.to_le_bytes());
     // The PIT's IRQ 0 is wired to I/O APIC pin 2.
     iso(&mut t, 0, 2, INTI_CONFORMING);
     // The SCI and the PCI IRQs are level-triggered, active-high on this board (QEMU's).
-    for irq in platform::PCI_LEVEL_IRQS {
+    for irq in pc_layout::PCI_LEVEL_IRQS {
         iso(&mut t, irq, u32::from(irq), INTI_ACTIVE_HIGH_LEVEL);
     }
     t.extend_from_slice(&[TYPE_LOCAL_APIC_NMI, 6, ALL_PROCESSORS]);

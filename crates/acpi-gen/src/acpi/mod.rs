@@ -18,7 +18,7 @@ mod waet;
 
 use alloc::vec::Vec;
 
-use crate::{Error, PlatformConfig};
+use crate::{Error, MachineConfig};
 
 pub use fadt::{flags as fadt_flags, IAPC_8042, IAPC_LEGACY_DEVICES};
 pub use madt::{INTI_ACTIVE_HIGH_LEVEL, INTI_CONFORMING, PCAT_COMPAT};
@@ -175,7 +175,7 @@ impl Builder {
 
 impl AcpiTables {
     /// Builds the tables for `cfg` (validated first).
-    pub fn build(cfg: &PlatformConfig) -> Result<Self, Error> {
+    pub fn build(cfg: &MachineConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let mut b = Builder {
             blob: Vec::new(),

@@ -1,8 +1,8 @@
 //! Creating a VM from its configuration and running it until it stops.
 
 mod direct_boot;
+mod machine;
 mod memory_map;
-mod platform;
 mod svm;
 mod vmx;
 
@@ -27,7 +27,7 @@ use crate::cpu::Backend;
 use alloc::boxed::Box;
 use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use direct_boot::DirectBoot;
-use platform::Machine;
+use machine::Machine;
 use vm_config::{DiskBackend, IdeSlot};
 
 const MIB: u64 = 1 << 20;
