@@ -43,5 +43,5 @@ pub use pc::{Pc, PcConfig, PcError};
 pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};
 pub use storage::{BlockBackend, BlockError, Piix3Ide, RamDisk};
-pub use test_device::ScratchMmio;
+pub use test_device::{DeviceRam, TestDevice};
 pub use timer::{Hpet, Pit, PmTimer, Port61, Rtc, TimerDevice};

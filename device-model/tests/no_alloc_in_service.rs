@@ -76,6 +76,7 @@ impl Machine {
             unix_time: 1_700_000_000,
             lapic: LapicConfig::default(),
             test_device: false,
+            test_device_ram: None,
         };
         let ram = GuestMemory::new(0x20_0000);
         // The sink stands for Keel's serial output: it allocates nothing.

@@ -218,10 +218,16 @@ pub const SEABIOS_POST_STAGES: &[&str] = &[
 /// SeaBIOS went through every stage of [`SEABIOS_POST_STAGES`] in order on
 /// VM `vm`'s firmware console, and Keel neither faulted nor stopped the VM.
 pub fn check_seabios_post(o: &Outcome, vm: &str) -> Result<(), String> {
+    check_seabios_stages(o, vm, SEABIOS_POST_STAGES)
+}
+
+/// As [`check_seabios_post`], through the given `stages` (a VM with more
+/// devices logs more).
+pub fn check_seabios_stages(o: &Outcome, vm: &str, stages: &[&str]) -> Result<(), String> {
     let prefix = format!("[{vm}:bios] ");
     let bios: Vec<&str> = lines(o).filter_map(|l| l.strip_prefix(&prefix)).collect();
     let mut at = 0;
-    for stage in SEABIOS_POST_STAGES {
+    for stage in stages {
         match bios[at..].iter().position(|l| l.contains(stage)) {
             Some(i) => at += i + 1,
             None => {

@@ -21,6 +21,15 @@ fn mmio_guest_passes_every_check() {
     verdict(check_guest_suite(&o, "mmio", 13));
 }
 
+/// Keel's PCI test device end to end (issue 10): BAR sizing and moves,
+/// MSI-X entry 0 with masking and the PBA after a doorbell DMA copy, the RAM
+/// BAR without exits, the option ROM (19 checks).
+#[test]
+fn pci_testdev_guest_passes_every_check() {
+    let (_, o) = boot("pci-testdev");
+    verdict(check_guest_suite(&o, "pci-testdev", 19));
+}
+
 /// Interrupt delivery and timer rates: 8259A + PIT, RTC, local APIC timer,
 /// IOAPIC edge and level routing, self-NMI, HLT wake-up, then the 0xCF9 and
 /// keyboard-controller resets (22 checks).

@@ -25,6 +25,13 @@ fn vmx_mmio_guest_passes_every_check() {
     verdict(check_guest_suite(&o, "mmio", 13));
 }
 
+/// Keel's PCI test device end to end (issue 10), as under SVM.
+#[test]
+fn vmx_pci_testdev_guest_passes_every_check() {
+    let (_, o) = boot_vmx("pci-testdev", SKYLAKE_X);
+    verdict(check_guest_suite(&o, "pci-testdev", 19));
+}
+
 #[test]
 fn vmx_irq_guest_passes_every_check() {
     let (_, o) = boot_vmx("irq", SKYLAKE_X);

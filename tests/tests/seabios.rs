@@ -2,7 +2,9 @@
 //! POSTs to "No bootable device" through the same stages as on plain QEMU, and
 //! boots a boot sector from the emulated IDE disk.
 
-use keel_tests::{boot_on, check_guest_suite, check_seabios_post};
+use keel_tests::{
+    boot_on, check_guest_suite, check_seabios_post, check_seabios_stages, SEABIOS_POST_STAGES,
+};
 use xtask::runner::Backend;
 
 const UNTIL: &str = "No bootable device.";
@@ -46,4 +48,42 @@ fn seabios_boots_a_boot_sector_from_ide_under_svm() {
 #[test]
 fn seabios_boots_a_boot_sector_from_ide_under_vmx() {
     bootdisk(Backend::Vmx, Some("corei7_skylake_x"));
+}
+
+/// Issue 10: SeaBIOS finds Keel's PCI test device, maps its ROM BAR and runs
+/// the option ROM it serves (`device-model/src/test_device.rs`), whose
+/// init entry prints one line on the debug console; the POST then goes on
+/// as without the device.
+fn option_rom(backend: Backend, cpu_model: Option<&str>) {
+    let (vm, o) = boot_on("seabios-testdev", backend, cpu_model, Some(UNTIL));
+    // The stages of a plain POST, with the device found, initialised and
+    // its ROM run (the line is test_device::OPTION_ROM_LINE).
+    let mut stages = Vec::new();
+    for &stage in SEABIOS_POST_STAGES {
+        match stage {
+            "Found 4 PCI devices" => stages.push("Found 5 PCI devices"),
+            "All threads complete." => stages.extend([
+                stage,
+                "Running option rom at",
+                "keel-testdev: option ROM ran",
+            ]),
+            "Using pmtimer, ioport 0x608" => {
+                stages.extend([stage, "PCI: init bdf=00:02.0 id=4b45:5444"])
+            }
+            _ => stages.push(stage),
+        }
+    }
+    if let Err(e) = check_seabios_stages(&o, &vm.config.name, &stages) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn seabios_runs_the_test_device_option_rom_under_svm() {
+    option_rom(Backend::Svm, None);
+}
+
+#[test]
+fn seabios_runs_the_test_device_option_rom_under_vmx() {
+    option_rom(Backend::Vmx, Some("corei7_skylake_x"));
 }

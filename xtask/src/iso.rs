@@ -23,6 +23,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-reset-loop",
     "hostile-events",
     "hostile-dma",
+    "pci-testdev",
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.

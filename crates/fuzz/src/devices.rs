@@ -143,6 +143,7 @@ impl Machine {
             unix_time: rng.below(1 << 34),
             lapic: LapicConfig::default(),
             test_device: true,
+            test_device_ram: None,
         };
         let ram = GuestMemory::new(RAM_SIZE);
         // Guest output goes nowhere: the harness checks the devices, not the console.

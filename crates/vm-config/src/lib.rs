@@ -78,8 +78,9 @@ pub struct VmConfig {
     pub disks: Vec<String>,
     /// `vif`: network interface specifications, verbatim.
     pub vifs: Vec<String>,
-    /// `keel_testdev`: Keel's own key (not xl's): 1 adds the MMIO scratch test
-    /// device the instruction-emulator test guest uses; 0 (default) leaves it out.
+    /// `keel_testdev`: Keel's own key (not xl's): 1 adds Keel's PCI test
+    /// device (`device-model/src/test_device.rs`) the test guests use; 0
+    /// (default) leaves it out.
     pub test_device: bool,
 }
 

@@ -20,7 +20,7 @@
 //! | fw_cfg | 0x510-0x51B | |
 //! | QEMU debug console | 0x402 | |
 //! | debug exit (isa-debug-exit) | 0xF4 | |
-//! | Keel's MMIO test device (`keel_testdev = 1`) | 0xFEB00000 | |
+//! | Keel's PCI test device (`keel_testdev = 1`), `test_device.rs` | 00:02.0, BAR0 at power-on 0xFEB00000 | MSI-X, INTA# |
 //!
 //! [`Pc`] owns the bus and the handles the VM loop needs. Each device gets
 //! what it needs when it is created (guest memory for those that do DMA,
@@ -56,12 +56,12 @@ use crate::memory_map::{self, MemoryMapQueue};
 use crate::pci::device::ConfigPort;
 use crate::pci::{
     Bdf, ConfigChange, I440fx, IntxPin, PciBus, PciBusError, PciConfigIo, PciDeviceHandle,
-    PciEvent, PciLayer, PciWiring, Piix3, Piix4Pm, RegionId,
+    PciEvent, PciFunction, PciLayer, PciWiring, Piix3, Piix4Pm, RegionId,
 };
 use crate::power::{PowerControl, PowerRequest};
 use crate::serial::Uart16550;
 use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive, Piix3Ide};
-use crate::test_device::{ScratchMmio, TEST_DEVICE_BASE, TEST_DEVICE_LEN};
+use crate::test_device::{DeviceRam, TestDevice};
 use crate::timer::pm_timer::PmTimerWidth;
 use crate::timer::{
     BootDevice, CmosLayout, Hpet, HpetIrqs, LegacyReplacement, Pit, PmTimer, Port61, Rtc,
@@ -103,8 +103,12 @@ pub struct PcConfig {
     pub unix_time: u64,
     /// Local APIC timer and feature parameters.
     pub lapic: LapicConfig,
-    /// Adds Keel's MMIO scratch test device.
+    /// Adds Keel's PCI test device (`test_device.rs`).
     pub test_device: bool,
+    /// The host memory behind the test device's RAM BAR, mapped into the
+    /// guest by region id; `None`: memory of the device's own that every
+    /// access exits to (host tests, fuzzing).
+    pub test_device_ram: Option<DeviceRam>,
 }
 
 /// Why a PC could not be put together (a bug in the layout, never guest input).
@@ -324,7 +328,7 @@ impl Pc {
 
         // Firmware interfaces.
         let vcpus = u16::try_from(config.vcpus).unwrap_or(u16::MAX);
-        let mut fw_cfg = FwCfg::new(vcpus, vcpus, memory);
+        let mut fw_cfg = FwCfg::new(vcpus, vcpus, memory.clone());
         fw_cfg.add_e820(&RamLayout::qemu_pc(ram_size))?;
         // ACPI and SMBIOS for this machine, handed to firmware the way QEMU
         // does (SeaBIOS runs the table loader and installs them).
@@ -355,15 +359,6 @@ impl Pc {
         )?;
         let debug_exit: DeviceHandle = Arc::new(Mutex::new(DebugExit::new(power.clone())));
         bus.register_pio(DebugExit::PORT, DebugExit::LEN, "debug exit", debug_exit)?;
-        if config.test_device {
-            let scratch: DeviceHandle = Arc::new(Mutex::new(ScratchMmio::default()));
-            bus.register_mmio(
-                TEST_DEVICE_BASE,
-                TEST_DEVICE_LEN,
-                "Keel test device",
-                scratch,
-            )?;
-        }
 
         let resets = vec![
             resetter!(router),
@@ -387,6 +382,7 @@ impl Pc {
             ide.clone(),
             fw_cfg.clone(),
         ];
+        let memory_map = MemoryMapQueue::new();
         let mut pc = Pc {
             bus,
             power,
@@ -404,17 +400,24 @@ impl Pc {
             com1_irq: line(isa_irq::COM1),
             a20,
             a20_mapped: true,
-            memory_map: MemoryMapQueue::new(),
+            memory_map: memory_map.clone(),
             ide: ide.clone(),
             pci_layer: {
                 let ram = RamLayout::qemu_pc(ram_size);
-                PciLayer::new(ram.below_4g, ram.above_4g)
+                PciLayer::new(ram.below_4g, ram.above_4g, memory_map)
             },
             resets,
             pci_events: Vec::with_capacity(crate::pci::root::EVENT_CAPACITY),
             logs: PcLogs::default(),
         };
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
+        if config.test_device {
+            let ram = config
+                .test_device_ram
+                .clone()
+                .unwrap_or_else(DeviceRam::unmapped);
+            pc.add_pci(Arc::new(Mutex::new(TestDevice::new(memory, ram))), None)?;
+        }
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
         // The chipset's power-on map: every PAM segment forwarded to the
@@ -467,7 +470,16 @@ impl Pc {
             }
             dev.plugged(PciWiring { bdf, intx });
         }
+        // A function whose power-on state already decodes a region (a BAR
+        // with a power-on address and memory decode on) is placed now: the
+        // reset of a fresh function reports exactly those.
+        let mut changes = Vec::new();
+        ConfigPort(device.clone()).reset(&mut changes);
         self.pci_layer.insert(bdf, device);
+        for change in changes {
+            self.pci_layer
+                .apply(&mut self.bus, &PciEvent { bdf, change });
+        }
         self.apply_pci_events();
         Ok(bdf)
     }

@@ -25,6 +25,7 @@ fn fixture() -> Fixture {
         unix_time: 1_700_000_000,
         lapic: LapicConfig::default(),
         test_device: false,
+        test_device_ram: None,
     };
     let ram = GuestMemory::new(RAM_SIZE);
     let pc = Pc::new(&config, clock.clone(), ram.clone(), move |l: &str| {

@@ -20,6 +20,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
+use guest_memory::HostRegionId;
+
 use super::msi::{MsiCap, MsixCap};
 use super::{Bdf, ConfigChange, ConfigSpace, PciFunction};
 use crate::interrupt::router::IntxLine;
@@ -53,6 +55,17 @@ pub trait PciDevice: PciFunction {
     /// The option ROM image the ROM BAR serves (declared with
     /// [`ConfigSpace::set_rom`](super::ConfigSpace::set_rom) of at least its size).
     fn rom_image(&self) -> Option<Arc<[u8]>> {
+        None
+    }
+
+    /// The host region behind memory BAR `bar`, if it is a RAM BAR: Keel
+    /// allocated the memory when it created the VM (`GuestPhysMap::add_region`)
+    /// and the layer maps it wherever the BAR decodes
+    /// ([`MemoryMapQueue::ram_bar_moved`](crate::MemoryMapQueue::ram_bar_moved)),
+    /// so guest accesses reach it without an exit. Accesses that still exit
+    /// (the emulator's) come to `bar_read`/`bar_write` as for any BAR.
+    fn ram_bar(&self, bar: u8) -> Option<HostRegionId> {
+        let _ = bar;
         None
     }
 

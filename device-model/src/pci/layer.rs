@@ -15,6 +15,10 @@
 //!   BAR's size holding the image and erased past it: reads past the image
 //!   return `0xFF` bytes, writes are dropped.
 //!
+//! - a RAM BAR ([`PciDevice::ram_bar`]) registers the same window, and
+//!   also asks for the device's host region to be mapped where it is
+//!   decoded ([`MemoryMapQueue::ram_bar_moved`]), and unmapped when it stops.
+//!
 //! # Overlaps
 //!
 //! What real hardware does when two decoders claim one address is undefined
@@ -38,6 +42,8 @@ use log::Level;
 use super::device::PciDeviceHandle;
 use super::{Bdf, ConfigChange, PciEvent, RegionId};
 use crate::bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle};
+use crate::memory_map::MemoryMapQueue;
+use guest_memory::HostRegionId;
 
 /// The start of the chipset's fixed range below 4 GiB (the IOAPIC), up to
 /// the top of 32-bit space: no BAR may decode there.
@@ -61,7 +67,16 @@ struct Plugged {
     name: &'static str,
     dev: PciDeviceHandle,
     rom: Option<Arc<[u8]>>,
+    /// The host region behind each RAM BAR.
+    ram_bars: [Option<HostRegionId>; ROM_INDEX],
     regions: [Option<Region>; REGIONS],
+}
+
+impl Plugged {
+    /// Where region `index` is on the bus, if it is.
+    fn registered_at(&self, index: usize) -> Option<u64> {
+        self.regions[index].and_then(|r| r.wanted.filter(|_| r.registered))
+    }
 }
 
 /// The BARs and ROMs of the plugged devices and where they are on the bus.
@@ -71,12 +86,15 @@ pub struct PciLayer {
     reserved: Vec<(u64, u64, &'static str)>,
     log: RateLimitedLog,
     refused: u64,
+    /// Where RAM BARs ask for their host region to be mapped.
+    memory_map: MemoryMapQueue,
 }
 
 impl PciLayer {
     /// A layer for a VM whose RAM is `[0, ram_below_4g)` and
-    /// `[4 GiB, 4 GiB + ram_above_4g)`.
-    pub fn new(ram_below_4g: u64, ram_above_4g: u64) -> Self {
+    /// `[4 GiB, 4 GiB + ram_above_4g)`; RAM BARs queue their map changes on
+    /// `memory_map`.
+    pub fn new(ram_below_4g: u64, ram_above_4g: u64, memory_map: MemoryMapQueue) -> Self {
         let mut reserved = Vec::new();
         if ram_below_4g > 0 {
             reserved.push((0, ram_below_4g - 1, "guest RAM"));
@@ -98,14 +116,19 @@ impl PciLayer {
             reserved,
             log: RateLimitedLog::new(),
             refused: 0,
+            memory_map,
         }
     }
 
     /// Takes over the regions of `dev`, plugged in at `bdf`.
     pub fn insert(&mut self, bdf: Bdf, dev: PciDeviceHandle) {
-        let (name, rom) = {
+        let (name, rom, ram_bars) = {
             let d = dev.lock();
-            (d.name(), d.rom_image())
+            let mut ram_bars = [None; ROM_INDEX];
+            for (bar, r) in ram_bars.iter_mut().enumerate() {
+                *r = d.ram_bar(bar as u8);
+            }
+            (d.name(), d.rom_image(), ram_bars)
         };
         self.devices.insert(
             bdf,
@@ -113,6 +136,7 @@ impl PciLayer {
                 name,
                 dev,
                 rom,
+                ram_bars,
                 regions: [None; REGIONS],
             },
         );
@@ -144,6 +168,7 @@ impl PciLayer {
         let Some(p) = self.devices.get_mut(&event.bdf) else {
             return false;
         };
+        let was = p.registered_at(index);
         if let Some(Region {
             space,
             wanted: Some(base),
@@ -177,6 +202,12 @@ impl PciLayer {
             }
         }
         p.regions[index] = Some(region);
+        let now = p.registered_at(index);
+        if let Some(Some(id)) = p.ram_bars.get(index) {
+            if was != now {
+                self.memory_map.ram_bar_moved(*id, len, was, now);
+            }
+        }
         true
     }
 
@@ -192,6 +223,9 @@ impl PciLayer {
                 if place(&self.reserved, bus, p, index, r.space, base, r.len).is_ok() {
                     if let Some(r) = &mut p.regions[index] {
                         r.registered = true;
+                    }
+                    if let Some(Some(id)) = p.ram_bars.get(index) {
+                        self.memory_map.ram_bar_moved(*id, r.len, None, Some(base));
                     }
                 }
             }

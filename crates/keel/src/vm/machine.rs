@@ -7,13 +7,14 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use guest_log::RateLimitedLog;
 use vmm_core::paging::VmMemoryMap;
 
 use device_model::interrupt::lapic::LapicConfig;
-use device_model::{Pc, PcConfig, PcError};
-use guest_memory::GuestMemory;
+use device_model::{DeviceRam, Pc, PcConfig, PcError};
+use guest_memory::{GuestMemory, HostRegionId};
 use vmm_core::exit::MsrOutcome;
 use vmm_core::interrupts::InterruptSource;
 
@@ -32,16 +33,39 @@ pub struct Machine {
     map: Option<Box<dyn VmMemoryMap>>,
     /// Map changes refused (a request for memory that is not the guest's).
     refused: RateLimitedLog,
+    /// Host memory of the devices (`[hpa, hpa + len)`), to register with
+    /// the nested map under the id each device was given.
+    regions: Vec<(HostRegionId, u64, u64)>,
+}
+
+/// Host memory Keel allocated for a device when it created the VM: where
+/// it is, and a handle over it for the device's own accesses.
+pub struct DeviceRegion {
+    pub hpa: u64,
+    pub memory: GuestMemory,
 }
 
 impl Machine {
-    /// The PC of VM `name` over its RAM.
+    /// The PC of VM `name` over its RAM; with the test device if
+    /// `test_device`, its RAM BAR over `test_ram`.
     pub fn new(
         name: &str,
         ram: GuestMemory,
         vcpus: u32,
         test_device: bool,
+        test_ram: Option<DeviceRegion>,
     ) -> Result<Self, PcError> {
+        // Region ids are handed out in the order `set_memory_map` registers
+        // the regions, from 0.
+        let mut regions = Vec::new();
+        let test_device_ram = test_ram.map(|r| {
+            let id = HostRegionId(regions.len() as u32);
+            regions.push((id, r.hpa, r.memory.size()));
+            DeviceRam {
+                region: Some(id),
+                memory: r.memory,
+            }
+        });
         let config = PcConfig {
             name: String::from(name),
             vcpus,
@@ -56,6 +80,7 @@ impl Machine {
                 ..LapicConfig::default()
             },
             test_device,
+            test_device_ram,
         };
         let pc = Pc::new(
             &config,
@@ -68,12 +93,25 @@ impl Machine {
             ram,
             map: None,
             refused: RateLimitedLog::default(),
+            regions,
         })
     }
 
-    /// Hands the machine its nested page table (before the first entry).
-    pub fn set_memory_map(&mut self, map: Box<dyn VmMemoryMap>) {
+    /// Hands the machine its nested page table (before the first entry)
+    /// and registers the devices' host memory with it.
+    pub fn set_memory_map(&mut self, mut map: Box<dyn VmMemoryMap>) -> Result<(), String> {
+        for &(id, hpa, len) in &self.regions {
+            match map.add_region(hpa, len) {
+                Ok(got) if got == id => {}
+                other => {
+                    return Err(alloc::format!(
+                        "device memory {hpa:#x}+{len:#x}: registered as {other:?}, the device has {id:?}"
+                    ))
+                }
+            }
+        }
         self.map = Some(map);
+        Ok(())
     }
 
     /// Applies the device model's queued map changes (PAM, SMRAM, A20,

@@ -27,7 +27,7 @@ use crate::cpu::Backend;
 use alloc::boxed::Box;
 use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use direct_boot::DirectBoot;
-use machine::Machine;
+use machine::{DeviceRegion, Machine};
 use vm_config::{DiskBackend, IdeSlot};
 
 const MIB: u64 = 1 << 20;
@@ -221,8 +221,19 @@ pub fn run(
     reserved.push(0..keel::frames::LOW_MEMORY_END);
 
     let firmware_copy = (fw_start, firmware);
-    let mut machine = Machine::new(&config.name, ram, config.vcpus, config.test_device)
-        .map_err(VmError::Platform)?;
+    let test_ram = if config.test_device {
+        Some(test_device_ram(frames)?)
+    } else {
+        None
+    };
+    let mut machine = Machine::new(
+        &config.name,
+        ram,
+        config.vcpus,
+        config.test_device,
+        test_ram,
+    )
+    .map_err(VmError::Platform)?;
     for (channel, position, drive) in drives {
         machine.pc.attach_ide(channel, position, drive);
     }
@@ -246,12 +257,16 @@ pub fn run(
     let (stop, exits) = match backend {
         Backend::Svm(caps) => {
             let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
-            machine.set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)));
+            machine
+                .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
+                .map_err(VmError::Config)?;
             run_vcpu(&mut vcpu, &mut machine, config, firmware_copy)?
         }
         Backend::Vmx(controls) => {
             let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
-            machine.set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)));
+            machine
+                .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
+                .map_err(VmError::Config)?;
             run_vcpu(&mut vcpu, &mut machine, config, firmware_copy)?
         }
     };
@@ -264,6 +279,29 @@ pub fn run(
         unclaimed.pio_writes
     );
     Ok(stop)
+}
+
+/// The host memory behind the test device's RAM BAR
+/// (`device_model::test_device`), allocated with the VM and zeroed.
+fn test_device_ram(frames: &mut FrameAllocator) -> Result<DeviceRegion, VmError> {
+    let len = device_model::test_device::RAM_BAR_LEN;
+    let hpa = frames
+        .alloc_contiguous(len, PAGE_SIZE)
+        .ok_or(VmError::OutOfMemory {
+            what: "the test device's RAM BAR",
+            bytes: len,
+            free: frames.free_bytes(),
+        })?;
+    // SAFETY: the frame allocator handed out [hpa, hpa + len) exclusively
+    // to this VM; it is identity-mapped RAM, never freed (Keel ends after
+    // the VM), and from here on reached only through this handle and by
+    // the guest through the nested page tables.
+    let memory = unsafe { GuestMemory::from_raw_region(hpa as *mut u8, len as usize) }
+        .map_err(|e| VmError::Config(alloc::format!("test device RAM: {e}")))?;
+    memory
+        .fill(0, len as usize, 0)
+        .map_err(|e| VmError::Config(alloc::format!("test device RAM: {e}")))?;
+    Ok(DeviceRegion { hpa, memory })
 }
 
 /// The IDE drives the configuration's `disk` entries describe: over the boot

@@ -92,7 +92,7 @@ fn fixture() -> Fixture {
         Arc::new(Mutex::new(ConfigPort(handle.clone()))),
     )
     .unwrap();
-    let mut layer = PciLayer::new(64 * MIB, 0);
+    let mut layer = PciLayer::new(64 * MIB, 0, MemoryMapQueue::new());
     layer.insert(bdf, handle);
     Fixture {
         bus,
