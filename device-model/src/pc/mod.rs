@@ -504,7 +504,15 @@ impl Pc {
         self.com1_irq.set_level(false);
     }
 
-    /// The bus, for registering more devices (disks, NICs) before the VM runs.
+    /// Every range on the bus: for harnesses that drive each device
+    /// (crates/fuzz), and for naming the device behind an address.
+    pub fn ranges(&self) -> impl Iterator<Item = crate::bus::RangeInfo> + '_ {
+        self.bus.ranges()
+    }
+
+    /// The raw bus, for host harnesses that plug in a probe device. A
+    /// device of the machine joins through [`Pc::new`] or [`Pc::add_pci`].
+    #[cfg(any(test, feature = "testutil"))]
     pub fn bus_mut(&mut self) -> &mut Bus {
         &mut self.bus
     }
