@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use xtask::bench::ExitTable;
 use xtask::iso::VmFile;
 use xtask::runner::{self, Backend, End, Outcome, RunOptions};
 use xtask::workspace::{self, ARTIFACTS_ENV};
@@ -92,6 +93,23 @@ fn lines(o: &Outcome) -> impl Iterator<Item = &str> {
 
 fn fail(o: &Outcome, what: String) -> Result<(), String> {
     Err(format!("{what}\n{}", o.report()))
+}
+
+/// The exit statistics Keel printed when `vm` ended, with a total row that
+/// agrees with its exit count (`VM '<vm>': N exits`).
+pub fn exit_table(o: &Outcome, vm: &str) -> Result<ExitTable, String> {
+    let Some(table) = ExitTable::parse(o, vm) else {
+        return Err(format!("no exit statistics for VM '{vm}'\n{}", o.report()));
+    };
+    let total = table.row("total").map(|r| r.count);
+    let exits = xtask::bench::exits(o, vm);
+    if total.is_none() || total != exits {
+        return Err(format!(
+            "the exit table's total {total:?} is not Keel's exit count {exits:?}\n{}",
+            o.report()
+        ));
+    }
+    Ok(table)
 }
 
 /// Keel stopped `vm` once, with a stop line mentioning `reason`, and ended with

@@ -23,6 +23,79 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::runner::{self, Backend, Outcome, RunOptions};
+pub use exit_stats::{ExitRow, StatsCost};
+
+/// The exit statistics Keel printed when VM `vm` ended (crates/exit-stats:
+/// one row per exit reason, and per device under `io` and `npf`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitTable {
+    pub rows: Vec<ExitRow>,
+    pub cost: Option<StatsCost>,
+}
+
+impl ExitTable {
+    /// The table after Keel's `VM '<vm>': exit statistics at its end` line.
+    pub fn parse(o: &Outcome, vm: &str) -> Option<ExitTable> {
+        let header = format!("keel: VM '{vm}': exit statistics at its end");
+        let start = o.lines.iter().rposition(|l| l.starts_with(&header))?;
+        let mut table = ExitTable {
+            rows: Vec::new(),
+            cost: None,
+        };
+        for line in o.lines[start + 1..]
+            .iter()
+            .map_while(|l| l.strip_prefix("keel: exits: "))
+        {
+            if let Some(row) = ExitRow::parse(line) {
+                table.rows.push(row);
+            } else if let Some(cost) = StatsCost::parse(line) {
+                table.cost = Some(cost);
+            }
+        }
+        Some(table)
+    }
+
+    /// The row labelled `label` (`cpuid`, `io: COM1`, `total`).
+    pub fn row(&self, label: &str) -> Option<&ExitRow> {
+        self.rows.iter().find(|r| r.label == label)
+    }
+
+    /// The table as a JSON value: its rows, and what the statistics cost.
+    pub fn json(&self) -> String {
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"reason\": \"{}\", \"count\": {}, \"keel_cycles\": {}, \"keel_mean\": {}, \
+                     \"guest_cycles\": {}, \"guest_mean\": {}}}",
+                    r.label.escape_default(),
+                    r.count,
+                    r.keel_cycles,
+                    r.keel_mean,
+                    r.guest_cycles,
+                    r.guest_mean
+                )
+            })
+            .collect();
+        let cost = self.cost.map_or("null".to_string(), |c| {
+            format!(
+                "{{\"cycles_per_exit\": {}, \"percent\": {:.2}}}",
+                c.cycles_per_exit,
+                c.basis_points as f64 / 100.0
+            )
+        });
+        format!(
+            "{{\"rows\": [\n    {}\n  ], \"cost\": {cost}}}",
+            rows.join(",\n    ")
+        )
+    }
+}
+
+/// A JSON value or `null`.
+fn json_or_null(table: Option<&ExitTable>) -> String {
+    table.map_or("null".to_string(), ExitTable::json)
+}
 
 /// The line the initramfs's /init prints first.
 pub const INIT_LINE: &str = "PASS linux-init";
@@ -43,6 +116,7 @@ pub struct BootBench {
     pub keel: BootTimes,
     pub qemu: BootTimes,
     pub keel_exits: Option<u64>,
+    pub keel_exit_stats: Option<ExitTable>,
 }
 
 impl BootBench {
@@ -82,7 +156,7 @@ impl BootBench {
         format!(
             "{{\n  \"kernel\": \"{}\",\n  \"keel_to_init_s\": {:.3},\n  \"qemu_to_init_s\": {:.3},\n  \
              \"init_ratio\": {:.3},\n  \"keel_to_power_off_s\": {:.3},\n  \"qemu_to_power_off_s\": {:.3},\n  \
-             \"power_off_ratio\": {:.3},\n  \"keel_exits\": {}\n}}\n",
+             \"power_off_ratio\": {:.3},\n  \"keel_exits\": {},\n  \"keel_exit_stats\": {}\n}}\n",
             self.kernel.escape_default(),
             self.keel.to_init.as_secs_f64(),
             self.qemu.to_init.as_secs_f64(),
@@ -91,6 +165,7 @@ impl BootBench {
             self.qemu.to_power_off.as_secs_f64(),
             self.power_off_ratio(),
             self.keel_exits.map_or("null".to_string(), |n| n.to_string()),
+            json_or_null(self.keel_exit_stats.as_ref()),
         )
     }
 }
@@ -268,6 +343,9 @@ pub struct IdeBench {
     /// that read `keel_pio.mib` with PIO.
     pub dma_exits: u64,
     pub pio_exits: u64,
+    /// Keel's exit statistics of the DMA and the PIO boot.
+    pub dma_exit_stats: Option<ExitTable>,
+    pub pio_exit_stats: Option<ExitTable>,
 }
 
 impl IdeBench {
@@ -368,12 +446,17 @@ impl IdeBench {
 
     /// The JSON written to `target/bench/ide.json`.
     pub fn json(&self) -> String {
-        let read = |k: &IdeRead, q: &IdeRead, exits: u64, per_mib: f64| {
+        let read = |k: &IdeRead,
+                    q: &IdeRead,
+                    exits: u64,
+                    per_mib: f64,
+                    stats: &Option<ExitTable>| {
             format!(
                 "{{\n    \"mib\": {},\n    \"xfer_mode\": \"{}\",\n    \"keel_s\": {:.6},\n    \
                  \"keel_mib_per_s\": {:.3},\n    \"qemu_s\": {:.6},\n    \"qemu_mib_per_s\": {:.3},\n    \
                  \"time_ratio\": {:.3},\n    \"keel_exits\": {exits},\n    \
-                 \"keel_exits_per_mib\": {per_mib:.3},\n    \"keel_baseline_spread_per_mib\": {:.3}\n  }}",
+                 \"keel_exits_per_mib\": {per_mib:.3},\n    \"keel_baseline_spread_per_mib\": {:.3},\n    \
+                 \"keel_exit_stats\": {}\n  }}",
                 k.mib,
                 k.xfer_mode.escape_default(),
                 k.elapsed.as_secs_f64(),
@@ -382,6 +465,7 @@ impl IdeBench {
                 q.mib_per_s(),
                 Self::read_ratio(k, q),
                 self.noise_per_mib(k.mib),
+                json_or_null(stats.as_ref()),
             )
         };
         format!(
@@ -396,8 +480,20 @@ impl IdeBench {
             self.init_ratio(),
             self.baseline_exits[0],
             self.baseline_exits[1],
-            read(&self.keel_dma, &self.qemu_dma, self.dma_exits, self.dma_exits_per_mib()),
-            read(&self.keel_pio, &self.qemu_pio, self.pio_exits, self.pio_exits_per_mib()),
+            read(
+                &self.keel_dma,
+                &self.qemu_dma,
+                self.dma_exits,
+                self.dma_exits_per_mib(),
+                &self.dma_exit_stats
+            ),
+            read(
+                &self.keel_pio,
+                &self.qemu_pio,
+                self.pio_exits,
+                self.pio_exits_per_mib(),
+                &self.pio_exit_stats
+            ),
         )
     }
 }
@@ -588,6 +684,7 @@ mod tests {
             keel: t,
             qemu: q,
             keel_exits: Some(41_681),
+            keel_exit_stats: None,
         };
         assert!((b.init_ratio() - 1.5).abs() < 1e-9);
         assert!(b.rows().contains("1.50x"));
@@ -598,6 +695,47 @@ mod tests {
             qemu_times(&outcome(&[("PASS linux-init", 1)], 2)).is_err(),
             "no power-off"
         );
+    }
+
+    #[test]
+    fn the_exit_table_at_the_vms_end_is_read_into_the_json() {
+        let mut stats = exit_stats::ExitStats::new();
+        let cpuid = exit_stats::ExitClass::of(exit_stats::ExitKind::Cpuid);
+        stats.exit(cpuid, 900);
+        stats.keel(cpuid, 100);
+        stats.own(10);
+        let mut text = String::new();
+        stats.write_table(|_| None, &mut text).unwrap();
+        let mut lines = vec![
+            (
+                "keel: VM 'l': exit statistics so far (host TSC cycles at 1 MHz)",
+                1,
+            ),
+            ("keel: exits: total  0  0.0%  0  0  0  0", 1),
+            (
+                "keel: VM 'l': exit statistics at its end (host TSC cycles at 1 MHz)",
+                2,
+            ),
+        ];
+        let table: Vec<String> = text.lines().map(|l| format!("keel: exits: {l}")).collect();
+        lines.extend(table.iter().map(|l| (l.as_str(), 2)));
+        lines.push(("keel: VM 'l' stopped: guest debug-exit with status 0", 3));
+        let t = ExitTable::parse(&outcome(&lines, 4), "l").unwrap();
+        assert_eq!(t.rows.len(), 2, "{t:?}");
+        let row = t.row("cpuid").unwrap();
+        assert_eq!(
+            (row.count, row.keel_cycles, row.guest_cycles),
+            (1, 100, 900)
+        );
+        assert_eq!(t.row("total").unwrap().count, 1);
+        assert_eq!(t.cost.unwrap().cycles_per_exit, 10);
+        let json = t.json();
+        assert!(json.contains("{\"reason\": \"cpuid\", \"count\": 1, \"keel_cycles\": 100, \"keel_mean\": 100, \"guest_cycles\": 900, \"guest_mean\": 900}"), "{json}");
+        assert!(
+            json.contains("\"cost\": {\"cycles_per_exit\": 10, \"percent\": 1.00}"),
+            "{json}"
+        );
+        assert_eq!(ExitTable::parse(&outcome(&lines, 4), "other"), None);
     }
 
     #[test]
@@ -684,6 +822,8 @@ mod tests {
             baseline_exits: [129_000, 129_200],
             dma_exits: 129_100 + 256 * 70,
             pio_exits: 129_100 + 16 * 3_300,
+            dma_exit_stats: None,
+            pio_exit_stats: None,
         };
         assert!((b.baseline() - 129_100.0).abs() < 1e-9);
         assert!((b.dma_exits_per_mib() - 70.0).abs() < 1e-9);

@@ -409,6 +409,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         keel: xtask::bench::keel_times(&keel, &vm.config.name)?,
         qemu: xtask::bench::qemu_times(&qemu)?,
         keel_exits: xtask::bench::exits(&keel, &vm.config.name),
+        keel_exit_stats: xtask::bench::ExitTable::parse(&keel, &vm.config.name),
     };
 
     let ide = run_ide_bench(&ide, built.collect(), kernel_file, timeout)?;
@@ -521,6 +522,8 @@ fn run_ide_bench(
         baseline_exits: [*idle_exits, *idle2_exits],
         dma_exits: *dma_exits,
         pio_exits: *pio_exits,
+        dma_exit_stats: xtask::bench::ExitTable::parse(dma, &files.keel[2].name),
+        pio_exit_stats: xtask::bench::ExitTable::parse(pio, &files.keel[3].name),
     })
 }
 

@@ -492,6 +492,11 @@ impl Pc {
         self.com1_irq.set_level(false);
     }
 
+    /// The bus, for its device names and indexes (the exit statistics).
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     /// The bus, for registering more devices (disks, NICs) before the VM runs.
     pub fn bus_mut(&mut self) -> &mut Bus {
         &mut self.bus
