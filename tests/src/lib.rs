@@ -112,6 +112,36 @@ pub fn exit_table(o: &Outcome, vm: &str) -> Result<ExitTable, String> {
     Ok(table)
 }
 
+/// Issue 12: the exit statistics at the selftest VM's end count what the
+/// guest did: its 8 CPUID instructions (it is its own firmware, so nothing
+/// else runs CPUID), its one debug-exit write, its console output, its MSR
+/// accesses, with cycles on both sides and the accounting's cost.
+pub fn check_selftest_exit_table(o: &Outcome) -> Result<(), String> {
+    let table = exit_table(o, "selftest")?;
+    let count = |label: &str| table.row(label).map_or(0, |r| r.count);
+    let total = table.row("total");
+    let checks = [
+        ("8 cpuid exits", count("cpuid") == 8),
+        ("1 debug-exit write", count("io: debug exit") == 1),
+        ("over 100 COM1 exits", count("io: COM1") > 100),
+        (
+            "rdmsr and wrmsr exits",
+            count("rdmsr") > 0 && count("wrmsr") > 0,
+        ),
+        (
+            "cycles in Keel and the guest",
+            total.is_some_and(|t| t.keel_cycles > 0 && t.guest_cycles > 0),
+        ),
+        ("a cost line", table.cost.is_some()),
+    ];
+    for (what, ok) in checks {
+        if !ok {
+            return fail(o, format!("the exit table lacks {what}: {table:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Keel stopped `vm` once, with a stop line mentioning `reason`, and ended with
 /// `status`.
 pub fn check_stop(o: &Outcome, vm: &str, reason: &str, status: u8) -> Result<(), String> {
