@@ -140,6 +140,8 @@ struct Range {
     base: u64,
     last: u64,
     name: &'static str,
+    /// The bus's index of `name` ([`Bus::device_at`]).
+    device: u16,
     dev: DeviceHandle,
 }
 
@@ -164,7 +166,7 @@ impl Space {
         &mut self,
         base: u64,
         len: u64,
-        name: &'static str,
+        (name, device): (&'static str, u16),
         dev: DeviceHandle,
     ) -> Result<(), BusError> {
         let space = self.kind;
@@ -200,6 +202,7 @@ impl Space {
                 base,
                 last,
                 name,
+                device,
                 dev,
             },
         );
@@ -386,6 +389,11 @@ pub struct Bus {
     pio: Space,
     mmio: Space,
     log: UnclaimedLog,
+    /// Every device name ever registered, in order of first registration:
+    /// a name's position is its stable index ([`Bus::device_at`]), which
+    /// the exit statistics count by. Only names in Keel's binary can be
+    /// registered, so a range the guest moves (a BAR) never grows this.
+    names: Vec<&'static str>,
 }
 
 impl Default for Bus {
@@ -401,7 +409,37 @@ impl Bus {
             pio: Space::new(AddressSpace::Pio, PIO_LAST),
             mmio: Space::new(AddressSpace::Mmio, u64::MAX),
             log: UnclaimedLog::default(),
+            names: Vec::new(),
         }
+    }
+
+    /// The index of `name`, given it on first use.
+    fn name_index(&mut self, name: &'static str) -> u16 {
+        let i = match self.names.iter().position(|&n| n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name);
+                self.names.len() - 1
+            }
+        };
+        u16::try_from(i).unwrap_or(u16::MAX)
+    }
+
+    /// The index of the device whose range holds `addr` in `space`, found
+    /// in O(log n): the same for every range registered under one name, and
+    /// for as long as the bus lives (a range unregistered and registered
+    /// again keeps it). `None` where no device decodes `addr`.
+    pub fn device_at(&self, space: AddressSpace, addr: u64) -> Option<u16> {
+        let s = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        s.find(addr).map(|r| r.device)
+    }
+
+    /// The name of the device index [`Bus::device_at`] gave.
+    pub fn device_name(&self, index: u16) -> Option<&'static str> {
+        self.names.get(usize::from(index)).copied()
     }
 
     /// Makes `dev` answer ports `[base, base + len)`.
@@ -415,7 +453,9 @@ impl Bus {
         name: &'static str,
         dev: DeviceHandle,
     ) -> Result<(), BusError> {
-        self.pio.register(base.into(), len.into(), name, dev)
+        let device = self.name_index(name);
+        self.pio
+            .register(base.into(), len.into(), (name, device), dev)
     }
 
     /// Makes `dev` answer guest-physical addresses `[base, base + len)`.
@@ -429,7 +469,8 @@ impl Bus {
         name: &'static str,
         dev: DeviceHandle,
     ) -> Result<(), BusError> {
-        self.mmio.register(base, len, name, dev)
+        let device = self.name_index(name);
+        self.mmio.register(base, len, (name, device), dev)
     }
 
     /// Removes the range that starts at `base` in `space` and returns its

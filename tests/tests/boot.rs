@@ -1,7 +1,9 @@
 //! Keel under QEMU TCG with SVM, one test per VM config in tests/vms; the
 //! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
 
-use keel_tests::{boot, check_guest_suite, check_halted_at_guest_hlt, check_stop};
+use keel_tests::{
+    boot, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
+};
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -13,6 +15,7 @@ fn verdict(r: Result<(), String>) {
 fn selftest_guest_passes_every_check() {
     let (_, o) = boot("selftest");
     verdict(check_guest_suite(&o, "selftest", 10));
+    verdict(check_selftest_exit_table(&o));
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! tests/boot.rs (SVM under QEMU), on `corei7_skylake_x`, and the self-test
 //! once more on an older model, `corei7_haswell_4770`.
 
-use keel_tests::{boot_vmx, check_guest_suite, check_halted_at_guest_hlt, check_stop};
+use keel_tests::{
+    boot_vmx, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
+};
 
 const SKYLAKE_X: &str = "corei7_skylake_x";
 const HASWELL: &str = "corei7_haswell_4770";
@@ -17,6 +19,7 @@ fn verdict(r: Result<(), String>) {
 fn vmx_selftest_guest_passes_every_check() {
     let (_, o) = boot_vmx("selftest", SKYLAKE_X);
     verdict(check_guest_suite(&o, "selftest", 10));
+    verdict(check_selftest_exit_table(&o));
 }
 
 #[test]

@@ -23,6 +23,79 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::runner::{self, Backend, Outcome, RunOptions};
+pub use exit_stats::{ExitRow, StatsCost};
+
+/// The exit statistics Keel printed when VM `vm` ended (crates/exit-stats:
+/// one row per exit reason, and per device under `io` and `npf`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitTable {
+    pub rows: Vec<ExitRow>,
+    pub cost: Option<StatsCost>,
+}
+
+impl ExitTable {
+    /// The table after Keel's `VM '<vm>': exit statistics at its end` line.
+    pub fn parse(o: &Outcome, vm: &str) -> Option<ExitTable> {
+        let header = format!("keel: VM '{vm}': exit statistics at its end");
+        let start = o.lines.iter().rposition(|l| l.starts_with(&header))?;
+        let mut table = ExitTable {
+            rows: Vec::new(),
+            cost: None,
+        };
+        for line in o.lines[start + 1..]
+            .iter()
+            .map_while(|l| l.strip_prefix("keel: exits: "))
+        {
+            if let Some(row) = ExitRow::parse(line) {
+                table.rows.push(row);
+            } else if let Some(cost) = StatsCost::parse(line) {
+                table.cost = Some(cost);
+            }
+        }
+        Some(table)
+    }
+
+    /// The row labelled `label` (`cpuid`, `io: COM1`, `total`).
+    pub fn row(&self, label: &str) -> Option<&ExitRow> {
+        self.rows.iter().find(|r| r.label == label)
+    }
+
+    /// The table as a JSON value: its rows, and what the statistics cost.
+    pub fn json(&self) -> String {
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"reason\": \"{}\", \"count\": {}, \"keel_cycles\": {}, \"keel_mean\": {}, \
+                     \"guest_cycles\": {}, \"guest_mean\": {}}}",
+                    r.label.escape_default(),
+                    r.count,
+                    r.keel_cycles,
+                    r.keel_mean,
+                    r.guest_cycles,
+                    r.guest_mean
+                )
+            })
+            .collect();
+        let cost = self.cost.map_or("null".to_string(), |c| {
+            format!(
+                "{{\"cycles_per_exit\": {}, \"percent\": {:.2}}}",
+                c.cycles_per_exit,
+                c.basis_points as f64 / 100.0
+            )
+        });
+        format!(
+            "{{\"rows\": [\n    {}\n  ], \"cost\": {cost}}}",
+            rows.join(",\n    ")
+        )
+    }
+}
+
+/// A JSON value or `null`.
+fn json_or_null(table: Option<&ExitTable>) -> String {
+    table.map_or("null".to_string(), ExitTable::json)
+}
 
 /// The line the initramfs's /init prints first.
 pub const INIT_LINE: &str = "PASS linux-init";
@@ -36,40 +109,130 @@ pub struct BootTimes {
     pub to_power_off: Duration,
 }
 
-/// Boot times under Keel and on plain QEMU, and Keel's exit count.
+/// How many times the boot bench boots each side, alternating Keel and
+/// plain QEMU so that a change in the machine's load reaches both.
+pub const BOOT_ROUNDS: usize = 3;
+
+/// The median, minimum and maximum of a side's runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Spread {
+    /// The spread of `runs` (the lower median of an even count); zero for none.
+    pub fn of(runs: &[Duration]) -> Spread {
+        let mut v = runs.to_vec();
+        v.sort();
+        let at = |i: usize| v.get(i).copied().unwrap_or_default();
+        Spread {
+            median: at(v.len().saturating_sub(1) / 2),
+            min: at(0),
+            max: at(v.len().saturating_sub(1)),
+        }
+    }
+}
+
+/// The host's load average (`/proc/loadavg`: 1, 5 and 15 minutes), if
+/// the host has one.
+pub fn load_average() -> Option<[f64; 3]> {
+    parse_load_average(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_load_average(text: &str) -> Option<[f64; 3]> {
+    let mut w = text.split_whitespace().map(|w| w.parse::<f64>().ok());
+    Some([w.next()??, w.next()??, w.next()??])
+}
+
+/// Boot times under Keel and on plain QEMU, one per round, and Keel's exit
+/// count and statistics of its last run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootBench {
     pub kernel: String,
-    pub keel: BootTimes,
-    pub qemu: BootTimes,
+    pub keel: Vec<BootTimes>,
+    pub qemu: Vec<BootTimes>,
     pub keel_exits: Option<u64>,
+    pub keel_exit_stats: Option<ExitTable>,
+    /// The host's load average before the first run and after the last.
+    pub load: [Option<[f64; 3]>; 2],
 }
 
 impl BootBench {
-    /// Keel's time to init over plain QEMU's.
-    pub fn init_ratio(&self) -> f64 {
-        self.keel.to_init.as_secs_f64() / self.qemu.to_init.as_secs_f64()
+    fn spread(runs: &[BootTimes], f: impl Fn(&BootTimes) -> Duration) -> Spread {
+        Spread::of(&runs.iter().map(f).collect::<Vec<_>>())
     }
 
-    /// Keel's time to power-off over plain QEMU's.
+    pub fn keel_to_init(&self) -> Spread {
+        Self::spread(&self.keel, |t| t.to_init)
+    }
+    pub fn qemu_to_init(&self) -> Spread {
+        Self::spread(&self.qemu, |t| t.to_init)
+    }
+    pub fn keel_to_power_off(&self) -> Spread {
+        Self::spread(&self.keel, |t| t.to_power_off)
+    }
+    pub fn qemu_to_power_off(&self) -> Spread {
+        Self::spread(&self.qemu, |t| t.to_power_off)
+    }
+
+    /// Keel's median time to init over plain QEMU's.
+    pub fn init_ratio(&self) -> f64 {
+        self.keel_to_init().median.as_secs_f64() / self.qemu_to_init().median.as_secs_f64()
+    }
+
+    /// Keel's median time to power-off over plain QEMU's.
     pub fn power_off_ratio(&self) -> f64 {
-        self.keel.to_power_off.as_secs_f64() / self.qemu.to_power_off.as_secs_f64()
+        self.keel_to_power_off().median.as_secs_f64()
+            / self.qemu_to_power_off().median.as_secs_f64()
     }
 
     /// Its section of the table printed on stdout.
     pub fn rows(&self) -> String {
-        let mut t = format!("boot of {} (direct kernel boot, -kernel)\n", self.kernel);
-        t.push_str(&row(
-            "to /init",
-            &secs(self.keel.to_init),
-            &secs(self.qemu.to_init),
-            Some(self.init_ratio()),
-        ));
-        t.push_str(&row(
-            "to ACPI power-off",
-            &secs(self.keel.to_power_off),
-            &secs(self.qemu.to_power_off),
-            Some(self.power_off_ratio()),
+        let mut t = format!(
+            "boot of {} (direct kernel boot, -kernel), median of {} and {} runs\n",
+            self.kernel,
+            self.keel.len(),
+            self.qemu.len()
+        );
+        for (label, keel, qemu, ratio) in [
+            (
+                "to /init",
+                self.keel_to_init(),
+                self.qemu_to_init(),
+                self.init_ratio(),
+            ),
+            (
+                "to ACPI power-off",
+                self.keel_to_power_off(),
+                self.qemu_to_power_off(),
+                self.power_off_ratio(),
+            ),
+        ] {
+            t.push_str(&row(
+                label,
+                &secs(keel.median),
+                &secs(qemu.median),
+                Some(ratio),
+            ));
+            t.push_str(&format!(
+                "    min-max: Keel {:.2}-{:.2} s, plain QEMU {:.2}-{:.2} s\n",
+                keel.min.as_secs_f64(),
+                keel.max.as_secs_f64(),
+                qemu.min.as_secs_f64(),
+                qemu.max.as_secs_f64()
+            ));
+        }
+        let load = |l: Option<[f64; 3]>| {
+            l.map_or("unknown".to_string(), |[a, b, c]| {
+                format!("{a:.2} {b:.2} {c:.2}")
+            })
+        };
+        t.push_str(&format!(
+            "  host load average (1, 5, 15 min): {} before, {} after\n",
+            load(self.load[0]),
+            load(self.load[1])
         ));
         if let Some(n) = self.keel_exits {
             t.push_str(&row("VM exits", &n.to_string(), "", None));
@@ -77,20 +240,42 @@ impl BootBench {
         t
     }
 
-    /// The JSON written to `target/bench/boot.json`.
+    /// The JSON written to `target/bench/boot.json`: medians, and every run.
     pub fn json(&self) -> String {
+        let runs = |v: &[BootTimes], f: fn(&BootTimes) -> Duration| {
+            let s: Vec<String> = v
+                .iter()
+                .map(|t| format!("{:.3}", f(t).as_secs_f64()))
+                .collect();
+            format!("[{}]", s.join(", "))
+        };
+        let load = |l: Option<[f64; 3]>| {
+            l.map_or("null".to_string(), |[a, b, c]| {
+                format!("[{a:.2}, {b:.2}, {c:.2}]")
+            })
+        };
         format!(
             "{{\n  \"kernel\": \"{}\",\n  \"keel_to_init_s\": {:.3},\n  \"qemu_to_init_s\": {:.3},\n  \
              \"init_ratio\": {:.3},\n  \"keel_to_power_off_s\": {:.3},\n  \"qemu_to_power_off_s\": {:.3},\n  \
-             \"power_off_ratio\": {:.3},\n  \"keel_exits\": {}\n}}\n",
+             \"power_off_ratio\": {:.3},\n  \"keel_to_init_runs_s\": {},\n  \"qemu_to_init_runs_s\": {},\n  \
+             \"keel_to_power_off_runs_s\": {},\n  \"qemu_to_power_off_runs_s\": {},\n  \
+             \"load_average_before\": {},\n  \"load_average_after\": {},\n  \
+             \"keel_exits\": {},\n  \"keel_exit_stats\": {}\n}}\n",
             self.kernel.escape_default(),
-            self.keel.to_init.as_secs_f64(),
-            self.qemu.to_init.as_secs_f64(),
+            self.keel_to_init().median.as_secs_f64(),
+            self.qemu_to_init().median.as_secs_f64(),
             self.init_ratio(),
-            self.keel.to_power_off.as_secs_f64(),
-            self.qemu.to_power_off.as_secs_f64(),
+            self.keel_to_power_off().median.as_secs_f64(),
+            self.qemu_to_power_off().median.as_secs_f64(),
             self.power_off_ratio(),
+            runs(&self.keel, |t| t.to_init),
+            runs(&self.qemu, |t| t.to_init),
+            runs(&self.keel, |t| t.to_power_off),
+            runs(&self.qemu, |t| t.to_power_off),
+            load(self.load[0]),
+            load(self.load[1]),
             self.keel_exits.map_or("null".to_string(), |n| n.to_string()),
+            json_or_null(self.keel_exit_stats.as_ref()),
         )
     }
 }
@@ -116,7 +301,7 @@ fn secs(d: Duration) -> String {
 pub fn table(sections: &[String]) -> String {
     let mut t = format!(
         "{:<w$} {:>12} {:>12} {:>9}\n",
-        "QEMU TCG, one run",
+        "QEMU TCG",
         "under Keel",
         "plain QEMU",
         "ratio",
@@ -268,6 +453,9 @@ pub struct IdeBench {
     /// that read `keel_pio.mib` with PIO.
     pub dma_exits: u64,
     pub pio_exits: u64,
+    /// Keel's exit statistics of the DMA and the PIO boot.
+    pub dma_exit_stats: Option<ExitTable>,
+    pub pio_exit_stats: Option<ExitTable>,
 }
 
 impl IdeBench {
@@ -368,12 +556,17 @@ impl IdeBench {
 
     /// The JSON written to `target/bench/ide.json`.
     pub fn json(&self) -> String {
-        let read = |k: &IdeRead, q: &IdeRead, exits: u64, per_mib: f64| {
+        let read = |k: &IdeRead,
+                    q: &IdeRead,
+                    exits: u64,
+                    per_mib: f64,
+                    stats: &Option<ExitTable>| {
             format!(
                 "{{\n    \"mib\": {},\n    \"xfer_mode\": \"{}\",\n    \"keel_s\": {:.6},\n    \
                  \"keel_mib_per_s\": {:.3},\n    \"qemu_s\": {:.6},\n    \"qemu_mib_per_s\": {:.3},\n    \
                  \"time_ratio\": {:.3},\n    \"keel_exits\": {exits},\n    \
-                 \"keel_exits_per_mib\": {per_mib:.3},\n    \"keel_baseline_spread_per_mib\": {:.3}\n  }}",
+                 \"keel_exits_per_mib\": {per_mib:.3},\n    \"keel_baseline_spread_per_mib\": {:.3},\n    \
+                 \"keel_exit_stats\": {}\n  }}",
                 k.mib,
                 k.xfer_mode.escape_default(),
                 k.elapsed.as_secs_f64(),
@@ -382,6 +575,7 @@ impl IdeBench {
                 q.mib_per_s(),
                 Self::read_ratio(k, q),
                 self.noise_per_mib(k.mib),
+                json_or_null(stats.as_ref()),
             )
         };
         format!(
@@ -396,8 +590,20 @@ impl IdeBench {
             self.init_ratio(),
             self.baseline_exits[0],
             self.baseline_exits[1],
-            read(&self.keel_dma, &self.qemu_dma, self.dma_exits, self.dma_exits_per_mib()),
-            read(&self.keel_pio, &self.qemu_pio, self.pio_exits, self.pio_exits_per_mib()),
+            read(
+                &self.keel_dma,
+                &self.qemu_dma,
+                self.dma_exits,
+                self.dma_exits_per_mib(),
+                &self.dma_exit_stats
+            ),
+            read(
+                &self.keel_pio,
+                &self.qemu_pio,
+                self.pio_exits,
+                self.pio_exits_per_mib(),
+                &self.pio_exit_stats
+            ),
         )
     }
 }
@@ -583,21 +789,96 @@ mod tests {
         );
         let q = qemu_times(&qemu).unwrap();
         assert_eq!(q.to_power_off, Duration::from_millis(7_200));
+        let slower = |t: BootTimes, by: u64| BootTimes {
+            to_init: t.to_init + Duration::from_millis(by),
+            to_power_off: t.to_power_off + Duration::from_millis(by),
+        };
+        // Medians: Keel 9 s, QEMU 6 s, whatever the outliers.
         let b = BootBench {
             kernel: "6.1".into(),
-            keel: t,
-            qemu: q,
+            keel: vec![slower(t, 5_000), t, slower(t, 100)],
+            qemu: vec![q, slower(q, 9_000), slower(q, 0)],
             keel_exits: Some(41_681),
+            keel_exit_stats: None,
+            load: [Some([3.5, 4.0, 4.25]), None],
         };
-        assert!((b.init_ratio() - 1.5).abs() < 1e-9);
-        assert!(b.rows().contains("1.50x"));
-        assert!(table(&[b.rows()]).starts_with("QEMU TCG, one run"));
-        assert!(b.json().contains("\"init_ratio\": 1.500"));
+        assert_eq!(b.keel_to_init().median, Duration::from_millis(9_100));
+        assert_eq!(b.qemu_to_init().min, Duration::from_millis(6_000));
+        assert_eq!(b.qemu_to_init().max, Duration::from_millis(15_000));
+        let rows = b.rows();
+        assert!(rows.contains("1.52x"), "{rows}");
+        assert!(rows.contains("median of 3 and 3 runs"), "{rows}");
+        assert!(
+            rows.contains("min-max: Keel 9.00-14.00 s, plain QEMU 6.00-15.00 s"),
+            "{rows}"
+        );
+        assert!(
+            rows.contains("3.50 4.00 4.25 before, unknown after"),
+            "{rows}"
+        );
+        assert!(table(&[b.rows()]).starts_with("QEMU TCG"));
+        let json = b.json();
+        assert!(json.contains("\"init_ratio\": 1.517"), "{json}");
+        assert!(
+            json.contains("\"keel_to_init_runs_s\": [14.000, 9.000, 9.100]"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"load_average_before\": [3.50, 4.00, 4.25]"),
+            "{json}"
+        );
+        assert_eq!(
+            parse_load_average("0.52 0.58 0.59 1/467 12345\n"),
+            Some([0.52, 0.58, 0.59])
+        );
+        assert_eq!(parse_load_average("x"), None);
+        assert_eq!(Spread::of(&[]).median, Duration::ZERO);
         assert!(keel_times(&outcome(&[], 1), "linux").is_err());
         assert!(
             qemu_times(&outcome(&[("PASS linux-init", 1)], 2)).is_err(),
             "no power-off"
         );
+    }
+
+    #[test]
+    fn the_exit_table_at_the_vms_end_is_read_into_the_json() {
+        let mut stats = exit_stats::ExitStats::new();
+        let cpuid = exit_stats::ExitClass::of(exit_stats::ExitKind::Cpuid);
+        stats.exit(cpuid, 900);
+        stats.keel(cpuid, 100);
+        stats.own(10);
+        let mut text = String::new();
+        stats.write_table(|_| None, &mut text).unwrap();
+        let mut lines = vec![
+            (
+                "keel: VM 'l': exit statistics so far (host TSC cycles at 1 MHz)",
+                1,
+            ),
+            ("keel: exits: total  0  0.0%  0  0  0  0", 1),
+            (
+                "keel: VM 'l': exit statistics at its end (host TSC cycles at 1 MHz)",
+                2,
+            ),
+        ];
+        let table: Vec<String> = text.lines().map(|l| format!("keel: exits: {l}")).collect();
+        lines.extend(table.iter().map(|l| (l.as_str(), 2)));
+        lines.push(("keel: VM 'l' stopped: guest debug-exit with status 0", 3));
+        let t = ExitTable::parse(&outcome(&lines, 4), "l").unwrap();
+        assert_eq!(t.rows.len(), 2, "{t:?}");
+        let row = t.row("cpuid").unwrap();
+        assert_eq!(
+            (row.count, row.keel_cycles, row.guest_cycles),
+            (1, 100, 900)
+        );
+        assert_eq!(t.row("total").unwrap().count, 1);
+        assert_eq!(t.cost.unwrap().cycles_per_exit, 10);
+        let json = t.json();
+        assert!(json.contains("{\"reason\": \"cpuid\", \"count\": 1, \"keel_cycles\": 100, \"keel_mean\": 100, \"guest_cycles\": 900, \"guest_mean\": 900}"), "{json}");
+        assert!(
+            json.contains("\"cost\": {\"cycles_per_exit\": 10, \"percent\": 1.00}"),
+            "{json}"
+        );
+        assert_eq!(ExitTable::parse(&outcome(&lines, 4), "other"), None);
     }
 
     #[test]
@@ -684,6 +965,8 @@ mod tests {
             baseline_exits: [129_000, 129_200],
             dma_exits: 129_100 + 256 * 70,
             pio_exits: 129_100 + 16 * 3_300,
+            dma_exit_stats: None,
+            pio_exit_stats: None,
         };
         assert!((b.baseline() - 129_100.0).abs() < 1e-9);
         assert!((b.dma_exits_per_mib() - 70.0).abs() < 1e-9);

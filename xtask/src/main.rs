@@ -391,24 +391,39 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     };
     let cmdline = vm.config.cmdline.clone().unwrap_or_default();
 
-    step("bench: boot under Keel (QEMU TCG, SVM)");
-    let keel = xtask::bench::run_keel(&iso, vm.config.memory_mib, timeout)?;
-    step("bench: the same kernel and initramfs on plain QEMU TCG (-kernel)");
-    let qemu = xtask::bench::run_plain_qemu(
-        &kernel,
-        initrd.as_deref(),
-        &cmdline,
-        vm.config.memory_mib,
-        timeout,
-    )?;
+    let load_before = xtask::bench::load_average();
+    let (mut keel_times, mut qemu_times, mut last_keel) = (Vec::new(), Vec::new(), None);
+    for round in 1..=xtask::bench::BOOT_ROUNDS {
+        let of = xtask::bench::BOOT_ROUNDS;
+        step(&format!(
+            "bench: boot under Keel (QEMU TCG, SVM), run {round} of {of}"
+        ));
+        let keel = xtask::bench::run_keel(&iso, vm.config.memory_mib, timeout)?;
+        keel_times.push(xtask::bench::keel_times(&keel, &vm.config.name)?);
+        step(&format!(
+            "bench: the same kernel and initramfs on plain QEMU TCG (-kernel), run {round} of {of}"
+        ));
+        let qemu = xtask::bench::run_plain_qemu(
+            &kernel,
+            initrd.as_deref(),
+            &cmdline,
+            vm.config.memory_mib,
+            timeout,
+        )?;
+        qemu_times.push(xtask::bench::qemu_times(&qemu)?);
+        last_keel = Some(keel);
+    }
+    let keel = last_keel.ok_or_else(|| "no boot ran".to_string())?;
     let kernel_file = kernel
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let boot = xtask::bench::BootBench {
         kernel: kernel_file.clone(),
-        keel: xtask::bench::keel_times(&keel, &vm.config.name)?,
-        qemu: xtask::bench::qemu_times(&qemu)?,
+        keel: keel_times,
+        qemu: qemu_times,
         keel_exits: xtask::bench::exits(&keel, &vm.config.name),
+        keel_exit_stats: xtask::bench::ExitTable::parse(&keel, &vm.config.name),
+        load: [load_before, xtask::bench::load_average()],
     };
 
     let ide = run_ide_bench(&ide, built.collect(), kernel_file, timeout)?;
@@ -521,6 +536,8 @@ fn run_ide_bench(
         baseline_exits: [*idle_exits, *idle2_exits],
         dma_exits: *dma_exits,
         pio_exits: *pio_exits,
+        dma_exit_stats: xtask::bench::ExitTable::parse(dma, &files.keel[2].name),
+        pio_exit_stats: xtask::bench::ExitTable::parse(pio, &files.keel[3].name),
     })
 }
 

@@ -182,7 +182,7 @@ impl Machine {
 
     fn refresh_ranges(&mut self) {
         self.ranges.clear();
-        self.ranges.extend(self.pc.ranges());
+        self.ranges.extend(self.pc.bus().ranges());
     }
 
     /// One random step: mostly a guest access, sometimes time passing, the

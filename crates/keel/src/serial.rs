@@ -1,7 +1,9 @@
 //! Keel's own serial console (the machine's COM1) and the `log` backend.
 //!
 //! Every line Keel prints goes here: its log as `keel: ...`, and each guest's
-//! COM1 output as `[<vm name>] ...` (see `vm::console`).
+//! COM1 output as `[<vm name>] ...` (see `vm::console`). Keel reads one
+//! thing from it: a key typed while a VM runs (`vm::stats`: `s` prints the
+//! exit statistics).
 
 use core::fmt::{self, Write};
 use spin::Mutex;
@@ -46,6 +48,13 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     if let Some(uart) = PORT.lock().as_mut() {
         let _ = PortWriter(uart).write_fmt(args);
     }
+}
+
+/// A byte typed into Keel's console, if one has arrived (the 16550's
+/// receiver: LSR bit 0, data ready; 16550D datasheet, "Line Status
+/// Register"). Never waits.
+pub fn try_read_byte() -> Option<u8> {
+    PORT.lock().as_mut()?.try_receive_byte().ok()
 }
 
 /// Prints a line on Keel's console.

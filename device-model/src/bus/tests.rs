@@ -541,3 +541,39 @@ fn ranges_lists_every_registration_in_order() {
         vec![pio(0x4000, 2, "pic"), mmio(u64::MAX - 0xFFF, 0x1000, "top")]
     );
 }
+
+#[test]
+fn device_indexes_are_per_name_and_survive_a_move() {
+    let mut bus = Bus::new();
+    let a = Recorder::new(0);
+    let b = Recorder::new(0);
+    bus.register_pio(0x60, 1, "i8042 data", a.clone()).unwrap();
+    bus.register_pio(0x64, 1, "i8042 command", a.clone())
+        .unwrap();
+    bus.register_mmio(0xFED0_0000, 0x400, "HPET", b.clone())
+        .unwrap();
+    bus.register_pio(0xC000, 16, "bar", b.clone()).unwrap();
+
+    let data = bus.device_at(AddressSpace::Pio, 0x60).unwrap();
+    let command = bus.device_at(AddressSpace::Pio, 0x64).unwrap();
+    let hpet = bus.device_at(AddressSpace::Mmio, 0xFED0_03FF).unwrap();
+    assert_ne!(data, command);
+    assert_eq!(bus.device_name(data), Some("i8042 data"));
+    assert_eq!(bus.device_name(command), Some("i8042 command"));
+    assert_eq!(bus.device_name(hpet), Some("HPET"));
+    assert_eq!(bus.device_at(AddressSpace::Pio, 0x61), None);
+    assert_eq!(bus.device_at(AddressSpace::Mmio, 0xFED0_0400), None);
+
+    // A BAR the guest moves, again and again: the same index, no new name.
+    let bar = bus.device_at(AddressSpace::Pio, 0xC00F).unwrap();
+    for i in 0..100u16 {
+        let old = 0xC000 + (i % 2) * 0x100;
+        let dev = bus.unregister(AddressSpace::Pio, old.into()).unwrap();
+        bus.register_pio(old ^ 0x100, 16, "bar", dev).unwrap();
+    }
+    // An even number of moves: back at 0xC000.
+    assert_eq!(bus.device_at(AddressSpace::Pio, 0xC100), None);
+    assert_eq!(bus.device_at(AddressSpace::Pio, 0xC000), Some(bar));
+    assert_eq!(bus.names.len(), 4);
+    assert_eq!(bus.device_name(4), None);
+}

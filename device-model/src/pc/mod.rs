@@ -504,10 +504,10 @@ impl Pc {
         self.com1_irq.set_level(false);
     }
 
-    /// Every range on the bus: for harnesses that drive each device
-    /// (crates/fuzz), and for naming the device behind an address.
-    pub fn ranges(&self) -> impl Iterator<Item = crate::bus::RangeInfo> + '_ {
-        self.bus.ranges()
+    /// The bus, read-only: its ranges (the fuzz harness drives each) and
+    /// its device names and indexes (the exit statistics).
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The raw bus, for host harnesses that plug in a probe device. A

@@ -19,6 +19,9 @@ pub use handler::{handle_exit, Platform, VmPolicy};
 pub use msr::{MsrOutcome, MsrPolicy};
 pub use stop::StopReason;
 
+/// The exit statistics' kinds (`crates/exit-stats`): [`VmExit::kind`] maps.
+pub use exit_stats::ExitKind;
+
 /// The `len` of an instruction exit whose length the hardware did not report
 /// (SVM without NRIP save, APM Vol 2 15.7.1): the exit handler decodes the
 /// instruction at CS:RIP for it, so prefixes count.
@@ -203,6 +206,31 @@ pub enum VmExit {
 }
 
 impl VmExit {
+    /// The row of the exit statistics this exit counts in.
+    pub fn kind(&self) -> ExitKind {
+        match self {
+            VmExit::Io(_) => ExitKind::Io,
+            VmExit::NestedPageFault { .. } => ExitKind::NestedPageFault,
+            VmExit::Cpuid { .. } => ExitKind::Cpuid,
+            VmExit::Rdmsr { .. } => ExitKind::Rdmsr,
+            VmExit::Wrmsr { .. } => ExitKind::Wrmsr,
+            VmExit::Hlt { .. } => ExitKind::Hlt,
+            VmExit::CrAccess(_) => ExitKind::CrAccess,
+            VmExit::Invd { .. } => ExitKind::Invd,
+            VmExit::Wbinvd { .. } => ExitKind::Wbinvd,
+            VmExit::Xsetbv { .. } => ExitKind::Xsetbv,
+            VmExit::Hypercall { .. } => ExitKind::Hypercall,
+            VmExit::UndefinedInstruction { .. } => ExitKind::UndefinedInstruction,
+            VmExit::TaskSwitch(_) => ExitKind::TaskSwitch,
+            VmExit::Shutdown => ExitKind::Shutdown,
+            VmExit::ExternalInterrupt => ExitKind::ExternalInterrupt,
+            VmExit::InterruptWindow => ExitKind::InterruptWindow,
+            VmExit::Exception { .. } => ExitKind::Exception,
+            VmExit::InvalidGuestState { .. } => ExitKind::InvalidGuestState,
+            VmExit::Unknown { .. } => ExitKind::Unknown,
+        }
+    }
+
     /// An exit for an instruction only CPL 0 may execute: RDMSR, WRMSR, HLT,
     /// INVD, WBINVD, XSETBV, MOV to or from a control register, CLTS, LMSW
     /// (SDM Vol 2, each page: "#GP(0) If the current privilege level is not

@@ -3,6 +3,7 @@
 mod direct_boot;
 mod machine;
 mod memory_map;
+mod stats;
 mod svm;
 mod vmx;
 
@@ -254,20 +255,21 @@ pub fn run(
         firmware_name,
         fw_len / 1024,
     );
+    let mut clock = stats::ExitClock::new();
     let (stop, exits) = match backend {
         Backend::Svm(caps) => {
             let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
                 .map_err(VmError::Config)?;
-            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy)?
+            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy, &mut clock)?
         }
         Backend::Vmx(controls) => {
             let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
                 .map_err(VmError::Config)?;
-            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy)?
+            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy, &mut clock)?
         }
     };
     let unclaimed = machine.pc.unclaimed();
@@ -278,6 +280,7 @@ pub fn run(
         unclaimed.pio_reads,
         unclaimed.pio_writes
     );
+    clock.print(&config.name, machine.pc.bus(), "at its end");
     Ok(stop)
 }
 
@@ -375,12 +378,14 @@ fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool)
 
 /// The run loop, the same for every backend: deliver interrupts, enter,
 /// decode, handle, repeat until something stops the VM; a halted vCPU sleeps
-/// until an interrupt is due. Returns the reason and the number of exits.
+/// until an interrupt is due. Returns the reason and the number of exits;
+/// `clock` counts each exit by kind and device with its TSC cycles.
 fn run_vcpu(
     vcpu: &mut impl Vcpu,
     machine: &mut Machine,
     config: &VmConfig,
     (firmware_at, firmware): (u64, &[u8]),
+    clock: &mut stats::ExitClock,
 ) -> Result<(StopReason, u64), VmError> {
     let mut policy = VmPolicy {
         cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
@@ -413,7 +418,10 @@ fn run_vcpu(
         // TPR, and a CR8 write the guest made without exiting reaches the APIC.
         let tpr = Platform::cr8(machine, vcpu.vcpu_id()) as u8;
         vcpu.set_virtual_tpr(tpr);
+        clock.enter();
         let exit = vcpu.run();
+        clock.exited(&exit, machine.pc.bus());
+        clock.poll_console(&config.name, machine.pc.bus());
         // Where the guest was when it exited, before the handler moves RIP
         // on: the HLT or reset write a stop message names.
         let rip = vcpu.rip();
