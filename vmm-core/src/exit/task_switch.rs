@@ -111,17 +111,8 @@ const TSS16: TssLayout = TssLayout {
 
 /// The TSS segment slots, in TSS order.
 const TSS_SEGMENTS: [Sreg; 6] = [Sreg::Es, Sreg::Cs, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs];
-/// The GPRs, in TSS order.
-const TSS_GPRS: [Gpr; 8] = [
-    Gpr::Rax,
-    Gpr::Rcx,
-    Gpr::Rdx,
-    Gpr::Rbx,
-    Gpr::Rsp,
-    Gpr::Rbp,
-    Gpr::Rsi,
-    Gpr::Rdi,
-];
+/// The GPRs, in TSS order: the eight legacy ones in encoding order.
+const TSS_GPRS: &[Gpr] = Gpr::ALL.split_at(8).0;
 
 /// Why a task switch did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

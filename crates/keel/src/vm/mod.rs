@@ -149,15 +149,7 @@ pub fn run(
     let fw_len = firmware.len() as u64;
 
     let ram_bytes = u64::from(config.memory_mib) * MIB;
-    let free = frames.free_bytes();
-    let ram_pa =
-        frames
-            .alloc_contiguous(ram_bytes, LARGE_PAGE_SIZE)
-            .ok_or(VmError::OutOfMemory {
-                what: "guest RAM",
-                bytes: ram_bytes,
-                free,
-            })?;
+    let ram_pa = alloc_for_vm(frames, ram_bytes, LARGE_PAGE_SIZE, "guest RAM")?;
     // SAFETY: the frame allocator handed out [ram_pa, ram_pa + ram_bytes)
     // exclusively to this VM; it is identity-mapped RAM, never freed or
     // handed out again (Keel ends after the VM), and from here on reached
@@ -174,13 +166,7 @@ pub fn run(
     // top of the first MiB. RAM there holds a copy too (the shadow the
     // firmware may make writable); the emulator's guest-memory view shows
     // that copy at both places.
-    let rom_pa = frames
-        .alloc_contiguous(fw_len, PAGE_SIZE)
-        .ok_or(VmError::OutOfMemory {
-            what: "the firmware ROM",
-            bytes: fw_len,
-            free: frames.free_bytes(),
-        })?;
+    let rom_pa = alloc_for_vm(frames, fw_len, PAGE_SIZE, "the firmware ROM")?;
     // SAFETY: the frame allocator handed out [rom_pa, rom_pa + fw_len)
     // exclusively to this VM, identity-mapped and never freed.
     unsafe { core::slice::from_raw_parts_mut(rom_pa as *mut u8, fw_len as usize) }
@@ -284,17 +270,25 @@ pub fn run(
     Ok(stop)
 }
 
+/// `bytes` of contiguous host frames aligned to `align` for this VM's
+/// `what`, or the error that says how much was free.
+fn alloc_for_vm(
+    frames: &mut FrameAllocator,
+    bytes: u64,
+    align: u64,
+    what: &'static str,
+) -> Result<u64, VmError> {
+    let free = frames.free_bytes();
+    frames
+        .alloc_contiguous(bytes, align)
+        .ok_or(VmError::OutOfMemory { what, bytes, free })
+}
+
 /// The host memory behind the test device's RAM BAR
 /// (`device_model::test_device`), allocated with the VM and zeroed.
 fn test_device_ram(frames: &mut FrameAllocator) -> Result<DeviceRegion, VmError> {
     let len = device_model::test_device::RAM_BAR_LEN;
-    let hpa = frames
-        .alloc_contiguous(len, PAGE_SIZE)
-        .ok_or(VmError::OutOfMemory {
-            what: "the test device's RAM BAR",
-            bytes: len,
-            free: frames.free_bytes(),
-        })?;
+    let hpa = alloc_for_vm(frames, len, PAGE_SIZE, "the test device's RAM BAR")?;
     // SAFETY: the frame allocator handed out [hpa, hpa + len) exclusively
     // to this VM; it is identity-mapped RAM, never freed (Keel ends after
     // the VM), and from here on reached only through this handle and by
