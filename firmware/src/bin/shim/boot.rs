@@ -142,30 +142,37 @@ fn load_acpi(fw: &FwCfg, file: &FileEntry, fw_map: &Map) -> Result<Acpi, Error> 
     Ok(a)
 }
 
-/// On an i440FX, makes 0xE0000-0xFFFFF RAM (PAM registers, datasheet 3.2.18)
-/// with the ROM's contents, so that the RSDP can go there: first reads from
-/// ROM and writes to RAM while every byte is copied onto itself, then RAM
-/// both ways. (Keel maps the segments as the chipset defines them: during
-/// the copy each write exits once and Keel stores it into RAM.)
+/// On an i440FX, makes 0xC0000-0xFFFFF RAM (PAM registers, datasheet
+/// 3.2.18) with the ROM's contents in 0xE0000-0xFFFFF, so that the RSDP can
+/// go there, as PC firmware shadows itself: RAM both ways first, then a copy
+/// of the BIOS area from its alias at the top of 4 GiB (on a PC the last
+/// 128 KiB of the ROM decode at both places). Both sides of the copy are
+/// memory to the CPU, so under Keel it costs no exits; copying the area
+/// onto itself with the segments write-only would take an exit per write.
 fn shadow_bios_area() {
     if pci_read32(0, 0, 0) != I440FX {
         return;
     }
     const PAM0: u8 = 0x59;
-    const PAM5: u8 = 0x5E;
-    const PAM6: u8 = 0x5F;
-    pci_write8(0, 0, PAM0, 0x20);
-    pci_write8(0, 0, PAM5, 0x22);
-    pci_write8(0, 0, PAM6, 0x22);
-    let words = ((BIOS_AREA.end - BIOS_AREA.start) / 8) as usize;
-    for i in 0..words {
-        let p = (BIOS_AREA.start as usize + i * 8) as *mut u64;
-        // SAFETY: the BIOS area is the shim's; volatile keeps the self-copy.
-        unsafe { p.write_volatile(p.read_volatile()) };
-    }
+    const PAM1_TO_6: core::ops::RangeInclusive<u8> = 0x5A..=0x5F;
+    const FOUR_GIB: u64 = 1 << 32;
     pci_write8(0, 0, PAM0, 0x30);
-    pci_write8(0, 0, PAM5, 0x33);
-    pci_write8(0, 0, PAM6, 0x33);
+    // 0xC0000-0xDFFFF (PAM1-PAM4) become RAM too, as SeaBIOS leaves them:
+    // an OS scans them for option ROMs (Linux reads all 128 KiB), which
+    // from the bus would cost an exit per read under Keel.
+    for pam in PAM1_TO_6 {
+        pci_write8(0, 0, pam, 0x33);
+    }
+    let len = BIOS_AREA.end - BIOS_AREA.start;
+    let alias = FOUR_GIB - len;
+    for i in 0..len / 8 {
+        let from = (alias + i * 8) as *const u64;
+        let to = (BIOS_AREA.start + i * 8) as *mut u64;
+        // SAFETY: the shim runs identity-mapped over the low 4 GiB; `from`
+        // is the ROM's alias below 4 GiB, `to` the BIOS area, which is the
+        // shim's own RAM from here on.
+        unsafe { to.write_volatile(from.read_volatile()) };
+    }
 }
 
 /// Puts the PIIX4's PM block at `base` (PMBA, PMREGMISC.PMIOSE) and sets
