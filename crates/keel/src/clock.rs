@@ -30,9 +30,36 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Measures the TSC frequency. Returns it in Hz, or `None` if the PIT never
-/// reached terminal count (no PIT on this machine).
+/// Measures the TSC frequency: the median of [`CALIBRATION_RUNS`] runs, so
+/// that one run stretched by the host (an emulator descheduled on a busy
+/// machine once measured ten times the real rate) does not set Keel's
+/// clock. Returns it in Hz, or `None` if the PIT never reached terminal
+/// count (no PIT on this machine).
 pub fn calibrate() -> Option<u64> {
+    let mut runs = [0u64; CALIBRATION_RUNS];
+    let mut start = 0;
+    for run in runs.iter_mut() {
+        let (hz, at) = calibrate_once()?;
+        *run = hz;
+        start = at;
+    }
+    runs.sort_unstable();
+    let hz = median(&runs);
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    TSC_START.store(start, Ordering::Relaxed);
+    Some(hz)
+}
+
+/// Calibration runs whose median is taken.
+const CALIBRATION_RUNS: usize = 5;
+
+/// The middle of sorted `values` (not empty).
+fn median(values: &[u64]) -> u64 {
+    values[values.len() / 2]
+}
+
+/// One run: the TSC rate over one PIT interval, and the TSC at its start.
+fn calibrate_once() -> Option<(u64, u64)> {
     // SAFETY: ports 0x42, 0x43 and 0x61 are the PC's PIT channel 2 and system
     // control port B; Keel owns them and changes only the channel 2 gate,
     // leaving the speaker off.
@@ -60,10 +87,7 @@ pub fn calibrate() -> Option<u64> {
         }
         let ticks = rdtsc() - start;
         port_b.write(saved);
-        let hz = ticks * PIT_HZ / u64::from(PIT_TICKS);
-        TSC_HZ.store(hz, Ordering::Relaxed);
-        TSC_START.store(start, Ordering::Relaxed);
-        Some(hz)
+        Some((ticks * PIT_HZ / u64::from(PIT_TICKS), start))
     }
 }
 
