@@ -404,6 +404,28 @@ static BOCHS_RUNS: AtomicU32 = AtomicU32::new(0);
 /// run go to a fresh directory under the system temp dir, which is removed
 /// afterwards; the tail of Bochs' log is kept in the outcome's stderr.
 pub fn run_bochs(iso: &Path, opts: &RunOptions) -> Result<Outcome, RunError> {
+    let mut attempt = 1;
+    loop {
+        let outcome = run_bochs_once(iso, opts)?;
+        if attempt == BOCHS_START_ATTEMPTS || !bochs_failed_to_start(&outcome) {
+            return Ok(outcome);
+        }
+        eprintln!("xtask: Bochs could not open its display port; starting it again");
+        attempt += 1;
+    }
+}
+
+/// How often a Bochs run that ended before its CPU ran is started again.
+const BOCHS_START_ATTEMPTS: u32 = 3;
+
+/// Bochs ended at start-up because its VNC display (rfb) found no free
+/// port, which happens when several runs start at once on a busy
+/// machine: nothing of Keel ran, so the run is not a verdict.
+fn bochs_failed_to_start(o: &Outcome) -> bool {
+    o.lines.is_empty() && o.emulator_stderr.contains("RFB could not bind any port")
+}
+
+fn run_bochs_once(iso: &Path, opts: &RunOptions) -> Result<Outcome, RunError> {
     let iso = iso
         .canonicalize()
         .map_err(|e| RunError::Spawn(format!("cannot find {}: {e}", iso.display())))?;
@@ -652,6 +674,28 @@ mod tests {
             grace: Duration::from_millis(300),
             ..RunOptions::default()
         }
+    }
+
+    /// Only a start-up failure of Bochs' display, before any serial line,
+    /// is started again; anything Keel printed makes the run a verdict.
+    #[test]
+    fn only_a_bochs_display_start_failure_is_retried() {
+        let outcome = |lines: &[&str], stderr: &str| Outcome {
+            end: End::NoFinalLine,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            line_times: lines.iter().map(|_| Duration::ZERO).collect(),
+            emulator_stderr: stderr.into(),
+            emulator_status: None,
+            elapsed: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+        };
+        let rfb = "[RFB   ] RFB could not bind any port between 5900 and 5949";
+        assert!(bochs_failed_to_start(&outcome(&[], rfb)));
+        assert!(!bochs_failed_to_start(&outcome(&["keel: starting"], rfb)));
+        assert!(!bochs_failed_to_start(&outcome(
+            &[],
+            "panic: something else"
+        )));
     }
 
     #[test]
