@@ -24,6 +24,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-events",
     "hostile-dma",
     "pci-testdev",
+    "exitbench",
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
