@@ -608,6 +608,203 @@ impl IdeBench {
     }
 }
 
+/// One batch of the exitbench guest (crates/test-guests/src/bin/exitbench.rs),
+/// from its line `BENCH exit=<kind> n=<N> cycles=<C>`: N exits of one kind
+/// back to back, C guest TSC cycles for all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitBatch {
+    pub kind: String,
+    pub n: u64,
+    pub cycles: u64,
+}
+
+impl ExitBatch {
+    /// The batch a serial line reports, with or without Keel's `[vm] ` prefix.
+    pub fn parse(line: &str) -> Option<ExitBatch> {
+        let (_, rest) = line.split_once("BENCH ")?;
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        let [kind, n, cycles] = w[..] else {
+            return None;
+        };
+        let kind = kind.strip_prefix("exit=").filter(|k| !k.is_empty())?;
+        Some(ExitBatch {
+            kind: kind.to_string(),
+            n: n.strip_prefix("n=")?.parse().ok()?,
+            cycles: cycles.strip_prefix("cycles=")?.parse().ok()?,
+        })
+    }
+
+    /// Cycles per exit, the whole round trip as the guest sees it; `None`
+    /// for an empty batch.
+    pub fn per_exit(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.cycles as f64 / self.n as f64)
+    }
+}
+
+/// The exitbench guest's kinds, in its order, each with the row of Keel's
+/// exit statistics that holds Keel's side of it. Those rows count every
+/// exit of the reason or device, not only the batch's (the local APIC's
+/// also holds the HLT batch's timer writes and EOIs), so compare the batch's
+/// count with the row's.
+pub const EXIT_KINDS: &[(&str, &str)] = &[
+    ("out_unclaimed", "io: (no device)"),
+    ("in_pm_timer", "io: ACPI PM timer"),
+    ("cpuid", "cpuid"),
+    ("rdmsr", "rdmsr"),
+    ("mmio_hpet_read", "npf: HPET"),
+    ("mmio_lapic_eoi", "npf: local APIC"),
+    ("hlt_timer", "hlt"),
+];
+
+/// Keel's share of a round trip: its mean cycles per exit (exit to next
+/// entry) over the guest-measured cycles per exit. Both are TSC cycles at
+/// the same rate (SVM and VMX only offset the guest's TSC). `None` without
+/// a round trip.
+pub fn keel_share(round_trip: f64, keel_mean: u64) -> Option<f64> {
+    (round_trip > 0.0).then(|| keel_mean as f64 / round_trip)
+}
+
+/// One kind of the exit bench: the guest's batch and Keel's row for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitKindCost {
+    pub batch: ExitBatch,
+    /// The label of Keel's row ([`EXIT_KINDS`]).
+    pub row: &'static str,
+    pub keel: Option<ExitRow>,
+}
+
+impl ExitKindCost {
+    pub fn share(&self) -> Option<f64> {
+        keel_share(self.batch.per_exit()?, self.keel.as_ref()?.keel_mean)
+    }
+}
+
+/// The exit bench: one run of the exitbench guest under Keel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitBench {
+    pub kinds: Vec<ExitKindCost>,
+    pub table: Option<ExitTable>,
+    /// The host's load average before and after the run.
+    pub load: [Option<[f64; 3]>; 2],
+}
+
+impl ExitBench {
+    /// The bench of Keel's run `o` of VM `vm`: every kind of [`EXIT_KINDS`]
+    /// must have its batch, of at least one exit.
+    pub fn parse(o: &Outcome, vm: &str) -> Result<ExitBench, String> {
+        let batches: Vec<ExitBatch> = o.lines.iter().filter_map(|l| ExitBatch::parse(l)).collect();
+        let table = ExitTable::parse(o, vm);
+        let mut kinds = Vec::new();
+        for &(kind, row) in EXIT_KINDS {
+            let batch = batches
+                .iter()
+                .find(|b| b.kind == kind && b.n > 0)
+                .ok_or_else(|| {
+                    format!("exitbench: no 'BENCH exit={kind} ...' line\n{}", o.report())
+                })?;
+            kinds.push(ExitKindCost {
+                batch: batch.clone(),
+                row,
+                keel: table.as_ref().and_then(|t| t.row(row)).cloned(),
+            });
+        }
+        Ok(ExitBench {
+            kinds,
+            table,
+            load: [None, None],
+        })
+    }
+
+    /// Its section of the table printed on stdout (its own columns).
+    pub fn rows(&self) -> String {
+        let mut t =
+            String::from("exit round trips (exitbench guest under Keel; TSC cycles per exit)\n");
+        t.push_str(&format!(
+            "  {:<16} {:>6} {:>12} {:<18} {:>8} {:>10} {:>7}\n",
+            "kind", "n", "round trip", "Keel's row", "count", "Keel mean", "share"
+        ));
+        for k in &self.kinds {
+            let trip = k
+                .batch
+                .per_exit()
+                .map_or(String::new(), |c| format!("{c:.0}"));
+            let (count, mean) = k.keel.as_ref().map_or((String::new(), String::new()), |r| {
+                (r.count.to_string(), r.keel_mean.to_string())
+            });
+            let share = k
+                .share()
+                .map_or(String::new(), |s| format!("{:.0}%", s * 100.0));
+            t.push_str(
+                format!(
+                    "  {:<16} {:>6} {:>12} {:<18} {:>8} {:>10} {:>7}",
+                    k.batch.kind, k.batch.n, trip, k.row, count, mean, share
+                )
+                .trim_end(),
+            );
+            t.push('\n');
+        }
+        t.push_str(&format!(
+            "  round trip: the guest's RDTSC over the batch / n; Keel mean: exit to next\n  \
+             entry from Keel's statistics (every exit of that row); share: Keel mean over\n  \
+             round trip; hlt_timer is a whole wake-up (timer write, sleep, interrupt, EOI)\n  \
+             host load average (1, 5, 15 min): {} before, {} after\n",
+            load_text(self.load[0]),
+            load_text(self.load[1])
+        ));
+        t
+    }
+
+    /// The JSON written to `target/bench/exits.json`.
+    pub fn json(&self) -> String {
+        let kinds: Vec<String> = self
+            .kinds
+            .iter()
+            .map(|k| {
+                let opt = |v: Option<f64>, digits: usize| {
+                    v.map_or("null".to_string(), |v| format!("{v:.digits$}"))
+                };
+                format!(
+                    "{{\"kind\": \"{}\", \"n\": {}, \"guest_cycles\": {}, \
+                     \"round_trip_cycles\": {}, \"keel_row\": \"{}\", \"keel_count\": {}, \
+                     \"keel_mean_cycles\": {}, \"keel_share\": {}}}",
+                    k.batch.kind.escape_default(),
+                    k.batch.n,
+                    k.batch.cycles,
+                    opt(k.batch.per_exit(), 1),
+                    k.row.escape_default(),
+                    k.keel
+                        .as_ref()
+                        .map_or("null".to_string(), |r| r.count.to_string()),
+                    k.keel
+                        .as_ref()
+                        .map_or("null".to_string(), |r| r.keel_mean.to_string()),
+                    opt(k.share(), 4),
+                )
+            })
+            .collect();
+        format!(
+            "{{\n  \"kinds\": [\n    {}\n  ],\n  \"load_average_before\": {},\n  \
+             \"load_average_after\": {},\n  \"keel_exit_stats\": {}\n}}\n",
+            kinds.join(",\n    "),
+            load_json(self.load[0]),
+            load_json(self.load[1]),
+            json_or_null(self.table.as_ref()),
+        )
+    }
+}
+
+fn load_text(l: Option<[f64; 3]>) -> String {
+    l.map_or("unknown".to_string(), |[a, b, c]| {
+        format!("{a:.2} {b:.2} {c:.2}")
+    })
+}
+
+fn load_json(l: Option<[f64; 3]>) -> String {
+    l.map_or("null".to_string(), |[a, b, c]| {
+        format!("[{a:.2}, {b:.2}, {c:.2}]")
+    })
+}
+
 /// The VM config of one Keel run of the IDE bench: like
 /// tests/vms/debian-ide.cfg, its disk the bench copy `image` (next to the
 /// config), no CD-ROM.
@@ -879,6 +1076,92 @@ mod tests {
             "{json}"
         );
         assert_eq!(ExitTable::parse(&outcome(&lines, 4), "other"), None);
+    }
+
+    #[test]
+    fn exit_bench_lines_parse() {
+        let b = ExitBatch::parse("[exitbench] BENCH exit=cpuid n=2000 cycles=303679508").unwrap();
+        assert_eq!(
+            b,
+            ExitBatch {
+                kind: "cpuid".into(),
+                n: 2000,
+                cycles: 303_679_508
+            }
+        );
+        assert!((b.per_exit().unwrap() - 151_839.754).abs() < 1e-9);
+        let empty = ExitBatch::parse("BENCH exit=hlt_timer n=0 cycles=0").unwrap();
+        assert_eq!(empty.per_exit(), None);
+        for bad in [
+            "BENCH exit=cpuid n=2000",
+            "BENCH exit= n=1 cycles=1",
+            "BENCH kind=cpuid n=1 cycles=1",
+            "BENCH exit=cpuid n=x cycles=1",
+            "BENCH exit=cpuid n=1 cycles=-1",
+            "BENCH exit=cpuid n=1 cycles=1 extra",
+            "BENCH dma 16 MiB 1 us XFER_MW_DMA_2",
+        ] {
+            assert_eq!(ExitBatch::parse(bad), None, "{bad}");
+        }
+        // The IDE parser leaves the exit lines alone.
+        assert_eq!(IdeRead::parse("BENCH exit=cpuid n=1 cycles=1"), None);
+    }
+
+    #[test]
+    fn keels_share_is_its_mean_over_the_round_trip() {
+        assert_eq!(keel_share(100_000.0, 60_000), Some(0.6));
+        assert_eq!(keel_share(0.0, 60_000), None);
+        let mut stats = exit_stats::ExitStats::new();
+        let cpuid = exit_stats::ExitClass::of(exit_stats::ExitKind::Cpuid);
+        for _ in 0..4 {
+            stats.exit(cpuid, 500);
+            stats.keel(cpuid, 250);
+        }
+        let mut text = String::new();
+        stats.write_table(|_| None, &mut text).unwrap();
+        let mut lines = vec![(
+            "keel: VM 'exitbench': exit statistics at its end (host TSC cycles at 1 MHz)"
+                .to_string(),
+            1,
+        )];
+        lines.extend(text.lines().map(|l| (format!("keel: exits: {l}"), 1)));
+        for (kind, _) in EXIT_KINDS {
+            lines.push((format!("[exitbench] BENCH exit={kind} n=4 cycles=4000"), 0));
+        }
+        let refs: Vec<(&str, u64)> = lines.iter().map(|(l, t)| (l.as_str(), *t)).collect();
+        let o = outcome(&refs, 2);
+        let b = ExitBench::parse(&o, "exitbench").unwrap();
+        assert_eq!(b.kinds.len(), EXIT_KINDS.len());
+        let c = b.kinds.iter().find(|k| k.batch.kind == "cpuid").unwrap();
+        assert_eq!(c.keel.as_ref().unwrap().keel_mean, 250);
+        assert_eq!(c.share(), Some(0.25));
+        // No row for the HPET in this table: no share, still a row.
+        let h = b
+            .kinds
+            .iter()
+            .find(|k| k.batch.kind == "mmio_hpet_read")
+            .unwrap();
+        assert_eq!(h.share(), None);
+        let rows = b.rows();
+        assert!(rows.contains("cpuid"), "{rows}");
+        assert!(rows.contains("25%"), "{rows}");
+        let json = b.json();
+        assert!(
+            json.contains(
+                "{\"kind\": \"cpuid\", \"n\": 4, \"guest_cycles\": 4000, \"round_trip_cycles\": 1000.0, \
+                 \"keel_row\": \"cpuid\", \"keel_count\": 4, \"keel_mean_cycles\": 250, \"keel_share\": 0.2500}"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"keel_share\": null"), "{json}");
+        // A kind without its line fails the bench.
+        let missing: Vec<(&str, u64)> = refs
+            .iter()
+            .copied()
+            .filter(|(l, _)| !l.contains("exit=rdmsr"))
+            .collect();
+        let e = ExitBench::parse(&outcome(&missing, 2), "exitbench").unwrap_err();
+        assert!(e.contains("exit=rdmsr"), "{e}");
     }
 
     #[test]

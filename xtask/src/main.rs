@@ -35,13 +35,15 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
-  bench [--timeout SECS]
+  bench [--timeout SECS] [--only exits]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
-                         initramfs on plain QEMU TCG (-kernel), and the Debian IDE disk
+                         initramfs on plain QEMU TCG (-kernel), run the exitbench guest
+                         (tests/vms/exitbench.cfg) under Keel, and the Debian IDE disk
                          image under Keel and on plain QEMU TCG (-drive if=ide), reading
                          its disk with DMA and PIO; print one table (times, ratios,
-                         MiB/s, VM exits per MiB), write target/bench/boot.json and
-                         target/bench/ide.json
+                         cycles per exit and Keel's share, MiB/s, VM exits per MiB),
+                         write target/bench/boot.json, exits.json and ide.json;
+                         --only exits runs only the exit bench
   help                   this text";
 
 /// Exit code for a usage error.
@@ -358,9 +360,16 @@ const BENCH_PIO_MIB: u32 = 16;
 fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let ws = Workspace::locate()?;
     let mut timeout = Duration::from_secs(300);
-    for (_, value) in flags(args, &["--timeout"])? {
-        match value.parse::<u64>() {
-            Ok(s) if s > 0 => timeout = Duration::from_secs(s),
+    let mut only_exits = false;
+    for (flag, value) in flags(args, &["--timeout", "--only"])? {
+        match (flag, value.parse::<u64>()) {
+            ("--only", _) if value == "exits" => only_exits = true,
+            ("--only", _) => {
+                return Err(Failure::Usage(format!(
+                    "--only {value}: the only section that runs alone is 'exits'"
+                )))
+            }
+            (_, Ok(s)) if s > 0 => timeout = Duration::from_secs(s),
             _ => {
                 return Err(Failure::Usage(format!(
                     "--timeout {value}: expected a whole number of seconds above 0"
@@ -370,14 +379,23 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     }
     deps::ensure(deps::QEMU)?;
     let bench_dir = ws.target_dir.join("bench");
+    let exits_path = ws.test_vms_dir().join("exitbench.cfg");
+    if only_exits {
+        let mut built = build(&ws, &[exits_path])?.into_iter();
+        let exits = run_exit_bench(built.next(), timeout)?;
+        print!("{}", exits.rows());
+        write_bench_json(&bench_dir, &[("exits.json", exits.json())])?;
+        return Ok(0);
+    }
     let vm_path = ws.test_vms_dir().join("linux.cfg");
     let ide = prepare_ide_bench(&ws, &bench_dir.join("ide"))?;
-    let mut vm_paths = vec![vm_path];
+    let mut vm_paths = vec![vm_path, exits_path];
     vm_paths.extend(ide.keel.iter().map(|r| r.config.clone()));
     let mut built = build(&ws, &vm_paths)?.into_iter();
     let (vm, iso) = built
         .next()
         .ok_or_else(|| "nothing was built".to_string())?;
+    let exits_vm = built.next();
     let guest_dir = ws.bare_metal_dir();
     let kernel_name = vm
         .config
@@ -426,16 +444,45 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         load: [load_before, xtask::bench::load_average()],
     };
 
+    let exits = run_exit_bench(exits_vm, timeout)?;
     let ide = run_ide_bench(&ide, built.collect(), kernel_file, timeout)?;
     print!("{}", xtask::bench::table(&[boot.rows(), ide.rows()]));
-    std::fs::create_dir_all(&bench_dir)
-        .map_err(|e| format!("cannot create {}: {e}", bench_dir.display()))?;
-    for (file, json) in [("boot.json", boot.json()), ("ide.json", ide.json())] {
-        let path = bench_dir.join(file);
+    print!("{}", exits.rows());
+    write_bench_json(
+        &bench_dir,
+        &[
+            ("boot.json", boot.json()),
+            ("exits.json", exits.json()),
+            ("ide.json", ide.json()),
+        ],
+    )?;
+    Ok(0)
+}
+
+/// Writes each `(file, json)` under `dir`.
+fn write_bench_json(dir: &Path, files: &[(&str, String)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (file, json) in files {
+        let path = dir.join(file);
         std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("xtask: wrote {}", path.display());
     }
-    Ok(0)
+    Ok(())
+}
+
+/// One run of the exitbench guest under Keel (QEMU TCG, SVM): its batches
+/// beside Keel's exit statistics.
+fn run_exit_bench(
+    built: Option<(VmFile, PathBuf)>,
+    timeout: Duration,
+) -> Result<xtask::bench::ExitBench, String> {
+    let (vm, iso) = built.ok_or_else(|| "exitbench.cfg was not built".to_string())?;
+    step("bench: the exitbench guest under Keel (QEMU TCG, SVM)");
+    let load_before = xtask::bench::load_average();
+    let o = xtask::bench::run_keel(&iso, vm.config.memory_mib, timeout)?;
+    let mut exits = xtask::bench::ExitBench::parse(&o, &vm.config.name)?;
+    exits.load = [load_before, xtask::bench::load_average()];
+    Ok(exits)
 }
 
 /// One Keel run of the IDE bench: its VM config, and the MiB it reads with
