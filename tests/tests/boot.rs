@@ -66,3 +66,31 @@ fn triple_fault_guest_stops_with_125() {
     let (vm, o) = boot("triple-fault");
     verdict(check_stop(&o, &vm.config.name, "triple fault", 125));
 }
+
+/// The exit micro-benchmark (issue 12): one BENCH line per exit kind of
+/// `cargo xtask bench`, each batch non-empty and timed, then debug-exit 0.
+#[test]
+fn exitbench_guest_reports_every_exit_kind() {
+    let (_, o) = boot("exitbench");
+    let bench = xtask::bench::ExitBench::parse(&o, "exitbench").unwrap_or_else(|e| panic!("{e}"));
+    for k in &bench.kinds {
+        assert!(
+            k.batch.n > 0 && k.batch.cycles > 0,
+            "{:?}\n{}",
+            k.batch,
+            o.report()
+        );
+        assert!(
+            k.keel.is_some(),
+            "no row '{}' in Keel's table\n{}",
+            k.row,
+            o.report()
+        );
+    }
+    verdict(check_stop(
+        &o,
+        "exitbench",
+        "guest debug-exit with status",
+        0,
+    ));
+}
