@@ -3,8 +3,7 @@
 //! the guest's verdict, which is what the hardware manuals give, and that
 //! Keel survived to print its final line with the VM's status.
 
-use keel_tests::{boot, check_guest_suite, check_stop, check_suite_report};
-use xtask::runner::Outcome;
+use keel_tests::{boot, check_guest_suite, check_idt_in_mmio, check_stop, check_suite_report};
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -65,20 +64,5 @@ fn hostile_dma_guest_gets_bus_master_errors_and_ram_stays_intact() {
 fn hostile_events_guest_is_handled_or_stopped() {
     let (vm, o) = boot("hostile-events");
     verdict(check_suite_report(&o, "hostile-events", 5));
-    verdict(idt_in_mmio_verdict(&o, &vm.config.name));
-}
-
-fn idt_in_mmio_verdict(o: &Outcome, vm: &str) -> Result<(), String> {
-    if check_stop(o, vm, "guest debug-exit with status 0", 0).is_ok() {
-        return Ok(());
-    }
-    check_stop(o, vm, "", 126)?;
-    match o.lines.iter().find(|l| l.contains("emulat")) {
-        Some(l) => Err(format!(
-            "Keel went to the instruction emulator for an interrupt through an IDT in MMIO: \
-             {l}\n{}",
-            o.report()
-        )),
-        None => Ok(()),
-    }
+    verdict(check_idt_in_mmio(&o, &vm.config.name));
 }

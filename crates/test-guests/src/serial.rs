@@ -94,16 +94,25 @@ MODE64
 .global putdec_lm
 putdec_lm:
     push %rax
+    mov %eax, %eax
+    call putdec64_lm
+    pop %rax
+    ret
+
+/* putdec64: write %rax in decimal (all 64 bits). Preserves all registers. */
+.global putdec64_lm
+putdec64_lm:
+    push %rax
     push %rcx
     push %rdx
     push %rdi
     mov $10, %ecx
     xor %edi, %edi
 1:  xor %edx, %edx
-    div %ecx
+    div %rcx
     push %rdx
     inc %edi
-    test %eax, %eax
+    test %rax, %rax
     jnz 1b
 2:  pop %rax
     add $'0', %al

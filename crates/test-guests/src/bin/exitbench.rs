@@ -66,10 +66,10 @@ global_asm!(
     mov %rax, %r13
     PUTS "BENCH exit=\kind n="
     mov $\n, %eax
-    call putdec64
+    call putdec64_lm
     PUTS " cycles="
     mov %r13, %rax
-    call putdec64
+    call putdec64_lm
     PRINTLN ""
 .endm
 
@@ -223,32 +223,6 @@ idt_bench_desc:
     .word (VEC_TIMER + 1) * 16 - 1
     .quad IDT_BENCH
     .popsection
-
-/* Write %rax in decimal (64 bits; putdec_lm takes 32). Preserves all
-   registers. */
-putdec64:
-    push %rax
-    push %rcx
-    push %rdx
-    push %rdi
-    mov $10, %ecx
-    xor %edi, %edi
-1:  xor %edx, %edx
-    div %rcx
-    push %rdx
-    inc %edi
-    test %rax, %rax
-    jnz 1b
-2:  pop %rax
-    add $'0', %al
-    call putc_lm
-    dec %edi
-    jnz 2b
-    pop %rdi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    ret
 "#,
     options(att_syntax)
 );
