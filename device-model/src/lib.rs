@@ -23,6 +23,7 @@ pub mod input;
 pub mod interrupt;
 pub mod irq;
 pub mod memory_map;
+pub mod net;
 pub mod pc;
 pub mod pci;
 pub mod power;

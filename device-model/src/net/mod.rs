@@ -1,0 +1,6 @@
+//! Networking: the emulated network cards and the backend each one sends
+//! its frames through (a port of Keel's switch, a test loopback).
+
+pub mod backend;
+
+pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};
