@@ -2,5 +2,6 @@
 //! its frames through (a port of Keel's switch, a test loopback).
 
 pub mod backend;
+pub mod e1000;
 
 pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};
