@@ -124,6 +124,15 @@ pub fn emulate<C: Cpu, M: Memory>(
     }
 }
 
+/// The length of the instruction at CS:RIP if it is HLT (prefixes
+/// included), `None` for any other, fetched as [`emulate`] fetches it.
+/// Nothing is changed.
+pub fn hlt_length<C: Cpu, M: Memory>(cpu: &mut C, mem: &mut M) -> Result<Option<u8>, Error> {
+    let mut ctx = access::Ctx::new(cpu, mem);
+    let d = decode::fetch_decode(&mut ctx, Fetch::Guest)?;
+    Ok((d.insn.mnemonic() == iced_x86::Mnemonic::Hlt).then_some(d.insn.len() as u8))
+}
+
 /// The length in bytes of the instruction at CS:RIP, fetched as [`emulate`] fetches
 /// it (for an exit whose length the hardware did not report). Nothing is changed.
 pub fn instruction_length<C: Cpu, M: Memory>(cpu: &mut C, mem: &mut M) -> Result<u8, Error> {

@@ -190,6 +190,15 @@ pub(super) fn instruction_length(
     }
 }
 
+/// The length of the HLT at CS:RIP, or `None` when the instruction there is
+/// another one or cannot be fetched (then nothing is done about it here:
+/// the guest meets any fault when it runs the instruction itself).
+pub(super) fn hlt_at_rip(vcpu: &mut impl VcpuState, platform: &mut impl Platform) -> Option<u8> {
+    x86_emul::hlt_length(&mut EmulatedCpu(vcpu), &mut EmulatedMemory(platform))
+        .ok()
+        .flatten()
+}
+
 /// What the instruction at CS:RIP writes to a control register, and its
 /// length, for a CR write exit that did not name its operand
 /// ([`super::CrOperand::Undecoded`]). `Err` is what the handler does instead

@@ -382,7 +382,7 @@ pub fn handle_exit(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::exit::{
         CpuidResult, CrAccess, CrOperand, IoDirection, IoExit, StringIo, MAX_UNEXPLAINED_FAULTS,
@@ -391,8 +391,8 @@ mod tests {
     use guest_memory::GuestMemory;
     use std::vec::Vec;
 
-    struct FakePlatform {
-        ram: GuestMemory,
+    pub(crate) struct FakePlatform {
+        pub(crate) ram: GuestMemory,
         writes: Vec<(u16, u8, u32)>,
         next_read: u32,
         reads: usize,
@@ -407,7 +407,7 @@ mod tests {
     }
 
     impl FakePlatform {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             FakePlatform {
                 ram: GuestMemory::new(0x10000),
                 writes: Vec::new(),

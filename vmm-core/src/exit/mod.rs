@@ -10,6 +10,7 @@ mod emulate;
 mod handler;
 mod io;
 mod msr;
+mod shadowed_hlt;
 mod stop;
 mod task_switch;
 
@@ -17,6 +18,7 @@ pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
 pub use handler::{handle_exit, Platform, VmPolicy};
 pub use msr::{MsrOutcome, MsrPolicy};
+pub use shadowed_hlt::complete_hlt_in_shadow;
 pub use stop::StopReason;
 
 /// The exit statistics' kinds (`crates/exit-stats`): [`VmExit::kind`] maps.

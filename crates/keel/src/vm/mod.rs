@@ -17,7 +17,9 @@ use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
-use vmm_core::exit::{handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy};
+use vmm_core::exit::{
+    complete_hlt_in_shadow, handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy,
+};
 use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
 use vmm_core::paging::{
     FlushTracker, GuestLayout, GuestPhysMap, MapError, Permissions, LARGE_PAGE_SIZE, PAGE_SIZE,
@@ -403,6 +405,9 @@ fn run_vcpu(
         if flushed.needs_flush(machine.apply_memory_map_changes()) {
             vcpu.flush_tlb();
         }
+        // `sti; hlt` with an interrupt waiting: the HLT completes first, as
+        // on hardware (the window exit may open inside the STI shadow).
+        complete_hlt_in_shadow(vcpu, machine);
         deliver(vcpu, machine);
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
