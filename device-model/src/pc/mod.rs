@@ -21,6 +21,7 @@
 //! | QEMU debug console | 0x402 | |
 //! | debug exit (isa-debug-exit) | 0xF4 | |
 //! | Keel's PCI test device (`keel_testdev = 1`), `test_device.rs` | 00:02.0, BAR0 at power-on 0xFEB00000 | MSI-X, INTA# |
+//! | Intel 82540EM NIC per `vif` ([`Pc::add_e1000`]), `net/e1000` | next free slot; BAR0 128 KiB memory, BAR1 64-byte I/O, ROM BAR with iPXE | INTA# |
 //!
 //! [`Pc`] owns the bus and the handles the VM loop needs. Each device gets
 //! what it needs when it is created (guest memory for those that do DMA,
