@@ -16,7 +16,7 @@
 //! | `stats.rs` | the statistics counters |
 //!
 //! Work happens in the register write that starts it (a TDT write sends up
-//! to [`tx::DESCS_PER_PASS`] descriptors) and in [`TimerDevice::service`]:
+//! to `tx::DESCS_PER_PASS` descriptors) and in [`TimerDevice::service`]:
 //! received frames move from the backend into free receive descriptors,
 //! the rest of a long transmit ring is sent, the delay timers fire. Every
 //! buffer is allocated when the device is created.
