@@ -228,3 +228,68 @@ fn service_passes_timers_and_ide_transfers_never_allocate() {
     }
     assert_eq!(m.pc.pio_read(0x1f7, 1), 0x50, "READ VERIFY completed");
 }
+
+#[test]
+fn e1000_transmit_receive_and_service_never_allocate() {
+    use device_model::net::e1000::{regs, E1000Config};
+    use device_model::net::{Loopback, MacAddress};
+    let mut m = Machine::new();
+    let mac = MacAddress([0x00, 0x16, 0x3e, 1, 2, 3]);
+    let bdf =
+        m.pc.add_e1000(E1000Config { mac, rom: None }, Box::new(Loopback::new()))
+            .unwrap();
+    const BAR0: u64 = 0xfebc_0000;
+    let dev = u32::from(bdf.device);
+    m.pci_write(dev, 0, 0x10, 4, BAR0 as u32);
+    m.pci_write(dev, 0, 0x04, 2, 0x7);
+    let w = |m: &mut Machine, off: u64, v: u32| m.mmio32(BAR0 + off, v);
+    // Receive ring: 32 descriptors at 0x18000, 2 KiB buffers from 0x20000.
+    for i in 0..32u64 {
+        m.ram
+            .write_obj(0x18000 + 16 * i, 0x20000 + 0x800 * i)
+            .unwrap();
+    }
+    w(&mut m, regs::RDBAL, 0x18000);
+    w(&mut m, regs::RDLEN, 32 * 16);
+    w(&mut m, regs::RDT, 31);
+    w(&mut m, regs::RCTL, regs::rctl::EN | regs::rctl::BAM);
+    w(&mut m, regs::IMS, regs::icr::RXT0 | regs::icr::TXDW);
+    w(&mut m, regs::ITR, 100);
+    w(&mut m, regs::RDTR, 10);
+    // Transmit ring: 64 descriptors at 0x38000, each a broadcast frame
+    // that the loopback hands back.
+    let frame = [0xffu8; 60];
+    m.ram.write(0x3a000, &frame).unwrap();
+    for i in 0..64u64 {
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&0x3a000u64.to_le_bytes());
+        d[8] = 60;
+        d[11] = 0x01 | 0x08 | 0x80; // EOP, RS, IDE
+        m.ram.write(0x38000 + 16 * i, &d).unwrap();
+    }
+    w(&mut m, regs::TDBAL, 0x38000);
+    w(&mut m, regs::TDLEN, 64 * 16);
+    w(&mut m, regs::TIDV, 5);
+    w(&mut m, regs::TCTL, regs::tctl::EN | regs::tctl::PSP);
+    m.pass();
+    let mut tail = 0u32;
+    let mut rx_tail = 31u32;
+    for i in 0..200 {
+        let n = count(|| {
+            tail = (tail + 4) % 64;
+            m.mmio32(BAR0 + regs::TDT, tail);
+            m.pc.service();
+            let _ = m.pc.next_deadline_ns();
+            let mut b = [0u8; 4];
+            m.pc.mmio_read(BAR0 + regs::ICR, &mut b);
+            rx_tail = (rx_tail + 4) % 32;
+            m.mmio32(BAR0 + regs::RDT, rx_tail);
+            m.clock.advance(100_000);
+            m.pc.service();
+        });
+        assert_eq!(n, 0, "e1000 pass {i} allocated");
+    }
+    let mut b = [0u8; 4];
+    m.pc.mmio_read(BAR0 + 0x4074, &mut b);
+    assert!(u32::from_le_bytes(b) > 100, "frames were received (GPRC)");
+}

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use device_model::interrupt::lapic::LapicConfig;
+use device_model::net::e1000::E1000Config;
+use device_model::net::{Loopback, MacAddress};
 use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use device_model::{AddressSpace, FakeClock, Pc, PcConfig, PowerRequest, RangeInfo};
 use guest_memory::GuestMemory;
@@ -161,6 +163,17 @@ impl Machine {
             DrivePosition::Master,
             IdeDrive::cdrom(Some(Box::new(ReadOnly(cd)))),
         );
+        // The e1000 on a loopback: what it sends comes back to its receive
+        // ring, so both paths run; a small option ROM behind its ROM BAR.
+        let rom: Arc<[u8]> = Arc::from(random_bytes(rng, 2048));
+        pc.add_e1000(
+            E1000Config {
+                mac: MacAddress([0x00, 0x16, 0x3e, 0, 0, 1]),
+                rom: Some(rom),
+            },
+            Box::new(Loopback::new()),
+        )
+        .expect("the e1000 plugs in");
         ram.write(0, &random_bytes(rng, RAM_SIZE))
             .expect("RAM_SIZE bytes fit");
         let mut m = Machine {
@@ -238,8 +251,9 @@ impl Machine {
         }
     }
 
-    /// The guest writes its RAM: random bytes, or a bus-master PRD entry
-    /// (a RAM address, a byte count, sometimes end-of-table) at a random place.
+    /// The guest writes its RAM: random bytes, an e1000 descriptor, or a
+    /// bus-master PRD entry (a RAM address, a byte count, sometimes
+    /// end-of-table) at a random place.
     fn scribble(&mut self, rng: &mut Rng) {
         let at = rng.below(RAM_SIZE as u64 - 16) as usize & !7;
         if rng.below(2) == 0 {
@@ -247,6 +261,13 @@ impl Machine {
             let mut bytes = vec![0u8; len];
             fill(rng, &mut bytes);
             let _ = self.ram.write(at as u64, &bytes);
+        } else if rng.below(2) == 0 {
+            // An e1000 descriptor (8254x SDM 3.3.3, 3.3.6-7): a RAM address,
+            // a length, random command, status and offsets.
+            let addr = rng.below(RAM_SIZE as u64);
+            let rest = rng.next() & !0xFFFF | rng.below(0x2000);
+            let _ = self.ram.write_obj(at as u64, addr);
+            let _ = self.ram.write_obj(at as u64 + 8, rest);
         } else {
             let addr = rng.below(RAM_SIZE as u64) as u32;
             let count = rng.below(0x1_0000) as u16;
@@ -314,7 +335,8 @@ impl Machine {
     fn random_access(&self, rng: &mut Rng) -> Access {
         if rng.below(12) == 0 {
             let reg = PCI_REGISTERS[rng.below(PCI_REGISTERS.len() as u64) as usize];
-            let (dev, func) = (rng.below(2) as u32, rng.below(4) as u32);
+            // Devices 0-3: the chipset, the test device (2) and the e1000 (3).
+            let (dev, func) = (rng.below(4) as u32, rng.below(4) as u32);
             return Access::PciConfigWrite {
                 address: 0x8000_0000 | (dev << 11) | (func << 8) | reg,
                 size: [1, 2, 4][rng.below(3) as usize],
@@ -392,7 +414,7 @@ impl Machine {
         match rng.below(8) {
             // A PCI configuration address on bus 0, where the functions are.
             0 if pio && (0xcf8..0xcfc).contains(&addr) => {
-                let (dev, func, reg) = (rng.below(3), rng.below(4), rng.below(256) & !3);
+                let (dev, func, reg) = (rng.below(4), rng.below(4), rng.below(256) & !3);
                 0x8000_0000 | (dev << 11) | (func << 8) | reg
             }
             // A guest-physical address inside RAM (DMA tables, fw_cfg DMA).
@@ -469,7 +491,7 @@ mod tests {
             );
         }
         // Ranges that exist only once the guest programs PCI are reached too.
-        for n in ["PIIX3 IDE", "PIIX4 PM", "ACPI PM timer"] {
+        for n in ["PIIX3 IDE", "PIIX4 PM", "ACPI PM timer", "e1000"] {
             assert!(seen.contains_key(n), "'{n}' never appeared on the bus");
         }
     }

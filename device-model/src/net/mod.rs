@@ -3,5 +3,7 @@
 
 pub mod backend;
 pub mod e1000;
+pub mod loopback;
 
 pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};
+pub use loopback::Loopback;

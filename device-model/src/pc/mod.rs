@@ -21,6 +21,7 @@
 //! | QEMU debug console | 0x402 | |
 //! | debug exit (isa-debug-exit) | 0xF4 | |
 //! | Keel's PCI test device (`keel_testdev = 1`), `test_device.rs` | 00:02.0, BAR0 at power-on 0xFEB00000 | MSI-X, INTA# |
+//! | Intel 82540EM NIC per `vif` ([`Pc::add_e1000`]), `net/e1000` | next free slot; BAR0 128 KiB memory, BAR1 64-byte I/O, ROM BAR with iPXE | INTA# |
 //!
 //! [`Pc`] owns the bus and the handles the VM loop needs. Each device gets
 //! what it needs when it is created (guest memory for those that do DMA,
@@ -185,6 +186,10 @@ pub struct Pc {
     resets: Vec<Box<dyn Fn() + Send>>,
     /// Where PCI events are taken to be acted on, allocated once.
     pci_events: Vec<PciEvent>,
+    /// The clock devices plugged in after `Pc::new` are timed by.
+    clock: ClockHandle,
+    /// Guest RAM, for the DMA of devices plugged in after `Pc::new`.
+    memory: GuestMemory,
     logs: PcLogs,
 }
 
@@ -408,6 +413,8 @@ impl Pc {
             },
             resets,
             pci_events: Vec::with_capacity(crate::pci::root::EVENT_CAPACITY),
+            clock,
+            memory: memory.clone(),
             logs: PcLogs::default(),
         };
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
@@ -489,20 +496,29 @@ impl Pc {
         &self.pci_layer
     }
 
-    /// Plugs a disk or CD-ROM into the IDE controller (before the VM runs).
     /// Plugs an Intel 82540EM (`net::e1000`) into the next free PCI slot,
-    /// sending and receiving its frames through `backend`.
+    /// sending and receiving its frames through `backend`. [`Pc::service`]
+    /// then moves its received frames, the rest of long transmit rings and
+    /// its interrupt timers; a machine reset resets it.
     pub fn add_e1000(
         &mut self,
         config: crate::net::e1000::E1000Config,
         backend: alloc::boxed::Box<dyn crate::net::NetBackend>,
     ) -> Result<Bdf, PcError> {
-        // The device model lands with issue 15's NIC work; until then no
-        // configuration can ask for it (`vif` is refused by the parser).
-        let _ = (config, backend);
-        Err(PcError::Pci(PciBusError::NoFreeSlot))
+        let nic = Arc::new(Mutex::new(crate::net::e1000::E1000::new(
+            config,
+            self.memory.clone(),
+            self.clock.clone(),
+            backend,
+        )));
+        let bdf = self.add_pci(nic.clone(), None)?;
+        // The PCI bus resets its functions (this one included) on a
+        // machine reset; the service list is the only other place it joins.
+        self.timers.push(nic);
+        Ok(bdf)
     }
 
+    /// Plugs a disk or CD-ROM into the IDE controller (before the VM runs).
     pub fn attach_ide(&mut self, channel: ChannelId, position: DrivePosition, drive: IdeDrive) {
         self.ide.lock().attach(channel, position, drive);
     }

@@ -696,3 +696,77 @@ fn the_chipset_map_starts_at_power_on_and_follows_pam_smram_and_a20() {
         writes: Writes::Allowed
     }));
 }
+
+#[test]
+fn an_e1000_joins_the_bus_by_name_is_serviced_and_reset_with_the_machine() {
+    use crate::net::e1000::{regs, E1000Config};
+    use crate::net::{Loopback, MacAddress};
+    let mut f = fixture();
+    let mac = MacAddress([0x00, 0x16, 0x3e, 0xaa, 0xbb, 0xcc]);
+    let bdf =
+        f.pc.add_e1000(E1000Config { mac, rom: None }, Box::new(Loopback::new()))
+            .unwrap();
+    assert_eq!(
+        (bdf.bus, bdf.device, bdf.function),
+        (0, 2, 0),
+        "the first free slot"
+    );
+    // Firmware: BAR0, BAR1, memory, I/O and bus master on.
+    const BAR0: u64 = 0xfebc_0000;
+    f.pci_write(2, 0, 0x10, 4, BAR0 as u32);
+    f.pci_write(2, 0, 0x14, 4, 0xc041);
+    f.pci_write(2, 0, 0x04, 2, 0x7);
+    let names: Vec<_> = f.pc.bus().ranges().filter(|r| r.name == "e1000").collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "BAR0 and BAR1 on the bus by name: {names:?}"
+    );
+    let r32 = |f: &mut Fixture, off: u64| {
+        let mut b = [0u8; 4];
+        f.pc.mmio_read(BAR0 + off, &mut b);
+        u32::from_le_bytes(b)
+    };
+    let w32 = |f: &mut Fixture, off: u64, v: u32| f.pc.mmio_write(BAR0 + off, &v.to_le_bytes());
+    assert_eq!(r32(&mut f, regs::RAL0), 0xaa3e_1600);
+    // A receive ring at 1 MiB, buffers from 2 MiB; a transmit ring at 3 MiB.
+    for i in 0..8u64 {
+        f.ram.write_obj(MIB + 16 * i, 2 * MIB + 0x800 * i).unwrap();
+    }
+    w32(&mut f, regs::RDBAL, MIB as u32);
+    w32(&mut f, regs::RDLEN, 128);
+    w32(&mut f, regs::RDT, 7);
+    w32(
+        &mut f,
+        regs::RCTL,
+        regs::rctl::EN | regs::rctl::BAM | regs::rctl::SECRC,
+    );
+    let frame: Vec<u8> = (0..64u8).map(|i| if i < 6 { 0xff } else { i }).collect();
+    f.ram.write(4 * MIB, &frame).unwrap();
+    let mut d = [0u8; 16];
+    d[..8].copy_from_slice(&(4 * MIB).to_le_bytes());
+    d[8] = 64;
+    d[11] = 0x01 | 0x08; // EOP, RS
+    f.ram.write(3 * MIB, &d).unwrap();
+    w32(&mut f, regs::TDBAL, (3 * MIB) as u32);
+    w32(&mut f, regs::TDLEN, 128);
+    w32(&mut f, regs::TCTL, regs::tctl::EN);
+    w32(&mut f, regs::IMS, regs::icr::RXT0);
+    w32(&mut f, regs::TDT, 1);
+    // The frame looped back waits for the service pass.
+    let now = f.clock.now_ns();
+    assert_eq!(f.pc.next_deadline_ns(), Some(now));
+    f.pc.service();
+    assert_eq!(r32(&mut f, regs::RDH), 1);
+    let mut got = [0u8; 64];
+    f.ram.read(2 * MIB, &mut got).unwrap();
+    assert_eq!(got[..], frame[..]);
+    assert_eq!(r32(&mut f, regs::ICR) & regs::icr::RXT0, regs::icr::RXT0);
+    // The machine reset puts the NIC back to its power-on state.
+    f.pc.reset();
+    f.pci_write(2, 0, 0x10, 4, BAR0 as u32);
+    f.pci_write(2, 0, 0x04, 2, 0x7);
+    assert_eq!(r32(&mut f, regs::RCTL), 0);
+    assert_eq!(r32(&mut f, regs::IMS), 0);
+    assert_eq!(r32(&mut f, regs::RDLEN), 0);
+}
