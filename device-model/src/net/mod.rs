@@ -3,5 +3,7 @@
 
 pub mod backend;
 pub mod e1000;
+pub mod switch;
 
 pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};
+pub use switch::{Switch, SwitchFull, SwitchPort};
