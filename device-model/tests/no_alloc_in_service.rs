@@ -293,3 +293,38 @@ fn e1000_transmit_receive_and_service_never_allocate() {
     m.pc.mmio_read(BAR0 + 0x4074, &mut b);
     assert!(u32::from_le_bytes(b) > 100, "frames were received (GPRC)");
 }
+
+/// Keel's switch copies frames through queues allocated with its ports:
+/// floods, learnt forwarding, full queues, runts, giants and table
+/// replacement allocate nothing.
+#[test]
+fn switch_forwarding_never_allocates() {
+    use device_model::net::{NetBackend, Switch, MAX_FRAME_LEN};
+    let clock = FakeClock::new(1);
+    let switch = Switch::new(clock.clone());
+    let mut ports: Vec<_> = (0..3).map(|_| switch.add_port().unwrap()).collect();
+    let mut frame = [0u8; MAX_FRAME_LEN + 1];
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let n = count(|| {
+        for i in 0..2000u32 {
+            frame[..6].copy_from_slice(if i % 3 == 0 {
+                &[0xff; 6]
+            } else {
+                &[2, 0, 0, 0, 0, 1]
+            });
+            frame[6] = 2;
+            frame[8..12].copy_from_slice(&i.to_be_bytes());
+            let len = [60, 13, MAX_FRAME_LEN, MAX_FRAME_LEN + 1][i as usize % 4];
+            ports[i as usize % 3].send(&frame[..len]);
+            if i % 5 == 0 {
+                for p in ports.iter_mut() {
+                    let _ = p.receive(&mut buf);
+                    let _ = p.frame_waiting();
+                }
+            }
+            clock.advance(1_000_000_000);
+        }
+    });
+    assert_eq!(n, 0, "the switch allocated {n} times while forwarding");
+    assert!(ports[1].counters().dropped > 0, "the queues filled up");
+}

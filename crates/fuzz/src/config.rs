@@ -28,7 +28,7 @@ fn corpus() -> &'static [Vec<u8>] {
 const EVERY_KEY: &[u8] = b"name = 'vm'\nmemory = 0x40 # MiB\nvcpus = 1; keel_testdev = 1\n\
 firmware = \"seabios\"\nkernel = 'vmlinuz'\nramdisk = 'initrd'\ncmdline = 'a\\tb\\x41\\101'\n\
 disk = [ 'a.img,raw,hda,rw', 'phy:virtio0,hdb,w',\n  'target=c.iso,vdev=hdc,devtype=cdrom,access=r', \
-'file:d.img,hdd,r', ]\nvif = [ 'bridge=br0' ]\non_crash = 'destroy'\n";
+'file:d.img,hdd,r', ]\nvif = [ 'model=e1000,mac=00:16:3e:0a:bc:ff,bridge=virtio1', 'type=ioemu,ip=10.0.0.2' ]\non_crash = 'destroy'\n";
 
 /// Pieces of the syntax, inserted whole.
 const TOKENS: &[&[u8]] = &[
@@ -88,6 +88,15 @@ const TOKENS: &[&[u8]] = &[
     b",r",
     b":",
     b"=,=,",
+    b"model=e1000",
+    b"model=virtio-net",
+    b"mac=",
+    b"00:16:3e:01:02:03",
+    b"01:00:5e:00:00:01",
+    b"bridge=",
+    b"virtio1",
+    b"type=ioemu",
+    b"vifname=",
 ];
 
 pub(crate) fn run(rng: &mut Rng) {
@@ -153,7 +162,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
 
 /// The parser's promises: no panic, every error on a line of the input
 /// except the one about the file as a whole (no `name`), and an accepted
-/// configuration's disks are all attachable (finding #9).
+/// configuration's disks are all attachable (finding #9) and its vifs all parse.
 fn check(input: &[u8]) {
     let lines = 1 + input.iter().filter(|&&b| b == b'\n').count() as u32;
     match vm_config::parse_bytes(input) {
@@ -172,6 +181,12 @@ fn check(input: &[u8]) {
             for w in &parsed.warnings {
                 assert!((1..=lines).contains(&w.line), "{w} in {input:?}");
                 let _ = w.in_file("fuzz.cfg").to_string();
+            }
+            let vifs = c
+                .vif_specs()
+                .unwrap_or_else(|e| panic!("accepted {input:?} with a bad vif: {e}"));
+            for v in &vifs {
+                assert_eq!(v.mac[0] & 1, 0, "accepted {input:?} with a multicast MAC");
             }
             let _ = c.images();
         }

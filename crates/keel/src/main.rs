@@ -124,7 +124,7 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         None => log::warn!("no usable local APIC timer: a halted guest will keep this CPU busy"),
     }
 
-    let host_disks = host::HostDisks::probe(&mut frames);
+    let (host_disks, host_nics) = host::probe(&mut frames);
 
     let backend = match cpu::detect() {
         Ok(backend) => backend,
@@ -156,6 +156,7 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
     let mut images = vm::Images {
         modules,
         host_disks,
+        host_nics,
     };
     match vm::run(&config, &mut images, &mut frames, backend, &reserved) {
         Ok(stop) => {

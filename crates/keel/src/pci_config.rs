@@ -16,6 +16,11 @@ pub const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
 /// A modern (non-transitional) virtio-blk device: 0x1040 + device type 2.
 pub const VIRTIO_BLK_MODERN: u16 = 0x1042;
 
+/// A transitional virtio-net device (virtio 1.2, 4.1.2.1).
+pub const VIRTIO_NET_TRANSITIONAL: u16 = 0x1000;
+/// A modern (non-transitional) virtio-net device: 0x1040 + device type 1.
+pub const VIRTIO_NET_MODERN: u16 = 0x1041;
+
 /// The CONFIG_ADDRESS value for the dword at `offset` of `bus:device.function`:
 /// enable bit 31, bus in 23:16, device in 15:11, function in 10:8, the
 /// dword-aligned register in 7:2.
@@ -30,6 +35,17 @@ pub fn config_address(bus: u8, device: u8, function: u8, offset: u8) -> u32 {
 /// Whether a vendor/device ID pair is a virtio-blk device Keel can drive.
 pub fn is_virtio_blk(vendor: u16, device: u16) -> bool {
     vendor == VIRTIO_VENDOR_ID && matches!(device, VIRTIO_BLK_TRANSITIONAL | VIRTIO_BLK_MODERN)
+}
+
+/// Whether a vendor/device ID pair is a virtio-net device Keel can drive.
+pub fn is_virtio_net(vendor: u16, device: u16) -> bool {
+    vendor == VIRTIO_VENDOR_ID && matches!(device, VIRTIO_NET_TRANSITIONAL | VIRTIO_NET_MODERN)
+}
+
+/// Whether a transitional (rather than modern-only) virtio device ID
+/// (virtio 1.2, 4.1.2.1: transitional IDs are 0x1000-0x103F).
+pub fn is_transitional_virtio(device: u16) -> bool {
+    (0x1000..0x1040).contains(&device)
 }
 
 #[cfg(test)]
@@ -50,5 +66,16 @@ mod tests {
         assert!(is_virtio_blk(0x1AF4, 0x1042));
         assert!(!is_virtio_blk(0x1AF4, 0x1000), "a network card");
         assert!(!is_virtio_blk(0x8086, 0x1001));
+    }
+
+    #[test]
+    fn virtio_net_ids() {
+        assert!(is_virtio_net(0x1AF4, 0x1000));
+        assert!(is_virtio_net(0x1AF4, 0x1041));
+        assert!(!is_virtio_net(0x1AF4, 0x1001), "a block device");
+        assert!(!is_virtio_net(0x1AF4, 0x1042), "a modern block device");
+        assert!(!is_virtio_net(0x8086, 0x100E), "an e1000");
+        assert!(is_transitional_virtio(0x1000) && is_transitional_virtio(0x1001));
+        assert!(!is_transitional_virtio(0x1041));
     }
 }

@@ -25,7 +25,7 @@
 //! | `ramdisk` | string | none | an initial ramdisk for `kernel` |
 //! | `cmdline` | string | none | the kernel command line |
 //! | `disk` | list of strings | `[]` | disk specifications ([`DiskSpec`]), each checked, kept verbatim |
-//! | `vif` | list of strings | `[]` | network interface specifications, kept verbatim |
+//! | `vif` | list of strings | `[]` | network cards ([`VifSpec`]: `'model=e1000,mac=...,bridge=virtio0'`), each checked, kept verbatim |
 //!
 //! Any other key is parsed (so its syntax must be right) and reported as a
 //! [`Warning`]; setting the same key twice is an error. Parsing never panics:
@@ -36,6 +36,7 @@ extern crate alloc;
 
 mod disk;
 mod lex;
+mod vif;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -44,6 +45,7 @@ use core::fmt;
 
 pub use disk::{DiskBackend, DiskSpec, IdeSlot, HOST_DISK_PREFIX};
 pub use lex::{Setting, Value};
+pub use vif::{generated_mac, NicModel, VifSpec, HOST_NIC_PREFIX};
 
 /// Guest RAM when the configuration does not say, in MiB (as xl's default).
 pub const DEFAULT_MEMORY_MIB: u32 = 128;
@@ -55,6 +57,11 @@ pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
 pub const MAX_VCPUS: u32 = 1;
 /// Longest accepted `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
+/// The most network cards a VM may have (each takes a PCI slot).
+pub const MAX_VIFS: usize = 4;
+/// The boot module holding the e1000's option ROM (iPXE), named in the
+/// image list of a VM that boots firmware and has an e1000.
+pub const PXE_E1000_ROM: &str = "pxe-e1000";
 
 /// A validated VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +83,8 @@ pub struct VmConfig {
     /// `disk`: disk specifications, verbatim; each parses as a [`DiskSpec`]
     /// and no two share an IDE slot (checked by [`parse`]).
     pub disks: Vec<String>,
-    /// `vif`: network interface specifications, verbatim.
+    /// `vif`: network interface specifications, verbatim; each parses as a
+    /// [`VifSpec`] (checked by [`parse`]).
     pub vifs: Vec<String>,
     /// `keel_testdev`: Keel's own key (not xl's): 1 adds Keel's PCI test
     /// device (`device-model/src/test_device.rs`) the test guests use; 0
@@ -86,7 +94,9 @@ pub struct VmConfig {
 
 impl VmConfig {
     /// The images this configuration names, as `(key, value)` pairs in the order
-    /// firmware, kernel, ramdisk. Each is loaded as a boot module whose command
+    /// firmware, kernel, ramdisk, disks, then the e1000's option ROM
+    /// ([`PXE_E1000_ROM`]) when firmware such as SeaBIOS (`firmware =`, not
+    /// the BIOS shim) boots a VM with an e1000 vif. Each is loaded as a boot module whose command
     /// line is exactly `value` (docs/ARCHITECTURE.md, "Boot modules").
     pub fn images(&self) -> Vec<(&'static str, &str)> {
         let mut images: Vec<(&'static str, &str)> = self
@@ -112,6 +122,13 @@ impl VmConfig {
                 images.push(("disk", &d[at.0..at.0 + at.1]));
             }
         }
+        if self.firmware.is_some()
+            && self
+                .vif_specs()
+                .is_ok_and(|v| v.iter().any(|v| v.model == NicModel::E1000))
+        {
+            images.push(("rom", PXE_E1000_ROM));
+        }
         images
     }
 
@@ -131,6 +148,21 @@ impl VmConfig {
         self.disks
             .iter()
             .map(|d| DiskSpec::parse(d).map_err(|e| alloc::format!("disk '{d}': {e}")))
+            .collect()
+    }
+}
+
+impl VmConfig {
+    /// The `vif` entries, parsed (generated MACs from the VM's name). A
+    /// configuration from [`parse`] has had every entry checked; the error
+    /// (naming the entry) is for one built by hand.
+    pub fn vif_specs(&self) -> Result<Vec<VifSpec>, String> {
+        self.vifs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                VifSpec::parse(v, &self.name, i).map_err(|e| alloc::format!("vif {i} '{v}': {e}"))
+            })
             .collect()
     }
 }
@@ -315,7 +347,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
             "ramdisk" => config.ramdisk = Some(image(s)?),
             "cmdline" => config.cmdline = Some(string(s, "a string")?.to_string()),
             "disk" => config.disks = disk_list(s)?,
-            "vif" => config.vifs = string_list(s)?,
+            "vif" => config.vifs = vif_list(s)?,
             other => warnings.push(Warning {
                 line: s.line,
                 message: format!(
@@ -402,6 +434,33 @@ fn disk_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
         used.push((spec.slot, d));
     }
     Ok(disks)
+}
+
+/// The `vif` list: every entry a [`VifSpec`], at most [`MAX_VIFS`], no
+/// station address twice, so that a typo is reported with its file and line.
+fn vif_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
+    let vifs = string_list(s)?;
+    if vifs.len() > MAX_VIFS {
+        return Err(s.error(&format!(
+            "{} network cards; a VM has at most {MAX_VIFS}",
+            vifs.len()
+        )));
+    }
+    let mut macs: Vec<[u8; 6]> = Vec::new();
+    for (i, v) in vifs.iter().enumerate() {
+        // The name is not known yet (it may come later in the file): the
+        // generated MACs differ per index whatever the name is.
+        let spec = VifSpec::parse(v, "", i)
+            .map_err(|e| ConfigError::at(s.line, format!("vif {i} '{v}': {e}")))?;
+        if macs.contains(&spec.mac) {
+            return Err(ConfigError::at(
+                s.line,
+                format!("vif {i} '{v}': another vif has the same mac; give each its own"),
+            ));
+        }
+        macs.push(spec.mac);
+    }
+    Ok(vifs)
 }
 
 fn string_list(s: &Setting) -> Result<Vec<String>, ConfigError> {

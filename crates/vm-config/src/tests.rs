@@ -273,3 +273,55 @@ fn disk_entries_are_checked_where_they_are_written() {
     let slots: Vec<IdeSlot> = c.disk_specs().unwrap().iter().map(|d| d.slot).collect();
     assert_eq!(slots, IdeSlot::ALL);
 }
+
+#[test]
+fn vif_entries_are_parsed_and_checked_where_they_are_written() {
+    let c = ok(
+        "vif = [ 'model=e1000,mac=00:16:3e:0a:bc:ff,bridge=virtio1', 'type=ioemu' ]\n\
+                name = 'net'\n",
+    )
+    .config;
+    let specs = c.vif_specs().unwrap();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[0].mac, [0x00, 0x16, 0x3e, 0x0a, 0xbc, 0xff]);
+    assert_eq!(specs[0].bridge, 1);
+    // The second has no mac: generated from the VM's name, whatever the
+    // order of the keys in the file.
+    assert_eq!(specs[1].mac, generated_mac("net", 1));
+    assert_eq!((specs[1].model, specs[1].bridge), (NicModel::E1000, 0));
+
+    assert_eq!(
+        err("name = 'n'\n\nvif = [ 'bridge=br0' ]\n"),
+        "vm.cfg:3: vif 0 'bridge=br0': bridge 'br0': Keel bridges to the machine's \
+         virtio-net NICs, named virtio0, virtio1, ... in PCI scan order"
+    );
+    let e = err("name = 'n'\nvif = [ '', 'model=virtio-net' ]\n");
+    assert!(
+        e.starts_with("vm.cfg:2: vif 1 'model=virtio-net': ") && e.contains("issue 17"),
+        "{e}"
+    );
+    let e = err("name = 'n'\nvif = [ 'mac=02:00:00:00:00:01', 'mac=02:00:00:00:00:01' ]\n");
+    assert!(e.contains("vif 1") && e.contains("same mac"), "{e}");
+    let e = err("name = 'n'\nvif = [ '', '', '', '', '' ]\n");
+    assert!(e.contains("at most 4"), "{e}");
+    assert!(err("name = 'n'\nvif = [ 'bridge=virtio0,colour=red' ]").contains("'colour='"));
+}
+
+#[test]
+fn an_e1000_under_firmware_names_its_option_rom() {
+    let c = ok("name = 'p'\nfirmware = 'seabios'\nvif = [ 'mac=02:00:00:00:00:01' ]\n").config;
+    assert_eq!(
+        c.images(),
+        vec![("firmware", "seabios"), ("rom", PXE_E1000_ROM)]
+    );
+    assert_eq!(PXE_E1000_ROM, "pxe-e1000");
+    // The BIOS shim boots the kernel itself: no option ROM runs.
+    let c = ok("name = 'p'\nkernel = 'vmlinuz'\nvif = [ '' ]\n").config;
+    assert_eq!(
+        c.images(),
+        vec![("firmware", BIOS_SHIM), ("kernel", "vmlinuz")]
+    );
+    // No vif, no ROM.
+    let c = ok("name = 'p'\nfirmware = 'seabios'\n").config;
+    assert_eq!(c.images(), vec![("firmware", "seabios")]);
+}

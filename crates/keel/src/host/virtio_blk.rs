@@ -3,30 +3,24 @@
 //! [`BlockBackend`] an emulated IDE drive can sit on: persistent storage for
 //! guests (`disk = [ 'phy:virtio0,hda,w' ]`).
 //!
-//! Found at boot by a scan of PCI bus 0 (vendor 0x1AF4, device 0x1001
-//! transitional or 0x1042 modern); `virtioN` is the N-th in scan order.
-//! Requests are synchronous: Keel polls the used ring, which is fine for a
-//! guest that waits on its own disk anyway. DMA memory is a pool of frames
-//! taken from the frame allocator; Keel identity-maps all memory, so a
-//! buffer's physical address is its address.
+//! Found at boot by the scan of PCI bus 0 in `host::virtio` (vendor 0x1AF4,
+//! device 0x1001 transitional or 0x1042 modern); `virtioN` is the N-th disk
+//! in scan order. Requests are synchronous: Keel polls the used ring, which
+//! is fine for a guest that waits on its own disk anyway. DMA pages and the
+//! crate's HAL are `host::virtio`'s.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::ptr::NonNull;
 
 use device_model::storage::block::sector_range;
 use device_model::storage::{BlockBackend, BlockError};
-use keel::dma_pool::DmaPool;
-use keel::frames::{FrameAllocator, FRAME_SIZE};
-use keel::pci_config::{is_virtio_blk, VIRTIO_BLK_TRANSITIONAL};
 use virtio_drivers::device::blk::VirtIOBlk;
-use virtio_drivers::transport::pci::bus::{BarInfo, Command, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::PciRoot;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::{DeviceStatus, Transport};
-use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 use super::pci::PortCam;
+use super::virtio::{Found, KeelHal};
 
 /// The name prefix of host disks in VM configurations (`virtio0`).
 use vm_config::HOST_DISK_PREFIX;
@@ -37,67 +31,9 @@ const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
 /// Sectors per device request: 64 KiB, one data descriptor each.
 const MAX_REQUEST_SECTORS: usize = 128;
 /// DMA pages per disk: the crate's 16-entry virtqueue needs two or three.
-const DMA_PAGES_PER_DISK: usize = 8;
+pub(super) const DMA_PAGES_PER_DISK: usize = 8;
 /// Host disks Keel drives at most.
-const MAX_DISKS: usize = 8;
-/// Memory BARs must be identity-mapped by Keel's page tables, which always
-/// cover the first 4 GiB (`memory::paging`).
-const MAPPED_MMIO_END: u64 = 1 << 32;
-
-/// The frames the [`KeelHal`] hands out, set once by [`HostDisks::probe`].
-static DMA_POOL: spin::Mutex<Option<DmaPool>> = spin::Mutex::new(None);
-
-/// The `virtio-drivers` hardware abstraction over Keel's memory: DMA pages
-/// from [`DMA_POOL`], and identity mapping for everything else.
-pub struct KeelHal;
-
-// SAFETY: dma_alloc hands out zeroed, page-aligned pages of the pool, which
-// the frame allocator gave to this module alone, each run to one owner until
-// dma_dealloc returns it; every address is identity-mapped, so the pointer
-// and the physical address are the same and both are valid.
-unsafe impl Hal for KeelHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let Some(pa) = DMA_POOL.lock().as_mut().and_then(|p| p.alloc(pages)) else {
-            // Physical address 0 tells the crate the allocation failed.
-            return (0, NonNull::dangling());
-        };
-        let ptr = pa as *mut u8;
-        // SAFETY: [pa, pa + pages * 4 KiB) is pool memory now owned by the
-        // caller alone, identity-mapped and writable.
-        unsafe { ptr.write_bytes(0, pages * FRAME_SIZE as usize) };
-        match NonNull::new(ptr) {
-            Some(p) => (pa, p),
-            None => (0, NonNull::dangling()),
-        }
-    }
-
-    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let freed = DMA_POOL
-            .lock()
-            .as_mut()
-            .is_some_and(|p| p.free(paddr, pages));
-        if freed {
-            0
-        } else {
-            -1
-        }
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        // HostDisks::probe checked every memory BAR of the device: non-zero
-        // and below MAPPED_MMIO_END.
-        debug_assert!(paddr != 0 && paddr + size as u64 <= MAPPED_MMIO_END);
-        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        // Identity-mapped and cache-coherent: the device reads and writes
-        // the buffer where it is.
-        buffer.as_ptr() as *mut u8 as PhysAddr
-    }
-
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
-}
+pub(super) const MAX_DISKS: usize = 8;
 
 type Device = VirtIOBlk<KeelHal, PciTransport>;
 
@@ -225,46 +161,25 @@ pub struct HostDisks {
 }
 
 impl HostDisks {
-    /// No host disks (a machine without virtio-blk).
-    pub fn none() -> Self {
-        HostDisks { slots: Vec::new() }
-    }
-
-    /// Scans PCI bus 0 for virtio-blk functions and starts each: DMA pages
-    /// come from `frames`. Problems are logged and kept, to be reported when
-    /// a VM configuration names the disk.
-    pub fn probe(frames: &mut FrameAllocator) -> Self {
-        let mut root = PciRoot::new(PortCam::new());
-        let found: Vec<(DeviceFunction, u16)> = root
-            .enumerate_bus(0)
-            .filter(|(_, info)| is_virtio_blk(info.vendor_id, info.device_id))
-            .map(|(f, info)| (f, info.device_id))
-            .take(MAX_DISKS)
-            .collect();
-        if found.is_empty() {
-            return Self::none();
-        }
-        let pages = DMA_PAGES_PER_DISK * found.len();
-        match frames.alloc_contiguous(pages as u64 * FRAME_SIZE, FRAME_SIZE) {
-            Some(base) => *DMA_POOL.lock() = Some(DmaPool::new(base, pages)),
-            None => log::error!("no memory for the host disks' DMA ({pages} pages)"),
-        }
+    /// Starts the virtio-blk functions the scan found (`host::virtio::probe`),
+    /// in order. Problems are logged and kept, to be reported when a VM
+    /// configuration names the disk.
+    pub(super) fn start(root: &mut PciRoot<PortCam>, found: &[Found]) -> Self {
         let mut slots = Vec::new();
-        for (n, (function, device_id)) in found.into_iter().enumerate() {
+        for (n, f) in found.iter().enumerate() {
             let name = format!("{HOST_DISK_PREFIX}{n}");
-            let kind = if device_id == VIRTIO_BLK_TRANSITIONAL {
-                "transitional"
-            } else {
-                "modern"
-            };
-            match start(&mut root, function, name.clone()) {
+            match start(root, f, name.clone()) {
                 Ok(disk) => {
                     log::info!(
-                        "host disk {name}: virtio-blk at {function} ({kind}, 1af4:{device_id:04x}), \
-                         {} sectors ({} MiB), {}, {}",
+                        "host disk {name}: virtio-blk at {}, {} sectors ({} MiB), {}, {}",
+                        f.describe(),
                         disk.capacity,
                         disk.capacity / 2048,
-                        if disk.read_only { "read-only" } else { "writable" },
+                        if disk.read_only {
+                            "read-only"
+                        } else {
+                            "writable"
+                        },
                         if disk.flush {
                             "write cache (flushes sent as VIRTIO_BLK_T_FLUSH)"
                         } else {
@@ -274,7 +189,10 @@ impl HostDisks {
                     slots.push(Slot::Ready(alloc::boxed::Box::new(disk)));
                 }
                 Err(why) => {
-                    log::error!("host disk {name}: virtio-blk at {function} cannot be used: {why}");
+                    log::error!(
+                        "host disk {name}: virtio-blk at {} cannot be used: {why}",
+                        f.function
+                    );
                     slots.push(Slot::Failed(why));
                 }
             }
@@ -312,38 +230,9 @@ impl HostDisks {
     }
 }
 
-/// Enables the function's memory decoding and bus mastering, checks its
-/// memory BARs are mapped, and starts the crate's driver on it.
-fn start(
-    root: &mut PciRoot<PortCam>,
-    function: DeviceFunction,
-    name: String,
-) -> Result<VirtioDisk, String> {
-    let (_, command) = root.get_status_command(function);
-    root.set_command(
-        function,
-        command | Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
-    );
-    let bars = root
-        .bars(function)
-        .map_err(|e| format!("reading its BARs failed: {e}"))?;
-    for (i, bar) in bars.iter().enumerate() {
-        if let Some(BarInfo::Memory { address, size, .. }) = bar {
-            if *address == 0 || address.saturating_add(*size) > MAPPED_MMIO_END {
-                return Err(format!(
-                    "BAR{i} is at {address:#x} (size {size:#x}); Keel needs the firmware to \
-                     place it below 4 GiB"
-                ));
-            }
-        }
-    }
-    let mut transport = PciTransport::new::<KeelHal, _>(root, function)
-        .map_err(|e| format!("no virtio 1.x PCI transport: {e}"))?;
-    // Reset, then read the offered features (virtio 1.2, 3.1.1 steps 1-4);
-    // the crate's driver resets again and negotiates.
-    transport.set_status(DeviceStatus::empty());
-    transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
-    let offered = transport.read_device_features();
+/// Starts the crate's driver on the function.
+fn start(root: &mut PciRoot<PortCam>, found: &Found, name: String) -> Result<VirtioDisk, String> {
+    let (transport, offered) = super::virtio::transport(root, found.function)?;
     let device: Device =
         VirtIOBlk::new(transport).map_err(|e| format!("the device did not start: {e}"))?;
     Ok(VirtioDisk {

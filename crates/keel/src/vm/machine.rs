@@ -12,11 +12,17 @@ use alloc::vec::Vec;
 use guest_log::RateLimitedLog;
 use vmm_core::paging::VmMemoryMap;
 
+use crate::host::Bridge;
+
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
 use guest_memory::{GuestMemory, HostRegionId};
 use vmm_core::exit::MsrOutcome;
 use vmm_core::interrupts::InterruptSource;
+
+/// How long a halted vCPU sleeps at most while its VM has a host uplink:
+/// frames from the wire wait at most this long in the host NIC.
+pub const NET_POLL_NS: u64 = 1_000_000;
 
 /// IA32_APIC_BASE and IA32_TSC_DEADLINE, and the x2APIC MSR range (SDM Vol 3A 10.12.1).
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -36,6 +42,8 @@ pub struct Machine {
     /// Host memory of the devices (`[hpa, hpa + len)`), to register with
     /// the nested map under the id each device was given.
     regions: Vec<(HostRegionId, u64, u64)>,
+    /// The host NICs this VM's NICs reach, each with its switch.
+    bridges: Vec<Bridge>,
 }
 
 /// Host memory Keel allocated for a device when it created the VM: where
@@ -94,6 +102,7 @@ impl Machine {
             map: None,
             refused: RateLimitedLog::default(),
             regions,
+            bridges: Vec::new(),
         })
     }
 
@@ -155,9 +164,25 @@ impl Machine {
         ioapic || lint
     }
 
-    /// The devices' work before each entry: due interrupts, and the next
-    /// piece of a DMA transfer longer than one exit's budget.
+    /// The host NICs behind this VM's NICs, pumped from now on.
+    pub fn set_bridges(&mut self, bridges: Vec<Bridge>) {
+        self.bridges = bridges;
+    }
+
+    /// Whether frames can arrive from a host NIC, so a halted vCPU must
+    /// look again within [`NET_POLL_NS`].
+    pub fn has_uplink(&self) -> bool {
+        !self.bridges.is_empty()
+    }
+
+    /// The devices' work before each entry: a bounded batch of frames each
+    /// way between the host NICs and their switches (polled: the NICs
+    /// raise no host interrupts), then due interrupts, and the next piece
+    /// of a DMA transfer longer than one exit's budget.
     pub fn service(&mut self) {
+        for bridge in &mut self.bridges {
+            bridge.pump();
+        }
         self.pc.service();
     }
 

@@ -31,7 +31,12 @@ use alloc::boxed::Box;
 use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine};
-use vm_config::{DiskBackend, IdeSlot};
+use vm_config::{DiskBackend, IdeSlot, VifSpec, PXE_E1000_ROM};
+
+use crate::host::Bridge;
+use alloc::sync::Arc;
+use device_model::net::e1000::E1000Config;
+use device_model::net::{MacAddress, SwitchPort};
 
 const MIB: u64 = 1 << 20;
 /// The firmware image ends at 1 MiB and, aliased, at 4 GiB.
@@ -46,10 +51,12 @@ const IOAPIC_PAGE: Range<u64> = 0xFEC0_0000..0xFEC0_1000;
 const LAPIC_PAGE: Range<u64> = 0xFEE0_0000..0xFEE0_1000;
 
 /// What a configuration can name: boot modules by the name the
-/// configuration uses for them, and the machine's own disks (`virtio0`).
+/// configuration uses for them, and the machine's own disks and NICs
+/// (`virtio0`).
 pub struct Images {
     pub modules: Vec<(String, &'static mut [u8])>,
     pub host_disks: crate::host::HostDisks,
+    pub host_nics: crate::host::HostNics,
 }
 
 impl Images {
@@ -138,6 +145,7 @@ pub fn run(
 ) -> Result<StopReason, VmError> {
     let firmware_name = check_config(config)?;
     let drives = disk_drives(config, images)?;
+    let vifs = Vifs::from_config(config, images)?;
     let direct_boot = DirectBoot::from_config(config, images)?;
     let firmware = images
         .get(firmware_name)
@@ -226,6 +234,7 @@ pub fn run(
     for (channel, position, drive) in drives {
         machine.pc.attach_ide(channel, position, drive);
     }
+    vifs.attach(&config.name, &mut machine)?;
     if let Some(direct) = &direct_boot {
         direct.install(&mut machine.pc.fw_cfg().lock())?;
         log::info!("VM '{}': {}", config.name, direct.describe());
@@ -363,6 +372,85 @@ fn disk_drives(
     Ok(drives)
 }
 
+/// The VM's network cards before the machine exists: each `vif` entry
+/// with its port on the switch whose uplink is the host NIC it names (one
+/// switch per host NIC, shared by the VM's vifs on it), and the iPXE option
+/// ROM (`pxe-e1000`) for their ROM BARs when the VM boots firmware.
+struct Vifs {
+    ports: Vec<(VifSpec, SwitchPort)>,
+    rom: Option<Arc<[u8]>>,
+    bridges: Vec<Bridge>,
+}
+
+impl Vifs {
+    fn from_config(config: &VmConfig, images: &mut Images) -> Result<Self, VmError> {
+        let specs = config.vif_specs().map_err(VmError::Config)?;
+        let rom: Option<Arc<[u8]>> = match (&config.firmware, specs.is_empty()) {
+            (Some(_), false) => {
+                Some(Arc::from(images.get(PXE_E1000_ROM).ok_or_else(|| {
+                    VmError::MissingImage(String::from(PXE_E1000_ROM))
+                })?))
+            }
+            _ => None,
+        };
+        let mut bridges: Vec<Bridge> = Vec::new();
+        let mut ports = Vec::new();
+        for (i, vif) in specs.into_iter().enumerate() {
+            let config_error =
+                |e: &dyn fmt::Display| VmError::Config(alloc::format!("vif {i}: {e}"));
+            let at = match bridges.iter().position(|b| b.name() == vif.bridge_name()) {
+                Some(at) => at,
+                None => {
+                    let nic = images
+                        .host_nics
+                        .take(vif.bridge)
+                        .map_err(|e| config_error(&e))?;
+                    let bridge = Bridge::new(nic, Arc::new(crate::clock::HostClock))
+                        .map_err(|e| config_error(&e))?;
+                    bridges.push(bridge);
+                    bridges.len() - 1
+                }
+            };
+            let port = bridges[at].add_port().map_err(|e| config_error(&e))?;
+            ports.push((vif, port));
+        }
+        Ok(Vifs {
+            ports,
+            rom,
+            bridges,
+        })
+    }
+
+    /// An e1000 on each port; the machine pumps the host NICs from now on.
+    fn attach(self, vm: &str, machine: &mut Machine) -> Result<(), VmError> {
+        for (i, (vif, port)) in self.ports.into_iter().enumerate() {
+            let mac = MacAddress(vif.mac);
+            let bdf = machine
+                .pc
+                .add_e1000(
+                    E1000Config {
+                        mac,
+                        rom: self.rom.clone(),
+                    },
+                    Box::new(port),
+                )
+                .map_err(VmError::Platform)?;
+            log::info!(
+                "VM '{vm}': vif {i}: {} MAC {mac} at PCI {bdf}, bridge {}{}",
+                vif.model.name(),
+                vif.bridge_name(),
+                if self.rom.is_some() {
+                    " (option ROM pxe-e1000)"
+                } else {
+                    ""
+                }
+            );
+        }
+        machine.set_bridges(self.bridges);
+        Ok(())
+    }
+}
+
 /// An ATA disk or ATAPI CD-ROM over `backend`, refusing writes unless `writable`.
 fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool) -> IdeDrive {
     match (cdrom, writable) {
@@ -487,6 +575,18 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
         .set_tsc_offset(vcpu.vcpu_id(), offset);
 }
 
+/// When a halted vCPU must look again: the next device deadline, and with
+/// a host uplink at most [`machine::NET_POLL_NS`] from now, since a frame
+/// from the wire (polled, no host interrupt) may wake it.
+fn halt_deadline(machine: &mut Machine) -> Option<u64> {
+    let device = machine.pc.next_deadline_ns();
+    if !machine.has_uplink() {
+        return device;
+    }
+    let poll = crate::clock::now_ns().saturating_add(machine::NET_POLL_NS);
+    Some(device.map_or(poll, |d| d.min(poll)))
+}
+
 /// HLT: the vCPU sleeps until an interrupt it accepts is due (SDM Vol 3A
 /// 8.10.2: HLT ends on an unmasked interrupt, NMI, INIT or reset). The host
 /// CPU halts too, woken by its timer at the next device deadline. Returns
@@ -501,7 +601,7 @@ fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64)
             nmi_pending: machine.nmi_pending(),
             nmi_route: machine.nmi_route(),
             power_request: machine.pc.power.peek().is_some(),
-            next_deadline_ns: machine.pc.next_deadline_ns(),
+            next_deadline_ns: halt_deadline(machine),
         };
         match halt_decision(&state) {
             HaltDecision::Resume => return ExitAction::Resume,
