@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::net::HostNet;
 use crate::runner::{self, Backend, Outcome, RunOptions};
 pub use exit_stats::{ExitRow, StatsCost};
 
@@ -906,6 +907,42 @@ pub fn plain_qemu_disk(image: &Path, memory_mib: u32) -> Command {
     qemu
 }
 
+/// Boots `kernel` with `initrd` and `cmdline` on plain QEMU TCG with QEMU's
+/// own e1000 on the restricted user network `net` (`-nic user,model=e1000`).
+pub fn plain_qemu_net(
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    memory_mib: u32,
+    net: &HostNet,
+) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    qemu.arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", cmdline])
+        .arg("-nic")
+        .arg(format!("user,model=e1000,{}", net.user_options()));
+    qemu
+}
+
+/// Plain QEMU TCG booting from the network with its SeaBIOS and an e1000
+/// whose option ROM is `rom` (`-device e1000,romfile=`), on `net`, with the
+/// debug-exit port the test kernels report on.
+pub fn plain_qemu_netboot(rom: &Path, memory_mib: u32, net: &HostNet) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    // QEMU option values double their commas.
+    let rom = rom.to_string_lossy().replace(',', ",,");
+    qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-netdev")
+        .arg(format!("user,id=n0,{}", net.user_options()))
+        .arg("-device")
+        .arg(format!("e1000,netdev=n0,romfile={rom}"))
+        .args(["-boot", "n"]);
+    qemu
+}
+
 /// QEMU's pc machine under TCG, without default devices, COM1 on stdout.
 fn plain_qemu(memory_mib: u32) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
@@ -922,7 +959,8 @@ fn plain_qemu(memory_mib: u32) -> Command {
     qemu
 }
 
-fn run_plain(qemu: Command, timeout: Duration) -> Result<Outcome, String> {
+/// Runs a plain QEMU command line until it ends or `timeout` passes.
+pub fn run_plain(qemu: Command, timeout: Duration) -> Result<Outcome, String> {
     let opts = RunOptions {
         timeout,
         ..RunOptions::default()

@@ -16,12 +16,24 @@ commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
   run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--host-disk IMG]...
+      [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot one VM config (default tests/vms/selftest.cfg)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), stream Keel's serial log, exit
                          with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
                          each --host-disk attaches a raw image as the machine's next
-                         virtio-blk disk (virtio0, virtio1, ...; QEMU only)
+                         virtio-blk disk (virtio0, virtio1, ...; QEMU only);
+                         --host-net (implied by a vif in the config or by any of the
+                         options after it) gives the machine a virtio-net NIC (virtio0)
+                         on QEMU's user network with restrict=on: the guest reaches
+                         QEMU's DHCP and TFTP servers and the guestfwd rules only;
+                         the TFTP root is DIR (default target/keel/tftp, the netboot
+                         test's iPXE script and kernel), NAME the boot file DHCP
+                         offers (default boot.ipxe with the default root); each
+                         --guestfwd takes the guest's TCP connections to ADDR:PORT
+                         to 127.0.0.1:HOSTPORT; xtask's test HTTP server (the network
+                         test's file) is always at 10.0.2.100:80 unless a --guestfwd
+                         takes that address; QEMU only
   test                   host unit tests (with the fuzz harness's fixed-seed pass and
                          its regression seeds, in release mode), build, then the
                          integration tests (tests/)
@@ -124,6 +136,16 @@ fn build_cmd(args: &[String]) -> Result<u8, Failure> {
 }
 
 fn run_cmd(args: &[String]) -> Result<u8, Failure> {
+    // The one flag without a value.
+    let mut host_net = args.iter().any(|a| a == "--host-net");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--host-net")
+        .cloned()
+        .collect();
+    let mut tftp = None;
+    let mut bootfile = None;
+    let mut guestfwds: Vec<xtask::net::GuestFwd> = Vec::new();
     let mut backend = Backend::Svm;
     let mut vm = None;
     let mut timeout = None;
@@ -135,9 +157,29 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         "--timeout",
         "--cpu-model",
         "--host-disk",
+        "--tftp",
+        "--bootfile",
+        "--guestfwd",
     ];
-    for (flag, value) in flags(args, &known)? {
+    for (flag, value) in flags(&args, &known)? {
         match flag {
+            "--tftp" => {
+                if !Path::new(value).is_dir() {
+                    return Err(Failure::Usage(format!(
+                        "--tftp {value}: there is no such directory"
+                    )));
+                }
+                tftp = Some(PathBuf::from(value));
+                host_net = true;
+            }
+            "--bootfile" => {
+                bootfile = Some(value.to_string());
+                host_net = true;
+            }
+            "--guestfwd" => {
+                guestfwds.push(value.parse().map_err(Failure::Usage)?);
+                host_net = true;
+            }
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
             "--vm" => vm = Some(PathBuf::from(value)),
             "--cpu-model" => cpu_model = Some(value.to_string()),
@@ -173,6 +215,18 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         ));
     }
     // Bochs is an interpreter: BIOS, GRUB and Keel take seconds, not fractions.
+    let check_net = |host_net: bool| {
+        if host_net && backend == Backend::Vmx {
+            return Err(Failure::Usage(
+                "host networking gives the machine a virtio-net NIC, which Bochs does not \
+                 have: --host-net, --tftp, --bootfile, --guestfwd and VM configs with a vif \
+                 work with --backend svm (QEMU) only"
+                    .into(),
+            ));
+        }
+        Ok(())
+    };
+    check_net(host_net)?;
     let timeout = timeout.unwrap_or(Duration::from_secs(match backend {
         Backend::Svm => 60,
         Backend::Vmx => 180,
@@ -181,11 +235,38 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let vm = vm.unwrap_or_else(|| ws.test_vms_dir().join("selftest.cfg"));
     let built = build(&ws, &[vm])?;
     let (vm, iso) = &built[0];
+    let host_net = host_net || !vm.config.vifs.is_empty();
+    check_net(host_net)?;
+    // Kept alive for the run: the HTTP server stops when it is dropped.
+    let network = if host_net {
+        let t = xtask::net_assets::test_network(&ws.bare_metal_dir(), None)?;
+        let mut net = t.net.clone();
+        if let Some(dir) = tftp {
+            net.tftp = Some(dir);
+            net.bootfile = None;
+        }
+        if bootfile.is_some() {
+            net.bootfile = bootfile;
+        }
+        let theirs: Vec<_> = guestfwds.iter().map(|f| f.guest).collect();
+        net.guestfwds.retain(|f| !theirs.contains(&f.guest));
+        net.guestfwds.extend(guestfwds);
+        eprintln!(
+            "xtask: host network: virtio-net on QEMU's user network ({}); test HTTP server \
+             on 127.0.0.1:{}",
+            net.user_options(),
+            t.server.port()
+        );
+        Some((t, net))
+    } else {
+        None
+    };
     let mut opts = RunOptions {
         timeout,
         live: true,
         memory_mib: runner::host_memory_mib(vm.config.memory_mib),
         host_disks,
+        host_net: network.as_ref().map(|(_, net)| net.clone()),
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -212,6 +293,11 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         }
     }
     let outcome = runner::run_iso(iso, backend, &opts).map_err(|e| e.to_string())?;
+    if let Some((t, _)) = network {
+        for (path, status, bytes) in t.server.stop().requests {
+            eprintln!("xtask: the test HTTP server answered GET {path}: {status}, {bytes} bytes");
+        }
+    }
     if outcome.failed() {
         eprintln!("xtask: {}", outcome.report());
     } else {
