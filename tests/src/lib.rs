@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use xtask::bench::ExitTable;
 use xtask::iso::VmFile;
+use xtask::net::HostNet;
 use xtask::runner::{self, Backend, End, Outcome, RunOptions};
 use xtask::workspace::{self, ARTIFACTS_ENV};
 
@@ -70,6 +71,18 @@ pub fn boot_on(
     cpu_model: Option<&str>,
     stop_at: Option<&str>,
 ) -> (VmFile, Outcome) {
+    boot_on_with(stem, backend, cpu_model, stop_at, None)
+}
+
+/// As [`boot_on`], with the machine's virtio-net NIC on QEMU's restricted
+/// user network `host_net` (the `virtio0` a VM's `vif` bridges to).
+pub fn boot_on_with(
+    stem: &str,
+    backend: Backend,
+    cpu_model: Option<&str>,
+    stop_at: Option<&str>,
+    host_net: Option<HostNet>,
+) -> (VmFile, Outcome) {
     let artifacts = artifacts_dir();
     let cfg = vms_dir().join(format!("{stem}.cfg"));
     let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -85,6 +98,7 @@ pub fn boot_on(
         opts.cpu_model = m.to_string();
     }
     opts.stop_at = stop_at.map(str::to_string);
+    opts.host_net = host_net;
     let outcome = runner::run_iso(&iso, backend, &opts).unwrap_or_else(|e| panic!("{e}"));
     (vm, outcome)
 }

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::net::HostNet;
 use crate::runner::{self, Backend, Outcome, RunOptions};
 pub use exit_stats::{ExitRow, StatsCost};
 
@@ -608,6 +609,158 @@ impl IdeBench {
     }
 }
 
+/// One download of the network bench, from its line
+/// `BENCH net N bytes T us` (T measured by the guest around busybox `wget`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetRead {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl NetRead {
+    /// The download a serial line reports, with or without Keel's `[vm] ` prefix.
+    pub fn parse(line: &str) -> Option<NetRead> {
+        let (_, rest) = line.split_once("BENCH net ")?;
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        let [bytes, "bytes", us, "us"] = w[..] else {
+            return None;
+        };
+        Some(NetRead {
+            bytes: bytes.parse().ok()?,
+            elapsed: Duration::from_micros(us.parse().ok()?),
+        })
+    }
+
+    pub fn mib(&self) -> f64 {
+        self.bytes as f64 / f64::from(1u32 << 20)
+    }
+
+    /// MiB per second.
+    pub fn mib_per_s(&self) -> f64 {
+        self.mib() / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The download of a run of the network bench, checked: `bytes` in all.
+/// `run` names the run in errors.
+pub fn net_read(o: &Outcome, bytes: u64, run: &str) -> Result<NetRead, String> {
+    if let Some(l) = o.lines.iter().find(|l| l.contains("BENCH-FAIL")) {
+        return Err(format!(
+            "{run}: the guest's bench failed: {l}\n{}",
+            o.report()
+        ));
+    }
+    let r = o
+        .lines
+        .iter()
+        .find_map(|l| NetRead::parse(l))
+        .ok_or_else(|| format!("{run}: no 'BENCH net ...' line\n{}", o.report()))?;
+    if r.bytes != bytes {
+        return Err(format!("{run}: downloaded {} bytes, not {bytes}", r.bytes));
+    }
+    Ok(r)
+}
+
+/// The network bench: a TCP download over HTTP through the e1000 (Debian's
+/// driver, busybox `wget`) under Keel and on plain QEMU with QEMU's e1000,
+/// both on QEMU's restricted user network from the same loopback server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetBench {
+    pub kernel: String,
+    pub keel: NetRead,
+    pub qemu: NetRead,
+    /// Exits of the Keel boot that downloaded little (`small`), and of the
+    /// one that downloaded `keel`.
+    pub small: NetRead,
+    pub small_exits: u64,
+    pub exits: u64,
+    pub exit_stats: Option<ExitTable>,
+}
+
+impl NetBench {
+    /// Keel's time per MiB over plain QEMU's.
+    pub fn ratio(&self) -> f64 {
+        self.qemu.mib_per_s() / self.keel.mib_per_s()
+    }
+
+    /// VM exits per MiB: the two Keel boots differ only in what they download.
+    pub fn exits_per_mib(&self) -> f64 {
+        (self.exits as f64 - self.small_exits as f64) / (self.keel.mib() - self.small.mib())
+    }
+
+    /// Its section of the table printed on stdout.
+    pub fn rows(&self) -> String {
+        let mut t = format!(
+            "network: HTTP download through the e1000 ({}, e1000 module, busybox wget)\n",
+            self.kernel
+        );
+        t.push_str(&row(
+            &format!("TCP download, {:.0} MiB", self.keel.mib()),
+            &format!("{:.1} MiB/s", self.keel.mib_per_s()),
+            &format!("{:.1} MiB/s", self.qemu.mib_per_s()),
+            Some(self.ratio()),
+        ));
+        t.push_str(&row(
+            "VM exits per MiB received",
+            &format!("{:.1}", self.exits_per_mib()),
+            "",
+            None,
+        ));
+        t.push_str(&format!(
+            "  exits per MiB: (exits of the boot that downloaded {:.0} MiB - exits of one\n  \
+             that downloaded {:.0} MiB, {} and {}) / the difference\n  \
+             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on\n",
+            self.keel.mib(),
+            self.small.mib(),
+            self.exits,
+            self.small_exits
+        ));
+        t
+    }
+
+    /// The JSON written to `target/bench/net.json`.
+    pub fn json(&self) -> String {
+        format!(
+            "{{\n  \"kernel\": \"{}\",\n  \"bytes\": {},\n  \"keel_s\": {:.6},\n  \
+             \"keel_mib_per_s\": {:.3},\n  \"qemu_s\": {:.6},\n  \"qemu_mib_per_s\": {:.3},\n  \
+             \"time_ratio\": {:.3},\n  \"small_bytes\": {},\n  \"keel_small_exits\": {},\n  \
+             \"keel_exits\": {},\n  \"keel_exits_per_mib\": {:.3},\n  \"keel_exit_stats\": {}\n}}\n",
+            self.kernel.escape_default(),
+            self.keel.bytes,
+            self.keel.elapsed.as_secs_f64(),
+            self.keel.mib_per_s(),
+            self.qemu.elapsed.as_secs_f64(),
+            self.qemu.mib_per_s(),
+            self.ratio(),
+            self.small.bytes,
+            self.small_exits,
+            self.exits,
+            self.exits_per_mib(),
+            json_or_null(self.exit_stats.as_ref()),
+        )
+    }
+}
+
+/// The VM config of one Keel run of the network bench: like
+/// tests/vms/debian-net.cfg, its command line the bench mode downloading
+/// `bytes` bytes.
+pub fn net_bench_config(name: &str, memory_mib: u32, bytes: usize) -> String {
+    format!(
+        "# Generated by cargo xtask bench: Debian downloads {bytes} bytes over HTTP\n\
+         # through the e1000, times it, then powers off.\n\
+         name = \"{name}\"\n\
+         memory = {memory_mib}\n\
+         vcpus = 1\n\
+         kernel = \"{}\"\n\
+         ramdisk = \"{}\"\n\
+         cmdline = \"{}\"\n\
+         vif = [ 'model=e1000,bridge=virtio0' ]\n",
+        crate::guest_assets::DEBIAN_LINUX,
+        crate::net_assets::DEBIAN_NET_INITRAMFS,
+        crate::net_assets::bench_cmdline(bytes)
+    )
+}
+
 /// One batch of the exitbench guest (crates/test-guests/src/bin/exitbench.rs),
 /// from its line `BENCH exit=<kind> n=<N> cycles=<C>`: N exits of one kind
 /// back to back, C guest TSC cycles for all of them.
@@ -906,6 +1059,42 @@ pub fn plain_qemu_disk(image: &Path, memory_mib: u32) -> Command {
     qemu
 }
 
+/// Boots `kernel` with `initrd` and `cmdline` on plain QEMU TCG with QEMU's
+/// own e1000 on the restricted user network `net` (`-nic user,model=e1000`).
+pub fn plain_qemu_net(
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    memory_mib: u32,
+    net: &HostNet,
+) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    qemu.arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", cmdline])
+        .arg("-nic")
+        .arg(format!("user,model=e1000,{}", net.user_options()));
+    qemu
+}
+
+/// Plain QEMU TCG booting from the network with its SeaBIOS and an e1000
+/// whose option ROM is `rom` (`-device e1000,romfile=`), on `net`, with the
+/// debug-exit port the test kernels report on.
+pub fn plain_qemu_netboot(rom: &Path, memory_mib: u32, net: &HostNet) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    // QEMU option values double their commas.
+    let rom = rom.to_string_lossy().replace(',', ",,");
+    qemu.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-netdev")
+        .arg(format!("user,id=n0,{}", net.user_options()))
+        .arg("-device")
+        .arg(format!("e1000,netdev=n0,romfile={rom}"))
+        .args(["-boot", "n"]);
+    qemu
+}
+
 /// QEMU's pc machine under TCG, without default devices, COM1 on stdout.
 fn plain_qemu(memory_mib: u32) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
@@ -922,7 +1111,8 @@ fn plain_qemu(memory_mib: u32) -> Command {
     qemu
 }
 
-fn run_plain(qemu: Command, timeout: Duration) -> Result<Outcome, String> {
+/// Runs a plain QEMU command line until it ends or `timeout` passes.
+pub fn run_plain(qemu: Command, timeout: Duration) -> Result<Outcome, String> {
     let opts = RunOptions {
         timeout,
         ..RunOptions::default()
@@ -932,9 +1122,20 @@ fn run_plain(qemu: Command, timeout: Duration) -> Result<Outcome, String> {
 
 /// Boots the Keel ISO of the Linux VM under QEMU TCG (SVM).
 pub fn run_keel(iso: &Path, memory_mib: u32, timeout: Duration) -> Result<Outcome, String> {
+    run_keel_net(iso, memory_mib, timeout, None)
+}
+
+/// As [`run_keel`], with the machine's virtio-net NIC on `host_net`.
+pub fn run_keel_net(
+    iso: &Path,
+    memory_mib: u32,
+    timeout: Duration,
+    host_net: Option<HostNet>,
+) -> Result<Outcome, String> {
     let opts = RunOptions {
         timeout,
         memory_mib: runner::host_memory_mib(memory_mib),
+        host_net,
         ..RunOptions::default()
     };
     runner::run_iso(iso, Backend::Svm, &opts).map_err(|e| e.to_string())
@@ -944,6 +1145,39 @@ pub fn run_keel(iso: &Path, memory_mib: u32, timeout: Duration) -> Result<Outcom
 mod tests {
     use super::*;
     use crate::runner::End;
+
+    #[test]
+    fn net_bench_lines_and_exits_per_mib() {
+        let r = NetRead::parse("[net-bench] BENCH net 33554432 bytes 8000000 us").unwrap();
+        assert_eq!(r.bytes, 32 << 20);
+        assert_eq!(r.elapsed, Duration::from_secs(8));
+        assert!((r.mib_per_s() - 4.0).abs() < 1e-9);
+        assert_eq!(NetRead::parse("BENCH net 5 bytes x us"), None);
+        assert_eq!(NetRead::parse("BENCH dma 5 MiB 3 us XFER_MW_DMA_2"), None);
+        let b = NetBench {
+            kernel: "k".into(),
+            keel: r.clone(),
+            qemu: NetRead {
+                bytes: 32 << 20,
+                elapsed: Duration::from_secs(2),
+            },
+            small: NetRead {
+                bytes: 1 << 20,
+                elapsed: Duration::from_secs(1),
+            },
+            small_exits: 1000,
+            exits: 1000 + 31 * 500,
+            exit_stats: None,
+        };
+        assert!((b.exits_per_mib() - 500.0).abs() < 1e-9);
+        assert!((b.ratio() - 4.0).abs() < 1e-9);
+        assert!(b.rows().contains("TCP download, 32 MiB"));
+        assert!(b.json().contains("\"keel_exits_per_mib\": 500.000"));
+        let cfg = net_bench_config("net-bench", 256, 5);
+        let parsed = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
+        assert_eq!(parsed.vifs, ["model=e1000,bridge=virtio0"]);
+        assert!(parsed.cmdline.unwrap().ends_with("keel_bench_bytes=5"));
+    }
 
     fn outcome(lines: &[(&str, u64)], elapsed_ms: u64) -> Outcome {
         Outcome {

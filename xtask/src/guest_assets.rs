@@ -13,7 +13,9 @@
 //!   checks (`target/keel/direct-boot/`);
 //! - `keel-shim`: the shim itself, usable as `firmware = "keel-shim"`;
 //! - `debian-disk` and `debian-cd`: the IDE disk and CD images
-//!   (`crate::ide_assets`).
+//!   (`crate::ide_assets`);
+//! - `debian-net-initramfs` and `pxe-e1000`: the network test's initramfs
+//!   and Debian's iPXE ROM for the e1000 (`crate::net_assets`).
 //!
 //! [`acpi_container`] makes the `opt/keel/acpi` file the shim reads (the
 //! hypervisor makes its own the same way) for booting the shim on plain QEMU.
@@ -41,6 +43,8 @@ pub const NAMES: &[&str] = &[
     MBTEST_MODULE,
     crate::ide_assets::DEBIAN_DISK,
     crate::ide_assets::DEBIAN_CD,
+    crate::net_assets::DEBIAN_NET_INITRAMFS,
+    crate::net_assets::PXE_E1000,
 ];
 
 /// Names that are built by `cargo xtask build` (not fetched).
@@ -104,7 +108,9 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         DEBIAN_INITRAMFS => debian().and_then(|d| initramfs(&d)),
         MBTEST_KERNEL => built(guest_dir, MBTEST_KERNEL).and_then(|flat| mbtest_elf_file(&flat)),
         MBTEST_MODULE => mbtest_module_file(),
-        other => return crate::ide_assets::resolve(other),
+        other => {
+            return crate::ide_assets::resolve(other).or_else(|| crate::net_assets::resolve(other))
+        }
     })
 }
 
@@ -183,39 +189,7 @@ fn fetch_debian() -> Result<Debian, String> {
             kernel_package()?
         }
     };
-    let debs = dir.join("debs");
-    if debs.exists() {
-        fs::remove_dir_all(&debs).map_err(|e| io("cannot clear", &debs, e))?;
-    }
-    fs::create_dir_all(&debs).map_err(|e| io("cannot create", &debs, e))?;
-    eprintln!("xtask: fetching {kernel_package} and {BUSYBOX_PACKAGE} with apt-get download");
-    let status = Command::new("apt-get")
-        .args(["download", &kernel_package, BUSYBOX_PACKAGE])
-        .current_dir(&debs)
-        .status()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "apt-get download {kernel_package} {BUSYBOX_PACKAGE} failed ({status}); \
-             if the package lists are stale, run `sudo apt-get update` and retry"
-        ));
-    }
-    if root.exists() {
-        fs::remove_dir_all(&root).map_err(|e| io("cannot clear", &root, e))?;
-    }
-    fs::create_dir_all(&root).map_err(|e| io("cannot create", &root, e))?;
-    for deb in fs::read_dir(&debs).map_err(|e| io("cannot list", &debs, e))? {
-        let deb = deb.map_err(|e| io("cannot list", &debs, e))?.path();
-        let status = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&root)
-            .status()
-            .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
-        if !status.success() {
-            return Err(format!("dpkg-deb -x {} failed ({status})", deb.display()));
-        }
-    }
+    download_and_unpack(&[&kernel_package, BUSYBOX_PACKAGE], &dir)?;
     let (kernel, version) = find_kernel(&root).ok_or_else(|| {
         format!(
             "{kernel_package} unpacked into {} but holds no boot/vmlinuz-*",
@@ -234,6 +208,50 @@ fn fetch_debian() -> Result<Debian, String> {
         kernel,
         version,
     })
+}
+
+/// Fetches `packages` with `apt-get download` into `dir/debs` and unpacks
+/// them with `dpkg-deb -x` into `dir/root` (both emptied first); the one
+/// way xtask takes files from Debian packages.
+pub fn download_and_unpack(packages: &[&str], dir: &Path) -> Result<PathBuf, String> {
+    deps::ensure(DEBIAN_TOOLS)?;
+    let root = dir.join("root");
+    let debs = dir.join("debs");
+    if debs.exists() {
+        fs::remove_dir_all(&debs).map_err(|e| io("cannot clear", &debs, e))?;
+    }
+    fs::create_dir_all(&debs).map_err(|e| io("cannot create", &debs, e))?;
+    let list = packages.join(" ");
+    eprintln!("xtask: fetching {list} with apt-get download");
+    let status = Command::new("apt-get")
+        .arg("download")
+        .args(packages)
+        .current_dir(&debs)
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "apt-get download {list} failed ({status}); if the package lists are stale, \
+             run `sudo apt-get update` and retry"
+        ));
+    }
+    if root.exists() {
+        fs::remove_dir_all(&root).map_err(|e| io("cannot clear", &root, e))?;
+    }
+    fs::create_dir_all(&root).map_err(|e| io("cannot create", &root, e))?;
+    for deb in fs::read_dir(&debs).map_err(|e| io("cannot list", &debs, e))? {
+        let deb = deb.map_err(|e| io("cannot list", &debs, e))?.path();
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()
+            .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+        if !status.success() {
+            return Err(format!("dpkg-deb -x {} failed ({status})", deb.display()));
+        }
+    }
+    Ok(root)
 }
 
 /// The versioned kernel package the meta package depends on

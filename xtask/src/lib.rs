@@ -12,5 +12,7 @@ pub mod fuzz;
 pub mod guest_assets;
 pub mod ide_assets;
 pub mod iso;
+pub mod net;
+pub mod net_assets;
 pub mod runner;
 pub mod workspace;

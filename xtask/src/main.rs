@@ -16,12 +16,24 @@ commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
   run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--host-disk IMG]...
+      [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot one VM config (default tests/vms/selftest.cfg)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), stream Keel's serial log, exit
                          with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
                          each --host-disk attaches a raw image as the machine's next
-                         virtio-blk disk (virtio0, virtio1, ...; QEMU only)
+                         virtio-blk disk (virtio0, virtio1, ...; QEMU only);
+                         --host-net (implied by a vif in the config or by any of the
+                         options after it) gives the machine a virtio-net NIC (virtio0)
+                         on QEMU's user network with restrict=on: the guest reaches
+                         QEMU's DHCP and TFTP servers and the guestfwd rules only;
+                         the TFTP root is DIR (default target/keel/tftp, the netboot
+                         test's iPXE script and kernel), NAME the boot file DHCP
+                         offers (default boot.ipxe with the default root); each
+                         --guestfwd takes the guest's TCP connections to ADDR:PORT
+                         to 127.0.0.1:HOSTPORT; xtask's test HTTP server (the network
+                         test's file) is always at 10.0.2.100:80 unless a --guestfwd
+                         takes that address; QEMU only
   test                   host unit tests (with the fuzz harness's fixed-seed pass and
                          its regression seeds, in release mode), build, then the
                          integration tests (tests/)
@@ -35,7 +47,7 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
-  bench [--timeout SECS] [--only exits]
+  bench [--timeout SECS] [--only exits|net]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
                          initramfs on plain QEMU TCG (-kernel), run the exitbench guest
                          (tests/vms/exitbench.cfg) under Keel, and the Debian IDE disk
@@ -43,7 +55,13 @@ commands:
                          its disk with DMA and PIO; print one table (times, ratios,
                          cycles per exit and Keel's share, MiB/s, VM exits per MiB),
                          write target/bench/boot.json, exits.json and ide.json;
-                         --only exits runs only the exit bench
+                         then Debian's kernel with the network initramfs downloads
+                         a file over HTTP through the e1000 under Keel (32 MiB, and
+                         1 MiB for the exit baseline) and on plain QEMU TCG
+                         (-nic user,model=e1000,restrict=on): MiB/s, ratio, VM exits
+                         per MiB (target/bench/net.json);
+                         --only exits runs only the exit bench, --only net only
+                         the network bench
   help                   this text";
 
 /// Exit code for a usage error.
@@ -124,6 +142,16 @@ fn build_cmd(args: &[String]) -> Result<u8, Failure> {
 }
 
 fn run_cmd(args: &[String]) -> Result<u8, Failure> {
+    // The one flag without a value.
+    let mut host_net = args.iter().any(|a| a == "--host-net");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--host-net")
+        .cloned()
+        .collect();
+    let mut tftp = None;
+    let mut bootfile = None;
+    let mut guestfwds: Vec<xtask::net::GuestFwd> = Vec::new();
     let mut backend = Backend::Svm;
     let mut vm = None;
     let mut timeout = None;
@@ -135,9 +163,29 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         "--timeout",
         "--cpu-model",
         "--host-disk",
+        "--tftp",
+        "--bootfile",
+        "--guestfwd",
     ];
-    for (flag, value) in flags(args, &known)? {
+    for (flag, value) in flags(&args, &known)? {
         match flag {
+            "--tftp" => {
+                if !Path::new(value).is_dir() {
+                    return Err(Failure::Usage(format!(
+                        "--tftp {value}: there is no such directory"
+                    )));
+                }
+                tftp = Some(PathBuf::from(value));
+                host_net = true;
+            }
+            "--bootfile" => {
+                bootfile = Some(value.to_string());
+                host_net = true;
+            }
+            "--guestfwd" => {
+                guestfwds.push(value.parse().map_err(Failure::Usage)?);
+                host_net = true;
+            }
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
             "--vm" => vm = Some(PathBuf::from(value)),
             "--cpu-model" => cpu_model = Some(value.to_string()),
@@ -173,6 +221,18 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         ));
     }
     // Bochs is an interpreter: BIOS, GRUB and Keel take seconds, not fractions.
+    let check_net = |host_net: bool| {
+        if host_net && backend == Backend::Vmx {
+            return Err(Failure::Usage(
+                "host networking gives the machine a virtio-net NIC, which Bochs does not \
+                 have: --host-net, --tftp, --bootfile, --guestfwd and VM configs with a vif \
+                 work with --backend svm (QEMU) only"
+                    .into(),
+            ));
+        }
+        Ok(())
+    };
+    check_net(host_net)?;
     let timeout = timeout.unwrap_or(Duration::from_secs(match backend {
         Backend::Svm => 60,
         Backend::Vmx => 180,
@@ -181,11 +241,38 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let vm = vm.unwrap_or_else(|| ws.test_vms_dir().join("selftest.cfg"));
     let built = build(&ws, &[vm])?;
     let (vm, iso) = &built[0];
+    let host_net = host_net || !vm.config.vifs.is_empty();
+    check_net(host_net)?;
+    // Kept alive for the run: the HTTP server stops when it is dropped.
+    let network = if host_net {
+        let t = xtask::net_assets::test_network(&ws.bare_metal_dir(), None)?;
+        let mut net = t.net.clone();
+        if let Some(dir) = tftp {
+            net.tftp = Some(dir);
+            net.bootfile = None;
+        }
+        if bootfile.is_some() {
+            net.bootfile = bootfile;
+        }
+        let theirs: Vec<_> = guestfwds.iter().map(|f| f.guest).collect();
+        net.guestfwds.retain(|f| !theirs.contains(&f.guest));
+        net.guestfwds.extend(guestfwds);
+        eprintln!(
+            "xtask: host network: virtio-net on QEMU's user network ({}); test HTTP server \
+             on 127.0.0.1:{}",
+            net.user_options(),
+            t.server.port()
+        );
+        Some((t, net))
+    } else {
+        None
+    };
     let mut opts = RunOptions {
         timeout,
         live: true,
         memory_mib: runner::host_memory_mib(vm.config.memory_mib),
         host_disks,
+        host_net: network.as_ref().map(|(_, net)| net.clone()),
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -212,6 +299,11 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         }
     }
     let outcome = runner::run_iso(iso, backend, &opts).map_err(|e| e.to_string())?;
+    if let Some((t, _)) = network {
+        for (path, status, bytes) in t.server.stop().requests {
+            eprintln!("xtask: the test HTTP server answered GET {path}: {status}, {bytes} bytes");
+        }
+    }
     if outcome.failed() {
         eprintln!("xtask: {}", outcome.report());
     } else {
@@ -361,12 +453,14 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let ws = Workspace::locate()?;
     let mut timeout = Duration::from_secs(300);
     let mut only_exits = false;
+    let mut only_net = false;
     for (flag, value) in flags(args, &["--timeout", "--only"])? {
         match (flag, value.parse::<u64>()) {
             ("--only", _) if value == "exits" => only_exits = true,
+            ("--only", _) if value == "net" => only_net = true,
             ("--only", _) => {
                 return Err(Failure::Usage(format!(
-                    "--only {value}: the only section that runs alone is 'exits'"
+                    "--only {value}: the sections that run alone are 'exits' and 'net'"
                 )))
             }
             (_, Ok(s)) if s > 0 => timeout = Duration::from_secs(s),
@@ -387,10 +481,20 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         write_bench_json(&bench_dir, &[("exits.json", exits.json())])?;
         return Ok(0);
     }
+    let net_runs = prepare_net_bench(&ws, &bench_dir.join("net"))?;
+    if only_net {
+        let configs: Vec<PathBuf> = net_runs.iter().map(|r| r.0.clone()).collect();
+        let built = build(&ws, &configs)?;
+        let net = run_net_bench(&ws, &net_runs, built, timeout)?;
+        print!("{}", xtask::bench::table(&[net.rows()]));
+        write_bench_json(&bench_dir, &[("net.json", net.json())])?;
+        return Ok(0);
+    }
     let vm_path = ws.test_vms_dir().join("linux.cfg");
     let ide = prepare_ide_bench(&ws, &bench_dir.join("ide"))?;
     let mut vm_paths = vec![vm_path, exits_path];
     vm_paths.extend(ide.keel.iter().map(|r| r.config.clone()));
+    vm_paths.extend(net_runs.iter().map(|r| r.0.clone()));
     let mut built = build(&ws, &vm_paths)?.into_iter();
     let (vm, iso) = built
         .next()
@@ -445,8 +549,13 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     };
 
     let exits = run_exit_bench(exits_vm, timeout)?;
-    let ide = run_ide_bench(&ide, built.collect(), kernel_file, timeout)?;
-    print!("{}", xtask::bench::table(&[boot.rows(), ide.rows()]));
+    let ide_isos: Vec<_> = built.by_ref().take(ide.keel.len()).collect();
+    let ide = run_ide_bench(&ide, ide_isos, kernel_file, timeout)?;
+    let net = run_net_bench(&ws, &net_runs, built.collect(), timeout)?;
+    print!(
+        "{}",
+        xtask::bench::table(&[boot.rows(), ide.rows(), net.rows()])
+    );
     print!("{}", exits.rows());
     write_bench_json(
         &bench_dir,
@@ -454,6 +563,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             ("boot.json", boot.json()),
             ("exits.json", exits.json()),
             ("ide.json", ide.json()),
+            ("net.json", net.json()),
         ],
     )?;
     Ok(0)
@@ -483,6 +593,96 @@ fn run_exit_bench(
     let mut exits = xtask::bench::ExitBench::parse(&o, &vm.config.name)?;
     exits.load = [load_before, xtask::bench::load_average()];
     Ok(exits)
+}
+
+/// Bytes the network bench downloads: enough for the e1000's receive ring
+/// to turn over thousands of times, and a small download whose boot is the
+/// exit baseline.
+const BENCH_NET_BYTES: usize = 32 << 20;
+const BENCH_NET_SMALL_BYTES: usize = 1 << 20;
+
+/// The network bench's Keel runs: (VM config, VM name, bytes), the small
+/// one first.
+fn prepare_net_bench(ws: &Workspace, dir: &Path) -> Result<Vec<(PathBuf, String, usize)>, String> {
+    let template = VmFile::load(&ws.test_vms_dir().join("debian-net.cfg"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut runs = Vec::new();
+    for (name, bytes) in [
+        ("net-bench-small", BENCH_NET_SMALL_BYTES),
+        ("net-bench", BENCH_NET_BYTES),
+    ] {
+        let config = dir.join(format!("{name}.cfg"));
+        let text = xtask::bench::net_bench_config(name, template.config.memory_mib, bytes);
+        std::fs::write(&config, text)
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        runs.push((config, name.to_string(), bytes));
+    }
+    Ok(runs)
+}
+
+/// Plain QEMU first (it checks the guest and the server without Keel), then
+/// each Keel run of `runs` (`isos` in the same order), each with its own
+/// HTTP server serving the bench file of its size.
+fn run_net_bench(
+    ws: &Workspace,
+    runs: &[(PathBuf, String, usize)],
+    isos: Vec<(VmFile, PathBuf)>,
+    timeout: Duration,
+) -> Result<xtask::bench::NetBench, String> {
+    use xtask::bench::{exits, net_read, ExitTable};
+    let guest_dir = ws.bare_metal_dir();
+    let (vm, _) = isos
+        .last()
+        .ok_or_else(|| "the network bench's configs were not built".to_string())?;
+    let kernel = iso::resolve_image(vm, "kernel", xtask::guest_assets::DEBIAN_LINUX, &guest_dir)?;
+    let initrd = iso::resolve_image(
+        vm,
+        "ramdisk",
+        xtask::net_assets::DEBIAN_NET_INITRAMFS,
+        &guest_dir,
+    )?;
+    step(&format!(
+        "bench: download {BENCH_NET_BYTES} bytes on plain QEMU TCG (-nic user,model=e1000,restrict=on)"
+    ));
+    let t = xtask::net_assets::test_network(&guest_dir, Some(BENCH_NET_BYTES))?;
+    let qemu_cmd = xtask::bench::plain_qemu_net(
+        &kernel,
+        &initrd,
+        &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES),
+        vm.config.memory_mib,
+        &t.net,
+    );
+    let qemu = xtask::bench::run_plain(qemu_cmd, timeout)?;
+    drop(t);
+    let qemu = net_read(&qemu, BENCH_NET_BYTES as u64, "plain QEMU")?;
+    let mut keel = Vec::new();
+    for ((_, name, bytes), (vm, iso)) in runs.iter().zip(&isos) {
+        step(&format!(
+            "bench: {name} under Keel: download {bytes} bytes through the e1000"
+        ));
+        let t = xtask::net_assets::test_network(&guest_dir, Some(*bytes))?;
+        let o =
+            xtask::bench::run_keel_net(iso, vm.config.memory_mib, timeout, Some(t.net.clone()))?;
+        drop(t);
+        let read = net_read(&o, *bytes as u64, name)?;
+        let n = exits(&o, name)
+            .ok_or_else(|| format!("{name}: no exit count from Keel\n{}", o.report()))?;
+        keel.push((read, n, ExitTable::parse(&o, name)));
+    }
+    let [(small, small_exits, _), (read, n, stats)] = &keel[..] else {
+        return Err(format!("{} Keel runs, expected 2", keel.len()));
+    };
+    Ok(xtask::bench::NetBench {
+        kernel: kernel
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        keel: read.clone(),
+        qemu,
+        small: small.clone(),
+        small_exits: *small_exits,
+        exits: *n,
+        exit_stats: stats.clone(),
+    })
 }
 
 /// One Keel run of the IDE bench: its VM config, and the MiB it reads with

@@ -16,6 +16,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::net::HostNet;
+
 /// Exit code of a run that timed out (as `timeout(1)`).
 pub const TIMEOUT_EXIT: i32 = 124;
 /// Exit code of a run whose emulator ended without Keel's final line.
@@ -84,11 +86,19 @@ pub fn detect_accel(backend: Backend) -> Accel {
     }
 }
 
-/// The QEMU command line that boots `iso` with Keel's serial on stdout, and
+/// The QEMU command line that boots `iso` with Keel's serial on stdout,
 /// each of `host_disks` as a virtio-blk disk of the machine (`virtio0`,
-/// `virtio1`, ... in that order, which is their PCI order). The ISO is the
-/// boot device, so a bootable host disk does not take its place.
-pub fn qemu_command(iso: &Path, accel: Accel, memory_mib: u32, host_disks: &[PathBuf]) -> Command {
+/// `virtio1`, ... in that order, which is their PCI order), and with
+/// `host_net` a virtio-net NIC on QEMU's restricted user network after
+/// them. The ISO is the boot device, so a bootable host disk does not take
+/// its place.
+pub fn qemu_command(
+    iso: &Path,
+    accel: Accel,
+    memory_mib: u32,
+    host_disks: &[PathBuf],
+    host_net: Option<&HostNet>,
+) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "pc"]);
     match accel {
@@ -115,6 +125,9 @@ pub fn qemu_command(iso: &Path, accel: Accel, memory_mib: u32, host_disks: &[Pat
         cmd.arg("-drive")
             .arg(format!("if=virtio,file={file},format=raw"));
     }
+    if let Some(net) = host_net {
+        cmd.args(net.qemu_args());
+    }
     cmd
 }
 
@@ -137,6 +150,9 @@ pub struct RunOptions {
     /// Raw image files attached as the machine's virtio-blk disks (QEMU
     /// only; a VM config names them `phy:virtio0`, ...).
     pub host_disks: Vec<PathBuf>,
+    /// The machine's virtio-net NIC on QEMU's restricted user network
+    /// (QEMU only; a VM's `vif` bridges to it as `virtio0`).
+    pub host_net: Option<HostNet>,
 }
 
 /// Host RAM for the emulated machine: room for the guest's RAM and Keel.
@@ -157,6 +173,7 @@ impl Default for RunOptions {
             cpu_model: DEFAULT_BOCHS_MODEL.to_string(),
             stop_at: None,
             host_disks: Vec::new(),
+            host_net: None,
         }
     }
 }
@@ -335,12 +352,21 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
         Backend::Svm => {
             let accel = detect_accel(backend);
             run_command(
-                qemu_command(iso, accel, opts.memory_mib, &opts.host_disks),
+                qemu_command(
+                    iso,
+                    accel,
+                    opts.memory_mib,
+                    &opts.host_disks,
+                    opts.host_net.as_ref(),
+                ),
                 opts,
             )
         }
         Backend::Vmx if !opts.host_disks.is_empty() => Err(RunError::Unsupported(
             "host disks need the svm backend (QEMU): Bochs has no virtio-blk device".into(),
+        )),
+        Backend::Vmx if opts.host_net.is_some() => Err(RunError::Unsupported(
+            "host networking needs the svm backend (QEMU): Bochs has no virtio-net device".into(),
         )),
         Backend::Vmx => run_bochs(iso, opts),
     }
@@ -788,13 +814,19 @@ mod tests {
     }
 
     #[test]
-    fn host_disks_are_refused_under_bochs() {
+    fn host_disks_and_host_net_are_refused_under_bochs() {
         let o = RunOptions {
             host_disks: vec![PathBuf::from("disk.img")],
             ..RunOptions::default()
         };
         let e = run_iso(Path::new("k.iso"), Backend::Vmx, &o).unwrap_err();
         assert!(e.to_string().contains("Bochs has no virtio-blk"), "{e}");
+        let o = RunOptions {
+            host_net: Some(HostNet::default()),
+            ..RunOptions::default()
+        };
+        let e = run_iso(Path::new("k.iso"), Backend::Vmx, &o).unwrap_err();
+        assert!(e.to_string().contains("Bochs has no virtio-net"), "{e}");
     }
 
     #[test]
@@ -895,7 +927,7 @@ mod tests {
 
     #[test]
     fn qemu_command_line() {
-        let c = qemu_command(Path::new("/t/k.iso"), Accel::Tcg, 512, &[]);
+        let c = qemu_command(Path::new("/t/k.iso"), Accel::Tcg, 512, &[], None);
         let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
             args.join(" "),
@@ -908,14 +940,31 @@ mod tests {
             Accel::Tcg,
             512,
             &[PathBuf::from("/d/a.img"), PathBuf::from("/d/b,c.img")],
+            None,
         );
         let args: Vec<_> = d.get_args().map(|a| a.to_string_lossy()).collect();
         assert!(args.join(" ").ends_with(
             "-cdrom k.iso -drive if=virtio,file=/d/a.img,format=raw \
              -drive if=virtio,file=/d/b,,c.img,format=raw"
         ));
-        let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024, &[]);
+        let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024, &[], None);
         let args: Vec<_> = k.get_args().map(|a| a.to_string_lossy()).collect();
         assert!(args.join(" ").contains("-accel kvm -cpu host -m 1024"));
+        let net = HostNet {
+            guestfwds: vec!["10.0.2.100:80=4000".parse().unwrap()],
+            ..HostNet::default()
+        };
+        let n = qemu_command(
+            Path::new("k.iso"),
+            Accel::Tcg,
+            512,
+            &[PathBuf::from("a.img")],
+            Some(&net),
+        );
+        let args: Vec<_> = n.get_args().map(|a| a.to_string_lossy()).collect();
+        assert!(args.join(" ").ends_with(
+            "-drive if=virtio,file=a.img,format=raw -netdev user,id=hostnet0,restrict=on,\
+             guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:4000 -device virtio-net-pci,netdev=hostnet0"
+        ));
     }
 }

@@ -3,14 +3,9 @@
 
 pub mod backend;
 pub mod e1000;
-<<<<<<< HEAD
 pub mod loopback;
-
-pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};
-pub use loopback::Loopback;
-=======
 pub mod switch;
 
 pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};
+pub use loopback::Loopback;
 pub use switch::{Switch, SwitchFull, SwitchPort};
->>>>>>> hostnet

@@ -1,0 +1,206 @@
+//! Networking through Keel's emulated e1000 (82540EM) on the SVM backend,
+//! bridged to the machine's virtio-net NIC on QEMU's restricted user network
+//! (xtask/src/net.rs): guest traffic reaches only QEMU's DHCP and TFTP
+//! servers and the HTTP server these tests run on 127.0.0.1.
+//!
+//! - Debian's kernel, direct boot, with its unmodified `e1000` module: a
+//!   DHCP lease, then a download of a file of several MiB over HTTP whose
+//!   size and SHA-256 it checks (xtask/src/net_assets.rs lists the checks).
+//! - SeaBIOS runs Debian's iPXE ROM from the e1000's ROM BAR; iPXE gets a
+//!   lease and a boot file from QEMU's DHCP server and boots the multiboot
+//!   test kernel and its module over TFTP, which check what they got.
+//!
+//! The `reference_*` tests boot the same guests on plain QEMU with QEMU's
+//! own e1000: they check the assets themselves (the guest script, the ROM,
+//! the TFTP root), not Keel, so they are ignored by default; run them with
+//! `cargo test -p keel-tests --test net -- --ignored reference`.
+
+use std::time::Duration;
+
+use keel_tests::{boot_on_with, check_stop, check_suite_report, test_options};
+use xtask::bench;
+use xtask::guest_assets;
+use xtask::net::{TEST_FILE, TEST_FILE_LEN};
+use xtask::net_assets::{self, TestNetwork, NET_CHECKS};
+use xtask::runner::{Backend, Outcome};
+use xtask::workspace::Workspace;
+
+fn verdict(r: Result<(), String>) {
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+fn network() -> TestNetwork {
+    let ws = Workspace::locate().unwrap_or_else(|e| panic!("{e}"));
+    net_assets::test_network(&ws.bare_metal_dir(), None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The server answered exactly one request, for the test file, in full.
+fn served_the_test_file(t: TestNetwork, o: &Outcome) {
+    let log = t.server.stop();
+    assert_eq!(
+        log.requests,
+        [(format!("/{TEST_FILE}"), 200, TEST_FILE_LEN as u64)],
+        "what the HTTP server served\n{}",
+        o.report()
+    );
+}
+
+/// `needle` appears on a serial line starting with `prefix`.
+fn logged(o: &Outcome, prefix: &str, needle: &str) {
+    assert!(
+        o.lines
+            .iter()
+            .any(|l| l.starts_with(prefix) && l.contains(needle)),
+        "no '{prefix}' line contains '{needle}'\n{}",
+        o.report()
+    );
+}
+
+/// Debian's unmodified e1000 driver binds to Keel's 82540EM (8086:100E),
+/// sees the link up, gets QEMU's first lease (10.0.2.15, default route via
+/// 10.0.2.2) through the in-Keel bridge to virtio0, downloads the test file
+/// over HTTP with its SHA-256 intact, takes the NIC's interrupts, and the
+/// VM powers off through ACPI.
+#[test]
+fn debian_gets_a_dhcp_lease_and_downloads_a_file_through_the_e1000() {
+    let t = network();
+    let (vm, o) = boot_on_with("debian-net", Backend::Svm, None, None, Some(t.net.clone()));
+    let name = &vm.config.name;
+    verdict(check_suite_report(&o, name, NET_CHECKS));
+    for check in [
+        "e1000-pci-id",
+        "e1000-driver",
+        "dhcp-lease",
+        "leased-address",
+        "download-sha256",
+        "e1000-interrupts",
+    ] {
+        logged(&o, &format!("[{name}] "), &format!("PASS {check}"));
+    }
+    verdict(check_stop(&o, name, "powered the machine off (ACPI S5)", 0));
+    served_the_test_file(t, &o);
+}
+
+/// The multiboot test kernel's checks that pass when iPXE boots it
+/// (firmware/src/bin/mbtest.rs): the hand-over, SeaBIOS's memory map, and
+/// the module, which came over TFTP, byte by byte.
+const MBTEST_PASSES: &[&str] = &[
+    "multiboot-magic",
+    "info-flags",
+    "mem-lower",
+    "mmap-ram-at-least-255MiB",
+    "mmap-ram-at-most-256MiB",
+    "mmap-covers-1MiB",
+    "mods-count",
+    "module-size",
+    "module-page-aligned",
+    "module-bytes",
+];
+/// The two that fail, as they must: iPXE's multiboot loader hands over
+/// each image's URI followed by its arguments as its command line
+/// (`tftp://10.0.2.2/keel-mbtest.elf ram=256`), not the `mbtest ram=256`
+/// and `keel-mbtest-module` the kernel expects from the BIOS shim.
+const MBTEST_FAILS: &[&str] = &["cmdline", "module-string"];
+
+/// The netbooted kernel's report, its lines starting with `prefix`.
+fn netbooted_mbtest(o: &Outcome, prefix: &str) {
+    for check in MBTEST_PASSES {
+        logged(o, prefix, &format!("PASS {check}"));
+    }
+    let fails: Vec<&str> = o
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(prefix)?.strip_prefix("FAIL "))
+        .map(|l| l.split(':').next().unwrap_or(l))
+        .collect();
+    assert_eq!(fails, MBTEST_FAILS, "the kernel's failures\n{}", o.report());
+    logged(
+        o,
+        prefix,
+        &format!(
+            "{} passed, {} failed",
+            MBTEST_PASSES.len(),
+            MBTEST_FAILS.len()
+        ),
+    );
+}
+
+/// SeaBIOS finds the e1000 (8086:100E), runs Debian's iPXE ROM from its
+/// ROM BAR (`pxe-e1000`) and boots from it, there being no disk; iPXE gets
+/// a lease and the boot file from QEMU's DHCP server, fetches its script,
+/// the multiboot test kernel and its module over TFTP, and boots the
+/// kernel, which checks the module byte by byte and the memory map and
+/// ends the VM through the debug-exit port (status 1: two checks fail by
+/// design, see [`MBTEST_FAILS`]).
+#[test]
+fn seabios_and_ipxe_boot_a_kernel_over_tftp_through_the_e1000() {
+    let t = network();
+    let (vm, o) = boot_on_with("ipxe", Backend::Svm, None, None, Some(t.net.clone()));
+    let name = &vm.config.name;
+    let bios = format!("[{name}:bios] ");
+    let stages = [
+        "id=8086:100e",
+        "Running option rom at",
+        "Booting from ROM...",
+    ];
+    let mut at = 0;
+    for stage in stages {
+        match o.lines[at..]
+            .iter()
+            .position(|l| l.starts_with(&bios) && l.contains(stage))
+        {
+            Some(i) => at += i + 1,
+            None => panic!(
+                "SeaBIOS never logged '{stage}' (after the earlier stages)\n{}",
+                o.report()
+            ),
+        }
+    }
+    netbooted_mbtest(&o, &format!("[{name}] "));
+    verdict(check_stop(&o, name, "guest debug-exit with status 1", 1));
+    drop(t);
+}
+
+/// The plain-QEMU verdict of the net initramfs: `N passed, 0 failed`.
+fn plain_suite(o: &Outcome, want: u32) {
+    let fails: Vec<&String> = o.lines.iter().filter(|l| l.starts_with("FAIL ")).collect();
+    assert!(fails.is_empty(), "failures: {fails:?}\n{}", o.report());
+    let want = format!("{want} passed, 0 failed");
+    assert!(
+        o.lines.iter().any(|l| l.trim_end() == want),
+        "no '{want}' line\n{}",
+        o.report()
+    );
+}
+
+#[test]
+#[ignore = "checks the assets on plain QEMU, not Keel"]
+fn reference_debian_net_initramfs_passes_on_plain_qemu() {
+    let t = network();
+    let debian = guest_assets::debian().unwrap_or_else(|e| panic!("{e}"));
+    let initrd = net_assets::resolve(net_assets::DEBIAN_NET_INITRAMFS)
+        .expect("an image name")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let qemu = bench::plain_qemu_net(
+        &debian.kernel,
+        &initrd,
+        "console=ttyS0 panic=-1 loglevel=4",
+        256,
+        &t.net,
+    );
+    let o = bench::run_plain(qemu, test_options(256).timeout).unwrap_or_else(|e| panic!("{e}"));
+    plain_suite(&o, NET_CHECKS);
+    served_the_test_file(t, &o);
+}
+
+#[test]
+#[ignore = "checks the assets on plain QEMU, not Keel"]
+fn reference_ipxe_netboots_the_test_kernel_on_plain_qemu() {
+    let t = network();
+    let rom = net_assets::pxe_e1000().unwrap_or_else(|e| panic!("{e}"));
+    let qemu = bench::plain_qemu_netboot(&rom, 256, &t.net);
+    let o = bench::run_plain(qemu, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    netbooted_mbtest(&o, "");
+}
