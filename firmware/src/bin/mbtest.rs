@@ -5,11 +5,13 @@
 //!
 //! What it expects, fixed here and in xtask (`xtask/src/guest_assets.rs`):
 //! - EAX = 0x2BADB002, info flags with memory, cmdline, mods and mmap;
-//! - the command line `mbtest ram=256`;
+//! - a command line whose arguments after the first word (the kernel's
+//!   name: GRUB puts the kernel's path there, iPXE its URL) are `ram=256`;
 //! - a memory map whose available RAM adds up to between 255 and 256 MiB
 //!   (a 256 MiB VM less the holes below 1 MiB), with an entry covering 1 MiB;
 //! - one page-aligned module of 65659 bytes, byte `i` being
-//!   `(i * 0x9E3779B1) >> 24`, with the string `keel-mbtest-module`.
+//!   `(i * 0x9E3779B1) >> 24`, with a string whose last path component is
+//!   `keel-mbtest-module` (a path or URL ending in that name).
 //!
 //! 32-bit code in an x86_64-unknown-none crate (`.code32`), linked flat at
 //! 2 MiB by `mbtest.ld`; xtask wraps it into an ELF32 file.
@@ -90,10 +92,11 @@ main:
     and $0x4D, %ecx                     /* memory, cmdline, mods, mmap */
     CHECK eq, "info-flags", 0x4D
 
-    /* Command line: strcmp. */
+    /* Command line: the arguments after the kernel's name. */
     mov INFO, %edi
     mov 16(%edi), %edi
-    STR .Lcmd, "mbtest ram=256"
+    call skip_word
+    STR .Lcmd, "ram=256"
     mov $.Lcmd, %esi
     call strcmp
     CHECK eq, "cmdline", 0
@@ -161,6 +164,7 @@ main:
     mov INFO, %edi
     mov 24(%edi), %edi
     mov 8(%edi), %edi
+    call last_component
     STR .Lmod, "keel-mbtest-module"
     mov $.Lmod, %esi
     call strcmp
@@ -203,6 +207,36 @@ finish:
     jmp 8b
 
 /* strcmp(%esi, %edi) -> %ecx = 0 if equal, 1 if not. */
+/* skip_word: %edi past the first word of a string and the spaces after
+   it (at its NUL if it has one word). */
+skip_word:
+1:  mov (%edi), %al
+    test %al, %al
+    jz 3f
+    cmp $' ', %al
+    je 2f
+    inc %edi
+    jmp 1b
+2:  cmpb $' ', (%edi)
+    jne 3f
+    inc %edi
+    jmp 2b
+3:  ret
+
+/* last_component: %edi to the character after the last '/' of a string
+   (unchanged if it has none). */
+last_component:
+    mov %edi, %edx
+1:  mov (%edx), %al
+    test %al, %al
+    jz 3f
+    inc %edx
+    cmp $'/', %al
+    jne 1b
+    mov %edx, %edi
+    jmp 1b
+3:  ret
+
 strcmp:
     push %esi
     push %edi
