@@ -3,7 +3,11 @@
 //! the guest's verdict, which is what the hardware manuals give, and that
 //! Keel survived to print its final line with the VM's status.
 
-use keel_tests::{boot, check_guest_suite, check_idt_in_mmio, check_stop, check_suite_report};
+use keel_tests::{
+    boot, boot_on_with, check_guest_suite, check_idt_in_mmio, check_stop, check_suite_report,
+};
+use xtask::net::HostNet;
+use xtask::runner::Backend;
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -53,6 +57,29 @@ fn hostile_reset_loop_guest_is_stopped() {
 fn hostile_dma_guest_gets_bus_master_errors_and_ram_stays_intact() {
     let (_, o) = boot("hostile-dma");
     verdict(check_guest_suite(&o, "hostile-dma", 59));
+}
+
+/// The e1000 (82540EM) driven with hostile rings and registers: transmit
+/// rings outside RAM and of the largest length (65528 descriptors) with
+/// TDT = TDH - 1, head and tail beyond the ring, receive rings of length 0
+/// or not a multiple of 128, receive buffers outside RAM while ARP replies
+/// from QEMU's user network arrive, a chain without EOP past the maximum
+/// packet, a TSO context past the packet, IOADDR past the registers,
+/// all-ones delay timers, CTRL.RST in the middle of a walk; after each
+/// step the device answers as the 8254x SDM says and no byte changed
+/// outside the buffers; last, one good frame (TXDW, DD, GPTC) and QEMU's
+/// reply to it. The vif needs the machine's virtio-net NIC, which only the
+/// SVM backend (QEMU) has, so there is no VMX twin in hostile_vmx.rs.
+#[test]
+fn hostile_net_guest_gets_what_the_82540em_gives_and_ram_stays_intact() {
+    let (_, o) = boot_on_with(
+        "hostile-net",
+        Backend::Svm,
+        None,
+        None,
+        Some(HostNet::default()),
+    );
+    verdict(check_guest_suite(&o, "hostile-net", 86));
 }
 
 /// A task switch, NMI storms, INIT/SIPI to itself, `cli; hlt` woken by an

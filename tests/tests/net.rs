@@ -20,7 +20,7 @@ use std::time::Duration;
 use keel_tests::{boot_on_with, check_stop, check_suite_report, test_options};
 use xtask::bench;
 use xtask::guest_assets;
-use xtask::net::{TEST_FILE, TEST_FILE_LEN};
+use xtask::net::{HostNet, TEST_FILE, TEST_FILE_LEN};
 use xtask::net_assets::{self, TestNetwork, NET_CHECKS};
 use xtask::runner::{Backend, Outcome};
 use xtask::workspace::Workspace;
@@ -162,6 +162,37 @@ fn seabios_and_ipxe_boot_a_kernel_over_tftp_through_the_e1000() {
     netbooted_mbtest(&o, &format!("[{name}] "));
     verdict(check_stop(&o, name, "guest debug-exit with status 0", 0));
     drop(t);
+}
+
+/// A vif naming a host NIC the machine lacks (`bridge=virtio1` on a
+/// machine with one virtio-net NIC): Keel refuses to create the VM, says
+/// which NIC is missing and how many there are, and ends with 122, the
+/// status docs/ARCHITECTURE.md gives a VM that could not be created; the
+/// guest never runs.
+#[test]
+fn a_vif_on_a_missing_host_nic_is_refused_by_name() {
+    let (vm, o) = boot_on_with(
+        "vif-missing-nic",
+        Backend::Svm,
+        None,
+        None,
+        Some(HostNet::default()),
+    );
+    let want = "vif 0: bridge=virtio1, but this machine has one virtio-net NIC (virtio0)";
+    assert!(
+        o.lines
+            .iter()
+            .any(|l| l.starts_with("keel: ") && l.contains(want)),
+        "no line says '{want}'\n{}",
+        o.report()
+    );
+    let guest = format!("[{}] ", vm.config.name);
+    assert!(
+        !o.lines.iter().any(|l| l.starts_with(&guest)),
+        "the guest ran\n{}",
+        o.report()
+    );
+    assert_eq!(o.exit_code(), 122, "{}", o.report());
 }
 
 /// The plain-QEMU verdict of the net initramfs: `N passed, 0 failed`.

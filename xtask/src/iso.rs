@@ -23,6 +23,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-reset-loop",
     "hostile-events",
     "hostile-dma",
+    "hostile-net",
     "pci-testdev",
     "exitbench",
 ];
