@@ -23,7 +23,9 @@ commands:
                          default corei7_skylake_x), stream Keel's serial log, exit
                          with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
                          each --host-disk attaches a raw image as the machine's next
-                         virtio-blk disk (virtio0, virtio1, ...; QEMU only);
+                         virtio-blk disk (virtio0, virtio1, ...; QEMU only), and so,
+                         after them, does each writable disk file the config names
+                         ('disk.img,raw,hda,rw'; add 'volatile' for a RAM disk);
                          --host-net (implied by a vif in the config or by any of the
                          options after it) gives the machine a virtio-net NIC (virtio0)
                          on QEMU's user network with restrict=on: the guest reaches
