@@ -4,13 +4,14 @@
 //! initramfs; its /init drives the disk and the CD-ROM with ata_piix and
 //! bus-master DMA (xtask/src/ide_assets.rs lists the checks) and powers off
 //! through ACPI. On a RAM disk the guest checks its own writes (written,
-//! caches dropped, read back); on the machine's virtio-blk disk the test also
-//! finds them in the host's image file afterwards.
+//! caches dropped, read back); from a disk file next to the config, which
+//! xtask attaches as the machine's virtio-blk disk, the test also finds them
+//! in the file afterwards.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keel_tests::{artifacts_dir, boot, check_stop, check_suite_report, test_options, vms_dir};
+use keel_tests::{artifacts_dir, boot, check_stop, check_suite_report, test_options};
 use xtask::ide_assets::{self, CD_CHECKS, DISK_CHECKS};
 use xtask::iso::VmFile;
 use xtask::runner::{self, Backend, Outcome};
@@ -106,15 +107,6 @@ fn debian_boots_from_the_atapi_cdrom_through_el_torito() {
     no_kernel_trouble(&o);
 }
 
-/// A temporary file removed when the test ends, pass or fail.
-struct TempImage(PathBuf);
-
-impl Drop for TempImage {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// The FAT partition's `KEEL.TXT`, read with mtools' `mtype` at the
 /// partition's offset in the image.
 fn fat_file(image: &Path) -> String {
@@ -136,46 +128,87 @@ fn fat_file(image: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The same boot with the disk on the machine's first virtio-blk disk, over
-/// a copy of the debian-disk image: afterwards the copy holds the guest's
-/// sector pattern after xtask's (unchanged) one, and its FAT file.
+/// A temporary directory removed when the test ends, pass or fail.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The same boot from disk files next to a VM config, as a user writes it
+/// (`disk = [ 'disk.img,raw,hda,rw', 'cd.iso,raw,hdc:cdrom,r' ]`): xtask
+/// attaches `disk.img`, a copy of the debian-disk image, as the machine's
+/// virtio-blk disk `virtio0` and ships the entry as `phy:virtio0,hda,w`;
+/// afterwards the file holds the guest's sector pattern after xtask's
+/// (unchanged) one, and its FAT file. `cd.iso`, a copy of debian-cd that
+/// is read-only on the host, stays a boot module and is byte for byte what
+/// it was.
 #[test]
-fn debian_writes_through_ide_reach_the_host_virtio_disk() {
-    let artifacts = artifacts_dir();
-    let source = ide_assets::resolve(ide_assets::DEBIAN_DISK)
-        .expect("debian-disk is an IDE image name")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let disk = TempImage(
-        std::env::temp_dir().join(format!("keel-debian-disk-{}.img", std::process::id())),
-    );
-    std::fs::copy(&source, &disk.0).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
+    // The ISO is built here, around the Keel that `cargo xtask test` built.
+    artifacts_dir();
+    let ws = workspace::Workspace::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir(std::env::temp_dir().join(format!("keel-disk-file-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let copy = |name: &str, to: &str| {
+        let source = ide_assets::resolve(name)
+            .expect("an IDE image name")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.0.join(to);
+        std::fs::copy(&source, &file).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+        file
+    };
+    let disk = copy(ide_assets::DEBIAN_DISK, "disk.img");
+    let cd = copy(ide_assets::DEBIAN_CD, "cd.iso");
+    let mut perms = std::fs::metadata(&cd).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&cd, perms).unwrap();
+    let cd_before = std::fs::read(&cd).unwrap();
+
     let sector = ide_assets::SECTOR as usize;
     let data = ide_assets::DATA_START as usize * sector;
     let n = ide_assets::PATTERN_SECTORS;
     let half = n as usize * sector;
-    let before = std::fs::read(&disk.0).unwrap();
+    let before = std::fs::read(&disk).unwrap();
     assert!(
         before[data + half..data + 2 * half].iter().all(|&b| b == 0),
         "the image must hold zeros where the guest writes its pattern"
     );
 
-    let cfg = vms_dir().join("debian-ide-host.cfg");
+    let cfg = dir.0.join("debian-ide-file.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"debian-ide-file\"\nmemory = 256\nvcpus = 1\nfirmware = \"seabios\"\n\
+         disk = [ 'disk.img,raw,hda,rw', 'cd.iso,raw,hdc:cdrom,r' ]\n",
+    )
+    .unwrap();
     let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    let iso = workspace::iso_path(&artifacts, &vm.config.name);
+    let built = xtask::iso::build_iso(&vm, &ws.keel_elf(), &ws.bare_metal_dir(), &dir.0)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut opts = test_options(vm.config.memory_mib);
-    opts.host_disks = vec![disk.0.clone()];
-    let o = runner::run_iso(&iso, Backend::Svm, &opts).unwrap_or_else(|e| panic!("{e}"));
+    opts.host_disks = built
+        .host_disks
+        .attach(&[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(opts.host_disks, std::slice::from_ref(&disk));
+    let o = runner::run_iso(&built.path, Backend::Svm, &opts).unwrap_or_else(|e| panic!("{e}"));
     let name = &vm.config.name;
     logged(
         &o,
         "keel: ",
-        "disk 'virtio0' (32768 KiB, read-write, persistent)",
+        "disk 'virtio0' (32768 KiB, read-write, persistent) on IDE Primary Master",
     );
+    logged(&o, "keel: ", "CD-ROM 'cd.iso' (");
+    logged(&o, "keel: ", "read-only) on IDE Secondary Master");
     verdict(check_suite_report(&o, name, DISK_CHECKS));
+    logged(&o, &format!("[{name}] "), "PASS cd-file");
     verdict(check_stop(&o, name, "powered the machine off (ACPI S5)", 0));
     no_kernel_trouble(&o);
 
-    let after = std::fs::read(&disk.0).unwrap();
+    let after = std::fs::read(&disk).unwrap();
+    assert_eq!(after.len(), before.len(), "the disk file changed size");
     assert!(
         after[data..data + half] == ide_assets::pattern("host", n)[..],
         "xtask's pattern at the start of the data partition changed"
@@ -186,9 +219,13 @@ fn debian_writes_through_ide_reach_the_host_virtio_disk() {
         .find(|&i| guest[i * sector..(i + 1) * sector] != want[i * sector..(i + 1) * sector])
     {
         panic!(
-            "the guest's pattern is not in the image file from sector {bad} of {n}: {:?}",
+            "the guest's pattern is not in the disk file from sector {bad} of {n}: {:?}",
             String::from_utf8_lossy(&guest[bad * sector..bad * sector + 32])
         );
     }
-    assert_eq!(fat_file(&disk.0).trim_end(), ide_assets::FAT_STRING);
+    assert_eq!(fat_file(&disk).trim_end(), ide_assets::FAT_STRING);
+    assert!(
+        std::fs::read(&cd).unwrap() == cd_before,
+        "the read-only image cd.iso changed"
+    );
 }

@@ -109,13 +109,14 @@ pub fn ensure(tools: &[Tool]) -> Result<(), String> {
             missing.join(", ")
         ));
     }
-    eprintln!("xtask: installing {list}");
+    let step = crate::progress::Step::new(format!("apt-get install {list}"));
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
-        apt(&["update"]).map_err(|e| format!("{e}; cannot install {list}"))?;
+        apt(&["update"]).map_err(|e| format!("{e}\ncannot install {list}"))?;
     }
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&packages);
-    apt(&args).map_err(|e| format!("{e}; missing {}", missing.join(", ")))?;
+    apt(&args).map_err(|e| format!("{e}\nmissing {}", missing.join(", ")))?;
+    step.done(&format!("{} packages installed", packages.len()));
     let still: Vec<&str> = tools
         .iter()
         .filter(|t| !present(t.needs))
@@ -137,23 +138,22 @@ pub fn apt_update() -> Result<(), String> {
         return Err("apt-get update needs root: run `sudo apt-get update`".into());
     }
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
-        eprintln!("xtask: apt-get update");
+        let step = crate::progress::Step::new("apt-get update");
         apt(&["update"])?;
+        step.done("package lists refreshed");
     }
     Ok(())
 }
 
+/// apt-get with its output kept, shown only when it fails.
 fn apt(args: &[&str]) -> Result<(), String> {
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("apt-get {} failed ({status})", args.join(" ")))
-    }
+    crate::progress::run_quiet(
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "",
+    )
+    .map(drop)
 }
 
 #[cfg(test)]

@@ -222,35 +222,29 @@ pub fn download_and_unpack(packages: &[&str], dir: &Path) -> Result<PathBuf, Str
     }
     fs::create_dir_all(&debs).map_err(|e| io("cannot create", &debs, e))?;
     let list = packages.join(" ");
-    eprintln!("xtask: fetching {list} with apt-get download");
-    let status = Command::new("apt-get")
-        .arg("download")
-        .args(packages)
-        .current_dir(&debs)
-        .status()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "apt-get download {list} failed ({status}); if the package lists are stale, \
-             run `sudo apt-get update` and retry"
-        ));
-    }
+    let step = crate::progress::Step::new(format!("apt-get download {list}"));
+    crate::progress::run_quiet(
+        Command::new("apt-get")
+            .arg("download")
+            .args(packages)
+            .current_dir(&debs),
+        "if the package lists are stale, run `sudo apt-get update` and retry",
+    )?;
     if root.exists() {
         fs::remove_dir_all(&root).map_err(|e| io("cannot clear", &root, e))?;
     }
     fs::create_dir_all(&root).map_err(|e| io("cannot create", &root, e))?;
+    let mut bytes = 0;
     for deb in fs::read_dir(&debs).map_err(|e| io("cannot list", &debs, e))? {
         let deb = deb.map_err(|e| io("cannot list", &debs, e))?.path();
-        let status = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&root)
-            .status()
-            .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
-        if !status.success() {
-            return Err(format!("dpkg-deb -x {} failed ({status})", deb.display()));
-        }
+        bytes += fs::metadata(&deb).map_or(0, |m| m.len());
+        crate::progress::run_quiet(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root), "")?;
     }
+    step.done(&format!(
+        "{} packages, {} MiB, unpacked",
+        packages.len(),
+        bytes.div_ceil(1 << 20)
+    ));
     Ok(root)
 }
 
@@ -363,11 +357,12 @@ pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
     if fresh(&out) && same_script {
         return Ok(out);
     }
+    let step = crate::progress::Step::new(format!("Debian initramfs ({DEBIAN_INITRAMFS})"));
     let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
     let gz = gzip(&initramfs_cpio(&busybox))?;
     fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
     fs::write(&script_file, INIT_SCRIPT).map_err(|e| io("cannot write", &script_file, e))?;
-    eprintln!("xtask: built {} ({} bytes)", out.display(), gz.len());
+    step.done(&format!("built {} ({} bytes)", out.display(), gz.len()));
     Ok(out)
 }
 

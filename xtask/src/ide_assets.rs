@@ -480,6 +480,7 @@ fn build_images() -> Result<Images, String> {
         return Ok(Images { disk, cd });
     }
     deps::ensure(TOOLS)?;
+    let step = crate::progress::Step::new("Debian IDE images (debian-disk, debian-cd)");
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
     }
@@ -516,13 +517,13 @@ fn build_images() -> Result<Images, String> {
     build_disk(&disk, &d.kernel, &initrd, &dir)?;
     build_cd(&cd, &d.kernel, &initrd, &dir)?;
     fs::write(&stamp, &recipe).map_err(|e| io("cannot write", &stamp, e))?;
-    eprintln!(
-        "xtask: built {} and {} (kernel {}, {} modules)",
+    step.done(&format!(
+        "built {} and {} (kernel {}, {} modules)",
         disk.display(),
         cd.display(),
         d.version,
         modules.len()
-    );
+    ));
     Ok(Images { disk, cd })
 }
 

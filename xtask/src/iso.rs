@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vm_config::{VmConfig, Warning};
+use vm_config::{DiskBackend, DiskSpec, VmConfig, Warning};
 
 use crate::workspace::file_stem_for;
 
@@ -142,6 +142,188 @@ pub fn check_images(vm: &VmFile) -> Result<(), String> {
     Ok(())
 }
 
+/// Sector size of the raw images a disk entry names, in bytes.
+pub const SECTOR_BYTES: u64 = 512;
+
+/// A writable image file in a VM config's `disk` list that xtask attaches
+/// to the machine as a virtio-blk disk, so that the guest's writes land in
+/// the file (docs/ARCHITECTURE.md, "Disk files").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDisk {
+    /// The entry as written in the config.
+    pub entry: String,
+    /// What Keel reads in its place: `phy:virtioN,VDEV,w`.
+    pub shipped: String,
+    /// The image file.
+    pub file: PathBuf,
+    /// N of `virtioN`: the machine's N-th virtio-blk disk.
+    pub index: u32,
+}
+
+/// How a VM config's disks reach the machine's virtio-blk disks: the
+/// config's own `phy:virtioN` entries name `virtio0` to `virtio{first - 1}`
+/// (given with `--host-disk`), then come the [`FileDisk`]s, in the order of
+/// their entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostDiskPlan {
+    /// One past the highest `phy:virtioN` the config names itself (0 if none).
+    pub first: u32,
+    pub files: Vec<FileDisk>,
+}
+
+impl HostDiskPlan {
+    /// The machine's virtio-blk disks in order: the `--host-disk` files for
+    /// the config's own `phy:` entries, then the disk files. Refuses a count
+    /// of `--host-disk` files that would move a disk file onto the index a
+    /// `phy:` entry names.
+    pub fn attach(&self, given: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+        if !self.files.is_empty() && given.len() != self.first as usize {
+            let names = match self.first {
+                0 => "no phy:virtioN disk".to_string(),
+                1 => "phy:virtio0".to_string(),
+                n => format!("phy:virtio0 to phy:virtio{}", n - 1),
+            };
+            return Err(format!(
+                "the VM config names {names}, so its disk file {} goes on virtio{}; give \
+                 exactly {} --host-disk (got {})",
+                self.files[0].file.display(),
+                self.first,
+                self.first,
+                given.len()
+            ));
+        }
+        let mut out = given.to_vec();
+        out.extend(self.files.iter().map(|f| f.file.clone()));
+        Ok(out)
+    }
+}
+
+/// Which `disk` entries of `vm` are writable image files (a file next to
+/// the config, not a built-in image name, not `volatile`, not read-only),
+/// each checked: it exists, is a whole number of 512-byte sectors, and the
+/// host lets it be written. Read-only images and built-in images stay boot
+/// modules in Keel's RAM.
+pub fn host_disk_plan(vm: &VmFile) -> Result<HostDiskPlan, String> {
+    let specs = vm
+        .config
+        .disk_specs()
+        .map_err(|e| format!("{}: {e}", vm.path.display()))?;
+    let first = specs
+        .iter()
+        .filter_map(|s| match s.backend {
+            DiskBackend::HostVirtio(n) => Some(n + 1),
+            DiskBackend::Module => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut plan = HostDiskPlan {
+        first,
+        files: Vec::new(),
+    };
+    for (entry, spec) in vm.config.disks.iter().zip(&specs) {
+        if spec.backend != DiskBackend::Module || !spec.writable || spec.volatile {
+            continue;
+        }
+        let file = vm.dir().join(&spec.target);
+        let built_in = crate::guest_assets::NAMES.contains(&spec.target.as_str())
+            || TEST_DISKS.contains(&spec.target.as_str());
+        if built_in && !file.exists() {
+            continue;
+        }
+        check_disk_file(vm, entry, &file)?;
+        if let Some(other) = vm.config.disks.iter().zip(&specs).find(|(e, s)| {
+            *e != entry && s.backend == DiskBackend::Module && s.target == spec.target
+        }) {
+            return Err(format!(
+                "{}: disk '{entry}' and disk '{}' name the same file; a writable disk file \
+                 backs one drive",
+                vm.path.display(),
+                other.0
+            ));
+        }
+        let index = first + plan.files.len() as u32;
+        plan.files.push(FileDisk {
+            entry: entry.clone(),
+            shipped: spec.on_host_disk(index),
+            file,
+            index,
+        });
+    }
+    Ok(plan)
+}
+
+/// A writable disk file must exist, hold whole sectors and be writable.
+fn check_disk_file(vm: &VmFile, entry: &str, file: &Path) -> Result<(), String> {
+    let at = || format!("{}: disk '{entry}'", vm.path.display());
+    let meta = fs::metadata(file).map_err(|e| {
+        format!(
+            "{}: cannot use the disk file {} ({e}); give an existing raw image, or a built-in \
+             image name ({})",
+            at(),
+            file.display(),
+            crate::guest_assets::NAMES
+                .iter()
+                .chain(TEST_DISKS)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(format!("{}: {} is not a file", at(), file.display()));
+    }
+    let len = meta.len();
+    if len == 0 || len % SECTOR_BYTES != 0 {
+        return Err(format!(
+            "{}: {} is {len} bytes, not a whole number of {SECTOR_BYTES}-byte sectors (at least \
+             one); a raw disk image is, e.g. truncate -s 64M {}",
+            at(),
+            file.display(),
+            file.display()
+        ));
+    }
+    // The mode bits too: root may open a file the owner marked read-only.
+    let writable =
+        !meta.permissions().readonly() && fs::OpenOptions::new().write(true).open(file).is_ok();
+    if !writable {
+        return Err(format!(
+            "{}: {} is read-only on the host, but the entry asks for rw; make the file \
+             writable, give access r, or add '{}' to keep the guest's writes in RAM only",
+            at(),
+            file.display(),
+            vm_config::VOLATILE_FLAG
+        ));
+    }
+    Ok(())
+}
+
+/// The config text Keel gets: `vm`'s file, with each disk file's entry
+/// replaced by its `phy:virtioN` entry (every other byte kept, so line
+/// numbers in Keel's messages match the user's file).
+pub fn shipped_config(vm: &VmFile, plan: &HostDiskPlan) -> Result<Vec<u8>, String> {
+    let bytes =
+        fs::read(&vm.path).map_err(|e| format!("cannot read {}: {e}", vm.path.display()))?;
+    if plan.files.is_empty() {
+        return Ok(bytes);
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: the file is not UTF-8 text", vm.path.display()))?;
+    let items: Vec<String> = vm
+        .config
+        .disks
+        .iter()
+        .map(|d| {
+            plan.files
+                .iter()
+                .find(|f| &f.entry == d)
+                .map_or_else(|| d.clone(), |f| f.shipped.clone())
+        })
+        .collect();
+    vm_config::replace_list(&text, "disk", &items)
+        .map(String::into_bytes)
+        .map_err(|e| e.in_file(&vm.path.display().to_string()).to_string())
+}
+
 /// `s` as one word of a GRUB command line: bare when it only has safe
 /// characters, else in single quotes (which GRUB takes literally).
 fn grub_word(s: &str) -> Result<String, String> {
@@ -211,6 +393,8 @@ fn iso_names(images: &[(&str, PathBuf)]) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Iso {
     pub path: PathBuf,
+    /// The disk files the machine must carry as virtio-blk disks.
+    pub host_disks: HostDiskPlan,
     /// Things worth telling the user (odd image sizes).
     pub notes: Vec<String>,
 }
@@ -229,9 +413,24 @@ pub fn build_iso(
             keel.display()
         ));
     }
+    let plan = host_disk_plan(vm)?;
     let mut images: Vec<(&str, PathBuf)> = Vec::new();
     let mut notes = Vec::new();
+    for f in &plan.files {
+        notes.push(format!(
+            "disk '{}': {} goes to the machine as virtio-blk disk virtio{} ('{}'); the \
+             guest's writes stay in the file",
+            f.entry,
+            f.file.display(),
+            f.index,
+            f.shipped
+        ));
+    }
     for (key, value) in vm.config.images() {
+        let moved = |f: &FileDisk| DiskSpec::parse(&f.entry).is_ok_and(|s| s.target == value);
+        if key == "disk" && plan.files.iter().any(moved) {
+            continue;
+        }
         let file = resolve_image(vm, key, value, guest_dir)?;
         if key == "firmware" {
             let len = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
@@ -267,7 +466,8 @@ pub fn build_iso(
             .map_err(|e| io("cannot copy", from, e))
     };
     copy(keel, "keel")?;
-    copy(&vm.path, "config")?;
+    fs::write(boot.join("config"), shipped_config(vm, &plan)?)
+        .map_err(|e| io("cannot write", &boot, e))?;
     for (n, (_, file)) in names.iter().zip(&images) {
         copy(file, n)?;
     }
@@ -288,7 +488,11 @@ pub fn build_iso(
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(Iso { path: iso, notes })
+    Ok(Iso {
+        path: iso,
+        host_disks: plan,
+        notes,
+    })
 }
 
 #[cfg(test)]
@@ -365,6 +569,144 @@ mod tests {
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A directory with a VM config and its disk files, removed at the end.
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn disk_dir(tag: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("xtask-disks-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("disk.img"), vec![0u8; 64 * 1024]).unwrap();
+        fs::write(dir.join("cd.iso"), vec![0u8; 4096]).unwrap();
+        Dir(dir)
+    }
+
+    fn vm_at(dir: &Path, text: &str) -> VmFile {
+        let path = dir.join("vm.cfg");
+        fs::write(&path, text).unwrap();
+        VmFile::load(&path).unwrap()
+    }
+
+    #[test]
+    fn a_writable_disk_file_moves_to_the_next_virtio_disk() {
+        let d = disk_dir("move");
+        let text = "name = 'v'\n# the disks\ndisk = [ 'disk.img,raw,hda,rw',\n  'cd.iso,raw,hdc:cdrom,r' ]\nmemory = 64\n";
+        let v = vm_at(&d.0, text);
+        let plan = host_disk_plan(&v).unwrap();
+        assert_eq!(
+            plan,
+            HostDiskPlan {
+                first: 0,
+                files: vec![FileDisk {
+                    entry: "disk.img,raw,hda,rw".into(),
+                    shipped: "phy:virtio0,hda,w".into(),
+                    file: d.0.join("disk.img"),
+                    index: 0,
+                }],
+            }
+        );
+        let shipped = String::from_utf8(shipped_config(&v, &plan).unwrap()).unwrap();
+        assert_eq!(
+            shipped,
+            "name = 'v'\n# the disks\ndisk = [ 'phy:virtio0,hda,w', 'cd.iso,raw,hdc:cdrom,r' ]\nmemory = 64\n"
+        );
+        // Keel reads it as the first host disk; the CD stays an image.
+        let keel = vm_config::parse(&shipped).unwrap().config;
+        let specs = keel.disk_specs().unwrap();
+        assert_eq!(specs[0].backend, DiskBackend::HostVirtio(0));
+        assert!(specs[0].writable);
+        assert_eq!(keel.images(), [("disk", "cd.iso")]);
+        assert_eq!(plan.attach(&[]).unwrap(), [d.0.join("disk.img")]);
+        assert!(plan.attach(&[PathBuf::from("x.img")]).is_err());
+    }
+
+    #[test]
+    fn disk_files_come_after_the_configs_own_host_disks() {
+        let d = disk_dir("after");
+        fs::write(d.0.join("b.img"), vec![0u8; 512]).unwrap();
+        let v = vm_at(
+            &d.0,
+            "name='v'\ndisk=['disk.img,raw,hda,rw','phy:virtio1,hdb,w','target=b.img,vdev=hdd']",
+        );
+        let plan = host_disk_plan(&v).unwrap();
+        assert_eq!(plan.first, 2);
+        let shipped: Vec<_> = plan.files.iter().map(|f| f.shipped.as_str()).collect();
+        assert_eq!(shipped, ["phy:virtio2,hda,w", "phy:virtio3,hdd,w"]);
+        let given = [PathBuf::from("h0.img"), PathBuf::from("h1.img")];
+        assert_eq!(
+            plan.attach(&given).unwrap(),
+            [
+                given[0].clone(),
+                given[1].clone(),
+                d.0.join("disk.img"),
+                d.0.join("b.img")
+            ]
+        );
+        let e = plan.attach(&given[..1]).unwrap_err();
+        assert!(
+            e.contains("phy:virtio0 to phy:virtio1") && e.contains("exactly 2 --host-disk"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn volatile_read_only_and_built_in_images_stay_in_ram() {
+        let d = disk_dir("ram");
+        let v = vm_at(
+            &d.0,
+            "name='v'\ndisk=['disk.img,raw,hda,rw,volatile','cd.iso,raw,hdb,r',\
+             'debian-disk,raw,hdc,rw','bootdisk,raw,hdd,rw']",
+        );
+        let plan = host_disk_plan(&v).unwrap();
+        assert_eq!(plan, HostDiskPlan::default());
+        assert_eq!(
+            shipped_config(&v, &plan).unwrap(),
+            fs::read(&v.path).unwrap()
+        );
+        assert_eq!(plan.attach(&[]).unwrap(), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn bad_disk_files_are_refused_before_anything_boots() {
+        let d = disk_dir("bad");
+        let e = host_disk_plan(&vm_at(&d.0, "name='v'\ndisk=['gone.img,raw,hda,rw']")).unwrap_err();
+        assert!(e.contains("disk 'gone.img,raw,hda,rw'"), "{e}");
+        assert!(e.contains("cannot use the disk file"), "{e}");
+
+        fs::write(d.0.join("odd.img"), vec![0u8; 1000]).unwrap();
+        let e = host_disk_plan(&vm_at(&d.0, "name='v'\ndisk=['odd.img,raw,hda,rw']")).unwrap_err();
+        assert!(
+            e.contains("is 1000 bytes, not a whole number of 512-byte sectors"),
+            "{e}"
+        );
+        fs::write(d.0.join("empty.img"), []).unwrap();
+        assert!(host_disk_plan(&vm_at(&d.0, "name='v'\ndisk=['empty.img,raw,hda,rw']")).is_err());
+
+        let ro = d.0.join("ro.img");
+        fs::write(&ro, vec![7u8; 4096]).unwrap();
+        let mut perms = fs::metadata(&ro).unwrap().permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(&ro, perms).unwrap();
+        let e = host_disk_plan(&vm_at(&d.0, "name='v'\ndisk=['ro.img,raw,hda,rw']")).unwrap_err();
+        assert!(e.contains("read-only on the host"), "{e}");
+        // Read-only on the host is fine for a read-only entry (a boot module).
+        let v = vm_at(&d.0, "name='v'\ndisk=['ro.img,raw,hda,r']");
+        assert!(host_disk_plan(&v).unwrap().files.is_empty());
+        assert_eq!(fs::read(&ro).unwrap(), vec![7u8; 4096]);
+
+        let e = host_disk_plan(&vm_at(
+            &d.0,
+            "name='v'\ndisk=['disk.img,raw,hda,rw','disk.img,raw,hdb,r']",
+        ))
+        .unwrap_err();
+        assert!(e.contains("name the same file"), "{e}");
     }
 
     #[test]

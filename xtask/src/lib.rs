@@ -14,5 +14,6 @@ pub mod ide_assets;
 pub mod iso;
 pub mod net;
 pub mod net_assets;
+pub mod progress;
 pub mod runner;
 pub mod workspace;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use xtask::deps;
 use xtask::iso::{self, VmFile};
+use xtask::progress::Step;
 use xtask::runner::{self, Backend, RunOptions};
 use xtask::workspace::{self, Workspace, ARTIFACTS_ENV, BARE_METAL_TARGET};
 
@@ -22,7 +23,9 @@ commands:
                          default corei7_skylake_x), stream Keel's serial log, exit
                          with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
                          each --host-disk attaches a raw image as the machine's next
-                         virtio-blk disk (virtio0, virtio1, ...; QEMU only);
+                         virtio-blk disk (virtio0, virtio1, ...; QEMU only), and so,
+                         after them, does each writable disk file the config names
+                         ('disk.img,raw,hda,rw'; add 'volatile' for a RAM disk);
                          --host-net (implied by a vif in the config or by any of the
                          options after it) gives the machine a virtio-net NIC (virtio0)
                          on QEMU's user network with restrict=on: the guest reaches
@@ -142,6 +145,7 @@ fn build_cmd(args: &[String]) -> Result<u8, Failure> {
 }
 
 fn run_cmd(args: &[String]) -> Result<u8, Failure> {
+    let started = std::time::Instant::now();
     // The one flag without a value.
     let mut host_net = args.iter().any(|a| a == "--host-net");
     let args: Vec<String> = args
@@ -239,6 +243,19 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     }));
     let ws = Workspace::locate()?;
     let vm = vm.unwrap_or_else(|| ws.test_vms_dir().join("selftest.cfg"));
+    // Writable disk files become the machine's next virtio-blk disks.
+    let plan = iso::host_disk_plan(&VmFile::load(&vm)?)?;
+    if let (Some(f), Backend::Vmx) = (plan.files.first(), backend) {
+        return Err(Failure::Usage(format!(
+            "{}: disk '{}' is a writable disk file, which xtask keeps by attaching it as a \
+             virtio-blk disk; Bochs has none. Run it with --backend svm (QEMU), or add \
+             '{}' to the entry to run it from Keel's RAM (the guest's writes are then lost)",
+            vm.display(),
+            f.entry,
+            vm_config::VOLATILE_FLAG
+        )));
+    }
+    let host_disks = plan.attach(&host_disks).map_err(Failure::Usage)?;
     let built = build(&ws, &[vm])?;
     let (vm, iso) = &built[0];
     let host_net = host_net || !vm.config.vifs.is_empty();
@@ -298,7 +315,12 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
             );
         }
     }
+    let before_emulator = started.elapsed();
     let outcome = runner::run_iso(iso, backend, &opts).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{}",
+        xtask::progress::first_output_line(&vm.config.name, before_emulator, &outcome)
+    );
     if let Some((t, _)) = network {
         for (path, status, bytes) in t.server.stop().requests {
             eprintln!("xtask: the test HTTP server answered GET {path}: {status}, {bytes} bytes");
@@ -476,7 +498,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let exits_path = ws.test_vms_dir().join("exitbench.cfg");
     if only_exits {
         let mut built = build(&ws, &[exits_path])?.into_iter();
-        let exits = run_exit_bench(built.next(), timeout)?;
+        let exits = run_exit_bench(built.next(), timeout, &mut Runs::new(1))?;
         print!("{}", exits.rows());
         write_bench_json(&bench_dir, &[("exits.json", exits.json())])?;
         return Ok(0);
@@ -485,7 +507,8 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     if only_net {
         let configs: Vec<PathBuf> = net_runs.iter().map(|r| r.0.clone()).collect();
         let built = build(&ws, &configs)?;
-        let net = run_net_bench(&ws, &net_runs, built, timeout)?;
+        let mut runs = Runs::new(net_runs.len() + 1);
+        let net = run_net_bench(&ws, &net_runs, built, timeout, &mut runs)?;
         print!("{}", xtask::bench::table(&[net.rows()]));
         write_bench_json(&bench_dir, &[("net.json", net.json())])?;
         return Ok(0);
@@ -513,17 +536,21 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     };
     let cmdline = vm.config.cmdline.clone().unwrap_or_default();
 
+    // Boots, exitbench, the IDE runs and plain QEMU's, the network runs and plain QEMU's.
+    let mut runs =
+        Runs::new(2 * xtask::bench::BOOT_ROUNDS + 1 + ide.keel.len() + 1 + net_runs.len() + 1);
     let load_before = xtask::bench::load_average();
     let (mut keel_times, mut qemu_times, mut last_keel) = (Vec::new(), Vec::new(), None);
     for round in 1..=xtask::bench::BOOT_ROUNDS {
         let of = xtask::bench::BOOT_ROUNDS;
-        step(&format!(
-            "bench: boot under Keel (QEMU TCG, SVM), run {round} of {of}"
+        let run = runs.next(format!(
+            "bench: boot under Keel (QEMU TCG, SVM), round {round} of {of}"
         ));
         let keel = xtask::bench::run_keel(&iso, vm.config.memory_mib, timeout)?;
         keel_times.push(xtask::bench::keel_times(&keel, &vm.config.name)?);
-        step(&format!(
-            "bench: the same kernel and initramfs on plain QEMU TCG (-kernel), run {round} of {of}"
+        run.done("");
+        let run = runs.next(format!(
+            "bench: the same kernel and initramfs on plain QEMU TCG (-kernel), round {round} of {of}"
         ));
         let qemu = xtask::bench::run_plain_qemu(
             &kernel,
@@ -533,6 +560,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             timeout,
         )?;
         qemu_times.push(xtask::bench::qemu_times(&qemu)?);
+        run.done("");
         last_keel = Some(keel);
     }
     let keel = last_keel.ok_or_else(|| "no boot ran".to_string())?;
@@ -548,10 +576,10 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         load: [load_before, xtask::bench::load_average()],
     };
 
-    let exits = run_exit_bench(exits_vm, timeout)?;
+    let exits = run_exit_bench(exits_vm, timeout, &mut runs)?;
     let ide_isos: Vec<_> = built.by_ref().take(ide.keel.len()).collect();
-    let ide = run_ide_bench(&ide, ide_isos, kernel_file, timeout)?;
-    let net = run_net_bench(&ws, &net_runs, built.collect(), timeout)?;
+    let ide = run_ide_bench(&ide, ide_isos, kernel_file, timeout, &mut runs)?;
+    let net = run_net_bench(&ws, &net_runs, built.collect(), timeout, &mut runs)?;
     print!(
         "{}",
         xtask::bench::table(&[boot.rows(), ide.rows(), net.rows()])
@@ -567,6 +595,24 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         ],
     )?;
     Ok(0)
+}
+
+/// The bench's emulator runs, counted for their progress lines.
+struct Runs {
+    started: usize,
+    total: usize,
+}
+
+impl Runs {
+    fn new(total: usize) -> Self {
+        Self { started: 0, total }
+    }
+
+    /// The next run's step; its line is printed when it is done.
+    fn next(&mut self, what: String) -> Step {
+        self.started += 1;
+        Step::of(what, self.started, self.total)
+    }
 }
 
 /// Writes each `(file, json)` under `dir`.
@@ -585,11 +631,13 @@ fn write_bench_json(dir: &Path, files: &[(&str, String)]) -> Result<(), String> 
 fn run_exit_bench(
     built: Option<(VmFile, PathBuf)>,
     timeout: Duration,
+    runs: &mut Runs,
 ) -> Result<xtask::bench::ExitBench, String> {
     let (vm, iso) = built.ok_or_else(|| "exitbench.cfg was not built".to_string())?;
-    step("bench: the exitbench guest under Keel (QEMU TCG, SVM)");
+    let run = runs.next("bench: the exitbench guest under Keel (QEMU TCG, SVM)".into());
     let load_before = xtask::bench::load_average();
     let o = xtask::bench::run_keel(&iso, vm.config.memory_mib, timeout)?;
+    run.done("");
     let mut exits = xtask::bench::ExitBench::parse(&o, &vm.config.name)?;
     exits.load = [load_before, xtask::bench::load_average()];
     Ok(exits)
@@ -628,6 +676,7 @@ fn run_net_bench(
     runs: &[(PathBuf, String, usize)],
     isos: Vec<(VmFile, PathBuf)>,
     timeout: Duration,
+    progress: &mut Runs,
 ) -> Result<xtask::bench::NetBench, String> {
     use xtask::bench::{exits, net_read, ExitTable};
     let guest_dir = ws.bare_metal_dir();
@@ -641,7 +690,7 @@ fn run_net_bench(
         xtask::net_assets::DEBIAN_NET_INITRAMFS,
         &guest_dir,
     )?;
-    step(&format!(
+    let run = progress.next(format!(
         "bench: download {BENCH_NET_BYTES} bytes on plain QEMU TCG (-nic user,model=e1000,restrict=on)"
     ));
     let t = xtask::net_assets::test_network(&guest_dir, Some(BENCH_NET_BYTES))?;
@@ -655,9 +704,10 @@ fn run_net_bench(
     let qemu = xtask::bench::run_plain(qemu_cmd, timeout)?;
     drop(t);
     let qemu = net_read(&qemu, BENCH_NET_BYTES as u64, "plain QEMU")?;
+    run.done("");
     let mut keel = Vec::new();
     for ((_, name, bytes), (vm, iso)) in runs.iter().zip(&isos) {
-        step(&format!(
+        let run = progress.next(format!(
             "bench: {name} under Keel: download {bytes} bytes through the e1000"
         ));
         let t = xtask::net_assets::test_network(&guest_dir, Some(*bytes))?;
@@ -668,6 +718,7 @@ fn run_net_bench(
         let n = exits(&o, name)
             .ok_or_else(|| format!("{name}: no exit count from Keel\n{}", o.report()))?;
         keel.push((read, n, ExitTable::parse(&o, name)));
+        run.done("");
     }
     let [(small, small_exits, _), (read, n, stats)] = &keel[..] else {
         return Err(format!("{} Keel runs, expected 2", keel.len()));
@@ -748,11 +799,12 @@ fn run_ide_bench(
     isos: Vec<(VmFile, PathBuf)>,
     kernel: String,
     timeout: Duration,
+    progress: &mut Runs,
 ) -> Result<xtask::bench::IdeBench, String> {
     use xtask::bench::{exits, ide_read, ide_to_init, keel_vm_start, Transfer};
     let mut outcomes = Vec::new();
     for (run, (vm, iso)) in files.keel.iter().zip(&isos) {
-        step(&format!(
+        let timer = progress.next(format!(
             "bench: {} under Keel: boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO",
             run.name, run.dma_mib, run.pio_mib
         ));
@@ -763,13 +815,17 @@ fn run_ide_bench(
         let n = exits(&o, &run.name)
             .ok_or_else(|| format!("{}: no exit count from Keel\n{}", run.name, o.report()))?;
         outcomes.push((o, n));
+        timer.done("");
     }
     let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits)] = &outcomes[..]
     else {
         return Err(format!("{} Keel runs, expected 4", outcomes.len()));
     };
-    step("bench: the same disk image on plain QEMU TCG (-drive if=ide, QEMU's SeaBIOS)");
+    let timer = progress.next(
+        "bench: the same disk image on plain QEMU TCG (-drive if=ide, QEMU's SeaBIOS)".into(),
+    );
     let qemu = xtask::bench::run_plain_qemu_disk(&files.qemu_image, files.memory_mib, timeout)?;
+    timer.done("");
     let idle_name = &files.keel[0].name;
     Ok(xtask::bench::IdeBench {
         kernel,
@@ -950,6 +1006,7 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
         for w in vm.warning_lines() {
             eprintln!("xtask: {w}");
         }
+        iso::host_disk_plan(&vm)?;
         iso::check_images(&vm)?;
         if let Some(other) = vms
             .iter()
@@ -977,17 +1034,19 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
     std::fs::create_dir_all(&artifacts)
         .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
     let mut out = Vec::new();
-    for vm in vms {
+    let count = vms.len();
+    for (n, vm) in vms.into_iter().enumerate() {
+        let step = Step::of(format!("ISO for {}", vm.path.display()), n + 1, count);
         let built = iso::build_iso(&vm, &ws.keel_elf(), &ws.bare_metal_dir(), &artifacts)?;
         for n in &built.notes {
             eprintln!("xtask: {}: {n}", vm.path.display());
         }
-        eprintln!(
-            "xtask: built {} (VM '{}' from {})",
+        let mib = std::fs::metadata(&built.path).map_or(0, |m| m.len().div_ceil(1 << 20));
+        step.done(&format!(
+            "{} (VM '{}'), {mib} MiB",
             built.path.display(),
-            vm.config.name,
-            vm.path.display()
-        );
+            vm.config.name
+        ));
         out.push((vm, built.path));
     }
     Ok(out)

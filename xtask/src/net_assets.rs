@@ -266,6 +266,8 @@ fn build_initramfs() -> Result<PathBuf, String> {
     if out.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s == recipe) {
         return Ok(out);
     }
+    let step =
+        crate::progress::Step::new(format!("Debian network initramfs ({DEBIAN_NET_INITRAMFS})"));
     fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
     let mut extra = vec![
         ("etc/keel/modules".to_string(), {
@@ -296,12 +298,12 @@ fn build_initramfs() -> Result<PathBuf, String> {
     ))?;
     fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
     fs::write(&stamp, &recipe).map_err(|e| io("cannot write", &stamp, e))?;
-    eprintln!(
-        "xtask: built {} (kernel {}, modules {})",
+    step.done(&format!(
+        "built {} (kernel {}, modules {})",
         out.display(),
         d.version,
         modules.join(" ")
-    );
+    ));
     Ok(out)
 }
 

@@ -10,6 +10,12 @@
 //! `virtio0`, `virtio1`, ... in PCI scan order: `'phy:virtio0,hda,w'`, or
 //! with keys `'target=virtio0,vdev=hda,access=rw,backendtype=phy'`. Writes to
 //! such a disk persist.
+//!
+//! A writable image file is made persistent by the tool that builds the boot
+//! ISO (`cargo xtask`): it attaches the file as one of the machine's virtio-blk
+//! disks and rewrites the entry to `phy:virtioN` in the configuration it ships.
+//! Keel's own flag `volatile` (a bare word, like xl's `cdrom`) keeps an image
+//! in RAM instead: `'disk.img,raw,hda,rw,volatile'`.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -67,7 +73,13 @@ pub struct DiskSpec {
     pub slot: IdeSlot,
     pub cdrom: bool,
     pub writable: bool,
+    /// The `volatile` flag: the image stays a RAM disk even when writable,
+    /// its writes lost when Keel stops.
+    pub volatile: bool,
 }
+
+/// The bare flag that keeps a writable image file in RAM.
+pub const VOLATILE_FLAG: &str = "volatile";
 
 impl DiskSpec {
     /// Parses one entry; the error says what is wrong with it.
@@ -78,7 +90,12 @@ impl DiskSpec {
         let mut bare = alloc::vec::Vec::new();
         let mut cdrom = false;
         let mut backendtype = None;
+        let mut volatile = false;
         for field in spec.split(',').map(str::trim) {
+            if field == VOLATILE_FLAG {
+                volatile = true;
+                continue;
+            }
             match field.split_once('=') {
                 Some(("devtype", "cdrom")) => cdrom = true,
                 Some(("devtype", "disk")) => {}
@@ -160,13 +177,32 @@ impl DiskSpec {
         if cdrom && writable {
             return Err("a CD-ROM is read-only: use access r".to_string());
         }
+        if volatile && backend != DiskBackend::Module {
+            return Err(format!(
+                "'{VOLATILE_FLAG}' keeps an image file in RAM; a host disk ({target}) is \
+                 always persistent"
+            ));
+        }
         Ok(DiskSpec {
             target: target.to_string(),
             backend,
             slot,
             cdrom,
             writable,
+            volatile,
         })
+    }
+
+    /// The entry in xl's legacy form for the machine's `index`-th
+    /// virtio-blk disk, keeping this entry's slot and access: what `cargo
+    /// xtask` ships in place of a writable image file it attached there.
+    pub fn on_host_disk(&self, index: u32) -> String {
+        format!(
+            "phy:{HOST_DISK_PREFIX}{index},{}{},{}",
+            self.slot.vdev(),
+            if self.cdrom { ":cdrom" } else { "" },
+            if self.writable { "w" } else { "r" }
+        )
     }
 }
 
@@ -203,7 +239,8 @@ mod tests {
                 backend: DiskBackend::Module,
                 slot: IdeSlot::PrimaryMaster,
                 cdrom: false,
-                writable: true
+                writable: true,
+                volatile: false
             }
         );
         assert_eq!(
@@ -213,7 +250,8 @@ mod tests {
                 backend: DiskBackend::Module,
                 slot: IdeSlot::SecondaryMaster,
                 cdrom: true,
-                writable: false
+                writable: false,
+                volatile: false
             }
         );
         let d = DiskSpec::parse("boot.img, , hdb").unwrap();
@@ -240,7 +278,8 @@ mod tests {
                 backend: DiskBackend::HostVirtio(0),
                 slot: IdeSlot::PrimaryMaster,
                 cdrom: false,
-                writable: true
+                writable: true,
+                volatile: false
             }
         );
         let keyed = DiskSpec::parse("target=virtio0,vdev=hda,access=rw,backendtype=phy").unwrap();
@@ -267,6 +306,36 @@ mod tests {
             DiskSpec::parse("target=virtio0,format=qcow2,vdev=hda,backendtype=phy")
                 .unwrap_err()
                 .contains("raw images only")
+        );
+    }
+
+    #[test]
+    fn volatile_keeps_an_image_in_ram() {
+        let v = DiskSpec::parse("disk.img,raw,hda,rw,volatile").unwrap();
+        assert!(v.volatile && v.writable && v.backend == DiskBackend::Module);
+        assert_eq!(v.slot, IdeSlot::PrimaryMaster);
+        // Anywhere in the entry, with keys or the legacy form.
+        let keyed = DiskSpec::parse("volatile,target=disk.img,vdev=hdb,access=rw").unwrap();
+        assert!(keyed.volatile && keyed.slot == IdeSlot::PrimarySlave);
+        let legacy = DiskSpec::parse("file:disk.img,hda,w,volatile").unwrap();
+        assert!(legacy.volatile && legacy.target == "disk.img");
+        assert!(!DiskSpec::parse("disk.img,raw,hda,rw").unwrap().volatile);
+        assert!(DiskSpec::parse("phy:virtio0,hda,w,volatile")
+            .unwrap_err()
+            .contains("always persistent"));
+    }
+
+    #[test]
+    fn an_image_moves_to_a_host_disk_with_its_slot_and_access() {
+        let rw = DiskSpec::parse("disk.img,raw,hdb,rw").unwrap();
+        assert_eq!(rw.on_host_disk(2), "phy:virtio2,hdb,w");
+        let ro = DiskSpec::parse("target=x.iso,vdev=hdc,devtype=cdrom").unwrap();
+        assert_eq!(ro.on_host_disk(0), "phy:virtio0,hdc:cdrom,r");
+        // What it makes parses back to the same drive on that host disk.
+        let back = DiskSpec::parse(&rw.on_host_disk(2)).unwrap();
+        assert_eq!(
+            (back.backend, back.slot, back.writable, back.cdrom),
+            (DiskBackend::HostVirtio(2), rw.slot, true, false)
         );
     }
 

@@ -26,6 +26,8 @@ pub struct Setting {
     pub value: Value,
     /// The value as written, shortened for messages.
     pub raw: String,
+    /// Where the value is written in the text, in bytes.
+    pub span: core::ops::Range<usize>,
 }
 
 impl Setting {
@@ -168,7 +170,8 @@ impl Lexer<'_> {
         self.skip_space();
         let vstart = self.i;
         let value = self.value(&key, true)?;
-        let raw = shorten(self.s.get(vstart..self.i).unwrap_or(""));
+        let span = vstart..self.i;
+        let raw = shorten(self.s.get(span.clone()).unwrap_or(""));
         self.skip_space();
         match self.peek() {
             None | Some(b'\n') | Some(b';') => {}
@@ -188,6 +191,7 @@ impl Lexer<'_> {
             key,
             value,
             raw,
+            span,
         })
     }
 

@@ -43,7 +43,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use disk::{DiskBackend, DiskSpec, IdeSlot, HOST_DISK_PREFIX};
+pub use disk::{DiskBackend, DiskSpec, IdeSlot, HOST_DISK_PREFIX, VOLATILE_FLAG};
 pub use lex::{Setting, Value};
 pub use vif::{generated_mac, NicModel, VifSpec, HOST_NIC_PREFIX};
 
@@ -258,6 +258,54 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, ConfigError> {
             ))
         }
     }
+}
+
+/// `text` with the value of `key` replaced by the list of `items`, each a
+/// quoted string; every other byte is kept, comments and line numbers
+/// included (the list is written on the line its value started). A key the
+/// text does not set is added on a line of its own at the end. For a tool
+/// that ships a changed configuration, such as `cargo xtask` moving a disk
+/// image to a host disk.
+pub fn replace_list(text: &str, key: &str, items: &[String]) -> Result<String, ConfigError> {
+    let mut list = String::from("[ ");
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            list.push_str(", ");
+        }
+        list.push('\'');
+        for c in item.chars() {
+            match c {
+                '\\' | '\'' => {
+                    list.push('\\');
+                    list.push(c);
+                }
+                c if c.is_control() => {
+                    return Err(ConfigError {
+                        line: None,
+                        message: format!(
+                            "{key}: '{}' has a control character",
+                            item.escape_default()
+                        ),
+                    })
+                }
+                c => list.push(c),
+            }
+        }
+        list.push('\'');
+    }
+    list.push_str(" ]");
+    let settings = lex::settings(text)?;
+    Ok(match settings.iter().find(|s| s.key == key) {
+        Some(s) => format!("{}{list}{}", &text[..s.span.start], &text[s.span.end..]),
+        None => {
+            let sep = if text.is_empty() || text.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            format!("{text}{sep}{key} = {list}\n")
+        }
+    })
 }
 
 /// Parses and validates a configuration.

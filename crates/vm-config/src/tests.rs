@@ -325,3 +325,29 @@ fn an_e1000_under_firmware_names_its_option_rom() {
     let c = ok("name = 'p'\nfirmware = 'seabios'\n").config;
     assert_eq!(c.images(), vec![("firmware", "seabios")]);
 }
+
+#[test]
+fn a_list_is_replaced_in_place_and_the_rest_kept() {
+    let text = "# my VM\nname = 'v'\ndisk = [ 'disk.img,raw,hda,rw',  # the disk\n  \"cd.iso,raw,hdc:cdrom,r\" ]\nmemory = 64 # MiB\n";
+    let items = [
+        "phy:virtio1,hda,w".to_string(),
+        "cd.iso,raw,hdc:cdrom,r".to_string(),
+    ];
+    let out = crate::replace_list(text, "disk", &items).unwrap();
+    assert_eq!(
+        out,
+        "# my VM\nname = 'v'\ndisk = [ 'phy:virtio1,hda,w', 'cd.iso,raw,hdc:cdrom,r' ]\nmemory = 64 # MiB\n"
+    );
+    let p = ok(&out);
+    assert_eq!(p.config.disks, items);
+    assert_eq!(p.config.memory_mib, 64);
+    // Quotes and backslashes survive the round trip.
+    let odd = ["it's\\x,raw,hda,rw".to_string()];
+    let out = crate::replace_list("name='v'\ndisk=[]", "disk", &odd).unwrap();
+    assert_eq!(ok(&out).config.disks, odd);
+    // A key the text does not set is added.
+    let out = crate::replace_list("name='v'", "disk", &items[..1]).unwrap();
+    assert_eq!(out, "name='v'\ndisk = [ 'phy:virtio1,hda,w' ]\n");
+    assert!(crate::replace_list("name='v'", "disk", &["a\nb".to_string()]).is_err());
+    assert!(crate::replace_list("name=", "disk", &items).is_err());
+}

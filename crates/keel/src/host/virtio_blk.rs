@@ -45,6 +45,9 @@ pub struct VirtioDisk {
     read_only: bool,
     /// The device offered VIRTIO_BLK_F_FLUSH (and the crate negotiated it).
     flush: bool,
+    /// Sectors were written since the last flush: the VM's end sends one
+    /// (without a write cache, a completed write is durable already).
+    unflushed: bool,
     stats: Stats,
 }
 
@@ -116,6 +119,7 @@ impl BlockBackend for VirtioDisk {
                 return Err(self.io_error("write", Some(at), sectors, e));
             }
             self.stats.written_sectors += sectors as u64;
+            self.unflushed = true;
         }
         Ok(())
     }
@@ -129,13 +133,28 @@ impl BlockBackend for VirtioDisk {
         self.stats.flushes += 1;
         self.device
             .flush()
-            .map_err(|e| self.io_error("flush", None, 0, e))
+            .map_err(|e| self.io_error("flush", None, 0, e))?;
+        self.unflushed = false;
+        Ok(())
     }
 }
 
 impl Drop for VirtioDisk {
-    /// The VM is gone: say what its disk did (the integration test reads it).
+    /// The VM is gone, however it ended (power-off, triple fault, debug
+    /// exit, a stop Keel asked for: each returns from `vm::run`, which drops
+    /// the machine and its drives): flush what the guest wrote since its
+    /// last flush, so the disk holds it, then say what the disk did (the
+    /// integration tests read both lines).
     fn drop(&mut self) {
+        if self.unflushed && self.flush {
+            match BlockBackend::flush(self) {
+                Ok(()) => log::info!(
+                    "host disk {}: writes since the guest's last flush flushed at the VM's end",
+                    self.name
+                ),
+                Err(e) => log::error!("host disk {}: flush at the VM's end failed: {e}", self.name),
+            }
+        }
         let s = self.stats;
         log::info!(
             "host disk {}: {} sectors read, {} written, {} requests, {} flushes sent to the device",
@@ -240,6 +259,7 @@ fn start(root: &mut PciRoot<PortCam>, found: &Found, name: String) -> Result<Vir
         capacity: device.capacity(),
         read_only: device.readonly(),
         flush: offered & VIRTIO_BLK_F_FLUSH != 0,
+        unflushed: false,
         device,
         stats: Stats::default(),
     })
