@@ -38,6 +38,29 @@ pub mod files {
     pub const CMDLINE: &str = "opt/keel/cmdline";
     pub const ACPI: &str = "opt/keel/acpi";
     pub const E820: &str = "etc/e820";
+    /// The kernel's name, the multiboot command line's first word.
+    pub const KERNEL_NAME: &str = "opt/keel/kernel-name";
+    /// Multiboot modules after the initrd: `opt/keel/module1` to
+    /// `opt/keel/module15`, each with `opt/keel/moduleN-cmdline`.
+    pub const MODULE_PREFIX: &str = "opt/keel/module";
+    pub const CMDLINE_SUFFIX: &str = "-cmdline";
+}
+
+/// Which module file `name` is: `Some((n, false))` for `opt/keel/moduleN`,
+/// `Some((n, true))` for its `-cmdline`, with `1 <= n < max`.
+pub fn module_file(name: &[u8], max: usize) -> Option<(usize, bool)> {
+    let rest = name.strip_prefix(files::MODULE_PREFIX.as_bytes())?;
+    let (digits, cmdline) = match rest.strip_suffix(files::CMDLINE_SUFFIX.as_bytes()) {
+        Some(d) => (d, true),
+        None => (rest, false),
+    };
+    if digits.is_empty() || digits.len() > 2 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0usize, |a, d| a * 10 + usize::from(d - b'0'));
+    (n >= 1 && n < max && digits[0] != b'0').then_some((n, cmdline))
 }
 
 /// Length of a file name in a directory entry (NUL-padded).
@@ -94,6 +117,26 @@ pub fn select_and_read(key: u16) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_file_names() {
+        assert_eq!(module_file(b"opt/keel/module1", 16), Some((1, false)));
+        assert_eq!(
+            module_file(b"opt/keel/module15-cmdline", 16),
+            Some((15, true))
+        );
+        for bad in [
+            &b"opt/keel/module0"[..],
+            b"opt/keel/module16",
+            b"opt/keel/module01",
+            b"opt/keel/module",
+            b"opt/keel/module-cmdline",
+            b"opt/keel/modulex",
+            b"opt/keel/module123",
+        ] {
+            assert_eq!(module_file(bad, 16), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn directory_entries_parse() {

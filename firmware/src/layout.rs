@@ -6,10 +6,10 @@
 pub const PAGE_TABLES: u64 = 0x1000;
 /// The Linux zero page (`struct boot_params`).
 pub const BOOT_PARAMS: u64 = 0x7000;
-/// The multiboot info block and everything it points to (8 KiB).
+/// The multiboot info block and everything it points to (16 KiB).
 pub const MULTIBOOT_INFO: u64 = 0x8000;
 /// Size of the multiboot area.
-pub const MULTIBOOT_INFO_LEN: usize = 0x2000;
+pub const MULTIBOOT_INFO_LEN: usize = 0x4000;
 /// Top of the shim's stack (it grows down to 0x10000).
 pub const STACK_TOP: u64 = 0x1F000;
 /// Where the shim's image runs (copied from the ROM below 4 GiB).
@@ -26,7 +26,11 @@ pub const KERNEL_HEAD_LEN: usize = 65 * 512;
 pub const CMDLINE: u64 = 0x5A000;
 /// Room for the command line, including its NUL.
 pub const CMDLINE_MAX: usize = 0x2000;
-/// Nothing the shim loads may start below this (kernels, initrds, staging).
+/// The end of the shim's memory (the Linux command line buffer's end): a
+/// multiboot kernel's segments may go anywhere in RAM from here, below 1 MiB
+/// too; the real-mode IVT and the BIOS data area (0-0x4FF) are under it.
+pub const SHIM_END: u64 = CMDLINE + CMDLINE_MAX as u64;
+/// Nothing the shim loads itself may start below this (kernels, initrds, staging).
 pub const LOAD_FLOOR: u64 = 0x10_0000;
 /// Where a legacy BIOS keeps its tables and where OSes scan for the RSDP.
 pub const BIOS_AREA: core::ops::Range<u64> = 0xE_0000..0x10_0000;

@@ -6,7 +6,9 @@
 //! - [`acpi_blobs`]: the `opt/keel/acpi` container of placed ACPI blobs.
 //! - [`e820`]: the guest's memory map, from `etc/e820` to what a kernel sees.
 //! - [`linux`]: the x86 Linux boot protocol (setup header, placement, zero page).
-//! - [`multiboot`]: multiboot v1 (header, ELF32 / a.out kludge loading, info block).
+//! - [`multiboot`]: multiboot v1 (header, ELF32 / ELF64 / a.out kludge loading, info block).
+//! - [`gzip`]: gzip-compressed kernels.
+//! - [`bios`]: the real-mode IVT and BIOS data area a PC BIOS leaves.
 //! - [`report`]: error messages, written to any [`report::Sink`].
 
 #![no_std]
@@ -15,8 +17,10 @@
 extern crate alloc;
 
 pub mod acpi_blobs;
+pub mod bios;
 pub mod e820;
 pub mod fw_cfg;
+pub mod gzip;
 pub mod layout;
 pub mod linux;
 pub mod multiboot;

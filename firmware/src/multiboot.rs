@@ -24,6 +24,7 @@ const SUPPORTED_REQUIREMENTS: u32 = PAGE_ALIGN | MEMORY_INFO;
 /// Info flags.
 pub mod info {
     pub const MEMORY: u32 = 1 << 0;
+    pub const BOOT_DEVICE: u32 = 1 << 1;
     pub const CMDLINE: u32 = 1 << 2;
     pub const MODS: u32 = 1 << 3;
     pub const MMAP: u32 = 1 << 6;
@@ -118,14 +119,100 @@ impl LoadPlan {
 
 const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 const ELFCLASS32: u8 = 1;
+const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const ET_EXEC: u16 = 2;
 const EM_386: u16 = 3;
+const EM_X86_64: u16 = 62;
 const PT_LOAD: u32 = 1;
-const PHDR_LEN: usize = 32;
+
+/// The fields of an ELF class (System V gABI, "ELF Header" and "Program
+/// Header"): offsets of e_entry, e_phoff, e_phentsize, e_phnum and of each
+/// program header's p_offset, p_vaddr, p_paddr, p_filesz, p_memsz.
+struct ElfClass {
+    ehdr_len: usize,
+    machine: u16,
+    word: usize,
+    entry: usize,
+    phoff: usize,
+    phentsize: usize,
+    phnum: usize,
+    phdr_len: usize,
+    p_offset: usize,
+    p_vaddr: usize,
+    p_paddr: usize,
+    p_filesz: usize,
+    p_memsz: usize,
+}
+
+const ELF32: ElfClass = ElfClass {
+    ehdr_len: 52,
+    machine: EM_386,
+    word: 4,
+    entry: 24,
+    phoff: 28,
+    phentsize: 42,
+    phnum: 44,
+    phdr_len: 32,
+    p_offset: 4,
+    p_vaddr: 8,
+    p_paddr: 12,
+    p_filesz: 16,
+    p_memsz: 20,
+};
+
+const ELF64: ElfClass = ElfClass {
+    ehdr_len: 64,
+    machine: EM_X86_64,
+    word: 8,
+    entry: 24,
+    phoff: 32,
+    phentsize: 54,
+    phnum: 56,
+    phdr_len: 56,
+    p_offset: 8,
+    p_vaddr: 16,
+    p_paddr: 24,
+    p_filesz: 32,
+    p_memsz: 40,
+};
+
+impl ElfClass {
+    fn word(&self, b: &[u8], at: usize) -> u64 {
+        if self.word == 8 {
+            crate::le::u64_at(b, at)
+        } else {
+            u64::from(u32_at(b, at))
+        }
+    }
+}
+
+/// Which loader path a kernel takes (for the shim's log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Elf32,
+    Elf64,
+    AoutKludge,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Elf32 => "ELF32",
+            Format::Elf64 => "ELF64",
+            Format::AoutKludge => "a.out kludge",
+        }
+    }
+}
 
 /// What to load from `image` (the whole kernel file) and where to enter it.
-pub fn load_plan(image: &[u8], h: &Header) -> Result<LoadPlan, Error> {
+///
+/// As GRUB does (Multiboot Specification 0.6.96, 3.1.3 and 3.2): with flag
+/// bit 16 the header's address fields decide, whatever the file format;
+/// otherwise the file must be an ELF executable, 32-bit (i386) or 64-bit
+/// (x86-64) whose segments and entry lie below 4 GiB, loaded at the
+/// segments' physical addresses.
+pub fn load_plan(image: &[u8], h: &Header) -> Result<(LoadPlan, Format), Error> {
     let mut plan = LoadPlan {
         segments: [Segment::default(); MAX_SEGMENTS],
         count: 0,
@@ -134,12 +221,13 @@ pub fn load_plan(image: &[u8], h: &Header) -> Result<LoadPlan, Error> {
     if let Some(a) = h.aout {
         if a.header_addr < a.load_addr || (a.header_addr - a.load_addr) as usize > h.offset {
             return Err(Error::BadKernel(
-                "a.out kludge: header_addr below load_addr",
+                "a.out kludge: header_addr below load_addr or before the file",
             ));
         }
         let file_offset = h.offset - (a.header_addr - a.load_addr) as usize;
         let filesz = if a.load_end_addr == 0 {
-            (image.len() - file_offset) as u32
+            u32::try_from(image.len() - file_offset)
+                .map_err(|_| Error::BadKernel("a.out kludge: the file is over 4 GiB"))?
         } else {
             a.load_end_addr
                 .checked_sub(a.load_addr)
@@ -147,7 +235,7 @@ pub fn load_plan(image: &[u8], h: &Header) -> Result<LoadPlan, Error> {
                     "a.out kludge: load_end_addr below load_addr",
                 ))?
         };
-        if file_offset + filesz as usize > image.len() {
+        if file_offset as u64 + u64::from(filesz) > image.len() as u64 {
             return Err(Error::BadKernel(
                 "a.out kludge: load_end_addr past the file",
             ));
@@ -162,66 +250,97 @@ pub fn load_plan(image: &[u8], h: &Header) -> Result<LoadPlan, Error> {
                     "a.out kludge: bss_end_addr below load_end_addr",
                 ))?
         };
-        plan.segments[0] = Segment {
+        let s = Segment {
             file_offset: file_offset as u32,
             paddr: a.load_addr,
             filesz,
             memsz,
         };
+        if s.end() > 1 << 32 {
+            return Err(Error::BadKernel("a.out kludge: bss_end_addr above 4 GiB"));
+        }
+        plan.segments[0] = s;
         plan.count = 1;
         plan.entry = a.entry_addr;
-        return Ok(plan);
+        return Ok((plan, Format::AoutKludge));
     }
-    if image.len() < 52 || image[0..4] != ELF_MAGIC {
+    if image.len() < 16 || image[0..4] != ELF_MAGIC {
         return Err(Error::BadKernel(
-            "multiboot kernel is not ELF and has no a.out kludge",
+            "multiboot kernel is not ELF and has no a.out kludge (flag 16)",
         ));
     }
-    if u8_at(image, 4) != ELFCLASS32 || u8_at(image, 5) != ELFDATA2LSB {
+    let (c, format) = match u8_at(image, 4) {
+        ELFCLASS32 => (&ELF32, Format::Elf32),
+        ELFCLASS64 => (&ELF64, Format::Elf64),
+        _ => return Err(Error::BadKernel("the ELF class is neither 32- nor 64-bit")),
+    };
+    if image.len() < c.ehdr_len {
+        return Err(Error::BadKernel("the ELF header is cut short"));
+    }
+    if u8_at(image, 5) != ELFDATA2LSB {
+        return Err(Error::BadKernel("the ELF is not little-endian"));
+    }
+    if u16_at(image, 16) != ET_EXEC || u16_at(image, 18) != c.machine {
         return Err(Error::BadKernel(
-            "multiboot kernel is not a 32-bit little-endian ELF",
+            "the ELF is not an i386 (ELF32) or x86-64 (ELF64) executable",
         ));
     }
-    if u16_at(image, 16) != ET_EXEC || u16_at(image, 18) != EM_386 {
-        return Err(Error::BadKernel(
-            "multiboot kernel is not an i386 executable ELF",
-        ));
-    }
-    let entry = u32_at(image, 24);
-    let phoff = u32_at(image, 28) as usize;
-    let phentsize = usize::from(u16_at(image, 42));
-    let phnum = usize::from(u16_at(image, 44));
-    if phentsize < PHDR_LEN || phoff + phnum * phentsize > image.len() {
+    let entry = c.word(image, c.entry);
+    let phoff = c.word(image, c.phoff);
+    let phentsize = u64::from(u16_at(image, c.phentsize));
+    let phnum = u64::from(u16_at(image, c.phnum));
+    if phentsize < c.phdr_len as u64
+        || phoff
+            .checked_add(phnum * phentsize)
+            .is_none_or(|e| e > image.len() as u64)
+    {
         return Err(Error::BadKernel("ELF program headers run past the file"));
     }
-    plan.entry = entry;
+    let mut entry_seen = false;
     for i in 0..phnum {
-        let p = phoff + i * phentsize;
+        let p = (phoff + i * phentsize) as usize;
         if u32_at(image, p) != PT_LOAD {
             continue;
         }
-        let s = Segment {
-            file_offset: u32_at(image, p + 4),
-            paddr: u32_at(image, p + 12),
-            filesz: u32_at(image, p + 16),
-            memsz: u32_at(image, p + 20),
-        };
-        let vaddr = u32_at(image, p + 8);
-        if s.memsz == 0 {
+        let offset = c.word(image, p + c.p_offset);
+        let vaddr = c.word(image, p + c.p_vaddr);
+        let paddr = c.word(image, p + c.p_paddr);
+        let filesz = c.word(image, p + c.p_filesz);
+        let memsz = c.word(image, p + c.p_memsz);
+        if memsz == 0 {
             continue;
         }
-        if s.filesz > s.memsz || s.file_offset as usize + s.filesz as usize > image.len() {
+        if filesz > memsz
+            || offset
+                .checked_add(filesz)
+                .is_none_or(|e| e > image.len() as u64)
+        {
             return Err(Error::BadKernel("an ELF segment runs past the file"));
         }
-        if s.end() > 1 << 32 {
+        if paddr.checked_add(memsz).is_none_or(|e| e > 1 << 32) {
             return Err(Error::BadKernel("an ELF segment ends above 4 GiB"));
         }
         if plan.count == MAX_SEGMENTS {
             return Err(Error::BadKernel("more than 16 ELF load segments"));
         }
-        // An entry given as a virtual address inside this segment: translate.
-        if vaddr != s.paddr && entry >= vaddr && entry - vaddr < s.memsz {
-            plan.entry = entry - vaddr + s.paddr;
+        let s = Segment {
+            file_offset: offset as u32,
+            paddr: paddr as u32,
+            filesz: filesz as u32,
+            memsz: memsz as u32,
+        };
+        if plan
+            .segments()
+            .iter()
+            .any(|o| u64::from(o.paddr) < s.end() && u64::from(s.paddr) < o.end())
+        {
+            return Err(Error::BadKernel("two ELF load segments overlap"));
+        }
+        // An entry given as a virtual address inside this segment: translate
+        // to the physical one (the kernel runs with paging off).
+        if !entry_seen && entry >= vaddr && entry - vaddr < memsz {
+            plan.entry = (entry - vaddr + paddr) as u32;
+            entry_seen = true;
         }
         plan.segments[plan.count] = s;
         plan.count += 1;
@@ -229,45 +348,66 @@ pub fn load_plan(image: &[u8], h: &Header) -> Result<LoadPlan, Error> {
     if plan.count == 0 {
         return Err(Error::BadKernel("the ELF has no load segments"));
     }
-    Ok(plan)
+    if !entry_seen {
+        if entry >= 1 << 32 {
+            return Err(Error::BadKernel("the ELF entry point is above 4 GiB"));
+        }
+        plan.entry = entry as u32;
+    }
+    Ok((plan, format))
 }
 
-/// Checks that every segment lands in RAM at or above 1 MiB and clear of
-/// `avoid` (the staging copy of the file).
-pub fn check_plan(plan: &LoadPlan, map: &Map, avoid: (u64, u64)) -> Result<(), Error> {
+/// Checks that every segment lands in RAM, clear of the shim's own memory
+/// below [`crate::layout::SHIM_END`] and of `avoid` (the staging copies of
+/// the file).
+pub fn check_plan(plan: &LoadPlan, map: &Map, avoid: &[(u64, u64)]) -> Result<(), Error> {
     for s in plan.segments() {
         let (start, end) = (u64::from(s.paddr), s.end());
-        if start < crate::layout::LOAD_FLOOR || !map.is_ram(start, end) {
-            return Err(Error::TooBig {
-                what: "a multiboot kernel segment (outside RAM from 1 MiB)",
+        if start < crate::layout::SHIM_END {
+            return Err(Error::Overlap {
+                what: "a multiboot kernel segment",
+                address: start,
                 len: u64::from(s.memsz),
+                with: "the shim's memory below 0x5c000",
             });
         }
-        if start < avoid.1 && avoid.0 < end {
-            return Err(Error::TooBig {
-                what: "the multiboot kernel (its segments overlap its staging copy)",
+        if !map.is_ram(start, end) {
+            return Err(Error::Overlap {
+                what: "a multiboot kernel segment",
+                address: start,
                 len: u64::from(s.memsz),
+                with: "memory that is not RAM (beyond the VM's RAM or in a hole)",
+            });
+        }
+        if avoid.iter().any(|a| start < a.1 && a.0 < end) {
+            return Err(Error::Overlap {
+                what: "a multiboot kernel segment",
+                address: start,
+                len: u64::from(s.memsz),
+                with: "the shim's staging copy of the kernel file at the top of RAM",
             });
         }
     }
     Ok(())
 }
 
-/// Where a module of `len` bytes goes: right after the kernel, page-aligned.
-pub fn place_module(kernel_end: u64, len: u64, map: &Map) -> Result<u64, Error> {
-    let at = kernel_end.next_multiple_of(4096);
-    if at
-        .checked_add(len)
-        .is_some_and(|end| map.is_ram(at, end) && end <= 1 << 32)
-    {
-        Ok(at)
-    } else {
-        Err(Error::TooBig {
-            what: "the multiboot module",
+/// Where the next module of `len` bytes goes: page-aligned at or after
+/// `after`, and never below 1 MiB (the shim's memory and the BIOS areas).
+pub fn place_module(after: u64, len: u64, map: &Map) -> Result<u64, Error> {
+    let at = after
+        .max(crate::layout::LOAD_FLOOR)
+        .checked_next_multiple_of(4096);
+    match at.and_then(|a| a.checked_add(len).map(|e| (a, e))) {
+        Some((at, end)) if map.is_ram(at, end) && end <= 1 << 32 => Ok(at),
+        _ => Err(Error::TooBig {
+            what: "the multiboot modules (they go after the kernel, contiguous)",
             len,
-        })
+        }),
     }
 }
+
+/// Most modules the shim passes (the initrd and `opt/keel/module1` to `15`).
+pub const MAX_MODULES: usize = 16;
 
 /// One module for the info block.
 #[derive(Clone, Copy, Debug)]
@@ -280,23 +420,36 @@ pub struct Module<'a> {
 /// What goes into the info block.
 #[derive(Clone, Copy, Debug)]
 pub struct InfoInput<'a> {
+    /// The kernel's name: the command line's first word, as GRUB and QEMU
+    /// pass the kernel's path there.
+    pub kernel_name: &'a [u8],
+    /// The arguments after it.
     pub cmdline: &'a [u8],
-    pub module: Option<Module<'a>>,
+    pub modules: &'a [Module<'a>],
     pub e820: &'a [Entry],
     pub loader_name: &'a [u8],
 }
 
+/// `boot_device` (spec 3.3): BIOS drive 0x80 (the first hard disk), no
+/// partition (0xFF in part1-part3), what a loader that read the kernel from
+/// a whole disk says; a direct boot has no disk, and kernels that look at
+/// the field expect a hard disk number there.
+pub const BOOT_DEVICE: u32 = 0x80FF_FFFF;
+
 /// Layout of the info area (offsets from its base).
 pub mod area {
     pub const INFO: usize = 0x000;
-    pub const MODS: usize = 0x080;
     pub const LOADER_NAME: usize = 0x0C0;
-    pub const MMAP: usize = 0x100;
+    pub const MODS: usize = 0x100;
+    pub const MMAP: usize = 0x200;
     pub const CMDLINE: usize = 0x1000;
-    pub const MODULE_STRING: usize = 0x1800;
-    pub const END: usize = 0x2000;
-    /// Longest string (without NUL) for each of the two string slots.
-    pub const STRING_MAX: usize = 0x7FF;
+    pub const MODULE_STRINGS: usize = 0x2000;
+    pub const END: usize = 0x4000;
+    /// Longest command line (the kernel's name, a space, the arguments;
+    /// without the NUL).
+    pub const CMDLINE_MAX: usize = MODULE_STRINGS - CMDLINE - 1;
+    /// Room for all module strings with their NULs.
+    pub const MODULE_STRINGS_MAX: usize = END - MODULE_STRINGS;
 }
 
 /// Writes the info block and everything it points to into `buf`, which the
@@ -304,7 +457,12 @@ pub mod area {
 pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Result<u32, Error> {
     buf.fill(0);
     let at = |o: usize| base + o as u32;
-    let mut flags = info::MEMORY | info::CMDLINE | info::MODS | info::MMAP | info::LOADER_NAME;
+    let mut flags = info::MEMORY
+        | info::BOOT_DEVICE
+        | info::CMDLINE
+        | info::MODS
+        | info::MMAP
+        | info::LOADER_NAME;
     // mem_lower: KiB of RAM from 0 (at most 640); mem_upper: KiB from 1 MiB
     // up to the first hole.
     let lower = input
@@ -319,30 +477,46 @@ pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Re
         .map_or(0, |e| (e.end().min(1 << 32) - 0x10_0000) / 1024);
     put32(buf, area::INFO + 4, lower as u32);
     put32(buf, area::INFO + 8, upper as u32);
+    put32(buf, area::INFO + 12, BOOT_DEVICE);
 
-    let string = |buf: &mut [u8; area::END], o: usize, s: &[u8], max: usize| {
-        if s.len() > max {
-            return Err(Error::CmdlineTooLong {
-                len: s.len() as u64,
-                max: max as u64,
-            });
-        }
-        buf[o..o + s.len()].copy_from_slice(s);
-        Ok(())
-    };
-    string(buf, area::CMDLINE, input.cmdline, area::STRING_MAX)?;
+    let name_len = input.kernel_name.len();
+    let args = input.cmdline;
+    let cmd_len = name_len + if args.is_empty() { 0 } else { 1 + args.len() };
+    if cmd_len > area::CMDLINE_MAX {
+        return Err(Error::CmdlineTooLong {
+            len: cmd_len as u64,
+            max: area::CMDLINE_MAX as u64,
+        });
+    }
+    let c = area::CMDLINE;
+    buf[c..c + name_len].copy_from_slice(input.kernel_name);
+    if !args.is_empty() {
+        buf[c + name_len] = b' ';
+        buf[c + name_len + 1..c + cmd_len].copy_from_slice(args);
+    }
     put32(buf, area::INFO + 16, at(area::CMDLINE));
 
-    match input.module {
-        Some(m) => {
-            put32(buf, area::MODS, m.start);
-            put32(buf, area::MODS + 4, m.end);
-            string(buf, area::MODULE_STRING, m.string, area::STRING_MAX)?;
-            put32(buf, area::MODS + 8, at(area::MODULE_STRING));
-            put32(buf, area::INFO + 20, 1);
-        }
-        None => put32(buf, area::INFO + 20, 0),
+    if input.modules.len() > MAX_MODULES {
+        return Err(Error::TooManyModules {
+            count: input.modules.len() as u32,
+        });
     }
+    let mut s = area::MODULE_STRINGS;
+    for (i, m) in input.modules.iter().enumerate() {
+        if s + m.string.len() + 1 > area::END {
+            return Err(Error::CmdlineTooLong {
+                len: (s + m.string.len() + 1 - area::MODULE_STRINGS) as u64,
+                max: area::MODULE_STRINGS_MAX as u64,
+            });
+        }
+        buf[s..s + m.string.len()].copy_from_slice(m.string);
+        let o = area::MODS + i * 16;
+        put32(buf, o, m.start);
+        put32(buf, o + 4, m.end);
+        put32(buf, o + 8, at(s));
+        s += m.string.len() + 1;
+    }
+    put32(buf, area::INFO + 20, input.modules.len() as u32);
     put32(buf, area::INFO + 24, at(area::MODS));
 
     let max_mmap = (area::CMDLINE - area::MMAP) / 24;
@@ -357,9 +531,10 @@ pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Re
     put32(buf, area::INFO + 44, (input.e820.len() * 24) as u32);
     put32(buf, area::INFO + 48, at(area::MMAP));
 
-    let name_max = area::MMAP - area::LOADER_NAME - 1;
+    let name_max = area::MODS - area::LOADER_NAME - 1;
     if input.loader_name.len() <= name_max {
-        string(buf, area::LOADER_NAME, input.loader_name, name_max)?;
+        let o = area::LOADER_NAME;
+        buf[o..o + input.loader_name.len()].copy_from_slice(input.loader_name);
         put32(buf, area::INFO + 64, at(area::LOADER_NAME));
     } else {
         flags &= !info::LOADER_NAME;
@@ -372,7 +547,7 @@ pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Re
 mod tests {
     use super::*;
     use crate::e820::{guest_map, RESERVED};
-    use crate::le::{put16, u64_at};
+    use crate::le::{put16, put64, u64_at};
     use alloc::vec;
     use alloc::vec::Vec;
 
@@ -425,7 +600,8 @@ mod tests {
         let h = find_header(&f).unwrap().unwrap();
         assert_eq!(h.offset, 84);
         assert_eq!(h.aout, None);
-        let p = load_plan(&f, &h).unwrap();
+        let (p, format) = load_plan(&f, &h).unwrap();
+        assert_eq!(format, Format::Elf32);
         assert_eq!(p.entry, 0x20_0010);
         assert_eq!(
             p.segments(),
@@ -449,7 +625,8 @@ mod tests {
         f.resize(0x300, 1);
         let h = find_header(&f).unwrap().unwrap();
         assert_eq!(h.offset, 32);
-        let p = load_plan(&f, &h).unwrap();
+        let (p, format) = load_plan(&f, &h).unwrap();
+        assert_eq!(format, Format::AoutKludge);
         assert_eq!(p.entry, 0x10_0040);
         assert_eq!(
             p.segments(),
@@ -489,6 +666,122 @@ mod tests {
         assert!(load_plan(&e, &h).is_err());
     }
 
+    /// An ELF64 (x86-64) with the given (paddr, vaddr, bytes, bss) segments,
+    /// entry `entry`.
+    pub fn elf64(entry: u64, segs: &[(u64, u64, &[u8], u64)]) -> Vec<u8> {
+        let phoff = 64usize;
+        let data_at = phoff + 56 * segs.len();
+        let mut f = vec![0u8; data_at];
+        f[0..4].copy_from_slice(&ELF_MAGIC);
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        put16(&mut f, 16, 2);
+        put16(&mut f, 18, 62);
+        put32(&mut f, 20, 1);
+        put64(&mut f, 24, entry);
+        put64(&mut f, 32, phoff as u64);
+        put16(&mut f, 52, 64);
+        put16(&mut f, 54, 56);
+        put16(&mut f, 56, segs.len() as u16);
+        for (i, (paddr, vaddr, bytes, bss)) in segs.iter().enumerate() {
+            let p = phoff + 56 * i;
+            let off = f.len() as u64;
+            put32(&mut f, p, PT_LOAD);
+            put64(&mut f, p + 8, off);
+            put64(&mut f, p + 16, *vaddr);
+            put64(&mut f, p + 24, *paddr);
+            put64(&mut f, p + 32, bytes.len() as u64);
+            put64(&mut f, p + 40, bytes.len() as u64 + bss);
+            f.extend_from_slice(bytes);
+        }
+        f
+    }
+
+    #[test]
+    fn elf64_segments_and_a_virtual_entry() {
+        let mut body = header(MEMORY_INFO, &[]);
+        body.resize(0x40, 0);
+        let low = [7u8; 0x20];
+        let f = elf64(
+            0xFFFF_FFFF_8020_0010,
+            &[
+                (0x20_0000, 0xFFFF_FFFF_8020_0000, &body, 0x1000),
+                (0x6_0000, 0x6_0000, &low, 0x10),
+            ],
+        );
+        let h = find_header(&f).unwrap().unwrap();
+        let (p, format) = load_plan(&f, &h).unwrap();
+        assert_eq!(format, Format::Elf64);
+        assert_eq!(p.entry, 0x20_0010);
+        assert_eq!(p.count, 2);
+        assert_eq!(p.segments()[1].paddr, 0x6_0000);
+        assert_eq!(p.segments()[1].memsz, 0x30);
+        assert_eq!(&f[p.segments()[1].file_offset as usize..][..0x20], &low);
+        assert!(check_plan(&p, &map256(), &[]).is_ok());
+    }
+
+    #[test]
+    fn bad_elves_are_errors_not_panics() {
+        let mut body = header(0, &[]);
+        body.resize(0x40, 0);
+        let good = elf64(0x20_0000, &[(0x20_0000, 0x20_0000, &body, 0)]);
+        let plan = |f: &[u8]| {
+            let h = find_header(f).ok_or(Error::UnknownKernel)??;
+            load_plan(f, &h).map(|p| p.0)
+        };
+        assert!(plan(&good).is_ok());
+        // Truncated in the ELF header, in the program headers.
+        for cut in [20, 60, 64 + 28] {
+            let mut t = good[..cut].to_vec();
+            t.extend_from_slice(&header(0, &[]));
+            assert!(matches!(plan(&t), Err(Error::BadKernel(_))), "cut {cut}");
+        }
+        // Program headers far past the end, or a phoff that overflows.
+        for phoff in [0x10_0000u64, u64::MAX - 8] {
+            let mut t = good.clone();
+            put64(&mut t, 32, phoff);
+            assert!(matches!(plan(&t), Err(Error::BadKernel(_))));
+        }
+        // A segment past the file, above 4 GiB, wrapping around.
+        for (field, v) in [
+            (64 + 8, 0xFFFF_FFFF_FFFF_FFF0u64),
+            (64 + 24, 0xFFFF_FFF0),
+            (64 + 40, u64::MAX),
+        ] {
+            let mut t = good.clone();
+            put64(&mut t, field, v);
+            assert!(matches!(plan(&t), Err(Error::BadKernel(_))), "{field}");
+        }
+        // Overlapping segments.
+        let two = elf64(
+            0x20_0000,
+            &[
+                (0x20_0000, 0x20_0000, &body, 0x1000),
+                (0x20_0800, 0x20_0800, &body, 0),
+            ],
+        );
+        assert_eq!(
+            plan(&two),
+            Err(Error::BadKernel("two ELF load segments overlap"))
+        );
+        // A wrong machine for the class.
+        let mut m = good.clone();
+        put16(&mut m, 18, 3);
+        assert!(plan(&m).is_err());
+        // An entry outside every segment and above 4 GiB.
+        let mut e = good.clone();
+        put64(&mut e, 24, 1 << 40);
+        assert!(plan(&e).is_err());
+        // Beyond RAM.
+        let big = elf64(0x20_0000, &[(0x20_0000, 0x20_0000, &body, 0x1000_0000)]);
+        let (p, _) = load_plan(&big, &find_header(&big).unwrap().unwrap()).unwrap();
+        assert!(matches!(
+            check_plan(&p, &map256(), &[]),
+            Err(Error::Overlap { .. })
+        ));
+    }
+
     fn map256() -> Map {
         let fw = Entry {
             addr: 0,
@@ -505,27 +798,55 @@ mod tests {
         let mut body = header(0, &[]);
         body.resize(64, 0);
         let f = elf(0x20_0000, &body, 0);
-        let p = load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap();
-        assert!(check_plan(&p, &m, (0xF00_0000, 0xF10_0000)).is_ok());
-        assert!(check_plan(&p, &m, (0x20_0000, 0x20_1000)).is_err());
-        let low = elf(0x9_0000, &body, 0);
-        let p = load_plan(&low, &find_header(&low).unwrap().unwrap()).unwrap();
-        assert!(check_plan(&p, &m, (0, 0)).is_err());
+        let (p, _) = load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap();
+        assert!(check_plan(&p, &m, &[(0xF00_0000, 0xF10_0000)]).is_ok());
+        assert!(matches!(
+            check_plan(&p, &m, &[(0xF00_0000, 0xF10_0000), (0x20_0000, 0x20_1000)]),
+            Err(Error::Overlap {
+                address: 0x20_0000,
+                ..
+            })
+        ));
+        // Below 1 MiB: fine from the shim's end to the EBDA, not on the
+        // shim, the EBDA or the VGA hole.
+        let low = elf(0x6_0000, &body, 0x3_0000);
+        let (p, _) = load_plan(&low, &find_header(&low).unwrap().unwrap()).unwrap();
+        assert!(check_plan(&p, &m, &[]).is_ok());
+        for bad in [0x5_0000, 0x9_FBF0, 0xA_0000, 0xFFF_FFF0] {
+            let f = elf(bad, &body, 0);
+            let (p, _) = load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap();
+            assert!(
+                matches!(check_plan(&p, &m, &[]), Err(Error::Overlap { .. })),
+                "{bad:#x}"
+            );
+        }
+        // Modules never go below 1 MiB, even after a low kernel.
         assert_eq!(place_module(0x20_0040, 100, &m), Ok(0x20_1000));
+        assert_eq!(place_module(0x6_1000, 100, &m), Ok(0x10_0000));
         assert!(place_module(0x20_0040, 256 << 20, &m).is_err());
+        assert!(place_module(u64::MAX - 10, 100, &m).is_err());
     }
 
     #[test]
     fn info_block() {
         let m = map256();
         let mut buf = [0xFFu8; area::END];
-        let input = InfoInput {
-            cmdline: b"mbtest ram=256",
-            module: Some(Module {
+        let mods = [
+            Module {
                 start: 0x20_1000,
                 end: 0x21_1000,
                 string: b"mbtest-module",
-            }),
+            },
+            Module {
+                start: 0x21_1000,
+                end: 0x21_1001,
+                string: b"second a=1 b",
+            },
+        ];
+        let input = InfoInput {
+            kernel_name: b"/boot/mbtest",
+            cmdline: b"ram=256",
+            modules: &mods,
             e820: m.entries(),
             loader_name: b"keel-shim",
         };
@@ -533,17 +854,23 @@ mod tests {
         let info = build_info(&mut buf, base, &input).unwrap();
         assert_eq!(info, 0x8000);
         let flags = u32_at(&buf, 0);
-        assert_eq!(flags, 0x24D);
+        // mem, boot_device, cmdline, mods, mmap, boot_loader_name (spec 3.3).
+        assert_eq!(flags, 0x24F);
         assert_eq!(u32_at(&buf, 4), 639);
         assert_eq!(u32_at(&buf, 8), (255 << 20) / 1024);
+        assert_eq!(u32_at(&buf, 12), 0x80FF_FFFF);
         let cmd = u32_at(&buf, 16) as usize - 0x8000;
-        assert_eq!(&buf[cmd..cmd + 15], b"mbtest ram=256\0");
-        assert_eq!(u32_at(&buf, 20), 1);
+        assert_eq!(&buf[cmd..cmd + 21], b"/boot/mbtest ram=256\0");
+        assert_eq!(u32_at(&buf, 20), 2);
         let mods = u32_at(&buf, 24) as usize - 0x8000;
         assert_eq!(u32_at(&buf, mods), 0x20_1000);
         assert_eq!(u32_at(&buf, mods + 4), 0x21_1000);
         let s = u32_at(&buf, mods + 8) as usize - 0x8000;
         assert_eq!(&buf[s..s + 14], b"mbtest-module\0");
+        assert_eq!(u32_at(&buf, mods + 16), 0x21_1000);
+        assert_eq!(u32_at(&buf, mods + 20), 0x21_1001);
+        let s = u32_at(&buf, mods + 24) as usize - 0x8000;
+        assert_eq!(&buf[s..s + 13], b"second a=1 b\0");
         let len = u32_at(&buf, 44) as usize;
         let mmap = u32_at(&buf, 48) as usize - 0x8000;
         assert_eq!(len, m.entries().len() * 24);
@@ -572,19 +899,47 @@ mod tests {
     fn info_block_without_module_and_with_a_huge_cmdline() {
         let m = map256();
         let mut buf = [0u8; area::END];
-        let long = [b'x'; 4000];
+        let long = [b'x'; 4090];
         let mut input = InfoInput {
+            kernel_name: b"kernel",
             cmdline: &long,
-            module: None,
+            modules: &[],
             e820: m.entries(),
             loader_name: b"keel-shim",
         };
-        assert!(matches!(
+        // "kernel" + " " + 4090 bytes: 4097, one over the 4095 that fit.
+        assert_eq!(
             build_info(&mut buf, 0x8000, &input),
-            Err(Error::CmdlineTooLong { len: 4000, .. })
-        ));
+            Err(Error::CmdlineTooLong {
+                len: 4097,
+                max: 4095
+            })
+        );
+        input.cmdline = &long[..4088];
+        build_info(&mut buf, 0x8000, &input).unwrap();
         input.cmdline = b"";
         build_info(&mut buf, 0x8000, &input).unwrap();
         assert_eq!(u32_at(&buf, 20), 0);
+        assert_eq!(&buf[0x1000..0x1007], b"kernel\0");
+        // Too many modules, and strings that overflow their room.
+        let one = Module {
+            start: 0x20_0000,
+            end: 0x20_0001,
+            string: &long[..2000],
+        };
+        let many = [one; MAX_MODULES + 1];
+        input.modules = &many;
+        assert_eq!(
+            build_info(&mut buf, 0x8000, &input),
+            Err(Error::TooManyModules { count: 17 })
+        );
+        input.modules = &many[..5];
+        assert!(matches!(
+            build_info(&mut buf, 0x8000, &input),
+            Err(Error::CmdlineTooLong { .. })
+        ));
+        input.modules = &many[..4];
+        build_info(&mut buf, 0x8000, &input).unwrap();
+        assert_eq!(u32_at(&buf, 20), 4);
     }
 }

@@ -85,6 +85,17 @@ pub enum Error {
     TooBig { what: &'static str, len: u64 },
     /// The command line is longer than the kernel or the shim accepts.
     CmdlineTooLong { len: u64, max: u64 },
+    /// `what` at `address` (`len` bytes) would land on `with`.
+    Overlap {
+        what: &'static str,
+        address: u64,
+        len: u64,
+        with: &'static str,
+    },
+    /// More modules than the shim passes, or modules given to a Linux kernel.
+    TooManyModules { count: u32 },
+    /// A gzip-compressed kernel that does not decompress; the string says why.
+    BadGzip(&'static str),
 }
 
 impl Error {
@@ -99,8 +110,12 @@ impl Error {
             | Error::OldBootProtocol { .. }
             | Error::NotBzImage64
             | Error::BadKernel(_)
-            | Error::MultibootUnsupported { .. } => status::BAD_KERNEL,
-            Error::TooBig { .. } | Error::CmdlineTooLong { .. } => status::TOO_BIG,
+            | Error::MultibootUnsupported { .. }
+            | Error::BadGzip(_) => status::BAD_KERNEL,
+            Error::TooBig { .. }
+            | Error::CmdlineTooLong { .. }
+            | Error::Overlap { .. }
+            | Error::TooManyModules { .. } => status::TOO_BIG,
         }
     }
 
@@ -168,6 +183,30 @@ impl Error {
                 out.str(" bytes; at most ");
                 out.dec(max);
                 out.str(" fit");
+            }
+            Error::Overlap {
+                what,
+                address,
+                len,
+                with,
+            } => {
+                out.str(what);
+                out.str(" at ");
+                out.hex(address);
+                out.str(" (");
+                out.dec(len);
+                out.str(" bytes) overlaps ");
+                out.str(with);
+            }
+            Error::TooManyModules { count } => {
+                out.dec(u64::from(count));
+                out.str(" modules: a multiboot kernel gets at most ");
+                out.dec(crate::multiboot::MAX_MODULES as u64);
+                out.str(", a Linux kernel one (its initrd)");
+            }
+            Error::BadGzip(why) => {
+                out.str("the gzip-compressed kernel does not decompress: ");
+                out.str(why);
             }
         }
     }

@@ -47,3 +47,29 @@ fn multiboot_kernel_gets_cmdline_mmap_and_module_under_vmx() {
     let (vm, o) = boot_vmx("multiboot", "corei7_skylake_x");
     verdict(check_guest_suite(&o, &vm.config.name, 12));
 }
+
+/// The shim's ELF64, gzip and below-1-MiB paths (a gzip-compressed ELF64
+/// with a segment at 0x60000, xtask's `mbtest_elf64`) and its a.out kludge
+/// path (`mbtest_aout`): the test kernel passes the same 12 checks,
+/// argv[0] included, and the shim says which path it took.
+#[test]
+fn multiboot_elf64_gzip_low_segment_and_aout_kludge_under_svm() {
+    for (vm_name, line) in [
+        (
+            "multiboot-elf64-gz",
+            "multiboot kernel (ELF64, gzip), 2 segments from 0x60000",
+        ),
+        (
+            "multiboot-aout",
+            "multiboot kernel (a.out kludge), 1 segments",
+        ),
+    ] {
+        let (vm, o) = boot(vm_name);
+        verdict(check_guest_suite(&o, &vm.config.name, 12));
+        assert!(
+            o.lines.iter().any(|l| l.contains(line)),
+            "{vm_name}: no '{line}'\n{}",
+            o.report()
+        );
+    }
+}

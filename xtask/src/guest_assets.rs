@@ -33,6 +33,12 @@ pub const DEBIAN_LINUX: &str = "debian-linux";
 pub const DEBIAN_INITRAMFS: &str = "debian-initramfs";
 pub const MBTEST_KERNEL: &str = "keel-mbtest";
 pub const MBTEST_MODULE: &str = "keel-mbtest-module";
+/// The test kernel as a gzip-compressed ELF64 with a second segment below
+/// 1 MiB ([`mbtest_elf64`]), and behind an a.out kludge header ([`mbtest_aout`]).
+pub const MBTEST_ELF64_GZ: &str = "keel-mbtest-elf64-gz";
+pub const MBTEST_AOUT: &str = "keel-mbtest-aout";
+/// Where the ELF64 variant's low segment goes, and its bytes.
+pub const MBTEST_LOW_SEGMENT: u32 = 0x6_0000;
 
 /// Every name [`resolve`] knows.
 pub const NAMES: &[&str] = &[
@@ -41,6 +47,8 @@ pub const NAMES: &[&str] = &[
     DEBIAN_INITRAMFS,
     MBTEST_KERNEL,
     MBTEST_MODULE,
+    MBTEST_ELF64_GZ,
+    MBTEST_AOUT,
     crate::ide_assets::DEBIAN_DISK,
     crate::ide_assets::DEBIAN_CD,
     crate::net_assets::DEBIAN_NET_INITRAMFS,
@@ -48,7 +56,13 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Names that are built by `cargo xtask build` (not fetched).
-pub const BUILT: &[&str] = &[KEEL_SHIM, MBTEST_KERNEL, MBTEST_MODULE];
+pub const BUILT: &[&str] = &[
+    KEEL_SHIM,
+    MBTEST_KERNEL,
+    MBTEST_MODULE,
+    MBTEST_ELF64_GZ,
+    MBTEST_AOUT,
+];
 
 /// The multiboot test kernel's load address and entry (firmware/mbtest.ld).
 pub const MBTEST_LOAD: u32 = 0x20_0000;
@@ -108,6 +122,12 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         DEBIAN_INITRAMFS => debian().and_then(|d| initramfs(&d)),
         MBTEST_KERNEL => built(guest_dir, MBTEST_KERNEL).and_then(|flat| mbtest_elf_file(&flat)),
         MBTEST_MODULE => mbtest_module_file(),
+        MBTEST_ELF64_GZ => built(guest_dir, MBTEST_KERNEL).and_then(|flat| {
+            let elf = mbtest_elf64(&read(&flat)?);
+            write_built("keel-mbtest-elf64.gz", &gzip(&elf)?)
+        }),
+        MBTEST_AOUT => built(guest_dir, MBTEST_KERNEL)
+            .and_then(|flat| write_built("keel-mbtest-aout.bin", &mbtest_aout(&read(&flat)?))),
         other => {
             return crate::ide_assets::resolve(other).or_else(|| crate::net_assets::resolve(other))
         }
@@ -474,6 +494,107 @@ pub fn mbtest_elf(flat: &[u8]) -> Vec<u8> {
     f
 }
 
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    fs::read(p).map_err(|e| io("cannot read", p, e))
+}
+
+fn write_built(name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    let dir = built_dir()?;
+    fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+    let out = dir.join(name);
+    fs::write(&out, bytes).map_err(|e| io("cannot write", &out, e))?;
+    Ok(out)
+}
+
+/// The flat test kernel as an x86-64 ELF64 executable (gABI "ELF Header",
+/// "Program Header"): the kernel's PT_LOAD at [`MBTEST_LOAD`] with virtual
+/// addresses in the top 2 GiB (the entry too, which the loader must turn
+/// into a physical one), and a second 4 KiB PT_LOAD of `0x5A` bytes at
+/// [`MBTEST_LOW_SEGMENT`], below 1 MiB.
+pub fn mbtest_elf64(flat: &[u8]) -> Vec<u8> {
+    const EHDR: usize = 64;
+    const PHDR: usize = 56;
+    const VIRT: u64 = 0xFFFF_FFFF_8000_0000;
+    let low = vec![0x5Au8; 0x1000];
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF");
+    f.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1
+    f.extend_from_slice(&[0; 8]);
+    let h16 = |f: &mut Vec<u8>, v: u16| f.extend_from_slice(&v.to_le_bytes());
+    let h32 = |f: &mut Vec<u8>, v: u32| f.extend_from_slice(&v.to_le_bytes());
+    let h64 = |f: &mut Vec<u8>, v: u64| f.extend_from_slice(&v.to_le_bytes());
+    h16(&mut f, 2); // ET_EXEC
+    h16(&mut f, 62); // EM_X86_64
+    h32(&mut f, 1);
+    h64(&mut f, VIRT + u64::from(MBTEST_ENTRY));
+    h64(&mut f, EHDR as u64); // e_phoff
+    h64(&mut f, 0);
+    h32(&mut f, 0);
+    h16(&mut f, EHDR as u16);
+    h16(&mut f, PHDR as u16);
+    h16(&mut f, 2);
+    h16(&mut f, 64);
+    h16(&mut f, 0);
+    h16(&mut f, 0);
+    let kernel_at = (EHDR + 2 * PHDR) as u64;
+    let low_at = kernel_at + flat.len() as u64;
+    for (off, paddr, len, mem) in [
+        (
+            kernel_at,
+            u64::from(MBTEST_LOAD),
+            flat.len(),
+            flat.len() + 0x1000,
+        ),
+        (low_at, u64::from(MBTEST_LOW_SEGMENT), low.len(), low.len()),
+    ] {
+        h32(&mut f, 1); // PT_LOAD
+        h32(&mut f, 7);
+        h64(&mut f, off);
+        h64(
+            &mut f,
+            if paddr == u64::from(MBTEST_LOAD) {
+                VIRT + paddr
+            } else {
+                paddr
+            },
+        );
+        h64(&mut f, paddr);
+        h64(&mut f, len as u64);
+        h64(&mut f, mem as u64);
+        h64(&mut f, 0x1000);
+    }
+    f.extend_from_slice(flat);
+    f.extend_from_slice(&low);
+    f
+}
+
+/// The flat test kernel behind a page whose multiboot header has the a.out
+/// kludge (flag 16, Multiboot Specification 3.1.3): the file loads whole
+/// at [`MBTEST_LOAD`] - 4 KiB, so the kernel lands where it is linked, with
+/// a page of bss after it, entered at [`MBTEST_ENTRY`].
+pub fn mbtest_aout(flat: &[u8]) -> Vec<u8> {
+    let load = MBTEST_LOAD - 0x1000;
+    let flags: u32 = 0x1_0003;
+    let magic: u32 = 0x1BAD_B002;
+    let end = load + 0x1000 + flat.len() as u32;
+    let mut f = Vec::new();
+    for w in [
+        magic,
+        flags,
+        0u32.wrapping_sub(magic.wrapping_add(flags)),
+        load, // header_addr: the header is the file's first bytes
+        load, // load_addr
+        0,    // load_end_addr: the whole file
+        end + 0x1000,
+        MBTEST_ENTRY,
+    ] {
+        f.extend_from_slice(&w.to_le_bytes());
+    }
+    f.resize(0x1000, 0);
+    f.extend_from_slice(flat);
+    f
+}
+
 fn mbtest_elf_file(flat: &Path) -> Result<PathBuf, String> {
     let bytes = fs::read(flat).map_err(|e| io("cannot read", flat, e))?;
     let dir = built_dir()?;
@@ -563,11 +684,36 @@ mod tests {
         flat[8..12].copy_from_slice(&0u32.wrapping_sub(magic + 3).to_le_bytes());
         let elf = mbtest_elf(&flat);
         let h = keel_shim::multiboot::find_header(&elf).unwrap().unwrap();
-        let plan = keel_shim::multiboot::load_plan(&elf, &h).unwrap();
+        let (plan, _) = keel_shim::multiboot::load_plan(&elf, &h).unwrap();
         assert_eq!(plan.entry, MBTEST_ENTRY);
         assert_eq!(plan.segments()[0].paddr, MBTEST_LOAD);
         assert_eq!(plan.segments()[0].filesz, 0x40);
         assert_eq!(&elf[84..88], &magic.to_le_bytes());
+    }
+
+    #[test]
+    fn mbtest_variants_load_where_the_kernel_is_linked() {
+        let mut flat = vec![0u8; 0x40];
+        let magic: u32 = 0x1BAD_B002;
+        flat[0..4].copy_from_slice(&magic.to_le_bytes());
+        flat[4..8].copy_from_slice(&3u32.to_le_bytes());
+        flat[8..12].copy_from_slice(&0u32.wrapping_sub(magic + 3).to_le_bytes());
+        use keel_shim::multiboot::{find_header, load_plan, Format};
+        let e = mbtest_elf64(&flat);
+        let (p, f) = load_plan(&e, &find_header(&e).unwrap().unwrap()).unwrap();
+        assert_eq!(f, Format::Elf64);
+        assert_eq!(p.entry, MBTEST_ENTRY);
+        assert_eq!(p.segments()[1].paddr, MBTEST_LOW_SEGMENT);
+        let a = mbtest_aout(&flat);
+        let (p, f) = load_plan(&a, &find_header(&a).unwrap().unwrap()).unwrap();
+        assert_eq!(f, Format::AoutKludge);
+        assert_eq!(p.entry, MBTEST_ENTRY);
+        let s = p.segments()[0];
+        assert_eq!(s.paddr + 0x1000, MBTEST_LOAD);
+        assert_eq!(
+            &a[s.file_offset as usize + 0x1000..][..4],
+            &magic.to_le_bytes()
+        );
     }
 
     #[test]

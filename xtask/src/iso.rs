@@ -356,9 +356,12 @@ pub fn grub_cfg(vm_name: &str, images: &[(String, String)]) -> Result<String, St
     cfg.push_str(&format!("menuentry 'Keel: {title}' {{\n"));
     cfg.push_str("    multiboot2 /boot/keel\n");
     cfg.push_str("    module2 /boot/config config\n");
+    // --nounzip: images reach Keel as the files are (GRUB would otherwise
+    // decompress a gzip file, and a gzip kernel would never reach the shim's
+    // own decompressor).
     for (file, cmdline) in images {
         cfg.push_str(&format!(
-            "    module2 {} {}\n",
+            "    module2 --nounzip {} {}\n",
             grub_word(file)?,
             grub_word(cmdline)?
         ));
@@ -515,14 +518,14 @@ mod tests {
         assert!(cfg.contains("serial --unit=0"));
         assert!(cfg.contains(
             "    multiboot2 /boot/keel\n    module2 /boot/config config\n    \
-             module2 /boot/selftest selftest\n}\n"
+             module2 --nounzip /boot/selftest selftest\n}\n"
         ));
     }
 
     #[test]
     fn odd_module_names_are_quoted_or_refused() {
         let cfg = grub_cfg("v", &[("/boot/a_b".into(), "a b".into())]).unwrap();
-        assert!(cfg.contains("module2 /boot/a_b 'a b'\n"));
+        assert!(cfg.contains("module2 --nounzip /boot/a_b 'a b'\n"));
         assert!(grub_cfg("v", &[("/boot/a".into(), "it's".into())]).is_err());
         assert!(grub_cfg("it's", &[]).unwrap().contains("'Keel: its'"));
     }

@@ -888,13 +888,21 @@ fn direct_boot_cmd(args: &[String]) -> Result<u8, Failure> {
     let guest_dir = ws.bare_metal_dir();
     let shim = guest_dir.join(xtask::guest_assets::KEEL_SHIM);
     let kernel_file = iso::resolve_image(&vm, "kernel", &kernel, &guest_dir)?;
-    let ramdisk = match &vm.config.ramdisk {
-        Some(r) => Some((
+    // The ramdisk and the modules, in order: the shim's initrd, module1, ...
+    let mut modules = Vec::new();
+    if let Some(r) = &vm.config.ramdisk {
+        modules.push((
             r.clone(),
             iso::resolve_image(&vm, "ramdisk", r, &guest_dir)?,
-        )),
-        None => None,
-    };
+        ));
+    }
+    for m in &vm.config.modules {
+        let image = vm_config::module_image(m);
+        modules.push((
+            m.clone(),
+            iso::resolve_image(&vm, "module", image, &guest_dir)?,
+        ));
+    }
     let ram_bytes = u64::from(vm.config.memory_mib) << 20;
     let acpi = xtask::guest_assets::acpi_container(vm.config.vcpus, ram_bytes)?;
     let dir = xtask::guest_assets::built_dir()?;
@@ -921,11 +929,18 @@ fn direct_boot_cmd(args: &[String]) -> Result<u8, Failure> {
         .arg(file_arg("opt/keel/kernel", &kernel_file))
         .arg("-fw_cfg")
         .arg(file_arg("opt/keel/acpi", &acpi_file));
-    if let Some((name, file)) = &ramdisk {
+    qemu.arg("-fw_cfg")
+        .arg(format!("name=opt/keel/kernel-name,string={}", q(&kernel)));
+    for (i, (string, file)) in modules.iter().enumerate() {
+        let f = if i == 0 {
+            "opt/keel/initrd".to_string()
+        } else {
+            format!("opt/keel/module{i}")
+        };
         qemu.arg("-fw_cfg")
-            .arg(file_arg("opt/keel/initrd", file))
+            .arg(file_arg(&f, file))
             .arg("-fw_cfg")
-            .arg(format!("name=opt/keel/initrd-cmdline,string={}", q(name)));
+            .arg(format!("name={f}-cmdline,string={}", q(string)));
     }
     if let Some(c) = &vm.config.cmdline {
         qemu.arg("-fw_cfg")

@@ -27,7 +27,7 @@ fn corpus() -> &'static [Vec<u8>] {
 /// Every key and value form, so mutations reach every branch of the parser.
 const EVERY_KEY: &[u8] = b"name = 'vm'\nmemory = 0x40 # MiB\nvcpus = 1; keel_testdev = 1\n\
 firmware = \"seabios\"\nkernel = 'vmlinuz'\nramdisk = 'initrd'\ncmdline = 'a\\tb\\x41\\101'\n\
-disk = [ 'a.img,raw,hda,rw', 'phy:virtio0,hdb,w',\n  'target=c.iso,vdev=hdc,devtype=cdrom,access=r', \
+modules = [ 'm.bin a=1 b', 'initrd', 'n.bin' ]\ndisk = [ 'a.img,raw,hda,rw', 'phy:virtio0,hdb,w',\n  'target=c.iso,vdev=hdc,devtype=cdrom,access=r', \
 'file:d.img,hdd,r', ]\nvif = [ 'model=e1000,mac=00:16:3e:0a:bc:ff,bridge=virtio1', 'type=ioemu,ip=10.0.0.2' ]\non_crash = 'destroy'\n";
 
 /// Pieces of the syntax, inserted whole.
@@ -39,6 +39,7 @@ const TOKENS: &[&[u8]] = &[
     b"kernel",
     b"ramdisk",
     b"cmdline",
+    b"modules",
     b"disk",
     b"vif",
     b"keel_testdev",

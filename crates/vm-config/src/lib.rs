@@ -24,6 +24,7 @@
 //! | `kernel` | string | none | a kernel for direct boot (with the BIOS shim) |
 //! | `ramdisk` | string | none | an initial ramdisk for `kernel` |
 //! | `cmdline` | string | none | the kernel command line |
+//! | `modules` | list of strings | `[]` | multiboot modules for `kernel`, each `'image args...'`: the image's name, then the module's own command line ([`MAX_MODULES`] with `ramdisk`) |
 //! | `disk` | list of strings | `[]` | disk specifications ([`DiskSpec`]), each checked, kept verbatim |
 //! | `vif` | list of strings | `[]` | network cards ([`VifSpec`]: `'model=e1000,mac=...,bridge=virtio0'`), each checked, kept verbatim |
 //!
@@ -80,6 +81,11 @@ pub struct VmConfig {
     pub ramdisk: Option<String>,
     /// `cmdline`: the kernel command line.
     pub cmdline: Option<String>,
+    /// `modules`: multiboot modules after `ramdisk`, each the image's name,
+    /// then optionally a space and arguments. The whole string is the
+    /// module's string in the multiboot info (GRUB's `module /path args`
+    /// gives the path and the arguments the same way).
+    pub modules: Vec<String>,
     /// `disk`: disk specifications, verbatim; each parses as a [`DiskSpec`]
     /// and no two share an IDE slot (checked by [`parse`]).
     pub disks: Vec<String>,
@@ -109,6 +115,13 @@ impl VmConfig {
                 .into_iter()
                 .filter_map(|(k, v)| v.as_deref().map(|v| (k, v))),
         );
+        // One boot module per image, however many modules load it.
+        for m in &self.modules {
+            let name = module_image(m);
+            if !images.iter().any(|(_, n)| *n == name) {
+                images.push(("module", name));
+            }
+        }
         // Disk images travel as modules too (the target, as written in the
         // entry); a malformed entry and a host disk (`phy:virtio0`) name no image.
         for d in &self.disks {
@@ -327,6 +340,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "kernel",
     "ramdisk",
     "cmdline",
+    "modules",
     "disk",
     "vif",
     "keel_testdev",
@@ -344,6 +358,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         kernel: None,
         ramdisk: None,
         cmdline: None,
+        modules: Vec::new(),
         disks: Vec::new(),
         vifs: Vec::new(),
         test_device: false,
@@ -394,6 +409,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
             "kernel" => config.kernel = Some(image(s)?),
             "ramdisk" => config.ramdisk = Some(image(s)?),
             "cmdline" => config.cmdline = Some(string(s, "a string")?.to_string()),
+            "modules" => config.modules = module_list(s)?,
             "disk" => config.disks = disk_list(s)?,
             "vif" => config.vifs = vif_list(s)?,
             other => warnings.push(Warning {
@@ -406,6 +422,21 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         }
     }
 
+    if let Some(&(_, line)) = seen.iter().find(|(k, _)| *k == "modules") {
+        if config.kernel.is_none() {
+            return Err(ConfigError::at(
+                line,
+                "modules are loaded with a kernel; add kernel = \"...\"".to_string(),
+            ));
+        }
+        let total = config.modules.len() + usize::from(config.ramdisk.is_some());
+        if total > MAX_MODULES {
+            return Err(ConfigError::at(
+                line,
+                format!("{total} modules with the ramdisk; a kernel gets at most {MAX_MODULES}"),
+            ));
+        }
+    }
     config.name = name.ok_or_else(|| ConfigError {
         line: None,
         message: "the VM has no name; add a line such as name = \"myvm\"".to_string(),
@@ -458,6 +489,32 @@ fn image(s: &Setting) -> Result<String, ConfigError> {
         return Err(s.error("the image name contains a control character"));
     }
     Ok(v.to_string())
+}
+
+/// Most multiboot modules (`ramdisk` and `modules` together): what the BIOS
+/// shim passes (firmware/README.md).
+pub const MAX_MODULES: usize = 16;
+
+/// The image a `modules` entry names: its first word.
+pub fn module_image(entry: &str) -> &str {
+    entry.split(' ').next().unwrap_or(entry)
+}
+
+/// The `modules` list: each entry an image name (no control characters),
+/// optionally followed by a space and the module's arguments.
+fn module_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
+    let mods = string_list(s)?;
+    for (i, m) in mods.iter().enumerate() {
+        if module_image(m).is_empty() {
+            return Err(s.error(&format!(
+                "module {i} '{m}': starts with no image name (a space first?)"
+            )));
+        }
+        if m.chars().any(|c| c.is_control()) {
+            return Err(s.error(&format!("module {i}: contains a control character")));
+        }
+    }
+    Ok(mods)
 }
 
 /// The `disk` list: every entry a [`DiskSpec`] Keel can attach, each IDE

@@ -29,6 +29,7 @@ fn minimal_config_gets_defaults() {
             kernel: None,
             ramdisk: None,
             cmdline: None,
+            modules: Vec::new(),
             disks: vec![],
             vifs: vec![],
             test_device: false,
@@ -104,7 +105,7 @@ fn unknown_keys_are_warnings_with_lines() {
     assert_eq!(
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
-         vcpus, firmware, kernel, ramdisk, cmdline, disk, vif, keel_testdev)"
+         vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev)"
     );
 }
 
@@ -350,4 +351,61 @@ fn a_list_is_replaced_in_place_and_the_rest_kept() {
     assert_eq!(out, "name='v'\ndisk = [ 'phy:virtio1,hda,w' ]\n");
     assert!(crate::replace_list("name='v'", "disk", &["a\nb".to_string()]).is_err());
     assert!(crate::replace_list("name=", "disk", &items).is_err());
+}
+
+#[test]
+fn modules_each_with_its_own_command_line() {
+    let c = ok("name = \"mb\"\nkernel = \"k\"\nramdisk = \"r\"\n\
+                modules = [ 'a.bin x=1 y', 'b.bin', 'a.bin second' ]\n")
+    .config;
+    assert_eq!(c.modules, ["a.bin x=1 y", "b.bin", "a.bin second"]);
+    // One boot module per image, in order after the kernel and ramdisk.
+    assert_eq!(
+        c.images(),
+        [
+            ("firmware", "keel-shim"),
+            ("kernel", "k"),
+            ("ramdisk", "r"),
+            ("module", "a.bin"),
+            ("module", "b.bin")
+        ]
+    );
+    assert_eq!(module_image("a.bin x=1"), "a.bin");
+}
+
+#[test]
+fn bad_module_lists() {
+    for (text, why) in [
+        ("name = \"m\"\nmodules = [ 'a' ]\n", "with a kernel"),
+        (
+            "name = \"m\"\nkernel = \"k\"\nmodules = [ ' a' ]\n",
+            "no image name",
+        ),
+        (
+            "name = \"m\"\nkernel = \"k\"\nmodules = [ 'a\\tb' ]\n",
+            "control character",
+        ),
+        ("name = \"m\"\nkernel = \"k\"\nmodules = 'a'\n", "list"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains(why), "{text}: {}", e.message);
+        assert!(e.line.is_some(), "{text}");
+    }
+    let seventeen: Vec<String> = (0..17).map(|i| format!("'m{i}'")).collect();
+    let text = format!(
+        "name = \"m\"\nkernel = \"k\"\nmodules = [ {} ]\n",
+        seventeen.join(", ")
+    );
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.contains("at most 16"), "{}", e.message);
+    let sixteen = format!(
+        "name = \"m\"\nkernel = \"k\"\nramdisk = \"r\"\nmodules = [ {} ]\n",
+        seventeen[..16].join(", ")
+    );
+    assert!(parse(&sixteen).is_err());
+    let fifteen = format!(
+        "name = \"m\"\nkernel = \"k\"\nramdisk = \"r\"\nmodules = [ {} ]\n",
+        seventeen[..15].join(", ")
+    );
+    assert_eq!(parse(&fifteen).unwrap().config.modules.len(), 15);
 }

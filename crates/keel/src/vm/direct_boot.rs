@@ -3,6 +3,7 @@
 //! tables from fw_cfg files (the contract in firmware/README.md) and boots a
 //! Linux bzImage or a multiboot kernel. This module makes those files.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use device_model::fw_cfg::FwCfg;
@@ -14,7 +15,10 @@ use super::{Images, VmError};
 /// images (handed over without a copy: they live as long as Keel).
 pub struct DirectBoot {
     kernel: &'static [u8],
-    initrd: Option<(&'static [u8], Vec<u8>)>,
+    kernel_name: Vec<u8>,
+    /// The initrd (module 0) and the multiboot modules after it, each with
+    /// its string (`ramdisk`'s name, or a `modules` entry whole).
+    modules: Vec<(&'static [u8], Vec<u8>)>,
     cmdline: Option<Vec<u8>>,
     acpi: Vec<u8>,
 }
@@ -32,15 +36,33 @@ impl DirectBoot {
         let kernel = images
             .take(kernel_name)
             .ok_or_else(|| VmError::MissingImage(kernel_name.into()))?;
-        let initrd = match config.ramdisk.as_deref() {
-            Some(name) => {
-                let bytes = images
-                    .take(name)
-                    .ok_or_else(|| VmError::MissingImage(name.into()))?;
-                Some((&*bytes, Vec::from(name.as_bytes())))
-            }
-            None => None,
-        };
+        // `ramdisk` first, then `modules`; an image several modules name
+        // is one boot module, shared.
+        let mut taken: Vec<(&str, &'static [u8])> = Vec::new();
+        let mut modules = Vec::new();
+        let entries = config
+            .ramdisk
+            .iter()
+            .map(|r| (r.as_str(), r.as_str()))
+            .chain(
+                config
+                    .modules
+                    .iter()
+                    .map(|m| (vm_config::module_image(m), m.as_str())),
+            );
+        for (name, string) in entries {
+            let bytes = match taken.iter().find(|(n, _)| *n == name) {
+                Some((_, b)) => *b,
+                None => {
+                    let b: &'static [u8] = images
+                        .take(name)
+                        .ok_or_else(|| VmError::MissingImage(name.into()))?;
+                    taken.push((name, b));
+                    b
+                }
+            };
+            modules.push((bytes, Vec::from(string.as_bytes())));
+        }
         let ram = u64::from(config.memory_mib) << 20;
         let (pm_base, [rsdp, tables]) = acpi_gen::direct_boot::placed_tables(config.vcpus, ram)
             .map_err(|e| VmError::Config(alloc::format!("ACPI tables for direct boot: {e}")))?;
@@ -51,7 +73,8 @@ impl DirectBoot {
             .map_err(|e| VmError::Config(alloc::format!("ACPI container: {e:?}")))?;
         Ok(Some(DirectBoot {
             kernel,
-            initrd,
+            kernel_name: Vec::from(kernel_name.as_bytes()),
+            modules,
             cmdline: config.cmdline.as_deref().map(|c| Vec::from(c.as_bytes())),
             acpi,
         }))
@@ -63,13 +86,23 @@ impl DirectBoot {
         fw_cfg
             .add_static_file("opt/keel/kernel", self.kernel)
             .map_err(err)?;
-        if let Some((bytes, name)) = &self.initrd {
-            fw_cfg
-                .add_static_file("opt/keel/initrd", bytes)
-                .map_err(err)?;
-            fw_cfg
-                .add_file("opt/keel/initrd-cmdline", name.clone())
-                .map_err(err)?;
+        fw_cfg
+            .add_file("opt/keel/kernel-name", self.kernel_name.clone())
+            .map_err(err)?;
+        for (i, (bytes, string)) in self.modules.iter().enumerate() {
+            let (file, cmdline) = if i == 0 {
+                (
+                    String::from("opt/keel/initrd"),
+                    String::from("opt/keel/initrd-cmdline"),
+                )
+            } else {
+                (
+                    alloc::format!("opt/keel/module{i}"),
+                    alloc::format!("opt/keel/module{i}-cmdline"),
+                )
+            };
+            fw_cfg.add_static_file(&file, bytes).map_err(err)?;
+            fw_cfg.add_file(&cmdline, string.clone()).map_err(err)?;
         }
         if let Some(c) = &self.cmdline {
             fw_cfg
@@ -85,9 +118,10 @@ impl DirectBoot {
     /// For the VM's start-up log line.
     pub fn describe(&self) -> alloc::string::String {
         alloc::format!(
-            "direct boot: kernel {} KiB, initrd {} KiB",
+            "direct boot: kernel {} KiB, {} modules {} KiB",
             self.kernel.len() / 1024,
-            self.initrd.as_ref().map_or(0, |i| i.0.len() / 1024)
+            self.modules.len(),
+            self.modules.iter().map(|m| m.0.len()).sum::<usize>() / 1024
         )
     }
 }

@@ -5,12 +5,16 @@ use keel_shim::e820::{self, Map};
 use keel_shim::fw_cfg::{files, FileEntry};
 use keel_shim::layout::{self, BIOS_AREA, LOAD_FLOOR};
 use keel_shim::linux::{self, SetupHeader};
-use keel_shim::multiboot;
+use keel_shim::multiboot::{self, MAX_MODULES};
 use keel_shim::report::{status, Error, Sink};
+use keel_shim::{bios, gzip};
+use miniz_oxide::inflate::core::DecompressorOxide;
 
 use crate::entry::{enter_linux, enter_multiboot};
 use crate::fw_cfg::{Files, FwCfg};
-use crate::hw::{self, inw, outw, pci_read32, pci_write32, pci_write8, phys, Com1};
+use crate::hw::{
+    self, copy_to_phys, inb, inw, outb, outw, pci_read32, pci_write32, pci_write8, phys, Com1,
+};
 
 const I440FX: u32 = 0x1237_8086;
 const PIIX4_PM: u32 = 0x7113_8086;
@@ -20,11 +24,16 @@ extern "C" fn shim_main() -> ! {
     hw::serial_init();
     let mut out = Com1;
     out.str("keel-shim: starting\n");
-    let e = match run(&mut out) {
+    let mut ctx = Context::new();
+    let e = match run(&mut out, &mut ctx) {
         Ok(never) => match never {},
         Err(e) => e,
     };
     out.str("keel-shim: error: ");
+    if let Some(name) = ctx.current() {
+        out.bytes(name);
+        out.str(": ");
+    }
     e.describe(&mut out);
     out.str("\n");
     hw::exit(e.status())
@@ -47,10 +56,60 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 
 enum Never {}
 
-fn run(out: &mut Com1) -> Result<Never, Error> {
+/// The kernel's name (from `opt/keel/kernel-name`) and the name of the file
+/// being loaded, which an error message starts with.
+struct Context {
+    name: [u8; 256],
+    name_len: usize,
+    current: [u8; 256],
+    current_len: usize,
+}
+
+impl Context {
+    fn new() -> Self {
+        let mut c = Context {
+            name: [0; 256],
+            name_len: 0,
+            current: [0; 256],
+            current_len: 0,
+        };
+        c.name[..6].copy_from_slice(b"kernel");
+        c.name_len = 6;
+        c
+    }
+
+    fn kernel_name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+
+    fn name_the_kernel(&mut self) {
+        let (n, l) = (self.name, self.name_len);
+        self.set(&n[..l]);
+    }
+
+    /// Names the file being loaded (cut at its first space: a module's
+    /// string is its name and its arguments).
+    fn set(&mut self, s: &[u8]) {
+        let s = s.split(|&c| c == b' ').next().unwrap_or(s);
+        let n = s.len().min(self.current.len());
+        self.current[..n].copy_from_slice(&s[..n]);
+        self.current_len = n;
+    }
+
+    fn current(&self) -> Option<&[u8]> {
+        (self.current_len > 0).then_some(&self.current[..self.current_len])
+    }
+}
+
+fn run(out: &mut Com1, ctx: &mut Context) -> Result<Never, Error> {
     let fw = FwCfg::probe()?;
     let f = fw.files();
     let kernel = f.kernel.ok_or(Error::MissingFile(files::KERNEL))?;
+    if let Some(n) = &f.kernel_name {
+        let len = read_small(&fw, n, &mut ctx.name)?.len();
+        ctx.name_len = len;
+    }
+    ctx.name_the_kernel();
     let e820_file = f.e820.ok_or(Error::MissingFile(files::E820))?;
 
     let mut raw = [0u8; e820::MAX_ENTRIES * e820::ENTRY_LEN];
@@ -74,6 +133,7 @@ fn run(out: &mut Com1) -> Result<Never, Error> {
         enable_pm(acpi.pm_base);
     }
     let map = e820::guest_map(&fw_map, &acpi.ranges[..acpi.count])?;
+    bios_low_memory();
 
     let head_len = (kernel.size as usize).min(layout::KERNEL_HEAD_LEN);
     // SAFETY: the head buffer is the shim's (layout.rs).
@@ -81,11 +141,64 @@ fn run(out: &mut Com1) -> Result<Never, Error> {
     fw.open(&kernel);
     fw.read(head);
     if linux::is_linux(head) {
+        if let Some(n) = f.modules.iter().position(Option::is_some) {
+            return Err(Error::TooManyModules {
+                count: n as u32 + 1,
+            });
+        }
         boot_linux(out, &fw, &f, &kernel, head, &map, acpi.rsdp)
+    } else if gzip::is_gzip(head) {
+        boot_multiboot(out, &fw, &f, &kernel, &map, ctx)
     } else if let Some(h) = multiboot::find_header(head) {
-        boot_multiboot(out, &fw, &f, &kernel, h?, &map)
+        h?;
+        boot_multiboot(out, &fw, &f, &kernel, &map, ctx)
     } else {
         Err(Error::UnknownKernel)
+    }
+}
+
+/// The IVT, the BIOS data area, the EBDA and the IVT's handlers, as a PC
+/// BIOS leaves them (`keel_shim::bios`): serial ports found as SeaBIOS
+/// finds them (the IER keeps what is written to it), the tick count from
+/// the RTC.
+fn bios_low_memory() {
+    let mut com = [0u16; 4];
+    let mut n = 0;
+    for port in [0x3F8u16, 0x2F8, 0x3E8, 0x2E8] {
+        let ier = port + 1;
+        let old = inb(ier);
+        outb(ier, 0x02);
+        let seen = inb(ier);
+        outb(ier, old);
+        if seen == 0x02 {
+            com[n] = port;
+            n += 1;
+        }
+    }
+    let rtc = |reg: u8| {
+        outb(0x70, reg);
+        inb(0x71)
+    };
+    let binary = rtc(0x0B) & 0x04 != 0;
+    let conv = |v: u8| if binary { v } else { bios::from_bcd(v) };
+    let ticks = bios::ticks_since_midnight(conv(rtc(4) & 0x7F), conv(rtc(2)), conv(rtc(0)));
+    let m = bios::Machine {
+        com_ports: &com[..n],
+        lpt_ports: &[],
+        ticks,
+    };
+    // SAFETY: 0-0x4FF, the EBDA's first KiB and the stub page are not the
+    // shim's working memory (layout.rs); the stubs land in the BIOS area,
+    // shadow RAM after shadow_bios_area (ROM, and the writes lost, on a
+    // machine that is not an i440FX).
+    let mut low = [0u8; bios::LOW_LEN];
+    bios::build_low_memory(&mut low, &m);
+    let mut ebda = [0u8; 1024];
+    bios::build_ebda(&mut ebda);
+    unsafe {
+        copy_to_phys(0, &low);
+        copy_to_phys(bios::EBDA, &ebda);
+        copy_to_phys(bios::STUBS, &bios::STUB_CODE);
     }
 }
 
@@ -305,13 +418,16 @@ fn boot_linux(
     unsafe { enter_linux(p.kernel + linux::ENTRY_64_OFFSET, layout::BOOT_PARAMS) }
 }
 
+/// The decompressor's state, in .bss (about 11 KiB; the stack is small).
+static mut INFLATE: core::mem::MaybeUninit<DecompressorOxide> = core::mem::MaybeUninit::uninit();
+
 fn boot_multiboot(
     out: &mut Com1,
     fw: &FwCfg,
     f: &Files,
     kernel: &FileEntry,
-    h: multiboot::Header,
     map: &Map,
+    ctx: &mut Context,
 ) -> Result<Never, Error> {
     let size = u64::from(kernel.size);
     let stage = map
@@ -324,43 +440,115 @@ fn boot_multiboot(
     // SAFETY: highest_fit found RAM above the shim's own.
     unsafe { fw.read_to(stage, size) };
     // SAFETY: just written; not aliased until the segments are copied.
-    let image: &[u8] = unsafe { phys(stage, size as usize) };
-    let plan = multiboot::load_plan(image, &h)?;
-    multiboot::check_plan(&plan, map, (stage, stage + size))?;
+    let mut image: &[u8] = unsafe { phys(stage, size as usize) };
+    let mut staged = [(stage, stage + size), (0, 0)];
+    let compressed = gzip::is_gzip(image);
+    if compressed {
+        let m = gzip::parse(image)?;
+        let len = u64::from(m.isize);
+        let at = map
+            .highest_fit(len, 0x1000, LOAD_FLOOR, 1 << 32, &staged[..1])
+            .ok_or(Error::TooBig {
+                what: "the decompressed multiboot kernel",
+                len,
+            })?;
+        // SAFETY: highest_fit found RAM above the shim's own, clear of the
+        // compressed copy.
+        let dst = unsafe { phys(at, len as usize) };
+        // SAFETY: the one user of the decompressor's state, once.
+        let state = unsafe { (*core::ptr::addr_of_mut!(INFLATE)).write(DecompressorOxide::new()) };
+        gzip::inflate(image, &m, dst, state)?;
+        image = dst;
+        staged[1] = (at, at + len);
+    }
+    let h = multiboot::find_header(image).ok_or(Error::UnknownKernel)??;
+    let (plan, format) = multiboot::load_plan(image, &h)?;
+    multiboot::check_plan(&plan, map, &staged)?;
     for s in plan.segments() {
-        // SAFETY: check_plan put every segment in RAM, clear of the stage.
+        // SAFETY: check_plan put every segment in RAM, clear of the shim
+        // and the staged copies.
         let dst = unsafe { phys(u64::from(s.paddr), s.memsz as usize) };
         let from = s.file_offset as usize;
         dst[..s.filesz as usize].copy_from_slice(&image[from..from + s.filesz as usize]);
         dst[s.filesz as usize..].fill(0);
     }
 
-    let mut cmd = [0u8; multiboot::area::STRING_MAX];
+    let mut cmd = [0u8; multiboot::area::CMDLINE_MAX];
     let cmdline: &[u8] = match &f.cmdline {
         Some(c) => read_small(fw, c, &mut cmd)?,
         None => b"",
     };
-    let mut mstr = [0u8; multiboot::area::STRING_MAX];
-    let mod_string: &[u8] = match &f.initrd_cmdline {
-        Some(c) => read_small(fw, c, &mut mstr)?,
-        None => b"initrd",
-    };
-    let mut module = None;
-    if let Some(i) = &f.initrd {
-        let len = u64::from(i.size);
-        let at = multiboot::place_module(plan.end(), len, map)?;
-        fw.open(i);
-        // SAFETY: place_module found RAM after the kernel.
+    // The module files in order: the initrd, then module1, module2, ...
+    let mut files: [Option<(FileEntry, Option<FileEntry>)>; MAX_MODULES] = [None; MAX_MODULES];
+    let mut count = 0;
+    if let Some(i) = f.initrd {
+        files[0] = Some((i, f.initrd_cmdline));
+        count = 1;
+    }
+    for n in 1..MAX_MODULES {
+        if let Some(m) = f.modules[n] {
+            if count != n {
+                return Err(Error::BadKernel(
+                    "a module file without the one before it (opt/keel/initrd, module1, ...)",
+                ));
+            }
+            files[n] = Some((m, f.module_cmdlines[n]));
+            count = n + 1;
+        }
+    }
+    // Their strings, packed in one buffer as they will be in the info area.
+    let mut strings = [0u8; multiboot::area::MODULE_STRINGS_MAX];
+    let mut spans = [(0usize, 0usize); MAX_MODULES];
+    let mut used = 0;
+    for (n, file) in files[..count].iter().enumerate() {
+        let Some((_, c)) = file else { continue };
+        let len = match c {
+            Some(c) => read_small(fw, c, &mut strings[used..])?.len(),
+            None => {
+                let d = b"initrd";
+                strings[used..used + d.len()].copy_from_slice(d);
+                d.len()
+            }
+        };
+        spans[n] = (used, used + len);
+        used = (used + len + 1).min(strings.len());
+    }
+    let mut modules = [multiboot::Module {
+        start: 0,
+        end: 0,
+        string: b"",
+    }; MAX_MODULES];
+    let mut next = plan.end();
+    for (n, file) in files[..count].iter().enumerate() {
+        let Some((file, _)) = file else { continue };
+        let string = &strings[spans[n].0..spans[n].1];
+        ctx.set(string);
+        let len = u64::from(file.size);
+        let at = multiboot::place_module(next, len, map)?;
+        if staged.iter().any(|s| at < s.1 && s.0 < at + len) {
+            return Err(Error::Overlap {
+                what: "a multiboot module",
+                address: at,
+                len,
+                with: "the shim's staging copy of the kernel file at the top of RAM",
+            });
+        }
+        fw.open(file);
+        // SAFETY: place_module found RAM after the kernel and the modules
+        // before, clear of the staged copies.
         unsafe { fw.read_to(at, len) };
-        module = Some(multiboot::Module {
+        modules[n] = multiboot::Module {
             start: at as u32,
             end: (at + len) as u32,
-            string: mod_string,
-        });
+            string,
+        };
+        next = at + len;
     }
+    ctx.name_the_kernel();
     let input = multiboot::InfoInput {
+        kernel_name: ctx.kernel_name(),
         cmdline,
-        module,
+        modules: &modules[..count],
         e820: map.entries(),
         loader_name: b"keel-shim",
     };
@@ -372,24 +560,27 @@ fn boot_multiboot(
     let info = multiboot::build_info(area, layout::MULTIBOOT_INFO as u32, &input)?;
 
     out.str("keel-shim: multiboot kernel (");
-    out.str(if h.aout.is_some() {
-        "a.out kludge"
-    } else {
-        "ELF32"
-    });
+    out.str(format.name());
+    if compressed {
+        out.str(", gzip");
+    }
     out.str("), ");
     out.dec(plan.count as u64);
-    out.str(" segments up to ");
+    out.str(" segments from ");
+    out.hex(
+        plan.segments()
+            .iter()
+            .map(|s| u64::from(s.paddr))
+            .min()
+            .unwrap_or(0),
+    );
+    out.str(" up to ");
     out.hex(plan.end());
     out.str(", entry ");
     out.hex(u64::from(plan.entry));
-    if let Some(m) = module {
-        out.str(", module ");
-        out.dec(u64::from(m.end - m.start));
-        out.str(" bytes at ");
-        out.hex(u64::from(m.start));
-    }
-    out.str("\n");
+    out.str(", ");
+    out.dec(count as u64);
+    out.str(" modules\n");
     // SAFETY: the kernel is loaded and the info block written.
     unsafe { enter_multiboot(plan.entry, info) }
 }

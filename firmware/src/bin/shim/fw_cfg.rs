@@ -5,6 +5,7 @@ use core::sync::atomic::{fence, Ordering};
 
 use keel_shim::fw_cfg::{self as spec, dma, key, FileEntry, DIR_ENTRY_LEN};
 use keel_shim::layout::DMA_DESCRIPTOR;
+use keel_shim::multiboot::MAX_MODULES;
 use keel_shim::report::Error;
 
 use crate::hw::{inb, outl, outw, phys};
@@ -22,6 +23,10 @@ pub struct Files {
     pub cmdline: Option<FileEntry>,
     pub acpi: Option<FileEntry>,
     pub e820: Option<FileEntry>,
+    pub kernel_name: Option<FileEntry>,
+    /// `opt/keel/moduleN` and its `-cmdline` at index N (0 is the initrd's).
+    pub modules: [Option<FileEntry>; MAX_MODULES],
+    pub module_cmdlines: [Option<FileEntry>; MAX_MODULES],
 }
 
 impl FwCfg {
@@ -62,7 +67,12 @@ impl FwCfg {
                 n if n == spec::files::CMDLINE.as_bytes() => &mut f.cmdline,
                 n if n == spec::files::ACPI.as_bytes() => &mut f.acpi,
                 n if n == spec::files::E820.as_bytes() => &mut f.e820,
-                _ => continue,
+                n if n == spec::files::KERNEL_NAME.as_bytes() => &mut f.kernel_name,
+                n => match spec::module_file(n, MAX_MODULES) {
+                    Some((i, false)) => &mut f.modules[i],
+                    Some((i, true)) => &mut f.module_cmdlines[i],
+                    None => continue,
+                },
             };
             *slot = Some(e);
         }

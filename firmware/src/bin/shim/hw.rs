@@ -68,6 +68,15 @@ impl Sink for Com1 {
     }
 }
 
+impl Com1 {
+    /// Bytes from a file (a name): printable ASCII as is, others as `?`.
+    pub fn bytes(&mut self, b: &[u8]) {
+        for &c in b {
+            putc(if (0x20..0x7F).contains(&c) { c } else { b'?' });
+        }
+    }
+}
+
 fn putc(b: u8) {
     let mut spins = 0u32;
     while inb(COM1 + 5) & 0x20 == 0 && spins < 100_000 {
@@ -113,4 +122,23 @@ pub fn pci_write8(dev: u8, func: u8, reg: u8, v: u8) {
 pub unsafe fn phys(addr: u64, len: usize) -> &'static mut [u8] {
     // SAFETY: the caller's promise; the low 4 GiB are identity-mapped.
     unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) }
+}
+
+/// Copies `bytes` to guest-physical `addr`, which may be 0 (the IVT), where
+/// no Rust reference may point.
+///
+/// # Safety
+/// `[addr, addr + bytes.len())` must be RAM nothing else uses.
+pub unsafe fn copy_to_phys(addr: u64, bytes: &[u8]) {
+    // SAFETY: the caller's promise; the low 4 GiB are identity-mapped, DF
+    // is clear (the entry code's cld, and Rust keeps it so).
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rdi") addr => _,
+            inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _,
+            options(nostack, preserves_flags)
+        );
+    }
 }
