@@ -157,7 +157,9 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut timeout = None;
     let mut cpu_model = None;
     let mut host_disks = Vec::new();
+    let mut log = None;
     let known = [
+        "--log",
         "--backend",
         "--vm",
         "--timeout",
@@ -187,6 +189,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
                 host_net = true;
             }
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
+            "--log" => log = Some(PathBuf::from(value)),
             "--vm" => vm = Some(PathBuf::from(value)),
             "--cpu-model" => cpu_model = Some(value.to_string()),
             "--host-disk" => {
@@ -233,7 +236,12 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Ok(())
     };
     check_net(host_net)?;
+    // Keel's console (COM2 on a socket) needs QEMU; someone at a terminal
+    // is not timed out unless they ask.
+    let console = backend == Backend::Svm;
+    let at_terminal = console && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let timeout = timeout.unwrap_or(Duration::from_secs(match backend {
+        Backend::Svm if at_terminal => 24 * 3600,
         Backend::Svm => 60,
         Backend::Vmx => 180,
     }));
@@ -273,6 +281,11 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         memory_mib: runner::host_memory_mib(vm.config.memory_mib),
         host_disks,
         host_net: network.as_ref().map(|(_, net)| net.clone()),
+        console,
+        log: Some(log.unwrap_or_else(|| {
+            ws.artifacts_dir()
+                .join(format!("{}.log", workspace::file_stem_for(&vm.config.name)))
+        })),
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -282,10 +295,12 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Backend::Svm => {
             deps::ensure(deps::QEMU)?;
             eprintln!(
-                "xtask: booting {} (VM '{}') under QEMU, {:?}",
+                "xtask: booting {} (VM '{}') under QEMU, {:?}; the log goes to {}; \
+                 Ctrl-] opens Keel's prompt",
                 iso.display(),
                 vm.config.name,
-                runner::detect_accel(backend)
+                runner::detect_accel(backend),
+                opts.log.as_deref().unwrap_or(Path::new("-")).display()
             );
         }
         Backend::Vmx => {
