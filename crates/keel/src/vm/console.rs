@@ -59,8 +59,8 @@ impl VmConsole {
             .then(|| crate::clock::now_ns().saturating_add(1_000_000_000 / POLL_HZ))
     }
 
-    /// Now and then (`POLL_HZ`): reads what was typed, feeds the guest,
-    /// carries out the prompt's commands. Returns why the VM must end, if a
+    /// Feeds the guest what was typed; now and then (`POLL_HZ`) reads the
+    /// host UART and carries out the prompt's commands. Returns why the VM must end, if a
     /// command ended it.
     pub fn poll(
         &mut self,
@@ -69,12 +69,15 @@ impl VmConsole {
         name: &str,
     ) -> Option<StopReason> {
         let now = crate::clock::rdtsc();
+        let mut console = CONSOLE.lock();
+        // Bytes already typed go in as the guest's FIFO has room, on every
+        // pass: a paste reaches the guest at the speed it reads.
+        console.deliver(self.id, |bytes| machine.pc.com1_type(bytes));
         if now < self.next_poll {
             return None;
         }
         self.next_poll = now.wrapping_add(crate::clock::tsc_hz() / POLL_HZ);
         let mut stop = None;
-        let mut console = CONSOLE.lock();
         for _ in 0..BYTES_PER_POLL {
             let Some(byte) = serial::try_read_byte() else {
                 break;
