@@ -15,12 +15,18 @@ usage: cargo xtask <command>
 commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
-  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--host-disk IMG]...
+  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--log FILE]
+      [--host-disk IMG]...
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot one VM config (default tests/vms/selftest.cfg)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
-                         default corei7_skylake_x), stream Keel's serial log, exit
-                         with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
+                         default corei7_skylake_x), exit with Keel's status (124 on
+                         timeout, default 60 s, none at a terminal, 180 s on vmx);
+                         under QEMU the terminal is the VM's console (raw mode; the
+                         guest's output unchanged, stdin typed into its COM1; Ctrl-]
+                         opens Keel's prompt: list, switch, stats, end, quit), Keel's
+                         log goes to --log FILE (default target/keel/<vm>.log) and
+                         its keel: lines to stderr; under Bochs the log streams;
                          each --host-disk attaches a raw image as the machine's next
                          virtio-blk disk (virtio0, virtio1, ...; QEMU only);
                          --host-net (implied by a vif in the config or by any of the
