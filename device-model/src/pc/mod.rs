@@ -754,6 +754,11 @@ impl Pc {
         n
     }
 
+    /// Whether a typed character could raise COM1's interrupt now.
+    pub fn com1_receive_interrupt_armed(&self) -> bool {
+        self.com1.lock().receive_interrupt_armed()
+    }
+
     /// Sends COM1's output to `raw` as well, byte for byte as the guest
     /// wrote it (the console stream), besides the prefixed log.
     pub fn add_com1_output(&mut self, raw: Box<dyn CharSink>) {

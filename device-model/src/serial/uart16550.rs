@@ -271,6 +271,13 @@ impl Uart16550 {
         self.mcr & mcr::OUT2 != 0 && !self.loopback() && self.interrupt_id() != iir::NO_INT
     }
 
+    /// Whether a received character would reach the PC's interrupt line:
+    /// ERBFI set (8.7), OUT2 set and not in loopback (8.8). A halted guest
+    /// can only be woken by typed input when this holds.
+    pub fn receive_interrupt_armed(&self) -> bool {
+        self.ier & ier::ERBFI != 0 && self.mcr & mcr::OUT2 != 0 && !self.loopback()
+    }
+
     /// The baud-rate divisor in the divisor latch (8.3).
     pub fn divisor(&self) -> u16 {
         u16::from_le_bytes([self.dll, self.dlm])

@@ -604,14 +604,19 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
 /// When a halted vCPU must look again: the next device deadline; with
 /// a host uplink at most [`machine::NET_POLL_NS`] from now, since a frame
 /// from the wire (polled, no host interrupt) may wake it; with a console
-/// port, the next console poll, since a typed key may wake it.
+/// port and COM1's receive interrupt armed, the next console poll, since a
+/// typed key may wake it (otherwise a halt no device can end still stops
+/// the VM).
 fn halt_deadline(machine: &mut Machine, console: &console::VmConsole) -> Option<u64> {
     let mut deadline = machine.pc.next_deadline_ns();
     if machine.has_uplink() {
         let poll = crate::clock::now_ns().saturating_add(machine::NET_POLL_NS);
         deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
     }
-    if let Some(poll) = console.wake_deadline_ns() {
+    if let Some(poll) = console
+        .wake_deadline_ns()
+        .filter(|_| machine.pc.com1_receive_interrupt_armed())
+    {
         deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
     }
     deadline

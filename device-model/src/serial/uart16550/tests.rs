@@ -628,3 +628,15 @@ fn the_output_can_be_replaced_and_the_old_one_is_returned() {
     assert_eq!(first.bytes(), b"ac");
     assert_eq!(second.bytes(), b"bc");
 }
+
+#[test]
+fn receive_interrupt_is_armed_by_erbfi_and_out2_outside_loopback() {
+    let (mut u, _) = uart();
+    assert!(!u.receive_interrupt_armed());
+    wr(&mut u, IER, 0x01);
+    assert!(!u.receive_interrupt_armed(), "OUT2 gates INTR");
+    wr(&mut u, MCR, 0x08);
+    assert!(u.receive_interrupt_armed());
+    wr(&mut u, MCR, 0x18);
+    assert!(!u.receive_interrupt_armed(), "loopback");
+}
