@@ -6,6 +6,7 @@
 //! artifacts are ([`workspace`]).
 
 pub mod bench;
+pub mod console;
 pub mod cpio;
 pub mod deps;
 pub mod fuzz;

@@ -16,12 +16,18 @@ usage: cargo xtask <command>
 commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
-  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--host-disk IMG]...
+  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--log FILE]
+      [--host-disk IMG]...
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot one VM config (default tests/vms/selftest.cfg)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
-                         default corei7_skylake_x), stream Keel's serial log, exit
-                         with Keel's status (124 on timeout, default 60 s, 180 s on vmx);
+                         default corei7_skylake_x), exit with Keel's status (124 on
+                         timeout, default 60 s, none at a terminal, 180 s on vmx);
+                         under QEMU the terminal is the VM's console (raw mode; the
+                         guest's output unchanged, stdin typed into its COM1; Ctrl-]
+                         opens Keel's prompt: list, switch, stats, end, quit), Keel's
+                         log goes to --log FILE (default target/keel/<vm>.log) and
+                         its keel: lines to stderr; under Bochs the log streams;
                          each --host-disk attaches a raw image as the machine's next
                          virtio-blk disk (virtio0, virtio1, ...; QEMU only), and so,
                          after them, does each writable disk file the config names
@@ -161,7 +167,9 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut timeout = None;
     let mut cpu_model = None;
     let mut host_disks = Vec::new();
+    let mut log = None;
     let known = [
+        "--log",
         "--backend",
         "--vm",
         "--timeout",
@@ -191,6 +199,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
                 host_net = true;
             }
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
+            "--log" => log = Some(PathBuf::from(value)),
             "--vm" => vm = Some(PathBuf::from(value)),
             "--cpu-model" => cpu_model = Some(value.to_string()),
             "--host-disk" => {
@@ -237,7 +246,12 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Ok(())
     };
     check_net(host_net)?;
+    // Keel's console (COM2 on a socket) needs QEMU; someone at a terminal
+    // is not timed out unless they ask.
+    let console = backend == Backend::Svm;
+    let at_terminal = console && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let timeout = timeout.unwrap_or(Duration::from_secs(match backend {
+        Backend::Svm if at_terminal => 24 * 3600,
         Backend::Svm => 60,
         Backend::Vmx => 180,
     }));
@@ -290,6 +304,11 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         memory_mib: runner::host_memory_mib(vm.config.memory_mib),
         host_disks,
         host_net: network.as_ref().map(|(_, net)| net.clone()),
+        console,
+        log: Some(log.unwrap_or_else(|| {
+            ws.artifacts_dir()
+                .join(format!("{}.log", workspace::file_stem_for(&vm.config.name)))
+        })),
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -299,10 +318,12 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Backend::Svm => {
             deps::ensure(deps::QEMU)?;
             eprintln!(
-                "xtask: booting {} (VM '{}') under QEMU, {:?}",
+                "xtask: booting {} (VM '{}') under QEMU, {:?}; the log goes to {}; \
+                 Ctrl-] opens Keel's prompt",
                 iso.display(),
                 vm.config.name,
-                runner::detect_accel(backend)
+                runner::detect_accel(backend),
+                opts.log.as_deref().unwrap_or(Path::new("-")).display()
             );
         }
         Backend::Vmx => {

@@ -153,6 +153,13 @@ pub struct RunOptions {
     /// The machine's virtio-net NIC on QEMU's restricted user network
     /// (QEMU only; a VM's `vif` bridges to it as `virtio0`).
     pub host_net: Option<HostNet>,
+    /// Keel's interactive console on the machine's COM2 ([`crate::console`];
+    /// QEMU only): the focused VM's output raw on stdout, stdin typed into
+    /// it. With `live`, only Keel's own `keel:` lines of the log are shown
+    /// (on stderr); the whole log goes to `log`.
+    pub console: bool,
+    /// Every serial (log) line also goes to this file as it arrives.
+    pub log: Option<PathBuf>,
 }
 
 /// Host RAM for the emulated machine: room for the guest's RAM and Keel.
@@ -174,6 +181,8 @@ impl Default for RunOptions {
             stop_at: None,
             host_disks: Vec::new(),
             host_net: None,
+            console: false,
+            log: None,
         }
     }
 }
@@ -351,16 +360,19 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
     match backend {
         Backend::Svm => {
             let accel = detect_accel(backend);
-            run_command(
-                qemu_command(
-                    iso,
-                    accel,
-                    opts.memory_mib,
-                    &opts.host_disks,
-                    opts.host_net.as_ref(),
-                ),
-                opts,
-            )
+            let mut cmd = qemu_command(
+                iso,
+                accel,
+                opts.memory_mib,
+                &opts.host_disks,
+                opts.host_net.as_ref(),
+            );
+            if !opts.console {
+                return run_command(cmd, opts);
+            }
+            let socket = crate::console::socket_path();
+            cmd.args(crate::console::qemu_args(&socket));
+            run_emulator(cmd, opts, Serial::Stdout, Some(&socket))
         }
         Backend::Vmx if !opts.host_disks.is_empty() => Err(RunError::Unsupported(
             "host disks need the svm backend (QEMU): Bochs has no virtio-blk device".into(),
@@ -564,18 +576,47 @@ fn follow_file(path: &Path, tx: &mpsc::Sender<String>, done: &AtomicBool) {
 
 /// Runs `cmd` as the emulator with its serial output in `serial`.
 pub fn run_command_with(
-    mut cmd: Command,
+    cmd: Command,
     opts: &RunOptions,
     serial: Serial,
 ) -> Result<Outcome, RunError> {
+    run_emulator(cmd, opts, serial, None)
+}
+
+/// Runs `cmd` as the emulator with its serial log in `serial` and, with
+/// `console`, Keel's console on the socket the emulator serves there.
+fn run_emulator(
+    mut cmd: Command,
+    opts: &RunOptions,
+    serial: Serial,
+    console: Option<&Path>,
+) -> Result<Outcome, RunError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let start = Instant::now();
+    let mut log = match &opts.log {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+            RunError::Spawn(format!("cannot create the log {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| RunError::Spawn(format!("cannot start {program}: {e}")))?;
+    let attached = match console {
+        None => None,
+        Some(path) => match crate::console::Attached::connect(path, &mut child) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RunError::Spawn(e));
+            }
+        },
+    };
+    let raw = attached.as_ref().is_some_and(|a| a.raw());
 
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -617,10 +658,18 @@ pub fn run_command_with(
         // reader only stops once it knows no more output can come.
         match rx.recv_timeout((until - now).min(Duration::from_millis(100))) {
             Ok(line) => {
-                if opts.live {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if opts.live && attached.is_none() {
                     let mut o = out.lock();
                     let _ = writeln!(o, "{line}");
                     let _ = o.flush();
+                } else if opts.live && line.starts_with("keel: ") {
+                    // Keel's own lines beside the console: its state and
+                    // the prompt's statistics.
+                    let end = if raw { "\r\n" } else { "\n" };
+                    eprint!("{line}{end}");
                 }
                 if status.is_none() {
                     if let Some(n) = final_status(&line) {
@@ -659,12 +708,18 @@ pub fn run_command_with(
             if status.is_none() {
                 status = final_status(&line);
             }
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
             lines.push(line);
             line_times.push(start.elapsed());
         }
     }
     drop(rx);
     let _ = reader.join();
+    if let Some(a) = attached {
+        a.finish();
+    }
     let emulator_stderr = err_reader.join().unwrap_or_default();
 
     let end = match status {

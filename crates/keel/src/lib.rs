@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod console;
 pub mod disk_requests;
 pub mod dma_pool;
 pub mod frames;

@@ -1,17 +1,22 @@
 //! Keel's own serial console (the machine's COM1) and the `log` backend.
 //!
 //! Every line Keel prints goes here: its log as `keel: ...`, and each guest's
-//! COM1 output as `[<vm name>] ...` (see `vm::console`). Keel reads one
-//! thing from it: a key typed while a VM runs (`vm::stats`: `s` prints the
-//! exit statistics).
+//! COM1 output as `[<vm name>] ...` (device-model's `PrefixedConsole`).
+//!
+//! The machine's COM2, when it has one, is the interactive console
+//! (`vm::console`, docs/ARCHITECTURE.md "Keel's console"): the focused VM's
+//! COM1 output byte for byte, Keel's prompt, and what is typed. Without a
+//! COM2, typed bytes are read from COM1 and the prompt prints there.
 
 use core::fmt::{self, Write};
 use spin::Mutex;
 use uart_16550::{backend::PioBackend, Config, Uart16550};
 
 const COM1: u16 = 0x3f8;
+const COM2: u16 = 0x2f8;
 
 static PORT: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+static CONSOLE_PORT: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
 
 struct PortWriter<'a>(&'a mut Uart16550<PioBackend>);
 
@@ -27,17 +32,22 @@ impl Write for PortWriter<'_> {
     }
 }
 
-/// Sets up COM1 (115200 8N1) and installs the logger.
+/// The UART at `base` set up for 115200 8N1, if the machine has one there
+/// (its scratch register holds what is written: `check_present`).
+fn open(base: u16) -> Option<Uart16550<PioBackend>> {
+    // SAFETY: COM1 (0x3F8..0x3FF) and COM2 (0x2F8..0x2FF) are the PC's
+    // serial ports; Keel owns them and touches them only through this
+    // module, each under its lock.
+    let mut uart = unsafe { Uart16550::new_port(base) }.ok()?;
+    uart.init(Config::default()).ok()?;
+    Some(uart)
+}
+
+/// Sets up COM1 (the log) and COM2 (the console), and installs the logger.
 pub fn init() {
-    // SAFETY: COM1 at 0x3F8..0x3FF is the machine's first serial port; Keel
-    // owns it and only touches it through this module, under the lock.
-    let port = unsafe { Uart16550::new_port(COM1) };
-    if let Ok(mut uart) = port {
-        // A machine without COM1 still boots; there is just no console.
-        if uart.init(Config::default()).is_ok() {
-            *PORT.lock() = Some(uart);
-        }
-    }
+    // A machine without COM1 still boots; there is just no log.
+    *PORT.lock() = open(COM1);
+    *CONSOLE_PORT.lock() = open(COM2);
     // Only fails if a logger is set already, which is then the one to keep.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
@@ -50,11 +60,42 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     }
 }
 
-/// A byte typed into Keel's console, if one has arrived (the 16550's
-/// receiver: LSR bit 0, data ready; 16550D datasheet, "Line Status
-/// Register"). Never waits.
+/// A byte typed into Keel's console (COM2, or COM1 without one), if one
+/// has arrived (the 16550's receiver: LSR bit 0, data ready; 16550D
+/// datasheet, "Line Status Register"). Never waits.
 pub fn try_read_byte() -> Option<u8> {
-    PORT.lock().as_mut()?.try_receive_byte().ok()
+    let mut console = CONSOLE_PORT.lock();
+    match console.as_mut() {
+        Some(uart) => uart.try_receive_byte().ok(),
+        None => {
+            drop(console);
+            PORT.lock().as_mut()?.try_receive_byte().ok()
+        }
+    }
+}
+
+/// Whether the machine has a console port of its own (COM2).
+pub fn has_console_port() -> bool {
+    CONSOLE_PORT.lock().is_some()
+}
+
+/// Guest output for the terminal, byte for byte (COM2 only: on COM1 the
+/// log already carries it, prefixed).
+pub fn console_write_raw(bytes: &[u8]) {
+    if let Some(uart) = CONSOLE_PORT.lock().as_mut() {
+        uart.send_bytes_exact(bytes);
+    }
+}
+
+/// Text of Keel's prompt, on the console port (COM2, or COM1 without one).
+pub fn console_print(text: &str) {
+    if let Some(uart) = CONSOLE_PORT.lock().as_mut() {
+        uart.send_bytes_exact(text.as_bytes());
+        return;
+    }
+    if let Some(uart) = PORT.lock().as_mut() {
+        uart.send_bytes_exact(text.as_bytes());
+    }
 }
 
 /// Prints a line on Keel's console.
@@ -103,9 +144,11 @@ fn level_name(level: log::Level) -> &'static str {
 /// Releases the console lock from a fault or panic path so the report can be
 /// printed even if the fault happened while the lock was held.
 pub fn break_lock_for_fatal_report() {
-    if PORT.is_locked() {
-        // SAFETY: Keel runs on one CPU with interrupts off; the holder of the
-        // lock is the code that faulted, which never resumes.
-        unsafe { PORT.force_unlock() };
+    for port in [&PORT, &CONSOLE_PORT] {
+        if port.is_locked() {
+            // SAFETY: Keel runs on one CPU with interrupts off; the holder of
+            // the lock is the code that faulted, which never resumes.
+            unsafe { port.force_unlock() };
+        }
     }
 }

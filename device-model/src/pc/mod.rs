@@ -60,7 +60,14 @@ use crate::pci::{
     PciEvent, PciFunction, PciLayer, PciWiring, Piix3, Piix4Pm, RegionId,
 };
 use crate::power::{PowerControl, PowerRequest};
-use crate::serial::Uart16550;
+use crate::serial::{CharSink, Tee, Uart16550};
+
+/// Where COM1's output goes for the instant its sinks are rearranged.
+struct NoOutput;
+
+impl CharSink for NoOutput {
+    fn write_byte(&mut self, _byte: u8) {}
+}
 use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive, Piix3Ide};
 use crate::test_device::{DeviceRam, TestDevice};
 use crate::timer::pm_timer::PmTimerWidth;
@@ -732,6 +739,32 @@ impl Pc {
         }
         let level = self.com1.lock().irq_pending();
         self.com1_irq.set_level(level);
+    }
+
+    /// Characters typed for this VM: each goes to COM1's serial input
+    /// while its receiver has room (`Uart16550::receive_room`). Returns how
+    /// many of `bytes` were taken; the caller keeps the rest. The interrupt
+    /// follows at the next [`Pc::service`].
+    pub fn com1_type(&mut self, bytes: &[u8]) -> usize {
+        let mut com1 = self.com1.lock();
+        let n = bytes.len().min(com1.receive_room());
+        for &b in &bytes[..n] {
+            com1.receive(b);
+        }
+        n
+    }
+
+    /// Whether a typed character could raise COM1's interrupt now.
+    pub fn com1_receive_interrupt_armed(&self) -> bool {
+        self.com1.lock().receive_interrupt_armed()
+    }
+
+    /// Sends COM1's output to `raw` as well, byte for byte as the guest
+    /// wrote it (the console stream), besides the prefixed log.
+    pub fn add_com1_output(&mut self, raw: Box<dyn CharSink>) {
+        let mut com1 = self.com1.lock();
+        let log = com1.replace_output(Box::new(NoOutput));
+        com1.replace_output(Box::new(Tee(log, raw)));
     }
 
     /// The earliest time a device needs [`Pc::service`] again, if any (at

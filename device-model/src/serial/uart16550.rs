@@ -233,6 +233,24 @@ impl Uart16550 {
         self.push_rx(RxChar { byte, errors: 0 })
     }
 
+    /// How many more characters the receiver takes before the next one
+    /// overruns: the free places of the 16-byte FIFO in FIFO mode, of the
+    /// one-byte RBR in 16450 mode (8.4, OE), none in loopback, where the
+    /// serial input is disconnected (8.8). A host that only sends this many
+    /// loses nothing; the guest still sees overrun when bytes come faster.
+    pub fn receive_room(&self) -> usize {
+        if self.loopback() {
+            return 0;
+        }
+        self.rx_capacity().saturating_sub(self.rx.len())
+    }
+
+    /// Puts `output` where the transmitter's bytes go and returns the sink
+    /// that was there (the platform adds a second listener this way).
+    pub fn replace_output(&mut self, output: Box<dyn CharSink>) -> Box<dyn CharSink> {
+        core::mem::replace(&mut self.output, output)
+    }
+
     /// A break condition on the serial input: a zero character with BI
     /// (8.4). Guests use it as an attention signal (Linux's magic SysRq).
     /// Returns false if the character was lost, as for [`Self::receive`].
@@ -251,6 +269,13 @@ impl Uart16550 {
     /// them, are forced inactive (8.8), so no interrupt reaches the PIC.
     pub fn irq_pending(&self) -> bool {
         self.mcr & mcr::OUT2 != 0 && !self.loopback() && self.interrupt_id() != iir::NO_INT
+    }
+
+    /// Whether a received character would reach the PC's interrupt line:
+    /// ERBFI set (8.7), OUT2 set and not in loopback (8.8). A halted guest
+    /// can only be woken by typed input when this holds.
+    pub fn receive_interrupt_armed(&self) -> bool {
+        self.ier & ier::ERBFI != 0 && self.mcr & mcr::OUT2 != 0 && !self.loopback()
     }
 
     /// The baud-rate divisor in the divisor latch (8.3).

@@ -30,6 +30,8 @@ pub enum StopReason {
     /// A device could not go on serving the guest within its fixed bounds
     /// (device-model's `PowerRequest::Stop`).
     DeviceStop { reason: &'static str },
+    /// Someone ended the VM at Keel's console prompt (`end` or `quit`).
+    EndedAtConsole,
 }
 
 impl StopReason {
@@ -45,6 +47,8 @@ impl StopReason {
             | StopReason::Unexplained { .. }
             | StopReason::Unhandled { .. }
             | StopReason::DeviceStop { .. } => 126,
+            // As a shell reports a command its user interrupted (128 + SIGINT).
+            StopReason::EndedAtConsole => 130,
         }
     }
 }
@@ -82,6 +86,7 @@ impl fmt::Display for StopReason {
                 write!(f, "{what} at RIP {rip:#x} (info {info:#x}) is not supported")
             }
             StopReason::DeviceStop { reason } => write!(f, "a device stopped the VM: {reason}"),
+            StopReason::EndedAtConsole => write!(f, "ended at Keel's console prompt"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Creating a VM from its configuration and running it until it stops.
 
+mod console;
 mod direct_boot;
 mod machine;
 mod memory_map;
@@ -253,22 +254,31 @@ pub fn run(
         fw_len / 1024,
     );
     let mut clock = stats::ExitClock::new();
+    let mut console = console::VmConsole::new(&config.name);
+    machine.pc.add_com1_output(console.raw_output());
+    let mut looped = Looped {
+        config,
+        firmware: firmware_copy,
+        clock: &mut clock,
+        console: &mut console,
+    };
     let (stop, exits) = match backend {
         Backend::Svm(caps) => {
             let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
                 .map_err(VmError::Config)?;
-            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy, &mut clock)?
+            run_vcpu(&mut vcpu, &mut machine, &mut looped)?
         }
         Backend::Vmx(controls) => {
             let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
                 .map_err(VmError::Config)?;
-            run_vcpu(&mut vcpu, &mut machine, config, firmware_copy, &mut clock)?
+            run_vcpu(&mut vcpu, &mut machine, &mut looped)?
         }
     };
+    console.ended();
     let unclaimed = machine.pc.unclaimed();
     log::info!(
         "VM '{}': {} exits; unclaimed port reads {}, writes {}",
@@ -460,6 +470,15 @@ fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool)
     }
 }
 
+/// What the run loop works with besides the vCPU and the machine.
+struct Looped<'a> {
+    config: &'a VmConfig,
+    /// Where the firmware sits in guest RAM, and its bytes (reloaded on reset).
+    firmware: (u64, &'a [u8]),
+    clock: &'a mut stats::ExitClock,
+    console: &'a mut console::VmConsole,
+}
+
 /// The run loop, the same for every backend: deliver interrupts, enter,
 /// decode, handle, repeat until something stops the VM; a halted vCPU sleeps
 /// until an interrupt is due. Returns the reason and the number of exits;
@@ -467,10 +486,15 @@ fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool)
 fn run_vcpu(
     vcpu: &mut impl Vcpu,
     machine: &mut Machine,
-    config: &VmConfig,
-    (firmware_at, firmware): (u64, &[u8]),
-    clock: &mut stats::ExitClock,
+    looped: &mut Looped<'_>,
 ) -> Result<(StopReason, u64), VmError> {
+    let Looped {
+        config,
+        firmware: (firmware_at, firmware),
+        clock,
+        console,
+    } = looped;
+    let (config, firmware_at, firmware) = (*config, *firmware_at, *firmware);
     let mut policy = VmPolicy {
         cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
         msr: MsrPolicy::new(),
@@ -482,6 +506,9 @@ fn run_vcpu(
     let mut flushed = FlushTracker::default();
     start_tsc_at_zero(vcpu, machine);
     loop {
+        if let Some(reason) = console.poll(machine, clock, &config.name) {
+            return Ok((reason, exits));
+        }
         machine.service();
         // A device that cannot serve the guest within its bounds (raised in
         // a service pass) ends the VM before the guest runs again.
@@ -508,7 +535,6 @@ fn run_vcpu(
         clock.enter();
         let exit = vcpu.run();
         clock.exited(&exit, machine.pc.bus());
-        clock.poll_console(&config.name, machine.pc.bus());
         // Where the guest was when it exited, before the handler moves RIP
         // on: the HLT or reset write a stop message names.
         let rip = vcpu.rip();
@@ -519,7 +545,7 @@ fn run_vcpu(
         exits += 1;
         let mut action = handle_exit(&exit, vcpu, machine, &mut policy);
         if action == ExitAction::Halt {
-            action = wait_for_interrupt(vcpu, machine, rip);
+            action = wait_for_interrupt(vcpu, machine, rip, console, clock, &config.name);
         }
         match machine.pc.power.take() {
             Some(PowerRequest::DebugExit { status }) => {
@@ -575,16 +601,25 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
         .set_tsc_offset(vcpu.vcpu_id(), offset);
 }
 
-/// When a halted vCPU must look again: the next device deadline, and with
+/// When a halted vCPU must look again: the next device deadline; with
 /// a host uplink at most [`machine::NET_POLL_NS`] from now, since a frame
-/// from the wire (polled, no host interrupt) may wake it.
-fn halt_deadline(machine: &mut Machine) -> Option<u64> {
-    let device = machine.pc.next_deadline_ns();
-    if !machine.has_uplink() {
-        return device;
+/// from the wire (polled, no host interrupt) may wake it; with a console
+/// port and COM1's receive interrupt armed, the next console poll, since a
+/// typed key may wake it (otherwise a halt no device can end still stops
+/// the VM).
+fn halt_deadline(machine: &mut Machine, console: &console::VmConsole) -> Option<u64> {
+    let mut deadline = machine.pc.next_deadline_ns();
+    if machine.has_uplink() {
+        let poll = crate::clock::now_ns().saturating_add(machine::NET_POLL_NS);
+        deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
     }
-    let poll = crate::clock::now_ns().saturating_add(machine::NET_POLL_NS);
-    Some(device.map_or(poll, |d| d.min(poll)))
+    if let Some(poll) = console
+        .wake_deadline_ns()
+        .filter(|_| machine.pc.com1_receive_interrupt_armed())
+    {
+        deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
+    }
+    deadline
 }
 
 /// HLT: the vCPU sleeps until an interrupt it accepts is due (SDM Vol 3A
@@ -592,8 +627,18 @@ fn halt_deadline(machine: &mut Machine) -> Option<u64> {
 /// CPU halts too, woken by its timer at the next device deadline. Returns
 /// `Resume` when the vCPU should run again, or why the VM stops
 /// (`halt_decision` says which).
-fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64) -> ExitAction {
+fn wait_for_interrupt(
+    vcpu: &mut impl Vcpu,
+    machine: &mut Machine,
+    hlt_rip: u64,
+    console: &mut console::VmConsole,
+    clock: &stats::ExitClock,
+    name: &str,
+) -> ExitAction {
     loop {
+        if let Some(reason) = console.poll(machine, clock, name) {
+            return ExitAction::Stop(reason);
+        }
         machine.service();
         let state = HaltState {
             interrupts_enabled: vcpu.interrupts_enabled(),
@@ -601,7 +646,7 @@ fn wait_for_interrupt(vcpu: &mut impl Vcpu, machine: &mut Machine, hlt_rip: u64)
             nmi_pending: machine.nmi_pending(),
             nmi_route: machine.nmi_route(),
             power_request: machine.pc.power.peek().is_some(),
-            next_deadline_ns: halt_deadline(machine),
+            next_deadline_ns: halt_deadline(machine, console),
         };
         match halt_decision(&state) {
             HaltDecision::Resume => return ExitAction::Resume,

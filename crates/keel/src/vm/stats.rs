@@ -1,6 +1,6 @@
 //! The VM loop's exit statistics (`crates/exit-stats`): the host TSC read at
 //! each entry and exit, each exit counted by kind and device, the table
-//! printed when the VM ends and when `s` is typed into Keel's console.
+//! printed when the VM ends and on `stats` at Keel's console prompt.
 //!
 //! Cycles "in the guest" run from just before the backend's entry to just
 //! after its exit: the world switch and the backend's exit decoding count
@@ -16,11 +16,6 @@ use vmm_core::VmExit;
 
 use crate::clock::rdtsc;
 
-/// How often the console is checked for a key, in seconds: one port read
-/// per interval, not one per exit.
-const POLL_HZ: u64 = 10;
-/// The key that prints the table while the VM runs.
-const STATS_KEY: u8 = b's';
 /// The accounting measures its own cost on one exit in this many (two more
 /// RDTSCs), and counts that exit's cost this many times.
 const SAMPLE_EVERY: u32 = 64;
@@ -38,8 +33,6 @@ pub struct ExitClock {
     countdown: u32,
     /// The accounting's cycles after the measured exit, until its entry.
     measured: Option<u64>,
-    next_poll: u64,
-    poll_due: bool,
 }
 
 impl ExitClock {
@@ -62,8 +55,6 @@ impl ExitClock {
             rdtsc_pair,
             countdown: SAMPLE_EVERY,
             measured: None,
-            next_poll: 0,
-            poll_due: false,
         }
     }
 
@@ -100,24 +91,10 @@ impl ExitClock {
         };
         self.stats.exit(class, now.wrapping_sub(self.entered_at));
         self.pending = Some((class, now));
-        self.poll_due = now >= self.next_poll;
         self.countdown -= 1;
         if self.countdown == 0 {
             self.countdown = SAMPLE_EVERY;
             self.measured = Some(rdtsc().wrapping_sub(now));
-        }
-    }
-
-    /// Now and then (`POLL_HZ`), whether `s` was typed into Keel's console;
-    /// if so, prints the table so far.
-    pub fn poll_console(&mut self, vm: &str, bus: &Bus) {
-        if !self.poll_due {
-            return;
-        }
-        self.poll_due = false;
-        self.next_poll = rdtsc().wrapping_add(crate::clock::tsc_hz() / POLL_HZ);
-        if crate::serial::try_read_byte() == Some(STATS_KEY) {
-            self.print(vm, bus, "so far");
         }
     }
 

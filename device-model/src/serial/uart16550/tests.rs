@@ -559,3 +559,84 @@ fn master_reset_restores_reset_values_and_keeps_the_output() {
     wr(&mut u, 0, b'x');
     assert_eq!(out.bytes(), b"x");
 }
+
+#[test]
+fn receive_room_is_what_fits_before_an_overrun() {
+    let (mut u, _) = uart();
+    // 16450 mode: RBR holds one character.
+    assert_eq!(u.receive_room(), 1);
+    u.receive(1);
+    assert_eq!(u.receive_room(), 0);
+    // FIFO mode (the FCR0 change clears the receiver): 16 places.
+    wr(&mut u, FCR, 0x07);
+    assert_eq!(u.receive_room(), 16);
+    for i in 0..10u8 {
+        u.receive(i);
+    }
+    assert_eq!(u.receive_room(), 6);
+    for i in 0..6u8 {
+        assert!(u.receive(i));
+    }
+    assert_eq!(u.receive_room(), 0);
+    // The 17th byte overruns: lost, OE set, DR still set (8.4).
+    assert!(!u.receive(0xEE));
+    assert_eq!(rd(&mut u, LSR) & 0x03, 0x03);
+    rd(&mut u, RBR);
+    assert_eq!(u.receive_room(), 1);
+    // Loopback disconnects the serial input: nothing is taken.
+    wr(&mut u, MCR, 0x10);
+    assert_eq!(u.receive_room(), 0);
+    assert!(!u.receive(1));
+}
+
+#[test]
+fn overrun_raises_the_line_status_interrupt_above_received_data() {
+    let (mut u, _) = uart();
+    wr(&mut u, FCR, 0x81); // FIFO, trigger 8
+    wr(&mut u, IER, 0x05); // ERBFI | ELSI
+    wr(&mut u, MCR, 0x08); // OUT2
+    for i in 0..17u8 {
+        u.receive(i);
+    }
+    assert!(u.irq_pending());
+    assert_eq!(rd(&mut u, IIR), 0xC6, "receiver line status (OE) first");
+    assert_eq!(rd(&mut u, LSR) & 0x02, 0x02, "OE");
+    assert_eq!(rd(&mut u, IIR), 0xC4, "then data at the trigger level");
+    // Drain to below the trigger: the timeout indication until empty.
+    for _ in 0..9 {
+        rd(&mut u, RBR);
+    }
+    assert_eq!(rd(&mut u, IIR), 0xCC, "7 bytes below trigger 8: timeout");
+    for _ in 0..7 {
+        rd(&mut u, RBR);
+    }
+    assert_eq!(rd(&mut u, IIR), 0xC1, "empty: nothing pending");
+    assert!(!u.irq_pending());
+}
+
+#[test]
+fn the_output_can_be_replaced_and_the_old_one_is_returned() {
+    let (mut u, first) = uart();
+    wr(&mut u, THR, b'a');
+    let second = Captured::default();
+    let old = u.replace_output(Box::new(second.clone()));
+    wr(&mut u, THR, b'b');
+    assert_eq!(first.bytes(), b"a");
+    assert_eq!(second.bytes(), b"b");
+    u.replace_output(Box::new(crate::serial::Tee(old, Box::new(second.clone()))));
+    wr(&mut u, THR, b'c');
+    assert_eq!(first.bytes(), b"ac");
+    assert_eq!(second.bytes(), b"bc");
+}
+
+#[test]
+fn receive_interrupt_is_armed_by_erbfi_and_out2_outside_loopback() {
+    let (mut u, _) = uart();
+    assert!(!u.receive_interrupt_armed());
+    wr(&mut u, IER, 0x01);
+    assert!(!u.receive_interrupt_armed(), "OUT2 gates INTR");
+    wr(&mut u, MCR, 0x08);
+    assert!(u.receive_interrupt_armed());
+    wr(&mut u, MCR, 0x18);
+    assert!(!u.receive_interrupt_armed(), "loopback");
+}

@@ -1,0 +1,128 @@
+//! The VM loop's side of Keel's console (`keel::console` holds the logic):
+//! reads what is typed from the host UART, a bounded number of bytes per
+//! pass, feeds the guest's COM1 receive FIFO from the console's fixed
+//! buffer as it has room, and carries out the prompt's commands.
+
+use alloc::boxed::Box;
+
+use device_model::CharSink;
+use keel::console::{Action, Console, VmId};
+use spin::Mutex;
+use vmm_core::StopReason;
+
+use super::machine::Machine;
+use super::stats::ExitClock;
+use crate::serial;
+
+/// The console of every VM Keel runs.
+static CONSOLE: Mutex<Console> = Mutex::new(Console::new());
+
+/// How often the host UART is read while a VM runs (one LSR read per pass,
+/// not per exit): a typed key reaches the guest within 10 ms.
+const POLL_HZ: u64 = 100;
+/// Bytes read from the host UART per pass at most: a flood of input costs
+/// the VM loop a bounded time per pass (the host UART's own FIFO and, under
+/// QEMU, its character device hold the rest).
+const BYTES_PER_POLL: usize = 64;
+
+/// One VM's place on the console.
+pub struct VmConsole {
+    id: VmId,
+    next_poll: u64,
+    /// Whether typed input can arrive (a console port exists): then a halted
+    /// vCPU wakes at each poll to look for it.
+    interactive: bool,
+}
+
+impl VmConsole {
+    /// Registers the VM named `name`; the first VM gets the console.
+    pub fn new(name: &str) -> Self {
+        VmConsole {
+            id: CONSOLE.lock().add_vm(name),
+            next_poll: 0,
+            interactive: serial::has_console_port(),
+        }
+    }
+
+    /// The sink for the VM's COM1 output to the terminal, byte for byte,
+    /// while the VM has the console (nothing without a console port).
+    pub fn raw_output(&self) -> Box<dyn CharSink> {
+        Box::new(RawOutput {
+            id: self.id,
+            port: self.interactive,
+        })
+    }
+
+    /// The latest time a halted vCPU must look at the console again.
+    pub fn wake_deadline_ns(&self) -> Option<u64> {
+        self.interactive
+            .then(|| crate::clock::now_ns().saturating_add(1_000_000_000 / POLL_HZ))
+    }
+
+    /// Feeds the guest what was typed; now and then (`POLL_HZ`) reads the
+    /// host UART and carries out the prompt's commands. Returns why the VM must end, if a
+    /// command ended it.
+    pub fn poll(
+        &mut self,
+        machine: &mut Machine,
+        clock: &ExitClock,
+        name: &str,
+    ) -> Option<StopReason> {
+        let now = crate::clock::rdtsc();
+        let mut console = CONSOLE.lock();
+        // Bytes already typed go in as the guest's FIFO has room, on every
+        // pass: a paste reaches the guest at the speed it reads.
+        console.deliver(self.id, |bytes| machine.pc.com1_type(bytes));
+        if now < self.next_poll {
+            return None;
+        }
+        self.next_poll = now.wrapping_add(crate::clock::tsc_hz() / POLL_HZ);
+        let mut stop = None;
+        for _ in 0..BYTES_PER_POLL {
+            let Some(byte) = serial::try_read_byte() else {
+                break;
+            };
+            match console.typed(byte, &mut |text: &str| serial::console_print(text)) {
+                None => {}
+                Some(Action::Stats(id)) if id == self.id => {
+                    clock.print(name, machine.pc.bus(), "so far");
+                    serial::console_print("exit statistics: in the log (keel: exits: ...)\r\n");
+                }
+                // Only this VM runs here; another VM's request is its loop's.
+                Some(Action::Stats(_)) => {}
+                Some(Action::End(id)) if id == self.id => stop = Some(StopReason::EndedAtConsole),
+                Some(Action::End(_)) => {}
+                Some(Action::Quit) => {
+                    log::info!("ending Keel as asked at the console");
+                    stop = Some(StopReason::EndedAtConsole);
+                }
+            }
+        }
+        console.deliver(self.id, |bytes| machine.pc.com1_type(bytes));
+        if let Some(reason) = &stop {
+            serial::console_print("\r\n");
+            log::info!("VM '{name}': {reason}");
+        }
+        stop
+    }
+
+    /// The VM ended: its console closes.
+    pub fn ended(&self) {
+        CONSOLE.lock().vm_ended(self.id);
+    }
+}
+
+/// COM1's second listener: the bytes go to the console port as they are
+/// while the VM has the console and Keel's prompt is closed.
+struct RawOutput {
+    id: VmId,
+    port: bool,
+}
+
+impl CharSink for RawOutput {
+    fn write_byte(&mut self, byte: u8) {
+        if self.port && CONSOLE.lock().shows(self.id) {
+            serial::console_write_raw(&[byte]);
+        }
+    }
+}
