@@ -17,9 +17,7 @@ use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
-use vmm_core::exit::{
-    complete_hlt_in_shadow, handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy,
-};
+use vmm_core::exit::{complete_hlt_in_shadow, handle_exit, CpuidPolicy, Platform, VmPolicy};
 use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
 use vmm_core::paging::{
     FlushTracker, GuestLayout, GuestPhysMap, MapError, Permissions, LARGE_PAGE_SIZE, PAGE_SIZE,
@@ -471,11 +469,10 @@ fn run_vcpu(
     (firmware_at, firmware): (u64, &[u8]),
     clock: &mut stats::ExitClock,
 ) -> Result<(StopReason, u64), VmError> {
-    let mut policy = VmPolicy {
-        cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
-        msr: MsrPolicy::new(),
-        unexplained_faults: Default::default(),
-    };
+    let mut policy = VmPolicy::new(
+        CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
+        crate::clock::tsc_hz(),
+    );
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.
