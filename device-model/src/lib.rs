@@ -45,4 +45,4 @@ pub use power::{PowerControl, PowerRequest};
 pub use serial::{CharSink, Uart16550};
 pub use storage::{BlockBackend, BlockError, Piix3Ide, RamDisk};
 pub use test_device::{DeviceRam, TestDevice};
-pub use timer::{Hpet, Pit, PmTimer, Port61, Rtc, TimerDevice};
+pub use timer::{cmos_unix_time, Hpet, Pit, PmTimer, Port61, Rtc, TimerDevice};

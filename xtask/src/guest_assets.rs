@@ -364,6 +364,10 @@ check ioapic grep -q "IO-APIC" /proc/interrupts
 check lapic-timer grep -Eq "LOC: +[1-9]" /proc/interrupts
 check no-acpi-error sh -c '! dmesg | grep -q "ACPI Error"'
 check no-nobody-cared sh -c '! dmesg | grep -q "nobody cared"'
+# The MSRs Linux reads without asking CPUID (docs/MSRS.md) answer as on hardware.
+check no-unchecked-msr sh -c '! dmesg | grep -q "unchecked MSR access"'
+# The RTC starts at the machine's date (read from its own RTC), not 1970.
+check rtc-real-date sh -c '[ "$(date -u +%Y)" -ge 2025 ]'
 echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then
     grep -v " 0 " /proc/interrupts

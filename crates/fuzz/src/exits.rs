@@ -3,7 +3,7 @@
 use guest_memory::GuestMemory;
 use vmm_core::exit::{
     handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, CrOperand, IoDirection, IoExit,
-    MsrOutcome, MsrPolicy, Platform, StringIo, VmPolicy,
+    MsrOutcome, Platform, StringIo, VmPolicy,
 };
 use vmm_core::vcpu::fake::FakeVcpu;
 use vmm_core::{Event, ExitAction, Gpr, Segment, VmExit};
@@ -98,17 +98,29 @@ fn run_cases(rng: &mut Rng) -> Stats {
         ecx: rng.next() as u32,
         edx: rng.next() as u32,
     };
-    let mut policy = VmPolicy {
-        unexplained_faults: Default::default(),
-        cpuid: CpuidPolicy::from_host(1, |leaf, _| match leaf {
-            0 | 0x8000_0000 => CpuidResult {
+    let mut policy = VmPolicy::new(
+        CpuidPolicy::from_host(1, |leaf, _| match leaf {
+            // GenuineIntel or AuthenticAMD, so both vendors' MSR tables are fuzzed.
+            0 if host_cpuid.eax & 1 == 0 => CpuidResult {
+                eax: 0x20,
+                ebx: 0x756e_6547,
+                edx: 0x4965_6e69,
+                ecx: 0x6c65_746e,
+            },
+            0 => CpuidResult {
+                eax: 0x20,
+                ebx: 0x6874_7541,
+                edx: 0x6974_6e65,
+                ecx: 0x444d_4163,
+            },
+            0x8000_0000 => CpuidResult {
                 eax: leaf + 0x20,
                 ..host_cpuid
             },
             _ => host_cpuid,
         }),
-        msr: MsrPolicy::new(),
-    };
+        rng.next(),
+    );
     let mut vcpu = random_vcpu(rng);
     let mut platform = FuzzPlatform {
         ram: {
@@ -241,6 +253,41 @@ fn random_segment(rng: &mut Rng) -> Segment {
 }
 
 /// A vCPU in a random mode: the three usual ones, or random control registers.
+/// MSRs the MSR policy handles (vmm-core/src/exit/msr.rs), first of each range.
+const MSR_TABLE: &[u32] = &[
+    0x10,
+    0x17,
+    0x3a,
+    0x3b,
+    0x79,
+    0x8b,
+    0xc1,
+    0xce,
+    0xfe,
+    0x179,
+    0x17a,
+    0x17b,
+    0x186,
+    0x1a0,
+    0x1d9,
+    0x200,
+    0x250,
+    0x2ff,
+    0x400,
+    0x40d,
+    0xc000_0080,
+    0xc001_0000,
+    0xc001_0004,
+    0xc001_0010,
+    0xc001_0015,
+    0xc001_001f,
+    0xc001_0055,
+    0xc001_0114,
+    0xc001_0140,
+    0xc001_0200,
+    0xc001_1029,
+];
+
 fn random_vcpu(rng: &mut Rng) -> FakeVcpu {
     let mut v = match rng.below(4) {
         0 => FakeVcpu::real_mode(),
@@ -258,6 +305,11 @@ fn random_vcpu(rng: &mut Rng) -> FakeVcpu {
     };
     for g in v.gprs.iter_mut() {
         *g = interesting(rng);
+    }
+    // Half the MSR exits reach a register of the MSR table (its neighbours too).
+    if rng.below(2) == 0 {
+        let msr = MSR_TABLE[rng.below(MSR_TABLE.len() as u64) as usize];
+        v.gprs[Gpr::Rcx as usize] = u64::from(msr) + rng.below(3);
     }
     v.rip = match rng.below(3) {
         0 => rng.below(RAM_SIZE as u64),

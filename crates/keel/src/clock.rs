@@ -23,6 +23,27 @@ const OUT2: u8 = 1 << 5;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static TSC_START: AtomicU64 = AtomicU64::new(0);
+/// The machine's RTC time (seconds since 1970-01-01) and Keel's clock
+/// (`now_ns`) when it was read.
+static WALL_SECS: AtomicU64 = AtomicU64::new(0);
+static WALL_AT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Records the machine's wall-clock time, read now.
+pub fn set_wall_clock(unix_secs: u64) {
+    WALL_AT_NS.store(now_ns(), Ordering::Relaxed);
+    WALL_SECS.store(unix_secs, Ordering::Relaxed);
+}
+
+/// The wall-clock time now (seconds since 1970-01-01), or 0 if the machine's
+/// RTC could not be read.
+pub fn unix_time() -> u64 {
+    let secs = WALL_SECS.load(Ordering::Relaxed);
+    if secs == 0 {
+        return 0;
+    }
+    let elapsed = now_ns().saturating_sub(WALL_AT_NS.load(Ordering::Relaxed));
+    secs + elapsed / 1_000_000_000
+}
 
 /// The time-stamp counter.
 pub fn rdtsc() -> u64 {

@@ -13,6 +13,7 @@ mod arch;
 mod clock;
 mod cpu;
 mod host;
+mod host_rtc;
 mod memory;
 #[macro_use]
 mod serial;
@@ -115,6 +116,13 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
             log::error!("the PIT never counted down: cannot measure time on this machine");
             finish(NO_VIRTUALIZATION_STATUS);
         }
+    }
+    match host_rtc::unix_time() {
+        Some(t) => {
+            clock::set_wall_clock(t);
+            log::info!("the machine's RTC reads {t} s since 1970 (UTC)");
+        }
+        None => log::warn!("the machine's RTC is unreadable: guests' clocks start at 1970"),
     }
     match arch::lapic::init() {
         Some(hz) => log::info!(

@@ -36,7 +36,7 @@ pub use legacy::LegacyReplacement;
 pub use pit::Pit;
 pub use pm_timer::{PmTimer, PmTimerWidth};
 pub use port61::Port61;
-pub use rtc::Rtc;
+pub use rtc::{cmos_unix_time, Rtc};
 
 /// What the VM loop asks of every timer, and of every device with work
 /// that goes on after the access that started it (a DMA engine moving the

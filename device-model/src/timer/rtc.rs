@@ -118,6 +118,69 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// The time a PC's CMOS RTC holds, in seconds since 1970-01-01, from its
+/// registers as read from the hardware: `time` is seconds, minutes, hours,
+/// day of month, month, year (registers 0x00, 0x02, 0x04, 0x07, 0x08, 0x09),
+/// `century` register 0x32 (the ACPI FADT's usual century index), `reg_b`
+/// register B (bit 2 DM: binary, else BCD; bit 1 24/12: 24-hour, else
+/// 12-hour with PM in bit 7 of the hours; MC146818A datasheet, Table 3 and
+/// register B). `None` for fields out of range (no RTC, or a flat battery).
+/// The RTC holds local time or UTC as the machine's owner set it; Keel
+/// treats it as UTC, as Linux does unless told otherwise.
+pub fn cmos_unix_time(time: [u8; 6], century: u8, reg_b: u8) -> Option<u64> {
+    let binary = reg_b & 0x04 != 0;
+    let decode = |v: u8| -> Option<u8> {
+        if binary {
+            Some(v)
+        } else if v & 0xf <= 9 && v >> 4 <= 9 {
+            Some((v >> 4) * 10 + (v & 0xf))
+        } else {
+            None
+        }
+    };
+    let [sec, min, hour, day, month, year] = time;
+    let pm = reg_b & 0x02 == 0 && hour & 0x80 != 0;
+    let mut hour = decode(hour & if reg_b & 0x02 == 0 { 0x7f } else { 0xff })?;
+    if reg_b & 0x02 == 0 {
+        // 12-hour mode: 12 AM is 0, 12 PM is 12.
+        hour = hour % 12 + if pm { 12 } else { 0 };
+    }
+    let (sec, min, day, month, year) = (
+        decode(sec)?,
+        decode(min)?,
+        decode(day)?,
+        decode(month)?,
+        decode(year)?,
+    );
+    // A century register that does not hold 19-21 (not every board keeps
+    // one) is ignored: years 00-69 are then 20xx.
+    let century = match decode(century) {
+        Some(c @ 19..=21) => c,
+        _ if year < 70 => 20,
+        _ => 19,
+    };
+    if sec > 59
+        || min > 59
+        || hour > 23
+        || !(1..=31).contains(&day)
+        || !(1..=12).contains(&month)
+        || year > 99
+    {
+        return None;
+    }
+    let t = DateTime {
+        century,
+        year,
+        month,
+        day,
+        hour,
+        min,
+        sec,
+    }
+    .to_unix();
+    u64::try_from(t).ok()
+}
+
 /// The calendar fields, binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DateTime {

@@ -4,7 +4,7 @@ use super::cpuid::CpuidPolicy;
 use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
 use super::emulate::{cr_write_at_rip, emulate_mmio, instruction_length, UnexplainedFaults};
 use super::io::handle_io;
-use super::msr::{MsrOutcome, MsrPolicy};
+use super::msr::{CpuFacts, MsrOutcome, MsrPolicy};
 use super::{AccessKind, CrAccess, CrOperand, ExitAction, StopReason, VmExit, UNKNOWN_LENGTH};
 use crate::vcpu::{CpuMode, Event, Gpr, VcpuState};
 use guest_memory::GuestMemory;
@@ -65,8 +65,18 @@ pub struct VmPolicy {
     pub unexplained_faults: UnexplainedFaults,
 }
 
-/// IA32_TIME_STAMP_COUNTER (SDM Vol 3B 18.17): its writes set the TSC offset.
-const IA32_TIME_STAMP_COUNTER: u32 = 0x10;
+impl VmPolicy {
+    /// A vCPU's policy: the MSR table follows the CPU `cpuid` describes,
+    /// whose TSC runs at `tsc_hz`.
+    pub fn new(cpuid: CpuidPolicy, tsc_hz: u64) -> Self {
+        let msr = MsrPolicy::new(CpuFacts::from_cpuid(&cpuid, tsc_hz));
+        VmPolicy {
+            cpuid,
+            msr,
+            unexplained_faults: UnexplainedFaults::default(),
+        }
+    }
+}
 
 // XCR0 state components (SDM Vol 1 13.1, 13.3).
 const XCR0_X87: u64 = 1 << 0;
@@ -269,15 +279,9 @@ pub fn handle_exit(
         VmExit::Wrmsr { len } => {
             let msr = low32(vcpu.gpr(Gpr::Rcx)) as u32;
             let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
-            let outcome = if msr == IA32_TIME_STAMP_COUNTER {
-                // The guest's TSC becomes `value` now: only the offset changes.
-                vcpu.set_tsc_offset(value.wrapping_sub(platform.host_tsc()));
-                MsrOutcome::Done(0)
-            } else {
-                match platform.msr_write(vcpu.vcpu_id(), msr, value) {
-                    Some(o) => o,
-                    None => policy.msr.write(msr, value, vcpu),
-                }
+            let outcome = match platform.msr_write(vcpu.vcpu_id(), msr, value) {
+                Some(o) => o,
+                None => policy.msr.write(msr, value, vcpu, platform.host_tsc()),
             };
             match outcome {
                 MsrOutcome::Done(_) => vcpu.skip_instruction(len),
@@ -489,11 +493,7 @@ pub(crate) mod tests {
                 edx: 0x178b_fbff,
             },
         };
-        VmPolicy {
-            cpuid: CpuidPolicy::from_host(1, host),
-            msr: MsrPolicy::new(),
-            unexplained_faults: UnexplainedFaults::default(),
-        }
+        VmPolicy::new(CpuidPolicy::from_host(1, host), 1_000_000_000)
     }
 
     fn out(port: u16, size: u8, len: u8) -> VmExit {
@@ -1062,11 +1062,7 @@ pub(crate) mod tests {
             },
             _ => CpuidResult::default(),
         };
-        let mut pol = VmPolicy {
-            cpuid: CpuidPolicy::from_host(1, host),
-            msr: MsrPolicy::new(),
-            unexplained_faults: UnexplainedFaults::default(),
-        };
+        let mut pol = VmPolicy::new(CpuidPolicy::from_host(1, host), 1_000_000_000);
         let (mut v, mut p) = (FakeVcpu::long_mode(), FakePlatform::new());
         let mut xsetbv = |v: &mut FakeVcpu, ecx: u64, value: u64| {
             v.gprs[Gpr::Rcx as usize] = ecx;

@@ -17,7 +17,7 @@ mod task_switch;
 pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
 pub use handler::{handle_exit, Platform, VmPolicy};
-pub use msr::{MsrOutcome, MsrPolicy};
+pub use msr::{CpuFacts, MsrOutcome, MsrPolicy, Vendor};
 pub use shadowed_hlt::complete_hlt_in_shadow;
 pub use stop::StopReason;
 

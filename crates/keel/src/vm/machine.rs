@@ -77,8 +77,8 @@ impl Machine {
         let config = PcConfig {
             name: String::from(name),
             vcpus,
-            // No wall clock is read yet: the RTC starts at the epoch.
-            unix_time: 0,
+            // The machine's RTC as read at Keel's start, plus the time since.
+            unix_time: crate::clock::unix_time(),
             // CPUID hides x2APIC and the TSC-deadline timer (exit::cpuid), so
             // the APIC model does not offer them either.
             lapic: LapicConfig {

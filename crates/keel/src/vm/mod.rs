@@ -18,9 +18,7 @@ use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
-use vmm_core::exit::{
-    complete_hlt_in_shadow, handle_exit, CpuidPolicy, MsrPolicy, Platform, VmPolicy,
-};
+use vmm_core::exit::{complete_hlt_in_shadow, handle_exit, CpuidPolicy, Platform, VmPolicy};
 use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
 use vmm_core::paging::{
     FlushTracker, GuestLayout, GuestPhysMap, MapError, Permissions, LARGE_PAGE_SIZE, PAGE_SIZE,
@@ -495,11 +493,10 @@ fn run_vcpu(
         console,
     } = looped;
     let (config, firmware_at, firmware) = (*config, *firmware_at, *firmware);
-    let mut policy = VmPolicy {
-        cpuid: CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
-        msr: MsrPolicy::new(),
-        unexplained_faults: Default::default(),
-    };
+    let mut policy = VmPolicy::new(
+        CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
+        crate::clock::tsc_hz(),
+    );
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.

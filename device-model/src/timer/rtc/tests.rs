@@ -435,3 +435,27 @@ fn an_alarm_that_never_matches_has_no_deadline() {
     assert_eq!(r.rtc.seconds_to_alarm(), None);
     assert_eq!(r.rtc.next_deadline_ns(), None);
 }
+
+/// The host RTC reader's decoding (MC146818A register formats).
+#[test]
+fn cmos_unix_time_decodes_bcd_binary_and_12_hour() {
+    // 2026-12-07 02:43:34, BCD, 24-hour (register B = 0x02), century 0x20.
+    let bcd = [0x34, 0x43, 0x02, 0x07, 0x12, 0x26];
+    assert_eq!(cmos_unix_time(bcd, 0x20, 0x02), Some(1_796_611_414));
+    // The same in binary.
+    assert_eq!(
+        cmos_unix_time([34, 43, 2, 7, 12, 26], 20, 0x06),
+        Some(1_796_611_414)
+    );
+    // 12-hour BCD: 2 PM is 0x82 with bit 7; 12 AM is 0x12.
+    let pm = cmos_unix_time([0x34, 0x43, 0x82, 0x07, 0x12, 0x26], 0x20, 0x00).unwrap();
+    assert_eq!(pm, 1_796_611_414 + 12 * 3600);
+    let midnight = cmos_unix_time([0, 0, 0x12, 0x07, 0x12, 0x26], 0x20, 0x00).unwrap();
+    assert_eq!(midnight % 86_400, 0);
+    // No century register: years below 70 are 20xx.
+    assert_eq!(cmos_unix_time(bcd, 0xff, 0x02), Some(1_796_611_414));
+    // Out-of-range fields: no time.
+    assert_eq!(cmos_unix_time([0x60, 0, 0, 1, 1, 0x26], 0x20, 0x02), None);
+    assert_eq!(cmos_unix_time([0, 0, 0, 1, 0x13, 0x26], 0x20, 0x02), None);
+    assert_eq!(cmos_unix_time([0xff; 6], 0xff, 0x02), None);
+}
