@@ -340,7 +340,7 @@ fn boot_linux(
     let p = linux::place(&h, pm_len, initrd_len, map, &[])?;
 
     // The command line: its own buffer, NUL-terminated.
-    let max = (h.max_cmdline() as usize).min(layout::CMDLINE_MAX - 1);
+    let max = h.cmdline_limit(layout::CMDLINE_MAX);
     // SAFETY: the command line buffer is the shim's (layout.rs).
     let cmd_buf = unsafe { phys(layout::CMDLINE, layout::CMDLINE_MAX) };
     cmd_buf.fill(0);
