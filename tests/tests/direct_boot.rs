@@ -92,3 +92,42 @@ fn multiboot_elf64_gzip_low_segment_and_aout_kludge_under_svm() {
         );
     }
 }
+
+/// Bad input (firmware/README.md, "Errors"): an ELF file cut short inside
+/// its segment stops with status 4, more module bytes than RAM with status
+/// 5; each time the shim's error line names the file and the problem.
+#[test]
+fn bad_kernel_and_modules_too_big_stop_with_the_file_named() {
+    for (vm_name, line, status) in [
+        (
+            "multiboot-bad-elf",
+            "keel-shim: error: keel-mbtest-truncated: bad kernel: an ELF segment runs past the file",
+            4,
+        ),
+        (
+            "multiboot-modules-too-big",
+            "keel-shim: error: keel-mbtest-module3: the multiboot modules",
+            5,
+        ),
+    ] {
+        let (vm, o) = boot(vm_name);
+        verdict(check_stop(
+            &o,
+            &vm.config.name,
+            &format!("guest debug-exit with status {status}"),
+            status,
+        ));
+        assert!(
+            o.lines
+                .iter()
+                .any(|l| l.contains(line) && (status != 5 || l.ends_with("too big for the VM's RAM"))),
+            "{vm_name}: no '{line}'\n{}",
+            o.report()
+        );
+        assert!(
+            !o.lines.iter().any(|l| l.contains("passed")),
+            "{vm_name}: the kernel ran\n{}",
+            o.report()
+        );
+    }
+}

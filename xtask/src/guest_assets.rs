@@ -41,6 +41,9 @@ pub const MBTEST_MODULE3: &str = "keel-mbtest-module3";
 /// 1 MiB ([`mbtest_elf64`]), and behind an a.out kludge header ([`mbtest_aout`]).
 pub const MBTEST_ELF64_GZ: &str = "keel-mbtest-elf64-gz";
 pub const MBTEST_AOUT: &str = "keel-mbtest-aout";
+/// The test kernel's ELF32 file cut short inside its segment
+/// ([`mbtest_truncated`]): bad input the shim must refuse by name.
+pub const MBTEST_TRUNCATED: &str = "keel-mbtest-truncated";
 /// Where the ELF64 variant's low segment goes, and its bytes.
 pub const MBTEST_LOW_SEGMENT: u32 = 0x6_0000;
 
@@ -55,6 +58,7 @@ pub const NAMES: &[&str] = &[
     MBTEST_MODULE3,
     MBTEST_ELF64_GZ,
     MBTEST_AOUT,
+    MBTEST_TRUNCATED,
     crate::ide_assets::DEBIAN_DISK,
     crate::ide_assets::DEBIAN_CD,
     crate::net_assets::DEBIAN_NET_INITRAMFS,
@@ -70,6 +74,7 @@ pub const BUILT: &[&str] = &[
     MBTEST_MODULE3,
     MBTEST_ELF64_GZ,
     MBTEST_AOUT,
+    MBTEST_TRUNCATED,
 ];
 
 /// The multiboot test kernel's load address and entry (firmware/mbtest.ld).
@@ -138,6 +143,12 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         MBTEST_ELF64_GZ => built(guest_dir, MBTEST_KERNEL).and_then(|flat| {
             let elf = mbtest_elf64(&read(&flat)?);
             write_built("keel-mbtest-elf64.gz", &gzip(&elf)?)
+        }),
+        MBTEST_TRUNCATED => built(guest_dir, MBTEST_KERNEL).and_then(|flat| {
+            write_built(
+                "keel-mbtest-truncated.elf",
+                &mbtest_truncated(&read(&flat)?),
+            )
         }),
         MBTEST_AOUT => built(guest_dir, MBTEST_KERNEL)
             .and_then(|flat| write_built("keel-mbtest-aout.bin", &mbtest_aout(&read(&flat)?))),
@@ -470,6 +481,14 @@ pub fn initramfs_cpio_with(busybox: &[u8], init: &str, extra: &[(String, Vec<u8>
     }
     w.file("init", 0o755, init.as_bytes());
     w.finish()
+}
+
+/// [`mbtest_elf`] cut 64 bytes into its segment: the multiboot header is
+/// there, the segment's `p_filesz` runs past the end of the file.
+pub fn mbtest_truncated(flat: &[u8]) -> Vec<u8> {
+    let mut f = mbtest_elf(flat);
+    f.truncate(52 + 32 + 64);
+    f
 }
 
 /// The flat test kernel (linked at [`MBTEST_LOAD`]) as an ELF32 executable
