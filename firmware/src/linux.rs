@@ -1,6 +1,17 @@
 //! The x86 Linux boot protocol (Documentation/arch/x86/boot.rst): reading a
 //! bzImage's setup header, choosing where kernel and initrd go, and filling
 //! in the zero page (`struct boot_params`) for the 64-bit entry point.
+//!
+//! Left out on purpose:
+//! - the EFI handover protocol (`XLF_EFI_HANDOVER_32/64`, `handover_offset`):
+//!   it hands the kernel an EFI system table, and the shim is a BIOS with no
+//!   EFI services; a kernel that has it also has the 64-bit entry, which the
+//!   shim uses (the handover bits are ignored, not refused);
+//! - the 32-bit entry (`code32_start`): every x86-64 bzImage since protocol
+//!   2.12 has the 64-bit one (`XLF_KERNEL_64`), which needs no 32-bit GDT
+//!   and paging set-up of the loader's; a kernel without it is refused;
+//! - the real-mode entry (the setup code at 0x90000 with int 13h/15h calls):
+//!   the shim has no BIOS services (`firmware/README.md`).
 
 use crate::e820::{Entry, Map, ENTRY_LEN, MAX_ENTRIES};
 use crate::layout::LOAD_FLOOR;
@@ -145,6 +156,14 @@ impl SetupHeader {
         } else {
             OLD_CMDLINE_SIZE
         }
+    }
+
+    /// The longest command line the shim passes: the kernel's
+    /// `cmdline_size` (boot.rst: "the maximum size of the command line
+    /// without the terminating zero"), and at most `buffer - 1` for a buffer
+    /// of `buffer` bytes that holds the NUL too.
+    pub fn cmdline_limit(&self, buffer: usize) -> usize {
+        (self.max_cmdline() as usize).min(buffer.saturating_sub(1))
     }
 }
 
@@ -371,6 +390,96 @@ mod tests {
         let h = SetupHeader::parse(&f).unwrap();
         let p = place(&h, 8 * MIB, MIB, &map(2048), &[]).unwrap();
         assert_eq!(p.initrd, 0x3800_0000 - MIB);
+    }
+
+    /// boot.rst, `kernel_alignment` / `relocatable_kernel`: a relocatable
+    /// kernel whose pref_address does not fit goes to an address aligned to
+    /// its kernel_alignment; a kernel that is not relocatable goes to 1 MiB,
+    /// its pref_address (where it moves itself) notwithstanding.
+    #[test]
+    fn kernel_alignment_and_relocatable_kernels() {
+        let mut f = bzimage_head();
+        put32(&mut f, off::KERNEL_ALIGNMENT, 4 * MIB as u32);
+        let h = SetupHeader::parse(&f).unwrap();
+        // 16 MiB + 44 MiB does not fit in 56 MiB; 4 MiB + 44 MiB does.
+        let p = place(&h, 8 * MIB, 0, &map(56), &[]).unwrap();
+        assert_eq!(p.kernel, 4 * MIB);
+        assert_eq!(p.kernel % u64::from(h.kernel_alignment), 0);
+        // A pref_address that fits wins.
+        assert_eq!(
+            place(&h, 8 * MIB, 0, &map(256), &[]).unwrap().kernel,
+            16 * MIB
+        );
+        // Not relocatable: 1 MiB, in any RAM size.
+        let mut f = bzimage_head();
+        f[off::RELOCATABLE_KERNEL] = 0;
+        let h = SetupHeader::parse(&f).unwrap();
+        assert!(!h.relocatable);
+        for ram in [48, 256] {
+            assert_eq!(place(&h, 8 * MIB, 0, &map(ram), &[]).unwrap().kernel, MIB);
+        }
+        // Not relocatable and init_size past RAM from 1 MiB: refused.
+        assert!(matches!(
+            place(&h, 8 * MIB, 0, &map(44), &[]),
+            Err(Error::TooBig { .. })
+        ));
+    }
+
+    /// boot.rst, `initrd_addr_max`: "the highest address that may be
+    /// occupied by the initial ramdisk"; the initrd goes below it even when
+    /// that puts it under the kernel, and never over the kernel's init_size.
+    #[test]
+    fn initrd_under_initrd_addr_max_below_the_kernel() {
+        let mut f = bzimage_head();
+        put32(&mut f, off::INITRD_ADDR_MAX, 16 * MIB as u32 - 1);
+        let h = SetupHeader::parse(&f).unwrap();
+        let p = place(&h, 8 * MIB, 3 * MIB + 1, &map(256), &[]).unwrap();
+        assert_eq!(p.kernel, 16 * MIB);
+        assert!(p.initrd + 3 * MIB < u64::from(h.initrd_addr_max) + 1);
+        assert_eq!(p.initrd % 0x1000, 0);
+        assert!(p.initrd >= LOAD_FLOOR);
+        // Too big for the room under initrd_addr_max: refused, not placed
+        // over the limit.
+        let e = place(&h, 8 * MIB, 15 * MIB + 1, &map(256), &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::TooBig {
+                    what: "the initrd",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    /// boot.rst, `cmdline_size` (2.06+): the command line without its NUL
+    /// is at most this; the shim's 8 KiB buffer caps a larger one.
+    #[test]
+    fn command_line_limit_from_cmdline_size() {
+        let h = SetupHeader::parse(&bzimage_head()).unwrap();
+        assert_eq!(h.cmdline_limit(0x2000), 2047);
+        let mut f = bzimage_head();
+        put32(&mut f, off::CMDLINE_SIZE, 0x7FFF_FFFF);
+        let h = SetupHeader::parse(&f).unwrap();
+        assert_eq!(h.cmdline_limit(0x2000), 0x1FFF);
+        put32(&mut f, off::CMDLINE_SIZE, 0);
+        assert_eq!(SetupHeader::parse(&f).unwrap().cmdline_limit(0x2000), 0);
+    }
+
+    /// EFI handover is left out on purpose (the module's doc): a kernel
+    /// that offers it (xloadflags bits 2-3, handover_offset) boots by its
+    /// 64-bit entry; one with only the handover and no 64-bit entry is
+    /// refused.
+    #[test]
+    fn efi_handover_is_ignored_and_the_64_bit_entry_used() {
+        let mut f = bzimage_head();
+        put16(&mut f, off::XLOADFLAGS, XLF_KERNEL_64 | 1 << 2 | 1 << 3);
+        put32(&mut f, 0x264, 0x190); // handover_offset
+        assert!(SetupHeader::parse(&f).is_ok());
+        assert_eq!(ENTRY_64_OFFSET, 0x200);
+        put16(&mut f, off::XLOADFLAGS, 1 << 2 | 1 << 3);
+        assert_eq!(SetupHeader::parse(&f), Err(Error::NotBzImage64));
     }
 
     #[test]

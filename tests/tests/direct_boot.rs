@@ -10,13 +10,16 @@ fn verdict(r: Result<(), String>) {
 }
 
 /// Debian's kernel boots with ACPI, the LAPIC and the IOAPIC in use, its
-/// /init reports 10 checks passed, and it powers the VM off through ACPI S5.
+/// /init reports 11 checks passed, and it powers the VM off through ACPI S5.
+/// Its `smbios` check: the kernel found the shim's SMBIOS tables by its own
+/// scan of 0xF0000-0xFFFFF (its `DMI:` line names the system acpi-gen's
+/// type 1 describes).
 #[test]
 fn debian_linux_boots_and_powers_off_through_acpi() {
     let (vm, o) = boot("linux");
-    // 12: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr
-    // and rtc-real-date.
-    verdict(check_suite_report(&o, &vm.config.name, 12));
+    // 13: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
+    // rtc-real-date and smbios.
+    verdict(check_suite_report(&o, &vm.config.name, 13));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -40,40 +43,95 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
     );
 }
 
-/// The multiboot test kernel gets its command line, memory map and module.
+/// The multiboot test kernel's checks with one module: 12 of the loader's
+/// hand-over (command line, memory map, the module) and 18 of the PC state
+/// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map).
+const ONE_MODULE_CHECKS: u32 = 30;
+/// With three modules (`multiboot-aout`): four more checks per module.
+const THREE_MODULE_CHECKS: u32 = ONE_MODULE_CHECKS + 2 * 4;
+
+/// The multiboot test kernel gets its command line, memory map and module,
+/// and finds the BIOS data area, the IVT, the RSDP, SMBIOS and the e820
+/// map a BIOS leaves.
 #[test]
 fn multiboot_kernel_gets_cmdline_mmap_and_module_under_svm() {
     let (vm, o) = boot("multiboot");
-    verdict(check_guest_suite(&o, &vm.config.name, 12));
+    verdict(check_guest_suite(&o, &vm.config.name, ONE_MODULE_CHECKS));
 }
 
 #[test]
 fn multiboot_kernel_gets_cmdline_mmap_and_module_under_vmx() {
     let (vm, o) = boot_vmx("multiboot", "corei7_skylake_x");
-    verdict(check_guest_suite(&o, &vm.config.name, 12));
+    verdict(check_guest_suite(&o, &vm.config.name, ONE_MODULE_CHECKS));
 }
 
 /// The shim's ELF64, gzip and below-1-MiB paths (a gzip-compressed ELF64
 /// with a segment at 0x60000, xtask's `mbtest_elf64`) and its a.out kludge
-/// path (`mbtest_aout`): the test kernel passes the same 12 checks,
-/// argv[0] included, and the shim says which path it took.
+/// path (`mbtest_aout`, with three modules each with its own string): the
+/// test kernel passes the same checks, argv[0] included, each module's
+/// size, bytes and string too, and the shim says which path it took.
 #[test]
 fn multiboot_elf64_gzip_low_segment_and_aout_kludge_under_svm() {
-    for (vm_name, line) in [
+    for (vm_name, line, modules, checks) in [
         (
             "multiboot-elf64-gz",
             "multiboot kernel (ELF64, gzip), 2 segments from 0x60000",
+            ", 1 modules",
+            ONE_MODULE_CHECKS,
         ),
         (
             "multiboot-aout",
             "multiboot kernel (a.out kludge), 1 segments",
+            ", 3 modules",
+            THREE_MODULE_CHECKS,
         ),
     ] {
         let (vm, o) = boot(vm_name);
-        verdict(check_guest_suite(&o, &vm.config.name, 12));
+        verdict(check_guest_suite(&o, &vm.config.name, checks));
         assert!(
-            o.lines.iter().any(|l| l.contains(line)),
+            o.lines
+                .iter()
+                .any(|l| l.contains(line) && l.ends_with(modules)),
+            "{vm_name}: no '{line}' ending in '{modules}'\n{}",
+            o.report()
+        );
+    }
+}
+
+/// Bad input (firmware/README.md, "Errors"): an ELF file cut short inside
+/// its segment stops with status 4, more module bytes than RAM with status
+/// 5; each time the shim's error line names the file and the problem.
+#[test]
+fn bad_kernel_and_modules_too_big_stop_with_the_file_named() {
+    for (vm_name, line, status) in [
+        (
+            "multiboot-bad-elf",
+            "keel-shim: error: keel-mbtest-truncated: bad kernel: an ELF segment runs past the file",
+            4,
+        ),
+        (
+            "multiboot-modules-too-big",
+            "keel-shim: error: keel-mbtest-module3: the multiboot modules",
+            5,
+        ),
+    ] {
+        let (vm, o) = boot(vm_name);
+        verdict(check_stop(
+            &o,
+            &vm.config.name,
+            &format!("guest debug-exit with status {status}"),
+            status,
+        ));
+        assert!(
+            o.lines
+                .iter()
+                .any(|l| l.contains(line) && (status != 5 || l.ends_with("too big for the VM's RAM"))),
             "{vm_name}: no '{line}'\n{}",
+            o.report()
+        );
+        assert!(
+            !o.lines.iter().any(|l| l.contains("passed")),
+            "{vm_name}: the kernel ran\n{}",
             o.report()
         );
     }

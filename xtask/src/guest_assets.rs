@@ -33,10 +33,17 @@ pub const DEBIAN_LINUX: &str = "debian-linux";
 pub const DEBIAN_INITRAMFS: &str = "debian-initramfs";
 pub const MBTEST_KERNEL: &str = "keel-mbtest";
 pub const MBTEST_MODULE: &str = "keel-mbtest-module";
+/// The second and third modules of `tests/vms/multiboot-aout.cfg`
+/// ([`mbtest_module`] 1 and 2).
+pub const MBTEST_MODULE2: &str = "keel-mbtest-module2";
+pub const MBTEST_MODULE3: &str = "keel-mbtest-module3";
 /// The test kernel as a gzip-compressed ELF64 with a second segment below
 /// 1 MiB ([`mbtest_elf64`]), and behind an a.out kludge header ([`mbtest_aout`]).
 pub const MBTEST_ELF64_GZ: &str = "keel-mbtest-elf64-gz";
 pub const MBTEST_AOUT: &str = "keel-mbtest-aout";
+/// The test kernel's ELF32 file cut short inside its segment
+/// ([`mbtest_truncated`]): bad input the shim must refuse by name.
+pub const MBTEST_TRUNCATED: &str = "keel-mbtest-truncated";
 /// Where the ELF64 variant's low segment goes, and its bytes.
 pub const MBTEST_LOW_SEGMENT: u32 = 0x6_0000;
 
@@ -47,8 +54,11 @@ pub const NAMES: &[&str] = &[
     DEBIAN_INITRAMFS,
     MBTEST_KERNEL,
     MBTEST_MODULE,
+    MBTEST_MODULE2,
+    MBTEST_MODULE3,
     MBTEST_ELF64_GZ,
     MBTEST_AOUT,
+    MBTEST_TRUNCATED,
     crate::ide_assets::DEBIAN_DISK,
     crate::ide_assets::DEBIAN_CD,
     crate::net_assets::DEBIAN_NET_INITRAMFS,
@@ -60,16 +70,22 @@ pub const BUILT: &[&str] = &[
     KEEL_SHIM,
     MBTEST_KERNEL,
     MBTEST_MODULE,
+    MBTEST_MODULE2,
+    MBTEST_MODULE3,
     MBTEST_ELF64_GZ,
     MBTEST_AOUT,
+    MBTEST_TRUNCATED,
 ];
 
 /// The multiboot test kernel's load address and entry (firmware/mbtest.ld).
 pub const MBTEST_LOAD: u32 = 0x20_0000;
 pub const MBTEST_ENTRY: u32 = 0x20_0010;
-/// The module the test kernel checks: this many bytes, byte `i` being
-/// `(i * 0x9E3779B1) >> 24` (32-bit multiply).
-pub const MBTEST_MODULE_LEN: usize = 65659;
+/// The modules the test kernel checks (its table in
+/// firmware/src/bin/mbtest.rs): module `k` has `MBTEST_MODULE_LENS[k]`
+/// bytes, byte `i` being `((i * 0x9E3779B1) >> 24) ^ (k * 0x55)` (32-bit
+/// multiply).
+pub const MBTEST_MODULE_LENS: [usize; 3] = [65659, 4097, 123457];
+pub const MBTEST_MODULE_LEN: usize = MBTEST_MODULE_LENS[0];
 
 /// What the Debian tools need.
 const DEBIAN_TOOLS: &[Tool] = &[
@@ -121,10 +137,18 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         DEBIAN_LINUX => debian().map(|d| d.kernel),
         DEBIAN_INITRAMFS => debian().and_then(|d| initramfs(&d)),
         MBTEST_KERNEL => built(guest_dir, MBTEST_KERNEL).and_then(|flat| mbtest_elf_file(&flat)),
-        MBTEST_MODULE => mbtest_module_file(),
+        MBTEST_MODULE => mbtest_module_file(0),
+        MBTEST_MODULE2 => mbtest_module_file(1),
+        MBTEST_MODULE3 => mbtest_module_file(2),
         MBTEST_ELF64_GZ => built(guest_dir, MBTEST_KERNEL).and_then(|flat| {
             let elf = mbtest_elf64(&read(&flat)?);
             write_built("keel-mbtest-elf64.gz", &gzip(&elf)?)
+        }),
+        MBTEST_TRUNCATED => built(guest_dir, MBTEST_KERNEL).and_then(|flat| {
+            write_built(
+                "keel-mbtest-truncated.elf",
+                &mbtest_truncated(&read(&flat)?),
+            )
         }),
         MBTEST_AOUT => built(guest_dir, MBTEST_KERNEL)
             .and_then(|flat| write_built("keel-mbtest-aout.bin", &mbtest_aout(&read(&flat)?))),
@@ -368,6 +392,8 @@ check no-nobody-cared sh -c '! dmesg | grep -q "nobody cared"'
 check no-unchecked-msr sh -c '! dmesg | grep -q "unchecked MSR access"'
 # The RTC starts at the machine's date (read from its own RTC), not 1970.
 check rtc-real-date sh -c '[ "$(date -u +%Y)" -ge 2025 ]'
+# The firmware tables a direct boot carries: SMBIOS, found by the kernel.
+check smbios sh -c 'dmesg | grep -q "DMI: Keel Keel Virtual Machine"'
 echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then
     grep -v " 0 " /proc/interrupts
@@ -472,6 +498,14 @@ pub fn initramfs_cpio_with(busybox: &[u8], init: &str, extra: &[(String, Vec<u8>
     }
     w.file("init", 0o755, init.as_bytes());
     w.finish()
+}
+
+/// [`mbtest_elf`] cut 64 bytes into its segment: the multiboot header is
+/// there, the segment's `p_filesz` runs past the end of the file.
+pub fn mbtest_truncated(flat: &[u8]) -> Vec<u8> {
+    let mut f = mbtest_elf(flat);
+    f.truncate(52 + 32 + 64);
+    f
 }
 
 /// The flat test kernel (linked at [`MBTEST_LOAD`]) as an ELF32 executable
@@ -620,18 +654,23 @@ fn mbtest_elf_file(flat: &Path) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// The module the test kernel checks.
-pub fn mbtest_module() -> Vec<u8> {
-    (0..MBTEST_MODULE_LEN as u32)
-        .map(|i| (i.wrapping_mul(0x9E37_79B1) >> 24) as u8)
+/// Module `k` of the test kernel ([`MBTEST_MODULE_LENS`]).
+pub fn mbtest_module(k: usize) -> Vec<u8> {
+    let x = (k as u8).wrapping_mul(0x55);
+    (0..MBTEST_MODULE_LENS[k] as u32)
+        .map(|i| (i.wrapping_mul(0x9E37_79B1) >> 24) as u8 ^ x)
         .collect()
 }
 
-fn mbtest_module_file() -> Result<PathBuf, String> {
+fn mbtest_module_file(k: usize) -> Result<PathBuf, String> {
     let dir = built_dir()?;
     fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
-    let out = dir.join("keel-mbtest-module.bin");
-    fs::write(&out, mbtest_module()).map_err(|e| io("cannot write", &out, e))?;
+    let name = match k {
+        0 => "keel-mbtest-module.bin".to_string(),
+        k => format!("keel-mbtest-module{}.bin", k + 1),
+    };
+    let out = dir.join(name);
+    fs::write(&out, mbtest_module(k)).map_err(|e| io("cannot write", &out, e))?;
     Ok(out)
 }
 
@@ -734,17 +773,22 @@ mod tests {
 
     #[test]
     fn mbtest_module_pattern() {
-        let m = mbtest_module();
+        let m = mbtest_module(0);
         assert_eq!(m.len(), MBTEST_MODULE_LEN);
         assert_eq!(m[0], 0);
         assert_eq!(m[1], 0x9E);
+        let m = mbtest_module(2);
+        assert_eq!(m.len(), 123457);
+        assert_eq!(m[0], 0xAA);
+        assert_eq!(m[1], 0x9E ^ 0xAA);
     }
 
     #[test]
     fn acpi_container_holds_rsdp_and_tables() {
         let c = acpi_container(1, 256 << 20).unwrap();
         let h = keel_shim::acpi_blobs::parse_header(c[..16].try_into().unwrap()).unwrap();
-        assert_eq!(h.count, 2);
+        // RSDP, ACPI tables, SMBIOS entry point and structure table.
+        assert_eq!(h.count, 4);
         assert_eq!(h.pm_base, 0xB000);
         let b = keel_shim::acpi_blobs::parse_blob(c[16..32].try_into().unwrap(), 1 << 20).unwrap();
         assert_eq!(b.address, acpi_gen::direct_boot::RSDP_ADDRESS);

@@ -6,12 +6,33 @@
 //! What it expects, fixed here and in xtask (`xtask/src/guest_assets.rs`):
 //! - EAX = 0x2BADB002, info flags with memory, cmdline, mods and mmap;
 //! - a command line whose arguments after the first word (the kernel's
-//!   name: GRUB puts the kernel's path there, iPXE its URL) are `ram=256`;
+//!   name: GRUB puts the kernel's path there, iPXE its URL) are `ram=256`
+//!   (one module) or `ram=256 mods=3` (three modules);
 //! - a memory map whose available RAM adds up to between 255 and 256 MiB
-//!   (a 256 MiB VM less the holes below 1 MiB), with an entry covering 1 MiB;
-//! - one page-aligned module of 65659 bytes, byte `i` being
-//!   `(i * 0x9E3779B1) >> 24`, with a string whose last path component is
-//!   `keel-mbtest-module` (a path or URL ending in that name).
+//!   (a 256 MiB VM less the holes below 1 MiB), with an entry covering 1 MiB,
+//!   and the low map SeaBIOS gives: RAM from 0 to the EBDA at 0x9FC00, the
+//!   EBDA and the BIOS area 0xF0000 reserved;
+//! - the modules of the table below, in order, page-aligned: module `k` has
+//!   `len` bytes, byte `i` being `((i * 0x9E3779B1) >> 24) ^ (k * 0x55)`, and
+//!   a string `path args` (as GRUB passes `module /boot/name args`) whose
+//!   path's last component is `name` and whose rest is `args`:
+//!
+//!   | k | name | args | len |
+//!   |---|---|---|---|
+//!   | 0 | `keel-mbtest-module` | | 65659 |
+//!   | 1 | `keel-mbtest-module2` | `second module=2` | 4097 |
+//!   | 2 | `keel-mbtest-module3` | `third --last` | 123457 |
+//!
+//! - the PC state a BIOS leaves (the values SeaBIOS leaves on a PC with
+//!   640 KiB of base memory): BDA COM1 at 0x3F8, the equipment word's serial
+//!   port count (bits 9-11) matching the BDA's ports and its FPU bit, 639 KiB
+//!   at 0x413, the EBDA segment 0x9FC0 at 0x40E and the EBDA's size byte
+//!   making up 640 KiB; every IVT vector pointing into 0xF0000-0xFFFFF at
+//!   a handler with an IRET (0xCF) in its first 32 bytes; the RSDP found by
+//!   the ACPI spec's search (5.2.5.1: the EBDA's first KiB, then
+//!   0xE0000-0xFFFFF, 16-byte boundaries) with valid checksums and an RSDT;
+//!   the SMBIOS entry point found in 0xF0000-0xFFFFF (DSP0134 5.2.1) with
+//!   valid checksums and a structure table starting with type 0.
 //!
 //! 32-bit code in an x86_64-unknown-none crate (`.code32`), linked flat at
 //! 2 MiB by `mbtest.ld`; xtask wraps it into an ELF32 file.
@@ -39,9 +60,13 @@ core::arch::global_asm!(
 .set PASS_COUNT,   0x500
 .set FAIL_COUNT,   0x504
 .set INFO,         0x508
+.set NMODS,        0x50C
+.set MOD,          0x510
+.set FOUND,        0x514
+.set EXPECT,       0x518
+.set END,          0x51C
 .set STACK_TOP,    0x7000
 .set COM1,         0x3F8
-.set MODULE_LEN,   65659
 .set MIB,          0x100000
 
     .pushsection .multiboot, "a"
@@ -62,6 +87,53 @@ core::arch::global_asm!(
     mov $.Lname\@, %esi
     mov $(\expected), %ebx
     call check_\kind
+.endm
+
+/* The same, the expected value read from memory. */
+.macro CHECKM kind, name, expected
+    STR .Lname\@, "\name"
+    mov $.Lname\@, %esi
+    mov \expected, %ebx
+    call check_\kind
+.endm
+
+/* The checks of module k (the table in the file's doc comment). */
+.macro MODULE k, name, args, len, xor
+    STR .Lmn\@, "\name"
+    STR .Lma\@, "\args"
+    mov INFO, %edi
+    mov 24(%edi), %edi
+    add $(\k * 16), %edi
+    mov %edi, MOD
+    mov 4(%edi), %ecx
+    sub (%edi), %ecx
+    CHECK eq, "module\k-size", \len
+    mov MOD, %edi
+    mov (%edi), %ecx
+    and $0xFFF, %ecx
+    CHECK eq, "module\k-page-aligned", 0
+    mov MOD, %edi
+    mov 8(%edi), %edi
+    mov $.Lmn\@, %esi
+    mov $.Lma\@, %edx
+    call module_string
+    CHECK eq, "module\k-string", 0
+    mov MOD, %edi
+    mov (%edi), %esi
+    xor %ecx, %ecx
+    xor %ebp, %ebp
+1:  cmp $\len, %ecx
+    jae 3f
+    imul $0x9E3779B1, %ecx, %eax
+    shr $24, %eax
+    xor $\xor, %al
+    cmp (%esi,%ecx), %al
+    je 2f
+    inc %ebp
+2:  inc %ecx
+    jmp 1b
+3:  mov %ebp, %ecx
+    CHECK eq, "module\k-bytes", 0
 .endm
 
     .pushsection .mbentry, "ax"
@@ -92,14 +164,22 @@ main:
     and $0x4D, %ecx                     /* memory, cmdline, mods, mmap */
     CHECK eq, "info-flags", 0x4D
 
-    /* Command line: the arguments after the kernel's name. */
+    /* Command line: the arguments after the kernel's name, which say how
+       many modules to expect. */
+    movl $1, NMODS
     mov INFO, %edi
     mov 16(%edi), %edi
     call skip_word
     STR .Lcmd, "ram=256"
     mov $.Lcmd, %esi
     call strcmp
-    CHECK eq, "cmdline", 0
+    test %ecx, %ecx
+    jz 1f
+    movl $3, NMODS
+    STR .Lcmd3, "ram=256 mods=3"
+    mov $.Lcmd3, %esi
+    call strcmp
+1:  CHECK eq, "cmdline", 0
 
     mov INFO, %edi
     mov 4(%edi), %ecx
@@ -145,47 +225,155 @@ main:
 4:  mov %ebp, %ecx
     CHECK eq, "mmap-covers-1MiB", 1
 
-    /* The module. */
+    /* The modules. */
     mov INFO, %edi
     mov 20(%edi), %ecx
-    CHECK eq, "mods-count", 1
+    CHECKM eq, "mods-count", NMODS
     mov INFO, %edi
-    cmpl $1, 20(%edi)
-    jne finish
-    mov 24(%edi), %edi                  /* mods_addr */
-    mov 4(%edi), %ecx
-    sub (%edi), %ecx
-    CHECK eq, "module-size", MODULE_LEN
-    mov INFO, %edi
-    mov 24(%edi), %edi
+    mov 20(%edi), %eax
+    cmp NMODS, %eax
+    jne bios
+    MODULE 0, "keel-mbtest-module", "", 65659, 0x00
+    cmpl $3, NMODS
+    jne bios
+    MODULE 1, "keel-mbtest-module2", "second module=2", 4097, 0x55
+    MODULE 2, "keel-mbtest-module3", "third --last", 123457, 0xAA
+
+    /* The BIOS data area and the EBDA. */
+bios:
+    movzwl 0x400, %ecx
+    CHECK eq, "bda-com1", 0x3F8
+    xor %eax, %eax                      /* serial ports in the BDA */
+    xor %edx, %edx
+1:  cmpw $0, 0x400(,%edx,2)
+    je 2f
+    inc %eax
+2:  inc %edx
+    cmp $4, %edx
+    jb 1b
+    shl $9, %eax
+    or $2, %eax                         /* the FPU bit */
+    mov %eax, EXPECT
+    movzwl 0x410, %ecx
+    and $0x0E02, %ecx
+    CHECKM eq, "bda-equipment-serial-fpu", EXPECT
+    movzwl 0x413, %ecx
+    CHECK eq, "bda-base-memory-639KiB", 639
+    movzwl 0x40E, %ecx
+    CHECK eq, "bda-ebda-segment", 0x9FC0
+    movzwl 0x40E, %edi
+    shl $4, %edi
+    movzbl (%edi), %ecx
+    movzwl 0x413, %eax
+    add %eax, %ecx
+    CHECK eq, "ebda-size-makes-640KiB", 640
+
+    /* The IVT: every vector into the BIOS area, at an IRET. */
+    xor %edx, %edx                      /* vector */
+    xor %ebp, %ebp                      /* bad ones */
+1:  movzwl 2(,%edx,4), %edi
+    shl $4, %edi
+    movzwl (,%edx,4), %eax
+    add %eax, %edi
+    cmp $0xF0000, %edi
+    jb 3f
+    cmp $0x100000, %edi
+    jae 3f
+    mov $32, %ecx
+2:  cmpb $0xCF, (%edi)
+    je 4f
+    inc %edi
+    dec %ecx
+    jnz 2b
+3:  inc %ebp
+4:  inc %edx
+    cmp $256, %edx
+    jb 1b
+    mov %ebp, %ecx
+    CHECK eq, "ivt-handlers-in-bios-area-with-iret", 0
+
+    /* The RSDP: the EBDA's first KiB, then 0xE0000-0xFFFFF. */
+    movzwl 0x40E, %edi
+    shl $4, %edi
+    lea 1024(%edi), %edx
+    mov $0x20445352, %eax               /* "RSD " */
+    mov $0x20525450, %ebx               /* "PTR " */
+    call scan
+    test %edi, %edi
+    jnz 1f
+    mov $0xE0000, %edi
+    mov $0x100000, %edx
+    mov $0x20445352, %eax
+    mov $0x20525450, %ebx
+    call scan
+1:  mov %edi, FOUND
+    xor %ecx, %ecx
+    test %edi, %edi
+    setnz %cl
+    CHECK eq, "rsdp-found", 1
+    mov FOUND, %edi
+    test %edi, %edi
+    jz smbios
+    mov $20, %ecx
+    call sum8
+    CHECK eq, "rsdp-checksum", 0
+    mov FOUND, %edi
+    xor %ecx, %ecx
+    cmpb $2, 15(%edi)                   /* revision 2+: the extended one */
+    jb 2f
+    mov 20(%edi), %ecx
+    call sum8
+2:  CHECK eq, "rsdp-extended-checksum", 0
+    mov FOUND, %edi
+    mov 16(%edi), %edi
     mov (%edi), %ecx
-    and $0xFFF, %ecx
-    CHECK eq, "module-page-aligned", 0
-    mov INFO, %edi
-    mov 24(%edi), %edi
-    mov 8(%edi), %edi
-    call last_component
-    STR .Lmod, "keel-mbtest-module"
-    mov $.Lmod, %esi
-    call strcmp
-    CHECK eq, "module-string", 0
-    /* Bytes: count mismatches. */
-    mov INFO, %edi
-    mov 24(%edi), %edi
-    mov (%edi), %esi                    /* mod_start */
-    xor %ecx, %ecx                      /* i */
-    xor %ebp, %ebp                      /* mismatches */
-5:  cmp $MODULE_LEN, %ecx
-    jae 6f
-    imul $0x9E3779B1, %ecx, %eax
-    shr $24, %eax
-    cmp (%esi,%ecx), %al
-    je 7f
-    inc %ebp
-7:  inc %ecx
-    jmp 5b
-6:  mov %ebp, %ecx
-    CHECK eq, "module-bytes", 0
+    CHECK eq, "rsdp-points-at-rsdt", 0x54445352  /* "RSDT" */
+
+    /* SMBIOS: "_SM_" on a 16-byte boundary in 0xF0000-0xFFFFF. */
+smbios:
+    mov $0xF0000, %edi
+    mov $0x100000, %edx
+    mov $0x5F4D535F, %eax               /* "_SM_" */
+    xor %ebx, %ebx
+    call scan
+    mov %edi, FOUND
+    xor %ecx, %ecx
+    test %edi, %edi
+    setnz %cl
+    CHECK eq, "smbios-entry-found", 1
+    mov FOUND, %edi
+    test %edi, %edi
+    jz lowmap
+    movzbl 5(%edi), %ecx
+    call sum8
+    CHECK eq, "smbios-entry-checksum", 0
+    mov FOUND, %edi
+    add $16, %edi
+    mov $15, %ecx
+    call sum8
+    cmpl $0x494D445F, (%edi)            /* "_DMI" */
+    je 1f
+    or $0x100, %ecx
+1:  CHECK eq, "smbios-dmi-anchor-and-checksum", 0
+    mov FOUND, %edi
+    mov 0x18(%edi), %edi
+    movzbl (%edi), %ecx
+    CHECK eq, "smbios-type0-first", 0
+
+    /* The low memory map as SeaBIOS gives it. */
+lowmap:
+    xor %eax, %eax
+    call mmap_at
+    mov %edx, END
+    CHECK eq, "mmap-ram-at-0", 1
+    mov END, %ecx
+    CHECK eq, "mmap-ram-up-to-ebda", 0x9FC00
+    mov $0x9FC00, %eax
+    call mmap_at
+    CHECK eq, "mmap-ebda-reserved", 2
+    mov $0xF0000, %eax
+    call mmap_at
+    CHECK eq, "mmap-bios-area-reserved", 2
 
 finish:
     mov PASS_COUNT, %eax
@@ -236,6 +424,109 @@ last_component:
     mov %edx, %edi
     jmp 1b
 3:  ret
+
+/* module_string: %ecx = 0 if the string at %edi is `path args` with the
+   path's last component the string at %esi and the rest (after one space)
+   the string at %edx, or `path` alone and %edx empty; else 1. */
+module_string:
+    push %edi
+    push %esi
+    mov %edi, %ebx                      /* the last component */
+1:  mov (%edi), %al
+    test %al, %al
+    jz 2f
+    cmp $' ', %al
+    je 2f
+    inc %edi
+    cmp $'/', %al
+    jne 1b
+    mov %edi, %ebx
+    jmp 1b
+2:  cmp %edi, %ebx                      /* [%ebx, %edi) against the name */
+    je 3f
+    mov (%ebx), %al
+    cmp (%esi), %al
+    jne 8f
+    inc %ebx
+    inc %esi
+    jmp 2b
+3:  cmpb $0, (%esi)
+    jne 8f
+    cmpb $' ', (%edi)
+    jne 4f
+    inc %edi
+4:  mov %edx, %esi
+    call strcmp
+    jmp 9f
+8:  mov $1, %ecx
+9:  pop %esi
+    pop %edi
+    ret
+
+/* scan: the first 16-byte boundary in [%edi, %edx) holding dword %eax (and
+   dword %ebx after it unless %ebx is 0), in %edi; 0 if none. */
+scan:
+1:  cmp %edx, %edi
+    jae 3f
+    cmp %eax, (%edi)
+    jne 2f
+    test %ebx, %ebx
+    jz 4f
+    cmp %ebx, 4(%edi)
+    je 4f
+2:  add $16, %edi
+    jmp 1b
+3:  xor %edi, %edi
+4:  ret
+
+/* sum8: %ecx = the byte sum (mod 256) of %ecx bytes at %edi. */
+sum8:
+    push %edi
+    push %eax
+    xor %eax, %eax
+1:  test %ecx, %ecx
+    jz 2f
+    add (%edi), %al
+    inc %edi
+    dec %ecx
+    jmp 1b
+2:  movzbl %al, %ecx
+    pop %eax
+    pop %edi
+    ret
+
+/* mmap_at: the type of the multiboot mmap entry covering address %eax in
+   %ecx (0 if none) and that entry's end in %edx (0xFFFFFFFF past 4 GiB). */
+mmap_at:
+    push %edi
+    push %esi
+    mov INFO, %edi
+    mov 44(%edi), %esi
+    mov 48(%edi), %edi
+    add %edi, %esi
+    xor %ecx, %ecx
+1:  cmp %esi, %edi
+    jae 5f
+    cmpl $0, 8(%edi)                    /* base high */
+    jne 4f
+    cmp 4(%edi), %eax
+    jb 4f
+    mov 4(%edi), %edx
+    add 12(%edi), %edx
+    jc 2f
+    cmpl $0, 16(%edi)                   /* length high */
+    je 3f
+2:  mov $0xFFFFFFFF, %edx
+3:  cmp %edx, %eax
+    jae 4f
+    mov 20(%edi), %ecx
+    jmp 5f
+4:  add (%edi), %edi
+    add $4, %edi
+    jmp 1b
+5:  pop %esi
+    pop %edi
+    ret
 
 strcmp:
     push %esi

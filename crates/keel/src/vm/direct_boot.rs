@@ -64,10 +64,10 @@ impl DirectBoot {
             modules.push((bytes, Vec::from(string.as_bytes())));
         }
         let ram = u64::from(config.memory_mib) << 20;
-        let (pm_base, [rsdp, tables]) = acpi_gen::direct_boot::placed_tables(config.vcpus, ram)
+        // The ACPI tables and the SMBIOS entry point and table, placed.
+        let (pm_base, placed) = acpi_gen::direct_boot::placed_tables(config.vcpus, ram)
             .map_err(|e| VmError::Config(alloc::format!("ACPI tables for direct boot: {e}")))?;
-        let blobs: [(u64, &[u8]); 2] =
-            [(rsdp.address, &rsdp.bytes), (tables.address, &tables.bytes)];
+        let blobs = placed.each_ref().map(|b| (b.address, b.bytes.as_slice()));
         let mut acpi = alloc::vec![0; keel_shim::acpi_blobs::encoded_len(&blobs)];
         keel_shim::acpi_blobs::encode(pm_base, &blobs, &mut acpi)
             .map_err(|e| VmError::Config(alloc::format!("ACPI container: {e:?}")))?;

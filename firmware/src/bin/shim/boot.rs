@@ -340,7 +340,7 @@ fn boot_linux(
     let p = linux::place(&h, pm_len, initrd_len, map, &[])?;
 
     // The command line: its own buffer, NUL-terminated.
-    let max = (h.max_cmdline() as usize).min(layout::CMDLINE_MAX - 1);
+    let max = h.cmdline_limit(layout::CMDLINE_MAX);
     // SAFETY: the command line buffer is the shim's (layout.rs).
     let cmd_buf = unsafe { phys(layout::CMDLINE, layout::CMDLINE_MAX) };
     cmd_buf.fill(0);
@@ -485,14 +485,14 @@ fn boot_multiboot(
         files[0] = Some((i, f.initrd_cmdline));
         count = 1;
     }
-    for n in 1..MAX_MODULES {
+    for (n, slot) in files.iter_mut().enumerate().skip(1) {
         if let Some(m) = f.modules[n] {
             if count != n {
                 return Err(Error::BadKernel(
                     "a module file without the one before it (opt/keel/initrd, module1, ...)",
                 ));
             }
-            files[n] = Some((m, f.module_cmdlines[n]));
+            *slot = Some((m, f.module_cmdlines[n]));
             count = n + 1;
         }
     }
