@@ -31,6 +31,7 @@ pub mod serial;
 pub mod storage;
 pub mod test_device;
 pub mod timer;
+pub mod virtio;
 
 pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, RangeInfo, UnclaimedStats};
 pub use clock::{Clock, ClockHandle, FakeClock};

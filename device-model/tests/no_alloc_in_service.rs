@@ -294,6 +294,98 @@ fn e1000_transmit_receive_and_service_never_allocate() {
     assert!(u32::from_le_bytes(b) > 100, "frames were received (GPRC)");
 }
 
+/// virtio-blk: notifications, chains (direct and indirect), reads and
+/// writes of several passes, batched completions and MSI-X allocate nothing.
+#[test]
+fn virtio_blk_requests_and_service_never_allocate() {
+    use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig};
+    use device_model::Clock;
+    let mut m = Machine::new();
+    let disk = RamDisk::new("vdisk", vec![0u8; 8 << 20]).unwrap();
+    let blk = VirtioBlk::new(VirtioBlkConfig { read_only: false }, Box::new(disk));
+    let bdf = m.pc.add_virtio(blk, Transport::Transitional).unwrap();
+    const BAR4: u64 = 0xfe00_0000;
+    const BAR1: u64 = 0xfe01_0000;
+    let dev = u32::from(bdf.device);
+    m.pci_write(dev, 0, 0x14, 4, BAR1 as u32);
+    m.pci_write(dev, 0, 0x20, 4, BAR4 as u32);
+    m.pci_write(dev, 0, 0x04, 2, 0x7);
+    // MSI-X entry 0 to the local APIC, then enabled (capability at 0x40).
+    m.mmio32(0xfee0_00f0, 0x1ff);
+    m.mmio32(BAR1, 0xfee0_0000);
+    m.mmio32(BAR1 + 8, 0x51);
+    m.mmio32(BAR1 + 12, 0);
+    m.pci_write(dev, 0, 0x40, 4, 0x8000_0000 | 0x11);
+    let common = |m: &mut Machine, off: u64, bytes: &[u8]| m.pc.mmio_write(BAR4 + off, bytes);
+    common(&mut m, 0x14, &[0]);
+    common(&mut m, 0x14, &[3]);
+    common(&mut m, 0x08, &1u32.to_le_bytes());
+    common(&mut m, 0x0C, &1u32.to_le_bytes()); // VERSION_1
+    common(&mut m, 0x08, &0u32.to_le_bytes());
+    common(&mut m, 0x0C, &(3u32 << 28).to_le_bytes()); // INDIRECT, EVENT_IDX
+    common(&mut m, 0x14, &[11]);
+    common(&mut m, 0x16, &0u16.to_le_bytes());
+    common(&mut m, 0x1A, &0u16.to_le_bytes());
+    common(&mut m, 0x20, &0x1_0000u64.to_le_bytes());
+    common(&mut m, 0x28, &0x1_1000u64.to_le_bytes());
+    common(&mut m, 0x30, &0x1_2000u64.to_le_bytes());
+    common(&mut m, 0x1C, &1u16.to_le_bytes());
+    common(&mut m, 0x14, &[15]);
+    // Two requests through indirect tables: a write and a read of 254
+    // segments of 4 KiB each (1016 KiB, two passes) (header, data, status).
+    for (slot, kind) in [(0u64, 1u32), (1, 0)] {
+        let table = 0x2_0000 + slot * 0x1000;
+        let header = 0x3_0000 + slot * 0x100;
+        m.ram.write_obj(header, kind).unwrap();
+        m.ram.write_obj(header + 8, 64u64).unwrap();
+        let mut put = |i: u64, addr: u64, len: u32, flags: u16| {
+            m.ram.write_obj(table + 16 * i, addr).unwrap();
+            m.ram.write_obj(table + 16 * i + 8, len).unwrap();
+            m.ram.write_obj(table + 16 * i + 12, flags).unwrap();
+            m.ram
+                .write_obj(table + 16 * i + 14, (i + 1) as u16)
+                .unwrap();
+        };
+        let w = if kind == 0 { 2 } else { 0 };
+        put(0, header, 16, 1);
+        for s in 0..254 {
+            put(1 + s, 0x10_0000 + s * 4096, 4096, 1 | w);
+        }
+        put(255, header + 16, 1, 2);
+        m.ram.write_obj(0x1_0000 + 16 * slot, table).unwrap();
+        m.ram
+            .write_obj(0x1_0000 + 16 * slot + 8, 256u32 * 16)
+            .unwrap();
+        m.ram.write_obj(0x1_0000 + 16 * slot + 12, 4u16).unwrap();
+    }
+    m.pass();
+    let mut idx = 0u16;
+    for i in 0..50 {
+        let n = count(|| {
+            for head in [0u16, 1] {
+                m.ram
+                    .write_obj(0x1_1004 + 2 * u64::from(idx % 256), head)
+                    .unwrap();
+                idx = idx.wrapping_add(1);
+            }
+            m.ram.write_obj(0x1_1002, idx).unwrap();
+            m.pc.mmio_write(BAR4 + 0x3000, &0u16.to_le_bytes());
+            while m
+                .pc
+                .next_deadline_ns()
+                .is_some_and(|t| t <= m.clock.now_ns())
+            {
+                m.pc.service();
+            }
+            let _ = m.pc.router().lock().acknowledge(0);
+            m.mmio32(0xfee0_00b0, 0);
+        });
+        assert_eq!(n, 0, "virtio-blk pass {i} allocated");
+        let used: u16 = m.ram.read_obj(0x1_2002).unwrap();
+        assert_eq!(used, idx, "every request completed");
+    }
+}
+
 /// Keel's switch copies frames through queues allocated with its ports:
 /// floods, learnt forwarding, full queues, runts, giants and table
 /// replacement allocate nothing.

@@ -74,6 +74,8 @@ fn debian_boots_from_the_ide_disk_and_uses_disk_and_cdrom_with_dma() {
         "disk-dma-mode",
         "disk-write-guest-pattern",
         "fat-read-back",
+        "virtio-msix",
+        "virtio-write-random",
         "cd-file",
         "pci-interrupt-links",
         "interrupt-controller",
@@ -128,6 +130,36 @@ fn fat_file(image: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The random bytes Debian's virtio_blk wrote after xtask's pattern on the
+/// virtio disk are in the image file: their md5 (printed by the guest as
+/// `virtio-random-md5 HASH`) is that of the file's second half, and the
+/// first half is still xtask's pattern.
+fn virtio_random_is_in_the_file(o: &Outcome, vdisk: &Path, dir: &Path) {
+    let want = o
+        .lines
+        .iter()
+        .find_map(|l| l.split("virtio-random-md5 ").nth(1))
+        .unwrap_or_else(|| panic!("no virtio-random-md5 line\n{}", o.report()))
+        .trim()
+        .to_string();
+    let bytes = std::fs::read(vdisk).unwrap();
+    let half = (ide_assets::PATTERN_SECTORS * ide_assets::SECTOR) as usize;
+    assert_eq!(bytes.len(), 2 * half, "the virtio disk file changed size");
+    assert!(
+        bytes[..half] == ide_assets::pattern("host", ide_assets::PATTERN_SECTORS)[..],
+        "xtask's pattern on the virtio disk changed"
+    );
+    let second = dir.join("vdisk-second-half");
+    std::fs::write(&second, &bytes[half..]).unwrap();
+    let out = Command::new("md5sum").arg(&second).output().unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        got.split_whitespace().next(),
+        Some(want.as_str()),
+        "the guest's random bytes are not in the virtio disk file"
+    );
+}
+
 /// A temporary directory removed when the test ends, pass or fail.
 struct TempDir(PathBuf);
 
@@ -162,6 +194,7 @@ fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
     };
     let disk = copy(ide_assets::DEBIAN_DISK, "disk.img");
     let cd = copy(ide_assets::DEBIAN_CD, "cd.iso");
+    let vdisk = copy(ide_assets::DEBIAN_VDISK, "vdisk.img");
     let mut perms = std::fs::metadata(&cd).unwrap().permissions();
     perms.set_readonly(true);
     std::fs::set_permissions(&cd, perms).unwrap();
@@ -181,7 +214,8 @@ fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
     std::fs::write(
         &cfg,
         "name = \"debian-ide-file\"\nmemory = 256\nvcpus = 1\nfirmware = \"seabios\"\n\
-         disk = [ 'disk.img,raw,hda,rw', 'cd.iso,raw,hdc:cdrom,r' ]\n",
+         disk = [ 'disk.img,raw,hda,rw', 'cd.iso,raw,hdc:cdrom,r',\
+         'vdisk.img,raw,xvda,rw,specification=virtio' ]\n",
     )
     .unwrap();
     let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -192,7 +226,7 @@ fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
         .host_disks
         .attach(&[])
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(opts.host_disks, std::slice::from_ref(&disk));
+    assert_eq!(opts.host_disks, [disk.clone(), vdisk.clone()]);
     let o = runner::run_iso(&built.path, Backend::Svm, &opts).unwrap_or_else(|e| panic!("{e}"));
     let name = &vm.config.name;
     logged(
@@ -201,6 +235,11 @@ fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
         "disk 'virtio0' (32768 KiB, read-write, persistent) on IDE Primary Master",
     );
     logged(&o, "keel: ", "CD-ROM 'cd.iso' (");
+    logged(
+        &o,
+        "keel: ",
+        "disk 'virtio1' (2048 KiB, read-write, persistent) as virtio-blk xvda",
+    );
     logged(&o, "keel: ", "read-only) on IDE Secondary Master");
     verdict(check_suite_report(&o, name, DISK_CHECKS));
     logged(&o, &format!("[{name}] "), "PASS cd-file");
@@ -224,6 +263,7 @@ fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
         );
     }
     assert_eq!(fat_file(&disk).trim_end(), ide_assets::FAT_STRING);
+    virtio_random_is_in_the_file(&o, &vdisk, &dir.0);
     assert!(
         std::fs::read(&cd).unwrap() == cd_before,
         "the read-only image cd.iso changed"

@@ -61,6 +61,7 @@ pub const NAMES: &[&str] = &[
     MBTEST_TRUNCATED,
     crate::ide_assets::DEBIAN_DISK,
     crate::ide_assets::DEBIAN_CD,
+    crate::ide_assets::DEBIAN_VDISK,
     crate::net_assets::DEBIAN_NET_INITRAMFS,
     crate::net_assets::PXE_E1000,
 ];

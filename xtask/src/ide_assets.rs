@@ -9,6 +9,9 @@
 //!   --offset`; and a second partition of type 0xDA (non-filesystem data)
 //!   whose first half holds a pattern the guest reads and whose second half
 //!   the guest writes.
+//! - `debian-vdisk`: a raw 2 MiB disk the VM sees as a virtio-blk disk,
+//!   its first half xtask's pattern, its second half zeros the guest fills
+//!   with random bytes through Debian's `virtio_blk`.
 //! - `debian-cd`: an El Torito ISO made with `xorriso -as mkisofs` and
 //!   ISOLINUX (`isolinux` package) booting the same kernel and initramfs,
 //!   with a known file the guest reads.
@@ -33,6 +36,10 @@ use crate::guest_assets::{self, Debian};
 
 pub const DEBIAN_DISK: &str = "debian-disk";
 pub const DEBIAN_CD: &str = "debian-cd";
+pub const DEBIAN_VDISK: &str = "debian-vdisk";
+/// Sectors of `debian-vdisk`: [`PATTERN_SECTORS`] of xtask's pattern, as
+/// many for the guest's random bytes.
+pub const VDISK_SECTORS: u64 = 2 * PATTERN_SECTORS;
 
 /// The host tools: mtools, SYSLINUX's installer and boot code, ISOLINUX,
 /// xorriso, md5sum.
@@ -109,6 +116,8 @@ pub const MODULE_ROOTS: &[&str] = &[
     "vfat",
     "nls_cp437",
     "nls_ascii",
+    "virtio_pci",
+    "virtio_blk",
 ];
 
 /// The pattern xtask writes (`who` = `host`) and the one the guest writes
@@ -193,7 +202,7 @@ kernel_md5() {
 }
 read_host_pattern() {
     pattern host PATTERN_SECTORS > /tmp/host
-    dd if=/dev/sda2 of=/tmp/got bs=512 count=PATTERN_SECTORS && cmp /tmp/host /tmp/got
+    dd if=$1 of=/tmp/got bs=512 count=PATTERN_SECTORS && cmp /tmp/host /tmp/got
 }
 write_guest_pattern() {
     pattern guest PATTERN_SECTORS > /tmp/guest
@@ -201,6 +210,17 @@ write_guest_pattern() {
     drop_caches
     dd if=/dev/sda2 of=/tmp/got bs=512 skip=PATTERN_SECTORS count=PATTERN_SECTORS &&
         cmp /tmp/guest /tmp/got
+}
+# Random bytes after xtask's pattern on the virtio disk, written and read
+# back with O_DIRECT (multi-segment requests); their md5 goes to the
+# console so the host test finds them in the image file.
+virtio_random() {
+    head -c $((PATTERN_SECTORS * 512)) /dev/urandom > /tmp/random
+    dd if=/tmp/random of=/dev/vda bs=64k seek=$((PATTERN_SECTORS / 128)) oflag=direct conv=fsync || return 1
+    drop_caches
+    dd if=/dev/vda of=/tmp/got bs=64k skip=$((PATTERN_SECTORS / 128)) count=$((PATTERN_SECTORS / 128)) iflag=direct &&
+        cmp /tmp/random /tmp/got || return 1
+    echo "ide-init: virtio-random-md5 $(md5sum /tmp/random | cut -d " " -f 1)" > /dev/console
 }
 fat_kernel() {
     mount -t vfat -o ro /dev/sda1 /mnt || return 1
@@ -342,9 +362,15 @@ if [ "$mode" = disk ]; then
     check disk-capacity test "$(cat /sys/block/sda/size)" = DISK_SECTORS
     check disk-bus-master sh -c 'dmesg | grep -Eq "ata1: PATA max [A-Z]+[0-9/]+ cmd 0x1f0 ctl 0x3f6 bmdma 0x[0-9a-f]+ irq 14"'
     check disk-dma-mode dma_mode 1
-    check disk-read-host-pattern read_host_pattern
+    check disk-read-host-pattern read_host_pattern /dev/sda2
     check disk-write-guest-pattern write_guest_pattern
     check fat-kernel-md5 fat_kernel
+    check virtio-present wait_for /dev/vda
+    check virtio-driver sh -c 'readlink /sys/block/vda/device/driver | grep -q virtio_blk'
+    check virtio-capacity test "$(cat /sys/block/vda/size)" = VDISK_SECTORS
+    check virtio-msix sh -c 'grep -q "virtio0-req" /proc/interrupts'
+    check virtio-read-host-pattern read_host_pattern /dev/vda
+    check virtio-write-random virtio_random
     check fat-write fat_write
     check fat-read-back fat_read_back
 fi
@@ -368,6 +394,7 @@ poweroff -f
 pub fn init_script() -> String {
     INIT_SCRIPT
         .replace("PATTERN_SECTORS", &PATTERN_SECTORS.to_string())
+        .replace("VDISK_SECTORS", &VDISK_SECTORS.to_string())
         .replace("DISK_SECTORS", &DISK_SECTORS.to_string())
         .replace("DISK_MIB", &(DISK_SECTORS * SECTOR / (1 << 20)).to_string())
         .replace("FAT_STRING", FAT_STRING)
@@ -382,7 +409,7 @@ pub fn init_script() -> String {
 pub const CD_MODE: &str = "cd noapic";
 
 /// How many checks pass when all do: disk mode and CD mode.
-pub const DISK_CHECKS: u32 = 21;
+pub const DISK_CHECKS: u32 = 27;
 pub const CD_CHECKS: u32 = 10;
 
 /// The SYSLINUX/ISOLINUX configuration: at once, on COM1, with `console=ttyS0`.
@@ -439,6 +466,7 @@ pub fn resolve(name: &str) -> Option<Result<PathBuf, String>> {
     match name {
         DEBIAN_DISK => Some(images().map(|i| i.disk)),
         DEBIAN_CD => Some(images().map(|i| i.cd)),
+        DEBIAN_VDISK => Some(images().map(|i| i.vdisk)),
         _ => None,
     }
 }
@@ -447,6 +475,7 @@ pub fn resolve(name: &str) -> Option<Result<PathBuf, String>> {
 struct Images {
     disk: PathBuf,
     cd: PathBuf,
+    vdisk: PathBuf,
 }
 
 fn images() -> Result<Images, String> {
@@ -457,7 +486,7 @@ fn images() -> Result<Images, String> {
 /// What the images are made from; they are rebuilt when it changes.
 fn recipe(d: &Debian, modules: &[String]) -> String {
     format!(
-        "layout {DISK_SECTORS} {FAT_START} {FAT_SECTORS} {DATA_START} {DATA_SECTORS}\n\
+        "layout {DISK_SECTORS} {FAT_START} {FAT_SECTORS} {DATA_START} {DATA_SECTORS} {VDISK_SECTORS}\n\
          kernel {}\nmodules {}\n{}\n{}\n{}",
         d.version,
         modules.join(" "),
@@ -475,12 +504,18 @@ fn build_images() -> Result<Images, String> {
     let recipe = recipe(&d, &modules);
     let disk = dir.join("disk.img");
     let cd = dir.join("cd.iso");
+    let vdisk = dir.join("vdisk.img");
     let stamp = dir.join("recipe");
-    if disk.is_file() && cd.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s == recipe) {
-        return Ok(Images { disk, cd });
+    if disk.is_file()
+        && cd.is_file()
+        && vdisk.is_file()
+        && fs::read_to_string(&stamp).is_ok_and(|s| s == recipe)
+    {
+        return Ok(Images { disk, cd, vdisk });
     }
     deps::ensure(TOOLS)?;
-    let step = crate::progress::Step::new("Debian IDE images (debian-disk, debian-cd)");
+    let step =
+        crate::progress::Step::new("Debian IDE images (debian-disk, debian-cd, debian-vdisk)");
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
     }
@@ -516,6 +551,9 @@ fn build_images() -> Result<Images, String> {
 
     build_disk(&disk, &d.kernel, &initrd, &dir)?;
     build_cd(&cd, &d.kernel, &initrd, &dir)?;
+    let mut v = pattern("host", PATTERN_SECTORS);
+    v.resize((VDISK_SECTORS * SECTOR) as usize, 0);
+    fs::write(&vdisk, &v).map_err(|e| io("cannot write", &vdisk, e))?;
     fs::write(&stamp, &recipe).map_err(|e| io("cannot write", &stamp, e))?;
     step.done(&format!(
         "built {} and {} (kernel {}, {} modules)",
@@ -524,7 +562,7 @@ fn build_images() -> Result<Images, String> {
         d.version,
         modules.len()
     ));
-    Ok(Images { disk, cd })
+    Ok(Images { disk, cd, vdisk })
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {

@@ -174,7 +174,7 @@ fn check(input: &[u8]) {
                 .unwrap_or_else(|e| panic!("accepted {input:?} with a bad disk: {e}"));
             for (i, s) in specs.iter().enumerate() {
                 assert!(
-                    specs[..i].iter().all(|o| o.slot != s.slot),
+                    specs[..i].iter().all(|o| !o.slot.same_device(s.slot)),
                     "accepted {input:?} with two disks on {}",
                     s.slot.vdev()
                 );

@@ -2,7 +2,10 @@
 //! positional `TARGET[,FORMAT[,VDEV[,ACCESS]]]`, where VDEV may carry the
 //! device type as `hdc:cdrom`, and `devtype=cdrom` may appear as a key; the
 //! older three-field form `[FORMAT:]TARGET,VDEV,ACCESS` (`file:disk.img,hda,w`)
-//! is read too. Keel emulates IDE, so the virtual devices are `hda`-`hdd`.
+//! is read too. Keel emulates IDE, so the virtual devices are `hda`-`hdd`;
+//! with xl's `specification=virtio` the disk is a virtio-blk device instead,
+//! named `xvda`, `xvdb`, ... or `vda`, `vdb`, ... (the letter orders the
+//! virtio disks): `'disk.img,raw,xvda,rw,specification=virtio'`.
 //!
 //! A disk is backed by an image file (shipped as a boot module, a RAM disk
 //! whose writes last until Keel stops) or, with xl's backend type `phy` (a
@@ -49,6 +52,53 @@ impl IdeSlot {
     }
 }
 
+/// The device a guest sees a disk as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskSlot {
+    /// An IDE drive.
+    Ide(IdeSlot),
+    /// A virtio-blk device; `index` from the vdev's letter (`xvda` and
+    /// `vda` are 0), `xvd` whether it was named `xvdX`.
+    Virtio { index: u8, xvd: bool },
+}
+
+impl DiskSlot {
+    /// The virtual device name in the xl disk syntax.
+    pub fn vdev(self) -> String {
+        match self {
+            DiskSlot::Ide(s) => s.vdev().to_string(),
+            DiskSlot::Virtio { index, xvd } => {
+                format!(
+                    "{}{}",
+                    if xvd { "xvd" } else { "vd" },
+                    char::from(b'a' + index)
+                )
+            }
+        }
+    }
+
+    /// Whether two entries name the same device (`xvda` is `vda`).
+    pub fn same_device(self, other: DiskSlot) -> bool {
+        match (self, other) {
+            (DiskSlot::Ide(a), DiskSlot::Ide(b)) => a == b,
+            (DiskSlot::Virtio { index: a, .. }, DiskSlot::Virtio { index: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// `xvdX` or `vdX` (X in a-z): the virtio disk's index and whether it is `xvd`.
+fn virtio_vdev(vdev: &str) -> Option<(u8, bool)> {
+    let (letter, xvd) = match vdev.strip_prefix("xvd") {
+        Some(l) => (l, true),
+        None => (vdev.strip_prefix("vd")?, false),
+    };
+    match letter.as_bytes() {
+        [c @ b'a'..=b'z'] => Some((c - b'a', xvd)),
+        _ => None,
+    }
+}
+
 /// What holds a disk's sectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskBackend {
@@ -70,7 +120,7 @@ pub struct DiskSpec {
     /// whose command line is this string) or the host disk (`virtio0`).
     pub target: String,
     pub backend: DiskBackend,
-    pub slot: IdeSlot,
+    pub slot: DiskSlot,
     pub cdrom: bool,
     pub writable: bool,
     /// The `volatile` flag: the image stays a RAM disk even when writable,
@@ -91,6 +141,7 @@ impl DiskSpec {
         let mut cdrom = false;
         let mut backendtype = None;
         let mut volatile = false;
+        let mut virtio = false;
         for field in spec.split(',').map(str::trim) {
             if field == VOLATILE_FLAG {
                 volatile = true;
@@ -104,6 +155,13 @@ impl DiskSpec {
                 Some(("vdev", v)) => slots[2] = Some(v),
                 Some(("access", a)) => slots[3] = Some(a),
                 Some(("backendtype", b)) => backendtype = Some(b),
+                Some(("specification", "virtio")) => virtio = true,
+                Some(("specification", "xen")) => {}
+                Some(("specification", other)) => {
+                    return Err(format!(
+                    "specification '{other}': Keel knows virtio (a virtio-blk disk) and xen (IDE)"
+                ))
+                }
                 Some((k, _)) => {
                     return Err(format!("'{k}=' is not a disk setting Keel understands"))
                 }
@@ -162,12 +220,29 @@ impl DiskSpec {
             None => (vdev, false),
         };
         cdrom |= kind;
-        let slot = IdeSlot::ALL
-            .into_iter()
-            .find(|s| s.vdev() == vdev)
-            .ok_or_else(|| {
-                format!("virtual device '{vdev}': Keel emulates IDE, use hda, hdb, hdc or hdd")
+        let slot = if virtio {
+            if cdrom {
+                return Err("a virtio disk cannot be a CD-ROM".to_string());
+            }
+            let (index, xvd) = virtio_vdev(vdev).ok_or_else(|| {
+                format!(
+                    "virtual device '{vdev}': a virtio disk is xvda, xvdb, ... or vda, vdb, ..."
+                )
             })?;
+            DiskSlot::Virtio { index, xvd }
+        } else {
+            DiskSlot::Ide(
+                IdeSlot::ALL
+                    .into_iter()
+                    .find(|s| s.vdev() == vdev)
+                    .ok_or_else(|| {
+                        format!(
+                            "virtual device '{vdev}': Keel emulates IDE, use hda, hdb, hdc or hdd \
+                     (or specification=virtio with xvda, vda, ...)"
+                        )
+                    })?,
+            )
+        };
         let access = access.unwrap_or(if cdrom { "r" } else { "rw" });
         let writable = match access {
             "rw" | "w" => true,
@@ -197,8 +272,12 @@ impl DiskSpec {
     /// virtio-blk disk, keeping this entry's slot and access: what `cargo
     /// xtask` ships in place of a writable image file it attached there.
     pub fn on_host_disk(&self, index: u32) -> String {
+        let spec = match self.slot {
+            DiskSlot::Virtio { .. } => ",specification=virtio",
+            DiskSlot::Ide(_) => "",
+        };
         format!(
-            "phy:{HOST_DISK_PREFIX}{index},{}{},{}",
+            "phy:{HOST_DISK_PREFIX}{index},{}{},{}{spec}",
             self.slot.vdev(),
             if self.cdrom { ":cdrom" } else { "" },
             if self.writable { "w" } else { "r" }
@@ -221,7 +300,7 @@ fn host_disk_index(target: &str) -> Result<u32, String> {
 }
 
 fn looks_like_vdev(s: &str) -> bool {
-    ["hd", "sd", "xvd"]
+    ["hd", "sd", "xvd", "vd"]
         .iter()
         .any(|p| s.split(':').next().is_some_and(|v| v.starts_with(p)))
 }
@@ -237,7 +316,7 @@ mod tests {
             DiskSpec {
                 target: "disk.img".into(),
                 backend: DiskBackend::Module,
-                slot: IdeSlot::PrimaryMaster,
+                slot: DiskSlot::Ide(IdeSlot::PrimaryMaster),
                 cdrom: false,
                 writable: true,
                 volatile: false
@@ -248,20 +327,20 @@ mod tests {
             DiskSpec {
                 target: "debian.iso".into(),
                 backend: DiskBackend::Module,
-                slot: IdeSlot::SecondaryMaster,
+                slot: DiskSlot::Ide(IdeSlot::SecondaryMaster),
                 cdrom: true,
                 writable: false,
                 volatile: false
             }
         );
         let d = DiskSpec::parse("boot.img, , hdb").unwrap();
-        assert!(d.writable && d.slot == IdeSlot::PrimarySlave);
+        assert!(d.writable && d.slot == DiskSlot::Ide(IdeSlot::PrimarySlave));
         let c = DiskSpec::parse("x.iso,raw,hdd,devtype=cdrom").unwrap();
         assert!(c.cdrom && !c.writable);
         let l = DiskSpec::parse("file:disk.img,hda,w").unwrap();
         assert_eq!(
             (l.target.as_str(), l.slot, l.writable),
-            ("disk.img", IdeSlot::PrimaryMaster, true)
+            ("disk.img", DiskSlot::Ide(IdeSlot::PrimaryMaster), true)
         );
         assert!(DiskSpec::parse("phy:/dev/vg/web,xvda,w")
             .unwrap_err()
@@ -276,7 +355,7 @@ mod tests {
             DiskSpec {
                 target: "virtio0".into(),
                 backend: DiskBackend::HostVirtio(0),
-                slot: IdeSlot::PrimaryMaster,
+                slot: DiskSlot::Ide(IdeSlot::PrimaryMaster),
                 cdrom: false,
                 writable: true,
                 volatile: false
@@ -286,7 +365,7 @@ mod tests {
         assert_eq!(keyed, legacy);
         let positional = DiskSpec::parse("virtio12,raw,hdb,r,backendtype=phy").unwrap();
         assert_eq!(positional.backend, DiskBackend::HostVirtio(12));
-        assert_eq!(positional.slot, IdeSlot::PrimarySlave);
+        assert_eq!(positional.slot, DiskSlot::Ide(IdeSlot::PrimarySlave));
         assert!(!positional.writable);
         let cd = DiskSpec::parse("phy:virtio1,hdc:cdrom,r").unwrap();
         assert!(cd.cdrom && cd.backend == DiskBackend::HostVirtio(1));
@@ -313,10 +392,10 @@ mod tests {
     fn volatile_keeps_an_image_in_ram() {
         let v = DiskSpec::parse("disk.img,raw,hda,rw,volatile").unwrap();
         assert!(v.volatile && v.writable && v.backend == DiskBackend::Module);
-        assert_eq!(v.slot, IdeSlot::PrimaryMaster);
+        assert_eq!(v.slot, DiskSlot::Ide(IdeSlot::PrimaryMaster));
         // Anywhere in the entry, with keys or the legacy form.
         let keyed = DiskSpec::parse("volatile,target=disk.img,vdev=hdb,access=rw").unwrap();
-        assert!(keyed.volatile && keyed.slot == IdeSlot::PrimarySlave);
+        assert!(keyed.volatile && keyed.slot == DiskSlot::Ide(IdeSlot::PrimarySlave));
         let legacy = DiskSpec::parse("file:disk.img,hda,w,volatile").unwrap();
         assert!(legacy.volatile && legacy.target == "disk.img");
         assert!(!DiskSpec::parse("disk.img,raw,hda,rw").unwrap().volatile);
@@ -360,5 +439,54 @@ mod tests {
         assert!(DiskSpec::parse("x.img,raw,hda:floppy")
             .unwrap_err()
             .contains("device type"));
+    }
+
+    #[test]
+    fn specification_virtio_makes_a_virtio_disk_named_xvd_or_vd() {
+        let d = DiskSpec::parse("disk.img,raw,xvda,rw,specification=virtio").unwrap();
+        assert_eq!(
+            d.slot,
+            DiskSlot::Virtio {
+                index: 0,
+                xvd: true
+            }
+        );
+        assert!(d.writable && d.backend == DiskBackend::Module);
+        let v = DiskSpec::parse(
+            "target=virtio1,vdev=vdc,access=r,backendtype=phy,specification=virtio",
+        )
+        .unwrap();
+        assert_eq!(
+            v.slot,
+            DiskSlot::Virtio {
+                index: 2,
+                xvd: false
+            }
+        );
+        assert_eq!(v.backend, DiskBackend::HostVirtio(1));
+        assert!(DiskSlot::Virtio {
+            index: 0,
+            xvd: true
+        }
+        .same_device(DiskSlot::Virtio {
+            index: 0,
+            xvd: false
+        }));
+        assert_eq!(v.slot.vdev(), "vdc");
+        // The shipped form keeps the specification.
+        let shipped = d.on_host_disk(3);
+        assert_eq!(shipped, "phy:virtio3,xvda,w,specification=virtio");
+        assert_eq!(DiskSpec::parse(&shipped).unwrap().slot, d.slot);
+        for (bad, says) in [
+            ("disk.img,raw,hda,rw,specification=virtio", "xvda"),
+            ("disk.img,raw,xvdaa,rw,specification=virtio", "xvda"),
+            ("cd.iso,raw,xvda:cdrom,r,specification=virtio", "CD-ROM"),
+            ("disk.img,raw,xvda,rw", "specification=virtio"),
+            ("disk.img,raw,xvda,rw,specification=scsi", "scsi"),
+        ] {
+            let e = DiskSpec::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert!(DiskSpec::parse("disk.img,raw,hda,rw,specification=xen").is_ok());
     }
 }

@@ -44,7 +44,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use disk::{DiskBackend, DiskSpec, IdeSlot, HOST_DISK_PREFIX, VOLATILE_FLAG};
+pub use disk::{DiskBackend, DiskSlot, DiskSpec, IdeSlot, HOST_DISK_PREFIX, VOLATILE_FLAG};
 pub use lex::{Setting, Value};
 pub use vif::{generated_mac, NicModel, VifSpec, HOST_NIC_PREFIX};
 
@@ -518,15 +518,15 @@ fn module_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
 }
 
 /// The `disk` list: every entry a [`DiskSpec`] Keel can attach, each IDE
-/// slot used once, so that a typo is reported with its file and line before
+/// slot and virtio disk used once, so that a typo is reported with its file and line before
 /// anything is built or booted.
 fn disk_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
     let disks = string_list(s)?;
-    let mut used: Vec<(IdeSlot, &str)> = Vec::new();
+    let mut used: Vec<(DiskSlot, &str)> = Vec::new();
     for d in &disks {
         let spec =
             DiskSpec::parse(d).map_err(|e| ConfigError::at(s.line, format!("disk '{d}': {e}")))?;
-        if let Some((_, other)) = used.iter().find(|(slot, _)| *slot == spec.slot) {
+        if let Some((_, other)) = used.iter().find(|(slot, _)| slot.same_device(spec.slot)) {
             return Err(ConfigError::at(
                 s.line,
                 format!(

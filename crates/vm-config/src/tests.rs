@@ -251,7 +251,7 @@ fn disk_entries_are_checked_where_they_are_written() {
     assert_eq!(
         err("name = 'd'\n\ndisk = [ 'x,raw,hdz,rw' ]\n"),
         "vm.cfg:3: disk 'x,raw,hdz,rw': virtual device 'hdz': Keel emulates IDE, use hda, \
-         hdb, hdc or hdd"
+         hdb, hdc or hdd (or specification=virtio with xvda, vda, ...)"
     );
     let e = err("name = 'd'\ndisk = [ 'a.img,raw,hda,rw',\n  'b.img,qcow2,hdb,rw' ]\n");
     assert!(
@@ -271,8 +271,8 @@ fn disk_entries_are_checked_where_they_are_written() {
                 'd,raw,hdd,r' ]",
     )
     .config;
-    let slots: Vec<IdeSlot> = c.disk_specs().unwrap().iter().map(|d| d.slot).collect();
-    assert_eq!(slots, IdeSlot::ALL);
+    let slots: Vec<DiskSlot> = c.disk_specs().unwrap().iter().map(|d| d.slot).collect();
+    assert_eq!(slots, IdeSlot::ALL.map(DiskSlot::Ide));
 }
 
 #[test]

@@ -22,6 +22,7 @@
 //! | debug exit (isa-debug-exit) | 0xF4 | |
 //! | Keel's PCI test device (`keel_testdev = 1`), `test_device.rs` | 00:02.0, BAR0 at power-on 0xFEB00000 | MSI-X, INTA# |
 //! | Intel 82540EM NIC per `vif` ([`Pc::add_e1000`]), `net/e1000` | next free slot; BAR0 128 KiB memory, BAR1 64-byte I/O, ROM BAR with iPXE | INTA# |
+//! | virtio-blk per `specification=virtio` disk ([`Pc::add_virtio`]), `virtio/` | next free slot; BAR0 legacy I/O, BAR1 MSI-X, BAR4 16 KiB modern registers | MSI-X, INTA# |
 //!
 //! [`Pc`] owns the bus and the handles the VM loop needs. Each device gets
 //! what it needs when it is created (guest memory for those that do DMA,
@@ -522,6 +523,26 @@ impl Pc {
         // The PCI bus resets its functions (this one included) on a
         // machine reset; the service list is the only other place it joins.
         self.timers.push(nic);
+        Ok(bdf)
+    }
+
+    /// Plugs a virtio device of type `device` (`virtio::VirtioBlk`, ...)
+    /// into the next free PCI slot over the virtio PCI transport.
+    /// [`Pc::service`] then continues the work a queue notification left
+    /// over; a machine reset resets it.
+    pub fn add_virtio<D: crate::virtio::VirtioDevice + 'static>(
+        &mut self,
+        device: D,
+        transport: crate::virtio::Transport,
+    ) -> Result<Bdf, PcError> {
+        let dev = Arc::new(Mutex::new(crate::virtio::VirtioPci::new(
+            device,
+            transport,
+            self.memory.clone(),
+            self.clock.clone(),
+        )));
+        let bdf = self.add_pci(dev.clone(), None)?;
+        self.timers.push(dev);
         Ok(bdf)
     }
 

@@ -107,6 +107,29 @@ pub trait BlockBackend: Send {
     fn flush(&mut self) -> Result<(), BlockError>;
 }
 
+/// A boxed backend is a backend, so wrappers such as
+/// [`ReadOnly`](super::ReadOnly) take one whose type the configuration chose.
+impl<B: BlockBackend + ?Sized> BlockBackend for alloc::boxed::Box<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn capacity(&self) -> u64 {
+        (**self).capacity()
+    }
+    fn read_only(&self) -> bool {
+        (**self).read_only()
+    }
+    fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        (**self).read_sectors(lba, buf)
+    }
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
+        (**self).write_sectors(lba, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        (**self).flush()
+    }
+}
+
 /// The byte range `[lba * 512, (lba + len/512) * 512)` of an image of
 /// `capacity` sectors, or the error naming the image: the bounds check every
 /// backend makes before it touches its medium.

@@ -28,9 +28,10 @@ use vmm_core::{ExitAction, StopReason, Vcpu};
 use crate::cpu::Backend;
 use alloc::boxed::Box;
 use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
+use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig};
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine};
-use vm_config::{DiskBackend, IdeSlot, VifSpec, PXE_E1000_ROM};
+use vm_config::{DiskBackend, DiskSlot, IdeSlot, VifSpec, PXE_E1000_ROM};
 
 use crate::host::Bridge;
 use alloc::sync::Arc;
@@ -230,8 +231,15 @@ pub fn run(
         test_ram,
     )
     .map_err(VmError::Platform)?;
-    for (channel, position, drive) in drives {
+    for (channel, position, drive) in drives.ide {
         machine.pc.attach_ide(channel, position, drive);
+    }
+    for (vdev, disk) in drives.virtio {
+        let bdf = machine
+            .pc
+            .add_virtio(disk, Transport::Transitional)
+            .map_err(VmError::Platform)?;
+        log::info!("VM '{}': virtio disk {vdev} at PCI {bdf}", config.name);
     }
     vifs.attach(&config.name, &mut machine)?;
     if let Some(direct) = &direct_boot {
@@ -320,16 +328,24 @@ fn test_device_ram(frames: &mut FrameAllocator) -> Result<DeviceRegion, VmError>
     Ok(DeviceRegion { hpa, memory })
 }
 
-/// The IDE drives the configuration's `disk` entries describe: over the boot
-/// modules that carry the images (volatile RAM disks: writes last until Keel
-/// stops), or over the machine's own virtio-blk disks (persistent).
-fn disk_drives(
-    config: &VmConfig,
-    images: &mut Images,
-) -> Result<Vec<(ChannelId, DrivePosition, IdeDrive)>, VmError> {
-    let mut drives = Vec::new();
+/// The disks of a VM: IDE drives by slot, virtio-blk disks in vdev order.
+struct Drives {
+    ide: Vec<(ChannelId, DrivePosition, IdeDrive)>,
+    virtio: Vec<(String, VirtioBlk)>,
+}
+
+/// The IDE drives and virtio disks the configuration's `disk` entries
+/// describe: over the boot modules that carry the images (volatile RAM
+/// disks: writes last until Keel stops), or over the machine's own
+/// virtio-blk disks (persistent).
+fn disk_drives(config: &VmConfig, images: &mut Images) -> Result<Drives, VmError> {
+    let mut drives = Drives {
+        ide: Vec::new(),
+        virtio: Vec::new(),
+    };
+    let mut virtio: Vec<(u8, String, VirtioBlk)> = Vec::new();
     for spec in config.disk_specs().map_err(VmError::Config)? {
-        let (drive, kib, kind) = match spec.backend {
+        let (backend, kib, kind): (Box<dyn BlockBackend>, u64, &str) = match spec.backend {
             DiskBackend::Module => {
                 let bytes = images
                     .take(&spec.target)
@@ -337,7 +353,7 @@ fn disk_drives(
                 let kib = bytes.len() as u64 / 1024;
                 let disk = RamDisk::from_static(spec.target.clone(), bytes)
                     .map_err(|e| VmError::Config(alloc::format!("disk '{}': {e}", spec.target)))?;
-                (ide_drive(disk, spec.cdrom, spec.writable), kib, "volatile")
+                (Box::new(disk), kib, "volatile")
             }
             DiskBackend::HostVirtio(n) => {
                 let disk = images.host_disks.take(n).map_err(VmError::Config)?;
@@ -348,35 +364,54 @@ fn disk_drives(
                     )));
                 }
                 let kib = disk.capacity() / 2;
-                (
-                    ide_drive(disk, spec.cdrom, spec.writable),
-                    kib,
-                    "persistent",
-                )
+                (Box::new(disk), kib, "persistent")
             }
         };
-        let (channel, position) = match spec.slot {
-            IdeSlot::PrimaryMaster => (ChannelId::Primary, DrivePosition::Master),
-            IdeSlot::PrimarySlave => (ChannelId::Primary, DrivePosition::Slave),
-            IdeSlot::SecondaryMaster => (ChannelId::Secondary, DrivePosition::Master),
-            IdeSlot::SecondarySlave => (ChannelId::Secondary, DrivePosition::Slave),
+        let access = if spec.writable {
+            alloc::format!("read-write, {kind}")
+        } else {
+            String::from("read-only")
         };
-        log::info!(
-            "VM '{}': {} '{}' ({} KiB, {}) on IDE {:?} {:?}",
-            config.name,
-            if spec.cdrom { "CD-ROM" } else { "disk" },
-            spec.target,
-            kib,
-            if spec.writable {
-                alloc::format!("read-write, {kind}")
-            } else {
-                String::from("read-only")
-            },
-            channel,
-            position
-        );
-        drives.push((channel, position, drive));
+        let what = if spec.cdrom { "CD-ROM" } else { "disk" };
+        match spec.slot {
+            DiskSlot::Ide(slot) => {
+                let (channel, position) = match slot {
+                    IdeSlot::PrimaryMaster => (ChannelId::Primary, DrivePosition::Master),
+                    IdeSlot::PrimarySlave => (ChannelId::Primary, DrivePosition::Slave),
+                    IdeSlot::SecondaryMaster => (ChannelId::Secondary, DrivePosition::Master),
+                    IdeSlot::SecondarySlave => (ChannelId::Secondary, DrivePosition::Slave),
+                };
+                log::info!(
+                    "VM '{}': {what} '{}' ({kib} KiB, {access}) on IDE {channel:?} {position:?}",
+                    config.name,
+                    spec.target,
+                );
+                let drive = ide_drive(backend, spec.cdrom, spec.writable);
+                drives.ide.push((channel, position, drive));
+            }
+            DiskSlot::Virtio { index, .. } => {
+                log::info!(
+                    "VM '{}': disk '{}' ({kib} KiB, {access}) as virtio-blk {}",
+                    config.name,
+                    spec.target,
+                    spec.slot.vdev()
+                );
+                let blk = VirtioBlk::new(
+                    VirtioBlkConfig {
+                        read_only: !spec.writable,
+                    },
+                    backend,
+                );
+                virtio.push((index, spec.slot.vdev(), blk));
+            }
+        }
     }
+    // PCI slots in vdev order, so that xvda is the first the guest scans.
+    virtio.sort_by_key(|(index, _, _)| *index);
+    drives.virtio = virtio
+        .into_iter()
+        .map(|(_, vdev, blk)| (vdev, blk))
+        .collect();
     Ok(drives)
 }
 
@@ -460,10 +495,10 @@ impl Vifs {
 }
 
 /// An ATA disk or ATAPI CD-ROM over `backend`, refusing writes unless `writable`.
-fn ide_drive<B: BlockBackend + 'static>(backend: B, cdrom: bool, writable: bool) -> IdeDrive {
+fn ide_drive(backend: Box<dyn BlockBackend>, cdrom: bool, writable: bool) -> IdeDrive {
     match (cdrom, writable) {
         (true, _) => IdeDrive::cdrom(Some(Box::new(ReadOnly(backend)))),
-        (false, true) => IdeDrive::disk(Box::new(backend)),
+        (false, true) => IdeDrive::disk(backend),
         (false, false) => IdeDrive::disk(Box::new(ReadOnly(backend))),
     }
 }
