@@ -338,7 +338,7 @@ fn virtio_blk_requests_and_service_never_allocate() {
         let header = 0x3_0000 + slot * 0x100;
         m.ram.write_obj(header, kind).unwrap();
         m.ram.write_obj(header + 8, 64u64).unwrap();
-        let mut put = |i: u64, addr: u64, len: u32, flags: u16| {
+        let put = |i: u64, addr: u64, len: u32, flags: u16| {
             m.ram.write_obj(table + 16 * i, addr).unwrap();
             m.ram.write_obj(table + 16 * i + 8, len).unwrap();
             m.ram.write_obj(table + 16 * i + 12, flags).unwrap();
