@@ -43,6 +43,52 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
     );
 }
 
+/// Debian's kernel with `viridian = 1` (tests/vms/linux-viridian.cfg): the
+/// 13 checks of the plain boot and 5 more: Linux detected Microsoft Hyper-V,
+/// took the TSC rate from HV_X64_MSR_TSC_FREQUENCY ("tsc: Detected ... MHz"
+/// with no calibration failure) and the APIC timer's from
+/// HV_X64_MSR_APIC_FREQUENCY, uses the APIC access MSRs, and keeps time on
+/// the reference TSC page (`hyperv_clocksource_tsc_page`).
+#[test]
+fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
+    let (vm, o) = boot("linux-viridian");
+    verdict(check_suite_report(&o, &vm.config.name, 18));
+    verdict(check_stop(
+        &o,
+        &vm.config.name,
+        "powered the machine off (ACPI S5)",
+        0,
+    ));
+    for (line, what) in [
+        ("Hypervisor detected: Microsoft Hyper-V", "Hyper-V detected"),
+        (
+            "Switched to clocksource hyperv_clocksource_tsc_page",
+            "the reference TSC page as clocksource",
+        ),
+    ] {
+        assert!(
+            o.lines.iter().any(|l| l.contains(line)),
+            "{what}: no '{line}' in the log\n{}",
+            o.report()
+        );
+    }
+    let bad: Vec<&String> = o
+        .lines
+        .iter()
+        .filter(|l| {
+            l.contains("TSC calibration failed")
+                || l.contains("Kernel panic")
+                || l.contains("of unknown MSR")
+                || l.contains("guest WRMSR")
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "kernel or Keel log problems: {bad:?}\n{}",
+        o.report()
+    );
+}
+
 /// The multiboot test kernel's checks with one module: 12 of the loader's
 /// hand-over (command line, memory map, the module) and 18 of the PC state
 /// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map).

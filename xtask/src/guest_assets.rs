@@ -395,6 +395,18 @@ check no-unchecked-msr sh -c '! dmesg | grep -q "unchecked MSR access"'
 check rtc-real-date sh -c '[ "$(date -u +%Y)" -ge 2025 ]'
 # The firmware tables a direct boot carries: SMBIOS, found by the kernel.
 check smbios sh -c 'dmesg | grep -q "DMI: Keel Keel Virtual Machine"'
+# With keel.expect=viridian (tests/vms/linux-viridian.cfg): the kernel found
+# Hyper-V's enlightenments, took the TSC and APIC timer rates from the
+# frequency MSRs instead of calibrating, and keeps time with the reference
+# TSC page.
+if grep -q "keel.expect=viridian" /proc/cmdline; then
+    dmesg | grep -i -E "hyper-v|hypervisor|tsc|clocksource" | head -30
+    check hyperv-detected sh -c 'dmesg | grep -q "Hypervisor detected: Microsoft Hyper-V"'
+    check hyperv-tsc-frequency sh -c 'dmesg | grep -q "tsc: Detected .* MHz" && ! dmesg | grep -q -E "TSC calibration failed|could not calculate TSC khz"'
+    check hyperv-lapic-frequency sh -c 'dmesg | grep -q "Hyper-V: LAPIC Timer Frequency"'
+    check hyperv-apic-msrs sh -c 'dmesg | grep -q "Hyper-V: Using enlightened APIC"'
+    check hyperv-tsc-page grep -qx hyperv_clocksource_tsc_page /sys/devices/system/clocksource/clocksource0/current_clocksource
+fi
 echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then
     grep -v " 0 " /proc/interrupts

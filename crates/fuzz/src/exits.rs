@@ -2,8 +2,8 @@
 
 use guest_memory::GuestMemory;
 use vmm_core::exit::{
-    handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, CrOperand, IoDirection, IoExit,
-    MsrOutcome, Platform, StringIo, VmPolicy,
+    handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, CrOperand, HvFeatures, HyperV,
+    IoDirection, IoExit, MsrOutcome, Platform, StringIo, VmPolicy,
 };
 use vmm_core::vcpu::fake::FakeVcpu;
 use vmm_core::{Event, ExitAction, Gpr, Segment, VmExit};
@@ -56,6 +56,10 @@ impl Platform for FuzzPlatform {
     }
     fn set_cr8(&mut self, _vcpu: u32, value: u64) {
         self.cr8 = value;
+    }
+    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u32>) -> Option<u32> {
+        self.device_calls += 1;
+        (self.rng.below(4) != 0).then(|| self.rng.next() as u32)
     }
     fn msr_read(&mut self, _vcpu: u32, _msr: u32) -> Option<MsrOutcome> {
         match self.rng.below(8) {
@@ -121,6 +125,25 @@ fn run_cases(rng: &mut Rng) -> Stats {
         }),
         rng.next(),
     );
+    // Half the seeds offer Hyper-V's enlightenments, some groups or all.
+    if rng.below(2) == 0 {
+        let bits = rng.next();
+        let features = HvFeatures {
+            base: true,
+            freq: bits & 1 != 0,
+            time_ref_count: bits & 2 != 0,
+            reference_tsc: bits & 4 != 0,
+        };
+        let (tsc_hz, base) = (interesting(rng), rng.next());
+        policy = policy.with_hyperv(HyperV::new(
+            features,
+            bits & 8 != 0,
+            1,
+            tsc_hz,
+            1 << 30,
+            base,
+        ));
+    }
     let mut vcpu = random_vcpu(rng);
     let mut platform = FuzzPlatform {
         ram: {
@@ -132,6 +155,14 @@ fn run_cases(rng: &mut Rng) -> Stats {
         device_calls: 0,
         cr8: 0,
     };
+    // Most of those enable the hypercall page, so hypercalls get answers.
+    if rng.below(4) != 0 {
+        let page = rng.below(RAM_SIZE as u64 / 0x1000) << 12;
+        let _ = policy.hyperv.write(0x4000_0000, 1, &vcpu, &mut platform);
+        let _ = policy
+            .hyperv
+            .write(0x4000_0001, page | 1, &vcpu, &mut platform);
+    }
     for case in 0..CASES_PER_SEED {
         set_case(case);
         let heap = HeapWatch::start();
@@ -286,6 +317,12 @@ const MSR_TABLE: &[u32] = &[
     0xc001_0140,
     0xc001_0200,
     0xc001_1029,
+    // Hyper-V's synthetic MSRs (vmm-core/src/exit/hyperv.rs), with viridian.
+    0x4000_0000,
+    0x4000_0020,
+    0x4000_0022,
+    0x4000_0070,
+    0x4000_0072,
 ];
 
 fn random_vcpu(rng: &mut Rng) -> FakeVcpu {

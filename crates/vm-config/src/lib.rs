@@ -96,6 +96,55 @@ pub struct VmConfig {
     /// device (`device-model/src/test_device.rs`) the test guests use; 0
     /// (default) leaves it out.
     pub test_device: bool,
+    /// `viridian`: the Hyper-V enlightenments offered ([`Viridian`]); none
+    /// by default.
+    pub viridian: Viridian,
+}
+
+/// xl.cfg's `viridian`: which groups of Hyper-V enlightenments (Hyper-V
+/// Top-Level Functional Specification v6) the guest is offered. `viridian
+/// = 1` is [`Viridian::DEFAULTS`]; the list form names groups as xl does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Viridian {
+    /// `base`: the "Microsoft Hv" CPUID leaves, the guest OS ID, hypercall
+    /// and VP index MSRs, the APIC access MSRs and relaxed timing.
+    pub base: bool,
+    /// `freq`: the TSC and APIC frequency MSRs.
+    pub freq: bool,
+    /// `time_ref_count`: the partition reference counter MSR.
+    pub time_ref_count: bool,
+    /// `reference_tsc`: the reference TSC page.
+    pub reference_tsc: bool,
+}
+
+impl Viridian {
+    /// What `viridian = 1` and the group `defaults` turn on. Xen's default
+    /// set is base, freq, time_ref_count, apic_assist and crash_ctl; Keel
+    /// implements neither of the last two, and adds the reference TSC page,
+    /// the clock Linux and Windows prefer.
+    pub const DEFAULTS: Viridian = Viridian {
+        base: true,
+        freq: true,
+        time_ref_count: true,
+        reference_tsc: true,
+    };
+    /// Group names xl knows that Keel does not implement.
+    pub const UNIMPLEMENTED: &'static [&'static str] = &[
+        "apic_assist",
+        "crash_ctl",
+        "stimer",
+        "hcall_remote_tlb_flush",
+        "hcall_ipi",
+        "ex_processor_masks",
+        "no_vp_limit",
+        "cpu_hotplug",
+        "synic",
+    ];
+
+    /// Whether any enlightenment is offered.
+    pub fn enabled(&self) -> bool {
+        self.base
+    }
 }
 
 impl VmConfig {
@@ -344,6 +393,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "disk",
     "vif",
     "keel_testdev",
+    "viridian",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -362,6 +412,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         disks: Vec::new(),
         vifs: Vec::new(),
         test_device: false,
+        viridian: Viridian::default(),
     };
 
     for s in settings {
@@ -405,6 +456,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                     _ => return Err(s.error("expected 0 or 1")),
                 }
             }
+            "viridian" => config.viridian = viridian(s)?,
             "firmware" => config.firmware = Some(image(s)?),
             "kernel" => config.kernel = Some(image(s)?),
             "ramdisk" => config.ramdisk = Some(image(s)?),
@@ -566,6 +618,50 @@ fn vif_list(s: &Setting) -> Result<Vec<String>, ConfigError> {
         macs.push(spec.mac);
     }
     Ok(vifs)
+}
+
+/// `viridian = 0 | 1` or a list of group names (xl.cfg(5), "viridian"):
+/// `defaults`, `base`, `freq`, `time_ref_count`, `reference_tsc`, and
+/// `!name` to take one away again. A group xl knows but Keel does not
+/// implement is refused by name; the other groups need `base`.
+fn viridian(s: &Setting) -> Result<Viridian, ConfigError> {
+    if let Value::Num(n) = s.value {
+        return match n {
+            0 => Ok(Viridian::default()),
+            1 => Ok(Viridian::DEFAULTS),
+            _ => Err(s.error("expected 0, 1 or a list of groups such as [ 'base', 'freq' ]")),
+        };
+    }
+    let mut v = Viridian::default();
+    for group in string_list(s)? {
+        let (on, name) = match group.strip_prefix('!') {
+            Some(name) => (false, name),
+            None => (true, group.as_str()),
+        };
+        match name {
+            "defaults" if on => v = Viridian::DEFAULTS,
+            "base" => v.base = on,
+            "freq" => v.freq = on,
+            "time_ref_count" => v.time_ref_count = on,
+            "reference_tsc" => v.reference_tsc = on,
+            n if Viridian::UNIMPLEMENTED.contains(&n) => {
+                return Err(s.error(&format!(
+                    "viridian group '{n}' is not implemented by Keel (it has: defaults, base, freq, time_ref_count, reference_tsc)"
+                )))
+            }
+            n => {
+                return Err(s.error(&format!(
+                    "unknown viridian group '{n}' (Keel has: defaults, base, freq, time_ref_count, reference_tsc)"
+                )))
+            }
+        }
+    }
+    if !v.base && (v.freq || v.time_ref_count || v.reference_tsc) {
+        return Err(
+            s.error("the viridian groups freq, time_ref_count and reference_tsc need 'base'")
+        );
+    }
+    Ok(v)
 }
 
 fn string_list(s: &Setting) -> Result<Vec<String>, ConfigError> {

@@ -33,6 +33,7 @@ fn minimal_config_gets_defaults() {
             disks: vec![],
             vifs: vec![],
             test_device: false,
+            viridian: Viridian::default(),
         }
     );
     assert!(p.warnings.is_empty());
@@ -105,7 +106,7 @@ fn unknown_keys_are_warnings_with_lines() {
     assert_eq!(
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
-         vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev)"
+         vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian)"
     );
 }
 
@@ -408,4 +409,50 @@ fn bad_module_lists() {
         seventeen[..15].join(", ")
     );
     assert_eq!(parse(&fifteen).unwrap().config.modules.len(), 15);
+}
+
+#[test]
+fn viridian_number_and_groups() {
+    assert!(!ok("name = \"t\"\n").config.viridian.enabled());
+    assert_eq!(
+        ok("name = \"t\"\nviridian = 0\n").config.viridian,
+        Viridian::default()
+    );
+    assert_eq!(
+        ok("name = \"t\"\nviridian = 1\n").config.viridian,
+        Viridian::DEFAULTS
+    );
+    let v = ok("name = \"t\"\nviridian = [ 'base', 'freq' ]\n")
+        .config
+        .viridian;
+    assert_eq!(
+        v,
+        Viridian {
+            base: true,
+            freq: true,
+            time_ref_count: false,
+            reference_tsc: false,
+        }
+    );
+    let v = ok("name = \"t\"\nviridian = [ 'defaults', '!reference_tsc' ]\n")
+        .config
+        .viridian;
+    assert!(v.base && v.freq && v.time_ref_count && !v.reference_tsc);
+}
+
+#[test]
+fn viridian_refuses_what_keel_lacks() {
+    let e = err("name = \"t\"\nviridian = [ 'base', 'stimer' ]\n");
+    assert!(
+        e.contains("vm.cfg:2") && e.contains("'stimer' is not implemented"),
+        "{e}"
+    );
+    let e = err("name = \"t\"\nviridian = [ 'base', 'turbo' ]\n");
+    assert!(e.contains("unknown viridian group 'turbo'"), "{e}");
+    let e = err("name = \"t\"\nviridian = [ 'freq' ]\n");
+    assert!(e.contains("need 'base'"), "{e}");
+    let e = err("name = \"t\"\nviridian = 2\n");
+    assert!(e.contains("expected 0, 1"), "{e}");
+    let e = err("name = \"t\"\nviridian = [ 3 ]\n");
+    assert!(e.contains("string in quotes"), "{e}");
 }

@@ -138,6 +138,23 @@ impl CpuidPolicy {
         ));
     }
 
+    /// Puts Hyper-V's leaves (`leaves`, from 0x4000_0000) in place of
+    /// Keel's, which move to 0x4000_0100 with their maximum leaf adjusted
+    /// (as Xen moves its own leaves when viridian is on).
+    pub fn offer_hyperv(&mut self, leaves: &[(u32, CpuidResult)]) {
+        let moved = super::hyperv::KEEL_LEAVES_WITH_HYPERV - HV_BASE;
+        for (leaf, _, r) in self.entries.iter_mut() {
+            if (HV_BASE..HV_BASE + 0x100).contains(leaf) {
+                if *leaf == HV_BASE {
+                    r.eax += moved;
+                }
+                *leaf += moved;
+            }
+        }
+        self.entries
+            .extend(leaves.iter().map(|&(leaf, r)| (leaf, None, r)));
+    }
+
     /// The answer to CPUID(`leaf`, `subleaf`) on vCPU `vcpu_id` whose CR4 is `cr4`.
     pub fn lookup(&self, leaf: u32, subleaf: u32, vcpu_id: u32, cr4: u64) -> CpuidResult {
         let mut r = self

@@ -3,6 +3,7 @@
 use super::cpuid::CpuidPolicy;
 use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
 use super::emulate::{cr_write_at_rip, emulate_mmio, instruction_length, UnexplainedFaults};
+use super::hyperv::HyperV;
 use super::io::handle_io;
 use super::msr::{CpuFacts, MsrOutcome, MsrPolicy};
 use super::{AccessKind, CrAccess, CrOperand, ExitAction, StopReason, VmExit, UNKNOWN_LENGTH};
@@ -54,6 +55,13 @@ pub trait Platform {
     fn ram_access(&mut self, _gpa: u64, _write: bool) -> bool {
         true
     }
+    /// A 32-bit read (`write` `None`) or write of the xAPIC register at
+    /// `offset` in vCPU `vcpu`'s APIC page, for the Hyper-V APIC access
+    /// MSRs (TLFS 10.3); `None` when the APIC is not in xAPIC mode
+    /// (disabled, or x2APIC), which makes the MSR access #GP.
+    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u32>) -> Option<u32> {
+        None
+    }
 }
 
 /// A VM's CPUID and MSR policy.
@@ -61,6 +69,8 @@ pub trait Platform {
 pub struct VmPolicy {
     pub cpuid: CpuidPolicy,
     pub msr: MsrPolicy,
+    /// The Hyper-V enlightenments ([`HyperV::off`] unless `viridian`).
+    pub hyperv: HyperV,
     /// Nested page faults the emulator found unexplained, in a row.
     pub unexplained_faults: UnexplainedFaults,
 }
@@ -73,8 +83,19 @@ impl VmPolicy {
         VmPolicy {
             cpuid,
             msr,
+            hyperv: HyperV::off(),
             unexplained_faults: UnexplainedFaults::default(),
         }
+    }
+
+    /// Offers the Hyper-V enlightenments of `hyperv`: its CPUID leaves take
+    /// 0x4000_0000 and Keel's move to 0x4000_0100.
+    pub fn with_hyperv(mut self, hyperv: HyperV) -> Self {
+        if let Some(leaves) = hyperv.cpuid_leaves() {
+            self.cpuid.offer_hyperv(&leaves);
+        }
+        self.hyperv = hyperv;
+        self
     }
 }
 
@@ -265,6 +286,7 @@ pub fn handle_exit(
             let tsc = platform.host_tsc().wrapping_add(vcpu.tsc_offset());
             let outcome = platform
                 .msr_read(vcpu.vcpu_id(), msr)
+                .or_else(|| policy.hyperv.read(msr, vcpu, platform))
                 .unwrap_or_else(|| policy.msr.read(msr, vcpu, tsc));
             match outcome {
                 MsrOutcome::Done(v) => {
@@ -281,8 +303,14 @@ pub fn handle_exit(
             let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
             let outcome = match platform.msr_write(vcpu.vcpu_id(), msr, value) {
                 Some(o) => o,
-                None => policy.msr.write(msr, value, vcpu, platform.host_tsc()),
+                None => match policy.hyperv.write(msr, value, vcpu, platform) {
+                    Some(o) => o,
+                    None => policy.msr.write(msr, value, vcpu, platform.host_tsc()),
+                },
             };
+            // A write to the TSC or TSC_ADJUST moved the offset the
+            // reference TSC page depends on.
+            policy.hyperv.sync_tsc_page(vcpu.tsc_offset(), platform);
             match outcome {
                 MsrOutcome::Done(_) => vcpu.skip_instruction(len),
                 MsrOutcome::GeneralProtection => vcpu.inject(Event::GP0),
@@ -313,10 +341,10 @@ pub fn handle_exit(
             }
             ExitAction::Resume
         }
-        // Keel offers no hypercall interface yet: the instruction is undefined
-        // for this guest, as on a processor without virtualization extensions.
-        VmExit::Hypercall { .. } => {
-            vcpu.inject(Event::UD);
+        // Without viridian the instruction is undefined for this guest, as
+        // on a processor without virtualization extensions.
+        VmExit::Hypercall { len } => {
+            policy.hyperv.hypercall(vcpu, len);
             ExitAction::Resume
         }
         VmExit::UndefinedInstruction { name } => {
@@ -408,6 +436,10 @@ pub(crate) mod tests {
         logged: Vec<u64>,
         /// RAM pages the nested map shows read-only (a shadowed PAM segment).
         read_only: Vec<u64>,
+        /// xAPIC register accesses through `apic_register`: (offset, written).
+        pub(crate) apic: Vec<(u64, Option<u32>)>,
+        /// The APIC is not in xAPIC mode: `apic_register` answers `None`.
+        pub(crate) apic_off: bool,
     }
 
     impl FakePlatform {
@@ -422,6 +454,8 @@ pub(crate) mod tests {
                 cr8: 0,
                 logged: Vec::new(),
                 read_only: Vec::new(),
+                apic: Vec::new(),
+                apic_off: false,
             }
         }
     }
@@ -441,6 +475,14 @@ pub(crate) mod tests {
         }
         fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
             !(write && self.read_only.contains(&(gpa & !0xfff)))
+        }
+        // Reads answer 0xA000_0000 | offset, so a test sees which register.
+        fn apic_register(&mut self, _vcpu: u32, offset: u64, write: Option<u32>) -> Option<u32> {
+            if self.apic_off {
+                return None;
+            }
+            self.apic.push((offset, write));
+            Some(0xa000_0000 | offset as u32)
         }
         fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
             let n = data.len();
@@ -476,7 +518,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn policy() -> VmPolicy {
+    pub(crate) fn policy() -> VmPolicy {
         let host = |leaf: u32, _sub: u32| match leaf {
             0 => CpuidResult {
                 eax: 1,

@@ -29,6 +29,10 @@ const IA32_APIC_BASE: u32 = 0x1b;
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
 const X2APIC_MSRS: core::ops::RangeInclusive<u32> = 0x800..=0x8ff;
 
+/// The local APIC timer's input clock (the model's default), which the
+/// Hyper-V APIC frequency MSR reports.
+pub const APIC_TIMER_HZ: u64 = LapicConfig::DEFAULT_BUS_HZ;
+
 /// One VM's emulated PC and its RAM, as the VM loop drives them.
 pub struct Machine {
     pub pc: Pc,
@@ -247,6 +251,24 @@ impl vmm_core::exit::Platform for Machine {
 
     fn set_cr8(&mut self, vcpu: u32, value: u64) {
         self.pc.router().lock().set_cr8(vcpu, value);
+    }
+
+    fn apic_register(&mut self, vcpu: u32, offset: u64, write: Option<u32>) -> Option<u32> {
+        let mut router = self.pc.router().lock();
+        if !router.lapic(vcpu).is_some_and(|l| l.mmio_active()) {
+            return None;
+        }
+        Some(match write {
+            Some(value) => {
+                router.lapic_mmio_write(vcpu, offset, &value.to_le_bytes());
+                0
+            }
+            None => {
+                let mut data = [0u8; 4];
+                router.lapic_mmio_read(vcpu, offset, &mut data);
+                u32::from_le_bytes(data)
+            }
+        })
     }
 
     fn msr_read(&mut self, vcpu: u32, msr: u32) -> Option<MsrOutcome> {

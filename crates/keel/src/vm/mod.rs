@@ -18,7 +18,9 @@ use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use vm_config::VmConfig;
-use vmm_core::exit::{complete_hlt_in_shadow, handle_exit, CpuidPolicy, Platform, VmPolicy};
+use vmm_core::exit::{
+    complete_hlt_in_shadow, handle_exit, CpuidPolicy, HvFeatures, HyperV, Platform, VmPolicy,
+};
 use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
 use vmm_core::paging::{
     FlushTracker, GuestLayout, GuestPhysMap, MapError, Permissions, LARGE_PAGE_SIZE, PAGE_SIZE,
@@ -528,10 +530,25 @@ fn run_vcpu(
         console,
     } = looped;
     let (config, firmware_at, firmware) = (*config, *firmware_at, *firmware);
-    let mut policy = VmPolicy::new(
+    let policy = VmPolicy::new(
         CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
         crate::clock::tsc_hz(),
     );
+    let v = config.viridian;
+    let amd = policy.msr.cpu().vendor == vmm_core::exit::Vendor::Amd;
+    let mut policy = policy.with_hyperv(HyperV::new(
+        HvFeatures {
+            base: v.base,
+            freq: v.freq,
+            time_ref_count: v.time_ref_count,
+            reference_tsc: v.reference_tsc,
+        },
+        amd,
+        1,
+        crate::clock::tsc_hz(),
+        machine::APIC_TIMER_HZ,
+        crate::clock::rdtsc(),
+    ));
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.
@@ -608,6 +625,7 @@ fn run_vcpu(
                     log::error!("VM '{}': firmware reload: {e}", config.name);
                 }
                 machine.pc.reset();
+                policy.hyperv.reset();
                 start_tsc_at_zero(vcpu, machine);
                 vcpu.reset();
                 continue;

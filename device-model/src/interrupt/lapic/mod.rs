@@ -68,10 +68,15 @@ pub struct LapicConfig {
     pub phys_addr_bits: u8,
 }
 
+impl LapicConfig {
+    /// The timer input clock of [`LapicConfig::default`].
+    pub const DEFAULT_BUS_HZ: u64 = 1_000_000_000;
+}
+
 impl Default for LapicConfig {
     fn default() -> Self {
         LapicConfig {
-            bus_hz: 1_000_000_000,
+            bus_hz: Self::DEFAULT_BUS_HZ,
             tsc_hz: 1_000_000_000,
             x2apic: true,
             tsc_deadline: true,
