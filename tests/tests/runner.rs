@@ -46,7 +46,7 @@ fn boot_fake(scratch: &Scratch, serial: &str, status: u8, timeout: Duration) -> 
     assert!(built.notes.is_empty(), "{:?}", built.notes);
     let grub_cfg = fs::read_to_string(d.join("fake.d/boot/grub/grub.cfg")).unwrap();
     assert!(
-        grub_cfg.contains("module2 /boot/fw.bin fw.bin\n"),
+        grub_cfg.contains("module2 --nounzip /boot/fw.bin fw.bin\n"),
         "{grub_cfg}"
     );
     let mut opts = test_options(16);

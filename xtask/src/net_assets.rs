@@ -345,7 +345,7 @@ pub const BOOT_FILE: &str = "boot.ipxe";
 /// multiboot test kernel and its module from the same TFTP root.
 pub const BOOT_SCRIPT: &str = "#!ipxe\n\
 echo keel-netboot: iPXE runs the TFTP boot script\n\
-kernel keel-mbtest.elf ram=256\n\
+kernel keel-mbtest.elf ram=256 resident\n\
 module keel-mbtest-module\n\
 boot\n";
 

@@ -7,7 +7,10 @@
 //! - EAX = 0x2BADB002, info flags with memory, cmdline, mods and mmap;
 //! - a command line whose arguments after the first word (the kernel's
 //!   name: GRUB puts the kernel's path there, iPXE its URL) are `ram=256`
-//!   (one module) or `ram=256 mods=3` (three modules);
+//!   (one module), `ram=256 mods=3` (three modules) or `ram=256 resident`
+//!   (one module, from a loader such as iPXE that stays resident in low
+//!   memory: the base-memory size, the IVT and the reserved low ranges are
+//!   then the loader's, not checked);
 //! - a memory map whose available RAM adds up to between 255 and 256 MiB
 //!   (a 256 MiB VM less the holes below 1 MiB), with an entry covering 1 MiB,
 //!   and the low map SeaBIOS gives: RAM from 0 to the EBDA at 0x9FC00, the
@@ -65,6 +68,7 @@ core::arch::global_asm!(
 .set FOUND,        0x514
 .set EXPECT,       0x518
 .set END,          0x51C
+.set RESIDENT,     0x520               /* 1: a loader stays resident in low memory */
 .set STACK_TOP,    0x7000
 .set COM1,         0x3F8
 .set MIB,          0x100000
@@ -167,6 +171,7 @@ main:
     /* Command line: the arguments after the kernel's name, which say how
        many modules to expect. */
     movl $1, NMODS
+    movl $0, RESIDENT
     mov INFO, %edi
     mov 16(%edi), %edi
     call skip_word
@@ -175,7 +180,14 @@ main:
     call strcmp
     test %ecx, %ecx
     jz 1f
-    movl $3, NMODS
+    STR .Lcmdr, "ram=256 resident"
+    mov $.Lcmdr, %esi
+    call strcmp
+    test %ecx, %ecx
+    jnz 2f
+    movl $1, RESIDENT
+    jmp 1f
+2:  movl $3, NMODS
     STR .Lcmd3, "ram=256 mods=3"
     mov $.Lcmd3, %esi
     call strcmp
@@ -257,6 +269,11 @@ bios:
     movzwl 0x410, %ecx
     and $0x0E02, %ecx
     CHECKM eq, "bda-equipment-serial-fpu", EXPECT
+    /* A loader that stays resident (iPXE) takes base memory, hooks
+       vectors and hands over its own map of usable memory: what follows
+       until the RSDP describes the BIOS alone. */
+    cmpl $0, RESIDENT
+    jne 5f
     movzwl 0x413, %ecx
     CHECK eq, "bda-base-memory-639KiB", 639
     movzwl 0x40E, %ecx
@@ -291,6 +308,7 @@ bios:
     jb 1b
     mov %ebp, %ecx
     CHECK eq, "ivt-handlers-in-bios-area-with-iret", 0
+5:
 
     /* The RSDP: the EBDA's first KiB, then 0xE0000-0xFFFFF. */
     movzwl 0x40E, %edi
@@ -368,6 +386,8 @@ lowmap:
     CHECK eq, "mmap-ram-at-0", 1
     mov END, %ecx
     CHECK eq, "mmap-ram-up-to-ebda", 0x9FC00
+    cmpl $0, RESIDENT
+    jne finish
     mov $0x9FC00, %eax
     call mmap_at
     CHECK eq, "mmap-ebda-reserved", 2
