@@ -757,7 +757,7 @@ pub fn net_bench_config(name: &str, memory_mib: u32, bytes: usize) -> String {
          vif = [ 'model=e1000,bridge=virtio0' ]\n",
         crate::guest_assets::DEBIAN_LINUX,
         crate::net_assets::DEBIAN_NET_INITRAMFS,
-        crate::net_assets::bench_cmdline(bytes)
+        crate::net_assets::bench_cmdline(bytes, "e1000")
     )
 }
 

@@ -718,7 +718,7 @@ fn run_net_bench(
     let qemu_cmd = xtask::bench::plain_qemu_net(
         &kernel,
         &initrd,
-        &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES),
+        &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES, "e1000"),
         vm.config.memory_mib,
         &t.net,
     );
