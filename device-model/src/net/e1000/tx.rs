@@ -3,7 +3,8 @@
 //! with IP and TCP/UDP checksum insertion (IXSM, TXSM) and TCP
 //! segmentation (TSE, 3.5): the header is repeated for every MSS bytes of
 //! payload, with the IPv4 total length, identification and checksum, the
-//! TCP sequence number, flags and checksum fixed up per segment.
+//! TCP sequence number, flags and checksum fixed up per segment (the
+//! checksums and segmenter of `net::offload`, which virtio-net shares).
 
 use super::regs::{icr, tctl, VET};
 use super::stats::{reg as stat, Cast};
