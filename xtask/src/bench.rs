@@ -661,77 +661,34 @@ pub fn net_read(o: &Outcome, bytes: u64, run: &str) -> Result<NetRead, String> {
     Ok(r)
 }
 
-/// The network bench: a TCP download over HTTP through the e1000 (Debian's
-/// driver, busybox `wget`) under Keel and on plain QEMU with QEMU's e1000,
-/// both on QEMU's restricted user network from the same loopback server.
+/// One NIC model's two Keel runs of the network bench: the download that
+/// is timed, and a small one whose exits are the baseline.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetBench {
-    pub kernel: String,
+pub struct NicRun {
+    /// `e1000` or `virtio-net`.
+    pub model: String,
     pub keel: NetRead,
-    pub qemu: NetRead,
-    /// Exits of the Keel boot that downloaded little (`small`), and of the
-    /// one that downloaded `keel`.
     pub small: NetRead,
     pub small_exits: u64,
     pub exits: u64,
     pub exit_stats: Option<ExitTable>,
 }
 
-impl NetBench {
-    /// Keel's time per MiB over plain QEMU's.
-    pub fn ratio(&self) -> f64 {
-        self.qemu.mib_per_s() / self.keel.mib_per_s()
-    }
-
+impl NicRun {
     /// VM exits per MiB: the two Keel boots differ only in what they download.
     pub fn exits_per_mib(&self) -> f64 {
         (self.exits as f64 - self.small_exits as f64) / (self.keel.mib() - self.small.mib())
     }
 
-    /// Its section of the table printed on stdout.
-    pub fn rows(&self) -> String {
-        let mut t = format!(
-            "network: HTTP download through the e1000 ({}, e1000 module, busybox wget)\n",
-            self.kernel
-        );
-        t.push_str(&row(
-            &format!("TCP download, {:.0} MiB", self.keel.mib()),
-            &format!("{:.1} MiB/s", self.keel.mib_per_s()),
-            &format!("{:.1} MiB/s", self.qemu.mib_per_s()),
-            Some(self.ratio()),
-        ));
-        t.push_str(&row(
-            "VM exits per MiB received",
-            &format!("{:.1}", self.exits_per_mib()),
-            "",
-            None,
-        ));
-        t.push_str(&format!(
-            "  exits per MiB: (exits of the boot that downloaded {:.0} MiB - exits of one\n  \
-             that downloaded {:.0} MiB, {} and {}) / the difference\n  \
-             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on\n",
-            self.keel.mib(),
-            self.small.mib(),
-            self.exits,
-            self.small_exits
-        ));
-        t
-    }
-
-    /// The JSON written to `target/bench/net.json`.
-    pub fn json(&self) -> String {
+    fn json(&self) -> String {
         format!(
-            "{{\n  \"kernel\": \"{}\",\n  \"bytes\": {},\n  \"keel_s\": {:.6},\n  \
-             \"keel_mib_per_s\": {:.3},\n  \"qemu_s\": {:.6},\n  \"qemu_mib_per_s\": {:.3},\n  \
-             \"time_ratio\": {:.3},\n  \"small_bytes\": {},\n  \"keel_small_exits\": {},\n  \
-             \"keel_exits\": {},\n  \"keel_exits_per_mib\": {:.3},\n  \"keel_exit_stats\": {}\n}}\n",
-            self.kernel.escape_default(),
+            "{{ \"model\": \"{}\", \"bytes\": {}, \"keel_s\": {:.6}, \"keel_mib_per_s\": {:.3}, \
+             \"small_bytes\": {}, \"keel_small_exits\": {}, \"keel_exits\": {}, \
+             \"keel_exits_per_mib\": {:.3}, \"keel_exit_stats\": {} }}",
+            self.model,
             self.keel.bytes,
             self.keel.elapsed.as_secs_f64(),
             self.keel.mib_per_s(),
-            self.qemu.elapsed.as_secs_f64(),
-            self.qemu.mib_per_s(),
-            self.ratio(),
             self.small.bytes,
             self.small_exits,
             self.exits,
@@ -741,23 +698,108 @@ impl NetBench {
     }
 }
 
+/// The network bench: a TCP download over HTTP (Debian's drivers, busybox
+/// `wget`) under Keel through the e1000 and through virtio-net, and on
+/// plain QEMU with QEMU's e1000, all on QEMU's restricted user network from
+/// the same loopback server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetBench {
+    pub kernel: String,
+    pub qemu: NetRead,
+    pub e1000: NicRun,
+    pub virtio: NicRun,
+}
+
+impl NetBench {
+    /// Keel's e1000 time per MiB over plain QEMU's.
+    pub fn ratio(&self) -> f64 {
+        self.qemu.mib_per_s() / self.e1000.keel.mib_per_s()
+    }
+
+    /// virtio-net's throughput over the e1000's, both under Keel.
+    pub fn virtio_speedup(&self) -> f64 {
+        self.virtio.keel.mib_per_s() / self.e1000.keel.mib_per_s()
+    }
+
+    /// Its section of the table printed on stdout.
+    pub fn rows(&self) -> String {
+        let mut t = format!(
+            "network: HTTP download through the e1000 and virtio-net ({}, busybox wget)\n",
+            self.kernel
+        );
+        t.push_str(&row(
+            &format!("TCP download, {:.0} MiB, e1000", self.e1000.keel.mib()),
+            &format!("{:.1} MiB/s", self.e1000.keel.mib_per_s()),
+            &format!("{:.1} MiB/s", self.qemu.mib_per_s()),
+            Some(self.ratio()),
+        ));
+        t.push_str(&row(
+            &format!(
+                "TCP download, {:.0} MiB, virtio-net",
+                self.virtio.keel.mib()
+            ),
+            &format!("{:.1} MiB/s", self.virtio.keel.mib_per_s()),
+            "",
+            None,
+        ));
+        for r in [&self.e1000, &self.virtio] {
+            t.push_str(&row(
+                &format!("VM exits per MiB received, {}", r.model),
+                &format!("{:.1}", r.exits_per_mib()),
+                "",
+                None,
+            ));
+        }
+        t.push_str(&format!(
+            "  virtio-net / e1000 throughput under Keel: {:.2}x\n  \
+             exits per MiB: (exits of the boot that downloaded {:.0} MiB - exits of one\n  \
+             that downloaded {:.0} MiB: e1000 {} and {}, virtio-net {} and {}) / the difference\n  \
+             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on\n",
+            self.virtio_speedup(),
+            self.e1000.keel.mib(),
+            self.e1000.small.mib(),
+            self.e1000.exits,
+            self.e1000.small_exits,
+            self.virtio.exits,
+            self.virtio.small_exits,
+        ));
+        t
+    }
+
+    /// The JSON written to `target/bench/net.json`.
+    pub fn json(&self) -> String {
+        format!(
+            "{{\n  \"kernel\": \"{}\",\n  \"qemu_e1000_s\": {:.6},\n  \"qemu_e1000_mib_per_s\": {:.3},\n  \
+             \"e1000_time_ratio\": {:.3},\n  \"virtio_over_e1000\": {:.3},\n  \
+             \"e1000\": {},\n  \"virtio_net\": {}\n}}\n",
+            self.kernel.escape_default(),
+            self.qemu.elapsed.as_secs_f64(),
+            self.qemu.mib_per_s(),
+            self.ratio(),
+            self.virtio_speedup(),
+            self.e1000.json(),
+            self.virtio.json(),
+        )
+    }
+}
+
 /// The VM config of one Keel run of the network bench: like
-/// tests/vms/debian-net.cfg, its command line the bench mode downloading
-/// `bytes` bytes.
-pub fn net_bench_config(name: &str, memory_mib: u32, bytes: usize) -> String {
+/// tests/vms/debian-net.cfg with a vif of model `nic`, its command line the
+/// bench mode downloading `bytes` bytes through it.
+pub fn net_bench_config(name: &str, memory_mib: u32, bytes: usize, nic: &str) -> String {
     format!(
         "# Generated by cargo xtask bench: Debian downloads {bytes} bytes over HTTP\n\
-         # through the e1000, times it, then powers off.\n\
+         # through the {nic}, times it, then powers off.\n\
          name = \"{name}\"\n\
          memory = {memory_mib}\n\
          vcpus = 1\n\
          kernel = \"{}\"\n\
          ramdisk = \"{}\"\n\
          cmdline = \"{}\"\n\
-         vif = [ 'model=e1000,bridge=virtio0' ]\n",
+         vif = [ 'model={nic},bridge=virtio0' ]\n",
         crate::guest_assets::DEBIAN_LINUX,
         crate::net_assets::DEBIAN_NET_INITRAMFS,
-        crate::net_assets::bench_cmdline(bytes)
+        crate::net_assets::bench_cmdline(bytes, nic)
     )
 }
 
@@ -1155,28 +1197,40 @@ mod tests {
         assert!((r.mib_per_s() - 4.0).abs() < 1e-9);
         assert_eq!(NetRead::parse("BENCH net 5 bytes x us"), None);
         assert_eq!(NetRead::parse("BENCH dma 5 MiB 3 us XFER_MW_DMA_2"), None);
-        let b = NetBench {
-            kernel: "k".into(),
-            keel: r.clone(),
-            qemu: NetRead {
+        let run = |model: &str, secs: u64, per_mib: u64| NicRun {
+            model: model.into(),
+            keel: NetRead {
                 bytes: 32 << 20,
-                elapsed: Duration::from_secs(2),
+                elapsed: Duration::from_secs(secs),
             },
             small: NetRead {
                 bytes: 1 << 20,
                 elapsed: Duration::from_secs(1),
             },
             small_exits: 1000,
-            exits: 1000 + 31 * 500,
+            exits: 1000 + 31 * per_mib,
             exit_stats: None,
         };
-        assert!((b.exits_per_mib() - 500.0).abs() < 1e-9);
+        let _ = r;
+        let b = NetBench {
+            kernel: "6.1".into(),
+            qemu: NetRead {
+                bytes: 32 << 20,
+                elapsed: Duration::from_secs(2),
+            },
+            e1000: run("e1000", 8, 500),
+            virtio: run("virtio-net", 2, 20),
+        };
+        assert!((b.e1000.exits_per_mib() - 500.0).abs() < 1e-9);
+        assert!((b.virtio.exits_per_mib() - 20.0).abs() < 1e-9);
         assert!((b.ratio() - 4.0).abs() < 1e-9);
-        assert!(b.rows().contains("TCP download, 32 MiB"));
+        assert!((b.virtio_speedup() - 4.0).abs() < 1e-9);
+        assert!(b.rows().contains("TCP download, 32 MiB, virtio-net"));
         assert!(b.json().contains("\"keel_exits_per_mib\": 500.000"));
-        let cfg = net_bench_config("net-bench", 256, 5);
+        assert!(b.json().contains("\"virtio_over_e1000\": 4.000"));
+        let cfg = net_bench_config("net-bench", 256, 5, "virtio-net");
         let parsed = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
-        assert_eq!(parsed.vifs, ["model=e1000,bridge=virtio0"]);
+        assert_eq!(parsed.vifs, ["model=virtio-net,bridge=virtio0"]);
         assert!(parsed.cmdline.unwrap().ends_with("keel_bench_bytes=5"));
     }
 

@@ -670,21 +670,30 @@ fn run_exit_bench(
 const BENCH_NET_BYTES: usize = 32 << 20;
 const BENCH_NET_SMALL_BYTES: usize = 1 << 20;
 
-/// The network bench's Keel runs: (VM config, VM name, bytes), the small
-/// one first.
-fn prepare_net_bench(ws: &Workspace, dir: &Path) -> Result<Vec<(PathBuf, String, usize)>, String> {
+/// The network bench's Keel runs: (VM config, VM name, bytes, NIC model),
+/// per NIC the small one first.
+fn prepare_net_bench(
+    ws: &Workspace,
+    dir: &Path,
+) -> Result<Vec<(PathBuf, String, usize, &'static str)>, String> {
     let template = VmFile::load(&ws.test_vms_dir().join("debian-net.cfg"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut runs = Vec::new();
-    for (name, bytes) in [
-        ("net-bench-small", BENCH_NET_SMALL_BYTES),
-        ("net-bench", BENCH_NET_BYTES),
+    for (name, bytes, nic) in [
+        ("net-bench-small", BENCH_NET_SMALL_BYTES, "e1000"),
+        ("net-bench", BENCH_NET_BYTES, "e1000"),
+        (
+            "net-bench-virtio-small",
+            BENCH_NET_SMALL_BYTES,
+            "virtio-net",
+        ),
+        ("net-bench-virtio", BENCH_NET_BYTES, "virtio-net"),
     ] {
         let config = dir.join(format!("{name}.cfg"));
-        let text = xtask::bench::net_bench_config(name, template.config.memory_mib, bytes);
+        let text = xtask::bench::net_bench_config(name, template.config.memory_mib, bytes, nic);
         std::fs::write(&config, text)
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-        runs.push((config, name.to_string(), bytes));
+        runs.push((config, name.to_string(), bytes, nic));
     }
     Ok(runs)
 }
@@ -694,12 +703,12 @@ fn prepare_net_bench(ws: &Workspace, dir: &Path) -> Result<Vec<(PathBuf, String,
 /// HTTP server serving the bench file of its size.
 fn run_net_bench(
     ws: &Workspace,
-    runs: &[(PathBuf, String, usize)],
+    runs: &[(PathBuf, String, usize, &'static str)],
     isos: Vec<(VmFile, PathBuf)>,
     timeout: Duration,
     progress: &mut Runs,
 ) -> Result<xtask::bench::NetBench, String> {
-    use xtask::bench::{exits, net_read, ExitTable};
+    use xtask::bench::{exits, net_read, ExitTable, NetRead};
     let guest_dir = ws.bare_metal_dir();
     let (vm, _) = isos
         .last()
@@ -718,7 +727,7 @@ fn run_net_bench(
     let qemu_cmd = xtask::bench::plain_qemu_net(
         &kernel,
         &initrd,
-        &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES),
+        &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES, "e1000"),
         vm.config.memory_mib,
         &t.net,
     );
@@ -727,9 +736,9 @@ fn run_net_bench(
     let qemu = net_read(&qemu, BENCH_NET_BYTES as u64, "plain QEMU")?;
     run.done("");
     let mut keel = Vec::new();
-    for ((_, name, bytes), (vm, iso)) in runs.iter().zip(&isos) {
+    for ((_, name, bytes, nic), (vm, iso)) in runs.iter().zip(&isos) {
         let run = progress.next(format!(
-            "bench: {name} under Keel: download {bytes} bytes through the e1000"
+            "bench: {name} under Keel: download {bytes} bytes through the {nic}"
         ));
         let t = xtask::net_assets::test_network(&guest_dir, Some(*bytes))?;
         let o =
@@ -741,19 +750,33 @@ fn run_net_bench(
         keel.push((read, n, ExitTable::parse(&o, name)));
         run.done("");
     }
-    let [(small, small_exits, _), (read, n, stats)] = &keel[..] else {
-        return Err(format!("{} Keel runs, expected 2", keel.len()));
+    let [(e_small, e_small_exits, _), (e_read, e_n, e_stats), (v_small, v_small_exits, _), (v_read, v_n, v_stats)] =
+        &keel[..]
+    else {
+        return Err(format!("{} Keel runs, expected 4", keel.len()));
+    };
+    let nic = |model: &str,
+               small: &NetRead,
+               small_exits: u64,
+               read: &NetRead,
+               n: u64,
+               stats: &Option<ExitTable>| {
+        xtask::bench::NicRun {
+            model: model.to_string(),
+            keel: read.clone(),
+            small: small.clone(),
+            small_exits,
+            exits: n,
+            exit_stats: stats.clone(),
+        }
     };
     Ok(xtask::bench::NetBench {
         kernel: kernel
             .file_name()
             .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-        keel: read.clone(),
         qemu,
-        small: small.clone(),
-        small_exits: *small_exits,
-        exits: *n,
-        exit_stats: stats.clone(),
+        e1000: nic("e1000", e_small, *e_small_exits, e_read, *e_n, e_stats),
+        virtio: nic("virtio-net", v_small, *v_small_exits, v_read, *v_n, v_stats),
     })
 }
 

@@ -1,9 +1,10 @@
 //! The network guest images, built by xtask from Debian packages and cached
 //! under `target/debian/`; none of them is committed:
 //!
-//! - `debian-net-initramfs`: busybox and Debian's unmodified `e1000` module
-//!   (from the kernel package of `debian-linux`, with whatever it depends
-//!   on), whose `/init` loads the driver, brings `eth0` up, gets a lease from
+//! - `debian-net-initramfs`: busybox and Debian's unmodified `e1000` and
+//!   `virtio_net` modules (from the kernel package of `debian-linux`, with
+//!   whatever they depend on), whose `/init` loads them, checks the NIC
+//!   `keel_nic=` names (`e1000` unless `keel_nic=virtio-net`), brings `eth0` up, gets a lease from
 //!   QEMU's DHCP server with busybox `udhcpc`, downloads the test file
 //!   ([`crate::net::TEST_FILE`]) with busybox `wget` from the HTTP server
 //!   xtask runs on the loopback (reached through the `guestfwd` address
@@ -51,8 +52,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mode=test
 grep -q "keel_test=bench" /proc/cmdline && mode=bench
+# The NIC under test: keel_nic=virtio-net on the command line, else the e1000.
+nic=e1000
+grep -q "keel_nic=virtio-net" /proc/cmdline && nic=virtio-net
 echo "PASS net-init"
-echo "net-init: kernel $(uname -r), mode $mode"
+echo "net-init: kernel $(uname -r), mode $mode, nic $nic"
 passed=1
 failed=0
 check() {
@@ -89,11 +93,22 @@ now_us() {
         awk '{ printf "%d\n", $1 * 1000000 }' /proc/uptime
     fi
 }
+# The PCI function behind eth0: the device itself for the e1000, the
+# virtio device's parent for virtio-net (1AF4:1000, transitional).
 pci_id() {
-    test "$(cat /sys/class/net/eth0/device/vendor):$(cat /sys/class/net/eth0/device/device)" = "0x8086:0x100e"
+    if [ "$nic" = virtio-net ]; then
+        dev=$(readlink -f /sys/class/net/eth0/device/..)
+        want=0x1af4:0x1000
+    else
+        dev=/sys/class/net/eth0/device
+        want=0x8086:0x100e
+    fi
+    test "$(cat "$dev/vendor"):$(cat "$dev/device")" = "$want"
 }
-driver_is_e1000() {
-    test "$(basename "$(readlink /sys/class/net/eth0/device/driver)")" = e1000
+nic_driver() {
+    want=e1000
+    [ "$nic" = virtio-net ] && want=virtio_net
+    test "$(basename "$(readlink /sys/class/net/eth0/device/driver)")" = "$want"
 }
 carrier() {
     test "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1
@@ -127,8 +142,12 @@ size_is() {
 sha256_is() {
     test "$(sha256sum /tmp/file | cut -d " " -f 1)" = "$(cat /etc/keel/TEST_FILE.sha256)"
 }
-e1000_interrupts() {
-    grep eth0 /proc/interrupts > /tmp/irq
+# The e1000's line is named eth0; virtio-net's MSI-X vectors virtioN-input.0,
+# virtioN-output.0 and virtioN-config: the receive vector must have fired.
+nic_interrupts() {
+    pattern=eth0
+    [ "$nic" = virtio-net ] && pattern="virtio[0-9]*-input"
+    grep "$pattern" /proc/interrupts > /tmp/irq
     sed 's/^/net-init: /' /tmp/irq > /dev/console
     awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i } END { exit !(n > 0) }' /tmp/irq
 }
@@ -143,7 +162,7 @@ bench_fail() {
 run_bench() {
     want=$(sed -n 's/.*keel_bench_bytes=\([0-9]*\).*/\1/p' /proc/cmdline)
     [ -n "$want" ] || bench_fail "no keel_bench_bytes=N on the command line"
-    load_modules || bench_fail "the e1000 module does not load"
+    load_modules || bench_fail "the NIC's modules do not load"
     wait_until 100 test -e /sys/class/net/eth0 || bench_fail "no eth0"
     link_up || bench_fail "no link"
     dhcp || bench_fail "no DHCP lease"
@@ -156,10 +175,10 @@ run_bench() {
     poweroff -f
 }
 [ "$mode" = bench ] && run_bench
-check e1000-module load_modules
+check nic-modules load_modules
 check eth0-present wait_until 100 test -e /sys/class/net/eth0
-check e1000-pci-id pci_id
-check e1000-driver driver_is_e1000
+check nic-pci-id pci_id
+check nic-driver nic_driver
 check link-up link_up
 check dhcp-lease dhcp
 check leased-address leased_address
@@ -167,12 +186,12 @@ check lease-from-qemu lease_from_qemu
 check http-download download TEST_FILE
 check download-size size_is TEST_FILE_LEN
 check download-sha256 sha256_is
-check e1000-interrupts e1000_interrupts
+check nic-interrupts nic_interrupts
 echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then
     ip addr
     ip route
-    dmesg | grep -i -E "e1000|eth0|link|irq" | tail -30
+    dmesg | grep -i -E "e1000|virtio|eth0|link|irq" | tail -30
 fi
 sync
 poweroff -f
@@ -215,10 +234,21 @@ pub fn init_script() -> String {
         .replace("BENCH_FILE", BENCH_FILE)
 }
 
-/// The kernel command line of a bench boot downloading `bytes` bytes.
-pub fn bench_cmdline(bytes: usize) -> String {
-    format!("console=ttyS0 panic=-1 loglevel=4 keel_test=bench keel_bench_bytes={bytes}")
+/// The kernel command line of a bench boot downloading `bytes` bytes
+/// through `nic` (`e1000` or `virtio-net`, as `keel_nic=` names it).
+pub fn bench_cmdline(bytes: usize, nic: &str) -> String {
+    format!(
+        "console=ttyS0 panic=-1 loglevel=4 keel_nic={nic} keel_test=bench keel_bench_bytes={bytes}"
+    )
 }
+
+/// The modules the initramfs loads, roots first: the e1000's, then
+/// virtio-net's over the virtio PCI transport (Debian 12's kernel has
+/// `virtio`, `virtio_ring`, `virtio_pci` with its modern and legacy parts,
+/// `failover` and `net_failover` as modules: [`module_load_order`] puts
+/// them before `virtio_net`). Both NICs' drivers load on either machine;
+/// the one without its device binds nothing.
+pub const NIC_MODULES: &[&str] = &["e1000", "virtio_pci", "virtio_net"];
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", p.display())
@@ -258,7 +288,7 @@ fn build_initramfs() -> Result<PathBuf, String> {
     let d = guest_assets::debian()?;
     let dir = net_dir()?;
     let modules_dir = d.root.join("lib/modules").join(&d.version);
-    let modules = module_load_order(&modules_dir, &["e1000"])?;
+    let modules = module_load_order(&modules_dir, NIC_MODULES)?;
     let sha = net::sha256_hex(&net::payload(TEST_FILE_LEN))?;
     let recipe = recipe(&d, &modules, &sha);
     let out = dir.join("initramfs.cpio.gz");
@@ -423,6 +453,7 @@ mod tests {
         let checks = s.lines().filter(|l| l.trim().starts_with("check ")).count() as u32;
         // net-init is counted without a check line.
         assert_eq!(checks + 1, NET_CHECKS);
-        assert!(bench_cmdline(5).ends_with("keel_test=bench keel_bench_bytes=5"));
+        assert!(bench_cmdline(5, "virtio-net")
+            .ends_with("keel_nic=virtio-net keel_test=bench keel_bench_bytes=5"));
     }
 }

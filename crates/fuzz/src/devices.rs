@@ -7,7 +7,7 @@ use device_model::interrupt::lapic::LapicConfig;
 use device_model::net::e1000::E1000Config;
 use device_model::net::{Loopback, MacAddress};
 use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
-use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig};
+use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use device_model::{AddressSpace, FakeClock, Pc, PcConfig, PowerRequest, RangeInfo};
 use guest_memory::GuestMemory;
 use x86_emul::rng::Rng;
@@ -183,6 +183,18 @@ impl Machine {
             Transport::Transitional,
         )
         .expect("the virtio disk plugs in");
+        // A virtio-net NIC (00:05.0) on a loopback, like the e1000: its
+        // transmit queue's frames come back to its receive queue.
+        pc.add_virtio(
+            VirtioNet::new(
+                VirtioNetConfig {
+                    mac: MacAddress([0x00, 0x16, 0x3e, 0, 0, 2]),
+                },
+                Box::new(Loopback::new()),
+            ),
+            Transport::Transitional,
+        )
+        .expect("the virtio NIC plugs in");
         ram.write(0, &random_bytes(rng, RAM_SIZE))
             .expect("RAM_SIZE bytes fit");
         let mut m = Machine {
@@ -346,10 +358,12 @@ impl Machine {
             let reg = PCI_REGISTERS[rng.below(PCI_REGISTERS.len() as u64) as usize];
             // Devices 0-3: the chipset, the test device (2) and the e1000
             // (3); functions 2-3 of device 3 (which has none) go to
-            // functions 0-1 of the virtio disk (4), so the draws stay those
-            // the saved seeds were found with.
+            // functions 0-1 of the virtio disk (4), those of device 2 to
+            // the virtio NIC (5), so the draws stay those the saved seeds
+            // were found with.
             let (dev, func) = match (rng.below(4) as u32, rng.below(4) as u32) {
                 (3, f @ 2..) => (4, f - 2),
+                (2, f @ 2..) => (5, f - 2),
                 other => other,
             };
             return Access::PciConfigWrite {
@@ -512,6 +526,7 @@ mod tests {
             "ACPI PM timer",
             "e1000",
             "virtio-blk",
+            "virtio-net",
         ] {
             assert!(seen.contains_key(n), "'{n}' never appeared on the bus");
         }

@@ -297,11 +297,17 @@ fn vif_entries_are_parsed_and_checked_where_they_are_written() {
         "vm.cfg:3: vif 0 'bridge=br0': bridge 'br0': Keel bridges to the machine's \
          virtio-net NICs, named virtio0, virtio1, ... in PCI scan order"
     );
-    let e = err("name = 'n'\nvif = [ '', 'model=virtio-net' ]\n");
+    let e = err("name = 'n'\nvif = [ '', 'model=rtl8139' ]\n");
     assert!(
-        e.starts_with("vm.cfg:2: vif 1 'model=virtio-net': ") && e.contains("issue 17"),
+        e.starts_with("vm.cfg:2: vif 1 'model=rtl8139': ") && e.contains("virtio-net"),
         "{e}"
     );
+    // The issue's example: a virtio-net NIC on the first host NIC's switch.
+    let c = ok("name = 'n'\nvif = [ 'model=virtio-net,bridge=virtio0', 'model=virtio-net-pci' ]\n")
+        .config;
+    let specs = c.vif_specs().unwrap();
+    assert_eq!((specs[0].model, specs[0].bridge), (NicModel::VirtioNet, 0));
+    assert_eq!(specs[1].model, NicModel::VirtioNet);
     let e = err("name = 'n'\nvif = [ 'mac=02:00:00:00:00:01', 'mac=02:00:00:00:00:01' ]\n");
     assert!(e.contains("vif 1") && e.contains("same mac"), "{e}");
     let e = err("name = 'n'\nvif = [ '', '', '', '', '' ]\n");

@@ -4,7 +4,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `model` | `e1000` | the emulated NIC: `e1000` (an Intel 82540EM) is the one Keel has |
+//! | `model` | `e1000` | the NIC: `e1000` (an emulated Intel 82540EM) or `virtio-net` (a paravirtual virtio 1.2 network device; `virtio-net-pci` and `virtio`, QEMU's names that xl passes on, mean the same) |
 //! | `mac` | generated | the NIC's station address, `xx:xx:xx:xx:xx:xx`, unicast |
 //! | `bridge` | `virtio0` | the machine's N-th virtio-net NIC (PCI scan order) whose Keel switch the NIC joins |
 //! | `type` | `ioemu` | xl's emulated-NIC type; only `ioemu` (an emulated card) is accepted |
@@ -26,6 +26,8 @@ pub use crate::disk::HOST_DISK_PREFIX as HOST_NIC_PREFIX;
 pub enum NicModel {
     /// An Intel 82540EM gigabit controller (8086:100E).
     E1000,
+    /// A virtio network device (virtio 1.2 5.1, 1AF4:1000 transitional).
+    VirtioNet,
 }
 
 impl NicModel {
@@ -33,6 +35,7 @@ impl NicModel {
     pub fn name(self) -> &'static str {
         match self {
             NicModel::E1000 => "e1000",
+            NicModel::VirtioNet => "virtio-net",
         }
     }
 }
@@ -64,15 +67,15 @@ impl VifSpec {
             };
             match (key.trim(), value.trim()) {
                 ("model", "e1000") => model = NicModel::E1000,
-                ("model", "virtio-net" | "virtio") => {
-                    return Err(
-                        "model=virtio-net: Keel emulates only the e1000 for now; virtio-net for \
-                         guests is issue 17 (paravirtual split drivers)"
-                            .into(),
-                    )
+                // xl hands the model to QEMU as a device name: QEMU's names
+                // for it are accepted too.
+                ("model", "virtio-net" | "virtio-net-pci" | "virtio") => {
+                    model = NicModel::VirtioNet
                 }
                 ("model", other) => {
-                    return Err(format!("model '{other}': Keel emulates the e1000 only"))
+                    return Err(format!(
+                        "model '{other}': Keel has the e1000 and virtio-net NICs"
+                    ))
                 }
                 ("mac", m) => mac = Some(parse_mac(m)?),
                 ("bridge", b) => bridge = host_nic_index(b)?,
@@ -199,6 +202,15 @@ mod tests {
     }
 
     #[test]
+    fn virtio_net_under_keels_and_qemus_names() {
+        for m in ["virtio-net", "virtio-net-pci", "virtio"] {
+            let v = VifSpec::parse(&format!("model={m},bridge=virtio0"), "vm", 0).unwrap();
+            assert_eq!(v.model, NicModel::VirtioNet, "{m}");
+            assert_eq!(v.model.name(), "virtio-net");
+        }
+    }
+
+    #[test]
     fn generated_addresses_are_stable_local_unicast_and_distinct() {
         let a = generated_mac("debian", 0);
         assert_eq!(a, generated_mac("debian", 0));
@@ -232,10 +244,8 @@ mod tests {
 
     #[test]
     fn mistakes_are_explained() {
-        let e = VifSpec::parse("model=virtio-net", "vm", 0).unwrap_err();
-        assert!(e.contains("issue 17"), "{e}");
         let e = VifSpec::parse("model=rtl8139", "vm", 0).unwrap_err();
-        assert!(e.contains("e1000 only"), "{e}");
+        assert!(e.contains("e1000 and virtio-net"), "{e}");
         for bad in ["br0", "virtio", "virtio-1", "xenbr0", "virtio99999999999"] {
             let e = VifSpec::parse(&format!("bridge={bad}"), "vm", 0).unwrap_err();
             assert!(e.contains("virtio0, virtio1"), "{bad}: {e}");

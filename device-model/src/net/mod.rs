@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod e1000;
 pub mod loopback;
+pub mod offload;
 pub mod switch;
 
 pub use backend::{MacAddress, NetBackend, NetCounters, MAX_FRAME_LEN, MIN_FRAME_LEN};

@@ -9,6 +9,7 @@
 //! | `queue.rs` | split virtqueues (2.7): chains, indirect tables, EVENT_IDX, the used ring |
 //! | `pci.rs` | the PCI transport (4.1): modern capabilities and the legacy I/O BAR, MSI-X and INTx, reset, feature negotiation |
 //! | `blk.rs` | the block device (5.2) over a [`BlockBackend`](crate::storage::BlockBackend) |
+//! | `net.rs` | the network device (5.1) over a [`NetBackend`](crate::net::NetBackend), the e1000's switch port |
 //!
 //! A device type (block, network) implements [`VirtioDevice`]: its
 //! features, its configuration space and what it does with its queues. The
@@ -20,12 +21,14 @@
 //! passes for what a bounded pass left over.
 
 pub mod blk;
+pub mod net;
 pub mod pci;
 pub mod queue;
 #[cfg(test)]
 mod test_driver;
 
 pub use blk::{VirtioBlk, VirtioBlkConfig};
+pub use net::{VirtioNet, VirtioNetConfig};
 pub use pci::{Transport, VirtioPci};
 pub use queue::{Chain, Desc, QueueError, Virtqueue};
 
@@ -85,6 +88,13 @@ pub trait VirtioDevice: Send {
     /// The driver notified `queue` (4.1.4.4): take and complete buffers,
     /// within a bounded amount of work.
     fn queue_notify(&mut self, queue: u16, queues: &mut Queues<'_>);
+    /// Whether buffers the driver made available on `queue` are work to do
+    /// now. A receive queue's buffers wait for frames: the device says
+    /// false for it unless it ran out of them with a frame waiting.
+    fn wants_buffers(&self, queue: u16) -> bool {
+        let _ = queue;
+        true
+    }
     /// A service pass: go on with work a bounded pass left over.
     fn service(&mut self, queues: &mut Queues<'_>);
     /// When the device next needs [`VirtioDevice::service`] (`now` or before: at once).
@@ -131,6 +141,15 @@ impl Queues<'_> {
                 );
                 false
             }
+        }
+    }
+
+    /// Gives the last `n` chains taken from `queue` back, untouched: they
+    /// are taken again, in order, by the next [`Queues::pop`] (a frame that
+    /// needs more receive buffers than the driver has posted waits).
+    pub fn unpop(&mut self, queue: u16, n: u16) {
+        if let Some(q) = self.queues.get_mut(usize::from(queue)) {
+            q.unpop(n);
         }
     }
 

@@ -395,7 +395,7 @@ impl<D: VirtioDevice> VirtioPci<D> {
             }
             // Buffers the driver added while this pass ran, after it read
             // avail_event: the next service pass takes them.
-            if self.queues[q].has_available(&self.memory) {
+            if self.device.wants_buffers(q as u16) && self.queues[q].has_available(&self.memory) {
                 self.kicked[q] = true;
             }
         }
@@ -435,7 +435,8 @@ impl<D: VirtioDevice> VirtioPci<D> {
             self.device.activate(f);
             // Buffers made available before DRIVER_OK are taken now.
             for q in 0..self.queues.len() {
-                if self.queues[q].has_available(&self.memory) {
+                if self.device.wants_buffers(q as u16) && self.queues[q].has_available(&self.memory)
+                {
                     self.kicked[q] = true;
                 }
             }

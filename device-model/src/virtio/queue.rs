@@ -433,6 +433,12 @@ impl Virtqueue {
         Ok(true)
     }
 
+    /// Gives back the last `n` chains taken (never more than were taken
+    /// since the last publish of `avail_event`): the next pops take them again.
+    pub fn unpop(&mut self, n: u16) {
+        self.last_avail = self.last_avail.wrapping_sub(n);
+    }
+
     /// Follows the chain from `head` (2.7.5, 2.7.5.3).
     fn walk(
         &self,

@@ -1,4 +1,5 @@
-//! Host tests' virtio driver: a PC with one virtio-blk disk at 00:02.0,
+//! Host tests' virtio driver: a PC with one virtio device (a virtio-blk
+//! disk unless a test brings its own) at 00:02.0,
 //! set up through PCI configuration space and the transport's registers the
 //! way virtio 1.2 3.1 tells a driver to, and requests laid out in guest RAM.
 
@@ -12,7 +13,7 @@ use guest_memory::GuestMemory;
 
 use super::pci::{common, legacy, COMMON_CFG, DEVICE_CFG, ISR_CFG, NOTIFY_CFG};
 use super::queue::{VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
-use super::{feature, status, Transport, VirtioBlk, VirtioBlkConfig};
+use super::{feature, status, Transport, VirtioBlk, VirtioBlkConfig, VirtioDevice};
 use crate::interrupt::lapic::LapicConfig;
 use crate::storage::{BlockBackend, BlockError, RamDisk};
 use crate::{FakeClock, Pc, PcConfig};
@@ -68,6 +69,19 @@ pub struct Driver {
 
 /// A disk of `sectors`, each filled with its sector number's low byte.
 pub fn machine(sectors: usize, read_only: bool, transport: Transport) -> Driver {
+    let bytes: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
+    let disk = SharedDisk(Arc::new(StdMutex::new(
+        RamDisk::new("shared", bytes).unwrap(),
+    )));
+    let blk = VirtioBlk::new(VirtioBlkConfig { read_only }, Box::new(disk.clone()));
+    let mut d = machine_with(blk, transport);
+    d.disk = disk;
+    d
+}
+
+/// A PC with `device` at 00:02.0, its BARs placed, I/O, memory and bus
+/// mastering on (the `disk` field is an unused one-sector disk).
+pub fn machine_with<D: VirtioDevice + 'static>(device: D, transport: Transport) -> Driver {
     let config = PcConfig {
         name: "vm".into(),
         vcpus: 1,
@@ -79,12 +93,10 @@ pub fn machine(sectors: usize, read_only: bool, transport: Transport) -> Driver 
     let ram = GuestMemory::new(RAM);
     let clock = FakeClock::new(0);
     let mut pc = Pc::new(&config, clock, ram.clone(), |_: &str| {}).unwrap();
-    let bytes: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
     let disk = SharedDisk(Arc::new(StdMutex::new(
-        RamDisk::new("shared", bytes).unwrap(),
+        RamDisk::new("shared", vec![0; 512]).unwrap(),
     )));
-    let blk = VirtioBlk::new(VirtioBlkConfig { read_only }, Box::new(disk.clone()));
-    let bdf = pc.add_virtio(blk, transport).unwrap();
+    let bdf = pc.add_virtio(device, transport).unwrap();
     assert_eq!((bdf.device, bdf.function), (2, 0));
     let mut d = Driver {
         pc,
@@ -163,16 +175,22 @@ impl Driver {
     /// `vector`, then DRIVER_OK.
     pub fn setup_queue(&mut self, size: u16, vector: u16) {
         self.qsize = size;
-        self.common_write(common::QUEUE_SELECT, 2, 0);
-        self.common_write(common::QUEUE_SIZE, 2, u64::from(size));
-        self.common_write(common::QUEUE_MSIX_VECTOR, 2, u64::from(vector));
-        self.common_write(common::QUEUE_DESC, 4, DESC);
-        self.common_write(common::QUEUE_DESC + 4, 4, 0);
-        self.common_write(common::QUEUE_DRIVER, 8, AVAIL);
-        self.common_write(common::QUEUE_DEVICE, 8, USED);
-        self.common_write(common::QUEUE_ENABLE, 2, 1);
+        self.setup_queue_at(0, size, vector, (DESC, AVAIL, USED));
         let s = self.status() | status::DRIVER_OK;
         self.common_write(common::DEVICE_STATUS, 1, u64::from(s));
+    }
+
+    /// Sets `queue` up with `size` entries, MSI-X `vector` and its rings
+    /// at (descriptor table, available ring, used ring); enables it.
+    pub fn setup_queue_at(&mut self, queue: u16, size: u16, vector: u16, rings: (u64, u64, u64)) {
+        self.common_write(common::QUEUE_SELECT, 2, u64::from(queue));
+        self.common_write(common::QUEUE_SIZE, 2, u64::from(size));
+        self.common_write(common::QUEUE_MSIX_VECTOR, 2, u64::from(vector));
+        self.common_write(common::QUEUE_DESC, 4, rings.0);
+        self.common_write(common::QUEUE_DESC + 4, 4, 0);
+        self.common_write(common::QUEUE_DRIVER, 8, rings.1);
+        self.common_write(common::QUEUE_DEVICE, 8, rings.2);
+        self.common_write(common::QUEUE_ENABLE, 2, 1);
     }
 
     /// A modern driver with `extra` features on top of VERSION_1.

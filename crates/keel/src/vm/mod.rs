@@ -30,10 +30,10 @@ use vmm_core::{ExitAction, StopReason, Vcpu};
 use crate::cpu::Backend;
 use alloc::boxed::Box;
 use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
-use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig};
+use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine};
-use vm_config::{DiskBackend, DiskSlot, IdeSlot, VifSpec, PXE_E1000_ROM};
+use vm_config::{DiskBackend, DiskSlot, IdeSlot, NicModel, VifSpec, PXE_E1000_ROM};
 
 use crate::host::Bridge;
 use alloc::sync::Arc;
@@ -420,7 +420,7 @@ fn disk_drives(config: &VmConfig, images: &mut Images) -> Result<Drives, VmError
 /// The VM's network cards before the machine exists: each `vif` entry
 /// with its port on the switch whose uplink is the host NIC it names (one
 /// switch per host NIC, shared by the VM's vifs on it), and the iPXE option
-/// ROM (`pxe-e1000`) for their ROM BARs when the VM boots firmware.
+/// ROM (`pxe-e1000`) for the e1000s' ROM BARs when the VM boots firmware.
 struct Vifs {
     ports: Vec<(VifSpec, SwitchPort)>,
     rom: Option<Arc<[u8]>>,
@@ -430,8 +430,9 @@ struct Vifs {
 impl Vifs {
     fn from_config(config: &VmConfig, images: &mut Images) -> Result<Self, VmError> {
         let specs = config.vif_specs().map_err(VmError::Config)?;
-        let rom: Option<Arc<[u8]>> = match (&config.firmware, specs.is_empty()) {
-            (Some(_), false) => {
+        let e1000 = specs.iter().any(|v| v.model == NicModel::E1000);
+        let rom: Option<Arc<[u8]>> = match (&config.firmware, e1000) {
+            (Some(_), true) => {
                 Some(Arc::from(images.get(PXE_E1000_ROM).ok_or_else(|| {
                     VmError::MissingImage(String::from(PXE_E1000_ROM))
                 })?))
@@ -466,29 +467,31 @@ impl Vifs {
         })
     }
 
-    /// An e1000 on each port; the machine pumps the host NICs from now on.
+    /// The NIC each vif names (an e1000 or a virtio-net) on its port; the
+    /// machine pumps the host NICs from now on.
     fn attach(self, vm: &str, machine: &mut Machine) -> Result<(), VmError> {
         for (i, (vif, port)) in self.ports.into_iter().enumerate() {
             let mac = MacAddress(vif.mac);
-            let bdf = machine
-                .pc
-                .add_e1000(
+            let bdf = match vif.model {
+                NicModel::E1000 => machine.pc.add_e1000(
                     E1000Config {
                         mac,
                         rom: self.rom.clone(),
                     },
                     Box::new(port),
-                )
-                .map_err(VmError::Platform)?;
+                ),
+                NicModel::VirtioNet => machine.pc.add_virtio(
+                    VirtioNet::new(VirtioNetConfig { mac }, Box::new(port)),
+                    Transport::Transitional,
+                ),
+            }
+            .map_err(VmError::Platform)?;
+            let rom = vif.model == NicModel::E1000 && self.rom.is_some();
             log::info!(
                 "VM '{vm}': vif {i}: {} MAC {mac} at PCI {bdf}, bridge {}{}",
                 vif.model.name(),
                 vif.bridge_name(),
-                if self.rom.is_some() {
-                    " (option ROM pxe-e1000)"
-                } else {
-                    ""
-                }
+                if rom { " (option ROM pxe-e1000)" } else { "" }
             );
         }
         machine.set_bridges(self.bridges);

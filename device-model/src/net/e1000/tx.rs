@@ -3,11 +3,13 @@
 //! with IP and TCP/UDP checksum insertion (IXSM, TXSM) and TCP
 //! segmentation (TSE, 3.5): the header is repeated for every MSS bytes of
 //! payload, with the IPv4 total length, identification and checksum, the
-//! TCP sequence number, flags and checksum fixed up per segment.
+//! TCP sequence number, flags and checksum fixed up per segment (the
+//! checksums and segmenter of `net::offload`, which virtio-net shares).
 
 use super::regs::{icr, tctl, VET};
 use super::stats::{reg as stat, Cast};
 use super::E1000;
+use crate::net::offload::{insert_checksum, Segmenter, Tso};
 use crate::net::MIN_FRAME_LEN;
 use alloc::boxed::Box;
 use alloc::vec;
@@ -110,55 +112,6 @@ impl TxState {
         self.overflow = false;
         self.dma_error = false;
     }
-}
-
-/// The 16-bit one's complement sum of `data` added to `sum` (RFC 1071).
-pub fn sum16(data: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
-    }
-    fold(sum)
-}
-
-/// `sum` folded to 16 bits.
-pub fn fold(mut sum: u32) -> u32 {
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    sum
-}
-
-/// Inserts the complement of the sum of `frame[start..=end]` (to the end
-/// when `end` is 0 or past it) plus `extra` at `at`. Offsets outside the
-/// frame insert nothing; returns whether it inserted.
-fn insert_checksum(frame: &mut [u8], start: usize, at: usize, end: usize, extra: u32) -> bool {
-    let last = if end == 0 || end >= frame.len() {
-        frame.len()
-    } else {
-        end + 1
-    };
-    if start >= last || at.checked_add(2).is_none_or(|e| e > frame.len()) {
-        return false;
-    }
-    let c = !(sum16(&frame[start..last], extra) as u16);
-    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    true
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(s) = b.get_mut(at..at + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-fn get16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
 }
 
 impl E1000 {
@@ -338,72 +291,37 @@ impl E1000 {
         self.tx_state.end_packet();
     }
 
-    /// TCP segmentation (3.5): one frame per MSS bytes of payload.
+    /// TCP segmentation (3.5): one frame per MSS bytes of payload, cut by
+    /// the segmenter the NICs share.
     fn segment(&mut self) {
         let c = self.tx_state.ctx;
+        let popts = self.tx_state.popts;
+        let tso = Tso {
+            ipcss: c.ipcss,
+            ipcso: c.ipcso,
+            ipcse: c.ipcse,
+            tucss: c.tucss,
+            tucso: c.tucso,
+            tucse: c.tucse,
+            tcp: c.tucmd & cmd::TCP != 0,
+            ipv4: c.tucmd & cmd::IP != 0,
+            hdrlen: c.hdrlen,
+            mss: c.mss,
+            ip_csum: popts & POPTS_IXSM != 0,
+            l4_csum: popts & POPTS_TXSM != 0,
+        };
         let total = self.tx_state.len;
-        let tcp = c.tucmd & cmd::TCP != 0;
-        let ipv4 = c.tucmd & cmd::IP != 0;
-        let l4_min = if tcp { 20 } else { 8 };
-        let ip_min = if ipv4 { 20 } else { 40 };
-        let fits = c.hdrlen <= total
-            && c.mss > 0
-            && c.hdrlen + c.mss <= MAX_PACKET
-            && c.ipcss + ip_min <= c.hdrlen
-            && c.tucss + l4_min <= c.hdrlen
-            && c.ipcso + 2 <= c.hdrlen
-            && c.tucso + 2 <= c.hdrlen;
-        if !fits {
+        let Some(mut segments) = Segmenter::new(tso, &self.tx_state.buf[..total], MAX_PACKET)
+        else {
             return self.drop_packet("TSO context offsets outside the packet header");
-        }
+        };
         self.stats.add(stat::TSCTC, 1);
-        let payload = total - c.hdrlen;
-        let ip_id = get16(&self.tx_state.buf, c.ipcss + 4);
-        let seq = self.tx_state.buf[c.tucss + 4..c.tucss + 8]
-            .try_into()
-            .map_or(0, u32::from_be_bytes);
-        let mut off = 0;
-        let mut index: u16 = 0;
         loop {
-            let n = c.mss.min(payload - off);
-            let last = off + n == payload;
-            let len = c.hdrlen + n;
             let s = &mut self.tx_state;
-            s.seg[..c.hdrlen].copy_from_slice(&s.buf[..c.hdrlen]);
-            s.seg[c.hdrlen..len].copy_from_slice(&s.buf[c.hdrlen + off..c.hdrlen + off + n]);
-            let f = &mut s.seg[..len];
-            if ipv4 {
-                put16(f, c.ipcss + 2, (len - c.ipcss) as u16);
-                put16(f, c.ipcss + 4, ip_id.wrapping_add(index));
-            } else {
-                put16(f, c.ipcss + 4, (len - c.ipcss - 40) as u16);
-            }
-            let l4_len = (len - c.tucss) as u32;
-            if tcp {
-                let sq = seq.wrapping_add(off as u32).to_be_bytes();
-                f[c.tucss + 4..c.tucss + 8].copy_from_slice(&sq);
-                if !last {
-                    // FIN and PSH only on the last segment.
-                    f[c.tucss + 13] &= !(0x01 | 0x08);
-                }
-            } else {
-                put16(f, c.tucss + 4, l4_len as u16);
-            }
-            if s.popts & POPTS_IXSM != 0 && ipv4 {
-                put16(f, c.ipcso, 0);
-                insert_checksum(f, c.ipcss, c.ipcso, c.ipcse, 0);
-            }
-            if s.popts & POPTS_TXSM != 0 {
-                // The field holds the pseudo-header sum without the length,
-                // which the hardware adds per segment (3.5.1.3).
-                insert_checksum(f, c.tucss, c.tucso, c.tucse, l4_len);
-            }
-            self.send(len);
-            off += n;
-            index = index.wrapping_add(1);
-            if last {
+            let Some(len) = segments.next(&s.buf[..total], &mut s.seg) else {
                 break;
-            }
+            };
+            self.send(len);
         }
     }
 
@@ -428,28 +346,5 @@ impl E1000 {
         let frame = &s.seg[..len];
         self.backend.send(frame);
         self.stats.transmitted(len + 4, Cast::of(frame));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_internet_checksum_of_rfc1071s_example() {
-        // RFC 1071 4.1: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
-        assert_eq!(
-            sum16(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0),
-            0xddf2
-        );
-        assert_eq!(sum16(&[0xff], 0), 0xff00, "an odd byte is the high half");
-    }
-
-    #[test]
-    fn checksum_offsets_outside_the_frame_insert_nothing() {
-        let mut f = [1u8; 20];
-        assert!(!insert_checksum(&mut f, 0, 19, 0, 0));
-        assert!(!insert_checksum(&mut f, 30, 0, 0, 0));
-        assert!(insert_checksum(&mut f, 0, 10, 0, 0));
     }
 }
