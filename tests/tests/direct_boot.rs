@@ -90,15 +90,17 @@ fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
 }
 
 /// The multiboot test kernel's checks with one module: 12 of the loader's
-/// hand-over (command line, memory map, the module) and 18 of the PC state
-/// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map).
-const ONE_MODULE_CHECKS: u32 = 30;
+/// hand-over (command line, memory map, the module), 18 of the PC state
+/// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map)
+/// and 8 of PCI as SeaBIOS leaves it (BARs placed, aligned, disjoint,
+/// decoded; interrupt lines, PIRQ routes, ELCR), with `keel_testdev = 1`.
+const ONE_MODULE_CHECKS: u32 = 38;
 /// With three modules (`multiboot-aout`): four more checks per module.
 const THREE_MODULE_CHECKS: u32 = ONE_MODULE_CHECKS + 2 * 4;
 
 /// The multiboot test kernel gets its command line, memory map and module,
-/// and finds the BIOS data area, the IVT, the RSDP, SMBIOS and the e820
-/// map a BIOS leaves.
+/// and finds the BIOS data area, the IVT, the RSDP, SMBIOS, the e820 map
+/// and the PCI BARs and interrupt routes a BIOS leaves.
 #[test]
 fn multiboot_kernel_gets_cmdline_mmap_and_module_under_svm() {
     let (vm, o) = boot("multiboot");
