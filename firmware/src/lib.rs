@@ -9,6 +9,7 @@
 //! - [`multiboot`]: multiboot v1 (header, ELF32 / ELF64 / a.out kludge loading, info block).
 //! - [`gzip`]: gzip-compressed kernels.
 //! - [`bios`]: the real-mode IVT and BIOS data area a PC BIOS leaves.
+//! - [`pci`]: PCI BARs, interrupt lines and PIRQ routes as a PC BIOS assigns them.
 //! - [`report`]: error messages, written to any [`report::Sink`].
 
 #![no_std]
@@ -24,6 +25,7 @@ pub mod gzip;
 pub mod layout;
 pub mod linux;
 pub mod multiboot;
+pub mod pci;
 pub mod report;
 
 /// Little-endian field readers that never panic: out-of-range reads give 0.

@@ -10,16 +10,16 @@ fn verdict(r: Result<(), String>) {
 }
 
 /// Debian's kernel boots with ACPI, the LAPIC and the IOAPIC in use, its
-/// /init reports 11 checks passed, and it powers the VM off through ACPI S5.
+/// /init reports 14 checks passed, and it powers the VM off through ACPI S5.
 /// Its `smbios` check: the kernel found the shim's SMBIOS tables by its own
 /// scan of 0xF0000-0xFFFFF (its `DMI:` line names the system acpi-gen's
 /// type 1 describes).
 #[test]
 fn debian_linux_boots_and_powers_off_through_acpi() {
     let (vm, o) = boot("linux");
-    // 13: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
-    // rtc-real-date and smbios.
-    verdict(check_suite_report(&o, &vm.config.name, 13));
+    // 14: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
+    // rtc-real-date, smbios and pci-irqs.
+    verdict(check_suite_report(&o, &vm.config.name, 14));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -44,7 +44,7 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 }
 
 /// Debian's kernel with `viridian = 1` (tests/vms/linux-viridian.cfg): the
-/// 13 checks of the plain boot and 5 more: Linux detected Microsoft Hyper-V,
+/// 14 checks of the plain boot and 5 more: Linux detected Microsoft Hyper-V,
 /// took the TSC rate from HV_X64_MSR_TSC_FREQUENCY ("tsc: Detected ... MHz"
 /// with no calibration failure) and the APIC timer's from
 /// HV_X64_MSR_APIC_FREQUENCY, uses the APIC access MSRs, and keeps time on
@@ -52,7 +52,7 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 #[test]
 fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
     let (vm, o) = boot("linux-viridian");
-    verdict(check_suite_report(&o, &vm.config.name, 18));
+    verdict(check_suite_report(&o, &vm.config.name, 19));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -90,15 +90,17 @@ fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
 }
 
 /// The multiboot test kernel's checks with one module: 12 of the loader's
-/// hand-over (command line, memory map, the module) and 18 of the PC state
-/// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map).
-const ONE_MODULE_CHECKS: u32 = 30;
+/// hand-over (command line, memory map, the module), 18 of the PC state
+/// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map)
+/// and 8 of PCI as SeaBIOS leaves it (BARs placed, aligned, disjoint,
+/// decoded; interrupt lines, PIRQ routes, ELCR), with `keel_testdev = 1`.
+const ONE_MODULE_CHECKS: u32 = 38;
 /// With three modules (`multiboot-aout`): four more checks per module.
 const THREE_MODULE_CHECKS: u32 = ONE_MODULE_CHECKS + 2 * 4;
 
 /// The multiboot test kernel gets its command line, memory map and module,
-/// and finds the BIOS data area, the IVT, the RSDP, SMBIOS and the e820
-/// map a BIOS leaves.
+/// and finds the BIOS data area, the IVT, the RSDP, SMBIOS, the e820 map
+/// and the PCI BARs and interrupt routes a BIOS leaves.
 #[test]
 fn multiboot_kernel_gets_cmdline_mmap_and_module_under_svm() {
     let (vm, o) = boot("multiboot");

@@ -395,6 +395,9 @@ check no-unchecked-msr sh -c '! dmesg | grep -q "unchecked MSR access"'
 check rtc-real-date sh -c '[ "$(date -u +%Y)" -ge 2025 ]'
 # The firmware tables a direct boot carries: SMBIOS, found by the kernel.
 check smbios sh -c 'dmesg | grep -q "DMI: Keel Keel Virtual Machine"'
+# PCI as the firmware leaves it (firmware/src/pci.rs): every function with
+# an interrupt pin (config 0x3D; the PIIX4 PM function has one) has an IRQ.
+check pci-irqs sh -c 'n=0; for d in /sys/bus/pci/devices/*; do pin=$(od -An -tu1 -j61 -N1 $d/config | tr -d " "); [ "$pin" = 0 ] && continue; n=$((n + 1)); [ "$(cat $d/irq)" != 0 ] || exit 1; done; [ $n -ge 1 ]'
 # With keel.expect=viridian (tests/vms/linux-viridian.cfg): the kernel found
 # Hyper-V's enlightenments, took the TSC and APIC timer rates from the
 # frequency MSRs instead of calibrating, and keeps time with the reference

@@ -35,7 +35,16 @@
 //!   the ACPI spec's search (5.2.5.1: the EBDA's first KiB, then
 //!   0xE0000-0xFFFFF, 16-byte boundaries) with valid checksums and an RSDT;
 //!   the SMBIOS entry point found in 0xF0000-0xFFFFF (DSP0134 5.2.1) with
-//!   valid checksums and a structure table starting with type 0.
+//!   valid checksums and a structure table starting with type 0;
+//! - PCI bus 0 as SeaBIOS leaves it (`keel_shim::pci`): at least 3 BARs
+//!   (the IDE's bus-master BAR4, the test device's BAR0 and BAR2 with
+//!   `keel_testdev = 1`), each I/O BAR in `0xC000-0xFFFF` and each memory
+//!   BAR in `0x80000000-0xFEBFFFFF` (a 256 MiB VM's PCI hole), naturally
+//!   aligned, none overlapping another of its kind; I/O and memory decode
+//!   on where the function has such BARs; every function with an
+//!   interrupt pin having the line `[10, 10, 11, 11][(slot - 1 + pin - 1)
+//!   mod 4]` (9 for the PIIX4 PM function); the PIIX3's PIRQ routes
+//!   `0x0B0B0A0A`; IRQs 10 and 11 level-triggered in the ELCR.
 //!
 //! 32-bit code in an x86_64-unknown-none crate (`.code32`), linked flat at
 //! 2 MiB by `mbtest.ld`; xtask wraps it into an ELF32 file.
@@ -68,7 +77,23 @@ core::arch::global_asm!(
 .set FOUND,        0x514
 .set EXPECT,       0x518
 .set END,          0x51C
-.set RESIDENT,     0x520               /* 1: a loader stays resident in low memory */
+.set PCI_VARS,     0x520
+.set PDEV,         0x520               /* 0x80000000 | dev << 11 | func << 8 */
+.set PCMD,         0x524
+.set PNEED,        0x528               /* bit 0: has I/O BARs, bit 1: memory */
+.set PBAR,         0x52C
+.set PVAL,         0x530
+.set PSIZED,       0x534
+.set PNBARS,       0x538
+.set PBAD_PLACE,   0x53C
+.set PBAD_DECODE,  0x540
+.set PBAD_LINE,    0x544
+.set PPINS,        0x548
+.set POVERLAP,     0x54C
+.set PCI_VARS_END, 0x550
+.set RESIDENT,     0x550               /* 1: a loader stays resident in low memory */
+.set BARTAB,       0x1000              /* base, end, kind (1 I/O, 2 memory) */
+.set BARTAB_MAX,   128
 .set STACK_TOP,    0x7000
 .set COM1,         0x3F8
 .set MIB,          0x100000
@@ -387,13 +412,208 @@ lowmap:
     mov END, %ecx
     CHECK eq, "mmap-ram-up-to-ebda", 0x9FC00
     cmpl $0, RESIDENT
-    jne finish
+    jne pci
     mov $0x9FC00, %eax
     call mmap_at
     CHECK eq, "mmap-ebda-reserved", 2
     mov $0xF0000, %eax
     call mmap_at
     CHECK eq, "mmap-bios-area-reserved", 2
+
+    /* PCI bus 0 as SeaBIOS leaves it: every function's BARs (sized with
+       decode off, PCI Local Bus 6.2.5.1) placed in their window, aligned,
+       disjoint; decode on for the kinds it has; each interrupt line from
+       its pin through the _PRT swizzle; the PIIX3's PIRQ routes; the ELCR. */
+pci:
+    mov $PCI_VARS, %edi
+    mov $(PCI_VARS_END - PCI_VARS), %ecx
+    xor %al, %al
+    rep stosb
+    movl $0x80000000, PDEV
+pci_fn:
+    xor %ecx, %ecx
+    call cfg_read
+    cmp $0xFFFF, %ax
+    je pci_next
+    mov $0x0C, %ecx
+    call cfg_read
+    test $0x007F0000, %eax
+    jnz pci_irq                         /* not header type 0: no BARs */
+    mov $4, %ecx
+    call cfg_read
+    mov %eax, PCMD
+    and $0xFFFC, %eax
+    mov $4, %ecx
+    call cfg_write
+    movl $0, PNEED
+    movl $0x10, PBAR
+pci_bar:
+    mov PBAR, %ecx
+    call cfg_read
+    mov %eax, PVAL
+    mov $-1, %eax
+    mov PBAR, %ecx
+    call cfg_write
+    mov PBAR, %ecx
+    call cfg_read
+    mov %eax, PSIZED
+    mov PVAL, %eax
+    mov PBAR, %ecx
+    call cfg_write
+    mov PSIZED, %ebx
+    testl $1, PVAL
+    jz pci_mem
+    and $0xFFFC, %ebx                   /* I/O: 16 address bits */
+    mov %ebx, %eax
+    neg %eax
+    and %ebx, %eax                      /* size: the lowest address bit */
+    jz pci_bar_next
+    orl $1, PNEED
+    mov PVAL, %esi
+    and $0xFFFC, %esi
+    mov $0xC000, %edi
+    mov $0x10000, %ebp
+    mov $1, %edx
+    jmp pci_record
+pci_mem:
+    and $0xFFFFFFF0, %ebx
+    mov %ebx, %eax
+    neg %eax
+    and %ebx, %eax
+    jz pci_bar_next
+    orl $2, PNEED
+    mov PVAL, %esi
+    and $0xFFFFFFF0, %esi
+    mov $0x80000000, %edi               /* the hole's floor with 256 MiB */
+    mov $0xFEC00000, %ebp               /* the IO-APIC */
+    mov $2, %edx
+    mov PVAL, %ecx
+    and $6, %ecx
+    cmp $4, %ecx
+    jne pci_record
+    push %eax                           /* 64-bit: placed below 4 GiB */
+    addl $4, PBAR
+    mov PBAR, %ecx
+    call cfg_read
+    test %eax, %eax
+    jz 1f
+    incl PBAD_PLACE
+1:  pop %eax
+    mov $2, %edx
+    mov $0x80000000, %edi
+    mov $0xFEC00000, %ebp
+    mov PVAL, %esi
+    and $0xFFFFFFF0, %esi
+pci_record:                             /* base %esi, size %eax, window [%edi, %ebp), kind %edx */
+    cmp %edi, %esi
+    jb 1f
+    mov %esi, %ecx
+    add %eax, %ecx
+    jc 1f
+    cmp %ebp, %ecx
+    ja 1f
+    lea -1(%eax), %ecx
+    test %esi, %ecx
+    jz 2f
+1:  incl PBAD_PLACE
+2:  mov PNBARS, %ecx
+    cmp $BARTAB_MAX, %ecx
+    jae pci_bar_next
+    imul $12, %ecx
+    mov %esi, BARTAB(%ecx)
+    add %esi, %eax
+    mov %eax, BARTAB+4(%ecx)
+    mov %edx, BARTAB+8(%ecx)
+    incl PNBARS
+pci_bar_next:
+    addl $4, PBAR
+    cmpl $0x28, PBAR
+    jb pci_bar
+    mov PCMD, %eax
+    and $0xFFFF, %eax
+    mov $4, %ecx
+    call cfg_write
+    mov PNEED, %eax
+    mov PCMD, %ecx
+    and %eax, %ecx
+    cmp %eax, %ecx
+    je pci_irq
+    incl PBAD_DECODE
+pci_irq:
+    mov $0x3C, %ecx
+    call cfg_read
+    movzbl %ah, %ecx                    /* pin, 1 = INTA# */
+    test %ecx, %ecx
+    jz pci_next
+    incl PPINS
+    movzbl %al, %ebx                    /* line */
+    mov PDEV, %eax
+    shr $11, %eax
+    and $31, %eax
+    add %ecx, %eax
+    add $2, %eax
+    and $3, %eax                        /* PIRQ (slot - 1 + pin - 1) mod 4 */
+    movzbl pirq_irqs(%eax), %eax
+    mov %eax, PVAL
+    xor %ecx, %ecx
+    call cfg_read
+    cmp $0x71138086, %eax               /* PIIX4 PM: the SCI, IRQ 9 */
+    jne 1f
+    movl $9, PVAL
+1:  cmp PVAL, %ebx
+    je pci_next
+    incl PBAD_LINE
+pci_next:
+    addl $0x100, PDEV
+    cmpl $0x80010000, PDEV
+    jb pci_fn
+
+    /* Overlaps between BARs of one kind. */
+    xor %esi, %esi
+1:  mov PNBARS, %eax
+    imul $12, %eax
+    cmp %eax, %esi
+    jae 5f
+    lea 12(%esi), %edi
+2:  cmp %eax, %edi
+    jae 4f
+    mov BARTAB+8(%esi), %ecx
+    cmp BARTAB+8(%edi), %ecx
+    jne 3f
+    mov BARTAB(%esi), %ecx
+    cmp BARTAB+4(%edi), %ecx
+    jae 3f
+    mov BARTAB(%edi), %ecx
+    cmp BARTAB+4(%esi), %ecx
+    jae 3f
+    incl POVERLAP
+3:  add $12, %edi
+    jmp 2b
+4:  add $12, %esi
+    jmp 1b
+5:  mov PNBARS, %ecx
+    CHECK ge, "pci-bars-found", 3
+    mov PBAD_PLACE, %ecx
+    CHECK eq, "pci-bars-placed-in-window-aligned", 0
+    mov POVERLAP, %ecx
+    CHECK eq, "pci-bars-disjoint", 0
+    mov PBAD_DECODE, %ecx
+    CHECK eq, "pci-decode-enabled", 0
+    mov PPINS, %ecx
+    CHECK ge, "pci-interrupt-pins-seen", 1
+    mov PBAD_LINE, %ecx
+    CHECK eq, "pci-interrupt-lines", 0
+    movl $0x80000800, PDEV              /* 00:01.0, the PIIX3 */
+    mov $0x60, %ecx
+    call cfg_read
+    mov %eax, %ecx
+    CHECK eq, "pci-pirq-routes-10-10-11-11", 0x0B0B0A0A
+    xor %eax, %eax
+    mov $0x4D1, %dx
+    in %dx, %al
+    and $0x0C, %eax
+    mov %eax, %ecx
+    CHECK eq, "elcr-irq10-11-level", 0x0C
 
 finish:
     mov PASS_COUNT, %eax
@@ -565,6 +785,33 @@ strcmp:
 4:  pop %edi
     pop %esi
     ret
+
+/* cfg_read: config dword %ecx of the function at PDEV -> %eax.
+   cfg_write: %eax to it. Both clobber %edx. */
+cfg_read:
+    push %eax
+    mov PDEV, %eax
+    or %ecx, %eax
+    mov $0xCF8, %dx
+    out %eax, %dx
+    pop %eax
+    mov $0xCFC, %dx
+    in %dx, %eax
+    ret
+cfg_write:
+    push %eax
+    mov PDEV, %eax
+    or %ecx, %eax
+    mov $0xCF8, %dx
+    out %eax, %dx
+    pop %eax
+    mov $0xCFC, %dx
+    out %eax, %dx
+    ret
+
+    .pushsection .rodata.mbtest, "a"
+pirq_irqs: .byte 10, 10, 11, 11
+    .popsection
 
 /* check_eq / check_ge: name %esi, value %ecx, expected %ebx. */
 check_eq:

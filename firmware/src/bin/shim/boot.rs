@@ -7,13 +7,14 @@ use keel_shim::layout::{self, BIOS_AREA, LOAD_FLOOR};
 use keel_shim::linux::{self, SetupHeader};
 use keel_shim::multiboot::{self, MAX_MODULES};
 use keel_shim::report::{status, Error, Sink};
-use keel_shim::{bios, gzip};
+use keel_shim::{bios, gzip, pci};
 use miniz_oxide::inflate::core::DecompressorOxide;
 
 use crate::entry::{enter_linux, enter_multiboot};
 use crate::fw_cfg::{Files, FwCfg};
 use crate::hw::{
     self, copy_to_phys, inb, inw, outb, outw, pci_read32, pci_write32, pci_write8, phys, Com1,
+    PciMech1,
 };
 
 const I440FX: u32 = 0x1237_8086;
@@ -132,6 +133,7 @@ fn run(out: &mut Com1, ctx: &mut Context) -> Result<Never, Error> {
     if acpi.pm_base != 0 {
         enable_pm(acpi.pm_base);
     }
+    setup_pci(out, &fw_map)?;
     let map = e820::guest_map(&fw_map, &acpi.ranges[..acpi.count])?;
     bios_low_memory();
 
@@ -286,6 +288,31 @@ fn shadow_bios_area() {
         // shim's own RAM from here on.
         unsafe { to.write_volatile(from.read_volatile()) };
     }
+}
+
+/// BARs, decode, interrupt lines and PIRQ routes as SeaBIOS leaves them
+/// (`keel_shim::pci`), then the ELCR: the PIRQ IRQs are level-triggered
+/// (PCI interrupts are shared and level, 82371AB datasheet 4.1.10).
+fn setup_pci(out: &mut Com1, fw_map: &Map) -> Result<(), Error> {
+    const FOUR_GIB: u64 = 1 << 32;
+    let ram_below_4g = fw_map
+        .entries()
+        .iter()
+        .filter(|e| e.kind == e820::RAM && e.addr < FOUR_GIB)
+        .map(|e| e.end().min(FOUR_GIB))
+        .max()
+        .unwrap_or(0);
+    let s = pci::setup(&mut PciMech1, ram_below_4g)?;
+    if s.isa_bridge {
+        outb(0x4D0, pci::ELCR[0]);
+        outb(0x4D1, pci::ELCR[1]);
+    }
+    out.str("keel-shim: PCI: ");
+    out.dec(u64::from(s.functions));
+    out.str(" functions, ");
+    out.dec(u64::from(s.bars));
+    out.str(" BARs placed\n");
+    Ok(())
 }
 
 /// Puts the PIIX4's PM block at `base` (PMBA, PMREGMISC.PMIOSE) and sets

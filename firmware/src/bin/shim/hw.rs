@@ -109,6 +109,18 @@ pub fn pci_write32(dev: u8, func: u8, reg: u8, v: u32) {
     outl(0xCFC, v);
 }
 
+/// Bus 0 through mechanism #1, for `keel_shim::pci`.
+pub struct PciMech1;
+
+impl keel_shim::pci::ConfigAccess for PciMech1 {
+    fn read32(&mut self, dev: u8, func: u8, reg: u8) -> u32 {
+        pci_read32(dev, func, reg)
+    }
+    fn write32(&mut self, dev: u8, func: u8, reg: u8, v: u32) {
+        pci_write32(dev, func, reg, v)
+    }
+}
+
 pub fn pci_write8(dev: u8, func: u8, reg: u8, v: u8) {
     outl(0xCF8, pci_address(dev, func, reg));
     outb(0xCFC + u16::from(reg & 3), v);
