@@ -77,6 +77,7 @@ impl Machine {
             lapic: LapicConfig::default(),
             test_device: false,
             test_device_ram: None,
+            vga: None,
         };
         let ram = GuestMemory::new(0x20_0000);
         // The sink stands for Keel's serial output: it allocates nothing.

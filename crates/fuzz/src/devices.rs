@@ -146,6 +146,7 @@ impl Machine {
             lapic: LapicConfig::default(),
             test_device: true,
             test_device_ram: None,
+            vga: None,
         };
         let ram = GuestMemory::new(RAM_SIZE);
         // Guest output goes nowhere: the harness checks the devices, not the console.

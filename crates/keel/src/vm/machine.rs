@@ -89,6 +89,7 @@ impl Machine {
             },
             test_device,
             test_device_ram,
+            vga: None,
         };
         let pc = Pc::new(
             &config,
