@@ -69,8 +69,8 @@ struct NoOutput;
 impl CharSink for NoOutput {
     fn write_byte(&mut self, _byte: u8) {}
 }
-use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive, Piix3Ide};
 use crate::display::vga::{self, Vga, VgaConfig};
+use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive, Piix3Ide};
 use crate::test_device::{DeviceRam, TestDevice};
 use crate::timer::pm_timer::PmTimerWidth;
 use crate::timer::{
@@ -516,14 +516,14 @@ impl Pc {
         let legacy: DeviceHandle = card.clone();
         self.bus
             .register_pio(vga::VGA_PORTS.0, vga::VGA_PORTS.1, "vga", legacy.clone())?;
-        self.bus
-            .register_pio(vga::DISPI_PORTS.0, vga::DISPI_PORTS.1, "vga", legacy.clone())?;
-        self.bus.register_mmio(
-            vga::LEGACY_WINDOW.0,
-            vga::LEGACY_WINDOW.1,
+        self.bus.register_pio(
+            vga::DISPI_PORTS.0,
+            vga::DISPI_PORTS.1,
             "vga",
-            legacy,
+            legacy.clone(),
         )?;
+        self.bus
+            .register_mmio(vga::LEGACY_WINDOW.0, vga::LEGACY_WINDOW.1, "vga", legacy)?;
         let bdf = self.add_pci(card.clone(), None)?;
         self.vga = Some(card);
         Ok(bdf)

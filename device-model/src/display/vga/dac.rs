@@ -52,7 +52,8 @@ impl Dac {
             }
             0x3C8 => self.write_index,
             _ => {
-                let v = self.palette[usize::from(self.read_index)][usize::from(self.read_component)];
+                let v =
+                    self.palette[usize::from(self.read_index)][usize::from(self.read_component)];
                 self.read_component += 1;
                 if self.read_component == 3 {
                     self.read_component = 0;

@@ -83,7 +83,9 @@ const QEXT_LITTLE_ENDIAN: u32 = 0x1e1e_1e1e;
 
 /// The legacy ranges the card claims on the bus.
 pub const VGA_PORTS: (u16, u16) = (0x3B0, 0x30);
-pub const DISPI_PORTS: (u16, u16) = (0x1CE, 2);
+/// The DISPI index port 0x1CE and data port 0x1CF; 0x1D0 is the data
+/// port of older Bochs versions, and the high byte of a 16-bit access to 0x1CF.
+pub const DISPI_PORTS: (u16, u16) = (0x1CE, 3);
 pub const LEGACY_WINDOW: (u64, u64) = (0xA_0000, 0x2_0000);
 
 /// How the card is built: its video memory and its BIOS.
@@ -132,7 +134,10 @@ impl Vga {
             },
             MMIO_BAR_LEN,
         );
-        cs.set_u16(crate::pci::config_space::reg::SUBSYSTEM_VENDOR_ID, SUBSYSTEM_VENDOR_ID);
+        cs.set_u16(
+            crate::pci::config_space::reg::SUBSYSTEM_VENDOR_ID,
+            SUBSYSTEM_VENDOR_ID,
+        );
         cs.set_u16(crate::pci::config_space::reg::SUBSYSTEM_ID, SUBSYSTEM_ID);
         let rom = config.rom.filter(|image| {
             let size = (image.len() as u64).next_power_of_two().max(2048);
@@ -221,7 +226,7 @@ impl Vga {
         }
     }
 
-    /// A 16-bit access to the DISPI ports: 0x1CE the index, 0x1CF the data.
+    /// A 16-bit access to the DISPI ports: 0x1CE the index, 0x1CF (and 0x1D0) the data.
     fn dispi_port_read(&self, offset: u64) -> u16 {
         if offset == 0 {
             self.dispi.index
@@ -366,11 +371,7 @@ impl PciDevice for Vga {
     fn bar_read(&mut self, bar: u8, offset: u64, data: &mut [u8]) {
         match bar {
             // The framebuffer, for accesses that exit (the emulator's).
-            LFB_BAR => {
-                if self.vram.read(offset, data).is_err() {
-                    data.fill(0xFF);
-                }
-            }
+            LFB_BAR if self.vram.read(offset, data).is_err() => data.fill(0xFF),
             MMIO_BAR => self.mmio_read(offset, data),
             _ => {}
         }

@@ -156,19 +156,35 @@ impl VgaRegs {
         }
         match port {
             0x3C0 => self.ar_index,
-            0x3C1 => self.ar.get(usize::from(self.ar_index & 0x1F)).copied().unwrap_or(0),
+            0x3C1 => self
+                .ar
+                .get(usize::from(self.ar_index & 0x1F))
+                .copied()
+                .unwrap_or(0),
             // Input status 0: no switch sense, no pending vertical interrupt.
             0x3C2 => 0,
             0x3C3 => self.enable,
             0x3C4 => self.seq_index,
-            0x3C5 => self.seq.get(usize::from(self.seq_index)).copied().unwrap_or(0),
+            0x3C5 => self
+                .seq
+                .get(usize::from(self.seq_index))
+                .copied()
+                .unwrap_or(0),
             0x3C6..=0x3C9 => self.dac.read(port),
             0x3CA => self.feature,
             0x3CC => self.misc,
             0x3CE => self.gc_index,
-            0x3CF => self.gc.get(usize::from(self.gc_index)).copied().unwrap_or(0),
+            0x3CF => self
+                .gc
+                .get(usize::from(self.gc_index))
+                .copied()
+                .unwrap_or(0),
             0x3B4 | 0x3D4 => self.crtc_index,
-            0x3B5 | 0x3D5 => self.crtc.get(usize::from(self.crtc_index)).copied().unwrap_or(0),
+            0x3B5 | 0x3D5 => self
+                .crtc
+                .get(usize::from(self.crtc_index))
+                .copied()
+                .unwrap_or(0),
             0x3BA | 0x3DA => {
                 // Reading input status 1 resets the attribute flip-flop
                 // to "index next"; retrace is seen to come and go.

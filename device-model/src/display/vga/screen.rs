@@ -119,9 +119,7 @@ impl Vga {
         let screen = self.screen();
         let (w, h) = match screen {
             Screen::Text { cols, rows } => (cols * 8, rows * self.regs.char_height()),
-            Screen::Planar { width, height } | Screen::Chain4 { width, height } => {
-                (width, height)
-            }
+            Screen::Planar { width, height } | Screen::Chain4 { width, height } => (width, height),
             Screen::Vbe { width, height, .. } => (width, height),
         };
         let pixels = (w as usize).checked_mul(h as usize)?;
@@ -150,7 +148,8 @@ impl Vga {
                     for (x, px) in row.iter_mut().enumerate() {
                         let at = line + x as u64 / 8;
                         let bit = 7 - x % 8;
-                        let color = (0..4).fold(0u8, |c, p| c | (self.plane(p, at) >> bit & 1) << p);
+                        let color =
+                            (0..4).fold(0u8, |c, p| c | (self.plane(p, at) >> bit & 1) << p);
                         *px = dac.rgb(r.palette(color));
                     }
                 }

@@ -255,7 +255,13 @@ fn text_mode(v: &mut Vga) {
     sr(v, 2, 0x03);
     gr(v, 5, 0x10);
     gr(v, 6, 0x0E);
-    for (i, val) in [(0x01, 0x4F), (0x07, 0x1F), (0x09, 0x4F), (0x12, 0x8F), (0x13, 0x28)] {
+    for (i, val) in [
+        (0x01, 0x4F),
+        (0x07, 0x1F),
+        (0x09, 0x4F),
+        (0x12, 0x8F),
+        (0x13, 0x28),
+    ] {
         v.port_write(0x3D4, i);
         v.port_write(0x3D5, val);
     }
@@ -296,7 +302,9 @@ fn the_text_render_draws_glyphs_from_plane_2_in_attribute_colors() {
     let mut v = card();
     text_mode(&mut v);
     // Glyph for 'A': row 0 is 0x81 (leftmost and rightmost dots).
-    v.vram().write_obj::<u8>((b'A' as u64 * 32) * 4 + 2, 0x81).unwrap();
+    v.vram()
+        .write_obj::<u8>((b'A' as u64 * 32) * 4 + 2, 0x81)
+        .unwrap();
     v.window_write(0x1_8000, b'A');
     v.window_write(0x1_8001, 0x1E); // yellow (14) on blue (1)
     for i in 0..16u8 {
@@ -367,7 +375,11 @@ fn a_vbe_mode_shows_the_lfb_and_the_banked_window_aliases_it() {
     let mut b = [0u8; 4];
     v.read(LEGACY_WINDOW.0, at - 4 * 0x1_0000, &mut b);
     assert_eq!(u32::from_le_bytes(b), 0x0012_3456);
-    v.write(LEGACY_WINDOW.0, at - 4 * 0x1_0000 + 4, &0x00AB_CDEFu32.to_le_bytes());
+    v.write(
+        LEGACY_WINDOW.0,
+        at - 4 * 0x1_0000 + 4,
+        &0x00AB_CDEFu32.to_le_bytes(),
+    );
     let mut out = alloc::vec![0u32; 1024 * 768];
     assert_eq!(v.render(&mut out), Some((1024, 768)));
     assert_eq!(out[70 * 1024 + 3], 0x12_3456);
@@ -385,7 +397,11 @@ fn vbe_modes_banks_and_offsets_beyond_video_memory_are_refused() {
     dispi(&mut v, vbe::YRES, 12000);
     dispi(&mut v, vbe::BPP, 32);
     dispi(&mut v, vbe::ENABLE, vbe::ENABLED);
-    assert_eq!(dispi_get(&mut v, vbe::ENABLE) & vbe::ENABLED, 0, "768 MB > 16 MiB");
+    assert_eq!(
+        dispi_get(&mut v, vbe::ENABLE) & vbe::ENABLED,
+        0,
+        "768 MB > 16 MiB"
+    );
     dispi(&mut v, vbe::XRES, 1024);
     dispi(&mut v, vbe::YRES, 768);
     dispi(&mut v, vbe::ENABLE, vbe::ENABLED);
@@ -396,15 +412,27 @@ fn vbe_modes_banks_and_offsets_beyond_video_memory_are_refused() {
     assert_eq!(dispi_get(&mut v, vbe::BANK), 255);
     assert_eq!(dispi_get(&mut v, vbe::VIRT_HEIGHT), 768);
     dispi(&mut v, vbe::VIRT_HEIGHT, 0xFFFF);
-    assert_eq!(dispi_get(&mut v, vbe::VIRT_HEIGHT), 4096, "16 MiB / 4 KiB lines");
+    assert_eq!(
+        dispi_get(&mut v, vbe::VIRT_HEIGHT),
+        4096,
+        "16 MiB / 4 KiB lines"
+    );
     dispi(&mut v, vbe::Y_OFFSET, 4096);
     assert_eq!(dispi_get(&mut v, vbe::Y_OFFSET), 0, "past the end");
     dispi(&mut v, vbe::Y_OFFSET, 4095);
     assert_eq!(dispi_get(&mut v, vbe::Y_OFFSET), 4095);
     dispi(&mut v, vbe::VIRT_WIDTH, 0xFFFF);
-    assert_eq!(dispi_get(&mut v, vbe::VIRT_WIDTH), 1024, "256 KiB lines x 768 do not fit");
+    assert_eq!(
+        dispi_get(&mut v, vbe::VIRT_WIDTH),
+        1024,
+        "256 KiB lines x 768 do not fit"
+    );
     dispi(&mut v, vbe::VIRT_WIDTH, 4096);
-    assert_eq!(dispi_get(&mut v, vbe::VIRT_WIDTH), 4096, "16 KiB lines x 768 fit");
+    assert_eq!(
+        dispi_get(&mut v, vbe::VIRT_WIDTH),
+        4096,
+        "16 KiB lines x 768 fit"
+    );
     assert_eq!(dispi_get(&mut v, vbe::VIRT_HEIGHT), 1024, "cut to 16 MiB");
     // The last bank's window, then past the end of video memory: dropped.
     v.write(LEGACY_WINDOW.0, 0xFFFF, &[1, 2]);
@@ -419,7 +447,11 @@ fn the_mmio_bar_reaches_the_vga_ports_dispi_and_the_extended_registers() {
     let mut v = card();
     v.bar_write(MMIO_BAR, MMIO_VGA + 4, &[0x02, 0x0F]); // 0x3C4/0x3C5
     assert_eq!(v.regs.seq[2], 0x0F);
-    v.bar_write(MMIO_BAR, MMIO_DISPI + 2 * u64::from(vbe::XRES), &800u16.to_le_bytes());
+    v.bar_write(
+        MMIO_BAR,
+        MMIO_DISPI + 2 * u64::from(vbe::XRES),
+        &800u16.to_le_bytes(),
+    );
     assert_eq!(v.dispi_read(vbe::XRES), 800);
     let mut b = [0u8; 2];
     v.bar_read(MMIO_BAR, MMIO_DISPI, &mut b);

@@ -54,7 +54,9 @@ pub enum Effect {
     None,
     /// The mode was enabled: clear `len` bytes of video memory (unless
     /// NOCLEARMEM) and set the VGA registers up for a linear mode.
-    Enabled { clear: u64 },
+    Enabled {
+        clear: u64,
+    },
     Disabled,
 }
 
@@ -141,12 +143,8 @@ impl Dispi {
     pub fn write(&mut self, index: u16, v: u16) -> Effect {
         let i = usize::from(index);
         match index {
-            ID => {
-                if (ID0..=ID5).contains(&v) {
-                    self.regs[i] = v;
-                }
-            }
-            XRES if v <= MAX_XRES && v % 8 == 0 => self.regs[i] = v,
+            ID if (ID0..=ID5).contains(&v) => self.regs[i] = v,
+            XRES if v <= MAX_XRES && v.is_multiple_of(8) => self.regs[i] = v,
             YRES if v <= MAX_YRES => self.regs[i] = v,
             BPP => {
                 let v = if v == 0 { 8 } else { v };
@@ -155,11 +153,7 @@ impl Dispi {
                 }
             }
             ENABLE => return self.write_enable(v),
-            BANK => {
-                if u64::from(v) * BANK_SIZE < self.vram_size {
-                    self.regs[i] = v;
-                }
-            }
+            BANK if u64::from(v) * BANK_SIZE < self.vram_size => self.regs[i] = v,
             VIRT_WIDTH => {
                 let old = self.regs[i];
                 self.regs[i] = v.max(self.reg(XRES));
