@@ -575,7 +575,7 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(
-            e.contains("seabios, selftest, mmio, irq, halt, triple-fault, mmio-idt, hostile-cpu"),
+            e.contains("seabios, vgabios-stdvga, selftest, mmio, irq, halt, triple-fault, mmio-idt, hostile-cpu"),
             "{e}"
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");
