@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::net::e1000::E1000Config;
 use device_model::net::{Loopback, MacAddress};
@@ -146,7 +147,12 @@ impl Machine {
             lapic: LapicConfig::default(),
             test_device: true,
             test_device_ram: None,
-            vga: None,
+            // The standard VGA with its video memory unmapped: the legacy
+            // ports, window and DISPI through the bus, the BARs once placed;
+            // a random image behind its ROM BAR.
+            vga: Some(VgaConfig::unmapped(Some(Arc::from(random_bytes(
+                rng, 4096,
+            ))))),
         };
         let ram = GuestMemory::new(RAM_SIZE);
         // Guest output goes nowhere: the harness checks the devices, not the console.
@@ -336,8 +342,9 @@ impl Machine {
     fn random_access(&self, rng: &mut Rng) -> Access {
         if rng.below(12) == 0 {
             let reg = PCI_REGISTERS[rng.below(PCI_REGISTERS.len() as u64) as usize];
-            // Devices 0-3: the chipset, the test device (2) and the e1000 (3).
-            let (dev, func) = (rng.below(4) as u32, rng.below(4) as u32);
+            // Devices 0-4: the chipset, the test device (2), the VGA (3)
+            // and the e1000 (4).
+            let (dev, func) = (rng.below(5) as u32, rng.below(4) as u32);
             return Access::PciConfigWrite {
                 address: 0x8000_0000 | (dev << 11) | (func << 8) | reg,
                 size: [1, 2, 4][rng.below(3) as usize],
@@ -492,7 +499,7 @@ mod tests {
             );
         }
         // Ranges that exist only once the guest programs PCI are reached too.
-        for n in ["PIIX3 IDE", "PIIX4 PM", "ACPI PM timer", "e1000"] {
+        for n in ["PIIX3 IDE", "PIIX4 PM", "ACPI PM timer", "e1000", "vga"] {
             assert!(seen.contains_key(n), "'{n}' never appeared on the bus");
         }
     }
