@@ -150,9 +150,15 @@ impl Machine {
             // The standard VGA with its video memory unmapped: the legacy
             // ports, window and DISPI through the bus, the BARs once placed;
             // a random image behind its ROM BAR.
-            vga: Some(VgaConfig::unmapped(Some(Arc::from(random_bytes(
-                rng, 4096,
-            ))))),
+            // 1 MiB of video memory keeps a random mode set's clear cheap;
+            // the card's bounds follow the memory it has.
+            vga: Some(VgaConfig {
+                vram: device_model::DeviceRam {
+                    region: None,
+                    memory: GuestMemory::new(1 << 20),
+                },
+                rom: Some(Arc::from(random_bytes(rng, 4096))),
+            }),
         };
         let ram = GuestMemory::new(RAM_SIZE);
         // Guest output goes nowhere: the harness checks the devices, not the console.
