@@ -17,6 +17,7 @@ pub mod clock;
 pub mod console;
 pub mod debug_console;
 pub mod debug_exit;
+pub mod display;
 pub mod fifo;
 pub mod fw_cfg;
 pub mod input;

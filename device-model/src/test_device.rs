@@ -645,6 +645,7 @@ mod tests {
                 region,
                 memory: GuestMemory::new(RAM_BAR_LEN as usize),
             }),
+            vga: None,
         };
         let ram = GuestMemory::new(32 << 20);
         let pc = Pc::new(&config, FakeClock::new(0), ram.clone(), move |l: &str| {

@@ -77,6 +77,7 @@ impl Machine {
             lapic: LapicConfig::default(),
             test_device: false,
             test_device_ram: None,
+            vga: None,
         };
         let ram = GuestMemory::new(0x20_0000);
         // The sink stands for Keel's serial output: it allocates nothing.
@@ -549,4 +550,54 @@ fn switch_forwarding_never_allocates() {
     });
     assert_eq!(n, 0, "the switch allocated {n} times while forwarding");
     assert!(ports[1].counters().dropped > 0, "the queues filled up");
+}
+
+/// Issue 16: the standard VGA's guest paths (ports, the legacy window in
+/// every layout, DISPI mode sets that clear video memory, the register
+/// BAR) and its text dump allocate nothing.
+#[test]
+fn vga_ports_window_dispi_and_text_dump_never_allocate() {
+    use device_model::display::vga::VgaConfig;
+    let config = PcConfig {
+        name: "vm".into(),
+        vcpus: 1,
+        unix_time: 0,
+        lapic: LapicConfig::default(),
+        test_device: false,
+        test_device_ram: None,
+        vga: Some(VgaConfig::unmapped(None)),
+    };
+    let clock = FakeClock::new(0);
+    let mut pc = Pc::new(&config, clock, GuestMemory::new(0x20_0000), |l: &str| {
+        std::hint::black_box(l);
+    })
+    .unwrap();
+    let vga = pc.vga().unwrap().clone();
+    let n = count(|| {
+        for round in 0..4u32 {
+            // Sequencer memory mode and graphics mode for each layout.
+            for (sr4, gr5, gr6) in [(0x02, 0x10, 0x0E), (0x06, 0x00, 0x05), (0x0E, 0x40, 0x05)] {
+                pc.pio_write(0x3C4, 2, 0x0F02);
+                pc.pio_write(0x3C4, 2, (sr4 << 8) | 4);
+                pc.pio_write(0x3CE, 2, (gr5 << 8) | 5);
+                pc.pio_write(0x3CE, 2, (gr6 << 8) | 6);
+                pc.pio_write(0x3CE, 2, ((round & 3) << 8) | 5 | (gr5 << 8));
+                for a in (0xA_0000..0xC_0000u64).step_by(0x1001) {
+                    pc.mmio_write(a, &[0x5A, 0xA5, 0x3C, 0xC3]);
+                    let mut b = [0u8; 4];
+                    pc.mmio_read(a, &mut b);
+                }
+                let _ = pc.pio_read(0x3DA, 1);
+                vga.lock().text_screen(|l| {
+                    std::hint::black_box(l);
+                });
+            }
+            // DISPI: 1024x768x32 with a clear, a bank, the mode off.
+            for (i, v) in [(1, 1024), (2, 768), (3, 32), (4, 0x41), (5, 3), (4, 0)] {
+                pc.pio_write(0x1CE, 2, i);
+                pc.pio_write(0x1CF, 2, v);
+            }
+        }
+    });
+    assert_eq!(n, 0, "the VGA allocated {n} times");
 }

@@ -33,11 +33,57 @@ fn seabios_posts_under_vmx() {
 /// SeaBIOS boots the `bootdisk` image's boot sector from the IDE disk; it
 /// reads the disk's other sectors through INT 13h, writes one and reads it
 /// back, flushes the disk, and reports PASS lines.
+///
+/// The VM has QEMU's standard VGA (issue 16): SeaBIOS finds the card, runs
+/// Debian's VGA BIOS from its ROM BAR, which finds the VBE DISPI interface
+/// and its 16 MiB framebuffer, and prints its banner and boot messages on
+/// the text screen that `keel_screen_dump` writes to the log at the end.
 fn bootdisk(backend: Backend, cpu_model: Option<&str>) {
     let (vm, o) = boot_on("bootdisk", backend, cpu_model, None);
     if let Err(e) = check_guest_suite(&o, &vm.config.name, 5) {
         panic!("{e}");
     }
+    let name = &vm.config.name;
+    let bios = format!("[{name}:bios] ");
+    for line in [
+        "Running option rom at c000:0003",
+        "Start SeaVGABIOS (version",
+        "VBE DISPI: lfb_addr=",
+        "set VGA mode 3",
+    ] {
+        assert!(
+            o.lines
+                .iter()
+                .any(|l| l.starts_with(&bios) && l.contains(line)),
+            "no '{bios}{line}' line\n{}",
+            o.report()
+        );
+    }
+    assert!(
+        o.lines
+            .iter()
+            .any(|l| l.starts_with(&bios) && l.contains("size 16 MB")),
+        "the VGA BIOS did not see a 16 MiB framebuffer\n{}",
+        o.report()
+    );
+    let prefix = format!("[{name}:screen] ");
+    let screen: Vec<&str> = o
+        .lines
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix(&prefix)
+                .or(l.strip_prefix(prefix.trim_end()).map(|_| ""))
+        })
+        .collect();
+    assert_eq!(screen.len(), 25, "an 80x25 text screen\n{}", o.report());
+    assert!(
+        screen[0].starts_with("SeaBIOS (version ") && screen[0].contains("debian"),
+        "the SeaBIOS banner on the first row: {screen:?}"
+    );
+    assert!(
+        screen.contains(&"Booting from Hard Disk..."),
+        "the boot message on the screen: {screen:?}"
+    );
 }
 
 #[test]

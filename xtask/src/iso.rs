@@ -73,13 +73,21 @@ impl VmFile {
     }
 }
 
-/// Firmware from Debian packages, usable by name as `firmware = "NAME"`:
-/// the name, the file the package installs, and the package's tools entry.
-pub const PACKAGED_FIRMWARE: &[(&str, &str, &[crate::deps::Tool])] = &[(
-    "seabios",
-    "/usr/share/seabios/bios.bin",
-    crate::deps::SEABIOS,
-)];
+/// Firmware from Debian packages, usable by name as `firmware = "NAME"`
+/// (and the VGA BIOS a `stdvga` VM's firmware runs, named in its image
+/// list): the name, the file the package installs, and the package's tools entry.
+pub const PACKAGED_FIRMWARE: &[(&str, &str, &[crate::deps::Tool])] = &[
+    (
+        "seabios",
+        "/usr/share/seabios/bios.bin",
+        crate::deps::SEABIOS,
+    ),
+    (
+        vm_config::VGABIOS_STDVGA_ROM,
+        "/usr/share/seabios/vgabios-stdvga.bin",
+        crate::deps::SEABIOS,
+    ),
+];
 
 /// The file an image value names: a file relative to the configuration's
 /// directory, else packaged firmware (installed on demand), else a built-in
@@ -567,7 +575,7 @@ mod tests {
         );
         let e = resolve_image(&v, "firmware", "nope", &guests).unwrap_err();
         assert!(
-            e.contains("seabios, selftest, mmio, irq, halt, triple-fault, mmio-idt, hostile-cpu"),
+            e.contains("seabios, vgabios-stdvga, selftest, mmio, irq, halt, triple-fault, mmio-idt, hostile-cpu"),
             "{e}"
         );
         assert!(e.contains("firmware = \"nope\""), "{e}");

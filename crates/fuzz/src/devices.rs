@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::net::e1000::E1000Config;
 use device_model::net::{Loopback, MacAddress};
@@ -147,6 +148,18 @@ impl Machine {
             lapic: LapicConfig::default(),
             test_device: true,
             test_device_ram: None,
+            // The standard VGA with its video memory unmapped: the legacy
+            // ports, window and DISPI through the bus, the BARs once placed;
+            // a random image behind its ROM BAR.
+            // 1 MiB of video memory keeps a random mode set's clear cheap;
+            // the card's bounds follow the memory it has.
+            vga: Some(VgaConfig {
+                vram: device_model::DeviceRam {
+                    region: None,
+                    memory: GuestMemory::new(1 << 20),
+                },
+                rom: Some(Arc::from(random_bytes(rng, 4096))),
+            }),
         };
         let ram = GuestMemory::new(RAM_SIZE);
         // Guest output goes nowhere: the harness checks the devices, not the console.
@@ -356,14 +369,17 @@ impl Machine {
     fn random_access(&self, rng: &mut Rng) -> Access {
         if rng.below(12) == 0 {
             let reg = PCI_REGISTERS[rng.below(PCI_REGISTERS.len() as u64) as usize];
-            // Devices 0-3: the chipset, the test device (2) and the e1000
-            // (3); functions 2-3 of device 3 (which has none) go to
-            // functions 0-1 of the virtio disk (4), those of device 2 to
-            // the virtio NIC (5), so the draws stay those the saved seeds
-            // were found with.
+            // Devices 0-3 are drawn as the saved seeds were found with and
+            // spread over the machine: the chipset (0-1), the test device
+            // (2), the VGA (3); functions 2-3 of devices 3 and 2 (which have
+            // none) go to the e1000 (4) and the virtio disk (5), functions
+            // 1-3 of the host bridge to the virtio NIC (6), each a
+            // single-function device. Device 1 function 2, and function 1
+            // of devices 2 and 3, stay absent functions.
             let (dev, func) = match (rng.below(4) as u32, rng.below(4) as u32) {
-                (3, f @ 2..) => (4, f - 2),
-                (2, f @ 2..) => (5, f - 2),
+                (3, 2..) => (4, 0),
+                (2, 2..) => (5, 0),
+                (0, 1..) => (6, 0),
                 other => other,
             };
             return Access::PciConfigWrite {
@@ -527,6 +543,7 @@ mod tests {
             "e1000",
             "virtio-blk",
             "virtio-net",
+            "vga",
         ] {
             assert!(seen.contains_key(n), "'{n}' never appeared on the bus");
         }

@@ -30,6 +30,8 @@ pub struct VmId(pub usize);
 pub enum Action {
     /// Print this VM's exit statistics so far.
     Stats(VmId),
+    /// Write this VM's VGA text screen to the log (`[name:screen] ...`).
+    Screen(VmId),
     /// End this VM now.
     End(VmId),
     /// End every VM, then Keel.
@@ -65,7 +67,8 @@ impl Default for Console {
     }
 }
 
-const HELP: &str = "keel commands: list | switch N|NAME | stats | end [N|NAME] | quit | help; \
+const HELP: &str =
+    "keel commands: list | switch N|NAME | stats | screen | end [N|NAME] | quit | help; \
 an empty line returns to the console; Ctrl-] twice sends one Ctrl-] to the guest\r\n";
 
 impl Console {
@@ -227,6 +230,10 @@ impl Console {
             },
             "stats" => match self.focus {
                 Some(id) => action = Some(Action::Stats(id)),
+                None => text.push_str("no VM has the console\r\n"),
+            },
+            "screen" => match self.focus {
+                Some(id) => action = Some(Action::Screen(id)),
                 None => text.push_str("no VM has the console\r\n"),
             },
             "end" | "kill" => {
@@ -406,6 +413,8 @@ mod tests {
         let b = c.add_vm("b");
         let (_, act) = type_str(&mut c, b"\x1dstats\r");
         assert_eq!(act, [Action::Stats(a)]);
+        let (_, act) = type_str(&mut c, b"screen\r");
+        assert_eq!(act, [Action::Screen(a)], "the focused VM's screen");
         let (_, act) = type_str(&mut c, b"end b\r");
         assert_eq!(act, [Action::End(b)]);
         assert!(c.shows(a), "end leaves the prompt");

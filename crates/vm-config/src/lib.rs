@@ -63,6 +63,10 @@ pub const MAX_VIFS: usize = 4;
 /// The boot module holding the e1000's option ROM (iPXE), named in the
 /// image list of a VM that boots firmware and has an e1000.
 pub const PXE_E1000_ROM: &str = "pxe-e1000";
+/// The boot module holding the standard VGA's BIOS (Debian's SeaBIOS VGA
+/// ROM for it), named in the image list of a VM that boots firmware and
+/// has the card.
+pub const VGABIOS_STDVGA_ROM: &str = "vgabios-stdvga";
 
 /// A validated VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,13 @@ pub struct VmConfig {
     /// `viridian`: the Hyper-V enlightenments offered ([`Viridian`]); none
     /// by default.
     pub viridian: Viridian,
+    /// `stdvga = 1` or `vga = "stdvga"` (xl's keys): QEMU's standard VGA
+    /// with VBE. `stdvga = 0` or `vga = "none"` (the default): no display
+    /// adapter, so VMs that never asked for one keep the machine they had.
+    pub stdvga: bool,
+    /// `keel_screen_dump`: Keel's own key: 1 writes the VGA text screen to
+    /// Keel's log when the VM ends (`[name:screen] ...` lines); 0 (default) not.
+    pub screen_dump: bool,
 }
 
 /// xl.cfg's `viridian`: which groups of Hyper-V enlightenments (Hyper-V
@@ -190,6 +201,9 @@ impl VmConfig {
                 .is_ok_and(|v| v.iter().any(|v| v.model == NicModel::E1000))
         {
             images.push(("rom", PXE_E1000_ROM));
+        }
+        if self.firmware.is_some() && self.stdvga {
+            images.push(("rom", VGABIOS_STDVGA_ROM));
         }
         images
     }
@@ -394,6 +408,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "vif",
     "keel_testdev",
     "viridian",
+    "stdvga",
+    "vga",
+    "keel_screen_dump",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -413,7 +430,10 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         vifs: Vec::new(),
         test_device: false,
         viridian: Viridian::default(),
+        stdvga: false,
+        screen_dump: false,
     };
+    let mut vga_line: Option<(&str, u32)> = None;
 
     for s in settings {
         if let Some(&(_, first)) = seen.iter().find(|(k, _)| *k == s.key) {
@@ -457,6 +477,38 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                 }
             }
             "viridian" => config.viridian = viridian(s)?,
+            "stdvga" | "vga" => {
+                if let Some((other, line)) = vga_line {
+                    return Err(s.error(&format!(
+                        "{other} on line {line} already chose the display adapter; keep one of the two"
+                    )));
+                }
+                vga_line = Some((s.key.as_str(), s.line));
+                config.stdvga = if s.key == "stdvga" {
+                    match number(s, "0 or 1")? {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(s.error("expected 0 or 1")),
+                    }
+                } else {
+                    match string(s, "\"stdvga\" or \"none\"")? {
+                        "stdvga" => true,
+                        "none" => false,
+                        other => {
+                            return Err(s.error(&format!(
+                                "vga = \"{other}\": Keel has \"stdvga\" (QEMU's standard VGA) or \"none\""
+                            )))
+                        }
+                    }
+                };
+            }
+            "keel_screen_dump" => {
+                config.screen_dump = match number(s, "0 or 1")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(s.error("expected 0 or 1")),
+                }
+            }
             "firmware" => config.firmware = Some(image(s)?),
             "kernel" => config.kernel = Some(image(s)?),
             "ramdisk" => config.ramdisk = Some(image(s)?),

@@ -34,6 +34,8 @@ fn minimal_config_gets_defaults() {
             vifs: vec![],
             test_device: false,
             viridian: Viridian::default(),
+            stdvga: false,
+            screen_dump: false,
         }
     );
     assert!(p.warnings.is_empty());
@@ -45,6 +47,29 @@ fn keel_test_device_key() {
     assert!(!ok("name = \"t\"\nkeel_testdev = 0\n").config.test_device);
     let e = err("name = \"t\"\nkeel_testdev = 2\n");
     assert!(e.contains("vm.cfg:2") && e.contains("0 or 1"), "{e}");
+}
+
+#[test]
+fn the_display_adapter_keys() {
+    let cfg = |extra: &str| ok(&format!("name = \"t\"\nfirmware = \"seabios\"\n{extra}")).config;
+    assert!(!cfg("").stdvga, "no VGA unless asked for");
+    assert!(cfg("stdvga = 1\n").stdvga);
+    assert!(cfg("vga = \"stdvga\"\n").stdvga);
+    assert!(!cfg("vga = \"none\"\n").stdvga);
+    assert!(!cfg("stdvga = 0\n").stdvga);
+    let e = err("name = \"t\"\nvga = \"cirrus\"\n");
+    assert!(e.contains("vm.cfg:2") && e.contains("stdvga"), "{e}");
+    let e = err("name = \"t\"\nstdvga = 1\nvga = \"none\"\n");
+    assert!(e.contains("vm.cfg:3") && e.contains("line 2"), "{e}");
+    assert!(cfg("keel_screen_dump = 1\n").screen_dump);
+    assert!(err("name = \"t\"\nkeel_screen_dump = 3\n").contains("0 or 1"));
+    // The VGA BIOS travels with firmware; a direct-boot guest needs none.
+    assert_eq!(
+        cfg("vga = \"stdvga\"\n").images(),
+        vec![("firmware", "seabios"), ("rom", VGABIOS_STDVGA_ROM)]
+    );
+    let direct = ok("name = \"t\"\nkernel = \"k\"\nstdvga = 1\n").config;
+    assert!(!direct.images().contains(&("rom", VGABIOS_STDVGA_ROM)));
 }
 
 #[test]
@@ -106,7 +131,8 @@ fn unknown_keys_are_warnings_with_lines() {
     assert_eq!(
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
-         vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian)"
+         vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian, stdvga, \
+         vga, keel_screen_dump)"
     );
 }
 

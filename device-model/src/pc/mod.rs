@@ -21,6 +21,7 @@
 //! | QEMU debug console | 0x402 | |
 //! | debug exit (isa-debug-exit) | 0xF4 | |
 //! | Keel's PCI test device (`keel_testdev = 1`), `test_device.rs` | 00:02.0, BAR0 at power-on 0xFEB00000 | MSI-X, INTA# |
+//! | QEMU standard VGA (`stdvga = 1`), `display/vga` | ports 0x3B0-0x3DF, 0x1CE-0x1CF, 0xA0000-0xBFFFF; next free slot: BAR0 16 MiB LFB (RAM BAR), BAR2 4 KiB registers, ROM BAR with the VGA BIOS | |
 //! | Intel 82540EM NIC per `vif` ([`Pc::add_e1000`]), `net/e1000` | next free slot; BAR0 128 KiB memory, BAR1 64-byte I/O, ROM BAR with iPXE | INTA# |
 //! | virtio-blk per `specification=virtio` disk ([`Pc::add_virtio`]), `virtio/` | next free slot; BAR0 legacy I/O, BAR1 MSI-X, BAR4 16 KiB modern registers | MSI-X, INTA# |
 //!
@@ -69,6 +70,7 @@ struct NoOutput;
 impl CharSink for NoOutput {
     fn write_byte(&mut self, _byte: u8) {}
 }
+use crate::display::vga::{self, Vga, VgaConfig};
 use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive, Piix3Ide};
 use crate::test_device::{DeviceRam, TestDevice};
 use crate::timer::pm_timer::PmTimerWidth;
@@ -118,6 +120,9 @@ pub struct PcConfig {
     /// guest by region id; `None`: memory of the device's own that every
     /// access exits to (host tests, fuzzing).
     pub test_device_ram: Option<DeviceRam>,
+    /// Adds QEMU's standard VGA (`display/vga`) with this video memory and
+    /// BIOS; `None`: no display adapter.
+    pub vga: Option<VgaConfig>,
 }
 
 /// Why a PC could not be put together (a bug in the layout, never guest input).
@@ -198,6 +203,8 @@ pub struct Pc {
     clock: ClockHandle,
     /// Guest RAM, for the DMA of devices plugged in after `Pc::new`.
     memory: GuestMemory,
+    /// The display adapter, if the VM has one.
+    vga: Option<Arc<Mutex<Vga>>>,
     logs: PcLogs,
 }
 
@@ -423,6 +430,7 @@ impl Pc {
             pci_events: Vec::with_capacity(crate::pci::root::EVENT_CAPACITY),
             clock,
             memory: memory.clone(),
+            vga: None,
             logs: PcLogs::default(),
         };
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
@@ -432,6 +440,9 @@ impl Pc {
                 .clone()
                 .unwrap_or_else(DeviceRam::unmapped);
             pc.add_pci(Arc::new(Mutex::new(TestDevice::new(memory, ram))), None)?;
+        }
+        if let Some(vga_config) = &config.vga {
+            pc.add_vga(vga_config.clone())?;
         }
         // Power-on state of the PCI functions (the PM block may already decode).
         pc.apply_pci_events();
@@ -497,6 +508,31 @@ impl Pc {
         }
         self.apply_pci_events();
         Ok(bdf)
+    }
+
+    /// Plugs QEMU's standard VGA into the next free slot: its legacy
+    /// ports and window on the bus, its BARs and ROM through the PCI layer.
+    fn add_vga(&mut self, config: VgaConfig) -> Result<Bdf, PcError> {
+        let card = Arc::new(Mutex::new(Vga::new(config)));
+        let legacy: DeviceHandle = card.clone();
+        self.bus
+            .register_pio(vga::VGA_PORTS.0, vga::VGA_PORTS.1, "vga", legacy.clone())?;
+        self.bus.register_pio(
+            vga::DISPI_PORTS.0,
+            vga::DISPI_PORTS.1,
+            "vga",
+            legacy.clone(),
+        )?;
+        self.bus
+            .register_mmio(vga::LEGACY_WINDOW.0, vga::LEGACY_WINDOW.1, "vga", legacy)?;
+        let bdf = self.add_pci(card.clone(), None)?;
+        self.vga = Some(card);
+        Ok(bdf)
+    }
+
+    /// The display adapter, if the VM has one (its screen: text dump, render).
+    pub fn vga(&self) -> Option<&Arc<Mutex<Vga>>> {
+        self.vga.as_ref()
     }
 
     /// The PCI layer (BAR placements refused for overlaps).

@@ -26,6 +26,7 @@ fn fixture() -> Fixture {
         lapic: LapicConfig::default(),
         test_device: false,
         test_device_ram: None,
+        vga: None,
     };
     let ram = GuestMemory::new(RAM_SIZE);
     let pc = Pc::new(&config, clock.clone(), ram.clone(), move |l: &str| {

@@ -89,6 +89,7 @@ pub fn machine_with<D: VirtioDevice + 'static>(device: D, transport: Transport) 
         lapic: LapicConfig::default(),
         test_device: false,
         test_device_ram: None,
+        vga: None,
     };
     let ram = GuestMemory::new(RAM);
     let clock = FakeClock::new(0);

@@ -88,8 +88,12 @@ impl VmConsole {
                     clock.print(name, machine.pc.bus(), "so far");
                     serial::console_print("exit statistics: in the log (keel: exits: ...)\r\n");
                 }
+                Some(Action::Screen(id)) if id == self.id => {
+                    machine.dump_screen(name);
+                    serial::console_print("screen: in the log (keel: [name:screen] ...)\r\n");
+                }
                 // Only this VM runs here; another VM's request is its loop's.
-                Some(Action::Stats(_)) => {}
+                Some(Action::Stats(_)) | Some(Action::Screen(_)) => {}
                 Some(Action::End(id)) if id == self.id => stop = Some(StopReason::EndedAtConsole),
                 Some(Action::End(_)) => {}
                 Some(Action::Quit) => {

@@ -14,6 +14,7 @@ use vmm_core::paging::VmMemoryMap;
 
 use crate::host::Bridge;
 
+use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
 use guest_memory::{GuestMemory, HostRegionId};
@@ -59,13 +60,15 @@ pub struct DeviceRegion {
 
 impl Machine {
     /// The PC of VM `name` over its RAM; with the test device if
-    /// `test_device`, its RAM BAR over `test_ram`.
+    /// `test_device`, its RAM BAR over `test_ram`; with QEMU's standard
+    /// VGA if `vga` gives its video memory (and its BIOS).
     pub fn new(
         name: &str,
         ram: GuestMemory,
         vcpus: u32,
         test_device: bool,
         test_ram: Option<DeviceRegion>,
+        vga: Option<(DeviceRegion, Option<Arc<[u8]>>)>,
     ) -> Result<Self, PcError> {
         // Region ids are handed out in the order `set_memory_map` registers
         // the regions, from 0.
@@ -76,6 +79,17 @@ impl Machine {
             DeviceRam {
                 region: Some(id),
                 memory: r.memory,
+            }
+        });
+        let vga = vga.map(|(r, rom)| {
+            let id = HostRegionId(regions.len() as u32);
+            regions.push((id, r.hpa, r.memory.size()));
+            VgaConfig {
+                vram: DeviceRam {
+                    region: Some(id),
+                    memory: r.memory,
+                },
+                rom,
             }
         });
         let config = PcConfig {
@@ -93,6 +107,7 @@ impl Machine {
             },
             test_device,
             test_device_ram,
+            vga,
         };
         let pc = Pc::new(
             &config,
@@ -188,6 +203,24 @@ impl Machine {
             bridge.pump();
         }
         self.pc.service();
+    }
+
+    /// Writes the VGA text screen to the log as `[name:screen] ...` lines
+    /// (a note instead in a graphics mode, nothing without a card).
+    pub fn dump_screen(&self, name: &str) {
+        let Some(vga) = self.pc.vga() else {
+            return;
+        };
+        let vga = vga.lock();
+        if vga
+            .text_screen(|line| crate::println!("[{name}:screen] {line}"))
+            .is_none()
+        {
+            crate::println!(
+                "[{name}:screen] (graphics mode {:?}: no text to show)",
+                vga.screen()
+            );
+        }
     }
 
     /// Guest RAM, for loaders.

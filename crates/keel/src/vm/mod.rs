@@ -33,7 +33,9 @@ use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, Ra
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine};
-use vm_config::{DiskBackend, DiskSlot, IdeSlot, NicModel, VifSpec, PXE_E1000_ROM};
+use vm_config::{
+    DiskBackend, DiskSlot, IdeSlot, NicModel, VifSpec, PXE_E1000_ROM, VGABIOS_STDVGA_ROM,
+};
 
 use crate::host::Bridge;
 use alloc::sync::Arc;
@@ -225,12 +227,24 @@ pub fn run(
     } else {
         None
     };
+    let vga = if config.stdvga {
+        let rom = match &config.firmware {
+            Some(_) => Some(Arc::from(images.get(VGABIOS_STDVGA_ROM).ok_or_else(
+                || VmError::MissingImage(String::from(VGABIOS_STDVGA_ROM)),
+            )?)),
+            None => None,
+        };
+        Some((video_memory(frames)?, rom))
+    } else {
+        None
+    };
     let mut machine = Machine::new(
         &config.name,
         ram,
         config.vcpus,
         config.test_device,
         test_ram,
+        vga,
     )
     .map_err(VmError::Platform)?;
     for (channel, position, drive) in drives.ide {
@@ -287,6 +301,9 @@ pub fn run(
         }
     };
     console.ended();
+    if config.screen_dump {
+        machine.dump_screen(&config.name);
+    }
     let unclaimed = machine.pc.unclaimed();
     log::info!(
         "VM '{}': {} exits; unclaimed port reads {}, writes {}",
@@ -327,6 +344,23 @@ fn test_device_ram(frames: &mut FrameAllocator) -> Result<DeviceRegion, VmError>
     memory
         .fill(0, len as usize, 0)
         .map_err(|e| VmError::Config(alloc::format!("test device RAM: {e}")))?;
+    Ok(DeviceRegion { hpa, memory })
+}
+
+/// The standard VGA's video memory (`device_model::display::vga`), behind
+/// its linear framebuffer BAR, allocated with the VM and zeroed.
+fn video_memory(frames: &mut FrameAllocator) -> Result<DeviceRegion, VmError> {
+    let len = device_model::display::vga::VRAM_SIZE;
+    let hpa = alloc_for_vm(frames, len, PAGE_SIZE, "the VGA's video memory")?;
+    // SAFETY: the frame allocator handed out [hpa, hpa + len) exclusively
+    // to this VM; it is identity-mapped RAM, never freed (Keel ends after
+    // the VM), and from here on reached only through this handle and by
+    // the guest through the nested page tables.
+    let memory = unsafe { GuestMemory::from_raw_region(hpa as *mut u8, len as usize) }
+        .map_err(|e| VmError::Config(alloc::format!("video memory: {e}")))?;
+    memory
+        .fill(0, len as usize, 0)
+        .map_err(|e| VmError::Config(alloc::format!("video memory: {e}")))?;
     Ok(DeviceRegion { hpa, memory })
 }
 
