@@ -90,6 +90,7 @@ pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
         }
         c if c == Code::Vintr as u64 => VmExit::InterruptWindow,
         c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len() },
+        c if c == Code::Rdpmc as u64 => VmExit::Rdpmc { len: len() },
         c if c == Code::Invd as u64 => VmExit::Invd { len: len() },
         c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len() },
         c if c == Code::Hlt as u64 => VmExit::Hlt { len: len() },
@@ -362,6 +363,14 @@ mod tests {
                 0x81,
                 0,
                 VmExit::Hypercall {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
+            // VMEXIT_RDPMC (APM Vol 2, Table C-1).
+            (
+                0x6f,
+                0,
+                VmExit::Rdpmc {
                     len: UNKNOWN_LENGTH,
                 },
             ),

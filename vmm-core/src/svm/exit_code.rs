@@ -14,6 +14,7 @@ pub enum SvmExitCode {
     Smi = 0x62,
     Init = 0x63,
     Vintr = 0x64,
+    Rdpmc = 0x6f,
     Cpuid = 0x72,
     Invd = 0x76,
     Hlt = 0x78,

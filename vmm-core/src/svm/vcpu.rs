@@ -118,6 +118,7 @@ impl SvmVcpu {
         let misc1 = InterceptMisc1::INTR
             | InterceptMisc1::NMI
             | InterceptMisc1::CPUID
+            | InterceptMisc1::RDPMC
             | InterceptMisc1::INVD
             | InterceptMisc1::HLT
             | InterceptMisc1::INVLPGA
