@@ -136,6 +136,8 @@ fn undefined_instruction(code: u64) -> Option<&'static str> {
         c if c == Code::Clgi as u64 => "CLGI",
         c if c == Code::Skinit as u64 => "SKINIT",
         c if c == Code::Invlpga as u64 => "INVLPGA",
+        // It would read the host's TSC_AUX (CPUID hides RDTSCP).
+        c if c == Code::Rdtscp as u64 => "RDTSCP",
         c if c == Code::Monitor as u64 => "MONITOR",
         c if c == Code::Mwait as u64 || c == Code::MwaitConditional as u64 => "MWAIT",
         _ => return None,
@@ -495,6 +497,11 @@ mod tests {
         assert_eq!(
             decode_exit(&vmcb(0x8b, 0, 0), NONE),
             VmExit::UndefinedInstruction { name: "MWAIT" }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x87, 0, 0), NONE),
+            VmExit::UndefinedInstruction { name: "RDTSCP" },
+            "VMEXIT_RDTSCP (APM Vol 2, Table C-1)"
         );
         assert_eq!(
             decode_exit(&vmcb(0x6e, 5, 6), NONE),

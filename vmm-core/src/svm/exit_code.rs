@@ -28,6 +28,7 @@ pub enum SvmExitCode {
     Stgi = 0x84,
     Clgi = 0x85,
     Skinit = 0x86,
+    Rdtscp = 0x87,
     Wbinvd = 0x89,
     Monitor = 0x8a,
     Mwait = 0x8b,

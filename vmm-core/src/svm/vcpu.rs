@@ -132,6 +132,7 @@ impl SvmVcpu {
             | InterceptMisc2::STGI
             | InterceptMisc2::CLGI
             | InterceptMisc2::SKINIT
+            | InterceptMisc2::RDTSCP
             | InterceptMisc2::WBINVD
             | InterceptMisc2::MONITOR
             | InterceptMisc2::MWAIT

@@ -449,7 +449,6 @@ impl VmxControls {
         let secondary_want = secondary_required
             | SecondaryProcessorBased::ENABLE_VPID
             | SecondaryProcessorBased::WBINVD_EXITING
-            | SecondaryProcessorBased::ENABLE_RDTSCP
             | SecondaryProcessorBased::ENABLE_INVPCID
             | SecondaryProcessorBased::ENABLE_XSAVES_XRSTORS;
         let secondary = adjust(
@@ -559,6 +558,8 @@ pub(crate) mod tests {
     #[test]
     fn skylake_x_gets_every_control_keel_needs() {
         let c = VmxControls::new(&skylake_x()).unwrap();
+        // RDTSCP and RDPID would read the host's TSC_AUX: #UD (CPUID hides them).
+        assert!(!c.secondary.contains(SecondaryProcessorBased::ENABLE_RDTSCP));
         assert!(c.secondary.contains(
             SecondaryProcessorBased::ENABLE_EPT
                 | SecondaryProcessorBased::UNRESTRICTED_GUEST
