@@ -98,3 +98,12 @@ fn exitbench_guest_reports_every_exit_kind() {
         0,
     ));
 }
+
+/// The MSR table of docs/MSRS.md and RDPMC on QEMU's CPU (AuthenticAMD):
+/// values, reserved bits, read-only and write-0-only registers, the
+/// legacy performance counters reading 0.
+#[test]
+fn msr_guest_sees_the_table() {
+    let (_, o) = boot("msr");
+    verdict(check_guest_suite(&o, "msr", 126));
+}

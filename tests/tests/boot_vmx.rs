@@ -71,3 +71,11 @@ fn vmx_selftest_on_haswell() {
     let (_, o) = boot_vmx("selftest", HASWELL);
     verdict(check_guest_suite(&o, "selftest", 10));
 }
+
+/// The MSR table of docs/MSRS.md and RDPMC on Bochs' Skylake-X
+/// (GenuineIntel, leaf 0AH zero: every PMU MSR and RDPMC index #GP).
+#[test]
+fn vmx_msr_guest_sees_the_table() {
+    let (_, o) = boot_vmx("msr", SKYLAKE_X);
+    verdict(check_guest_suite(&o, "msr", 105));
+}

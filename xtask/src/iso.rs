@@ -18,6 +18,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "triple-fault",
     "mmio-idt",
     "hostile-cpu",
+    "msr",
     "hostile-io",
     "hostile-reset",
     "hostile-reset-loop",

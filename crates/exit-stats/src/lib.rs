@@ -41,6 +41,7 @@ pub enum ExitKind {
     Invd,
     Wbinvd,
     Xsetbv,
+    Rdpmc,
     Hypercall,
     UndefinedInstruction,
     TaskSwitch,
@@ -54,7 +55,7 @@ pub enum ExitKind {
 
 impl ExitKind {
     /// Every kind, in declaration order (the order of the counters).
-    pub const ALL: [ExitKind; 19] = [
+    pub const ALL: [ExitKind; 20] = [
         ExitKind::Io,
         ExitKind::NestedPageFault,
         ExitKind::Cpuid,
@@ -65,6 +66,7 @@ impl ExitKind {
         ExitKind::Invd,
         ExitKind::Wbinvd,
         ExitKind::Xsetbv,
+        ExitKind::Rdpmc,
         ExitKind::Hypercall,
         ExitKind::UndefinedInstruction,
         ExitKind::TaskSwitch,
@@ -91,6 +93,7 @@ impl ExitKind {
             ExitKind::Invd => "invd",
             ExitKind::Wbinvd => "wbinvd",
             ExitKind::Xsetbv => "xsetbv",
+            ExitKind::Rdpmc => "rdpmc",
             ExitKind::Hypercall => "hypercall",
             ExitKind::UndefinedInstruction => "undefined_insn",
             ExitKind::TaskSwitch => "task_switch",

@@ -479,9 +479,10 @@ fn random_exit(rng: &mut Rng) -> VmExit {
             },
             len,
         }),
-        13 => match rng.below(3) {
+        13 => match rng.below(4) {
             0 => VmExit::Invd { len },
             1 => VmExit::Wbinvd { len },
+            2 => VmExit::Rdpmc { len },
             _ => VmExit::Xsetbv { len },
         },
         14 => match rng.below(2) {

@@ -48,6 +48,12 @@ const L1_EDX_ACPI: u32 = 1 << 22;
 const L1_EDX_TM: u32 = 1 << 29;
 // Leaf 7 EDX: speculation-control MSRs Keel does not emulate.
 const L7_EDX_SPEC_CTRL: u32 = (1 << 26) | (1 << 27) | (1 << 29) | (1 << 31);
+// Leaf 7 ECX[22] RDPID and Fn8000_0001 EDX[27] RDTSCP: both read
+// IA32_TSC_AUX, which neither backend switches between host and guest (it
+// is in neither the VMCB nor the VMCS guest state), so a guest would read
+// the host's value; hidden, and the backends make the instructions #UD.
+const L7_ECX_RDPID: u32 = 1 << 22;
+const E1_EDX_RDTSCP: u32 = 1 << 27;
 // Leaf 0x8000_0001 ECX (APM Vol 3, CPUID Fn8000_0001).
 const E1_ECX_SVM: u32 = 1 << 2;
 const E1_ECX_MONITORX: u32 = 1 << 29;
@@ -108,8 +114,14 @@ impl CpuidPolicy {
                 }
                 // Thermal/power management and architectural performance monitoring are not emulated.
                 0x6 | 0xa => *r = CpuidResult::default(),
-                7 => r.edx &= !L7_EDX_SPEC_CTRL,
-                0x8000_0001 => r.ecx &= !(E1_ECX_SVM | E1_ECX_MONITORX),
+                7 => {
+                    r.edx &= !L7_EDX_SPEC_CTRL;
+                    r.ecx &= !L7_ECX_RDPID;
+                }
+                0x8000_0001 => {
+                    r.ecx &= !(E1_ECX_SVM | E1_ECX_MONITORX);
+                    r.edx &= !E1_EDX_RDTSCP;
+                }
                 0x8000_0008 => r.ebx &= !E8_EBX_SPEC_CTRL,
                 // SVM feature identification: SVM is hidden.
                 0x8000_000a => *r = CpuidResult::default(),
@@ -221,6 +233,8 @@ mod tests {
         assert_eq!(p.lookup(0x8000_000a, 0, 0, 0), CpuidResult::default());
         assert_eq!(p.lookup(0xa, 0, 0, 0), CpuidResult::default());
         assert_eq!(p.lookup(7, 0, 0, 0).edx & L7_EDX_SPEC_CTRL, 0);
+        assert_eq!(p.lookup(7, 0, 0, 0).ecx & L7_ECX_RDPID, 0, "RDPID");
+        assert_eq!(e1.edx & E1_EDX_RDTSCP, 0, "RDTSCP");
     }
 
     #[test]

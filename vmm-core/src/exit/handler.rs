@@ -168,6 +168,8 @@ fn decode_cr_write(
 // CR0 bits CLTS and LMSW change (SDM Vol 2A CLTS, LMSW).
 const CR0_PE: u64 = 1 << 0;
 const CR0_TS: u64 = 1 << 3;
+/// CR4.PCE (bit 8): RDPMC allowed at any privilege level (SDM Vol 3A 2.5).
+const CR4_PCE: u64 = 1 << 8;
 /// LMSW loads PE, MP, EM and TS.
 const CR0_LMSW_BITS: u64 = 0xf;
 
@@ -338,6 +340,19 @@ pub fn handle_exit(
                 vcpu.skip_instruction(len);
             } else {
                 vcpu.inject(Event::GP0);
+            }
+            ExitAction::Resume
+        }
+        VmExit::Rdpmc { len } => {
+            let index = low32(vcpu.gpr(Gpr::Rcx)) as u32;
+            let pce = vcpu.cr4() & CR4_PCE != 0;
+            match policy.msr.rdpmc(index, vcpu.cpl(), pce) {
+                MsrOutcome::Done(v) => {
+                    vcpu.set_gpr(Gpr::Rax, low32(v));
+                    vcpu.set_gpr(Gpr::Rdx, v >> 32);
+                    vcpu.skip_instruction(len);
+                }
+                MsrOutcome::GeneralProtection => vcpu.inject(Event::GP0),
             }
             ExitAction::Resume
         }
@@ -1191,6 +1206,87 @@ pub(crate) mod tests {
         handle_exit(&VmExit::Cpuid { len: 2 }, &mut v, &mut p, &mut pol);
         assert!(v.injected.is_empty());
         assert_eq!(v.rip, 0x1002);
+    }
+
+    /// A policy for a CPU of the vendor leaf 0 names in EBX, EDX, ECX,
+    /// with CPUID Fn8000_0001 ECX `e1_ecx`.
+    fn vendor_policy(vendor: [u32; 3], e1_ecx: u32) -> VmPolicy {
+        let host = move |leaf: u32, _sub: u32| match leaf {
+            0 => CpuidResult {
+                eax: 0xd,
+                ebx: vendor[0],
+                edx: vendor[1],
+                ecx: vendor[2],
+            },
+            0x8000_0000 => CpuidResult {
+                eax: 0x8000_0001,
+                ..Default::default()
+            },
+            0x8000_0001 => CpuidResult {
+                ecx: e1_ecx,
+                ..Default::default()
+            },
+            _ => CpuidResult::default(),
+        };
+        VmPolicy::new(CpuidPolicy::from_host(1, host), 1_000_000_000)
+    }
+
+    const GENUINE_INTEL: [u32; 3] = [0x756e_6547, 0x4965_6e69, 0x6c65_746e];
+    const AUTHENTIC_AMD: [u32; 3] = [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+
+    /// RDPMC of counter `index` at `cpl` with CR4 `cr4`: the injected
+    /// events, RIP afterwards and EDX:EAX.
+    fn rdpmc(pol: &mut VmPolicy, index: u64, cpl: u8, cr4: u64) -> (Vec<Event>, u64, u64, u64) {
+        let mut v = FakeVcpu::long_mode();
+        let mut p = FakePlatform::new();
+        v.cpl = cpl;
+        v.cr[4] = cr4;
+        v.rip = 0x1000;
+        v.gprs[Gpr::Rcx as usize] = index;
+        v.gprs[Gpr::Rax as usize] = 0x1111;
+        v.gprs[Gpr::Rdx as usize] = 0x2222;
+        let a = handle_exit(&VmExit::Rdpmc { len: 2 }, &mut v, &mut p, pol);
+        assert_eq!(a, ExitAction::Resume);
+        (
+            v.injected.clone(),
+            v.rip,
+            v.gprs[Gpr::Rax as usize],
+            v.gprs[Gpr::Rdx as usize],
+        )
+    }
+
+    /// RDPMC with no PMU (SDM Vol 2B RDPMC; APM Vol 3 RDPMC): Intel with a
+    /// zero leaf 0AH has no counter, so every index, general-purpose
+    /// (ECX[30] = 0) or fixed (ECX[30] = 1), raises #GP(0) and nothing
+    /// changes; AMD's legacy counters 0-3 always exist and read 0 at CPL 0
+    /// or with CR4.PCE, and #GP(0) at CPL > 0 without CR4.PCE.
+    #[test]
+    fn rdpmc_follows_the_advertised_pmu() {
+        let gp = (vec![Event::GP0], 0x1000, 0x1111, 0x2222);
+        let read0 = (vec![], 0x1002, 0, 0);
+        let mut intel = vendor_policy(GENUINE_INTEL, 0);
+        for index in [0, 1, 3, 1 << 30, (1 << 30) | 1, 0xffff_ffff] {
+            assert_eq!(rdpmc(&mut intel, index, 0, 0), gp, "Intel ECX {index:#x}");
+            assert_eq!(rdpmc(&mut intel, index, 3, CR4_PCE), gp);
+        }
+        let mut amd = vendor_policy(AUTHENTIC_AMD, 0);
+        for index in 0..4 {
+            assert_eq!(rdpmc(&mut amd, index, 0, 0), read0, "AMD counter {index}");
+            assert_eq!(rdpmc(&mut amd, index, 3, CR4_PCE), read0);
+            assert_eq!(rdpmc(&mut amd, index, 3, 0), gp, "CPL 3 without PCE");
+            assert_eq!(rdpmc(&mut amd, index, 1, 0), gp, "CPL 1 without PCE");
+        }
+        // RCX's upper half is ignored: ECX selects.
+        assert_eq!(rdpmc(&mut amd, 0xffff_ffff_0000_0002, 0, 0), read0);
+        for index in [4, 5, 6, 15, 1 << 30, 0xffff_ffff] {
+            assert_eq!(rdpmc(&mut amd, index, 0, 0), gp, "AMD ECX {index:#x}");
+        }
+        // PerfCtrExtCore (Fn8000_0001 ECX[23]): six core counters.
+        let mut ext = vendor_policy(AUTHENTIC_AMD, 1 << 23);
+        assert_eq!(rdpmc(&mut ext, 5, 0, 0), read0);
+        assert_eq!(rdpmc(&mut ext, 6, 0, 0), gp);
+        // Neither vendor: no counters.
+        assert_eq!(rdpmc(&mut policy(), 0, 0, 0), gp);
     }
 
     #[test]

@@ -174,6 +174,12 @@ pub enum VmExit {
     Xsetbv {
         len: u8,
     },
+    /// RDPMC (0F 33): a read of the performance counter ECX into EDX:EAX.
+    /// Both backends intercept it (SVM's RDPMC intercept, VMX's "RDPMC
+    /// exiting") so that the counters the guest's CPUID describes decide.
+    Rdpmc {
+        len: u8,
+    },
     /// VMMCALL (SVM) or VMCALL (VMX).
     Hypercall {
         len: u8,
@@ -223,6 +229,7 @@ impl VmExit {
             VmExit::Invd { .. } => ExitKind::Invd,
             VmExit::Wbinvd { .. } => ExitKind::Wbinvd,
             VmExit::Xsetbv { .. } => ExitKind::Xsetbv,
+            VmExit::Rdpmc { .. } => ExitKind::Rdpmc,
             VmExit::Hypercall { .. } => ExitKind::Hypercall,
             VmExit::UndefinedInstruction { .. } => ExitKind::UndefinedInstruction,
             VmExit::TaskSwitch(_) => ExitKind::TaskSwitch,
@@ -262,6 +269,7 @@ impl VmExit {
             | VmExit::Invd { len }
             | VmExit::Wbinvd { len }
             | VmExit::Xsetbv { len }
+            | VmExit::Rdpmc { len }
             | VmExit::Hypercall { len }
             | VmExit::CrAccess(CrAccess { len, .. })
             | VmExit::Io(IoExit { len, .. }) => Some(len),

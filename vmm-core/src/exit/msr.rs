@@ -322,6 +322,39 @@ impl MsrPolicy {
                 || msr.checked_sub(IA32_PERFEVTSEL0).is_some_and(|i| i < n))
     }
 
+    /// RDPMC of counter `index` (ECX) at privilege level `cpl` with CR4.PCE
+    /// `pce`: the counters of the no-PMU personality read 0.
+    ///
+    /// #GP(0) when CPL > 0 and CR4.PCE = 0 (real mode runs at CPL 0,
+    /// virtual-8086 mode at CPL 3), or when `index` names no counter the CPU
+    /// has (SDM Vol 2B RDPMC; APM Vol 3 RDPMC). AMD: ECX 0-3 select the
+    /// legacy counters, 0-5 the core counters with PerfCtrExtCore (APM Vol 2
+    /// 13.2.1); the northbridge and L2I counters (6-15) need CPUID bits Keel
+    /// does not offer. Intel: ECX[30] = 0 selects the general-purpose
+    /// counters CPUID.0AH:EAX[15:8] counts; ECX[30] = 1 the fixed counters,
+    /// of which Keel offers none (SDM Vol 3B 20.2.1, 20.2.2).
+    pub fn rdpmc(&self, index: u32, cpl: u8, pce: bool) -> MsrOutcome {
+        if cpl != 0 && !pce {
+            return MsrOutcome::GeneralProtection;
+        }
+        let counters = if self.amd() {
+            if self.cpu.perf_ctr_ext_core {
+                6
+            } else {
+                4
+            }
+        } else if self.intel() {
+            u32::from(self.cpu.arch_pmu_counters)
+        } else {
+            0
+        };
+        if index < counters {
+            MsrOutcome::Done(0)
+        } else {
+            MsrOutcome::GeneralProtection
+        }
+    }
+
     /// RDMSR `msr`; `guest_tsc` is the guest's current time-stamp counter.
     pub fn read(&mut self, msr: u32, vcpu: &impl VcpuState, guest_tsc: u64) -> MsrOutcome {
         let intel = self.intel();

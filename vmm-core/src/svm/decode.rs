@@ -90,6 +90,7 @@ pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
         }
         c if c == Code::Vintr as u64 => VmExit::InterruptWindow,
         c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len() },
+        c if c == Code::Rdpmc as u64 => VmExit::Rdpmc { len: len() },
         c if c == Code::Invd as u64 => VmExit::Invd { len: len() },
         c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len() },
         c if c == Code::Hlt as u64 => VmExit::Hlt { len: len() },
@@ -135,6 +136,8 @@ fn undefined_instruction(code: u64) -> Option<&'static str> {
         c if c == Code::Clgi as u64 => "CLGI",
         c if c == Code::Skinit as u64 => "SKINIT",
         c if c == Code::Invlpga as u64 => "INVLPGA",
+        // It would read the host's TSC_AUX (CPUID hides RDTSCP).
+        c if c == Code::Rdtscp as u64 => "RDTSCP",
         c if c == Code::Monitor as u64 => "MONITOR",
         c if c == Code::Mwait as u64 || c == Code::MwaitConditional as u64 => "MWAIT",
         _ => return None,
@@ -365,6 +368,14 @@ mod tests {
                     len: UNKNOWN_LENGTH,
                 },
             ),
+            // VMEXIT_RDPMC (APM Vol 2, Table C-1).
+            (
+                0x6f,
+                0,
+                VmExit::Rdpmc {
+                    len: UNKNOWN_LENGTH,
+                },
+            ),
         ] {
             assert_eq!(decode_exit(&vmcb(code, info1, 0), NONE), exit);
         }
@@ -486,6 +497,11 @@ mod tests {
         assert_eq!(
             decode_exit(&vmcb(0x8b, 0, 0), NONE),
             VmExit::UndefinedInstruction { name: "MWAIT" }
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x87, 0, 0), NONE),
+            VmExit::UndefinedInstruction { name: "RDTSCP" },
+            "VMEXIT_RDTSCP (APM Vol 2, Table C-1)"
         );
         assert_eq!(
             decode_exit(&vmcb(0x6e, 5, 6), NONE),

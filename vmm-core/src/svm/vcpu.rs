@@ -118,6 +118,7 @@ impl SvmVcpu {
         let misc1 = InterceptMisc1::INTR
             | InterceptMisc1::NMI
             | InterceptMisc1::CPUID
+            | InterceptMisc1::RDPMC
             | InterceptMisc1::INVD
             | InterceptMisc1::HLT
             | InterceptMisc1::INVLPGA
@@ -131,6 +132,7 @@ impl SvmVcpu {
             | InterceptMisc2::STGI
             | InterceptMisc2::CLGI
             | InterceptMisc2::SKINIT
+            | InterceptMisc2::RDTSCP
             | InterceptMisc2::WBINVD
             | InterceptMisc2::MONITOR
             | InterceptMisc2::MWAIT

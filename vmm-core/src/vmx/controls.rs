@@ -402,7 +402,9 @@ impl VmxControls {
         )?;
         // CR8 is the local APIC's TPR, which Keel emulates: without the exits
         // (and without a TPR shadow) a guest MOV to CR8 would set the host's.
+        // Without RDPMC exiting the guest would read the host's counters.
         let primary_required = PrimaryProcessorBased::HLT_EXITING
+            | PrimaryProcessorBased::RDPMC_EXITING
             | PrimaryProcessorBased::CR8_LOAD_EXITING
             | PrimaryProcessorBased::CR8_STORE_EXITING
             | PrimaryProcessorBased::USE_IO_BITMAPS
@@ -422,7 +424,7 @@ impl VmxControls {
             primary_required.bits(),
             (PrimaryProcessorBased::USE_TPR_SHADOW | PrimaryProcessorBased::MONITOR_TRAP_FLAG)
                 .bits(),
-            "I/O bitmaps, MSR bitmaps, HLT exiting or the secondary controls",
+            "I/O bitmaps, MSR bitmaps, HLT or RDPMC exiting, or the secondary controls",
         )?;
         let ept = SecondaryProcessorBased::ENABLE_EPT;
         let ug = SecondaryProcessorBased::UNRESTRICTED_GUEST;
@@ -447,7 +449,6 @@ impl VmxControls {
         let secondary_want = secondary_required
             | SecondaryProcessorBased::ENABLE_VPID
             | SecondaryProcessorBased::WBINVD_EXITING
-            | SecondaryProcessorBased::ENABLE_RDTSCP
             | SecondaryProcessorBased::ENABLE_INVPCID
             | SecondaryProcessorBased::ENABLE_XSAVES_XRSTORS;
         let secondary = adjust(
@@ -557,6 +558,8 @@ pub(crate) mod tests {
     #[test]
     fn skylake_x_gets_every_control_keel_needs() {
         let c = VmxControls::new(&skylake_x()).unwrap();
+        // RDTSCP and RDPID would read the host's TSC_AUX: #UD (CPUID hides them).
+        assert!(!c.secondary.contains(SecondaryProcessorBased::ENABLE_RDTSCP));
         assert!(c.secondary.contains(
             SecondaryProcessorBased::ENABLE_EPT
                 | SecondaryProcessorBased::UNRESTRICTED_GUEST
@@ -564,6 +567,7 @@ pub(crate) mod tests {
         ));
         assert!(c.primary.contains(
             PrimaryProcessorBased::HLT_EXITING
+                | PrimaryProcessorBased::RDPMC_EXITING
                 | PrimaryProcessorBased::USE_IO_BITMAPS
                 | PrimaryProcessorBased::USE_MSR_BITMAPS
                 | PrimaryProcessorBased::ACTIVATE_SECONDARY_CONTROLS

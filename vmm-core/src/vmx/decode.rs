@@ -90,6 +90,7 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
         R::InterruptWindow => VmExit::InterruptWindow,
         R::TripleFault => VmExit::Shutdown,
         R::Cpuid => VmExit::Cpuid { len: len(2) },
+        R::Rdpmc => VmExit::Rdpmc { len: len(2) },
         R::Hlt => VmExit::Hlt { len: len(1) },
         R::Invd => VmExit::Invd { len: len(2) },
         R::Wbinvd => VmExit::Wbinvd { len: len(2) },
@@ -423,6 +424,11 @@ pub(crate) mod tests {
         assert_eq!(
             decode_exit(&exit(54, 0, 2), true),
             VmExit::Wbinvd { len: 2 }
+        );
+        assert_eq!(
+            decode_exit(&exit(15, 0, 2), true),
+            VmExit::Rdpmc { len: 2 },
+            "exit reason 15 is RDPMC"
         );
         assert_eq!(decode_exit(&exit(31, 0, 2), true), VmExit::Rdmsr { len: 2 });
         assert_eq!(decode_exit(&exit(32, 0, 2), true), VmExit::Wrmsr { len: 2 });

@@ -1,0 +1,403 @@
+//! The MSR surface of docs/MSRS.md, from long mode at CPL 0: every MSR of
+//! the table that the guest's CPUID implies is read and written, with the
+//! values and faults the vendor manuals give, and RDPMC is checked against
+//! the performance-monitoring personality CPUID describes.
+//!
+//! The guest decides what to expect from CPUID alone, as the table does:
+//! the vendor of leaf 0 (Intel or AMD), the display family of leaf 1, and
+//! the feature bits that imply MSRs (MCE and MCA in leaf 1 EDX, TSC_ADJUST
+//! in leaf 7 EBX, RDPID in leaf 7 ECX, RDTSCP in Fn8000_0001 EDX, OSVW and
+//! PerfCtrExtCore in Fn8000_0001 ECX, the counters of leaf 0AH). So the
+//! same image runs on QEMU's CPU models (SVM) and Bochs' (VMX).
+//!
+//! Faults are #GP(0) (SDM Vol 2B RDMSR, WRMSR, RDPMC; APM Vol 3): an MSR
+//! the CPU lacks, a write with reserved bits, a write to a read-only MSR,
+//! a write of anything but 0 to MCi_STATUS/ADDR/MISC (SDM Vol 3B
+//! 16.3.2.2), anything but 0 or all ones to MCG_CTL and MCi_CTL.
+//!
+//! One `PASS <name>` / `FAIL <name>` line per check, then `N passed, M
+//! failed` and a debug-exit write of 0 (all passed) or 1.
+
+#![no_std]
+#![no_main]
+
+use core::arch::global_asm;
+use test_guests as _;
+
+global_asm!(
+    test_guests::asm_prelude!(),
+    r#"
+.set VENDOR,    0x600   /* 1 Intel, 2 AMD (or Hygon), 0 other */
+.set FAMILY,    0x604   /* display family */
+.set L1_EDX,    0x608
+.set L7_EBX,    0x60C
+.set L7_ECX,    0x610
+.set E1_ECX,    0x614
+.set E1_EDX,    0x618
+.set PMU_GP,    0x61C   /* CPUID.0AH:EAX[15:8]: general-purpose counters */
+.set VAL_LO,    0x620
+.set VAL_HI,    0x624
+.set MAX_LEAF,  0x628
+
+.set NO_FAULT,  0xFFFFFFFF
+.set GP0,       (13 << 16)
+
+/* RDMSR of `msr`: %ecx = the fault result, the value in VAL_LO/VAL_HI. */
+.macro DO_RDMSR msr
+    mov $(\msr), %ecx
+    xor %eax, %eax
+    xor %edx, %edx
+    EXPECT_FAULT 2
+    rdmsr
+    mov %eax, VAL_LO
+    mov %edx, VAL_HI
+    FAULT_RESULT
+.endm
+
+/* RDMSR of `msr` must not fault and give hi:lo. */
+.macro RD_EQ name, msr, lo, hi
+    DO_RDMSR \msr
+    CHECK_EQ "\name-rd", NO_FAULT
+    mov VAL_LO, %ecx
+    CHECK_EQ "\name-lo", \lo
+    mov VAL_HI, %ecx
+    CHECK_EQ "\name-hi", \hi
+.endm
+
+/* RDMSR of `msr` must raise #GP(0). */
+.macro RD_GP name, msr
+    DO_RDMSR \msr
+    CHECK_EQ "\name-rd-gp", GP0
+.endm
+
+/* WRMSR of hi:lo to `msr` must give `expected` (NO_FAULT or GP0). */
+.macro WR name, msr, lo, hi, expected
+    mov $(\msr), %ecx
+    mov $(\lo), %eax
+    mov $(\hi), %edx
+    EXPECT_FAULT 2
+    wrmsr
+    FAULT_RESULT
+    CHECK_EQ "\name", \expected
+.endm
+
+/* Jump to `label` unless bit `bit` of the dword at `mem` is set. */
+.macro UNLESS_BIT mem, bit, label
+    testl $(1 << \bit), \mem
+    jz \label
+.endm
+
+/* RDPMC of counter `index` must give `expected`; a read gives 0. */
+.macro RDPMC_CHECK name, index, expected
+    mov $(\index), %ecx
+    mov $0x1111, %eax
+    mov $0x2222, %edx
+    EXPECT_FAULT 2
+    rdpmc
+    mov %eax, VAL_LO
+    mov %edx, VAL_HI
+    FAULT_RESULT
+    CHECK_EQ "\name", \expected
+    .if \expected == NO_FAULT
+    mov VAL_LO, %ecx
+    or VAL_HI, %ecx
+    CHECK_EQ "\name-value", 0
+    .endif
+.endm
+
+MODE16
+    .text
+.global guest_main16
+guest_main16:
+    PRINTLN "msr: real mode, entering long mode"
+    GOTO_PROTECTED protected
+
+MODE32
+protected:
+    GOTO_LONG long
+
+MODE64
+long:
+    PRINTLN "msr: long mode"
+    call read_cpuid
+    call common_msrs
+    cmpl $1, VENDOR
+    jne 1f
+    PRINTLN "msr: GenuineIntel"
+    call intel_msrs
+    jmp finish
+1:  cmpl $2, VENDOR
+    jne 2f
+    PRINTLN "msr: AuthenticAMD"
+    call amd_msrs
+2:  jmp finish
+
+/* The facts the table depends on (SDM Vol 2A CPUID; APM Vol 3 CPUID). */
+read_cpuid:
+    xor %eax, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %eax, MAX_LEAF
+    cmp $0x756e6547, %ebx           /* "Genu" "ineI" "ntel" */
+    jne 1f
+    cmp $0x6c65746e, %ecx
+    jne 1f
+    movl $1, VENDOR
+    jmp 3f
+1:  cmp $0x68747541, %ebx           /* "Auth" "enti" "cAMD" */
+    je 2f
+    cmp $0x6f677948, %ebx           /* "Hygo" "nGen" "uine" */
+    jne 3f
+2:  movl $2, VENDOR
+3:  mov $1, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %edx, L1_EDX
+    mov %eax, %ebx
+    shr $8, %ebx
+    and $0xf, %ebx
+    cmp $0xf, %ebx
+    jne 4f
+    mov %eax, %ecx
+    shr $20, %ecx
+    and $0xff, %ecx
+    add %ecx, %ebx
+4:  mov %ebx, FAMILY
+    cmpl $7, MAX_LEAF
+    jb 5f
+    mov $7, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %ebx, L7_EBX
+    mov %ecx, L7_ECX
+5:  cmpl $0xa, MAX_LEAF
+    jb 6f
+    cmpl $1, VENDOR
+    jne 6f
+    mov $0xa, %eax
+    xor %ecx, %ecx
+    cpuid
+    shr $8, %eax
+    and $0xff, %eax
+    mov %eax, PMU_GP
+6:  mov $0x80000000, %eax
+    xor %ecx, %ecx
+    cpuid
+    cmp $0x80000001, %eax
+    jb 7f
+    mov $0x80000001, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %ecx, E1_ECX
+    mov %edx, E1_EDX
+7:  ret
+
+/* MSRs of both vendors. */
+common_msrs:
+    /* TSC (SDM Vol 3B 18.17): a write sets it; it then counts on, as
+       RDTSC shows. (RDMSR of the TSC is not intercepted: under QEMU TCG
+       it does not add the VMCB's TSC offset, so only its fault is checked.) */
+    WR "tsc-wr", 0x10, 0, 1, NO_FAULT
+    rdtsc
+    mov %edx, %ecx
+    CHECK_EQ "tsc-after-write-hi", 1
+    DO_RDMSR 0x10
+    CHECK_EQ "tsc-rd", NO_FAULT
+
+    /* TSC_ADJUST exactly when CPUID.7.0:EBX[1] (SDM Vol 3B 18.17.3). */
+    UNLESS_BIT L7_EBX, 1, 1f
+    WR "tsc-adjust-wr", 0x3b, 0, 0, NO_FAULT
+    RD_EQ "tsc-adjust", 0x3b, 0, 0
+    jmp 2f
+1:  RD_GP "tsc-adjust-absent", 0x3b
+2:
+    /* BIOS_SIGN_ID / PATCH_LEVEL: no microcode update loaded. */
+    WR "bios-sign-id-wr", 0x8b, 0, 0, NO_FAULT
+    RD_EQ "bios-sign-id", 0x8b, 0, 0
+
+    /* MTRRs (SDM Vol 3A 12.11): MTRRcap read-only, 8 variable ranges,
+       fixed ranges, WC; MTRRdefType bits 63:12 and 9:8 reserved. */
+    RD_EQ "mtrrcap", 0xfe, 0x508, 0
+    WR "mtrrcap-wr-gp", 0xfe, 0, 0, GP0
+    WR "mtrr-def-type-wr", 0x2ff, 0xc06, 0, NO_FAULT
+    RD_EQ "mtrr-def-type", 0x2ff, 0xc06, 0
+    WR "mtrr-def-type-reserved-gp", 0x2ff, 0x1006, 0, GP0
+    WR "mtrr-def-type-reserved-hi-gp", 0x2ff, 0, 1, GP0
+    WR "mtrr-def-type-off", 0x2ff, 0, 0, NO_FAULT
+    WR "mtrr-physbase7-wr", 0x20e, 0x80000006, 0, NO_FAULT
+    RD_EQ "mtrr-physbase7", 0x20e, 0x80000006, 0
+    WR "mtrr-fix64k-wr", 0x250, 0x06060606, 0x06060606, NO_FAULT
+    RD_EQ "mtrr-fix64k", 0x250, 0x06060606, 0x06060606
+    RD_GP "mtrr-physbase8-absent", 0x210
+
+    /* Machine check (SDM Vol 3B 16.3). */
+    UNLESS_BIT L1_EDX, 14, 1f
+    RD_EQ "mcg-cap", 0x179, 0x104, 0
+    WR "mcg-cap-wr-gp", 0x179, 0x104, 0, GP0
+    WR "mcg-ctl-ones", 0x17b, 0xffffffff, 0xffffffff, NO_FAULT
+    RD_EQ "mcg-ctl", 0x17b, 0xffffffff, 0xffffffff
+    WR "mcg-ctl-other-gp", 0x17b, 1, 0, GP0
+    WR "mc0-ctl-ones", 0x400, 0xffffffff, 0xffffffff, NO_FAULT
+    RD_EQ "mc0-ctl", 0x400, 0xffffffff, 0xffffffff
+    WR "mc0-ctl-other-gp", 0x400, 5, 0, GP0
+    WR "mc0-ctl-zero", 0x400, 0, 0, NO_FAULT
+    RD_EQ "mc0-status", 0x401, 0, 0
+    WR "mc0-status-zero", 0x401, 0, 0, NO_FAULT
+    WR "mc0-status-nonzero-gp", 0x401, 0, 0x80000000, GP0
+    RD_EQ "mc3-addr", 0x40e, 0, 0
+    WR "mc3-addr-nonzero-gp", 0x40e, 0x1000, 0, GP0
+    RD_EQ "mc3-misc", 0x40f, 0, 0
+    RD_GP "mc4-ctl-absent", 0x410
+    jmp 2f
+1:  RD_GP "mcg-cap-absent", 0x179
+    RD_GP "mc0-ctl-absent", 0x400
+2:  testl $((1 << 7) | (1 << 14)), L1_EDX
+    jz 3f
+    WR "mcg-status-wr", 0x17a, 0, 0, NO_FAULT
+    RD_EQ "mcg-status", 0x17a, 0, 0
+    WR "mcg-status-reserved-gp", 0x17a, 8, 0, GP0
+    jmp 4f
+3:  RD_GP "mcg-status-absent", 0x17a
+4:
+    /* DEBUGCTL: no LBR, no BTF. */
+    WR "debugctl-wr", 0x1d9, 0, 0, NO_FAULT
+    RD_EQ "debugctl", 0x1d9, 0, 0
+
+    /* EFER: SVME is hidden with CPUID's SVM bit (APM Vol 2 3.1.7). */
+    DO_RDMSR 0xc0000080
+    CHECK_EQ "efer-rd", NO_FAULT
+    mov VAL_LO, %ecx
+    and $0x500, %ecx
+    CHECK_EQ "efer-lme-lma", 0x500
+    mov $0xc0000080, %ecx
+    mov VAL_LO, %eax
+    or $0x1000, %eax
+    mov VAL_HI, %edx
+    EXPECT_FAULT 2
+    wrmsr
+    FAULT_RESULT
+    CHECK_EQ "efer-svme-gp", GP0
+
+    /* TSC_AUX with RDTSCP or RDPID (APM Vol 2 13.2.4; SDM Vol 3B 18.17.2). */
+    testl $(1 << 27), E1_EDX
+    jnz 1f
+    testl $(1 << 22), L7_ECX
+    jnz 1f
+    RD_GP "tsc-aux-absent", 0xc0000103
+    WR "tsc-aux-absent-wr", 0xc0000103, 0, 0, GP0
+    EXPECT_FAULT 3
+    rdtscp
+    FAULT_RESULT
+    CHECK_EQ "rdtscp-absent-ud", (6 << 16)
+    jmp 3f
+1:  WR "tsc-aux-wr", 0xc0000103, 0x1234, 0, NO_FAULT
+    RD_EQ "tsc-aux", 0xc0000103, 0x1234, 0
+    UNLESS_BIT E1_EDX, 27, 3f
+    xor %ecx, %ecx
+    rdtscp
+    CHECK_EQ "rdtscp-ecx-is-tsc-aux", 0x1234
+3:
+    /* An MSR no vendor has. */
+    RD_GP "unknown", 0x0badc0de
+    WR "unknown-wr", 0x0badc0de, 0, 0, GP0
+    ret
+
+/* Intel: SDM Vol 4 Table 2-2. */
+intel_msrs:
+    RD_EQ "platform-id", 0x17, 0, 0
+    RD_EQ "feature-control", 0x3a, 1, 0
+    WR "feature-control-locked-gp", 0x3a, 5, 0, GP0
+    WR "bios-updt-trig", 0x79, 0, 0, NO_FAULT
+    DO_RDMSR 0xce
+    CHECK_EQ "platform-info-rd", NO_FAULT
+    WR "platform-info-wr-gp", 0xce, 0, 0, GP0
+
+    /* MISC_ENABLE: fast strings, BTS and PEBS unavailable, no PMU (bit 7). */
+    RD_EQ "misc-enable", 0x1a0, 0x1801, 0
+    WR "misc-enable-no-fast-strings", 0x1a0, 0x1800, 0, NO_FAULT
+    RD_EQ "misc-enable-after", 0x1a0, 0x1800, 0
+    WR "misc-enable-reserved-gp", 0x1a0, 0x1804, 0, GP0
+    WR "misc-enable-limit-cpuid-gp", 0x1a0, 0x401801, 0, GP0
+    WR "misc-enable-restore", 0x1a0, 0x1801, 0, NO_FAULT
+
+    /* The architectural PMU exactly as leaf 0AH describes it (SDM Vol 3B
+       20.2.1): with no counters every PMU MSR and RDPMC index #GP(0). */
+    cmpl $0, PMU_GP
+    jne 1f
+    RD_GP "pmc0-absent", 0xc1
+    WR "pmc0-absent-wr", 0xc1, 0, 0, GP0
+    RD_GP "perfevtsel0-absent", 0x186
+    RD_GP "fixed-ctr0-absent", 0x309
+    RD_GP "perf-global-ctrl-absent", 0x38f
+    RDPMC_CHECK "rdpmc-0-gp", 0, GP0
+    RDPMC_CHECK "rdpmc-fixed0-gp", 0x40000000, GP0
+    jmp 2f
+1:  RD_EQ "pmc0", 0xc1, 0, 0
+    RDPMC_CHECK "rdpmc-0", 0, NO_FAULT
+2:
+    /* AMD's MSRs are not there. */
+    RD_GP "amd-vm-cr-absent", 0xc0010114
+    RD_GP "amd-perfevtsel0-absent", 0xc0010000
+    ret
+
+/* AMD: APM Vol 2 Appendix A, 13.2.1, 15.30; the family 0Fh-16h BKDGs. */
+amd_msrs:
+    /* Legacy counters exist on every AMD CPU; no PMU: they read 0. */
+    RD_EQ "perfevtsel0", 0xc0010000, 0, 0
+    WR "perfevtsel0-wr", 0xc0010000, 0x430076, 0, NO_FAULT
+    RD_EQ "perfevtsel0-dropped", 0xc0010000, 0, 0
+    WR "perfevtsel3-bit19-gp", 0xc0010003, 0x80000, 0, GP0
+    WR "perfevtsel1-bit21-gp", 0xc0010001, 0x200000, 0, GP0
+    WR "perfevtsel2-bit40-gp", 0xc0010002, 0, 0x100, GP0
+    WR "perfctr0-wr", 0xc0010004, 0x1234, 0, NO_FAULT
+    RD_EQ "perfctr0", 0xc0010004, 0, 0
+    RD_EQ "perfctr3", 0xc0010007, 0, 0
+    RDPMC_CHECK "rdpmc-0", 0, NO_FAULT
+    RDPMC_CHECK "rdpmc-3", 3, NO_FAULT
+    UNLESS_BIT E1_ECX, 23, 1f
+    RD_EQ "perf-ctl-ext0", 0xc0010200, 0, 0
+    RD_EQ "perf-ctr-ext5", 0xc001020b, 0, 0
+    RDPMC_CHECK "rdpmc-5", 5, NO_FAULT
+    RDPMC_CHECK "rdpmc-6-gp", 6, GP0
+    jmp 2f
+1:  RD_GP "perf-ctl-ext0-absent", 0xc0010200
+    RDPMC_CHECK "rdpmc-4-gp", 4, GP0
+2:  RDPMC_CHECK "rdpmc-fixed-gp", 0x40000000, GP0
+
+    RD_EQ "syscfg", 0xc0010010, 0, 0
+    RD_EQ "hwcr", 0xc0010015, 0, 0
+    WR "hwcr-wr", 0xc0010015, 0, 0, NO_FAULT
+    RD_EQ "de-cfg", 0xc0011029, 0, 0
+
+    /* NB_CFG and Interrupt Pending: families 0Fh-16h. */
+    cmpl $0xf, FAMILY
+    jb 3f
+    cmpl $0x16, FAMILY
+    ja 3f
+    RD_EQ "nb-cfg", 0xc001001f, 0, 0
+    RD_EQ "int-pending", 0xc0010055, 0, 0
+    WR "int-pending-wr", 0xc0010055, 0, 0, NO_FAULT
+    jmp 4f
+3:  RD_GP "nb-cfg-absent", 0xc001001f
+4:
+    /* VM_CR: LOCK and SVMDIS, SVM hidden (APM Vol 2 15.30.1). */
+    RD_EQ "vm-cr", 0xc0010114, 0x18, 0
+    WR "vm-cr-locked-ignored", 0xc0010114, 0x10, 0, NO_FAULT
+    RD_EQ "vm-cr-after", 0xc0010114, 0x18, 0
+    WR "vm-cr-reserved-gp", 0xc0010114, 0x20, 0, GP0
+    RD_GP "vm-hsave-pa-absent", 0xc0010117
+
+    /* OSVW when Fn8000_0001 ECX[9] (APM Vol 2 3.9). */
+    UNLESS_BIT E1_ECX, 9, 5f
+    RD_EQ "osvw-id-length", 0xc0010140, 0, 0
+    RD_EQ "osvw-status", 0xc0010141, 0, 0
+    jmp 6f
+5:  RD_GP "osvw-absent", 0xc0010140
+6:
+    /* Intel's MSRs are not there. */
+    RD_GP "intel-feature-control-absent", 0x3a
+    RD_GP "intel-misc-enable-absent", 0x1a0
+    ret
+"#,
+    options(att_syntax)
+);
