@@ -346,6 +346,36 @@ const APPLETS: &[(&str, &str)] = &[
     ("sbin", "poweroff"),
 ];
 
+/// The shell the Debian test `/init` scripts share, put where a script has
+/// the line `SHELL_CHECKS`: the counters the summary line prints, `check
+/// NAME COMMAND...` (runs the command quietly, prints `PASS NAME` or `FAIL
+/// NAME` and counts), and `load_modules` (insmods the kernel modules listed
+/// in `/etc/keel/modules`, in order, stopping at the first that fails).
+pub const SHELL_CHECKS: &str = r#"passed=1
+failed=0
+check() {
+    name=$1
+    shift
+    if "$@" >/dev/null 2>&1; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name"
+        failed=$((failed + 1))
+    fi
+}
+load_modules() {
+    for m in $(cat /etc/keel/modules); do
+        insmod "/lib/modules/$m" || return 1
+    done
+}
+"#;
+
+/// `script` with its `SHELL_CHECKS` line replaced by [`SHELL_CHECKS`].
+pub fn with_shell_checks(script: &str) -> String {
+    script.replacen("SHELL_CHECKS\n", SHELL_CHECKS, 1)
+}
+
 /// The initramfs's `/init`: mounts, checks, a summary, ACPI power-off; with
 /// `keel.console=shell` on the kernel command line, a shell on the console
 /// instead (Keel's console test).
@@ -367,19 +397,7 @@ if grep -q "keel.console=shell" /proc/cmdline; then
 fi
 echo "PASS linux-init"
 echo "linux-init: kernel $(uname -r)"
-passed=1
-failed=0
-check() {
-    name=$1
-    shift
-    if "$@" >/dev/null 2>&1; then
-        echo "PASS $name"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $name"
-        failed=$((failed + 1))
-    fi
-}
+SHELL_CHECKS
 check acpi-tables test -e /sys/firmware/acpi/tables/DSDT
 check acpi-madt test -e /sys/firmware/acpi/tables/APIC
 check acpi-interpreter sh -c 'dmesg | grep -q "ACPI: Interpreter enabled"'
@@ -431,7 +449,8 @@ pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
         matches!((a.modified(), b.modified()), (Ok(x), Ok(y)) if x >= y)
     };
     let script_file = debian_dir()?.join("init.last");
-    let same_script = fs::read_to_string(&script_file).is_ok_and(|s| s == INIT_SCRIPT);
+    let script = init_script();
+    let same_script = fs::read_to_string(&script_file).is_ok_and(|s| s == script);
     if fresh(&out) && same_script {
         return Ok(out);
     }
@@ -439,7 +458,7 @@ pub fn initramfs(d: &Debian) -> Result<PathBuf, String> {
     let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
     let gz = gzip(&initramfs_cpio(&busybox))?;
     fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
-    fs::write(&script_file, INIT_SCRIPT).map_err(|e| io("cannot write", &script_file, e))?;
+    fs::write(&script_file, &script).map_err(|e| io("cannot write", &script_file, e))?;
     step.done(&format!("built {} ({} bytes)", out.display(), gz.len()));
     Ok(out)
 }
@@ -474,7 +493,12 @@ pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 /// The uncompressed initramfs: directories, busybox and its links, device
 /// nodes the kernel opens before devtmpfs exists, `/init`.
 pub fn initramfs_cpio(busybox: &[u8]) -> Vec<u8> {
-    initramfs_cpio_with(busybox, INIT_SCRIPT, &[])
+    initramfs_cpio_with(busybox, &init_script(), &[])
+}
+
+/// [`INIT_SCRIPT`] with the shared shell helpers in place.
+pub fn init_script() -> String {
+    with_shell_checks(INIT_SCRIPT)
 }
 
 /// An initramfs like [`initramfs_cpio`] with another `/init` and `extra`
@@ -744,6 +768,23 @@ mod tests {
         assert!(a.windows(7).any(|w| w == b"BUSYBOX"));
         assert!(INIT_SCRIPT.contains("PASS linux-init"));
         assert!(INIT_SCRIPT.contains("poweroff -f"));
+    }
+
+    #[test]
+    fn every_init_script_gets_the_shared_checks_once() {
+        for (what, script) in [
+            ("linux", init_script()),
+            ("ide", crate::ide_assets::init_script()),
+            ("net", crate::net_assets::init_script()),
+        ] {
+            assert!(!script.contains("SHELL_CHECKS"), "{what}: placeholder left");
+            assert_eq!(script.matches("\ncheck() {").count(), 1, "{what}");
+            assert_eq!(script.matches("\nload_modules() {").count(), 1, "{what}");
+            // Defined before their first use.
+            let def = script.find("\ncheck() {").unwrap();
+            let first_use = script.find("\ncheck ").unwrap();
+            assert!(def < first_use, "{what}: check used before it is defined");
+        }
     }
 
     #[test]

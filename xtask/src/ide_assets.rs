@@ -146,24 +146,7 @@ grep -q "keel_test=cd" /proc/cmdline && mode=cd
 grep -q "keel_test=bench" /proc/cmdline && mode=bench
 echo "PASS ide-init"
 echo "ide-init: kernel $(uname -r), checking the $mode"
-passed=1
-failed=0
-check() {
-    name=$1
-    shift
-    if "$@" >/dev/null 2>&1; then
-        echo "PASS $name"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $name"
-        failed=$((failed + 1))
-    fi
-}
-load_modules() {
-    for m in $(cat /etc/keel/modules); do
-        insmod "/lib/modules/$m" || return 1
-    done
-}
+SHELL_CHECKS
 # Waits up to 10 s for a block device.
 wait_for() {
     i=0
@@ -392,7 +375,7 @@ poweroff -f
 
 /// [`INIT_SCRIPT`] with its placeholders filled in.
 pub fn init_script() -> String {
-    INIT_SCRIPT
+    crate::guest_assets::with_shell_checks(INIT_SCRIPT)
         .replace("PATTERN_SECTORS", &PATTERN_SECTORS.to_string())
         .replace("VDISK_SECTORS", &VDISK_SECTORS.to_string())
         .replace("DISK_SECTORS", &DISK_SECTORS.to_string())

@@ -57,24 +57,7 @@ nic=e1000
 grep -q "keel_nic=virtio-net" /proc/cmdline && nic=virtio-net
 echo "PASS net-init"
 echo "net-init: kernel $(uname -r), mode $mode, nic $nic"
-passed=1
-failed=0
-check() {
-    name=$1
-    shift
-    if "$@" >/dev/null 2>&1; then
-        echo "PASS $name"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $name"
-        failed=$((failed + 1))
-    fi
-}
-load_modules() {
-    for m in $(cat /etc/keel/modules); do
-        insmod "/lib/modules/$m" || return 1
-    done
-}
+SHELL_CHECKS
 # Waits up to $2 tenths of a second for the command after it to succeed.
 wait_until() {
     n=$1
@@ -225,7 +208,7 @@ exit 0
 
 /// [`INIT_SCRIPT`] with its placeholders filled in.
 pub fn init_script() -> String {
-    INIT_SCRIPT
+    crate::guest_assets::with_shell_checks(INIT_SCRIPT)
         .replace("GUEST_LEASE", &GUEST_LEASE.to_string())
         .replace("GATEWAY", &GATEWAY.to_string())
         .replace("HTTP_GUEST", &HTTP_GUEST_ADDR.ip().to_string())
