@@ -13,7 +13,9 @@
 
 #![no_std]
 
+mod canary;
 mod modes;
+mod pci;
 mod report;
 mod reset;
 mod serial;

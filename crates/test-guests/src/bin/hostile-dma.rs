@@ -214,47 +214,8 @@ ide_setup:
     CHECK_EQ "ide-io-and-bus-master-enabled", 0x5
     ret
 
-/* %eax = configuration address, %ebx = value. */
-pci_write:
-    mov $PCI_ADDR, %dx
-    out %eax, %dx
-    mov $PCI_DATA, %dx
-    mov %ebx, %eax
-    out %eax, %dx
-    ret
-
-/* %eax = configuration address -> %eax = value. */
-pci_read:
-    mov $PCI_ADDR, %dx
-    out %eax, %dx
-    mov $PCI_DATA, %dx
-    in %dx, %eax
-    ret
-
 /* ---------------------------------------------------------------------- */
-/* Canaries: a pattern in RAM no test aims at; any change is damage. */
-.macro CANARY_RAX
-    movabs $0x5A3CC3A5A5C33C5A, %rax
-.endm
-
-/* Fill the %rcx bytes at %rdi with the canary. */
-canary_fill:
-    CANARY_RAX
-    shr $3, %rcx
-    rep stosq
-    ret
-
-/* %edx += qwords of the %rcx bytes at %rdi that are not the canary. */
-canary_count:
-    CANARY_RAX
-    shr $3, %rcx
-1:  cmp %rax, (%rdi)
-    je 2f
-    inc %edx
-2:  add $8, %rdi
-    dec %rcx
-    jnz 1b
-    ret
+/* Canaries: canary_fill / canary_count (the library, canary.rs). */
 
 /* %edx += qwords of the 4 KiB of ROM at %rsi that differ from its copy in
    RAM at %rdi (the image is at 0xF0000 and at 0xFFFF0000). */

@@ -314,22 +314,6 @@ msi_handler:
     pop %rax
     iretq
 
-/* %eax = configuration address, %ebx = value. */
-pci_write:
-    mov $PCI_ADDR, %dx
-    out %eax, %dx
-    mov $PCI_DATA, %dx
-    mov %ebx, %eax
-    out %eax, %dx
-    ret
-
-/* %eax = configuration address -> %eax = value. */
-pci_read:
-    mov $PCI_ADDR, %dx
-    out %eax, %dx
-    mov $PCI_DATA, %dx
-    in %dx, %eax
-    ret
 "#,
     options(att_syntax)
 );
