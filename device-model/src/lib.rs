@@ -33,6 +33,7 @@ pub mod storage;
 pub mod test_device;
 pub mod timer;
 pub mod virtio;
+pub mod xen;
 
 pub use bus::{AddressSpace, Bus, BusDevice, BusError, DeviceHandle, RangeInfo, UnclaimedStats};
 pub use clock::{Clock, ClockHandle, FakeClock};
