@@ -269,3 +269,42 @@ fn debian_writes_to_a_disk_file_are_in_the_file_after_the_vm_ends() {
         "the read-only image cd.iso changed"
     );
 }
+
+/// SeaBIOS boots Debian from a virtio-blk disk alone (virtio 1.x, #17):
+/// its virtio-blk driver reads the MBR and SYSLINUX reads the kernel and
+/// initramfs through INT 13h; Linux then finds the same disk through
+/// `virtio_blk` (partitions, size, xtask's pattern, the kernel on the FAT
+/// partition) and no IDE disk. The disk is a read-only file, so it stays a
+/// boot module behind a read-only virtio-blk device.
+#[test]
+fn seabios_boots_debian_from_a_virtio_blk_disk() {
+    artifacts_dir();
+    let ws = workspace::Workspace::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("keel-virtio-boot-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let disk = dir.0.join("boot.img");
+    ide_assets::disk_with_mode(&disk, ide_assets::VIRTIO_MODE).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = dir.0.join("debian-virtio-boot.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"debian-virtio-boot\"\nmemory = 256\nvcpus = 1\nfirmware = \"seabios\"\n\
+         disk = [ 'boot.img,raw,xvda,r,specification=virtio' ]\n",
+    )
+    .unwrap();
+    let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let built = xtask::iso::build_iso(&vm, &ws.keel_elf(), &ws.bare_metal_dir(), &dir.0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let opts = test_options(vm.config.memory_mib);
+    let o = runner::run_iso(&built.path, Backend::Svm, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let name = &vm.config.name;
+    logged(&o, "keel: ", "KiB, read-only) as virtio-blk xvda");
+    logged(&o, &format!("[{name}:bios] "), "Booting from Hard Disk...");
+    logged(&o, &format!("[{name}] "), "SYSLINUX");
+    verdict(check_suite_report(&o, name, ide_assets::VIRTIO_CHECKS));
+    for check in ["virtio-boot-partitions", "fat-kernel-md5", "no-ide-disk"] {
+        logged(&o, &format!("[{name}] "), &format!("PASS {check}"));
+    }
+    verdict(check_stop(&o, name, "powered the machine off (ACPI S5)", 0));
+    no_kernel_trouble(&o);
+}

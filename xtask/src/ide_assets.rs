@@ -144,6 +144,10 @@ mount -t devtmpfs devtmpfs /dev
 mode=disk
 grep -q "keel_test=cd" /proc/cmdline && mode=cd
 grep -q "keel_test=bench" /proc/cmdline && mode=bench
+grep -q "keel_test=virtio" /proc/cmdline && mode=virtio
+# The disk SeaBIOS booted from: the IDE disk, or the virtio-blk one.
+boot=/dev/sda
+[ "$mode" = virtio ] && boot=/dev/vda
 echo "PASS ide-init"
 echo "ide-init: kernel $(uname -r), checking the $mode"
 SHELL_CHECKS
@@ -206,7 +210,7 @@ virtio_random() {
     echo "ide-init: virtio-random-md5 $(md5sum /tmp/random | cut -d " " -f 1)" > /dev/console
 }
 fat_kernel() {
-    mount -t vfat -o ro /dev/sda1 /mnt || return 1
+    mount -t vfat -o ro "${boot}1" /mnt || return 1
     kernel_md5 /mnt/vmlinuz
     r=$?
     umount /mnt
@@ -357,11 +361,21 @@ if [ "$mode" = disk ]; then
     check fat-write fat_write
     check fat-read-back fat_read_back
 fi
-check cd-present wait_for /dev/sr0
-check cd-bus-master sh -c 'dmesg | grep -Eq "ata2: PATA max [A-Z]+[0-9/]+ cmd 0x170 ctl 0x376 bmdma 0x[0-9a-f]+ irq 15"'
-check cd-dma-mode dma_mode 2
-check cd-file cd_file
-check cd-kernel-md5 cd_kernel
+if [ "$mode" = virtio ]; then
+    check virtio-present wait_for /dev/vda
+    check virtio-driver sh -c 'readlink /sys/block/vda/device/driver | grep -q virtio_blk'
+    check virtio-boot-partitions wait_for /dev/vda2
+    check virtio-boot-capacity test "$(cat /sys/block/vda/size)" = DISK_SECTORS
+    check virtio-read-host-pattern read_host_pattern /dev/vda2
+    check fat-kernel-md5 fat_kernel
+    check no-ide-disk test ! -b /dev/sda
+else
+    check cd-present wait_for /dev/sr0
+    check cd-bus-master sh -c 'dmesg | grep -Eq "ata2: PATA max [A-Z]+[0-9/]+ cmd 0x170 ctl 0x376 bmdma 0x[0-9a-f]+ irq 15"'
+    check cd-dma-mode dma_mode 2
+    check cd-file cd_file
+    check cd-kernel-md5 cd_kernel
+fi
 [ "$mode" = disk ] && check both-channels-at-once both_channels
 check pci-interrupt-links pci_links
 check interrupt-controller irq_controller
@@ -391,9 +405,15 @@ pub fn init_script() -> String {
 /// of Debian boots checks the PCI interrupt links and the IDE IRQs in both.
 pub const CD_MODE: &str = "cd noapic";
 
-/// How many checks pass when all do: disk mode and CD mode.
+/// The `syslinux_cfg` mode of a disk SeaBIOS boots through virtio-blk
+/// alone ([`disk_with_mode`]): `/init` checks that Linux reads the same
+/// disk through `virtio_blk` and that no IDE disk is there.
+pub const VIRTIO_MODE: &str = "virtio";
+
+/// How many checks pass when all do: disk mode, CD mode and virtio mode.
 pub const DISK_CHECKS: u32 = 27;
 pub const CD_CHECKS: u32 = 10;
+pub const VIRTIO_CHECKS: u32 = 12;
 
 /// The SYSLINUX/ISOLINUX configuration: at once, on COM1, with `console=ttyS0`.
 pub fn syslinux_cfg(mode: &str) -> String {
@@ -417,14 +437,19 @@ pub fn bench_mode(dma_mib: u32, pio_mib: u32) -> String {
 }
 
 /// A copy of `debian-disk` at `dest` whose `syslinux.cfg` boots the bench
-/// mode of [`bench_mode`]: the same MBR, SYSLINUX, kernel and initramfs, the
-/// file replaced with mtools at the partition's offset.
+/// mode of [`bench_mode`].
 pub fn bench_disk(dest: &Path, dma_mib: u32, pio_mib: u32) -> Result<(), String> {
+    disk_with_mode(dest, &bench_mode(dma_mib, pio_mib))
+}
+
+/// A copy of `debian-disk` at `dest` whose `syslinux.cfg` boots `mode`
+/// (see [`syslinux_cfg`]): the same MBR, SYSLINUX, kernel and initramfs, the
+/// file replaced with mtools at the partition's offset.
+pub fn disk_with_mode(dest: &Path, mode: &str) -> Result<(), String> {
     let disk = images()?.disk;
     fs::copy(&disk, dest).map_err(|e| io("cannot copy", &disk, e))?;
     let cfg = dest.with_extension("syslinux.cfg");
-    fs::write(&cfg, syslinux_cfg(&bench_mode(dma_mib, pio_mib)))
-        .map_err(|e| io("cannot write", &cfg, e))?;
+    fs::write(&cfg, syslinux_cfg(mode)).map_err(|e| io("cannot write", &cfg, e))?;
     let fs_at = format!("{}@@{}", dest.display(), FAT_START * SECTOR);
     let copied = run(Command::new("mcopy")
         .args(["-o", "-i", &fs_at])
@@ -964,12 +989,34 @@ mod tests {
             assert!(!s.contains(p), "{p}");
         }
         assert!(s.contains("poweroff -f"));
-        let checks = s
-            .lines()
-            .filter(|l| l.trim().starts_with("check ") || l.contains("&& check "))
-            .count() as u32;
-        // ide-init is counted without a check line.
-        assert_eq!(checks + 1, DISK_CHECKS);
+        // The checks of each mode: the lines between `if [ "$mode" = M ]`
+        // (or its `else`) and the matching `fi` run in mode M only.
+        let count = |mode: &str| {
+            let mut section: Option<(&str, bool)> = None;
+            let mut n = 1; // ide-init is counted without a check line.
+            for l in s.lines() {
+                if let Some(m) = l.strip_prefix("if [ \"$mode\" = ") {
+                    section = Some((m.split(' ').next().unwrap(), true));
+                } else if l == "else" {
+                    section = section.map(|(m, _)| (m, false));
+                } else if l == "fi" {
+                    section = None;
+                } else if l.trim().starts_with("check ") || l.contains("&& check ") {
+                    let runs = match section {
+                        None => true,
+                        Some((m, then)) => (m == mode) == then,
+                    };
+                    let guarded = l.split("&& check").next().unwrap();
+                    if runs && (!l.contains("&& check ") || guarded.contains(mode)) {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        };
+        assert_eq!(count("disk"), DISK_CHECKS);
+        assert_eq!(count("cd"), CD_CHECKS);
+        assert_eq!(count("virtio"), VIRTIO_CHECKS);
         assert!(syslinux_cfg(CD_MODE).contains("console=ttyS0"));
         assert!(syslinux_cfg(CD_MODE).contains("keel_test=cd noapic\n"));
     }
