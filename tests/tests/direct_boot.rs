@@ -1,7 +1,10 @@
 //! Direct kernel boot through Keel's BIOS shim (firmware/): Debian's kernel
 //! with a busybox initramfs, and the multiboot test kernel.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use keel_tests::{boot, boot_vmx, check_guest_suite, check_stop, check_suite_report};
+use xtask::runner::Outcome;
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -9,14 +12,55 @@ fn verdict(r: Result<(), String>) {
     }
 }
 
+/// How far the guest's clock may be from the host's: Linux reads the RTC
+/// to the second at boot, then keeps time with a clocksource calibrated on
+/// a loaded emulator.
+const DATE_TOLERANCE: Duration = Duration::from_secs(10);
+
+/// Boots `stem` and checks that the date its /init printed (`linux-init:
+/// date-u SECONDS`) is the host's date plus `rtc_offset` seconds: no earlier
+/// than the host clock at the boot's start plus the line's time, no later
+/// than the host clock after the boot, within [`DATE_TOLERANCE`].
+fn boot_and_check_date(stem: &str, rtc_offset: i64) -> (xtask::iso::VmFile, Outcome) {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let started = SystemTime::now();
+    let (vm, o) = boot(stem);
+    let ended = secs(SystemTime::now());
+    let at = o
+        .lines
+        .iter()
+        .position(|l| l.contains("linux-init: date-u "))
+        .unwrap_or_else(|| panic!("no 'linux-init: date-u' line\n{}", o.report()));
+    let guest: i64 = o.lines[at]
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bad date line {:?}", o.lines[at]));
+    let tol = DATE_TOLERANCE.as_secs() as i64;
+    let earliest = secs(started + o.line_times[at]) + rtc_offset - tol;
+    let latest = ended + rtc_offset + tol;
+    assert!(
+        (earliest..=latest).contains(&guest),
+        "the guest's date {guest} is not the host's{} (between {earliest} and {latest}, \
+         {tol} s either way)",
+        if rtc_offset == 0 {
+            String::new()
+        } else {
+            format!(" plus rtc_timeoffset {rtc_offset}")
+        }
+    );
+    (vm, o)
+}
+
 /// Debian's kernel boots with ACPI, the LAPIC and the IOAPIC in use, its
-/// /init reports 14 checks passed, and it powers the VM off through ACPI S5.
+/// /init reports 14 checks passed, its date is the host's (the RTC starts
+/// from the machine's), and it powers the VM off through ACPI S5.
 /// Its `smbios` check: the kernel found the shim's SMBIOS tables by its own
 /// scan of 0xF0000-0xFFFFF (its `DMI:` line names the system acpi-gen's
 /// type 1 describes).
 #[test]
 fn debian_linux_boots_and_powers_off_through_acpi() {
-    let (vm, o) = boot("linux");
+    let (vm, o) = boot_and_check_date("linux", 0);
     // 14: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
     // rtc-real-date, smbios and pci-irqs.
     verdict(check_suite_report(&o, &vm.config.name, 14));
@@ -48,10 +92,11 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 /// took the TSC rate from HV_X64_MSR_TSC_FREQUENCY ("tsc: Detected ... MHz"
 /// with no calibration failure) and the APIC timer's from
 /// HV_X64_MSR_APIC_FREQUENCY, uses the APIC access MSRs, and keeps time on
-/// the reference TSC page (`hyperv_clocksource_tsc_page`).
+/// the reference TSC page (`hyperv_clocksource_tsc_page`). Its config also
+/// sets `rtc_timeoffset = "-86400"`: its date is the host's a day ago.
 #[test]
 fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
-    let (vm, o) = boot("linux-viridian");
+    let (vm, o) = boot_and_check_date("linux-viridian", -86_400);
     verdict(check_suite_report(&o, &vm.config.name, 19));
     verdict(check_stop(
         &o,

@@ -51,36 +51,72 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Measures the TSC frequency: the median of [`CALIBRATION_RUNS`] runs, so
-/// that one run stretched by the host (an emulator descheduled on a busy
-/// machine once measured ten times the real rate) does not set Keel's
-/// clock. Returns it in Hz, or `None` if the PIT never reached terminal
+/// Measures the TSC frequency: the median of [`CALIBRATION_RUNS`] clean
+/// runs, so that one run stretched by the host does not set Keel's clock.
+/// Under an emulator on a busy machine the vCPU can be descheduled in the
+/// middle of a run (once measured at 1.4 and 10 times the real rate, which
+/// then made every guest's clock run that much slow): a run is clean when
+/// neither the gate's start nor the poll that saw the PIT's output rise
+/// took longer than [`CLEAN_GAP_PER_MILLE`] of the interval, so the edge is
+/// known to that precision. After [`CALIBRATION_ATTEMPTS`] runs with too
+/// few clean ones, the fastest run counts (a stall only ever lengthens the
+/// poll). Returns it in Hz, or `None` if the PIT never reached terminal
 /// count (no PIT on this machine).
 pub fn calibrate() -> Option<u64> {
-    let mut runs = [0u64; CALIBRATION_RUNS];
+    let mut clean = [0u64; CALIBRATION_RUNS];
+    let mut n_clean = 0;
+    let mut fastest = u64::MAX;
     let mut start = 0;
-    for run in runs.iter_mut() {
-        let (hz, at) = calibrate_once()?;
-        *run = hz;
-        start = at;
+    for _ in 0..CALIBRATION_ATTEMPTS {
+        let run = calibrate_once()?;
+        start = run.start;
+        fastest = fastest.min(run.hz);
+        if run.clean {
+            clean[n_clean] = run.hz;
+            n_clean += 1;
+            if n_clean == CALIBRATION_RUNS {
+                break;
+            }
+        }
     }
-    runs.sort_unstable();
-    let hz = median(&runs);
+    let hz = if n_clean == 0 {
+        fastest
+    } else {
+        let clean = &mut clean[..n_clean];
+        clean.sort_unstable();
+        median(clean)
+    };
     TSC_HZ.store(hz, Ordering::Relaxed);
     TSC_START.store(start, Ordering::Relaxed);
     Some(hz)
 }
 
-/// Calibration runs whose median is taken.
+/// Clean calibration runs whose median is taken.
 const CALIBRATION_RUNS: usize = 5;
+/// Most calibration runs tried (about 10 ms each).
+const CALIBRATION_ATTEMPTS: usize = 40;
+/// The largest gap between two TSC reads around the PIT edge, in
+/// thousandths of the interval, for a run to count as clean.
+const CLEAN_GAP_PER_MILLE: u64 = 5;
 
 /// The middle of sorted `values` (not empty).
 fn median(values: &[u64]) -> u64 {
     values[values.len() / 2]
 }
 
-/// One run: the TSC rate over one PIT interval, and the TSC at its start.
-fn calibrate_once() -> Option<(u64, u64)> {
+/// One calibration run.
+struct CalibrationRun {
+    /// The TSC rate over one PIT interval.
+    hz: u64,
+    /// The TSC at its start.
+    start: u64,
+    /// Whether the run's start and end are each known to within
+    /// [`CLEAN_GAP_PER_MILLE`] of the interval.
+    clean: bool,
+}
+
+/// One run: the TSC over one PIT interval.
+fn calibrate_once() -> Option<CalibrationRun> {
     // SAFETY: ports 0x42, 0x43 and 0x61 are the PC's PIT channel 2 and system
     // control port B; Keel owns them and changes only the channel 2 gate,
     // leaving the speaker off.
@@ -94,21 +130,35 @@ fn calibrate_once() -> Option<(u64, u64)> {
         command.write(0b1011_0000);
         data.write(PIT_TICKS as u8);
         data.write((PIT_TICKS >> 8) as u8);
+        let before_gate = rdtsc();
         port_b.write((saved & !SPEAKER) | GATE2);
         let start = rdtsc();
         // Bounded: about 100x the interval even at 100 GHz of TSC.
         let mut spins: u64 = 0;
-        while port_b.read() & OUT2 == 0 {
+        // The TSC before the last read that saw the output low: the edge
+        // came between it and `end`.
+        let mut last_poll = start;
+        let end = loop {
+            let polled = rdtsc();
+            if port_b.read() & OUT2 != 0 {
+                break rdtsc();
+            }
+            last_poll = polled;
             spins += 1;
             if spins > 100_000_000 {
                 port_b.write(saved);
                 return None;
             }
             core::hint::spin_loop();
-        }
-        let ticks = rdtsc() - start;
+        };
         port_b.write(saved);
-        Some((ticks * PIT_HZ / u64::from(PIT_TICKS), start))
+        let ticks = end.saturating_sub(start).max(1);
+        let gap = (start - before_gate).max(end.saturating_sub(last_poll));
+        Some(CalibrationRun {
+            hz: ticks * PIT_HZ / u64::from(PIT_TICKS),
+            start,
+            clean: gap.saturating_mul(1000) <= ticks.saturating_mul(CLEAN_GAP_PER_MILLE),
+        })
     }
 }
 

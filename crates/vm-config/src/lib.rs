@@ -110,7 +110,16 @@ pub struct VmConfig {
     /// `keel_screen_dump`: Keel's own key: 1 writes the VGA text screen to
     /// Keel's log when the VM ends (`[name:screen] ...` lines); 0 (default) not.
     pub screen_dump: bool,
+    /// `rtc_timeoffset` (xl's key): seconds added to the machine's UTC time
+    /// for the VM's RTC, within ±[`MAX_RTC_TIMEOFFSET`]; 0 by default. A
+    /// guest that keeps its RTC in local time (Windows) gets its zone's
+    /// offset here, since Keel keeps no time zone (`localtime = 1` is refused).
+    pub rtc_timeoffset: i64,
 }
+
+/// The largest `rtc_timeoffset`, either way: 100 years, past which the
+/// RTC's century no longer holds the date.
+pub const MAX_RTC_TIMEOFFSET: i64 = 100 * 366 * 86_400;
 
 /// xl.cfg's `viridian`: which groups of Hyper-V enlightenments (Hyper-V
 /// Top-Level Functional Specification v6) the guest is offered. `viridian
@@ -411,6 +420,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "stdvga",
     "vga",
     "keel_screen_dump",
+    "rtc_timeoffset",
+    "localtime",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -432,6 +443,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         viridian: Viridian::default(),
         stdvga: false,
         screen_dump: false,
+        rtc_timeoffset: 0,
     };
     let mut vga_line: Option<(&str, u32)> = None;
 
@@ -477,6 +489,17 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                 }
             }
             "viridian" => config.viridian = viridian(s)?,
+            "rtc_timeoffset" => config.rtc_timeoffset = rtc_timeoffset(s)?,
+            "localtime" => match number(s, "0 or 1")? {
+                0 => {}
+                1 => {
+                    return Err(s.error(
+                        "localtime = 1: Keel keeps no time zone (it reads the machine's RTC as UTC); \
+                         use rtc_timeoffset = <seconds east of UTC> for a guest that keeps local time",
+                    ))
+                }
+                _ => return Err(s.error("expected 0 or 1")),
+            },
             "stdvga" | "vga" => {
                 if let Some((other, line)) = vga_line {
                     return Err(s.error(&format!(
@@ -559,6 +582,23 @@ fn number(s: &Setting, what: &str) -> Result<u64, ConfigError> {
     match &s.value {
         Value::Num(n) => Ok(*n),
         _ => Err(s.error(&format!("expected {what}"))),
+    }
+}
+
+/// `rtc_timeoffset = 3600` or, for a negative offset, `rtc_timeoffset =
+/// "-3600"` (xl reads the key as a long, from a number or a string).
+fn rtc_timeoffset(s: &Setting) -> Result<i64, ConfigError> {
+    let what = "a number of seconds (in quotes when negative: \"-3600\")";
+    let v = match &s.value {
+        Value::Num(n) => i64::try_from(*n).ok(),
+        Value::Str(t) => t.trim().parse::<i64>().ok(),
+        _ => return Err(s.error(&format!("expected {what}"))),
+    };
+    match v {
+        Some(v) if (-MAX_RTC_TIMEOFFSET..=MAX_RTC_TIMEOFFSET).contains(&v) => Ok(v),
+        Some(_) | None => Err(s.error(&format!(
+            "expected {what}, at most {MAX_RTC_TIMEOFFSET} either way (100 years)"
+        ))),
     }
 }
 

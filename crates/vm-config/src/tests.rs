@@ -36,6 +36,7 @@ fn minimal_config_gets_defaults() {
             viridian: Viridian::default(),
             stdvga: false,
             screen_dump: false,
+            rtc_timeoffset: 0,
         }
     );
     assert!(p.warnings.is_empty());
@@ -132,7 +133,7 @@ fn unknown_keys_are_warnings_with_lines() {
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
          vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian, stdvga, \
-         vga, keel_screen_dump)"
+         vga, keel_screen_dump, rtc_timeoffset, localtime)"
     );
 }
 
@@ -487,4 +488,37 @@ fn viridian_refuses_what_keel_lacks() {
     assert!(e.contains("expected 0, 1"), "{e}");
     let e = err("name = \"t\"\nviridian = [ 3 ]\n");
     assert!(e.contains("string in quotes"), "{e}");
+}
+
+#[test]
+fn rtc_timeoffset_takes_seconds_either_way_and_localtime_is_refused() {
+    assert_eq!(ok("name = \"t\"\n").config.rtc_timeoffset, 0);
+    assert_eq!(
+        ok("name = \"t\"\nrtc_timeoffset = 3600\n")
+            .config
+            .rtc_timeoffset,
+        3600
+    );
+    assert_eq!(
+        ok("name = \"t\"\nrtc_timeoffset = \"-86400\"\n")
+            .config
+            .rtc_timeoffset,
+        -86400
+    );
+    assert_eq!(ok("name = \"t\"\nlocaltime = 0\n").config.rtc_timeoffset, 0);
+    for (text, needle) in [
+        (
+            "rtc_timeoffset = \"soon\"\n",
+            "expected a number of seconds",
+        ),
+        ("rtc_timeoffset = 9999999999\n", "100 years"),
+        ("rtc_timeoffset = \"-9999999999\"\n", "100 years"),
+        ("rtc_timeoffset = [ 1 ]\n", "expected a number of seconds"),
+        ("localtime = 1\n", "use rtc_timeoffset"),
+        ("localtime = 2\n", "expected 0 or 1"),
+    ] {
+        let e = parse(&format!("name = \"t\"\n{text}")).unwrap_err();
+        assert_eq!(e.line, Some(2), "{text}");
+        assert!(e.message.contains(needle), "{text}: {}", e.message);
+    }
 }

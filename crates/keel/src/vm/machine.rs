@@ -61,7 +61,8 @@ pub struct DeviceRegion {
 impl Machine {
     /// The PC of VM `name` over its RAM; with the test device if
     /// `test_device`, its RAM BAR over `test_ram`; with QEMU's standard
-    /// VGA if `vga` gives its video memory (and its BIOS).
+    /// VGA if `vga` gives its video memory (and its BIOS); its RTC
+    /// `rtc_timeoffset` seconds off the machine's UTC time.
     pub fn new(
         name: &str,
         ram: GuestMemory,
@@ -69,6 +70,7 @@ impl Machine {
         test_device: bool,
         test_ram: Option<DeviceRegion>,
         vga: Option<(DeviceRegion, Option<Arc<[u8]>>)>,
+        rtc_timeoffset: i64,
     ) -> Result<Self, PcError> {
         // Region ids are handed out in the order `set_memory_map` registers
         // the regions, from 0.
@@ -95,8 +97,13 @@ impl Machine {
         let config = PcConfig {
             name: String::from(name),
             vcpus,
-            // The machine's RTC as read at Keel's start, plus the time since.
-            unix_time: crate::clock::unix_time(),
+            // The machine's RTC as read at Keel's start, plus the time since,
+            // plus the VM's offset (xl.cfg `rtc_timeoffset`, bounded by
+            // vm-config to 100 years); 0 (1970) if the RTC could not be read.
+            unix_time: match crate::clock::unix_time() {
+                0 => 0,
+                t => t.saturating_add_signed(rtc_timeoffset),
+            },
             // CPUID hides x2APIC and the TSC-deadline timer (exit::cpuid), so
             // the APIC model does not offer them either.
             lapic: LapicConfig {

@@ -245,6 +245,7 @@ pub fn run(
         config.test_device,
         test_ram,
         vga,
+        config.rtc_timeoffset,
     )
     .map_err(VmError::Platform)?;
     for (channel, position, drive) in drives.ide {
