@@ -65,3 +65,5 @@ pub trait EventSender {
     /// close its channel at any time).
     fn notify(&mut self, port: EvtchnPort);
 }
+
+pub mod ring;
