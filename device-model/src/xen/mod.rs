@@ -66,4 +66,6 @@ pub trait EventSender {
     fn notify(&mut self, port: EvtchnPort);
 }
 
+pub mod blkback;
 pub mod ring;
+pub mod xenbus;

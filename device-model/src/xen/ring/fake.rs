@@ -1,7 +1,8 @@
-//! A guest's grant table and event channels as the backends see them, for
-//! host tests and the fuzz harness: pages indexed by grant reference, each
-//! with the checks a real grant entry makes (granted to the backend domain
-//! or another one, read-only, present).
+//! A guest's grant table, event channels and a device's xenstore
+//! directories as the backends see them, for host tests and the fuzz
+//! harness: pages indexed by grant reference, each with the checks a real
+//! grant entry makes (granted to the backend domain or another one,
+//! read-only, present).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -90,5 +91,39 @@ pub struct FakeEvents {
 impl EventSender for FakeEvents {
     fn notify(&mut self, port: EvtchnPort) {
         self.sent.push(port);
+    }
+}
+
+/// A device's frontend and backend directories in a store.
+#[derive(Default, Clone)]
+pub struct FakeKeys {
+    pub frontend: alloc::collections::BTreeMap<alloc::string::String, alloc::string::String>,
+    pub backend: alloc::collections::BTreeMap<alloc::string::String, alloc::string::String>,
+    /// Every backend `state` written, in order.
+    pub backend_states: Vec<alloc::string::String>,
+}
+
+impl FakeKeys {
+    /// Sets a frontend key, as the frontend's driver does.
+    pub fn front(&mut self, key: &str, value: &str) {
+        self.frontend.insert(key.into(), value.into());
+    }
+
+    /// A backend key's value.
+    pub fn back(&self, key: &str) -> Option<&str> {
+        self.backend.get(key).map(|s| s.as_str())
+    }
+}
+
+impl crate::xen::xenbus::XenbusKeys for FakeKeys {
+    fn read_frontend(&self, key: &str) -> Option<alloc::string::String> {
+        self.frontend.get(key).cloned()
+    }
+
+    fn write_backend(&mut self, key: &str, value: &str) {
+        if key == "state" {
+            self.backend_states.push(value.into());
+        }
+        self.backend.insert(key.into(), value.into());
     }
 }
