@@ -67,5 +67,6 @@ pub trait EventSender {
 }
 
 pub mod blkback;
+pub mod netback;
 pub mod ring;
 pub mod xenbus;

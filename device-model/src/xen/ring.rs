@@ -58,6 +58,9 @@ pub enum RingError {
         rsp_prod: u32,
         size: u32,
     },
+    /// The requests break the device's protocol in a way that cannot be
+    /// answered request by request (what, in a sentence).
+    Protocol(&'static str),
 }
 
 impl From<GrantError> for RingError {
@@ -78,6 +81,7 @@ impl core::fmt::Display for RingError {
                 f,
                 "req_prod {req_prod} is more than the ring's {size} entries past rsp_prod {rsp_prod}"
             ),
+            RingError::Protocol(what) => f.write_str(what),
         }
     }
 }
@@ -223,6 +227,19 @@ impl BackRing {
         }
         self.write_u32(g, REQ_EVENT, self.req_cons.wrapping_add(1))?;
         Ok(self.unconsumed(g)? > 0)
+    }
+
+    /// For a backend waiting on the rest of a multi-slot request: asks for
+    /// an event when a request past the `seen` unconsumed ones arrives and
+    /// says whether one already did.
+    pub fn wait_for_more_than(
+        &mut self,
+        g: &mut dyn GrantAccess,
+        seen: u32,
+    ) -> Result<bool, RingError> {
+        let next = self.req_cons.wrapping_add(seen).wrapping_add(1);
+        self.write_u32(g, REQ_EVENT, next)?;
+        Ok(self.unconsumed(g)? > seen)
     }
 }
 
