@@ -2,7 +2,7 @@
 //! controls, driven with random input on the host, where a panic is a test
 //! failure instead of a machine going down.
 //!
-//! Three targets:
+//! Four targets:
 //! - [`Target::Devices`]: a whole [`device_model::Pc`] (IDE disk and CD, the
 //!   test device, random guest RAM as DMA memory); every range registered on
 //!   its bus gets random accesses of random sizes, offsets and values,
@@ -13,6 +13,8 @@
 //!   fake vCPU over random guest RAM and a platform that answers randomly.
 //! - [`Target::Config`]: the VM configuration parser with random bytes,
 //!   token soup and mutations of the configurations in tests/vms.
+//! - [`Target::Xen`]: Xen's blkback and netback with random ring pages,
+//!   grant flags and xenbus states from a hostile frontend.
 //!
 //! Each checks: no panic; the heap this thread holds stays below
 //! [`HEAP_LIMIT`] and no case grows it by more than [`CASE_GROWTH_LIMIT`].
@@ -29,6 +31,7 @@ mod config;
 mod devices;
 mod exits;
 pub mod heap;
+mod xen;
 
 use std::cell::Cell;
 use std::fmt;
@@ -52,16 +55,18 @@ pub enum Target {
     Devices,
     Exits,
     Config,
+    Xen,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Devices, Target::Exits, Target::Config];
+    pub const ALL: [Target; 4] = [Target::Devices, Target::Exits, Target::Config, Target::Xen];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Devices => "devices",
             Target::Exits => "exits",
             Target::Config => "config",
+            Target::Xen => "xen",
         }
     }
 
@@ -75,6 +80,7 @@ impl Target {
             Target::Devices => include_str!("../regressions/devices.txt"),
             Target::Exits => include_str!("../regressions/exits.txt"),
             Target::Config => include_str!("../regressions/config.txt"),
+            Target::Xen => include_str!("../regressions/xen.txt"),
         };
         parse_seed_list(text).unwrap_or_else(|e| panic!("regressions/{}.txt: {e}", self.name()))
     }
@@ -89,6 +95,7 @@ impl Target {
             Target::Devices => devices::run(&mut rng),
             Target::Exits => exits::run(&mut rng),
             Target::Config => config::run(&mut rng),
+            Target::Xen => xen::run(&mut rng),
         }
         CURRENT.with(|c| c.set(None));
     }
