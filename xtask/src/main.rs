@@ -46,7 +46,7 @@ commands:
   test                   host unit tests (with the fuzz harness's fixed-seed pass and
                          its regression seeds, in release mode), build, then the
                          integration tests (tests/)
-  fuzz [--minutes N] [--target devices|exits|config|xenstore] [--seed S]
+  fuzz [--minutes N] [--target devices|exits|config|xenstore|xen] [--seed S]
                          the host fuzz harness (crates/fuzz) with random seeds for N
                          minutes (default 1), every target unless --target names one;
                          a failure prints its target, seed and case and saves the seed

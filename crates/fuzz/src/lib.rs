@@ -15,6 +15,8 @@
 //!   token soup and mutations of the configurations in tests/vms.
 //! - [`Target::Xenstore`]: the xenstore's store page with random requests,
 //!   jumping indexes, reconnections and backend writes.
+//! - [`Target::Xen`]: Xen's blkback and netback with random ring pages,
+//!   grant flags and xenbus states from a hostile frontend.
 //!
 //! Each checks: no panic; the heap this thread holds stays below
 //! [`HEAP_LIMIT`] and no case grows it by more than [`CASE_GROWTH_LIMIT`].
@@ -31,6 +33,7 @@ mod config;
 mod devices;
 mod exits;
 pub mod heap;
+mod xen;
 mod xenstore;
 
 use std::cell::Cell;
@@ -56,14 +59,16 @@ pub enum Target {
     Exits,
     Config,
     Xenstore,
+    Xen,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::Devices,
         Target::Exits,
         Target::Config,
         Target::Xenstore,
+        Target::Xen,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +77,7 @@ impl Target {
             Target::Exits => "exits",
             Target::Config => "config",
             Target::Xenstore => "xenstore",
+            Target::Xen => "xen",
         }
     }
 
@@ -86,6 +92,7 @@ impl Target {
             Target::Exits => include_str!("../regressions/exits.txt"),
             Target::Config => include_str!("../regressions/config.txt"),
             Target::Xenstore => include_str!("../regressions/xenstore.txt"),
+            Target::Xen => include_str!("../regressions/xen.txt"),
         };
         parse_seed_list(text).unwrap_or_else(|e| panic!("regressions/{}.txt: {e}", self.name()))
     }
@@ -101,6 +108,7 @@ impl Target {
             Target::Exits => exits::run(&mut rng),
             Target::Config => config::run(&mut rng),
             Target::Xenstore => xenstore::run(&mut rng),
+            Target::Xen => xen::run(&mut rng),
         }
         CURRENT.with(|c| c.set(None));
     }

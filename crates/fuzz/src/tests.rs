@@ -35,6 +35,11 @@ fn xenstore_fixed_seeds() {
 }
 
 #[test]
+fn xen_fixed_seeds() {
+    fixed_pass(Target::Xen);
+}
+
+#[test]
 fn seed_lists() {
     assert_eq!(
         parse_seed_list("# c\n0x10 # found\n\n42\n").unwrap(),

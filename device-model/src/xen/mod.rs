@@ -66,4 +66,8 @@ pub trait EventSender {
     fn notify(&mut self, port: EvtchnPort);
 }
 
+pub mod blkback;
+pub mod netback;
+pub mod ring;
+pub mod xenbus;
 pub mod xenstore;
