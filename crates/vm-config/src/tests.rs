@@ -36,6 +36,7 @@ fn minimal_config_gets_defaults() {
             viridian: Viridian::default(),
             stdvga: false,
             screen_dump: false,
+            xen_platform_pci: false,
         }
     );
     assert!(p.warnings.is_empty());
@@ -132,7 +133,7 @@ fn unknown_keys_are_warnings_with_lines() {
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
          vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian, stdvga, \
-         vga, keel_screen_dump)"
+         vga, keel_screen_dump, xen_platform_pci)"
     );
 }
 
@@ -487,4 +488,26 @@ fn viridian_refuses_what_keel_lacks() {
     assert!(e.contains("expected 0, 1"), "{e}");
     let e = err("name = \"t\"\nviridian = [ 3 ]\n");
     assert!(e.contains("string in quotes"), "{e}");
+}
+
+#[test]
+fn xen_platform_pci_key() {
+    assert!(!ok("name = \"t\"\n").config.xen_platform_pci);
+    assert!(
+        ok("name = \"t\"\nxen_platform_pci = 1\n")
+            .config
+            .xen_platform_pci
+    );
+    assert!(
+        !ok("name = \"t\"\nxen_platform_pci = 0\n")
+            .config
+            .xen_platform_pci
+    );
+    assert!(err("name = \"t\"\nxen_platform_pci = 2\n").contains("expected 0 or 1"));
+}
+
+#[test]
+fn xen_and_viridian_are_one_personality() {
+    let e = err("name = \"t\"\nviridian = 1\nxen_platform_pci = 1\n");
+    assert!(e.contains("vm.cfg:3") && e.contains("one per VM"), "{e}");
 }
