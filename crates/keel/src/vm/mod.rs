@@ -637,7 +637,9 @@ fn run_vcpu(
             Some(PowerRequest::DebugExit { status }) => {
                 return Ok((StopReason::DebugExit { status }, exits))
             }
-            Some(PowerRequest::AcpiPowerOff) => return Ok((StopReason::PoweredOff, exits)),
+            Some(PowerRequest::AcpiPowerOff | PowerRequest::GuestPowerOff) => {
+                return Ok((StopReason::PoweredOff, exits))
+            }
             Some(PowerRequest::Stop { reason }) => {
                 return Ok((StopReason::DeviceStop { reason }, exits))
             }
