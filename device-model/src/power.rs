@@ -21,6 +21,9 @@ pub enum PowerRequest {
     /// The guest entered ACPI S5 (soft off): it set `SLP_EN` in `PM1a_CNT`
     /// with the S5 sleep type (ACPI 6.5 4.8.3.2.1; see [`crate::pci::Piix4Pm`]).
     AcpiPowerOff,
+    /// The guest powered off through a hypervisor interface (Xen's
+    /// SCHEDOP_shutdown with SHUTDOWN_poweroff, public/sched.h).
+    GuestPowerOff,
     /// The guest asked for a system reset: the keyboard controller's reset
     /// line (output port bit 0 written low, or a pulse command such as 0xFE),
     /// or a 0 -> 1 write of port 0x92 bit 0 (fast reset). The VM loop resets
@@ -41,6 +44,7 @@ impl fmt::Display for PowerRequest {
             }
             PowerRequest::Reset => f.write_str("guest requested a system reset"),
             PowerRequest::AcpiPowerOff => f.write_str("guest ACPI power-off (S5)"),
+            PowerRequest::GuestPowerOff => f.write_str("guest power-off (Xen SCHEDOP_shutdown)"),
             PowerRequest::Stop { reason } => write!(f, "a device stopped the VM: {reason}"),
         }
     }

@@ -56,6 +56,16 @@ pub use map_change::{Backing, HostRegionId, MemoryMapChange, Writes};
 /// A guest-physical address.
 pub type Gpa = u64;
 
+/// Guest memory as a vCPU's code addresses it: linear addresses, translated
+/// through the vCPU's own paging (the pointers in a Xen hypercall's
+/// arguments are such addresses). The VMM implements it over
+/// [`GuestMemory`]; each access is one copy, false when a page is not
+/// mapped or not RAM (the hypercall then returns -EFAULT).
+pub trait LinearMemory {
+    fn read_linear(&mut self, la: u64, buf: &mut [u8]) -> bool;
+    fn write_linear(&mut self, la: u64, data: &[u8]) -> bool;
+}
+
 /// Bytes in one word of guest memory, the size of every atomic access.
 const WORD: usize = 8;
 

@@ -115,6 +115,11 @@ pub struct VmConfig {
     /// guest that keeps its RTC in local time (Windows) gets its zone's
     /// offset here, since Keel keeps no time zone (`localtime = 1` is refused).
     pub rtc_timeoffset: i64,
+    /// `xen_platform_pci = 1` (xl.cfg(5)): the guest is offered Xen's
+    /// PV-on-HVM interfaces (Xen's CPUID leaves and hypercalls, event
+    /// channels, grant tables, the xen-platform-pci device; docs/XEN.md).
+    /// One hypervisor personality per VM: not together with `viridian`.
+    pub xen_platform_pci: bool,
 }
 
 /// The largest `rtc_timeoffset`, either way: 100 years, past which the
@@ -422,6 +427,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "keel_screen_dump",
     "rtc_timeoffset",
     "localtime",
+    "xen_platform_pci",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -444,6 +450,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         stdvga: false,
         screen_dump: false,
         rtc_timeoffset: 0,
+        xen_platform_pci: false,
     };
     let mut vga_line: Option<(&str, u32)> = None;
 
@@ -532,6 +539,13 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                     _ => return Err(s.error("expected 0 or 1")),
                 }
             }
+            "xen_platform_pci" => {
+                config.xen_platform_pci = match number(s, "0 or 1")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(s.error("expected 0 or 1")),
+                }
+            }
             "firmware" => config.firmware = Some(image(s)?),
             "kernel" => config.kernel = Some(image(s)?),
             "ramdisk" => config.ramdisk = Some(image(s)?),
@@ -563,6 +577,19 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                 format!("{total} modules with the ramdisk; a kernel gets at most {MAX_MODULES}"),
             ));
         }
+    }
+    // Xen's leaves and Hyper-V's both want 0x4000_0000, and a guest takes
+    // the first signature it finds: one personality per VM (Hyper-V for
+    // Windows, Xen for Linux), as the design checklist says.
+    if config.xen_platform_pci && config.viridian.enabled() {
+        let line = seen
+            .iter()
+            .find(|(k, _)| *k == "xen_platform_pci")
+            .map(|&(_, l)| l);
+        return Err(ConfigError {
+            line,
+            message: "xen_platform_pci = 1 and viridian both give the guest a hypervisor personality; Keel offers one per VM: keep xen_platform_pci for Linux PV drivers or viridian for Windows".to_string(),
+        });
     }
     config.name = name.ok_or_else(|| ConfigError {
         line: None,

@@ -37,6 +37,7 @@ fn minimal_config_gets_defaults() {
             stdvga: false,
             screen_dump: false,
             rtc_timeoffset: 0,
+            xen_platform_pci: false,
         }
     );
     assert!(p.warnings.is_empty());
@@ -133,7 +134,7 @@ fn unknown_keys_are_warnings_with_lines() {
         p.warnings[1].in_file("vm.cfg").to_string(),
         "vm.cfg:4: warning: unknown key 'on_crash' ignored (Keel understands: name, memory, \
          vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian, stdvga, \
-         vga, keel_screen_dump, rtc_timeoffset, localtime)"
+         vga, keel_screen_dump, rtc_timeoffset, localtime, xen_platform_pci)"
     );
 }
 
@@ -521,4 +522,26 @@ fn rtc_timeoffset_takes_seconds_either_way_and_localtime_is_refused() {
         assert_eq!(e.line, Some(2), "{text}");
         assert!(e.message.contains(needle), "{text}: {}", e.message);
     }
+}
+
+#[test]
+fn xen_platform_pci_key() {
+    assert!(!ok("name = \"t\"\n").config.xen_platform_pci);
+    assert!(
+        ok("name = \"t\"\nxen_platform_pci = 1\n")
+            .config
+            .xen_platform_pci
+    );
+    assert!(
+        !ok("name = \"t\"\nxen_platform_pci = 0\n")
+            .config
+            .xen_platform_pci
+    );
+    assert!(err("name = \"t\"\nxen_platform_pci = 2\n").contains("expected 0 or 1"));
+}
+
+#[test]
+fn xen_and_viridian_are_one_personality() {
+    let e = err("name = \"t\"\nviridian = 1\nxen_platform_pci = 1\n");
+    assert!(e.contains("vm.cfg:3") && e.contains("one per VM"), "{e}");
 }

@@ -205,6 +205,12 @@ pub struct Pc {
     memory: GuestMemory,
     /// The display adapter, if the VM has one.
     vga: Option<Arc<Mutex<Vga>>>,
+    /// Xen's PV-on-HVM state ([`Pc::add_xen`]) and the unplug requests
+    /// of its platform device.
+    xen: Option<(
+        Arc<Mutex<crate::xen::Xen>>,
+        crate::xen::platform_pci::UnplugRequests,
+    )>,
     logs: PcLogs,
 }
 
@@ -431,6 +437,7 @@ impl Pc {
             clock,
             memory: memory.clone(),
             vga: None,
+            xen: None,
             logs: PcLogs::default(),
         };
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
@@ -528,6 +535,90 @@ impl Pc {
         let bdf = self.add_pci(card.clone(), None)?;
         self.vga = Some(card);
         Ok(bdf)
+    }
+
+    /// Offers Xen's PV-on-HVM interfaces (xl.cfg `xen_platform_pci`): Keel's
+    /// Xen pages are taken from the top of RAM below 4 GiB and reserved in
+    /// the E820 map, the xen-platform-pci device joins the next free slot
+    /// and the unplug ports 0x10-0x13 the bus. `tsc_hz` is the guest TSC's
+    /// rate (the PV clock's scale). Returns the state the exit layer's
+    /// hypercalls, the xenstore and the backends share.
+    pub fn add_xen(
+        &mut self,
+        tsc_hz: u64,
+        unix_time: u64,
+    ) -> Result<Arc<Mutex<crate::xen::Xen>>, PcError> {
+        use crate::fw_cfg::e820::{E820Entry, E820Type, FOUR_GIB};
+        use crate::xen::platform_pci::{
+            UnplugPorts, UnplugRequests, XenPlatformPci, UNPLUG_LEN, UNPLUG_PORT,
+        };
+        use crate::xen::{Xen, XenPages};
+        let ram = RamLayout::qemu_pc(self.memory.size());
+        let pages = XenPages::at_top_of(ram.below_4g);
+        let mut e820 = alloc::vec![
+            E820Entry {
+                addr: 0,
+                len: pages.base,
+                kind: E820Type::Ram
+            },
+            E820Entry {
+                addr: pages.base,
+                len: XenPages::LEN,
+                kind: E820Type::Reserved
+            },
+        ];
+        if ram.above_4g > 0 {
+            e820.push(E820Entry {
+                addr: FOUR_GIB,
+                len: ram.above_4g,
+                kind: E820Type::Ram,
+            });
+        }
+        let bytes = e820.iter().flat_map(|e| e.to_bytes()).collect();
+        self.fw_cfg.lock().set_file_data("etc/e820", bytes)?;
+        let xen = Arc::new(Mutex::new(Xen::new(
+            self.memory.clone(),
+            pages,
+            1,
+            self.clock.clone(),
+            tsc_hz,
+            unix_time,
+            self.memory_map.clone(),
+            self.power.clone(),
+        )));
+        let requests = UnplugRequests::default();
+        let ports: DeviceHandle = Arc::new(Mutex::new(UnplugPorts::new(requests.clone())));
+        self.bus
+            .register_pio(UNPLUG_PORT, UNPLUG_LEN, "xen unplug", ports)?;
+        self.add_pci(Arc::new(Mutex::new(XenPlatformPci::new())), None)?;
+        let x = xen.clone();
+        self.resets.push(Box::new(move || x.lock().reset()));
+        self.xen = Some((xen.clone(), requests));
+        Ok(xen)
+    }
+
+    /// Xen's state, when the VM has it.
+    pub fn xen(&self) -> Option<&Arc<Mutex<crate::xen::Xen>>> {
+        self.xen.as_ref().map(|(x, _)| x)
+    }
+
+    /// Carries out the guest's emulated-device unplug: IDE disks go; the
+    /// NICs are not taken off the bus yet (logged).
+    fn apply_unplug(&mut self) {
+        use crate::xen::platform_pci::{UNPLUG_ALL_DISKS, UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS};
+        let Some((_, requests)) = &self.xen else {
+            return;
+        };
+        let mask = requests.take();
+        if mask & (UNPLUG_ALL_DISKS | UNPLUG_AUX_IDE_DISKS) != 0 {
+            let n = self.ide.lock().unplug_disks(mask & UNPLUG_ALL_DISKS == 0);
+            log::info!(
+                "xen-platform-pci: the guest unplugged the emulated disks ({n} IDE disks removed)"
+            );
+        }
+        if mask & UNPLUG_ALL_NICS != 0 {
+            log::info!("xen-platform-pci: the guest unplugged the emulated NICs");
+        }
     }
 
     /// The display adapter, if the VM has one (its screen: text dump, render).
@@ -678,6 +769,7 @@ impl Pc {
     /// PCI bus) and a reset requested through 0xCF9.
     fn after_write(&mut self) {
         self.apply_pci_events();
+        self.apply_unplug();
         if let Some(kind) = self.pci.lock().take_reset_request() {
             self.logs.cf9_reset.log(
                 Level::Info,
@@ -796,6 +888,9 @@ impl Pc {
         }
         let level = self.com1.lock().irq_pending();
         self.com1_irq.set_level(level);
+        if let Some((xen, _)) = &self.xen {
+            xen.lock().service();
+        }
     }
 
     /// Characters typed for this VM: each goes to COM1's serial input
@@ -832,7 +927,11 @@ impl Pc {
             .iter()
             .filter_map(|t| t.lock().next_deadline_ns());
         let apic = self.router.lock().next_deadline_ns();
-        timers.chain(apic).min()
+        let xen = self
+            .xen
+            .as_ref()
+            .and_then(|(x, _)| x.lock().next_deadline_ns());
+        timers.chain(apic).chain(xen).min()
     }
 }
 

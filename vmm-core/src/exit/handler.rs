@@ -62,6 +62,19 @@ pub trait Platform {
     fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u32>) -> Option<u32> {
         None
     }
+    /// Xen hypercall `nr` with its five arguments from vCPU `vcpu` at CPL 0
+    /// (Xen personality only); `memory` reaches the guest's linear
+    /// addresses. Returns the guest's RAX: -ENOSYS without Xen state.
+    fn xen_hypercall(
+        &mut self,
+        _vcpu: u32,
+        _nr: u64,
+        _args: [u64; 5],
+        _guest_tsc: u64,
+        _memory: &mut dyn guest_memory::LinearMemory,
+    ) -> i64 {
+        -38
+    }
 }
 
 /// A VM's CPUID and MSR policy.
@@ -91,7 +104,9 @@ impl VmPolicy {
     /// Offers the Hyper-V enlightenments of `hyperv`: its CPUID leaves take
     /// 0x4000_0000 and Keel's move to 0x4000_0100.
     pub fn with_hyperv(mut self, hyperv: HyperV) -> Self {
-        if let Some(leaves) = hyperv.cpuid_leaves() {
+        if hyperv.is_xen() {
+            self.cpuid.offer_hyperv(&super::xen::cpuid_leaves());
+        } else if let Some(leaves) = hyperv.cpuid_leaves() {
             self.cpuid.offer_hyperv(&leaves);
         }
         self.hyperv = hyperv;
@@ -359,7 +374,7 @@ pub fn handle_exit(
         // Without viridian the instruction is undefined for this guest, as
         // on a processor without virtualization extensions.
         VmExit::Hypercall { len } => {
-            policy.hyperv.hypercall(vcpu, len);
+            policy.hyperv.hypercall(vcpu, platform, len);
             ExitAction::Resume
         }
         VmExit::UndefinedInstruction { name } => {

@@ -160,6 +160,10 @@ pub struct HyperV {
     page_written_for: Option<u64>,
     sequence: u32,
     log: RateLimitedLog,
+    /// Xen's personality instead of Hyper-V's (xl.cfg `xen_platform_pci`;
+    /// the two never go together, vm-config refuses it): Xen's leaves,
+    /// hypercall MSR and hypercalls (`super::xen`).
+    xen: bool,
 }
 
 impl HyperV {
@@ -193,7 +197,21 @@ impl HyperV {
             page_written_for: None,
             sequence: 0,
             log: RateLimitedLog::new(),
+            xen: false,
         }
+    }
+
+    /// Xen's HVM personality on a CPU of vendor AMD (`amd`) or Intel.
+    pub fn xen(amd: bool) -> Self {
+        HyperV {
+            xen: true,
+            ..Self::new(HvFeatures::default(), amd, 1, 0, 0, 0)
+        }
+    }
+
+    /// Whether this is Xen's personality.
+    pub fn is_xen(&self) -> bool {
+        self.xen
     }
 
     /// No enlightenment.
@@ -389,6 +407,21 @@ impl HyperV {
     ) -> Option<MsrOutcome> {
         let f = self.features;
         match msr {
+            super::xen::XEN_HYPERCALL_MSR if self.xen => {
+                return Some(
+                    if super::xen::write_hypercall_msr(value, self.amd, platform.memory()) {
+                        MsrOutcome::Done(0)
+                    } else {
+                        self.log.log(
+                            Level::Warn,
+                            format_args!(
+                                "Xen hypercall page at {value:#x}: not a page of guest RAM: #GP"
+                            ),
+                        );
+                        MsrOutcome::GeneralProtection
+                    },
+                );
+            }
             _ if !f.base => return None,
             HV_X64_MSR_GUEST_OS_ID => {
                 self.guest_os_id = value;
@@ -465,7 +498,11 @@ impl HyperV {
     }
 
     /// VMCALL/VMMCALL: a hypercall through the page (TLFS 3.2-3.8).
-    pub fn hypercall(&mut self, vcpu: &mut impl VcpuState, len: u8) {
+    pub fn hypercall(&mut self, vcpu: &mut impl VcpuState, platform: &mut impl Platform, len: u8) {
+        if self.xen {
+            super::xen::hypercall(vcpu, platform, len);
+            return;
+        }
         let mode = vcpu.mode();
         if !self.features.base
             || self.hypercall & PAGE_ENABLE == 0

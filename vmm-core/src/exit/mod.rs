@@ -14,6 +14,7 @@ mod msr;
 mod shadowed_hlt;
 mod stop;
 mod task_switch;
+mod xen;
 
 pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
@@ -22,6 +23,7 @@ pub use hyperv::{tsc_scale, HvFeatures, HyperV, TscPage};
 pub use msr::{CpuFacts, MsrOutcome, MsrPolicy, Vendor};
 pub use shadowed_hlt::complete_hlt_in_shadow;
 pub use stop::StopReason;
+pub use xen::{XEN_CPUID_BASE, XEN_HYPERCALL_MSR};
 
 /// The exit statistics' kinds (`crates/exit-stats`): [`VmExit::kind`] maps.
 pub use exit_stats::ExitKind;

@@ -311,6 +311,28 @@ impl vmm_core::exit::Platform for Machine {
         })
     }
 
+    fn xen_hypercall(
+        &mut self,
+        vcpu: u32,
+        nr: u64,
+        args: [u64; 5],
+        guest_tsc: u64,
+        memory: &mut dyn guest_memory::LinearMemory,
+    ) -> i64 {
+        let Some(xen) = self.pc.xen() else {
+            return -device_model::xen::hypercall::ENOSYS;
+        };
+        let call = device_model::xen::hypercall::Hypercall {
+            vcpu,
+            nr,
+            args,
+            guest_tsc,
+        };
+        // A sched_op shutdown reaches the run loop through PowerControl;
+        // add_to_physmap's map changes apply before the next entry.
+        xen.lock().hypercall(&call, memory)
+    }
+
     fn msr_read(&mut self, vcpu: u32, msr: u32) -> Option<MsrOutcome> {
         let mut router = self.pc.router().lock();
         let value = match msr {
@@ -340,12 +362,25 @@ impl vmm_core::exit::Platform for Machine {
     }
 }
 
-/// vCPU 0's view of the interrupt controllers.
+impl Machine {
+    /// Xen's callback vector for vCPU 0 while its upcall is pending: it
+    /// is injected directly, ahead of the interrupt controllers, and
+    /// neither enters the local APIC's IRR/ISR nor needs an EOI (Xen's
+    /// hvm/irq.c does the same).
+    fn xen_upcall(&self) -> Option<u8> {
+        self.pc.xen().and_then(|x| x.lock().upcall_vector(0))
+    }
+}
+
+/// vCPU 0's view of the interrupt controllers (and Xen's callback vector).
 impl InterruptSource for Machine {
     fn interrupt_pending(&mut self) -> bool {
-        self.pc.router().lock().pending_interrupt(0).is_some()
+        self.xen_upcall().is_some() || self.pc.router().lock().pending_interrupt(0).is_some()
     }
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        if let Some(vector) = self.xen_upcall() {
+            return Some(vector);
+        }
         self.pc.router().lock().acknowledge(0)
     }
     fn nmi_pending(&mut self) -> bool {

@@ -248,6 +248,12 @@ pub fn run(
         config.rtc_timeoffset,
     )
     .map_err(VmError::Platform)?;
+    if config.xen_platform_pci {
+        machine
+            .pc
+            .add_xen(crate::clock::tsc_hz(), crate::clock::unix_time())
+            .map_err(VmError::Platform)?;
+    }
     for (channel, position, drive) in drives.ide {
         machine.pc.attach_ide(channel, position, drive);
     }
@@ -574,19 +580,24 @@ fn run_vcpu(
     );
     let v = config.viridian;
     let amd = policy.msr.cpu().vendor == vmm_core::exit::Vendor::Amd;
-    let mut policy = policy.with_hyperv(HyperV::new(
-        HvFeatures {
-            base: v.base,
-            freq: v.freq,
-            time_ref_count: v.time_ref_count,
-            reference_tsc: v.reference_tsc,
-        },
-        amd,
-        1,
-        crate::clock::tsc_hz(),
-        machine::APIC_TIMER_HZ,
-        crate::clock::rdtsc(),
-    ));
+    let hyperv = if config.xen_platform_pci {
+        HyperV::xen(amd)
+    } else {
+        HyperV::new(
+            HvFeatures {
+                base: v.base,
+                freq: v.freq,
+                time_ref_count: v.time_ref_count,
+                reference_tsc: v.reference_tsc,
+            },
+            amd,
+            1,
+            crate::clock::tsc_hz(),
+            machine::APIC_TIMER_HZ,
+            crate::clock::rdtsc(),
+        )
+    };
+    let mut policy = policy.with_hyperv(hyperv);
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.
@@ -638,7 +649,9 @@ fn run_vcpu(
             Some(PowerRequest::DebugExit { status }) => {
                 return Ok((StopReason::DebugExit { status }, exits))
             }
-            Some(PowerRequest::AcpiPowerOff) => return Ok((StopReason::PoweredOff, exits)),
+            Some(PowerRequest::AcpiPowerOff | PowerRequest::GuestPowerOff) => {
+                return Ok((StopReason::PoweredOff, exits))
+            }
             Some(PowerRequest::Stop { reason }) => {
                 return Ok((StopReason::DeviceStop { reason }, exits))
             }

@@ -109,6 +109,20 @@ impl IdeChannel {
         self.update_dma_capable();
     }
 
+    /// Takes the hard disk at `pos` out (an ATAPI CD-ROM stays): the slot
+    /// then reads as no device, as after Xen's emulated-device unplug.
+    /// Returns whether a disk was there.
+    pub(crate) fn unplug_disk(&mut self, pos: DrivePosition) -> bool {
+        let slot = &mut self.slots[pos as usize];
+        if slot.drive.as_ref().is_some_and(|d| !d.is_packet()) {
+            slot.drive = None;
+            slot.core.reset();
+            self.update_dma_capable();
+            return true;
+        }
+        false
+    }
+
     /// Power-on reset of the channel, its devices and its bus master.
     pub fn reset(&mut self) {
         self.control = 0;

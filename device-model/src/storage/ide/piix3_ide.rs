@@ -130,6 +130,22 @@ impl Piix3Ide {
         self.channels[ch as usize].attach(pos, drive.0);
     }
 
+    /// Xen's emulated-disk unplug (hvm-emulated-unplug: mask bit 0 all IDE
+    /// disks, bit 2 all but the primary master): the disks go away, CD-ROMs
+    /// stay. Returns how many disks were taken out.
+    pub fn unplug_disks(&mut self, keep_primary_master: bool) -> u32 {
+        let mut n = 0;
+        for (c, ch) in self.channels.iter_mut().enumerate() {
+            for pos in [DrivePosition::Master, DrivePosition::Slave] {
+                if keep_primary_master && c == 0 && pos == DrivePosition::Master {
+                    continue;
+                }
+                n += u32::from(ch.unplug_disk(pos));
+            }
+        }
+        n
+    }
+
     pub fn channel(&self, ch: ChannelId) -> &IdeChannel {
         &self.channels[ch as usize]
     }
