@@ -124,7 +124,7 @@ pub fn start_aps(apic_ids: &[u32], page: u64, entry: fn(usize) -> !) -> Vec<u32>
         core::ptr::addr_of!(keel_ap_trampoline_end) as usize,
     );
     let len = end - start;
-    if len > 0x1000 || page >= 0x10_0000 || page % 0x1000 != 0 {
+    if len > 0x1000 || page >= 0x10_0000 || !page.is_multiple_of(0x1000) {
         return running;
     }
     // SAFETY: `page` is a free RAM page below 1 MiB (`trampoline_page`),

@@ -186,7 +186,8 @@ pub fn run(
         .ok_or_else(|| VmError::MissingImage(String::from(firmware_name)))?
         .to_vec();
     let firmware: &[u8] = &firmware;
-    if firmware.is_empty() || firmware.len() % 4096 != 0 || firmware.len() > FIRMWARE_MAX {
+    if firmware.is_empty() || !firmware.len().is_multiple_of(4096) || firmware.len() > FIRMWARE_MAX
+    {
         return Err(VmError::Config(alloc::format!(
             "firmware '{firmware_name}' is {} bytes; it must be a non-zero multiple of 4 KiB, at most 256 KiB",
             firmware.len()

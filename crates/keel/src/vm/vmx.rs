@@ -69,8 +69,9 @@ pub fn create_vcpu(
     msr.pass_through_reads(MSR_TSC);
 
     // One VPID per vCPU (SDM Vol 3C 28.1), never reused while Keel runs.
-    let vpid = crate::cpu::allocate_tag(1 << 16)
-        .ok_or_else(|| VmError::Hardware(format!("no VPID left for this vCPU")))?;
+    let vpid = crate::cpu::allocate_tag(1 << 16).ok_or_else(|| {
+        VmError::Hardware(alloc::string::String::from("no VPID left for this vCPU"))
+    })?;
     // SAFETY: VMX is on on this CPU (`cpu::enable_this_cpu`); the region carries the revision identifier.
     let vmcs = unsafe { HwVmcs::load(VmxRegion::new(&controls.caps), identity) }.map_err(|e| {
         VmError::Hardware(format!("loading the VMCS (VMCLEAR/VMPTRLD) failed: {e}"))
