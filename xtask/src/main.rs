@@ -16,10 +16,12 @@ usage: cargo xtask <command>
 commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
-  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--log FILE]
-      [--host-disk IMG]...
+  run [--backend svm|vmx] [--cpu-model M] [--vm FILE]... [--cpus N] [--timeout SECS]
+      [--log FILE] [--host-disk IMG]...
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
-                         build and boot one VM config (default tests/vms/selftest.cfg)
+                         build and boot VM configs (default tests/vms/selftest.cfg;
+                         several --vm: one boot, each VM on a CPU of its own, QEMU
+                         -smp one per VM unless --cpus N)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), exit with Keel's status (124 on
                          timeout, default 60 s, none at a terminal, 180 s on vmx);
