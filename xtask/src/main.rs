@@ -16,10 +16,12 @@ usage: cargo xtask <command>
 commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
-  run [--backend svm|vmx] [--cpu-model M] [--vm FILE] [--timeout SECS] [--log FILE]
-      [--host-disk IMG]...
+  run [--backend svm|vmx] [--cpu-model M] [--vm FILE]... [--cpus N] [--timeout SECS]
+      [--log FILE] [--host-disk IMG]...
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
-                         build and boot one VM config (default tests/vms/selftest.cfg)
+                         build and boot VM configs (default tests/vms/selftest.cfg;
+                         several --vm: one boot, each VM on a CPU of its own, QEMU
+                         -smp one per VM unless --cpus N)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), exit with Keel's status (124 on
                          timeout, default 60 s, none at a terminal, 180 s on vmx);
@@ -163,7 +165,8 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut bootfile = None;
     let mut guestfwds: Vec<xtask::net::GuestFwd> = Vec::new();
     let mut backend = Backend::Svm;
-    let mut vm = None;
+    let mut vm_paths: Vec<PathBuf> = Vec::new();
+    let mut cpus: Option<u32> = None;
     let mut timeout = None;
     let mut cpu_model = None;
     let mut host_disks = Vec::new();
@@ -172,6 +175,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         "--log",
         "--backend",
         "--vm",
+        "--cpus",
         "--timeout",
         "--cpu-model",
         "--host-disk",
@@ -200,7 +204,15 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
             }
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
             "--log" => log = Some(PathBuf::from(value)),
-            "--vm" => vm = Some(PathBuf::from(value)),
+            "--vm" => vm_paths.push(PathBuf::from(value)),
+            "--cpus" => match value.parse::<u32>() {
+                Ok(n) if (1..=64).contains(&n) => cpus = Some(n),
+                _ => {
+                    return Err(Failure::Usage(format!(
+                        "--cpus {value}: expected a number of CPUs from 1 to 64"
+                    )))
+                }
+            },
             "--cpu-model" => cpu_model = Some(value.to_string()),
             "--host-disk" => {
                 let file = PathBuf::from(value);
@@ -256,7 +268,10 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Backend::Vmx => 180,
     }));
     let ws = Workspace::locate()?;
-    let vm = vm.unwrap_or_else(|| ws.test_vms_dir().join("selftest.cfg"));
+    if vm_paths.is_empty() {
+        vm_paths.push(ws.test_vms_dir().join("selftest.cfg"));
+    }
+    let vm = vm_paths[0].clone();
     // Writable disk files become the machine's next virtio-blk disks.
     let plan = iso::host_disk_plan(&VmFile::load(&vm)?)?;
     if let (Some(f), Backend::Vmx) = (plan.files.first(), backend) {
@@ -270,8 +285,23 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         )));
     }
     let host_disks = plan.attach(&host_disks).map_err(Failure::Usage)?;
-    let built = build(&ws, &[vm])?;
-    let (vm, iso) = &built[0];
+    let (all, iso) = if vm_paths.len() == 1 {
+        let mut built = build(&ws, &[vm])?;
+        let (vm, iso) = built.remove(0);
+        (vec![vm], iso)
+    } else {
+        build_together(&ws, &vm_paths)?
+    };
+    let iso = &iso;
+    let vm = &all[0];
+    // One host CPU per VM (Keel runs each VM's vCPU on a CPU of its own),
+    // at least as many as any VM's vCPUs; --cpus overrides.
+    let cpus = cpus.unwrap_or_else(|| {
+        let vcpus = all.iter().map(|v| v.config.vcpus).max().unwrap_or(1);
+        (all.len() as u32).max(vcpus)
+    });
+    let boot_name = iso::boot_name(&all);
+    let memory: u32 = all.iter().map(|v| v.config.memory_mib).sum();
     let host_net = host_net || !vm.config.vifs.is_empty();
     check_net(host_net)?;
     // Kept alive for the run: the HTTP server stops when it is dropped.
@@ -301,14 +331,15 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut opts = RunOptions {
         timeout,
         live: true,
-        memory_mib: runner::host_memory_mib(vm.config.memory_mib),
+        memory_mib: runner::host_memory_mib(memory),
         host_disks,
         host_net: network.as_ref().map(|(_, net)| net.clone()),
         console,
         log: Some(log.unwrap_or_else(|| {
             ws.artifacts_dir()
-                .join(format!("{}.log", workspace::file_stem_for(&vm.config.name)))
+                .join(format!("{}.log", workspace::file_stem_for(&boot_name)))
         })),
+        cpus,
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -318,11 +349,12 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Backend::Svm => {
             deps::ensure(deps::QEMU)?;
             eprintln!(
-                "xtask: booting {} (VM '{}') under QEMU, {:?}; the log goes to {}; \
+                "xtask: booting {} (VM '{}') under QEMU, {:?}, {cpus} CPU{}; the log goes to {}; \
                  Ctrl-] opens Keel's prompt",
                 iso.display(),
-                vm.config.name,
+                boot_name,
                 runner::detect_accel(backend),
+                if cpus == 1 { "" } else { "s" },
                 opts.log.as_deref().unwrap_or(Path::new("-")).display()
             );
         }
@@ -1109,6 +1141,39 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
         out.push((vm, built.path));
     }
     Ok(out)
+}
+
+/// Builds Keel and one ISO that boots every VM of `vm_paths` at once.
+fn build_together(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<(Vec<VmFile>, PathBuf), String> {
+    let mut vms = Vec::new();
+    for p in vm_paths {
+        let vm = VmFile::load(p)?;
+        for w in vm.warning_lines() {
+            eprintln!("xtask: {w}");
+        }
+        iso::check_images(&vm)?;
+        vms.push(vm);
+    }
+    deps::ensure(deps::ISO_TOOLS)?;
+    ensure_bare_metal_target(ws)?;
+    let mut build_bare = vec!["build", "--release", "--target", BARE_METAL_TARGET];
+    build_bare.extend(bare_metal_packages());
+    step(&format!("cargo {}", build_bare.join(" ")));
+    cargo(ws, &build_bare)?;
+    let artifacts = ws.artifacts_dir();
+    std::fs::create_dir_all(&artifacts)
+        .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
+    let built = iso::build_iso_of(&vms, &ws.keel_elf(), &ws.bare_metal_dir(), &artifacts)?;
+    for n in &built.notes {
+        eprintln!("xtask: {n}");
+    }
+    eprintln!(
+        "xtask: {} boots {} VMs: {}",
+        built.path.display(),
+        vms.len(),
+        iso::boot_name(&vms)
+    );
+    Ok((vms, built.path))
 }
 
 fn cargo(ws: &Workspace, args: &[&str]) -> Result<(), String> {

@@ -99,12 +99,30 @@ pub fn qemu_command(
     host_disks: &[PathBuf],
     host_net: Option<&HostNet>,
 ) -> Command {
+    qemu_command_smp(iso, accel, memory_mib, 1, host_disks, host_net)
+}
+
+/// [`qemu_command`] for a machine with `cpus` CPUs (`-smp`); with more than
+/// one, TCG runs one host thread per CPU (`thread=multi`), so Keel's CPUs
+/// really run at the same time.
+pub fn qemu_command_smp(
+    iso: &Path,
+    accel: Accel,
+    memory_mib: u32,
+    cpus: u32,
+    host_disks: &[PathBuf],
+    host_net: Option<&HostNet>,
+) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "pc"]);
-    match accel {
-        Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"]),
-        Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),
+    match (accel, cpus > 1) {
+        (Accel::Tcg, false) => cmd.args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"]),
+        (Accel::Tcg, true) => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "qemu64,+svm,+npt"]),
+        (Accel::Kvm, _) => cmd.args(["-accel", "kvm", "-cpu", "host"]),
     };
+    if cpus > 1 {
+        cmd.arg("-smp").arg(cpus.to_string());
+    }
     cmd.arg("-m").arg(memory_mib.to_string());
     cmd.args([
         "-display",
@@ -160,6 +178,8 @@ pub struct RunOptions {
     pub console: bool,
     /// Every serial (log) line also goes to this file as it arrives.
     pub log: Option<PathBuf>,
+    /// CPUs of the emulated machine (QEMU `-smp`; Bochs `cpu: count=`).
+    pub cpus: u32,
 }
 
 /// Host RAM for the emulated machine: room for the guest's RAM and Keel.
@@ -183,6 +203,7 @@ impl Default for RunOptions {
             host_net: None,
             console: false,
             log: None,
+            cpus: 1,
         }
     }
 }
@@ -360,10 +381,11 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
     match backend {
         Backend::Svm => {
             let accel = detect_accel(backend);
-            let mut cmd = qemu_command(
+            let mut cmd = qemu_command_smp(
                 iso,
                 accel,
                 opts.memory_mib,
+                opts.cpus,
                 &opts.host_disks,
                 opts.host_net.as_ref(),
             );
@@ -1001,6 +1023,11 @@ mod tests {
         assert!(args.join(" ").ends_with(
             "-cdrom k.iso -drive if=virtio,file=/d/a.img,format=raw \
              -drive if=virtio,file=/d/b,,c.img,format=raw"
+        ));
+        let m = qemu_command_smp(Path::new("k.iso"), Accel::Tcg, 512, 2, &[], None);
+        let args: Vec<_> = m.get_args().map(|a| a.to_string_lossy()).collect();
+        assert!(args.join(" ").starts_with(
+            "-machine pc -accel tcg,thread=multi -cpu qemu64,+svm,+npt -smp 2 -m 512 "
         ));
         let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024, &[], None);
         let args: Vec<_> = k.get_args().map(|a| a.to_string_lossy()).collect();

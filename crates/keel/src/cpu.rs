@@ -140,3 +140,49 @@ pub fn host_cpuid(leaf: u32, subleaf: u32) -> vmm_core::exit::CpuidResult {
         edx: r.edx,
     }
 }
+
+/// Turns the virtualization extensions on, on the CPU this runs on: the
+/// SVM host-save area (APM Vol 2, 15.30.4, VM_HSAVE_PA) or the VMXON
+/// region (SDM Vol 3C 24.11.5), one per CPU, set up once for the rest of
+/// Keel's run; every VM this CPU runs later uses it.
+pub fn enable_this_cpu(backend: Backend) -> Result<(), alloc::string::String> {
+    match backend {
+        Backend::Svm(_) => {
+            let hsave: &'static vmm_core::svm::Vmcb =
+                alloc::boxed::Box::leak(alloc::boxed::Box::default());
+            // SAFETY: SVM was detected with SVMDIS clear (`detect`, the same
+            // on every CPU of the machine), and the host save page is
+            // leaked, so nothing else will ever use it; each CPU gets its own.
+            unsafe { vmm_core::svm::hw::enable(hsave as *const vmm_core::svm::Vmcb as u64) };
+            Ok(())
+        }
+        Backend::Vmx(controls) => {
+            let vmxon: &'static vmx::hw::VmxRegion =
+                alloc::boxed::Box::leak(vmx::hw::VmxRegion::new(&controls.caps));
+            // SAFETY: CPUID reported VMX (`detect`), and the VMXON region is
+            // leaked, so nothing else will ever use it; each CPU gets its own.
+            unsafe { vmx::hw::enable(&controls.caps, vmxon, |va| va as u64) }
+                .map_err(|e| alloc::format!("turning VMX on: {e}"))
+        }
+    }
+}
+
+/// The next address-space tag: ASIDs (SVM, APM Vol 2 15.16) and VPIDs (VMX,
+/// SDM Vol 3C 28.1) are handed out once per vCPU and never reused while
+/// Keel runs, so no vCPU can find another's translations tagged with its
+/// own tag (a new vCPU's first entry flushes its tag anyway). 0 is the host's.
+static NEXT_TAG: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+
+/// A fresh ASID or VPID for a new vCPU, below `limit` (SVM: CPUID
+/// Fn8000_000A EBX, the number of ASIDs; VMX: 2^16 VPIDs), or `None` when
+/// Keel has handed them all out.
+pub fn allocate_tag(limit: u32) -> Option<u32> {
+    use core::sync::atomic::Ordering;
+    let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+    (tag < limit).then_some(tag)
+}
+
+/// The number of SVM ASIDs this CPU has (CPUID Fn8000_000A EBX).
+pub fn svm_asid_count() -> u32 {
+    cpuid_count(0x8000_000a, 0).ebx
+}

@@ -10,4 +10,5 @@ pub mod disk_requests;
 pub mod dma_pool;
 pub mod frames;
 pub mod pci_config;
+pub mod placement;
 pub mod reset_limit;

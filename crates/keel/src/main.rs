@@ -14,6 +14,7 @@ mod clock;
 mod cpu;
 mod host;
 mod host_rtc;
+mod hosting;
 mod memory;
 #[macro_use]
 mod serial;
@@ -46,9 +47,9 @@ fn keel_image() -> Range<u64> {
 #[no_mangle]
 extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
     serial::init();
+    memory::heap::init();
     arch::gdt::init();
     arch::idt::init();
-    memory::heap::init();
     println!("keel: Keel {} starting", env!("CARGO_PKG_VERSION"));
     if magic != MULTIBOOT2_MAGIC {
         log::error!("not started by a multiboot2 loader (EAX = {magic:#x}); boot Keel with GRUB's multiboot2 command");
@@ -100,6 +101,7 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         }
     };
     let top = available.iter().map(|r| r.end).max().unwrap_or(0);
+    let available_low = available.clone();
     let mut frames = FrameAllocator::new(available, &reserved);
     if memory::paging::init(&mut frames, top).is_none() {
         log::error!("no memory for Keel's page tables");
@@ -142,40 +144,89 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         }
     };
 
-    let Some(config_bytes) = modules
+    if let Err(e) = cpu::enable_this_cpu(backend) {
+        log::error!("cannot run guests: {e}");
+        finish(NO_VIRTUALIZATION_STATUS);
+    }
+    BACKEND.call_once(|| backend);
+
+    // Every configuration module is a VM, in the order GRUB loaded them.
+    let mut slots = Vec::new();
+    for (i, (_, bytes)) in modules
         .iter()
-        .find(|(n, _)| n == CONFIG_MODULE)
-        .map(|m| &*m.1)
-    else {
+        .filter(|(n, _)| n == CONFIG_MODULE)
+        .enumerate()
+    {
+        let what = alloc::format!("VM configuration {}", i + 1);
+        match vm_config::parse_bytes(bytes) {
+            Ok(parsed) => {
+                for w in &parsed.warnings {
+                    log::warn!("{}", w.in_file(&what));
+                }
+                slots.push(hosting::Slot::new(
+                    parsed.config.name.clone(),
+                    Some(parsed.config),
+                ));
+            }
+            Err(e) => {
+                log::error!("{}; that VM does not start", e.in_file(&what));
+                slots.push(hosting::Slot::new(what, None));
+            }
+        }
+    }
+    if slots.is_empty() {
         log::error!("no VM configuration: GRUB must load one as a module named '{CONFIG_MODULE}' (module2 /boot/config {CONFIG_MODULE})");
         finish(NO_VIRTUALIZATION_STATUS);
-    };
-    let parsed = match vm_config::parse_bytes(config_bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            log::error!("{}", e.in_file("VM configuration"));
-            finish(NO_VIRTUALIZATION_STATUS);
-        }
-    };
-    for w in &parsed.warnings {
-        log::warn!("{}", w.in_file("VM configuration"));
     }
-    let config = parsed.config;
-    let mut images = vm::Images {
-        modules,
-        host_disks,
-        host_nics,
-    };
-    match vm::run(&config, &mut images, &mut frames, backend, &reserved) {
-        Ok(stop) => {
-            println!("keel: VM '{}' stopped: {}", config.name, stop);
-            finish(stop.exit_status());
+
+    let apic_ids = arch::smp::processors(
+        boot_info
+            .rsdp_v2_tag()
+            .map(|t| t as *const _ as u64 + 8)
+            .or_else(|| boot_info.rsdp_v1_tag().map(|t| t as *const _ as u64 + 8)),
+    );
+    let running = match (
+        apic_ids,
+        arch::smp::trampoline_page(&available_low, &reserved),
+    ) {
+        (Some(ids), Some(page)) if ids.len() > 1 => arch::smp::start_aps(&ids, page, ap_main),
+        (Some(_), _) => Vec::from([0]),
+        (None, _) => {
+            log::warn!("no ACPI MADT from the firmware: Keel uses only the boot CPU");
+            Vec::from([0])
         }
-        Err(e) => {
-            log::error!("VM '{}' could not start: {e}", config.name);
-            finish(NO_VIRTUALIZATION_STATUS);
+    };
+    log::info!(
+        "{} CPU{} running (local APIC IDs {:?})",
+        running.len(),
+        if running.len() == 1 { "" } else { "s" },
+        running
+    );
+
+    let world = vm::World {
+        images: vm::Images {
+            modules,
+            host_disks,
+            host_nics,
+        },
+        frames,
+        reserved,
+    };
+    hosting::start(slots, world, backend, running.len())
+}
+
+/// The backend every CPU turns on (the BSP detects it).
+static BACKEND: spin::Once<cpu::Backend> = spin::Once::new();
+
+/// An application processor, started by `arch::smp` on its own structures:
+/// virtualization on, then the VM it is given.
+fn ap_main(cpu: usize) -> ! {
+    if let Some(&backend) = BACKEND.get() {
+        if let Err(e) = cpu::enable_this_cpu(backend) {
+            log::error!("CPU {cpu}: {e}");
         }
     }
+    hosting::cpu_main(cpu)
 }
 
 #[panic_handler]

@@ -9,6 +9,7 @@
 //! COM2, typed bytes are read from COM1 and the prompt prints there.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 use uart_16550::{backend::PioBackend, Config, Uart16550};
 
@@ -53,11 +54,25 @@ pub fn init() {
     log::set_max_level(log::LevelFilter::Info);
 }
 
-/// Writes formatted text to the console.
+/// The CPU holding [`PORT`]'s lock (its APIC ID, from CPUID leaf 1 EBX
+/// bits 31:24, SDM Vol 2A CPUID), or [`NO_OWNER`]: a fatal report on the
+/// CPU that holds the lock may break it; one on another CPU waits.
+static PORT_OWNER: AtomicU32 = AtomicU32::new(NO_OWNER);
+const NO_OWNER: u32 = u32::MAX;
+
+fn this_cpu() -> u32 {
+    raw_cpuid::native_cpuid::cpuid_count(1, 0).ebx >> 24
+}
+
+/// Writes formatted text to the console; one call's text stays together
+/// on the wire, whichever CPUs print at once.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    if let Some(uart) = PORT.lock().as_mut() {
+    let mut port = PORT.lock();
+    PORT_OWNER.store(this_cpu(), Ordering::Relaxed);
+    if let Some(uart) = port.as_mut() {
         let _ = PortWriter(uart).write_fmt(args);
     }
+    PORT_OWNER.store(NO_OWNER, Ordering::Relaxed);
 }
 
 /// A byte typed into Keel's console (COM2, or COM1 without one), if one
@@ -141,14 +156,15 @@ fn level_name(level: log::Level) -> &'static str {
     }
 }
 
-/// Releases the console lock from a fault or panic path so the report can be
-/// printed even if the fault happened while the lock was held.
+/// Makes sure a fault or panic report can be printed: if this CPU faulted
+/// while printing (it holds the log port's lock), the lock is released;
+/// a lock held by another CPU is waited for, which prints whole lines and
+/// lets go. The console port's lock is never taken by the report.
 pub fn break_lock_for_fatal_report() {
-    for port in [&PORT, &CONSOLE_PORT] {
-        if port.is_locked() {
-            // SAFETY: Keel runs on one CPU with interrupts off; the holder of
-            // the lock is the code that faulted, which never resumes.
-            unsafe { port.force_unlock() };
-        }
+    if PORT.is_locked() && PORT_OWNER.load(Ordering::Relaxed) == this_cpu() {
+        PORT_OWNER.store(NO_OWNER, Ordering::Relaxed);
+        // SAFETY: the holder is this CPU's interrupted code, which never
+        // resumes (the report ends Keel); no other CPU holds the port.
+        unsafe { PORT.force_unlock() };
     }
 }

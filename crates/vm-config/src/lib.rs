@@ -19,7 +19,11 @@
 //! |---|---|---|---|
 //! | `name` | string | required | the VM's name in logs; printable ASCII, 1-64 chars |
 //! | `memory` | number | 128 | guest RAM in MiB, 2 to 1048576 (1 TiB) |
-//! | `vcpus` | number | 1 | number of vCPUs: 1, the only count this Keel runs ([`MAX_VCPUS`]) |
+//! | `vcpus` | number | 1 | number of vCPUs, 1 to [`MAX_VCPUS`]; Keel checks it against the machine's CPUs and runs 1 per VM today |
+//! | `cpus` | string or list | all | the host CPUs the VM may run on: `"2"`, `"0-3"`, `"0,2-3"` or `["0", "2"]` ([`parse_cpu_list`]) |
+//! | `on_poweroff` | string | `"destroy"` | what follows the guest's power-off: `destroy`, `restart` or `preserve` ([`OnEvent`]) |
+//! | `on_reboot` | string | `"restart"` | what follows the guest's reset |
+//! | `on_crash` | string | `"destroy"` | what follows a crash (triple fault, a guest state Keel cannot run) |
 //! | `firmware` | string | none | the guest image the VM starts from (reset vector) |
 //! | `kernel` | string | none | a kernel for direct boot (with the BIOS shim) |
 //! | `ramdisk` | string | none | an initial ramdisk for `kernel` |
@@ -54,8 +58,70 @@ pub const DEFAULT_MEMORY_MIB: u32 = 128;
 pub const MIN_MEMORY_MIB: u32 = 2;
 /// Largest accepted `memory`, in MiB (1 TiB).
 pub const MAX_MEMORY_MIB: u32 = 1024 * 1024;
-/// The most vCPUs a VM may have: Keel runs one vCPU per VM today.
-pub const MAX_VCPUS: u32 = 1;
+/// The most vCPUs a configuration may ask for (as many as Keel can have
+/// host CPUs); Keel refuses more than the machine has, and runs one vCPU
+/// per VM today.
+pub const MAX_VCPUS: u32 = 64;
+/// Host CPU numbers a `cpus` list may name: 0 to this minus one.
+pub const MAX_HOST_CPUS: u32 = 64;
+
+/// xl.cfg's `on_poweroff`, `on_reboot`, `on_crash` actions (xl.cfg(5),
+/// "Event Actions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEvent {
+    /// The VM ends and its host CPU is free.
+    Destroy,
+    /// The VM starts again from its reset state (RAM kept, firmware reloaded).
+    Restart,
+    /// The VM ends but is kept (listed as preserved); nothing runs it again.
+    Preserve,
+}
+
+impl OnEvent {
+    /// The word xl.cfg uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnEvent::Destroy => "destroy",
+            OnEvent::Restart => "restart",
+            OnEvent::Preserve => "preserve",
+        }
+    }
+}
+
+/// Parses a `cpus` string: comma-separated CPU numbers and `A-B` ranges
+/// (xl.cfg(5) "cpus"); returns the set as a bit mask of [`MAX_HOST_CPUS`] bits.
+pub fn parse_cpu_list(text: &str) -> Result<u64, String> {
+    let mut mask = 0u64;
+    for part in text.split(',').map(str::trim) {
+        let number = |t: &str| -> Result<u32, String> {
+            let n: u32 = t
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{part}' is not a CPU number or a range A-B"))?;
+            if n >= MAX_HOST_CPUS {
+                return Err(format!(
+                    "CPU {n}: CPUs are numbered 0 to {}",
+                    MAX_HOST_CPUS - 1
+                ));
+            }
+            Ok(n)
+        };
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        if a > b {
+            return Err(format!("'{part}': the range runs backwards"));
+        }
+        for n in a..=b {
+            mask |= 1 << n;
+        }
+    }
+    Ok(mask)
+}
 /// Longest accepted `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 /// The most network cards a VM may have (each takes a PCI slot).
@@ -120,6 +186,15 @@ pub struct VmConfig {
     /// channels, grant tables, the xen-platform-pci device; docs/XEN.md).
     /// One hypervisor personality per VM: not together with `viridian`.
     pub xen_platform_pci: bool,
+    /// `cpus`: the host CPUs the VM may run on, bit N for CPU N; `None`
+    /// (the default) is any CPU.
+    pub cpus: Option<u64>,
+    /// `on_poweroff`: what follows the guest's power-off.
+    pub on_poweroff: OnEvent,
+    /// `on_reboot`: what follows the guest's reset.
+    pub on_reboot: OnEvent,
+    /// `on_crash`: what follows a crash.
+    pub on_crash: OnEvent,
 }
 
 /// The largest `rtc_timeoffset`, either way: 100 years, past which the
@@ -428,6 +503,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rtc_timeoffset",
     "localtime",
     "xen_platform_pci",
+    "cpus",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -451,6 +530,10 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         screen_dump: false,
         rtc_timeoffset: 0,
         xen_platform_pci: false,
+        cpus: None,
+        on_poweroff: OnEvent::Destroy,
+        on_reboot: OnEvent::Restart,
+        on_crash: OnEvent::Destroy,
     };
     let mut vga_line: Option<(&str, u32)> = None;
 
@@ -482,9 +565,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                     return Err(s.error("a VM needs at least 1 vCPU"));
                 }
                 if n > u64::from(MAX_VCPUS) {
-                    return Err(s.error(&format!(
-                        "this Keel runs {MAX_VCPUS} vCPU per VM; SMP guests are not supported yet"
-                    )));
+                    return Err(s.error(&format!("at most {MAX_VCPUS} vCPUs per VM")));
                 }
                 config.vcpus = n as u32;
             }
@@ -546,6 +627,10 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                     _ => return Err(s.error("expected 0 or 1")),
                 }
             }
+            "cpus" => config.cpus = Some(cpus(s)?),
+            "on_poweroff" => config.on_poweroff = on_event(s)?,
+            "on_reboot" => config.on_reboot = on_event(s)?,
+            "on_crash" => config.on_crash = on_event(s)?,
             "firmware" => config.firmware = Some(image(s)?),
             "kernel" => config.kernel = Some(image(s)?),
             "ramdisk" => config.ramdisk = Some(image(s)?),
@@ -649,6 +734,41 @@ fn name_value(s: &Setting) -> Result<String, ConfigError> {
         return Err(s.error("the name must not start or end with a space"));
     }
     Ok(v.to_string())
+}
+
+fn cpus(s: &Setting) -> Result<u64, ConfigError> {
+    let text = match &s.value {
+        Value::Str(v) => v.clone(),
+        Value::List(items) => {
+            let mut parts = Vec::new();
+            for item in items {
+                match item {
+                    Value::Str(v) => parts.push(v.clone()),
+                    Value::Num(n) => parts.push(n.to_string()),
+                    Value::List(_) => return Err(s.error("lists cannot contain lists")),
+                }
+            }
+            parts.join(",")
+        }
+        Value::Num(n) => n.to_string(),
+    };
+    let mask = parse_cpu_list(&text).map_err(|e| s.error(&format!("cpus = \"{text}\": {e}")))?;
+    if mask == 0 {
+        return Err(s.error("cpus names no CPU"));
+    }
+    Ok(mask)
+}
+
+fn on_event(s: &Setting) -> Result<OnEvent, ConfigError> {
+    match string(s, "\"destroy\", \"restart\" or \"preserve\"")? {
+        "destroy" => Ok(OnEvent::Destroy),
+        "restart" => Ok(OnEvent::Restart),
+        "preserve" => Ok(OnEvent::Preserve),
+        other => Err(s.error(&format!(
+            "{} = \"{other}\": Keel knows destroy, restart and preserve",
+            s.key
+        ))),
+    }
 }
 
 fn image(s: &Setting) -> Result<String, ConfigError> {

@@ -32,6 +32,9 @@ pub enum StopReason {
     DeviceStop { reason: &'static str },
     /// Someone ended the VM at Keel's console prompt (`end` or `quit`).
     EndedAtConsole,
+    /// The guest reset the machine and its configuration says not to
+    /// restart it (xl.cfg `on_reboot = "destroy"` or `"preserve"`).
+    Rebooted,
 }
 
 impl StopReason {
@@ -39,7 +42,7 @@ impl StopReason {
     pub fn exit_status(&self) -> u8 {
         match *self {
             StopReason::DebugExit { status } => status.min(255) as u8,
-            StopReason::PoweredOff => 0,
+            StopReason::PoweredOff | StopReason::Rebooted => 0,
             StopReason::HaltedForever { .. } => 123,
             StopReason::TripleFault { .. } => 125,
             StopReason::InvalidGuestState { .. }
@@ -87,6 +90,7 @@ impl fmt::Display for StopReason {
             }
             StopReason::DeviceStop { reason } => write!(f, "a device stopped the VM: {reason}"),
             StopReason::EndedAtConsole => write!(f, "ended at Keel's console prompt"),
+            StopReason::Rebooted => write!(f, "the guest reset the machine (on_reboot says not to restart)"),
         }
     }
 }

@@ -87,6 +87,58 @@ boot_long_mode:
     hlt
     jmp 3b
 
+    /* An application processor arrives here from the trampoline, in long
+       mode on the boot page tables, with the stack the BSP chose (arch::smp). */
+ap_long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq keel_ap_stack_top(%rip), %rsp
+    call keel_ap_main
+4:  cli
+    hlt
+    jmp 4b
+
+    /* The AP trampoline, copied to a page below 1 MiB whose number is the
+       SIPI vector: the AP starts in real mode at CS = page << 8, IP = 0
+       (SDM Vol 3A 8.4.4.1). It turns on PAE, the boot page tables, LME,
+       PE and PG at once, and jumps to 64-bit code in Keel's image. Only
+       offsets from its start are used in real mode. */
+    .section .text.ap_trampoline, "ax"
+    .code16
+    .global keel_ap_trampoline
+    .global keel_ap_trampoline_end
+keel_ap_trampoline:
+    cli
+    cld
+    movw %cs, %ax
+    movw %ax, %ds
+    lgdtl (ap_gdt_ptr - keel_ap_trampoline)
+    movl %cr4, %eax
+    orl $0x20, %eax
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $0x9fffffff, %eax
+    orl $0x80010001, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $ap_long_mode
+    .balign 8
+ap_gdt_ptr:
+    .short boot_gdt_end - boot_gdt - 1
+    .long boot_gdt
+keel_ap_trampoline_end:
+    .code64
+
     .section .rodata.boot, "a"
     .balign 16
 boot_gdt:

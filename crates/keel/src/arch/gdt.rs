@@ -3,10 +3,9 @@
 //! stack overflow still reaches the fault report. The TSS also gives the CPU a
 //! valid TR, which VMX requires of the host state.
 
-use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
-use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
 
@@ -14,44 +13,31 @@ use x86_64::VirtAddr;
 pub const DOUBLE_FAULT_IST: u16 = 1;
 const IST_STACK_SIZE: usize = 16 * 1024;
 
-#[repr(align(16))]
-#[allow(dead_code)] // only reached through a raw pointer
-struct IstStack([u8; IST_STACK_SIZE]);
-static mut DOUBLE_FAULT_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
-
-static TSS: Once<TaskStateSegment> = Once::new();
-static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
-
-struct Selectors {
-    code: SegmentSelector,
-    data: SegmentSelector,
-    tss: SegmentSelector,
-}
-
-/// Loads the GDT, reloads every segment register and loads TR.
+/// Builds this CPU's own GDT, TSS and double-fault stack (each CPU needs
+/// its own TSS: a TSS descriptor is marked busy when loaded, and the IST
+/// stack must not be shared by two CPUs faulting at once), loads the GDT,
+/// reloads every segment register and loads TR. Called once per CPU; the
+/// structures live for the rest of Keel's run.
 pub fn init() {
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        let stack = core::ptr::addr_of!(DOUBLE_FAULT_STACK) as u64;
-        tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] =
-            VirtAddr::new(stack + IST_STACK_SIZE as u64);
-        tss
-    });
-    let (gdt, sel) = GDT.call_once(|| {
-        let mut gdt = GlobalDescriptorTable::new();
-        let code = gdt.append(Descriptor::kernel_code_segment());
-        let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss = gdt.append(Descriptor::tss_segment(tss));
-        (gdt, Selectors { code, data, tss })
-    });
+    let stack: &'static mut [u8] = alloc::vec![0u8; IST_STACK_SIZE].leak();
+    let stack_top = (stack.as_ptr() as u64 + IST_STACK_SIZE as u64) & !0xf;
+    let mut tss = TaskStateSegment::new();
+    tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] = VirtAddr::new(stack_top);
+    let tss: &'static TaskStateSegment = alloc::boxed::Box::leak(alloc::boxed::Box::new(tss));
+    let mut gdt = GlobalDescriptorTable::new();
+    let code = gdt.append(Descriptor::kernel_code_segment());
+    let data = gdt.append(Descriptor::kernel_data_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    let gdt: &'static GlobalDescriptorTable = alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt));
     gdt.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded, which is
-    // 'static; the TSS descriptor points at the 'static TSS.
+    // 'static; the TSS descriptor points at this CPU's 'static TSS, loaded
+    // by no other CPU.
     unsafe {
-        CS::set_reg(sel.code);
-        DS::set_reg(sel.data);
-        ES::set_reg(sel.data);
-        SS::set_reg(sel.data);
-        load_tss(sel.tss);
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss_sel);
     }
 }

@@ -15,7 +15,10 @@ pub const SPURIOUS_VECTOR: u8 = 0xff;
 const IA32_APIC_BASE: u32 = 0x1b;
 const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 // Register offsets (SDM Vol 3A, Table 10-1).
+const ID: u64 = 0x20;
 const EOI: u64 = 0xb0;
+const ICR_LOW: u64 = 0x300;
+const ICR_HIGH: u64 = 0x310;
 const SVR: u64 = 0xf0;
 const LVT_TIMER: u64 = 0x320;
 const TIMER_INITIAL_COUNT: u64 = 0x380;
@@ -94,6 +97,53 @@ pub fn init() -> Option<u64> {
     let hz = u64::from(elapsed) * 100;
     TIMER_HZ.store(hz, Ordering::Relaxed);
     (hz > 0).then_some(hz)
+}
+
+/// Enables this CPU's local APIC like the BSP's (an AP, after [`init`]
+/// measured the timer, which runs at the same rate on every CPU).
+pub fn init_this_cpu() {
+    if BASE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    write(SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+}
+
+/// This CPU's local APIC ID (xAPIC ID register bits 31:24, SDM Vol 3A
+/// 10.4.6), or `None` before [`init`] found the APIC.
+pub fn id() -> Option<u32> {
+    (BASE.load(Ordering::Relaxed) != 0).then(|| read(ID) >> 24)
+}
+
+// ICR fields (SDM Vol 3A 10.6.1, Figure 10-12).
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+
+/// Sends an IPI with `command` (the ICR's low half) to the CPU whose APIC
+/// ID is `apic_id`, and waits (bounded) until the APIC has sent it.
+fn send_ipi(apic_id: u32, command: u32) {
+    write(ICR_HIGH, apic_id << 24);
+    write(ICR_LOW, command);
+    for _ in 0..1_000_000 {
+        if read(ICR_LOW) & ICR_DELIVERY_PENDING == 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT IPI (level assert) to `apic_id`: the CPU enters its wait-for-SIPI
+/// state (SDM Vol 3A 8.4.4.1).
+pub fn send_init(apic_id: u32) {
+    send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
+}
+
+/// Start-up IPI to `apic_id`: it starts in real mode at `page << 12`.
+pub fn send_startup(apic_id: u32, page: u8) {
+    send_ipi(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(page));
 }
 
 /// Arms the timer to interrupt at `deadline_ns`, or disarms it (`None`): the

@@ -4,3 +4,4 @@ mod boot;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
+pub mod smp;

@@ -13,11 +13,13 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use device_model::PowerRequest;
 use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
-use vm_config::VmConfig;
+use spin::Mutex;
+use vm_config::{OnEvent, VmConfig};
 use vmm_core::exit::{
     complete_hlt_in_shadow, handle_exit, CpuidPolicy, HvFeatures, HyperV, Platform, VmPolicy,
 };
@@ -138,23 +140,54 @@ pub struct GuestMapping {
     pub perms: Permissions,
 }
 
-/// Builds the VM described by `config` and runs it to its end. `reserved` are
-/// host ranges no guest mapping may reach (Keel, boot modules).
+/// What every VM is built from, shared by the CPUs that build them (one at
+/// a time, under a lock): the boot modules and host devices, the frame
+/// allocator, and the host ranges no guest mapping may reach (Keel, boot
+/// modules).
+pub struct World {
+    pub images: Images,
+    pub frames: FrameAllocator,
+    pub reserved: Vec<Range<u64>>,
+}
+
+/// How a VM ended.
+pub struct Ended {
+    pub stop: StopReason,
+    pub exits: u64,
+    /// The configuration's event action said `preserve`.
+    pub preserved: bool,
+}
+
+/// Builds the VM described by `config` on this CPU, taking what it needs
+/// from `world` under its lock, and runs it to its end; `exits_so_far`
+/// follows its exit count for the status table.
 pub fn run(
     config: &VmConfig,
-    images: &mut Images,
-    frames: &mut FrameAllocator,
+    world: &Mutex<Option<World>>,
     backend: Backend,
-    reserved: &[Range<u64>],
-) -> Result<StopReason, VmError> {
+    exits_so_far: &AtomicU64,
+) -> Result<Ended, VmError> {
+    let mut guard = world.lock();
+    let World {
+        images,
+        frames,
+        reserved,
+    } = guard
+        .as_mut()
+        .ok_or_else(|| VmError::Config(String::from("Keel's boot state is gone")))?;
     let firmware_name = check_config(config)?;
     let drives = disk_drives(config, images)?;
     let vifs = Vifs::from_config(config, images)?;
     let direct_boot = DirectBoot::from_config(config, images)?;
-    let firmware = images
+    // A copy: the VM reloads it on every reset, after the lock on the
+    // boot modules is long released.
+    let firmware: Vec<u8> = images
         .get(firmware_name)
-        .ok_or_else(|| VmError::MissingImage(String::from(firmware_name)))?;
-    if firmware.is_empty() || firmware.len() % 4096 != 0 || firmware.len() > FIRMWARE_MAX {
+        .ok_or_else(|| VmError::MissingImage(String::from(firmware_name)))?
+        .to_vec();
+    let firmware: &[u8] = &firmware;
+    if firmware.is_empty() || !firmware.len().is_multiple_of(4096) || firmware.len() > FIRMWARE_MAX
+    {
         return Err(VmError::Config(alloc::format!(
             "firmware '{firmware_name}' is {} bytes; it must be a non-zero multiple of 4 KiB, at most 256 KiB",
             firmware.len()
@@ -290,10 +323,12 @@ pub fn run(
         firmware: firmware_copy,
         clock: &mut clock,
         console: &mut console,
+        exits_so_far,
     };
-    let (stop, exits) = match backend {
+    let (stop, exits, preserved) = match backend {
         Backend::Svm(caps) => {
             let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
+            drop(guard);
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
                 .map_err(VmError::Config)?;
@@ -301,6 +336,7 @@ pub fn run(
         }
         Backend::Vmx(controls) => {
             let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
+            drop(guard);
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
                 .map_err(VmError::Config)?;
@@ -320,7 +356,11 @@ pub fn run(
         unclaimed.pio_writes
     );
     clock.print(&config.name, machine.pc.bus(), "at its end");
-    Ok(stop)
+    Ok(Ended {
+        stop,
+        exits,
+        preserved,
+    })
 }
 
 /// `bytes` of contiguous host frames aligned to `align` for this VM's
@@ -556,6 +596,28 @@ struct Looped<'a> {
     firmware: (u64, &'a [u8]),
     clock: &'a mut stats::ExitClock,
     console: &'a mut console::VmConsole,
+    exits_so_far: &'a AtomicU64,
+}
+
+/// The event action the configuration names for a VM that stopped for
+/// `reason`, with its key (xl.cfg(5) "Event Actions"): a power-off is
+/// `on_poweroff`; a crash (triple fault, a state Keel cannot run, a device
+/// that cannot go on) is `on_crash`; the rest (debug exit, a halt nothing
+/// ends, the console) simply end the VM.
+fn event_action(reason: &StopReason, config: &VmConfig) -> Option<(OnEvent, &'static str)> {
+    match reason {
+        StopReason::PoweredOff => Some((config.on_poweroff, "on_poweroff")),
+        StopReason::TripleFault { .. }
+        | StopReason::InvalidGuestState { .. }
+        | StopReason::EventDeliveryThroughMmio { .. }
+        | StopReason::Unexplained { .. }
+        | StopReason::Unhandled { .. }
+        | StopReason::DeviceStop { .. } => Some((config.on_crash, "on_crash")),
+        StopReason::DebugExit { .. }
+        | StopReason::HaltedForever { .. }
+        | StopReason::EndedAtConsole
+        | StopReason::Rebooted => None,
+    }
 }
 
 /// The run loop, the same for every backend: deliver interrupts, enter,
@@ -566,12 +628,13 @@ fn run_vcpu(
     vcpu: &mut impl Vcpu,
     machine: &mut Machine,
     looped: &mut Looped<'_>,
-) -> Result<(StopReason, u64), VmError> {
+) -> Result<(StopReason, u64, bool), VmError> {
     let Looped {
         config,
         firmware: (firmware_at, firmware),
         clock,
         console,
+        exits_so_far,
     } = looped;
     let (config, firmware_at, firmware) = (*config, *firmware_at, *firmware);
     let policy = VmPolicy::new(
@@ -605,13 +668,13 @@ fn run_vcpu(
     start_tsc_at_zero(vcpu, machine);
     loop {
         if let Some(reason) = console.poll(machine, clock, &config.name) {
-            return Ok((reason, exits));
+            return Ok((reason, exits, false));
         }
         machine.service();
         // A device that cannot serve the guest within its bounds (raised in
         // a service pass) ends the VM before the guest runs again.
         if let Some(PowerRequest::Stop { reason }) = machine.pc.power.peek() {
-            return Ok((StopReason::DeviceStop { reason }, exits));
+            return Ok((StopReason::DeviceStop { reason }, exits, false));
         }
         // Map changes the devices asked for (PAM, SMRAM, A20, BARs) and
         // dirty-log faults take effect before this vCPU runs again.
@@ -641,21 +704,35 @@ fn run_vcpu(
             Platform::set_cr8(machine, vcpu.vcpu_id(), u64::from(t));
         }
         exits += 1;
+        exits_so_far.store(exits, Ordering::Relaxed);
         let mut action = handle_exit(&exit, vcpu, machine, &mut policy);
         if action == ExitAction::Halt {
             action = wait_for_interrupt(vcpu, machine, rip, console, clock, &config.name);
         }
-        match machine.pc.power.take() {
-            Some(PowerRequest::DebugExit { status }) => {
-                return Ok((StopReason::DebugExit { status }, exits))
-            }
+        let mut reboot = false;
+        let mut ended = match machine.pc.power.take() {
+            Some(PowerRequest::DebugExit { status }) => Some(StopReason::DebugExit { status }),
             Some(PowerRequest::AcpiPowerOff | PowerRequest::GuestPowerOff) => {
-                return Ok((StopReason::PoweredOff, exits))
+                Some(StopReason::PoweredOff)
             }
-            Some(PowerRequest::Stop { reason }) => {
-                return Ok((StopReason::DeviceStop { reason }, exits))
-            }
+            Some(PowerRequest::Stop { reason }) => Some(StopReason::DeviceStop { reason }),
             Some(PowerRequest::Reset) => {
+                reboot = true;
+                None
+            }
+            None => None,
+        };
+        if let (None, false, ExitAction::Stop(reason)) = (&ended, reboot, action) {
+            ended = Some(reason);
+        }
+        let event = match &ended {
+            _ if reboot => Some((config.on_reboot, "on_reboot")),
+            Some(reason) => event_action(reason, config),
+            None => None,
+        };
+        let preserve = matches!(event, Some((OnEvent::Preserve, _)));
+        match (event, ended) {
+            (Some((OnEvent::Restart, key)), ended) => {
                 if let Err(in_a_row) = resets.on_reset(exits, crate::clock::now_ns()) {
                     return Ok((
                         StopReason::Unhandled {
@@ -664,12 +741,19 @@ fn run_vcpu(
                             info: u64::from(in_a_row),
                         },
                         exits,
+                        false,
                     ));
                 }
-                log::info!(
-                    "VM '{}': the guest reset the machine; restarting from the reset vector",
-                    config.name
-                );
+                match ended {
+                    None => log::info!(
+                        "VM '{}': the guest reset the machine; restarting from the reset vector",
+                        config.name
+                    ),
+                    Some(reason) => log::info!(
+                        "VM '{}': {reason}; {key} = \"restart\": restarting from the reset vector",
+                        config.name
+                    ),
+                }
                 // RAM keeps its contents across a reset, except the firmware,
                 // which is fresh as if read from ROM again; disks keep theirs.
                 if let Err(e) = machine.ram().write(firmware_at, firmware) {
@@ -681,11 +765,9 @@ fn run_vcpu(
                 vcpu.reset();
                 continue;
             }
-            None => {}
-        }
-        match action {
-            ExitAction::Resume | ExitAction::Halt => {}
-            ExitAction::Stop(reason) => return Ok((reason, exits)),
+            (Some(_), None) => return Ok((StopReason::Rebooted, exits, preserve)),
+            (_, Some(reason)) => return Ok((reason, exits, preserve)),
+            (None, None) => {}
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Setting up a VM on the SVM backend: nested page tables, permission maps,
-//! the host save area and the vCPU.
+//! and the vCPU.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -10,7 +11,7 @@ use vmm_core::paging::{NestedPageTable, NptFormat, TableMemory};
 
 /// The nested page table a VM keeps (`paging::GuestPhysMap`).
 pub type Npt = NestedPageTable<NptFormat>;
-use vmm_core::svm::{self, IoPermissionMap, MsrPermissionMap, SvmVcpu, SvmVcpuConfig, Vmcb};
+use vmm_core::svm::{IoPermissionMap, MsrPermissionMap, SvmVcpu, SvmVcpuConfig};
 
 use super::{GuestMapping, VmError};
 use crate::cpu::SvmCaps;
@@ -52,8 +53,9 @@ fn identity(va: usize) -> u64 {
     va as u64
 }
 
-/// Maps `mappings` in fresh nested page tables, turns SVM on and creates
-/// vCPU 0 in its reset state; returns it and the tables, which the VM keeps
+/// Maps `mappings` in fresh nested page tables and creates vCPU 0 in its
+/// reset state with an ASID of its own (SVM is on already on this CPU:
+/// `cpu::enable_this_cpu`); returns it and the tables, which the VM keeps
 /// for changes while it runs. No mapping may reach `reserved`.
 pub fn create_vcpu(
     frames: &mut FrameAllocator,
@@ -74,22 +76,21 @@ pub fn create_vcpu(
     }
     msrpm.pass_through_reads(MSR_TSC);
 
-    // The host save area must outlive SVM being on, which is the rest of Keel's run.
-    let hsave: &'static Vmcb = Box::leak(Box::<Vmcb>::default());
-    // SAFETY: SVM was detected with SVMDIS clear (cpu::detect), and the host
-    // save page is leaked, so nothing else will ever use it.
-    unsafe { svm::hw::enable(identity(hsave as *const Vmcb as usize)) };
-
+    let asid = crate::cpu::allocate_tag(crate::cpu::svm_asid_count()).ok_or_else(|| {
+        VmError::Hardware(String::from(
+            "no SVM ASID left for this vCPU (CPUID Fn8000_000A EBX): Keel hands each vCPU its own",
+        ))
+    })?;
     let config = SvmVcpuConfig {
         vcpu_id: 0,
-        asid: 1,
+        asid,
         ncr3: npt.root(),
         nrip_save: caps.nrip_save,
         decode_assists: caps.decode_assists,
         flush_by_asid: caps.flush_by_asid,
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
     };
-    // SAFETY: SVM is enabled on this CPU (above), and the nested tables map only
+    // SAFETY: SVM is enabled on this CPU (`cpu::enable_this_cpu` at its start), and the nested tables map only
     // this VM's memory (RAM, firmware, device regions: `GuestPhysMap`
     // refuses anything else) and are never freed (Keel ends with the VM).
     let vcpu = unsafe { SvmVcpu::new(config, iopm, msrpm, identity) };

@@ -1,5 +1,5 @@
 //! Setting up a VM on the VMX backend: EPT (the same builder and frame-backed
-//! tables as NPT), the MSR and I/O bitmaps, VMXON, the VMCS and the vCPU.
+//! tables as NPT), the MSR and I/O bitmaps, the VMCS and the vCPU.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -39,7 +39,8 @@ fn identity(va: usize) -> u64 {
     va as u64
 }
 
-/// Maps `mappings` in fresh EPT tables, turns VMX on, loads a VMCS and
+/// Maps `mappings` in fresh EPT tables, loads a VMCS on this CPU (VMX is
+/// on already: `cpu::enable_this_cpu`) and
 /// creates vCPU 0 in its reset state; returns it and the tables, which the
 /// VM keeps for changes while it runs. No mapping may reach `reserved`.
 pub fn create_vcpu(
@@ -67,20 +68,18 @@ pub fn create_vcpu(
     }
     msr.pass_through_reads(MSR_TSC);
 
-    // The VMXON region must outlive VMX being on, which is the rest of Keel's run.
-    let vmxon: &'static VmxRegion = Box::leak(VmxRegion::new(&controls.caps));
-    // SAFETY: CPUID reported VMX (cpu::detect), and the VMXON region is
-    // leaked, so nothing else will ever use it.
-    unsafe { hw::enable(&controls.caps, vmxon, identity) }
-        .map_err(|e| VmError::Hardware(format!("{e}")))?;
-    // SAFETY: VMX is on (above); the region carries the revision identifier.
+    // One VPID per vCPU (SDM Vol 3C 28.1), never reused while Keel runs.
+    let vpid = crate::cpu::allocate_tag(1 << 16).ok_or_else(|| {
+        VmError::Hardware(alloc::string::String::from("no VPID left for this vCPU"))
+    })?;
+    // SAFETY: VMX is on on this CPU (`cpu::enable_this_cpu`); the region carries the revision identifier.
     let vmcs = unsafe { HwVmcs::load(VmxRegion::new(&controls.caps), identity) }.map_err(|e| {
         VmError::Hardware(format!("loading the VMCS (VMCLEAR/VMPTRLD) failed: {e}"))
     })?;
 
     let config = VmxVcpuConfig {
         vcpu_id: 0,
-        vpid: 1,
+        vpid: vpid as u16,
         eptp: eptp(ept.root()),
         controls,
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,

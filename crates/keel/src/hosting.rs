@@ -1,0 +1,223 @@
+//! The VMs of one boot on the machine's CPUs: each VM that `keel::placement`
+//! accepts runs on a host CPU of its own, built and run there; a VM's end
+//! stops that VM only; when the last one ends, Keel prints the status
+//! table and ends with the first non-zero VM status (docs/ARCHITECTURE.md).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use keel::placement::{self, Row, NOT_STARTED_STATUS};
+use spin::{Mutex, Once};
+use vm_config::VmConfig;
+
+use crate::cpu::Backend;
+use crate::vm::{self, World};
+
+/// One VM of this boot.
+pub struct Slot {
+    /// Its name (or `configuration N` when the file did not parse).
+    pub name: String,
+    pub config: Option<VmConfig>,
+    /// The host CPU it runs on, if placement accepted it.
+    pub cpu: Option<usize>,
+    exits: AtomicU64,
+    state: Mutex<State>,
+}
+
+struct State {
+    what: &'static str,
+    status: Option<u8>,
+    started_ns: u64,
+    ended_ns: u64,
+}
+
+impl Slot {
+    /// A VM to place.
+    pub fn new(name: String, config: Option<VmConfig>) -> Self {
+        Slot {
+            name,
+            config,
+            cpu: None,
+            exits: AtomicU64::new(0),
+            state: Mutex::new(State {
+                what: "refused",
+                status: None,
+                started_ns: 0,
+                ended_ns: 0,
+            }),
+        }
+    }
+}
+
+/// What to build VMs from (under its lock), and the backend.
+static WORLD: Mutex<Option<World>> = Mutex::new(None);
+static BACKEND: Once<Backend> = Once::new();
+static SLOTS: Once<Vec<Slot>> = Once::new();
+/// VMs still running.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Per host CPU: the VM it runs (index into SLOTS), or `NO_VM`.
+const MAX_CPUS: usize = 64;
+const NO_VM: usize = usize::MAX;
+static ASSIGNED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NO_VM) }; MAX_CPUS];
+/// Set once every CPU's assignment is written.
+static GO: AtomicUsize = AtomicUsize::new(0);
+
+/// Places the VMs on the `cpus` running CPUs (refusals are logged and count
+/// as [`NOT_STARTED_STATUS`]), then runs CPU 0's VM here; returns only
+/// through the end of Keel.
+pub fn start(mut slots: Vec<Slot>, world: World, backend: Backend, cpus: usize) -> ! {
+    let free_mib = world.frames.free_bytes() >> 20;
+    let requests: Vec<placement::Request<'_>> = slots
+        .iter()
+        .filter_map(|s| s.config.as_ref())
+        .map(|c| placement::Request {
+            name: &c.name,
+            vcpus: c.vcpus,
+            memory_mib: c.memory_mib,
+            cpus: c.cpus,
+        })
+        .collect();
+    let placed = placement::place(&requests, cpus, free_mib);
+    let mut placed = placed.into_iter();
+    for slot in slots.iter_mut().filter(|s| s.config.is_some()) {
+        match placed.next() {
+            Some(Ok(cpu)) => slot.cpu = Some(cpu),
+            Some(Err(why)) => log::error!("{why}"),
+            None => {}
+        }
+    }
+    *WORLD.lock() = Some(world);
+    BACKEND.call_once(|| backend);
+    let slots = SLOTS.call_once(|| slots);
+    let mut running = 0;
+    for (i, slot) in slots.iter().enumerate() {
+        if let Some(cpu) = slot.cpu {
+            slot.state.lock().what = "running";
+            ASSIGNED[cpu].store(i, Ordering::SeqCst);
+            running += 1;
+        } else {
+            slot.state.lock().status = Some(NOT_STARTED_STATUS);
+        }
+    }
+    log::info!(
+        "{} VM{} of {} on {cpus} CPU{}",
+        running,
+        if running == 1 { "" } else { "s" },
+        slots.len(),
+        if cpus == 1 { "" } else { "s" }
+    );
+    RUNNING.store(running, Ordering::SeqCst);
+    GO.store(1, Ordering::SeqCst);
+    if running == 0 {
+        finish_keel();
+    }
+    cpu_main(0)
+}
+
+/// Each CPU's life after start-up: wait for the assignments, run this CPU's
+/// VM if it has one, then idle.
+pub fn cpu_main(cpu: usize) -> ! {
+    while GO.load(Ordering::SeqCst) == 0 {
+        core::hint::spin_loop();
+    }
+    if let (Some(slot), Some(slots)) = (ASSIGNED.get(cpu), SLOTS.get()) {
+        if let Some(s) = slots.get(slot.load(Ordering::SeqCst)) {
+            run_slot(s);
+        }
+    }
+    loop {
+        // Nothing wakes an idle CPU: its interrupts stay off.
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+fn run_slot(slot: &Slot) {
+    let (Some(config), Some(&backend)) = (&slot.config, BACKEND.get()) else {
+        return;
+    };
+    slot.state.lock().started_ns = crate::clock::now_ns();
+    let (what, status) = match vm::run(config, &WORLD, backend, &slot.exits) {
+        Ok(ended) => {
+            slot.exits.store(ended.exits, Ordering::Relaxed);
+            crate::println!("keel: VM '{}' stopped: {}", config.name, ended.stop);
+            let what = match (ended.preserved, ended.stop.exit_status()) {
+                (true, _) => "preserved",
+                (false, 0) => "shutdown",
+                (false, _) => "crashed",
+            };
+            (what, ended.stop.exit_status())
+        }
+        Err(e) => {
+            log::error!("VM '{}' could not start: {e}", config.name);
+            ("refused", NOT_STARTED_STATUS)
+        }
+    };
+    {
+        let mut s = slot.state.lock();
+        s.what = what;
+        s.status = Some(status);
+        s.ended_ns = crate::clock::now_ns();
+    }
+    print_table(&alloc::format!("VM '{}' ended", config.name));
+    if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
+        finish_keel();
+    }
+}
+
+/// The status table (`keel::placement::table`), one log line per row.
+pub fn print_table(when: &str) {
+    let Some(slots) = SLOTS.get() else {
+        return;
+    };
+    let now = crate::clock::now_ns();
+    let states: Vec<(&'static str, u64)> = slots
+        .iter()
+        .map(|s| {
+            let st = s.state.lock();
+            let end = if st.ended_ns != 0 { st.ended_ns } else { now };
+            let ms = if st.started_ns != 0 {
+                end.saturating_sub(st.started_ns) / 1_000_000
+            } else {
+                0
+            };
+            (st.what, ms)
+        })
+        .collect();
+    let rows: Vec<Row<'_>> = slots
+        .iter()
+        .zip(&states)
+        .map(|(s, &(state, cpu_ms))| Row {
+            name: &s.name,
+            cpu: s.cpu,
+            vcpus: s.config.as_ref().map_or(0, |c| c.vcpus),
+            memory_mib: s.config.as_ref().map_or(0, |c| c.memory_mib),
+            state,
+            exits: s.exits.load(Ordering::Relaxed),
+            cpu_ms,
+        })
+        .collect();
+    let text = placement::table(&rows);
+    let mut out = alloc::format!("keel: VMs ({when}):\n");
+    for line in text.lines() {
+        out.push_str("keel:   ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    crate::serial::write_fmt(format_args!("{out}"));
+}
+
+/// Every VM has ended: the table, then Keel's status.
+fn finish_keel() -> ! {
+    print_table("Keel's end");
+    let statuses: Vec<u8> = SLOTS
+        .get()
+        .map(|s| {
+            s.iter()
+                .map(|s| s.state.lock().status.unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::shutdown::finish(placement::final_status(&statuses))
+}
