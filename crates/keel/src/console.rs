@@ -42,6 +42,21 @@ pub enum Action {
 struct Vm {
     name: String,
     running: bool,
+    /// Commands for this VM that its loop has not carried out yet: with
+    /// several VMs on several CPUs, whichever loop reads the typed bytes
+    /// posts the command, and the VM's own loop takes it.
+    pending: Requests,
+}
+
+/// The commands waiting for one VM's loop ([`Console::take_requests`]).
+/// Flags, not a queue: `stats` typed twice before the loop looks prints once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub stats: bool,
+    pub screen: bool,
+    pub end: bool,
+    /// `quit`: every VM ends, then Keel.
+    pub quit: bool,
 }
 
 /// The console's state: the VMs, the focus, the prompt, the input buffer.
@@ -59,6 +74,8 @@ pub struct Console {
     input_len: usize,
     /// Bytes typed while the buffer was full, dropped.
     dropped: u64,
+    /// `quit` was typed: every VM's loop ends its VM.
+    quit: bool,
 }
 
 impl Default for Console {
@@ -84,6 +101,7 @@ impl Console {
             input_start: 0,
             input_len: 0,
             dropped: 0,
+            quit: false,
         }
     }
 
@@ -93,6 +111,7 @@ impl Console {
         self.vms.push(Vm {
             name: String::from(name),
             running: true,
+            pending: Requests::default(),
         });
         if self.focus.is_none() {
             self.focus = Some(id);
@@ -108,6 +127,35 @@ impl Console {
         if self.focus == Some(id) {
             self.input_len = 0;
         }
+    }
+
+    /// Records `action` for the loop of the VM it names (for `quit`: of
+    /// every VM), whichever CPU's loop read the command.
+    pub fn post(&mut self, action: Action) {
+        let (id, set): (VmId, fn(&mut Requests)) = match action {
+            Action::Stats(id) => (id, |p| p.stats = true),
+            Action::Screen(id) => (id, |p| p.screen = true),
+            Action::End(id) => (id, |p| p.end = true),
+            Action::Quit => {
+                self.quit = true;
+                return;
+            }
+        };
+        if let Some(vm) = self.vms.get_mut(id.0) {
+            set(&mut vm.pending);
+        }
+    }
+
+    /// The commands posted for `id` since its loop last looked, cleared
+    /// (`quit` stays set for the other VMs).
+    pub fn take_requests(&mut self, id: VmId) -> Requests {
+        let mut r = self
+            .vms
+            .get_mut(id.0)
+            .map(|vm| core::mem::take(&mut vm.pending))
+            .unwrap_or_default();
+        r.quit = self.quit;
+        r
     }
 
     /// Whether `id`'s output goes to the terminal now: it has the console
@@ -422,6 +470,27 @@ mod tests {
         assert_eq!(act, [Action::End(a)]);
         let (_, act) = type_str(&mut c, b"\x1dquit\r");
         assert_eq!(act, [Action::Quit]);
+    }
+
+    #[test]
+    fn commands_wait_for_their_vms_loop_and_quit_reaches_every_vm() {
+        let mut c = Console::new();
+        let a = c.add_vm("a");
+        let b = c.add_vm("b");
+        // VM a's loop read these bytes; the commands are b's.
+        for act in type_str(&mut c, b"\x1dend b\r\x1dswitch b\r\x1dstats\r").1 {
+            c.post(act);
+        }
+        assert_eq!(c.take_requests(a), Requests::default());
+        let r = c.take_requests(b);
+        assert!(r.end && r.stats && !r.screen && !r.quit, "{r:?}");
+        assert_eq!(c.take_requests(b), Requests::default(), "taken once");
+        // The prompt stays open after `stats`.
+        for act in type_str(&mut c, b"quit\r").1 {
+            c.post(act);
+        }
+        assert!(c.take_requests(a).quit && c.take_requests(b).quit);
+        assert!(c.take_requests(a).quit, "quit stays for every loop");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use alloc::boxed::Box;
 
 use device_model::CharSink;
-use keel::console::{Action, Console, VmId};
+use keel::console::{Console, VmId};
 use spin::Mutex;
 use vmm_core::StopReason;
 
@@ -82,25 +82,27 @@ impl VmConsole {
             let Some(byte) = serial::try_read_byte() else {
                 break;
             };
-            match console.typed(byte, &mut |text: &str| serial::console_print(text)) {
-                None => {}
-                Some(Action::Stats(id)) if id == self.id => {
-                    clock.print(name, machine.pc.bus(), "so far");
-                    serial::console_print("exit statistics: in the log (keel: exits: ...)\r\n");
-                }
-                Some(Action::Screen(id)) if id == self.id => {
-                    machine.dump_screen(name);
-                    serial::console_print("screen: in the log (keel: [name:screen] ...)\r\n");
-                }
-                // Only this VM runs here; another VM's request is its loop's.
-                Some(Action::Stats(_)) | Some(Action::Screen(_)) => {}
-                Some(Action::End(id)) if id == self.id => stop = Some(StopReason::EndedAtConsole),
-                Some(Action::End(_)) => {}
-                Some(Action::Quit) => {
-                    log::info!("ending Keel as asked at the console");
-                    stop = Some(StopReason::EndedAtConsole);
-                }
+            if let Some(action) = console.typed(byte, &mut |text: &str| serial::console_print(text))
+            {
+                // Whichever VM's loop read the command posts it; each VM's
+                // loop carries out its own (VMs run on their own CPUs).
+                console.post(action);
             }
+        }
+        let requests = console.take_requests(self.id);
+        if requests.stats {
+            clock.print(name, machine.pc.bus(), "so far");
+            serial::console_print("exit statistics: in the log (keel: exits: ...)\r\n");
+        }
+        if requests.screen {
+            machine.dump_screen(name);
+            serial::console_print("screen: in the log (keel: [name:screen] ...)\r\n");
+        }
+        if requests.quit {
+            log::info!("VM '{name}': ending it as Keel's console asked (quit)");
+            stop = Some(StopReason::EndedAtConsole);
+        } else if requests.end {
+            stop = Some(StopReason::EndedAtConsole);
         }
         console.deliver(self.id, |bytes| machine.pc.com1_type(bytes));
         if let Some(reason) = &stop {
