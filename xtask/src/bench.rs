@@ -94,6 +94,11 @@ impl ExitTable {
     }
 }
 
+/// A per-MiB figure as JSON, or `null`.
+fn per_mib_json(v: Option<f64>) -> String {
+    v.map_or("null".to_string(), |v| format!("{v:.3}"))
+}
+
 /// A JSON value or `null`.
 fn json_or_null(table: Option<&ExitTable>) -> String {
     table.map_or("null".to_string(), ExitTable::json)
@@ -495,6 +500,23 @@ pub struct VirtioRun {
     pub exit_stats: Option<ExitTable>,
 }
 
+impl VirtioRun {
+    /// The exits that reached the virtio-blk function itself (its rows under
+    /// `io` and `npf`: notifications and register accesses) per MiB: unlike
+    /// the difference to the baselines, not lost in their noise, but
+    /// without the interrupts' exits (EOIs, wake-ups).
+    pub fn device_exits_per_mib(&self) -> Option<f64> {
+        let t = self.exit_stats.as_ref()?;
+        let n: u64 = t
+            .rows
+            .iter()
+            .filter(|r| r.label.ends_with(": virtio-blk"))
+            .map(|r| r.count)
+            .sum();
+        Some(n as f64 / f64::from(self.keel.mib))
+    }
+}
+
 impl IdeBench {
     /// The mean of the baseline boots' exits.
     pub fn baseline(&self) -> f64 {
@@ -613,6 +635,16 @@ impl IdeBench {
                 self.noise_per_mib(mib),
             ));
         }
+        for (what, run) in [("read", &self.virtio_read), ("write", &self.virtio_write)] {
+            if let Some(n) = run.device_exits_per_mib() {
+                t.push_str(&row(
+                    &format!("  of them at virtio-blk itself, {what}"),
+                    &format!("{n:.1}"),
+                    "",
+                    None,
+                ));
+            }
+        }
         t.push_str(&format!(
             "  exits per MiB: (exits of a boot that read N MiB - the mean of two boots\n  \
              that read nothing, {} and {}) / N\n  \
@@ -652,7 +684,9 @@ impl IdeBench {
              \"qemu_to_init_s\": {:.3},\n  \"init_ratio\": {:.3},\n  \
              \"keel_baseline_exits\": [{}, {}],\n  \"dma\": {},\n  \"pio\": {},\n  \
              \"virtio_read\": {},\n  \"virtio_write\": {},\n  \
-             \"virtio_read_over_dma\": {:.3},\n  \"virtio_read_over_pio\": {:.3}\n}}\n",
+             \"virtio_read_over_dma\": {:.3},\n  \"virtio_read_over_pio\": {:.3},\n  \
+             \"virtio_read_device_exits_per_mib\": {},\n  \
+             \"virtio_write_device_exits_per_mib\": {}\n}}\n",
             self.kernel.escape_default(),
             self.keel_vm_start
                 .map_or("null".to_string(), |d| format!("{:.3}", d.as_secs_f64())),
@@ -691,6 +725,8 @@ impl IdeBench {
             ),
             self.virtio_over_dma(),
             self.virtio_over_pio(),
+            per_mib_json(self.virtio_read.device_exits_per_mib()),
+            per_mib_json(self.virtio_write.device_exits_per_mib()),
         )
     }
 }
@@ -1656,6 +1692,32 @@ mod tests {
         // virtio-blk 512 MiB/s against DMA's 128 and PIO's 2.
         assert!((b.virtio_over_dma() - 4.0).abs() < 1e-9);
         assert!((b.virtio_over_pio() - 256.0).abs() < 1e-9);
+        assert_eq!(b.virtio_read.device_exits_per_mib(), None);
+        let mut with_stats = b.virtio_read.clone();
+        let table = outcome(
+            &[
+                ("keel: VM 'v': exit statistics at its end", 1),
+                (
+                    "keel: exits: npf: virtio-blk  384  5.0%  3000  8  1000  3",
+                    1,
+                ),
+                (
+                    "keel: exits: io: virtio-blk  128  1.0%  1000  8  1000  8",
+                    1,
+                ),
+                (
+                    "keel: exits: npf: local APIC  4000  9.0%  4000  1  1000  1",
+                    1,
+                ),
+            ],
+            2,
+        );
+        with_stats.exit_stats = ExitTable::parse(&table, "v");
+        assert!(with_stats
+            .exit_stats
+            .as_ref()
+            .is_some_and(|t| t.rows.len() == 3));
+        assert_eq!(with_stats.device_exits_per_mib(), Some(2.0));
         assert!((b.dma_exits_per_mib() - 70.0).abs() < 1e-9);
         assert!((b.pio_exits_per_mib() - 3_300.0).abs() < 1e-9);
         assert!((b.noise_per_mib(16) - 12.5).abs() < 1e-9);
