@@ -22,6 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::ide_assets::BenchMib;
 use crate::net::HostNet;
 use crate::runner::{self, Backend, Outcome, RunOptions};
 pub use exit_stats::{ExitRow, StatsCost};
@@ -91,6 +92,11 @@ impl ExitTable {
             rows.join(",\n    ")
         )
     }
+}
+
+/// A per-MiB figure as JSON, or `null`.
+fn per_mib_json(v: Option<f64>) -> String {
+    v.map_or("null".to_string(), |v| format!("{v:.3}"))
 }
 
 /// A JSON value or `null`.
@@ -325,6 +331,10 @@ pub enum Transfer {
     Dma,
     /// PIO: libata loaded with `dma=0`.
     Pio,
+    /// Reads of the virtio-blk scratch disk through `virtio_blk`.
+    VirtioRead,
+    /// Writes to it.
+    VirtioWrite,
 }
 
 impl Transfer {
@@ -333,21 +343,36 @@ impl Transfer {
         match self {
             Transfer::Dma => "dma",
             Transfer::Pio => "pio",
+            Transfer::VirtioRead => "virtio-read",
+            Transfer::VirtioWrite => "virtio-write",
         }
     }
 
     /// Whether libata's `xfer_mode` of the disk (`XFER_MW_DMA_2`,
-    /// `XFER_PIO_4`, ...) is a mode of this kind.
+    /// `XFER_PIO_4`, ...), or `virtio_blk` for the virtio disk, is a mode
+    /// of this kind.
     pub fn matches(self, xfer_mode: &str) -> bool {
         match self {
             Transfer::Dma => xfer_mode.contains("DMA_"),
             Transfer::Pio => xfer_mode.starts_with("XFER_PIO_"),
+            Transfer::VirtioRead | Transfer::VirtioWrite => xfer_mode == "virtio_blk",
+        }
+    }
+
+    /// The row label's name of the transfer.
+    fn label(self) -> &'static str {
+        match self {
+            Transfer::Dma => "DMA read",
+            Transfer::Pio => "PIO read",
+            Transfer::VirtioRead => "virtio-blk read",
+            Transfer::VirtioWrite => "virtio-blk write",
         }
     }
 }
 
-/// One read of the IDE image's bench mode, from its line
-/// `BENCH dma|pio N MiB T us XFER_MODE` (T measured by the guest).
+/// One transfer of the IDE image's bench mode, from its line
+/// `BENCH dma|pio|virtio-read|virtio-write N MiB T us MODE` (T measured by
+/// the guest).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdeRead {
     pub transfer: Transfer,
@@ -367,6 +392,8 @@ impl IdeRead {
         let transfer = match kind {
             "dma" => Transfer::Dma,
             "pio" => Transfer::Pio,
+            "virtio-read" => Transfer::VirtioRead,
+            "virtio-write" => Transfer::VirtioWrite,
             _ => return None,
         };
         Some(IdeRead {
@@ -457,6 +484,37 @@ pub struct IdeBench {
     /// Keel's exit statistics of the DMA and the PIO boot.
     pub dma_exit_stats: Option<ExitTable>,
     pub pio_exit_stats: Option<ExitTable>,
+    /// The virtio-blk scratch disk's reads and writes.
+    pub virtio_read: VirtioRun,
+    pub virtio_write: VirtioRun,
+}
+
+/// One virtio-blk transfer of the IDE bench: Keel's boot that made it
+/// alone, and plain QEMU's (`-drive if=virtio`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtioRun {
+    pub keel: IdeRead,
+    pub qemu: IdeRead,
+    /// Exits of Keel's boot, and its exit statistics.
+    pub exits: u64,
+    pub exit_stats: Option<ExitTable>,
+}
+
+impl VirtioRun {
+    /// The exits that reached the virtio-blk function itself (its rows under
+    /// `io` and `npf`: notifications and register accesses) per MiB: unlike
+    /// the difference to the baselines, not lost in their noise, but
+    /// without the interrupts' exits (EOIs, wake-ups).
+    pub fn device_exits_per_mib(&self) -> Option<f64> {
+        let t = self.exit_stats.as_ref()?;
+        let n: u64 = t
+            .rows
+            .iter()
+            .filter(|r| r.label.ends_with(": virtio-blk"))
+            .map(|r| r.count)
+            .sum();
+        Some(n as f64 / f64::from(self.keel.mib))
+    }
 }
 
 impl IdeBench {
@@ -479,6 +537,19 @@ impl IdeBench {
     /// Exits per MiB read with PIO.
     pub fn pio_exits_per_mib(&self) -> f64 {
         (self.pio_exits as f64 - self.baseline()) / f64::from(self.keel_pio.mib)
+    }
+
+    /// Exits per MiB of a virtio-blk transfer.
+    pub fn virtio_exits_per_mib(&self, run: &VirtioRun) -> f64 {
+        (run.exits as f64 - self.baseline()) / f64::from(run.keel.mib)
+    }
+
+    /// Keel's virtio-blk read throughput over its IDE DMA and PIO reads'.
+    pub fn virtio_over_dma(&self) -> f64 {
+        self.virtio_read.keel.mib_per_s() / self.keel_dma.mib_per_s()
+    }
+    pub fn virtio_over_pio(&self) -> f64 {
+        self.virtio_read.keel.mib_per_s() / self.keel_pio.mib_per_s()
     }
 
     pub fn init_ratio(&self) -> f64 {
@@ -514,25 +585,43 @@ impl IdeBench {
         for (keel, qemu) in [
             (&self.keel_dma, &self.qemu_dma),
             (&self.keel_pio, &self.qemu_pio),
+            (&self.virtio_read.keel, &self.virtio_read.qemu),
+            (&self.virtio_write.keel, &self.virtio_write.qemu),
         ] {
             let mode = keel
                 .xfer_mode
                 .strip_prefix("XFER_")
                 .unwrap_or(&keel.xfer_mode);
             t.push_str(&row(
-                &format!(
-                    "{} read, {} MiB ({mode})",
-                    keel.transfer.word().to_uppercase(),
-                    keel.mib
-                ),
+                &format!("{}, {} MiB ({mode})", keel.transfer.label(), keel.mib),
                 &format!("{:.1} MiB/s", keel.mib_per_s()),
                 &format!("{:.1} MiB/s", qemu.mib_per_s()),
                 Some(Self::read_ratio(keel, qemu)),
             ));
         }
+        t.push_str(&row(
+            "virtio-blk read over IDE DMA, PIO (Keel)",
+            &format!(
+                "{:.1}x, {:.1}x",
+                self.virtio_over_dma(),
+                self.virtio_over_pio()
+            ),
+            "",
+            None,
+        ));
         for (what, per_mib, mib) in [
             ("DMA", self.dma_exits_per_mib(), self.keel_dma.mib),
             ("PIO", self.pio_exits_per_mib(), self.keel_pio.mib),
+            (
+                "virtio-blk read",
+                self.virtio_exits_per_mib(&self.virtio_read),
+                self.virtio_read.keel.mib,
+            ),
+            (
+                "virtio-blk write",
+                self.virtio_exits_per_mib(&self.virtio_write),
+                self.virtio_write.keel.mib,
+            ),
         ] {
             t.push_str(&row(
                 &format!("VM exits per MiB, {what}"),
@@ -546,10 +635,21 @@ impl IdeBench {
                 self.noise_per_mib(mib),
             ));
         }
+        for (what, run) in [("read", &self.virtio_read), ("write", &self.virtio_write)] {
+            if let Some(n) = run.device_exits_per_mib() {
+                t.push_str(&row(
+                    &format!("  of them at virtio-blk itself, {what}"),
+                    &format!("{n:.1}"),
+                    "",
+                    None,
+                ));
+            }
+        }
         t.push_str(&format!(
             "  exits per MiB: (exits of a boot that read N MiB - the mean of two boots\n  \
              that read nothing, {} and {}) / N\n  \
-             reads: 1 MiB O_DIRECT reads of /dev/sda, timed by the guest's clock\n",
+             transfers: 1 MiB O_DIRECT reads of /dev/sda and reads and writes of\n  \
+             the virtio-blk disk /dev/vda, timed by the guest's clock\n",
             self.baseline_exits[0], self.baseline_exits[1]
         ));
         t
@@ -582,7 +682,11 @@ impl IdeBench {
         format!(
             "{{\n  \"kernel\": \"{}\",\n  \"keel_vm_start_s\": {},\n  \"keel_to_init_s\": {:.3},\n  \
              \"qemu_to_init_s\": {:.3},\n  \"init_ratio\": {:.3},\n  \
-             \"keel_baseline_exits\": [{}, {}],\n  \"dma\": {},\n  \"pio\": {}\n}}\n",
+             \"keel_baseline_exits\": [{}, {}],\n  \"dma\": {},\n  \"pio\": {},\n  \
+             \"virtio_read\": {},\n  \"virtio_write\": {},\n  \
+             \"virtio_read_over_dma\": {:.3},\n  \"virtio_read_over_pio\": {:.3},\n  \
+             \"virtio_read_device_exits_per_mib\": {},\n  \
+             \"virtio_write_device_exits_per_mib\": {}\n}}\n",
             self.kernel.escape_default(),
             self.keel_vm_start
                 .map_or("null".to_string(), |d| format!("{:.3}", d.as_secs_f64())),
@@ -605,6 +709,24 @@ impl IdeBench {
                 self.pio_exits_per_mib(),
                 &self.pio_exit_stats
             ),
+            read(
+                &self.virtio_read.keel,
+                &self.virtio_read.qemu,
+                self.virtio_read.exits,
+                self.virtio_exits_per_mib(&self.virtio_read),
+                &self.virtio_read.exit_stats
+            ),
+            read(
+                &self.virtio_write.keel,
+                &self.virtio_write.qemu,
+                self.virtio_write.exits,
+                self.virtio_exits_per_mib(&self.virtio_write),
+                &self.virtio_write.exit_stats
+            ),
+            self.virtio_over_dma(),
+            self.virtio_over_pio(),
+            per_mib_json(self.virtio_read.device_exits_per_mib()),
+            per_mib_json(self.virtio_write.device_exits_per_mib()),
         )
     }
 }
@@ -1002,23 +1124,32 @@ fn load_json(l: Option<[f64; 3]>) -> String {
 
 /// The VM config of one Keel run of the IDE bench: like
 /// tests/vms/debian-ide.cfg, its disk the bench copy `image` (next to the
-/// config), no CD-ROM.
+/// config), no CD-ROM, and the virtio-blk scratch disk `scratch` (every run
+/// has it, so the baselines boot the same machine).
 pub fn ide_bench_config(
     name: &str,
     image: &str,
+    scratch: &str,
     memory_mib: u32,
-    dma_mib: u32,
-    pio_mib: u32,
+    mib: BenchMib,
 ) -> String {
+    let BenchMib {
+        dma,
+        pio,
+        virtio_read,
+        virtio_write,
+    } = mib;
     format!(
         "# Generated by cargo xtask bench: SeaBIOS boots Debian from the IDE disk;\n\
-         # /init reads {dma_mib} MiB with DMA and {pio_mib} MiB with PIO, then powers off.\n\
-         # The disk stays in Keel's RAM (volatile), as in the tests' debian-ide.\n\
+         # /init reads {dma} MiB with DMA and {pio} MiB with PIO, reads {virtio_read} MiB\n\
+         # from the virtio-blk disk and writes {virtio_write} MiB to it, then powers off.\n\
+         # The disks stay in Keel's RAM (volatile), as in the tests' debian-ide.\n\
          name = \"{name}\"\n\
          memory = {memory_mib}\n\
          vcpus = 1\n\
          firmware = \"seabios\"\n\
-         disk = [ '{image},raw,hda,rw,volatile' ]\n"
+         disk = [ '{image},raw,hda,rw,volatile',\n         \
+                  '{scratch},raw,xvda,rw,specification=virtio,volatile' ]\n"
     )
 }
 
@@ -1083,22 +1214,25 @@ pub fn run_plain_qemu(
 }
 
 /// Boots the raw disk `image` on plain QEMU TCG as its IDE primary master,
-/// with QEMU's own SeaBIOS.
+/// with QEMU's own SeaBIOS, and `scratch` as QEMU's own virtio-blk disk.
 pub fn run_plain_qemu_disk(
     image: &Path,
+    scratch: &Path,
     memory_mib: u32,
     timeout: Duration,
 ) -> Result<Outcome, String> {
-    run_plain(plain_qemu_disk(image, memory_mib), timeout)
+    run_plain(plain_qemu_disk(image, scratch, memory_mib), timeout)
 }
 
 /// The plain QEMU command line for [`run_plain_qemu_disk`].
-pub fn plain_qemu_disk(image: &Path, memory_mib: u32) -> Command {
+pub fn plain_qemu_disk(image: &Path, scratch: &Path, memory_mib: u32) -> Command {
     let mut qemu = plain_qemu(memory_mib);
     // QEMU option values double their commas.
-    let file = image.to_string_lossy().replace(',', ",,");
+    let q = |p: &Path| p.to_string_lossy().replace(',', ",,");
     qemu.arg("-drive")
-        .arg(format!("file={file},format=raw,if=ide"));
+        .arg(format!("file={},format=raw,if=ide", q(image)))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", q(scratch)));
     qemu
 }
 
@@ -1539,8 +1673,51 @@ mod tests {
             pio_exits: 129_100 + 16 * 3_300,
             dma_exit_stats: None,
             pio_exit_stats: None,
+            virtio_read: VirtioRun {
+                keel: read(Transfer::VirtioRead, 256, 0.5, "virtio_blk"),
+                qemu: read(Transfer::VirtioRead, 256, 0.25, "virtio_blk"),
+                exits: 129_100 + 256 * 3,
+                exit_stats: None,
+            },
+            virtio_write: VirtioRun {
+                keel: read(Transfer::VirtioWrite, 128, 1.0, "virtio_blk"),
+                qemu: read(Transfer::VirtioWrite, 128, 0.5, "virtio_blk"),
+                exits: 129_100 + 128 * 5,
+                exit_stats: None,
+            },
         };
         assert!((b.baseline() - 129_100.0).abs() < 1e-9);
+        assert!((b.virtio_exits_per_mib(&b.virtio_read) - 3.0).abs() < 1e-9);
+        assert!((b.virtio_exits_per_mib(&b.virtio_write) - 5.0).abs() < 1e-9);
+        // virtio-blk 512 MiB/s against DMA's 128 and PIO's 2.
+        assert!((b.virtio_over_dma() - 4.0).abs() < 1e-9);
+        assert!((b.virtio_over_pio() - 256.0).abs() < 1e-9);
+        assert_eq!(b.virtio_read.device_exits_per_mib(), None);
+        let mut with_stats = b.virtio_read.clone();
+        let table = outcome(
+            &[
+                ("keel: VM 'v': exit statistics at its end", 1),
+                (
+                    "keel: exits: npf: virtio-blk  384  5.0%  3000  8  1000  3",
+                    1,
+                ),
+                (
+                    "keel: exits: io: virtio-blk  128  1.0%  1000  8  1000  8",
+                    1,
+                ),
+                (
+                    "keel: exits: npf: local APIC  4000  9.0%  4000  1  1000  1",
+                    1,
+                ),
+            ],
+            2,
+        );
+        with_stats.exit_stats = ExitTable::parse(&table, "v");
+        assert!(with_stats
+            .exit_stats
+            .as_ref()
+            .is_some_and(|t| t.rows.len() == 3));
+        assert_eq!(with_stats.device_exits_per_mib(), Some(2.0));
         assert!((b.dma_exits_per_mib() - 70.0).abs() < 1e-9);
         assert!((b.pio_exits_per_mib() - 3_300.0).abs() < 1e-9);
         assert!((b.noise_per_mib(16) - 12.5).abs() < 1e-9);
@@ -1556,23 +1733,40 @@ mod tests {
         );
         assert!(rows.contains("20.00x"), "{rows}");
         assert!(rows.contains("DMA read, 256 MiB (MW_DMA_2)"), "{rows}");
+        assert!(
+            rows.contains("virtio-blk write, 128 MiB (virtio_blk)"),
+            "{rows}"
+        );
+        assert!(rows.contains("4.0x, 256.0x"), "{rows}");
         let json = b.json();
+        assert!(json.contains("\"virtio_read_over_dma\": 4.000"), "{json}");
+        assert!(json.contains("\"keel_exits_per_mib\": 5.000"), "{json}");
         assert!(json.contains("\"init_ratio\": 3.000"), "{json}");
         assert!(json.contains("\"keel_exits_per_mib\": 3300.000"), "{json}");
         assert!(
             json.contains("\"keel_baseline_exits\": [129000, 129200]"),
             "{json}"
         );
-        let cfg = ide_bench_config("ide-bench-dma", "ide-bench-dma.img", 256, 256, 0);
+        let mib = BenchMib {
+            dma: 256,
+            ..BenchMib::default()
+        };
+        let cfg = ide_bench_config("ide-bench-dma", "ide-bench-dma.img", "v.img", 256, mib);
         assert!(cfg.contains("name = \"ide-bench-dma\"\n"), "{cfg}");
+        let vm = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
+        assert_eq!(vm.disks.len(), 2, "{cfg}");
         assert!(
-            cfg.contains("disk = [ 'ide-bench-dma.img,raw,hda,rw,volatile' ]\n"),
+            cfg.contains(
+                "disk = [ 'ide-bench-dma.img,raw,hda,rw,volatile',\n         \
+                 'v.img,raw,xvda,rw,specification=virtio,volatile' ]\n"
+            ),
             "{cfg}"
         );
-        let q = plain_qemu_disk(Path::new("/b/q,1.img"), 256);
+        let q = plain_qemu_disk(Path::new("/b/q,1.img"), Path::new("/b/v.img"), 256);
         let args: Vec<_> = q.get_args().map(|a| a.to_string_lossy()).collect();
-        assert!(args
-            .join(" ")
-            .ends_with("-nodefaults -drive file=/b/q,,1.img,format=raw,if=ide"));
+        assert!(args.join(" ").ends_with(
+            "-nodefaults -drive file=/b/q,,1.img,format=raw,if=ide \
+             -drive file=/b/v.img,format=raw,if=virtio"
+        ));
     }
 }

@@ -21,9 +21,10 @@
 //! package's `/lib/modules` tree; Debian builds them all as modules) and an
 //! `/init` that checks the disk and the CD-ROM, the ACPI PCI interrupt links
 //! and the interrupt controller, prints `N passed, M failed`
-//! and powers off through ACPI. With `keel_test=bench keel_bench=D,P` on the
-//! kernel command line (a copy of the disk from [`bench_disk`]) it runs no
-//! checks but times reads of the disk with DMA and PIO (`cargo xtask bench`).
+//! and powers off through ACPI. With `keel_test=bench keel_bench=D,P,R,W` on
+//! the kernel command line (a copy of the disk from [`bench_disk`]) it runs no
+//! checks but times reads of the disk with DMA and PIO, and reads and writes
+//! of a virtio-blk scratch disk (`cargo xtask bench`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -264,10 +265,13 @@ both_channels() {
     umount /cdrom
     return $r
 }
-# cargo xtask bench (keel_test=bench keel_bench=D,P): reads D MiB from the
-# start of /dev/sda with O_DIRECT and bus-master DMA, reloads libata with
-# dma=0, reads P MiB with PIO, prints "BENCH dma|pio N MiB T us XFER_MODE"
-# per read (T from the guest's clock) and powers off; no checks run.
+# cargo xtask bench (keel_test=bench keel_bench=D,P,R,W): reads D MiB from
+# the start of /dev/sda with O_DIRECT and bus-master DMA, reads R MiB from
+# and writes W MiB to the virtio-blk scratch disk /dev/vda with O_DIRECT,
+# reloads libata with dma=0, reads P MiB with PIO, prints
+# "BENCH dma|pio|virtio-read|virtio-write N MiB T us MODE" per transfer (T
+# from the guest's clock; MODE libata's xfer_mode, or virtio_blk) and powers
+# off; no checks run.
 now_us() {
     if [ -r /proc/timer_list ]; then
         awk '/^now at/ { printf "%d\n", $3 / 1000; exit }' /proc/timer_list
@@ -276,6 +280,7 @@ now_us() {
     fi
 }
 disk_xfer() {
+    case "$1" in /dev/vd*) echo virtio_blk; return ;; esac
     for d in /sys/class/ata_device/dev*; do
         if [ "$(cat "$d/class")" = ata ]; then
             cat "$d/xfer_mode"
@@ -284,17 +289,25 @@ disk_xfer() {
     done
     echo none
 }
-bench_read() {
-    left=$2
+# bench_io KIND DEVICE MiB read|write: MiB 1 MiB O_DIRECT transfers from the
+# start of DEVICE, wrapping at its end.
+bench_io() {
+    left=$3
+    size=$(($(cat "/sys/block/${2#/dev/}/size") / 2048))
+    [ "$size" -gt 0 ] || return 1
     t0=$(now_us)
     while [ "$left" -gt 0 ]; do
         n=$left
-        [ "$n" -gt DISK_MIB ] && n=DISK_MIB
-        dd if=/dev/sda of=/dev/null bs=1M count=$n iflag=direct 2>/dev/null || return 1
+        [ "$n" -gt "$size" ] && n=$size
+        if [ "$4" = write ]; then
+            dd if=/dev/zero of="$2" bs=1M count=$n oflag=direct 2>/dev/null || return 1
+        else
+            dd if="$2" of=/dev/null bs=1M count=$n iflag=direct 2>/dev/null || return 1
+        fi
         left=$((left - n))
     done
     t1=$(now_us)
-    echo "BENCH $1 $2 MiB $((t1 - t0)) us $(disk_xfer)"
+    echo "BENCH $1 $3 MiB $((t1 - t0)) us $(disk_xfer "$2")"
 }
 bench_fail() {
     echo "BENCH-FAIL $1"
@@ -302,11 +315,14 @@ bench_fail() {
     poweroff -f
 }
 run_bench() {
-    set -- $(sed -n 's/.*keel_bench=\([0-9]*\),\([0-9]*\).*/\1 \2/p' /proc/cmdline)
-    [ -n "$2" ] || bench_fail "no keel_bench=D,P on the command line"
+    set -- $(sed -n 's/.*keel_bench=\([0-9]*\),\([0-9]*\),\([0-9]*\),\([0-9]*\).*/\1 \2 \3 \4/p' /proc/cmdline)
+    [ -n "$4" ] || bench_fail "no keel_bench=D,P,R,W on the command line"
     load_modules || bench_fail "modules do not load"
     wait_for /dev/sda || bench_fail "no /dev/sda"
-    bench_read dma "$1" || bench_fail "DMA read"
+    wait_for /dev/vda || bench_fail "no /dev/vda"
+    bench_io dma /dev/sda "$1" read || bench_fail "DMA read"
+    bench_io virtio-read /dev/vda "$3" read || bench_fail "virtio-blk read"
+    bench_io virtio-write /dev/vda "$4" write || bench_fail "virtio-blk write"
     rmmod ata_piix && rmmod libata || bench_fail "cannot unload ata_piix and libata"
     i=0
     while [ -b /dev/sda ] && [ "$i" -lt 100 ]; do
@@ -317,7 +333,7 @@ run_bench() {
         insmod "/lib/modules/$(grep '/ata_piix.ko$' /etc/keel/modules)" ||
         bench_fail "cannot load libata with dma=0"
     wait_for /dev/sda || bench_fail "no /dev/sda with dma=0"
-    bench_read pio "$2" || bench_fail "PIO read"
+    bench_io pio /dev/sda "$2" read || bench_fail "PIO read"
     echo "BENCH done"
     poweroff -f
 }
@@ -430,16 +446,38 @@ pub fn syslinux_cfg(mode: &str) -> String {
     )
 }
 
-/// The `syslinux_cfg` mode of a bench boot: `/init` reads `dma_mib` MiB
-/// with DMA and `pio_mib` MiB with PIO and prints a `BENCH` line per read.
-pub fn bench_mode(dma_mib: u32, pio_mib: u32) -> String {
-    format!("bench keel_bench={dma_mib},{pio_mib}")
+/// The MiB one bench boot moves each way: read from the IDE disk with DMA
+/// and with PIO, read from and written to the virtio-blk scratch disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BenchMib {
+    pub dma: u32,
+    pub pio: u32,
+    pub virtio_read: u32,
+    pub virtio_write: u32,
+}
+
+/// The `syslinux_cfg` mode of a bench boot: `/init` moves `mib` and prints
+/// a `BENCH` line per transfer.
+pub fn bench_mode(mib: BenchMib) -> String {
+    format!(
+        "bench keel_bench={},{},{},{}",
+        mib.dma, mib.pio, mib.virtio_read, mib.virtio_write
+    )
 }
 
 /// A copy of `debian-disk` at `dest` whose `syslinux.cfg` boots the bench
 /// mode of [`bench_mode`].
-pub fn bench_disk(dest: &Path, dma_mib: u32, pio_mib: u32) -> Result<(), String> {
-    disk_with_mode(dest, &bench_mode(dma_mib, pio_mib))
+pub fn bench_disk(dest: &Path, mib: BenchMib) -> Result<(), String> {
+    disk_with_mode(dest, &bench_mode(mib))
+}
+
+/// The bench's virtio-blk scratch disk at `dest`: as large as `debian-disk`,
+/// all zeros (no boot signature, so SeaBIOS still boots the IDE disk); the
+/// bench reads it and overwrites it.
+pub fn bench_scratch_disk(dest: &Path) -> Result<(), String> {
+    let f = fs::File::create(dest).map_err(|e| io("cannot create", dest, e))?;
+    f.set_len(DISK_SECTORS * SECTOR)
+        .map_err(|e| io("cannot size", dest, e))
 }
 
 /// A copy of `debian-disk` at `dest` whose `syslinux.cfg` boots `mode`

@@ -58,12 +58,13 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
-  bench [--timeout SECS] [--only exits|net]
+  bench [--timeout SECS] [--only exits|ide|net]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
                          initramfs on plain QEMU TCG (-kernel), run the exitbench guest
                          (tests/vms/exitbench.cfg) under Keel, and the Debian IDE disk
                          image under Keel and on plain QEMU TCG (-drive if=ide), reading
-                         its disk with DMA and PIO; print one table (times, ratios,
+                         its disk with DMA and PIO and reading and writing a virtio-blk
+                         disk (QEMU: -drive if=virtio); print one table (times, ratios,
                          cycles per exit and Keel's share, MiB/s, VM exits per MiB),
                          write target/bench/boot.json, exits.json and ide.json;
                          then Debian's kernel with the network initramfs downloads
@@ -71,8 +72,8 @@ commands:
                          1 MiB for the exit baseline) and on plain QEMU TCG
                          (-nic user,model=e1000,restrict=on): MiB/s, ratio, VM exits
                          per MiB (target/bench/net.json);
-                         --only exits runs only the exit bench, --only net only
-                         the network bench
+                         --only exits runs only the exit bench, --only ide only
+                         the disk bench, --only net only the network bench
   help                   this text";
 
 /// Exit code for a usage error.
@@ -521,6 +522,10 @@ fn bare_metal_packages() -> Vec<&'static str> {
 /// exits to stand out of the noise between boots) and with PIO.
 const BENCH_DMA_MIB: u32 = 256;
 const BENCH_PIO_MIB: u32 = 16;
+/// MiB the IDE bench reads from and writes to the virtio-blk scratch disk
+/// (as DMA's: eight times the 32 MiB disk).
+const BENCH_VIRTIO_READ_MIB: u32 = 256;
+const BENCH_VIRTIO_WRITE_MIB: u32 = 256;
 
 /// `cargo xtask bench`: boot time under Keel next to plain QEMU, and the IDE
 /// bench (see USAGE and xtask/src/bench.rs).
@@ -529,13 +534,15 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut timeout = Duration::from_secs(300);
     let mut only_exits = false;
     let mut only_net = false;
+    let mut only_ide = false;
     for (flag, value) in flags(args, &["--timeout", "--only"])? {
         match (flag, value.parse::<u64>()) {
             ("--only", _) if value == "exits" => only_exits = true,
             ("--only", _) if value == "net" => only_net = true,
+            ("--only", _) if value == "ide" => only_ide = true,
             ("--only", _) => {
                 return Err(Failure::Usage(format!(
-                    "--only {value}: the sections that run alone are 'exits' and 'net'"
+                    "--only {value}: the sections that run alone are 'exits', 'ide' and 'net'"
                 )))
             }
             (_, Ok(s)) if s > 0 => timeout = Duration::from_secs(s),
@@ -554,6 +561,27 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         let exits = run_exit_bench(built.next(), timeout, &mut Runs::new(1))?;
         print!("{}", exits.rows());
         write_bench_json(&bench_dir, &[("exits.json", exits.json())])?;
+        return Ok(0);
+    }
+    if only_ide {
+        let ide = prepare_ide_bench(&ws, &bench_dir.join("ide"))?;
+        let configs: Vec<PathBuf> = ide.keel.iter().map(|r| r.config.clone()).collect();
+        let isos = build(&ws, &configs)?;
+        let (vm, _) = isos
+            .first()
+            .ok_or_else(|| "the IDE bench's configs were not built".to_string())?;
+        let kernel = iso::resolve_image(
+            vm,
+            "kernel",
+            xtask::guest_assets::DEBIAN_LINUX,
+            &ws.bare_metal_dir(),
+        )?
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut runs = Runs::new(ide.keel.len() + 1);
+        let ide = run_ide_bench(&ide, isos, kernel, timeout, &mut runs)?;
+        print!("{}", xtask::bench::table(&[ide.rows()]));
+        write_bench_json(&bench_dir, &[("ide.json", ide.json())])?;
         return Ok(0);
     }
     let net_runs = prepare_net_bench(&ws, &bench_dir.join("net"))?;
@@ -812,26 +840,28 @@ fn run_net_bench(
     })
 }
 
-/// One Keel run of the IDE bench: its VM config, and the MiB it reads with
-/// DMA and with PIO.
+/// One Keel run of the IDE bench: its VM config, and the MiB it moves.
 struct IdeRun {
     config: PathBuf,
     name: String,
-    dma_mib: u32,
-    pio_mib: u32,
+    mib: xtask::ide_assets::BenchMib,
 }
 
 /// The IDE bench's files under `dir`: per Keel run a copy of debian-disk
 /// that boots the bench mode and a VM config like debian-ide's (without the
-/// CD), and the image plain QEMU boots.
+/// CD), the virtio-blk scratch disk every run has, and the image plain QEMU
+/// boots.
 struct IdeBenchFiles {
-    /// Two baselines that read nothing, one DMA read, one PIO read.
+    /// Two baselines that move nothing, one DMA read, one PIO read, one
+    /// virtio-blk read, one virtio-blk write.
     keel: Vec<IdeRun>,
     qemu_image: PathBuf,
+    scratch: PathBuf,
     memory_mib: u32,
 }
 
 fn prepare_ide_bench(ws: &Workspace, dir: &Path) -> Result<IdeBenchFiles, String> {
+    use xtask::ide_assets::BenchMib;
     let template = VmFile::load(&ws.test_vms_dir().join("debian-ide.cfg"))?;
     let memory_mib = template.config.memory_mib;
     if dir.exists() {
@@ -839,31 +869,69 @@ fn prepare_ide_bench(ws: &Workspace, dir: &Path) -> Result<IdeBenchFiles, String
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     step("bench: the IDE bench's disk images");
+    let scratch_name = "virtio-scratch.img";
+    let scratch = dir.join(scratch_name);
+    xtask::ide_assets::bench_scratch_disk(&scratch)?;
+    let none = BenchMib::default();
     let mut keel = Vec::new();
-    for (name, dma_mib, pio_mib) in [
-        ("ide-bench-idle-1", 0, 0),
-        ("ide-bench-idle-2", 0, 0),
-        ("ide-bench-dma", BENCH_DMA_MIB, 0),
-        ("ide-bench-pio", 0, BENCH_PIO_MIB),
+    for (name, mib) in [
+        ("ide-bench-idle-1", none),
+        ("ide-bench-idle-2", none),
+        (
+            "ide-bench-dma",
+            BenchMib {
+                dma: BENCH_DMA_MIB,
+                ..none
+            },
+        ),
+        (
+            "ide-bench-pio",
+            BenchMib {
+                pio: BENCH_PIO_MIB,
+                ..none
+            },
+        ),
+        (
+            "ide-bench-virtio-read",
+            BenchMib {
+                virtio_read: BENCH_VIRTIO_READ_MIB,
+                ..none
+            },
+        ),
+        (
+            "ide-bench-virtio-write",
+            BenchMib {
+                virtio_write: BENCH_VIRTIO_WRITE_MIB,
+                ..none
+            },
+        ),
     ] {
         let image = format!("{name}.img");
-        xtask::ide_assets::bench_disk(&dir.join(&image), dma_mib, pio_mib)?;
+        xtask::ide_assets::bench_disk(&dir.join(&image), mib)?;
         let config = dir.join(format!("{name}.cfg"));
-        let text = xtask::bench::ide_bench_config(name, &image, memory_mib, dma_mib, pio_mib);
+        let text = xtask::bench::ide_bench_config(name, &image, scratch_name, memory_mib, mib);
         std::fs::write(&config, text)
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         keel.push(IdeRun {
             config,
             name: name.to_string(),
-            dma_mib,
-            pio_mib,
+            mib,
         });
     }
     let qemu_image = dir.join("qemu.img");
-    xtask::ide_assets::bench_disk(&qemu_image, BENCH_DMA_MIB, BENCH_PIO_MIB)?;
+    xtask::ide_assets::bench_disk(
+        &qemu_image,
+        BenchMib {
+            dma: BENCH_DMA_MIB,
+            pio: BENCH_PIO_MIB,
+            virtio_read: BENCH_VIRTIO_READ_MIB,
+            virtio_write: BENCH_VIRTIO_WRITE_MIB,
+        },
+    )?;
     Ok(IdeBenchFiles {
         keel,
         qemu_image,
+        scratch,
         memory_mib,
     })
 }
@@ -877,32 +945,54 @@ fn run_ide_bench(
     timeout: Duration,
     progress: &mut Runs,
 ) -> Result<xtask::bench::IdeBench, String> {
-    use xtask::bench::{exits, ide_read, ide_to_init, keel_vm_start, Transfer};
+    use xtask::bench::{
+        exits, ide_read, ide_to_init, keel_vm_start, ExitTable, Transfer, VirtioRun,
+    };
     let mut outcomes = Vec::new();
     for (run, (vm, iso)) in files.keel.iter().zip(&isos) {
+        let m = run.mib;
         let timer = progress.next(format!(
-            "bench: {} under Keel: boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO",
-            run.name, run.dma_mib, run.pio_mib
+            "bench: {} under Keel: boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO, \
+             {} MiB from virtio-blk, write {} MiB to it",
+            run.name, m.dma, m.pio, m.virtio_read, m.virtio_write
         ));
         let o = xtask::bench::run_keel(iso, vm.config.memory_mib, timeout)?;
-        // Every run went through both reads, in the modes they name.
-        ide_read(&o, Transfer::Dma, run.dma_mib, &run.name)?;
-        ide_read(&o, Transfer::Pio, run.pio_mib, &run.name)?;
+        // Every run went through every transfer, in the modes they name.
+        ide_read(&o, Transfer::Dma, m.dma, &run.name)?;
+        ide_read(&o, Transfer::Pio, m.pio, &run.name)?;
+        ide_read(&o, Transfer::VirtioRead, m.virtio_read, &run.name)?;
+        ide_read(&o, Transfer::VirtioWrite, m.virtio_write, &run.name)?;
         let n = exits(&o, &run.name)
             .ok_or_else(|| format!("{}: no exit count from Keel\n{}", run.name, o.report()))?;
         outcomes.push((o, n));
         timer.done("");
     }
-    let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits)] = &outcomes[..]
+    let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits), (vr, vr_exits), (vw, vw_exits)] =
+        &outcomes[..]
     else {
-        return Err(format!("{} Keel runs, expected 4", outcomes.len()));
+        return Err(format!("{} Keel runs, expected 6", outcomes.len()));
     };
     let timer = progress.next(
-        "bench: the same disk image on plain QEMU TCG (-drive if=ide, QEMU's SeaBIOS)".into(),
+        "bench: the same disk image on plain QEMU TCG (-drive if=ide and if=virtio, QEMU's SeaBIOS)"
+            .into(),
     );
-    let qemu = xtask::bench::run_plain_qemu_disk(&files.qemu_image, files.memory_mib, timeout)?;
+    let qemu = xtask::bench::run_plain_qemu_disk(
+        &files.qemu_image,
+        &files.scratch,
+        files.memory_mib,
+        timeout,
+    )?;
     timer.done("");
     let idle_name = &files.keel[0].name;
+    let virtio = |o, exits: u64, transfer, mib, i: usize| -> Result<VirtioRun, String> {
+        let name = &files.keel[i].name;
+        Ok(VirtioRun {
+            keel: ide_read(o, transfer, mib, name)?,
+            qemu: ide_read(&qemu, transfer, mib, "plain QEMU")?,
+            exits,
+            exit_stats: ExitTable::parse(o, name),
+        })
+    };
     Ok(xtask::bench::IdeBench {
         kernel,
         keel_vm_start: keel_vm_start(idle, idle_name),
@@ -915,8 +1005,22 @@ fn run_ide_bench(
         baseline_exits: [*idle_exits, *idle2_exits],
         dma_exits: *dma_exits,
         pio_exits: *pio_exits,
-        dma_exit_stats: xtask::bench::ExitTable::parse(dma, &files.keel[2].name),
-        pio_exit_stats: xtask::bench::ExitTable::parse(pio, &files.keel[3].name),
+        dma_exit_stats: ExitTable::parse(dma, &files.keel[2].name),
+        pio_exit_stats: ExitTable::parse(pio, &files.keel[3].name),
+        virtio_read: virtio(
+            vr,
+            *vr_exits,
+            Transfer::VirtioRead,
+            BENCH_VIRTIO_READ_MIB,
+            4,
+        )?,
+        virtio_write: virtio(
+            vw,
+            *vw_exits,
+            Transfer::VirtioWrite,
+            BENCH_VIRTIO_WRITE_MIB,
+            5,
+        )?,
     })
 }
 

@@ -295,6 +295,18 @@ impl GuestMemory {
         let mut buf = buf;
         while !buf.is_empty() {
             let (w, b) = (off / WORD, off % WORD);
+            if b == 0 && buf.len() >= WORD {
+                // Whole words: one load and one store each (the copy of a
+                // variable-length piece below is a call per word).
+                let whole = buf.len() / WORD;
+                let (now, rest) = buf.split_at_mut(whole * WORD);
+                for (chunk, word) in now.chunks_exact_mut(WORD).zip(&words[w..w + whole]) {
+                    chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
+                }
+                buf = rest;
+                off += whole * WORD;
+                continue;
+            }
             let n = (WORD - b).min(buf.len());
             let (now, rest) = buf.split_at_mut(n);
             now.copy_from_slice(&words[w].load(Relaxed).to_le_bytes()[b..b + n]);
@@ -312,6 +324,19 @@ impl GuestMemory {
         let mut buf = buf;
         while !buf.is_empty() {
             let (w, b) = (off / WORD, off % WORD);
+            if b == 0 && buf.len() >= WORD {
+                // Whole words, as in `read`.
+                let whole = buf.len() / WORD;
+                let (now, rest) = buf.split_at(whole * WORD);
+                for (chunk, word) in now.chunks_exact(WORD).zip(&words[w..w + whole]) {
+                    let mut bytes = [0u8; WORD];
+                    bytes.copy_from_slice(chunk);
+                    word.store(u64::from_le_bytes(bytes), Relaxed);
+                }
+                buf = rest;
+                off += whole * WORD;
+                continue;
+            }
             let n = (WORD - b).min(buf.len());
             let mut bytes = [0u8; WORD];
             bytes[b..b + n].copy_from_slice(&buf[..n]);
