@@ -33,6 +33,14 @@ fn hostile_cpu_guest_gets_architectural_faults() {
     verdict(check_guest_suite(&o, "hostile-cpu", 133));
 }
 
+/// #DB and #AC are intercepted (CVE-2015-8104, CVE-2015-5307): a data
+/// breakpoint still reaches the guest once, after the write, with DR6.B0.
+#[test]
+fn hostile_debug_guest_gets_its_data_breakpoint_through_the_intercept() {
+    let (_, o) = boot("hostile-debug");
+    verdict(check_guest_suite(&o, "hostile-debug", 2));
+}
+
 /// 20 resets with work between them: the VM keeps running.
 #[test]
 fn hostile_reset_guest_survives_20_resets() {

@@ -208,6 +208,13 @@ pub trait VcpuState {
     /// not make intercept XSETBV, the guest's XSETBV runs on the CPU itself.
     fn set_xcr0(&mut self, _xcr0: u64) {}
 
+    /// The guest is about to be given a #DB Keel intercepted: DR6 gets the
+    /// bits the CPU reported instead of writing them (`status`, VMX's exit
+    /// qualification, see [`crate::exit::dr6_after_debug_exception`]; `None`
+    /// where DR6 already holds them, SVM), and a general-detect #DB (DR6.BD)
+    /// clears DR7.GD as delivering it does (SDM Vol 3A 17.2.4).
+    fn debug_exception(&mut self, _status: Option<u64>) {}
+
     /// Whether RFLAGS.IF is set: the guest accepts maskable interrupts.
     fn interrupts_enabled(&self) -> bool {
         self.rflags() & (1 << 9) != 0
@@ -275,6 +282,8 @@ pub mod fake {
         pub pdptes: Option<[u64; 4]>,
         /// What [`VcpuState::cpl`] returns (0 unless a test sets it).
         pub cpl: u8,
+        /// The `status` of each [`VcpuState::debug_exception`], in order.
+        pub debug: Vec<Option<u64>>,
     }
 
     impl FakeVcpu {
@@ -423,6 +432,9 @@ pub mod fake {
         }
         fn cancel_event(&mut self) {
             self.injected.clear();
+        }
+        fn debug_exception(&mut self, status: Option<u64>) {
+            self.debug.push(status);
         }
         fn load_cr3(&mut self, cr3: u64, pae_pdptes: Option<[u64; 4]>) {
             self.cr[3] = cr3;

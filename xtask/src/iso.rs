@@ -25,6 +25,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-events",
     "hostile-dma",
     "hostile-net",
+    "hostile-debug",
     "pci-testdev",
     "exitbench",
 ];

@@ -499,6 +499,7 @@ fn random_exit(rng: &mut Rng) -> VmExit {
             },
             error_code: (rng.below(2) == 0).then(|| rng.next() as u32),
             fault_address: (rng.below(2) == 0).then(|| interesting(rng)),
+            debug_status: (rng.below(2) == 0).then(|| rng.next()),
         },
         16 => match rng.below(3) {
             0 => VmExit::Shutdown,

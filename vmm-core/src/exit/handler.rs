@@ -3,6 +3,7 @@
 use super::cpuid::CpuidPolicy;
 use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
 use super::emulate::{cr_write_at_rip, emulate_mmio, instruction_length, UnexplainedFaults};
+use super::exception::{reflect_exception, ExceptionLoop};
 use super::hyperv::HyperV;
 use super::io::handle_io;
 use super::msr::{CpuFacts, MsrOutcome, MsrPolicy};
@@ -86,6 +87,8 @@ pub struct VmPolicy {
     pub hyperv: HyperV,
     /// Nested page faults the emulator found unexplained, in a row.
     pub unexplained_faults: UnexplainedFaults,
+    /// Intercepted #DB / #AC at the same place, in a row.
+    pub exception_loop: ExceptionLoop,
 }
 
 impl VmPolicy {
@@ -98,6 +101,7 @@ impl VmPolicy {
             msr,
             hyperv: HyperV::off(),
             unexplained_faults: UnexplainedFaults::default(),
+            exception_loop: ExceptionLoop::default(),
         }
     }
 
@@ -265,6 +269,14 @@ pub fn handle_exit(
     // before it would exit (SDM Vol 3C 26.1.1; APM Vol 2 15.9), so such an
     // exit comes only from an implementation that checks later (Bochs, for
     // XSETBV): the guest still gets the #GP, and no CPL-3 write lands.
+    // Any exit but a host interrupt, a window or the exception itself is
+    // progress: a delivery loop has none of them.
+    if !matches!(
+        exit,
+        VmExit::Exception { .. } | VmExit::ExternalInterrupt | VmExit::InterruptWindow
+    ) {
+        policy.exception_loop.progress();
+    }
     if exit.needs_cpl0() && vcpu.cpl() != 0 {
         vcpu.inject(Event::GP0);
         return ExitAction::Resume;
@@ -391,14 +403,15 @@ pub fn handle_exit(
             vector,
             error_code,
             fault_address,
-        } => {
-            // Keel intercepts exceptions only to observe them: hand them back.
-            if let Some(addr) = fault_address {
-                vcpu.set_cr(2, addr);
-            }
-            vcpu.inject(Event::Exception { vector, error_code });
-            ExitAction::Resume
-        }
+            debug_status,
+        } => reflect_exception(
+            vector,
+            error_code,
+            fault_address,
+            debug_status,
+            vcpu,
+            &mut policy.exception_loop,
+        ),
         // A write to a page a dirty log protected: the page is writable
         // again, so the instruction (or event delivery, which the backend
         // queues again) simply runs once more.
@@ -1515,6 +1528,7 @@ pub(crate) mod tests {
             vector: 14,
             error_code: Some(2),
             fault_address: Some(0xdead_b000),
+            debug_status: None,
         };
         handle_exit(&e, &mut v, &mut p, &mut pol);
         assert_eq!(v.cr[2], 0xdead_b000);

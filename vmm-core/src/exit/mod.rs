@@ -7,6 +7,7 @@
 mod cpuid;
 mod cr;
 mod emulate;
+mod exception;
 mod handler;
 mod hyperv;
 mod io;
@@ -18,6 +19,11 @@ mod xen;
 
 pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
+/// The vectors both backends intercept.
+pub mod exception_vectors {
+    pub use super::exception::{AC, DB};
+}
+pub use exception::{dr6_after_debug_exception, ExceptionLoop, DR6_BD, DR7_GD, MAX_EXCEPTION_LOOP};
 pub use handler::{handle_exit, Platform, VmPolicy};
 pub use hyperv::{tsc_scale, HvFeatures, HyperV, TscPage};
 pub use msr::{CpuFacts, MsrOutcome, MsrPolicy, Vendor};
@@ -199,11 +205,19 @@ pub enum VmExit {
     ExternalInterrupt,
     /// The guest can now take an interrupt (the interrupt window Keel asked for is open).
     InterruptWindow,
-    /// An intercepted exception.
+    /// An intercepted exception: Keel intercepts #DB and #AC (vectors 1 and
+    /// 17) so that a guest whose delivery of one raises it again cannot keep
+    /// the host CPU in microcode forever (CVE-2015-8104, CVE-2015-5307).
     Exception {
         vector: u8,
         error_code: Option<u32>,
         fault_address: Option<u64>,
+        /// For #DB on VMX: the B0-B3 (3:0), BD (13) and BS (14) bits of the
+        /// exit qualification, which the CPU reports instead of writing DR6
+        /// (SDM Vol 3C 27.1, 28.2.1 Table 28-1). `None` on SVM, where the
+        /// #DB intercept is taken after DR6 in the VMCB was written (APM Vol 2
+        /// 15.12).
+        debug_status: Option<u64>,
     },
     /// The hardware refused to enter the guest (SVM VMEXIT_INVALID, VMX failed entry).
     InvalidGuestState {

@@ -13,6 +13,12 @@ pub enum StopReason {
     HaltedForever { rip: u64, interrupts_enabled: bool },
     /// The guest triple-faulted (shutdown).
     TripleFault { rip: u64 },
+    /// Delivering #DB or #AC raised the same exception again at the same
+    /// RIP and RSP, `exit::MAX_EXCEPTION_LOOP` times in a row with no other
+    /// exit between: the guest makes no progress. On hardware without the
+    /// intercept this is the CPU hang of CVE-2015-8104 / CVE-2015-5307;
+    /// Keel ends the VM as for a triple fault.
+    ExceptionLoop { vector: u8, rip: u64 },
     /// The hardware refused to run the guest state.
     InvalidGuestState { rip: u64, detail: u64 },
     /// An interrupt or exception whose delivery touched guest-physical `gpa`,
@@ -44,7 +50,7 @@ impl StopReason {
             StopReason::DebugExit { status } => status.min(255) as u8,
             StopReason::PoweredOff | StopReason::Rebooted => 0,
             StopReason::HaltedForever { .. } => 123,
-            StopReason::TripleFault { .. } => 125,
+            StopReason::TripleFault { .. } | StopReason::ExceptionLoop { .. } => 125,
             StopReason::InvalidGuestState { .. }
             | StopReason::EventDeliveryThroughMmio { .. }
             | StopReason::Unexplained { .. }
@@ -72,6 +78,11 @@ impl fmt::Display for StopReason {
             StopReason::TripleFault { rip } => {
                 write!(f, "triple fault (shutdown) at RIP {rip:#x}")
             }
+            StopReason::ExceptionLoop { vector, rip } => write!(
+                f,
+                "exception loop: delivering vector {vector} at RIP {rip:#x} raised it again, {} times in a row without progress (treated as a triple fault)",
+                crate::exit::MAX_EXCEPTION_LOOP
+            ),
             StopReason::InvalidGuestState { rip, detail } => write!(
                 f,
                 "the CPU refused to enter the guest (invalid guest state, detail {detail:#x}) at RIP {rip:#x}"

@@ -79,6 +79,7 @@ pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
                 vector,
                 error_code: ERROR_CODE_VECTORS.contains(&vector).then_some(info1 as u32),
                 fault_address: (vector == PAGE_FAULT).then_some(info2),
+                debug_status: None,
             }
         }
         c if c == Code::Intr as u64
@@ -479,7 +480,8 @@ mod tests {
             VmExit::Exception {
                 vector: 14,
                 error_code: Some(2),
-                fault_address: Some(0xdead_b000)
+                fault_address: Some(0xdead_b000),
+                debug_status: None
             }
         );
         assert_eq!(
@@ -487,7 +489,8 @@ mod tests {
             VmExit::Exception {
                 vector: 6,
                 error_code: None,
-                fault_address: None
+                fault_address: None,
+                debug_status: None
             }
         );
         assert_eq!(

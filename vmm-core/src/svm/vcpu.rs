@@ -38,6 +38,10 @@ const V_IRQ_WINDOW: u64 = (1 << 8) | (0xf << 16) | (1 << 20);
 /// `VmExit::InvalidGuestState` detail: Keel's own check found a guest state
 /// VMRUN would refuse ([`super::pre_entry_check`]); the guest was not entered.
 pub const DETAIL_PRE_ENTRY_CHECK: u64 = 1 << 62;
+/// The exception intercept bits (APM Vol 2 15.12): #DB and #AC, whose
+/// recursive delivery would otherwise hold the CPU (`exit::exception`).
+const INTERCEPTED_EXCEPTIONS: u32 =
+    (1 << crate::exit::exception_vectors::DB) | (1 << crate::exit::exception_vectors::AC);
 /// EVENTINJ valid (APM Vol 2, 15.20).
 const EVENTINJ_VALID: u64 = 1 << 31;
 const CR0_PE: u64 = 1 << 0;
@@ -144,6 +148,7 @@ impl SvmVcpu {
         let cr = InterceptCr::CR0_WRITE | InterceptCr::CR4_WRITE;
         let v = &mut self.vmcb;
         v.write_u32(control::INTERCEPT_CR, cr.bits());
+        v.write_u32(control::INTERCEPT_EXCEPTIONS, INTERCEPTED_EXCEPTIONS);
         v.write_u32(control::INTERCEPT_MISC1, misc1.bits());
         v.write_u32(control::INTERCEPT_MISC2, misc2.bits());
         v.write_u32(control::GUEST_ASID, c.asid.max(1));
@@ -382,6 +387,14 @@ impl VcpuState for SvmVcpu {
     }
     fn clear_interrupt_shadow(&mut self) {
         self.vmcb.write_u64(control::INTERRUPT_SHADOW, 0);
+    }
+    /// The #DB intercept comes after the CPU wrote the VMCB's DR6, so only
+    /// DR7.GD is left to clear for a general-detect #DB.
+    fn debug_exception(&mut self, _status: Option<u64>) {
+        if self.vmcb.read_u64(save::DR6) & crate::exit::DR6_BD != 0 {
+            let dr7 = self.vmcb.read_u64(save::DR7);
+            self.vmcb.write_u64(save::DR7, dr7 & !crate::exit::DR7_GD);
+        }
     }
     fn interrupt_shadow(&self) -> bool {
         self.vmcb.read_u64(control::INTERRUPT_SHADOW) & 1 != 0
@@ -630,6 +643,24 @@ mod tests {
             v.after_exit();
             assert!(!v.event_pending(), "{info:#x}");
         }
+    }
+
+    /// #DB and #AC are intercepted (CVE-2015-8104, CVE-2015-5307); the CPU
+    /// wrote DR6 already, a general-detect #DB clears DR7.GD (SDM Vol 3A 17.2.4).
+    #[test]
+    fn debug_and_alignment_check_are_intercepted() {
+        let mut v = vcpu();
+        assert_eq!(
+            v.vmcb.read_u32(control::INTERCEPT_EXCEPTIONS),
+            (1 << 1) | (1 << 17)
+        );
+        v.vmcb.write_u64(save::DR7, 0x2401);
+        v.vmcb.write_u64(save::DR6, 0xffff_4ff0);
+        v.debug_exception(None);
+        assert_eq!(v.vmcb.read_u64(save::DR7), 0x2401);
+        v.vmcb.write_u64(save::DR6, 0xffff_2ff0);
+        v.debug_exception(None);
+        assert_eq!(v.vmcb.read_u64(save::DR7), 0x0401);
     }
 
     #[test]

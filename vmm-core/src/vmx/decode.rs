@@ -31,6 +31,11 @@ const EPT_PERMISSIONS: u64 = 0x7 << 3;
 const INTR_INFO_VALID: u64 = 1 << 31;
 const INTR_INFO_ERROR_CODE: u64 = 1 << 11;
 const INTR_TYPE_NMI: u64 = 2;
+/// #DB: its exit qualification holds what the CPU did not write to DR6.
+const DEBUG: u8 = 1;
+/// Exit qualification of a #DB (SDM Vol 3C 28.2.1, Table 28-1): B0-B3
+/// (3:0), BD (13), BS (14), RTM (16).
+const DEBUG_QUALIFICATION: u64 = 0xf | (1 << 13) | (1 << 14) | (1 << 16);
 // IDT-vectoring information (SDM 25.9.3) has the same layout: bit 31 valid, vector in 7:0.
 const PAGE_FAULT: u8 = 14;
 // IDT-vectoring information types (SDM 25.9.3, Table 25-20).
@@ -84,6 +89,7 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
                 error_code: (info & INTR_INFO_ERROR_CODE != 0)
                     .then(|| vmcs.read(F::VmExitInterruptionErrorCode) as u32),
                 fault_address: (vector == PAGE_FAULT).then_some(qual),
+                debug_status: (vector == DEBUG).then_some(qual & DEBUG_QUALIFICATION),
             }
         }
         R::ExternalInterrupt | R::InitSignal | R::PreemptionTimer => VmExit::ExternalInterrupt,
@@ -590,7 +596,8 @@ pub(crate) mod tests {
             VmExit::Exception {
                 vector: 14,
                 error_code: Some(2),
-                fault_address: Some(0xdead_b000)
+                fault_address: Some(0xdead_b000),
+                debug_status: None
             }
         );
         // #UD: hardware exception without an error code.
@@ -601,7 +608,21 @@ pub(crate) mod tests {
             VmExit::Exception {
                 vector: 6,
                 error_code: None,
-                fault_address: None
+                fault_address: None,
+                debug_status: None
+            }
+        );
+        // #DB: the exit qualification holds what DR6 would (SDM Vol 3C
+        // Table 28-1): B1 and BS here, with reserved bits dropped.
+        let mut v = exit(0, 0x0fe0_4ff2, 0);
+        v.set(F::VmExitInterruptionInformation, 0x8000_0301);
+        assert_eq!(
+            decode_exit(&v, true),
+            VmExit::Exception {
+                vector: 1,
+                error_code: None,
+                fault_address: None,
+                debug_status: Some(0x4002)
             }
         );
         // NMI (type 2).

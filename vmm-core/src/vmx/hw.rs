@@ -523,6 +523,17 @@ pub unsafe fn run(vcpu: &mut VmxVcpu<HwVmcs>) -> VmExit {
             };
         }
     }
+    if let Some(status) = vcpu.pending_debug_status.take() {
+        let old: u64;
+        // SAFETY: VMX does not switch DR6 and Keel uses no debug registers:
+        // the register holds the guest's DR6, which the #DB it is about to
+        // be given updates as the CPU would have (SDM Vol 3A 17.2.3).
+        unsafe {
+            core::arch::asm!("mov {}, dr6", out(reg) old, options(nostack, nomem));
+            let new = crate::exit::dr6_after_debug_exception(old, status);
+            core::arch::asm!("mov dr6, {}", in(reg) new, options(nostack, nomem));
+        }
+    }
     if let Some(cr2) = vcpu.pending_cr2.take() {
         // SAFETY: VMX does not switch CR2; Keel itself never reads it except
         // when reporting its own page fault.

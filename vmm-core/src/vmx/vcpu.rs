@@ -85,6 +85,10 @@ pub struct VmxVcpu<V: Vmcs> {
     /// XCR0 to load before the next entry: VMX does not switch XCR0, and
     /// exits on every guest XSETBV (SDM Vol 3C 26.1.2).
     pub(crate) pending_xcr0: Option<u64>,
+    /// The exit-qualification bits of a #DB to merge into DR6 before the
+    /// next entry: VMX neither writes DR6 on a #DB exit nor switches it
+    /// (SDM Vol 3C 27.1).
+    pub(crate) pending_debug_status: Option<u64>,
     /// An exception arose while #DF was being delivered: the next run
     /// returns a shutdown instead of entering (SDM Vol 3A 6.15).
     pub(crate) shutdown_pending: bool,
@@ -195,6 +199,7 @@ impl<V: Vmcs> VmxVcpu<V> {
             pending_cr2: None,
             flush_pending: true,
             pending_xcr0: None,
+            pending_debug_status: None,
             shutdown_pending: false,
             config,
             _pages: OwnedPages { io, msr },
@@ -223,8 +228,13 @@ impl<V: Vmcs> VmxVcpu<V> {
         );
         w.write(F::VmExitControls, u64::from(c.exit.bits()));
         w.write(F::VmEntryControls, u64::from(c.entry.bits()));
-        for f in [
+        // #DB and #AC exit (SDM Vol 3C 25.6.3): their recursive delivery
+        // would otherwise hold the CPU (`exit::exception`).
+        w.write(
             F::ExceptionBitmap,
+            (1 << crate::exit::exception_vectors::DB) | (1 << crate::exit::exception_vectors::AC),
+        );
+        for f in [
             F::PageFaultErrorCodeMask,
             F::PageFaultErrorCodeMatch,
             F::Cr3TargetCount,
@@ -318,6 +328,7 @@ impl<V: Vmcs> VmxVcpu<V> {
         self.pending_cr2 = Some(0);
         // XCR0 after RESET: x87 state only (SDM Vol 3A 9.1.1, Table 9-1).
         self.pending_xcr0 = Some(1);
+        self.pending_debug_status = None;
         self.shutdown_pending = false;
         self.gprs = reset::gprs(self.config.cpu_signature);
     }
@@ -595,6 +606,16 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
     fn cancel_event(&mut self) {
         self.vmcs.write(F::VmEntryInterruptionInformation, 0);
     }
+    /// DR6 is written before the next entry (the hardware register is the
+    /// guest's: VMX does not switch it); DR7 is in the VMCS.
+    fn debug_exception(&mut self, status: Option<u64>) {
+        let Some(status) = status else { return };
+        self.pending_debug_status = Some(status);
+        if status & crate::exit::DR6_BD != 0 {
+            let dr7 = self.vmcs.read(F::GuestDr7);
+            self.vmcs.write(F::GuestDr7, dr7 & !crate::exit::DR7_GD);
+        }
+    }
     fn load_cr3(&mut self, cr3: u64, pae_pdptes: Option<[u64; 4]>) {
         self.vmcs.write(F::GuestCr3, cr3);
         if let Some(pdptes) = pae_pdptes {
@@ -748,6 +769,27 @@ pub(crate) mod tests {
         v.pending_xcr0 = None;
         v.set_xcr0(0x7);
         assert_eq!(v.pending_xcr0, Some(0x7));
+    }
+
+    /// #DB and #AC exit (CVE-2015-8104, CVE-2015-5307); a #DB's status is
+    /// merged into DR6 before the next entry, and a general-detect #DB
+    /// clears DR7.GD (SDM Vol 3A 17.2.4).
+    #[test]
+    fn debug_and_alignment_check_exit_and_db_updates_dr6_and_dr7() {
+        let mut v = vcpu();
+        assert_eq!(read(&v, F::ExceptionBitmap), (1 << 1) | (1 << 17));
+        v.vmcs.write(F::GuestDr7, 0x2401);
+        v.debug_exception(Some(1 << 14));
+        assert_eq!(v.pending_debug_status, Some(1 << 14));
+        assert_eq!(read(&v, F::GuestDr7), 0x2401, "GD stays for a single step");
+        v.debug_exception(Some(crate::exit::DR6_BD));
+        assert_eq!(
+            read(&v, F::GuestDr7),
+            0x0401,
+            "GD clears for general detect"
+        );
+        v.reset();
+        assert_eq!(v.pending_debug_status, None);
     }
 
     #[test]

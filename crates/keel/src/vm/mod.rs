@@ -608,6 +608,7 @@ fn event_action(reason: &StopReason, config: &VmConfig) -> Option<(OnEvent, &'st
     match reason {
         StopReason::PoweredOff => Some((config.on_poweroff, "on_poweroff")),
         StopReason::TripleFault { .. }
+        | StopReason::ExceptionLoop { .. }
         | StopReason::InvalidGuestState { .. }
         | StopReason::EventDeliveryThroughMmio { .. }
         | StopReason::Unexplained { .. }
