@@ -661,6 +661,7 @@ fn run_vcpu(
         )
     };
     let mut policy = policy.with_hyperv(hyperv);
+    vcpu.offer_rdtscp(policy.cpuid.offers_rdtscp());
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.
