@@ -206,7 +206,19 @@ pub mod hw {
         let area = fpu.area.0.as_mut_ptr();
         if k & HAS_XSAVE != 0 {
             let keel = k & !(HAS_TSC_AUX | HAS_XSAVE);
-            if fpu.xcr0 != keel {
+            // What the guest left in XCR0: the value Keel loaded, unless an
+            // XSETBV ran without the intercept Keel set (QEMU's SVM model
+            // does not intercept XSETBV). Only components Keel switches are
+            // kept, so nothing else is carried to the next run.
+            let (lo, hi): (u32, u32);
+            // SAFETY: CR4.OSXSAVE is set ([`enable`]); XGETBV(0) only reads.
+            unsafe {
+                core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi,
+                    options(nostack, nomem))
+            };
+            let now = (u64::from(hi) << 32) | u64::from(lo);
+            fpu.xcr0 = now & keel | XCR0_X87;
+            if now != keel {
                 // SAFETY: Keel's XCR0 was accepted by this CPU in [`enable`].
                 unsafe { xsetbv(keel) };
             }
