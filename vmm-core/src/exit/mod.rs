@@ -16,7 +16,7 @@ mod stop;
 mod task_switch;
 mod xen;
 
-pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
+pub use cpuid::{CpuidBit, CpuidPolicy, CpuidReg, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
 pub use handler::{handle_exit, Platform, VmPolicy};
 pub use hyperv::{tsc_scale, HvFeatures, HyperV, TscPage};
