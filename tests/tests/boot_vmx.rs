@@ -77,5 +77,5 @@ fn vmx_selftest_on_haswell() {
 #[test]
 fn vmx_msr_guest_sees_the_table() {
     let (_, o) = boot_vmx("msr", SKYLAKE_X);
-    verdict(check_guest_suite(&o, "msr", 105));
+    verdict(check_guest_suite(&o, "msr", 118));
 }

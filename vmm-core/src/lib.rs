@@ -13,6 +13,7 @@ extern crate alloc;
 
 pub mod event;
 pub mod exit;
+pub mod fpu;
 pub mod interrupts;
 pub mod paging;
 pub mod port_bitmap;

@@ -203,10 +203,22 @@ pub trait VcpuState {
     /// Sets the backend's copy of the task priority (CR8 value, 0-15).
     fn set_virtual_tpr(&mut self, _tpr: u8) {}
 
-    /// Loads the guest's XCR0 after an XSETBV the exit handler accepted. Only
-    /// a backend that exits on XSETBV (VMX) needs it: on SVM, which Keel does
-    /// not make intercept XSETBV, the guest's XSETBV runs on the CPU itself.
+    /// Keeps the guest's XCR0 after an XSETBV the exit handler accepted;
+    /// the backend loads it only while the guest runs ([`crate::fpu`]).
     fn set_xcr0(&mut self, _xcr0: u64) {}
+    /// The guest's XCR0 (1 after RESET, SDM Vol 3A Table 9-1).
+    fn xcr0(&self) -> u64 {
+        1
+    }
+    /// The guest's IA32_TSC_AUX (MSR C000_0103h), which RDTSCP and RDPID read.
+    fn tsc_aux(&self) -> u32 {
+        0
+    }
+    /// Sets the guest's IA32_TSC_AUX; the backend loads it before each run.
+    fn set_tsc_aux(&mut self, _value: u32) {}
+    /// Lets RDTSCP (and RDPID) run when the guest's CPUID offers them;
+    /// otherwise they raise #UD, as on a CPU without them.
+    fn offer_rdtscp(&mut self, _offered: bool) {}
 
     /// The guest is about to be given a #DB Keel intercepted: DR6 gets the
     /// bits the CPU reported instead of writing them (`status`, VMX's exit
@@ -277,6 +289,7 @@ pub mod fake {
         pub window: bool,
         pub tsc_offset: u64,
         pub xcr0: u64,
+        pub tsc_aux: u32,
         pub ldtr: Segment,
         pub gdtr: Segment,
         pub pdptes: Option<[u64; 4]>,
@@ -417,6 +430,15 @@ pub mod fake {
         }
         fn set_xcr0(&mut self, xcr0: u64) {
             self.xcr0 = xcr0;
+        }
+        fn xcr0(&self) -> u64 {
+            self.xcr0
+        }
+        fn tsc_aux(&self) -> u32 {
+            self.tsc_aux
+        }
+        fn set_tsc_aux(&mut self, value: u32) {
+            self.tsc_aux = value;
         }
         fn set_segment(&mut self, seg: Sreg, s: Segment) {
             self.segs[seg_index(seg)] = s;

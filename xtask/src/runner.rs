@@ -116,8 +116,8 @@ pub fn qemu_command_smp(
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "pc"]);
     match (accel, cpus > 1) {
-        (Accel::Tcg, false) => cmd.args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"]),
-        (Accel::Tcg, true) => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "qemu64,+svm,+npt"]),
+        (Accel::Tcg, false) => cmd.args(["-accel", "tcg", "-cpu", "max"]),
+        (Accel::Tcg, true) => cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"]),
         (Accel::Kvm, _) => cmd.args(["-accel", "kvm", "-cpu", "host"]),
     };
     if cpus > 1 {
@@ -1008,7 +1008,7 @@ mod tests {
         let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
             args.join(" "),
-            "-machine pc -accel tcg -cpu qemu64,+svm,+npt -m 512 -display none -serial stdio \
+            "-machine pc -accel tcg -cpu max -m 512 -display none -serial stdio \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -boot order=d \
              -cdrom /t/k.iso"
         );
@@ -1026,9 +1026,9 @@ mod tests {
         ));
         let m = qemu_command_smp(Path::new("k.iso"), Accel::Tcg, 512, 2, &[], None);
         let args: Vec<_> = m.get_args().map(|a| a.to_string_lossy()).collect();
-        assert!(args.join(" ").starts_with(
-            "-machine pc -accel tcg,thread=multi -cpu qemu64,+svm,+npt -smp 2 -m 512 "
-        ));
+        assert!(args
+            .join(" ")
+            .starts_with("-machine pc -accel tcg,thread=multi -cpu max -smp 2 -m 512 "));
         let k = qemu_command(Path::new("k.iso"), Accel::Kvm, 1024, &[], None);
         let args: Vec<_> = k.get_args().map(|a| a.to_string_lossy()).collect();
         assert!(args.join(" ").contains("-accel kvm -cpu host -m 1024"));

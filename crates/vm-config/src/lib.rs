@@ -195,6 +195,105 @@ pub struct VmConfig {
     pub on_reboot: OnEvent,
     /// `on_crash`: what follows a crash.
     pub on_crash: OnEvent,
+    /// `cpuid = "host,name=0,..."` (xl.cfg(5) "cpuid", libxl syntax): the
+    /// CPUID features hidden from the guest, from [`CPUID_FEATURES`].
+    pub cpuid_hidden: Vec<CpuidFeature>,
+}
+
+/// A CPUID feature bit that `cpuid = "host,name=0"` can hide: CPUID leaf
+/// `leaf`, sub-leaf `subleaf`, output register `reg` (0 EAX, 1 EBX, 2 ECX,
+/// 3 EDX), bit `bit` (SDM Vol 2A CPUID; APM Vol 3 Appendix E).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuidFeature {
+    pub name: &'static str,
+    pub leaf: u32,
+    pub subleaf: u32,
+    pub reg: u8,
+    pub bit: u8,
+}
+
+const fn feature(name: &'static str, leaf: u32, reg: u8, bit: u8) -> CpuidFeature {
+    CpuidFeature {
+        name,
+        leaf,
+        subleaf: 0,
+        reg,
+        bit,
+    }
+}
+
+/// The names `cpuid = "host,name=0"` accepts (libxl's names for these bits).
+/// Hiding one also hides what depends on it (AVX2 with AVX, every XSAVE
+/// feature with XSAVE, RDPID with RDTSCP): Keel's CPUID policy does that.
+pub const CPUID_FEATURES: &[CpuidFeature] = &[
+    feature("pclmulqdq", 1, 2, 1),
+    feature("fma", 1, 2, 12),
+    feature("x2apic", 1, 2, 21),
+    feature("movbe", 1, 2, 22),
+    feature("popcnt", 1, 2, 23),
+    feature("aes", 1, 2, 25),
+    feature("xsave", 1, 2, 26),
+    feature("avx", 1, 2, 28),
+    feature("f16c", 1, 2, 29),
+    feature("rdrand", 1, 2, 30),
+    feature("bmi1", 7, 1, 3),
+    feature("avx2", 7, 1, 5),
+    feature("smep", 7, 1, 7),
+    feature("bmi2", 7, 1, 8),
+    feature("erms", 7, 1, 9),
+    feature("invpcid", 7, 1, 10),
+    feature("rdseed", 7, 1, 18),
+    feature("adx", 7, 1, 19),
+    feature("smap", 7, 1, 20),
+    feature("sha", 7, 1, 29),
+    feature("pku", 7, 2, 3),
+    feature("rdpid", 7, 2, 22),
+    feature("rdtscp", 0x8000_0001, 3, 27),
+];
+
+/// `cpuid = "host,name=0,..."`: xl.cfg(5)'s libxl form, starting from the
+/// host's CPUID with the named features hidden. Keel can only hide (a
+/// feature it would have to emulate cannot be forced on), so `name=1` and
+/// the other libxl values are refused, as is xend's list form.
+fn cpuid_hidden(s: &Setting) -> Result<Vec<CpuidFeature>, ConfigError> {
+    let names = || {
+        CPUID_FEATURES
+            .iter()
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = match &s.value {
+        Value::Str(t) => t.as_str(),
+        _ => return Err(s.error(
+            "expected a string such as \"host,avx=0\" (Keel takes libxl's form, not the list form)",
+        )),
+    };
+    let mut parts = text.split(',').map(str::trim);
+    if parts.next() != Some("host") {
+        return Err(s.error("the cpuid string must start with \"host\", as in \"host,avx=0\""));
+    }
+    let mut hidden: Vec<CpuidFeature> = Vec::new();
+    for part in parts {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let Some(f) = CPUID_FEATURES.iter().find(|f| f.name == name.trim()) else {
+            return Err(s.error(&format!(
+                "unknown cpuid feature '{}' (Keel can hide: {})",
+                name.trim(),
+                names()
+            )));
+        };
+        if value.trim() != "0" {
+            return Err(s.error(&format!(
+                "cpuid feature '{}': only '{}=0' (hide it) is supported; Keel offers what the host has and cannot force features on",
+                f.name, f.name
+            )));
+        }
+        if !hidden.contains(f) {
+            hidden.push(*f);
+        }
+    }
+    Ok(hidden)
 }
 
 /// The largest `rtc_timeoffset`, either way: 100 years, past which the
@@ -507,6 +606,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "on_poweroff",
     "on_reboot",
     "on_crash",
+    "cpuid",
 ];
 
 fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
@@ -529,6 +629,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
         stdvga: false,
         screen_dump: false,
         rtc_timeoffset: 0,
+        cpuid_hidden: Vec::new(),
         xen_platform_pci: false,
         cpus: None,
         on_poweroff: OnEvent::Destroy,
@@ -577,6 +678,7 @@ fn build(settings: &[Setting]) -> Result<Parsed, ConfigError> {
                 }
             }
             "viridian" => config.viridian = viridian(s)?,
+            "cpuid" => config.cpuid_hidden = cpuid_hidden(s)?,
             "rtc_timeoffset" => config.rtc_timeoffset = rtc_timeoffset(s)?,
             "localtime" => match number(s, "0 or 1")? {
                 0 => {}

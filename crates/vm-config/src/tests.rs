@@ -37,6 +37,7 @@ fn minimal_config_gets_defaults() {
             stdvga: false,
             screen_dump: false,
             rtc_timeoffset: 0,
+            cpuid_hidden: Vec::new(),
             xen_platform_pci: false,
             cpus: None,
             on_poweroff: OnEvent::Destroy,
@@ -139,8 +140,43 @@ fn unknown_keys_are_warnings_with_lines() {
         "vm.cfg:4: warning: unknown key 'on_watchdog' ignored (Keel understands: name, memory, \
          vcpus, firmware, kernel, ramdisk, cmdline, modules, disk, vif, keel_testdev, viridian, stdvga, \
          vga, keel_screen_dump, rtc_timeoffset, localtime, xen_platform_pci, cpus, on_poweroff, \
-         on_reboot, on_crash)"
+         on_reboot, on_crash, cpuid)"
     );
+}
+
+/// xl.cfg(5) `cpuid = "host,name=0,..."`: the host's CPUID with the named
+/// features hidden; unknown names, values other than 0 and strings not
+/// starting with `host` are errors that say what Keel takes.
+#[test]
+fn cpuid_host_with_hidden_features() {
+    assert!(ok("name = \"t\"\n").config.cpuid_hidden.is_empty());
+    assert!(ok("name = \"t\"\ncpuid = \"host\"\n")
+        .config
+        .cpuid_hidden
+        .is_empty());
+    let h = ok("name = \"t\"\ncpuid = \"host,avx=0, smap=0,rdtscp=0,avx=0\"\n")
+        .config
+        .cpuid_hidden;
+    let got: Vec<_> = h.iter().map(|f| (f.name, f.leaf, f.reg, f.bit)).collect();
+    // CPUID.1:ECX[28] AVX, CPUID.7.0:EBX[20] SMAP, Fn8000_0001 EDX[27] RDTSCP.
+    assert_eq!(
+        got,
+        [
+            ("avx", 1, 2, 28),
+            ("smap", 7, 1, 20),
+            ("rdtscp", 0x8000_0001, 3, 27)
+        ]
+    );
+    let e = err("name = \"t\"\ncpuid = \"host,avx512f=0\"\n");
+    assert!(e.contains("unknown cpuid feature 'avx512f'"), "{e}");
+    assert!(e.contains("xsave, avx, f16c"), "{e}");
+    let e = err("name = \"t\"\ncpuid = \"host,avx=1\"\n");
+    assert!(e.contains("only 'avx=0'"), "{e}");
+    let e = err("name = \"t\"\ncpuid = \"avx=0\"\n");
+    assert!(e.contains("must start with \"host\""), "{e}");
+    let e = err("name = \"t\"\ncpuid = [ \"1:ecx=xxxx\" ]\n");
+    assert!(e.contains("libxl's form"), "{e}");
+    assert!(err("name = \"t\"\ncpuid = \"host,smep\"\n").contains("only 'smep=0'"));
 }
 
 #[test]

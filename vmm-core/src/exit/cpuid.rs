@@ -7,6 +7,8 @@
 
 use alloc::vec::Vec;
 
+use crate::fpu;
+
 /// The four output registers of CPUID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuidResult {
@@ -46,20 +48,88 @@ const L1_ECX_HYPERVISOR: u32 = 1 << 31;
 // Leaf 1 EDX.
 const L1_EDX_ACPI: u32 = 1 << 22;
 const L1_EDX_TM: u32 = 1 << 29;
+const L1_ECX_FMA: u32 = 1 << 12;
+const L1_ECX_XSAVE: u32 = 1 << 26;
+const L1_ECX_AVX: u32 = 1 << 28;
+const L1_ECX_F16C: u32 = 1 << 29;
+// Leaf 7 sub-leaf 0 (SDM Vol 2A Table 3-8): features whose state Keel does
+// not switch (MPX, AVX-512, PKRU, CET, AMX: XCR0/XSS components outside
+// [`crate::fpu::OFFERED_XCR0`]) stay hidden, so no instruction is offered
+// whose registers could leak between guests.
+const L7_EBX_AVX2: u32 = 1 << 5;
+const L7_EBX_MPX: u32 = 1 << 14;
+const L7_EBX_AVX512: u32 =
+    (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31);
+const L7_ECX_AVX512: u32 = (1 << 1) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14);
+const L7_ECX_PKU_OSPKE: u32 = (1 << 3) | (1 << 4);
+const L7_ECX_CET_SS: u32 = 1 << 7;
+const L7_ECX_VAES_VPCLMUL: u32 = (1 << 9) | (1 << 10);
+const L7_EDX_AVX512: u32 = (1 << 2) | (1 << 3) | (1 << 8) | (1 << 23);
+const L7_EDX_CET_IBT: u32 = 1 << 20;
+const L7_EDX_AMX: u32 = (1 << 22) | (1 << 24) | (1 << 25);
+// Leaf 7 sub-leaf 1 EAX: AVX-VNNI (4), AVX512_BF16 (5).
+const L7S1_EAX_AVX_VNNI: u32 = 1 << 4;
+const L7S1_EAX_AVX512_BF16: u32 = 1 << 5;
+// Leaf 0DH sub-leaf 1 EAX[3]: XSAVES/XRSTORS and IA32_XSS, not offered.
+const LD1_EAX_XSAVES: u32 = 1 << 3;
+// Fn8000_0001 ECX: XOP (11) and FMA4 (16) use the AVX registers.
+const E1_ECX_XOP_FMA4: u32 = (1 << 11) | (1 << 16);
 // Leaf 7 EDX: speculation-control MSRs Keel does not emulate.
 const L7_EDX_SPEC_CTRL: u32 = (1 << 26) | (1 << 27) | (1 << 29) | (1 << 31);
-// Leaf 7 ECX[22] RDPID and Fn8000_0001 EDX[27] RDTSCP: both read
-// IA32_TSC_AUX, which neither backend switches between host and guest (it
-// is in neither the VMCB nor the VMCS guest state), so a guest would read
-// the host's value; hidden, and the backends make the instructions #UD.
-const L7_ECX_RDPID: u32 = 1 << 22;
-const E1_EDX_RDTSCP: u32 = 1 << 27;
+// Leaf 7 ECX[22] RDPID and Fn8000_0001 EDX[27] RDTSCP read IA32_TSC_AUX,
+// which Keel loads per vCPU around each run ([`crate::fpu`]): offered where
+// the host has them. RDPID needs VMX's "enable RDTSCP" too (SDM Vol 2B
+// RDPID), so it goes when RDTSCP is hidden.
+pub const L7_ECX_RDPID: u32 = 1 << 22;
+pub const E1_EDX_RDTSCP: u32 = 1 << 27;
 // Leaf 0x8000_0001 ECX (APM Vol 3, CPUID Fn8000_0001).
 const E1_ECX_SVM: u32 = 1 << 2;
 const E1_ECX_MONITORX: u32 = 1 << 29;
 // Leaf 0x8000_0008 EBX: AMD IBPB/IBRS/STIBP/SSBD/VIRT_SSBD.
 const E8_EBX_SPEC_CTRL: u32 = (1 << 12) | (1 << 14) | (1 << 15) | (1 << 24) | (1 << 25);
 const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// One of CPUID's four output registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuidReg {
+    Eax,
+    Ebx,
+    Ecx,
+    Edx,
+}
+
+/// A feature bit a VM's configuration hides (xl.cfg `cpuid = "host,name=0"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuidBit {
+    pub leaf: u32,
+    pub subleaf: u32,
+    pub reg: CpuidReg,
+    pub bit: u8,
+}
+
+impl CpuidResult {
+    fn reg_mut(&mut self, reg: CpuidReg) -> &mut u32 {
+        match reg {
+            CpuidReg::Eax => &mut self.eax,
+            CpuidReg::Ebx => &mut self.ebx,
+            CpuidReg::Ecx => &mut self.ecx,
+            CpuidReg::Edx => &mut self.edx,
+        }
+    }
+}
+
+/// Size of the standard-format XSAVE area for the components in `xcr0`,
+/// from the offset and size leaf 0DH gives each component (SDM Vol 1
+/// 13.4.3): the legacy region and header (576 bytes) at least.
+fn xsave_size(xcr0: u64, component: impl Fn(u32) -> CpuidResult) -> u32 {
+    (2..63)
+        .filter(|i| xcr0 & (1 << i) != 0)
+        .map(|i| {
+            let c = component(i);
+            c.ebx.saturating_add(c.eax)
+        })
+        .fold(576, u32::max)
+}
 
 /// A VM's CPUID table.
 #[derive(Debug, Clone)]
@@ -70,7 +140,17 @@ pub struct CpuidPolicy {
 
 impl CpuidPolicy {
     /// Builds the policy from the host's CPUID (`host(leaf, subleaf)`), for a VM of `vcpus` vCPUs.
-    pub fn from_host(vcpus: u32, mut host: impl FnMut(u32, u32) -> CpuidResult) -> Self {
+    pub fn from_host(vcpus: u32, host: impl FnMut(u32, u32) -> CpuidResult) -> Self {
+        Self::from_host_hiding(vcpus, host, &[])
+    }
+
+    /// [`Self::from_host`] with the feature bits `hidden` cleared first, so
+    /// that what depends on them goes too (AVX2 with AVX, AVX with XSAVE).
+    pub fn from_host_hiding(
+        vcpus: u32,
+        mut host: impl FnMut(u32, u32) -> CpuidResult,
+        hidden: &[CpuidBit],
+    ) -> Self {
         let mut entries = Vec::new();
         for range in [0u32, 0x8000_0000] {
             let max = host(range, 0).eax;
@@ -87,6 +167,13 @@ impl CpuidPolicy {
                 }
             }
         }
+        for h in hidden {
+            for (leaf, sub, r) in entries.iter_mut() {
+                if *leaf == h.leaf && sub.is_none_or(|s| s == h.subleaf) {
+                    *r.reg_mut(h.reg) &= !(1u32 << (h.bit & 31));
+                }
+            }
+        }
         let mut policy = CpuidPolicy {
             entries,
             vcpus: vcpus.max(1),
@@ -95,36 +182,118 @@ impl CpuidPolicy {
         policy
     }
 
+    fn reg(&self, leaf: u32, sub: u32) -> CpuidResult {
+        self.entries
+            .iter()
+            .find(|(l, s, _)| *l == leaf && s.is_none_or(|s| s == sub))
+            .map(|e| e.2)
+            .unwrap_or_default()
+    }
+
+    /// The XCR0 components offered: what the host's leaf 0DH reports, within
+    /// what Keel switches, and none without XSAVE; AVX only with its
+    /// CPUID bit (a hidden AVX hides its state too).
+    fn offered_xcr0(&self) -> u64 {
+        let l1 = self.reg(1, 0);
+        if l1.ecx & L1_ECX_XSAVE == 0 {
+            return 0;
+        }
+        let d = self.reg(0xd, 0);
+        let mut x = ((u64::from(d.edx) << 32) | u64::from(d.eax)) & fpu::OFFERED_XCR0;
+        x |= fpu::XCR0_X87;
+        if l1.ecx & L1_ECX_AVX == 0 || x & fpu::XCR0_SSE == 0 {
+            x &= !fpu::XCR0_AVX;
+        }
+        x
+    }
+
     fn apply_keel_edits(&mut self) {
         let vcpus = self.vcpus;
-        for (leaf, _, r) in self.entries.iter_mut() {
-            match *leaf {
-                1 => {
+        let xcr0 = self.offered_xcr0();
+        let avx = xcr0 & fpu::XCR0_AVX != 0;
+        let rdtscp = self.reg(0x8000_0001, 0).edx & E1_EDX_RDTSCP != 0;
+        // Component sizes, for leaf 0DH sub-leaf 0 ECX.
+        let comps: Vec<(u32, CpuidResult)> = (2..63u32)
+            .filter(|i| xcr0 & (1 << i) != 0)
+            .map(|i| (i, self.reg(0xd, i)))
+            .collect();
+        let max_size = xsave_size(xcr0, |i| {
+            comps
+                .iter()
+                .find(|c| c.0 == i)
+                .map(|c| c.1)
+                .unwrap_or_default()
+        });
+        for (leaf, sub, r) in self.entries.iter_mut() {
+            match (*leaf, sub.unwrap_or(0)) {
+                (1, _) => {
                     r.ecx &= !(L1_ECX_MONITOR
                         | L1_ECX_VMX
                         | L1_ECX_EST
                         | L1_ECX_TM2
                         | L1_ECX_PDCM
-                        | L1_ECX_X2APIC
                         | L1_ECX_TSC_DEADLINE);
-                    r.ecx |= L1_ECX_HYPERVISOR;
+                    // The local APIC model has the x2APIC MSR interface
+                    // (device-model lapic::x2apic), whatever the host has.
+                    r.ecx |= L1_ECX_HYPERVISOR | L1_ECX_X2APIC;
+                    if xcr0 == 0 {
+                        r.ecx &= !L1_ECX_XSAVE;
+                    }
+                    if !avx {
+                        r.ecx &= !(L1_ECX_AVX | L1_ECX_FMA | L1_ECX_F16C);
+                    }
                     r.edx &= !(L1_EDX_ACPI | L1_EDX_TM);
                     // EBX[23:16]: logical processors per package.
                     r.ebx = (r.ebx & !0x00ff_0000) | ((vcpus.min(255)) << 16);
                 }
                 // Thermal/power management and architectural performance monitoring are not emulated.
-                0x6 | 0xa => *r = CpuidResult::default(),
-                7 => {
-                    r.edx &= !L7_EDX_SPEC_CTRL;
-                    r.ecx &= !L7_ECX_RDPID;
+                (0x6 | 0xa, _) => *r = CpuidResult::default(),
+                (7, 0) => {
+                    r.ebx &= !(L7_EBX_MPX | L7_EBX_AVX512);
+                    r.ecx &= !(L7_ECX_AVX512 | L7_ECX_PKU_OSPKE | L7_ECX_CET_SS);
+                    r.edx &= !(L7_EDX_SPEC_CTRL | L7_EDX_AVX512 | L7_EDX_CET_IBT | L7_EDX_AMX);
+                    if !avx {
+                        r.ebx &= !L7_EBX_AVX2;
+                        r.ecx &= !L7_ECX_VAES_VPCLMUL;
+                    }
+                    if !rdtscp {
+                        r.ecx &= !L7_ECX_RDPID;
+                    }
                 }
-                0x8000_0001 => {
+                (7, 1) => {
+                    r.eax &= !L7S1_EAX_AVX512_BF16;
+                    if !avx {
+                        r.eax &= !L7S1_EAX_AVX_VNNI;
+                    }
+                }
+                // Leaf 0DH (SDM Vol 2A CPUID, Table 3-8): exactly the
+                // offered components; sub-leaf 0 EBX follows the vCPU's
+                // XCR0 and is filled in by `lookup`.
+                (0xd, 0) if xcr0 != 0 => {
+                    *r = CpuidResult {
+                        eax: xcr0 as u32,
+                        ebx: max_size,
+                        ecx: max_size,
+                        edx: (xcr0 >> 32) as u32,
+                    }
+                }
+                (0xd, 1) if xcr0 != 0 => {
+                    r.eax &= !LD1_EAX_XSAVES;
+                    // EBX: the XSAVES size for XCR0 | XSS, meaningless
+                    // without XSAVES; ECX:EDX, the XSS components, none.
+                    (r.ebx, r.ecx, r.edx) = (0, 0, 0);
+                }
+                (0xd, i) if (2..63).contains(&i) && xcr0 & (1 << i) != 0 => {}
+                (0xd, _) => *r = CpuidResult::default(),
+                (0x8000_0001, _) => {
                     r.ecx &= !(E1_ECX_SVM | E1_ECX_MONITORX);
-                    r.edx &= !E1_EDX_RDTSCP;
+                    if !avx {
+                        r.ecx &= !E1_ECX_XOP_FMA4;
+                    }
                 }
-                0x8000_0008 => r.ebx &= !E8_EBX_SPEC_CTRL,
+                (0x8000_0008, _) => r.ebx &= !E8_EBX_SPEC_CTRL,
                 // SVM feature identification: SVM is hidden.
-                0x8000_000a => *r = CpuidResult::default(),
+                (0x8000_000a, _) => *r = CpuidResult::default(),
                 _ => {}
             }
         }
@@ -167,14 +336,17 @@ impl CpuidPolicy {
             .extend(leaves.iter().map(|&(leaf, r)| (leaf, None, r)));
     }
 
-    /// The answer to CPUID(`leaf`, `subleaf`) on vCPU `vcpu_id` whose CR4 is `cr4`.
-    pub fn lookup(&self, leaf: u32, subleaf: u32, vcpu_id: u32, cr4: u64) -> CpuidResult {
-        let mut r = self
-            .entries
-            .iter()
-            .find(|(l, s, _)| *l == leaf && s.is_none_or(|s| s == subleaf))
-            .map(|e| e.2)
-            .unwrap_or_default();
+    /// The answer to CPUID(`leaf`, `subleaf`) on vCPU `vcpu_id` whose CR4 is
+    /// `cr4` and XCR0 `xcr0`.
+    pub fn lookup(
+        &self,
+        leaf: u32,
+        subleaf: u32,
+        vcpu_id: u32,
+        cr4: u64,
+        xcr0: u64,
+    ) -> CpuidResult {
+        let mut r = self.reg(leaf, subleaf);
         match leaf {
             1 => {
                 r.ebx = (r.ebx & 0x00ff_ffff) | ((vcpu_id & 0xff) << 24);
@@ -184,9 +356,30 @@ impl CpuidPolicy {
                 }
             }
             0xb | 0x1f => r.edx = vcpu_id,
+            // EBX: the XSAVE area size for the components the vCPU's XCR0
+            // enables now (SDM Vol 2A CPUID leaf 0DH).
+            0xd if subleaf == 0 && r.eax != 0 => {
+                r.ebx = xsave_size(xcr0, |i| self.reg(0xd, i));
+            }
             _ => {}
         }
         r
+    }
+
+    /// The XCR0 components a guest may enable (leaf 0DH sub-leaf 0 EDX:EAX).
+    pub fn supported_xcr0(&self) -> u64 {
+        let d = self.reg(0xd, 0);
+        (u64::from(d.edx) << 32) | u64::from(d.eax)
+    }
+
+    /// Whether RDTSCP is offered (Fn8000_0001 EDX[27]).
+    pub fn offers_rdtscp(&self) -> bool {
+        self.reg(0x8000_0001, 0).edx & E1_EDX_RDTSCP != 0
+    }
+
+    /// Whether IA32_TSC_AUX exists for the guest: RDTSCP or RDPID offered.
+    pub fn offers_tsc_aux(&self) -> bool {
+        self.offers_rdtscp() || self.reg(7, 0).ecx & L7_ECX_RDPID != 0
     }
 }
 
@@ -219,7 +412,7 @@ mod tests {
     #[test]
     fn hides_virtualization_and_sets_hypervisor_bit() {
         let p = CpuidPolicy::from_host(1, all_ones_host);
-        let l1 = p.lookup(1, 0, 0, 0);
+        let l1 = p.lookup(1, 0, 0, 0, 1);
         assert_eq!(l1.ecx & L1_ECX_VMX, 0, "VMX must be hidden");
         assert_ne!(l1.ecx & L1_ECX_HYPERVISOR, 0, "hypervisor bit must be set");
         assert_eq!(l1.ecx & L1_ECX_MONITOR, 0);
@@ -228,58 +421,178 @@ mod tests {
             0,
             "OSXSAVE follows the guest's CR4, which is 0"
         );
-        let e1 = p.lookup(0x8000_0001, 0, 0, 0);
+        let e1 = p.lookup(0x8000_0001, 0, 0, 0, 1);
         assert_eq!(e1.ecx & E1_ECX_SVM, 0, "SVM must be hidden");
-        assert_eq!(p.lookup(0x8000_000a, 0, 0, 0), CpuidResult::default());
-        assert_eq!(p.lookup(0xa, 0, 0, 0), CpuidResult::default());
-        assert_eq!(p.lookup(7, 0, 0, 0).edx & L7_EDX_SPEC_CTRL, 0);
-        assert_eq!(p.lookup(7, 0, 0, 0).ecx & L7_ECX_RDPID, 0, "RDPID");
-        assert_eq!(e1.edx & E1_EDX_RDTSCP, 0, "RDTSCP");
+        assert_eq!(p.lookup(0x8000_000a, 0, 0, 0, 1), CpuidResult::default());
+        assert_eq!(p.lookup(0xa, 0, 0, 0, 1), CpuidResult::default());
+        assert_eq!(p.lookup(7, 0, 0, 0, 1).edx & L7_EDX_SPEC_CTRL, 0);
+        // Keel loads each vCPU's TSC_AUX: offered where the host has them.
+        assert_ne!(p.lookup(7, 0, 0, 0, 1).ecx & L7_ECX_RDPID, 0, "RDPID");
+        assert_ne!(e1.edx & E1_EDX_RDTSCP, 0, "RDTSCP");
+        assert!(p.offers_tsc_aux());
     }
 
     #[test]
     fn keel_signature_leaves() {
         let p = CpuidPolicy::from_host(1, all_ones_host);
-        let r = p.lookup(0x4000_0000, 0, 0, 0);
+        let r = p.lookup(0x4000_0000, 0, 0, 0, 1);
         assert_eq!(r.eax, 0x4000_0001);
         let mut sig = [0u8; 12];
         sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
         sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
         sig[8..].copy_from_slice(&r.edx.to_le_bytes());
         assert_eq!(&sig, b"KeelKeelKeel");
-        assert_eq!(p.lookup(0x4000_0001, 0, 0, 0).eax, KEEL_VERSION);
-        assert_eq!(p.lookup(0x4000_0002, 0, 0, 0), CpuidResult::default());
+        assert_eq!(p.lookup(0x4000_0001, 0, 0, 0, 1).eax, KEEL_VERSION);
+        assert_eq!(p.lookup(0x4000_0002, 0, 0, 0, 1), CpuidResult::default());
     }
 
     #[test]
     fn per_vcpu_fields_and_osxsave() {
         let p = CpuidPolicy::from_host(4, all_ones_host);
-        let r = p.lookup(1, 0, 3, CR4_OSXSAVE);
+        let r = p.lookup(1, 0, 3, CR4_OSXSAVE, 1);
         assert_eq!(r.ebx >> 24, 3, "initial APIC ID is the vCPU index");
         assert_eq!((r.ebx >> 16) & 0xff, 4, "logical processor count");
         assert_ne!(r.ecx & L1_ECX_OSXSAVE, 0);
-        assert_eq!(p.lookup(0xb, 1, 2, 0).edx, 2);
+        assert_eq!(p.lookup(0xb, 1, 2, 0, 1).edx, 2);
     }
 
     #[test]
     fn subleaves_and_unknown_leaves() {
         let p = CpuidPolicy::from_host(1, all_ones_host);
         assert_eq!(
-            p.lookup(0xd, 5, 0, 0).eax,
-            0xd ^ 5,
+            p.lookup(0x4, 5, 0, 0, 1).eax,
+            0x4 ^ 5,
             "indexed leaves keep their subleaf"
         );
         assert_eq!(
-            p.lookup(2, 7, 0, 0).eax,
+            p.lookup(2, 7, 0, 0, 1).eax,
             2,
             "plain leaves ignore the subleaf"
         );
         assert_eq!(
-            p.lookup(0xe, 0, 0, 0),
+            p.lookup(0xe, 0, 0, 0, 1),
             CpuidResult::default(),
             "above the basic maximum"
         );
-        assert_eq!(p.lookup(0x8000_0010, 0, 0, 0), CpuidResult::default());
+        assert_eq!(p.lookup(0x8000_0010, 0, 0, 0, 1), CpuidResult::default());
+    }
+
+    /// A Skylake-like host with x87, SSE, AVX, MPX, AVX-512 and PKRU state,
+    /// with the component offsets and sizes of SDM Vol 1 Table 13-1 era CPUs.
+    fn avx512_host(leaf: u32, sub: u32) -> CpuidResult {
+        let r = |eax, ebx, ecx, edx| CpuidResult { eax, ebx, ecx, edx };
+        match (leaf, sub) {
+            (0, _) => r(0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69),
+            (1, _) => r(
+                0x50654,
+                0,
+                L1_ECX_XSAVE | L1_ECX_AVX | L1_ECX_FMA | L1_ECX_X2APIC,
+                0,
+            ),
+            (7, 0) => r(
+                0,
+                L7_EBX_AVX2 | L7_EBX_MPX | L7_EBX_AVX512 | (1 << 7) | (1 << 20),
+                L7_ECX_PKU_OSPKE,
+                0,
+            ),
+            // x87 SSE AVX BNDREGS BNDCSR opmask ZMM_Hi256 Hi16_ZMM PKRU.
+            (0xd, 0) => r(0x2ff, 0x440, 0xa88, 0),
+            (0xd, 1) => r(0xf, 0x9c0, 0x100, 0),
+            (0xd, 2) => r(256, 576, 0, 0),
+            (0xd, 3) => r(64, 960, 0, 0),
+            (0xd, 4) => r(64, 1024, 0, 0),
+            (0xd, 5) => r(64, 1088, 0, 0),
+            (0xd, 6) => r(512, 1152, 0, 0),
+            (0xd, 7) => r(1024, 1664, 0, 0),
+            (0xd, 9) => r(8, 2688, 0, 0),
+            (0x8000_0000, _) => r(0x8000_0001, 0, 0, 0),
+            (0x8000_0001, _) => r(0, 0, 0, E1_EDX_RDTSCP),
+            _ => CpuidResult::default(),
+        }
+    }
+
+    /// Leaf 0DH offers exactly x87, SSE and AVX (SDM Vol 2A CPUID 0DH):
+    /// EDX:EAX the mask, ECX the size for all of them (576 + 256), EBX the
+    /// size for the XCR0 the vCPU has now; sub-leaves of other components
+    /// and XSAVES are gone, as are the features using their state.
+    #[test]
+    fn leaf_0d_matches_the_offered_xcr0() {
+        let p = CpuidPolicy::from_host(1, avx512_host);
+        let d0 = p.lookup(0xd, 0, 0, 0, 1);
+        assert_eq!((d0.eax, d0.edx, d0.ecx), (0x7, 0, 832));
+        assert_eq!(d0.ebx, 576, "XCR0 = x87: legacy region and header only");
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 0x7).ebx, 832, "XCR0 = x87|SSE|AVX");
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 0x3).ebx, 576);
+        assert_eq!(p.supported_xcr0(), 0x7);
+        assert_eq!(p.lookup(0xd, 1, 0, 0, 1).eax & LD1_EAX_XSAVES, 0);
+        assert_eq!(p.lookup(0xd, 1, 0, 0, 1).ecx, 0, "no XSS components");
+        assert_eq!(
+            p.lookup(0xd, 2, 0, 0, 1),
+            CpuidResult {
+                eax: 256,
+                ebx: 576,
+                ecx: 0,
+                edx: 0
+            }
+        );
+        for i in [3, 5, 7, 9] {
+            assert_eq!(
+                p.lookup(0xd, i, 0, 0, 1),
+                CpuidResult::default(),
+                "component {i}"
+            );
+        }
+        let l7 = p.lookup(7, 0, 0, 0, 1);
+        assert_eq!(l7.ebx & (L7_EBX_MPX | L7_EBX_AVX512), 0);
+        assert_eq!(
+            l7.ebx & (L7_EBX_AVX2 | (1 << 7) | (1 << 20)),
+            L7_EBX_AVX2 | (1 << 7) | (1 << 20),
+            "AVX2, SMEP, SMAP stay"
+        );
+        assert_eq!(
+            l7.ecx & L7_ECX_PKU_OSPKE,
+            0,
+            "PKU hidden: PKRU is not switched"
+        );
+        let l1 = p.lookup(1, 0, 0, 0, 1);
+        assert_eq!(
+            l1.ecx & (L1_ECX_XSAVE | L1_ECX_AVX),
+            L1_ECX_XSAVE | L1_ECX_AVX
+        );
+        assert_ne!(l1.ecx & L1_ECX_X2APIC, 0, "the LAPIC model has x2APIC");
+    }
+
+    /// Hiding AVX takes AVX2, FMA and the AVX state with it; hiding XSAVE
+    /// takes leaf 0DH and every XSAVE feature.
+    #[test]
+    fn hidden_features_take_their_dependents() {
+        let bit = |leaf, reg, bit| CpuidBit {
+            leaf,
+            subleaf: 0,
+            reg,
+            bit,
+        };
+        let p = CpuidPolicy::from_host_hiding(1, avx512_host, &[bit(1, CpuidReg::Ecx, 28)]);
+        let l1 = p.lookup(1, 0, 0, 0, 1);
+        assert_eq!(l1.ecx & (L1_ECX_AVX | L1_ECX_FMA), 0);
+        assert_ne!(l1.ecx & L1_ECX_XSAVE, 0);
+        assert_eq!(p.lookup(7, 0, 0, 0, 1).ebx & L7_EBX_AVX2, 0);
+        assert_eq!(p.supported_xcr0(), 0x3);
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 1).ecx, 576);
+        assert_eq!(p.lookup(0xd, 2, 0, 0, 1), CpuidResult::default());
+        let p = CpuidPolicy::from_host_hiding(1, avx512_host, &[bit(1, CpuidReg::Ecx, 26)]);
+        assert_eq!(
+            p.lookup(1, 0, 0, CR4_OSXSAVE, 1).ecx & (L1_ECX_XSAVE | L1_ECX_AVX),
+            0
+        );
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 1), CpuidResult::default());
+        assert_eq!(p.supported_xcr0(), 0);
+        let p =
+            CpuidPolicy::from_host_hiding(1, avx512_host, &[bit(0x8000_0001, CpuidReg::Edx, 27)]);
+        assert!(
+            !p.offers_rdtscp() && !p.offers_tsc_aux(),
+            "RDPID goes with RDTSCP"
+        );
     }
 
     #[test]

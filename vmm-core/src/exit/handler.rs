@@ -119,6 +119,7 @@ impl VmPolicy {
 }
 
 // XCR0 state components (SDM Vol 1 13.1, 13.3).
+const CR4_OSXSAVE: u64 = 1 << 18;
 const XCR0_X87: u64 = 1 << 0;
 const XCR0_SSE: u64 = 1 << 1;
 const XCR0_AVX: u64 = 1 << 2;
@@ -145,7 +146,7 @@ pub fn xcr0_is_valid(value: u64, supported: u64) -> bool {
 /// features and MAXPHYADDR its CPUID reports.
 fn cr_context(vcpu: &impl VcpuState, cpuid: &CpuidPolicy) -> CrContext {
     let (id, cr4) = (vcpu.vcpu_id(), vcpu.cr4());
-    let leaf = |l: u32, sub: u32| cpuid.lookup(l, sub, id, cr4);
+    let leaf = |l: u32, sub: u32| cpuid.lookup(l, sub, id, cr4, 1);
     let max_phys = leaf(0x8000_0008, 0).eax as u8;
     CrContext {
         cr0: vcpu.cr0(),
@@ -302,7 +303,9 @@ pub fn handle_exit(
         VmExit::Cpuid { len } => {
             let leaf = low32(vcpu.gpr(Gpr::Rax)) as u32;
             let sub = low32(vcpu.gpr(Gpr::Rcx)) as u32;
-            let r = policy.cpuid.lookup(leaf, sub, vcpu.vcpu_id(), vcpu.cr4());
+            let r = policy
+                .cpuid
+                .lookup(leaf, sub, vcpu.vcpu_id(), vcpu.cr4(), vcpu.xcr0());
             vcpu.set_gpr(Gpr::Rax, u64::from(r.eax));
             vcpu.set_gpr(Gpr::Rbx, u64::from(r.ebx));
             vcpu.set_gpr(Gpr::Rcx, u64::from(r.ecx));
@@ -360,9 +363,12 @@ pub fn handle_exit(
         VmExit::Xsetbv { len } => {
             let index = low32(vcpu.gpr(Gpr::Rcx));
             let value = (low32(vcpu.gpr(Gpr::Rdx)) << 32) | low32(vcpu.gpr(Gpr::Rax));
-            let r = policy.cpuid.lookup(0xd, 0, vcpu.vcpu_id(), vcpu.cr4());
-            let supported = (u64::from(r.edx) << 32) | u64::from(r.eax) | XCR0_X87;
-            if index == 0 && xcr0_is_valid(value, supported) {
+            let supported = policy.cpuid.supported_xcr0() | XCR0_X87;
+            if vcpu.cr4() & CR4_OSXSAVE == 0 {
+                // #UD when CR4.OSXSAVE is clear (SDM Vol 2C XSETBV), whether
+                // or not the CPU checked it before the intercept.
+                vcpu.inject(Event::UD);
+            } else if index == 0 && xcr0_is_valid(value, supported) {
                 vcpu.set_xcr0(value);
                 vcpu.skip_instruction(len);
             } else {
@@ -1140,6 +1146,11 @@ pub(crate) mod tests {
                 eax: 0xd,
                 ..Default::default()
             },
+            // XSAVE and AVX.
+            (1, _) => CpuidResult {
+                ecx: (1 << 26) | (1 << 28),
+                ..Default::default()
+            },
             // x87, SSE and AVX state.
             (0xd, 0) => CpuidResult {
                 eax: 0x7,
@@ -1155,6 +1166,10 @@ pub(crate) mod tests {
             v.gprs[Gpr::Rdx as usize] = value >> 32;
             handle_exit(&VmExit::Xsetbv { len: 3 }, v, &mut p, &mut pol)
         };
+        // CR4.OSXSAVE clear: #UD (SDM Vol 2C XSETBV), XCR0 unchanged.
+        xsetbv(&mut v, 0, 0x7);
+        assert_eq!((v.injected.pop(), v.xcr0), (Some(Event::UD), 0));
+        v.cr[4] |= CR4_OSXSAVE;
         assert_eq!(xsetbv(&mut v, 0, 0x7), ExitAction::Resume);
         assert_eq!((v.xcr0, v.rip), (0x7, 0x1003));
         assert!(v.injected.is_empty());

@@ -602,7 +602,7 @@ mod tests {
     }
 
     fn cpuid(pol: &VmPolicy, leaf: u32) -> CpuidResult {
-        pol.cpuid.lookup(leaf, 0, 0, 0)
+        pol.cpuid.lookup(leaf, 0, 0, 0, 1)
     }
 
     fn signature(r: CpuidResult) -> [u8; 12] {

@@ -17,7 +17,7 @@ mod stop;
 mod task_switch;
 mod xen;
 
-pub use cpuid::{CpuidPolicy, CpuidResult, KEEL_CPUID_SIGNATURE};
+pub use cpuid::{CpuidBit, CpuidPolicy, CpuidReg, CpuidResult, KEEL_CPUID_SIGNATURE};
 pub use emulate::{UnexplainedFaults, MAX_UNEXPLAINED_FAULTS};
 /// The vectors both backends intercept.
 pub mod exception_vectors {

@@ -98,13 +98,15 @@ pub struct CpuFacts {
     pub arch_pmu_counters: u8,
     /// The TSC rate, for PLATFORM_INFO's ratio.
     pub tsc_hz: u64,
+    /// RDTSCP (Fn8000_0001 EDX[27]) or RDPID (7.0:ECX[22]): IA32_TSC_AUX.
+    pub tsc_aux: bool,
 }
 
 impl CpuFacts {
     /// Reads the facts from the VM's CPUID table; `tsc_hz` is the rate of the
     /// guest's TSC.
     pub fn from_cpuid(cpuid: &CpuidPolicy, tsc_hz: u64) -> Self {
-        let l0 = cpuid.lookup(0, 0, 0, 0);
+        let l0 = cpuid.lookup(0, 0, 0, 0, 1);
         let vendor = match (l0.ebx, l0.edx, l0.ecx) {
             // "GenuineIntel", "AuthenticAMD", "HygonGenuine".
             (0x756e_6547, 0x4965_6e69, 0x6c65_746e) => Vendor::Intel,
@@ -112,24 +114,25 @@ impl CpuFacts {
             (0x6f67_7948, 0x6e65_476e, 0x656e_6975) => Vendor::Amd,
             _ => Vendor::Other,
         };
-        let l1 = cpuid.lookup(1, 0, 0, 0);
+        let l1 = cpuid.lookup(1, 0, 0, 0, 1);
         let base = (l1.eax >> 8) & 0xf;
         let family = if base == 0xf {
             base + ((l1.eax >> 20) & 0xff)
         } else {
             base
         };
-        let e1 = cpuid.lookup(0x8000_0001, 0, 0, 0);
+        let e1 = cpuid.lookup(0x8000_0001, 0, 0, 0, 1);
         CpuFacts {
             vendor,
             family,
             mce: l1.edx & (1 << 7) != 0,
             mca: l1.edx & (1 << 14) != 0,
-            tsc_adjust: cpuid.lookup(7, 0, 0, 0).ebx & (1 << 1) != 0,
+            tsc_adjust: cpuid.lookup(7, 0, 0, 0, 1).ebx & (1 << 1) != 0,
             osvw: e1.ecx & (1 << 9) != 0,
             perf_ctr_ext_core: e1.ecx & (1 << 23) != 0,
-            arch_pmu_counters: (cpuid.lookup(0xa, 0, 0, 0).eax >> 8) as u8,
+            arch_pmu_counters: (cpuid.lookup(0xa, 0, 0, 0, 1).eax >> 8) as u8,
             tsc_hz,
+            tsc_aux: cpuid.offers_tsc_aux(),
         }
     }
 }
@@ -139,6 +142,9 @@ const IA32_TIME_STAMP_COUNTER: u32 = 0x10;
 const IA32_PLATFORM_ID: u32 = 0x17;
 const IA32_FEATURE_CONTROL: u32 = 0x3a;
 const IA32_TSC_ADJUST: u32 = 0x3b;
+/// IA32_TSC_AUX: 32 bits of software data that RDTSCP and RDPID return
+/// (SDM Vol 4 Table 2-2: bits 63:32 reserved; APM Vol 2 13.2.4).
+const IA32_TSC_AUX: u32 = 0xc000_0103;
 const IA32_BIOS_UPDT_TRIG: u32 = 0x79;
 const IA32_BIOS_SIGN_ID: u32 = 0x8b;
 const IA32_PMC0: u32 = 0xc1;
@@ -363,6 +369,7 @@ impl MsrPolicy {
             IA32_EFER => vcpu.efer(),
             IA32_TIME_STAMP_COUNTER => guest_tsc,
             IA32_TSC_ADJUST if self.cpu.tsc_adjust => self.tsc_adjust,
+            IA32_TSC_AUX if self.cpu.tsc_aux => u64::from(vcpu.tsc_aux()),
             // Locked with VMX disabled: consistent with CPUID hiding VMX.
             IA32_FEATURE_CONTROL if intel => 1,
             IA32_PLATFORM_ID if intel => 0,
@@ -431,6 +438,12 @@ impl MsrPolicy {
                 vcpu.set_tsc_offset(vcpu.tsc_offset().wrapping_add(delta));
                 Some(Write::Accept)
             }
+            IA32_TSC_AUX if self.cpu.tsc_aux => Some(if value >> 32 == 0 {
+                vcpu.set_tsc_aux(value as u32);
+                Write::Accept
+            } else {
+                Write::Refuse
+            }),
             // Writes that firmware and OSes issue and that have no effect
             // here: microcode loading, debug control, and AMD configuration
             // registers.
@@ -592,6 +605,7 @@ mod tests {
             perf_ctr_ext_core: false,
             arch_pmu_counters: 0,
             tsc_hz: 2_800_000_000,
+            tsc_aux: false,
         }
     }
 

@@ -94,6 +94,8 @@ pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
         c if c == Code::Rdpmc as u64 => VmExit::Rdpmc { len: len() },
         c if c == Code::Invd as u64 => VmExit::Invd { len: len() },
         c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len() },
+        // XSETBV is 0F 01 D1, three bytes (APM Vol 3, XSETBV).
+        c if c == Code::Xsetbv as u64 => VmExit::Xsetbv { len: 3 },
         c if c == Code::Hlt as u64 => VmExit::Hlt { len: len() },
         c if c == Code::Msr as u64 => {
             if info1 & 1 == 0 {
@@ -137,7 +139,7 @@ fn undefined_instruction(code: u64) -> Option<&'static str> {
         c if c == Code::Clgi as u64 => "CLGI",
         c if c == Code::Skinit as u64 => "SKINIT",
         c if c == Code::Invlpga as u64 => "INVLPGA",
-        // It would read the host's TSC_AUX (CPUID hides RDTSCP).
+        // Intercepted only while CPUID hides RDTSCP.
         c if c == Code::Rdtscp as u64 => "RDTSCP",
         c if c == Code::Monitor as u64 => "MONITOR",
         c if c == Code::Mwait as u64 || c == Code::MwaitConditional as u64 => "MWAIT",

@@ -33,6 +33,7 @@ pub enum SvmExitCode {
     Monitor = 0x8a,
     Mwait = 0x8b,
     MwaitConditional = 0x8c,
+    Xsetbv = 0x8d,
     Invlpga = 0x7a,
     Npf = 0x400,
     /// VMEXIT_INVALID (-1): the guest state failed VMRUN's consistency checks.

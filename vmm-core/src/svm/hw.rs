@@ -124,6 +124,7 @@ pub unsafe fn enable(hsave_pa: u64) {
     unsafe {
         wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
         wrmsr(MSR_VM_HSAVE_PA, hsave_pa);
+        crate::fpu::hw::enable();
     }
 }
 
@@ -137,7 +138,13 @@ pub unsafe fn run(vcpu: &mut SvmVcpu) -> VmExit {
     // SAFETY: the VMCB and host save page are owned by `vcpu` and page-aligned
     // (Box<Vmcb>), their physical addresses were computed at construction, and
     // the caller guarantees the rest of this function's contract.
-    unsafe { keel_svm_run(vcpu.vmcb_pa, vcpu.host_save_pa, &mut vcpu.gprs) };
+    unsafe {
+        // The registers VMRUN does not switch: the guest's in, Keel's back
+        // after #VMEXIT (`crate::fpu`); Keel uses none of them in between.
+        crate::fpu::hw::enter(&vcpu.fpu);
+        keel_svm_run(vcpu.vmcb_pa, vcpu.host_save_pa, &mut vcpu.gprs);
+        crate::fpu::hw::leave(&mut vcpu.fpu);
+    };
     vcpu.after_exit();
     vcpu.exit()
 }

@@ -9,6 +9,7 @@ use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
 use crate::event;
 use crate::exit::VmExit;
+use crate::fpu::GuestFpu;
 use crate::vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, VcpuState};
 
 /// What a vCPU is set up with.
@@ -62,6 +63,9 @@ pub struct SvmVcpu {
     /// An exception arose while #DF was being delivered: the next run
     /// returns a shutdown instead of entering (APM Vol 2 8.2.9).
     pub(crate) shutdown_pending: bool,
+    /// x87/SSE/AVX registers, XCR0 and TSC_AUX, which VMRUN and #VMEXIT do
+    /// not switch ([`crate::fpu`]); XSETBV is intercepted so XCR0 lands here.
+    pub(crate) fpu: GuestFpu,
     config: SvmVcpuConfig,
     _pages: OwnedPages,
 }
@@ -103,6 +107,7 @@ impl SvmVcpu {
             vmcb_pa,
             host_save_pa,
             shutdown_pending: false,
+            fpu: GuestFpu::default(),
             config,
             _pages: OwnedPages {
                 host_save,
@@ -136,6 +141,7 @@ impl SvmVcpu {
             | InterceptMisc2::STGI
             | InterceptMisc2::CLGI
             | InterceptMisc2::SKINIT
+            | InterceptMisc2::XSETBV
             | InterceptMisc2::RDTSCP
             | InterceptMisc2::WBINVD
             | InterceptMisc2::MONITOR
@@ -157,6 +163,16 @@ impl SvmVcpu {
         // Physical interrupts stay the host's business while the guest runs.
         v.write_u64(control::VINTR, V_INTR_MASKING);
         v.write_u8(control::TLB_CONTROL, TLB_FLUSH_ALL);
+    }
+
+    /// Lets RDTSCP run without an exit when the guest's CPUID offers it (Keel
+    /// loads the guest's TSC_AUX, [`crate::fpu`]); otherwise the intercept
+    /// stays and the exit raises #UD, as on a CPU without RDTSCP.
+    pub fn offer_rdtscp(&mut self, offered: bool) {
+        let mut misc2 =
+            InterceptMisc2::from_bits_retain(self.vmcb.read_u32(control::INTERCEPT_MISC2));
+        misc2.set(InterceptMisc2::RDTSCP, !offered);
+        self.vmcb.write_u32(control::INTERCEPT_MISC2, misc2.bits());
     }
 
     /// Loads the RESET state (APM Vol 2, 14.1.3, Table 14-1): real mode at
@@ -188,6 +204,8 @@ impl SvmVcpu {
         v.write_u64(control::EVENTINJ, 0);
         v.write_u64(control::INTERRUPT_SHADOW, 0);
         self.shutdown_pending = false;
+        // XCR0 = 1, x87/SSE/AVX initialized (APM Vol 2 Table 14-1).
+        self.fpu.reset();
         self.gprs = reset::gprs(self.config.cpu_signature);
     }
 
@@ -290,6 +308,21 @@ fn seg_offset(seg: Sreg) -> usize {
 }
 
 impl VcpuState for SvmVcpu {
+    fn set_xcr0(&mut self, xcr0: u64) {
+        self.fpu.xcr0 = xcr0;
+    }
+    fn xcr0(&self) -> u64 {
+        self.fpu.xcr0
+    }
+    fn tsc_aux(&self) -> u32 {
+        self.fpu.tsc_aux
+    }
+    fn set_tsc_aux(&mut self, value: u32) {
+        self.fpu.tsc_aux = value;
+    }
+    fn offer_rdtscp(&mut self, offered: bool) {
+        SvmVcpu::offer_rdtscp(self, offered);
+    }
     fn vcpu_id(&self) -> u32 {
         self.config.vcpu_id
     }

@@ -377,6 +377,14 @@ pub struct VmxControls {
 }
 
 impl VmxControls {
+    /// Whether the CPU allows "enable RDTSCP" (SDM 25.6.2, A.3.3: bit 3 of
+    /// the allowed-1 half of IA32_VMX_PROCBASED_CTLS2).
+    pub fn rdtscp_allowed(&self) -> bool {
+        (self.caps.procbased2 >> 32) & u64::from(SecondaryProcessorBased::ENABLE_RDTSCP.bits()) != 0
+    }
+}
+
+impl VmxControls {
     /// The controls Keel needs, adjusted against `caps` (SDM 25.6-25.8, A.3-A.5):
     /// EPT with a 4-level walk and write-back tables, VPID, unrestricted guest,
     /// I/O and MSR bitmaps, HLT exiting, EFER load/save, a 64-bit host.

@@ -89,9 +89,6 @@ fn read_cr0() -> u64 {
     v
 }
 
-/// CR4.OSXSAVE (bit 18): XSETBV and XGETBV are enabled (SDM Vol 3A 2.5).
-const CR4_OSXSAVE: u64 = 1 << 18;
-
 fn read_cr4() -> u64 {
     let v: u64;
     // SAFETY: reading a control register has no side effects.
@@ -155,18 +152,14 @@ pub unsafe fn enable(
         return Err(EnableError::LockedOff);
     }
     let cr0 = (read_cr0() | caps.cr0_fixed0) & caps.cr0_fixed1;
-    // CR4.OSXSAVE, where the CPU has XSAVE (CPUID 1 ECX bit 26), lets Keel
-    // load a guest's XCR0 with XSETBV before entry ([`run`]).
-    // SAFETY: CPUID has no side effects.
-    #[allow(unused_unsafe)]
-    let xsave = unsafe { core::arch::x86_64::__cpuid(1) }.ecx & (1 << 26) != 0;
-    let osxsave = if xsave { CR4_OSXSAVE } else { 0 };
-    let cr4 = (read_cr4() | caps.cr4_fixed0 | CR4_VMXE | osxsave) & caps.cr4_fixed1;
+    let cr4 = (read_cr4() | caps.cr4_fixed0 | CR4_VMXE) & caps.cr4_fixed1;
     // SAFETY: the fixed-0 bits of CR0 (PE, NE, PG) are already set in Keel's
     // long mode, and CR4.VMXE only enables VMX instructions.
     unsafe {
         core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nostack));
         core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        // CR4.OSFXSR/OSXSAVE and Keel's XCR0, for switching guests' state.
+        crate::fpu::hw::enable();
     }
     let pa: u64 = phys(vmxon as *const VmxRegion as usize);
     let (cf, zf): (u8, u8);
@@ -512,17 +505,6 @@ pub unsafe fn run(vcpu: &mut VmxVcpu<HwVmcs>) -> VmExit {
         }
         vcpu.flush_pending = false;
     }
-    if let Some(xcr0) = vcpu.pending_xcr0.take() {
-        if read_cr4() & CR4_OSXSAVE != 0 {
-            // SAFETY: CR4.OSXSAVE is set ([`enable`]) and the exit handler
-            // checked the value against XSETBV's rules and CPUID leaf 0DH;
-            // Keel itself keeps no state in the XSAVE components.
-            unsafe {
-                core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32,
-                    in("edx") (xcr0 >> 32) as u32, options(nostack, nomem))
-            };
-        }
-    }
     if let Some(status) = vcpu.pending_debug_status.take() {
         let old: u64;
         // SAFETY: VMX does not switch DR6 and Keel uses no debug registers:
@@ -545,7 +527,14 @@ pub unsafe fn run(vcpu: &mut VmxVcpu<HwVmcs>) -> VmExit {
         "VMLAUNCH"
     };
     // SAFETY: the caller's contract; the GPR block is owned by `vcpu`.
-    let r = unsafe { keel_vmx_run(&mut vcpu.gprs, u64::from(vcpu.launched)) };
+    // The registers VM entry does not switch: the guest's in, Keel's back
+    // after the exit (`crate::fpu`); Keel uses none of them in between.
+    let r = unsafe {
+        crate::fpu::hw::enter(&vcpu.fpu);
+        let r = keel_vmx_run(&mut vcpu.gprs, u64::from(vcpu.launched));
+        crate::fpu::hw::leave(&mut vcpu.fpu);
+        r
+    };
     match r {
         0 => {}
         1 => {

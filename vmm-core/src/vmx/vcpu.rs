@@ -14,6 +14,7 @@ use super::instruction_error::VmxInstructionError;
 use super::vmcs_field::VmcsField as F;
 use crate::event;
 use crate::exit::VmExit;
+use crate::fpu::GuestFpu;
 use crate::vcpu::{Event, Gpr, GuestGprs, Segment, Sreg, VcpuState};
 
 /// Write access to the current VMCS.
@@ -82,9 +83,10 @@ pub struct VmxVcpu<V: Vmcs> {
     pub(crate) pending_cr2: Option<u64>,
     /// INVEPT before the next entry (after EPT changes; once at start).
     pub(crate) flush_pending: bool,
-    /// XCR0 to load before the next entry: VMX does not switch XCR0, and
-    /// exits on every guest XSETBV (SDM Vol 3C 26.1.2).
-    pub(crate) pending_xcr0: Option<u64>,
+    /// x87/SSE/AVX registers, XCR0 and TSC_AUX, which VM entry and exit do
+    /// not switch ([`crate::fpu`]); every guest XSETBV exits (SDM Vol 3C
+    /// 26.1.2) and lands here.
+    pub(crate) fpu: GuestFpu,
     /// The exit-qualification bits of a #DB to merge into DR6 before the
     /// next entry: VMX neither writes DR6 on a #DB exit nor switches it
     /// (SDM Vol 3C 27.1).
@@ -198,7 +200,7 @@ impl<V: Vmcs> VmxVcpu<V> {
             launched: false,
             pending_cr2: None,
             flush_pending: true,
-            pending_xcr0: None,
+            fpu: GuestFpu::default(),
             pending_debug_status: None,
             shutdown_pending: false,
             config,
@@ -326,8 +328,8 @@ impl<V: Vmcs> VmxVcpu<V> {
         self.set_cr(0, reset::CR0);
         self.set_cr(4, 0);
         self.pending_cr2 = Some(0);
-        // XCR0 after RESET: x87 state only (SDM Vol 3A 9.1.1, Table 9-1).
-        self.pending_xcr0 = Some(1);
+        // XCR0 = 1, x87/SSE/AVX initialized (SDM Vol 3A 9.1.1, Table 9-1).
+        self.fpu.reset();
         self.pending_debug_status = None;
         self.shutdown_pending = false;
         self.gprs = reset::gprs(self.config.cpu_signature);
@@ -575,7 +577,26 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
         );
     }
     fn set_xcr0(&mut self, xcr0: u64) {
-        self.pending_xcr0 = Some(xcr0);
+        self.fpu.xcr0 = xcr0;
+    }
+    fn xcr0(&self) -> u64 {
+        self.fpu.xcr0
+    }
+    fn offer_rdtscp(&mut self, offered: bool) {
+        let on = offered && self.config.controls.rdtscp_allowed();
+        self.config
+            .controls
+            .secondary
+            .set(SecondaryProcessorBased::ENABLE_RDTSCP, on);
+        let bits = u64::from(self.config.controls.secondary.bits());
+        self.vmcs
+            .write(F::SecondaryProcessorBasedVmExecutionControls, bits);
+    }
+    fn tsc_aux(&self) -> u32 {
+        self.fpu.tsc_aux
+    }
+    fn set_tsc_aux(&mut self, v: u32) {
+        self.fpu.tsc_aux = v;
     }
     fn set_segment(&mut self, seg: Sreg, s: Segment) {
         VmxVcpu::set_segment(self, seg, s);
@@ -759,16 +780,16 @@ pub(crate) mod tests {
         assert_eq!(v.pending_cr2, Some(0xdead_b000));
     }
 
-    /// VMX does not switch XCR0: a guest XSETBV the handler accepted, and
-    /// RESET (XCR0 = 1), are loaded into the CPU before the next entry.
+    /// VMX does not switch XCR0: a guest XSETBV the handler accepted is
+    /// kept for the next entry, and RESET puts back XCR0 = 1 (SDM Vol 3A
+    /// Table 9-1).
     #[test]
-    fn xcr0_is_loaded_before_the_next_entry() {
+    fn xcr0_is_kept_for_the_next_entry() {
         let mut v = vcpu();
-        v.reset();
-        assert_eq!(v.pending_xcr0, Some(1));
-        v.pending_xcr0 = None;
         v.set_xcr0(0x7);
-        assert_eq!(v.pending_xcr0, Some(0x7));
+        assert_eq!(VcpuState::xcr0(&v), 0x7);
+        v.reset();
+        assert_eq!(VcpuState::xcr0(&v), 1);
     }
 
     /// #DB and #AC exit (CVE-2015-8104, CVE-2015-5307); a #DB's status is

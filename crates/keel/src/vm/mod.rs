@@ -21,7 +21,8 @@ use keel::reset_limit::ResetLimit;
 use spin::Mutex;
 use vm_config::{OnEvent, VmConfig};
 use vmm_core::exit::{
-    complete_hlt_in_shadow, handle_exit, CpuidPolicy, HvFeatures, HyperV, Platform, VmPolicy,
+    complete_hlt_in_shadow, handle_exit, CpuidBit, CpuidPolicy, CpuidReg, HvFeatures, HyperV,
+    Platform, VmPolicy,
 };
 use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, InterruptSource};
 use vmm_core::paging::{
@@ -638,8 +639,21 @@ fn run_vcpu(
         exits_so_far,
     } = looped;
     let (config, firmware_at, firmware) = (*config, *firmware_at, *firmware);
+    // xl.cfg `cpuid = "host,name=0"`: the named bits go before Keel's own
+    // edits, which take what depends on them too.
+    let hidden: Vec<CpuidBit> = config
+        .cpuid_hidden
+        .iter()
+        .map(|f| CpuidBit {
+            leaf: f.leaf,
+            subleaf: f.subleaf,
+            reg: [CpuidReg::Eax, CpuidReg::Ebx, CpuidReg::Ecx, CpuidReg::Edx]
+                [usize::from(f.reg & 3)],
+            bit: f.bit,
+        })
+        .collect();
     let policy = VmPolicy::new(
-        CpuidPolicy::from_host(1, crate::cpu::host_cpuid),
+        CpuidPolicy::from_host_hiding(1, crate::cpu::host_cpuid, &hidden),
         crate::clock::tsc_hz(),
     );
     let v = config.viridian;
@@ -662,6 +676,7 @@ fn run_vcpu(
         )
     };
     let mut policy = policy.with_hyperv(hyperv);
+    vcpu.offer_rdtscp(policy.cpuid.offers_rdtscp());
     let mut exits: u64 = 0;
     let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.

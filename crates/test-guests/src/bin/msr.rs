@@ -38,6 +38,11 @@ global_asm!(
 .set VAL_LO,    0x620
 .set VAL_HI,    0x624
 .set MAX_LEAF,  0x628
+.set L1_ECX,    0x62C
+.set XCR0_OK,   0x630   /* CPUID.0DH:EAX: the components offered */
+.set YMM_IN,    0x2000  /* 32 bytes: the pattern loaded into YMM1 */
+.set YMM_OUT,   0x2040  /* 32 bytes: YMM1 read back */
+.set XSAVE_AT,  0x3000  /* 4 KiB XSAVE area, 64-byte aligned */
 
 .set NO_FAULT,  0xFFFFFFFF
 .set GP0,       (13 << 16)
@@ -121,6 +126,7 @@ long:
     PRINTLN "msr: long mode"
     call read_cpuid
     call common_msrs
+    call xsave_state
     cmpl $1, VENDOR
     jne 1f
     PRINTLN "msr: GenuineIntel"
@@ -153,6 +159,7 @@ read_cpuid:
     xor %ecx, %ecx
     cpuid
     mov %edx, L1_EDX
+    mov %ecx, L1_ECX
     mov %eax, %ebx
     shr $8, %ebx
     and $0xf, %ebx
@@ -302,8 +309,123 @@ common_msrs:
     WR "unknown-wr", 0x0badc0de, 0, 0, GP0
     ret
 
+/* XSAVE (SDM Vol 1 13; Vol 2C XSETBV/XGETBV/XSAVE/XRSTOR), only where
+   CPUID.1:ECX.XSAVE[26] offers it: CR4.OSXSAVE shows in CPUID.1:ECX[27],
+   leaf 0DH's EBX is the area size for the XCR0 now set, XSETBV of a value
+   without x87 or with a component leaf 0DH does not offer raises #GP(0),
+   and with AVX (CPUID.1:ECX[28]) YMM1 keeps its value across a CPUID and a
+   port-I/O exit and across XSAVE / XRSTOR. */
+xsave_state:
+    UNLESS_BIT L1_ECX, 26, 9f
+    mov %cr4, %rax
+    or $((1 << 18) | (1 << 10) | (1 << 9)), %rax   /* OSXSAVE, OSXMMEXCPT, OSFXSR */
+    mov %rax, %cr4
+    mov $1, %eax
+    cpuid
+    and $(1 << 27), %ecx
+    CHECK_EQ "osxsave-in-cpuid", (1 << 27)
+    mov $0xd, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %eax, XCR0_OK
+    mov %ebx, %ecx
+    CHECK_EQ "xsave-size-xcr0-x87", 576
+    xor %ecx, %ecx
+    xor %eax, %eax
+    xor %edx, %edx
+    EXPECT_FAULT 3
+    xsetbv
+    FAULT_RESULT
+    CHECK_EQ "xsetbv-without-x87-gp", GP0
+    xor %ecx, %ecx
+    mov XCR0_OK, %eax
+    or $(3 << 17), %eax     /* AMX TILECFG+TILEDATA: never offered */
+    xor %edx, %edx
+    EXPECT_FAULT 3
+    xsetbv
+    FAULT_RESULT
+    CHECK_EQ "xsetbv-amx-gp", GP0
+    mov $1, %ecx
+    mov $1, %eax
+    xor %edx, %edx
+    EXPECT_FAULT 3
+    xsetbv
+    FAULT_RESULT
+    CHECK_EQ "xsetbv-xcr1-gp", GP0
+    xor %ecx, %ecx
+    mov XCR0_OK, %eax
+    xor %edx, %edx
+    EXPECT_FAULT 3
+    xsetbv
+    FAULT_RESULT
+    CHECK_EQ "xsetbv-offered", NO_FAULT
+    xor %ecx, %ecx
+    xgetbv
+    xor %ecx, %ecx
+    cmp XCR0_OK, %eax
+    sete %cl
+    CHECK_EQ "xgetbv-is-xcr0", 1
+    /* EBX now covers every enabled component: it equals ECX (all offered). */
+    mov $0xd, %eax
+    xor %ecx, %ecx
+    cpuid
+    xor %eax, %eax
+    cmp %ebx, %ecx
+    sete %al
+    mov %eax, %ecx
+    CHECK_EQ "xsave-size-matches-xcr0", 1
+    UNLESS_BIT L1_ECX, 28, 9f
+    testl $4, XCR0_OK
+    jz 9f
+    /* A pattern in YMM1 across a CPUID exit and a port-I/O exit. */
+    mov $YMM_IN, %rdi
+    mov $0x0123456789abcdef, %rax
+    mov $4, %ecx
+1:  mov %rax, (%rdi)
+    add $8, %rdi
+    rol $8, %rax
+    loop 1b
+    vmovdqu YMM_IN, %ymm1
+    xor %eax, %eax
+    cpuid
+    mov $COM1_SCR, %dx
+    in %dx, %al
+    vmovdqu %ymm1, YMM_OUT
+    call ymm_matches
+    CHECK_EQ "avx-ymm1-survives-exits", 1
+    /* XSAVE with AVX in use, clobber YMM1, XRSTOR brings it back. */
+    mov $XSAVE_AT, %rdi
+    mov $512, %ecx
+    xor %eax, %eax
+    rep stosq
+    mov $-1, %eax
+    mov $-1, %edx
+    xsave64 XSAVE_AT
+    mov XSAVE_AT + 512, %ecx         /* XSTATE_BV */
+    and $4, %ecx
+    CHECK_EQ "xsave-avx-in-use", 4
+    vpxor %ymm1, %ymm1, %ymm1
+    mov $-1, %eax
+    mov $-1, %edx
+    xrstor64 XSAVE_AT
+    vmovdqu %ymm1, YMM_OUT
+    call ymm_matches
+    CHECK_EQ "xrstor-restores-ymm1", 1
+9:  ret
+
+/* %ecx = 1 if the 32 bytes at YMM_OUT equal those at YMM_IN. */
+ymm_matches:
+    mov $YMM_IN, %rsi
+    mov $YMM_OUT, %rdi
+    mov $32, %ecx
+    repe cmpsb
+    sete %cl
+    movzbl %cl, %ecx
+    ret
+
 /* Intel: SDM Vol 4 Table 2-2. */
 intel_msrs:
+
     RD_EQ "platform-id", 0x17, 0, 0
     RD_EQ "feature-control", 0x3a, 1, 0
     WR "feature-control-locked-gp", 0x3a, 5, 0, GP0
