@@ -249,6 +249,20 @@ impl Machine {
             .is_some_and(|l| l.init_pending())
     }
 
+    /// Where `gpa` falls in the current vCPU's local APIC page, if its
+    /// APIC is in xAPIC mode there: each vCPU reaches its own APIC at the
+    /// same address (SDM Vol 3A 11.4.1), which the bus (one device per
+    /// address) cannot tell apart.
+    fn local_apic_offset(&self, gpa: u64) -> Option<u64> {
+        let router = self.pc.router().lock();
+        let lapic = router.lapic(self.current)?;
+        if !lapic.mmio_active() {
+            return None;
+        }
+        let base = lapic.apic_base() & 0x000f_ffff_ffff_f000;
+        gpa.checked_sub(base).filter(|&o| o < 0x1000)
+    }
+
     /// Guest RAM, for loaders.
     pub fn ram(&self) -> &GuestMemory {
         &self.ram
@@ -265,6 +279,10 @@ impl vmm_core::exit::Platform for Machine {
     }
 
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        if let Some(offset) = self.local_apic_offset(gpa) {
+            let me = self.current;
+            return self.pc.router().lock().lapic_mmio_read(me, offset, data);
+        }
         self.pc.mmio_read(gpa, data)
     }
 
@@ -273,6 +291,10 @@ impl vmm_core::exit::Platform for Machine {
         if self.map.as_ref().is_some_and(|m| m.writes_to_ram(gpa)) {
             let _ = self.ram.write(gpa, data);
             return;
+        }
+        if let Some(offset) = self.local_apic_offset(gpa) {
+            let me = self.current;
+            return self.pc.router().lock().lapic_mmio_write(me, offset, data);
         }
         self.pc.mmio_write(gpa, data)
     }
