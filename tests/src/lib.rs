@@ -99,6 +99,8 @@ pub fn boot_on_with(
     }
     opts.stop_at = stop_at.map(str::to_string);
     opts.host_net = host_net;
+    // Keel runs each vCPU on a host CPU of its own (as `cargo xtask run`).
+    opts.cpus = vm.config.vcpus.max(1);
     let outcome = runner::run_iso(&iso, backend, &opts).unwrap_or_else(|e| panic!("{e}"));
     (vm, outcome)
 }

@@ -342,6 +342,10 @@ const APPLETS: &[(&str, &str)] = &[
     ("bin", "cut"),
     ("bin", "tail"),
     ("bin", "head"),
+    ("bin", "nproc"),
+    ("bin", "taskset"),
+    ("bin", "sort"),
+    ("bin", "sed"),
     ("sbin", "insmod"),
     ("sbin", "poweroff"),
 ];
@@ -429,6 +433,28 @@ if grep -q "keel.expect=viridian" /proc/cmdline; then
     check hyperv-lapic-frequency sh -c 'dmesg | grep -q "Hyper-V: LAPIC Timer Frequency"'
     check hyperv-apic-msrs sh -c 'dmesg | grep -q "Hyper-V: Using enlightened APIC"'
     check hyperv-tsc-page grep -qx hyperv_clocksource_tsc_page /sys/devices/system/clocksource/clocksource0/current_clocksource
+fi
+# With keel.expect=smpN (tests/vms/linux-smp.cfg): the kernel brought up
+# N CPUs (the MADT's processors, each AP started by INIT/SIPI through the
+# local APIC), each takes its own timer interrupts and IPIs, and N
+# processes pinned one per CPU finish a checksum workload in parallel.
+smp=$(sed -n 's/.*keel\.expect=smp\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$smp" ]; then
+    echo "linux-init: nproc $(nproc) cpuinfo $(grep -c ^processor /proc/cpuinfo)"
+    check smp-nproc sh -c "[ \"\$(nproc)\" = $smp ]"
+    check smp-cpuinfo sh -c "[ \"\$(grep -c ^processor /proc/cpuinfo)\" = $smp ]"
+    check smp-timer-per-cpu sh -c "grep LOC: /proc/interrupts | awk '{ for (i = 2; i <= $smp + 1; i++) if (\$i == 0) exit 1 }'"
+    check smp-parallel-workload sh -c '
+        n=$(nproc); i=0
+        while [ $i -lt $n ]; do
+            (taskset -c $i sh -c "dd if=/dev/zero bs=64k count=64 2>/dev/null | md5sum > /tmp/sum.$i") &
+            i=$((i + 1))
+        done
+        wait
+        [ "$(cat /tmp/sum.* | sort -u | wc -l)" = 1 ] && [ "$(ls /tmp/sum.* | wc -l)" = "$n" ] &&
+            grep -q ^b5cfa9d6c8febd618f91ac2843d50a1c /tmp/sum.0'
+    check smp-ipis sh -c "grep -E '^ *(CAL|TLB|RES):' /proc/interrupts | awk '{ for (i = 2; i <= $smp + 1; i++) s += \$i } END { exit s == 0 }'"
+    grep -E "^ *(LOC|CAL|TLB|RES):" /proc/interrupts
 fi
 echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then

@@ -20,8 +20,8 @@ commands:
       [--log FILE] [--host-disk IMG]...
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot VM configs (default tests/vms/selftest.cfg;
-                         several --vm: one boot, each VM on a CPU of its own, QEMU
-                         -smp one per VM unless --cpus N)
+                         several --vm: one boot, each vCPU on a CPU of its own, QEMU
+                         -smp one per vCPU unless --cpus N)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), exit with Keel's status (124 on
                          timeout, default 60 s, none at a terminal, 180 s on vmx);
@@ -295,12 +295,9 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     };
     let iso = &iso;
     let vm = &all[0];
-    // One host CPU per VM (Keel runs each VM's vCPU on a CPU of its own),
-    // at least as many as any VM's vCPUs; --cpus overrides.
-    let cpus = cpus.unwrap_or_else(|| {
-        let vcpus = all.iter().map(|v| v.config.vcpus).max().unwrap_or(1);
-        (all.len() as u32).max(vcpus)
-    });
+    // One host CPU per vCPU (Keel runs each vCPU on a CPU of its own);
+    // --cpus overrides.
+    let cpus = cpus.unwrap_or_else(|| all.iter().map(|v| v.config.vcpus.max(1)).sum());
     let boot_name = iso::boot_name(&all);
     let memory: u32 = all.iter().map(|v| v.config.memory_mib).sum();
     let host_net = host_net || !vm.config.vifs.is_empty();

@@ -4,6 +4,7 @@
 //! table and ends with the first non-zero VM status (docs/ARCHITECTURE.md).
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -19,8 +20,12 @@ pub struct Slot {
     /// Its name (or `configuration N` when the file did not parse).
     pub name: String,
     pub config: Option<VmConfig>,
-    /// The host CPU it runs on, if placement accepted it.
-    pub cpu: Option<usize>,
+    /// The host CPU each vCPU runs on (vCPU n on the n-th), empty unless
+    /// placement accepted it.
+    pub cpus: Vec<usize>,
+    /// The VM once vCPU 0's CPU built it, for the other vCPUs' CPUs
+    /// (`None`: it could not be built).
+    vm: Once<Option<Arc<vm::Shared>>>,
     exits: AtomicU64,
     state: Mutex<State>,
 }
@@ -38,7 +43,8 @@ impl Slot {
         Slot {
             name,
             config,
-            cpu: None,
+            cpus: Vec::new(),
+            vm: Once::new(),
             exits: AtomicU64::new(0),
             state: Mutex::new(State {
                 what: "refused",
@@ -56,10 +62,12 @@ static BACKEND: Once<Backend> = Once::new();
 static SLOTS: Once<Vec<Slot>> = Once::new();
 /// VMs still running.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
-/// Per host CPU: the VM it runs (index into SLOTS), or `NO_VM`.
+/// Per host CPU: the VM it runs (index into SLOTS), or `NO_VM`, and which
+/// of its vCPUs.
 const MAX_CPUS: usize = 64;
 const NO_VM: usize = usize::MAX;
 static ASSIGNED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NO_VM) }; MAX_CPUS];
+static ASSIGNED_VCPU: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 /// Set once every CPU's assignment is written.
 static GO: AtomicUsize = AtomicUsize::new(0);
 
@@ -82,7 +90,7 @@ pub fn start(mut slots: Vec<Slot>, world: World, backend: Backend, cpus: usize) 
     let mut placed = placed.into_iter();
     for slot in slots.iter_mut().filter(|s| s.config.is_some()) {
         match placed.next() {
-            Some(Ok(cpu)) => slot.cpu = Some(cpu),
+            Some(Ok(cpus)) => slot.cpus = cpus,
             Some(Err(why)) => log::error!("{why}"),
             None => {}
         }
@@ -92,9 +100,12 @@ pub fn start(mut slots: Vec<Slot>, world: World, backend: Backend, cpus: usize) 
     let slots = SLOTS.call_once(|| slots);
     let mut running = 0;
     for (i, slot) in slots.iter().enumerate() {
-        if let Some(cpu) = slot.cpu {
+        if !slot.cpus.is_empty() {
             slot.state.lock().what = "running";
-            ASSIGNED[cpu].store(i, Ordering::SeqCst);
+            for (vcpu, &cpu) in slot.cpus.iter().enumerate() {
+                ASSIGNED_VCPU[cpu].store(vcpu, Ordering::SeqCst);
+                ASSIGNED[cpu].store(i, Ordering::SeqCst);
+            }
             running += 1;
         } else {
             slot.state.lock().status = Some(NOT_STARTED_STATUS);
@@ -123,7 +134,10 @@ pub fn cpu_main(cpu: usize) -> ! {
     }
     if let (Some(slot), Some(slots)) = (ASSIGNED.get(cpu), SLOTS.get()) {
         if let Some(s) = slots.get(slot.load(Ordering::SeqCst)) {
-            run_slot(s);
+            match ASSIGNED_VCPU[cpu].load(Ordering::SeqCst) {
+                0 => run_slot(s),
+                vcpu => run_vcpu(s, vcpu as u32),
+            }
         }
     }
     loop {
@@ -133,12 +147,28 @@ pub fn cpu_main(cpu: usize) -> ! {
     }
 }
 
+/// vCPU `vcpu` (not 0) of `slot`'s VM, once vCPU 0's CPU has built it.
+fn run_vcpu(slot: &Slot, vcpu: u32) {
+    let (Some(config), Some(&backend)) = (&slot.config, BACKEND.get()) else {
+        return;
+    };
+    if let Some(shared) = slot.vm.wait() {
+        let _ = vm::run_ap(shared, config, backend, vcpu);
+    }
+}
+
 fn run_slot(slot: &Slot) {
     let (Some(config), Some(&backend)) = (&slot.config, BACKEND.get()) else {
         return;
     };
     slot.state.lock().started_ns = crate::clock::now_ns();
-    let (what, status) = match vm::run(config, &WORLD, backend, &slot.exits) {
+    let publish = |shared: Arc<vm::Shared>| {
+        slot.vm.call_once(|| Some(shared));
+    };
+    let result = vm::run(config, &WORLD, backend, &slot.exits, &slot.cpus, &publish);
+    // A VM that could not be built releases its other CPUs.
+    slot.vm.call_once(|| None);
+    let (what, status) = match result {
         Ok(ended) => {
             slot.exits.store(ended.exits, Ordering::Relaxed);
             crate::println!("keel: VM '{}' stopped: {}", config.name, ended.stop);
@@ -190,7 +220,7 @@ pub fn print_table(when: &str) {
         .zip(&states)
         .map(|(s, &(state, cpu_ms))| Row {
             name: &s.name,
-            cpu: s.cpu,
+            cpu: s.cpus.first().copied(),
             vcpus: s.config.as_ref().map_or(0, |c| c.vcpus),
             memory_mib: s.config.as_ref().map_or(0, |c| c.memory_mib),
             state,

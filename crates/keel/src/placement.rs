@@ -2,8 +2,9 @@
 //! the `xl list`-like status table. Pure logic, tested on the host; the
 //! hypervisor (`hosting.rs`) feeds it the configurations and the machine.
 //!
-//! Keel runs each VM's one vCPU on a host CPU of its own (no scheduler
-//! yet), so a boot runs at most as many VMs as the machine has CPUs.
+//! Keel runs each vCPU on a host CPU of its own (no scheduler yet): a VM
+//! with N vCPUs takes N CPUs, so a boot runs at most as many vCPUs as the
+//! machine has CPUs.
 
 use alloc::format;
 use alloc::string::String;
@@ -24,15 +25,15 @@ pub struct Request<'a> {
 /// cannot start; docs/ARCHITECTURE.md "Exit status").
 pub const NOT_STARTED_STATUS: u8 = 122;
 
-/// For each request, in order: the host CPU its vCPU runs on, or why the VM
-/// does not start (naming the VM and the key). One VM's refusal never
+/// For each request, in order: the host CPUs its vCPUs run on (vCPU n on
+/// the n-th), or why the VM does not start (naming the VM and the key). One VM's refusal never
 /// keeps another from starting. `host_cpus` CPUs are numbered 0..host_cpus;
 /// `free_mib` is the RAM free for guests.
 pub fn place(
     requests: &[Request<'_>],
     host_cpus: usize,
     free_mib: u64,
-) -> Vec<Result<usize, String>> {
+) -> Vec<Result<Vec<usize>, String>> {
     let mut taken = 0u64;
     let mut out = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
@@ -48,7 +49,7 @@ fn place_one(
     host_cpus: usize,
     free_mib: u64,
     taken: &mut u64,
-) -> Result<usize, String> {
+) -> Result<Vec<usize>, String> {
     let name = r.name;
     if let Some(first) = requests[..i].iter().position(|o| o.name == name) {
         return Err(format!(
@@ -84,26 +85,30 @@ fn place_one(
             cpus - 1
         ));
     }
-    if r.vcpus > 1 {
-        return Err(format!(
-            "VM '{name}': vcpus = {}: SMP guests are not supported yet; this Keel runs one vCPU per VM",
-            r.vcpus
-        ));
-    }
     let free = allowed & !*taken;
-    if free == 0 {
+    if free.count_ones() < r.vcpus.max(1) {
         let why = if r.cpus.is_some() {
-            "every CPU its cpus list names already runs a VM"
+            "its cpus list names"
         } else {
-            "every CPU already runs a VM"
+            "this machine has"
         };
         return Err(format!(
-            "VM '{name}': not started: {why} ({cpus} CPUs; Keel runs one VM per CPU, a scheduler is a later step)"
+            "VM '{name}': not started: vcpus = {} needs {} free CPU{}, {} of the CPUs {why} are free ({cpus} CPUs; Keel runs one vCPU per CPU, a scheduler is a later step)",
+            r.vcpus,
+            r.vcpus.max(1),
+            if r.vcpus > 1 { "s" } else { "" },
+            free.count_ones()
         ));
     }
-    let cpu = free.trailing_zeros();
-    *taken |= 1 << cpu;
-    Ok(cpu as usize)
+    let mut left = free;
+    let mut placed = Vec::with_capacity(r.vcpus.max(1) as usize);
+    for _ in 0..r.vcpus.max(1) {
+        let cpu = left.trailing_zeros();
+        left &= !(1 << cpu);
+        *taken |= 1 << cpu;
+        placed.push(cpu as usize);
+    }
+    Ok(placed)
 }
 
 /// Keel's status when every VM has ended: the first non-zero status in
@@ -116,7 +121,7 @@ pub fn final_status(statuses: &[u8]) -> u8 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row<'a> {
     pub name: &'a str,
-    /// The host CPU it runs on, if it started.
+    /// The host CPU its first vCPU runs on, if it started.
     pub cpu: Option<usize>,
     pub vcpus: u32,
     pub memory_mib: u32,
@@ -155,6 +160,7 @@ pub fn table(rows: &[Row<'_>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn req(name: &str) -> Request<'_> {
         Request {
@@ -176,7 +182,7 @@ mod tests {
         let mut fat = req("fat");
         fat.memory_mib = 4096;
         let r = place(&[req("a"), dup, big, pinned, fat, req("b")], 2, 1000);
-        assert_eq!(r[0], Ok(0));
+        assert_eq!(r[0], Ok(vec![0]));
         let e = r[1].as_ref().unwrap_err();
         assert!(
             e.contains("VM 'a'") && e.contains("name = \"a\"") && e.contains("configuration 1"),
@@ -197,7 +203,7 @@ mod tests {
             e.contains("VM 'fat'") && e.contains("memory = 4096") && e.contains("1000 MiB"),
             "{e}"
         );
-        assert_eq!(r[5], Ok(1));
+        assert_eq!(r[5], Ok(vec![1]));
     }
 
     #[test]
@@ -205,16 +211,36 @@ mod tests {
         let mut p = req("p");
         p.cpus = Some(0b10);
         let r = place(&[p, req("x"), req("y")], 2, 1000);
-        assert_eq!(r[0], Ok(1));
-        assert_eq!(r[1], Ok(0));
+        assert_eq!(r[0], Ok(vec![1]));
+        assert_eq!(r[1], Ok(vec![0]));
         let e = r[2].as_ref().unwrap_err();
         assert!(e.contains("VM 'y'") && e.contains("scheduler"), "{e}");
+    }
+
+    #[test]
+    fn a_vm_takes_one_cpu_per_vcpu() {
         let mut two = req("two");
         two.vcpus = 2;
-        assert!(place(&[two], 2, 1000)[0]
-            .as_ref()
-            .unwrap_err()
-            .contains("SMP guests"));
+        let mut three = req("three");
+        three.vcpus = 3;
+        let mut pinned = req("pinned");
+        pinned.vcpus = 2;
+        pinned.cpus = Some(0b1010);
+        // 4 CPUs: "two" takes 0 and 1; "three" finds only 2 free; "pinned"
+        // may use 1 and 3, of which only 3 is free; "one" gets CPU 2.
+        let r = place(&[two, three, pinned, req("one")], 4, 1000);
+        assert_eq!(r[0], Ok(vec![0, 1]));
+        let e = r[1].as_ref().unwrap_err();
+        assert!(
+            e.contains("VM 'three'") && e.contains("vcpus = 3") && e.contains("2 of the CPUs"),
+            "{e}"
+        );
+        let e = r[2].as_ref().unwrap_err();
+        assert!(
+            e.contains("VM 'pinned'") && e.contains("cpus list") && e.contains("1 of the"),
+            "{e}"
+        );
+        assert_eq!(r[3], Ok(vec![2]));
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct PcInterruptRouter {
     /// MSI writes that do not name the local APICs: dropped and counted.
     msi_dropped: u64,
     msi_log: RateLimitedLog,
+    /// Bit n: a message reached vCPU n's local APIC (or the 8259A raised
+    /// the BSP's LINT0) since [`Self::take_woken`]: the VM loop kicks that
+    /// vCPU's host CPU so it sees the event at once.
+    woken: u64,
 }
 
 impl PcInterruptRouter {
@@ -118,6 +122,7 @@ impl PcInterruptRouter {
             intx: Vec::new(),
             msi_dropped: 0,
             msi_log: RateLimitedLog::new(),
+            woken: 0,
         };
         router.update_pic_output();
         router
@@ -149,6 +154,20 @@ impl PcInterruptRouter {
 
     pub fn vcpus(&self) -> u32 {
         self.lapics.len() as u32
+    }
+
+    /// The vCPUs (bit n: vCPU n) whose local APIC received a message or
+    /// whose LINT0 the 8259A raised since the last call: each may have an
+    /// interrupt, NMI, INIT or Start-Up to take while running or halted
+    /// on another host CPU.
+    pub fn take_woken(&mut self) -> u64 {
+        core::mem::take(&mut self.woken)
+    }
+
+    fn wake(&mut self, vcpu: usize) {
+        if vcpu < 64 {
+            self.woken |= 1 << vcpu;
+        }
     }
 
     /// The vector the vCPU would take now if it can take an interrupt
@@ -375,6 +394,9 @@ impl PcInterruptRouter {
         let intr = self.pic.intr();
         if let Some(bsp) = self.lapics.first_mut() {
             bsp.set_lint(0, intr);
+            if intr {
+                self.wake(0);
+            }
         }
     }
 
@@ -427,12 +449,14 @@ impl PcInterruptRouter {
                 .min_by_key(|&i| self.lapics[i].apr());
             if let Some(t) = target {
                 self.lapics[t].deliver(msg);
+                self.wake(t);
             }
             return;
         }
         for i in 0..self.lapics.len() {
             if named(i, &self.lapics[i]) {
                 self.lapics[i].deliver(msg);
+                self.wake(i);
             }
         }
     }

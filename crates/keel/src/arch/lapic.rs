@@ -135,6 +135,11 @@ fn send_ipi(apic_id: u32, command: u32) {
     }
 }
 
+/// A fixed IPI with `vector` to `apic_id` (edge, physical destination).
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, u32::from(vector));
+}
+
 /// INIT IPI (level assert) to `apic_id`: the CPU enters its wait-for-SIPI
 /// state (SDM Vol 3A 8.4.4.1).
 pub fn send_init(apic_id: u32) {
@@ -174,27 +179,27 @@ pub fn take_pending_interrupts() {
     unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
 }
 
-/// Halts the CPU until `deadline_ns` (on the clock of [`crate::clock`]).
-/// Without a working APIC timer it waits actively instead.
+/// Halts the CPU until `deadline_ns` (on the clock of [`crate::clock`]) or
+/// until another CPU kicks it (`smp::kick`), whichever comes first; the
+/// caller looks again either way. Without a working APIC timer it waits
+/// actively instead.
 pub fn sleep_until(deadline_ns: u64) {
     let hz = u128::from(TIMER_HZ.load(Ordering::Relaxed));
-    loop {
-        let now = crate::clock::now_ns();
-        if now >= deadline_ns {
-            return;
-        }
-        if hz == 0 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let ticks = (u128::from(deadline_ns - now) * hz / 1_000_000_000)
-            .clamp(1, u128::from(u32::MAX)) as u32;
-        write(LVT_TIMER, u32::from(TIMER_VECTOR));
-        write(TIMER_INITIAL_COUNT, ticks);
-        // STI's interrupt shadow covers HLT, so a timer interrupt that is
-        // already pending wakes the HLT instead of being taken before it.
-        // SAFETY: the IDT has a gate for TIMER_VECTOR and SPURIOUS_VECTOR
-        // whose handlers only signal EOI; interrupts are off again right after.
-        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    let now = crate::clock::now_ns();
+    if now >= deadline_ns {
+        return;
     }
+    if hz == 0 {
+        core::hint::spin_loop();
+        return;
+    }
+    let ticks =
+        (u128::from(deadline_ns - now) * hz / 1_000_000_000).clamp(1, u128::from(u32::MAX)) as u32;
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL_COUNT, ticks);
+    // STI's interrupt shadow covers HLT, so a timer interrupt or kick that
+    // is already pending wakes the HLT instead of being taken before it.
+    // SAFETY: the IDT has a gate for TIMER_VECTOR and SPURIOUS_VECTOR
+    // whose handlers only signal EOI; interrupts are off again right after.
+    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
 }

@@ -175,7 +175,21 @@ pub fn start_aps(apic_ids: &[u32], page: u64, entry: fn(usize) -> !) -> Vec<u32>
             );
         }
     }
+    CPU_APIC_IDS.call_once(|| running.clone());
     running
+}
+
+/// The local APIC ID of each running Keel CPU, by CPU number.
+static CPU_APIC_IDS: spin::Once<Vec<u32>> = spin::Once::new();
+
+/// Makes Keel CPU `cpu` look at its vCPU now: a fixed IPI with the host
+/// timer's vector, which ends a guest's run (an external-interrupt exit)
+/// or wakes the CPU from HLT in `lapic::sleep_until`; its handler only
+/// signals EOI and the VM loop then sees what another CPU posted.
+pub fn kick(cpu: usize) {
+    if let Some(&id) = CPU_APIC_IDS.get().and_then(|ids| ids.get(cpu)) {
+        super::lapic::send_fixed(id, super::lapic::TIMER_VECTOR);
+    }
 }
 
 /// Waits up to `ns` for `done`; returns whether it came true.

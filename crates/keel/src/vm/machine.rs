@@ -49,6 +49,10 @@ pub struct Machine {
     regions: Vec<(HostRegionId, u64, u64)>,
     /// The host NICs this VM's NICs reach, each with its switch.
     bridges: Vec<Bridge>,
+    /// The vCPU whose loop holds the machine now (each loop sets it when
+    /// it takes the VM's lock): the one whose local APIC the interrupt
+    /// source answers for.
+    current: u32,
 }
 
 /// Host memory Keel allocated for a device when it created the VM: where
@@ -129,6 +133,7 @@ impl Machine {
             refused: RateLimitedLog::default(),
             regions,
             bridges: Vec::new(),
+            current: 0,
         })
     }
 
@@ -169,7 +174,7 @@ impl Machine {
         map.generation()
     }
 
-    /// Whether a device interrupt can reach vCPU 0 as an NMI: an unmasked
+    /// Whether a device interrupt can reach the current vCPU as an NMI: an unmasked
     /// IOAPIC redirection entry with NMI delivery (82093AA 3.2.4), or an
     /// unmasked LVT LINT0 / LINT1 entry with NMI delivery (SDM Vol 3A 11.5.1;
     /// the 8259A drives LINT0). With the local APIC globally disabled,
@@ -181,7 +186,7 @@ impl Machine {
             |entry: u64| entry & MASKED == 0 && DeliveryMode::from_bits(entry) == DeliveryMode::Nmi;
         let router = self.pc.router().lock();
         let ioapic = (0..IOAPIC_PINS).any(|pin| router.ioapic().entry(pin).is_some_and(is_nmi));
-        let lint = router.lapic(0).is_some_and(|apic| {
+        let lint = router.lapic(self.current).is_some_and(|apic| {
             apic.globally_enabled()
                 && [Lvt::Lint0, Lvt::Lint1]
                     .iter()
@@ -230,6 +235,34 @@ impl Machine {
         }
     }
 
+    /// Makes vCPU `vcpu` the one the interrupt source answers for.
+    pub fn set_current(&mut self, vcpu: u32) {
+        self.current = vcpu;
+    }
+
+    /// Whether an INIT waits for the current vCPU.
+    pub fn init_pending(&self) -> bool {
+        self.pc
+            .router()
+            .lock()
+            .lapic(self.current)
+            .is_some_and(|l| l.init_pending())
+    }
+
+    /// Where `gpa` falls in the current vCPU's local APIC page, if its
+    /// APIC is in xAPIC mode there: each vCPU reaches its own APIC at the
+    /// same address (SDM Vol 3A 11.4.1), which the bus (one device per
+    /// address) cannot tell apart.
+    fn local_apic_offset(&self, gpa: u64) -> Option<u64> {
+        let router = self.pc.router().lock();
+        let lapic = router.lapic(self.current)?;
+        if !lapic.mmio_active() {
+            return None;
+        }
+        let base = lapic.apic_base() & 0x000f_ffff_ffff_f000;
+        gpa.checked_sub(base).filter(|&o| o < 0x1000)
+    }
+
     /// Guest RAM, for loaders.
     pub fn ram(&self) -> &GuestMemory {
         &self.ram
@@ -246,6 +279,10 @@ impl vmm_core::exit::Platform for Machine {
     }
 
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        if let Some(offset) = self.local_apic_offset(gpa) {
+            let me = self.current;
+            return self.pc.router().lock().lapic_mmio_read(me, offset, data);
+        }
         self.pc.mmio_read(gpa, data)
     }
 
@@ -254,6 +291,10 @@ impl vmm_core::exit::Platform for Machine {
         if self.map.as_ref().is_some_and(|m| m.writes_to_ram(gpa)) {
             let _ = self.ram.write(gpa, data);
             return;
+        }
+        if let Some(offset) = self.local_apic_offset(gpa) {
+            let me = self.current;
+            return self.pc.router().lock().lapic_mmio_write(me, offset, data);
         }
         self.pc.mmio_write(gpa, data)
     }
@@ -363,30 +404,34 @@ impl vmm_core::exit::Platform for Machine {
 }
 
 impl Machine {
-    /// Xen's callback vector for vCPU 0 while its upcall is pending: it
+    /// Xen's callback vector for the current vCPU while its upcall is pending: it
     /// is injected directly, ahead of the interrupt controllers, and
     /// neither enters the local APIC's IRR/ISR nor needs an EOI (Xen's
     /// hvm/irq.c does the same).
     fn xen_upcall(&self) -> Option<u8> {
-        self.pc.xen().and_then(|x| x.lock().upcall_vector(0))
+        self.pc
+            .xen()
+            .and_then(|x| x.lock().upcall_vector(self.current))
     }
 }
 
-/// vCPU 0's view of the interrupt controllers (and Xen's callback vector).
+/// The current vCPU's view of the interrupt controllers (and Xen's
+/// callback vector).
 impl InterruptSource for Machine {
     fn interrupt_pending(&mut self) -> bool {
-        self.xen_upcall().is_some() || self.pc.router().lock().pending_interrupt(0).is_some()
+        let me = self.current;
+        self.xen_upcall().is_some() || self.pc.router().lock().pending_interrupt(me).is_some()
     }
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
         if let Some(vector) = self.xen_upcall() {
             return Some(vector);
         }
-        self.pc.router().lock().acknowledge(0)
+        self.pc.router().lock().acknowledge(self.current)
     }
     fn nmi_pending(&mut self) -> bool {
-        self.pc.router().lock().pending_nmi(0)
+        self.pc.router().lock().pending_nmi(self.current)
     }
     fn acknowledge_nmi(&mut self) {
-        self.pc.router().lock().acknowledge_nmi(0);
+        self.pc.router().lock().acknowledge_nmi(self.current);
     }
 }

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use device_model::PowerRequest;
 use guest_memory::{GuestMemory, RomAlias};
 use keel::frames::FrameAllocator;
@@ -28,6 +28,7 @@ use vmm_core::interrupts::{deliver, halt_decision, HaltDecision, HaltState, Inte
 use vmm_core::paging::{
     FlushTracker, GuestLayout, GuestPhysMap, MapError, Permissions, LARGE_PAGE_SIZE, PAGE_SIZE,
 };
+use vmm_core::vcpu::{Segment, Sreg};
 use vmm_core::{ExitAction, StopReason, Vcpu};
 
 use crate::cpu::Backend;
@@ -113,12 +114,6 @@ impl fmt::Display for VmError {
 }
 
 fn check_config(config: &VmConfig) -> Result<&str, VmError> {
-    if config.vcpus != 1 {
-        return Err(VmError::Config(alloc::format!(
-            "vcpus = {}: this Keel runs one vCPU per VM",
-            config.vcpus
-        )));
-    }
     if u64::from(config.memory_mib) * MIB > MAX_GUEST_RAM {
         return Err(VmError::Config(alloc::format!(
             "memory = {}: at most {} MiB of guest RAM for now",
@@ -160,13 +155,17 @@ pub struct Ended {
 }
 
 /// Builds the VM described by `config` on this CPU, taking what it needs
-/// from `world` under its lock, and runs it to its end; `exits_so_far`
-/// follows its exit count for the status table.
+/// from `world` under its lock, and runs its vCPU 0 to the VM's end;
+/// `exits_so_far` follows its exit count for the status table. vCPU n
+/// runs on `host_cpus[n]`: the VM is handed to `publish` before vCPU 0
+/// starts, for those CPUs' [`run_ap`].
 pub fn run(
     config: &VmConfig,
     world: &Mutex<Option<World>>,
     backend: Backend,
     exits_so_far: &AtomicU64,
+    host_cpus: &[usize],
+    publish: &dyn Fn(Arc<Shared>),
 ) -> Result<Ended, VmError> {
     let mut guard = world.lock();
     let World {
@@ -319,32 +318,50 @@ pub fn run(
     let mut clock = stats::ExitClock::new();
     let mut console = console::VmConsole::new(&config.name);
     machine.pc.add_com1_output(console.raw_output());
-    let mut looped = Looped {
-        config,
-        firmware: firmware_copy,
-        clock: &mut clock,
-        console: &mut console,
-        exits_so_far,
-    };
-    let (stop, exits, preserved) = match backend {
+    let (stop, preserved, shared) = match backend {
         Backend::Svm(caps) => {
             let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
             drop(guard);
+            let root = npt.root();
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
                 .map_err(VmError::Config)?;
-            run_vcpu(&mut vcpu, &mut machine, &mut looped)?
+            let shared = Arc::new(Shared::new(machine, root, config, host_cpus, firmware_copy));
+            publish(shared.clone());
+            let bsp = Bsp {
+                console: &mut console,
+                exits_so_far,
+            };
+            let (stop, preserved) = run_vcpu(&mut vcpu, &shared, config, &mut clock, Some(bsp));
+            (stop, preserved, shared)
         }
         Backend::Vmx(controls) => {
             let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
             drop(guard);
+            let root = ept.root();
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
                 .map_err(VmError::Config)?;
-            run_vcpu(&mut vcpu, &mut machine, &mut looped)?
+            let shared = Arc::new(Shared::new(machine, root, config, host_cpus, firmware_copy));
+            publish(shared.clone());
+            let bsp = Bsp {
+                console: &mut console,
+                exits_so_far,
+            };
+            let (stop, preserved) = run_vcpu(&mut vcpu, &shared, config, &mut clock, Some(bsp));
+            (stop, preserved, shared)
         }
     };
+    // The other vCPUs' loops leave once they see the VM stopping (they
+    // were kicked); bounded, so a CPU that never answers cannot hold the
+    // VM's end.
+    let until = crate::clock::now_ns().saturating_add(1_000_000_000);
+    while shared.aps_running.load(Ordering::SeqCst) != 0 && crate::clock::now_ns() < until {
+        core::hint::spin_loop();
+    }
     console.ended();
+    let exits = shared.exits.load(Ordering::Relaxed);
+    let machine = shared.machine.lock();
     if config.screen_dump {
         machine.dump_screen(&config.name);
     }
@@ -362,6 +379,141 @@ pub fn run(
         exits,
         preserved,
     })
+}
+
+/// What the loops of one VM's vCPUs share, each loop on its own host CPU:
+/// the machine behind its lock (taken for each exit's handling, never
+/// while the guest runs or the CPU sleeps), the nested page tables' root,
+/// and how the VM is doing (stopping, resets).
+pub struct Shared {
+    machine: Mutex<Machine>,
+    /// nCR3 / the EPT root every vCPU's control structure names.
+    root: u64,
+    /// The host CPU of each vCPU (vCPU n on `host_cpus[n]`).
+    host_cpus: Vec<usize>,
+    /// Why the VM ended and whether it is preserved, set once by the loop
+    /// that saw it; `stopping` tells the other loops to leave.
+    ended: Mutex<Option<(StopReason, bool)>>,
+    stopping: AtomicBool,
+    /// Machine resets so far: each loop resets its vCPU when it sees this move.
+    resets: AtomicU64,
+    /// The guest TSC's offset from the host's, the same on every vCPU
+    /// (RESET clears the TSC, SDM Vol 3B 18.17; Linux checks that the
+    /// vCPUs' TSCs agree).
+    tsc_offset: AtomicU64,
+    exits: AtomicU64,
+    /// Where the firmware sits in guest RAM, and its bytes (reloaded on reset).
+    firmware: (u64, Vec<u8>),
+    reset_limit: Mutex<ResetLimit>,
+    /// vCPU loops other than vCPU 0's still running.
+    aps_running: AtomicUsize,
+}
+
+impl Shared {
+    fn new(
+        mut machine: Machine,
+        root: u64,
+        config: &VmConfig,
+        host_cpus: &[usize],
+        firmware: (u64, &[u8]),
+    ) -> Self {
+        let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
+        {
+            let mut router = machine.pc.router().lock();
+            for v in 0..config.vcpus {
+                router.set_tsc_offset(v, offset);
+            }
+        }
+        machine.set_current(0);
+        Shared {
+            machine: Mutex::new(machine),
+            root,
+            host_cpus: host_cpus.to_vec(),
+            ended: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            resets: AtomicU64::new(0),
+            tsc_offset: AtomicU64::new(offset),
+            exits: AtomicU64::new(0),
+            firmware: (firmware.0, firmware.1.to_vec()),
+            reset_limit: Mutex::new(ResetLimit::new(0, crate::clock::now_ns())),
+            aps_running: AtomicUsize::new(host_cpus.len().saturating_sub(1)),
+        }
+    }
+
+    /// The machine, for vCPU `me`'s loop.
+    fn lock(&self, me: u32) -> spin::MutexGuard<'_, Machine> {
+        let mut m = self.machine.lock();
+        m.set_current(me);
+        m
+    }
+
+    /// Releases the machine, then kicks the host CPUs of the other vCPUs
+    /// a message reached meanwhile (an IPI, a device interrupt), so each
+    /// sees it at once whether it runs the guest or sleeps in HLT.
+    fn release(&self, m: spin::MutexGuard<'_, Machine>, me: u32) {
+        let woken = m.pc.router().lock().take_woken() & !(1u64 << me.min(63));
+        drop(m);
+        self.kick(woken);
+    }
+
+    fn kick(&self, vcpus: u64) {
+        for (v, &cpu) in self.host_cpus.iter().enumerate().take(64) {
+            if vcpus & (1 << v) != 0 {
+                crate::arch::smp::kick(cpu);
+            }
+        }
+    }
+
+    /// The VM ends (the first reason set wins); every loop leaves.
+    fn end(&self, reason: StopReason, preserve: bool) {
+        let mut ended = self.ended.lock();
+        if ended.is_none() {
+            *ended = Some((reason, preserve));
+        }
+        drop(ended);
+        self.stopping.store(true, Ordering::SeqCst);
+        self.kick(u64::MAX);
+    }
+
+    fn outcome(&self) -> (StopReason, bool) {
+        self.ended
+            .lock()
+            .unwrap_or((StopReason::EndedAtConsole, false))
+    }
+}
+
+/// Runs vCPU `vcpu_id` (not 0) of the VM `shared` on this host CPU until
+/// the VM stops: it waits for the guest's INIT / Start-Up IPIs first (SDM
+/// Vol 3A 8.4.4, wait-for-SIPI).
+pub fn run_ap(
+    shared: &Shared,
+    config: &VmConfig,
+    backend: Backend,
+    vcpu_id: u32,
+) -> Result<(), VmError> {
+    let result = match backend {
+        Backend::Svm(caps) => svm::new_vcpu(caps, shared.root, vcpu_id).map(|mut vcpu| {
+            let mut clock = stats::ExitClock::new();
+            run_vcpu(&mut vcpu, shared, config, &mut clock, None);
+        }),
+        Backend::Vmx(controls) => vmx::new_vcpu(controls, shared.root, vcpu_id).map(|mut vcpu| {
+            let mut clock = stats::ExitClock::new();
+            run_vcpu(&mut vcpu, shared, config, &mut clock, None);
+        }),
+    };
+    if let Err(e) = &result {
+        log::error!("VM '{}': vCPU {vcpu_id}: {e}", config.name);
+        shared.end(
+            StopReason::Unhandled {
+                what: "a vCPU that could not be created",
+                rip: 0,
+                info: u64::from(vcpu_id),
+            },
+            false,
+        );
+    }
+    shared.aps_running.fetch_sub(1, Ordering::SeqCst);
+    result
 }
 
 /// `bytes` of contiguous host frames aligned to `align` for this VM's
@@ -590,12 +742,9 @@ fn ide_drive(backend: Box<dyn BlockBackend>, cdrom: bool, writable: bool) -> Ide
     }
 }
 
-/// What the run loop works with besides the vCPU and the machine.
-struct Looped<'a> {
-    config: &'a VmConfig,
-    /// Where the firmware sits in guest RAM, and its bytes (reloaded on reset).
-    firmware: (u64, &'a [u8]),
-    clock: &'a mut stats::ExitClock,
+/// What vCPU 0's loop has besides the others: the VM's console and the
+/// status table's exit count.
+struct Bsp<'a> {
     console: &'a mut console::VmConsole,
     exits_so_far: &'a AtomicU64,
 }
@@ -622,23 +771,21 @@ fn event_action(reason: &StopReason, config: &VmConfig) -> Option<(OnEvent, &'st
     }
 }
 
-/// The run loop, the same for every backend: deliver interrupts, enter,
-/// decode, handle, repeat until something stops the VM; a halted vCPU sleeps
-/// until an interrupt is due. Returns the reason and the number of exits;
-/// `clock` counts each exit by kind and device with its TSC cycles.
+/// The run loop of one vCPU, the same for every backend: deliver
+/// interrupts, enter, decode, handle, repeat until the VM stops; a halted
+/// vCPU sleeps until an interrupt is due, an AP (vCPU n > 0) waits for its
+/// Start-Up IPI. The machine is locked for each pass of handling, never
+/// while the guest runs or the CPU sleeps. Returns why the VM ended and
+/// whether it is preserved; `clock` counts each exit by kind and device
+/// with its TSC cycles.
 fn run_vcpu(
     vcpu: &mut impl Vcpu,
-    machine: &mut Machine,
-    looped: &mut Looped<'_>,
-) -> Result<(StopReason, u64, bool), VmError> {
-    let Looped {
-        config,
-        firmware: (firmware_at, firmware),
-        clock,
-        console,
-        exits_so_far,
-    } = looped;
-    let (config, firmware_at, firmware) = (*config, *firmware_at, *firmware);
+    shared: &Shared,
+    config: &VmConfig,
+    clock: &mut stats::ExitClock,
+    mut bsp: Option<Bsp<'_>>,
+) -> (StopReason, bool) {
+    let me = vcpu.vcpu_id();
     // xl.cfg `cpuid = "host,name=0"`: the named bits go before Keel's own
     // edits, which take what depends on them too.
     let hidden: Vec<CpuidBit> = config
@@ -653,7 +800,7 @@ fn run_vcpu(
         })
         .collect();
     let policy = VmPolicy::new(
-        CpuidPolicy::from_host_hiding(1, crate::cpu::host_cpuid, &hidden),
+        CpuidPolicy::from_host_hiding(config.vcpus, crate::cpu::host_cpuid, &hidden),
         crate::clock::tsc_hz(),
     );
     let v = config.viridian;
@@ -669,7 +816,7 @@ fn run_vcpu(
                 reference_tsc: v.reference_tsc,
             },
             amd,
-            1,
+            config.vcpus,
             crate::clock::tsc_hz(),
             machine::APIC_TIMER_HZ,
             crate::clock::rdtsc(),
@@ -677,56 +824,106 @@ fn run_vcpu(
     };
     let mut policy = policy.with_hyperv(hyperv);
     vcpu.offer_rdtscp(policy.cpuid.offers_rdtscp());
-    let mut exits: u64 = 0;
-    let mut resets = ResetLimit::new(0, crate::clock::now_ns());
     // The map generation this vCPU's cached translations match.
     let mut flushed = FlushTracker::default();
-    start_tsc_at_zero(vcpu, machine);
+    let mut resets_seen = shared.resets.load(Ordering::SeqCst);
+    vcpu.set_tsc_offset(shared.tsc_offset.load(Ordering::SeqCst));
+    // An AP starts in wait-for-SIPI (SDM Vol 3A 8.4.1).
+    let mut wait_for_sipi = me != 0;
     loop {
-        if let Some(reason) = console.poll(machine, clock, &config.name) {
-            return Ok((reason, exits, false));
+        if shared.stopping.load(Ordering::SeqCst) {
+            return shared.outcome();
         }
-        machine.service();
+        let resets = shared.resets.load(Ordering::SeqCst);
+        if resets != resets_seen {
+            // The machine was reset: the BSP starts at the reset vector,
+            // the APs wait for a Start-Up IPI again.
+            resets_seen = resets;
+            vcpu.reset();
+            vcpu.set_tsc_offset(shared.tsc_offset.load(Ordering::SeqCst));
+            policy.hyperv.reset();
+            wait_for_sipi = me != 0;
+        }
+        let mut m = shared.lock(me);
+        if let Some(b) = bsp.as_mut() {
+            if let Some(reason) = b.console.poll(&mut m, clock, &config.name) {
+                shared.release(m, me);
+                shared.end(reason, false);
+                continue;
+            }
+        }
+        m.service();
         // A device that cannot serve the guest within its bounds (raised in
         // a service pass) ends the VM before the guest runs again.
-        if let Some(PowerRequest::Stop { reason }) = machine.pc.power.peek() {
-            return Ok((StopReason::DeviceStop { reason }, exits, false));
+        if let Some(PowerRequest::Stop { reason }) = m.pc.power.peek() {
+            shared.release(m, me);
+            shared.end(StopReason::DeviceStop { reason }, false);
+            continue;
         }
         // Map changes the devices asked for (PAM, SMRAM, A20, BARs) and
         // dirty-log faults take effect before this vCPU runs again.
-        if flushed.needs_flush(machine.apply_memory_map_changes()) {
+        if flushed.needs_flush(m.apply_memory_map_changes()) {
             vcpu.flush_tlb();
+        }
+        // INIT (SDM Vol 3A 10.6.1 / 8.4.4): the BSP restarts at the reset
+        // vector, an AP waits for a Start-Up IPI; a Start-Up IPI to a vCPU
+        // in wait-for-SIPI starts it in real mode at vector << 12.
+        let (init, sipi) = {
+            let mut router = m.pc.router().lock();
+            let init = router.take_init(me);
+            (init, router.take_sipi(me))
+        };
+        if init {
+            vcpu.reset();
+            vcpu.set_tsc_offset(shared.tsc_offset.load(Ordering::SeqCst));
+            wait_for_sipi = me != 0;
+        }
+        if let (true, Some(vector)) = (wait_for_sipi, sipi) {
+            start_at_sipi(vcpu, vector);
+            wait_for_sipi = false;
+        }
+        if wait_for_sipi {
+            let poll = crate::clock::now_ns().saturating_add(AP_POLL_NS);
+            shared.release(m, me);
+            crate::arch::lapic::sleep_until(poll);
+            continue;
         }
         // `sti; hlt` with an interrupt waiting: the HLT completes first, as
         // on hardware (the window exit may open inside the STI shadow).
-        complete_hlt_in_shadow(vcpu, machine);
-        deliver(vcpu, machine);
+        complete_hlt_in_shadow(vcpu, &mut *m);
+        deliver(vcpu, &mut *m);
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
         // that comes due then is delivered on time.
-        crate::arch::lapic::arm(machine.pc.next_deadline_ns());
+        crate::arch::lapic::arm(m.pc.next_deadline_ns());
         // A backend with its own copy of CR8 (SVM's V_TPR) sees the APIC's
         // TPR, and a CR8 write the guest made without exiting reaches the APIC.
-        let tpr = Platform::cr8(machine, vcpu.vcpu_id()) as u8;
+        let tpr = Platform::cr8(&mut *m, me) as u8;
         vcpu.set_virtual_tpr(tpr);
+        shared.release(m, me);
         clock.enter();
         let exit = vcpu.run();
-        clock.exited(&exit, machine.pc.bus());
         // Where the guest was when it exited, before the handler moves RIP
         // on: the HLT or reset write a stop message names.
         let rip = vcpu.rip();
         crate::arch::lapic::take_pending_interrupts();
+        let mut m = shared.lock(me);
+        clock.exited(&exit, m.pc.bus());
         if let Some(t) = vcpu.virtual_tpr().filter(|&t| t != tpr) {
-            Platform::set_cr8(machine, vcpu.vcpu_id(), u64::from(t));
+            Platform::set_cr8(&mut *m, me, u64::from(t));
         }
-        exits += 1;
-        exits_so_far.store(exits, Ordering::Relaxed);
-        let mut action = handle_exit(&exit, vcpu, machine, &mut policy);
+        let exits = shared.exits.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(b) = &bsp {
+            b.exits_so_far.store(exits, Ordering::Relaxed);
+        }
+        let mut action = handle_exit(&exit, vcpu, &mut *m, &mut policy);
         if action == ExitAction::Halt {
-            action = wait_for_interrupt(vcpu, machine, rip, console, clock, &config.name);
+            shared.release(m, me);
+            action = wait_for_interrupt(vcpu, shared, rip, resets_seen, &mut bsp, clock, config);
+            m = shared.lock(me);
         }
         let mut reboot = false;
-        let mut ended = match machine.pc.power.take() {
+        let mut ended = match m.pc.power.take() {
             Some(PowerRequest::DebugExit { status }) => Some(StopReason::DebugExit { status }),
             Some(PowerRequest::AcpiPowerOff | PowerRequest::GuestPowerOff) => {
                 Some(StopReason::PoweredOff)
@@ -749,16 +946,21 @@ fn run_vcpu(
         let preserve = matches!(event, Some((OnEvent::Preserve, _)));
         match (event, ended) {
             (Some((OnEvent::Restart, key)), ended) => {
-                if let Err(in_a_row) = resets.on_reset(exits, crate::clock::now_ns()) {
-                    return Ok((
+                let in_a_row = shared
+                    .reset_limit
+                    .lock()
+                    .on_reset(exits, crate::clock::now_ns());
+                if let Err(in_a_row) = in_a_row {
+                    shared.release(m, me);
+                    shared.end(
                         StopReason::Unhandled {
                             what: "a guest that keeps resetting the machine (resets in a row)",
                             rip,
                             info: u64::from(in_a_row),
                         },
-                        exits,
                         false,
-                    ));
+                    );
+                    continue;
                 }
                 match ended {
                     None => log::info!(
@@ -772,32 +974,59 @@ fn run_vcpu(
                 }
                 // RAM keeps its contents across a reset, except the firmware,
                 // which is fresh as if read from ROM again; disks keep theirs.
-                if let Err(e) = machine.ram().write(firmware_at, firmware) {
+                let (firmware_at, firmware) = (&shared.firmware.0, &shared.firmware.1);
+                if let Err(e) = m.ram().write(*firmware_at, firmware) {
                     log::error!("VM '{}': firmware reload: {e}", config.name);
                 }
-                machine.pc.reset();
-                policy.hyperv.reset();
-                start_tsc_at_zero(vcpu, machine);
-                vcpu.reset();
+                m.pc.reset();
+                let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
+                shared.tsc_offset.store(offset, Ordering::SeqCst);
+                {
+                    let mut router = m.pc.router().lock();
+                    for v in 0..config.vcpus {
+                        router.set_tsc_offset(v, offset);
+                    }
+                }
+                // Every loop (this one at its next pass) resets its vCPU.
+                shared.resets.fetch_add(1, Ordering::SeqCst);
+                drop(m);
+                shared.kick(!(1u64 << me.min(63)));
                 continue;
             }
-            (Some(_), None) => return Ok((StopReason::Rebooted, exits, preserve)),
-            (_, Some(reason)) => return Ok((reason, exits, preserve)),
-            (None, None) => {}
+            (Some(_), None) => {
+                shared.release(m, me);
+                shared.end(StopReason::Rebooted, preserve);
+            }
+            (_, Some(reason)) => {
+                shared.release(m, me);
+                shared.end(reason, preserve);
+            }
+            (None, None) => shared.release(m, me),
         }
     }
 }
 
-/// RESET clears the TSC (SDM Vol 3B 18.17): the guest's counts from 0 now,
-/// through the vCPU's TSC offset, which the local APIC's TSC-deadline timer uses too.
-fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
-    let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
-    vcpu.set_tsc_offset(offset);
-    machine
-        .pc
-        .router()
-        .lock()
-        .set_tsc_offset(vcpu.vcpu_id(), offset);
+/// How long an AP in wait-for-SIPI, or a halted vCPU of an SMP VM that
+/// only another vCPU can wake, sleeps between looks (a kick wakes it
+/// earlier).
+const AP_POLL_NS: u64 = 10_000_000;
+
+/// A Start-Up IPI's effect on a vCPU in wait-for-SIPI (SDM Vol 3A 8.4.4.1,
+/// 10.6.1): the INIT state, then real mode at `vector << 12`, i.e. CS
+/// selector `vector << 8`, CS base `vector << 12`, IP 0.
+fn start_at_sipi(vcpu: &mut impl Vcpu, vector: u8) {
+    let tsc = vcpu.tsc_offset();
+    vcpu.reset();
+    vcpu.set_tsc_offset(tsc);
+    vcpu.set_segment(
+        Sreg::Cs,
+        Segment {
+            selector: u16::from(vector) << 8,
+            base: u64::from(vector) << 12,
+            ..vmm_core::reset::CODE_SEGMENT
+        },
+    );
+    vcpu.set_rip(0);
 }
 
 /// When a halted vCPU must look again: the next device deadline; with
@@ -806,14 +1035,14 @@ fn start_tsc_at_zero(vcpu: &mut impl Vcpu, machine: &mut Machine) {
 /// port and COM1's receive interrupt armed, the next console poll, since a
 /// typed key may wake it (otherwise a halt no device can end still stops
 /// the VM).
-fn halt_deadline(machine: &mut Machine, console: &console::VmConsole) -> Option<u64> {
+fn halt_deadline(machine: &mut Machine, console: Option<&console::VmConsole>) -> Option<u64> {
     let mut deadline = machine.pc.next_deadline_ns();
     if machine.has_uplink() {
         let poll = crate::clock::now_ns().saturating_add(machine::NET_POLL_NS);
         deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
     }
     if let Some(poll) = console
-        .wake_deadline_ns()
+        .and_then(|c| c.wake_deadline_ns())
         .filter(|_| machine.pc.com1_receive_interrupt_armed())
     {
         deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
@@ -823,33 +1052,54 @@ fn halt_deadline(machine: &mut Machine, console: &console::VmConsole) -> Option<
 
 /// HLT: the vCPU sleeps until an interrupt it accepts is due (SDM Vol 3A
 /// 8.10.2: HLT ends on an unmasked interrupt, NMI, INIT or reset). The host
-/// CPU halts too, woken by its timer at the next device deadline. Returns
-/// `Resume` when the vCPU should run again, or why the VM stops
-/// (`halt_decision` says which).
+/// CPU halts too, woken by its timer at the next device deadline or by a
+/// kick from another vCPU's CPU. Returns `Resume` when the vCPU should run
+/// again, or why the VM stops (`halt_decision` says which). In an SMP VM
+/// another vCPU may still send an NMI or INIT, so a halt nothing else can
+/// end only sleeps.
 fn wait_for_interrupt(
     vcpu: &mut impl Vcpu,
-    machine: &mut Machine,
+    shared: &Shared,
     hlt_rip: u64,
-    console: &mut console::VmConsole,
+    resets_seen: u64,
+    bsp: &mut Option<Bsp<'_>>,
     clock: &stats::ExitClock,
-    name: &str,
+    config: &VmConfig,
 ) -> ExitAction {
+    let me = vcpu.vcpu_id();
     loop {
-        if let Some(reason) = console.poll(machine, clock, name) {
-            return ExitAction::Stop(reason);
+        if shared.stopping.load(Ordering::SeqCst)
+            || shared.resets.load(Ordering::SeqCst) != resets_seen
+        {
+            return ExitAction::Resume;
         }
-        machine.service();
+        let mut m = shared.lock(me);
+        if let Some(b) = bsp.as_mut() {
+            if let Some(reason) = b.console.poll(&mut m, clock, &config.name) {
+                shared.release(m, me);
+                return ExitAction::Stop(reason);
+            }
+        }
+        m.service();
+        if m.init_pending() {
+            shared.release(m, me);
+            return ExitAction::Resume;
+        }
         let state = HaltState {
             interrupts_enabled: vcpu.interrupts_enabled(),
-            interrupt_pending: machine.interrupt_pending(),
-            nmi_pending: machine.nmi_pending(),
-            nmi_route: machine.nmi_route(),
-            power_request: machine.pc.power.peek().is_some(),
-            next_deadline_ns: halt_deadline(machine, console),
+            interrupt_pending: m.interrupt_pending(),
+            nmi_pending: m.nmi_pending(),
+            nmi_route: m.nmi_route(),
+            power_request: m.pc.power.peek().is_some(),
+            next_deadline_ns: halt_deadline(&mut m, bsp.as_ref().map(|b| &*b.console)),
         };
+        shared.release(m, me);
         match halt_decision(&state) {
             HaltDecision::Resume => return ExitAction::Resume,
             HaltDecision::SleepUntil(deadline) => crate::arch::lapic::sleep_until(deadline),
+            HaltDecision::Stop { .. } if config.vcpus > 1 => {
+                crate::arch::lapic::sleep_until(crate::clock::now_ns().saturating_add(AP_POLL_NS))
+            }
             HaltDecision::Stop { interrupts_enabled } => {
                 return ExitAction::Stop(StopReason::HaltedForever {
                     rip: hlt_rip,

@@ -68,7 +68,14 @@ pub fn create_vcpu(
     let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
     let npt = NestedPageTable::<NptFormat>::with_mappings(&mut tables, largest, reserved, ranges)
         .map_err(VmError::Map)?;
+    let vcpu = new_vcpu(caps, npt.root(), 0)?;
+    Ok((vcpu, npt))
+}
 
+/// vCPU `vcpu_id` of a VM whose nested page tables are rooted at `ncr3`,
+/// in its reset state, with an ASID of its own; built on the host CPU that
+/// runs it (SVM is on there: `cpu::enable_this_cpu`).
+pub fn new_vcpu(caps: SvmCaps, ncr3: u64, vcpu_id: u32) -> Result<SvmVcpu, VmError> {
     let iopm = Box::new(IoPermissionMap::intercept_all());
     let mut msrpm = Box::new(MsrPermissionMap::intercept_all());
     for &msr in PASS_THROUGH_MSRS {
@@ -82,9 +89,9 @@ pub fn create_vcpu(
         ))
     })?;
     let config = SvmVcpuConfig {
-        vcpu_id: 0,
+        vcpu_id,
         asid,
-        ncr3: npt.root(),
+        ncr3,
         nrip_save: caps.nrip_save,
         decode_assists: caps.decode_assists,
         flush_by_asid: caps.flush_by_asid,
@@ -93,6 +100,5 @@ pub fn create_vcpu(
     // SAFETY: SVM is enabled on this CPU (`cpu::enable_this_cpu` at its start), and the nested tables map only
     // this VM's memory (RAM, firmware, device regions: `GuestPhysMap`
     // refuses anything else) and are never freed (Keel ends with the VM).
-    let vcpu = unsafe { SvmVcpu::new(config, iopm, msrpm, identity) };
-    Ok((vcpu, npt))
+    Ok(unsafe { SvmVcpu::new(config, iopm, msrpm, identity) })
 }

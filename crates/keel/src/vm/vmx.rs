@@ -54,7 +54,18 @@ pub fn create_vcpu(
     let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
     let ept = NestedPageTable::<EptFormat>::with_mappings(&mut tables, largest, reserved, ranges)
         .map_err(VmError::Map)?;
+    let vcpu = new_vcpu(controls, ept.root(), 0)?;
+    Ok((vcpu, ept))
+}
 
+/// vCPU `vcpu_id` of a VM whose EPT tables are rooted at `root`, in its
+/// reset state, with a VPID of its own and its VMCS current on this host
+/// CPU, the one that runs it (VMX is on there: `cpu::enable_this_cpu`).
+pub fn new_vcpu(
+    controls: VmxControls,
+    root: u64,
+    vcpu_id: u32,
+) -> Result<VmxVcpu<HwVmcs>, VmError> {
     let io = Box::new(IoBitmaps::intercept_all());
     let mut msr = Box::new(MsrBitmap::intercept_all());
     for &m in PASS_THROUGH_MSRS {
@@ -78,9 +89,9 @@ pub fn create_vcpu(
     })?;
 
     let config = VmxVcpuConfig {
-        vcpu_id: 0,
+        vcpu_id,
         vpid: vpid as u16,
-        eptp: eptp(ept.root()),
+        eptp: eptp(root),
         controls,
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
     };
@@ -88,6 +99,5 @@ pub fn create_vcpu(
     // tables map only this VM's memory (RAM, firmware, device regions:
     // `GuestPhysMap` refuses anything else) and are never freed (Keel ends
     // with the VM).
-    let vcpu = unsafe { VmxVcpu::new(config, io, msr, vmcs, &hw::host_state(), identity) };
-    Ok((vcpu, ept))
+    Ok(unsafe { VmxVcpu::new(config, io, msr, vmcs, &hw::host_state(), identity) })
 }

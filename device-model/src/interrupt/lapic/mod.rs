@@ -595,6 +595,11 @@ impl LocalApic {
     }
 
     /// Takes a received INIT (the VM loop resets the vCPU's registers).
+    /// Whether an INIT waits for [`Self::take_init`].
+    pub fn init_pending(&self) -> bool {
+        self.init_pending
+    }
+
     pub fn take_init(&mut self) -> bool {
         core::mem::take(&mut self.init_pending)
     }

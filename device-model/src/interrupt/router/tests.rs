@@ -397,3 +397,39 @@ fn intx_in_apic_mode_reaches_the_ioapic_pin_of_the_routed_irq() {
         "remote IRR clear"
     );
 }
+
+/// SDM Vol 3A 11.6.2: an IPI to an APIC ID nobody has reaches no one; a
+/// logical cluster destination names the APICs of that cluster whose
+/// member bit is set; "all including self" reaches everyone. Each APIC
+/// a message reached is reported once for the VM loop to kick.
+#[test]
+fn ipi_destinations_and_the_vcpus_they_wake() {
+    let (mut r, _) = router(4);
+    apic_mode(&mut r);
+    r.take_woken();
+    lapic_write(&mut r, 0, 0x310, 0x0900_0000); // physical 9: absent
+    lapic_write(&mut r, 0, 0x300, 0x0000_0070);
+    for vcpu in 0..4 {
+        assert_eq!(r.pending_interrupt(vcpu), None);
+    }
+    assert_eq!(r.take_woken(), 0, "an absent APIC ID wakes no one");
+    // Cluster model: DFR 0FFFFFFFh; vCPU n in cluster n/2, member bit n%2.
+    for vcpu in 0..4u32 {
+        lapic_write(&mut r, vcpu, 0xE0, 0x0FFF_FFFF);
+        let ldr = ((vcpu / 2) << 4) | (1 << (vcpu % 2));
+        lapic_write(&mut r, vcpu, 0xD0, ldr << 24);
+    }
+    lapic_write(&mut r, 0, 0x310, 0x1200_0000); // cluster 1, member bit 1
+    lapic_write(&mut r, 0, 0x300, 0x0000_0871); // fixed, logical
+    assert_eq!(r.pending_interrupt(3), Some(0x71));
+    for vcpu in 0..3 {
+        assert_eq!(r.pending_interrupt(vcpu), None, "vCPU {vcpu}");
+    }
+    assert_eq!(r.take_woken(), 1 << 3);
+    lapic_write(&mut r, 1, 0x300, 0x0008_0072); // all including self
+    for vcpu in 0..4 {
+        assert!(r.lapic(vcpu).unwrap().irr_set(0x72), "vCPU {vcpu}");
+    }
+    assert_eq!(r.take_woken(), 0b1111);
+    assert_eq!(r.take_woken(), 0, "taken once");
+}
