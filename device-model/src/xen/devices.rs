@@ -16,7 +16,9 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use guest_log::RateLimitedLog;
 use guest_memory::GuestMemory;
+use log::Level;
 
 use super::blkback::{BlkBack, BlkBackConfig};
 use super::grant_table::GrantTable;
@@ -58,6 +60,8 @@ pub struct XenDevices {
     vbd_configs: Vec<VbdConfig>,
     name: String,
     memory_kib: u64,
+    /// A frontend named a port Keel cannot bind (guest-caused).
+    log: RateLimitedLog,
 }
 
 /// [`XenbusKeys`] over the store for one device's two directories.
@@ -130,6 +134,7 @@ impl XenDevices {
             vbd_configs,
             name: String::from(name),
             memory_kib,
+            log: RateLimitedLog::new(),
         };
         devices.power_on();
         devices
@@ -214,15 +219,87 @@ impl XenDevices {
             let port = v.back.event_channel();
             if port != v.bound {
                 v.bound = port.filter(|&p| xen.bind_backend(p));
-                if port.is_some() && v.bound.is_none() {
-                    log::warn!(
-                        "xen-blkback {}: the frontend's event channel {:?} is not unbound for Keel",
-                        v.front,
-                        port
+                if let (Some(p), None) = (port, v.bound) {
+                    self.log.log(
+                        Level::Warn,
+                        format_args!(
+                            "xen-blkback {}: the frontend's event channel {} is not unbound for Keel: the vbd is not served",
+                            v.front, p.0
+                        ),
                     );
                 }
             }
             self.store_more = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::memory_map::MemoryMapQueue;
+    use crate::power::PowerControl;
+    use crate::storage::RamDisk;
+    use crate::xen::xenstore::XenbusState;
+    use crate::xen::XenPages;
+
+    const RAM: u64 = 0x100_0000;
+
+    fn setup() -> (Xen, XenDevices) {
+        let m = GuestMemory::new(RAM as usize);
+        let xen = Xen::new(
+            m.clone(),
+            XenPages::at_top_of(RAM),
+            1,
+            FakeClock::new(1_000),
+            2_000_000_000,
+            1_700_000_000,
+            MemoryMapQueue::new(),
+            PowerControl::new(),
+        );
+        let disk = RamDisk::new("d", alloc::vec![0; 8 * 512]).unwrap();
+        let devices = XenDevices::new(
+            &xen,
+            m,
+            "vm",
+            RAM / 1024,
+            alloc::vec![XenDisk {
+                virtual_device: 768,
+                dev: "hda",
+                backend: Box::new(disk),
+            }],
+        );
+        (xen, devices)
+    }
+
+    /// blkif.h and xenbus.h: before the guest runs, the toolstack's
+    /// frontend directory (device-type "disk", the backend's path) and the
+    /// backend in InitWait with its features; a reset leaves the same.
+    #[test]
+    fn the_store_holds_each_disk_as_a_vbd_in_init_wait() {
+        let (_xen, mut d) = setup();
+        for _ in 0..2 {
+            let fe = "/local/domain/1/device/vbd/768";
+            let be = "/local/domain/0/backend/vbd/1/768";
+            assert_eq!(d.store.read(&join(fe, "device-type")), Some(&b"disk"[..]));
+            assert_eq!(d.store.read(&join(fe, "backend")), Some(be.as_bytes()));
+            assert_eq!(d.store.read_state(fe), Some(XenbusState::Initialising));
+            assert_eq!(d.store.read_state(be), Some(XenbusState::InitWait));
+            assert_eq!(
+                d.store.read(&join(be, "feature-flush-cache")),
+                Some(&b"1"[..])
+            );
+            assert!(d.vbds[0].bound.is_none());
+            d.reset();
+        }
+    }
+
+    /// Nothing is served until the guest kicks: no store pass, no ring.
+    #[test]
+    fn an_idle_guest_costs_no_pass() {
+        let (mut xen, mut d) = setup();
+        d.service(&mut xen);
+        assert!(!d.needs_service());
     }
 }
