@@ -620,8 +620,10 @@ impl Pc {
             disks,
         );
         let devices = Arc::new(Mutex::new(devices));
-        let d = devices.clone();
-        self.resets.push(Box::new(move || d.lock().reset()));
+        // After Xen's own reset (pushed by add_xen, so run before this).
+        let (d, x) = (devices.clone(), xen.clone());
+        self.resets
+            .push(Box::new(move || d.lock().reset(&x.lock())));
         self.xen_devices = Some(devices);
         Ok(())
     }

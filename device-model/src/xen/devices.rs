@@ -171,9 +171,13 @@ impl XenDevices {
         }
     }
 
-    /// A machine reset: the store and every backend as at power-on (the
-    /// guest's ports were closed by [`Xen::reset`]).
-    pub fn reset(&mut self) {
+    /// A machine reset, after [`Xen::reset`] closed the guest's ports and
+    /// allocated the store's again: the store and every backend as at
+    /// power-on.
+    pub fn reset(&mut self, xen: &Xen) {
+        let (gfn, port) = xen.store();
+        self.store = XenStore::new(gfn * 4096, port);
+        self.store_port = port;
         self.power_on();
     }
 
@@ -278,7 +282,7 @@ mod tests {
     /// backend in InitWait with its features; a reset leaves the same.
     #[test]
     fn the_store_holds_each_disk_as_a_vbd_in_init_wait() {
-        let (_xen, mut d) = setup();
+        let (xen, mut d) = setup();
         for _ in 0..2 {
             let fe = "/local/domain/1/device/vbd/768";
             let be = "/local/domain/0/backend/vbd/1/768";
@@ -291,7 +295,7 @@ mod tests {
                 Some(&b"1"[..])
             );
             assert!(d.vbds[0].bound.is_none());
-            d.reset();
+            d.reset(&xen);
         }
     }
 
