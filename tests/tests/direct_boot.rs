@@ -134,6 +134,63 @@ fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
     );
 }
 
+/// Debian's kernel with `xen_platform_pci = 1` (tests/vms/linux-xen.cfg,
+/// docs/XEN.md): the plain boot's checks but the LAPIC timer's and 6 more:
+/// Linux detected Xen HVM and its version, enabled the callback vector,
+/// keeps time on the `xen` clocksource, ticks on Xen's vCPU timer
+/// (VIRQ_TIMER) and talked to Keel's xenstore over the store event
+/// channel; it unplugged the emulated disks and NICs through the platform
+/// device's ports and powers off through ACPI S5.
+#[test]
+fn debian_linux_detects_xen_hvm_with_xen_platform_pci() {
+    let (vm, o) = boot_and_check_date("linux-xen", 0);
+    verdict(check_suite_report(&o, &vm.config.name, 19));
+    verdict(check_stop(
+        &o,
+        &vm.config.name,
+        "powered the machine off (ACPI S5)",
+        0,
+    ));
+    for (line, what) in [
+        ("Hypervisor detected: Xen HVM", "Xen detected"),
+        ("Xen version 4.17", "Xen's version from xen_version"),
+        (
+            "Xen HVM callback vector for event delivery is enabled",
+            "the callback vector",
+        ),
+        ("Switched to clocksource xen", "the Xen PV clock"),
+        (
+            "xen-platform-pci: the guest unplugged the emulated disks",
+            "the disk unplug",
+        ),
+        (
+            "xen-platform-pci: the guest unplugged the emulated NICs",
+            "the NIC unplug",
+        ),
+    ] {
+        assert!(
+            o.lines.iter().any(|l| l.contains(line)),
+            "{what}: no '{line}' in the log\n{}",
+            o.report()
+        );
+    }
+    let bad: Vec<&String> = o
+        .lines
+        .iter()
+        .filter(|l| {
+            l.contains("Kernel panic")
+                || l.contains("BUG:")
+                || l.contains("of unknown MSR")
+                || l.contains("ACPI Error")
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "kernel or Keel log problems: {bad:?}\n{}",
+        o.report()
+    );
+}
+
 /// The multiboot test kernel's checks with one module: 12 of the loader's
 /// hand-over (command line, memory map, the module), 18 of the PC state
 /// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map)

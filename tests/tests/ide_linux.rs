@@ -308,3 +308,84 @@ fn seabios_boots_debian_from_a_virtio_blk_disk() {
     verdict(check_stop(&o, name, "powered the machine off (ACPI S5)", 0));
     no_kernel_trouble(&o);
 }
+
+/// Xen PV-on-HVM's disk path (docs/XEN.md): SeaBIOS boots Debian from the
+/// IDE disk of a VM with `xen_platform_pci = 1`; Linux unplugs the emulated
+/// disks through the platform device's ports, Keel takes the IDE disk off
+/// the bus, and xen-blkfront finds the same image as `/dev/xvda` through
+/// Keel's xenstore and blkback: partitions, size, xtask's pattern, the
+/// kernel on the FAT partition, a written pattern and random bytes written
+/// with O_DIRECT read back; the CD-ROM stays on IDE (only disks unplug).
+#[test]
+fn debian_moves_from_ide_to_xen_blkfront_with_xen_platform_pci() {
+    artifacts_dir();
+    let ws = workspace::Workspace::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir(std::env::temp_dir().join(format!("keel-xen-boot-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let disk = dir.0.join("boot.img");
+    ide_assets::disk_with_mode(&disk, ide_assets::XEN_MODE).unwrap_or_else(|e| panic!("{e}"));
+    let cd = ide_assets::resolve(ide_assets::DEBIAN_CD)
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&cd, dir.0.join("cd.iso")).unwrap();
+    let cfg = dir.0.join("debian-xen-boot.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"debian-xen-boot\"\nmemory = 256\nvcpus = 1\nfirmware = \"seabios\"\n\
+         xen_platform_pci = 1\n\
+         disk = [ 'boot.img,raw,hda,rw', 'cd.iso,raw,hdc:cdrom,r' ]\n",
+    )
+    .unwrap();
+    let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let built = xtask::iso::build_iso(&vm, &ws.keel_elf(), &ws.bare_metal_dir(), &dir.0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = test_options(vm.config.memory_mib);
+    opts.host_disks = built
+        .host_disks
+        .attach(&[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = runner::run_iso(&built.path, Backend::Svm, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let name = &vm.config.name;
+    logged(&o, "keel: ", "xenstore with 1 vbds");
+    logged(&o, &format!("[{name}:bios] "), "Booting from Hard Disk...");
+    logged(
+        &o,
+        "keel: ",
+        "xen-platform-pci: the guest unplugged the emulated disks (1 IDE disks removed)",
+    );
+    verdict(check_suite_report(&o, name, ide_assets::XEN_CHECKS));
+    for check in [
+        "xen-blkfront",
+        "xen-read-host-pattern",
+        "xen-write-guest-pattern",
+        "xen-write-random",
+        "no-ide-disk",
+        "cd-file",
+    ] {
+        logged(&o, &format!("[{name}] "), &format!("PASS {check}"));
+    }
+    verdict(check_stop(&o, name, "powered the machine off (ACPI S5)", 0));
+    no_kernel_trouble(&o);
+    // The random bytes went through blkback into the host's file: their
+    // md5 (printed by the guest) is that of the guest's half of the data
+    // partition in the file after the VM ended.
+    let md5 = o
+        .lines
+        .iter()
+        .find_map(|l| l.split("ide-init: xen-random-md5 ").nth(1))
+        .unwrap_or_else(|| panic!("no xen-random-md5 line\n{}", o.report()))
+        .trim()
+        .to_string();
+    let sector = ide_assets::SECTOR as usize;
+    let data = ide_assets::DATA_START as usize * sector;
+    let half = ide_assets::PATTERN_SECTORS as usize * sector;
+    let after = std::fs::read(&disk).unwrap();
+    let region = dir.0.join("region.bin");
+    std::fs::write(&region, &after[data + half..data + 2 * half]).unwrap();
+    let out = Command::new("md5sum").arg(&region).output().unwrap();
+    let host_md5 = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        host_md5.starts_with(&md5),
+        "the disk file's guest half has md5 {host_md5}, the guest wrote {md5}"
+    );
+}

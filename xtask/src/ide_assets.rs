@@ -121,6 +121,11 @@ pub const MODULE_ROOTS: &[&str] = &[
     "virtio_blk",
 ];
 
+/// The modules of the Xen vbd path (xen-blkfront), loaded only in the
+/// `xen` mode ([`XEN_MODE`]): on any other machine the module refuses to
+/// load, which would stop `load_modules`.
+pub const XEN_MODULE_ROOTS: &[&str] = &["xen_blkfront"];
+
 /// The pattern xtask writes (`who` = `host`) and the one the guest writes
 /// after it (`guest`): sector `i` is `keel WHO sector NNNNNN`, padded with
 /// spaces to 511 bytes, then a newline. The guest makes both with awk.
@@ -146,9 +151,13 @@ mode=disk
 grep -q "keel_test=cd" /proc/cmdline && mode=cd
 grep -q "keel_test=bench" /proc/cmdline && mode=bench
 grep -q "keel_test=virtio" /proc/cmdline && mode=virtio
-# The disk SeaBIOS booted from: the IDE disk, or the virtio-blk one.
+grep -q "keel_test=xen" /proc/cmdline && mode=xen
+# The disk SeaBIOS booted from: the IDE disk, or the virtio-blk one, or
+# under Xen the same IDE disk as the vbd xen-blkfront finds after the
+# kernel unplugged the emulated disks.
 boot=/dev/sda
 [ "$mode" = virtio ] && boot=/dev/vda
+[ "$mode" = xen ] && boot=/dev/xvda
 echo "PASS ide-init"
 echo "ide-init: kernel $(uname -r), checking the $mode"
 SHELL_CHECKS
@@ -194,10 +203,25 @@ read_host_pattern() {
 }
 write_guest_pattern() {
     pattern guest PATTERN_SECTORS > /tmp/guest
-    dd if=/tmp/guest of=/dev/sda2 bs=512 seek=PATTERN_SECTORS conv=fsync || return 1
+    dd if=/tmp/guest of=${boot}2 bs=512 seek=PATTERN_SECTORS conv=fsync || return 1
     drop_caches
-    dd if=/dev/sda2 of=/tmp/got bs=512 skip=PATTERN_SECTORS count=PATTERN_SECTORS &&
+    dd if=${boot}2 of=/tmp/got bs=512 skip=PATTERN_SECTORS count=PATTERN_SECTORS &&
         cmp /tmp/guest /tmp/got
+}
+# Random bytes over the guest's half of the data partition, written and
+# read back with O_DIRECT (multi-segment blkif requests).
+xen_random() {
+    head -c $((PATTERN_SECTORS * 512)) /dev/urandom > /tmp/random
+    dd if=/tmp/random of=${boot}2 bs=64k seek=$((PATTERN_SECTORS / 128)) oflag=direct conv=fsync || return 1
+    drop_caches
+    dd if=${boot}2 of=/tmp/got bs=64k skip=$((PATTERN_SECTORS / 128)) count=$((PATTERN_SECTORS / 128)) iflag=direct &&
+        cmp /tmp/random /tmp/got || return 1
+    echo "ide-init: xen-random-md5 $(md5sum /tmp/random | cut -d " " -f 1)" > /dev/console
+}
+load_xen_modules() {
+    for m in $(cat /etc/keel/xen-modules); do
+        insmod "/lib/modules/$m" || return 1
+    done
 }
 # Random bytes after xtask's pattern on the virtio disk, written and read
 # back with O_DIRECT (multi-segment requests); their md5 goes to the
@@ -377,6 +401,18 @@ if [ "$mode" = disk ]; then
     check fat-write fat_write
     check fat-read-back fat_read_back
 fi
+if [ "$mode" = xen ]; then
+    check xen-unplug sh -c 'dmesg | grep -q "unplug emulated disks"'
+    check xen-blkfront load_xen_modules
+    check xen-disk-present wait_for /dev/xvda
+    check xen-disk-partitions wait_for /dev/xvda2
+    check xen-disk-capacity test "$(cat /sys/block/xvda/size)" = DISK_SECTORS
+    check xen-read-host-pattern read_host_pattern /dev/xvda2
+    check xen-write-guest-pattern write_guest_pattern
+    check xen-write-random xen_random
+    check fat-kernel-md5 fat_kernel
+    check no-ide-disk test ! -b /dev/sda
+fi
 if [ "$mode" = virtio ]; then
     check virtio-present wait_for /dev/vda
     check virtio-driver sh -c 'readlink /sys/block/vda/device/driver | grep -q virtio_blk'
@@ -426,10 +462,16 @@ pub const CD_MODE: &str = "cd noapic";
 /// disk through `virtio_blk` and that no IDE disk is there.
 pub const VIRTIO_MODE: &str = "virtio";
 
+/// The `syslinux_cfg` mode of the disk a VM with `xen_platform_pci = 1`
+/// boots from IDE: `/init` checks that Linux unplugged the IDE disk and
+/// reads and writes the same disk through xen-blkfront as `/dev/xvda`.
+pub const XEN_MODE: &str = "xen";
+
 /// How many checks pass when all do: disk mode, CD mode and virtio mode.
 pub const DISK_CHECKS: u32 = 27;
 pub const CD_CHECKS: u32 = 10;
 pub const VIRTIO_CHECKS: u32 = 12;
+pub const XEN_CHECKS: u32 = 20;
 
 /// The SYSLINUX/ISOLINUX configuration: at once, on COM1, with `console=ttyS0`.
 pub fn syslinux_cfg(mode: &str) -> String {
@@ -547,7 +589,12 @@ fn build_images() -> Result<Images, String> {
     let dir = ide_dir()?;
     let modules_dir = d.root.join("lib/modules").join(&d.version);
     let modules = module_load_order(&modules_dir, MODULE_ROOTS)?;
-    let recipe = recipe(&d, &modules);
+    let xen_modules: Vec<String> = module_load_order(&modules_dir, XEN_MODULE_ROOTS)?
+        .into_iter()
+        .filter(|m| !modules.contains(m))
+        .collect();
+    let all: Vec<String> = modules.iter().chain(&xen_modules).cloned().collect();
+    let recipe = recipe(&d, &all);
     let disk = dir.join("disk.img");
     let cd = dir.join("cd.iso");
     let vdisk = dir.join("vdisk.img");
@@ -575,12 +622,17 @@ fn build_images() -> Result<Images, String> {
             l.push('\n');
             l.into_bytes()
         }),
+        ("etc/keel/xen-modules".to_string(), {
+            let mut l = xen_modules.join("\n");
+            l.push('\n');
+            l.into_bytes()
+        }),
         (
             "etc/keel/vmlinuz.md5".to_string(),
             format!("{md5}\n").into_bytes(),
         ),
     ];
-    for m in &modules {
+    for m in &all {
         let p = modules_dir.join(m);
         let bytes = fs::read(&p).map_err(|e| io("cannot read", &p, e))?;
         extra.push((format!("lib/modules/{m}"), bytes));
@@ -1055,6 +1107,7 @@ mod tests {
         assert_eq!(count("disk"), DISK_CHECKS);
         assert_eq!(count("cd"), CD_CHECKS);
         assert_eq!(count("virtio"), VIRTIO_CHECKS);
+        assert_eq!(count("xen"), XEN_CHECKS);
         assert!(syslinux_cfg(CD_MODE).contains("console=ttyS0"));
         assert!(syslinux_cfg(CD_MODE).contains("keel_test=cd noapic\n"));
     }

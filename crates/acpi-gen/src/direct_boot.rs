@@ -24,10 +24,21 @@ pub const SMBIOS_LIMIT: u64 = 0xF_F000;
 /// The placed blobs `[rsdp, acpi tables, smbios entry point, smbios
 /// structure table]` and the PM base they describe.
 pub fn placed_tables(vcpus: u32, ram_bytes: u64) -> Result<(u16, [Blob; 4]), Error> {
+    placed_tables_below(vcpus, ram_bytes, u64::MAX)
+}
+
+/// [`placed_tables`] with the ACPI tables below `top_limit` when that is
+/// lower than the top of low RAM: a VM with Xen's pages keeps them in the
+/// last pages below the top (E820-reserved), so its tables go under them.
+pub fn placed_tables_below(
+    vcpus: u32,
+    ram_bytes: u64,
+    top_limit: u64,
+) -> Result<(u16, [Blob; 4]), Error> {
     let mut cfg = MachineConfig::new(vcpus, ram_bytes);
     cfg.pm_base = pc_layout::PM_BASE_LEGACY;
     let tables = AcpiTables::build(&cfg)?;
-    let top = cfg.ram_layout().below_4g;
+    let top = cfg.ram_layout().below_4g.min(top_limit);
     let [rsdp, acpi] = tables.place(top - TABLES_BELOW_TOP, RSDP_ADDRESS)?;
     let smbios = SmbiosTables::build(&cfg)?;
     let len = smbios.tables().len() as u64;

@@ -211,6 +211,8 @@ pub struct Pc {
         Arc<Mutex<crate::xen::Xen>>,
         crate::xen::platform_pci::UnplugRequests,
     )>,
+    /// The xenstore and the backends ([`Pc::add_xen_devices`]).
+    xen_devices: Option<Arc<Mutex<crate::xen::devices::XenDevices>>>,
     logs: PcLogs,
 }
 
@@ -438,6 +440,7 @@ impl Pc {
             memory: memory.clone(),
             vga: None,
             xen: None,
+            xen_devices: None,
             logs: PcLogs::default(),
         };
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
@@ -595,6 +598,34 @@ impl Pc {
         self.resets.push(Box::new(move || x.lock().reset()));
         self.xen = Some((xen.clone(), requests));
         Ok(xen)
+    }
+
+    /// Xen's toolstack and backend domain for this VM (after
+    /// [`Pc::add_xen`]): the xenstore with the domain's tree and `disks` as
+    /// vbds served by blkback. [`Pc::service`] then serves the store and
+    /// the rings; a machine reset starts them over.
+    pub fn add_xen_devices(
+        &mut self,
+        name: &str,
+        disks: alloc::vec::Vec<crate::xen::devices::XenDisk>,
+    ) -> Result<(), PcError> {
+        let Some((xen, _)) = &self.xen else {
+            return Ok(());
+        };
+        let devices = crate::xen::devices::XenDevices::new(
+            &xen.lock(),
+            self.memory.clone(),
+            name,
+            self.memory.size() / 1024,
+            disks,
+        );
+        let devices = Arc::new(Mutex::new(devices));
+        // After Xen's own reset (pushed by add_xen, so run before this).
+        let (d, x) = (devices.clone(), xen.clone());
+        self.resets
+            .push(Box::new(move || d.lock().reset(&x.lock())));
+        self.xen_devices = Some(devices);
+        Ok(())
     }
 
     /// Xen's state, when the VM has it.
@@ -889,7 +920,11 @@ impl Pc {
         let level = self.com1.lock().irq_pending();
         self.com1_irq.set_level(level);
         if let Some((xen, _)) = &self.xen {
-            xen.lock().service();
+            let mut xen = xen.lock();
+            xen.service();
+            if let Some(devices) = &self.xen_devices {
+                devices.lock().service(&mut xen);
+            }
         }
     }
 
@@ -931,7 +966,13 @@ impl Pc {
             .xen
             .as_ref()
             .and_then(|(x, _)| x.lock().next_deadline_ns());
-        timers.chain(apic).chain(xen).min()
+        // A store or ring pass left work: due now.
+        let pv = self
+            .xen_devices
+            .as_ref()
+            .filter(|d| d.lock().needs_service())
+            .map(|_| self.clock.now_ns());
+        timers.chain(apic).chain(xen).chain(pv).min()
     }
 }
 

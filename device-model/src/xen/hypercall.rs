@@ -170,7 +170,7 @@ impl Xen {
         let [a0, a1, a2, _, _] = call.args;
         let r = match call.nr {
             XEN_VERSION => self.xen_version(a0, a1, mem),
-            MEMORY_OP => self.memory_op(a0, a1, mem),
+            MEMORY_OP => self.memory_op(call, a0, a1, mem),
             HVM_OP => self.hvm_op(a0, a1, mem),
             VCPU_OP => self.vcpu_op(call, a0, a1, a2, mem),
             EVENT_CHANNEL_OP => self.event_channel_op(call.vcpu, a0, a1, mem),
@@ -217,7 +217,13 @@ impl Xen {
         }
     }
 
-    fn memory_op(&mut self, cmd: u64, arg: u64, mem: &mut dyn LinearMemory) -> Res {
+    fn memory_op(
+        &mut self,
+        call: &Hypercall,
+        cmd: u64,
+        arg: u64,
+        mem: &mut dyn LinearMemory,
+    ) -> Res {
         if cmd & MEMOP_CMD_MASK != XENMEM_ADD_TO_PHYSMAP {
             return Err(-ENOSYS);
         }
@@ -240,6 +246,16 @@ impl Xen {
                     self.restore(old);
                 }
                 self.place(gpa, self.pages.shared_info());
+                // Each vCPU's slot carries the PV clock from the start
+                // (Xen keeps vcpu_info.time current; Linux reads it for the
+                // TSC rate before it registers a vcpu_info of its own and
+                // divides by tsc_to_system_mul). The TSC's rate is constant,
+                // so one record stays valid.
+                let t = self.time_info(call.guest_tsc);
+                for v in 0..self.vcpus {
+                    let slot = self.pages.shared_info() + u64::from(v) * VCPU_INFO_SIZE;
+                    shared_info::write_time_info(&self.memory, slot + shared_info::VCPU_TIME, &t);
+                }
                 Ok(0)
             }
             XENMAPSPACE_GRANT_TABLE

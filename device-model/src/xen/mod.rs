@@ -67,6 +67,7 @@ pub trait EventSender {
 }
 
 pub mod blkback;
+pub mod devices;
 pub mod event_channel;
 pub mod grant_table;
 pub mod hypercall;

@@ -65,7 +65,15 @@ impl DirectBoot {
         }
         let ram = u64::from(config.memory_mib) << 20;
         // The ACPI tables and the SMBIOS entry point and table, placed.
-        let (pm_base, placed) = acpi_gen::direct_boot::placed_tables(config.vcpus, ram)
+        // Xen's pages (device_model::xen::XenPages) take the last pages
+        // of low RAM: the tables go below them.
+        let top = if config.xen_platform_pci {
+            let low = device_model::fw_cfg::e820::RamLayout::qemu_pc(ram).below_4g;
+            device_model::xen::XenPages::at_top_of(low).base
+        } else {
+            u64::MAX
+        };
+        let (pm_base, placed) = acpi_gen::direct_boot::placed_tables_below(config.vcpus, ram, top)
             .map_err(|e| VmError::Config(alloc::format!("ACPI tables for direct boot: {e}")))?;
         let blobs = placed.each_ref().map(|b| (b.address, b.bytes.as_slice()));
         let mut acpi = alloc::vec![0; keel_shim::acpi_blobs::encoded_len(&blobs)];

@@ -33,8 +33,11 @@ use vmm_core::{ExitAction, StopReason, Vcpu};
 
 use crate::cpu::Backend;
 use alloc::boxed::Box;
-use device_model::storage::{BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
+use device_model::storage::{
+    BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly, SharedBackend,
+};
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
+use device_model::xen::devices::XenDisk;
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine};
 use vm_config::{
@@ -289,6 +292,14 @@ pub fn run(
     }
     for (channel, position, drive) in drives.ide {
         machine.pc.attach_ide(channel, position, drive);
+    }
+    if config.xen_platform_pci {
+        let n = drives.xen.len();
+        machine
+            .pc
+            .add_xen_devices(&config.name, drives.xen)
+            .map_err(VmError::Platform)?;
+        log::info!("VM '{}': xenstore with {n} vbds", config.name);
     }
     for (vdev, disk) in drives.virtio {
         let bdf = machine
@@ -568,6 +579,9 @@ fn video_memory(frames: &mut FrameAllocator) -> Result<DeviceRegion, VmError> {
 struct Drives {
     ide: Vec<(ChannelId, DrivePosition, IdeDrive)>,
     virtio: Vec<(String, VirtioBlk)>,
+    /// With `xen_platform_pci`: each IDE disk again as a Xen vbd, over the
+    /// same image (the guest's unplug leaves only the vbd).
+    xen: Vec<XenDisk>,
 }
 
 /// The IDE drives and virtio disks the configuration's `disk` entries
@@ -578,6 +592,7 @@ fn disk_drives(config: &VmConfig, images: &mut Images) -> Result<Drives, VmError
     let mut drives = Drives {
         ide: Vec::new(),
         virtio: Vec::new(),
+        xen: Vec::new(),
     };
     let mut virtio: Vec<(u8, String, VirtioBlk)> = Vec::new();
     for spec in config.disk_specs().map_err(VmError::Config)? {
@@ -622,6 +637,30 @@ fn disk_drives(config: &VmConfig, images: &mut Images) -> Result<Drives, VmError
                     config.name,
                     spec.target,
                 );
+                let backend: Box<dyn BlockBackend> = if config.xen_platform_pci && !spec.cdrom {
+                    let shared = SharedBackend::new(backend);
+                    // docs/misc/vbd-interface.txt: hd[a-d] are IDE majors
+                    // 3 and 22, 64 minors a disk.
+                    let (virtual_device, dev) = match slot {
+                        IdeSlot::PrimaryMaster => (3 << 8, "hda"),
+                        IdeSlot::PrimarySlave => ((3 << 8) + 64, "hdb"),
+                        IdeSlot::SecondaryMaster => (22 << 8, "hdc"),
+                        IdeSlot::SecondarySlave => ((22 << 8) + 64, "hdd"),
+                    };
+                    let vbd: Box<dyn BlockBackend> = if spec.writable {
+                        Box::new(shared.clone())
+                    } else {
+                        Box::new(ReadOnly(shared.clone()))
+                    };
+                    drives.xen.push(XenDisk {
+                        virtual_device,
+                        dev,
+                        backend: vbd,
+                    });
+                    Box::new(shared)
+                } else {
+                    backend
+                };
                 let drive = ide_drive(backend, spec.cdrom, spec.writable);
                 drives.ide.push((channel, position, drive));
             }

@@ -94,6 +94,15 @@ impl BlkBack {
         }
     }
 
+    /// A machine reset: no ring, not yet published (the guest's ports and
+    /// grants are gone with it).
+    pub fn reset(&mut self) {
+        self.state = XenbusState::Initialising;
+        self.conn = None;
+        self.stopped = false;
+        self.pending = false;
+    }
+
     /// The backend's xenbus state.
     pub fn state(&self) -> XenbusState {
         self.state

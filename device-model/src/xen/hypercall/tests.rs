@@ -150,6 +150,32 @@ fn physmap(domid: u16, space: u32, idx: u64, gpfn: u64) -> alloc::vec::Vec<u8> {
     b
 }
 
+/// public/xen.h: `vcpu_info.time` in shared info is the PV clock Xen keeps
+/// current; Linux reads it (dividing by `tsc_to_system_mul`) for the TSC
+/// rate before it registers a vcpu_info of its own, so a zero record is a
+/// divide error in early boot (seen with Debian 12's kernel).
+#[test]
+fn shared_info_slots_carry_the_pv_clock_once_placed() {
+    let mut t = setup();
+    let slot_time = t.xen.pages().shared_info() + crate::xen::shared_info::VCPU_TIME;
+    assert_eq!(t.u32(slot_time + 24), 0, "zeroed before placement");
+    assert_eq!(t.op(MEMORY_OP, 7, &physmap(DOMID_SELF, 0, 0, 1)), 0);
+    let mul = t.u32(slot_time + 24);
+    assert_ne!(mul, 0, "tsc_to_system_mul");
+    assert_eq!(
+        t.u32(slot_time) % 2,
+        0,
+        "an even version: a complete record"
+    );
+    let mut tsc = [0u8; 8];
+    t.mem.0.read(slot_time + 8, &mut tsc).unwrap();
+    assert_eq!(
+        u64::from_le_bytes(tsc),
+        12345,
+        "tsc_timestamp is the caller's TSC"
+    );
+}
+
 #[test]
 fn add_to_physmap_maps_shared_info_and_grant_frames() {
     let mut t = setup();
