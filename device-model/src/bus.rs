@@ -22,6 +22,24 @@ pub trait BusDevice: Send {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
     /// Writes `data` (little endian) at `offset` within the range registered at `base`.
     fn write(&mut self, base: u64, offset: u64, data: &[u8]);
+    /// For `REP INS`/`REP OUTS` served in bulk: how many bytes (a multiple
+    /// of `elem`) the port at `offset` gives (`write` false) or takes now in
+    /// one [`BusDevice::read_string`] / [`BusDevice::write_string`] call,
+    /// exactly as that many `elem`-byte accesses in a row would. 0 (the
+    /// default): no bulk path, the accesses come one by one.
+    fn string_room(&mut self, _base: u64, _offset: u64, _elem: usize, _write: bool) -> usize {
+        0
+    }
+    /// Fills the front of `data` (at most [`BusDevice::string_room`] bytes)
+    /// as `elem`-byte reads of the port would; returns the bytes filled.
+    fn read_string(&mut self, _base: u64, _offset: u64, _elem: usize, _data: &mut [u8]) -> usize {
+        0
+    }
+    /// Takes the front of `data` (at most [`BusDevice::string_room`] bytes)
+    /// as `elem`-byte writes to the port would; returns the bytes taken.
+    fn write_string(&mut self, _base: u64, _offset: u64, _elem: usize, _data: &[u8]) -> usize {
+        0
+    }
 }
 
 /// A shared device: the bus keeps one clone, the platform keeps another to
@@ -529,6 +547,47 @@ impl Bus {
                 size.into(),
             ),
         }
+    }
+
+    /// The device decoding all `elem` (1, 2 or 4) bytes at `port`, and
+    /// where its range starts, for the bulk string I/O calls.
+    fn string_port(&self, port: u16, elem: usize) -> Option<(&DeviceHandle, u64)> {
+        if !matches!(elem, 1 | 2 | 4) {
+            return None;
+        }
+        match self.pio.route(port.into(), elem) {
+            Route::Whole(r) => Some((&r.dev, r.base)),
+            _ => None,
+        }
+    }
+
+    /// Bytes `port` gives (`write` false) or takes now in one bulk string
+    /// I/O call ([`BusDevice::string_room`]); 0 where no device has a bulk path.
+    pub fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {
+        self.string_port(port, elem).map_or(0, |(dev, base)| {
+            dev.lock()
+                .string_room(base, u64::from(port) - base, elem, write)
+                / elem
+                * elem
+        })
+    }
+
+    /// `REP INS` from `port` in bulk ([`BusDevice::read_string`]): the bytes filled.
+    pub fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        self.string_port(port, elem).map_or(0, |(dev, base)| {
+            dev.lock()
+                .read_string(base, u64::from(port) - base, elem, data)
+                .min(data.len())
+        })
+    }
+
+    /// `REP OUTS` to `port` in bulk ([`BusDevice::write_string`]): the bytes taken.
+    pub fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        self.string_port(port, elem).map_or(0, |(dev, base)| {
+            dev.lock()
+                .write_string(base, u64::from(port) - base, elem, data)
+                .min(data.len())
+        })
     }
 
     /// A guest read of `data.len()` (1..=8) bytes at guest-physical `addr`.

@@ -661,6 +661,23 @@ impl Pc {
         self.after_write();
     }
 
+    /// Bytes `port` moves in one bulk string I/O call now ([`Bus::pio_string_room`]).
+    pub fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {
+        self.bus.pio_string_room(port, elem, write)
+    }
+
+    /// `REP INS` in bulk ([`Bus::pio_read_string`]).
+    pub fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        self.bus.pio_read_string(port, elem, data)
+    }
+
+    /// `REP OUTS` in bulk ([`Bus::pio_write_string`]); like [`Pc::pio_write`].
+    pub fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        let n = self.bus.pio_write_string(port, elem, data);
+        self.after_write();
+        n
+    }
+
     /// An MMIO read at a guest-physical address that is not RAM.
     pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
         self.bus.mmio_read(gpa, data)
