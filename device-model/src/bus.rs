@@ -46,6 +46,23 @@ pub trait BusDevice: Send {
 /// reach the device from the host side (input, interrupts).
 pub type DeviceHandle = Arc<spin::Mutex<dyn BusDevice>>;
 
+/// What one access reached ([`Bus::reached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    Nothing,
+    /// One device, by [`device_identity`].
+    One(usize),
+    /// Parts of an access that spans ranges.
+    Several,
+}
+
+/// A device's identity: the address of the shared object behind its handle,
+/// the same through every handle type (`Arc<Mutex<dyn BusDevice>>`,
+/// `Arc<Mutex<dyn TimerDevice>>`) that shares it.
+pub fn device_identity<T: ?Sized>(dev: &Arc<T>) -> usize {
+    Arc::as_ptr(dev) as *const () as usize
+}
+
 /// How many unclaimed (or malformed) accesses are logged before they are only counted.
 pub const UNCLAIMED_LOG_LIMIT: u64 = 16;
 
@@ -588,6 +605,21 @@ impl Bus {
                 .write_string(base, u64::from(port) - base, elem, data)
                 .min(data.len())
         })
+    }
+
+    /// Which device an access of `len` bytes at `addr` reaches, as an
+    /// identity to compare with [`device_identity`] (the platform's cache of
+    /// timer deadlines forgets only what a read touched).
+    pub fn reached(&self, space: AddressSpace, addr: u64, len: usize) -> Reached {
+        let s = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        match s.route(addr, len.max(1)) {
+            Route::Whole(r) => Reached::One(device_identity(&r.dev)),
+            Route::Nowhere => Reached::Nothing,
+            Route::Split => Reached::Several,
+        }
     }
 
     /// A guest read of `data.len()` (1..=8) bytes at guest-physical `addr`.

@@ -56,12 +56,14 @@ keel_isr_\n:
     .irp n, 8,10,11,12,13,14,17,21,29,30
     KEEL_ISR_ERR \n
     .endr
-    /* Host timer (arch::lapic): signal EOI and return. */
+    /* Host timer (arch::lapic): signal EOI, note that the one-shot
+       count ended (nothing armed any more), and return. */
     .global keel_isr_timer
 keel_isr_timer:
     pushq %rax
     movq keel_lapic_eoi(%rip), %rax
     movl $0, (%rax)
+    movq $-1, keel_lapic_armed(%rip)
     popq %rax
     iretq
     /* Spurious interrupts need no EOI (SDM Vol 3A 10.9). */

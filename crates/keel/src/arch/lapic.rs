@@ -28,6 +28,17 @@ const DIVIDE_BY_16: u32 = 0b0011;
 
 static BASE: AtomicU64 = AtomicU64::new(0);
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// The deadline the one-shot timer counts towards ([`NOT_ARMED`]: none or
+/// unknown; the timer interrupt's stub in arch::idt stores that when the
+/// count ends), so an unchanged deadline is not programmed again on every
+/// exit (two APIC register writes, each an MMIO access the emulator or
+/// hardware serves slowly).
+#[no_mangle]
+#[allow(non_upper_case_globals)] // the name the assembly uses
+static keel_lapic_armed: AtomicU64 = AtomicU64::new(NOT_ARMED);
+const NOT_ARMED: u64 = u64::MAX;
+/// No deadline: the timer is stopped.
+const DISARMED: u64 = u64::MAX - 1;
 
 /// Address the timer interrupt stub writes to for EOI (read by the stub in arch::idt).
 #[no_mangle]
@@ -91,6 +102,8 @@ pub fn init() -> Option<u64> {
     }
     let elapsed = u32::MAX - read(TIMER_CURRENT_COUNT);
     write(TIMER_INITIAL_COUNT, 0);
+    // Stopped (count 0), unmasked from now on: `arm` only writes the count.
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
     let hz = u64::from(elapsed) * 100;
     TIMER_HZ.store(hz, Ordering::Relaxed);
     (hz > 0).then_some(hz)
@@ -104,15 +117,24 @@ pub fn arm(deadline_ns: Option<u64>) {
     if hz == 0 {
         return;
     }
+    let armed = keel_lapic_armed.load(Ordering::Relaxed);
     let Some(deadline) = deadline_ns else {
-        write(TIMER_INITIAL_COUNT, 0);
+        if armed != DISARMED {
+            write(TIMER_INITIAL_COUNT, 0);
+            keel_lapic_armed.store(DISARMED, Ordering::Relaxed);
+        }
         return;
     };
+    // Still counting towards the same deadline (its interrupt has not been
+    // taken): nothing to change.
+    if armed == deadline {
+        return;
+    }
     let now = crate::clock::now_ns();
     let ticks = (u128::from(deadline.saturating_sub(now)) * hz / 1_000_000_000)
         .clamp(1, u128::from(u32::MAX)) as u32;
-    write(LVT_TIMER, u32::from(TIMER_VECTOR));
     write(TIMER_INITIAL_COUNT, ticks);
+    keel_lapic_armed.store(deadline.min(DISARMED - 1), Ordering::Relaxed);
 }
 
 /// Lets a host interrupt that ended the guest's run be taken (its handler
@@ -141,6 +163,7 @@ pub fn sleep_until(deadline_ns: u64) {
             .clamp(1, u128::from(u32::MAX)) as u32;
         write(LVT_TIMER, u32::from(TIMER_VECTOR));
         write(TIMER_INITIAL_COUNT, ticks);
+        keel_lapic_armed.store(deadline_ns.min(DISARMED - 1), Ordering::Relaxed);
         // STI's interrupt shadow covers HLT, so a timer interrupt that is
         // already pending wakes the HLT instead of being taken before it.
         // SAFETY: the IDT has a gate for TIMER_VECTOR and SPURIOUS_VECTOR
