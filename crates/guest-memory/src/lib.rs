@@ -344,20 +344,26 @@ impl GuestMemory {
 
     /// Sets `len` bytes of guest RAM from `gpa` to `byte`.
     pub fn fill(&self, gpa: Gpa, len: usize, byte: u8) -> Result<(), GuestMemoryError> {
-        let mut off = self.ram_offset(gpa, len)?;
+        let off = self.ram_offset(gpa, len)?;
         let end = off + len;
         let words = self.words();
         let pattern = u64::from_le_bytes([byte; WORD]);
-        while off < end {
-            let (w, b) = (off / WORD, off % WORD);
-            let n = (WORD - b).min(end - off);
-            if n == WORD {
-                words[w].store(pattern, Relaxed);
-            } else {
-                let mask = byte_mask(b, n);
-                merge(&words[w], mask, pattern & mask);
-            }
+        // Partial words at either end are merged; the whole words between
+        // are one store each (a VM's RAM is zeroed this way when it starts).
+        let mut off = off;
+        if off % WORD != 0 {
+            let n = (WORD - off % WORD).min(end - off);
+            let mask = byte_mask(off % WORD, n);
+            merge(&words[off / WORD], mask, pattern & mask);
             off += n;
+        }
+        let body_end = off + (end - off) / WORD * WORD;
+        for word in &words[off / WORD..body_end / WORD] {
+            word.store(pattern, Relaxed);
+        }
+        if body_end < end {
+            let mask = byte_mask(0, end - body_end);
+            merge(&words[body_end / WORD], mask, pattern & mask);
         }
         Ok(())
     }
