@@ -22,11 +22,46 @@ pub trait BusDevice: Send {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
     /// Writes `data` (little endian) at `offset` within the range registered at `base`.
     fn write(&mut self, base: u64, offset: u64, data: &[u8]);
+    /// For `REP INS`/`REP OUTS` served in bulk: how many bytes (a multiple
+    /// of `elem`) the port at `offset` gives (`write` false) or takes now in
+    /// one [`BusDevice::read_string`] / [`BusDevice::write_string`] call,
+    /// exactly as that many `elem`-byte accesses in a row would. 0 (the
+    /// default): no bulk path, the accesses come one by one.
+    fn string_room(&mut self, _base: u64, _offset: u64, _elem: usize, _write: bool) -> usize {
+        0
+    }
+    /// Fills the front of `data` (at most [`BusDevice::string_room`] bytes)
+    /// as `elem`-byte reads of the port would; returns the bytes filled.
+    fn read_string(&mut self, _base: u64, _offset: u64, _elem: usize, _data: &mut [u8]) -> usize {
+        0
+    }
+    /// Takes the front of `data` (at most [`BusDevice::string_room`] bytes)
+    /// as `elem`-byte writes to the port would; returns the bytes taken.
+    fn write_string(&mut self, _base: u64, _offset: u64, _elem: usize, _data: &[u8]) -> usize {
+        0
+    }
 }
 
 /// A shared device: the bus keeps one clone, the platform keeps another to
 /// reach the device from the host side (input, interrupts).
 pub type DeviceHandle = Arc<spin::Mutex<dyn BusDevice>>;
+
+/// What one access reached ([`Bus::reached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    Nothing,
+    /// One device, by [`device_identity`].
+    One(usize),
+    /// Parts of an access that spans ranges.
+    Several,
+}
+
+/// A device's identity: the address of the shared object behind its handle,
+/// the same through every handle type (`Arc<Mutex<dyn BusDevice>>`,
+/// `Arc<Mutex<dyn TimerDevice>>`) that shares it.
+pub fn device_identity<T: ?Sized>(dev: &Arc<T>) -> usize {
+    Arc::as_ptr(dev) as *const () as usize
+}
 
 /// How many unclaimed (or malformed) accesses are logged before they are only counted.
 pub const UNCLAIMED_LOG_LIMIT: u64 = 16;
@@ -528,6 +563,62 @@ impl Bus {
                 port.into(),
                 size.into(),
             ),
+        }
+    }
+
+    /// The device decoding all `elem` (1, 2 or 4) bytes at `port`, and
+    /// where its range starts, for the bulk string I/O calls.
+    fn string_port(&self, port: u16, elem: usize) -> Option<(&DeviceHandle, u64)> {
+        if !matches!(elem, 1 | 2 | 4) {
+            return None;
+        }
+        match self.pio.route(port.into(), elem) {
+            Route::Whole(r) => Some((&r.dev, r.base)),
+            _ => None,
+        }
+    }
+
+    /// Bytes `port` gives (`write` false) or takes now in one bulk string
+    /// I/O call ([`BusDevice::string_room`]); 0 where no device has a bulk path.
+    pub fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {
+        self.string_port(port, elem).map_or(0, |(dev, base)| {
+            dev.lock()
+                .string_room(base, u64::from(port) - base, elem, write)
+                / elem
+                * elem
+        })
+    }
+
+    /// `REP INS` from `port` in bulk ([`BusDevice::read_string`]): the bytes filled.
+    pub fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        self.string_port(port, elem).map_or(0, |(dev, base)| {
+            dev.lock()
+                .read_string(base, u64::from(port) - base, elem, data)
+                .min(data.len())
+        })
+    }
+
+    /// `REP OUTS` to `port` in bulk ([`BusDevice::write_string`]): the bytes taken.
+    pub fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        self.string_port(port, elem).map_or(0, |(dev, base)| {
+            dev.lock()
+                .write_string(base, u64::from(port) - base, elem, data)
+                .min(data.len())
+        })
+    }
+
+    /// Which device an access of `len` bytes at `addr` reaches, as an
+    /// identity to compare with [`device_identity`] (the platform's cache of
+    /// timer deadlines forgets only what a read touched).
+    pub fn reached(&self, space: AddressSpace, addr: u64, len: usize) -> Reached {
+        let s = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        match s.route(addr, len.max(1)) {
+            Route::Whole(r) => Reached::One(device_identity(&r.dev)),
+            Route::Nowhere => Reached::Nothing,
+            Route::Split => Reached::Several,
         }
     }
 

@@ -336,8 +336,23 @@ impl Machine {
         match a {
             Access::PioRead { port, size } => {
                 self.pc.pio_read(port, size);
+                // REP INS served in bulk, as the emulator would ask for it.
+                let elem = usize::from(size);
+                let room = self.pc.pio_string_room(port, elem, false);
+                assert_eq!(room % elem.max(1), 0, "bulk room {room} at port {port:#x}");
+                let mut buf = [0u8; 4096];
+                let want = room.min(buf.len()) / elem.max(1) * elem;
+                let got = self.pc.pio_read_string(port, elem, &mut buf[..want]);
+                assert!(got <= want, "bulk read of {got} bytes, {want} asked");
             }
             Access::PioWrite { port, size, value } => {
+                let elem = usize::from(size);
+                let room = self.pc.pio_string_room(port, elem, true);
+                assert_eq!(room % elem.max(1), 0, "bulk room {room} at port {port:#x}");
+                let buf = [value as u8; 4096];
+                let want = room.min(buf.len()) / elem.max(1) * elem;
+                let took = self.pc.pio_write_string(port, elem, &buf[..want]);
+                assert!(took <= want, "bulk write of {took} bytes, {want} offered");
                 self.pc.pio_write(port, size, value);
                 // A write can move ranges (PCI BARs, the PM block).
                 self.refresh_ranges();

@@ -292,26 +292,23 @@ impl GuestMemory {
             self.ram_offset(ram, buf.len())
         })?;
         let words = self.words();
-        let mut buf = buf;
-        while !buf.is_empty() {
-            let (w, b) = (off / WORD, off % WORD);
-            if b == 0 && buf.len() >= WORD {
-                // Whole words: one load and one store each (the copy of a
-                // variable-length piece below is a call per word).
-                let whole = buf.len() / WORD;
-                let (now, rest) = buf.split_at_mut(whole * WORD);
-                for (chunk, word) in now.chunks_exact_mut(WORD).zip(&words[w..w + whole]) {
-                    chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
-                }
-                buf = rest;
-                off += whole * WORD;
-                continue;
-            }
-            let n = (WORD - b).min(buf.len());
-            let (now, rest) = buf.split_at_mut(n);
-            now.copy_from_slice(&words[w].load(Relaxed).to_le_bytes()[b..b + n]);
-            buf = rest;
-            off += n;
+        // A partial first word, then whole words (one load each), then a partial last one.
+        let head = ((WORD - off % WORD) % WORD).min(buf.len());
+        let (first, rest) = buf.split_at_mut(head);
+        if !first.is_empty() {
+            let b = off % WORD;
+            first.copy_from_slice(&words[off / WORD].load(Relaxed).to_le_bytes()[b..b + head]);
+            off += head;
+        }
+        let w = off / WORD + rest.len() / WORD;
+        let mut chunks = rest.chunks_exact_mut(WORD);
+        for (chunk, word) in (&mut chunks).zip(&words[off / WORD..w]) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
+            let n = tail.len();
+            tail.copy_from_slice(&words[w].load(Relaxed).to_le_bytes()[..n]);
         }
         Ok(())
     }
@@ -321,53 +318,62 @@ impl GuestMemory {
     pub fn write(&self, gpa: Gpa, buf: &[u8]) -> Result<(), GuestMemoryError> {
         let mut off = self.ram_offset(gpa, buf.len())?;
         let words = self.words();
-        let mut buf = buf;
-        while !buf.is_empty() {
-            let (w, b) = (off / WORD, off % WORD);
-            if b == 0 && buf.len() >= WORD {
-                // Whole words, as in `read`.
-                let whole = buf.len() / WORD;
-                let (now, rest) = buf.split_at(whole * WORD);
-                for (chunk, word) in now.chunks_exact(WORD).zip(&words[w..w + whole]) {
-                    let mut bytes = [0u8; WORD];
-                    bytes.copy_from_slice(chunk);
-                    word.store(u64::from_le_bytes(bytes), Relaxed);
-                }
-                buf = rest;
-                off += whole * WORD;
-                continue;
-            }
-            let n = (WORD - b).min(buf.len());
+        // A partial first word (merged), whole words (one store each), a partial last one.
+        let head = ((WORD - off % WORD) % WORD).min(buf.len());
+        let (first, rest) = buf.split_at(head);
+        if !first.is_empty() {
+            let b = off % WORD;
             let mut bytes = [0u8; WORD];
-            bytes[b..b + n].copy_from_slice(&buf[..n]);
-            let value = u64::from_le_bytes(bytes);
-            if n == WORD {
-                words[w].store(value, Relaxed);
-            } else {
-                merge(&words[w], byte_mask(b, n), value);
-            }
-            buf = &buf[n..];
-            off += n;
+            bytes[b..b + head].copy_from_slice(first);
+            merge(
+                &words[off / WORD],
+                byte_mask(b, head),
+                u64::from_le_bytes(bytes),
+            );
+            off += head;
+        }
+        let w = off / WORD + rest.len() / WORD;
+        let mut chunks = rest.chunks_exact(WORD);
+        for (chunk, word) in (&mut chunks).zip(&words[off / WORD..w]) {
+            let mut bytes = [0u8; WORD];
+            bytes.copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(bytes), Relaxed);
+        }
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            let mut bytes = [0u8; WORD];
+            bytes[..tail.len()].copy_from_slice(tail);
+            merge(
+                &words[w],
+                byte_mask(0, tail.len()),
+                u64::from_le_bytes(bytes),
+            );
         }
         Ok(())
     }
 
     /// Sets `len` bytes of guest RAM from `gpa` to `byte`.
     pub fn fill(&self, gpa: Gpa, len: usize, byte: u8) -> Result<(), GuestMemoryError> {
-        let mut off = self.ram_offset(gpa, len)?;
+        let off = self.ram_offset(gpa, len)?;
         let end = off + len;
         let words = self.words();
         let pattern = u64::from_le_bytes([byte; WORD]);
-        while off < end {
-            let (w, b) = (off / WORD, off % WORD);
-            let n = (WORD - b).min(end - off);
-            if n == WORD {
-                words[w].store(pattern, Relaxed);
-            } else {
-                let mask = byte_mask(b, n);
-                merge(&words[w], mask, pattern & mask);
-            }
+        // Partial words at either end are merged; the whole words between
+        // are one store each (a VM's RAM is zeroed this way when it starts).
+        let mut off = off;
+        if off % WORD != 0 {
+            let n = (WORD - off % WORD).min(end - off);
+            let mask = byte_mask(off % WORD, n);
+            merge(&words[off / WORD], mask, pattern & mask);
             off += n;
+        }
+        let body_end = off + (end - off) / WORD * WORD;
+        for word in &words[off / WORD..body_end / WORD] {
+            word.store(pattern, Relaxed);
+        }
+        if body_end < end {
+            let mask = byte_mask(0, end - body_end);
+            merge(&words[body_end / WORD], mask, pattern & mask);
         }
         Ok(())
     }

@@ -22,6 +22,10 @@ const SPEAKER: u8 = 1 << 1;
 const OUT2: u8 = 1 << 5;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC tick as a 32.32 fixed-point number, so that
+/// [`now_ns`], which every device reads several times per VM exit, is a
+/// multiply and a shift rather than a 128-bit division.
+static NS_PER_TICK_32: AtomicU64 = AtomicU64::new(0);
 static TSC_START: AtomicU64 = AtomicU64::new(0);
 /// The machine's RTC time (seconds since 1970-01-01) and Keel's clock
 /// (`now_ns`) when it was read.
@@ -87,6 +91,7 @@ pub fn calibrate() -> Option<u64> {
         median(clean)
     };
     TSC_HZ.store(hz, Ordering::Relaxed);
+    NS_PER_TICK_32.store(ns_per_tick_32(hz), Ordering::Relaxed);
     TSC_START.store(start, Ordering::Relaxed);
     Some(hz)
 }
@@ -164,9 +169,19 @@ fn calibrate_once() -> Option<CalibrationRun> {
 
 /// Nanoseconds since calibration.
 pub fn now_ns() -> u64 {
-    let hz = TSC_HZ.load(Ordering::Relaxed).max(1);
     let ticks = rdtsc().saturating_sub(TSC_START.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64
+    ticks_to_ns(ticks, NS_PER_TICK_32.load(Ordering::Relaxed))
+}
+
+/// 10^9 / `hz` in 32.32 fixed point (`hz` at least 1; the error is under
+/// one part in 2^32 / (10^9 / hz): 0.2 us an hour at 3 GHz).
+fn ns_per_tick_32(hz: u64) -> u64 {
+    ((1_000_000_000u128 << 32) / u128::from(hz.max(1))) as u64
+}
+
+/// `ticks` TSC ticks in nanoseconds at `ns_per_tick_32` ([`ns_per_tick_32`]).
+fn ticks_to_ns(ticks: u64, ns_per_tick_32: u64) -> u64 {
+    ((u128::from(ticks) * u128::from(ns_per_tick_32)) >> 32) as u64
 }
 
 /// The TSC frequency measured at boot.

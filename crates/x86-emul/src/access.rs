@@ -38,6 +38,19 @@ impl Pieces {
         self.parts[..self.n].iter().map(|p| p.1).sum()
     }
 
+    /// The guest-physical start of an access that lies in one page.
+    pub fn single(&self) -> Option<u64> {
+        (self.n == 1).then_some(self.parts[0].0)
+    }
+
+    /// The first `len` bytes of a one-page access.
+    pub fn prefix(&self, len: usize) -> Pieces {
+        let mut p = *self;
+        p.n = 1;
+        p.parts[0].1 = len.min(self.parts[0].1);
+        p
+    }
+
     /// Whether guest-physical `gpa` is one of the bytes of the access.
     fn covers(&self, gpa: u64) -> bool {
         self.parts[..self.n]

@@ -184,6 +184,9 @@ fn random_machine(rng: &mut Rng) -> Machine {
     m.cpu.rip = rng.below(RAM as u64 + 32);
     m.cpu.cpl = rng.below(4) as u8;
     m.cpu.maxphy = 32 + rng.below(21) as u8;
+    // Half the cases have a port with a bulk string I/O path holding a
+    // random number of bytes (a DRQ block's rest).
+    m.mem.pio_bulk = (rng.below(2) == 0).then(|| rng.below(8192) as usize);
     m.limits = Limits {
         max_rep_iterations: 1 + rng.below(64) as u32,
         // Some cases are emulated for a nested page fault at a random device address.

@@ -44,6 +44,10 @@ pub use decode::{Fetch, MAX_INSN_LEN};
 pub use error::{Error, Exception, Outcome};
 pub use memory::{Memory, PhysError, PhysMemory};
 
+/// The most bytes a bulk `REP INS`/`REP OUTS` pass moves between a port
+/// and RAM at once: one 4 KiB page, which is as far as one translation reaches.
+pub const STRING_IO_CHUNK: usize = 4096;
+
 /// Bounds on one call to [`emulate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

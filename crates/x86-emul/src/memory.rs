@@ -17,7 +17,9 @@ pub enum PhysError {
 /// Guest-physical RAM: the page walker reads and updates paging-structure entries
 /// through it, and the emulator tries it first for every data access and fetch.
 ///
-/// Calls never cross a 4 KiB boundary and are at most 16 bytes long.
+/// Calls never cross a 4 KiB boundary and are at most 16 bytes long, except
+/// the bulk `REP INS`/`REP OUTS` path ([`Memory::pio_read_string`]), whose
+/// calls stay inside one 4 KiB page and move at most [`crate::STRING_IO_CHUNK`] bytes.
 pub trait PhysMemory {
     /// Fill `data` from guest-physical `gpa`, or `Err(NotRam)` if any byte is not RAM.
     fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError>;
@@ -40,4 +42,26 @@ pub trait Memory: PhysMemory {
     fn pio_read(&mut self, port: u16, data: &mut [u8]) -> Result<(), PhysError>;
     /// `OUT` of `data.len()` (1, 2 or 4) bytes to `port`, for OUTS.
     fn pio_write(&mut self, port: u16, data: &[u8]) -> Result<(), PhysError>;
+    /// How many bytes (a multiple of `elem`, 1, 2 or 4) `port` would give
+    /// (`write` false) or take (`write` true) now through
+    /// [`Memory::pio_read_string`] / [`Memory::pio_write_string`], exactly
+    /// as that many `elem`-byte `IN`s or `OUT`s in a row would: 0 when the
+    /// port has no bulk path or the device nothing to move this way now
+    /// (the emulator then goes element by element).
+    fn pio_string_room(&mut self, _port: u16, _elem: usize, _write: bool) -> usize {
+        0
+    }
+    /// `REP INS` served in bulk: fills the front of `data` (at most what
+    /// [`Memory::pio_string_room`] said) as that many `elem`-byte `IN`s from
+    /// `port` in a row would, and returns how many bytes it filled, a
+    /// multiple of `elem`.
+    fn pio_read_string(&mut self, _port: u16, _elem: usize, _data: &mut [u8]) -> usize {
+        0
+    }
+    /// `REP OUTS` served in bulk: takes the front of `data` (at most what
+    /// [`Memory::pio_string_room`] said) as that many `elem`-byte `OUT`s to
+    /// `port` would; returns how many bytes it took, a multiple of `elem`.
+    fn pio_write_string(&mut self, _port: u16, _elem: usize, _data: &[u8]) -> usize {
+        0
+    }
 }

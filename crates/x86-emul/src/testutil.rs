@@ -115,6 +115,11 @@ pub struct FakeMemory {
     pub calls: Vec<Call>,
     pub record_calls: bool,
     pub pio_counter: u8,
+    /// The bytes the bulk string I/O path still takes or gives (a DRQ
+    /// block's rest); `None`: no bulk path, as for a device without one.
+    pub pio_bulk: Option<usize>,
+    /// Each bulk call: (write, port, bytes moved).
+    pub pio_bulk_log: Vec<(bool, u16, usize)>,
 }
 
 impl FakeMemory {
@@ -128,6 +133,8 @@ impl FakeMemory {
             calls: Vec::new(),
             record_calls: true,
             pio_counter: 0,
+            pio_bulk: None,
+            pio_bulk_log: Vec::new(),
         }
     }
     pub fn write_u64(&mut self, gpa: u64, v: u64) {
@@ -200,6 +207,16 @@ impl FakeMemory {
     }
 
     /// Every device call must follow a RAM call at the same address that said NotRam.
+    /// The longest RAM call the contract allows: 16 bytes, or a page's
+    /// worth where bulk string I/O is on.
+    fn max_phys_len(&self) -> usize {
+        if self.pio_bulk.is_some() {
+            crate::STRING_IO_CHUNK
+        } else {
+            16
+        }
+    }
+
     pub fn assert_protocol(&self) {
         for (i, c) in self.calls.iter().enumerate() {
             if let Call::MmioRead { gpa, .. } | Call::MmioWrite { gpa, .. } = c {
@@ -216,7 +233,7 @@ impl FakeMemory {
 
 impl PhysMemory for FakeMemory {
     fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError> {
-        self.check(gpa, data.len(), 16);
+        self.check(gpa, data.len(), self.max_phys_len());
         let ok = self.in_ram(gpa, data.len());
         self.record(Call::ReadPhys {
             gpa,
@@ -230,7 +247,7 @@ impl PhysMemory for FakeMemory {
         Ok(())
     }
     fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), PhysError> {
-        self.check(gpa, data.len(), 16);
+        self.check(gpa, data.len(), self.max_phys_len());
         let ok = self.in_ram(gpa, data.len());
         self.record(Call::WritePhys {
             gpa,
@@ -309,6 +326,34 @@ impl Memory for FakeMemory {
         });
         self.pio_log.push((true, port, data.to_vec()));
         Ok(())
+    }
+    fn pio_string_room(&mut self, _port: u16, elem: usize, _write: bool) -> usize {
+        self.pio_bulk.unwrap_or(0) / elem * elem
+    }
+    fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        let n = self
+            .pio_string_room(port, elem, false)
+            .min(data.len() / elem * elem);
+        self.pio_bulk = self.pio_bulk.map(|b| b - n);
+        for b in &mut data[..n] {
+            self.pio_counter = self.pio_counter.wrapping_add(1);
+            *b = self.pio_counter;
+        }
+        if n > 0 {
+            self.pio_bulk_log.push((false, port, n));
+        }
+        n
+    }
+    fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        let n = self
+            .pio_string_room(port, elem, true)
+            .min(data.len() / elem * elem);
+        self.pio_bulk = self.pio_bulk.map(|b| b - n);
+        if n > 0 {
+            self.pio_bulk_log.push((true, port, n));
+            self.pio_log.push((true, port, data[..n].to_vec()));
+        }
+        n
     }
 }
 

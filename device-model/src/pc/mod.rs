@@ -43,7 +43,7 @@ use core::fmt;
 
 use spin::Mutex;
 
-use crate::bus::{AddressSpace, Bus, BusError, DeviceHandle};
+use crate::bus::{device_identity, AddressSpace, Bus, BusError, DeviceHandle, Reached};
 use crate::clock::ClockHandle;
 use crate::console::PrefixedConsole;
 use crate::debug_console::DebugConsole;
@@ -180,12 +180,18 @@ pub struct Pc {
     router: RouterHandle,
     /// Devices with work due at a time ([`Pc::service`]): the timers, and
     /// the DMA engines while a transfer longer than one exit's budget goes on.
-    timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>>,
+    timers: Vec<TimerSlot>,
+    /// Devices whose writes reach no timer or DMA engine (the serial port,
+    /// the debug console, the interrupt controllers), by [`device_identity`]:
+    /// a write to them keeps every cached deadline ([`Pc::touched`]).
+    quiet_writes: Vec<usize>,
     pci: Arc<Mutex<PciConfigIo>>,
     pm: PmBlock,
     fw_cfg: Arc<Mutex<FwCfg>>,
     com1: Arc<Mutex<Uart16550>>,
     com1_irq: IrqLine,
+    /// The level [`Pc::service`] last drove COM1's line to.
+    com1_level: bool,
     a20: A20Gate,
     /// Whether the guest-physical map shows the A20 gate enabled (the last
     /// state [`Pc::take_memory_map_changes`] asked for).
@@ -402,7 +408,7 @@ impl Pc {
             // PCI functions (host bridge, PIIX3, IDE, PM) through the bus.
             resetter!(pci),
         ];
-        let timers: Vec<Arc<Mutex<dyn TimerDevice + Send>>> = vec![
+        let built_in: [Arc<Mutex<dyn TimerDevice + Send>>; 6] = [
             pit,
             rtc,
             hpet,
@@ -410,8 +416,31 @@ impl Pc {
             ide.clone(),
             fw_cfg.clone(),
         ];
+        let timers = built_in.into_iter().map(TimerSlot::cached).collect();
         let memory_map = MemoryMapQueue::new();
+        let quiet_at = [
+            (AddressSpace::Pio, u64::from(COM1_BASE)),
+            (AddressSpace::Pio, u64::from(DebugConsole::PORT)),
+            (AddressSpace::Mmio, crate::interrupt::IoApic::MMIO_BASE),
+            (
+                AddressSpace::Mmio,
+                crate::interrupt::lapic::DEFAULT_APIC_BASE,
+            ),
+        ]
+        .into_iter()
+        .chain(
+            crate::interrupt::PicPorts::RANGES
+                .iter()
+                .map(|&(port, _)| (AddressSpace::Pio, u64::from(port))),
+        );
+        let quiet_writes = quiet_at
+            .filter_map(|(space, addr)| match bus.reached(space, addr, 1) {
+                Reached::One(id) => Some(id),
+                _ => None,
+            })
+            .collect();
         let mut pc = Pc {
+            quiet_writes,
             bus,
             power,
             router,
@@ -426,6 +455,7 @@ impl Pc {
             fw_cfg,
             com1,
             com1_irq: line(isa_irq::COM1),
+            com1_level: false,
             a20,
             a20_mapped: true,
             memory_map: memory_map.clone(),
@@ -680,7 +710,7 @@ impl Pc {
         let bdf = self.add_pci(nic.clone(), None)?;
         // The PCI bus resets its functions (this one included) on a
         // machine reset; the service list is the only other place it joins.
-        self.timers.push(nic);
+        self.timers.push(TimerSlot::always(nic));
         Ok(bdf)
     }
 
@@ -700,7 +730,7 @@ impl Pc {
             self.clock.clone(),
         )));
         let bdf = self.add_pci(dev.clone(), None)?;
-        self.timers.push(dev);
+        self.timers.push(TimerSlot::always(dev));
         Ok(bdf)
     }
 
@@ -715,8 +745,12 @@ impl Pc {
         for reset in &self.resets {
             reset();
         }
+        for t in &mut self.timers {
+            t.stale = true;
+        }
         self.apply_pci_events();
         self.com1_irq.set_level(false);
+        self.com1_level = false;
     }
 
     /// The bus, read-only: its ranges (the fuzz harness drives each) and
@@ -773,24 +807,47 @@ impl Pc {
 
     /// A port read.
     pub fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+        self.touched(AddressSpace::Pio, port.into(), size.into(), false);
         self.bus.pio_read(port, size)
     }
 
     /// A port write: the device that decodes it does what it starts (DMA
     /// included) before this returns; then the machine-wide changes.
     pub fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+        self.touched(AddressSpace::Pio, port.into(), size.into(), true);
         self.bus.pio_write(port, size, value);
         self.after_write();
     }
 
+    /// Bytes `port` moves in one bulk string I/O call now ([`Bus::pio_string_room`]).
+    pub fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {
+        self.bus.pio_string_room(port, elem, write)
+    }
+
+    /// `REP INS` in bulk ([`Bus::pio_read_string`]).
+    pub fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        self.touched(AddressSpace::Pio, port.into(), elem, false);
+        self.bus.pio_read_string(port, elem, data)
+    }
+
+    /// `REP OUTS` in bulk ([`Bus::pio_write_string`]); like [`Pc::pio_write`].
+    pub fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        self.touched(AddressSpace::Pio, port.into(), elem, true);
+        let n = self.bus.pio_write_string(port, elem, data);
+        self.after_write();
+        n
+    }
+
     /// An MMIO read at a guest-physical address that is not RAM.
     pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        self.touched(AddressSpace::Mmio, gpa, data.len(), false);
         self.bus.mmio_read(gpa, data)
     }
 
     /// An MMIO write at a guest-physical address that is not RAM; like
     /// [`Pc::pio_write`].
     pub fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
+        self.touched(AddressSpace::Mmio, gpa, data.len(), true);
         self.bus.mmio_write(gpa, data);
         self.after_write();
     }
@@ -911,14 +968,26 @@ impl Pc {
     /// than one exit's budget (each engine bounds its own, see
     /// docs/SECURITY.md). Call before each entry into the guest.
     pub fn service(&mut self) {
-        for t in &self.timers {
-            t.lock().service();
+        let now = self.clock.now_ns();
+        for t in &mut self.timers {
+            if t.needs_service(now) {
+                t.dev.lock().service();
+                t.stale = true;
+            }
         }
-        if self.pm.timer.lock().take_msb_toggles() > 0 {
-            self.pm.function.lock().pm_timer_carry();
+        let pm_timer = &mut self.timers[PM_TIMER_SLOT];
+        if pm_timer.needs_service(now) {
+            pm_timer.stale = true;
+            if self.pm.timer.lock().take_msb_toggles() > 0 {
+                self.pm.function.lock().pm_timer_carry();
+            }
         }
         let level = self.com1.lock().irq_pending();
-        self.com1_irq.set_level(level);
+        // A line that stays low needs no call into the interrupt router.
+        if level || self.com1_level {
+            self.com1_irq.set_level(level);
+        }
+        self.com1_level = level;
         if let Some((xen, _)) = &self.xen {
             let mut xen = xen.lock();
             xen.service();
@@ -957,10 +1026,8 @@ impl Pc {
     /// The earliest time a device needs [`Pc::service`] again, if any (at
     /// or before now while a DMA transfer has data left to move).
     pub fn next_deadline_ns(&mut self) -> Option<u64> {
-        let timers = self
-            .timers
-            .iter()
-            .filter_map(|t| t.lock().next_deadline_ns());
+        let timers = self.timers.iter_mut().filter_map(TimerSlot::deadline_ns);
+        let earliest = timers.min();
         let apic = self.router.lock().next_deadline_ns();
         let xen = self
             .xen
@@ -972,7 +1039,90 @@ impl Pc {
             .as_ref()
             .filter(|d| d.lock().needs_service())
             .map(|_| self.clock.now_ns());
-        timers.chain(apic).chain(xen).chain(pv).min()
+        earliest.into_iter().chain(apic).chain(xen).chain(pv).min()
+    }
+
+    /// A guest access may have changed what the devices it reached will do
+    /// and when: their cached deadlines are recomputed before the next
+    /// entry. A write may reach further than its device (a BAR or PM block
+    /// that moves, a DMA it starts, the HPET's legacy replacement that
+    /// silences the PIT and RTC), so it forgets every deadline, unless its
+    /// device is one of [`Pc::quiet_writes`]; a read forgets only its own
+    /// device's.
+    fn touched(&mut self, space: AddressSpace, addr: u64, len: usize, write: bool) {
+        // CONFIG_ADDRESS (a dword at 0CF8h, PCI Local Bus 3.2.2.3.2) only
+        // latches which register the next data access reaches.
+        if write && space == AddressSpace::Pio && addr == u64::from(PCI_CONFIG_BASE) && len == 4 {
+            return;
+        }
+        let reached = self.bus.reached(space, addr, len);
+        let all = match reached {
+            Reached::Nothing => return,
+            Reached::One(id) if write && self.quiet_writes.contains(&id) => return,
+            Reached::One(_) => write,
+            Reached::Several => true,
+        };
+        for t in &mut self.timers {
+            if all || reached == Reached::One(t.id) {
+                t.stale = true;
+            }
+        }
+    }
+}
+
+/// Where the PM timer sits in [`Pc::timers`] (the order `Pc::new` builds).
+const PM_TIMER_SLOT: usize = 3;
+
+/// A device on the service list with its last deadline. Before each entry
+/// the platform asks every device when it next has work
+/// ([`TimerDevice::next_deadline_ns`]) and lets it do its due work
+/// ([`TimerDevice::service`]); both read the clock and take the device's
+/// lock. A built-in device's answer changes only through the guest's
+/// accesses to it (its registers), through its own service pass, or with
+/// time reaching it, so it is kept until one of those happens (a
+/// device's service does nothing before its deadline: each raises its
+/// interrupts and moves its DMA only then). Devices with host-side input
+/// (NICs, virtio) are asked every time.
+struct TimerSlot {
+    dev: Arc<Mutex<dyn TimerDevice + Send>>,
+    /// [`device_identity`] of `dev`, as the bus reports what an access reached.
+    id: usize,
+    /// Whether `due` may be kept between guest accesses.
+    cacheable: bool,
+    /// The deadline last reported.
+    due: Option<u64>,
+    /// `due` must be asked again (and the device serviced).
+    stale: bool,
+}
+
+impl TimerSlot {
+    fn cached(dev: Arc<Mutex<dyn TimerDevice + Send>>) -> Self {
+        TimerSlot {
+            id: device_identity(&dev),
+            dev,
+            cacheable: true,
+            due: None,
+            stale: true,
+        }
+    }
+
+    fn always(dev: Arc<Mutex<dyn TimerDevice + Send>>) -> Self {
+        TimerSlot {
+            cacheable: false,
+            ..TimerSlot::cached(dev)
+        }
+    }
+
+    fn needs_service(&self, now: u64) -> bool {
+        !self.cacheable || self.stale || self.due.is_some_and(|d| d <= now)
+    }
+
+    fn deadline_ns(&mut self) -> Option<u64> {
+        if !self.cacheable || self.stale {
+            self.due = self.dev.lock().next_deadline_ns();
+            self.stale = false;
+        }
+        self.due
     }
 }
 

@@ -90,6 +90,49 @@ fn pit_interrupt_reaches_the_vcpu_through_the_pic() {
     assert_eq!(router.pending_interrupt(0), None);
 }
 
+/// The deadlines `service` and `next_deadline_ns` keep between exits
+/// (`TimerSlot`): a due timer is serviced with no guest access in between,
+/// a write that reprograms it is seen at once, and reads of other devices
+/// (PCI configuration, COM1) keep the PIT's edges on time.
+#[test]
+fn cached_deadlines_follow_time_writes_and_reads() {
+    let mut f = fixture();
+    for (port, v) in [
+        (0x20, 0x11),
+        (0x21, 0x08),
+        (0x21, 0x04),
+        (0x21, 0x01),
+        (0x21, 0xfe),
+    ] {
+        f.out(port, 1, v);
+    }
+    // PIT channel 0, mode 2, 100 Hz.
+    f.out(0x43, 1, 0x34);
+    f.out(0x40, 1, 11_932 & 0xff);
+    f.out(0x40, 1, 11_932 >> 8);
+    let first = f.pc.next_deadline_ns().expect("the PIT is running");
+    f.pc.service();
+    assert_eq!(f.pc.next_deadline_ns(), Some(first), "nothing changed");
+    // Reads of other devices in between: the edge still comes on time.
+    f.out(0xcf8, 4, 0x8000_0000);
+    assert_eq!(f.pc.pio_read(0xcfc, 4), 0x1237_8086, "i440FX");
+    f.pc.pio_read(0x3fd, 1);
+    f.pc.service();
+    assert_eq!(f.pc.router().lock().pending_interrupt(0), None, "not yet");
+    f.clock.set(first);
+    f.pc.service();
+    assert_eq!(f.pc.router().lock().acknowledge(0), Some(0x08));
+    let second = f.pc.next_deadline_ns().expect("periodic");
+    assert!(second > first, "the next edge: {second} after {first}");
+    // Reprogrammed to 1 kHz: the next deadline moves up at once.
+    f.out(0x43, 1, 0x34);
+    f.out(0x40, 1, 1_193 & 0xff);
+    f.out(0x40, 1, 1_193 >> 8);
+    let now = f.clock.now_ns();
+    let third = f.pc.next_deadline_ns().expect("periodic");
+    assert!(third <= now + 1_001_000, "{third} vs now {now}");
+}
+
 #[test]
 fn com1_and_firmware_console_lines_are_prefixed() {
     let mut f = fixture();

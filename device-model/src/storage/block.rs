@@ -101,6 +101,13 @@ pub trait BlockBackend: Send {
     fn read_only(&self) -> bool;
     /// Reads `buf.len() / 512` sectors starting at `lba`.
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError>;
+    /// The `len` bytes from sector `lba` in place, for a backend that holds
+    /// its image in memory, so a DMA read copies them into the guest once
+    /// instead of through a buffer. `None` (the default, and for a range
+    /// past the end): use [`BlockBackend::read_sectors`].
+    fn sectors(&self, _lba: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
     /// Writes `buf.len() / 512` sectors starting at `lba`.
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError>;
     /// Makes every completed write durable.
@@ -121,6 +128,9 @@ impl<B: BlockBackend + ?Sized> BlockBackend for alloc::boxed::Box<B> {
     }
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         (**self).read_sectors(lba, buf)
+    }
+    fn sectors(&self, lba: u64, len: usize) -> Option<&[u8]> {
+        (**self).sectors(lba, len)
     }
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
         (**self).write_sectors(lba, buf)

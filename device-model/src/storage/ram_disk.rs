@@ -84,6 +84,11 @@ impl BlockBackend for RamDisk {
         Ok(())
     }
 
+    fn sectors(&self, lba: u64, len: usize) -> Option<&[u8]> {
+        let r = sector_range(&self.name, self.capacity(), lba, len).ok()?;
+        Some(&self.bytes.get()[r])
+    }
+
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
         let r = sector_range(&self.name, self.capacity(), lba, buf.len())?;
         self.bytes.get_mut()[r].copy_from_slice(buf);
@@ -100,6 +105,18 @@ mod tests {
     use super::*;
     use alloc::string::ToString;
     use alloc::vec;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn sectors_in_place_are_the_bytes_read_sectors_gives() {
+        let bytes: Vec<u8> = (0..4 * 512).map(|i| (i / 7) as u8).collect();
+        let mut d = RamDisk::new("a.img", bytes).unwrap();
+        let mut b = [0; 1024];
+        d.read_sectors(1, &mut b).unwrap();
+        assert_eq!(d.sectors(1, 1024), Some(&b[..]));
+        assert_eq!(d.sectors(3, 1024), None, "past the end");
+        assert_eq!(d.sectors(0, 100), None, "not whole sectors");
+    }
 
     #[test]
     fn reads_and_writes_whole_sectors() {

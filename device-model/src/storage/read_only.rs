@@ -24,6 +24,10 @@ impl<B: BlockBackend> BlockBackend for ReadOnly<B> {
         self.0.read_sectors(lba, buf)
     }
 
+    fn sectors(&self, lba: u64, len: usize) -> Option<&[u8]> {
+        self.0.sectors(lba, len)
+    }
+
     fn write_sectors(&mut self, lba: u64, _buf: &[u8]) -> Result<(), BlockError> {
         Err(BlockError::ReadOnly {
             image: self.0.name().into(),

@@ -101,6 +101,15 @@ impl<P: Platform> x86_emul::Memory for EmulatedMemory<'_, P> {
         data[..n].copy_from_slice(&v[..n]);
         Ok(())
     }
+    fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {
+        self.0.pio_string_room(port, elem, write)
+    }
+    fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        self.0.pio_read_string(port, elem, data)
+    }
+    fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        self.0.pio_write_string(port, elem, data)
+    }
     fn pio_write(&mut self, port: u16, data: &[u8]) -> Result<(), PhysError> {
         let mut v = [0u8; 4];
         let n = data.len().min(4);

@@ -18,6 +18,20 @@ pub trait Platform {
     fn pio_read(&mut self, port: u16, size: u8) -> u32;
     /// A port write of `size` bytes (1, 2 or 4).
     fn pio_write(&mut self, port: u16, size: u8, value: u32);
+    /// Bytes `port` gives (`write` false) or takes now in one bulk string
+    /// I/O call, as that many `elem`-byte accesses would (0: none; see
+    /// `x86_emul::Memory::pio_string_room`).
+    fn pio_string_room(&mut self, _port: u16, _elem: usize, _write: bool) -> usize {
+        0
+    }
+    /// `REP INS` in bulk: the bytes filled.
+    fn pio_read_string(&mut self, _port: u16, _elem: usize, _data: &mut [u8]) -> usize {
+        0
+    }
+    /// `REP OUTS` in bulk: the bytes taken.
+    fn pio_write_string(&mut self, _port: u16, _elem: usize, _data: &[u8]) -> usize {
+        0
+    }
     /// A read of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]);
     /// A write of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.

@@ -56,7 +56,8 @@ keel_isr_\n:
     .irp n, 8,10,11,12,13,14,17,21,29,30
     KEEL_ISR_ERR \n
     .endr
-    /* Host timer (arch::lapic): signal EOI and return. */
+    /* Host timer (arch::lapic) and kicks from other CPUs: signal EOI
+       and return. */
     .global keel_isr_timer
 keel_isr_timer:
     pushq %rax

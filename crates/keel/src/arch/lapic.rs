@@ -31,6 +31,16 @@ const DIVIDE_BY_16: u32 = 0b0011;
 
 static BASE: AtomicU64 = AtomicU64::new(0);
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// Per CPU (by local APIC ID), the deadline its one-shot timer was last
+/// armed for ([`NOT_ARMED`]: none or unknown), so an unchanged deadline is
+/// not programmed again on every exit (an APIC register write, an MMIO
+/// access the emulator or hardware serves slowly). Each CPU has its own
+/// timer, so each has its own entry; whether the count already ended is
+/// read from the timer itself.
+static ARMED: [AtomicU64; 256] = [const { AtomicU64::new(NOT_ARMED) }; 256];
+const NOT_ARMED: u64 = u64::MAX;
+/// No deadline: the timer is stopped.
+const DISARMED: u64 = u64::MAX - 1;
 
 /// Address the timer interrupt stub writes to for EOI (read by the stub in arch::idt).
 #[no_mangle]
@@ -94,6 +104,8 @@ pub fn init() -> Option<u64> {
     }
     let elapsed = u32::MAX - read(TIMER_CURRENT_COUNT);
     write(TIMER_INITIAL_COUNT, 0);
+    // Stopped (count 0), unmasked from now on: `arm` only writes the count.
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
     let hz = u64::from(elapsed) * 100;
     TIMER_HZ.store(hz, Ordering::Relaxed);
     (hz > 0).then_some(hz)
@@ -159,15 +171,30 @@ pub fn arm(deadline_ns: Option<u64>) {
     if hz == 0 {
         return;
     }
+    let slot = &ARMED[this_cpu()];
+    let armed = slot.load(Ordering::Relaxed);
     let Some(deadline) = deadline_ns else {
-        write(TIMER_INITIAL_COUNT, 0);
+        if armed != DISARMED {
+            write(TIMER_INITIAL_COUNT, 0);
+            slot.store(DISARMED, Ordering::Relaxed);
+        }
         return;
     };
+    // Still counting towards the same deadline: nothing to change.
+    if armed == deadline && read(TIMER_CURRENT_COUNT) != 0 {
+        return;
+    }
     let now = crate::clock::now_ns();
     let ticks = (u128::from(deadline.saturating_sub(now)) * hz / 1_000_000_000)
         .clamp(1, u128::from(u32::MAX)) as u32;
-    write(LVT_TIMER, u32::from(TIMER_VECTOR));
     write(TIMER_INITIAL_COUNT, ticks);
+    slot.store(deadline.min(DISARMED - 1), Ordering::Relaxed);
+}
+
+/// This CPU's local APIC ID (CPUID leaf 1 EBX bits 31:24, SDM Vol 2A
+/// CPUID), the index of its [`ARMED`] entry.
+fn this_cpu() -> usize {
+    (raw_cpuid::native_cpuid::cpuid_count(1, 0).ebx >> 24) as usize
 }
 
 /// Lets a host interrupt that ended the guest's run be taken (its handler
@@ -197,6 +224,7 @@ pub fn sleep_until(deadline_ns: u64) {
         (u128::from(deadline_ns - now) * hz / 1_000_000_000).clamp(1, u128::from(u32::MAX)) as u32;
     write(LVT_TIMER, u32::from(TIMER_VECTOR));
     write(TIMER_INITIAL_COUNT, ticks);
+    ARMED[this_cpu()].store(deadline_ns.min(DISARMED - 1), Ordering::Relaxed);
     // STI's interrupt shadow covers HLT, so a timer interrupt or kick that
     // is already pending wakes the HLT instead of being taken before it.
     // SAFETY: the IDT has a gate for TIMER_VECTOR and SPURIOUS_VECTOR

@@ -278,6 +278,18 @@ impl vmm_core::exit::Platform for Machine {
         self.pc.pio_write(port, size, value)
     }
 
+    fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {
+        self.pc.pio_string_room(port, elem, write)
+    }
+
+    fn pio_read_string(&mut self, port: u16, elem: usize, data: &mut [u8]) -> usize {
+        self.pc.pio_read_string(port, elem, data)
+    }
+
+    fn pio_write_string(&mut self, port: u16, elem: usize, data: &[u8]) -> usize {
+        self.pc.pio_write_string(port, elem, data)
+    }
+
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
         if let Some(offset) = self.local_apic_offset(gpa) {
             let me = self.current;

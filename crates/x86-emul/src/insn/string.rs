@@ -105,6 +105,37 @@ impl StringOp {
         }
     }
 
+    /// How many elements from `seg:offset` a bulk pass may move in one go:
+    /// under REP with DF clear, at most `rCX`, `budget`, `max_bytes`, the
+    /// elements before the pointer wraps at the address size, and those
+    /// that lie wholly in the 4 KiB page of the first (0 if that element
+    /// cannot be linearized; the element-by-element path then raises the
+    /// fault at the right iteration).
+    pub fn bulk_elements<C: Cpu, M: Memory>(
+        &self,
+        ctx: &Ctx<'_, C, M>,
+        seg: Sreg,
+        offset: u64,
+        budget: u32,
+        max_bytes: usize,
+    ) -> usize {
+        if self.rep != Rep::Always || ctx.cpu.rflags() & DF != 0 {
+            return 0;
+        }
+        let Ok(linear) = ctx.linearize(seg, offset, self.elem, AccessKind::Read) else {
+            return 0;
+        };
+        let in_page = (0x1000 - (linear & 0xFFF)) / self.elem as u64;
+        let before_wrap = (mask(self.asz) - offset) / self.elem as u64 + 1;
+        let count = ctx.gpr_sized(Gpr::Rcx, self.asz);
+        let k = count
+            .min(u64::from(budget))
+            .min(in_page)
+            .min(before_wrap)
+            .min((max_bytes / self.elem) as u64);
+        k as usize
+    }
+
     /// Run `body` once, or under a repeat prefix until rCX is 0, the ZF condition
     /// ends it, or the iteration budget is spent. `body` does one element, advances
     /// the pointers it uses and returns the ZF it produced (for REPE/REPNE).

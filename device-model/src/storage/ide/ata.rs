@@ -532,10 +532,15 @@ impl AtaDisk {
                 };
                 return DmaEnd::Paused;
             }
-            let buf = core.data(block_bytes(n));
+            let in_place = match dir {
+                Dir::In => self.backend.sectors(lba, block_bytes(n)),
+                Dir::Out => None,
+            };
             let moved = match dir {
-                Dir::In => match self.backend.read_sectors(lba, buf) {
-                    Ok(()) => walker.to_guest(buf),
+                // An image in memory goes straight into the guest's buffers.
+                Dir::In if in_place.is_some() => in_place.map_or(Ok(()), |b| walker.to_guest(b)),
+                Dir::In => match self.backend.read_sectors(lba, core.data(block_bytes(n))) {
+                    Ok(()) => walker.to_guest(&core.buf),
                     Err(e) => {
                         self.io_errors
                             .log(Level::Warn, format_args!("ATA DMA read failed: {e}"));
@@ -546,6 +551,7 @@ impl AtaDisk {
                     }
                 },
                 Dir::Out => {
+                    let buf = core.data(block_bytes(n));
                     let r = walker.from_guest(buf);
                     if r.is_ok() {
                         if let Err(e) = self.store(lba, buf) {

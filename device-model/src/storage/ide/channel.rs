@@ -341,6 +341,16 @@ impl IdeChannel {
         n
     }
 
+    /// The bytes left in the open DRQ block of direction `dir` (`Dir::In`:
+    /// device to host), 0 when none is open that way.
+    pub fn data_room(&self, dir: Dir) -> usize {
+        let slot = &self.slots[self.selected];
+        if slot.drive.is_none() || slot.core.pio != Some(dir) {
+            return 0;
+        }
+        slot.core.block_left()
+    }
+
     /// Moves up to `buf.len()` bytes into the open host-to-device DRQ
     /// block; returns how many were taken.
     pub fn write_data(&mut self, buf: &[u8]) -> usize {

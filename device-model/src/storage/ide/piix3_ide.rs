@@ -29,6 +29,7 @@ use alloc::vec::Vec;
 use guest_memory::GuestMemory;
 
 use super::channel::IdeChannel;
+use super::device::Dir;
 use super::{ChannelId, DrivePosition, IdeDrive};
 use crate::bus::BusDevice;
 use crate::irq::IrqLine;
@@ -353,6 +354,34 @@ impl BusDevice for Piix3Ide {
                 *b = v;
             }
         }
+    }
+
+    /// `REP INSW`/`OUTSW` (or D/B) on a decoded Data port: the rest of the
+    /// open DRQ block moves in one call (ATA8-APT 11: the host moves a
+    /// block's words one after another; the device sees the same sequence).
+    fn string_room(&mut self, base: u64, offset: u64, elem: usize, write: bool) -> usize {
+        let Ok(port) = u16::try_from(base.wrapping_add(offset)) else {
+            return 0;
+        };
+        let dir = if write { Dir::Out } else { Dir::In };
+        self.data_channel(port)
+            .map_or(0, |c| c.data_room(dir) / elem * elem)
+    }
+
+    fn read_string(&mut self, base: u64, offset: u64, elem: usize, data: &mut [u8]) -> usize {
+        let room = self.string_room(base, offset, elem, false).min(data.len());
+        let Ok(port) = u16::try_from(base.wrapping_add(offset)) else {
+            return 0;
+        };
+        self.read_data(port, &mut data[..room])
+    }
+
+    fn write_string(&mut self, base: u64, offset: u64, elem: usize, data: &[u8]) -> usize {
+        let room = self.string_room(base, offset, elem, true).min(data.len());
+        let Ok(port) = u16::try_from(base.wrapping_add(offset)) else {
+            return 0;
+        };
+        self.write_data(port, &data[..room])
     }
 
     /// A write that completes a transfer's start conditions (the command,

@@ -415,3 +415,46 @@ fn a_long_read_verify_continues_over_later_calls() {
     assert!(rig.irq(14));
     assert_eq!(rig.inb(P + 7), 0x50);
 }
+
+/// `REP INSW`/`OUTSW` served in bulk (BusDevice::string_room and friends):
+/// a call moves at most the rest of the open DRQ block, in the order word
+/// accesses would, and the device goes on to the next block after it.
+#[test]
+fn string_io_moves_whole_drq_blocks_in_one_call() {
+    let mut rig = Rig::new();
+    let dev: &mut dyn BusDevice = &mut rig.ide;
+    assert_eq!(
+        dev.string_room(u64::from(P), 0, 2, false),
+        0,
+        "no block open"
+    );
+    rig.lba28(100, 2);
+    rig.outb(P + 7, 0x20);
+    for lba in 100..102 {
+        assert!(rig.irq(14), "INTRQ for the block of LBA {lba}");
+        assert_eq!(rig.inb(P + 7), 0x58);
+        let dev: &mut dyn BusDevice = &mut rig.ide;
+        assert_eq!(dev.string_room(u64::from(P), 0, 2, false), 512);
+        assert_eq!(dev.string_room(u64::from(P), 0, 2, true), 0);
+        assert_eq!(
+            dev.string_room(u64::from(P + 1), 0, 2, false),
+            0,
+            "not the Data port"
+        );
+        let mut b = vec![0u8; 1024];
+        // A guest buffer longer than the block: only the block moves.
+        assert_eq!(dev.read_string(u64::from(P), 0, 2, &mut b), 512);
+        assert_eq!(&b[..512], &expected(lba, 1)[..]);
+    }
+    assert_eq!(rig.inb(P + 7), 0x50);
+
+    let data: Vec<u8> = (0..1024).map(|i| (i * 7) as u8).collect();
+    rig.lba28(200, 2);
+    rig.outb(P + 7, 0x30);
+    let dev: &mut dyn BusDevice = &mut rig.ide;
+    assert_eq!(dev.string_room(u64::from(P), 0, 4, true), 512);
+    assert_eq!(dev.write_string(u64::from(P), 0, 4, &data), 512);
+    assert_eq!(dev.write_string(u64::from(P), 0, 4, &data[512..]), 512);
+    assert_eq!(rig.inb(P + 7), 0x50);
+    assert_eq!(&rig.disk.bytes()[200 * 512..202 * 512], &data[..]);
+}
