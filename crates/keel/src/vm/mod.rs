@@ -343,6 +343,7 @@ pub fn run(
             run_vcpu(&mut vcpu, &mut machine, &mut looped)?
         }
     };
+    console.last_frame(&machine, &config.name);
     console.ended();
     if config.screen_dump {
         machine.dump_screen(&config.name);
