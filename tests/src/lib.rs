@@ -83,6 +83,18 @@ pub fn boot_on_with(
     stop_at: Option<&str>,
     host_net: Option<HostNet>,
 ) -> (VmFile, Outcome) {
+    boot_with(stem, backend, cpu_model, stop_at, |o| o.host_net = host_net)
+}
+
+/// As [`boot_on`], with `tweak` changing the run's options (a screenshot
+/// of the machine's display, a NIC).
+pub fn boot_with(
+    stem: &str,
+    backend: Backend,
+    cpu_model: Option<&str>,
+    stop_at: Option<&str>,
+    tweak: impl FnOnce(&mut runner::RunOptions),
+) -> (VmFile, Outcome) {
     let artifacts = artifacts_dir();
     let cfg = vms_dir().join(format!("{stem}.cfg"));
     let vm = VmFile::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -98,9 +110,9 @@ pub fn boot_on_with(
         opts.cpu_model = m.to_string();
     }
     opts.stop_at = stop_at.map(str::to_string);
-    opts.host_net = host_net;
     // Keel runs each vCPU on a host CPU of its own (as `cargo xtask run`).
     opts.cpus = vm.config.vcpus.max(1);
+    tweak(&mut opts);
     let outcome = runner::run_iso(&iso, backend, &opts).unwrap_or_else(|e| panic!("{e}"));
     (vm, outcome)
 }

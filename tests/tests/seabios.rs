@@ -3,7 +3,8 @@
 //! boots a boot sector from the emulated IDE disk.
 
 use keel_tests::{
-    boot_on, check_guest_suite, check_seabios_post, check_seabios_stages, SEABIOS_POST_STAGES,
+    artifacts_dir, boot_on, boot_with, check_guest_suite, check_seabios_post, check_seabios_stages,
+    SEABIOS_POST_STAGES,
 };
 use xtask::runner::Backend;
 
@@ -38,8 +39,18 @@ fn seabios_posts_under_vmx() {
 /// Debian's VGA BIOS from its ROM BAR, which finds the VBE DISPI interface
 /// and its 16 MiB framebuffer, and prints its banner and boot messages on
 /// the text screen that `keel_screen_dump` writes to the log at the end.
+///
+/// Under QEMU, the machine also has its display (`--screenshot`): Keel
+/// shows the VM's screen there, and the screenshot taken when the VM ends
+/// must show that same text ([`check_screenshot_shows_text`]).
 fn bootdisk(backend: Backend, cpu_model: Option<&str>) {
-    let (vm, o) = boot_on("bootdisk", backend, cpu_model, None);
+    let shot = artifacts_dir().join("bootdisk-screen.ppm");
+    let _ = std::fs::remove_file(&shot);
+    let (vm, o) = boot_with("bootdisk", backend, cpu_model, None, |opts| {
+        if backend == Backend::Svm {
+            opts.display.screenshot = Some(shot.clone());
+        }
+    });
     if let Err(e) = check_guest_suite(&o, &vm.config.name, 5) {
         panic!("{e}");
     }
@@ -83,6 +94,60 @@ fn bootdisk(backend: Backend, cpu_model: Option<&str>) {
     assert!(
         screen.contains(&"Booting from Hard Disk..."),
         "the boot message on the screen: {screen:?}"
+    );
+    if backend == Backend::Svm {
+        check_screenshot_shows_text(&shot, &screen);
+    }
+}
+
+/// The machine's display (1024x768) shows the VM's 80x25 text screen of
+/// 8x16 cells (640x400) once, centered at (192, 184) (`keel::display::Fit`):
+/// every cell whose character the text dump shows is drawn (some pixel
+/// differs from the black background: the glyph came from the font the
+/// VGA BIOS loaded into plane 2), every blank cell is black except at most
+/// one, the cursor's, and everything around the text screen is black.
+fn check_screenshot_shows_text(shot: &std::path::Path, screen: &[&str]) {
+    let bytes = std::fs::read(shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot of the machine's display at {}: {e}",
+            shot.display()
+        )
+    });
+    let (w, h, rgb) = xtask::display::parse_ppm(&bytes).expect("a binary PPM");
+    assert_eq!((w, h), (1024, 768), "Keel's display mode");
+    let px = |x: u32, y: u32| {
+        let i = ((y * w + x) * 3) as usize;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    let lit = |x0: u32, y0: u32, cw: u32, ch: u32| {
+        (y0..y0 + ch).any(|y| (x0..x0 + cw).any(|x| px(x, y) != [0, 0, 0]))
+    };
+    let (left, top) = (192, 184);
+    let mut blank_but_lit = Vec::new();
+    let mut drawn = 0;
+    for (row, text) in screen.iter().enumerate() {
+        let text = text.as_bytes();
+        for col in 0..80u32 {
+            let c = text.get(col as usize).copied().unwrap_or(b' ');
+            let on = lit(left + col * 8, top + row as u32 * 16, 8, 16);
+            if c != b' ' {
+                assert!(on, "cell ({row}, {col}) '{}' is not drawn", c as char);
+                drawn += 1;
+            } else if on {
+                blank_but_lit.push((row, col));
+            }
+        }
+    }
+    assert!(drawn > 40, "the banner and boot message: {drawn} cells");
+    assert!(
+        blank_but_lit.len() <= 1,
+        "blank cells drawn (only the cursor may be): {blank_but_lit:?}"
+    );
+    assert!(!lit(0, 0, 1024, top), "above the text screen: black");
+    assert!(!lit(0, top, left, 400), "left of the text screen: black");
+    assert!(
+        !lit(left + 640, top, 1024 - left - 640, 400),
+        "right of it: black"
     );
 }
 

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod console;
 pub mod cpio;
 pub mod deps;
+pub mod display;
 pub mod fuzz;
 pub mod guest_assets;
 pub mod ide_assets;

@@ -17,7 +17,7 @@ commands:
   build [--vm FILE]...   build Keel and the test guests, then a GRUB ISO per VM config
                          (default: every tests/vms/*.cfg) as target/keel/<vm name>.iso
   run [--backend svm|vmx] [--cpu-model M] [--vm FILE]... [--cpus N] [--timeout SECS]
-      [--log FILE] [--host-disk IMG]...
+      [--log FILE] [--host-disk IMG]... [--display vnc] [--screenshot FILE.png]
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot VM configs (default tests/vms/selftest.cfg;
                          several --vm: one boot, each vCPU on a CPU of its own, QEMU
@@ -30,6 +30,10 @@ commands:
                          opens Keel's prompt: list, switch, stats, end, quit), Keel's
                          log goes to --log FILE (default target/keel/<vm>.log) and
                          its keel: lines to stderr; under Bochs the log streams;
+                         --display vnc gives the machine QEMU's standard VGA, on
+                         which Keel shows the console's VM, served by VNC on
+                         127.0.0.1 (the address is printed); --screenshot FILE saves
+                         that display when the VM ends (PNG; PPM for .ppm; QEMU only);
                          each --host-disk attaches a raw image as the machine's next
                          virtio-blk disk (virtio0, virtio1, ...; QEMU only), and so,
                          after them, does each writable disk file the config names
@@ -172,7 +176,10 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut cpu_model = None;
     let mut host_disks = Vec::new();
     let mut log = None;
+    let mut display = xtask::display::DisplayOptions::default();
     let known = [
+        "--display",
+        "--screenshot",
         "--log",
         "--backend",
         "--vm",
@@ -202,6 +209,27 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
             "--guestfwd" => {
                 guestfwds.push(value.parse().map_err(Failure::Usage)?);
                 host_net = true;
+            }
+            "--display" if value == "vnc" => {
+                let n = xtask::display::free_vnc_display().ok_or_else(|| {
+                    Failure::Usage("--display vnc: no free VNC port from 5900 to 5999".into())
+                })?;
+                display.vnc = Some(n);
+            }
+            "--display" => {
+                return Err(Failure::Usage(format!(
+                    "--display {value}: the one display is 'vnc'"
+                )))
+            }
+            "--screenshot" => {
+                let file = PathBuf::from(value);
+                display.screenshot = Some(if file.is_absolute() {
+                    file
+                } else {
+                    std::env::current_dir()
+                        .map_err(|e| Failure::Usage(format!("--screenshot: {e}")))?
+                        .join(file)
+                });
             }
             "--backend" => backend = value.parse().map_err(Failure::Usage)?,
             "--log" => log = Some(PathBuf::from(value)),
@@ -238,6 +266,19 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         return Err(Failure::Usage(
             "--cpu-model chooses the Bochs CPU for --backend vmx".into(),
         ));
+    }
+    if display.wanted() && backend == Backend::Vmx {
+        return Err(Failure::Usage(
+            "--display and --screenshot drive QEMU's VNC server and monitor: they work with \
+             --backend svm (QEMU) only"
+                .into(),
+        ));
+    }
+    if let Some(n) = display.vnc {
+        eprintln!(
+            "xtask: the machine's display: connect a VNC viewer to 127.0.0.1:{} (display :{n})",
+            5900 + u32::from(n)
+        );
     }
     if !host_disks.is_empty() && backend == Backend::Vmx {
         return Err(Failure::Usage(
@@ -338,6 +379,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
                 .join(format!("{}.log", workspace::file_stem_for(&boot_name)))
         })),
         cpus,
+        display,
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {
@@ -375,6 +417,19 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     if let Some((t, _)) = network {
         for (path, status, bytes) in t.server.stop().requests {
             eprintln!("xtask: the test HTTP server answered GET {path}: {status}, {bytes} bytes");
+        }
+    }
+    if let Some(file) = &opts.display.screenshot {
+        if !outcome
+            .lines
+            .iter()
+            .any(|l| l.contains(xtask::display::LAST_FRAME_LINE))
+        {
+            eprintln!(
+                "xtask: no screenshot in {}: Keel showed no last frame (no VM with \
+                 stdvga = 1 had the console when it ended)",
+                file.display()
+            );
         }
     }
     if outcome.failed() {

@@ -127,6 +127,10 @@ pub fn qemu_command_smp(
     cmd.args([
         "-display",
         "none",
+        // No display adapter unless one is wanted (`display::DisplayOptions`):
+        // Keel draws only on a display it finds.
+        "-vga",
+        "none",
         "-serial",
         "stdio",
         "-no-reboot",
@@ -180,6 +184,8 @@ pub struct RunOptions {
     pub log: Option<PathBuf>,
     /// CPUs of the emulated machine (QEMU `-smp`; Bochs `cpu: count=`).
     pub cpus: u32,
+    /// The machine's display: VNC, a screenshot when a VM ends (QEMU only).
+    pub display: crate::display::DisplayOptions,
 }
 
 /// Host RAM for the emulated machine: room for the guest's RAM and Keel.
@@ -204,6 +210,7 @@ impl Default for RunOptions {
             console: false,
             log: None,
             cpus: 1,
+            display: crate::display::DisplayOptions::default(),
         }
     }
 }
@@ -389,12 +396,22 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
                 &opts.host_disks,
                 opts.host_net.as_ref(),
             );
-            if !opts.console {
-                return run_command(cmd, opts);
+            let qmp = opts
+                .display
+                .screenshot
+                .is_some()
+                .then(crate::display::qmp_socket_path);
+            cmd.args(opts.display.qemu_args(qmp.as_deref()));
+            let socket = opts.console.then(crate::console::socket_path);
+            if let Some(socket) = &socket {
+                cmd.args(crate::console::qemu_args(socket));
             }
-            let socket = crate::console::socket_path();
-            cmd.args(crate::console::qemu_args(&socket));
-            run_emulator(cmd, opts, Serial::Stdout, Some(&socket))
+            let outcome =
+                run_emulator(cmd, opts, Serial::Stdout, socket.as_deref(), qmp.as_deref());
+            if let Some(qmp) = &qmp {
+                let _ = std::fs::remove_file(qmp);
+            }
+            outcome
         }
         Backend::Vmx if !opts.host_disks.is_empty() => Err(RunError::Unsupported(
             "host disks need the svm backend (QEMU): Bochs has no virtio-blk device".into(),
@@ -602,7 +619,7 @@ pub fn run_command_with(
     opts: &RunOptions,
     serial: Serial,
 ) -> Result<Outcome, RunError> {
-    run_emulator(cmd, opts, serial, None)
+    run_emulator(cmd, opts, serial, None, None)
 }
 
 /// Runs `cmd` as the emulator with its serial log in `serial` and, with
@@ -612,6 +629,7 @@ fn run_emulator(
     opts: &RunOptions,
     serial: Serial,
     console: Option<&Path>,
+    qmp: Option<&Path>,
 ) -> Result<Outcome, RunError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let start = Instant::now();
@@ -700,6 +718,18 @@ fn run_emulator(
                     }
                 }
                 let hit = opts.stop_at.as_deref().is_some_and(|s| line.contains(s));
+                if let (Some(qmp), Some(file)) = (qmp, &opts.display.screenshot) {
+                    if line.contains(crate::display::LAST_FRAME_LINE) {
+                        let end = if raw { "\r\n" } else { "\n" };
+                        match crate::display::screendump(qmp, file) {
+                            Ok(()) => eprint!(
+                                "xtask: screenshot of the machine's display: {}{end}",
+                                file.display()
+                            ),
+                            Err(e) => eprint!("xtask: no screenshot: {e}{end}"),
+                        }
+                    }
+                }
                 lines.push(line);
                 line_times.push(start.elapsed());
                 if hit && status.is_none() {
@@ -1008,7 +1038,7 @@ mod tests {
         let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
             args.join(" "),
-            "-machine pc -accel tcg -cpu max -m 512 -display none -serial stdio \
+            "-machine pc -accel tcg -cpu max -m 512 -display none -vga none -serial stdio \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -boot order=d \
              -cdrom /t/k.iso"
         );

@@ -258,9 +258,27 @@ impl Machine {
                 self.service();
             }
             94..=95 => self.acknowledge_interrupts(rng),
+            96 => self.show_screen(rng),
             _ => self.scribble(rng),
         }
         self.take_power_request();
+    }
+
+    /// Keel's display (`host::display`) drawing one row of the VGA's
+    /// screen, in whatever mode the random registers select, at random
+    /// columns, as a scaler would pick them.
+    fn show_screen(&mut self, rng: &mut Rng) {
+        let Some(vga) = self.pc.vga() else {
+            return;
+        };
+        let vga = vga.lock();
+        let screen = vga.screen();
+        let (w, h) = vga.screen_size(screen);
+        let y = rng.below(u64::from(h.max(1)) + 2) as u32;
+        let step = rng.below(4) as u32 + 1;
+        let mut row = [0u32; 64];
+        let start = rng.below(u64::from(w.max(1))) as u32;
+        let _ = vga.render_row(screen, y, &mut row, |i| start.saturating_add(i * step));
     }
 
     /// A guest-visible reset, as the VM loop does on a reset request; other

@@ -164,6 +164,12 @@ impl Console {
         self.focus == Some(id) && !self.prompt
     }
 
+    /// Whether `id` has the console, prompt open or not: its screen is the
+    /// one on the machine's display.
+    pub fn focused(&self, id: VmId) -> bool {
+        self.focus == Some(id)
+    }
+
     /// Bytes dropped so far because the guest did not take them in time.
     pub fn dropped(&self) -> u64 {
         self.dropped

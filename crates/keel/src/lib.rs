@@ -7,6 +7,7 @@ extern crate alloc;
 
 pub mod console;
 pub mod disk_requests;
+pub mod display;
 pub mod dma_pool;
 pub mod frames;
 pub mod pci_config;

@@ -21,6 +21,16 @@ pub const VIRTIO_NET_TRANSITIONAL: u16 = 0x1000;
 /// A modern (non-transitional) virtio-net device: 0x1040 + device type 1.
 pub const VIRTIO_NET_MODERN: u16 = 0x1041;
 
+/// QEMU's standard VGA (and Bochs'): a VGA with the Bochs VBE DISPI
+/// interface and its linear framebuffer at BAR0.
+pub const BOCHS_VGA_VENDOR_ID: u16 = 0x1234;
+pub const BOCHS_VGA_DEVICE_ID: u16 = 0x1111;
+
+/// Whether a vendor/device ID pair is a display adapter Keel can drive.
+pub fn is_bochs_vga(vendor: u16, device: u16) -> bool {
+    vendor == BOCHS_VGA_VENDOR_ID && device == BOCHS_VGA_DEVICE_ID
+}
+
 /// The CONFIG_ADDRESS value for the dword at `offset` of `bus:device.function`:
 /// enable bit 31, bus in 23:16, device in 15:11, function in 10:8, the
 /// dword-aligned register in 7:2.
@@ -66,6 +76,13 @@ mod tests {
         assert!(is_virtio_blk(0x1AF4, 0x1042));
         assert!(!is_virtio_blk(0x1AF4, 0x1000), "a network card");
         assert!(!is_virtio_blk(0x8086, 0x1001));
+    }
+
+    #[test]
+    fn the_display_adapter_is_qemus_standard_vga() {
+        assert!(is_bochs_vga(0x1234, 0x1111));
+        assert!(!is_bochs_vga(0x1013, 0x00B8), "a Cirrus card");
+        assert!(!is_bochs_vga(0x1AF4, 0x1050), "virtio-gpu");
     }
 
     #[test]

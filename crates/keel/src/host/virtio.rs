@@ -1,5 +1,5 @@
 //! What the machine's virtio devices share: one scan of PCI bus 0 for the
-//! functions Keel drives (virtio-blk disks, virtio-net NICs), one pool of
+//! functions Keel drives (virtio-blk disks, virtio-net NICs, and the display adapter), one pool of
 //! DMA pages for their virtqueues, the `virtio-drivers` hardware
 //! abstraction over Keel's memory ([`KeelHal`]), and the start of a
 //! function's virtio 1.x PCI transport.
@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 
 use keel::dma_pool::DmaPool;
 use keel::frames::{FrameAllocator, FRAME_SIZE};
-use keel::pci_config::{is_transitional_virtio, is_virtio_blk, is_virtio_net};
+use keel::pci_config::{is_bochs_vga, is_transitional_virtio, is_virtio_blk, is_virtio_net};
 use virtio_drivers::transport::pci::bus::{BarInfo, Command, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::{DeviceStatus, Transport};
@@ -49,8 +49,8 @@ impl Found {
     }
 }
 
-/// Scans PCI bus 0 once for the machine's virtio-blk disks and virtio-net
-/// NICs, in scan order (`virtio0` is the first of each kind), gives them one
+/// Scans PCI bus 0 once for the machine's virtio-blk disks, virtio-net
+/// NICs and display adapter (`host::display`), in scan order (`virtio0` is the first of each kind), gives them one
 /// DMA pool from `frames` and starts each. Problems are logged and kept, to
 /// be reported when a VM configuration names the device.
 pub fn probe(frames: &mut FrameAllocator) -> (HostDisks, HostNics) {
@@ -79,6 +79,9 @@ pub fn probe(frames: &mut FrameAllocator) -> (HostDisks, HostNics) {
             Some(base) => *DMA_POOL.lock() = Some(DmaPool::new(base, pages)),
             None => log::error!("no memory for the host devices' DMA ({pages} pages)"),
         }
+    }
+    if let Some(&(display, _, _)) = functions.iter().find(|(_, v, d)| is_bochs_vga(*v, *d)) {
+        super::display::start(&mut root, display);
     }
     (
         HostDisks::start(&mut root, &disks),

@@ -12,6 +12,7 @@ use vmm_core::StopReason;
 
 use super::machine::Machine;
 use super::stats::ExitClock;
+use crate::host::display;
 use crate::serial;
 
 /// The console of every VM Keel runs.
@@ -25,10 +26,19 @@ const POLL_HZ: u64 = 100;
 /// QEMU, its character device hold the rest).
 const BYTES_PER_POLL: usize = 64;
 
+/// How long the last frame of the focused VM stays on the machine's
+/// display after the VM ends, so that `cargo xtask run --screenshot` can
+/// take it (xtask pauses the machine when it reads the line Keel prints).
+const LAST_FRAME_HOLD_NS: u64 = 1_000_000_000;
+
 /// One VM's place on the console.
 pub struct VmConsole {
     id: VmId,
     next_poll: u64,
+    /// The machine has a display (`host::display`): while this VM has the
+    /// console, its screen is drawn there at `display::REFRESH_HZ`.
+    display: bool,
+    next_frame: u64,
     /// Whether typed input can arrive (a console port exists): then a halted
     /// vCPU wakes at each poll to look for it.
     interactive: bool,
@@ -40,6 +50,8 @@ impl VmConsole {
         VmConsole {
             id: CONSOLE.lock().add_vm(name),
             next_poll: 0,
+            display: display::present(),
+            next_frame: 0,
             interactive: serial::has_console_port(),
         }
     }
@@ -55,8 +67,47 @@ impl VmConsole {
 
     /// The latest time a halted vCPU must look at the console again.
     pub fn wake_deadline_ns(&self) -> Option<u64> {
-        self.interactive
-            .then(|| crate::clock::now_ns().saturating_add(1_000_000_000 / POLL_HZ))
+        let hz = if self.interactive {
+            POLL_HZ
+        } else if self.display {
+            display::REFRESH_HZ
+        } else {
+            return None;
+        };
+        Some(crate::clock::now_ns().saturating_add(1_000_000_000 / hz))
+    }
+
+    /// Now and then (`display::REFRESH_HZ`), while this VM has the
+    /// console, draws part of its screen on the machine's display.
+    fn refresh_display(&mut self, machine: &Machine, now: u64) {
+        if !self.display || now < self.next_frame {
+            return;
+        }
+        self.next_frame = now.wrapping_add(crate::clock::tsc_hz() / display::REFRESH_HZ);
+        if !CONSOLE.lock().focused(self.id) {
+            return;
+        }
+        if let Some(vga) = machine.pc.vga() {
+            display::refresh(&vga.lock(), false);
+        }
+    }
+
+    /// The VM ended: if its screen is the one shown, draws it whole, says
+    /// so (`keel: display: ...`, the line xtask's `--screenshot` waits
+    /// for) and leaves it there for [`LAST_FRAME_HOLD_NS`].
+    pub fn last_frame(&self, machine: &Machine, name: &str) {
+        if !self.display || !CONSOLE.lock().focused(self.id) {
+            return;
+        }
+        let Some(vga) = machine.pc.vga() else {
+            return;
+        };
+        display::refresh(&vga.lock(), true);
+        log::info!("display: VM '{name}' ended; its last frame is on the screen");
+        let until = crate::clock::now_ns().saturating_add(LAST_FRAME_HOLD_NS);
+        while crate::clock::now_ns() < until {
+            core::hint::spin_loop();
+        }
     }
 
     /// Feeds the guest what was typed; now and then (`POLL_HZ`) reads the
@@ -69,6 +120,7 @@ impl VmConsole {
         name: &str,
     ) -> Option<StopReason> {
         let now = crate::clock::rdtsc();
+        self.refresh_display(machine, now);
         let mut console = CONSOLE.lock();
         // Bytes already typed go in as the guest's FIFO has room, on every
         // pass: a paste reaches the guest at the speed it reads.

@@ -370,6 +370,7 @@ pub fn run(
     while shared.aps_running.load(Ordering::SeqCst) != 0 && crate::clock::now_ns() < until {
         core::hint::spin_loop();
     }
+    console.last_frame(&shared.machine.lock(), &config.name);
     console.ended();
     let exits = shared.exits.load(Ordering::Relaxed);
     let machine = shared.machine.lock();

@@ -40,9 +40,17 @@ pub mod crtc {
     pub const OVERFLOW: usize = 0x07;
     /// CR09 Maximum Scan Line (bits 4:0; bit 7: scan doubling).
     pub const MAX_SCAN_LINE: usize = 0x09;
+    /// CR0A Cursor Start (bits 4:0: its first scan line; bit 5: cursor off).
+    pub const CURSOR_START: usize = 0x0A;
+    pub const CURSOR_OFF: u8 = 1 << 5;
+    /// CR0B Cursor End (bits 4:0: its last scan line).
+    pub const CURSOR_END: usize = 0x0B;
     /// CR0C/CR0D Start Address High/Low.
     pub const START_HIGH: usize = 0x0C;
     pub const START_LOW: usize = 0x0D;
+    /// CR0E/CR0F Cursor Location High/Low (in the start address's units).
+    pub const CURSOR_HIGH: usize = 0x0E;
+    pub const CURSOR_LOW: usize = 0x0F;
     /// CR11 Vertical Retrace End; bit 7 protects CR00-CR07.
     pub const V_RETRACE_END: usize = 0x11;
     pub const PROTECT: u8 = 1 << 7;
@@ -78,6 +86,9 @@ pub mod gc {
 pub mod ar {
     /// AR10 Attribute Mode Control.
     pub const MODE: usize = 0x10;
+    /// AR10 bit 3: attribute bit 7 blinks the character rather than
+    /// selecting a bright background.
+    pub const MODE_BLINK: u8 = 1 << 3;
     /// AR14 Color Select.
     pub const COLOR_SELECT: usize = 0x14;
     /// The address register's Palette Address Source bit.

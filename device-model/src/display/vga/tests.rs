@@ -259,6 +259,7 @@ fn text_mode(v: &mut Vga) {
         (0x01, 0x4F),
         (0x07, 0x1F),
         (0x09, 0x4F),
+        (0x0A, 0x20), // the cursor off
         (0x12, 0x8F),
         (0x13, 0x28),
     ] {
@@ -517,4 +518,103 @@ fn every_planar_write_mode_latch_and_mask_combination_stays_in_its_plane_byte() 
     let mut rest = alloc::vec![0u8; 0x1000];
     v.vram().read(0x4_0000, &mut rest).unwrap();
     assert!(rest.iter().all(|&b| b == 0));
+}
+
+fn crtc_write(v: &mut Vga, i: u8, val: u8) {
+    v.port_write(0x3D4, i);
+    v.port_write(0x3D5, val);
+}
+
+/// Identity palette (AR00-AR0F = 0-15) and DAC entries 0, 4 and 12 (EGA
+/// black, red, bright red) and 7 (light grey).
+fn ega_colors(v: &mut Vga) {
+    v.port_read(0x3DA); // the attribute flip-flop to the address
+    for i in 0..16u8 {
+        v.port_write(0x3C0, i);
+        v.port_write(0x3C0, i);
+    }
+    for (i, rgb) in [
+        (0u8, [0, 0, 0]),
+        (4, [0x2A, 0, 0]),
+        (7, [0x2A, 0x2A, 0x2A]),
+        (12, [0x3F, 0x15, 0x15]),
+    ] {
+        v.port_write(0x3C8, i);
+        for c in rgb {
+            v.port_write(0x3C9, c);
+        }
+    }
+}
+
+fn ar_write(v: &mut Vga, i: u8, val: u8) {
+    v.port_read(0x3DA);
+    v.port_write(0x3C0, i | 0x20); // PAS on: the screen keeps showing
+    v.port_write(0x3C0, val);
+}
+
+#[test]
+fn the_text_cursor_shows_in_its_scan_lines_at_the_cursor_location() {
+    let mut v = card();
+    text_mode(&mut v);
+    ega_colors(&mut v);
+    // An empty glyph for ' ' (plane 2 is zero), grey on black, in cell
+    // (row 1, col 2), and the cursor there on scan lines 14-15.
+    let cell = 0x1_8000 + (80 + 2) * 2;
+    v.window_write(cell, b' ');
+    v.window_write(cell + 1, 0x07);
+    crtc_write(&mut v, 0x0A, 14);
+    crtc_write(&mut v, 0x0B, 15);
+    crtc_write(&mut v, 0x0E, 0);
+    crtc_write(&mut v, 0x0F, 82);
+    let screen = v.screen();
+    let mut row = [0u32; 640];
+    let grey = 0xAA_AAAA;
+    v.render_row(screen, 16 + 14, &mut row, |x| x).unwrap();
+    assert_eq!(row[16..24], [grey; 8], "the cursor's first line: its cell");
+    assert_eq!(row[24], 0, "the next cell has no cursor");
+    v.render_row(screen, 16 + 13, &mut row, |x| x).unwrap();
+    assert_eq!(row[16], 0, "above the cursor's start line");
+    // CR0A bit 5 turns the cursor off.
+    crtc_write(&mut v, 0x0A, 0x20 | 14);
+    v.render_row(screen, 16 + 14, &mut row, |x| x).unwrap();
+    assert_eq!(row[16], 0, "cursor off");
+}
+
+#[test]
+fn attribute_bit_7_brightens_the_background_unless_it_blinks() {
+    let mut v = card();
+    text_mode(&mut v);
+    ega_colors(&mut v);
+    v.window_write(0x1_8000, b' ');
+    v.window_write(0x1_8001, 0xC0); // background 12: bright red, or blinking red
+    let screen = v.screen();
+    let mut row = [0u32; 8];
+    ar_write(&mut v, 0x10, 0x00);
+    v.render_row(screen, 0, &mut row, |x| x).unwrap();
+    assert_eq!(row[0], 0xFF_5555, "AR10 bit 3 clear: 16 background colors");
+    ar_write(&mut v, 0x10, 0x08);
+    v.render_row(screen, 0, &mut row, |x| x).unwrap();
+    assert_eq!(
+        row[0], 0xAA_0000,
+        "AR10 bit 3 set: bit 7 blinks, background 4"
+    );
+}
+
+#[test]
+fn a_row_is_drawn_at_the_columns_a_scaler_picks() {
+    let mut v = card();
+    dispi(&mut v, vbe::XRES, 1024);
+    dispi(&mut v, vbe::YRES, 768);
+    dispi(&mut v, vbe::BPP, 32);
+    dispi(&mut v, vbe::ENABLE, vbe::ENABLED | vbe::LFB_ENABLED);
+    for x in 0..1024u64 {
+        v.bar_write(LFB_BAR, 5 * 4096 + x * 4, &(x as u32).to_le_bytes());
+    }
+    let mut half = [0u32; 512];
+    v.render_row(v.screen(), 5, &mut half, |i| i * 2).unwrap();
+    assert_eq!((half[0], half[1], half[511]), (0, 2, 1022));
+    // Columns past the mode's memory read as black, never out of bounds.
+    dispi(&mut v, vbe::ENABLE, 0);
+    v.render_row(v.screen(), 0, &mut half, |i| i + 0x7FFF_FFF0)
+        .unwrap();
 }
