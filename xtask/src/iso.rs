@@ -498,7 +498,11 @@ pub fn build_iso_of(
                 continue;
             }
             let file = resolve_image(vm, key, value, guest_dir)?;
-            if let Some((_, other)) = images.iter().find(|(v, _)| *v == value) {
+            // A disk entry takes its module for good (Keel's RAM disk is the
+            // module's memory), so each entry ships its own copy, in the
+            // order of the entries; other images are shared.
+            let shared = key != "disk";
+            if let Some((_, other)) = images.iter().find(|(v, _)| shared && *v == value) {
                 if *other != file {
                     return Err(format!(
                         "two VMs name image '{value}' for different files ({} and {}); one boot \
