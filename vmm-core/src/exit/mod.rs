@@ -8,6 +8,7 @@ mod cpuid;
 mod cr;
 mod emulate;
 mod exception;
+mod guest_ram;
 mod handler;
 mod hyperv;
 mod io;

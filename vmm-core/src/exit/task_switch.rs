@@ -17,7 +17,9 @@ use super::{ExitAction, GateEvent, StopReason, TaskSwitch, TaskSwitchSource};
 use crate::vcpu::{Event, Gpr, Segment, Sreg, VcpuState};
 use guest_memory::GuestMemory;
 use x86_emul::paging::{self, Access, AccessKind, PagingMode, WalkError};
-use x86_emul::{ControlRegs, PhysError, PhysMemory};
+use x86_emul::ControlRegs;
+
+use super::guest_ram::GuestRam;
 
 /// Physical-address width the guest's page tables are checked against, as
 /// for the emulator (exit/emulate.rs).
@@ -127,22 +129,10 @@ enum Abort {
     Stop { what: &'static str, info: u64 },
 }
 
-/// Guest RAM for the page walker.
-struct Ram<'a>(&'a GuestMemory);
-
-impl PhysMemory for Ram<'_> {
-    fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError> {
-        self.0.read(gpa, data).map_err(|_| PhysError::NotRam)
-    }
-    fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), PhysError> {
-        self.0.write(gpa, data).map_err(|_| PhysError::NotRam)
-    }
-}
-
 /// The guest's linear address space, for the implicit supervisor accesses a
 /// task switch makes to TSSs and descriptor tables (SDM Vol 3A 4.6).
 struct Linear<'a> {
-    ram: Ram<'a>,
+    ram: GuestRam<'a>,
     cr: ControlRegs,
 }
 
@@ -424,7 +414,7 @@ fn switch(
     );
     let sel = ts.selector;
     let mut lin = Linear {
-        ram: Ram(mem),
+        ram: GuestRam(mem),
         cr: ControlRegs {
             cr0: vcpu.cr0(),
             cr3: vcpu.cr3(),

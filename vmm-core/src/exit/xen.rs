@@ -9,7 +9,9 @@
 
 use guest_memory::{GuestMemory, LinearMemory};
 use x86_emul::paging::{self, Access, AccessKind};
-use x86_emul::{ControlRegs, PhysError, PhysMemory};
+use x86_emul::ControlRegs;
+
+use super::guest_ram::GuestRam;
 
 use super::cpuid::CpuidResult;
 use super::handler::Platform;
@@ -119,22 +121,10 @@ pub fn write_hypercall_msr(value: u64, amd: bool, memory: &GuestMemory) -> bool 
     memory.write(value, &hypercall_page(amd)).is_ok()
 }
 
-/// Guest RAM for the page walker.
-struct Ram<'a>(&'a GuestMemory);
-
-impl PhysMemory for Ram<'_> {
-    fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError> {
-        self.0.read(gpa, data).map_err(|_| PhysError::NotRam)
-    }
-    fn write_phys(&mut self, gpa: u64, data: &[u8]) -> Result<(), PhysError> {
-        self.0.write(gpa, data).map_err(|_| PhysError::NotRam)
-    }
-}
-
 /// The calling vCPU's linear addresses (supervisor accesses: the call
 /// comes from CPL 0), each access split at page boundaries.
 struct Linear<'a> {
-    ram: Ram<'a>,
+    ram: GuestRam<'a>,
     cr: ControlRegs,
     mask: u64,
 }
@@ -220,7 +210,7 @@ pub fn hypercall(vcpu: &mut impl VcpuState, platform: &mut impl Platform, len: u
     };
     let memory = platform.memory().clone();
     let mut linear = Linear {
-        ram: Ram(&memory),
+        ram: GuestRam(&memory),
         cr,
         mask,
     };
