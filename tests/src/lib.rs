@@ -173,6 +173,35 @@ pub fn check_selftest_exit_table(o: &Outcome) -> Result<(), String> {
     Ok(())
 }
 
+/// Every `(needle, what)`: some serial line contains `needle` (`what` says
+/// what its absence means).
+pub fn check_logged(o: &Outcome, needles: &[(&str, &str)]) -> Result<(), String> {
+    for (needle, what) in needles {
+        if !o.lines.iter().any(|l| l.contains(needle)) {
+            return Err(format!("{what}: no '{needle}' in the log\n{}", o.report()));
+        }
+    }
+    Ok(())
+}
+
+/// No serial line contains any of `bad` (kernel panics, Keel's unknown-MSR
+/// lines, ...).
+pub fn check_none_of(o: &Outcome, bad: &[&str]) -> Result<(), String> {
+    let found: Vec<&String> = o
+        .lines
+        .iter()
+        .filter(|l| bad.iter().any(|b| l.contains(b)))
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "kernel or Keel log problems: {found:?}\n{}",
+            o.report()
+        ))
+    }
+}
+
 /// Keel stopped `vm` once, with a stop line mentioning `reason`, and ended with
 /// `status`.
 pub fn check_stop(o: &Outcome, vm: &str, reason: &str, status: u8) -> Result<(), String> {

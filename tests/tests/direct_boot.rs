@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use keel_tests::{boot, boot_vmx, check_guest_suite, check_stop, check_suite_report};
+use keel_tests::{
+    boot, boot_vmx, check_guest_suite, check_logged, check_none_of, check_stop, check_suite_report,
+};
 use xtask::runner::Outcome;
 
 fn verdict(r: Result<(), String>) {
@@ -70,21 +72,15 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
         "powered the machine off (ACPI S5)",
         0,
     ));
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| {
-            l.contains("ACPI Error")
-                || l.contains("nobody cared")
-                || l.contains("Kernel panic")
-                || l.contains("of unknown MSR")
-        })
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "kernel log problems: {bad:?}\n{}",
-        o.report()
-    );
+    verdict(check_none_of(
+        &o,
+        &[
+            "ACPI Error",
+            "nobody cared",
+            "Kernel panic",
+            "of unknown MSR",
+        ],
+    ));
 }
 
 /// Debian's kernel with `viridian = 1` (tests/vms/linux-viridian.cfg): the
@@ -104,34 +100,25 @@ fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
         "powered the machine off (ACPI S5)",
         0,
     ));
-    for (line, what) in [
-        ("Hypervisor detected: Microsoft Hyper-V", "Hyper-V detected"),
-        (
-            "Switched to clocksource hyperv_clocksource_tsc_page",
-            "the reference TSC page as clocksource",
-        ),
-    ] {
-        assert!(
-            o.lines.iter().any(|l| l.contains(line)),
-            "{what}: no '{line}' in the log\n{}",
-            o.report()
-        );
-    }
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| {
-            l.contains("TSC calibration failed")
-                || l.contains("Kernel panic")
-                || l.contains("of unknown MSR")
-                || l.contains("guest WRMSR")
-        })
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "kernel or Keel log problems: {bad:?}\n{}",
-        o.report()
-    );
+    verdict(check_logged(
+        &o,
+        &[
+            ("Hypervisor detected: Microsoft Hyper-V", "Hyper-V detected"),
+            (
+                "Switched to clocksource hyperv_clocksource_tsc_page",
+                "the reference TSC page as clocksource",
+            ),
+        ],
+    ));
+    verdict(check_none_of(
+        &o,
+        &[
+            "TSC calibration failed",
+            "Kernel panic",
+            "of unknown MSR",
+            "guest WRMSR",
+        ],
+    ));
 }
 
 /// Debian's kernel with `xen_platform_pci = 1` (tests/vms/linux-xen.cfg,
@@ -151,44 +138,30 @@ fn debian_linux_detects_xen_hvm_with_xen_platform_pci() {
         "powered the machine off (ACPI S5)",
         0,
     ));
-    for (line, what) in [
-        ("Hypervisor detected: Xen HVM", "Xen detected"),
-        ("Xen version 4.17", "Xen's version from xen_version"),
-        (
-            "Xen HVM callback vector for event delivery is enabled",
-            "the callback vector",
-        ),
-        ("Switched to clocksource xen", "the Xen PV clock"),
-        (
-            "xen-platform-pci: the guest unplugged the emulated disks",
-            "the disk unplug",
-        ),
-        (
-            "xen-platform-pci: the guest unplugged the emulated NICs",
-            "the NIC unplug",
-        ),
-    ] {
-        assert!(
-            o.lines.iter().any(|l| l.contains(line)),
-            "{what}: no '{line}' in the log\n{}",
-            o.report()
-        );
-    }
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| {
-            l.contains("Kernel panic")
-                || l.contains("BUG:")
-                || l.contains("of unknown MSR")
-                || l.contains("ACPI Error")
-        })
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "kernel or Keel log problems: {bad:?}\n{}",
-        o.report()
-    );
+    verdict(check_logged(
+        &o,
+        &[
+            ("Hypervisor detected: Xen HVM", "Xen detected"),
+            ("Xen version 4.17", "Xen's version from xen_version"),
+            (
+                "Xen HVM callback vector for event delivery is enabled",
+                "the callback vector",
+            ),
+            ("Switched to clocksource xen", "the Xen PV clock"),
+            (
+                "xen-platform-pci: the guest unplugged the emulated disks",
+                "the disk unplug",
+            ),
+            (
+                "xen-platform-pci: the guest unplugged the emulated NICs",
+                "the NIC unplug",
+            ),
+        ],
+    ));
+    verdict(check_none_of(
+        &o,
+        &["Kernel panic", "BUG:", "of unknown MSR", "ACPI Error"],
+    ));
 }
 
 /// The multiboot test kernel's checks with one module: 12 of the loader's

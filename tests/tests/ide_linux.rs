@@ -36,26 +36,16 @@ fn logged(o: &Outcome, prefix: &str, needle: &str) {
 }
 
 fn no_kernel_trouble(o: &Outcome) {
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| {
-            [
-                "Kernel panic",
-                "nobody cared",
-                "I/O error",
-                "exception Emask",
-                "failed command",
-            ]
-            .iter()
-            .any(|b| l.contains(b))
-        })
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "kernel log problems: {bad:?}\n{}",
-        o.report()
-    );
+    verdict(keel_tests::check_none_of(
+        o,
+        &[
+            "Kernel panic",
+            "nobody cared",
+            "I/O error",
+            "exception Emask",
+            "failed command",
+        ],
+    ));
 }
 
 /// SeaBIOS -> MBR -> SYSLINUX -> Debian from the IDE disk: the disk and the
