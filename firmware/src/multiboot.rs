@@ -3,7 +3,7 @@
 //! kludge address fields), and the information block handed to it.
 
 use crate::e820::{Entry, Map, RAM};
-use crate::le::{put32, u16_at, u32_at, u8_at};
+use crate::le::{put16, put32, put64, u16_at, u32_at, u8_at};
 use crate::report::Error;
 
 /// The header's magic.
@@ -19,7 +19,7 @@ pub const MEMORY_INFO: u32 = 1 << 1;
 pub const VIDEO_MODE: u32 = 1 << 2;
 pub const AOUT_KLUDGE: u32 = 1 << 16;
 /// Requirement bits (0-15) the shim honours.
-const SUPPORTED_REQUIREMENTS: u32 = PAGE_ALIGN | MEMORY_INFO;
+const SUPPORTED_REQUIREMENTS: u32 = PAGE_ALIGN | MEMORY_INFO | VIDEO_MODE;
 
 /// Info flags.
 pub mod info {
@@ -29,6 +29,99 @@ pub mod info {
     pub const MODS: u32 = 1 << 3;
     pub const MMAP: u32 = 1 << 6;
     pub const LOADER_NAME: u32 = 1 << 9;
+    pub const VBE: u32 = 1 << 11;
+    pub const FRAMEBUFFER: u32 = 1 << 12;
+}
+
+/// The video mode a header asks for (header flag 2, offsets 32-47):
+/// `mode_type` 0 a linear graphics mode, 1 EGA text; 0 in width, height
+/// or depth means no preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VideoRequest {
+    pub mode_type: u32,
+    pub width: u32,
+    pub height: u32,
+    pub depth: u32,
+}
+
+/// The mode the shim sets for a [`VideoRequest`] on the Bochs VBE
+/// interface of QEMU's standard VGA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoMode {
+    /// The VGA's 80x25 text mode at 0xB8000 (framebuffer type 2).
+    EgaText,
+    /// A direct-colour linear framebuffer mode (framebuffer type 1).
+    Linear { width: u16, height: u16, bpp: u8 },
+}
+
+/// The VESA mode numbers (VBE 3.0, "Mode Numbers", the VESA-defined
+/// table) of the resolutions the shim offers, for 8/15/16/24-bit colour;
+/// a 32 bpp mode shares the 24-bit ("16.8M colors") number.
+const VESA_MODES: [(u16, u16, [u16; 4]); 4] = [
+    (640, 480, [0x101, 0x110, 0x111, 0x112]),
+    (800, 600, [0x103, 0x113, 0x114, 0x115]),
+    (1024, 768, [0x105, 0x116, 0x117, 0x118]),
+    (1280, 1024, [0x107, 0x119, 0x11A, 0x11B]),
+];
+
+impl VideoRequest {
+    /// The mode the shim sets: EGA text for `mode_type` 1; otherwise the
+    /// requested resolution when it is one of [`VESA_MODES`] (else
+    /// 1024x768) at the requested depth when it is 15, 16, 24 or 32 (else
+    /// 32). 8 bpp (an indexed mode with a palette) is not offered: the
+    /// specification lets a loader set another mode than the one asked for.
+    pub fn mode(&self) -> VideoMode {
+        if self.mode_type == 1 {
+            return VideoMode::EgaText;
+        }
+        let (width, height) = VESA_MODES
+            .iter()
+            .find(|m| u32::from(m.0) == self.width && u32::from(m.1) == self.height)
+            .map_or((1024, 768), |m| (m.0, m.1));
+        let bpp = match self.depth {
+            15 | 16 | 24 | 32 => self.depth as u8,
+            _ => 32,
+        };
+        VideoMode::Linear { width, height, bpp }
+    }
+}
+
+impl VideoMode {
+    /// The VESA mode number (EGA text: mode 3).
+    pub fn vesa_number(&self) -> u16 {
+        match *self {
+            VideoMode::EgaText => 3,
+            VideoMode::Linear { width, height, bpp } => {
+                let col = match bpp {
+                    15 => 1,
+                    16 => 2,
+                    _ => 3,
+                };
+                VESA_MODES
+                    .iter()
+                    .find(|m| (m.0, m.1) == (width, height))
+                    .map_or(0x118, |m| m.2[col])
+            }
+        }
+    }
+
+    /// Bytes per scan line.
+    pub fn pitch(&self) -> u32 {
+        match *self {
+            VideoMode::EgaText => 160,
+            VideoMode::Linear { width, bpp, .. } => u32::from(width) * u32::from(bpp).div_ceil(8),
+        }
+    }
+
+    /// The red, green and blue (field position, mask size) of a direct
+    /// colour pixel (VBE 3.0 ModeInfoBlock, Direct Color fields).
+    pub fn rgb_fields(&self) -> [(u8, u8); 3] {
+        match *self {
+            VideoMode::Linear { bpp: 15, .. } => [(10, 5), (5, 5), (0, 5)],
+            VideoMode::Linear { bpp: 16, .. } => [(11, 5), (5, 6), (0, 5)],
+            _ => [(16, 8), (8, 8), (0, 8)],
+        }
+    }
 }
 
 /// The a.out kludge fields (header offsets 12-31).
@@ -47,6 +140,8 @@ pub struct Header {
     pub offset: usize,
     pub flags: u32,
     pub aout: Option<AoutKludge>,
+    /// The video mode asked for (header flag 2).
+    pub video: Option<VideoRequest>,
 }
 
 /// Finds the header in the first 8 KiB of `image`: `None` if there is no
@@ -75,9 +170,23 @@ pub fn find_header(image: &[u8]) -> Option<Result<Header, Error>> {
     } else {
         None
     };
+    let video = if flags & VIDEO_MODE != 0 {
+        if offset + 48 > image.len() {
+            return Some(Err(Error::BadKernel("the multiboot header is cut short")));
+        }
+        Some(VideoRequest {
+            mode_type: u32_at(image, offset + 32),
+            width: u32_at(image, offset + 36),
+            height: u32_at(image, offset + 40),
+            depth: u32_at(image, offset + 44),
+        })
+    } else {
+        None
+    };
     Some(Ok(Header {
         offset,
         flags,
+        video,
         aout,
     }))
 }
@@ -428,6 +537,9 @@ pub struct InfoInput<'a> {
     pub modules: &'a [Module<'a>],
     pub e820: &'a [Entry],
     pub loader_name: &'a [u8],
+    /// The video mode set and, for a linear mode, the framebuffer's
+    /// address (BAR0 of the VGA); `None` without a VGA or a request.
+    pub video: Option<(VideoMode, u64)>,
 }
 
 /// `boot_device` (spec 3.3): BIOS drive 0x80 (the first hard disk), no
@@ -442,6 +554,12 @@ pub mod area {
     pub const LOADER_NAME: usize = 0x0C0;
     pub const MODS: usize = 0x100;
     pub const MMAP: usize = 0x200;
+    /// VBE 3.0 VbeInfoBlock (512 bytes), ModeInfoBlock (256), and the
+    /// OEM string and mode list the first points to.
+    pub const VBE_CONTROL: usize = 0xA00;
+    pub const VBE_MODE: usize = 0xC00;
+    pub const VBE_OEM: usize = 0xD00;
+    pub const VBE_MODE_LIST: usize = 0xD20;
     pub const CMDLINE: usize = 0x1000;
     pub const MODULE_STRINGS: usize = 0x2000;
     pub const END: usize = 0x4000;
@@ -519,7 +637,7 @@ pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Re
     put32(buf, area::INFO + 20, input.modules.len() as u32);
     put32(buf, area::INFO + 24, at(area::MODS));
 
-    let max_mmap = (area::CMDLINE - area::MMAP) / 24;
+    let max_mmap = (area::VBE_CONTROL - area::MMAP) / 24;
     if input.e820.len() > max_mmap {
         return Err(Error::TooManyE820);
     }
@@ -539,8 +657,80 @@ pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Re
     } else {
         flags &= !info::LOADER_NAME;
     }
+    if let Some((mode, lfb)) = input.video {
+        flags |= video_info(buf, base, mode, lfb);
+    }
     put32(buf, area::INFO, flags);
     Ok(at(area::INFO))
+}
+
+/// A real-mode far pointer (segment:offset) to `addr` below 1 MiB.
+fn far_ptr(addr: u32) -> u32 {
+    (addr >> 4) << 16 | (addr & 0xF)
+}
+
+/// Fills the VBE (info flag 11) and framebuffer (flag 12) fields and the
+/// VBE blocks they point to, as a loader that set `mode` through VBE
+/// does (Multiboot 0.6.96, 3.3; VBE 3.0, functions 00h and 01h); returns
+/// the info flags to add. The protected-mode interface fields stay 0: the
+/// card has none (VBE function 0Ah is not offered).
+fn video_info(buf: &mut [u8; area::END], base: u32, mode: VideoMode, lfb: u64) -> u32 {
+    let at = |o: usize| base + o as u32;
+    let number = mode.vesa_number();
+    // VbeInfoBlock: "VESA", version 3.0, the OEM string, capabilities 0
+    // (a 6-bit DAC), the mode list, total memory in 64 KiB units.
+    let c = area::VBE_CONTROL;
+    buf[c..c + 4].copy_from_slice(b"VESA");
+    put16(buf, c + 4, 0x0300);
+    put32(buf, c + 6, far_ptr(at(area::VBE_OEM)));
+    put32(buf, c + 14, far_ptr(at(area::VBE_MODE_LIST)));
+    put16(buf, c + 18, 256);
+    let oem = b"keel-shim";
+    buf[area::VBE_OEM..area::VBE_OEM + oem.len()].copy_from_slice(oem);
+    put16(buf, area::VBE_MODE_LIST, number);
+    put16(buf, area::VBE_MODE_LIST + 2, 0xFFFF);
+    put32(buf, area::INFO + 72, at(c));
+    put32(buf, area::INFO + 76, at(area::VBE_MODE));
+    put16(buf, area::INFO + 80, number);
+
+    let (addr, width, height, bpp, kind) = match mode {
+        VideoMode::EgaText => (0xB_8000, 80, 25, 16, 2u8),
+        VideoMode::Linear { width, height, bpp } => {
+            (lfb, u32::from(width), u32::from(height), bpp, 1)
+        }
+    };
+    // ModeInfoBlock: supported, colour, (graphics, linear framebuffer).
+    let m = area::VBE_MODE;
+    let attributes: u16 = if kind == 1 { 0x9B } else { 0x0F };
+    put16(buf, m, attributes);
+    put16(buf, m + 16, mode.pitch() as u16);
+    put16(buf, m + 18, width as u16);
+    put16(buf, m + 20, height as u16);
+    buf[m + 22] = 8;
+    buf[m + 23] = 16;
+    buf[m + 24] = 1;
+    buf[m + 25] = bpp;
+    buf[m + 26] = 1;
+    if kind == 1 {
+        buf[m + 27] = 6; // direct colour
+        let [r, g, b] = mode.rgb_fields();
+        buf[m + 31..m + 37].copy_from_slice(&[r.1, r.0, g.1, g.0, b.1, b.0]);
+        put32(buf, m + 40, addr as u32);
+        put16(buf, m + 50, mode.pitch() as u16);
+    }
+
+    put64(buf, area::INFO + 88, addr);
+    put32(buf, area::INFO + 96, mode.pitch());
+    put32(buf, area::INFO + 100, width);
+    put32(buf, area::INFO + 104, height);
+    buf[area::INFO + 108] = bpp;
+    buf[area::INFO + 109] = kind;
+    if kind == 1 {
+        let [r, g, b] = mode.rgb_fields();
+        let o = area::INFO + 110;
+        buf[o..o + 6].copy_from_slice(&[r.0, r.1, g.0, g.1, b.0, b.1]);
+    }
+    info::VBE | info::FRAMEBUFFER
 }
 
 #[cfg(test)]
@@ -640,6 +830,95 @@ mod tests {
     }
 
     #[test]
+    fn video_requests_become_modes_the_vga_has() {
+        let req = |mode_type, width, height, depth| VideoRequest {
+            mode_type,
+            width,
+            height,
+            depth,
+        };
+        let m = req(0, 1024, 768, 32).mode();
+        assert_eq!(
+            m,
+            VideoMode::Linear {
+                width: 1024,
+                height: 768,
+                bpp: 32
+            }
+        );
+        assert_eq!((m.vesa_number(), m.pitch()), (0x118, 4096));
+        assert_eq!(m.rgb_fields(), [(16, 8), (8, 8), (0, 8)]);
+        let m = req(0, 800, 600, 16).mode();
+        assert_eq!((m.vesa_number(), m.pitch()), (0x114, 1600));
+        assert_eq!(m.rgb_fields(), [(11, 5), (5, 6), (0, 5)]);
+        // No preference, or what the card does not offer: 1024x768x32.
+        assert_eq!(req(0, 0, 0, 0).mode(), req(0, 1024, 768, 32).mode());
+        assert_eq!(req(0, 999, 1, 8).mode(), req(0, 1024, 768, 32).mode());
+        assert_eq!(req(1, 80, 25, 0).mode(), VideoMode::EgaText);
+    }
+
+    /// Multiboot 0.6.96, 3.3: flags 11 and 12, the VBE fields at 72-87,
+    /// the framebuffer fields at 88-115; VBE 3.0 blocks behind them.
+    #[test]
+    fn info_block_with_a_linear_mode_and_with_text() {
+        let map = map256();
+        let mut buf = [0u8; area::END];
+        let mode = VideoMode::Linear {
+            width: 1024,
+            height: 768,
+            bpp: 32,
+        };
+        let input = InfoInput {
+            kernel_name: b"k",
+            cmdline: b"",
+            modules: &[],
+            e820: map.entries(),
+            loader_name: b"keel-shim",
+            video: Some((mode, 0xFD00_0000)),
+        };
+        let base = 0x9_0000;
+        build_info(&mut buf, base, &input).unwrap();
+        let flags = u32_at(&buf, 0);
+        assert_eq!(flags & (info::VBE | info::FRAMEBUFFER), 0x1800);
+        let control = u32_at(&buf, 72) - base;
+        assert_eq!(&buf[control as usize..control as usize + 4], b"VESA");
+        let mi = (u32_at(&buf, 76) - base) as usize;
+        assert_eq!(u16_at(&buf, 80), 0x118);
+        assert_eq!(u64_at(&buf, 88), 0xFD00_0000);
+        assert_eq!(
+            [u32_at(&buf, 96), u32_at(&buf, 100), u32_at(&buf, 104)],
+            [4096, 1024, 768]
+        );
+        assert_eq!(&buf[108..116], &[32, 1, 16, 8, 8, 8, 0, 8]);
+        assert_eq!(u16_at(&buf, mi + 18), 1024);
+        assert_eq!(u8_at(&buf, mi + 25), 32);
+        assert_eq!(u32_at(&buf, mi + 40), 0xFD00_0000);
+        // The mode list (a real-mode far pointer) holds the mode, then 0xFFFF.
+        let list = u32_at(&buf, control as usize + 14);
+        let list = ((list >> 16) << 4) + (list & 0xFFFF) - base;
+        assert_eq!(u16_at(&buf, list as usize), 0x118);
+        assert_eq!(u16_at(&buf, list as usize + 2), 0xFFFF);
+
+        let text = InfoInput {
+            video: Some((VideoMode::EgaText, 0xFD00_0000)),
+            ..input
+        };
+        build_info(&mut buf, base, &text).unwrap();
+        assert_eq!(u64_at(&buf, 88), 0xB_8000);
+        assert_eq!(
+            [u32_at(&buf, 96), u32_at(&buf, 100), u32_at(&buf, 104)],
+            [160, 80, 25]
+        );
+        assert_eq!(&buf[108..110], &[16, 2]);
+        let none = InfoInput {
+            video: None,
+            ..input
+        };
+        build_info(&mut buf, base, &none).unwrap();
+        assert_eq!(u32_at(&buf, 0) & 0x1800, 0);
+    }
+
+    #[test]
     fn bad_headers() {
         let mut f = vec![0u8; 8192 + 64];
         assert!(find_header(&f).is_none());
@@ -650,11 +929,26 @@ mod tests {
         bad[8] ^= 1;
         f[16..28].copy_from_slice(&bad);
         assert!(find_header(&f).is_none());
-        f[16..28].copy_from_slice(&header(VIDEO_MODE, &[]));
+        // A requirement bit the shim lacks (bit 3, undefined).
+        f[16..28].copy_from_slice(&header(1 << 3, &[]));
         assert_eq!(
             find_header(&f).unwrap(),
-            Err(Error::MultibootUnsupported { flags: VIDEO_MODE })
+            Err(Error::MultibootUnsupported { flags: 1 << 3 })
         );
+        // A video request is read from offsets 32-47; one cut short is an error.
+        let v = header(VIDEO_MODE, &[0, 0, 0, 0, 0, 0, 1024, 768, 32]);
+        f[16..16 + v.len()].copy_from_slice(&v);
+        let h = find_header(&f).unwrap().unwrap();
+        let want = VideoRequest {
+            mode_type: 0,
+            width: 1024,
+            height: 768,
+            depth: 32,
+        };
+        assert_eq!(h.video, Some(want));
+        let short = &f[..16 + 40];
+        assert!(find_header(short).unwrap().is_err());
+        f[16..16 + v.len()].fill(0);
         // Not ELF and no kludge.
         f[16..28].copy_from_slice(&header(0, &[]));
         let h = find_header(&f).unwrap().unwrap();
@@ -849,6 +1143,7 @@ mod tests {
             modules: &mods,
             e820: m.entries(),
             loader_name: b"keel-shim",
+            video: None,
         };
         let base = 0x8000;
         let info = build_info(&mut buf, base, &input).unwrap();
@@ -906,6 +1201,7 @@ mod tests {
             modules: &[],
             e820: m.entries(),
             loader_name: b"keel-shim",
+            video: None,
         };
         // "kernel" + " " + 4090 bytes: 4097, one over the 4095 that fit.
         assert_eq!(

@@ -169,7 +169,7 @@ fn debian_linux_detects_xen_hvm_with_xen_platform_pci() {
 /// a BIOS leaves (BIOS data area, EBDA, IVT, RSDP, SMBIOS, low e820 map)
 /// and 8 of PCI as SeaBIOS leaves it (BARs placed, aligned, disjoint,
 /// decoded; interrupt lines, PIRQ routes, ELCR), with `keel_testdev = 1`.
-const ONE_MODULE_CHECKS: u32 = 38;
+const ONE_MODULE_CHECKS: u32 = 39;
 /// With three modules (`multiboot-aout`): four more checks per module.
 const THREE_MODULE_CHECKS: u32 = ONE_MODULE_CHECKS + 2 * 4;
 
@@ -180,6 +180,28 @@ const THREE_MODULE_CHECKS: u32 = ONE_MODULE_CHECKS + 2 * 4;
 fn multiboot_kernel_gets_cmdline_mmap_and_module_under_svm() {
     let (vm, o) = boot("multiboot");
     verdict(check_guest_suite(&o, &vm.config.name, ONE_MODULE_CHECKS));
+}
+
+/// With QEMU's standard VGA (`multiboot-vga`), the kernel's header asks
+/// for 1024x768x32: the info block's VBE and framebuffer fields (flags 11
+/// and 12, type 1 RGB with 8-bit fields at 16, 8, 0, the framebuffer at the
+/// VGA's BAR0, VESA mode 0x118, the VBE blocks behind them), the card in
+/// that mode (DISPI read-back) and its framebuffer writable: 17 checks
+/// in place of the one that, without a VGA, finds neither flag.
+#[test]
+fn multiboot_kernel_gets_vbe_and_framebuffer_fields_under_svm() {
+    let (vm, o) = boot("multiboot-vga");
+    verdict(check_guest_suite(
+        &o,
+        &vm.config.name,
+        ONE_MODULE_CHECKS + 16,
+    ));
+    let vbe = format!("[{}] PASS vbe-mode-0x118", vm.config.name);
+    assert!(
+        o.lines.iter().any(|l| l.trim_end() == vbe),
+        "no '{vbe}' line\n{}",
+        o.report()
+    );
 }
 
 #[test]

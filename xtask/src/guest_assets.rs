@@ -80,7 +80,7 @@ pub const BUILT: &[&str] = &[
 
 /// The multiboot test kernel's load address and entry (firmware/mbtest.ld).
 pub const MBTEST_LOAD: u32 = 0x20_0000;
-pub const MBTEST_ENTRY: u32 = 0x20_0010;
+pub const MBTEST_ENTRY: u32 = 0x20_0030;
 /// The modules the test kernel checks (its table in
 /// firmware/src/bin/mbtest.rs): module `k` has `MBTEST_MODULE_LENS[k]`
 /// bytes, byte `i` being `((i * 0x9E3779B1) >> 24) ^ (k * 0x55)` (32-bit

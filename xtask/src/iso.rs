@@ -28,6 +28,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-debug",
     "pci-testdev",
     "exitbench",
+    "vbe",
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.

@@ -68,7 +68,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 core::arch::global_asm!(
     r#"
 .set MB_MAGIC,     0x1BADB002
-.set MB_FLAGS,     0x00000003          /* page-aligned modules, memory info */
+.set MB_FLAGS,     0x00000007          /* page-aligned modules, memory info, video mode */
 .set PASS_COUNT,   0x500
 .set FAIL_COUNT,   0x504
 .set INFO,         0x508
@@ -92,6 +92,7 @@ core::arch::global_asm!(
 .set POVERLAP,     0x54C
 .set PCI_VARS_END, 0x550
 .set RESIDENT,     0x550               /* 1: a loader stays resident in low memory */
+.set VGA,          0x554               /* 1: the VM has QEMU's standard VGA */
 .set BARTAB,       0x1000              /* base, end, kind (1 I/O, 2 memory) */
 .set BARTAB_MAX,   128
 .set STACK_TOP,    0x7000
@@ -102,6 +103,8 @@ core::arch::global_asm!(
     .long MB_MAGIC
     .long MB_FLAGS
     .long -(MB_MAGIC + MB_FLAGS)
+    .long 0, 0, 0, 0, 0                 /* a.out fields (flag 16 clear: unused) */
+    .long 0, 1024, 768, 32              /* a linear mode, 1024x768x32 */
     .popsection
 
 .macro STR label, text
@@ -187,6 +190,86 @@ mbtest_entry:
 
     .text
     .code32
+/* The video fields (Multiboot 0.6.96, 3.3): with `vga` on the command
+   line, flags 11 and 12 and the 1024x768x32 direct-colour mode the header
+   asks for, set on the card (its DISPI registers read back) and its
+   framebuffer writable; without, neither flag. */
+video_checks:
+    mov INFO, %edi
+    mov (%edi), %ecx
+    and $0x1800, %ecx
+    cmpl $0, VGA
+    jne 1f
+    CHECK eq, "no-vga-no-video-fields", 0
+    ret
+1:  CHECK eq, "info-flags-vbe-and-framebuffer", 0x1800
+    mov INFO, %edi
+    movzbl 109(%edi), %ecx
+    CHECK eq, "framebuffer-type-rgb", 1
+    mov INFO, %edi
+    movzbl 108(%edi), %ecx
+    CHECK eq, "framebuffer-bpp-32", 32
+    mov INFO, %edi
+    mov 100(%edi), %ecx
+    CHECK eq, "framebuffer-width-1024", 1024
+    mov INFO, %edi
+    mov 104(%edi), %ecx
+    CHECK eq, "framebuffer-height-768", 768
+    mov INFO, %edi
+    mov 96(%edi), %ecx
+    CHECK eq, "framebuffer-pitch-4096", 4096
+    mov INFO, %edi
+    mov 110(%edi), %ecx                 /* red pos, size, green pos, size */
+    CHECK eq, "framebuffer-red-16-8-green-8-8", 0x08080810
+    mov INFO, %edi
+    movzwl 114(%edi), %ecx              /* blue pos, size */
+    CHECK eq, "framebuffer-blue-0-8", 0x0800
+    mov INFO, %edi
+    mov 92(%edi), %ecx
+    CHECK eq, "framebuffer-below-4g", 0
+    mov INFO, %edi
+    mov 88(%edi), %ecx
+    and $0xFFFFFF, %ecx
+    CHECK eq, "framebuffer-16m-aligned-bar", 0
+    mov INFO, %edi
+    mov 88(%edi), %ecx
+    CHECK ge, "framebuffer-in-the-pci-hole", 0x80000000
+    mov INFO, %edi
+    movzwl 80(%edi), %ecx
+    CHECK eq, "vbe-mode-0x118", 0x118
+    mov INFO, %edi
+    mov 72(%edi), %edi
+    mov (%edi), %ecx
+    CHECK eq, "vbe-control-info-signature", 0x41534556
+    mov INFO, %edi
+    mov 76(%edi), %edi
+    mov 40(%edi), %ecx
+    mov INFO, %edi
+    sub 88(%edi), %ecx
+    CHECK eq, "vbe-mode-info-physbaseptr-is-the-framebuffer", 0
+    /* The card is in the mode: DISPI XRES (1), ENABLE (4). */
+    mov $0x1CE, %dx
+    mov $1, %ax
+    out %ax, %dx
+    mov $0x1CF, %dx
+    in %dx, %ax
+    movzwl %ax, %ecx
+    CHECK eq, "dispi-xres-1024", 1024
+    mov $0x1CE, %dx
+    mov $4, %ax
+    out %ax, %dx
+    mov $0x1CF, %dx
+    in %dx, %ax
+    movzwl %ax, %ecx
+    CHECK eq, "dispi-enabled-with-lfb", 0x41
+    /* The last pixel of the framebuffer holds what is written. */
+    mov INFO, %edi
+    mov 88(%edi), %edi
+    movl $0x00C0FFEE, (4096 * 767 + 4 * 1023)(%edi)
+    mov (4096 * 767 + 4 * 1023)(%edi), %ecx
+    CHECK eq, "framebuffer-last-pixel-writable", 0x00C0FFEE
+    ret
+
 main:
     mov INFO, %edi
     mov (%edi), %ecx
@@ -212,11 +295,21 @@ main:
     jnz 2f
     movl $1, RESIDENT
     jmp 1f
+2:  STR .Lcmdv, "ram=256 vga"
+    mov $.Lcmdv, %esi
+    push %edi
+    call strcmp
+    pop %edi
+    test %ecx, %ecx
+    jnz 2f
+    movl $1, VGA
+    jmp 1f
 2:  movl $3, NMODS
     STR .Lcmd3, "ram=256 mods=3"
     mov $.Lcmd3, %esi
     call strcmp
 1:  CHECK eq, "cmdline", 0
+    call video_checks
 
     mov INFO, %edi
     mov 4(%edi), %ecx

@@ -445,6 +445,37 @@ fn boot_linux(
     unsafe { enter_linux(p.kernel + linux::ENTRY_64_OFFSET, layout::BOOT_PARAMS) }
 }
 
+/// QEMU's standard VGA (PCI 1234:1111) on bus 0: its framebuffer, BAR0
+/// as `setup_pci` placed it.
+fn stdvga_framebuffer() -> Option<u64> {
+    use keel_shim::pci::ConfigAccess;
+    let dev = (0..32u8).find(|&d| PciMech1.read32(d, 0, 0) == 0x1111_1234)?;
+    let bar0 = PciMech1.read32(dev, 0, 0x10) & !0xF;
+    (bar0 != 0).then_some(u64::from(bar0))
+}
+
+/// Sets `mode` on the standard VGA, as a VBE BIOS's function 4F02h ends
+/// up doing: through the Bochs VBE DISPI registers (index port 0x1CE,
+/// data port 0x1CF; XRES 1, YRES 2, BPP 3, ENABLE 4 with ENABLED 0x01 and
+/// LFB_ENABLED 0x40). EGA text is the mode the VGA is in after reset
+/// (the DISPI interface off). `None` without the card: a multiboot
+/// loader may leave the video fields out (Multiboot 0.6.96, 3.1.4).
+fn set_video_mode(mode: multiboot::VideoMode) -> Option<(multiboot::VideoMode, u64)> {
+    let lfb = stdvga_framebuffer()?;
+    let dispi = |index: u16, v: u16| {
+        outw(0x1CE, index);
+        outw(0x1CF, v);
+    };
+    dispi(4, 0);
+    if let multiboot::VideoMode::Linear { width, height, bpp } = mode {
+        dispi(1, width);
+        dispi(2, height);
+        dispi(3, u16::from(bpp));
+        dispi(4, 0x41);
+    }
+    Some((mode, lfb))
+}
+
 /// The decompressor's state, in .bss (about 11 KiB; the stack is small).
 static mut INFLATE: core::mem::MaybeUninit<DecompressorOxide> = core::mem::MaybeUninit::uninit();
 
@@ -578,6 +609,7 @@ fn boot_multiboot(
         modules: &modules[..count],
         e820: map.entries(),
         loader_name: b"keel-shim",
+        video: h.video.and_then(|req| set_video_mode(req.mode())),
     };
     // SAFETY: the multiboot area is the shim's (layout.rs).
     let area: &mut [u8; multiboot::area::END] =
