@@ -457,6 +457,20 @@ if [ -n "$smp" ]; then
         wait
         [ "$(cat /tmp/sum.* | sort -u | wc -l)" = 1 ] && [ "$(ls /tmp/sum.* | wc -l)" = "$n" ] &&
             grep -q ^b5cfa9d6c8febd618f91ac2843d50a1c /tmp/sum.0'
+    # CPUID's topology (leaves 1, 4, 0BH/1FH; Fn8000_0008/001E on AMD)
+    # agrees with the MADT: one package of N cores, APIC IDs 0..N-1, and
+    # the kernel found no APIC ID that differs from the firmware's.
+    grep -E "^(physical id|siblings|core id|cpu cores|apicid)" /proc/cpuinfo
+    smp_topology() {
+        ! dmesg | grep -q "APIC id mismatch" &&
+            awk -F': *' -v n="$smp" '
+                /^physical id/ { if ($2 != 0) bad = 1 }
+                /^cpu cores/ { if ($2 != n) bad = 1 }
+                /^siblings/ { if ($2 != n) bad = 1 }
+                /^apicid/ { if ($2 < 0 || $2 >= n || seen[$2]++) bad = 1; ids++ }
+                END { exit bad || ids != n }' /proc/cpuinfo
+    }
+    check smp-topology smp_topology
     check smp-ipis sh -c "grep -E '^ *(CAL|TLB|RES):' /proc/interrupts | awk '{ for (i = 2; i <= $smp + 1; i++) s += \$i } END { exit s == 0 }'"
     grep -E "^ *(LOC|CAL|TLB|RES):" /proc/interrupts
 fi

@@ -87,6 +87,27 @@ const E1_ECX_SVM: u32 = 1 << 2;
 const E1_ECX_MONITORX: u32 = 1 << 29;
 // Leaf 0x8000_0008 EBX: AMD IBPB/IBRS/STIBP/SSBD/VIRT_SSBD.
 const E8_EBX_SPEC_CTRL: u32 = (1 << 12) | (1 << 14) | (1 << 15) | (1 << 24) | (1 << 25);
+// Leaf 0x8000_0008 ECX (APM Vol 3, CPUID Fn8000_0008_ECX): NC, the number of
+// cores minus one (7:0), and ApicIdSize, the APIC ID bits that number the
+// cores (15:12).
+const E8_ECX_NC: u32 = 0xff;
+const E8_ECX_APIC_ID_SIZE: u32 = 0xf << 12;
+// Leaf 1 EDX[28] HTT: EBX[23:16] (logical processors per package) is valid.
+const L1_EDX_HTT: u32 = 1 << 28;
+// Leaf 4 and Fn8000_001D EAX (SDM Vol 2A CPUID leaf 04H; APM Vol 3 Fn8000_001D):
+// cache type (4:0, 0 = no more caches), level (7:5), logical processors
+// sharing the cache minus one (25:14); leaf 4 only: core IDs per package
+// minus one (31:26).
+const CACHE_EAX_TYPE: u32 = 0x1f;
+const CACHE_EAX_SHARING: u32 = 0xfff << 14;
+const L4_EAX_CORES: u32 = 0x3f << 26;
+// Leaf 0BH / 1FH ECX[15:8] level types (SDM Vol 2A CPUID leaf 0BH).
+const TOPO_LEVEL_SMT: u32 = 1;
+const TOPO_LEVEL_CORE: u32 = 2;
+/// AMD's extended topology leaf (Zen 4 and later): Keel describes its
+/// topology with Fn8000_0008, Fn8000_001E and leaf 0BH instead, so it reads
+/// zeros (no levels), which makes a guest fall back to those.
+const AMD_EXT_TOPOLOGY: u32 = 0x8000_0026;
 const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// One of CPUID's four output registers.
@@ -129,6 +150,13 @@ fn xsave_size(xcr0: u64, component: impl Fn(u32) -> CpuidResult) -> u32 {
             c.ebx.saturating_add(c.eax)
         })
         .fold(576, u32::max)
+}
+
+/// Bits of the APIC ID that number the cores of the one package a VM's
+/// `vcpus` vCPUs form: the smallest `b` with `2^b >= vcpus` (SDM Vol 3A
+/// 10.4.2 / 9.9.1: each level's field is a power-of-two wide).
+fn core_id_bits(vcpus: u32) -> u32 {
+    vcpus.max(1).next_power_of_two().trailing_zeros()
 }
 
 /// A VM's CPUID table.
@@ -182,6 +210,11 @@ impl CpuidPolicy {
         policy
     }
 
+    /// Whether the table holds `leaf` (at or below the host's maximum of its range).
+    fn has_leaf(&self, leaf: u32) -> bool {
+        self.entries.iter().any(|e| e.0 == leaf)
+    }
+
     fn reg(&self, leaf: u32, sub: u32) -> CpuidResult {
         self.entries
             .iter()
@@ -209,6 +242,8 @@ impl CpuidPolicy {
 
     fn apply_keel_edits(&mut self) {
         let vcpus = self.vcpus;
+        let core_bits = core_id_bits(vcpus);
+        let core_ids = 1u32 << core_bits;
         let xcr0 = self.offered_xcr0();
         let avx = xcr0 & fpu::XCR0_AVX != 0;
         let rdtscp = self.reg(0x8000_0001, 0).edx & E1_EDX_RDTSCP != 0;
@@ -243,8 +278,27 @@ impl CpuidPolicy {
                         r.ecx &= !(L1_ECX_AVX | L1_ECX_FMA | L1_ECX_F16C);
                     }
                     r.edx &= !(L1_EDX_ACPI | L1_EDX_TM);
-                    // EBX[23:16]: logical processors per package.
-                    r.ebx = (r.ebx & !0x00ff_0000) | ((vcpus.min(255)) << 16);
+                    // EBX[23:16]: addressable logical processor IDs per
+                    // package, valid with HTT: the one package's cores.
+                    r.ebx = (r.ebx & !0x00ff_0000) | (core_ids.min(255) << 16);
+                    r.edx &= !L1_EDX_HTT;
+                    if vcpus > 1 {
+                        r.edx |= L1_EDX_HTT;
+                    }
+                }
+                // Caches: L1 and L2 belong to one core (one thread each),
+                // L3 and beyond to the package; leaf 4 also counts the
+                // package's core IDs.
+                (4 | 0x8000_001d, _) if r.eax & CACHE_EAX_TYPE != 0 => {
+                    let sharing = if (r.eax >> 5) & 7 >= 3 {
+                        core_ids - 1
+                    } else {
+                        0
+                    };
+                    r.eax = (r.eax & !CACHE_EAX_SHARING) | ((sharing << 14) & CACHE_EAX_SHARING);
+                    if *leaf == 4 {
+                        r.eax = (r.eax & !L4_EAX_CORES) | ((core_ids - 1).min(63) << 26);
+                    }
                 }
                 // Thermal/power management and architectural performance monitoring are not emulated.
                 (0x6 | 0xa, _) => *r = CpuidResult::default(),
@@ -291,7 +345,13 @@ impl CpuidPolicy {
                         r.ecx &= !E1_ECX_XOP_FMA4;
                     }
                 }
-                (0x8000_0008, _) => r.ebx &= !E8_EBX_SPEC_CTRL,
+                (0x8000_0008, _) => {
+                    r.ebx &= !E8_EBX_SPEC_CTRL;
+                    r.ecx = (r.ecx & !(E8_ECX_NC | E8_ECX_APIC_ID_SIZE))
+                        | ((vcpus - 1) & E8_ECX_NC)
+                        | (core_bits << 12);
+                }
+                (AMD_EXT_TOPOLOGY, _) => *r = CpuidResult::default(),
                 // SVM feature identification: SVM is hidden.
                 (0x8000_000a, _) => *r = CpuidResult::default(),
                 _ => {}
@@ -355,7 +415,35 @@ impl CpuidPolicy {
                     r.ecx |= L1_ECX_OSXSAVE;
                 }
             }
-            0xb | 0x1f => r.edx = vcpu_id,
+            // Extended topology (SDM Vol 2A CPUID leaf 0BH, 1FH): one
+            // thread per core (SMT level: shift 0, 1 processor), the
+            // package's cores (core level: shift to the package ID, the
+            // vCPU count), then no more levels; EDX the vCPU's x2APIC ID,
+            // the same as the MADT's (crates/acpi-gen: vCPU n, APIC ID n).
+            0xb | 0x1f if self.has_leaf(leaf) => {
+                let (shift, count, level) = match subleaf {
+                    0 => (0, 1, TOPO_LEVEL_SMT),
+                    1 => (core_id_bits(self.vcpus), self.vcpus, TOPO_LEVEL_CORE),
+                    _ => (0, 0, 0),
+                };
+                r = CpuidResult {
+                    eax: shift,
+                    ebx: count,
+                    ecx: (level << 8) | (subleaf & 0xff),
+                    edx: vcpu_id,
+                };
+            }
+            // AMD's extended APIC ID and its core (APM Vol 3, CPUID
+            // Fn8000_001E): EAX the APIC ID, EBX the core (compute unit) ID
+            // with one thread per core, ECX node 0 of one node.
+            0x8000_001e if self.has_leaf(leaf) => {
+                r = CpuidResult {
+                    eax: vcpu_id,
+                    ebx: vcpu_id & 0xff,
+                    ecx: 0,
+                    edx: 0,
+                };
+            }
             // EBX: the XSAVE area size for the components the vCPU's XCR0
             // enables now (SDM Vol 2A CPUID leaf 0DH).
             0xd if subleaf == 0 && r.eax != 0 => {
@@ -592,6 +680,167 @@ mod tests {
         assert!(
             !p.offers_rdtscp() && !p.offers_tsc_aux(),
             "RDPID goes with RDTSCP"
+        );
+    }
+
+    /// An Intel host with 2 threads per core and 8 cores: leaf 4 with an L1
+    /// data cache shared by the 2 threads and an L3 by 16, leaves 0BH and 1FH
+    /// describing that (SMT shift 1, core shift 4).
+    fn intel_smt_host(leaf: u32, sub: u32) -> CpuidResult {
+        let r = |eax, ebx, ecx, edx| CpuidResult { eax, ebx, ecx, edx };
+        let cache =
+            |ty: u32, level: u32, sharing: u32| (7 << 26) | (sharing << 14) | (level << 5) | ty;
+        match (leaf, sub) {
+            (0, _) => r(0x1f, 0x756e_6547, 0x6c65_746e, 0x4965_6e69),
+            (1, _) => r(0x906ea, 0x0510_0800, 0, L1_EDX_HTT),
+            (4, 0) => r(cache(1, 1, 1), 0, 0, 0),
+            (4, 1) => r(cache(3, 2, 1), 0, 0, 0),
+            (4, 2) => r(cache(3, 3, 15), 0, 0, 0),
+            (0xb | 0x1f, 0) => r(1, 2, 0x100, 5),
+            (0xb | 0x1f, 1) => r(4, 16, 0x201, 5),
+            (0xb | 0x1f, s) => r(0, 0, s, 5),
+            (0x8000_0000, _) => r(0x8000_0008, 0, 0, 0),
+            (0x8000_0008, _) => r(0x3027, 0, 0, 0),
+            _ => CpuidResult::default(),
+        }
+    }
+
+    /// Intel, 3 vCPUs: one package of 3 cores (2 core-ID bits), one thread
+    /// each, so every leaf agrees with the MADT's APIC IDs 0..3 (SDM Vol 2A
+    /// CPUID leaves 01H, 04H, 0BH, 1FH; Vol 3A 9.9 topology enumeration).
+    #[test]
+    fn intel_topology_is_one_package_of_vcpus_cores() {
+        let p = CpuidPolicy::from_host(3, intel_smt_host);
+        for id in 0..3 {
+            let l1 = p.lookup(1, 0, id, 0, 1);
+            assert_eq!(l1.ebx >> 24, id, "initial APIC ID");
+            assert_eq!((l1.ebx >> 16) & 0xff, 4, "IDs per package: 2 bits");
+            assert_ne!(l1.edx & L1_EDX_HTT, 0);
+            for leaf in [0xb, 0x1f] {
+                let smt = p.lookup(leaf, 0, id, 0, 1);
+                assert_eq!(
+                    (smt.eax & 0x1f, smt.ebx & 0xffff),
+                    (0, 1),
+                    "one thread per core"
+                );
+                assert_eq!(smt.ecx, 0x100, "level 0 is SMT");
+                assert_eq!(smt.edx, id, "x2APIC ID is the vCPU's");
+                let core = p.lookup(leaf, 1, id, 0, 1);
+                assert_eq!(
+                    (core.eax & 0x1f, core.ebx & 0xffff),
+                    (2, 3),
+                    "3 cores, shift 2"
+                );
+                assert_eq!(core.ecx, 0x201, "level 1 is Core");
+                assert_eq!(core.edx, id);
+                let end = p.lookup(leaf, 2, id, 0, 1);
+                assert_eq!(
+                    (end.eax, end.ebx, end.ecx, end.edx),
+                    (0, 0, 2, id),
+                    "no more levels"
+                );
+                assert_eq!(
+                    p.lookup(leaf, 9, id, 0, 1).ecx,
+                    9,
+                    "ECX[7:0] echoes the sub-leaf"
+                );
+            }
+            // The package ID (APIC ID >> core shift) is 0 for every vCPU.
+            assert_eq!(id >> p.lookup(0xb, 1, id, 0, 1).eax, 0);
+        }
+        let cores_and_sharing = |sub| {
+            let eax = p.lookup(4, sub, 1, 0, 1).eax;
+            (eax >> 26, (eax >> 14) & 0xfff)
+        };
+        assert_eq!(cores_and_sharing(0), (3, 0), "L1D: one thread, 4 core IDs");
+        assert_eq!(cores_and_sharing(1), (3, 0), "L2: one thread");
+        assert_eq!(cores_and_sharing(2), (3, 3), "L3: the package");
+        assert_eq!(
+            p.lookup(4, 0, 1, 0, 1).eax & 0x3ff,
+            (1 << 5) | 1,
+            "type and level kept"
+        );
+        assert_eq!(
+            p.lookup(4, 3, 1, 0, 1),
+            CpuidResult::default(),
+            "no 4th cache"
+        );
+        // One vCPU: no HTT, one ID, leaf 0BH one core.
+        let p = CpuidPolicy::from_host(1, intel_smt_host);
+        let l1 = p.lookup(1, 0, 0, 0, 1);
+        assert_eq!((l1.edx & L1_EDX_HTT, (l1.ebx >> 16) & 0xff), (0, 1));
+        assert_eq!(p.lookup(0xb, 1, 0, 0, 1).ebx, 1);
+        assert_eq!(
+            p.lookup(4, 2, 0, 0, 1).eax >> 14,
+            0,
+            "L3 shared by none, 1 core"
+        );
+    }
+
+    /// A host whose basic leaves stop before 0BH has no extended topology
+    /// to describe: those leaves read zeros, as above the maximum.
+    #[test]
+    fn topology_leaves_above_the_maximum_stay_zero() {
+        let p = CpuidPolicy::from_host(2, |leaf, sub| match leaf {
+            0 => CpuidResult {
+                eax: 7,
+                ..Default::default()
+            },
+            _ => intel_smt_host(leaf, sub),
+        });
+        assert_eq!(p.lookup(0xb, 0, 1, 0, 1), CpuidResult::default());
+        assert_eq!(p.lookup(0x1f, 1, 1, 0, 1), CpuidResult::default());
+        assert_eq!(p.lookup(0x8000_001e, 0, 1, 0, 1), CpuidResult::default());
+    }
+
+    /// An AMD Zen host (8 cores, 2 threads each, topology extensions): its
+    /// Fn8000_0008 ECX, Fn8000_001D caches, Fn8000_001E IDs and Fn8000_0026.
+    fn amd_host(leaf: u32, sub: u32) -> CpuidResult {
+        let r = |eax, ebx, ecx, edx| CpuidResult { eax, ebx, ecx, edx };
+        let cache = |ty: u32, level: u32, sharing: u32| (sharing << 14) | (level << 5) | ty;
+        match (leaf, sub) {
+            (0, _) => r(0x10, 0x6874_7541, 0x444d_4163, 0x6974_6e65),
+            (1, _) => r(0xa20f12, 0x0b10_0800, 0, L1_EDX_HTT),
+            (0xb, 0) => r(1, 2, 0x100, 11),
+            (0xb, 1) => r(7, 16, 0x201, 11),
+            (0x8000_0000, _) => r(0x8000_0026, 0, 0, 0),
+            (0x8000_0008, _) => r(0x3030, 0, 0x0001_700f, 0),
+            (0x8000_001d, 0) => r(cache(1, 1, 1), 0, 0, 0),
+            (0x8000_001d, 1) => r(cache(3, 2, 1), 0, 0, 0),
+            (0x8000_001d, 2) => r(cache(3, 3, 15), 0, 0, 0),
+            (0x8000_001e, _) => r(11, 0x105, 0x300, 0),
+            (0x8000_0026, s) => r(1, 2, 0x100 | s, 11),
+            _ => CpuidResult::default(),
+        }
+    }
+
+    /// AMD, 4 vCPUs: Fn8000_0008 ECX says 4 cores (NC 3, ApicIdSize 2),
+    /// Fn8000_001E gives each vCPU its APIC ID and core ID with one thread
+    /// per core on node 0 (APM Vol 3 Appendix E.4, CPUID Fn8000_0008,
+    /// Fn8000_001D, Fn8000_001E), L3 shared by the package.
+    #[test]
+    fn amd_topology_is_one_package_of_vcpus_cores() {
+        let p = CpuidPolicy::from_host(4, amd_host);
+        let e8 = p.lookup(0x8000_0008, 0, 0, 0, 1);
+        assert_eq!(e8.ecx & 0xff, 3, "NC: 4 cores");
+        assert_eq!((e8.ecx >> 12) & 0xf, 2, "ApicIdSize: 2 bits");
+        assert_eq!(e8.ecx >> 16, 1, "PerfTscSize kept");
+        for id in 0..4 {
+            assert_eq!(p.lookup(1, 0, id, 0, 1).ebx >> 24, id);
+            assert_eq!((p.lookup(1, 0, id, 0, 1).ebx >> 16) & 0xff, 4);
+            let e = p.lookup(0x8000_001e, 0, id, 0, 1);
+            assert_eq!(e.eax, id, "extended APIC ID");
+            assert_eq!(e.ebx, id, "core ID, ThreadsPerCore - 1 = 0");
+            assert_eq!(e.ecx, 0, "node 0 of 1");
+            assert_eq!(p.lookup(0xb, 0, id, 0, 1).edx, id);
+            assert_eq!(p.lookup(0xb, 1, id, 0, 1).ebx, 4);
+        }
+        let sharing = |sub| (p.lookup(0x8000_001d, sub, 2, 0, 1).eax >> 14) & 0xfff;
+        assert_eq!((sharing(0), sharing(1), sharing(2)), (0, 0, 3));
+        assert_eq!(
+            p.lookup(0x8000_0026, 0, 2, 0, 1),
+            CpuidResult::default(),
+            "Fn8000_0026 gone: its host levels would disagree"
         );
     }
 
