@@ -119,6 +119,48 @@ fn debian_gets_a_dhcp_lease_and_downloads_a_file_through_virtio_net() {
     served_the_test_file(t, &o);
 }
 
+/// Xen's PV network path (xl.cfg `xen_platform_pci = 1`, docs/XEN.md):
+/// Debian's kernel detects Xen, unplugs the emulated NICs (the e1000 leaves
+/// the PCI bus: no 8086:100E function is left), and its unmodified
+/// xen-netfront binds vif-0 from Keel's xenstore; Keel's netback serves it
+/// over the e1000's switch port, so the guest gets the same lease and
+/// downloads the test file with its SHA-256 intact through grant copies,
+/// with netfront's event channel firing, and the VM powers off.
+#[test]
+#[ignore = "issue 19: /init's output does not reach ttyS0 on this VM yet (xen-netfront loads, the e1000 is unplugged; the checks' verdicts are not seen)"]
+fn debian_gets_a_dhcp_lease_and_downloads_a_file_through_xen_netfront() {
+    let t = network();
+    let (vm, o) = boot_on_with(
+        "debian-xen-net",
+        Backend::Svm,
+        None,
+        None,
+        Some(t.net.clone()),
+    );
+    let name = &vm.config.name;
+    verdict(check_suite_report(&o, name, NET_CHECKS));
+    logged(&o, &format!("[{name}] "), "nic xen");
+    for check in [
+        "nic-modules",
+        "nic-pci-id",
+        "nic-driver",
+        "dhcp-lease",
+        "leased-address",
+        "download-sha256",
+        "nic-interrupts",
+    ] {
+        logged(&o, &format!("[{name}] "), &format!("PASS {check}"));
+    }
+    logged(&o, "", "xenstore with 0 vbds and 1 vifs");
+    logged(
+        &o,
+        "",
+        "the guest unplugged the emulated NICs (1 e1000s removed)",
+    );
+    verdict(check_stop(&o, name, "powered the machine off (ACPI S5)", 0));
+    served_the_test_file(t, &o);
+}
+
 /// Checks of the multiboot test kernel (firmware/src/bin/mbtest.rs) that
 /// must be among its passes when iPXE boots it with `ram=256 resident`: the
 /// hand-over, the command line, SeaBIOS's memory map, the module (which came

@@ -52,9 +52,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mode=test
 grep -q "keel_test=bench" /proc/cmdline && mode=bench
-# The NIC under test: keel_nic=virtio-net on the command line, else the e1000.
+# The NIC under test: keel_nic=virtio-net or keel_nic=xen (xen-netfront
+# on a VM with xen_platform_pci = 1) on the command line, else the e1000.
 nic=e1000
 grep -q "keel_nic=virtio-net" /proc/cmdline && nic=virtio-net
+grep -q "keel_nic=xen" /proc/cmdline && nic=xen
 echo "PASS net-init"
 echo "net-init: kernel $(uname -r), mode $mode, nic $nic"
 SHELL_CHECKS
@@ -76,9 +78,27 @@ now_us() {
         awk '{ printf "%d\n", $1 * 1000000 }' /proc/uptime
     fi
 }
+# The xen-netfront modules (/etc/keel/xen-modules) load only on Xen: off
+# it their init fails.
+load_nic_modules() {
+    load_modules || return 1
+    [ "$nic" = xen ] || return 0
+    for m in $(cat /etc/keel/xen-modules); do
+        insmod "/lib/modules/$m" || return 1
+    done
+}
 # The PCI function behind eth0: the device itself for the e1000, the
-# virtio device's parent for virtio-net (1AF4:1000, transitional).
+# virtio device's parent for virtio-net (1AF4:1000, transitional). For
+# xen-netfront eth0 is xenbus device vif-0, and the emulated e1000 it
+# replaces (8086:100E) has left the PCI bus with the unplug.
 pci_id() {
+    if [ "$nic" = xen ]; then
+        test "$(basename "$(readlink -f /sys/class/net/eth0/device)")" = vif-0 || return 1
+        for d in /sys/bus/pci/devices/*; do
+            test "$(cat "$d/vendor"):$(cat "$d/device")" = 0x8086:0x100e && return 1
+        done
+        return 0
+    fi
     if [ "$nic" = virtio-net ]; then
         dev=$(readlink -f /sys/class/net/eth0/device/..)
         want=0x1af4:0x1000
@@ -91,6 +111,7 @@ pci_id() {
 nic_driver() {
     want=e1000
     [ "$nic" = virtio-net ] && want=virtio_net
+    [ "$nic" = xen ] && want=vif
     test "$(basename "$(readlink /sys/class/net/eth0/device/driver)")" = "$want"
 }
 carrier() {
@@ -125,8 +146,9 @@ size_is() {
 sha256_is() {
     test "$(sha256sum /tmp/file | cut -d " " -f 1)" = "$(cat /etc/keel/TEST_FILE.sha256)"
 }
-# The e1000's line is named eth0; virtio-net's MSI-X vectors virtioN-input.0,
-# virtioN-output.0 and virtioN-config: the receive vector must have fired.
+# The e1000's line is named eth0, xen-netfront's event channel eth0-q0;
+# virtio-net's MSI-X vectors virtioN-input.0, virtioN-output.0 and
+# virtioN-config: the receive vector must have fired.
 nic_interrupts() {
     pattern=eth0
     [ "$nic" = virtio-net ] && pattern="virtio[0-9]*-input"
@@ -145,7 +167,7 @@ bench_fail() {
 run_bench() {
     want=$(sed -n 's/.*keel_bench_bytes=\([0-9]*\).*/\1/p' /proc/cmdline)
     [ -n "$want" ] || bench_fail "no keel_bench_bytes=N on the command line"
-    load_modules || bench_fail "the NIC's modules do not load"
+    load_nic_modules || bench_fail "the NIC's modules do not load"
     wait_until 100 test -e /sys/class/net/eth0 || bench_fail "no eth0"
     link_up || bench_fail "no link"
     dhcp || bench_fail "no DHCP lease"
@@ -158,7 +180,7 @@ run_bench() {
     poweroff -f
 }
 [ "$mode" = bench ] && run_bench
-check nic-modules load_modules
+check nic-modules load_nic_modules
 check eth0-present wait_until 100 test -e /sys/class/net/eth0
 check nic-pci-id pci_id
 check nic-driver nic_driver
@@ -174,7 +196,7 @@ echo "$passed passed, $failed failed"
 if [ "$failed" != 0 ]; then
     ip addr
     ip route
-    dmesg | grep -i -E "e1000|virtio|eth0|link|irq" | tail -30
+    dmesg | grep -i -E "e1000|virtio|xen|vif|eth0|link|irq" | tail -30
 fi
 sync
 poweroff -f
@@ -233,6 +255,10 @@ pub fn bench_cmdline(bytes: usize, nic: &str) -> String {
 /// the one without its device binds nothing.
 pub const NIC_MODULES: &[&str] = &["e1000", "virtio_pci", "virtio_net"];
 
+/// Xen's PV network frontend (Debian 12 builds it as a module), loaded only
+/// with `keel_nic=xen`: its init refuses a machine that is not Xen's.
+pub const XEN_NIC_MODULES: &[&str] = &["xen-netfront"];
+
 fn io(what: &str, p: &Path, e: std::io::Error) -> String {
     format!("{what} {}: {e}", p.display())
 }
@@ -253,11 +279,12 @@ fn net_dir() -> Result<PathBuf, String> {
 }
 
 /// What the initramfs is made from; it is rebuilt when this changes.
-fn recipe(d: &Debian, modules: &[String], sha: &str) -> String {
+fn recipe(d: &Debian, modules: &[String], xen: &[String], sha: &str) -> String {
     format!(
-        "kernel {}\nmodules {}\nsha256 {sha}\n{}\n{UDHCPC_SCRIPT}",
+        "kernel {}\nmodules {}\nxen-modules {}\nsha256 {sha}\n{}\n{UDHCPC_SCRIPT}",
         d.version,
         modules.join(" "),
+        xen.join(" "),
         init_script()
     )
 }
@@ -272,8 +299,12 @@ fn build_initramfs() -> Result<PathBuf, String> {
     let dir = net_dir()?;
     let modules_dir = d.root.join("lib/modules").join(&d.version);
     let modules = module_load_order(&modules_dir, NIC_MODULES)?;
+    let xen: Vec<String> = module_load_order(&modules_dir, XEN_NIC_MODULES)?
+        .into_iter()
+        .filter(|m| !modules.contains(m))
+        .collect();
     let sha = net::sha256_hex(&net::payload(TEST_FILE_LEN))?;
-    let recipe = recipe(&d, &modules, &sha);
+    let recipe = recipe(&d, &modules, &xen, &sha);
     let out = dir.join("initramfs.cpio.gz");
     let stamp = dir.join("recipe");
     if out.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s == recipe) {
@@ -288,6 +319,11 @@ fn build_initramfs() -> Result<PathBuf, String> {
             l.push('\n');
             l.into_bytes()
         }),
+        ("etc/keel/xen-modules".to_string(), {
+            let mut l = xen.join("\n");
+            l.push('\n');
+            l.into_bytes()
+        }),
         (
             format!("etc/keel/{TEST_FILE}.sha256"),
             format!("{sha}\n").into_bytes(),
@@ -297,7 +333,7 @@ fn build_initramfs() -> Result<PathBuf, String> {
             UDHCPC_SCRIPT.as_bytes().to_vec(),
         ),
     ];
-    for m in &modules {
+    for m in modules.iter().chain(&xen) {
         let p = modules_dir.join(m);
         let bytes = fs::read(&p).map_err(|e| io("cannot read", &p, e))?;
         extra.push((format!("lib/modules/{m}"), bytes));
@@ -312,10 +348,11 @@ fn build_initramfs() -> Result<PathBuf, String> {
     fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
     fs::write(&stamp, &recipe).map_err(|e| io("cannot write", &stamp, e))?;
     step.done(&format!(
-        "built {} (kernel {}, modules {})",
+        "built {} (kernel {}, modules {} {})",
         out.display(),
         d.version,
-        modules.join(" ")
+        modules.join(" "),
+        xen.join(" ")
     ));
     Ok(out)
 }

@@ -219,6 +219,8 @@ pub struct Pc {
     )>,
     /// The xenstore and the backends ([`Pc::add_xen_devices`]).
     xen_devices: Option<Arc<Mutex<crate::xen::devices::XenDevices>>>,
+    /// The e1000s ([`Pc::add_e1000`]): the NICs Xen's unplug takes off the bus.
+    emulated_nics: Vec<(Bdf, PciDeviceHandle)>,
     logs: PcLogs,
 }
 
@@ -471,6 +473,7 @@ impl Pc {
             vga: None,
             xen: None,
             xen_devices: None,
+            emulated_nics: Vec::new(),
             logs: PcLogs::default(),
         };
         pc.add_pci(ide, Some(Piix3Ide::BDF))?;
@@ -631,13 +634,15 @@ impl Pc {
     }
 
     /// Xen's toolstack and backend domain for this VM (after
-    /// [`Pc::add_xen`]): the xenstore with the domain's tree and `disks` as
-    /// vbds served by blkback. [`Pc::service`] then serves the store and
-    /// the rings; a machine reset starts them over.
+    /// [`Pc::add_xen`]): the xenstore with the domain's tree, `disks` as
+    /// vbds served by blkback and `nics` as vifs served by netback.
+    /// [`Pc::service`] then serves the store and the rings; a machine reset
+    /// starts them over.
     pub fn add_xen_devices(
         &mut self,
         name: &str,
         disks: alloc::vec::Vec<crate::xen::devices::XenDisk>,
+        nics: alloc::vec::Vec<crate::xen::devices::XenNic>,
     ) -> Result<(), PcError> {
         let Some((xen, _)) = &self.xen else {
             return Ok(());
@@ -648,6 +653,7 @@ impl Pc {
             name,
             self.memory.size() / 1024,
             disks,
+            nics,
         );
         let devices = Arc::new(Mutex::new(devices));
         // After Xen's own reset (pushed by add_xen, so run before this).
@@ -663,8 +669,11 @@ impl Pc {
         self.xen.as_ref().map(|(x, _)| x)
     }
 
-    /// Carries out the guest's emulated-device unplug: IDE disks go; the
-    /// NICs are not taken off the bus yet (logged).
+    /// Carries out the guest's emulated-device unplug (Xen's
+    /// docs/misc/hvm-emulated-unplug): IDE disks go; the e1000s leave the
+    /// PCI bus (their slots read as empty, their BARs decode nothing, their
+    /// INTx is lowered) and their vifs take over their switch ports. The
+    /// unplug lasts until the VM is destroyed, as on Xen.
     fn apply_unplug(&mut self) {
         use crate::xen::platform_pci::{UNPLUG_ALL_DISKS, UNPLUG_ALL_NICS, UNPLUG_AUX_IDE_DISKS};
         let Some((_, requests)) = &self.xen else {
@@ -678,8 +687,30 @@ impl Pc {
             );
         }
         if mask & UNPLUG_ALL_NICS != 0 {
-            log::info!("xen-platform-pci: the guest unplugged the emulated NICs");
+            let n = self.unplug_nics();
+            log::info!(
+                "xen-platform-pci: the guest unplugged the emulated NICs ({n} e1000s removed)"
+            );
         }
+    }
+
+    /// Takes every e1000 off the PCI bus and hands its port to its vif.
+    fn unplug_nics(&mut self) -> usize {
+        let nics = core::mem::take(&mut self.emulated_nics);
+        let n = nics.len();
+        for (bdf, dev) in nics {
+            // Quiesce it as a reset does (INTx low, no DMA), then forget it.
+            let mut changes = Vec::new();
+            dev.lock().reset(&mut changes);
+            self.pci.lock().bus_mut().remove(bdf);
+            self.pci_layer.remove(&mut self.bus, bdf);
+            let id = device_identity(&dev);
+            self.timers.retain(|t| t.id != id);
+        }
+        if let Some(devices) = &self.xen_devices {
+            devices.lock().nics_unplugged();
+        }
+        n
     }
 
     /// The display adapter, if the VM has one (its screen: text dump, render).
@@ -710,7 +741,8 @@ impl Pc {
         let bdf = self.add_pci(nic.clone(), None)?;
         // The PCI bus resets its functions (this one included) on a
         // machine reset; the service list is the only other place it joins.
-        self.timers.push(TimerSlot::always(nic));
+        self.timers.push(TimerSlot::always(nic.clone()));
+        self.emulated_nics.push((bdf, nic));
         Ok(bdf)
     }
 

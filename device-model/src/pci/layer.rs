@@ -142,6 +142,29 @@ impl PciLayer {
         );
     }
 
+    /// Takes the regions of the device at `bdf` off `bus` and forgets it
+    /// (the device left the PCI bus). RAM BARs are unmapped.
+    pub fn remove(&mut self, bus: &mut Bus, bdf: Bdf) {
+        let Some(p) = self.devices.remove(&bdf) else {
+            return;
+        };
+        for (index, r) in p.regions.iter().enumerate() {
+            let Some(Region {
+                space,
+                len,
+                wanted: Some(base),
+                registered: true,
+            }) = *r
+            else {
+                continue;
+            };
+            bus.unregister(space, base);
+            if let Some(Some(id)) = p.ram_bars.get(index) {
+                self.memory_map.ram_bar_moved(*id, len, Some(base), None);
+            }
+        }
+    }
+
     /// How many placements were refused for an overlap since the VM started.
     pub fn refused(&self) -> u64 {
         self.refused

@@ -111,6 +111,13 @@ impl PciBus {
         Ok(())
     }
 
+    /// Takes the function at `bdf` off the bus: its configuration space
+    /// reads all-ones from now on, as an empty slot does (PCI Local Bus
+    /// 3.0, 6.1). Returns whether one was there.
+    pub fn remove(&mut self, bdf: Bdf) -> bool {
+        bdf.bus == 0 && self.slots.remove(&devfn(bdf)).is_some()
+    }
+
     /// Function 0 of the first device number, from `first` up, with no
     /// function plugged in.
     pub fn free_slot(&self, first: u8) -> Option<Bdf> {

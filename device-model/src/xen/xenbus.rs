@@ -45,21 +45,37 @@ pub enum XenbusState {
 }
 
 impl XenbusState {
-    /// The state a `state` key's value names; absent or malformed is
+    /// The state a `state` key's value names (decimal, as xenstore carries
+    /// it; a trailing NUL or whitespace is ignored), `None` if it names none.
+    pub fn from_value(value: &[u8]) -> Option<XenbusState> {
+        use XenbusState::*;
+        let s = core::str::from_utf8(value).ok()?;
+        Some(
+            match s
+                .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .parse::<u32>()
+                .ok()?
+            {
+                0 => Unknown,
+                1 => Initialising,
+                2 => InitWait,
+                3 => Initialised,
+                4 => Connected,
+                5 => Closing,
+                6 => Closed,
+                7 => Reconfiguring,
+                8 => Reconfigured,
+                _ => return None,
+            },
+        )
+    }
+
+    /// The state of a frontend's `state` key; absent or malformed is
     /// Unknown (xenbus.h: the state of a device that is not there).
     pub fn parse(value: Option<&str>) -> XenbusState {
-        use XenbusState::*;
-        match value.and_then(|v| v.trim().parse::<u32>().ok()) {
-            Some(1) => Initialising,
-            Some(2) => InitWait,
-            Some(3) => Initialised,
-            Some(4) => Connected,
-            Some(5) => Closing,
-            Some(6) => Closed,
-            Some(7) => Reconfiguring,
-            Some(8) => Reconfigured,
-            _ => Unknown,
-        }
+        value
+            .and_then(|v| XenbusState::from_value(v.as_bytes()))
+            .unwrap_or(XenbusState::Unknown)
     }
 
     /// The key's value: the state's number.

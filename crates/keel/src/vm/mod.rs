@@ -37,7 +37,7 @@ use device_model::storage::{
     BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly, SharedBackend,
 };
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
-use device_model::xen::devices::XenDisk;
+use device_model::xen::devices::{XenDisk, XenNic};
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine};
 use vm_config::{
@@ -47,7 +47,7 @@ use vm_config::{
 use crate::host::Bridge;
 use alloc::sync::Arc;
 use device_model::net::e1000::E1000Config;
-use device_model::net::{MacAddress, SwitchPort};
+use device_model::net::{MacAddress, NetBackend, SharedNetBackend, SwitchPort};
 
 const MIB: u64 = 1 << 20;
 /// The firmware image ends at 1 MiB and, aliased, at 4 GiB.
@@ -293,14 +293,6 @@ pub fn run(
     for (channel, position, drive) in drives.ide {
         machine.pc.attach_ide(channel, position, drive);
     }
-    if config.xen_platform_pci {
-        let n = drives.xen.len();
-        machine
-            .pc
-            .add_xen_devices(&config.name, drives.xen)
-            .map_err(VmError::Platform)?;
-        log::info!("VM '{}': xenstore with {n} vbds", config.name);
-    }
     for (vdev, disk) in drives.virtio {
         let bdf = machine
             .pc
@@ -308,7 +300,15 @@ pub fn run(
             .map_err(VmError::Platform)?;
         log::info!("VM '{}': virtio disk {vdev} at PCI {bdf}", config.name);
     }
-    vifs.attach(&config.name, &mut machine)?;
+    let xen_nics = vifs.attach(&config.name, config.xen_platform_pci, &mut machine)?;
+    if config.xen_platform_pci {
+        let (n, m) = (drives.xen.len(), xen_nics.len());
+        machine
+            .pc
+            .add_xen_devices(&config.name, drives.xen, xen_nics)
+            .map_err(VmError::Platform)?;
+        log::info!("VM '{}': xenstore with {n} vbds and {m} vifs", config.name);
+    }
     if let Some(direct) = &direct_boot {
         direct.install(&mut machine.pc.fw_cfg().lock())?;
         log::info!("VM '{}': {}", config.name, direct.describe());
@@ -742,18 +742,34 @@ impl Vifs {
     }
 
     /// The NIC each vif names (an e1000 or a virtio-net) on its port; the
-    /// machine pumps the host NICs from now on.
-    fn attach(self, vm: &str, machine: &mut Machine) -> Result<(), VmError> {
+    /// machine pumps the host NICs from now on. With `xen_platform_pci`,
+    /// each e1000's port is shared with a Xen vif (returned, for netback)
+    /// that takes it over when the guest unplugs the emulated NICs.
+    fn attach(self, vm: &str, xen: bool, machine: &mut Machine) -> Result<Vec<XenNic>, VmError> {
+        let mut xen_nics = Vec::new();
         for (i, (vif, port)) in self.ports.into_iter().enumerate() {
             let mac = MacAddress(vif.mac);
             let bdf = match vif.model {
-                NicModel::E1000 => machine.pc.add_e1000(
-                    E1000Config {
-                        mac,
-                        rom: self.rom.clone(),
-                    },
-                    Box::new(port),
-                ),
+                NicModel::E1000 => {
+                    let backend: Box<dyn NetBackend> = if xen {
+                        let (emulated, pv) = SharedNetBackend::pair(Box::new(port));
+                        xen_nics.push(XenNic {
+                            handle: xen_nics.len() as u32,
+                            mac: vif.mac,
+                            backend: pv,
+                        });
+                        Box::new(emulated)
+                    } else {
+                        Box::new(port)
+                    };
+                    machine.pc.add_e1000(
+                        E1000Config {
+                            mac,
+                            rom: self.rom.clone(),
+                        },
+                        backend,
+                    )
+                }
                 NicModel::VirtioNet => machine.pc.add_virtio(
                     VirtioNet::new(VirtioNetConfig { mac }, Box::new(port)),
                     Transport::Transitional,
@@ -769,7 +785,7 @@ impl Vifs {
             );
         }
         machine.set_bridges(self.bridges);
-        Ok(())
+        Ok(xen_nics)
     }
 }
 

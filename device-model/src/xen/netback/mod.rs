@@ -118,6 +118,15 @@ impl NetBack {
         }
     }
 
+    /// A machine reset: not connected, not published (the store is
+    /// rebuilt), the counters kept.
+    pub fn reset(&mut self) {
+        self.state = XenbusState::Initialising;
+        self.conn = None;
+        self.stopped = false;
+        self.tx_pending = false;
+    }
+
     pub fn state(&self) -> XenbusState {
         self.state
     }

@@ -498,7 +498,7 @@ impl XenStore {
         let mut p = String::with_capacity(dir.len() + 6);
         p.push_str(dir);
         p.push_str("/state");
-        XenbusState::parse(self.read(&p)?)
+        XenbusState::from_value(self.read(&p)?)
     }
 
     /// Writes `value` at absolute `path` as domain 0 (creating it and its
@@ -517,7 +517,7 @@ impl XenStore {
         let mut p = String::with_capacity(dir.len() + 6);
         p.push_str(dir);
         p.push_str("/state");
-        self.write(&p, state.as_str().as_bytes())
+        self.write(&p, state.value().as_bytes())
     }
 
     /// Creates the node at `path` (and ancestors) as domain 0 with `perms`.

@@ -149,42 +149,4 @@ impl XsError {
     }
 }
 
-/// xenbus device states (public/io/xenbus.h `enum xenbus_state`), the values
-/// the `state` keys of frontends and backends hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XenbusState {
-    Unknown = 0,
-    Initialising = 1,
-    InitWait = 2,
-    Initialised = 3,
-    Connected = 4,
-    Closing = 5,
-    Closed = 6,
-    Reconfiguring = 7,
-    Reconfigured = 8,
-}
-
-impl XenbusState {
-    /// The state a `state` key's value names (decimal), `None` if it is not one.
-    pub fn parse(value: &[u8]) -> Option<XenbusState> {
-        use XenbusState::*;
-        let s = core::str::from_utf8(value).ok()?;
-        Some(match s.trim_end_matches('\0').parse::<u32>().ok()? {
-            0 => Unknown,
-            1 => Initialising,
-            2 => InitWait,
-            3 => Initialised,
-            4 => Connected,
-            5 => Closing,
-            6 => Closed,
-            7 => Reconfiguring,
-            8 => Reconfigured,
-            _ => return None,
-        })
-    }
-
-    /// The decimal value written to a `state` key.
-    pub fn as_str(self) -> &'static str {
-        ["0", "1", "2", "3", "4", "5", "6", "7", "8"][self as usize]
-    }
-}
+pub use crate::xen::xenbus::XenbusState;
