@@ -120,6 +120,13 @@ pub trait Vcpu: VcpuState {
     /// 29.4.3.1). The VM loop calls it when the map's generation moved
     /// (`paging::FlushTracker`).
     fn flush_tlb(&mut self);
+    /// Makes this vCPU's control structure the one the CPU's instructions
+    /// reach again, after another vCPU ran on the same host CPU (VMX: the
+    /// current VMCS, SDM Vol 3C 25.11.1; SVM names its VMCB in each VMRUN,
+    /// so nothing to do). Returns false if the CPU refused.
+    fn make_current(&mut self) -> bool {
+        true
+    }
 }
 
 /// The processor mode the guest is in, derived from CR0, EFER and CS.

@@ -22,6 +22,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-io",
     "hostile-reset",
     "hostile-reset-loop",
+    "hostile-spin",
     "hostile-events",
     "hostile-dma",
     "hostile-net",

@@ -1,5 +1,6 @@
-//! The VMs of one boot on the machine's CPUs: each VM that `keel::placement`
-//! accepts runs on a host CPU of its own, built and run there; a VM's end
+//! The VMs of one boot on the machine's CPUs: each vCPU of a VM that
+//! `keel::placement` accepts is a scheduler task (`sched`) on the host CPU
+//! placement chose, vCPU 0's task builds the VM; a VM's end
 //! stops that VM only; when the last one ends, Keel prints the status
 //! table and ends with the first non-zero VM status (docs/ARCHITECTURE.md).
 
@@ -13,6 +14,7 @@ use spin::{Mutex, Once};
 use vm_config::VmConfig;
 
 use crate::cpu::Backend;
+use crate::sched;
 use crate::vm::{self, World};
 
 /// One VM of this boot.
@@ -62,12 +64,8 @@ static BACKEND: Once<Backend> = Once::new();
 static SLOTS: Once<Vec<Slot>> = Once::new();
 /// VMs still running.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
-/// Per host CPU: the VM it runs (index into SLOTS), or `NO_VM`, and which
-/// of its vCPUs.
-const MAX_CPUS: usize = 64;
-const NO_VM: usize = usize::MAX;
-static ASSIGNED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NO_VM) }; MAX_CPUS];
-static ASSIGNED_VCPU: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Scheduler tasks' arguments: slot index * VCPU_ARG + vCPU number.
+const VCPU_ARG: usize = 256;
 /// Set once every CPU's assignment is written.
 static GO: AtomicUsize = AtomicUsize::new(0);
 
@@ -99,12 +97,16 @@ pub fn start(mut slots: Vec<Slot>, world: World, backend: Backend, cpus: usize) 
     BACKEND.call_once(|| backend);
     let slots = SLOTS.call_once(|| slots);
     let mut running = 0;
+    let mut spawns = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
         if !slot.cpus.is_empty() {
             slot.state.lock().what = "running";
             for (vcpu, &cpu) in slot.cpus.iter().enumerate() {
-                ASSIGNED_VCPU[cpu].store(vcpu, Ordering::SeqCst);
-                ASSIGNED[cpu].store(i, Ordering::SeqCst);
+                spawns.push(sched::Spawn {
+                    cpu,
+                    entry: run_task,
+                    arg: i * VCPU_ARG + vcpu,
+                });
             }
             running += 1;
         } else {
@@ -118,6 +120,7 @@ pub fn start(mut slots: Vec<Slot>, world: World, backend: Backend, cpus: usize) 
         slots.len(),
         if cpus == 1 { "" } else { "s" }
     );
+    sched::create(&spawns);
     RUNNING.store(running, Ordering::SeqCst);
     GO.store(1, Ordering::SeqCst);
     if running == 0 {
@@ -126,20 +129,13 @@ pub fn start(mut slots: Vec<Slot>, world: World, backend: Backend, cpus: usize) 
     cpu_main(0)
 }
 
-/// Each CPU's life after start-up: wait for the assignments, run this CPU's
-/// VM if it has one, then idle.
+/// Each CPU's life after start-up: wait for the assignments, run the vCPU
+/// loops placed on it (`sched`), then idle.
 pub fn cpu_main(cpu: usize) -> ! {
     while GO.load(Ordering::SeqCst) == 0 {
         core::hint::spin_loop();
     }
-    if let (Some(slot), Some(slots)) = (ASSIGNED.get(cpu), SLOTS.get()) {
-        if let Some(s) = slots.get(slot.load(Ordering::SeqCst)) {
-            match ASSIGNED_VCPU[cpu].load(Ordering::SeqCst) {
-                0 => run_slot(s),
-                vcpu => run_vcpu(s, vcpu as u32),
-            }
-        }
-    }
+    sched::run_cpu(cpu);
     loop {
         // Nothing wakes an idle CPU: its interrupts stay off.
         x86_64::instructions::interrupts::disable();
@@ -147,17 +143,35 @@ pub fn cpu_main(cpu: usize) -> ! {
     }
 }
 
-/// vCPU `vcpu` (not 0) of `slot`'s VM, once vCPU 0's CPU has built it.
+/// A scheduler task: vCPU `arg % VCPU_ARG` of VM `arg / VCPU_ARG`.
+fn run_task(arg: usize) {
+    let Some(slot) = SLOTS.get().and_then(|s| s.get(arg / VCPU_ARG)) else {
+        return;
+    };
+    match arg % VCPU_ARG {
+        0 => run_slot(slot, arg / VCPU_ARG),
+        vcpu => run_vcpu(slot, vcpu as u32),
+    }
+}
+
+/// vCPU `vcpu` (not 0) of `slot`'s VM, once vCPU 0's loop has built it
+/// (that loop may share this CPU: the wait yields).
 fn run_vcpu(slot: &Slot, vcpu: u32) {
     let (Some(config), Some(&backend)) = (&slot.config, BACKEND.get()) else {
         return;
     };
-    if let Some(shared) = slot.vm.wait() {
+    let shared = loop {
+        if let Some(shared) = slot.vm.get() {
+            break shared;
+        }
+        sched::yield_now();
+    };
+    if let Some(shared) = shared {
         let _ = vm::run_ap(shared, config, backend, vcpu);
     }
 }
 
-fn run_slot(slot: &Slot) {
+fn run_slot(slot: &Slot, index: usize) {
     let (Some(config), Some(&backend)) = (&slot.config, BACKEND.get()) else {
         return;
     };
@@ -165,7 +179,12 @@ fn run_slot(slot: &Slot) {
     let publish = |shared: Arc<vm::Shared>| {
         slot.vm.call_once(|| Some(shared));
     };
-    let result = vm::run(config, &WORLD, backend, &slot.exits, &slot.cpus, &publish);
+    // The scheduler's task of each vCPU, in the order `start` spawned them.
+    let first = SLOTS.get().map_or(0, |slots| {
+        slots[..index].iter().map(|s| s.cpus.len()).sum::<usize>()
+    });
+    let tasks: Vec<usize> = (first..first + slot.cpus.len()).collect();
+    let result = vm::run(config, &WORLD, backend, &slot.exits, &tasks, &publish);
     // A VM that could not be built releases its other CPUs.
     slot.vm.call_once(|| None);
     let (what, status) = match result {

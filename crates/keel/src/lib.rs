@@ -13,3 +13,4 @@ pub mod frames;
 pub mod pci_config;
 pub mod placement;
 pub mod reset_limit;
+pub mod run_queue;

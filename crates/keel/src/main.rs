@@ -18,6 +18,7 @@ mod hosting;
 mod memory;
 #[macro_use]
 mod serial;
+mod sched;
 mod shutdown;
 mod vm;
 

@@ -2,9 +2,10 @@
 //! the `xl list`-like status table. Pure logic, tested on the host; the
 //! hypervisor (`hosting.rs`) feeds it the configurations and the machine.
 //!
-//! Keel runs each vCPU on a host CPU of its own (no scheduler yet): a VM
-//! with N vCPUs takes N CPUs, so a boot runs at most as many vCPUs as the
-//! machine has CPUs.
+//! Each vCPU goes to the least loaded host CPU its VM's `cpus` allows
+//! (the fewest vCPUs placed there so far, the lowest number on a tie);
+//! vCPUs that share a CPU are time-sliced by the scheduler (`run_queue`),
+//! so more VMs than CPUs all start. A vCPU stays on its CPU.
 
 use alloc::format;
 use alloc::string::String;
@@ -27,17 +28,17 @@ pub const NOT_STARTED_STATUS: u8 = 122;
 
 /// For each request, in order: the host CPUs its vCPUs run on (vCPU n on
 /// the n-th), or why the VM does not start (naming the VM and the key). One VM's refusal never
-/// keeps another from starting. `host_cpus` CPUs are numbered 0..host_cpus;
+/// keeps another from starting; no VM is refused for CPUs being busy. `host_cpus` CPUs are numbered 0..host_cpus;
 /// `free_mib` is the RAM free for guests.
 pub fn place(
     requests: &[Request<'_>],
     host_cpus: usize,
     free_mib: u64,
 ) -> Vec<Result<Vec<usize>, String>> {
-    let mut taken = 0u64;
+    let mut load = [0u32; 64];
     let mut out = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
-        out.push(place_one(requests, i, r, host_cpus, free_mib, &mut taken));
+        out.push(place_one(requests, i, r, host_cpus, free_mib, &mut load));
     }
     out
 }
@@ -48,7 +49,7 @@ fn place_one(
     r: &Request<'_>,
     host_cpus: usize,
     free_mib: u64,
-    taken: &mut u64,
+    load: &mut [u32; 64],
 ) -> Result<Vec<usize>, String> {
     let name = r.name;
     if let Some(first) = requests[..i].iter().position(|o| o.name == name) {
@@ -85,28 +86,25 @@ fn place_one(
             cpus - 1
         ));
     }
-    let free = allowed & !*taken;
-    if free.count_ones() < r.vcpus.max(1) {
-        let why = if r.cpus.is_some() {
-            "its cpus list names"
-        } else {
-            "this machine has"
-        };
-        return Err(format!(
-            "VM '{name}': not started: vcpus = {} needs {} free CPU{}, {} of the CPUs {why} are free ({cpus} CPUs; Keel runs one vCPU per CPU, a scheduler is a later step)",
-            r.vcpus,
-            r.vcpus.max(1),
-            if r.vcpus > 1 { "s" } else { "" },
-            free.count_ones()
-        ));
+    if allowed == 0 {
+        return Err(format!("VM '{name}': cpus names no CPU"));
     }
-    let mut left = free;
+    // A VM's vCPUs go to different CPUs while its `cpus` allows.
+    let mut mine = 0u64;
     let mut placed = Vec::with_capacity(r.vcpus.max(1) as usize);
     for _ in 0..r.vcpus.max(1) {
-        let cpu = left.trailing_zeros();
-        left &= !(1 << cpu);
-        *taken |= 1 << cpu;
-        placed.push(cpu as usize);
+        let fresh = if allowed & !mine != 0 {
+            allowed & !mine
+        } else {
+            allowed
+        };
+        let cpu = (0..cpus)
+            .filter(|&c| fresh & (1 << c) != 0)
+            .min_by_key(|&c| (load[c], c))
+            .unwrap_or(0);
+        load[cpu] += 1;
+        mine |= 1 << cpu;
+        placed.push(cpu);
     }
     Ok(placed)
 }
@@ -207,18 +205,30 @@ mod tests {
     }
 
     #[test]
-    fn more_vms_than_cpus_says_so_and_pinning_picks_the_cpu() {
+    fn more_vms_than_cpus_share_the_least_loaded_and_pinning_picks_the_cpu() {
         let mut p = req("p");
         p.cpus = Some(0b10);
-        let r = place(&[p, req("x"), req("y")], 2, 1000);
+        let r = place(&[p, req("x"), req("y"), req("z")], 2, 1000);
         assert_eq!(r[0], Ok(vec![1]));
         assert_eq!(r[1], Ok(vec![0]));
-        let e = r[2].as_ref().unwrap_err();
-        assert!(e.contains("VM 'y'") && e.contains("scheduler"), "{e}");
+        // Both CPUs carry one vCPU: the lower number on the tie.
+        assert_eq!(r[2], Ok(vec![0]));
+        assert_eq!(r[3], Ok(vec![1]));
+        // Two VMs pinned to the same CPU both start there.
+        let mut a = req("a");
+        a.cpus = Some(0b1);
+        let mut b = req("b");
+        b.cpus = Some(0b1);
+        let r = place(&[a, b], 2, 1000);
+        assert_eq!(r, [Ok(vec![0]), Ok(vec![0])]);
+        let mut none = req("none");
+        none.cpus = Some(0);
+        let e = place(&[none], 2, 1000).remove(0).unwrap_err();
+        assert!(e.contains("VM 'none'") && e.contains("cpus"), "{e}");
     }
 
     #[test]
-    fn a_vm_takes_one_cpu_per_vcpu() {
+    fn a_vm_spreads_its_vcpus_and_shares_when_pinned_to_fewer() {
         let mut two = req("two");
         two.vcpus = 2;
         let mut three = req("three");
@@ -226,21 +236,19 @@ mod tests {
         let mut pinned = req("pinned");
         pinned.vcpus = 2;
         pinned.cpus = Some(0b1010);
-        // 4 CPUs: "two" takes 0 and 1; "three" finds only 2 free; "pinned"
-        // may use 1 and 3, of which only 3 is free; "one" gets CPU 2.
-        let r = place(&[two, three, pinned, req("one")], 4, 1000);
+        let mut squeezed = req("squeezed");
+        squeezed.vcpus = 2;
+        squeezed.cpus = Some(0b1);
+        // 4 CPUs: "two" takes 0 and 1; "three" the idle 2 and 3, then 0;
+        // "pinned" 3 and 1 (1 vCPU each, the lower first: 1 then 3);
+        // "squeezed" both vCPUs on CPU 0.
+        let r = place(&[two, three, pinned, squeezed, req("one")], 4, 1000);
         assert_eq!(r[0], Ok(vec![0, 1]));
-        let e = r[1].as_ref().unwrap_err();
-        assert!(
-            e.contains("VM 'three'") && e.contains("vcpus = 3") && e.contains("2 of the CPUs"),
-            "{e}"
-        );
-        let e = r[2].as_ref().unwrap_err();
-        assert!(
-            e.contains("VM 'pinned'") && e.contains("cpus list") && e.contains("1 of the"),
-            "{e}"
-        );
-        assert_eq!(r[3], Ok(vec![2]));
+        assert_eq!(r[1], Ok(vec![2, 3, 0]));
+        assert_eq!(r[2], Ok(vec![1, 3]));
+        assert_eq!(r[3], Ok(vec![0, 0]));
+        // Loads now 0:4 1:2 2:1 3:2.
+        assert_eq!(r[4], Ok(vec![2]));
     }
 
     #[test]

@@ -289,6 +289,8 @@ pub fn host_state() -> HostState {
 /// The current VMCS, reached with VMREAD and VMWRITE. Owns its region.
 pub struct HwVmcs {
     _region: Box<VmxRegion>,
+    /// The region's physical address, for VMPTRLD in [`HwVmcs::make_current`].
+    pa: u64,
     error: Cell<Option<(F, VmxInstructionError)>>,
 }
 
@@ -317,8 +319,24 @@ impl HwVmcs {
         status(cf, zf)?;
         Ok(HwVmcs {
             _region: region,
+            pa,
             error: Cell::new(None),
         })
+    }
+
+    /// Makes this VMCS the current one again (VMPTRLD, SDM Vol 3C 25.11.1,
+    /// 31.3), after another vCPU's VMCS was made current on this CPU (the
+    /// scheduler ran another vCPU here). Its launch state is kept, so the
+    /// next entry is still a VMRESUME. A VMCS stays on the CPU it was loaded
+    /// on: it is never VMCLEARed for another CPU (Keel does not migrate vCPUs).
+    pub fn make_current(&self) -> Result<(), VmxInstructionError> {
+        let (cf, zf): (u8, u8);
+        // SAFETY: VMX is on (an HwVmcs exists only then) and the region was
+        // loaded on this CPU by `load` and is owned by `self`.
+        unsafe {
+            core::arch::asm!("vmptrld [{}]", "setc {}", "setz {}", in(reg) &self.pa, out(reg_byte) cf, out(reg_byte) zf, options(nostack));
+        }
+        status(cf, zf)
     }
 
     fn record(&self, field: F, e: VmxInstructionError) {

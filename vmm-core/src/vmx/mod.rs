@@ -42,4 +42,9 @@ impl crate::Vcpu for VmxVcpu<hw::HwVmcs> {
     fn flush_tlb(&mut self) {
         self.flush_pending = true;
     }
+
+    /// VMPTRLD of this vCPU's VMCS (`HwVmcs::make_current`).
+    fn make_current(&mut self) -> bool {
+        self.vmcs.make_current().is_ok()
+    }
 }

@@ -193,7 +193,7 @@ pub fn arm(deadline_ns: Option<u64>) {
 
 /// This CPU's local APIC ID (CPUID leaf 1 EBX bits 31:24, SDM Vol 2A
 /// CPUID), the index of its [`ARMED`] entry.
-fn this_cpu() -> usize {
+pub fn this_cpu() -> usize {
     (raw_cpuid::native_cpuid::cpuid_count(1, 0).ebx >> 24) as usize
 }
 

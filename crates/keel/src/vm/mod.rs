@@ -160,14 +160,14 @@ pub struct Ended {
 /// Builds the VM described by `config` on this CPU, taking what it needs
 /// from `world` under its lock, and runs its vCPU 0 to the VM's end;
 /// `exits_so_far` follows its exit count for the status table. vCPU n
-/// runs on `host_cpus[n]`: the VM is handed to `publish` before vCPU 0
-/// starts, for those CPUs' [`run_ap`].
+/// is scheduler task `tasks[n]` (`sched`): the VM is handed to `publish`
+/// before vCPU 0 starts, for those tasks' [`run_ap`].
 pub fn run(
     config: &VmConfig,
     world: &Mutex<Option<World>>,
     backend: Backend,
     exits_so_far: &AtomicU64,
-    host_cpus: &[usize],
+    tasks: &[usize],
     publish: &dyn Fn(Arc<Shared>),
 ) -> Result<Ended, VmError> {
     let mut guard = world.lock();
@@ -337,7 +337,7 @@ pub fn run(
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
                 .map_err(VmError::Config)?;
-            let shared = Arc::new(Shared::new(machine, root, config, host_cpus, firmware_copy));
+            let shared = Arc::new(Shared::new(machine, root, config, tasks, firmware_copy));
             publish(shared.clone());
             let bsp = Bsp {
                 console: &mut console,
@@ -353,7 +353,7 @@ pub fn run(
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
                 .map_err(VmError::Config)?;
-            let shared = Arc::new(Shared::new(machine, root, config, host_cpus, firmware_copy));
+            let shared = Arc::new(Shared::new(machine, root, config, tasks, firmware_copy));
             publish(shared.clone());
             let bsp = Bsp {
                 console: &mut console,
@@ -368,7 +368,8 @@ pub fn run(
     // VM's end.
     let until = crate::clock::now_ns().saturating_add(1_000_000_000);
     while shared.aps_running.load(Ordering::SeqCst) != 0 && crate::clock::now_ns() < until {
-        core::hint::spin_loop();
+        // Some may share this CPU.
+        crate::sched::yield_now();
     }
     console.last_frame(&shared.machine.lock(), &config.name);
     console.ended();
@@ -401,8 +402,8 @@ pub struct Shared {
     machine: Mutex<Machine>,
     /// nCR3 / the EPT root every vCPU's control structure names.
     root: u64,
-    /// The host CPU of each vCPU (vCPU n on `host_cpus[n]`).
-    host_cpus: Vec<usize>,
+    /// The scheduler task of each vCPU (vCPU n is `tasks[n]`).
+    tasks: Vec<usize>,
     /// Why the VM ended and whether it is preserved, set once by the loop
     /// that saw it; `stopping` tells the other loops to leave.
     ended: Mutex<Option<(StopReason, bool)>>,
@@ -426,7 +427,7 @@ impl Shared {
         mut machine: Machine,
         root: u64,
         config: &VmConfig,
-        host_cpus: &[usize],
+        tasks: &[usize],
         firmware: (u64, &[u8]),
     ) -> Self {
         let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
@@ -440,7 +441,7 @@ impl Shared {
         Shared {
             machine: Mutex::new(machine),
             root,
-            host_cpus: host_cpus.to_vec(),
+            tasks: tasks.to_vec(),
             ended: Mutex::new(None),
             stopping: AtomicBool::new(false),
             resets: AtomicU64::new(0),
@@ -448,7 +449,7 @@ impl Shared {
             exits: AtomicU64::new(0),
             firmware: (firmware.0, firmware.1.to_vec()),
             reset_limit: Mutex::new(ResetLimit::new(0, crate::clock::now_ns())),
-            aps_running: AtomicUsize::new(host_cpus.len().saturating_sub(1)),
+            aps_running: AtomicUsize::new(tasks.len().saturating_sub(1)),
         }
     }
 
@@ -469,9 +470,9 @@ impl Shared {
     }
 
     fn kick(&self, vcpus: u64) {
-        for (v, &cpu) in self.host_cpus.iter().enumerate().take(64) {
+        for (v, &task) in self.tasks.iter().enumerate().take(64) {
             if vcpus & (1 << v) != 0 {
-                crate::arch::smp::kick(cpu);
+                crate::sched::wake(task);
             }
         }
     }
@@ -887,6 +888,11 @@ fn run_vcpu(
     // An AP starts in wait-for-SIPI (SDM Vol 3A 8.4.1).
     let mut wait_for_sipi = me != 0;
     loop {
+        // The scheduler's yield point: the slice may be over. Back on the
+        // CPU after another vCPU ran, this one's VMCS is current again.
+        if crate::sched::yield_if_due() && !vcpu.make_current() {
+            shared.end(VMCS_LOST, false);
+        }
         if shared.stopping.load(Ordering::SeqCst) {
             return shared.outcome();
         }
@@ -941,7 +947,7 @@ fn run_vcpu(
         if wait_for_sipi {
             let poll = crate::clock::now_ns().saturating_add(AP_POLL_NS);
             shared.release(m, me);
-            crate::arch::lapic::sleep_until(poll);
+            sleep_until(vcpu, shared, poll);
             continue;
         }
         // `sti; hlt` with an interrupt waiting: the HLT completes first, as
@@ -951,7 +957,13 @@ fn run_vcpu(
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
         // that comes due then is delivered on time.
-        crate::arch::lapic::arm(m.pc.next_deadline_ns());
+        // With other vCPUs on this CPU, the scheduler's deadline too: a
+        // guest spinning with IF=0 still gives the CPU up at its slice's end.
+        let deadline = match (m.pc.next_deadline_ns(), crate::sched::preempt_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        crate::arch::lapic::arm(deadline);
         // A backend with its own copy of CR8 (SVM's V_TPR) sees the APIC's
         // TPR, and a CR8 write the guest made without exiting reaches the APIC.
         let tpr = Platform::cr8(&mut *m, me) as u8;
@@ -1062,6 +1074,23 @@ fn run_vcpu(
     }
 }
 
+/// The VM's end when a vCPU's control structure cannot be made current
+/// again after another vCPU ran on its CPU.
+const VMCS_LOST: StopReason = StopReason::Unhandled {
+    what: "a vCPU whose VMCS could not be made current again (VMPTRLD failed)",
+    rip: 0,
+    info: 0,
+};
+
+/// The vCPU sleeps until `deadline` or a kick (`sched::sleep_until`: the
+/// CPU halts, or runs another vCPU meanwhile, after which this vCPU's
+/// VMCS is made current again).
+fn sleep_until(vcpu: &mut impl Vcpu, shared: &Shared, deadline: u64) {
+    if crate::sched::sleep_until(deadline) && !vcpu.make_current() {
+        shared.end(VMCS_LOST, false);
+    }
+}
+
 /// How long an AP in wait-for-SIPI, or a halted vCPU of an SMP VM that
 /// only another vCPU can wake, sleeps between looks (a kick wakes it
 /// earlier).
@@ -1152,10 +1181,12 @@ fn wait_for_interrupt(
         shared.release(m, me);
         match halt_decision(&state) {
             HaltDecision::Resume => return ExitAction::Resume,
-            HaltDecision::SleepUntil(deadline) => crate::arch::lapic::sleep_until(deadline),
-            HaltDecision::Stop { .. } if config.vcpus > 1 => {
-                crate::arch::lapic::sleep_until(crate::clock::now_ns().saturating_add(AP_POLL_NS))
-            }
+            HaltDecision::SleepUntil(deadline) => sleep_until(vcpu, shared, deadline),
+            HaltDecision::Stop { .. } if config.vcpus > 1 => sleep_until(
+                vcpu,
+                shared,
+                crate::clock::now_ns().saturating_add(AP_POLL_NS),
+            ),
             HaltDecision::Stop { interrupts_enabled } => {
                 return ExitAction::Stop(StopReason::HaltedForever {
                     rip: hlt_rip,
