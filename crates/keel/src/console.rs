@@ -76,7 +76,15 @@ pub struct Console {
     dropped: u64,
     /// `quit` was typed: every VM's loop ends its VM.
     quit: bool,
+    /// Since when (Keel's clock, ns) the input buffer has been full with no
+    /// byte taken by the guest ([`Console::holds_back`]).
+    full_since: Option<u64>,
 }
+
+/// How long a full input buffer holds back reading the host UART while the
+/// guest takes nothing: after that, bytes are read (and dropped) again, so
+/// that Ctrl-] reaches Keel's prompt even when the guest never reads.
+pub const STALL_NS: u64 = 1_000_000_000;
 
 impl Default for Console {
     fn default() -> Self {
@@ -102,6 +110,7 @@ impl Console {
             input_len: 0,
             dropped: 0,
             quit: false,
+            full_since: None,
         }
     }
 
@@ -212,6 +221,25 @@ impl Console {
         let n = take(&self.input[self.input_start..end]).min(end - self.input_start);
         self.input_start = (self.input_start + n) % INPUT_BUFFER;
         self.input_len -= n;
+        if n > 0 {
+            self.full_since = None;
+        }
+    }
+
+    /// Whether Keel should leave typed bytes in the host UART for now (at
+    /// `now_ns`): the focused guest's buffer is full and the guest took a
+    /// byte less than [`STALL_NS`] ago. The host's flow control (a
+    /// terminal's, or the emulator's character device) holds what follows,
+    /// so a paste or a flood loses nothing while the guest reads; a guest
+    /// that stops reading gets its bytes dropped again after [`STALL_NS`],
+    /// and Ctrl-] still opens the prompt.
+    pub fn holds_back(&mut self, now_ns: u64) -> bool {
+        if self.prompt || self.input_len < INPUT_BUFFER {
+            self.full_since = None;
+            return false;
+        }
+        let since = *self.full_since.get_or_insert(now_ns);
+        now_ns.saturating_sub(since) < STALL_NS
     }
 
     fn prompt_byte(&mut self, byte: u8, out: &mut impl FnMut(&str)) -> Option<Action> {
@@ -497,6 +525,26 @@ mod tests {
         }
         assert!(c.take_requests(a).quit && c.take_requests(b).quit);
         assert!(c.take_requests(a).quit, "quit stays for every loop");
+    }
+
+    #[test]
+    fn a_full_buffer_holds_back_reading_while_the_guest_takes_bytes() {
+        let mut c = Console::new();
+        let a = c.add_vm("a");
+        assert!(!c.holds_back(0), "room: read");
+        type_str(&mut c, &[b'x'; INPUT_BUFFER]);
+        assert!(c.holds_back(10), "full: hold back");
+        assert!(c.holds_back(10 + STALL_NS - 1));
+        // The guest takes a byte: the stall starts again from then.
+        assert_eq!(drain(&mut c, a, 1).len(), 1);
+        assert!(!c.holds_back(2 * STALL_NS), "room again");
+        type_str(&mut c, b"y");
+        assert!(c.holds_back(2 * STALL_NS));
+        // The guest takes nothing for STALL_NS: read (and drop) again, so
+        // Ctrl-] gets through.
+        assert!(!c.holds_back(3 * STALL_NS));
+        type_str(&mut c, &[ESCAPE]);
+        assert!(!c.holds_back(3 * STALL_NS), "the prompt reads");
     }
 
     #[test]

@@ -131,6 +131,9 @@ impl VmConsole {
         self.next_poll = now.wrapping_add(crate::clock::tsc_hz() / POLL_HZ);
         let mut stop = None;
         for _ in 0..BYTES_PER_POLL {
+            if console.holds_back(crate::clock::now_ns()) {
+                break;
+            }
             let Some(byte) = serial::try_read_byte() else {
                 break;
             };
