@@ -195,19 +195,33 @@ impl CpuidPolicy {
                 }
             }
         }
-        for h in hidden {
-            for (leaf, sub, r) in entries.iter_mut() {
-                if *leaf == h.leaf && sub.is_none_or(|s| s == h.subleaf) {
-                    *r.reg_mut(h.reg) &= !(1u32 << (h.bit & 31));
+        let hide = |entries: &mut Vec<(u32, Option<u32>, CpuidResult)>| {
+            for h in hidden {
+                for (leaf, sub, r) in entries.iter_mut() {
+                    if *leaf == h.leaf && sub.is_none_or(|s| s == h.subleaf) {
+                        *r.reg_mut(h.reg) &= !(1u32 << (h.bit & 31));
+                    }
                 }
             }
-        }
+        };
+        hide(&mut entries);
         let mut policy = CpuidPolicy {
             entries,
             vcpus: vcpus.max(1),
         };
         policy.apply_keel_edits();
+        // Keel's edits set what Keel offers whatever the host has (x2APIC):
+        // a bit the configuration hides stays hidden.
+        hide(&mut policy.entries);
         policy
+    }
+
+    /// Whether the guest is offered x2APIC (CPUID.01H:ECX[21]), which the
+    /// local APIC model must then accept in IA32_APIC_BASE.
+    pub fn offers_x2apic(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(leaf, _, r)| *leaf == 1 && r.ecx & L1_ECX_X2APIC != 0)
     }
 
     /// Whether the table holds `leaf` (at or below the host's maximum of its range).
@@ -269,8 +283,13 @@ impl CpuidPolicy {
                         | L1_ECX_PDCM
                         | L1_ECX_TSC_DEADLINE);
                     // The local APIC model has the x2APIC MSR interface
-                    // (device-model lapic::x2apic), whatever the host has.
-                    r.ecx |= L1_ECX_HYPERVISOR | L1_ECX_X2APIC;
+                    // (device-model lapic::x2apic), but Debian with the
+                    // Hyper-V enlightenments, the one guest that switched to
+                    // x2APIC mode under Keel, hung there: x2APIC stays
+                    // hidden, and the APIC model refuses IA32_APIC_BASE.EXTD
+                    // to match (`offers_x2apic`).
+                    r.ecx |= L1_ECX_HYPERVISOR;
+                    r.ecx &= !L1_ECX_X2APIC;
                     if xcr0 == 0 {
                         r.ecx &= !L1_ECX_XSAVE;
                     }
@@ -647,7 +666,7 @@ mod tests {
             l1.ecx & (L1_ECX_XSAVE | L1_ECX_AVX),
             L1_ECX_XSAVE | L1_ECX_AVX
         );
-        assert_ne!(l1.ecx & L1_ECX_X2APIC, 0, "the LAPIC model has x2APIC");
+        assert_eq!(l1.ecx & L1_ECX_X2APIC, 0, "x2APIC mode is not offered yet");
     }
 
     /// Hiding AVX takes AVX2, FMA and the AVX state with it; hiding XSAVE
@@ -681,6 +700,12 @@ mod tests {
             !p.offers_rdtscp() && !p.offers_tsc_aux(),
             "RDPID goes with RDTSCP"
         );
+        // x2APIC (on the host here) is hidden, so the APIC model refuses
+        // x2APIC mode; hiding it in the configuration changes nothing.
+        assert!(!CpuidPolicy::from_host_hiding(1, avx512_host, &[]).offers_x2apic());
+        let p = CpuidPolicy::from_host_hiding(1, avx512_host, &[bit(1, CpuidReg::Ecx, 21)]);
+        assert!(!p.offers_x2apic());
+        assert_eq!(p.lookup(1, 0, 0, 0, 1).ecx & L1_ECX_X2APIC, 0);
     }
 
     /// An Intel host with 2 threads per core and 8 cores: leaf 4 with an L1

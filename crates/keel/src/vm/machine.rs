@@ -55,6 +55,15 @@ pub struct Machine {
     current: u32,
 }
 
+/// The time and interrupt-controller options of a VM's PC.
+pub struct PlatformClock {
+    /// xl.cfg `rtc_timeoffset`: seconds off the machine's UTC time.
+    pub rtc_timeoffset: i64,
+    /// The local APICs accept x2APIC mode (IA32_APIC_BASE.EXTD, SDM Vol 3A
+    /// 11.12.5): exactly when CPUID offers it.
+    pub x2apic: bool,
+}
+
 /// Host memory Keel allocated for a device when it created the VM: where
 /// it is, and a handle over it for the device's own accesses.
 pub struct DeviceRegion {
@@ -65,8 +74,8 @@ pub struct DeviceRegion {
 impl Machine {
     /// The PC of VM `name` over its RAM; with the test device if
     /// `test_device`, its RAM BAR over `test_ram`; with QEMU's standard
-    /// VGA if `vga` gives its video memory (and its BIOS); its RTC
-    /// `rtc_timeoffset` seconds off the machine's UTC time.
+    /// VGA if `vga` gives its video memory (and its BIOS); its RTC and
+    /// local APICs as `options` say.
     pub fn new(
         name: &str,
         ram: GuestMemory,
@@ -74,8 +83,12 @@ impl Machine {
         test_device: bool,
         test_ram: Option<DeviceRegion>,
         vga: Option<(DeviceRegion, Option<Arc<[u8]>>)>,
-        rtc_timeoffset: i64,
+        options: PlatformClock,
     ) -> Result<Self, PcError> {
+        let PlatformClock {
+            rtc_timeoffset,
+            x2apic,
+        } = options;
         // Region ids are handed out in the order `set_memory_map` registers
         // the regions, from 0.
         let mut regions = Vec::new();
@@ -108,11 +121,11 @@ impl Machine {
                 0 => 0,
                 t => t.saturating_add_signed(rtc_timeoffset),
             },
-            // CPUID hides x2APIC and the TSC-deadline timer (exit::cpuid), so
-            // the APIC model does not offer them either.
+            // The APIC model offers what CPUID does (exit::cpuid): x2APIC
+            // unless the config hides it, never the TSC-deadline timer.
             lapic: LapicConfig {
                 tsc_hz: crate::clock::tsc_hz(),
-                x2apic: false,
+                x2apic,
                 tsc_deadline: false,
                 ..LapicConfig::default()
             },

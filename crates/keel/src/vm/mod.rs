@@ -39,7 +39,7 @@ use device_model::storage::{
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use device_model::xen::devices::{XenDisk, XenNic};
 use direct_boot::DirectBoot;
-use machine::{DeviceRegion, Machine};
+use machine::{DeviceRegion, Machine, PlatformClock};
 use vm_config::{
     DiskBackend, DiskSlot, IdeSlot, NicModel, VifSpec, PXE_E1000_ROM, VGABIOS_STDVGA_ROM,
 };
@@ -281,7 +281,10 @@ pub fn run(
         config.test_device,
         test_ram,
         vga,
-        config.rtc_timeoffset,
+        PlatformClock {
+            rtc_timeoffset: config.rtc_timeoffset,
+            x2apic: cpuid_policy(config).offers_x2apic(),
+        },
     )
     .map_err(VmError::Platform)?;
     if config.xen_platform_pci {
@@ -828,6 +831,23 @@ fn event_action(reason: &StopReason, config: &VmConfig) -> Option<(OnEvent, &'st
     }
 }
 
+/// The VM's CPUID: the host's, with xl.cfg's `cpuid = "host,name=0"` bits
+/// hidden before Keel's own edits (which take what depends on them too).
+fn cpuid_policy(config: &VmConfig) -> CpuidPolicy {
+    let hidden: Vec<CpuidBit> = config
+        .cpuid_hidden
+        .iter()
+        .map(|f| CpuidBit {
+            leaf: f.leaf,
+            subleaf: f.subleaf,
+            reg: [CpuidReg::Eax, CpuidReg::Ebx, CpuidReg::Ecx, CpuidReg::Edx]
+                [usize::from(f.reg & 3)],
+            bit: f.bit,
+        })
+        .collect();
+    CpuidPolicy::from_host_hiding(config.vcpus, crate::cpu::host_cpuid, &hidden)
+}
+
 /// The run loop of one vCPU, the same for every backend: deliver
 /// interrupts, enter, decode, handle, repeat until the VM stops; a halted
 /// vCPU sleeps until an interrupt is due, an AP (vCPU n > 0) waits for its
@@ -843,23 +863,7 @@ fn run_vcpu(
     mut bsp: Option<Bsp<'_>>,
 ) -> (StopReason, bool) {
     let me = vcpu.vcpu_id();
-    // xl.cfg `cpuid = "host,name=0"`: the named bits go before Keel's own
-    // edits, which take what depends on them too.
-    let hidden: Vec<CpuidBit> = config
-        .cpuid_hidden
-        .iter()
-        .map(|f| CpuidBit {
-            leaf: f.leaf,
-            subleaf: f.subleaf,
-            reg: [CpuidReg::Eax, CpuidReg::Ebx, CpuidReg::Ecx, CpuidReg::Edx]
-                [usize::from(f.reg & 3)],
-            bit: f.bit,
-        })
-        .collect();
-    let policy = VmPolicy::new(
-        CpuidPolicy::from_host_hiding(config.vcpus, crate::cpu::host_cpuid, &hidden),
-        crate::clock::tsc_hz(),
-    );
+    let policy = VmPolicy::new(cpuid_policy(config), crate::clock::tsc_hz());
     let v = config.viridian;
     let amd = policy.msr.cpu().vendor == vmm_core::exit::Vendor::Amd;
     let hyperv = if config.xen_platform_pci {
