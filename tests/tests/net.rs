@@ -127,7 +127,6 @@ fn debian_gets_a_dhcp_lease_and_downloads_a_file_through_virtio_net() {
 /// downloads the test file with its SHA-256 intact through grant copies,
 /// with netfront's event channel firing, and the VM powers off.
 #[test]
-#[ignore = "issue 19: /init's output does not reach ttyS0 on this VM yet (xen-netfront loads, the e1000 is unplugged; the checks' verdicts are not seen)"]
 fn debian_gets_a_dhcp_lease_and_downloads_a_file_through_xen_netfront() {
     let t = network();
     let (vm, o) = boot_on_with(

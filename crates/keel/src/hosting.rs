@@ -5,7 +5,7 @@
 //! table and ends with the first non-zero VM status (docs/ARCHITECTURE.md).
 
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -26,8 +26,10 @@ pub struct Slot {
     /// placement accepted it.
     pub cpus: Vec<usize>,
     /// The VM once vCPU 0's CPU built it, for the other vCPUs' CPUs
-    /// (`None`: it could not be built).
-    vm: Once<Option<Arc<vm::Shared>>>,
+    /// (`None`: it could not be built). Weak: when the VM's loops have all
+    /// left, the machine is dropped, and with it its drives, which flush
+    /// what the guest wrote (a host virtio-blk disk's `Drop`).
+    vm: Once<Option<Weak<vm::Shared>>>,
     exits: AtomicU64,
     state: Mutex<State>,
 }
@@ -166,8 +168,9 @@ fn run_vcpu(slot: &Slot, vcpu: u32) {
         }
         sched::yield_now();
     };
-    if let Some(shared) = shared {
-        let _ = vm::run_ap(shared, config, backend, vcpu);
+    // Gone already: the VM ended before this vCPU's loop started.
+    if let Some(shared) = shared.as_ref().and_then(Weak::upgrade) {
+        let _ = vm::run_ap(&shared, config, backend, vcpu);
     }
 }
 
@@ -177,7 +180,7 @@ fn run_slot(slot: &Slot, index: usize) {
     };
     slot.state.lock().started_ns = crate::clock::now_ns();
     let publish = |shared: Arc<vm::Shared>| {
-        slot.vm.call_once(|| Some(shared));
+        slot.vm.call_once(|| Some(Arc::downgrade(&shared)));
     };
     // The scheduler's task of each vCPU, in the order `start` spawned them.
     let first = SLOTS.get().map_or(0, |slots| {
