@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | `name` | string | required | the VM's name in logs; printable ASCII, 1-64 chars |
 //! | `memory` | number | 128 | guest RAM in MiB, 2 to 1048576 (1 TiB) |
-//! | `vcpus` | number | 1 | number of vCPUs, 1 to [`MAX_VCPUS`]; Keel checks it against the machine's CPUs and runs 1 per VM today |
+//! | `vcpus` | number | 1 | number of vCPUs, 1 to [`MAX_VCPUS`]; at most the machine's CPUs; each vCPU runs on a host CPU, shared with other VMs' vCPUs when the VMs have more vCPUs than the machine has CPUs |
 //! | `cpus` | string or list | all | the host CPUs the VM may run on: `"2"`, `"0-3"`, `"0,2-3"` or `["0", "2"]` ([`parse_cpu_list`]) |
 //! | `on_poweroff` | string | `"destroy"` | what follows the guest's power-off: `destroy`, `restart` or `preserve` ([`OnEvent`]) |
 //! | `on_reboot` | string | `"restart"` | what follows the guest's reset |
