@@ -22,6 +22,23 @@ pci_write:
     out %eax, %dx
     ret
 
+/* pci_find: %ecx = vendor/device dword (device << 16 | vendor) -> %eax =
+   the configuration address of function 0 of the first device on bus 0
+   (devices 0-31) with that ID, or 0. Clobbers %dx, %esi. */
+.global pci_find
+pci_find:
+    mov $0x80000000, %esi
+1:  mov %esi, %eax
+    call pci_read
+    cmp %ecx, %eax
+    je 2f
+    add $0x800, %esi
+    cmp $0x80010000, %esi
+    jb 1b
+    xor %esi, %esi
+2:  mov %esi, %eax
+    ret
+
 /* pci_read: %eax = configuration address -> %eax = value. Clobbers %dx. */
 .global pci_read
 pci_read:

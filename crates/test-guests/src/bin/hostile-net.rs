@@ -222,16 +222,10 @@ read_ram_size:
    enables decoding and bus mastering; %r13 = BAR0, or 0 if not found. */
 nic_setup:
     xor %r13d, %r13d
-    mov $0x80000000, %r14d
-1:  mov %r14d, %eax
-    call pci_read
-    cmp $ID_PAIR, %eax
-    je 2f
-    add $0x800, %r14d
-    cmp $0x80010000, %r14d
-    jb 1b
-    xor %r14d, %r14d
-2:  mov %r14d, CFG
+    mov $ID_PAIR, %ecx
+    call pci_find
+    mov %eax, %r14d
+    mov %r14d, CFG
     xor %ecx, %ecx
     test %r14d, %r14d
     setnz %cl

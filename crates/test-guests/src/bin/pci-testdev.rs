@@ -119,18 +119,10 @@ long:
     PRINTLN "pci-testdev: long mode"
 
     /* Find the device: bus 0, devices 0-31, function 0. */
-    xor %r12d, %r12d
-    mov $0x80000000, %r14d
-1:  mov %r14d, %eax
-    call pci_read
-    cmp $ID_PAIR, %eax
-    jne 2f
-    mov %r14d, %r12d
-    jmp 3f
-2:  add $0x800, %r14d
-    cmp $0x80010000, %r14d
-    jb 1b
-3:  mov %r12d, CFG
+    mov $ID_PAIR, %ecx
+    call pci_find
+    mov %eax, %r12d
+    mov %r12d, CFG
     xor %ecx, %ecx
     test %r12d, %r12d
     setnz %cl
