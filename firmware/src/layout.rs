@@ -6,7 +6,9 @@
 pub const PAGE_TABLES: u64 = 0x1000;
 /// The Linux zero page (`struct boot_params`).
 pub const BOOT_PARAMS: u64 = 0x7000;
-/// The multiboot info block and everything it points to (16 KiB).
+/// The multiboot info area (16 KiB: the info block and everything it
+/// points to, the relocation stub and its copy table) when no segment of
+/// the kernel covers it.
 pub const MULTIBOOT_INFO: u64 = 0x8000;
 /// Size of the multiboot area.
 pub const MULTIBOOT_INFO_LEN: usize = 0x4000;
@@ -26,9 +28,10 @@ pub const KERNEL_HEAD_LEN: usize = 65 * 512;
 pub const CMDLINE: u64 = 0x5A000;
 /// Room for the command line, including its NUL.
 pub const CMDLINE_MAX: usize = 0x2000;
-/// The end of the shim's memory (the Linux command line buffer's end): a
-/// multiboot kernel's segments may go anywhere in RAM from here, below 1 MiB
-/// too; the real-mode IVT and the BIOS data area (0-0x4FF) are under it.
+/// The end of the shim's memory (the Linux command line buffer's end). A
+/// multiboot kernel's segments may cover it too: the shim copies them only
+/// as its last step (`crate::multiboot::place_relocation`); an info area
+/// that cannot be at [`MULTIBOOT_INFO`] goes between here and the EBDA.
 pub const SHIM_END: u64 = CMDLINE + CMDLINE_MAX as u64;
 /// Nothing the shim loads itself may start below this (kernels, initrds, staging).
 pub const LOAD_FLOOR: u64 = 0x10_0000;

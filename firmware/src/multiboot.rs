@@ -466,20 +466,18 @@ pub fn load_plan(image: &[u8], h: &Header) -> Result<(LoadPlan, Format), Error> 
     Ok((plan, format))
 }
 
-/// Checks that every segment lands in RAM, clear of the shim's own memory
-/// below [`crate::layout::SHIM_END`] and of `avoid` (the staging copies of
-/// the file).
-pub fn check_plan(plan: &LoadPlan, map: &Map, avoid: &[(u64, u64)]) -> Result<(), Error> {
+/// Checks that every segment lands in RAM (the guest map's type 1 ranges).
+///
+/// Multiboot 0.6.96, 3.1: an OS image is linked "to avoid loading on top
+/// of the PC's I/O region or other reserved areas", which are the map's
+/// holes and non-RAM entries (the EBDA, the VGA hole, the BIOS area, the
+/// ACPI tables); the specification asks a loader to keep nothing else. So
+/// a segment may cover any RAM, the IVT and BIOS data area at 0-0x4FF and
+/// the shim's own memory below [`crate::layout::SHIM_END`] included: the
+/// shim stages the bytes elsewhere and copies them last ([`place_relocation`]).
+pub fn check_plan(plan: &LoadPlan, map: &Map) -> Result<(), Error> {
     for s in plan.segments() {
         let (start, end) = (u64::from(s.paddr), s.end());
-        if start < crate::layout::SHIM_END {
-            return Err(Error::Overlap {
-                what: "a multiboot kernel segment",
-                address: start,
-                len: u64::from(s.memsz),
-                with: "the shim's memory below 0x5c000",
-            });
-        }
         if !map.is_ram(start, end) {
             return Err(Error::Overlap {
                 what: "a multiboot kernel segment",
@@ -488,16 +486,100 @@ pub fn check_plan(plan: &LoadPlan, map: &Map, avoid: &[(u64, u64)]) -> Result<()
                 with: "memory that is not RAM (beyond the VM's RAM or in a hole)",
             });
         }
-        if avoid.iter().any(|a| start < a.1 && a.0 < end) {
-            return Err(Error::Overlap {
-                what: "a multiboot kernel segment",
-                address: start,
-                len: u64::from(s.memsz),
-                with: "the shim's staging copy of the kernel file at the top of RAM",
-            });
-        }
     }
     Ok(())
+}
+
+/// Where the pieces that must outlive the shim lie when it hands over.
+///
+/// The shim copies no segment while it runs: segments may cover its own
+/// memory (page tables, stack, image, buffers). It leaves the segments'
+/// bytes in the staged kernel image and, as its very last step, runs a
+/// small relocation stub that copies them to their addresses, zeroes their
+/// bss and enters the kernel. The image, the info area (which holds the
+/// stub and its copy table too) and the modules must therefore be clear of
+/// every segment, and of each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The kernel image the segments are copied from: where the shim staged
+    /// it, or where it moves it when a segment or module needs that memory.
+    pub image: u64,
+    /// The info area: the info block and everything it points to, the copy
+    /// table and the relocation stub ([`area`]).
+    pub info: u64,
+}
+
+/// The info area's size.
+pub const AREA_LEN: u64 = area::END as u64;
+
+/// Decides [`Placement`] for the segments of `plan`, the staged kernel
+/// `image` (`[start, end)`) and the `modules` (placed by [`place_module`]):
+/// - the image stays where it is unless a segment or module overlaps it;
+///   then it moves to the highest free RAM from 1 MiB below 4 GiB clear of
+///   all of them;
+/// - the info area goes at [`crate::layout::MULTIBOOT_INFO`] (0x8000) when
+///   no segment covers it; else at the highest 4 KiB-aligned RAM below
+///   1 MiB above the shim's own memory ([`crate::layout::SHIM_END`] to the
+///   EBDA) that no segment covers; else at the highest RAM from 1 MiB below
+///   4 GiB clear of the segments, the modules and the image.
+pub fn place_relocation(
+    plan: &LoadPlan,
+    map: &Map,
+    image: (u64, u64),
+    modules: &[(u64, u64)],
+) -> Result<Placement, Error> {
+    use crate::layout::{LOAD_FLOOR, MULTIBOOT_INFO, SHIM_END};
+    const FOUR_GIB: u64 = 1 << 32;
+    let mut taken = [(0u64, 0u64); MAX_SEGMENTS + MAX_MODULES + 1];
+    let mut n = 0;
+    for s in plan.segments() {
+        taken[n] = (u64::from(s.paddr), s.end());
+        n += 1;
+    }
+    let segments = n;
+    for &m in modules.iter().take(MAX_MODULES) {
+        taken[n] = m;
+        n += 1;
+    }
+    let overlaps = |r: (u64, u64), with: &[(u64, u64)]| with.iter().any(|t| r.0 < t.1 && t.0 < r.1);
+
+    let len = image.1.saturating_sub(image.0);
+    let image_at = if overlaps(image, &taken[..n]) {
+        map.highest_fit(len, 0x1000, LOAD_FLOOR, FOUR_GIB, &taken[..n])
+            .ok_or(Error::Overlap {
+                what: "the staged kernel file",
+                address: image.0,
+                len,
+                with: "the kernel's segments or modules, and no free RAM is left to move it to",
+            })?
+    } else {
+        image.0
+    };
+    taken[n] = (image_at, image_at + len);
+    n += 1;
+
+    let fits = |at: u64| {
+        map.is_ram(at, at + AREA_LEN) && !overlaps((at, at + AREA_LEN), &taken[..segments])
+    };
+    let info = if fits(MULTIBOOT_INFO) {
+        MULTIBOOT_INFO
+    } else if let Some(at) =
+        map.highest_fit(AREA_LEN, 0x1000, SHIM_END, LOAD_FLOOR, &taken[..segments])
+    {
+        at
+    } else {
+        map.highest_fit(AREA_LEN, 0x1000, LOAD_FLOOR, FOUR_GIB, &taken[..n])
+            .ok_or(Error::Overlap {
+                what: "the multiboot information area",
+                address: MULTIBOOT_INFO,
+                len: AREA_LEN,
+                with: "the kernel's segments, and no free RAM is left to move it to",
+            })?
+    };
+    Ok(Placement {
+        image: image_at,
+        info,
+    })
 }
 
 /// Where the next module of `len` bytes goes: page-aligned at or after
@@ -560,6 +642,17 @@ pub mod area {
     pub const VBE_MODE: usize = 0xC00;
     pub const VBE_OEM: usize = 0xD00;
     pub const VBE_MODE_LIST: usize = 0xD20;
+    /// The relocation stub's copy table ([`super::build_relocation`]):
+    /// the segment count, the entry, the info block's address, then per
+    /// segment its source, destination, file size and memory size (u32s).
+    pub const RELOC_TABLE: usize = 0xE00;
+    pub const RELOC_TABLE_LEN: usize = 12 + 16 * super::MAX_SEGMENTS;
+    /// The relocation stub's code, at most `RELOC_STUB_MAX` bytes.
+    pub const RELOC_STUB: usize = 0xF20;
+    pub const RELOC_STUB_MAX: usize = CMDLINE - RELOC_STUB;
+    // The table and the stub lie between the VBE blocks and the command line.
+    const _: () = assert!(VBE_MODE_LIST + 4 <= RELOC_TABLE);
+    const _: () = assert!(RELOC_TABLE + RELOC_TABLE_LEN <= RELOC_STUB);
     pub const CMDLINE: usize = 0x1000;
     pub const MODULE_STRINGS: usize = 0x2000;
     pub const END: usize = 0x4000;
@@ -664,9 +757,59 @@ pub fn build_info(buf: &mut [u8; area::END], base: u32, input: &InfoInput) -> Re
     Ok(at(area::INFO))
 }
 
-/// A real-mode far pointer (segment:offset) to `addr` below 1 MiB.
+/// A real-mode far pointer (segment:offset) to `addr`; 0 (null) for an
+/// address at or above 1 MiB, which only an info area placed high (when a
+/// kernel's segments leave no room below 1 MiB) has.
 fn far_ptr(addr: u32) -> u32 {
+    if addr >= 0x10_0000 {
+        return 0;
+    }
     (addr >> 4) << 16 | (addr & 0xF)
+}
+
+/// Writes the relocation stub's copy table and the stub's code (`stub`,
+/// 32-bit position-independent code) into the info area `buf`, which lies
+/// at `base`, after [`build_info`] filled it; returns the stub's and the
+/// table's addresses. Each segment is copied from the kernel image at
+/// `image` (its bytes at `image + file_offset`) and its bss zeroed; then
+/// the stub enters the kernel at `plan.entry` with EAX = the bootloader
+/// magic and EBX = `info` (Multiboot 0.6.96, 3.2).
+pub fn build_relocation(
+    buf: &mut [u8; area::END],
+    base: u32,
+    plan: &LoadPlan,
+    image: u64,
+    info: u32,
+    stub: &[u8],
+) -> Result<(u32, u32), Error> {
+    if stub.len() > area::RELOC_STUB_MAX {
+        return Err(Error::TooBig {
+            what: "the relocation stub",
+            len: stub.len() as u64,
+        });
+    }
+    let t = area::RELOC_TABLE;
+    put32(buf, t, plan.count as u32);
+    put32(buf, t + 4, plan.entry);
+    put32(buf, t + 8, info);
+    for (i, s) in plan.segments().iter().enumerate() {
+        let from = image + u64::from(s.file_offset);
+        if from + u64::from(s.filesz) > 1 << 32 {
+            return Err(Error::Overlap {
+                what: "the staged kernel file",
+                address: image,
+                len: u64::from(s.file_offset) + u64::from(s.filesz),
+                with: "memory above 4 GiB, which the relocation stub cannot reach",
+            });
+        }
+        let o = t + 12 + i * 16;
+        put32(buf, o, from as u32);
+        put32(buf, o + 4, s.paddr);
+        put32(buf, o + 8, s.filesz);
+        put32(buf, o + 12, s.memsz);
+    }
+    buf[area::RELOC_STUB..area::RELOC_STUB + stub.len()].copy_from_slice(stub);
+    Ok((base + area::RELOC_STUB as u32, base + t as u32))
 }
 
 /// Fills the VBE (info flag 11) and framebuffer (flag 12) fields and the
@@ -1012,7 +1155,7 @@ mod tests {
         assert_eq!(p.segments()[1].paddr, 0x6_0000);
         assert_eq!(p.segments()[1].memsz, 0x30);
         assert_eq!(&f[p.segments()[1].file_offset as usize..][..0x20], &low);
-        assert!(check_plan(&p, &map256(), &[]).is_ok());
+        assert!(check_plan(&p, &map256()).is_ok());
     }
 
     #[test]
@@ -1071,7 +1214,7 @@ mod tests {
         let big = elf64(0x20_0000, &[(0x20_0000, 0x20_0000, &body, 0x1000_0000)]);
         let (p, _) = load_plan(&big, &find_header(&big).unwrap().unwrap()).unwrap();
         assert!(matches!(
-            check_plan(&p, &map256(), &[]),
+            check_plan(&p, &map256()),
             Err(Error::Overlap { .. })
         ));
     }
@@ -1086,31 +1229,26 @@ mod tests {
         guest_map(&Map::from_fw_cfg(&fw).unwrap(), &[]).unwrap()
     }
 
+    /// The plan of an ELF32 with one segment at `paddr`.
+    fn plan_at(paddr: u32, bss: u32) -> LoadPlan {
+        let mut body = header(0, &[]);
+        body.resize(64, 0);
+        let f = elf(paddr, &body, bss);
+        load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap().0
+    }
+
     #[test]
     fn plans_and_modules_are_checked_against_ram() {
         let m = map256();
-        let mut body = header(0, &[]);
-        body.resize(64, 0);
-        let f = elf(0x20_0000, &body, 0);
-        let (p, _) = load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap();
-        assert!(check_plan(&p, &m, &[(0xF00_0000, 0xF10_0000)]).is_ok());
-        assert!(matches!(
-            check_plan(&p, &m, &[(0xF00_0000, 0xF10_0000), (0x20_0000, 0x20_1000)]),
-            Err(Error::Overlap {
-                address: 0x20_0000,
-                ..
-            })
-        ));
-        // Below 1 MiB: fine from the shim's end to the EBDA, not on the
-        // shim, the EBDA or the VGA hole.
-        let low = elf(0x6_0000, &body, 0x3_0000);
-        let (p, _) = load_plan(&low, &find_header(&low).unwrap().unwrap()).unwrap();
-        assert!(check_plan(&p, &m, &[]).is_ok());
-        for bad in [0x5_0000, 0x9_FBF0, 0xA_0000, 0xFFF_FFF0] {
-            let f = elf(bad, &body, 0);
-            let (p, _) = load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap();
+        assert!(check_plan(&plan_at(0x20_0000, 0), &m).is_ok());
+        // Below 1 MiB: any RAM, the IVT, the BIOS data area and the shim's
+        // own memory included; not the EBDA, the VGA hole or past RAM.
+        for good in [0, 0x7000, 0x1_0000, 0x5_0000, 0x9_FB00] {
+            assert!(check_plan(&plan_at(good, 0), &m).is_ok(), "{good:#x}");
+        }
+        for bad in [0x9_FBF0, 0xA_0000, 0xF_0000, 0xFFF_FFF0] {
             assert!(
-                matches!(check_plan(&p, &m, &[]), Err(Error::Overlap { .. })),
+                matches!(check_plan(&plan_at(bad, 0), &m), Err(Error::Overlap { .. })),
                 "{bad:#x}"
             );
         }
@@ -1119,6 +1257,128 @@ mod tests {
         assert_eq!(place_module(0x6_1000, 100, &m), Ok(0x10_0000));
         assert!(place_module(0x20_0040, 256 << 20, &m).is_err());
         assert!(place_module(u64::MAX - 10, 100, &m).is_err());
+    }
+
+    /// The image, the info area and the modules end up clear of every
+    /// segment and of each other, wherever the segments are.
+    #[test]
+    fn relocation_places_image_and_info_clear_of_the_segments() {
+        let m = map256();
+        let top = 256 << 20;
+        let image = (top - 0x8000, top);
+        let module = [(0x20_1000, 0x21_1000)];
+        // A kernel above 1 MiB: nothing moves, the info area at 0x8000.
+        let p = place_relocation(&plan_at(0x20_0000, 0), &m, image, &module).unwrap();
+        assert_eq!(
+            p,
+            Placement {
+                image: image.0,
+                info: 0x8000
+            }
+        );
+        // A segment at 0x10000 (over the shim's stack and image): the same.
+        let p = place_relocation(&plan_at(0x1_0000, 0x2_0000), &m, image, &[]).unwrap();
+        assert_eq!(
+            p,
+            Placement {
+                image: image.0,
+                info: 0x8000
+            }
+        );
+        // A segment over 0x8000: the info area below the EBDA instead.
+        let p = place_relocation(&plan_at(0x7000, 0x2_0000), &m, image, &[]).unwrap();
+        assert_eq!(p.info, 0x9_B000);
+        // A segment over all of the low RAM: the info area high, clear of
+        // the module and the image.
+        let low = plan_at(0, 0x9_FB00 - 0x40);
+        assert_eq!(low.end(), 0x9_FB00);
+        let p = place_relocation(&low, &m, image, &module).unwrap();
+        assert_eq!(p.info, image.0 - AREA_LEN);
+        // A segment on the staged image: the image moves below it.
+        let on_image = plan_at((top - 0x6000) as u32, 0);
+        let p = place_relocation(&on_image, &m, image, &[]).unwrap();
+        assert_eq!(p.image, top - 0xE000);
+        assert_eq!(p.info, 0x8000);
+        // A module on it too: the image moves below both.
+        let p = place_relocation(&on_image, &m, image, &[(top - 0x2_0000, top - 0xD000)]).unwrap();
+        assert_eq!(p.image, top - 0x2_8000);
+        // No room to move the image: an error naming it, not a panic.
+        let small = {
+            let fw = Entry {
+                addr: 0,
+                len: 2 << 20,
+                kind: RAM,
+            }
+            .to_bytes();
+            guest_map(&Map::from_fw_cfg(&fw).unwrap(), &[]).unwrap()
+        };
+        let all = plan_at(0x10_0000, 0x10_0000 - 0x40);
+        assert!(matches!(
+            place_relocation(&all, &small, (0x1F_0000, 0x1F_8000), &[]),
+            Err(Error::Overlap {
+                what: "the staged kernel file",
+                ..
+            })
+        ));
+        // Every placement is clear of every segment, module and the other.
+        for plan in [plan_at(0x7000, 0x2_0000), low, on_image] {
+            let p = place_relocation(&plan, &m, image, &module).unwrap();
+            let info = (p.info, p.info + AREA_LEN);
+            let img = (p.image, p.image + (image.1 - image.0));
+            for s in plan.segments() {
+                let seg = (u64::from(s.paddr), s.end());
+                assert!(seg.1 <= info.0 || info.1 <= seg.0);
+                assert!(seg.1 <= img.0 || img.1 <= seg.0);
+            }
+            assert!(info.1 <= img.0 || img.1 <= info.0);
+            assert!(m.is_ram(info.0, info.1) && m.is_ram(img.0, img.1));
+        }
+    }
+
+    /// The copy table holds each segment's source in the image, its
+    /// destination and sizes, the entry and the info block; the stub's code
+    /// follows it.
+    #[test]
+    fn relocation_table_and_stub() {
+        let mut body = header(0, &[]);
+        body.resize(0x40, 0);
+        let f = elf64(
+            0x20_0010,
+            &[
+                (0x20_0000, 0x20_0000, &body, 0x1000),
+                (0x7000, 0x7000, &[7u8; 0x20], 0x10),
+            ],
+        );
+        let (plan, _) = load_plan(&f, &find_header(&f).unwrap().unwrap()).unwrap();
+        let mut buf = [0u8; area::END];
+        let base = 0x9_B000;
+        let stub = [0x90u8, 0xF4];
+        let (at, table) = build_relocation(&mut buf, base, &plan, 0xF00_0000, base, &stub).unwrap();
+        assert_eq!(at, base + area::RELOC_STUB as u32);
+        assert_eq!(table, base + area::RELOC_TABLE as u32);
+        let t = area::RELOC_TABLE;
+        assert_eq!(
+            [u32_at(&buf, t), u32_at(&buf, t + 4), u32_at(&buf, t + 8)],
+            [2, 0x20_0010, base]
+        );
+        let seg = |i: usize| {
+            let o = t + 12 + 16 * i;
+            [
+                u32_at(&buf, o),
+                u32_at(&buf, o + 4),
+                u32_at(&buf, o + 8),
+                u32_at(&buf, o + 12),
+            ]
+        };
+        let low = plan.segments()[1];
+        assert_eq!(seg(1), [0xF00_0000 + low.file_offset, 0x7000, 0x20, 0x30]);
+        assert_eq!(&f[low.file_offset as usize..][..0x20], &[7u8; 0x20]);
+        assert_eq!(seg(0)[1..], [0x20_0000, 0x40, 0x1040]);
+        assert_eq!(&buf[area::RELOC_STUB..area::RELOC_STUB + 2], &stub);
+        // A stub too long, an image whose bytes would lie above 4 GiB.
+        let long = [0u8; area::RELOC_STUB_MAX + 1];
+        assert!(build_relocation(&mut buf, base, &plan, 0xF00_0000, base, &long).is_err());
+        assert!(build_relocation(&mut buf, base, &plan, 0xFFFF_FF80, base, &stub).is_err());
     }
 
     #[test]

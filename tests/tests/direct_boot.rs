@@ -243,6 +243,36 @@ fn multiboot_elf64_gzip_low_segment_and_aout_kludge_under_svm() {
     }
 }
 
+/// A segment below the shim's end (`multiboot-low`: one at 0x7000 over the
+/// info block's usual place, the shim's stack and, with its bss, the start
+/// of the shim's image): the shim moves the info block below the EBDA and
+/// copies the segment from its relocation stub; the kernel finds the
+/// segment's bytes and zeroed bss, the info block, its command line,
+/// modules and map outside the segment, argv[0], and the BIOS data area
+/// intact: 4 checks more than with one module.
+#[test]
+fn multiboot_segment_below_the_shims_end_under_svm() {
+    let (vm, o) = boot("multiboot-low");
+    verdict(check_guest_suite(
+        &o,
+        &vm.config.name,
+        ONE_MODULE_CHECKS + 4,
+    ));
+    verdict(check_logged(
+        &o,
+        &[
+            (
+                "multiboot kernel (ELF32), 2 segments from 0x7000",
+                "the low segment loaded",
+            ),
+            (
+                "info at 0x9b000, 1 modules",
+                "the info block moved below the EBDA",
+            ),
+        ],
+    ));
+}
+
 /// Bad input (firmware/README.md, "Errors"): an ELF file cut short inside
 /// its segment stops with status 4, more module bytes than RAM with status
 /// 5; each time the shim's error line names the file and the problem.

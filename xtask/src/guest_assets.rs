@@ -44,8 +44,18 @@ pub const MBTEST_AOUT: &str = "keel-mbtest-aout";
 /// The test kernel's ELF32 file cut short inside its segment
 /// ([`mbtest_truncated`]): bad input the shim must refuse by name.
 pub const MBTEST_TRUNCATED: &str = "keel-mbtest-truncated";
+/// The test kernel's ELF32 file with a second segment below the shim's
+/// end ([`mbtest_low`]).
+pub const MBTEST_LOW: &str = "keel-mbtest-low";
 /// Where the ELF64 variant's low segment goes, and its bytes.
 pub const MBTEST_LOW_SEGMENT: u32 = 0x6_0000;
+/// [`mbtest_low`]'s second segment (firmware/src/bin/mbtest.rs, `LOW_AT`,
+/// `LOW_FILESZ`, `LOW_END`): its address, file bytes and memory size. It
+/// covers the multiboot info block's usual place (0x8000), the shim's
+/// stack and, with its bss, the start of the shim's running image.
+pub const MBTEST_LOW_AT: u32 = 0x7000;
+pub const MBTEST_LOW_FILESZ: u32 = 0x1_A000;
+pub const MBTEST_LOW_MEMSZ: u32 = 0x2_1000;
 
 /// Every name [`resolve`] knows.
 pub const NAMES: &[&str] = &[
@@ -59,6 +69,7 @@ pub const NAMES: &[&str] = &[
     MBTEST_ELF64_GZ,
     MBTEST_AOUT,
     MBTEST_TRUNCATED,
+    MBTEST_LOW,
     crate::ide_assets::DEBIAN_DISK,
     crate::ide_assets::DEBIAN_CD,
     crate::ide_assets::DEBIAN_VDISK,
@@ -76,6 +87,7 @@ pub const BUILT: &[&str] = &[
     MBTEST_ELF64_GZ,
     MBTEST_AOUT,
     MBTEST_TRUNCATED,
+    MBTEST_LOW,
 ];
 
 /// The multiboot test kernel's load address and entry (firmware/mbtest.ld).
@@ -153,6 +165,8 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         }),
         MBTEST_AOUT => built(guest_dir, MBTEST_KERNEL)
             .and_then(|flat| write_built("keel-mbtest-aout.bin", &mbtest_aout(&read(&flat)?))),
+        MBTEST_LOW => built(guest_dir, MBTEST_KERNEL)
+            .and_then(|flat| write_built("keel-mbtest-low.elf", &mbtest_low(&read(&flat)?))),
         other => {
             return crate::ide_assets::resolve(other).or_else(|| crate::net_assets::resolve(other))
         }
@@ -611,9 +625,25 @@ pub fn mbtest_truncated(flat: &[u8]) -> Vec<u8> {
 /// The flat test kernel (linked at [`MBTEST_LOAD`]) as an ELF32 executable
 /// with one PT_LOAD segment (ELF spec, System V ABI i386 supplement).
 pub fn mbtest_elf(flat: &[u8]) -> Vec<u8> {
+    mbtest_elf32(flat, None)
+}
+
+/// [`mbtest_elf`] with a second PT_LOAD of [`MBTEST_LOW_FILESZ`] bytes at
+/// [`MBTEST_LOW_AT`], below the shim's end, with bss up to
+/// [`MBTEST_LOW_MEMSZ`]: the bytes follow [`mbtest_module`]'s pattern
+/// with an XOR of 0xFF (its `k` = 3).
+pub fn mbtest_low(flat: &[u8]) -> Vec<u8> {
+    let bytes = pattern(MBTEST_LOW_FILESZ as usize, 0xFF);
+    mbtest_elf32(flat, Some((MBTEST_LOW_AT, &bytes, MBTEST_LOW_MEMSZ)))
+}
+
+/// The flat test kernel as an ELF32 executable, and `low` (address,
+/// bytes, memory size) as a second PT_LOAD after it.
+fn mbtest_elf32(flat: &[u8], low: Option<(u32, &[u8], u32)>) -> Vec<u8> {
     const EHDR: usize = 52;
     const PHDR: usize = 32;
-    let mut f = Vec::with_capacity(EHDR + PHDR + flat.len());
+    let phnum = 1 + usize::from(low.is_some());
+    let mut f = Vec::with_capacity(EHDR + phnum * PHDR + flat.len());
     f.extend_from_slice(b"\x7fELF");
     f.extend_from_slice(&[1, 1, 1, 0]); // 32-bit, little-endian, version 1, System V
     f.extend_from_slice(&[0; 8]);
@@ -628,19 +658,34 @@ pub fn mbtest_elf(flat: &[u8]) -> Vec<u8> {
     h32(&mut f, 0); // e_flags
     h16(&mut f, EHDR as u16);
     h16(&mut f, PHDR as u16);
-    h16(&mut f, 1); // e_phnum
+    h16(&mut f, phnum as u16); // e_phnum
     h16(&mut f, 40); // e_shentsize
     h16(&mut f, 0); // e_shnum
     h16(&mut f, 0); // e_shstrndx
-    h32(&mut f, 1); // PT_LOAD
-    h32(&mut f, (EHDR + PHDR) as u32); // p_offset
-    h32(&mut f, MBTEST_LOAD); // p_vaddr
-    h32(&mut f, MBTEST_LOAD); // p_paddr
-    h32(&mut f, flat.len() as u32); // p_filesz
-    h32(&mut f, flat.len() as u32 + 0x1000); // p_memsz: a page of bss
-    h32(&mut f, 7); // RWX
-    h32(&mut f, 0x1000); // p_align
+    let kernel_at = (EHDR + phnum * PHDR) as u32;
+    let mut segments = vec![(
+        kernel_at,
+        MBTEST_LOAD,
+        flat.len() as u32,
+        flat.len() as u32 + 0x1000, // a page of bss
+    )];
+    if let Some((at, bytes, memsz)) = low {
+        segments.push((kernel_at + flat.len() as u32, at, bytes.len() as u32, memsz));
+    }
+    for (offset, paddr, filesz, memsz) in segments {
+        h32(&mut f, 1); // PT_LOAD
+        h32(&mut f, offset); // p_offset
+        h32(&mut f, paddr); // p_vaddr
+        h32(&mut f, paddr); // p_paddr
+        h32(&mut f, filesz);
+        h32(&mut f, memsz);
+        h32(&mut f, 7); // RWX
+        h32(&mut f, 0x1000); // p_align
+    }
     f.extend_from_slice(flat);
+    if let Some((_, bytes, _)) = low {
+        f.extend_from_slice(bytes);
+    }
     f
 }
 
@@ -756,8 +801,13 @@ fn mbtest_elf_file(flat: &Path) -> Result<PathBuf, String> {
 
 /// Module `k` of the test kernel ([`MBTEST_MODULE_LENS`]).
 pub fn mbtest_module(k: usize) -> Vec<u8> {
-    let x = (k as u8).wrapping_mul(0x55);
-    (0..MBTEST_MODULE_LENS[k] as u32)
+    pattern(MBTEST_MODULE_LENS[k], (k as u8).wrapping_mul(0x55))
+}
+
+/// `len` bytes, byte `i` being `((i * 0x9E3779B1) >> 24) ^ x` (32-bit
+/// multiply), which the test kernel recomputes to check them.
+fn pattern(len: usize, x: u8) -> Vec<u8> {
+    (0..len as u32)
         .map(|i| (i.wrapping_mul(0x9E37_79B1) >> 24) as u8 ^ x)
         .collect()
 }
@@ -886,6 +936,35 @@ mod tests {
             &a[s.file_offset as usize + 0x1000..][..4],
             &magic.to_le_bytes()
         );
+    }
+
+    /// The low variant: the kernel's segment at 2 MiB and one at 0x7000
+    /// with the pattern's bytes and bss, which the shim's plan accepts.
+    #[test]
+    fn mbtest_low_has_a_segment_below_the_shims_end() {
+        let mut flat = vec![0u8; 0x40];
+        let magic: u32 = 0x1BAD_B002;
+        flat[0..4].copy_from_slice(&magic.to_le_bytes());
+        flat[4..8].copy_from_slice(&3u32.to_le_bytes());
+        flat[8..12].copy_from_slice(&0u32.wrapping_sub(magic + 3).to_le_bytes());
+        let e = mbtest_low(&flat);
+        use keel_shim::multiboot::{find_header, load_plan, Format};
+        let (p, f) = load_plan(&e, &find_header(&e).unwrap().unwrap()).unwrap();
+        assert_eq!(f, Format::Elf32);
+        assert_eq!(p.entry, MBTEST_ENTRY);
+        let [k, low] = p.segments() else {
+            panic!("{:?}", p.segments())
+        };
+        assert_eq!((k.paddr, k.filesz), (MBTEST_LOAD, 0x40));
+        assert_eq!(&e[k.file_offset as usize..][..4], &magic.to_le_bytes());
+        assert_eq!(
+            (low.paddr, low.filesz, low.memsz),
+            (MBTEST_LOW_AT, MBTEST_LOW_FILESZ, MBTEST_LOW_MEMSZ)
+        );
+        let bytes = &e[low.file_offset as usize..][..low.filesz as usize];
+        assert_eq!(bytes[..2], [0xFF, 0x9E ^ 0xFF]);
+        assert_eq!(e.len(), low.file_offset as usize + low.filesz as usize);
+        assert!(low.paddr < keel_shim::layout::SHIM_END as u32);
     }
 
     #[test]

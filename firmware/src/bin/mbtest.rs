@@ -10,7 +10,11 @@
 //!   (one module), `ram=256 mods=3` (three modules) or `ram=256 resident`
 //!   (one module, from a loader such as iPXE that stays resident in low
 //!   memory: the base-memory size, the IVT and the reserved low ranges are
-//!   then the loader's, not checked);
+//!   then the loader's, not checked), `ram=256 vga` (one module; the VBE
+//!   and framebuffer fields) or `ram=256 low` (one module, from the file
+//!   xtask's `mbtest_low` makes: a second segment at 0x7000 whose bytes,
+//!   bss and the info block's place it checks, and the command line's first
+//!   word `keel-mbtest-low`);
 //! - a memory map whose available RAM adds up to between 255 and 256 MiB
 //!   (a 256 MiB VM less the holes below 1 MiB), with an entry covering 1 MiB,
 //!   and the low map SeaBIOS gives: RAM from 0 to the EBDA at 0x9FC00, the
@@ -93,6 +97,10 @@ core::arch::global_asm!(
 .set PCI_VARS_END, 0x550
 .set RESIDENT,     0x550               /* 1: a loader stays resident in low memory */
 .set VGA,          0x554               /* 1: the VM has QEMU's standard VGA */
+.set LOW,          0x558               /* 1: the file has xtask's low segment */
+.set LOW_AT,       0x7000              /* the low segment (xtask's mbtest_low) */
+.set LOW_FILESZ,   0x1A000
+.set LOW_END,      0x28000             /* its bss's end */
 .set BARTAB,       0x1000              /* base, end, kind (1 I/O, 2 memory) */
 .set BARTAB_MAX,   128
 .set STACK_TOP,    0x7000
@@ -270,6 +278,72 @@ video_checks:
     CHECK eq, "framebuffer-last-pixel-writable", 0x00C0FFEE
     ret
 
+/* A segment below the shim's end (`low` on the command line, xtask's
+   mbtest_low): its file bytes at LOW_AT (module 3's pattern, XOR 0xFF),
+   over the shim's stack and part of its image; its bss, over more of the
+   shim's image, zeroed up to LOW_END; the info block and the command line,
+   modules and map it points to outside the segment; the command line's
+   first word the kernel's name. */
+low_checks:
+    cmpl $0, LOW
+    jne 1f
+    ret
+1:  xor %ecx, %ecx
+    xor %ebp, %ebp                      /* bytes that differ */
+2:  cmp $LOW_FILESZ, %ecx
+    jae 4f
+    imul $0x9E3779B1, %ecx, %eax
+    shr $24, %eax
+    xor $0xFF, %al
+    cmp LOW_AT(%ecx), %al
+    je 3f
+    inc %ebp
+3:  inc %ecx
+    jmp 2b
+4:  mov %ebp, %ecx
+    CHECK eq, "low-segment-bytes", 0
+    mov $(LOW_AT + LOW_FILESZ), %edi
+    xor %ebp, %ebp                      /* bss bytes not zero */
+5:  cmp $LOW_END, %edi
+    jae 7f
+    cmpb $0, (%edi)
+    je 6f
+    inc %ebp
+6:  inc %edi
+    jmp 5b
+7:  mov %ebp, %ecx
+    CHECK eq, "low-segment-bss-zeroed", 0
+    xor %ebp, %ebp                      /* pointers into the segment */
+    mov INFO, %eax
+    call count_if_low
+    mov INFO, %edi
+    mov 16(%edi), %eax                  /* cmdline */
+    call count_if_low
+    mov 24(%edi), %eax                  /* mods_addr */
+    call count_if_low
+    mov 48(%edi), %eax                  /* mmap_addr */
+    call count_if_low
+    mov %ebp, %ecx
+    CHECK eq, "info-clear-of-low-segment", 0
+    STR .Llowname, "keel-mbtest-low"
+    STR .Llowargs, "ram=256 low"
+    mov INFO, %edi
+    mov 16(%edi), %edi
+    mov $.Llowname, %esi
+    mov $.Llowargs, %edx
+    call module_string
+    CHECK eq, "cmdline-argv0-is-the-kernel", 0
+    ret
+
+/* count_if_low: %ebp + 1 if %eax lies in [LOW_AT, LOW_END). */
+count_if_low:
+    cmp $LOW_AT, %eax
+    jb 1f
+    cmp $LOW_END, %eax
+    jae 1f
+    inc %ebp
+1:  ret
+
 main:
     mov INFO, %edi
     mov (%edi), %ecx
@@ -280,6 +354,8 @@ main:
        many modules to expect. */
     movl $1, NMODS
     movl $0, RESIDENT
+    movl $0, VGA
+    movl $0, LOW
     mov INFO, %edi
     mov 16(%edi), %edi
     call skip_word
@@ -304,12 +380,22 @@ main:
     jnz 2f
     movl $1, VGA
     jmp 1f
+2:  STR .Lcmdl, "ram=256 low"
+    mov $.Lcmdl, %esi
+    push %edi
+    call strcmp
+    pop %edi
+    test %ecx, %ecx
+    jnz 2f
+    movl $1, LOW
+    jmp 1f
 2:  movl $3, NMODS
     STR .Lcmd3, "ram=256 mods=3"
     mov $.Lcmd3, %esi
     call strcmp
 1:  CHECK eq, "cmdline", 0
     call video_checks
+    call low_checks
 
     mov INFO, %edi
     mov 4(%edi), %ecx

@@ -10,7 +10,7 @@ use keel_shim::report::{status, Error, Sink};
 use keel_shim::{bios, gzip, pci};
 use miniz_oxide::inflate::core::DecompressorOxide;
 
-use crate::entry::{enter_linux, enter_multiboot};
+use crate::entry::{enter_linux, enter_relocation_stub, relocation_stub};
 use crate::fw_cfg::{Files, FwCfg};
 use crate::hw::{
     self, copy_to_phys, inb, inw, outb, outw, pci_read32, pci_write32, pci_write8, phys, Com1,
@@ -497,15 +497,16 @@ fn boot_multiboot(
     fw.open(kernel);
     // SAFETY: highest_fit found RAM above the shim's own.
     unsafe { fw.read_to(stage, size) };
-    // SAFETY: just written; not aliased until the segments are copied.
+    // SAFETY: just written; not written again until it is moved clear of
+    // the segments and modules (place_relocation) or the stub reads it.
     let mut image: &[u8] = unsafe { phys(stage, size as usize) };
-    let mut staged = [(stage, stage + size), (0, 0)];
+    let mut image_at = stage;
     let compressed = gzip::is_gzip(image);
     if compressed {
         let m = gzip::parse(image)?;
         let len = u64::from(m.isize);
         let at = map
-            .highest_fit(len, 0x1000, LOAD_FLOOR, 1 << 32, &staged[..1])
+            .highest_fit(len, 0x1000, LOAD_FLOOR, 1 << 32, &[(stage, stage + size)])
             .ok_or(Error::TooBig {
                 what: "the decompressed multiboot kernel",
                 len,
@@ -517,19 +518,14 @@ fn boot_multiboot(
         let state = unsafe { (*core::ptr::addr_of_mut!(INFLATE)).write(DecompressorOxide::new()) };
         gzip::inflate(image, &m, dst, state)?;
         image = dst;
-        staged[1] = (at, at + len);
+        image_at = at;
     }
     let h = multiboot::find_header(image).ok_or(Error::UnknownKernel)??;
     let (plan, format) = multiboot::load_plan(image, &h)?;
-    multiboot::check_plan(&plan, map, &staged)?;
-    for s in plan.segments() {
-        // SAFETY: check_plan put every segment in RAM, clear of the shim
-        // and the staged copies.
-        let dst = unsafe { phys(u64::from(s.paddr), s.memsz as usize) };
-        let from = s.file_offset as usize;
-        dst[..s.filesz as usize].copy_from_slice(&image[from..from + s.filesz as usize]);
-        dst[s.filesz as usize..].fill(0);
-    }
+    multiboot::check_plan(&plan, map)?;
+    // From here on the image holds the bytes the relocation stub copies to
+    // the segments as the shim's last step: no segment is written before.
+    let image_len = image.len() as u64;
 
     let mut cmd = [0u8; multiboot::area::CMDLINE_MAX];
     let cmdline: &[u8] = match &f.cmdline {
@@ -571,38 +567,54 @@ fn boot_multiboot(
         spans[n] = (used, used + len);
         used = (used + len + 1).min(strings.len());
     }
+    // Where each module goes: one after the other from the kernel's end.
+    let mut ranges = [(0u64, 0u64); MAX_MODULES];
+    let mut next = plan.end();
+    for (n, file) in files[..count].iter().enumerate() {
+        let Some((file, _)) = file else { continue };
+        ctx.set(&strings[spans[n].0..spans[n].1]);
+        let len = u64::from(file.size);
+        let at = multiboot::place_module(next, len, map)?;
+        ranges[n] = (at, at + len);
+        next = at + len;
+    }
+    ctx.name_the_kernel();
+    let place = multiboot::place_relocation(
+        &plan,
+        map,
+        (image_at, image_at + image_len),
+        &ranges[..count],
+    )?;
+    if place.image != image_at {
+        // SAFETY: both ranges are RAM from 1 MiB (place_relocation); the
+        // new one is clear of the segments and modules, and `copy` allows
+        // the two to overlap.
+        unsafe {
+            core::ptr::copy(
+                image_at as *const u8,
+                place.image as *mut u8,
+                image_len as usize,
+            )
+        };
+    }
     let mut modules = [multiboot::Module {
         start: 0,
         end: 0,
         string: b"",
     }; MAX_MODULES];
-    let mut next = plan.end();
     for (n, file) in files[..count].iter().enumerate() {
         let Some((file, _)) = file else { continue };
-        let string = &strings[spans[n].0..spans[n].1];
-        ctx.set(string);
-        let len = u64::from(file.size);
-        let at = multiboot::place_module(next, len, map)?;
-        if staged.iter().any(|s| at < s.1 && s.0 < at + len) {
-            return Err(Error::Overlap {
-                what: "a multiboot module",
-                address: at,
-                len,
-                with: "the shim's staging copy of the kernel file at the top of RAM",
-            });
-        }
+        let (at, end) = ranges[n];
         fw.open(file);
-        // SAFETY: place_module found RAM after the kernel and the modules
-        // before, clear of the staged copies.
-        unsafe { fw.read_to(at, len) };
+        // SAFETY: place_module found RAM from 1 MiB after the segments and
+        // the modules before; place_relocation moved the image clear of it.
+        unsafe { fw.read_to(at, end - at) };
         modules[n] = multiboot::Module {
             start: at as u32,
-            end: (at + len) as u32,
-            string,
+            end: end as u32,
+            string: &strings[spans[n].0..spans[n].1],
         };
-        next = at + len;
     }
-    ctx.name_the_kernel();
     let input = multiboot::InfoInput {
         kernel_name: ctx.kernel_name(),
         cmdline,
@@ -611,12 +623,17 @@ fn boot_multiboot(
         loader_name: b"keel-shim",
         video: h.video.and_then(|req| set_video_mode(req.mode())),
     };
-    // SAFETY: the multiboot area is the shim's (layout.rs).
+    // SAFETY: place_relocation put the info area in RAM clear of the
+    // segments, the modules, the image and the shim's working memory (at
+    // 0x8000, the shim's slot for it, or outside the shim's memory).
     let area: &mut [u8; multiboot::area::END] =
-        unsafe { phys(layout::MULTIBOOT_INFO, layout::MULTIBOOT_INFO_LEN) }
+        unsafe { phys(place.info, layout::MULTIBOOT_INFO_LEN) }
             .try_into()
             .expect("the multiboot area");
-    let info = multiboot::build_info(area, layout::MULTIBOOT_INFO as u32, &input)?;
+    let base = place.info as u32;
+    let info = multiboot::build_info(area, base, &input)?;
+    let (stub, table) =
+        multiboot::build_relocation(area, base, &plan, place.image, info, relocation_stub())?;
 
     out.str("keel-shim: multiboot kernel (");
     out.str(format.name());
@@ -637,9 +654,12 @@ fn boot_multiboot(
     out.hex(plan.end());
     out.str(", entry ");
     out.hex(u64::from(plan.entry));
+    out.str(", info at ");
+    out.hex(u64::from(info));
     out.str(", ");
     out.dec(count as u64);
     out.str(" modules\n");
-    // SAFETY: the kernel is loaded and the info block written.
-    unsafe { enter_multiboot(plan.entry, info) }
+    // SAFETY: the modules are loaded, the info block, the copy table and
+    // the stub written, each clear of every segment and of the image.
+    unsafe { enter_relocation_stub(stub, table) }
 }

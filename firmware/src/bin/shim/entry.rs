@@ -157,10 +157,12 @@ enter_linux:
     xor %ebx, %ebx
     jmp *%rdi
 
-/* enter_multiboot(entry: edi, info: esi): long mode -> 32-bit protected mode
-   with paging off, EAX = 0x2BADB002, EBX = info. Runs identity-mapped. */
-.global enter_multiboot
-enter_multiboot:
+/* enter_relocation_stub(stub: edi, table: esi): long mode -> 32-bit
+   protected mode with paging off (Multiboot 0.6.96, 3.2), then the
+   relocation stub, which the shim copied into the multiboot info area,
+   with ESI = its copy table. Runs identity-mapped. */
+.global enter_relocation_stub
+enter_relocation_stub:
     cli
     lea 4f(%rip), %rax
     push $SEL_CODE32
@@ -185,9 +187,53 @@ enter_multiboot:
     mov %ax, %fs
     mov %ax, %gs
     mov %ax, %ss
-    mov %esi, %ebx
-    mov $0x2BADB002, %eax
     jmp *%edi
+
+/* The relocation stub: position-independent 32-bit code that the shim
+   copies into the multiboot info area (keel_shim::multiboot::
+   build_relocation) and runs last, from there, with paging off and ESI =
+   its copy table: a segment count, the entry, the info block, then per
+   segment source, destination, file size, memory size. It copies each
+   segment's bytes from the staged image, zeroes its bss and enters the
+   kernel with EAX = 0x2BADB002 and EBX = the info block. It needs no
+   stack, and nothing it overwrites (the shim's page tables, stack, image,
+   GDT) is used after the copy starts: the segment registers keep their
+   loaded descriptors (the specification leaves GDTR to the kernel). */
+.global relocation_stub_start
+relocation_stub_start:
+    cld
+    mov %esi, %ebp
+    mov (%ebp), %edx                /* segments left */
+    lea 12(%ebp), %ebx              /* the first segment's row */
+5:  test %edx, %edx
+    jz 6f
+    mov (%ebx), %esi
+    mov 4(%ebx), %edi
+    mov 8(%ebx), %ecx
+    mov %ecx, %eax
+    shr $2, %ecx
+    rep movsl
+    mov %eax, %ecx
+    and $3, %ecx
+    rep movsb
+    mov 12(%ebx), %ecx              /* bss: memsz - filesz, from EDI on */
+    sub 8(%ebx), %ecx
+    mov %ecx, %esi
+    xor %eax, %eax
+    shr $2, %ecx
+    rep stosl
+    mov %esi, %ecx
+    and $3, %ecx
+    rep stosb
+    add $16, %ebx
+    dec %edx
+    jmp 5b
+6:  mov 4(%ebp), %ecx
+    mov 8(%ebp), %ebx
+    mov $0x2BADB002, %eax
+    jmp *%ecx
+.global relocation_stub_end
+relocation_stub_end:
     .code64
 "#,
     options(att_syntax)
@@ -196,6 +242,20 @@ enter_multiboot:
 extern "C" {
     /// Jumps to a Linux kernel's 64-bit entry with RSI = the zero page.
     pub fn enter_linux(entry: u64, boot_params: u64) -> !;
-    /// Jumps to a multiboot kernel in 32-bit protected mode, paging off.
-    pub fn enter_multiboot(entry: u32, info: u32) -> !;
+    /// Leaves long mode for 32-bit protected mode with paging off and
+    /// jumps to the relocation stub at `stub` (copied there from
+    /// [`relocation_stub`]) with ESI = its copy table.
+    pub fn enter_relocation_stub(stub: u32, table: u32) -> !;
+    static relocation_stub_start: u8;
+    static relocation_stub_end: u8;
+}
+
+/// The relocation stub's code, which the shim copies into the multiboot
+/// info area (`keel_shim::multiboot::build_relocation`).
+pub fn relocation_stub() -> &'static [u8] {
+    let start = core::ptr::addr_of!(relocation_stub_start);
+    let end = core::ptr::addr_of!(relocation_stub_end);
+    // SAFETY: the two labels delimit the stub's bytes in the image's
+    // .text, which is mapped and never written.
+    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
