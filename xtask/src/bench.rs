@@ -7,6 +7,14 @@
 //! `-kernel`/`-initrd`, both under the same QEMU TCG on the same machine, in one
 //! run, so the ratio is what Keel costs on top of the emulator.
 //!
+//! Shim: the time from a VM's start to a kernel's first instruction,
+//! Keel's BIOS shim against SeaBIOS and QEMU's linuxboot option ROM, with
+//! `keel-bzbench` (firmware/src/bin/bzbench.rs), a bzImage whose entries
+//! print one line and end the VM: under Keel from its VM start line to that
+//! line; on plain QEMU `-kernel` from the emulator's start (QEMU's own
+//! start-up, SeaBIOS, the option ROM); and, firmware against firmware, the
+//! shim as plain QEMU's `-bios` from the emulator's start.
+//!
 //! IDE: the `debian-disk` image (SeaBIOS, SYSLINUX, the same kernel, an
 //! initramfs with ata_piix) booted under Keel from its emulated IDE disk and
 //! on plain QEMU TCG from QEMU's own IDE disk (`-drive if=ide`, QEMU's
@@ -164,6 +172,8 @@ pub struct BootBench {
     pub keel_exit_stats: Option<ExitTable>,
     /// The host's load average before the first run and after the last.
     pub load: [Option<[f64; 3]>; 2],
+    /// The shim bench, when it ran with the boot bench.
+    pub shim: Option<ShimBench>,
 }
 
 impl BootBench {
@@ -244,6 +254,9 @@ impl BootBench {
         if let Some(n) = self.keel_exits {
             t.push_str(&row("VM exits", &n.to_string(), "", None));
         }
+        if let Some(shim) = &self.shim {
+            t.push_str(&shim.rows());
+        }
         t
     }
 
@@ -267,7 +280,7 @@ impl BootBench {
              \"power_off_ratio\": {:.3},\n  \"keel_to_init_runs_s\": {},\n  \"qemu_to_init_runs_s\": {},\n  \
              \"keel_to_power_off_runs_s\": {},\n  \"qemu_to_power_off_runs_s\": {},\n  \
              \"load_average_before\": {},\n  \"load_average_after\": {},\n  \
-             \"keel_exits\": {},\n  \"keel_exit_stats\": {}\n}}\n",
+             \"keel_exits\": {},\n  \"keel_exit_stats\": {},\n  \"shim\": {}\n}}\n",
             self.kernel.escape_default(),
             self.keel_to_init().median.as_secs_f64(),
             self.qemu_to_init().median.as_secs_f64(),
@@ -283,8 +296,142 @@ impl BootBench {
             load(self.load[1]),
             self.keel_exits.map_or("null".to_string(), |n| n.to_string()),
             json_or_null(self.keel_exit_stats.as_ref()),
+            self.shim.as_ref().map_or("null".to_string(), ShimBench::json),
         )
     }
+}
+
+/// The start of the line `keel-bzbench` prints from either entry
+/// (firmware/src/bin/bzbench.rs): `... in real mode` from the real-mode
+/// entry QEMU's linuxboot ROM takes, `... in 64-bit mode` from the 64-bit
+/// entry Keel's shim takes.
+pub const BZBENCH_LINE: &str = "keel-bzbench: entered in ";
+
+/// When `keel-bzbench` said it was entered in `mode` (`real mode`,
+/// `64-bit mode`), counted from the emulator's start.
+pub fn bzbench_entered(o: &Outcome, mode: &str, run: &str) -> Result<Duration, String> {
+    let i = o
+        .lines
+        .iter()
+        .position(|l| l.contains(BZBENCH_LINE))
+        .ok_or_else(|| format!("{run}: no '{BZBENCH_LINE}' line\n{}", o.report()))?;
+    let line = &o.lines[i];
+    if !line.trim_end().ends_with(&format!("{BZBENCH_LINE}{mode}")) {
+        return Err(format!(
+            "{run}: the kernel was not entered in {mode}: {line:?}\n{}",
+            o.report()
+        ));
+    }
+    o.line_times
+        .get(i)
+        .copied()
+        .ok_or_else(|| format!("{run}: no time for line {i}"))
+}
+
+/// Under Keel: from Keel's VM start line to the kernel's 64-bit entry
+/// (Keel's start of the VM, the shim, the first instructions).
+pub fn keel_to_kernel(o: &Outcome, vm: &str) -> Result<Duration, String> {
+    let start = keel_vm_start(o, vm)
+        .ok_or_else(|| format!("{vm}: no VM start line from Keel\n{}", o.report()))?;
+    let entered = bzbench_entered(o, "64-bit mode", vm)?;
+    entered
+        .checked_sub(start)
+        .ok_or_else(|| format!("{vm}: the kernel's line came before Keel started the VM"))
+}
+
+/// The shim bench: per round, Keel's time from its VM start to the
+/// kernel, plain QEMU's from its start to the kernel through SeaBIOS and
+/// the linuxboot ROM (`-kernel`), and through the shim (`-bios`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShimBench {
+    pub kernel: String,
+    pub keel: Vec<Duration>,
+    pub qemu: Vec<Duration>,
+    pub qemu_shim: Vec<Duration>,
+    /// The host's load average before the first run and after the last.
+    pub load: [Option<[f64; 3]>; 2],
+}
+
+impl ShimBench {
+    /// Keel's median over plain QEMU's (SeaBIOS and linuxboot).
+    pub fn ratio(&self) -> f64 {
+        Spread::of(&self.keel).median.as_secs_f64() / Spread::of(&self.qemu).median.as_secs_f64()
+    }
+
+    /// Its rows of the table printed on stdout.
+    pub fn rows(&self) -> String {
+        let (keel, qemu, shim) = (
+            Spread::of(&self.keel),
+            Spread::of(&self.qemu),
+            Spread::of(&self.qemu_shim),
+        );
+        let mut t = format!(
+            "shim: {} from VM start to its first instruction, median of {} rounds\n",
+            self.kernel,
+            self.keel.len()
+        );
+        t.push_str(&row(
+            "shim vs SeaBIOS + linuxboot",
+            &ms(keel.median),
+            &ms(qemu.median),
+            Some(self.ratio()),
+        ));
+        t.push_str(&format!(
+            "    min-max: Keel {}-{}, plain QEMU {}-{}\n",
+            ms(keel.min),
+            ms(keel.max),
+            ms(qemu.min),
+            ms(qemu.max)
+        ));
+        t.push_str(&row(
+            "the shim as plain QEMU's -bios",
+            "",
+            &ms(shim.median),
+            None,
+        ));
+        t.push_str(&format!("    min-max: {}-{}\n", ms(shim.min), ms(shim.max)));
+        t.push_str(
+            "    Keel: from its VM start line; plain QEMU: from the emulator's start, its own start-up included\n",
+        );
+        t
+    }
+
+    /// The JSON: medians and every run, in seconds.
+    pub fn json(&self) -> String {
+        let runs = |v: &[Duration]| {
+            let s: Vec<String> = v
+                .iter()
+                .map(|d| format!("{:.3}", d.as_secs_f64()))
+                .collect();
+            format!("[{}]", s.join(", "))
+        };
+        let load = |l: Option<[f64; 3]>| {
+            l.map_or("null".to_string(), |[a, b, c]| {
+                format!("[{a:.2}, {b:.2}, {c:.2}]")
+            })
+        };
+        let median = |v: &[Duration]| Spread::of(v).median.as_secs_f64();
+        format!(
+            "{{\"kernel\": \"{}\", \"keel_vm_start_to_kernel_s\": {:.3}, \
+             \"qemu_start_to_kernel_s\": {:.3}, \"ratio\": {:.3}, \
+             \"qemu_shim_start_to_kernel_s\": {:.3}, \"keel_runs_s\": {}, \"qemu_runs_s\": {}, \
+             \"qemu_shim_runs_s\": {}, \"load_average_before\": {}, \"load_average_after\": {}}}",
+            self.kernel.escape_default(),
+            median(&self.keel),
+            median(&self.qemu),
+            self.ratio(),
+            median(&self.qemu_shim),
+            runs(&self.keel),
+            runs(&self.qemu),
+            runs(&self.qemu_shim),
+            load(self.load[0]),
+            load(self.load[1]),
+        )
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Width of a table's first column.
@@ -1213,6 +1360,29 @@ pub fn run_plain_qemu(
     run_plain(qemu, timeout)
 }
 
+/// Boots `kernel` on plain QEMU TCG (`-kernel`: SeaBIOS runs QEMU's
+/// linuxboot ROM, which enters the kernel's real-mode entry) with the
+/// debug-exit port, for the shim bench.
+pub fn plain_qemu_bzbench(kernel: &Path, memory_mib: u32) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    qemu.arg("-kernel")
+        .arg(kernel)
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    qemu
+}
+
+/// Plain QEMU TCG with Keel's shim as its firmware (`-bios`), `fw_cfg`
+/// the shim's files ([`crate::guest_assets::shim_fw_cfg_args`]), and the
+/// debug-exit port, for the shim bench.
+pub fn plain_qemu_shim(shim: &Path, fw_cfg: &[std::ffi::OsString], memory_mib: u32) -> Command {
+    let mut qemu = plain_qemu(memory_mib);
+    qemu.arg("-bios")
+        .arg(shim)
+        .args(fw_cfg)
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    qemu
+}
+
 /// Boots the raw disk `image` on plain QEMU TCG as its IDE primary master,
 /// with QEMU's own SeaBIOS, and `scratch` as QEMU's own virtio-blk disk.
 pub fn run_plain_qemu_disk(
@@ -1421,6 +1591,7 @@ mod tests {
             keel_exits: Some(41_681),
             keel_exit_stats: None,
             load: [Some([3.5, 4.0, 4.25]), None],
+            shim: None,
         };
         assert_eq!(b.keel_to_init().median, Duration::from_millis(9_100));
         assert_eq!(b.qemu_to_init().min, Duration::from_millis(6_000));
@@ -1439,6 +1610,21 @@ mod tests {
         assert!(table(&[b.rows()]).starts_with("QEMU TCG"));
         let json = b.json();
         assert!(json.contains("\"init_ratio\": 1.517"), "{json}");
+        assert!(json.contains("\"shim\": null"), "{json}");
+        let with_shim = BootBench {
+            shim: Some(ShimBench {
+                kernel: "keel-bzbench".into(),
+                keel: vec![Duration::from_millis(300)],
+                qemu: vec![Duration::from_millis(200)],
+                qemu_shim: vec![Duration::from_millis(100)],
+                load: [None, None],
+            }),
+            ..b.clone()
+        };
+        assert!(with_shim.rows().contains("shim vs SeaBIOS + linuxboot"));
+        assert!(with_shim.json().contains(
+            "\"shim\": {\"kernel\": \"keel-bzbench\", \"keel_vm_start_to_kernel_s\": 0.300"
+        ));
         assert!(
             json.contains("\"keel_to_init_runs_s\": [14.000, 9.000, 9.100]"),
             "{json}"
@@ -1457,6 +1643,78 @@ mod tests {
         assert!(
             qemu_times(&outcome(&[("PASS linux-init", 1)], 2)).is_err(),
             "no power-off"
+        );
+    }
+
+    /// The shim bench's intervals: Keel from its VM start line to the
+    /// kernel's 64-bit line, plain QEMU from its start to the real-mode
+    /// line; a line from the wrong entry, a missing start line or a kernel
+    /// line before the VM start are errors.
+    #[test]
+    fn shim_bench_intervals_and_table() {
+        let keel = outcome(
+            &[
+                (
+                    "keel: VM 'shimbench': 256 MiB of RAM at host 0x8000000",
+                    4_000,
+                ),
+                ("[shimbench] keel-shim: starting", 4_010),
+                ("[shimbench] keel-bzbench: entered in 64-bit mode", 4_060),
+                (
+                    "keel: VM 'shimbench' stopped: guest debug-exit with status 0",
+                    4_070,
+                ),
+            ],
+            4_500,
+        );
+        assert_eq!(
+            keel_to_kernel(&keel, "shimbench"),
+            Ok(Duration::from_millis(60))
+        );
+        assert!(keel_to_kernel(&keel, "other").is_err());
+        let qemu = outcome(&[("keel-bzbench: entered in real mode", 450)], 460);
+        assert_eq!(
+            bzbench_entered(&qemu, "real mode", "qemu"),
+            Ok(Duration::from_millis(450))
+        );
+        assert!(bzbench_entered(&qemu, "64-bit mode", "qemu").is_err());
+        assert!(bzbench_entered(&outcome(&[], 1), "real mode", "qemu").is_err());
+        let early = outcome(
+            &[
+                ("keel-bzbench: entered in 64-bit mode", 10),
+                ("keel: VM 'shimbench': 256 MiB of RAM at host 0x8000000", 20),
+            ],
+            30,
+        );
+        assert!(keel_to_kernel(&early, "shimbench").is_err());
+
+        let d = Duration::from_millis;
+        let shim = ShimBench {
+            kernel: "keel-bzbench".into(),
+            keel: vec![d(60), d(900), d(70)],
+            qemu: vec![d(450), d(400), d(2000)],
+            qemu_shim: vec![d(200), d(210), d(190)],
+            load: [Some([1.0, 1.5, 2.0]), None],
+        };
+        assert!((shim.ratio() - 0.7 / 4.5).abs() < 1e-9);
+        let rows = shim.rows();
+        assert!(rows.contains("70 ms"), "{rows}");
+        assert!(rows.contains("450 ms"), "{rows}");
+        assert!(rows.contains("0.16x"), "{rows}");
+        assert!(rows.contains("min-max: Keel 60 ms-900 ms"), "{rows}");
+        assert!(rows.contains("the shim as plain QEMU's -bios"), "{rows}");
+        let json = shim.json();
+        assert!(
+            json.contains("\"keel_vm_start_to_kernel_s\": 0.070"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"qemu_runs_s\": [0.450, 0.400, 2.000]"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"qemu_shim_start_to_kernel_s\": 0.200"),
+            "{json}"
         );
     }
 

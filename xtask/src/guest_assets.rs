@@ -12,6 +12,8 @@
 //!   wrapped into an ELF32 file, and `keel-mbtest-module`, the module it
 //!   checks (`target/keel/direct-boot/`);
 //! - `keel-shim`: the shim itself, usable as `firmware = "keel-shim"`;
+//! - `keel-bzbench`: the shim bench's 2 KiB bzImage
+//!   (`firmware/src/bin/bzbench.rs`);
 //! - `debian-disk` and `debian-cd`: the IDE disk and CD images
 //!   (`crate::ide_assets`);
 //! - `debian-net-initramfs` and `pxe-e1000`: the network test's initramfs
@@ -29,6 +31,9 @@ use crate::cpio;
 use crate::deps::{self, Tool};
 
 pub const KEEL_SHIM: &str = "keel-shim";
+/// The shim bench's bzImage (`firmware/src/bin/bzbench.rs`), the flat
+/// build output as it is.
+pub const KEEL_BZBENCH: &str = "keel-bzbench";
 pub const DEBIAN_LINUX: &str = "debian-linux";
 pub const DEBIAN_INITRAMFS: &str = "debian-initramfs";
 pub const MBTEST_KERNEL: &str = "keel-mbtest";
@@ -60,6 +65,7 @@ pub const MBTEST_LOW_MEMSZ: u32 = 0x2_1000;
 /// Every name [`resolve`] knows.
 pub const NAMES: &[&str] = &[
     KEEL_SHIM,
+    KEEL_BZBENCH,
     DEBIAN_LINUX,
     DEBIAN_INITRAMFS,
     MBTEST_KERNEL,
@@ -80,6 +86,7 @@ pub const NAMES: &[&str] = &[
 /// Names that are built by `cargo xtask build` (not fetched).
 pub const BUILT: &[&str] = &[
     KEEL_SHIM,
+    KEEL_BZBENCH,
     MBTEST_KERNEL,
     MBTEST_MODULE,
     MBTEST_MODULE2,
@@ -147,6 +154,7 @@ pub fn built_dir() -> Result<PathBuf, String> {
 pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> {
     Some(match name {
         KEEL_SHIM => built(guest_dir, KEEL_SHIM),
+        KEEL_BZBENCH => built(guest_dir, KEEL_BZBENCH),
         DEBIAN_LINUX => debian().map(|d| d.kernel),
         DEBIAN_INITRAMFS => debian().and_then(|d| initramfs(&d)),
         MBTEST_KERNEL => built(guest_dir, MBTEST_KERNEL).and_then(|flat| mbtest_elf_file(&flat)),
@@ -824,6 +832,42 @@ fn mbtest_module_file(k: usize) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// QEMU's `-fw_cfg` arguments for the shim's files (firmware/README.md,
+/// "The fw_cfg contract"): the kernel and its name, the ACPI container,
+/// each module (`(string, file)`: the initrd, then `opt/keel/module1`, ...)
+/// with its string, and the command line.
+pub fn shim_fw_cfg_args(
+    kernel: &Path,
+    kernel_name: &str,
+    acpi: &Path,
+    modules: &[(String, PathBuf)],
+    cmdline: Option<&str>,
+) -> Vec<std::ffi::OsString> {
+    // QEMU option values double their commas.
+    let q = |s: &str| s.replace(',', ",,");
+    let file = |name: &str, p: &Path| format!("name={name},file={}", q(&p.to_string_lossy()));
+    let mut args = vec![
+        file("opt/keel/kernel", kernel),
+        file("opt/keel/acpi", acpi),
+        format!("name=opt/keel/kernel-name,string={}", q(kernel_name)),
+    ];
+    for (i, (string, path)) in modules.iter().enumerate() {
+        let f = if i == 0 {
+            "opt/keel/initrd".to_string()
+        } else {
+            format!("opt/keel/module{i}")
+        };
+        args.push(file(&f, path));
+        args.push(format!("name={f}-cmdline,string={}", q(string)));
+    }
+    if let Some(c) = cmdline {
+        args.push(format!("name=opt/keel/cmdline,string={}", q(c)));
+    }
+    args.into_iter()
+        .flat_map(|a| ["-fw_cfg".into(), a.into()])
+        .collect()
+}
+
 /// The `opt/keel/acpi` file for a VM: acpi-gen's tables for `vcpus` and
 /// `ram_bytes`, placed for direct boot (`acpi_gen::direct_boot`), in the
 /// shim's container; Keel makes the same file the same way.
@@ -977,6 +1021,45 @@ mod tests {
         assert_eq!(m.len(), 123457);
         assert_eq!(m[0], 0xAA);
         assert_eq!(m[1], 0x9E ^ 0xAA);
+    }
+
+    #[test]
+    fn shim_fw_cfg_args_name_every_file() {
+        let args = shim_fw_cfg_args(
+            Path::new("/k,1"),
+            "kern",
+            Path::new("/a"),
+            &[
+                ("initrd".into(), PathBuf::from("/i")),
+                ("m1 x=1".into(), PathBuf::from("/m")),
+            ],
+            Some("ram=256"),
+        );
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-fw_cfg",
+                "name=opt/keel/kernel,file=/k,,1",
+                "-fw_cfg",
+                "name=opt/keel/acpi,file=/a",
+                "-fw_cfg",
+                "name=opt/keel/kernel-name,string=kern",
+                "-fw_cfg",
+                "name=opt/keel/initrd,file=/i",
+                "-fw_cfg",
+                "name=opt/keel/initrd-cmdline,string=initrd",
+                "-fw_cfg",
+                "name=opt/keel/module1,file=/m",
+                "-fw_cfg",
+                "name=opt/keel/module1-cmdline,string=m1 x=1",
+                "-fw_cfg",
+                "name=opt/keel/cmdline,string=ram=256",
+            ]
+        );
     }
 
     #[test]

@@ -62,9 +62,12 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
-  bench [--timeout SECS] [--only exits|ide|net]
+  bench [--timeout SECS] [--only exits|ide|net|shim]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
-                         initramfs on plain QEMU TCG (-kernel), run the exitbench guest
+                         initramfs on plain QEMU TCG (-kernel); time a 2 KiB bzImage
+                         (tests/vms/shimbench.cfg) from VM start to its first
+                         instruction under Keel's shim, on plain QEMU with SeaBIOS and
+                         linuxboot (-kernel) and with the shim as -bios; run the exitbench guest
                          (tests/vms/exitbench.cfg) under Keel, and the Debian IDE disk
                          image under Keel and on plain QEMU TCG (-drive if=ide), reading
                          its disk with DMA and PIO and reading and writing a virtio-blk
@@ -77,8 +80,12 @@ commands:
                          (-nic user,model=e1000,restrict=on): MiB/s, ratio, VM exits
                          per MiB (target/bench/net.json);
                          --only exits runs only the exit bench, --only ide only
-                         the disk bench, --only net only the network bench
+                         the disk bench, --only net only the network bench, --only
+                         shim only the shim bench (target/bench/shim.json)
   help                   this text";
+
+/// The bench sections `cargo xtask bench --only` runs alone.
+const ONLY_SECTIONS: &str = "'exits', 'ide', 'net' and 'shim'";
 
 /// Exit code for a usage error.
 const USAGE_EXIT: u8 = 2;
@@ -587,14 +594,16 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut only_exits = false;
     let mut only_net = false;
     let mut only_ide = false;
+    let mut only_shim = false;
     for (flag, value) in flags(args, &["--timeout", "--only"])? {
         match (flag, value.parse::<u64>()) {
             ("--only", _) if value == "exits" => only_exits = true,
             ("--only", _) if value == "net" => only_net = true,
             ("--only", _) if value == "ide" => only_ide = true,
+            ("--only", _) if value == "shim" => only_shim = true,
             ("--only", _) => {
                 return Err(Failure::Usage(format!(
-                    "--only {value}: the sections that run alone are 'exits', 'ide' and 'net'"
+                    "--only {value}: the sections that run alone are {ONLY_SECTIONS}"
                 )))
             }
             (_, Ok(s)) if s > 0 => timeout = Duration::from_secs(s),
@@ -608,6 +617,15 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     deps::ensure(deps::QEMU)?;
     let bench_dir = ws.target_dir.join("bench");
     let exits_path = ws.test_vms_dir().join("exitbench.cfg");
+    let shim_path = ws.test_vms_dir().join("shimbench.cfg");
+    if only_shim {
+        let mut built = build(&ws, &[shim_path])?.into_iter();
+        let mut runs = Runs::new(3 * xtask::bench::BOOT_ROUNDS);
+        let shim = run_shim_bench(&ws, built.next(), timeout, &mut runs)?;
+        print!("{}", xtask::bench::table(&[shim.rows()]));
+        write_bench_json(&bench_dir, &[("shim.json", shim.json())])?;
+        return Ok(0);
+    }
     if only_exits {
         let mut built = build(&ws, &[exits_path])?.into_iter();
         let exits = run_exit_bench(built.next(), timeout, &mut Runs::new(1))?;
@@ -648,7 +666,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     }
     let vm_path = ws.test_vms_dir().join("linux.cfg");
     let ide = prepare_ide_bench(&ws, &bench_dir.join("ide"))?;
-    let mut vm_paths = vec![vm_path, exits_path];
+    let mut vm_paths = vec![vm_path, exits_path, shim_path];
     vm_paths.extend(ide.keel.iter().map(|r| r.config.clone()));
     vm_paths.extend(net_runs.iter().map(|r| r.0.clone()));
     let mut built = build(&ws, &vm_paths)?.into_iter();
@@ -656,6 +674,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         .next()
         .ok_or_else(|| "nothing was built".to_string())?;
     let exits_vm = built.next();
+    let shim_vm = built.next();
     let guest_dir = ws.bare_metal_dir();
     let kernel_name = vm
         .config
@@ -669,9 +688,10 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     };
     let cmdline = vm.config.cmdline.clone().unwrap_or_default();
 
-    // Boots, exitbench, the IDE runs and plain QEMU's, the network runs and plain QEMU's.
+    // Boots, the shim's three kinds, exitbench, the IDE runs and plain
+    // QEMU's, the network runs and plain QEMU's.
     let mut runs =
-        Runs::new(2 * xtask::bench::BOOT_ROUNDS + 1 + ide.keel.len() + 1 + net_runs.len() + 1);
+        Runs::new(5 * xtask::bench::BOOT_ROUNDS + 1 + ide.keel.len() + 1 + net_runs.len() + 1);
     let load_before = xtask::bench::load_average();
     let (mut keel_times, mut qemu_times, mut last_keel) = (Vec::new(), Vec::new(), None);
     for round in 1..=xtask::bench::BOOT_ROUNDS {
@@ -697,6 +717,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         last_keel = Some(keel);
     }
     let keel = last_keel.ok_or_else(|| "no boot ran".to_string())?;
+    let shim = run_shim_bench(&ws, shim_vm, timeout, &mut runs)?;
     let kernel_file = kernel
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -707,6 +728,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         keel_exits: xtask::bench::exits(&keel, &vm.config.name),
         keel_exit_stats: xtask::bench::ExitTable::parse(&keel, &vm.config.name),
         load: [load_before, xtask::bench::load_average()],
+        shim: Some(shim),
     };
 
     let exits = run_exit_bench(exits_vm, timeout, &mut runs)?;
@@ -757,6 +779,77 @@ fn write_bench_json(dir: &Path, files: &[(&str, String)]) -> Result<(), String> 
         eprintln!("xtask: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The shim bench (tests/vms/shimbench.cfg): per round, interleaved so a
+/// change in the machine's load reaches each kind, `keel-bzbench` under
+/// Keel (from its VM start line), on plain QEMU with `-kernel` (SeaBIOS and
+/// the linuxboot ROM) and on plain QEMU with the shim as `-bios`, both from
+/// the emulator's start.
+fn run_shim_bench(
+    ws: &Workspace,
+    built: Option<(VmFile, PathBuf)>,
+    timeout: Duration,
+    runs: &mut Runs,
+) -> Result<xtask::bench::ShimBench, String> {
+    use xtask::bench::{bzbench_entered, keel_to_kernel, run_plain, BOOT_ROUNDS};
+    let (vm, iso) = built.ok_or_else(|| "shimbench.cfg was not built".to_string())?;
+    let guest_dir = ws.bare_metal_dir();
+    let name = vm
+        .config
+        .kernel
+        .clone()
+        .ok_or_else(|| "shimbench.cfg has no kernel".to_string())?;
+    let kernel = iso::resolve_image(&vm, "kernel", &name, &guest_dir)?;
+    let shim = iso::resolve_image(&vm, "firmware", xtask::guest_assets::KEEL_SHIM, &guest_dir)?;
+    let memory = vm.config.memory_mib;
+    let acpi = xtask::guest_assets::acpi_container(vm.config.vcpus, u64::from(memory) << 20)?;
+    let dir = ws.target_dir.join("bench").join("shim");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let acpi_file = dir.join("shimbench.acpi");
+    std::fs::write(&acpi_file, acpi)
+        .map_err(|e| format!("cannot write {}: {e}", acpi_file.display()))?;
+    let fw_cfg = xtask::guest_assets::shim_fw_cfg_args(&kernel, &name, &acpi_file, &[], None);
+    let load_before = xtask::bench::load_average();
+    let mut bench = xtask::bench::ShimBench {
+        kernel: name.clone(),
+        keel: Vec::new(),
+        qemu: Vec::new(),
+        qemu_shim: Vec::new(),
+        load: [load_before, None],
+    };
+    for round in 1..=BOOT_ROUNDS {
+        let of = BOOT_ROUNDS;
+        let run = runs.next(format!(
+            "bench: {name} under Keel's shim (QEMU TCG, SVM), round {round} of {of}"
+        ));
+        let o = xtask::bench::run_keel(&iso, memory, timeout)?;
+        bench.keel.push(keel_to_kernel(&o, &vm.config.name)?);
+        run.done("");
+        let run = runs.next(format!(
+            "bench: {name} on plain QEMU TCG (-kernel: SeaBIOS, linuxboot), round {round} of {of}"
+        ));
+        let o = run_plain(xtask::bench::plain_qemu_bzbench(&kernel, memory), timeout)?;
+        bench
+            .qemu
+            .push(bzbench_entered(&o, "real mode", "plain QEMU -kernel")?);
+        run.done("");
+        let run = runs.next(format!(
+            "bench: {name} on plain QEMU TCG with the shim as -bios, round {round} of {of}"
+        ));
+        let o = run_plain(
+            xtask::bench::plain_qemu_shim(&shim, &fw_cfg, memory),
+            timeout,
+        )?;
+        bench.qemu_shim.push(bzbench_entered(
+            &o,
+            "64-bit mode",
+            "plain QEMU -bios keel-shim",
+        )?);
+        run.done("");
+    }
+    bench.load[1] = xtask::bench::load_average();
+    Ok(bench)
 }
 
 /// One run of the exitbench guest under Keel (QEMU TCG, SVM): its batches
@@ -1146,9 +1239,6 @@ fn direct_boot_cmd(args: &[String]) -> Result<u8, Failure> {
     std::fs::write(&acpi_file, acpi)
         .map_err(|e| format!("cannot write {}: {e}", acpi_file.display()))?;
 
-    // QEMU option values double their commas.
-    let q = |s: &str| s.replace(',', ",,");
-    let file_arg = |name: &str, p: &Path| format!("name={name},file={}", q(&p.to_string_lossy()));
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-machine", "pc", "-accel", "tcg", "-cpu", "qemu64"])
         .args(["-m", &vm.config.memory_mib.to_string()])
@@ -1157,27 +1247,13 @@ fn direct_boot_cmd(args: &[String]) -> Result<u8, Failure> {
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-bios")
         .arg(&shim)
-        .arg("-fw_cfg")
-        .arg(file_arg("opt/keel/kernel", &kernel_file))
-        .arg("-fw_cfg")
-        .arg(file_arg("opt/keel/acpi", &acpi_file));
-    qemu.arg("-fw_cfg")
-        .arg(format!("name=opt/keel/kernel-name,string={}", q(&kernel)));
-    for (i, (string, file)) in modules.iter().enumerate() {
-        let f = if i == 0 {
-            "opt/keel/initrd".to_string()
-        } else {
-            format!("opt/keel/module{i}")
-        };
-        qemu.arg("-fw_cfg")
-            .arg(file_arg(&f, file))
-            .arg("-fw_cfg")
-            .arg(format!("name={f}-cmdline,string={}", q(string)));
-    }
-    if let Some(c) = &vm.config.cmdline {
-        qemu.arg("-fw_cfg")
-            .arg(format!("name=opt/keel/cmdline,string={}", q(c)));
-    }
+        .args(xtask::guest_assets::shim_fw_cfg_args(
+            &kernel_file,
+            &kernel,
+            &acpi_file,
+            &modules,
+            vm.config.cmdline.as_deref(),
+        ));
     eprintln!(
         "xtask: booting {} with keel-shim on plain QEMU (TCG), {} MiB, timeout {}s",
         kernel_file.display(),
