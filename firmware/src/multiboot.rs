@@ -468,10 +468,10 @@ pub fn load_plan(image: &[u8], h: &Header) -> Result<(LoadPlan, Format), Error> 
 
 /// Checks that every segment lands in RAM (the guest map's type 1 ranges).
 ///
-/// Multiboot 0.6.96, 3.1: an OS image is linked "to avoid loading on top
-/// of the PC's I/O region or other reserved areas", which are the map's
-/// holes and non-RAM entries (the EBDA, the VGA hole, the BIOS area, the
-/// ACPI tables); the specification asks a loader to keep nothing else. So
+/// Multiboot 0.6.96, 3.1: an OS image is linked clear of the PC's I/O
+/// region and other reserved areas, which are the map's holes and non-RAM
+/// entries (the EBDA, the VGA hole, the BIOS area, the ACPI tables); the
+/// specification asks a loader to keep nothing else. So
 /// a segment may cover any RAM, the IVT and BIOS data area at 0-0x4FF and
 /// the shim's own memory below [`crate::layout::SHIM_END`] included: the
 /// shim stages the bytes elsewhere and copies them last ([`place_relocation`]).
