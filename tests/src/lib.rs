@@ -15,6 +15,7 @@ use xtask::runner::{self, Backend, End, Outcome, RunOptions};
 use xtask::workspace::{self, ARTIFACTS_ENV};
 
 pub mod fake_keel;
+pub mod screen;
 
 /// Seconds a boot may take before it counts as hung; `KEEL_TEST_TIMEOUT` overrides.
 /// A Debian boot from the IDE disk takes 60-75 s under QEMU TCG alone and

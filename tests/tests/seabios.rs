@@ -2,6 +2,7 @@
 //! POSTs to "No bootable device" through the same stages as on plain QEMU, and
 //! boots a boot sector from the emulated IDE disk.
 
+use keel_tests::screen::Screenshot;
 use keel_tests::{
     artifacts_dir, boot_on, boot_with, check_guest_suite, check_seabios_post, check_seabios_stages,
     SEABIOS_POST_STAGES,
@@ -107,20 +108,10 @@ fn bootdisk(backend: Backend, cpu_model: Option<&str>) {
 /// VGA BIOS loaded into plane 2), every blank cell is black except at most
 /// one, the cursor's, and everything around the text screen is black.
 fn check_screenshot_shows_text(shot: &std::path::Path, screen: &[&str]) {
-    let bytes = std::fs::read(shot).unwrap_or_else(|e| {
-        panic!(
-            "no screenshot of the machine's display at {}: {e}",
-            shot.display()
-        )
-    });
-    let (w, h, rgb) = xtask::display::parse_ppm(&bytes).expect("a binary PPM");
-    assert_eq!((w, h), (1024, 768), "Keel's display mode");
-    let px = |x: u32, y: u32| {
-        let i = ((y * w + x) * 3) as usize;
-        [rgb[i], rgb[i + 1], rgb[i + 2]]
-    };
+    let shot = Screenshot::read(shot).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((shot.w, shot.h), (1024, 768), "Keel's display mode");
     let lit = |x0: u32, y0: u32, cw: u32, ch: u32| {
-        (y0..y0 + ch).any(|y| (x0..x0 + cw).any(|x| px(x, y) != [0, 0, 0]))
+        (y0..y0 + ch).any(|y| (x0..x0 + cw).any(|x| shot.px(x, y) != 0))
     };
     let (left, top) = (192, 184);
     let mut blank_but_lit = Vec::new();

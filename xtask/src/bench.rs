@@ -25,6 +25,11 @@
 //! so exits per MiB come from boots that differ only in what they read:
 //! (exits reading N MiB - exits reading nothing) / N, the baseline being the
 //! mean of two boots whose difference shows the noise.
+//!
+//! Screen: the `screendisk` boot disk's text scrolls and framebuffer fills
+//! through the VGA BIOS, under Keel and on plain QEMU ([`screen`]).
+
+pub mod screen;
 
 use std::path::Path;
 use std::process::Command;

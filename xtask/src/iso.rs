@@ -33,7 +33,7 @@ pub const TEST_GUESTS: &[&str] = &[
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.
-pub const TEST_DISKS: &[&str] = &["bootdisk", "dmadisk"];
+pub const TEST_DISKS: &[&str] = &["bootdisk", "dmadisk", crate::screen_disk::IMAGE];
 
 /// Largest firmware image Keel maps, in bytes (docs/ARCHITECTURE.md).
 pub const FIRMWARE_MAX: u64 = 256 * 1024;

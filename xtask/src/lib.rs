@@ -18,4 +18,5 @@ pub mod net;
 pub mod net_assets;
 pub mod progress;
 pub mod runner;
+pub mod screen_disk;
 pub mod workspace;

@@ -62,7 +62,7 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
-  bench [--timeout SECS] [--only exits|ide|net|shim]
+  bench [--timeout SECS] [--only exits|ide|net|shim|screen]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
                          initramfs on plain QEMU TCG (-kernel); time a 2 KiB bzImage
                          (tests/vms/shimbench.cfg) from VM start to its first
@@ -78,14 +78,19 @@ commands:
                          a file over HTTP through the e1000 under Keel (32 MiB, and
                          1 MiB for the exit baseline) and on plain QEMU TCG
                          (-nic user,model=e1000,restrict=on): MiB/s, ratio, VM exits
-                         per MiB (target/bench/net.json);
+                         per MiB (target/bench/net.json); the screendisk boot disk
+                         scrolls the text screen through INT 10h and fills the
+                         1024x768x32 framebuffer under Keel and on plain QEMU TCG
+                         (-device VGA): time per scroll and fill, VM exits of
+                         each (target/bench/screen.json);
                          --only exits runs only the exit bench, --only ide only
                          the disk bench, --only net only the network bench, --only
-                         shim only the shim bench (target/bench/shim.json)
+                         shim only the shim bench (target/bench/shim.json), --only
+                         screen only the screen bench
   help                   this text";
 
 /// The bench sections `cargo xtask bench --only` runs alone.
-const ONLY_SECTIONS: &str = "'exits', 'ide', 'net' and 'shim'";
+const ONLY_SECTIONS: &str = "'exits', 'ide', 'net', 'shim' and 'screen'";
 
 /// Exit code for a usage error.
 const USAGE_EXIT: u8 = 2;
@@ -595,12 +600,14 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut only_net = false;
     let mut only_ide = false;
     let mut only_shim = false;
+    let mut only_screen = false;
     for (flag, value) in flags(args, &["--timeout", "--only"])? {
         match (flag, value.parse::<u64>()) {
             ("--only", _) if value == "exits" => only_exits = true,
             ("--only", _) if value == "net" => only_net = true,
             ("--only", _) if value == "ide" => only_ide = true,
             ("--only", _) if value == "shim" => only_shim = true,
+            ("--only", _) if value == "screen" => only_screen = true,
             ("--only", _) => {
                 return Err(Failure::Usage(format!(
                     "--only {value}: the sections that run alone are {ONLY_SECTIONS}"
@@ -654,6 +661,16 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         write_bench_json(&bench_dir, &[("ide.json", ide.json())])?;
         return Ok(0);
     }
+    if only_screen {
+        let screen = prepare_screen_bench(&ws, &bench_dir.join("screen"))?;
+        let configs: Vec<PathBuf> = screen.keel.iter().map(|r| r.config.clone()).collect();
+        let isos = build(&ws, &configs)?;
+        let mut runs = Runs::new(screen.keel.len() + 1);
+        let screen = run_screen_bench(&screen, isos, timeout, &mut runs)?;
+        print!("{}", xtask::bench::table(&[screen.rows()]));
+        write_bench_json(&bench_dir, &[("screen.json", screen.json())])?;
+        return Ok(0);
+    }
     let net_runs = prepare_net_bench(&ws, &bench_dir.join("net"))?;
     if only_net {
         let configs: Vec<PathBuf> = net_runs.iter().map(|r| r.0.clone()).collect();
@@ -666,8 +683,10 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     }
     let vm_path = ws.test_vms_dir().join("linux.cfg");
     let ide = prepare_ide_bench(&ws, &bench_dir.join("ide"))?;
+    let screen = prepare_screen_bench(&ws, &bench_dir.join("screen"))?;
     let mut vm_paths = vec![vm_path, exits_path, shim_path];
     vm_paths.extend(ide.keel.iter().map(|r| r.config.clone()));
+    vm_paths.extend(screen.keel.iter().map(|r| r.config.clone()));
     vm_paths.extend(net_runs.iter().map(|r| r.0.clone()));
     let mut built = build(&ws, &vm_paths)?.into_iter();
     let (vm, iso) = built
@@ -689,9 +708,18 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let cmdline = vm.config.cmdline.clone().unwrap_or_default();
 
     // Boots, the shim's three kinds, exitbench, the IDE runs and plain
-    // QEMU's, the network runs and plain QEMU's.
-    let mut runs =
-        Runs::new(5 * xtask::bench::BOOT_ROUNDS + 1 + ide.keel.len() + 1 + net_runs.len() + 1);
+    // QEMU's, the screen runs and plain QEMU's, the network runs and plain
+    // QEMU's.
+    let mut runs = Runs::new(
+        5 * xtask::bench::BOOT_ROUNDS
+            + 1
+            + ide.keel.len()
+            + 1
+            + screen.keel.len()
+            + 1
+            + net_runs.len()
+            + 1,
+    );
     let load_before = xtask::bench::load_average();
     let (mut keel_times, mut qemu_times, mut last_keel) = (Vec::new(), Vec::new(), None);
     for round in 1..=xtask::bench::BOOT_ROUNDS {
@@ -734,10 +762,12 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let exits = run_exit_bench(exits_vm, timeout, &mut runs)?;
     let ide_isos: Vec<_> = built.by_ref().take(ide.keel.len()).collect();
     let ide = run_ide_bench(&ide, ide_isos, kernel_file, timeout, &mut runs)?;
+    let screen_isos: Vec<_> = built.by_ref().take(screen.keel.len()).collect();
+    let screen = run_screen_bench(&screen, screen_isos, timeout, &mut runs)?;
     let net = run_net_bench(&ws, &net_runs, built.collect(), timeout, &mut runs)?;
     print!(
         "{}",
-        xtask::bench::table(&[boot.rows(), ide.rows(), net.rows()])
+        xtask::bench::table(&[boot.rows(), ide.rows(), screen.rows(), net.rows()])
     );
     print!("{}", exits.rows());
     write_bench_json(
@@ -746,6 +776,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             ("boot.json", boot.json()),
             ("exits.json", exits.json()),
             ("ide.json", ide.json()),
+            ("screen.json", screen.json()),
             ("net.json", net.json()),
         ],
     )?;
@@ -982,6 +1013,130 @@ fn run_net_bench(
         qemu,
         e1000: nic("e1000", e_small, *e_small_exits, e_read, *e_n, e_stats),
         virtio: nic("virtio-net", v_small, *v_small_exits, v_read, *v_n, v_stats),
+    })
+}
+
+/// Text scrolls and framebuffer fills of the screen bench: each batch
+/// takes a good part of a second under Keel on QEMU TCG.
+const BENCH_SCREEN_SCROLLS: u16 = 200;
+const BENCH_SCREEN_FILLS: u16 = 128;
+
+/// One Keel run of the screen bench: its VM config, and what it does.
+struct ScreenRunFiles {
+    config: PathBuf,
+    name: String,
+    scrolls: u16,
+    fills: u16,
+}
+
+/// The screen bench's files under `dir`: per Keel run a copy of the
+/// screendisk image in its bench step and a VM config like
+/// tests/vms/screendisk.cfg; the copy plain QEMU boots.
+struct ScreenBenchFiles {
+    /// The baseline that neither scrolls nor fills, the scrolls, the fills.
+    keel: Vec<ScreenRunFiles>,
+    qemu_image: PathBuf,
+    memory_mib: u32,
+}
+
+fn prepare_screen_bench(ws: &Workspace, dir: &Path) -> Result<ScreenBenchFiles, String> {
+    use xtask::screen_disk::{write_copy, Params, Step};
+    let template = VmFile::load(&ws.test_vms_dir().join("screendisk.cfg"))?;
+    let memory_mib = template.config.memory_mib;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The copies come from the built image.
+    build_bare_metal(ws)?;
+    step("bench: the screen bench's disk images");
+    let built = ws.bare_metal_dir().join(xtask::screen_disk::IMAGE);
+    let params = |scrolls, fills| Params {
+        step: Step::Bench,
+        fills,
+        scrolls,
+    };
+    let mut keel = Vec::new();
+    for (name, scrolls, fills) in [
+        ("screen-bench-idle", 0, 0),
+        ("screen-bench-scroll", BENCH_SCREEN_SCROLLS, 0),
+        ("screen-bench-fill", 0, BENCH_SCREEN_FILLS),
+    ] {
+        let image = format!("{name}.img");
+        write_copy(&built, &dir.join(&image), params(scrolls, fills))?;
+        let config = dir.join(format!("{name}.cfg"));
+        let text = xtask::bench::screen::screen_bench_config(name, &image, memory_mib);
+        std::fs::write(&config, text)
+            .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        keel.push(ScreenRunFiles {
+            config,
+            name: name.to_string(),
+            scrolls,
+            fills,
+        });
+    }
+    let qemu_image = dir.join("qemu.img");
+    write_copy(
+        &built,
+        &qemu_image,
+        params(BENCH_SCREEN_SCROLLS, BENCH_SCREEN_FILLS),
+    )?;
+    Ok(ScreenBenchFiles {
+        keel,
+        qemu_image,
+        memory_mib,
+    })
+}
+
+/// Boots each Keel run (`isos` in the order of `files.keel`), then the
+/// disk on plain QEMU.
+fn run_screen_bench(
+    files: &ScreenBenchFiles,
+    isos: Vec<(VmFile, PathBuf)>,
+    timeout: Duration,
+    progress: &mut Runs,
+) -> Result<xtask::bench::screen::ScreenBench, String> {
+    use xtask::bench::screen::{plain_qemu_screen, KeelScreenRun, ScreenBench, ScreenRun};
+    use xtask::bench::{exits, ExitTable};
+    let mut keel = Vec::new();
+    for (run, (vm, iso)) in files.keel.iter().zip(&isos) {
+        let timer = progress.next(format!(
+            "bench: {} under Keel: {} text scrolls, {} framebuffer fills",
+            run.name, run.scrolls, run.fills
+        ));
+        let o = xtask::bench::run_keel(iso, vm.config.memory_mib, timeout)?;
+        let parsed = ScreenRun::parse(&o, &run.name, run.scrolls.into(), run.fills.into())?;
+        let n = exits(&o, &run.name)
+            .ok_or_else(|| format!("{}: no exit count from Keel\n{}", run.name, o.report()))?;
+        keel.push(KeelScreenRun {
+            run: parsed,
+            exits: n,
+            exit_stats: ExitTable::parse(&o, &run.name),
+        });
+        timer.done("");
+    }
+    let timer = progress.next(
+        "bench: the same disk on plain QEMU TCG (-device VGA, -drive if=ide, QEMU's SeaBIOS)"
+            .into(),
+    );
+    let o = xtask::bench::run_plain(
+        plain_qemu_screen(&files.qemu_image, files.memory_mib),
+        timeout,
+    )?;
+    let qemu = ScreenRun::parse(
+        &o,
+        "plain QEMU",
+        BENCH_SCREEN_SCROLLS.into(),
+        BENCH_SCREEN_FILLS.into(),
+    )?;
+    timer.done("");
+    let [idle, scroll, fill] = <[KeelScreenRun; 3]>::try_from(keel)
+        .map_err(|k| format!("{} Keel runs of the screen bench, expected 3", k.len()))?;
+    Ok(ScreenBench {
+        idle,
+        scroll,
+        fill,
+        qemu,
     })
 }
 
@@ -1346,12 +1501,7 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
         vms.push(vm);
     }
     deps::ensure(deps::ISO_TOOLS)?;
-    ensure_bare_metal_target(ws)?;
-
-    let mut build_bare = vec!["build", "--release", "--target", BARE_METAL_TARGET];
-    build_bare.extend(bare_metal_packages());
-    step(&format!("cargo {}", build_bare.join(" ")));
-    cargo(ws, &build_bare)?;
+    build_bare_metal(ws)?;
 
     let artifacts = ws.artifacts_dir();
     std::fs::create_dir_all(&artifacts)
@@ -1375,6 +1525,16 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
     Ok(out)
 }
 
+/// Builds Keel, the test guests, the test disks and the BIOS shim for the
+/// bare-metal target.
+fn build_bare_metal(ws: &Workspace) -> Result<(), String> {
+    ensure_bare_metal_target(ws)?;
+    let mut build_bare = vec!["build", "--release", "--target", BARE_METAL_TARGET];
+    build_bare.extend(bare_metal_packages());
+    step(&format!("cargo {}", build_bare.join(" ")));
+    cargo(ws, &build_bare)
+}
+
 /// Builds Keel and one ISO that boots every VM of `vm_paths` at once.
 fn build_together(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<(Vec<VmFile>, PathBuf), String> {
     let mut vms = Vec::new();
@@ -1387,11 +1547,7 @@ fn build_together(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<(Vec<VmFile>, 
         vms.push(vm);
     }
     deps::ensure(deps::ISO_TOOLS)?;
-    ensure_bare_metal_target(ws)?;
-    let mut build_bare = vec!["build", "--release", "--target", BARE_METAL_TARGET];
-    build_bare.extend(bare_metal_packages());
-    step(&format!("cargo {}", build_bare.join(" ")));
-    cargo(ws, &build_bare)?;
+    build_bare_metal(ws)?;
     let artifacts = ws.artifacts_dir();
     std::fs::create_dir_all(&artifacts)
         .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;

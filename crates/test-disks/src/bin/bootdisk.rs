@@ -74,9 +74,6 @@ boot_drive: .byte 0
     .ascii "KEEL SECTOR 3"
 
 main:
-    movb $0, passed
-    movb $0, failed
-
     mov $msg_booted, %si
     call puts
     mov boot_drive, %al
@@ -189,24 +186,7 @@ main:
     jmp 16f
 15: call fail
 16:
-    mov passed, %al
-    call putdec8
-    mov $msg_passed, %si
-    call puts
-    mov failed, %al
-    call putdec8
-    mov $msg_failed, %si
-    call puts
-    call newline
-    xor %eax, %eax
-    cmpb $0, failed
-    je 7f
-    mov $1, %eax
-7:  mov $0xF4, %dx
-    out %eax, %dx
-8:  cli
-    hlt
-    jmp 8b
+    jmp finish
 
 /* Polls the primary channel's status until BSY clears (or 64K reads); AL = status. */
 ata_wait:
@@ -231,78 +211,6 @@ check_sig:
     pop %cx
     ret
 
-pass:
-    incb passed
-    push %si
-    mov $msg_pass, %si
-    call puts
-    pop %si
-    call puts
-    jmp newline
-fail:
-    incb failed
-    push %si
-    mov $msg_fail, %si
-    call puts
-    pop %si
-    call puts
-    jmp newline
-
-/* COM1, polled: wait for THR empty (LSR bit 5), then write. */
-putc:
-    push %dx
-    push %ax
-    mov $0x3FD, %dx
-9:  in %dx, %al
-    test $0x20, %al
-    jz 9b
-    pop %ax
-    mov $0x3F8, %dx
-    out %al, %dx
-    pop %dx
-    ret
-puts:
-    lodsb
-    test %al, %al
-    jz 10f
-    call putc
-    jmp puts
-10: ret
-newline:
-    mov $'\n', %al
-    jmp putc
-puthex8:
-    push %ax
-    mov $'0', %al
-    call putc
-    mov $'x', %al
-    call putc
-    pop %ax
-    push %ax
-    shr $4, %al
-    call hexdigit
-    pop %ax
-    and $0x0F, %al
-hexdigit:
-    add $'0', %al
-    cmp $'9', %al
-    jbe putc
-    add $('a' - '9' - 1), %al
-    jmp putc
-putdec8:                            /* 0-99 is all this disk ever counts */
-    xor %ah, %ah
-    mov $10, %bl
-    div %bl
-    test %al, %al
-    jz 11f
-    push %ax
-    add $'0', %al
-    call putc
-    pop %ax
-11: mov %ah, %al
-    add $'0', %al
-    jmp putc
-
     .balign 4
 dap:
     .byte 16, 0
@@ -321,10 +229,6 @@ dap_r:
     .quad 6
 
 msg_booted: .asciz "bootdisk: booted, drive "
-msg_pass:   .asciz "PASS "
-msg_fail:   .asciz "FAIL "
-msg_passed: .asciz " passed, "
-msg_failed: .asciz " failed"
 name_ext:   .asciz "int13-extensions"
 name_lba:   .asciz "int13-lba-read"
 name_chs:   .asciz "int13-chs-read"
@@ -334,9 +238,9 @@ sig_w:      .ascii "KEEL WROTE LBA 6"
 sig1:       .ascii "KEEL SECTOR 1"
 sig2:       .ascii "KEEL SECTOR 2"
 sig3:       .ascii "KEEL SECTOR 3"
-passed:     .byte 0
-failed:     .byte 0
-
+"#,
+    test_disks::real_mode_routines!(),
+    r#"
     .org 3072                       /* LBA 6, the written sector, and 7: zero */
     .org 4096
 "#,

@@ -10,17 +10,15 @@
 //!   0x1CF): ID 0xB0C5, 1024x768 at 32 bpp, then ENABLE with the linear
 //!   framebuffer bit; reads the registers back (resolution, depth, enable,
 //!   virtual width, video memory in 64 KiB units);
-//! - draws a known pattern in the linear framebuffer (0x00RRGGBB pixels):
-//!   eight colour bars of 128 columns in rows 0-383; below them, pixel
-//!   (x, y) = (x & 0xFF) << 16 | (y & 0xFF) << 8 | (x ^ y) & 0xFF; five
-//!   marker pixels at the corners and the centre (`MARK_*`), and reads a
-//!   marker back.
+//! - draws the VBE test pattern (`src/vbe_pattern.s`: colour bars, a
+//!   gradient and marker pixels, 0x00RRGGBB) in the linear framebuffer and
+//!   reads a marker back.
 //!
 //! A VGA BIOS's VBE calls (INT 10h AX=4F02h) end in these same DISPI
 //! writes; a long-mode guest cannot make INT 10h calls (they are real-mode
-//! BIOS services; it would have to go back to real mode and run SeaBIOS's
-//! VGA ROM), so this guest programs the DISPI registers itself. The BIOS's
-//! own path is covered by SeaBIOS + `vgabios-stdvga` in `bootdisk`.
+//! BIOS services), so this guest programs the DISPI registers itself. The
+//! BIOS's own path, the same mode set through INT 10h and the same pattern,
+//! is the `screendisk` boot disk's (`crates/test-disks`).
 //!
 //! One `PASS <name>` / `FAIL <name>` line per check, then `N passed, M
 //! failed` and a debug-exit write of 0 (all passed) or 1; the last frame
@@ -34,6 +32,7 @@ use test_guests as _;
 
 global_asm!(
     test_guests::asm_prelude!(),
+    include_str!("../vbe_pattern.s"),
     r#"
 .set ID_PAIR,        0x11111234     /* device 0x1111, vendor 0x1234 */
 .set CFG_COMMAND,    0x04
@@ -54,16 +53,8 @@ global_asm!(
 .set DISPI_ENABLED,  0x01
 .set DISPI_LFB_ENABLED, 0x40
 
-.set WIDTH,          1024
-.set HEIGHT,         768
-.set BAR_ROWS,       384
-
-/* The marker pixels (tests/tests/vbe.rs has the same values). */
-.set MARK_TOP_LEFT,     0x00123456
-.set MARK_TOP_RIGHT,    0x00ABCDEF
-.set MARK_BOTTOM_LEFT,  0x00FEDCBA
-.set MARK_BOTTOM_RIGHT, 0x0013579B
-.set MARK_CENTRE,       0x002468AC
+.set WIDTH,          VBE_WIDTH
+.set HEIGHT,         VBE_HEIGHT
 
 .set CFG,            0x604          /* u32: configuration address of the card */
 
@@ -95,10 +86,6 @@ global_asm!(
     mov $DISPI_DATA, %dx
     in %dx, %ax
     movzwl %ax, %ecx
-.endm
-/* Pixel (\x, \y) of the framebuffer at %r13 = \value. */
-.macro PIXEL x, y, value
-    movl $\value, ((\y * WIDTH + \x) * 4)(%r13)
 .endm
 
 MODE16
@@ -163,55 +150,12 @@ long:
     DISPI_READ DISPI_VIDEO_MEMORY_64K
     CHECK_EQ "dispi-video-memory-is-16m", 256
 
-    /* Rows 0-383: eight bars of 128 columns, colours from bar_colours. */
-    mov %r13, %rdi
-    xor %r9d, %r9d                  /* y */
-1:  xor %r8d, %r8d                  /* x */
-2:  mov %r8d, %eax
-    shr $7, %eax
-    mov bar_colours(,%rax,4), %eax
-    mov %eax, (%rdi)
-    add $4, %rdi
-    inc %r8d
-    cmp $WIDTH, %r8d
-    jb 2b
-    inc %r9d
-    cmp $BAR_ROWS, %r9d
-    jb 1b
-    /* Rows 384-767: (x & 0xFF) << 16 | (y & 0xFF) << 8 | (x ^ y) & 0xFF. */
-1:  xor %r8d, %r8d
-2:  movzbl %r8b, %eax
-    shl $16, %eax
-    movzbl %r9b, %ecx
-    shl $8, %ecx
-    or %ecx, %eax
-    mov %r8d, %ecx
-    xor %r9d, %ecx
-    movzbl %cl, %ecx
-    or %ecx, %eax
-    mov %eax, (%rdi)
-    add $4, %rdi
-    inc %r8d
-    cmp $WIDTH, %r8d
-    jb 2b
-    inc %r9d
-    cmp $HEIGHT, %r9d
-    jb 1b
-
-    PIXEL 0, 0, MARK_TOP_LEFT
-    PIXEL 1023, 0, MARK_TOP_RIGHT
-    PIXEL 0, 767, MARK_BOTTOM_LEFT
-    PIXEL 1023, 767, MARK_BOTTOM_RIGHT
-    PIXEL 512, 384, MARK_CENTRE
+    /* The pattern (vbe_pattern.s) at BAR0. */
+    mov %r13d, %esi
+    VBE_PATTERN
     mov ((767 * WIDTH + 1023) * 4)(%r13), %ecx
-    CHECK_EQ "framebuffer-reads-back-the-marker", MARK_BOTTOM_RIGHT
+    CHECK_EQ "framebuffer-reads-back-the-marker", VBE_MARK_BOTTOM_RIGHT
     jmp finish
-
-/* White, yellow, cyan, green, magenta, red, blue, black. */
-    .balign 4
-bar_colours:
-    .long 0x00FFFFFF, 0x00FFFF00, 0x0000FFFF, 0x0000FF00
-    .long 0x00FF00FF, 0x00FF0000, 0x000000FF, 0x00000000
 "#,
     options(att_syntax)
 );
