@@ -825,7 +825,7 @@ struct Bsp<'a> {
 /// ends, the console) simply end the VM.
 fn event_action(reason: &StopReason, config: &VmConfig) -> Option<(OnEvent, &'static str)> {
     match reason {
-        StopReason::PoweredOff => Some((config.on_poweroff, "on_poweroff")),
+        StopReason::PoweredOff { .. } => Some((config.on_poweroff, "on_poweroff")),
         StopReason::TripleFault { .. }
         | StopReason::ExceptionLoop { .. }
         | StopReason::InvalidGuestState { .. }
@@ -1006,9 +1006,10 @@ fn run_vcpu(
         let mut reboot = false;
         let mut ended = match m.pc.power.take() {
             Some(PowerRequest::DebugExit { status }) => Some(StopReason::DebugExit { status }),
-            Some(PowerRequest::AcpiPowerOff | PowerRequest::GuestPowerOff) => {
-                Some(StopReason::PoweredOff)
-            }
+            Some(PowerRequest::AcpiPowerOff) => Some(StopReason::PoweredOff { via: "ACPI S5" }),
+            Some(PowerRequest::GuestPowerOff) => Some(StopReason::PoweredOff {
+                via: "Xen SCHEDOP_shutdown",
+            }),
             Some(PowerRequest::Stop { reason }) => Some(StopReason::DeviceStop { reason }),
             Some(PowerRequest::Reset) => {
                 reboot = true;
