@@ -320,6 +320,173 @@ pub fn check_suite_report(o: &Outcome, vm: &str, min_passed: u32) -> Result<(), 
     Ok(())
 }
 
+/// The checks of the xen-hypercall guest
+/// (crates/test-guests/src/bin/xen-hypercall.rs), each of which must PASS;
+/// the hypercall page's instruction is the backend's
+/// ([`check_xen_hypercall_guest`]).
+pub const XEN_HYPERCALL_CHECKS: &[&str] = &[
+    "real-mode-hypercall-xen-version",
+    "real-mode-hypercall-no-ud",
+    "cpuid-40000000-ebx-XenV",
+    "cpuid-40000000-ecx-MMXe",
+    "cpuid-40000000-edx-nVMM",
+    "cpuid-40000000-max-leaf",
+    "cpuid-40000001-version-4.17",
+    "cpuid-40000002-one-hypercall-page",
+    "cpuid-40000002-hypercall-msr",
+    "cpuid-40000004-vcpu-and-domid-present",
+    "cpuid-40000004-domid",
+    "hypercall-page-stub-mov-eax",
+    "hypercall-page-stub-number",
+    "hypercall-page-stub-ret",
+    "hypercall-page-iret-stub-ud2",
+    "hypercall32-page-xen-version",
+    "hypercall32-vmcall-hvm-get-param",
+    "hypercall32-store-evtchn-port",
+    "sched-op-yield",
+    "after-reboot-get-callback-irq",
+    "after-reboot-callback-irq-is-0",
+    "after-reboot-status-old-ipi-port",
+    "after-reboot-old-ipi-port-closed",
+    "after-reboot-ram-back-under-shared-info",
+    "after-reboot-grant-frame-gone",
+    "after-crash-xen-version",
+    "hypercall-msr-write",
+    "xen-version-4.17",
+    "xen-version-pagesize",
+    "xen-version-get-features",
+    "xen-features-auto-translated-and-callback-vector",
+    "xen-version-extraversion",
+    "hypercall64-vmcall-xen-version",
+    "hypercall64-rax-upper-half-enosys",
+    "hvm-set-param-callback-vector",
+    "hvm-get-param-callback-irq",
+    "hvm-callback-irq-reads-back",
+    "hvm-get-param-store-pfn",
+    "hvm-store-pfn",
+    "hvm-get-param-console-pfn",
+    "hvm-console-pfn",
+    "hvm-get-param-past-nr-params-einval",
+    "hvm-get-param-ident-pt-eperm",
+    "hvm-set-param-store-pfn-eperm",
+    "hvm-get-param-other-domain-esrch",
+    "hvm-op-unknown-enosys",
+    "memory-op-add-to-physmap-shared-info",
+    "shared-info-every-port-masked",
+    "shared-info-wallclock-set",
+    "evtchn-bind-ipi",
+    "evtchn-ipi-port",
+    "evtchn-status-ipi",
+    "evtchn-status-is-ipi",
+    "evtchn-send-masked",
+    "evtchn-masked-no-upcall",
+    "evtchn-masked-port-pending",
+    "evtchn-unmask",
+    "evtchn-unmask-delivers-callback-vector",
+    "evtchn-upcall-pending-sel-word-0",
+    "evtchn-upcall-sees-ipi-port",
+    "evtchn-send-ipi",
+    "evtchn-send-delivers-callback-vector",
+    "evtchn-alloc-unbound",
+    "evtchn-status-unbound",
+    "evtchn-status-is-unbound",
+    "evtchn-unbound-remote-dom-0",
+    "evtchn-send-unbound-goes-nowhere",
+    "evtchn-close",
+    "evtchn-status-after-close",
+    "evtchn-closed-port-is-closed",
+    "evtchn-close-twice-einval",
+    "evtchn-send-port-4096-einval",
+    "evtchn-close-port-ffffffff-einval",
+    "evtchn-unmask-port-4096-einval",
+    "evtchn-status-port-4096-einval",
+    "evtchn-status-port-0",
+    "evtchn-port-0-is-closed",
+    "evtchn-send-port-0-einval",
+    "evtchn-bind-ipi-vcpu-5-enoent",
+    "evtchn-status-other-domain-esrch",
+    "evtchn-op-unknown-enosys",
+    "gnttab-query-size",
+    "gnttab-nr-frames",
+    "gnttab-max-nr-frames",
+    "gnttab-query-size-gntst-okay",
+    "gnttab-set-version-1",
+    "gnttab-set-version-2-enosys",
+    "gnttab-set-version-2-leaves-1",
+    "gnttab-set-version-3-einval",
+    "gnttab-get-version",
+    "gnttab-get-version-is-1",
+    "gnttab-op-unknown-enosys",
+    "grant-gpa-unclaimed-before",
+    "memory-op-add-to-physmap-grant-frame-in-pci-hole",
+    "grant-frame-starts-zeroed",
+    "grant-frame-keeps-an-entry",
+    "add-to-physmap-grant-frame-32-einval",
+    "add-to-physmap-grant-status-frame-einval",
+    "add-to-physmap-past-address-width-einval",
+    "add-to-physmap-last-gpfn-einval",
+    "shared-info-stays-placed",
+    "hypercall-msr-outside-ram-gp",
+    "hypercall-msr-page-index-1-gp",
+    "vcpu-op-register-vcpu-info-outside-ram-einval",
+    "hypercall-60-enosys",
+    "hypercall-4096-enosys",
+    "xen-version-unknown-enosys",
+    "memory-op-unknown-enosys",
+    "sched-op-unknown-enosys",
+    "vcpu-op-unknown-enosys",
+    "xen-version-unmapped-argument-efault",
+    "cpl3-hypercall-page-eperm",
+    "cpl3-vmcall-eperm",
+];
+
+/// The xen-hypercall guest's verdict: a PASS line for each of
+/// [`XEN_HYPERCALL_CHECKS`] and for the hypercall page's `instruction`
+/// ("vmcall" on VMX, "vmmcall" on SVM), its report with no failure, the
+/// restarts after its SHUTDOWN_reboot and SHUTDOWN_crash (`on_crash =
+/// "restart"`), and the VM powered off through SCHEDOP_shutdown with
+/// status 0 (docs/ARCHITECTURE.md, "How a VM ends").
+pub fn check_xen_hypercall_guest(o: &Outcome, vm: &str, instruction: &str) -> Result<(), String> {
+    let stub = format!("hypercall-page-stub-{instruction}");
+    let checks = XEN_HYPERCALL_CHECKS.iter().copied().chain([stub.as_str()]);
+    check_suite_report(o, vm, XEN_HYPERCALL_CHECKS.len() as u32 + 1)?;
+    for check in checks {
+        let pass = format!("[{vm}] PASS {check}");
+        if !lines(o).any(|l| l == pass) {
+            return fail(o, format!("no line '{pass}'"));
+        }
+    }
+    let reboot =
+        format!("VM '{vm}': the guest reset the machine; restarting from the reset vector");
+    let crash = format!(
+        "VM '{vm}': a device stopped the VM: the guest crashed (Xen SCHEDOP_shutdown, \
+         SHUTDOWN_crash); on_crash = \"restart\": restarting from the reset vector"
+    );
+    check_logged(
+        o,
+        &[
+            (
+                reboot.as_str(),
+                "Keel did not restart the guest after SHUTDOWN_reboot",
+            ),
+            (
+                crash.as_str(),
+                "Keel did not restart the guest after SHUTDOWN_crash",
+            ),
+            (
+                "xen-hypercall: restarted after SHUTDOWN_crash",
+                "the guest's last phase did not run",
+            ),
+        ],
+    )?;
+    check_stop(
+        o,
+        vm,
+        "the guest powered the machine off (Xen SCHEDOP_shutdown)",
+        0,
+    )
+}
+
 /// The stages SeaBIOS logs on its debug console (port 0x402) during a full
 /// POST on QEMU's pc machine, in order; Keel's PC must take it through all
 /// of them to "No bootable device".
@@ -471,6 +638,48 @@ mod tests {
         assert!(e.contains("status 123"), "{e}");
         let e = check_stop(&outcome(log, End::Status(123)), "other", "halted", 123).unwrap_err();
         assert!(e.contains("no line starts with"), "{e}");
+    }
+
+    fn xen_hypercall_log(skip: Option<&str>, stop: &str) -> String {
+        let mut s = String::from("keel: Keel 0.1 starting\n");
+        let stub = "hypercall-page-stub-vmmcall";
+        for c in XEN_HYPERCALL_CHECKS.iter().copied().chain([stub]) {
+            if Some(c) != skip {
+                s.push_str(&format!("[x] PASS {c}\n"));
+            }
+        }
+        s.push_str("keel: VM 'x': the guest reset the machine; restarting from the reset vector\n");
+        s.push_str(
+            "keel: VM 'x': a device stopped the VM: the guest crashed (Xen SCHEDOP_shutdown, \
+             SHUTDOWN_crash); on_crash = \"restart\": restarting from the reset vector\n",
+        );
+        s.push_str("[x] xen-hypercall: restarted after SHUTDOWN_crash\n");
+        s.push_str("[x] 115 passed, 0 failed\n");
+        s.push_str(&format!(
+            "keel: VM 'x' stopped: {stop}\nkeel: exit status 0\n"
+        ));
+        s
+    }
+
+    #[test]
+    fn the_xen_hypercall_verdict_wants_every_check_and_the_sched_op_power_off() {
+        let xen = "the guest powered the machine off (Xen SCHEDOP_shutdown)";
+        let o = |log: String| outcome(&log, End::Status(0));
+        check_xen_hypercall_guest(&o(xen_hypercall_log(None, xen)), "x", "vmmcall").unwrap();
+        let e =
+            check_xen_hypercall_guest(&o(xen_hypercall_log(None, xen)), "x", "vmcall").unwrap_err();
+        assert!(e.contains("PASS hypercall-page-stub-vmcall"), "{e}");
+        let e = check_xen_hypercall_guest(
+            &o(xen_hypercall_log(Some("cpl3-vmcall-eperm"), xen)),
+            "x",
+            "vmmcall",
+        )
+        .unwrap_err();
+        assert!(e.contains("PASS cpl3-vmcall-eperm"), "{e}");
+        let acpi = "the guest powered the machine off (ACPI S5)";
+        let e = check_xen_hypercall_guest(&o(xen_hypercall_log(None, acpi)), "x", "vmmcall")
+            .unwrap_err();
+        assert!(e.contains("does not mention"), "{e}");
     }
 
     #[test]

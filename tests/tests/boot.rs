@@ -3,6 +3,7 @@
 
 use keel_tests::{
     boot, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
+    check_xen_hypercall_guest,
 };
 
 fn verdict(r: Result<(), String>) {
@@ -108,4 +109,16 @@ fn exitbench_guest_reports_every_exit_kind() {
 fn msr_guest_sees_the_table() {
     let (_, o) = boot("msr");
     verdict(check_guest_suite(&o, "msr", 139));
+}
+
+/// Issue 19: Xen's hypercall ABI from inside a `xen_platform_pci` guest on
+/// QEMU's AMD CPU (the page's stubs use VMMCALL): CPUID leaves, the page,
+/// both calling conventions and real mode, hvm_op, event channels through
+/// the callback vector, grant tables, Xen's error codes for hostile calls
+/// and CPL 3; SCHEDOP_shutdown reboot and crash restart the VM, power-off
+/// ends it with status 0.
+#[test]
+fn xen_hypercall_guest_sees_xens_abi_and_powers_off_through_sched_op() {
+    let (vm, o) = boot("xen-hypercall");
+    verdict(check_xen_hypercall_guest(&o, &vm.config.name, "vmmcall"));
 }

@@ -4,6 +4,7 @@
 
 use keel_tests::{
     boot_vmx, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
+    check_xen_hypercall_guest,
 };
 
 const SKYLAKE_X: &str = "corei7_skylake_x";
@@ -78,4 +79,12 @@ fn vmx_selftest_on_haswell() {
 fn vmx_msr_guest_sees_the_table() {
     let (_, o) = boot_vmx("msr", SKYLAKE_X);
     verdict(check_guest_suite(&o, "msr", 118));
+}
+
+/// Issue 19: the xen-hypercall guest on Bochs' Skylake-X (VMX, the page's
+/// stubs use VMCALL), with the verdict of tests/boot.rs.
+#[test]
+fn vmx_xen_hypercall_guest_sees_xens_abi_and_powers_off_through_sched_op() {
+    let (vm, o) = boot_vmx("xen-hypercall", SKYLAKE_X);
+    verdict(check_xen_hypercall_guest(&o, &vm.config.name, "vmcall"));
 }

@@ -30,6 +30,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "pci-testdev",
     "exitbench",
     "vbe",
+    "xen-hypercall",
 ];
 
 /// Disk images built by `crates/test-disks`, usable by name in `disk` entries.

@@ -1,6 +1,24 @@
 //! The exits target: `handle_exit` with random exits on a fake vCPU.
+//!
+//! A quarter of the seeds run the VM's Xen personality (xl.cfg
+//! `xen_platform_pci`): Xen's CPUID leaves and hypercall-page MSR, and
+//! VMCALL/VMMCALL exits that go through vmm-core's calling conventions to
+//! device-model's hypercall dispatch over a real [`Xen`] state, with
+//! hypercall numbers, sub-ops and argument blocks a hostile guest would
+//! choose. Besides the target's checks (no panic, bounded heap, bounded
+//! device calls per exit), each hypercall makes a bounded number of
+//! guest-memory accesses, and every guest-physical map change it queues is
+//! one the VMM can make ([`PhysmapLimits`]).
 
-use guest_memory::GuestMemory;
+use std::sync::Arc;
+
+use device_model::xen::hypercall::{
+    Hypercall, EVENT_CHANNEL_OP, GRANT_TABLE_OP, HVM_OP, MEMORY_OP, SCHED_OP, SET_TIMER_OP,
+    VCPU_OP, XEN_VERSION,
+};
+use device_model::xen::{PhysmapLimits, Xen, XenPages};
+use device_model::{FakeClock, MemoryMapQueue, PowerControl, PowerRequest};
+use guest_memory::{GuestMemory, LinearMemory, MemoryMapChange};
 use vmm_core::exit::{
     handle_exit, AccessKind, CpuidPolicy, CpuidResult, CrAccess, CrOperand, HvFeatures, HyperV,
     IoDirection, IoExit, MsrOutcome, Platform, StringIo, VmPolicy,
@@ -19,12 +37,75 @@ const RAM_SIZE: usize = 1 << 20;
 /// exit path.
 const MAX_DEVICE_CALLS_PER_EXIT: u64 = 4 * 1024;
 
-/// A platform whose devices answer randomly, over random RAM.
+/// Guest-memory accesses one Xen hypercall may make: a grant-table batch
+/// of 16 entries reads and writes each (32), with room to spare. More
+/// means a guest-chosen count reached a loop.
+const MAX_XEN_ACCESSES: u64 = 64;
+/// Bytes one Xen hypercall may copy (XENVER_capabilities writes 1 KiB).
+const MAX_XEN_BYTES: u64 = 8 << 10;
+/// The hypercall page's MSR (CPUID 0x4000_0002 EBX under Xen).
+const XEN_HYPERCALL_MSR: u32 = 0x4000_0000;
+/// Where a Xen seed keeps identity page tables for 64-bit hypercalls
+/// (PML4, PDPT, PD: one 2 MiB page over all of RAM), below Keel's pages.
+const XEN_PML4: u64 = 0xd_0000;
+/// The hypercalls Keel offers with the sub-ops it implements (public/*.h),
+/// and three it answers -ENOSYS for (console_io, vm_assist, physdev_op).
+const XEN_CALLS: &[(u64, &[u64])] = &[
+    (MEMORY_OP, &[7]),
+    (SET_TIMER_OP, &[0]),
+    (XEN_VERSION, &[0, 1, 3, 6, 7]),
+    (GRANT_TABLE_OP, &[6, 8, 10]),
+    (VCPU_OP, &[3, 5, 6, 7, 8, 9, 10, 13]),
+    (SCHED_OP, &[0, 1, 2, 3]),
+    (EVENT_CHANNEL_OP, &[1, 3, 4, 5, 6, 7, 8, 9]),
+    (HVM_OP, &[0, 1]),
+    (18, &[0]),
+    (21, &[0]),
+    (33, &[0]),
+];
+
+/// Xen's state behind a Xen seed's platform, with what it hands the VM loop.
+struct XenState {
+    xen: Xen,
+    map: MemoryMapQueue,
+    power: PowerControl,
+    clock: Arc<FakeClock>,
+    limits: PhysmapLimits,
+}
+
+/// A platform whose devices answer randomly, over random RAM; with the Xen
+/// personality, hypercalls reach a real [`Xen`].
 struct FuzzPlatform {
     ram: GuestMemory,
     rng: Rng,
     device_calls: u64,
     cr8: u64,
+    xen: Option<XenState>,
+    /// Hypercalls that reached the Xen state, those it answered with 0 or
+    /// more, and which numbers (below 128) it answered.
+    xen_calls: u64,
+    xen_answered: u64,
+    xen_numbers: u128,
+}
+
+/// The hypercall's view of guest memory, counted.
+struct CountedMemory<'a> {
+    inner: &'a mut dyn LinearMemory,
+    accesses: u64,
+    bytes: u64,
+}
+
+impl LinearMemory for CountedMemory<'_> {
+    fn read_linear(&mut self, la: u64, buf: &mut [u8]) -> bool {
+        self.accesses += 1;
+        self.bytes += buf.len() as u64;
+        self.inner.read_linear(la, buf)
+    }
+    fn write_linear(&mut self, la: u64, data: &[u8]) -> bool {
+        self.accesses += 1;
+        self.bytes += data.len() as u64;
+        self.inner.write_linear(la, data)
+    }
 }
 
 impl Platform for FuzzPlatform {
@@ -74,6 +155,44 @@ impl Platform for FuzzPlatform {
             gp => gp,
         })
     }
+    fn xen_hypercall(
+        &mut self,
+        vcpu: u32,
+        nr: u64,
+        args: [u64; 5],
+        guest_tsc: u64,
+        memory: &mut dyn LinearMemory,
+    ) -> i64 {
+        let Some(x) = self.xen.as_mut() else {
+            return -38;
+        };
+        self.xen_calls += 1;
+        let mut counted = CountedMemory {
+            inner: memory,
+            accesses: 0,
+            bytes: 0,
+        };
+        let call = Hypercall {
+            vcpu,
+            nr,
+            args,
+            guest_tsc,
+        };
+        let result = x.xen.hypercall(&call, &mut counted);
+        assert!(
+            counted.accesses <= MAX_XEN_ACCESSES && counted.bytes <= MAX_XEN_BYTES,
+            "{call:?} made {} guest-memory accesses of {} bytes",
+            counted.accesses,
+            counted.bytes
+        );
+        if result >= 0 {
+            self.xen_answered += 1;
+            if nr < 128 {
+                self.xen_numbers |= 1 << nr;
+            }
+        }
+        result
+    }
 }
 
 /// What the cases of one seed led to: the generator must reach the
@@ -84,6 +203,13 @@ struct Stats {
     emulated: u64,
     injected: u64,
     stopped: u64,
+    /// Xen seeds: hypercalls that reached device-model's dispatch, those
+    /// answered with 0 or more, how many distinct numbers were answered,
+    /// and hypercall-page MSR writes that wrote the page.
+    xen_calls: u64,
+    xen_answered: u64,
+    xen_numbers: u32,
+    xen_page_writes: u64,
 }
 
 pub(crate) fn run(rng: &mut Rng) {
@@ -125,8 +251,13 @@ fn run_cases(rng: &mut Rng) -> Stats {
         }),
         rng.next(),
     );
-    // Half the seeds offer Hyper-V's enlightenments, some groups or all.
-    if rng.below(2) == 0 {
+    // A quarter of the seeds have Xen's personality; half the others
+    // offer Hyper-V's enlightenments, some groups or all (never both: one
+    // personality per VM).
+    let xen = rng.below(4) == 0;
+    if xen {
+        policy = policy.with_hyperv(HyperV::xen(host_cpuid.eax & 1 != 0));
+    } else if rng.below(2) == 0 {
         let bits = rng.next();
         let features = HvFeatures {
             base: true,
@@ -154,9 +285,22 @@ fn run_cases(rng: &mut Rng) -> Stats {
         rng: Rng(rng.next() | 1),
         device_calls: 0,
         cr8: 0,
+        xen: None,
+        xen_calls: 0,
+        xen_answered: 0,
+        xen_numbers: 0,
     };
-    // Most of those enable the hypercall page, so hypercalls get answers.
-    if rng.below(4) != 0 {
+    if xen {
+        platform.xen = Some(xen_state(rng, &platform.ram));
+        // Most Xen guests write the hypercall page first.
+        if rng.below(4) != 0 {
+            let page = rng.below(RAM_SIZE as u64 / 0x1000) << 12;
+            let _ = policy
+                .hyperv
+                .write(XEN_HYPERCALL_MSR, page, &vcpu, &mut platform);
+        }
+    } else if rng.below(4) != 0 {
+        // Most Hyper-V seeds enable the hypercall page, so hypercalls get answers.
         let page = rng.below(RAM_SIZE as u64 / 0x1000) << 12;
         let _ = policy.hyperv.write(0x4000_0000, 1, &vcpu, &mut platform);
         let _ = policy
@@ -175,7 +319,13 @@ fn run_cases(rng: &mut Rng) -> Stats {
             vcpu.gprs[rng.below(16) as usize] = interesting(rng);
         }
         plant_code(rng, &vcpu, &platform.ram);
-        let exit = random_exit(rng);
+        // Xen seeds: three exits in four are the guest's own hypercalls,
+        // page writes and CPUID of Xen's leaves.
+        let (exit, page_write) = if xen && rng.below(4) != 0 {
+            plant_xen_exit(rng, &mut vcpu, &platform.ram)
+        } else {
+            (random_exit(rng), None)
+        };
         platform.device_calls = 0;
         // Now and then the exit interrupted an event's delivery and the
         // backend re-queued it (SDM Vol 3C 27.2.4, APM 15.7.2): only a
@@ -234,11 +384,200 @@ fn run_cases(rng: &mut Rng) -> Stats {
             "{exit:?} made {} device calls in one exit ({action:?})",
             platform.device_calls
         );
+        if let Some(page) = page_write {
+            let mut stub = [0u8; 5];
+            let _ = platform.ram.read(page + 17 * 32, &mut stub);
+            if vcpu.injected.len() == queued && stub == [0xb8, 17, 0, 0, 0] {
+                stats.xen_page_writes += 1;
+            }
+        }
+        if let Some(x) = platform.xen.as_mut() {
+            xen_after_exit(rng, x);
+        }
         // The next entry delivers what was injected.
         vcpu.injected.clear();
         heap.check("exits");
     }
+    stats.xen_calls = platform.xen_calls;
+    stats.xen_answered = platform.xen_answered;
+    stats.xen_numbers = platform.xen_numbers.count_ones();
     stats
+}
+
+/// A Xen seed's state over `ram`: Keel's pages at the top of RAM, a
+/// guest-physical width of 32 to 48 bits, the local APIC, IOAPIC and
+/// firmware pages fixed, as the VMM's layout has them.
+fn xen_state(rng: &mut Rng, ram: &GuestMemory) -> XenState {
+    let (map, power, clock) = (
+        MemoryMapQueue::new(),
+        PowerControl::new(),
+        FakeClock::new(rng.below(1 << 40)),
+    );
+    let limits = PhysmapLimits {
+        gpa_limit: 1 << (32 + rng.below(17)),
+        fixed: vec![
+            0xfec0_0000..0xfec0_1000,
+            0xfee0_0000..0xfee0_1000,
+            0xffff_0000..0x1_0000_0000,
+        ],
+    };
+    let xen = Xen::new(
+        ram.clone(),
+        XenPages::at_top_of(RAM_SIZE as u64),
+        1,
+        clock.clone(),
+        interesting(rng),
+        rng.next(),
+        map.clone(),
+        limits.clone(),
+        power.clone(),
+    );
+    XenState {
+        xen,
+        map,
+        power,
+        clock,
+        limits,
+    }
+}
+
+/// What the VM loop does with a Xen VM between two exits: applies the map
+/// changes (each must be one the VMM can make), acts on a reset, lets time
+/// pass and fires the timers, looks for the callback vector.
+fn xen_after_exit(rng: &mut Rng, x: &mut XenState) {
+    for change in x.map.take() {
+        let (gpa, len) = match change {
+            MemoryMapChange::Map { gpa, len, .. } | MemoryMapChange::Unmap { gpa, len } => {
+                (gpa, len)
+            }
+            other => panic!("Xen queued {other:?}"),
+        };
+        assert!(
+            len == 0x1000 && x.limits.allows(gpa),
+            "Xen queued {change:?}, which the VMM cannot make within {:?}",
+            x.limits
+        );
+    }
+    if x.power.take() == Some(PowerRequest::Reset) {
+        x.xen.reset();
+    }
+    x.clock.advance(rng.below(20_000_000));
+    x.xen.service();
+    let _ = x.xen.upcall_vector(0);
+    let _ = x.xen.next_deadline_ns();
+}
+
+/// A Xen guest's own exit: mostly a hypercall with a plausible number,
+/// sub-op and argument block (in RAM, reachable through identity paging in
+/// 64-bit mode or with paging off), sometimes a hypercall-page MSR write
+/// (its page returned, to see it written) or a CPUID of Xen's leaves.
+fn plant_xen_exit(rng: &mut Rng, vcpu: &mut FakeVcpu, ram: &GuestMemory) -> (VmExit, Option<u64>) {
+    match rng.below(8) {
+        0 => {
+            let page = rng.below(RAM_SIZE as u64 / 0x1000) << 12;
+            let value = if rng.below(4) == 0 {
+                interesting(rng)
+            } else {
+                page
+            };
+            vcpu.gprs[Gpr::Rcx as usize] = u64::from(XEN_HYPERCALL_MSR);
+            vcpu.gprs[Gpr::Rax as usize] = value & 0xffff_ffff;
+            vcpu.gprs[Gpr::Rdx as usize] = value >> 32;
+            return (VmExit::Wrmsr { len: 2 }, Some(value));
+        }
+        1 => {
+            vcpu.gprs[Gpr::Rax as usize] = 0x4000_0000 + rng.below(8);
+            return (VmExit::Cpuid { len: 2 }, None);
+        }
+        _ => {}
+    }
+    let mode = rng.below(4);
+    if mode == 0 {
+        // 64-bit mode over identity tables.
+        let _ = ram.write(XEN_PML4, &(XEN_PML4 + 0x1003).to_le_bytes());
+        let _ = ram.write(XEN_PML4 + 0x1000, &(XEN_PML4 + 0x2003).to_le_bytes());
+        let _ = ram.write(XEN_PML4 + 0x2000, &0x83u64.to_le_bytes());
+        let gprs = vcpu.gprs;
+        *vcpu = FakeVcpu::long_mode();
+        vcpu.gprs = gprs;
+        vcpu.cr[3] = XEN_PML4;
+        vcpu.cr[4] = 1 << 5;
+    } else if mode == 1 {
+        let gprs = vcpu.gprs;
+        *vcpu = if rng.below(2) == 0 {
+            FakeVcpu::protected_flat()
+        } else {
+            FakeVcpu::real_mode()
+        };
+        vcpu.gprs = gprs;
+    }
+    vcpu.cpl = if rng.below(8) == 0 { 3 } else { 0 };
+    let (nr, sub_ops) = XEN_CALLS[rng.below(XEN_CALLS.len() as u64) as usize];
+    let nr = if rng.below(8) == 0 {
+        interesting(rng)
+    } else {
+        nr
+    };
+    let sub_op = match rng.below(8) {
+        0 => rng.below(16),
+        1 => interesting(rng),
+        _ => sub_ops[rng.below(sub_ops.len() as u64) as usize],
+    };
+    // The argument block, laid out as Xen's structures are: a domain id,
+    // a 32-bit field (a space, index, port or version), then 64-bit fields
+    // (indexes, frames, values); mostly small numbers, now and then anything.
+    let block = rng.below(XEN_PML4 - 64) & !7;
+    let mut b = [0u8; 64];
+    let domid: u16 = match rng.below(4) {
+        0 => 0x7ff0,
+        1 => 1,
+        2 => 0,
+        _ => rng.next() as u16,
+    };
+    b[..2].copy_from_slice(&domid.to_le_bytes());
+    let small = |rng: &mut Rng| match rng.below(4) {
+        0 | 1 => rng.below(4),
+        2 => rng.below(64),
+        _ => interesting(rng),
+    };
+    let field = small(rng) as u32;
+    b[4..8].copy_from_slice(&field.to_le_bytes());
+    for w in b[8..].chunks_exact_mut(8) {
+        let v = if rng.below(4) == 0 {
+            small(rng) | small(rng) << 32
+        } else {
+            small(rng)
+        };
+        w.copy_from_slice(&v.to_le_bytes());
+    }
+    let _ = ram.write(block, &b);
+    let pick = |rng: &mut Rng, v: u64| {
+        if rng.below(8) == 0 {
+            interesting(rng)
+        } else {
+            v
+        }
+    };
+    let cmd = sub_op;
+    let (a1, a2) = match nr {
+        VCPU_OP => (pick(rng, 0), pick(rng, block)),
+        GRANT_TABLE_OP => {
+            let count = rng.below(20);
+            (pick(rng, block), pick(rng, count))
+        }
+        _ => (pick(rng, block), pick(rng, block)),
+    };
+    let args = [cmd, a1, a2, interesting(rng), interesting(rng)];
+    let regs = if vcpu.efer & (1 << 10) != 0 && vcpu.segs[1].attr & 0x200 != 0 {
+        [Gpr::Rdi, Gpr::Rsi, Gpr::Rdx, Gpr::R10, Gpr::R8]
+    } else {
+        [Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsi, Gpr::Rdi]
+    };
+    for (r, a) in regs.into_iter().zip(args) {
+        vcpu.gprs[r as usize] = a;
+    }
+    vcpu.gprs[Gpr::Rax as usize] = nr;
+    (VmExit::Hypercall { len: 3 }, None)
 }
 
 fn random_event(rng: &mut Rng) -> Event {
@@ -545,5 +884,26 @@ mod tests {
         assert!(total.emulated > cases / 100, "{total:?}");
         assert!(total.injected > cases / 20, "{total:?}");
         assert!(total.stopped > cases / 50, "{total:?}");
+    }
+
+    /// The Xen seeds reach device-model's dispatch through vmm-core's
+    /// conventions, get answers for most of the hypercalls Keel offers
+    /// (not only -EFAULT and -ENOSYS), and write the hypercall page.
+    #[test]
+    fn the_generator_reaches_xens_hypercalls_and_page() {
+        let mut total = Stats::default();
+        for seed in 0..50 {
+            let s = run_cases(&mut Rng(crate::splitmix64(seed) | 1));
+            total.xen_calls += s.xen_calls;
+            total.xen_answered += s.xen_answered;
+            total.xen_numbers = total.xen_numbers.max(s.xen_numbers);
+            total.xen_page_writes += s.xen_page_writes;
+        }
+        std::println!("{total:?}");
+        let cases = 50 * CASES_PER_SEED;
+        assert!(total.xen_calls > cases / 40, "{total:?}");
+        assert!(total.xen_answered > total.xen_calls / 5, "{total:?}");
+        assert!(total.xen_numbers >= 6, "{total:?}");
+        assert!(total.xen_page_writes > 0, "{total:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! controls, driven with random input on the host, where a panic is a test
 //! failure instead of a machine going down.
 //!
-//! Four targets:
+//! Five targets:
 //! - [`Target::Devices`]: a whole [`device_model::Pc`] (IDE disk and CD, the
 //!   test device, random guest RAM as DMA memory); every range registered on
 //!   its bus gets random accesses of random sizes, offsets and values,
@@ -10,7 +10,9 @@
 //!   interrupt acknowledges and machine resets. A new device joins by being
 //!   on the bus ([`device_model::Bus::ranges`]).
 //! - [`Target::Exits`]: `vmm_core::exit::handle_exit` with random exits on a
-//!   fake vCPU over random guest RAM and a platform that answers randomly.
+//!   fake vCPU over random guest RAM and a platform that answers randomly; a
+//!   quarter of the seeds with Xen's personality, whose hypercalls reach
+//!   device-model's dispatch over a real `Xen` state.
 //! - [`Target::Config`]: the VM configuration parser with random bytes,
 //!   token soup and mutations of the configurations in tests/vms.
 //! - [`Target::Xenstore`]: the xenstore's store page with random requests,

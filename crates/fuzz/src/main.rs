@@ -1,7 +1,7 @@
 //! `keel-fuzz`: the host fuzz harness's long run (`cargo xtask fuzz`).
 //!
 //! ```text
-//! keel-fuzz [--target devices|exits|config|xenstore] [--minutes N] [--seed S]
+//! keel-fuzz [--target devices|exits|config|xenstore|xen] [--minutes N] [--seed S]
 //! ```
 //! Replays the regression seeds, then runs random seeds for N minutes
 //! (default 1), every target in turn unless `--target` names one; `--seed`
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use keel_fuzz::{parse_seed, Target, CASES_PER_SEED};
 
 const USAGE: &str =
-    "usage: keel-fuzz [--target devices|exits|config|xenstore] [--minutes N] [--seed S]";
+    "usage: keel-fuzz [--target devices|exits|config|xenstore|xen] [--minutes N] [--seed S]";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -38,7 +38,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         match flag.as_str() {
             "--target" => {
                 targets = vec![Target::from_name(value).ok_or(format!(
-                    "--target {value}: devices, exits, config or xenstore"
+                    "--target {value}: devices, exits, config, xenstore or xen"
                 ))?]
             }
             "--minutes" => {

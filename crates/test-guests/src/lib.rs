@@ -5,8 +5,9 @@
 //! `link.ld`). The library owns the path from the reset vector to the guest: it
 //! sets up real mode and COM1, then jumps to the bin's `guest_main16`. From there a
 //! guest climbs as far as it needs with `GOTO_PROTECTED` and `GOTO_LONG`, prints with
-//! `PRINTLN`, and records tests with `CHECK_EQ`/`CHECK_GE`; a self-test ends with a
-//! jump to `finish`, which prints the summary and writes the debug-exit port.
+//! `PRINTLN`, and records tests with `CHECK_EQ`/`CHECK_GE` (`CHECK_EQ64` for
+//! 64-bit values in long mode); a self-test ends with a jump to `finish`, which
+//! prints the summary and writes the debug-exit port.
 //!
 //! Everything runs from the read-only image, so all mutable state lives in RAM at
 //! the fixed addresses named in [`asm_prelude!`].
@@ -141,6 +142,16 @@ macro_rules! asm_prelude {
     IMAGE_PTR .Lcheck_\@
     mov $(\minimum), %ebx
     KCALL check_ge
+.endm
+
+/* Long mode only: record test `name`: PASS if %rcx == expected, all 64 bits
+   (an immediate is sign-extended, as a negative errno in RAX is); FAIL prints
+   both. Clobbers %eax, %rbx, %esi. */
+.macro CHECK_EQ64 name, expected
+    STRING .Lcheck_\@, "\name"
+    IMAGE_PTR .Lcheck_\@
+    mov $(\expected), %rbx
+    call check_eq64_lm
 .endm
 
 /* Leave real mode for 32-bit protected mode and continue at `label` (flat

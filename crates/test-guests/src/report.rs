@@ -1,5 +1,7 @@
 //! Test bookkeeping: one `PASS <name>` or `FAIL <name> ...` line per check, the
 //! counters at `PASS_COUNT`/`FAIL_COUNT`, and the final summary and debug exit.
+//! A guest that ends some other way (a hypercall that powers the VM off)
+//! prints the summary itself with `print_totals`.
 
 use core::arch::global_asm;
 
@@ -61,16 +63,53 @@ MODE32
 MODE64
     CHECK_ROUTINES lm
 
-/* finish: print "N passed, M failed", write 0 (all passed) or 1 to the debug-exit
-   port with a 32-bit OUT, then stop with cli; hlt. Long mode only. */
-.global finish
-finish:
+/* check_eq64: long mode only. In: %esi = test name, %rbx = expected, %rcx =
+   got, all 64 bits (a hypercall's result in RAX). Clobbers %eax, %esi. */
+MODE64
+.global check_eq64_lm
+check_eq64_lm:
+    mov %esi, %eax
+    cmp %rbx, %rcx
+    jne 1f
+    incl PASS_COUNT
+    IMAGE_PTR str_pass
+    call puts_lm
+    mov %eax, %esi
+    call putsln_lm
+    ret
+1:  incl FAIL_COUNT
+    IMAGE_PTR str_fail
+    call puts_lm
+    mov %eax, %esi
+    call puts_lm
+    IMAGE_PTR str_expected_eq
+    call puts_lm
+    mov %rbx, %rax
+    call puthex64_lm
+    IMAGE_PTR str_got
+    call puts_lm
+    mov %rcx, %rax
+    call puthex64_lm
+    mov $10, %al
+    call putc_lm
+    ret
+
+/* print_totals: "N passed, M failed" on COM1. Long mode. Clobbers %eax, %esi. */
+.global print_totals
+print_totals:
     mov PASS_COUNT, %eax
     call putdec_lm
     PUTS " passed, "
     mov FAIL_COUNT, %eax
     call putdec_lm
     PRINTLN " failed"
+    ret
+
+/* finish: print the totals, write 0 (all passed) or 1 to the debug-exit
+   port with a 32-bit OUT, then stop with cli; hlt. Long mode only. */
+.global finish
+finish:
+    call print_totals
     xor %eax, %eax
     cmpl $0, FAIL_COUNT
     setne %al

@@ -90,6 +90,33 @@ MODE32
 MODE64
     SERIAL_ROUTINES lm, r
 
+/* puthex64: write %rax as 0x and sixteen hex digits. Preserves all registers. */
+.global puthex64_lm
+puthex64_lm:
+    push %rax
+    push %rcx
+    push %rdx
+    mov %rax, %rdx
+    mov $'0', %al
+    call putc_lm
+    mov $'x', %al
+    call putc_lm
+    mov $16, %ecx
+1:  rol $4, %rdx
+    mov %dl, %al
+    and $0xF, %al
+    add $'0', %al
+    cmp $'9', %al
+    jbe 2f
+    add $('a' - '9' - 1), %al
+2:  call putc_lm
+    dec %ecx
+    jnz 1b
+    pop %rdx
+    pop %rcx
+    pop %rax
+    ret
+
 /* putdec: write %eax in decimal. Preserves all registers. */
 .global putdec_lm
 putdec_lm:

@@ -577,12 +577,14 @@ impl Pc {
     /// Xen pages are taken from the top of RAM below 4 GiB and reserved in
     /// the E820 map, the xen-platform-pci device joins the next free slot
     /// and the unplug ports 0x10-0x13 the bus. `tsc_hz` is the guest TSC's
-    /// rate (the PV clock's scale). Returns the state the exit layer's
+    /// rate (the PV clock's scale); `limits` are where the VMM's nested
+    /// tables can show Keel's pages. Returns the state the exit layer's
     /// hypercalls, the xenstore and the backends share.
     pub fn add_xen(
         &mut self,
         tsc_hz: u64,
         unix_time: u64,
+        limits: crate::xen::PhysmapLimits,
     ) -> Result<Arc<Mutex<crate::xen::Xen>>, PcError> {
         use crate::fw_cfg::e820::{E820Entry, E820Type, FOUR_GIB};
         use crate::xen::platform_pci::{
@@ -620,6 +622,7 @@ impl Pc {
             tsc_hz,
             unix_time,
             self.memory_map.clone(),
+            limits,
             self.power.clone(),
         )));
         let requests = UnplugRequests::default();

@@ -358,6 +358,10 @@ mod tests {
             2_000_000_000,
             1_700_000_000,
             MemoryMapQueue::new(),
+            crate::xen::PhysmapLimits {
+                gpa_limit: 1 << 36,
+                fixed: alloc::vec::Vec::new(),
+            },
             PowerControl::new(),
         );
         let disk = RamDisk::new("d", alloc::vec![0; 8 * 512]).unwrap();

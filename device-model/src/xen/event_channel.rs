@@ -116,6 +116,16 @@ impl EventChannels {
         self.slot(port).ok()
     }
 
+    /// The vCPU whose `vcpu_info` `port` notifies, for any port of the
+    /// 2-level ABI: port 0 (reserved, never raised) and closed ports
+    /// included, as EVTCHNOP_unmask takes them all.
+    pub fn notify_vcpu(&self, port: u32) -> Result<u32, EvtchnError> {
+        if port == 0 {
+            return Ok(0);
+        }
+        self.slot(port).map(|(_, vcpu)| vcpu)
+    }
+
     /// EVTCHNOP_alloc_unbound for `remote`.
     pub fn alloc_unbound(&mut self, remote: DomId) -> Result<u32, EvtchnError> {
         self.alloc(Binding::Unbound { remote }, 0)
@@ -163,10 +173,13 @@ impl EventChannels {
         self.alloc(Binding::Ipi, vcpu)
     }
 
-    /// EVTCHNOP_close.
+    /// EVTCHNOP_close: a port that is already closed is -EINVAL (Xen's
+    /// evtchn_close of ECS_FREE).
     pub fn close(&mut self, port: u32) -> Result<(), EvtchnError> {
-        if let (Binding::Virq(v), _) = self.slot(port)? {
-            self.virqs[v as usize] = None;
+        match self.slot(port)? {
+            (Binding::Free, _) => return Err(EvtchnError::Invalid),
+            (Binding::Virq(v), _) => self.virqs[v as usize] = None,
+            _ => {}
         }
         self.ports[port as usize] = (Binding::Free, 0);
         self.kicks[(port / 64) as usize] &= !(1 << (port % 64));
@@ -187,8 +200,12 @@ impl EventChannels {
         }
     }
 
-    /// EVTCHNOP_status: (status, vcpu, the union's first word).
+    /// EVTCHNOP_status: (status, vcpu, the union's first word). Port 0 is
+    /// a port Xen reserves: closed.
     pub fn status(&self, port: u32) -> Result<(u32, u32, u32), EvtchnError> {
+        if port == 0 {
+            return Ok((STAT_CLOSED, 0, 0));
+        }
         let (b, vcpu) = self.slot(port)?;
         Ok(match b {
             Binding::Free => (STAT_CLOSED, 0, 0),
@@ -364,10 +381,19 @@ mod tests {
         assert_eq!(e.virq_port(VIRQ_TIMER), None);
         assert_eq!(e.status(p), Ok((STAT_CLOSED, 0, 0)));
         assert_eq!(e.send(p), Err(EvtchnError::Invalid));
+        // Xen's evtchn_close of a free port: -EINVAL.
+        assert_eq!(e.close(p), Err(EvtchnError::Invalid), "closed twice");
         for bad in [0, NR_PORTS, u32::MAX] {
             assert_eq!(e.close(bad), Err(EvtchnError::Invalid));
-            assert_eq!(e.status(bad), Err(EvtchnError::Invalid));
+            assert_eq!(e.send(bad), Err(EvtchnError::Invalid));
         }
+        for bad in [NR_PORTS, u32::MAX] {
+            assert_eq!(e.status(bad), Err(EvtchnError::Invalid));
+            assert_eq!(e.notify_vcpu(bad), Err(EvtchnError::Invalid));
+        }
+        // Port 0 is reserved, not out of range: closed, and unmask takes it.
+        assert_eq!(e.status(0), Ok((STAT_CLOSED, 0, 0)));
+        assert_eq!(e.notify_vcpu(0), Ok(0));
         assert!(!e.take_kick(EvtchnPort(u32::MAX)));
         // A backend may only bind a port unbound for domain 0.
         let other = e.alloc_unbound(7).unwrap();

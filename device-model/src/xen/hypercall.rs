@@ -1,5 +1,5 @@
 //! Xen hypercalls an HVM guest makes (public/xen.h numbers), over the
-//! [`Xen`] state. The exit layer (vmm-core, exit/hyperv.rs) decodes the
+//! [`Xen`] state. The exit layer (vmm-core, exit/xen.rs) decodes the
 //! calling convention, refuses CPL > 0 with -EPERM and hands the number and
 //! five arguments here; pointers in the arguments are guest linear
 //! addresses, read and written through [`LinearMemory`].
@@ -79,6 +79,19 @@ pub const HVM_PARAM_STORE_PFN: u32 = 1;
 pub const HVM_PARAM_STORE_EVTCHN: u32 = 2;
 pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
 pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+/// Parameters 0..HVM_NR_PARAMS exist (Xen 4.17); an index past them is -EINVAL.
+pub const HVM_NR_PARAMS: u32 = 39;
+/// What a guest may read of itself (x86 hvm_allow_get_param): the callback
+/// IRQ, VM86_TSS(_SIZED), ACPI_IOPORTS_LOCATION, VM_GENERATION_ID_ADDR, the
+/// store and console pages and ports, ALTP2M, X87_FIP_WIDTH. The rest is
+/// the toolstack's: -EPERM.
+const HVM_PARAMS_GUEST_READS: [u32; 11] = [0, 15, 37, 19, 34, 1, 2, 17, 18, 35, 36];
+/// What a guest may set of itself (x86 hvm_allow_set_param); the rest is
+/// -EPERM.
+const HVM_PARAMS_GUEST_SETS: [u32; 8] = [0, 15, 37, 19, 34, 2, 18, 36];
+/// Deprecated parameters, -EINVAL either way: PAE_ENABLED, DM_DOMAIN, the
+/// MEMORY_EVENT_* ones, NESTEDHVM, BUFIOREQ_EVTCHN.
+const HVM_PARAMS_DEPRECATED: [u32; 10] = [4, 13, 20, 21, 22, 23, 24, 25, 26, 30];
 
 // vcpu_op (public/vcpu.h).
 const VCPUOP_IS_UP: u64 = 3;
@@ -173,7 +186,7 @@ impl Xen {
             MEMORY_OP => self.memory_op(call, a0, a1, mem),
             HVM_OP => self.hvm_op(a0, a1, mem),
             VCPU_OP => self.vcpu_op(call, a0, a1, a2, mem),
-            EVENT_CHANNEL_OP => self.event_channel_op(call.vcpu, a0, a1, mem),
+            EVENT_CHANNEL_OP => self.event_channel_op(a0, a1, mem),
             SCHED_OP => self.sched_op(a0, a1, mem),
             GRANT_TABLE_OP => self.grant_table_op(a0, a1, a2, mem),
             SET_TIMER_OP => {
@@ -210,7 +223,7 @@ impl Xen {
                 // struct xen_feature_info { u32 submap_idx; u32 submap; }
                 let b: [u8; 8] = rd(mem, arg)?;
                 let submap = if u32_at(&b, 0) == 0 { FEATURES } else { 0 };
-                wr(mem, arg + 4, &submap.to_le_bytes()).map(|_| 0)
+                wr(mem, arg.wrapping_add(4), &submap.to_le_bytes()).map(|_| 0)
             }
             XENVER_PAGESIZE => Ok(PAGE_SIZE as i64),
             _ => Err(-ENOSYS),
@@ -236,8 +249,10 @@ impl Xen {
         }
         let (space, idx, gpfn) = (u32_at(&b, 4), u64_at(&b, 8), u64_at(&b, 16));
         let gpa = gpfn.checked_mul(PAGE_SIZE).ok_or(-EINVAL)?;
-        // Keel's own pages cannot be moved over themselves.
-        if gpa < self.pages.end() && self.pages.base < gpa + PAGE_SIZE {
+        // Past the address width or where the VMM never remaps: -EINVAL,
+        // as Xen's p2m answers a frame past its width. Keel's own pages
+        // cannot be moved over themselves either.
+        if !self.limits.allows(gpa) || (gpa < self.pages.end() && self.pages.base <= gpa) {
             return Err(-EINVAL);
         }
         match space {
@@ -277,18 +292,27 @@ impl Xen {
         }
         // struct xen_hvm_param { domid_t domid; u16 pad; u32 index; u64 value; }
         let b: [u8; 16] = rd(mem, arg)?;
-        let domid = u16_at(&b, 0);
+        let (domid, index, value) = (u16_at(&b, 0), u32_at(&b, 4), u64_at(&b, 8));
+        // Xen's order: the index, then the domain, then what the guest
+        // may do with the parameter (x86 hvm_allow_{get,set}_param).
+        if index >= HVM_NR_PARAMS {
+            return Err(-EINVAL);
+        }
         if domid != DOMID_SELF && domid != GUEST_DOMID {
             return Err(-ESRCH_OR_PERM);
         }
-        let (index, value) = (u32_at(&b, 4), u64_at(&b, 8));
+        if HVM_PARAMS_DEPRECATED.contains(&index) {
+            return Err(-EINVAL);
+        }
         if cmd == HVMOP_SET_PARAM {
             return match index {
                 HVM_PARAM_CALLBACK_IRQ => {
                     self.callback_via = value;
                     Ok(0)
                 }
-                _ => Err(-EINVAL),
+                // The guest may set these on Xen; Keel does not offer them.
+                _ if HVM_PARAMS_GUEST_SETS.contains(&index) => Err(-ENOSYS),
+                _ => Err(-EPERM),
             };
         }
         let v = match index {
@@ -297,9 +321,11 @@ impl Xen {
             HVM_PARAM_STORE_EVTCHN => u64::from(self.store_evtchn),
             HVM_PARAM_CONSOLE_PFN => self.pages.console() / PAGE_SIZE,
             HVM_PARAM_CONSOLE_EVTCHN => u64::from(self.console_evtchn),
-            _ => return Err(-EINVAL),
+            // Readable, never set by anyone: 0, as on Xen.
+            _ if HVM_PARAMS_GUEST_READS.contains(&index) => 0,
+            _ => return Err(-EPERM),
         };
-        wr(mem, arg + 8, &v.to_le_bytes()).map(|_| 0)
+        wr(mem, arg.wrapping_add(8), &v.to_le_bytes()).map(|_| 0)
     }
 
     fn time_info(&self, guest_tsc: u64) -> TimeInfo {
@@ -336,7 +362,7 @@ impl Xen {
                 let (gfn, offset) = (u64_at(&b, 0), u64::from(u32_at(&b, 8)));
                 let gpa = gfn.checked_mul(PAGE_SIZE).ok_or(-EINVAL)?;
                 if offset + VCPU_INFO_SIZE > PAGE_SIZE
-                    || gpa + PAGE_SIZE > self.pages.base
+                    || gpa >= self.pages.base
                     || self.vcpu_info[v].is_some()
                 {
                     return Err(-EINVAL);
@@ -410,25 +436,18 @@ impl Xen {
         }
     }
 
-    fn event_channel_op(
-        &mut self,
-        vcpu: u32,
-        cmd: u64,
-        arg: u64,
-        mem: &mut dyn LinearMemory,
-    ) -> Res {
-        let vi = self.vcpu_info_gpa(vcpu);
+    fn event_channel_op(&mut self, cmd: u64, arg: u64, mem: &mut dyn LinearMemory) -> Res {
         let si = self.pages.shared_info();
         match cmd {
             EVTCHNOP_BIND_VIRQ => {
                 let b: [u8; 12] = rd(mem, arg)?;
                 let port = evtchn(self.events.bind_virq(u32_at(&b, 0), u32_at(&b, 4)))?;
-                wr(mem, arg + 8, &port.to_le_bytes()).map(|_| 0)
+                wr(mem, arg.wrapping_add(8), &port.to_le_bytes()).map(|_| 0)
             }
             EVTCHNOP_BIND_IPI => {
                 let b: [u8; 8] = rd(mem, arg)?;
                 let port = evtchn(self.events.bind_ipi(u32_at(&b, 0)))?;
-                wr(mem, arg + 4, &port.to_le_bytes()).map(|_| 0)
+                wr(mem, arg.wrapping_add(4), &port.to_le_bytes()).map(|_| 0)
             }
             EVTCHNOP_ALLOC_UNBOUND => {
                 // struct evtchn_alloc_unbound { domid_t dom, remote_dom; u32 port; }
@@ -443,7 +462,7 @@ impl Xen {
                     remote
                 };
                 let port = evtchn(self.events.alloc_unbound(remote))?;
-                wr(mem, arg + 4, &port.to_le_bytes()).map(|_| 0)
+                wr(mem, arg.wrapping_add(4), &port.to_le_bytes()).map(|_| 0)
             }
             EVTCHNOP_CLOSE => {
                 let b: [u8; 4] = rd(mem, arg)?;
@@ -482,7 +501,7 @@ impl Xen {
                     out[8..12].copy_from_slice(&u32::from(BACKEND_DOMID).to_le_bytes());
                     out[12..16].copy_from_slice(&u32_at(&b, 4).to_le_bytes());
                 }
-                wr(mem, arg + 8, &out).map(|_| 0)
+                wr(mem, arg.wrapping_add(8), &out).map(|_| 0)
             }
             EVTCHNOP_BIND_VCPU => {
                 let b: [u8; 8] = rd(mem, arg)?;
@@ -496,8 +515,7 @@ impl Xen {
             EVTCHNOP_UNMASK => {
                 let b: [u8; 4] = rd(mem, arg)?;
                 let port = u32_at(&b, 0);
-                let (_, pv) = self.events.binding(port).ok_or(-EINVAL)?;
-                let _ = vi;
+                let pv = evtchn(self.events.notify_vcpu(port))?;
                 event_channel::unmask(&self.memory, si, self.vcpu_info_gpa(pv), port);
                 Ok(0)
             }
@@ -557,17 +575,22 @@ impl Xen {
                     let mut out = [0u8; 10];
                     out[0..4].copy_from_slice(&nr.max(1).to_le_bytes());
                     out[4..8].copy_from_slice(&MAX_GRANT_FRAMES.to_le_bytes());
-                    wr(mem, at + 4, &out)?;
+                    wr(mem, at.wrapping_add(4), &out)?;
                 }
                 GNTTABOP_SET_VERSION => {
                     let b: [u8; 4] = rd(mem, at)?;
                     // Version 1 only; the version in force is written back.
+                    // Xen with v2 disabled answers a request for 2 as if
+                    // set_version did not exist (-ENOSYS), anything else
+                    // but 1 with -EINVAL (gnttab_set_version).
                     wr(mem, at, &1u32.to_le_bytes())?;
-                    if u32_at(&b, 0) != 1 {
-                        return Err(-EINVAL);
+                    match u32_at(&b, 0) {
+                        1 => {}
+                        2 => return Err(-ENOSYS),
+                        _ => return Err(-EINVAL),
                     }
                 }
-                _ => wr(mem, at + 4, &1u32.to_le_bytes())?,
+                _ => wr(mem, at.wrapping_add(4), &1u32.to_le_bytes())?,
             }
         }
         Ok(0)

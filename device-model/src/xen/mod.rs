@@ -79,6 +79,7 @@ pub mod xenbus;
 pub mod xenstore;
 
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use guest_log::RateLimitedLog;
 use guest_memory::{Backing, GuestMemory, MemoryMapChange, Writes};
@@ -132,6 +133,28 @@ impl XenPages {
     }
 }
 
+/// Where add_to_physmap may show Keel's pages: whole pages below
+/// `gpa_limit` (the guest-physical address width the nested page tables
+/// map) that overlap none of `fixed` (ranges the VMM never remaps: the local
+/// APIC and IOAPIC pages, the firmware ROM below 4 GiB). Xen refuses a frame
+/// past its p2m's address width with -EINVAL; Keel refuses these the same
+/// way, so a guest is never told 0 for a placement the VMM would not make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhysmapLimits {
+    pub gpa_limit: u64,
+    pub fixed: Vec<Range<u64>>,
+}
+
+impl PhysmapLimits {
+    /// Whether the page at `gpa` may show one of Keel's pages.
+    pub fn allows(&self, gpa: u64) -> bool {
+        let Some(end) = gpa.checked_add(PAGE_SIZE) else {
+            return false;
+        };
+        end <= self.gpa_limit && !self.fixed.iter().any(|r| gpa < r.end && r.start < end)
+    }
+}
+
 /// HVM_PARAM_CALLBACK_IRQ's type field (bits 63:56) for "vector"
 /// (public/hvm/params.h HVM_PARAM_CALLBACK_TYPE_VECTOR).
 pub const CALLBACK_TYPE_VECTOR: u64 = 2;
@@ -163,13 +186,15 @@ pub struct Xen {
     store_evtchn: u32,
     console_evtchn: u32,
     memory_map: MemoryMapQueue,
+    limits: PhysmapLimits,
     power: PowerControl,
     log: RateLimitedLog,
 }
 
 impl Xen {
     /// The state of a new VM over `memory`, with Keel's pages at `pages`;
-    /// `tsc_hz` is the guest TSC's rate, `unix_time` the wall clock now.
+    /// `tsc_hz` is the guest TSC's rate, `unix_time` the wall clock now;
+    /// add_to_physmap places pages through `memory_map` within `limits`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         memory: GuestMemory,
@@ -179,6 +204,7 @@ impl Xen {
         tsc_hz: u64,
         unix_time: u64,
         memory_map: MemoryMapQueue,
+        limits: PhysmapLimits,
         power: PowerControl,
     ) -> Self {
         let vcpus = vcpus.clamp(1, LEGACY_MAX_VCPUS);
@@ -201,6 +227,7 @@ impl Xen {
             store_evtchn: 0,
             console_evtchn: 0,
             memory_map,
+            limits,
             power,
             log: RateLimitedLog::new(),
         };
@@ -244,9 +271,9 @@ impl Xen {
         self.power_on();
     }
 
-    /// Shows guest RAM again at `gpa` (or the bus above RAM).
+    /// Shows guest RAM again at the page `gpa` (or the bus above RAM).
     fn restore(&self, gpa: u64) {
-        if gpa + PAGE_SIZE <= self.memory.size() {
+        if gpa < self.memory.size() {
             self.memory_map.push(MemoryMapChange::Map {
                 gpa,
                 len: PAGE_SIZE,

@@ -503,6 +503,9 @@ pub(crate) mod tests {
         pub(crate) apic: Vec<(u64, Option<u32>)>,
         /// The APIC is not in xAPIC mode: `apic_register` answers `None`.
         pub(crate) apic_off: bool,
+        /// Xen hypercalls through `xen_hypercall`: (vCPU, number, arguments);
+        /// each answers -ENOSYS.
+        pub(crate) xen_calls: Vec<(u32, u64, [u64; 5])>,
     }
 
     impl FakePlatform {
@@ -519,6 +522,7 @@ pub(crate) mod tests {
                 read_only: Vec::new(),
                 apic: Vec::new(),
                 apic_off: false,
+                xen_calls: Vec::new(),
             }
         }
     }
@@ -554,6 +558,17 @@ pub(crate) mod tests {
         }
         fn mmio_write(&mut self, gpa: u64, data: &[u8]) {
             self.mmio.push((gpa, data.to_vec(), true));
+        }
+        fn xen_hypercall(
+            &mut self,
+            vcpu: u32,
+            nr: u64,
+            args: [u64; 5],
+            _guest_tsc: u64,
+            _memory: &mut dyn guest_memory::LinearMemory,
+        ) -> i64 {
+            self.xen_calls.push((vcpu, nr, args));
+            -38
         }
         fn memory(&self) -> &GuestMemory {
             &self.ram

@@ -7,8 +7,10 @@ use core::fmt;
 pub enum StopReason {
     /// The guest wrote `status` to the debug-exit port.
     DebugExit { status: u32 },
-    /// The guest turned the machine off (ACPI S5 through the PM1 control register).
-    PoweredOff,
+    /// The guest turned the machine off `via` one of its power-off
+    /// interfaces: "ACPI S5" (the PM1 control register) or "Xen
+    /// SCHEDOP_shutdown" (SHUTDOWN_poweroff).
+    PoweredOff { via: &'static str },
     /// HLT with no interrupt that could ever wake the vCPU.
     HaltedForever { rip: u64, interrupts_enabled: bool },
     /// The guest triple-faulted (shutdown).
@@ -48,7 +50,7 @@ impl StopReason {
     pub fn exit_status(&self) -> u8 {
         match *self {
             StopReason::DebugExit { status } => status.min(255) as u8,
-            StopReason::PoweredOff | StopReason::Rebooted => 0,
+            StopReason::PoweredOff { .. } | StopReason::Rebooted => 0,
             StopReason::HaltedForever { .. } => 123,
             StopReason::TripleFault { .. } | StopReason::ExceptionLoop { .. } => 125,
             StopReason::InvalidGuestState { .. }
@@ -66,7 +68,7 @@ impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             StopReason::DebugExit { status } => write!(f, "guest debug-exit with status {status}"),
-            StopReason::PoweredOff => write!(f, "the guest powered the machine off (ACPI S5)"),
+            StopReason::PoweredOff { via } => write!(f, "the guest powered the machine off ({via})"),
             StopReason::HaltedForever { rip, interrupts_enabled: false } => write!(
                 f,
                 "vCPU halted with interrupts disabled at RIP {rip:#x}; nothing can wake it"
@@ -110,6 +112,23 @@ impl fmt::Display for StopReason {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    /// A power-off names the interface the guest used (a Xen guest's
+    /// SCHEDOP_shutdown was reported as ACPI S5); either way status 0.
+    #[test]
+    fn a_power_off_names_how() {
+        for (via, line) in [
+            ("ACPI S5", "the guest powered the machine off (ACPI S5)"),
+            (
+                "Xen SCHEDOP_shutdown",
+                "the guest powered the machine off (Xen SCHEDOP_shutdown)",
+            ),
+        ] {
+            let stop = StopReason::PoweredOff { via };
+            assert_eq!(stop.to_string(), line);
+            assert_eq!(stop.exit_status(), 0);
+        }
+    }
 
     /// Issue 11: a device's stop ends the VM with 126 and its reason.
     #[test]

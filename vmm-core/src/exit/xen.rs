@@ -15,7 +15,7 @@ use super::guest_ram::GuestRam;
 
 use super::cpuid::CpuidResult;
 use super::handler::Platform;
-use crate::vcpu::{CpuMode, Event, Gpr, VcpuState};
+use crate::vcpu::{CpuMode, Gpr, VcpuState};
 
 /// Where Xen's leaves start.
 pub const XEN_CPUID_BASE: u32 = 0x4000_0000;
@@ -178,16 +178,13 @@ impl LinearMemory for Linear<'_> {
     }
 }
 
-/// A VMCALL/VMMCALL under the Xen personality: CPL > 0 gets -EPERM, real
-/// mode #UD; otherwise the 64-bit (RAX; RDI, RSI, RDX, R10, R8) or 32-bit
-/// (EAX; EBX, ECX, EDX, ESI, EDI) convention, the result in RAX.
+/// A VMCALL/VMMCALL under the Xen personality, as Xen's hvm_hypercall
+/// takes it: at CPL > 0 (virtual-8086 mode included) RAX = -EPERM; in
+/// 64-bit mode the number is all of RAX and the arguments RDI, RSI, RDX,
+/// R10, R8; in every other mode, real mode included, the number is EAX and
+/// the arguments EBX, ECX, EDX, ESI, EDI. The result goes to RAX.
 pub fn hypercall(vcpu: &mut impl VcpuState, platform: &mut impl Platform, len: u8) {
-    let mode = vcpu.mode();
-    if mode == CpuMode::Real {
-        vcpu.inject(Event::UD);
-        return;
-    }
-    let long = mode == CpuMode::Long64;
+    let long = vcpu.mode() == CpuMode::Long64;
     if vcpu.cpl() != 0 {
         vcpu.set_gpr(Gpr::Rax, if long { EPERM } else { EPERM & 0xffff_ffff });
         vcpu.skip_instruction(len);
@@ -200,7 +197,7 @@ pub fn hypercall(vcpu: &mut impl VcpuState, platform: &mut impl Platform, len: u
     };
     let mask = if long { u64::MAX } else { 0xffff_ffff };
     let args = regs.map(|r| vcpu.gpr(r) & mask);
-    let nr = vcpu.gpr(Gpr::Rax) & 0xffff_ffff;
+    let nr = vcpu.gpr(Gpr::Rax) & mask;
     let guest_tsc = platform.host_tsc().wrapping_add(vcpu.tsc_offset());
     let cr = ControlRegs {
         cr0: vcpu.cr0(),
@@ -222,6 +219,58 @@ pub fn hypercall(vcpu: &mut impl VcpuState, platform: &mut impl Platform, len: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::handler::tests::FakePlatform;
+    use crate::vcpu::tests::FakeVcpu;
+
+    /// Xen's hvm_hypercall: in 64-bit mode the number is all of RAX (one
+    /// with its upper half set is no hypercall Xen has: Keel took EAX and
+    /// ran xen_version for 0x1_0000_0011) and the arguments RDI, RSI, RDX,
+    /// R10, R8; in every other mode EAX and EBX, ECX, EDX, ESI, EDI, real
+    /// mode included (Keel raised #UD there); at CPL 3 RAX is -EPERM.
+    #[test]
+    fn calling_conventions_by_mode() {
+        let mut p = FakePlatform::new();
+        let run = |v: &mut FakeVcpu, p: &mut FakePlatform| {
+            let rip = v.rip;
+            hypercall(v, p, 3);
+            assert!(v.injected.is_empty(), "{:?}", v.injected);
+            assert_eq!(v.rip, rip + 3);
+            v.gprs[Gpr::Rax as usize]
+        };
+        let mut v = FakeVcpu::long_mode();
+        v.gprs[Gpr::Rax as usize] = 0x1_0000_0011;
+        for (r, value) in [Gpr::Rdi, Gpr::Rsi, Gpr::Rdx, Gpr::R10, Gpr::R8]
+            .into_iter()
+            .zip(1u64 << 40..)
+        {
+            v.gprs[r as usize] = value;
+        }
+        assert_eq!(run(&mut v, &mut p), (-38i64) as u64);
+        let args = core::array::from_fn(|i| (1u64 << 40) + i as u64);
+        assert_eq!(p.xen_calls.pop(), Some((0, 0x1_0000_0011, args)));
+
+        for mut v in [FakeVcpu::protected_flat(), FakeVcpu::real_mode()] {
+            v.gprs[Gpr::Rax as usize] = 0xdead_0000_0000_0011;
+            for (i, r) in [Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsi, Gpr::Rdi]
+                .into_iter()
+                .enumerate()
+            {
+                v.gprs[r as usize] = 0xffff_ffff_0000_0000 | i as u64;
+            }
+            assert_eq!(run(&mut v, &mut p), 0xffff_ffda);
+            assert_eq!(p.xen_calls.pop(), Some((0, 0x11, [0, 1, 2, 3, 4])));
+        }
+
+        // CPL 3 (virtual-8086 mode runs there too): -EPERM, no call.
+        let mut v = FakeVcpu::long_mode();
+        v.cpl = 3;
+        assert_eq!(run(&mut v, &mut p), u64::MAX);
+        let mut v86 = FakeVcpu::protected_flat();
+        v86.rflags |= 1 << 17;
+        v86.cpl = 3;
+        assert_eq!(run(&mut v86, &mut p), 0xffff_ffff);
+        assert!(p.xen_calls.is_empty());
+    }
 
     #[test]
     fn leaves_name_xen_and_the_msr() {

@@ -38,6 +38,7 @@ use device_model::storage::{
 };
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use device_model::xen::devices::{XenDisk, XenNic};
+use device_model::xen::PhysmapLimits;
 use direct_boot::DirectBoot;
 use machine::{DeviceRegion, Machine, PlatformClock};
 use vm_config::{
@@ -245,13 +246,17 @@ pub fn run(
         },
     ];
     let phys_bits = crate::cpu::host_cpuid(0x8000_0008, 0).eax & 0xff;
+    let (gpa_limit, fixed) = (
+        1u64 << phys_bits.clamp(32, 48),
+        alloc::vec![IOAPIC_PAGE, LAPIC_PAGE, rom.gpa..FIRMWARE_END_HIGH],
+    );
     let layout = GuestLayout {
         ram_hpa: ram_pa,
         ram_len: ram_bytes,
         rom_hpa: rom_pa,
         rom_len: fw_len,
-        gpa_limit: 1u64 << phys_bits.clamp(32, 48),
-        fixed: alloc::vec![IOAPIC_PAGE, LAPIC_PAGE, rom.gpa..FIRMWARE_END_HIGH],
+        gpa_limit,
+        fixed: fixed.clone(),
     };
     let pool = memory_map::FramePool::new(frames, memory_map::RUNTIME_TABLE_PAGES)?;
     let mut reserved = reserved.to_vec();
@@ -290,7 +295,11 @@ pub fn run(
     if config.xen_platform_pci {
         machine
             .pc
-            .add_xen(crate::clock::tsc_hz(), crate::clock::unix_time())
+            .add_xen(
+                crate::clock::tsc_hz(),
+                crate::clock::unix_time(),
+                PhysmapLimits { gpa_limit, fixed },
+            )
             .map_err(VmError::Platform)?;
     }
     for (channel, position, drive) in drives.ide {
@@ -816,7 +825,7 @@ struct Bsp<'a> {
 /// ends, the console) simply end the VM.
 fn event_action(reason: &StopReason, config: &VmConfig) -> Option<(OnEvent, &'static str)> {
     match reason {
-        StopReason::PoweredOff => Some((config.on_poweroff, "on_poweroff")),
+        StopReason::PoweredOff { .. } => Some((config.on_poweroff, "on_poweroff")),
         StopReason::TripleFault { .. }
         | StopReason::ExceptionLoop { .. }
         | StopReason::InvalidGuestState { .. }
@@ -997,9 +1006,10 @@ fn run_vcpu(
         let mut reboot = false;
         let mut ended = match m.pc.power.take() {
             Some(PowerRequest::DebugExit { status }) => Some(StopReason::DebugExit { status }),
-            Some(PowerRequest::AcpiPowerOff | PowerRequest::GuestPowerOff) => {
-                Some(StopReason::PoweredOff)
-            }
+            Some(PowerRequest::AcpiPowerOff) => Some(StopReason::PoweredOff { via: "ACPI S5" }),
+            Some(PowerRequest::GuestPowerOff) => Some(StopReason::PoweredOff {
+                via: "Xen SCHEDOP_shutdown",
+            }),
             Some(PowerRequest::Stop { reason }) => Some(StopReason::DeviceStop { reason }),
             Some(PowerRequest::Reset) => {
                 reboot = true;

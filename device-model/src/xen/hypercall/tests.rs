@@ -10,11 +10,15 @@ use crate::memory_map::MemoryMapQueue;
 use crate::power::PowerControl;
 use crate::xen::event_channel::{NR_PORTS, VIRQ_TIMER};
 use crate::xen::shared_info::{EVTCHN_MASK, EVTCHN_PENDING, PENDING_SEL};
-use crate::xen::{EventSender, EvtchnPort, XenPages};
+use crate::xen::{EventSender, EvtchnPort, PhysmapLimits, XenPages};
 use guest_memory::{Backing, MemoryMapChange};
 
 const RAM: u64 = 0x100_0000;
 const ARG: u64 = 0x8000;
+/// A 40-bit guest-physical address space.
+const GPA_LIMIT: u64 = 1 << 40;
+/// The local APIC page, which the VMM never remaps.
+const LAPIC_PAGE: core::ops::Range<u64> = 0xfee0_0000..0xfee0_1000;
 
 /// Paging off: linear = physical.
 struct Flat(GuestMemory);
@@ -48,6 +52,10 @@ fn setup() -> T {
         2_000_000_000,
         1_700_000_000,
         map.clone(),
+        PhysmapLimits {
+            gpa_limit: GPA_LIMIT,
+            fixed: alloc::vec![LAPIC_PAGE],
+        },
         power.clone(),
     );
     T {
@@ -359,12 +367,22 @@ fn event_channel_ops_and_delivery() {
     assert_eq!(t.evtchn(3, &le(&[unbound])), 0);
     assert_eq!(t.evtchn(4, &le(&[unbound])), -EINVAL, "closed");
     t.xen.notify(EvtchnPort(unbound)); // ignored, no panic
+    assert_eq!(t.evtchn(3, &le(&[unbound])), -EINVAL, "closed twice");
     for bad in [0, NR_PORTS, u32::MAX] {
         assert_eq!(t.evtchn(3, &le(&[bad])), -EINVAL);
         assert_eq!(t.evtchn(4, &le(&[bad])), -EINVAL);
-        assert_eq!(t.evtchn(9, &le(&[bad])), -EINVAL);
         t.xen.notify(EvtchnPort(bad));
     }
+    for bad in [NR_PORTS, u32::MAX] {
+        assert_eq!(t.evtchn(9, &le(&[bad])), -EINVAL);
+        assert_eq!(t.evtchn(5, &le(&[u32::from(DOMID_SELF), bad])), -EINVAL);
+    }
+    // Port 0 is Xen's reserved port: status says closed, unmask clears
+    // its mask bit (evtchn_status, evtchn_unmask take every valid port).
+    assert_eq!(t.evtchn(5, &le(&[u32::from(DOMID_SELF), 0])), 0);
+    assert_eq!(t.u32(ARG + 8), 0, "EVTCHNSTAT_closed");
+    assert_eq!(t.evtchn(9, &le(&[0])), 0);
+    assert_eq!(t.u64(si + EVTCHN_MASK) & 1, 0);
     assert_eq!(t.call(EVENT_CHANNEL_OP, [4, RAM, 0, 0, 0]), -EFAULT);
 }
 
@@ -487,13 +505,141 @@ fn grant_table_ops_v1_only() {
     // set_version 1 ok, 2 refused; get_version says 1.
     t.put(ARG, &le(&[1]));
     assert_eq!(t.call(GRANT_TABLE_OP, [8, ARG, 1, 0, 0]), 0);
+    // Xen with v2 disabled: 2 is -ENOSYS, other versions -EINVAL; the
+    // version in force is written back either way (gnttab_set_version).
     t.put(ARG, &le(&[2]));
-    assert_eq!(t.call(GRANT_TABLE_OP, [8, ARG, 1, 0, 0]), -EINVAL);
+    assert_eq!(t.call(GRANT_TABLE_OP, [8, ARG, 1, 0, 0]), -ENOSYS);
     assert_eq!(t.u32(ARG), 1);
+    for v in [0, 3, u32::MAX] {
+        t.put(ARG, &le(&[v]));
+        assert_eq!(t.call(GRANT_TABLE_OP, [8, ARG, 1, 0, 0]), -EINVAL);
+        assert_eq!(t.u32(ARG), 1);
+    }
     t.put(ARG, &le(&[0x7ff0, 0]));
     assert_eq!(t.call(GRANT_TABLE_OP, [10, ARG, 1, 0, 0]), 0);
     assert_eq!(t.u32(ARG + 4), 1);
     assert_eq!(t.call(GRANT_TABLE_OP, [6, RAM, 1, 0, 0]), -EFAULT);
     // A huge count is bounded (16 entries, all inside RAM here).
     assert_eq!(t.call(GRANT_TABLE_OP, [10, ARG, u64::MAX, 0, 0]), 0);
+}
+
+/// Xen's x86 hvm_allow_get_param / hvm_allow_set_param and hvmop_*_param:
+/// an index past HVM_NR_PARAMS is -EINVAL before the domain is looked at,
+/// another domain -ESRCH, a deprecated parameter -EINVAL, one the guest
+/// may not touch -EPERM (Keel answered -EINVAL for all of them).
+#[test]
+fn hvm_params_follow_xens_guest_permissions() {
+    let mut t = setup();
+    for cmd in [0, 1] {
+        assert_eq!(t.op(HVM_OP, cmd, &param(DOMID_SELF, 39, 0)), -EINVAL);
+        assert_eq!(t.op(HVM_OP, cmd, &param(5, 39, 0)), -EINVAL, "index first");
+        assert_eq!(t.op(HVM_OP, cmd, &param(5, 1, 0)), -3, "-ESRCH");
+        assert_eq!(t.op(HVM_OP, cmd, &param(DOMID_SELF, 4, 0)), -EINVAL);
+        assert_eq!(t.op(HVM_OP, cmd, &param(DOMID_SELF, 30, 0)), -EINVAL);
+        // IDENT_PT, ACPI_S_STATE, VIRIDIAN: the toolstack's.
+        for index in [12, 14, 9] {
+            assert_eq!(t.op(HVM_OP, cmd, &param(DOMID_SELF, index, 1)), -EPERM);
+        }
+    }
+    // Readable, not settable: the store and console pages.
+    for index in [HVM_PARAM_STORE_PFN, HVM_PARAM_CONSOLE_PFN] {
+        assert_eq!(t.op(HVM_OP, 0, &param(DOMID_SELF, index, 0x10)), -EPERM);
+        assert_eq!(t.op(HVM_OP, 1, &param(DOMID_SELF, index, 0)), 0);
+        assert_ne!(t.u64(ARG + 8), 0x10);
+    }
+    // Readable and settable on Xen, not offered by Keel: reads 0, sets -ENOSYS.
+    t.put(ARG, &param(DOMID_SELF, 36, 0xdead));
+    assert_eq!(t.call(HVM_OP, [1, ARG, 0, 0, 0]), 0);
+    assert_eq!(t.u64(ARG + 8), 0, "X87_FIP_WIDTH never set");
+    assert_eq!(t.op(HVM_OP, 0, &param(DOMID_SELF, 36, 8)), -ENOSYS);
+    assert_eq!(
+        t.op(HVM_OP, 0, &param(DOMID_SELF, HVM_PARAM_STORE_EVTCHN, 9)),
+        -ENOSYS
+    );
+}
+
+/// add_to_physmap where the VMM cannot show a page (past the address
+/// width, over the local APIC, at the last gpfn there is): -EINVAL as Xen's
+/// p2m answers a frame past its width, and no map change. Keel answered 0
+/// and queued a change the VMM then refused, so the guest lost its shared
+/// info; at the last gpfn, `gpa + 4096` overflowed (a panic in a debug
+/// build).
+#[test]
+fn add_to_physmap_refuses_frames_the_vmm_cannot_map() {
+    let mut t = setup();
+    assert_eq!(t.op(MEMORY_OP, 7, &physmap(DOMID_SELF, 0, 0, 0x10)), 0);
+    t.map.take();
+    for gpfn in [
+        GPA_LIMIT / 4096,
+        GPA_LIMIT / 4096 + 7,
+        0xfee00,
+        0x000f_ffff_ffff_ffff,
+    ] {
+        for (space, idx) in [(0, 0), (1, 3)] {
+            assert_eq!(
+                t.op(MEMORY_OP, 7, &physmap(DOMID_SELF, space, idx, gpfn)),
+                -EINVAL,
+                "space {space} at gpfn {gpfn:#x}"
+            );
+        }
+    }
+    assert!(t.map.take().is_empty(), "nothing moved");
+    // The last page below the limit is fine.
+    assert_eq!(
+        t.op(
+            MEMORY_OP,
+            7,
+            &physmap(DOMID_SELF, 1, 0, GPA_LIMIT / 4096 - 1)
+        ),
+        0
+    );
+    assert_eq!(t.map.take().len(), 1);
+    // register_vcpu_info at the last gpfn: -EINVAL, no overflow.
+    let mut arg = 0x000f_ffff_ffff_ffffu64.to_le_bytes().to_vec();
+    arg.extend_from_slice(&le(&[0, 0]));
+    assert_eq!(t.vop(10, &arg), -EINVAL);
+}
+
+/// Guest memory that answers at every linear address (reads give 0xff),
+/// so the hypercalls reach the offsets they add to the guest's pointers.
+struct AnyAddress;
+impl LinearMemory for AnyAddress {
+    fn read_linear(&mut self, _la: u64, buf: &mut [u8]) -> bool {
+        buf.fill(0xff);
+        true
+    }
+    fn write_linear(&mut self, _la: u64, _data: &[u8]) -> bool {
+        true
+    }
+}
+
+/// Pointers at the top of the address space: the offsets into the
+/// argument wrap as the guest's own accesses would, with no overflow (a
+/// panic in a debug build: `arg + 4` in xen_version, hvm_op,
+/// event_channel_op and grant_table_op).
+#[test]
+fn pointers_at_the_top_of_the_address_space_wrap() {
+    let mut t = setup();
+    for nr in [
+        MEMORY_OP,
+        XEN_VERSION,
+        GRANT_TABLE_OP,
+        VCPU_OP,
+        SCHED_OP,
+        EVENT_CHANNEL_OP,
+        HVM_OP,
+    ] {
+        for cmd in 0..16 {
+            for arg in [u64::MAX, u64::MAX - 3, u64::MAX - 7, u64::MAX - 15] {
+                let c = Hypercall {
+                    vcpu: 0,
+                    nr,
+                    args: [cmd, arg, arg, u64::MAX, u64::MAX],
+                    guest_tsc: 1,
+                };
+                let r = t.xen.hypercall(&c, &mut AnyAddress);
+                assert!(r <= (4 << 16) | 17, "{nr} {cmd} {arg:#x}: {r}");
+            }
+        }
+    }
 }
