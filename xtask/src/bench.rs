@@ -24,7 +24,11 @@
 //! its own clock (`BENCH ...` lines). Keel prints one exit count per VM run,
 //! so exits per MiB come from boots that differ only in what they read:
 //! (exits reading N MiB - exits reading nothing) / N, the baseline being the
-//! mean of two boots whose difference shows the noise.
+//! mean of two boots whose difference shows the noise. The same image also
+//! boots on a VM with `xen_platform_pci = 1` (`keel_bench_xen=R,W`): Linux
+//! unplugs the IDE disks and xen-blkfront reads R MiB of the booted disk
+//! and writes W MiB to a scratch disk, against two Xen boots of their own
+//! that move nothing. Plain QEMU has no Xen PV devices: no QEMU side there.
 //!
 //! Screen: the `screendisk` boot disk's text scrolls and framebuffer fills
 //! through the VGA BIOS, under Keel and on plain QEMU ([`screen`]).
@@ -35,7 +39,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::ide_assets::BenchMib;
+use crate::ide_assets::{BenchBoot, BenchMib};
 use crate::net::HostNet;
 use crate::runner::{self, Backend, Outcome, RunOptions};
 pub use exit_stats::{ExitRow, StatsCost};
@@ -487,6 +491,10 @@ pub enum Transfer {
     VirtioRead,
     /// Writes to it.
     VirtioWrite,
+    /// On Xen's machine: xen-blkfront's reads of the booted disk (`/dev/xvda`).
+    XenRead,
+    /// xen-blkfront's writes to the scratch disk (`/dev/xvdb`).
+    XenWrite,
 }
 
 impl Transfer {
@@ -497,17 +505,21 @@ impl Transfer {
             Transfer::Pio => "pio",
             Transfer::VirtioRead => "virtio-read",
             Transfer::VirtioWrite => "virtio-write",
+            Transfer::XenRead => "xen-read",
+            Transfer::XenWrite => "xen-write",
         }
     }
 
     /// Whether libata's `xfer_mode` of the disk (`XFER_MW_DMA_2`,
-    /// `XFER_PIO_4`, ...), or `virtio_blk` for the virtio disk, is a mode
-    /// of this kind.
+    /// `XFER_PIO_4`, ...), `virtio_blk` for the virtio disk, or
+    /// `xen-blkfront` for a Xen vbd (its driver is xenbus's `vbd`), is a
+    /// mode of this kind.
     pub fn matches(self, xfer_mode: &str) -> bool {
         match self {
             Transfer::Dma => xfer_mode.contains("DMA_"),
             Transfer::Pio => xfer_mode.starts_with("XFER_PIO_"),
             Transfer::VirtioRead | Transfer::VirtioWrite => xfer_mode == "virtio_blk",
+            Transfer::XenRead | Transfer::XenWrite => xfer_mode == "xen-blkfront",
         }
     }
 
@@ -518,13 +530,15 @@ impl Transfer {
             Transfer::Pio => "PIO read",
             Transfer::VirtioRead => "virtio-blk read",
             Transfer::VirtioWrite => "virtio-blk write",
+            Transfer::XenRead => "xen-blkfront read",
+            Transfer::XenWrite => "xen-blkfront write",
         }
     }
 }
 
 /// One transfer of the IDE image's bench mode, from its line
-/// `BENCH dma|pio|virtio-read|virtio-write N MiB T us MODE` (T measured by
-/// the guest).
+/// `BENCH dma|pio|virtio-read|virtio-write|xen-read|xen-write N MiB T us
+/// MODE` (T measured by the guest).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdeRead {
     pub transfer: Transfer,
@@ -546,6 +560,8 @@ impl IdeRead {
             "pio" => Transfer::Pio,
             "virtio-read" => Transfer::VirtioRead,
             "virtio-write" => Transfer::VirtioWrite,
+            "xen-read" => Transfer::XenRead,
+            "xen-write" => Transfer::XenWrite,
             _ => return None,
         };
         Some(IdeRead {
@@ -639,6 +655,72 @@ pub struct IdeBench {
     /// The virtio-blk scratch disk's reads and writes.
     pub virtio_read: VirtioRun,
     pub virtio_write: VirtioRun,
+    /// xen-blkfront's boots, on the VM with `xen_platform_pci = 1`.
+    pub xen: XenBlk,
+}
+
+/// The mean of two baseline boots' exits.
+fn baseline_mean(b: [u64; 2]) -> f64 {
+    (b[0] as f64 + b[1] as f64) / 2.0
+}
+
+/// What two baseline boots differ by, per MiB of a transfer of `mib`: a
+/// lower bound on the noise of exits per MiB, not a confidence interval.
+fn baseline_spread_per_mib(b: [u64; 2], mib: u32) -> f64 {
+    b[0].abs_diff(b[1]) as f64 / f64::from(mib)
+}
+
+/// One xen-blkfront transfer of the IDE bench: Keel's boot on the VM with
+/// `xen_platform_pci = 1` that made it alone. Plain QEMU has no Xen PV
+/// devices, so it has no QEMU side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XenBlkRun {
+    pub keel: IdeRead,
+    /// Exits of the boot, and its exit statistics.
+    pub exits: u64,
+    pub exit_stats: Option<ExitTable>,
+}
+
+/// xen-blkfront's boots of the IDE bench: two that move nothing (the Xen
+/// machine boots differently from the emulated one: the PV clock and
+/// timers, event channels, the xenstore, the unplug), the read of the
+/// booted disk and the write to the scratch disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XenBlk {
+    pub baseline_exits: [u64; 2],
+    /// The baselines' exit statistics.
+    pub baseline_stats: [Option<ExitTable>; 2],
+    pub read: XenBlkRun,
+    pub write: XenBlkRun,
+}
+
+impl XenBlk {
+    /// Exits per MiB of a transfer: (its boot's exits - the mean of the
+    /// Xen baselines) / MiB.
+    pub fn exits_per_mib(&self, run: &XenBlkRun) -> f64 {
+        (run.exits as f64 - baseline_mean(self.baseline_exits)) / f64::from(run.keel.mib)
+    }
+
+    /// What the Xen baselines differ by, per MiB of a transfer of `mib`.
+    pub fn noise_per_mib(&self, mib: u32) -> f64 {
+        baseline_spread_per_mib(self.baseline_exits, mib)
+    }
+
+    /// The hypercall exits per MiB of a transfer, against the mean of the
+    /// baselines' (their `hypercall` rows): xen-blkfront's notifications
+    /// (EVTCHNOP_send) and the timers the transfer's time takes. The I/O
+    /// rows of a Xen boot hardly vary, so this is the part of exits per MiB
+    /// the vbd's ring drives, apart from its interrupts. `None` without the
+    /// three tables.
+    pub fn hypercalls_per_mib(&self, run: &XenBlkRun) -> Option<f64> {
+        let count = |t: &Option<ExitTable>| {
+            t.as_ref()
+                .map(|t| t.row("hypercall").map_or(0, |r| r.count))
+        };
+        let [a, b] = &self.baseline_stats;
+        let baseline = baseline_mean([count(a)?, count(b)?]);
+        Some((count(&run.exit_stats)? as f64 - baseline) / f64::from(run.keel.mib))
+    }
 }
 
 /// One virtio-blk transfer of the IDE bench: Keel's boot that made it
@@ -672,13 +754,12 @@ impl VirtioRun {
 impl IdeBench {
     /// The mean of the baseline boots' exits.
     pub fn baseline(&self) -> f64 {
-        (self.baseline_exits[0] as f64 + self.baseline_exits[1] as f64) / 2.0
+        baseline_mean(self.baseline_exits)
     }
 
-    /// What the two baseline boots differ by, per MiB of a read of `mib`: a
-    /// lower bound on the noise of exits per MiB, not a confidence interval.
+    /// What the two baseline boots differ by, per MiB of a read of `mib`.
     pub fn noise_per_mib(&self, mib: u32) -> f64 {
-        self.baseline_exits[0].abs_diff(self.baseline_exits[1]) as f64 / f64::from(mib)
+        baseline_spread_per_mib(self.baseline_exits, mib)
     }
 
     /// Exits per MiB read with DMA.
@@ -702,6 +783,18 @@ impl IdeBench {
     }
     pub fn virtio_over_pio(&self) -> f64 {
         self.virtio_read.keel.mib_per_s() / self.keel_pio.mib_per_s()
+    }
+
+    /// Keel's xen-blkfront read throughput over its IDE DMA read's and its
+    /// virtio-blk read's; its write throughput over virtio-blk's write.
+    pub fn xen_read_over_dma(&self) -> f64 {
+        self.xen.read.keel.mib_per_s() / self.keel_dma.mib_per_s()
+    }
+    pub fn xen_read_over_virtio(&self) -> f64 {
+        self.xen.read.keel.mib_per_s() / self.virtio_read.keel.mib_per_s()
+    }
+    pub fn xen_write_over_virtio(&self) -> f64 {
+        self.xen.write.keel.mib_per_s() / self.virtio_write.keel.mib_per_s()
     }
 
     pub fn init_ratio(&self) -> f64 {
@@ -751,6 +844,14 @@ impl IdeBench {
                 Some(Self::read_ratio(keel, qemu)),
             ));
         }
+        for keel in [&self.xen.read.keel, &self.xen.write.keel] {
+            t.push_str(&row(
+                &format!("{}, {} MiB", keel.transfer.label(), keel.mib),
+                &format!("{:.1} MiB/s", keel.mib_per_s()),
+                "n/a",
+                None,
+            ));
+        }
         t.push_str(&row(
             "virtio-blk read over IDE DMA, PIO (Keel)",
             &format!(
@@ -758,6 +859,22 @@ impl IdeBench {
                 self.virtio_over_dma(),
                 self.virtio_over_pio()
             ),
+            "",
+            None,
+        ));
+        t.push_str(&row(
+            "xen-blkfront read over DMA, virtio-blk",
+            &format!(
+                "{:.2}x, {:.2}x",
+                self.xen_read_over_dma(),
+                self.xen_read_over_virtio()
+            ),
+            "",
+            None,
+        ));
+        t.push_str(&row(
+            "xen-blkfront write over virtio-blk",
+            &format!("{:.2}x", self.xen_write_over_virtio()),
             "",
             None,
         ));
@@ -797,12 +914,35 @@ impl IdeBench {
                 ));
             }
         }
+        for run in [&self.xen.read, &self.xen.write] {
+            t.push_str(&row(
+                &format!("VM exits per MiB, {}", run.keel.transfer.label()),
+                &format!("{:.1}", self.xen.exits_per_mib(run)),
+                "",
+                None,
+            ));
+            t.push_str(&format!(
+                "    (the Xen baselines differ by {:.1} per MiB of this transfer)\n",
+                self.xen.noise_per_mib(run.keel.mib),
+            ));
+            if let Some(n) = self.xen.hypercalls_per_mib(run) {
+                t.push_str(&row("  of them hypercalls", &format!("{n:.1}"), "", None));
+            }
+        }
         t.push_str(&format!(
             "  exits per MiB: (exits of a boot that read N MiB - the mean of two boots\n  \
              that read nothing, {} and {}) / N\n  \
              transfers: 1 MiB O_DIRECT reads of /dev/sda and reads and writes of\n  \
-             the virtio-blk disk /dev/vda, timed by the guest's clock\n",
-            self.baseline_exits[0], self.baseline_exits[1]
+             the virtio-blk disk /dev/vda, timed by the guest's clock\n  \
+             xen-blkfront: the same image on a VM with xen_platform_pci = 1; Linux\n  \
+             unplugs the IDE disks and reads /dev/xvda (the booted disk) and writes\n  \
+             /dev/xvdb (a scratch disk on the IDE primary slave) the same way; its\n  \
+             baselines are two such boots that move nothing, {} and {}; plain QEMU\n  \
+             has no Xen PV devices (n/a)\n",
+            self.baseline_exits[0],
+            self.baseline_exits[1],
+            self.xen.baseline_exits[0],
+            self.xen.baseline_exits[1],
         ));
         t
     }
@@ -810,27 +950,42 @@ impl IdeBench {
     /// The JSON written to `target/bench/ide.json`.
     pub fn json(&self) -> String {
         let read = |k: &IdeRead,
-                    q: &IdeRead,
+                    q: Option<&IdeRead>,
                     exits: u64,
                     per_mib: f64,
+                    spread_per_mib: f64,
                     stats: &Option<ExitTable>| {
+            let qemu = |v: Option<f64>, digits: usize| {
+                v.map_or("null".to_string(), |v| format!("{v:.digits$}"))
+            };
             format!(
                 "{{\n    \"mib\": {},\n    \"xfer_mode\": \"{}\",\n    \"keel_s\": {:.6},\n    \
-                 \"keel_mib_per_s\": {:.3},\n    \"qemu_s\": {:.6},\n    \"qemu_mib_per_s\": {:.3},\n    \
-                 \"time_ratio\": {:.3},\n    \"keel_exits\": {exits},\n    \
-                 \"keel_exits_per_mib\": {per_mib:.3},\n    \"keel_baseline_spread_per_mib\": {:.3},\n    \
+                 \"keel_mib_per_s\": {:.3},\n    \"qemu_s\": {},\n    \"qemu_mib_per_s\": {},\n    \
+                 \"time_ratio\": {},\n    \"keel_exits\": {exits},\n    \
+                 \"keel_exits_per_mib\": {per_mib:.3},\n    \
+                 \"keel_baseline_spread_per_mib\": {spread_per_mib:.3},\n    \
                  \"keel_exit_stats\": {}\n  }}",
                 k.mib,
                 k.xfer_mode.escape_default(),
                 k.elapsed.as_secs_f64(),
                 k.mib_per_s(),
-                q.elapsed.as_secs_f64(),
-                q.mib_per_s(),
-                Self::read_ratio(k, q),
-                self.noise_per_mib(k.mib),
+                qemu(q.map(|q| q.elapsed.as_secs_f64()), 6),
+                qemu(q.map(IdeRead::mib_per_s), 3),
+                qemu(q.map(|q| Self::read_ratio(k, q)), 3),
                 json_or_null(stats.as_ref()),
             )
         };
+        let xen = |run: &XenBlkRun| {
+            read(
+                &run.keel,
+                None,
+                run.exits,
+                self.xen.exits_per_mib(run),
+                self.xen.noise_per_mib(run.keel.mib),
+                &run.exit_stats,
+            )
+        };
+        let [xen_base_1, xen_base_2] = &self.xen.baseline_stats;
         format!(
             "{{\n  \"kernel\": \"{}\",\n  \"keel_vm_start_s\": {},\n  \"keel_to_init_s\": {:.3},\n  \
              \"qemu_to_init_s\": {:.3},\n  \"init_ratio\": {:.3},\n  \
@@ -838,7 +993,12 @@ impl IdeBench {
              \"virtio_read\": {},\n  \"virtio_write\": {},\n  \
              \"virtio_read_over_dma\": {:.3},\n  \"virtio_read_over_pio\": {:.3},\n  \
              \"virtio_read_device_exits_per_mib\": {},\n  \
-             \"virtio_write_device_exits_per_mib\": {}\n}}\n",
+             \"virtio_write_device_exits_per_mib\": {},\n  \
+             \"xen_baseline_exits\": [{}, {}],\n  \"xen_baseline_exit_stats\": [{}, {}],\n  \
+             \"xen_read\": {},\n  \"xen_write\": {},\n  \
+             \"xen_read_over_dma\": {:.3},\n  \"xen_read_over_virtio\": {:.3},\n  \
+             \"xen_write_over_virtio\": {:.3},\n  \
+             \"xen_read_hypercalls_per_mib\": {},\n  \"xen_write_hypercalls_per_mib\": {}\n}}\n",
             self.kernel.escape_default(),
             self.keel_vm_start
                 .map_or("null".to_string(), |d| format!("{:.3}", d.as_secs_f64())),
@@ -849,36 +1009,51 @@ impl IdeBench {
             self.baseline_exits[1],
             read(
                 &self.keel_dma,
-                &self.qemu_dma,
+                Some(&self.qemu_dma),
                 self.dma_exits,
                 self.dma_exits_per_mib(),
+                self.noise_per_mib(self.keel_dma.mib),
                 &self.dma_exit_stats
             ),
             read(
                 &self.keel_pio,
-                &self.qemu_pio,
+                Some(&self.qemu_pio),
                 self.pio_exits,
                 self.pio_exits_per_mib(),
+                self.noise_per_mib(self.keel_pio.mib),
                 &self.pio_exit_stats
             ),
             read(
                 &self.virtio_read.keel,
-                &self.virtio_read.qemu,
+                Some(&self.virtio_read.qemu),
                 self.virtio_read.exits,
                 self.virtio_exits_per_mib(&self.virtio_read),
+                self.noise_per_mib(self.virtio_read.keel.mib),
                 &self.virtio_read.exit_stats
             ),
             read(
                 &self.virtio_write.keel,
-                &self.virtio_write.qemu,
+                Some(&self.virtio_write.qemu),
                 self.virtio_write.exits,
                 self.virtio_exits_per_mib(&self.virtio_write),
+                self.noise_per_mib(self.virtio_write.keel.mib),
                 &self.virtio_write.exit_stats
             ),
             self.virtio_over_dma(),
             self.virtio_over_pio(),
             per_mib_json(self.virtio_read.device_exits_per_mib()),
             per_mib_json(self.virtio_write.device_exits_per_mib()),
+            self.xen.baseline_exits[0],
+            self.xen.baseline_exits[1],
+            json_or_null(xen_base_1.as_ref()),
+            json_or_null(xen_base_2.as_ref()),
+            xen(&self.xen.read),
+            xen(&self.xen.write),
+            self.xen_read_over_dma(),
+            self.xen_read_over_virtio(),
+            self.xen_write_over_virtio(),
+            per_mib_json(self.xen.hypercalls_per_mib(&self.xen.read)),
+            per_mib_json(self.xen.hypercalls_per_mib(&self.xen.write)),
         )
     }
 }
@@ -939,7 +1114,7 @@ pub fn net_read(o: &Outcome, bytes: u64, run: &str) -> Result<NetRead, String> {
 /// is timed, and a small one whose exits are the baseline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NicRun {
-    /// `e1000` or `virtio-net`.
+    /// `e1000`, `virtio-net` or `xen-netfront`.
     pub model: String,
     pub keel: NetRead,
     pub small: NetRead,
@@ -973,15 +1148,18 @@ impl NicRun {
 }
 
 /// The network bench: a TCP download over HTTP (Debian's drivers, busybox
-/// `wget`) under Keel through the e1000 and through virtio-net, and on
-/// plain QEMU with QEMU's e1000, all on QEMU's restricted user network from
-/// the same loopback server.
+/// `wget`) under Keel through the e1000, through virtio-net and through
+/// xen-netfront (a VM with `xen_platform_pci = 1`: Linux unplugs the e1000
+/// and netback serves its switch port), and on plain QEMU with QEMU's
+/// e1000, all on QEMU's restricted user network from the same loopback
+/// server. Plain QEMU has no Xen PV devices: no QEMU side for xen-netfront.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetBench {
     pub kernel: String,
     pub qemu: NetRead,
     pub e1000: NicRun,
     pub virtio: NicRun,
+    pub xen: NicRun,
 }
 
 impl NetBench {
@@ -995,10 +1173,16 @@ impl NetBench {
         self.virtio.keel.mib_per_s() / self.e1000.keel.mib_per_s()
     }
 
+    /// xen-netfront's throughput over the e1000's, both under Keel.
+    pub fn xen_speedup(&self) -> f64 {
+        self.xen.keel.mib_per_s() / self.e1000.keel.mib_per_s()
+    }
+
     /// Its section of the table printed on stdout.
     pub fn rows(&self) -> String {
         let mut t = format!(
-            "network: HTTP download through the e1000 and virtio-net ({}, busybox wget)\n",
+            "network: HTTP download through the e1000, virtio-net and xen-netfront\n  \
+             ({}, busybox wget)\n",
             self.kernel
         );
         t.push_str(&row(
@@ -1016,7 +1200,13 @@ impl NetBench {
             "",
             None,
         ));
-        for r in [&self.e1000, &self.virtio] {
+        t.push_str(&row(
+            &format!("TCP download, {:.0} MiB, xen-netfront", self.xen.keel.mib()),
+            &format!("{:.1} MiB/s", self.xen.keel.mib_per_s()),
+            "n/a",
+            None,
+        ));
+        for r in [&self.e1000, &self.virtio, &self.xen] {
             t.push_str(&row(
                 &format!("VM exits per MiB received, {}", r.model),
                 &format!("{:.1}", r.exits_per_mib()),
@@ -1026,16 +1216,23 @@ impl NetBench {
         }
         t.push_str(&format!(
             "  virtio-net / e1000 throughput under Keel: {:.2}x\n  \
+             xen-netfront / e1000 throughput under Keel: {:.2}x\n  \
              exits per MiB: (exits of the boot that downloaded {:.0} MiB - exits of one\n  \
-             that downloaded {:.0} MiB: e1000 {} and {}, virtio-net {} and {}) / the difference\n  \
-             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on\n",
+             that downloaded {:.0} MiB: e1000 {} and {}, virtio-net {} and {},\n  \
+             xen-netfront {} and {}) / the difference\n  \
+             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on\n  \
+             xen-netfront: a VM with xen_platform_pci = 1 whose e1000 Linux unplugs;\n  \
+             plain QEMU has no Xen PV devices (n/a)\n",
             self.virtio_speedup(),
+            self.xen_speedup(),
             self.e1000.keel.mib(),
             self.e1000.small.mib(),
             self.e1000.exits,
             self.e1000.small_exits,
             self.virtio.exits,
             self.virtio.small_exits,
+            self.xen.exits,
+            self.xen.small_exits,
         ));
         t
     }
@@ -1045,32 +1242,55 @@ impl NetBench {
         format!(
             "{{\n  \"kernel\": \"{}\",\n  \"qemu_e1000_s\": {:.6},\n  \"qemu_e1000_mib_per_s\": {:.3},\n  \
              \"e1000_time_ratio\": {:.3},\n  \"virtio_over_e1000\": {:.3},\n  \
-             \"e1000\": {},\n  \"virtio_net\": {}\n}}\n",
+             \"xen_over_e1000\": {:.3},\n  \
+             \"e1000\": {},\n  \"virtio_net\": {},\n  \"xen_netfront\": {}\n}}\n",
             self.kernel.escape_default(),
             self.qemu.elapsed.as_secs_f64(),
             self.qemu.mib_per_s(),
             self.ratio(),
             self.virtio_speedup(),
+            self.xen_speedup(),
             self.e1000.json(),
             self.virtio.json(),
+            self.xen.json(),
         )
+    }
+}
+
+/// The guest's NIC of a `keel_nic=` word (`e1000`, `virtio-net`, `xen`),
+/// as the bench's rows name it.
+pub fn nic_name(nic: &str) -> &str {
+    if nic == "xen" {
+        "xen-netfront"
+    } else {
+        nic
     }
 }
 
 /// The VM config of one Keel run of the network bench: like
 /// tests/vms/debian-net.cfg with a vif of model `nic`, its command line the
-/// bench mode downloading `bytes` bytes through it.
+/// bench mode downloading `bytes` bytes through it. `nic` is `keel_nic=`'s
+/// word; for `xen` the VM is tests/vms/debian-xen-net.cfg's: an e1000 vif
+/// and `xen_platform_pci = 1`, so Linux unplugs the e1000 and xen-netfront
+/// takes its switch port.
 pub fn net_bench_config(name: &str, memory_mib: u32, bytes: usize, nic: &str) -> String {
+    let (model, xen) = if nic == "xen" {
+        ("e1000", "xen_platform_pci = 1\n")
+    } else {
+        (nic, "")
+    };
     format!(
         "# Generated by cargo xtask bench: Debian downloads {bytes} bytes over HTTP\n\
-         # through the {nic}, times it, then powers off.\n\
+         # through the {}, times it, then powers off.\n\
          name = \"{name}\"\n\
          memory = {memory_mib}\n\
          vcpus = 1\n\
          kernel = \"{}\"\n\
          ramdisk = \"{}\"\n\
          cmdline = \"{}\"\n\
-         vif = [ 'model={nic},bridge=virtio0' ]\n",
+         {xen}\
+         vif = [ 'model={model},bridge=virtio0' ]\n",
+        nic_name(nic),
         crate::guest_assets::DEBIAN_LINUX,
         crate::net_assets::DEBIAN_NET_INITRAMFS,
         crate::net_assets::bench_cmdline(bytes, nic)
@@ -1276,32 +1496,54 @@ fn load_json(l: Option<[f64; 3]>) -> String {
 
 /// The VM config of one Keel run of the IDE bench: like
 /// tests/vms/debian-ide.cfg, its disk the bench copy `image` (next to the
-/// config), no CD-ROM, and the virtio-blk scratch disk `scratch` (every run
-/// has it, so the baselines boot the same machine).
+/// config), no CD-ROM, and the scratch disk `scratch`: on the emulated
+/// machine a virtio-blk disk (every emulated run has it, so the baselines
+/// boot the same machine), on Xen's (`xen_platform_pci = 1`) the IDE
+/// primary slave, which Linux reaches as the vbd `/dev/xvdb`.
 pub fn ide_bench_config(
     name: &str,
     image: &str,
     scratch: &str,
     memory_mib: u32,
-    mib: BenchMib,
+    boot: BenchBoot,
 ) -> String {
-    let BenchMib {
-        dma,
-        pio,
-        virtio_read,
-        virtio_write,
-    } = mib;
+    let (what, machine) = match boot {
+        BenchBoot::Emulated(BenchMib {
+            dma,
+            pio,
+            virtio_read,
+            virtio_write,
+        }) => (
+            format!(
+                "# /init reads {dma} MiB with DMA and {pio} MiB with PIO, reads {virtio_read} MiB\n\
+                 # from the virtio-blk disk and writes {virtio_write} MiB to it, then powers off.\n"
+            ),
+            format!(
+                "disk = [ '{image},raw,hda,rw,volatile',\n         \
+                          '{scratch},raw,xvda,rw,specification=virtio,volatile' ]\n"
+            ),
+        ),
+        BenchBoot::Xen { read, write } => (
+            format!(
+                "# Linux unplugs the IDE disks; /init reads {read} MiB of the booted disk and\n\
+                 # writes {write} MiB to the scratch disk through xen-blkfront, then powers off.\n"
+            ),
+            format!(
+                "xen_platform_pci = 1\n\
+                 disk = [ '{image},raw,hda,rw,volatile',\n         \
+                          '{scratch},raw,hdb,rw,volatile' ]\n"
+            ),
+        ),
+    };
     format!(
         "# Generated by cargo xtask bench: SeaBIOS boots Debian from the IDE disk;\n\
-         # /init reads {dma} MiB with DMA and {pio} MiB with PIO, reads {virtio_read} MiB\n\
-         # from the virtio-blk disk and writes {virtio_write} MiB to it, then powers off.\n\
+         {what}\
          # The disks stay in Keel's RAM (volatile), as in the tests' debian-ide.\n\
          name = \"{name}\"\n\
          memory = {memory_mib}\n\
          vcpus = 1\n\
          firmware = \"seabios\"\n\
-         disk = [ '{image},raw,hda,rw,volatile',\n         \
-                  '{scratch},raw,xvda,rw,specification=virtio,volatile' ]\n"
+         {machine}"
     )
 }
 
@@ -1529,18 +1771,62 @@ mod tests {
             },
             e1000: run("e1000", 8, 500),
             virtio: run("virtio-net", 2, 20),
+            xen: run("xen-netfront", 5, 60),
         };
         assert!((b.e1000.exits_per_mib() - 500.0).abs() < 1e-9);
         assert!((b.virtio.exits_per_mib() - 20.0).abs() < 1e-9);
+        assert!((b.xen.exits_per_mib() - 60.0).abs() < 1e-9);
         assert!((b.ratio() - 4.0).abs() < 1e-9);
         assert!((b.virtio_speedup() - 4.0).abs() < 1e-9);
-        assert!(b.rows().contains("TCP download, 32 MiB, virtio-net"));
-        assert!(b.json().contains("\"keel_exits_per_mib\": 500.000"));
-        assert!(b.json().contains("\"virtio_over_e1000\": 4.000"));
+        // 6.4 MiB/s against the e1000's 4.
+        assert!((b.xen_speedup() - 1.6).abs() < 1e-9);
+        let rows = b.rows();
+        assert!(rows.contains("TCP download, 32 MiB, virtio-net"), "{rows}");
+        // xen-netfront's row: its throughput, no QEMU side.
+        let xen_row = rows
+            .lines()
+            .find(|l| l.contains("TCP download, 32 MiB, xen-netfront"))
+            .unwrap_or_else(|| panic!("{rows}"));
+        assert!(
+            xen_row.contains("6.4 MiB/s") && xen_row.ends_with("n/a"),
+            "{rows}"
+        );
+        assert!(
+            rows.contains("VM exits per MiB received, xen-netfront") && rows.contains("60.0"),
+            "{rows}"
+        );
+        assert!(
+            rows.contains("xen-netfront / e1000 throughput under Keel: 1.60x"),
+            "{rows}"
+        );
+        let json = b.json();
+        assert!(json.contains("\"keel_exits_per_mib\": 500.000"), "{json}");
+        assert!(json.contains("\"virtio_over_e1000\": 4.000"), "{json}");
+        assert!(json.contains("\"xen_over_e1000\": 1.600"), "{json}");
+        assert!(
+            json.contains(
+                "\"xen_netfront\": { \"model\": \"xen-netfront\", \"bytes\": 33554432, \
+                 \"keel_s\": 5.000000, \"keel_mib_per_s\": 6.400"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"keel_exits_per_mib\": 60.000"), "{json}");
         let cfg = net_bench_config("net-bench", 256, 5, "virtio-net");
         let parsed = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
         assert_eq!(parsed.vifs, ["model=virtio-net,bridge=virtio0"]);
+        assert!(!parsed.xen_platform_pci);
         assert!(parsed.cmdline.unwrap().ends_with("keel_bench_bytes=5"));
+        // xen-netfront: debian-xen-net.cfg's machine, an e1000 Linux unplugs.
+        let cfg = net_bench_config("net-bench-xen", 256, 5, "xen");
+        let parsed = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
+        assert!(parsed.xen_platform_pci, "{cfg}");
+        assert_eq!(parsed.vifs, ["model=e1000,bridge=virtio0"]);
+        assert!(parsed
+            .cmdline
+            .unwrap()
+            .contains("keel_nic=xen keel_test=bench"));
+        assert!(cfg.contains("through the xen-netfront"), "{cfg}");
+        assert_eq!(nic_name("e1000"), "e1000");
     }
 
     fn outcome(lines: &[(&str, u64)], elapsed_ms: u64) -> Outcome {
@@ -1876,6 +2162,24 @@ mod tests {
         assert!(!Transfer::Dma.matches("XFER_PIO_4"));
         assert!(Transfer::Pio.matches("XFER_PIO_4"));
         assert!(!Transfer::Pio.matches("XFER_MW_DMA_2"));
+        let x =
+            IdeRead::parse("[ide-bench-xen-read] BENCH xen-read 256 MiB 2000000 us xen-blkfront")
+                .unwrap();
+        assert_eq!(x.transfer, Transfer::XenRead);
+        assert!((x.mib_per_s() - 128.0).abs() < 1e-9);
+        let w = IdeRead::parse("BENCH xen-write 0 MiB 10 us xen-blkfront").unwrap();
+        assert_eq!((w.transfer, w.mib), (Transfer::XenWrite, 0));
+        assert_eq!(
+            IdeRead::parse("BENCH xen-blk 1 MiB 1 us xen-blkfront"),
+            None
+        );
+        assert!(Transfer::XenRead.matches("xen-blkfront"));
+        assert!(Transfer::XenWrite.matches("xen-blkfront"));
+        // A vbd another driver (or none) served is not xen-blkfront's.
+        assert!(!Transfer::XenRead.matches("none"));
+        assert!(!Transfer::XenWrite.matches("virtio_blk"));
+        assert!(!Transfer::VirtioRead.matches("xen-blkfront"));
+        assert!(!Transfer::Dma.matches("xen-blkfront"));
     }
 
     #[test]
@@ -1895,6 +2199,12 @@ mod tests {
         assert!(ide_read(&o, Transfer::Dma, 16, "b")
             .unwrap_err()
             .contains("not 16"));
+        let xen = outcome(&[("[x] BENCH xen-read 256 MiB 10 us none", 1)], 2);
+        let e = ide_read(&xen, Transfer::XenRead, 256, "x").unwrap_err();
+        assert!(e.contains("the xen-read read ran in none"), "{e}");
+        assert!(ide_read(&xen, Transfer::XenWrite, 0, "x")
+            .unwrap_err()
+            .contains("no 'BENCH xen-write ...' line"));
         let failed = outcome(&[("[b] BENCH-FAIL no /dev/sda", 1)], 2);
         assert!(ide_read(&failed, Transfer::Dma, 0, "b")
             .unwrap_err()
@@ -1948,6 +2258,21 @@ mod tests {
                 exits: 129_100 + 128 * 5,
                 exit_stats: None,
             },
+            // Xen's machine boots with exits of its own: its baselines.
+            xen: XenBlk {
+                baseline_exits: [150_000, 150_512],
+                baseline_stats: [None, None],
+                read: XenBlkRun {
+                    keel: read(Transfer::XenRead, 256, 1.0, "xen-blkfront"),
+                    exits: 150_256 + 256 * 12,
+                    exit_stats: None,
+                },
+                write: XenBlkRun {
+                    keel: read(Transfer::XenWrite, 128, 2.0, "xen-blkfront"),
+                    exits: 150_256 + 128 * 20,
+                    exit_stats: None,
+                },
+            },
         };
         assert!((b.baseline() - 129_100.0).abs() < 1e-9);
         assert!((b.virtio_exits_per_mib(&b.virtio_read) - 3.0).abs() < 1e-9);
@@ -1985,7 +2310,76 @@ mod tests {
         assert!((b.pio_exits_per_mib() - 3_300.0).abs() < 1e-9);
         assert!((b.noise_per_mib(16) - 12.5).abs() < 1e-9);
         assert!((b.init_ratio() - 3.0).abs() < 1e-9);
+        // xen-blkfront against its own baselines, not the emulated ones.
+        assert!((b.xen.exits_per_mib(&b.xen.read) - 12.0).abs() < 1e-9);
+        assert!((b.xen.exits_per_mib(&b.xen.write) - 20.0).abs() < 1e-9);
+        assert!((b.xen.noise_per_mib(256) - 2.0).abs() < 1e-9);
+        // Read 256 MiB/s against DMA's 128 and virtio-blk's 512; write 64
+        // against virtio-blk's 128.
+        assert!((b.xen_read_over_dma() - 2.0).abs() < 1e-9);
+        assert!((b.xen_read_over_virtio() - 0.5).abs() < 1e-9);
+        assert!((b.xen_write_over_virtio() - 0.5).abs() < 1e-9);
         let rows = b.rows();
+        let line = |what: &str| {
+            rows.lines()
+                .find(|l| l.contains(what))
+                .unwrap_or_else(|| panic!("no '{what}' in {rows}"))
+                .to_string()
+        };
+        let xen_read = line("xen-blkfront read, 256 MiB");
+        assert!(
+            xen_read.contains("256.0 MiB/s") && xen_read.ends_with("n/a"),
+            "{rows}"
+        );
+        assert!(line("xen-blkfront write, 128 MiB").contains("64.0 MiB/s"));
+        assert!(line("xen-blkfront read over DMA, virtio-blk").contains("2.00x, 0.50x"));
+        assert!(line("xen-blkfront write over virtio-blk").contains("0.50x"));
+        assert!(line("VM exits per MiB, xen-blkfront read").contains("12.0"));
+        assert!(line("VM exits per MiB, xen-blkfront write").contains("20.0"));
+        assert!(
+            rows.contains("the Xen baselines differ by 4.0 per MiB"),
+            "{rows}"
+        );
+        assert!(rows.contains("150000 and 150512"), "{rows}");
+        assert!(!rows.contains("of them hypercalls"), "{rows}");
+        assert!(
+            b.json().contains("\"xen_read_hypercalls_per_mib\": null"),
+            "{}",
+            b.json()
+        );
+        // With the tables: hypercalls against the baselines' mean, 1000
+        // (a table without the row has none).
+        let hypercalls = |vm: &str, n: Option<u64>| {
+            let header = format!("keel: VM '{vm}': exit statistics at its end");
+            let row = n.map(|n| format!("keel: exits: hypercall  {n}  5.0%  3000  8  1000  3"));
+            let mut lines = vec![(header.as_str(), 1)];
+            if let Some(r) = &row {
+                lines.push((r.as_str(), 1));
+            }
+            ExitTable::parse(&outcome(&lines, 2), vm)
+        };
+        let mut with_stats = b.clone();
+        with_stats.xen.baseline_stats = [hypercalls("a", Some(900)), hypercalls("b", Some(1_100))];
+        with_stats.xen.read.exit_stats = hypercalls("r", Some(1_000 + 256 * 4));
+        assert_eq!(with_stats.xen.hypercalls_per_mib(&b.xen.read), None);
+        assert_eq!(
+            with_stats.xen.hypercalls_per_mib(&with_stats.xen.read),
+            Some(4.0)
+        );
+        with_stats.xen.write.exit_stats = hypercalls("w", None);
+        assert_eq!(
+            with_stats.xen.hypercalls_per_mib(&with_stats.xen.write),
+            Some(-1_000.0 / 128.0)
+        );
+        let rows = with_stats.rows();
+        assert!(rows.contains("of them hypercalls"), "{rows}");
+        assert!(
+            with_stats
+                .json()
+                .contains("\"xen_read_hypercalls_per_mib\": 4.000"),
+            "{}",
+            with_stats.json()
+        );
         assert!(rows.contains("3.00x"), "{rows}");
         // From the VM's start: 20 s against 8 s.
         assert!(rows.contains("2.50x"), "{rows}");
@@ -2010,11 +2404,40 @@ mod tests {
             json.contains("\"keel_baseline_exits\": [129000, 129200]"),
             "{json}"
         );
+        // PIO's spread from the emulated baselines: 200 / 16.
+        assert!(
+            json.contains("\"keel_baseline_spread_per_mib\": 12.500"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"xen_baseline_exits\": [150000, 150512]"),
+            "{json}"
+        );
+        assert!(
+            json.contains(
+                "\"xen_read\": {\n    \"mib\": 256,\n    \"xfer_mode\": \"xen-blkfront\",\n    \
+                 \"keel_s\": 1.000000,\n    \"keel_mib_per_s\": 256.000,\n    \"qemu_s\": null,\n    \
+                 \"qemu_mib_per_s\": null,\n    \"time_ratio\": null,\n    \
+                 \"keel_exits\": 153328,\n    \"keel_exits_per_mib\": 12.000,\n    \
+                 \"keel_baseline_spread_per_mib\": 2.000,"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"keel_exits_per_mib\": 20.000"), "{json}");
+        assert!(json.contains("\"xen_read_over_dma\": 2.000"), "{json}");
+        assert!(json.contains("\"xen_read_over_virtio\": 0.500"), "{json}");
+        assert!(json.contains("\"xen_write_over_virtio\": 0.500"), "{json}");
         let mib = BenchMib {
             dma: 256,
             ..BenchMib::default()
         };
-        let cfg = ide_bench_config("ide-bench-dma", "ide-bench-dma.img", "v.img", 256, mib);
+        let cfg = ide_bench_config(
+            "ide-bench-dma",
+            "ide-bench-dma.img",
+            "v.img",
+            256,
+            BenchBoot::Emulated(mib),
+        );
         assert!(cfg.contains("name = \"ide-bench-dma\"\n"), "{cfg}");
         let vm = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
         assert_eq!(vm.disks.len(), 2, "{cfg}");
@@ -2025,6 +2448,39 @@ mod tests {
             ),
             "{cfg}"
         );
+        assert!(!vm.xen_platform_pci);
+        // Xen's boots: the platform device, the scratch disk on the IDE
+        // primary slave (Linux's /dev/xvdb), no virtio-blk disk.
+        let cfg = ide_bench_config(
+            "ide-bench-xen-read",
+            "ide-bench-xen-read.img",
+            "x.img",
+            256,
+            BenchBoot::Xen {
+                read: 256,
+                write: 0,
+            },
+        );
+        let vm = vm_config::parse_bytes(cfg.as_bytes()).unwrap().config;
+        assert!(vm.xen_platform_pci, "{cfg}");
+        let disks = vm.disk_specs().unwrap();
+        let slots: Vec<_> = disks.iter().map(|d| (d.target.as_str(), d.slot)).collect();
+        assert_eq!(
+            slots,
+            [
+                (
+                    "ide-bench-xen-read.img",
+                    vm_config::DiskSlot::Ide(vm_config::IdeSlot::PrimaryMaster)
+                ),
+                (
+                    "x.img",
+                    vm_config::DiskSlot::Ide(vm_config::IdeSlot::PrimarySlave)
+                ),
+            ],
+            "{cfg}"
+        );
+        assert!(disks.iter().all(|d| d.writable && d.volatile && !d.cdrom));
+        assert!(cfg.contains("reads 256 MiB of the booted disk"), "{cfg}");
         let q = plain_qemu_disk(Path::new("/b/q,1.img"), Path::new("/b/v.img"), 256);
         let args: Vec<_> = q.get_args().map(|a| a.to_string_lossy()).collect();
         assert!(args.join(" ").ends_with(

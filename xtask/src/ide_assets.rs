@@ -24,7 +24,10 @@
 //! and powers off through ACPI. With `keel_test=bench keel_bench=D,P,R,W` on
 //! the kernel command line (a copy of the disk from [`bench_disk`]) it runs no
 //! checks but times reads of the disk with DMA and PIO, and reads and writes
-//! of a virtio-blk scratch disk (`cargo xtask bench`).
+//! of a virtio-blk scratch disk (`cargo xtask bench`); with
+//! `keel_test=bench keel_bench_xen=R,W` (a VM with `xen_platform_pci = 1`)
+//! it times xen-blkfront's reads of the booted disk and writes of a scratch
+//! disk on the IDE primary slave instead.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -304,7 +307,21 @@ now_us() {
     fi
 }
 disk_xfer() {
-    case "$1" in /dev/vd*) echo virtio_blk; return ;; esac
+    case "$1" in
+    /dev/vd*)
+        echo virtio_blk
+        return
+        ;;
+    /dev/xvd*)
+        # xenbus names its drivers by device type: vbd is xen-blkfront.
+        if [ "$(basename "$(readlink "/sys/block/${1#/dev/}/device/driver")")" = vbd ]; then
+            echo xen-blkfront
+        else
+            echo none
+        fi
+        return
+        ;;
+    esac
     for d in /sys/class/ata_device/dev*; do
         if [ "$(cat "$d/class")" = ata ]; then
             cat "$d/xfer_mode"
@@ -338,7 +355,25 @@ bench_fail() {
     dmesg | tail -20
     poweroff -f
 }
+# Xen's machine (keel_bench_xen=R,W, xen_platform_pci = 1): Linux has
+# unplugged the IDE disks; xen-blkfront reads R MiB from /dev/xvda, the
+# booted disk, and writes W MiB to /dev/xvdb, the all-zero scratch disk on
+# the IDE primary slave (the booted disk stays intact), the same way;
+# "BENCH xen-read|xen-write N MiB T us xen-blkfront".
+run_xen_bench() {
+    load_modules || bench_fail "modules do not load"
+    load_xen_modules || bench_fail "xen-blkfront does not load"
+    wait_for /dev/xvda || bench_fail "no /dev/xvda"
+    wait_for /dev/xvdb || bench_fail "no /dev/xvdb"
+    [ -b /dev/sda ] && bench_fail "the IDE disk is still there"
+    bench_io xen-read /dev/xvda "$1" read || bench_fail "xen-blkfront read"
+    bench_io xen-write /dev/xvdb "$2" write || bench_fail "xen-blkfront write"
+    echo "BENCH done"
+    poweroff -f
+}
 run_bench() {
+    set -- $(sed -n 's/.*keel_bench_xen=\([0-9]*\),\([0-9]*\).*/\1 \2/p' /proc/cmdline)
+    [ -n "$2" ] && run_xen_bench "$1" "$2"
     set -- $(sed -n 's/.*keel_bench=\([0-9]*\),\([0-9]*\),\([0-9]*\),\([0-9]*\).*/\1 \2 \3 \4/p' /proc/cmdline)
     [ -n "$4" ] || bench_fail "no keel_bench=D,P,R,W on the command line"
     load_modules || bench_fail "modules do not load"
@@ -498,24 +533,39 @@ pub struct BenchMib {
     pub virtio_write: u32,
 }
 
-/// The `syslinux_cfg` mode of a bench boot: `/init` moves `mib` and prints
-/// a `BENCH` line per transfer.
-pub fn bench_mode(mib: BenchMib) -> String {
-    format!(
-        "bench keel_bench={},{},{},{}",
-        mib.dma, mib.pio, mib.virtio_read, mib.virtio_write
-    )
+/// One bench boot: on the emulated machine (IDE and virtio-blk), or on a
+/// VM with `xen_platform_pci = 1`, where Linux unplugs the IDE disks and
+/// xen-blkfront reads `read` MiB of the booted disk (`/dev/xvda`) and
+/// writes `write` MiB to the scratch disk on the IDE primary slave
+/// (`/dev/xvdb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchBoot {
+    Emulated(BenchMib),
+    Xen { read: u32, write: u32 },
+}
+
+/// The `syslinux_cfg` mode of a bench boot: `/init` moves what `boot`
+/// names and prints a `BENCH` line per transfer.
+pub fn bench_mode(boot: BenchBoot) -> String {
+    match boot {
+        BenchBoot::Emulated(mib) => format!(
+            "bench keel_bench={},{},{},{}",
+            mib.dma, mib.pio, mib.virtio_read, mib.virtio_write
+        ),
+        BenchBoot::Xen { read, write } => format!("bench keel_bench_xen={read},{write}"),
+    }
 }
 
 /// A copy of `debian-disk` at `dest` whose `syslinux.cfg` boots the bench
 /// mode of [`bench_mode`].
-pub fn bench_disk(dest: &Path, mib: BenchMib) -> Result<(), String> {
-    disk_with_mode(dest, &bench_mode(mib))
+pub fn bench_disk(dest: &Path, boot: BenchBoot) -> Result<(), String> {
+    disk_with_mode(dest, &bench_mode(boot))
 }
 
-/// The bench's virtio-blk scratch disk at `dest`: as large as `debian-disk`,
-/// all zeros (no boot signature, so SeaBIOS still boots the IDE disk); the
-/// bench reads it and overwrites it.
+/// A scratch disk of the bench at `dest` (virtio-blk, or the Xen boots'
+/// IDE primary slave): as large as `debian-disk`, all zeros (no boot
+/// signature, so SeaBIOS still boots the IDE disk); the bench reads it and
+/// overwrites it.
 pub fn bench_scratch_disk(dest: &Path) -> Result<(), String> {
     let f = fs::File::create(dest).map_err(|e| io("cannot create", dest, e))?;
     f.set_len(DISK_SECTORS * SECTOR)
@@ -1063,6 +1113,38 @@ mod tests {
         assert_eq!(p[511], b'\n');
         assert!(p[512..].starts_with(b"keel host sector 000001 "));
         assert!(INIT_SCRIPT.contains(r#"sprintf("keel %s sector %06d", who, i)"#));
+    }
+
+    #[test]
+    fn bench_modes_name_their_machine() {
+        let mib = BenchMib {
+            dma: 256,
+            pio: 16,
+            virtio_read: 0,
+            virtio_write: 8,
+        };
+        assert_eq!(
+            bench_mode(BenchBoot::Emulated(mib)),
+            "bench keel_bench=256,16,0,8"
+        );
+        // A Xen boot that moves nothing still runs the Xen path.
+        assert_eq!(
+            bench_mode(BenchBoot::Xen { read: 0, write: 0 }),
+            "bench keel_bench_xen=0,0"
+        );
+        assert!(syslinux_cfg(&bench_mode(BenchBoot::Xen {
+            read: 256,
+            write: 128
+        }))
+        .contains("keel_test=bench keel_bench_xen=256,128\n"));
+        // /init reads keel_bench_xen= before keel_bench=, whose pattern
+        // (`keel_bench=` then digits) does not match it.
+        let s = init_script();
+        let xen = s.find("keel_bench_xen=\\([0-9]*\\)").expect("xen sed");
+        let emulated = s.find("keel_bench=\\([0-9]*\\)").expect("emulated sed");
+        assert!(xen < emulated);
+        assert!(s.contains("bench_io xen-read /dev/xvda"));
+        assert!(s.contains("bench_io xen-write /dev/xvdb"));
     }
 
     #[test]

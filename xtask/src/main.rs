@@ -71,18 +71,20 @@ commands:
                          (tests/vms/exitbench.cfg) under Keel, and the Debian IDE disk
                          image under Keel and on plain QEMU TCG (-drive if=ide), reading
                          its disk with DMA and PIO and reading and writing a virtio-blk
-                         disk (QEMU: -drive if=virtio); print one table (times, ratios,
-                         cycles per exit and Keel's share, MiB/s, VM exits per MiB),
-                         write target/bench/boot.json, exits.json and ide.json;
+                         disk (QEMU: -drive if=virtio), and under Keel with
+                         xen_platform_pci = 1 through xen-blkfront (no QEMU side);
+                         print one table (times, ratios, cycles per exit and Keel's
+                         share, MiB/s, VM exits per MiB), write
+                         target/bench/boot.json, exits.json and ide.json;
                          then Debian's kernel with the network initramfs downloads
-                         a file over HTTP through the e1000 under Keel (32 MiB, and
-                         1 MiB for the exit baseline) and on plain QEMU TCG
-                         (-nic user,model=e1000,restrict=on): MiB/s, ratio, VM exits
-                         per MiB (target/bench/net.json); the screendisk boot disk
-                         scrolls the text screen through INT 10h and fills the
-                         1024x768x32 framebuffer under Keel and on plain QEMU TCG
-                         (-device VGA): time per scroll and fill, VM exits of
-                         each (target/bench/screen.json);
+                         a file over HTTP under Keel through the e1000, virtio-net
+                         and xen-netfront (32 MiB, and 1 MiB for the exit baseline)
+                         and on plain QEMU TCG (-nic user,model=e1000,restrict=on):
+                         MiB/s, ratios, VM exits per MiB (target/bench/net.json);
+                         the screendisk boot disk scrolls the text screen through
+                         INT 10h and fills the 1024x768x32 framebuffer under Keel
+                         and on plain QEMU TCG (-device VGA): time per scroll and
+                         fill, VM exits of each (target/bench/screen.json);
                          --only exits runs only the exit bench, --only ide only
                          the disk bench, --only net only the network bench, --only
                          shim only the shim bench (target/bench/shim.json), --only
@@ -590,6 +592,10 @@ const BENCH_PIO_MIB: u32 = 16;
 /// (as DMA's: eight times the 32 MiB disk).
 const BENCH_VIRTIO_READ_MIB: u32 = 256;
 const BENCH_VIRTIO_WRITE_MIB: u32 = 256;
+/// MiB xen-blkfront reads from the booted disk and writes to the scratch
+/// disk on the Xen boots (as virtio-blk's, to compare at the same size).
+const BENCH_XEN_READ_MIB: u32 = 256;
+const BENCH_XEN_WRITE_MIB: u32 = 256;
 
 /// `cargo xtask bench`: boot time under Keel next to plain QEMU, and the IDE
 /// bench (see USAGE and xtask/src/bench.rs).
@@ -906,8 +912,8 @@ fn run_exit_bench(
 const BENCH_NET_BYTES: usize = 32 << 20;
 const BENCH_NET_SMALL_BYTES: usize = 1 << 20;
 
-/// The network bench's Keel runs: (VM config, VM name, bytes, NIC model),
-/// per NIC the small one first.
+/// The network bench's Keel runs: (VM config, VM name, bytes, NIC as
+/// `keel_nic=` names it), per NIC the small one first.
 fn prepare_net_bench(
     ws: &Workspace,
     dir: &Path,
@@ -924,6 +930,8 @@ fn prepare_net_bench(
             "virtio-net",
         ),
         ("net-bench-virtio", BENCH_NET_BYTES, "virtio-net"),
+        ("net-bench-xen-small", BENCH_NET_SMALL_BYTES, "xen"),
+        ("net-bench-xen", BENCH_NET_BYTES, "xen"),
     ] {
         let config = dir.join(format!("{name}.cfg"));
         let text = xtask::bench::net_bench_config(name, template.config.memory_mib, bytes, nic);
@@ -974,7 +982,8 @@ fn run_net_bench(
     let mut keel = Vec::new();
     for ((_, name, bytes, nic), (vm, iso)) in runs.iter().zip(&isos) {
         let run = progress.next(format!(
-            "bench: {name} under Keel: download {bytes} bytes through the {nic}"
+            "bench: {name} under Keel: download {bytes} bytes through the {}",
+            xtask::bench::nic_name(nic)
         ));
         let t = xtask::net_assets::test_network(&guest_dir, Some(*bytes))?;
         let o =
@@ -986,10 +995,10 @@ fn run_net_bench(
         keel.push((read, n, ExitTable::parse(&o, name)));
         run.done("");
     }
-    let [(e_small, e_small_exits, _), (e_read, e_n, e_stats), (v_small, v_small_exits, _), (v_read, v_n, v_stats)] =
+    let [(e_small, e_small_exits, _), (e_read, e_n, e_stats), (v_small, v_small_exits, _), (v_read, v_n, v_stats), (x_small, x_small_exits, _), (x_read, x_n, x_stats)] =
         &keel[..]
     else {
-        return Err(format!("{} Keel runs, expected 4", keel.len()));
+        return Err(format!("{} Keel runs, expected 6", keel.len()));
     };
     let nic = |model: &str,
                small: &NetRead,
@@ -1013,6 +1022,14 @@ fn run_net_bench(
         qemu,
         e1000: nic("e1000", e_small, *e_small_exits, e_read, *e_n, e_stats),
         virtio: nic("virtio-net", v_small, *v_small_exits, v_read, *v_n, v_stats),
+        xen: nic(
+            "xen-netfront",
+            x_small,
+            *x_small_exits,
+            x_read,
+            *x_n,
+            x_stats,
+        ),
     })
 }
 
@@ -1140,20 +1157,21 @@ fn run_screen_bench(
     })
 }
 
-/// One Keel run of the IDE bench: its VM config, and the MiB it moves.
+/// One Keel run of the IDE bench: its VM config, and what it moves.
 struct IdeRun {
     config: PathBuf,
     name: String,
-    mib: xtask::ide_assets::BenchMib,
+    boot: xtask::ide_assets::BenchBoot,
 }
 
 /// The IDE bench's files under `dir`: per Keel run a copy of debian-disk
 /// that boots the bench mode and a VM config like debian-ide's (without the
-/// CD), the virtio-blk scratch disk every run has, and the image plain QEMU
-/// boots.
+/// CD), the virtio-blk scratch disk every emulated run has, the Xen runs'
+/// scratch disk, and the image plain QEMU boots.
 struct IdeBenchFiles {
     /// Two baselines that move nothing, one DMA read, one PIO read, one
-    /// virtio-blk read, one virtio-blk write.
+    /// virtio-blk read, one virtio-blk write; on Xen's machine two
+    /// baselines, one xen-blkfront read, one xen-blkfront write.
     keel: Vec<IdeRun>,
     qemu_image: PathBuf,
     scratch: PathBuf,
@@ -1161,7 +1179,7 @@ struct IdeBenchFiles {
 }
 
 fn prepare_ide_bench(ws: &Workspace, dir: &Path) -> Result<IdeBenchFiles, String> {
-    use xtask::ide_assets::BenchMib;
+    use xtask::ide_assets::{BenchBoot, BenchMib};
     let template = VmFile::load(&ws.test_vms_dir().join("debian-ide.cfg"))?;
     let memory_mib = template.config.memory_mib;
     if dir.exists() {
@@ -1172,61 +1190,73 @@ fn prepare_ide_bench(ws: &Workspace, dir: &Path) -> Result<IdeBenchFiles, String
     let scratch_name = "virtio-scratch.img";
     let scratch = dir.join(scratch_name);
     xtask::ide_assets::bench_scratch_disk(&scratch)?;
+    let xen_scratch_name = "xen-scratch.img";
+    xtask::ide_assets::bench_scratch_disk(&dir.join(xen_scratch_name))?;
     let none = BenchMib::default();
+    let emulated = BenchBoot::Emulated;
+    let xen = |read, write| BenchBoot::Xen { read, write };
     let mut keel = Vec::new();
-    for (name, mib) in [
-        ("ide-bench-idle-1", none),
-        ("ide-bench-idle-2", none),
+    for (name, boot) in [
+        ("ide-bench-idle-1", emulated(none)),
+        ("ide-bench-idle-2", emulated(none)),
         (
             "ide-bench-dma",
-            BenchMib {
+            emulated(BenchMib {
                 dma: BENCH_DMA_MIB,
                 ..none
-            },
+            }),
         ),
         (
             "ide-bench-pio",
-            BenchMib {
+            emulated(BenchMib {
                 pio: BENCH_PIO_MIB,
                 ..none
-            },
+            }),
         ),
         (
             "ide-bench-virtio-read",
-            BenchMib {
+            emulated(BenchMib {
                 virtio_read: BENCH_VIRTIO_READ_MIB,
                 ..none
-            },
+            }),
         ),
         (
             "ide-bench-virtio-write",
-            BenchMib {
+            emulated(BenchMib {
                 virtio_write: BENCH_VIRTIO_WRITE_MIB,
                 ..none
-            },
+            }),
         ),
+        ("ide-bench-xen-idle-1", xen(0, 0)),
+        ("ide-bench-xen-idle-2", xen(0, 0)),
+        ("ide-bench-xen-read", xen(BENCH_XEN_READ_MIB, 0)),
+        ("ide-bench-xen-write", xen(0, BENCH_XEN_WRITE_MIB)),
     ] {
         let image = format!("{name}.img");
-        xtask::ide_assets::bench_disk(&dir.join(&image), mib)?;
+        xtask::ide_assets::bench_disk(&dir.join(&image), boot)?;
         let config = dir.join(format!("{name}.cfg"));
-        let text = xtask::bench::ide_bench_config(name, &image, scratch_name, memory_mib, mib);
+        let scratch = match boot {
+            BenchBoot::Emulated(_) => scratch_name,
+            BenchBoot::Xen { .. } => xen_scratch_name,
+        };
+        let text = xtask::bench::ide_bench_config(name, &image, scratch, memory_mib, boot);
         std::fs::write(&config, text)
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         keel.push(IdeRun {
             config,
             name: name.to_string(),
-            mib,
+            boot,
         });
     }
     let qemu_image = dir.join("qemu.img");
     xtask::ide_assets::bench_disk(
         &qemu_image,
-        BenchMib {
+        emulated(BenchMib {
             dma: BENCH_DMA_MIB,
             pio: BENCH_PIO_MIB,
             virtio_read: BENCH_VIRTIO_READ_MIB,
             virtio_write: BENCH_VIRTIO_WRITE_MIB,
-        },
+        }),
     )?;
     Ok(IdeBenchFiles {
         keel,
@@ -1246,31 +1276,47 @@ fn run_ide_bench(
     progress: &mut Runs,
 ) -> Result<xtask::bench::IdeBench, String> {
     use xtask::bench::{
-        exits, ide_read, ide_to_init, keel_vm_start, ExitTable, Transfer, VirtioRun,
+        exits, ide_read, ide_to_init, keel_vm_start, ExitTable, Transfer, VirtioRun, XenBlkRun,
     };
+    use xtask::ide_assets::BenchBoot;
     let mut outcomes = Vec::new();
     for (run, (vm, iso)) in files.keel.iter().zip(&isos) {
-        let m = run.mib;
-        let timer = progress.next(format!(
-            "bench: {} under Keel: boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO, \
-             {} MiB from virtio-blk, write {} MiB to it",
-            run.name, m.dma, m.pio, m.virtio_read, m.virtio_write
-        ));
+        let what = match run.boot {
+            BenchBoot::Emulated(m) => format!(
+                "boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO, \
+                 {} MiB from virtio-blk, write {} MiB to it",
+                m.dma, m.pio, m.virtio_read, m.virtio_write
+            ),
+            BenchBoot::Xen { read, write } => format!(
+                "boot from the IDE disk with xen_platform_pci = 1, read {read} MiB \
+                 through xen-blkfront, write {write} MiB"
+            ),
+        };
+        let timer = progress.next(format!("bench: {} under Keel: {what}", run.name));
         let o = xtask::bench::run_keel(iso, vm.config.memory_mib, timeout)?;
-        // Every run went through every transfer, in the modes they name.
-        ide_read(&o, Transfer::Dma, m.dma, &run.name)?;
-        ide_read(&o, Transfer::Pio, m.pio, &run.name)?;
-        ide_read(&o, Transfer::VirtioRead, m.virtio_read, &run.name)?;
-        ide_read(&o, Transfer::VirtioWrite, m.virtio_write, &run.name)?;
+        // Every run went through every transfer of its machine, in the
+        // modes they name.
+        match run.boot {
+            BenchBoot::Emulated(m) => {
+                ide_read(&o, Transfer::Dma, m.dma, &run.name)?;
+                ide_read(&o, Transfer::Pio, m.pio, &run.name)?;
+                ide_read(&o, Transfer::VirtioRead, m.virtio_read, &run.name)?;
+                ide_read(&o, Transfer::VirtioWrite, m.virtio_write, &run.name)?;
+            }
+            BenchBoot::Xen { read, write } => {
+                ide_read(&o, Transfer::XenRead, read, &run.name)?;
+                ide_read(&o, Transfer::XenWrite, write, &run.name)?;
+            }
+        }
         let n = exits(&o, &run.name)
             .ok_or_else(|| format!("{}: no exit count from Keel\n{}", run.name, o.report()))?;
         outcomes.push((o, n));
         timer.done("");
     }
-    let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits), (vr, vr_exits), (vw, vw_exits)] =
+    let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits), (vr, vr_exits), (vw, vw_exits), (xen_idle, xen_idle_exits), (xen_idle2, xen_idle2_exits), (xr, xr_exits), (xw, xw_exits)] =
         &outcomes[..]
     else {
-        return Err(format!("{} Keel runs, expected 6", outcomes.len()));
+        return Err(format!("{} Keel runs, expected 10", outcomes.len()));
     };
     let timer = progress.next(
         "bench: the same disk image on plain QEMU TCG (-drive if=ide and if=virtio, QEMU's SeaBIOS)"
@@ -1289,6 +1335,14 @@ fn run_ide_bench(
         Ok(VirtioRun {
             keel: ide_read(o, transfer, mib, name)?,
             qemu: ide_read(&qemu, transfer, mib, "plain QEMU")?,
+            exits,
+            exit_stats: ExitTable::parse(o, name),
+        })
+    };
+    let xen = |o, exits: u64, transfer, mib, i: usize| -> Result<XenBlkRun, String> {
+        let name = &files.keel[i].name;
+        Ok(XenBlkRun {
+            keel: ide_read(o, transfer, mib, name)?,
             exits,
             exit_stats: ExitTable::parse(o, name),
         })
@@ -1321,6 +1375,15 @@ fn run_ide_bench(
             BENCH_VIRTIO_WRITE_MIB,
             5,
         )?,
+        xen: xtask::bench::XenBlk {
+            baseline_exits: [*xen_idle_exits, *xen_idle2_exits],
+            baseline_stats: [
+                ExitTable::parse(xen_idle, &files.keel[6].name),
+                ExitTable::parse(xen_idle2, &files.keel[7].name),
+            ],
+            read: xen(xr, *xr_exits, Transfer::XenRead, BENCH_XEN_READ_MIB, 8)?,
+            write: xen(xw, *xw_exits, Transfer::XenWrite, BENCH_XEN_WRITE_MIB, 9)?,
+        },
     })
 }
 

@@ -240,7 +240,7 @@ pub fn init_script() -> String {
 }
 
 /// The kernel command line of a bench boot downloading `bytes` bytes
-/// through `nic` (`e1000` or `virtio-net`, as `keel_nic=` names it).
+/// through `nic` (`e1000`, `virtio-net` or `xen`, as `keel_nic=` names it).
 pub fn bench_cmdline(bytes: usize, nic: &str) -> String {
     format!(
         "console=ttyS0 panic=-1 loglevel=4 keel_nic={nic} keel_test=bench keel_bench_bytes={bytes}"
