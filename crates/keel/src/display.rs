@@ -7,7 +7,13 @@
 //! and the rest of the display is black. Scaling picks the nearest source
 //! pixel (no filtering), so a guest mode of the display's own size shows
 //! pixel for pixel.
+//!
+//! [`Refresh`] decides which display rows each refresh draws: the ones
+//! showing source rows the card saw change, all of them when the picture
+//! moves or another VM is shown, a bounded number per refresh.
 
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ops::Range;
 
 /// The picture of a `src` sized guest screen on a `dst` sized display.
@@ -79,26 +85,128 @@ impl Fit {
         let s = u64::from(i) * u64::from(self.den) / u64::from(self.num.max(1));
         (s as u32).min(len.saturating_sub(1))
     }
-}
 
-/// Which display rows a refresh draws: `rows_per_tick` at a time, round
-/// the display, so each refresh's work is bounded and the whole display
-/// is redrawn every `ceil(height / rows_per_tick)` ticks.
-#[derive(Debug, Clone, Default)]
-pub struct RowCursor {
-    next: u32,
-}
-
-impl RowCursor {
-    /// The rows to draw now out of `height`.
-    pub fn take(&mut self, rows_per_tick: u32, height: u32) -> Range<u32> {
-        if self.next >= height {
-            self.next = 0;
+    /// The display rows that show source row `sy` (empty when scaling
+    /// down skips it): the inverse of [`Fit::src_y`].
+    pub fn display_rows(&self, sy: u32) -> Range<u32> {
+        if sy >= self.src.1 || self.h == 0 {
+            return self.y0..self.y0;
         }
-        let start = self.next;
-        let end = start.saturating_add(rows_per_tick.max(1)).min(height);
-        self.next = end;
-        start..end
+        // The first picture row i with i * den / num >= s.
+        let first = |s: u32| {
+            let i = (u64::from(s) * u64::from(self.num.max(1))).div_ceil(u64::from(self.den));
+            i.min(u64::from(self.h)) as u32
+        };
+        let start = first(sy);
+        // The last source row also shows on the rows the clamp in `map` keeps on it.
+        let end = if sy + 1 >= self.src.1 {
+            self.h
+        } else {
+            first(sy + 1)
+        };
+        self.y0 + start..self.y0 + end.max(start)
+    }
+}
+
+/// Which display rows a refresh draws. Rows wait to be drawn when the
+/// source rows they show changed (the card's dirty record), and all of
+/// them when the picture's place changed, when another VM's screen is
+/// shown, when the card says everything may have changed, and every
+/// [`Refresh::SAFETY_NET`] refreshes; each refresh draws at most a given
+/// number of them, going round the display from where the last stopped,
+/// so its work is bounded whatever the guest does.
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    /// Bit `y`: display row `y` waits.
+    pending: Vec<u64>,
+    height: u32,
+    next: u32,
+    fit: Option<Fit>,
+    owner: Option<usize>,
+    ticks: u32,
+}
+
+impl Refresh {
+    /// Refreshes between two redraws of the whole display, whatever the
+    /// dirty record says: a safety net, not the way changes are found.
+    pub const SAFETY_NET: u32 = 200;
+
+    /// A `height` rows display, every row waiting.
+    pub fn new(height: u32) -> Self {
+        let mut r = Refresh {
+            pending: vec![0; height.div_ceil(64) as usize],
+            height,
+            next: 0,
+            fit: None,
+            owner: None,
+            ticks: 0,
+        };
+        r.mark_all();
+        r
+    }
+
+    /// Starts a refresh of `owner`'s screen, placed by `fit`: every row
+    /// waits if either differs from the last refresh's or the safety net
+    /// is due.
+    pub fn begin(&mut self, owner: usize, fit: Fit) {
+        self.ticks += 1;
+        if self.owner != Some(owner) || self.fit != Some(fit) || self.ticks >= Self::SAFETY_NET {
+            self.owner = Some(owner);
+            self.fit = Some(fit);
+            self.mark_all();
+        }
+    }
+
+    /// Every row waits.
+    pub fn mark_all(&mut self) {
+        self.ticks = 0;
+        for (i, w) in self.pending.iter_mut().enumerate() {
+            let left = self.height - (i as u32 * 64);
+            *w = if left >= 64 {
+                u64::MAX
+            } else {
+                (1 << left) - 1
+            };
+        }
+    }
+
+    /// Source row `sy` of the picture changed: the rows showing it wait.
+    pub fn source_row_changed(&mut self, sy: u32) {
+        let Some(fit) = self.fit else {
+            return;
+        };
+        for y in fit.display_rows(sy) {
+            if let Some(w) = self.pending.get_mut((y / 64) as usize) {
+                *w |= 1 << (y % 64);
+            }
+        }
+    }
+
+    /// The next waiting row from where the last one was taken, round the
+    /// display; it no longer waits.
+    pub fn next_row(&mut self) -> Option<u32> {
+        let words = self.pending.len() as u32;
+        let start = self.next.min(self.height);
+        // The words from `start` on, then round to `start`'s word again.
+        for k in 0..=words {
+            let w = (start / 64 + k) % words.max(1);
+            let mut bits = *self.pending.get(w as usize)?;
+            if k == 0 {
+                bits &= u64::MAX << (start % 64);
+            }
+            if bits != 0 {
+                let y = w * 64 + bits.trailing_zeros();
+                self.pending[w as usize] &= !(1 << (y % 64));
+                self.next = y + 1;
+                return Some(y);
+            }
+        }
+        None
+    }
+
+    /// How many rows wait.
+    pub fn waiting(&self) -> u32 {
+        self.pending.iter().map(|w| w.count_ones()).sum()
     }
 }
 
@@ -160,13 +268,93 @@ mod tests {
     }
 
     #[test]
-    fn refreshes_go_round_the_display_in_bounded_steps() {
-        let mut c = RowCursor::default();
-        assert_eq!(c.take(256, 768), 0..256);
-        assert_eq!(c.take(256, 768), 256..512);
-        assert_eq!(c.take(256, 768), 512..768);
-        assert_eq!(c.take(256, 768), 0..256, "round again");
-        assert_eq!(c.take(500, 300), 256..300, "a smaller display: to its end");
-        assert_eq!(c.take(500, 300), 0..300);
+    fn display_rows_are_the_rows_src_y_maps_to_the_source_row() {
+        for (src, dst) in [
+            ((1024, 768), (1024, 768)),
+            ((320, 200), (1024, 768)),
+            ((640, 400), (1024, 768)),
+            ((720, 400), (1024, 768)),
+            ((2048, 1536), (1024, 768)),
+            ((1280, 1024), (1024, 768)),
+            ((800, 1600), (1024, 768)),
+            ((8, 1), (1024, 768)),
+            ((16000, 12000), (1024, 768)),
+        ] {
+            let f = Fit::new(src, dst);
+            for y in 0..dst.1 {
+                if let Some(sy) = f.src_y(y) {
+                    assert!(
+                        f.display_rows(sy).contains(&y),
+                        "{src:?}: row {y} shows {sy}"
+                    );
+                }
+            }
+            for sy in 0..src.1 {
+                for y in f.display_rows(sy) {
+                    assert_eq!(f.src_y(y), Some(sy), "{src:?}: source row {sy}");
+                }
+            }
+            assert!(f.display_rows(src.1).is_empty(), "past the source");
+        }
+        // Three times: source row 1 of mode 13h on display rows 87-89.
+        assert_eq!(Fit::new((320, 200), (1024, 768)).display_rows(1), 87..90);
+    }
+
+    fn drain(r: &mut Refresh, most: u32) -> Vec<u32> {
+        core::iter::from_fn(|| r.next_row())
+            .take(most as usize)
+            .collect()
+    }
+
+    #[test]
+    fn only_rows_showing_changed_source_rows_are_drawn() {
+        let fit = Fit::new((320, 200), (1024, 768));
+        let mut r = Refresh::new(768);
+        r.begin(0, fit);
+        assert_eq!(r.waiting(), 768, "the first refresh draws everything");
+        drain(&mut r, 768);
+        r.begin(0, fit);
+        assert_eq!(r.next_row(), None, "nothing changed: nothing drawn");
+        r.source_row_changed(1);
+        r.source_row_changed(199);
+        assert_eq!(drain(&mut r, 768), [87, 88, 89, 681, 682, 683]);
+        r.source_row_changed(500);
+        assert_eq!(r.next_row(), None, "past the source: nothing");
+    }
+
+    #[test]
+    fn everything_is_drawn_again_for_another_vm_another_place_or_the_safety_net() {
+        let text = Fit::new((640, 400), (1024, 768));
+        let mut r = Refresh::new(768);
+        r.begin(0, text);
+        drain(&mut r, 768);
+        r.begin(1, text);
+        assert_eq!(r.waiting(), 768, "another VM's screen");
+        drain(&mut r, 768);
+        r.begin(1, Fit::new((1024, 768), (1024, 768)));
+        assert_eq!(r.waiting(), 768, "another mode");
+        drain(&mut r, 768);
+        for _ in 1..Refresh::SAFETY_NET {
+            r.begin(1, Fit::new((1024, 768), (1024, 768)));
+            assert_eq!(r.waiting(), 0);
+        }
+        r.begin(1, Fit::new((1024, 768), (1024, 768)));
+        assert_eq!(r.waiting(), 768, "the safety net");
+    }
+
+    #[test]
+    fn refreshes_draw_bounded_steps_round_the_display() {
+        let mut r = Refresh::new(300);
+        r.begin(0, Fit::new((300, 300), (300, 300)));
+        assert_eq!(drain(&mut r, 256), (0..256).collect::<Vec<_>>());
+        assert_eq!(r.waiting(), 44, "the rest waits for the next refresh");
+        r.source_row_changed(3);
+        r.source_row_changed(260);
+        // On from where the last refresh stopped, then round.
+        assert_eq!(
+            drain(&mut r, 256),
+            (256..300).chain([3]).collect::<Vec<_>>()
+        );
+        assert_eq!(r.next_row(), None);
     }
 }

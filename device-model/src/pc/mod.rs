@@ -556,7 +556,10 @@ impl Pc {
     /// Plugs QEMU's standard VGA into the next free slot: its legacy
     /// ports and window on the bus, its BARs and ROM through the PCI layer.
     fn add_vga(&mut self, config: VgaConfig) -> Result<Bdf, PcError> {
-        let card = Arc::new(Mutex::new(Vga::new(config)));
+        let mut vga = Vga::new(config);
+        // The dirty log of its mapped framebuffer, for Keel's display.
+        vga.set_memory_map(self.memory_map.clone());
+        let card = Arc::new(Mutex::new(vga));
         let legacy: DeviceHandle = card.clone();
         self.bus
             .register_pio(vga::VGA_PORTS.0, vga::VGA_PORTS.1, "vga", legacy.clone())?;

@@ -7,17 +7,23 @@
 //!
 //! What is drawn is the focused VM's screen ([`refresh`], from the VM
 //! loop at [`REFRESH_HZ`]): its card's render (`Vga::render_row`),
-//! placed and scaled by [`keel::display::Fit`]. Each refresh draws at most
-//! [`ROWS_PER_TICK`] display rows, round the display, and writes only the
-//! pixels that differ from what the framebuffer already shows (it is
+//! placed and scaled by [`keel::display::Fit`]. A refresh redraws the
+//! display rows whose source rows changed, as the card's dirty record
+//! says (`Vga::take_changes`: the legacy window's writes, the linear
+//! framebuffer's pages from the nested page tables' dirty log, and the
+//! registers and palette, which change everything), all of them when
+//! another VM is shown or the picture moves, and now and then as a safety
+//! net ([`keel::display::Refresh`]). Each refresh draws at most
+//! [`ROWS_PER_TICK`] rows, the rest waiting for the next, and writes only
+//! the pixels that differ from what the framebuffer already shows (it is
 //! read back, so no shadow copy is kept): a refresh's work is bounded
-//! whatever the guest does, and an unchanged screen costs reads only.
+//! whatever the guest does, and an unchanged screen costs nothing.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use device_model::display::vga::Vga;
-use keel::display::{Fit, RowCursor};
+use keel::display::{Fit, Refresh};
 use spin::Mutex;
 use virtio_drivers::transport::pci::bus::{BarInfo, Command, DeviceFunction, PciRoot};
 use x86_64::instructions::port::Port;
@@ -29,7 +35,7 @@ pub const WIDTH: u32 = 1024;
 pub const HEIGHT: u32 = 768;
 /// Refreshes per second while a VM runs.
 pub const REFRESH_HZ: u64 = 20;
-/// Display rows per refresh: the whole display every 3 refreshes (150 ms).
+/// Display rows per refresh at most: the whole display in 3 refreshes (150 ms).
 pub const ROWS_PER_TICK: u32 = 256;
 
 /// The DISPI index and data ports.
@@ -55,7 +61,8 @@ static DISPLAY: Mutex<Option<HostDisplay>> = Mutex::new(None);
 struct HostDisplay {
     /// The framebuffer's address (identity-mapped), `WIDTH * HEIGHT` pixels.
     fb: *mut u32,
-    rows: RowCursor,
+    /// The rows waiting to be drawn.
+    rows: Refresh,
     /// One display row of the VM's picture, drawn before it is compared.
     line: Vec<u32>,
 }
@@ -131,7 +138,7 @@ pub fn start(root: &mut PciRoot<PortCam>, function: DeviceFunction) {
     );
     *DISPLAY.lock() = Some(HostDisplay {
         fb,
-        rows: RowCursor::default(),
+        rows: Refresh::new(HEIGHT),
         line: vec![0; WIDTH as usize],
     });
 }
@@ -141,21 +148,25 @@ pub fn present() -> bool {
     DISPLAY.lock().is_some()
 }
 
-/// Draws the next [`ROWS_PER_TICK`] display rows of `vga`'s screen, or
-/// the whole display with `all`.
-pub fn refresh(vga: &Vga, all: bool) {
+/// Draws what changed on `vga`'s screen, the screen of VM `owner`: at
+/// most [`ROWS_PER_TICK`] display rows, or, with `all`, the whole display
+/// now. Takes the card's record of what changed (`Vga::take_changes`).
+pub fn refresh(owner: usize, vga: &mut Vga, all: bool) {
     let mut guard = DISPLAY.lock();
     let Some(d) = guard.as_mut() else {
         return;
     };
     let screen = vga.screen();
     let fit = Fit::new(vga.screen_size(screen), (WIDTH, HEIGHT));
-    let rows = if all {
-        0..HEIGHT
-    } else {
-        d.rows.take(ROWS_PER_TICK, HEIGHT)
-    };
-    for y in rows {
+    d.rows.begin(owner, fit);
+    if vga.take_changes(|sy| d.rows.source_row_changed(sy)) || all {
+        d.rows.mark_all();
+    }
+    let most = if all { HEIGHT } else { ROWS_PER_TICK };
+    for _ in 0..most {
+        let Some(y) = d.rows.next_row() else {
+            break;
+        };
         d.line.fill(0);
         if let Some(sy) = fit.src_y(y) {
             let picture = &mut d.line[fit.columns().start as usize..fit.columns().end as usize];
@@ -168,8 +179,9 @@ pub fn refresh(vga: &Vga, all: bool) {
         }
         let row = (y * WIDTH) as usize;
         for (x, &px) in d.line.iter().enumerate() {
-            // SAFETY: `row + x` < WIDTH * HEIGHT, inside the framebuffer
-            // BAR checked by `start`.
+            // SAFETY: `row + x` < WIDTH * HEIGHT (`y` < HEIGHT, the rows
+            // `Refresh::new(HEIGHT)` has), inside the framebuffer BAR
+            // checked by `start`.
             unsafe {
                 let p = d.fb.add(row + x);
                 if p.read_volatile() != px {

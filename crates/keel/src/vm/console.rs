@@ -78,8 +78,8 @@ impl VmConsole {
     }
 
     /// Now and then (`display::REFRESH_HZ`), while this VM has the
-    /// console, draws part of its screen on the machine's display.
-    fn refresh_display(&mut self, machine: &Machine, now: u64) {
+    /// console, draws what changed on its screen on the machine's display.
+    fn refresh_display(&mut self, machine: &mut Machine, now: u64) {
         if !self.display || now < self.next_frame {
             return;
         }
@@ -87,8 +87,9 @@ impl VmConsole {
         if !CONSOLE.lock().focused(self.id) {
             return;
         }
+        machine.take_display_writes();
         if let Some(vga) = machine.pc.vga() {
-            display::refresh(&vga.lock(), false);
+            display::refresh(self.id.0, &mut vga.lock(), false);
         }
     }
 
@@ -102,7 +103,7 @@ impl VmConsole {
         let Some(vga) = machine.pc.vga() else {
             return;
         };
-        display::refresh(&vga.lock(), true);
+        display::refresh(self.id.0, &mut vga.lock(), true);
         log::info!("display: VM '{name}' ended; its last frame is on the screen");
         let until = crate::clock::now_ns().saturating_add(LAST_FRAME_HOLD_NS);
         while crate::clock::now_ns() < until {

@@ -230,6 +230,24 @@ impl Machine {
         self.pc.service();
     }
 
+    /// Hands the VGA the pages of its framebuffer that the dirty log of
+    /// the nested page tables saw written since the last call (they are
+    /// write-protected again, and the map's generation moves so that the
+    /// vCPUs flush before they run), for the display to redraw their rows.
+    /// If the log cannot be read (the card's request not applied yet),
+    /// the whole logged range counts as written.
+    pub fn take_display_writes(&mut self) {
+        let Some(vga) = self.pc.vga() else {
+            return;
+        };
+        let mut vga = vga.lock();
+        let Some(log) = vga.lfb_log() else {
+            return;
+        };
+        let pages = self.map.as_mut().and_then(|m| m.take_dirty(log.gpa).ok());
+        vga.lfb_written(log, pages.as_deref());
+    }
+
     /// Writes the VGA text screen to the log as `[name:screen] ...` lines
     /// (a note instead in a graphics mode, nothing without a card).
     pub fn dump_screen(&self, name: &str) {

@@ -64,9 +64,11 @@ impl Dac {
         }
     }
 
-    pub fn write(&mut self, port: u16, v: u8) {
+    /// A write to a DAC port; true if it changed a color the screen
+    /// shows (an entry, once its third component came, or the pixel mask).
+    pub fn write(&mut self, port: u16, v: u8) -> bool {
         match port {
-            0x3C6 => self.pixel_mask = v,
+            0x3C6 => return core::mem::replace(&mut self.pixel_mask, v) != v,
             0x3C7 => {
                 self.read_index = v;
                 self.read_component = 0;
@@ -83,11 +85,14 @@ impl Dac {
                 self.write_component += 1;
                 if self.write_component == 3 {
                     self.write_component = 0;
-                    self.palette[usize::from(self.write_index)] = self.pending;
+                    let entry = &mut self.palette[usize::from(self.write_index)];
+                    let old = core::mem::replace(entry, self.pending);
                     self.write_index = self.write_index.wrapping_add(1);
+                    return old != self.pending;
                 }
             }
         }
+        false
     }
 
     /// Entry `i` as 8-bit red, green and blue.

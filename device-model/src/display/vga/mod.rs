@@ -9,6 +9,7 @@
 //! | `planar.rs` | the legacy window's text, planar and chain-4 layouts, latches, write and read modes |
 //! | `vbe.rs` | the Bochs VBE DISPI registers (ports 0x1CE/0x1CF) |
 //! | `screen.rs` | what the screen shows: the text dump and the RGB render |
+//! | `dirty.rs` | what changed on the screen since the display last looked |
 //!
 //! # Regions
 //!
@@ -27,10 +28,24 @@
 //! - **Expansion ROM**: the VGA BIOS given in [`VgaConfig::rom`]; SeaBIOS
 //!   runs it during POST, and INT 10h works from then on.
 //!
+//! # What changed, for the display
+//!
+//! The card keeps a record of what changed on its screen ([`dirty`]),
+//! which Keel's display takes to redraw only the rows that changed
+//! ([`Vga::take_changes`]). Writes through the legacy window and
+//! framebuffer writes that exit are seen here; writes straight into the
+//! mapped framebuffer are not, so while a VBE mode is on and BAR0
+//! decodes, the card asks the VMM (through the memory-map queue,
+//! [`Vga::set_memory_map`]) for a dirty log over the part of the BAR its
+//! mode shows, moves it when the BAR or the displayed part moves and
+//! stops it when the mode ends; the VMM hands the logged pages back
+//! through [`Vga::lfb_written`].
+//!
 //! Nothing the guest writes reaches outside video memory: window and BAR
 //! offsets are bounded by it, register indexes by the register files.
 
 mod dac;
+pub mod dirty;
 pub mod planar;
 pub mod regs;
 mod screen;
@@ -42,16 +57,18 @@ mod tests;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use guest_memory::{GuestMemory, HostRegionId};
+use guest_memory::{GuestMemory, HostRegionId, MemoryMapChange};
 
 use crate::bus::BusDevice;
+use crate::memory_map::MemoryMapQueue;
 use crate::pci::{BarKind, ConfigChange, ConfigSpace, PciDevice, PciFunction};
 use crate::test_device::DeviceRam;
 
 pub use screen::{Screen, MAX_TEXT_COLS, MAX_TEXT_ROWS};
 
-use planar::Planar;
-use regs::{gc, seq, VgaRegs};
+use dirty::Dirty;
+use planar::{Planar, PLANE_SIZE};
+use regs::{gc, seq, Shown, VgaRegs};
 use vbe::{Dispi, Effect};
 
 /// QEMU's standard VGA.
@@ -111,6 +128,18 @@ impl VgaConfig {
     }
 }
 
+/// Pages of the framebuffer BAR (the dirty log's unit).
+const PAGE: u64 = 0x1000;
+
+/// The dirty log the card asked for over its framebuffer BAR: guest
+/// pages `[gpa, gpa + len)`, video memory from `offset` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LfbLog {
+    pub gpa: u64,
+    pub len: u64,
+    pub offset: u64,
+}
+
 /// The card.
 pub struct Vga {
     cs: ConfigSpace,
@@ -120,6 +149,12 @@ pub struct Vga {
     vram: GuestMemory,
     region: Option<HostRegionId>,
     rom: Option<Arc<[u8]>>,
+    /// What changed on the screen since the display last took it.
+    dirty: Dirty,
+    /// Where the card asks for its framebuffer's dirty log (with a mapped BAR).
+    memory_map: Option<MemoryMapQueue>,
+    /// The dirty log asked for, if any.
+    lfb_log: Option<LfbLog>,
 }
 
 impl Vga {
@@ -149,12 +184,134 @@ impl Vga {
             regs: VgaRegs::default(),
             planar: Planar::default(),
             dispi: Dispi::new(vram.size().min(VRAM_SIZE)),
+            dirty: Dirty::new(vram.size()),
             vram,
             region: config.vram.region,
             rom,
+            memory_map: None,
+            lfb_log: None,
         }
     }
 
+    /// Where the card queues the dirty log of its mapped framebuffer
+    /// (the PC's memory-map queue); without it, or without a host region
+    /// behind BAR0, no log is asked for.
+    pub fn set_memory_map(&mut self, queue: MemoryMapQueue) {
+        self.memory_map = Some(queue);
+        self.sync_lfb_log();
+    }
+
+    /// The framebuffer's dirty log the card asked for, if any: the VMM
+    /// takes its pages and hands them to [`Vga::lfb_written`].
+    pub fn lfb_log(&self) -> Option<LfbLog> {
+        self.lfb_log
+    }
+
+    /// The pages of the framebuffer's dirty log `log` written since the
+    /// last call (bit `i`: page `log.gpa + i * 4 KiB`), or `None` if they
+    /// could not be read (the log not in place yet): then all its pages
+    /// count as written. A log other than the current one is ignored.
+    pub fn lfb_written(&mut self, log: LfbLog, pages: Option<&[u64]>) {
+        if self.lfb_log != Some(log) {
+            return;
+        }
+        let Some(pages) = pages else {
+            self.dirty.mark(log.offset, log.len);
+            return;
+        };
+        let count = log.len / PAGE;
+        for (w, &word) in pages.iter().enumerate().take(count.div_ceil(64) as usize) {
+            let mut bits = word;
+            while bits != 0 {
+                let page = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                if page < count {
+                    self.dirty.mark(log.offset + page * PAGE, PAGE);
+                }
+            }
+        }
+    }
+
+    /// The dirty log the screen needs now: over the pages of BAR0 that
+    /// the VBE mode shows, while it is on, BAR0 decodes and is mapped.
+    fn wanted_lfb_log(&self) -> Option<LfbLog> {
+        self.memory_map.as_ref()?;
+        self.region?;
+        if !self.dispi.enabled() {
+            return None;
+        }
+        let bar = self.cs.bar_address(LFB_BAR)?;
+        let size = self.vram.size().min(VRAM_SIZE);
+        let d = &self.dispi;
+        let rows = u64::from(d.reg(vbe::YRES).max(1));
+        let last = u64::from(d.reg(vbe::XRES)) * vbe::bytes_per_pixel(d.reg(vbe::BPP));
+        let start = d.start();
+        let end = start
+            .saturating_add((rows - 1).saturating_mul(d.line_bytes()))
+            .saturating_add(last)
+            .min(size);
+        let first = start - start % PAGE;
+        if first >= end {
+            return None;
+        }
+        let len = end.div_ceil(PAGE) * PAGE - first;
+        Some(LfbLog {
+            gpa: bar + first,
+            len,
+            offset: first,
+        })
+    }
+
+    /// Moves the framebuffer's dirty log to where the screen needs it
+    /// (stopping the old one first: logs may not overlap). What the old
+    /// log did not hand in yet is lost, so everything counts as changed.
+    fn sync_lfb_log(&mut self) {
+        let want = self.wanted_lfb_log();
+        if want == self.lfb_log {
+            return;
+        }
+        if let Some(queue) = &self.memory_map {
+            if let Some(old) = self.lfb_log {
+                queue.push(MemoryMapChange::DirtyLog {
+                    gpa: old.gpa,
+                    len: old.len,
+                    on: false,
+                });
+            }
+            if let Some(new) = want {
+                queue.push(MemoryMapChange::DirtyLog {
+                    gpa: new.gpa,
+                    len: new.len,
+                    on: true,
+                });
+            }
+        }
+        self.lfb_log = want;
+        self.dirty.mark_all();
+    }
+
+    /// What changed on the screen since the last call, which is forgotten:
+    /// true if the whole picture may have (a register, the palette, the
+    /// mode, the font); else `row` gets each scan line of the current
+    /// screen ([`Vga::screen`]) that shows written video memory.
+    pub fn take_changes(&mut self, mut row: impl FnMut(u32)) -> bool {
+        let screen = self.screen();
+        let all = self.dirty.all(matches!(screen, Screen::Text { .. }));
+        if !all && !self.dirty.is_clean() {
+            let (_, height) = self.screen_size(screen);
+            for y in 0..height {
+                let touched = self
+                    .row_bytes(screen, y)
+                    .iter()
+                    .any(|&(at, len)| self.dirty.touches(at, len));
+                if touched {
+                    row(y);
+                }
+            }
+        }
+        self.dirty.clear();
+        all
+    }
     /// Video memory, as the screen functions read it.
     pub fn vram(&self) -> &GuestMemory {
         &self.vram
@@ -167,7 +324,17 @@ impl Vga {
 
     /// A byte written to a VGA port (0x3B0-0x3DF).
     pub fn port_write(&mut self, port: u16, v: u8) {
-        self.regs.write(port, v);
+        let cursor = self.cursor_cell();
+        match self.regs.write(port, v) {
+            Shown::Same => {}
+            Shown::Picture => self.dirty.mark_all(),
+            Shown::Cursor => {
+                // The cells it leaves and comes to: their planes 0 and 1.
+                for cell in [cursor, self.cursor_cell()].into_iter().flatten() {
+                    self.dirty.mark((cell % PLANE_SIZE) * 4, 2);
+                }
+            }
+        }
     }
 
     /// A read of DISPI register `index`.
@@ -177,7 +344,23 @@ impl Vga {
 
     /// A write of `v` to DISPI register `index`, with what it starts.
     pub fn dispi_write(&mut self, index: u16, v: u16) {
+        let shown = |d: &Dispi| {
+            [
+                vbe::XRES,
+                vbe::YRES,
+                vbe::BPP,
+                vbe::ENABLE,
+                vbe::VIRT_WIDTH,
+                vbe::X_OFFSET,
+                vbe::Y_OFFSET,
+            ]
+            .map(|i| d.reg(i))
+        };
+        let before = shown(&self.dispi);
         let effect = self.dispi.write(index, v);
+        if shown(&self.dispi) != before {
+            self.dirty.mark_all();
+        }
         self.regs.dac.eight_bit = self.dispi.reg(vbe::ENABLE) & vbe::DAC_8BIT != 0;
         match effect {
             Effect::None | Effect::Disabled => {}
@@ -195,6 +378,7 @@ impl Vga {
                 }
             }
         }
+        self.sync_lfb_log();
     }
 
     /// Where the legacy window at offset `offset` from 0xA0000 reaches:
@@ -222,7 +406,9 @@ impl Vga {
     /// A byte written at `offset` from 0xA0000.
     pub fn window_write(&mut self, offset: u64, v: u8) {
         if let Some((a, linear)) = self.window(offset) {
-            self.planar.write(&self.regs, &self.vram, a, linear, v);
+            if let Some((at, len)) = self.planar.write(&self.regs, &self.vram, a, linear, v) {
+                self.dirty.mark(at, len);
+            }
         }
     }
 
@@ -248,6 +434,8 @@ impl Vga {
         self.regs = VgaRegs::default();
         self.planar = Planar::default();
         self.dispi = Dispi::new(self.vram.size().min(VRAM_SIZE));
+        self.dirty.mark_all();
+        self.sync_lfb_log();
     }
 
     fn mmio_read(&mut self, offset: u64, data: &mut [u8]) {
@@ -355,6 +543,8 @@ impl PciFunction for Vga {
 
     fn config_write(&mut self, offset: u8, data: &[u8], changes: &mut Vec<ConfigChange>) {
         self.cs.write(offset, data, changes);
+        // BAR0 may have moved, or stopped or started decoding.
+        self.sync_lfb_log();
     }
 
     fn reset(&mut self, changes: &mut Vec<ConfigChange>) {
@@ -379,8 +569,8 @@ impl PciDevice for Vga {
 
     fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]) {
         match bar {
-            LFB_BAR => {
-                let _ = self.vram.write(offset, data);
+            LFB_BAR if self.vram.write(offset, data).is_ok() => {
+                self.dirty.mark(offset, data.len() as u64);
             }
             MMIO_BAR => self.mmio_write(offset, data),
             _ => {}

@@ -81,22 +81,38 @@ impl Planar {
         !differ
     }
 
-    /// A CPU write of `v` at offset `a` inside the window.
-    pub fn write(&mut self, regs: &VgaRegs, vram: &GuestMemory, a: u64, linear: u64, v: u8) {
+    /// A CPU write of `v` at offset `a` inside the window. Returns the
+    /// bytes of video memory it reached, as an offset and a length (the
+    /// smallest range holding the planes the map mask enables), for the
+    /// display's dirty record; `None` if the map mask let nothing through.
+    pub fn write(
+        &mut self,
+        regs: &VgaRegs,
+        vram: &GuestMemory,
+        a: u64,
+        linear: u64,
+        v: u8,
+    ) -> Option<(u64, u64)> {
         let sr4 = regs.seq[seq::MEMORY_MODE];
-        let map_mask = regs.seq[seq::MAP_MASK];
+        let map_mask = regs.seq[seq::MAP_MASK] & 0x0F;
         if sr4 & seq::MM_CHAIN4 != 0 {
-            if map_mask >> ((linear + a) & 3) & 1 != 0 {
-                let _ = vram.write_obj::<u8>(linear + a, v);
+            let at = linear + a;
+            if map_mask >> (at & 3) & 1 == 0 {
+                return None;
             }
-            return;
+            let _ = vram.write_obj::<u8>(at, v);
+            return Some((at, 1));
         }
         if sr4 & seq::MM_ODD_EVEN_DISABLE == 0 {
             let plane = (a & 1) as usize;
-            if map_mask >> plane & 1 != 0 {
-                set_plane_byte(vram, a & !1, plane, v);
+            if map_mask >> plane & 1 == 0 {
+                return None;
             }
-            return;
+            set_plane_byte(vram, a & !1, plane, v);
+            return Some((((a & !1) % PLANE_SIZE) * 4 + plane as u64, 1));
+        }
+        if map_mask == 0 {
+            return None;
         }
         let planes = self.planar_data(regs, v);
         for (p, &b) in planes.iter().enumerate() {
@@ -104,6 +120,8 @@ impl Planar {
                 set_plane_byte(vram, a, p, b);
             }
         }
+        let (lo, hi) = (map_mask.trailing_zeros(), 7 - map_mask.leading_zeros());
+        Some(((a % PLANE_SIZE) * 4 + u64::from(lo), u64::from(hi - lo + 1)))
     }
 
     /// The four bytes a planar write of `v` stores, by the write mode (GR05 bits 1:0).

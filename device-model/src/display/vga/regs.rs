@@ -103,6 +103,20 @@ pub const MISC_IO_COLOR: u8 = 1 << 0;
 pub const ST1_DISPLAY_DISABLED: u8 = 1 << 0;
 pub const ST1_V_RETRACE: u8 = 1 << 3;
 
+/// What a register write did to the picture (for the display's dirty
+/// record, `dirty.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Nothing the screen shows: an index, a CPU access setting (map
+    /// mask, write mode, bit mask, ...), the same value again.
+    Same,
+    /// The text cursor's location or scan lines.
+    Cursor,
+    /// Something every row may show: the mode, the CRTC timing, start
+    /// address or offset, the attribute palette, the DAC.
+    Picture,
+}
+
 /// The register file.
 #[derive(Clone)]
 pub struct VgaRegs {
@@ -207,41 +221,97 @@ impl VgaRegs {
         }
     }
 
-    /// A byte written to `port` (0x3B0-0x3DF).
-    pub fn write(&mut self, port: u16, v: u8) {
+    /// A byte written to `port` (0x3B0-0x3DF), and what it changed on
+    /// the screen. Of the graphics controller only GR05's 256-color shift
+    /// and GR06's graphics bit are seen by the screen (`screen.rs`); the
+    /// rest of it, and the map mask, steer CPU accesses only.
+    pub fn write(&mut self, port: u16, v: u8) -> Shown {
         if self.other_io_set(port) {
-            return;
+            return Shown::Same;
         }
+        let changed = |old: u8, new: u8, mask: u8| {
+            if (old ^ new) & mask != 0 {
+                Shown::Picture
+            } else {
+                Shown::Same
+            }
+        };
         match port {
             0x3C0 => {
-                if self.ar_data_next {
-                    if let Some(r) = self.ar.get_mut(usize::from(self.ar_index & 0x1F)) {
-                        *r = v;
-                    }
-                } else {
+                let data = self.ar_data_next;
+                self.ar_data_next = !data;
+                if !data {
                     self.ar_index = v & (0x1F | ar::PAS);
+                    return Shown::Same;
                 }
-                self.ar_data_next = !self.ar_data_next;
+                match self.ar.get_mut(usize::from(self.ar_index & 0x1F)) {
+                    Some(r) => changed(core::mem::replace(r, v), v, 0xFF),
+                    None => Shown::Same,
+                }
             }
-            0x3C2 => self.misc = v,
-            0x3C3 => self.enable = v & 1,
-            0x3C4 => self.seq_index = v & 0x07,
+            0x3C2 => changed(core::mem::replace(&mut self.misc, v), v, 0xFF),
+            0x3C3 => changed(core::mem::replace(&mut self.enable, v & 1), v & 1, 1),
+            0x3C4 => {
+                self.seq_index = v & 0x07;
+                Shown::Same
+            }
             0x3C5 => {
-                if let Some(r) = self.seq.get_mut(usize::from(self.seq_index)) {
-                    *r = v;
+                let i = usize::from(self.seq_index);
+                match self.seq.get_mut(i) {
+                    Some(r) => {
+                        let old = core::mem::replace(r, v);
+                        changed(old, v, if i == seq::MAP_MASK { 0 } else { 0xFF })
+                    }
+                    None => Shown::Same,
                 }
             }
-            0x3C6..=0x3C9 => self.dac.write(port, v),
-            0x3CE => self.gc_index = v & 0x0F,
+            0x3C6..=0x3C9 => {
+                if self.dac.write(port, v) {
+                    Shown::Picture
+                } else {
+                    Shown::Same
+                }
+            }
+            0x3CE => {
+                self.gc_index = v & 0x0F;
+                Shown::Same
+            }
             0x3CF => {
-                if let Some(r) = self.gc.get_mut(usize::from(self.gc_index)) {
-                    *r = v;
+                let i = usize::from(self.gc_index);
+                let seen = match i {
+                    gc::MODE => gc::MODE_SHIFT256,
+                    gc::MISC => gc::MISC_GRAPHICS,
+                    _ => 0,
+                };
+                match self.gc.get_mut(i) {
+                    Some(r) => changed(core::mem::replace(r, v), v, seen),
+                    None => Shown::Same,
                 }
             }
-            0x3B4 | 0x3D4 => self.crtc_index = v & 0x3F,
-            0x3B5 | 0x3D5 => self.write_crtc(v),
-            0x3BA | 0x3DA => self.feature = v,
-            _ => {}
+            0x3B4 | 0x3D4 => {
+                self.crtc_index = v & 0x3F;
+                Shown::Same
+            }
+            0x3B5 | 0x3D5 => {
+                let i = usize::from(self.crtc_index);
+                let old = self.crtc.get(i).copied();
+                self.write_crtc(v);
+                if old == self.crtc.get(i).copied() {
+                    Shown::Same
+                } else if matches!(
+                    i,
+                    crtc::CURSOR_START | crtc::CURSOR_END | crtc::CURSOR_HIGH | crtc::CURSOR_LOW
+                ) {
+                    Shown::Cursor
+                } else {
+                    Shown::Picture
+                }
+            }
+            0x3BA | 0x3DA => {
+                self.feature = v;
+                Shown::Same
+            }
+            _ => Shown::Same,
         }
     }
 

@@ -230,9 +230,51 @@ impl Vga {
         Some(())
     }
 
+    /// The bytes of video memory scan line `y` of `screen` is drawn from
+    /// (besides the font), as `(offset, length)` ranges: two where the
+    /// line wraps round the end of the planes, the second empty otherwise.
+    /// The same addressing as [`Vga::render_row`], for the display's dirty
+    /// record: a line whose bytes were not written shows what it showed.
+    pub(super) fn row_bytes(&self, screen: Screen, y: u32) -> [(u64, u64); 2] {
+        let r = &self.regs;
+        let offset = u64::from(r.crtc[crtc::OFFSET]);
+        // `len` bytes of each plane from plane offset `at`, wrapping in the plane.
+        let planes = |at: u64, len: u64| {
+            let at = at % PLANE_SIZE;
+            let len = len.min(PLANE_SIZE);
+            let first = len.min(PLANE_SIZE - at);
+            [(at * 4, first * 4), (0, (len - first) * 4)]
+        };
+        let (width, _) = self.screen_size(screen);
+        match screen {
+            Screen::Text { cols, .. } => {
+                let cell_row = y / r.char_height();
+                planes(self.cell_offset(cell_row, 0), u64::from(cols) * 2)
+            }
+            Screen::Planar { .. } => planes(
+                u64::from(r.start_address()) + u64::from(y) * offset * 2,
+                u64::from(width).div_ceil(8),
+            ),
+            Screen::Chain4 { .. } => [
+                (
+                    u64::from(r.start_address()) * 4 + u64::from(y) * offset * 8,
+                    u64::from(width),
+                ),
+                (0, 0),
+            ],
+            Screen::Vbe { bpp, .. } => [
+                (
+                    self.dispi.start() + u64::from(y) * self.dispi.line_bytes(),
+                    u64::from(width) * vbe::bytes_per_pixel(bpp),
+                ),
+                (0, 0),
+            ],
+        }
+    }
+
     /// The cursor's cell as an offset in planes 0 and 1 (word mode, like
     /// [`Self::cell_offset`]); `None` while CR0A turns it off.
-    fn cursor_cell(&self) -> Option<u64> {
+    pub(super) fn cursor_cell(&self) -> Option<u64> {
         let r = &self.regs;
         if r.crtc[crtc::CURSOR_START] & crtc::CURSOR_OFF != 0 {
             return None;

@@ -618,3 +618,219 @@ fn a_row_is_drawn_at_the_columns_a_scaler_picks() {
     v.render_row(v.screen(), 0, &mut half, |i| i + 0x7FFF_FFF0)
         .unwrap();
 }
+
+/// The scan lines [`Vga::take_changes`] reports, or `None` for "everything".
+fn changes(v: &mut Vga) -> Option<alloc::vec::Vec<u32>> {
+    let mut rows = alloc::vec::Vec::new();
+    let all = v.take_changes(|y| rows.push(y));
+    (!all).then_some(rows)
+}
+
+fn vbe_1024x768x32(v: &mut Vga) {
+    dispi(v, vbe::XRES, 1024);
+    dispi(v, vbe::YRES, 768);
+    dispi(v, vbe::BPP, 32);
+    dispi(v, vbe::ENABLE, vbe::ENABLED | vbe::LFB_ENABLED);
+}
+
+#[test]
+fn a_framebuffer_write_marks_exactly_the_rows_it_reaches_and_taking_clears() {
+    let mut v = card();
+    assert_eq!(changes(&mut v), None, "a new card: everything");
+    assert_eq!(changes(&mut v), Some(alloc::vec![]), "taken: nothing");
+    vbe_1024x768x32(&mut v);
+    assert_eq!(changes(&mut v), None, "a mode set: everything");
+    // Pixel (3, 70), and the last pixel of row 99 with the first of row 100.
+    v.bar_write(LFB_BAR, 70 * 4096 + 12, &[1; 4]);
+    v.bar_write(LFB_BAR, 100 * 4096 - 4, &[1; 8]);
+    assert_eq!(changes(&mut v), Some(alloc::vec![70, 99, 100]));
+    assert_eq!(changes(&mut v), Some(alloc::vec![]));
+    // Through VBE's banked window: bank 4, offset 0x100 is row 64.
+    dispi(&mut v, vbe::BANK, 4);
+    assert_eq!(
+        changes(&mut v),
+        Some(alloc::vec![]),
+        "a bank switch shows nothing"
+    );
+    v.write(LEGACY_WINDOW.0, 0x100, &[7]);
+    assert_eq!(changes(&mut v), Some(alloc::vec![64]));
+    // Below the screen (video memory it does not show): no row.
+    v.bar_write(LFB_BAR, 768 * 4096 + 8, &[1]);
+    assert_eq!(changes(&mut v), Some(alloc::vec![]));
+    // Panning by one row: everything moved, then row 70 is source row 69.
+    dispi(&mut v, vbe::Y_OFFSET, 1);
+    assert_eq!(changes(&mut v), None);
+    v.bar_write(LFB_BAR, 70 * 4096, &[1]);
+    assert_eq!(changes(&mut v), Some(alloc::vec![69]));
+}
+
+#[test]
+fn registers_and_the_palette_mark_everything_cpu_access_settings_nothing() {
+    let mut v = card();
+    text_mode(&mut v);
+    ega_colors(&mut v);
+    changes(&mut v);
+    // A DAC entry: everything once its third component came, and only if
+    // it differs.
+    v.port_write(0x3C8, 4);
+    v.port_write(0x3C9, 0x2A);
+    v.port_write(0x3C9, 0);
+    assert_eq!(
+        changes(&mut v),
+        Some(alloc::vec![]),
+        "two of three components"
+    );
+    v.port_write(0x3C9, 0x01);
+    assert_eq!(changes(&mut v), None);
+    v.port_write(0x3C8, 4);
+    for c in [0x2A, 0, 0x01] {
+        v.port_write(0x3C9, c);
+    }
+    assert_eq!(changes(&mut v), Some(alloc::vec![]), "the same color again");
+    ar_write(&mut v, 4, 5);
+    assert_eq!(changes(&mut v), None, "the attribute palette");
+    crtc_write(&mut v, 0x0C, 0x01);
+    assert_eq!(changes(&mut v), None, "the start address");
+    gr(&mut v, 6, 0x0F);
+    assert_eq!(changes(&mut v), None, "graphics mode");
+    gr(&mut v, 6, 0x0E);
+    changes(&mut v);
+    // What steers CPU accesses only: the bit mask, the write mode, the map mask.
+    gr(&mut v, 8, 0x0F);
+    gr(&mut v, 5, 0x12);
+    sr(&mut v, 2, 0x01);
+    dispi(&mut v, vbe::BANK, 1);
+    assert_eq!(changes(&mut v), Some(alloc::vec![]));
+    // A VBE mode's resolution.
+    dispi(&mut v, vbe::XRES, 800);
+    assert_eq!(changes(&mut v), None);
+}
+
+#[test]
+fn text_writes_and_the_cursor_mark_their_rows_the_font_everything() {
+    let mut v = card();
+    text_mode(&mut v);
+    changes(&mut v);
+    let lines = |row: u32| (row * 16..row * 16 + 16).collect::<alloc::vec::Vec<_>>();
+    // A character and its attribute at row 3, column 5 (window 0xB8000).
+    let a = 0x1_8000 + (3 * 80 + 5) * 2;
+    v.window_write(a, b'K');
+    v.window_write(a + 1, 0x07);
+    assert_eq!(changes(&mut v), Some(lines(3)));
+    // The last cell of row 24.
+    v.window_write(0x1_8000 + (25 * 80 - 1) * 2, b'x');
+    assert_eq!(changes(&mut v), Some(lines(24)));
+    // The cursor on (CR0A) at row 0, then moved to row 2: the rows of
+    // the cells it leaves and comes to.
+    crtc_write(&mut v, 0x0A, 0x0E);
+    assert_eq!(changes(&mut v), Some(lines(0)));
+    crtc_write(&mut v, 0x0F, 160);
+    assert_eq!(changes(&mut v), Some([lines(0), lines(2)].concat()));
+    // A glyph loaded into plane 2 (planar access, map mask 4): every row.
+    sr(&mut v, 4, 0x06);
+    sr(&mut v, 2, 0x04);
+    gr(&mut v, 5, 0x00);
+    gr(&mut v, 6, 0x04);
+    changes(&mut v);
+    v.window_write(u64::from(b'K') * 32 + 3, 0x81);
+    assert_eq!(changes(&mut v), None);
+}
+
+#[test]
+fn a_mapped_framebuffer_asks_for_a_dirty_log_over_what_the_mode_shows() {
+    use guest_memory::MemoryMapChange::DirtyLog;
+    let queue = crate::MemoryMapQueue::new();
+    let mut v = Vga::new(VgaConfig {
+        vram: DeviceRam {
+            region: Some(HostRegionId(0)),
+            memory: GuestMemory::new(VRAM_SIZE as usize),
+        },
+        rom: None,
+    });
+    v.set_memory_map(queue.clone());
+    let mut cfg = alloc::vec::Vec::new();
+    v.config_write(0x10, &0xE000_0000u32.to_le_bytes(), &mut cfg);
+    v.config_write(0x04, &2u16.to_le_bytes(), &mut cfg);
+    assert!(queue.take().is_empty(), "no VBE mode: no log");
+    vbe_1024x768x32(&mut v);
+    let log = LfbLog {
+        gpa: 0xE000_0000,
+        len: 3 << 20,
+        offset: 0,
+    };
+    assert_eq!(
+        queue.take(),
+        [DirtyLog {
+            gpa: log.gpa,
+            len: log.len,
+            on: true
+        }]
+    );
+    assert_eq!(v.lfb_log(), Some(log));
+    changes(&mut v);
+    // Logged pages 5 and 700 written: rows 5 and 700 (a row is a page).
+    let mut pages = alloc::vec![0u64; 12];
+    pages[0] = 1 << 5;
+    pages[700 / 64] = 1 << (700 % 64);
+    v.lfb_written(log, Some(&pages));
+    assert_eq!(changes(&mut v), Some(alloc::vec![5, 700]));
+    // A log that could not be read: all its rows.
+    v.lfb_written(log, None);
+    assert_eq!(changes(&mut v), Some((0..768).collect()));
+    // Panned down 16 rows: the log follows what is shown.
+    dispi(&mut v, vbe::Y_OFFSET, 16);
+    let panned = LfbLog {
+        gpa: 0xE001_0000,
+        offset: 0x1_0000,
+        ..log
+    };
+    assert_eq!(
+        queue.take(),
+        [
+            DirtyLog {
+                gpa: log.gpa,
+                len: log.len,
+                on: false
+            },
+            DirtyLog {
+                gpa: panned.gpa,
+                len: panned.len,
+                on: true
+            },
+        ]
+    );
+    v.lfb_written(log, None);
+    assert_eq!(changes(&mut v), None, "the pan; the old log is ignored");
+    assert_eq!(changes(&mut v), Some(alloc::vec![]));
+    // BAR0 moved: the log moves with it; the mode off: the log stops.
+    v.config_write(0x10, &0xD000_0000u32.to_le_bytes(), &mut cfg);
+    let moved = LfbLog {
+        gpa: 0xD001_0000,
+        ..panned
+    };
+    assert_eq!(
+        queue.take(),
+        [
+            DirtyLog {
+                gpa: panned.gpa,
+                len: panned.len,
+                on: false
+            },
+            DirtyLog {
+                gpa: moved.gpa,
+                len: moved.len,
+                on: true
+            },
+        ]
+    );
+    dispi(&mut v, vbe::ENABLE, 0);
+    assert_eq!(
+        queue.take(),
+        [DirtyLog {
+            gpa: moved.gpa,
+            len: moved.len,
+            on: false
+        }]
+    );
+    assert_eq!(v.lfb_log(), None);
+}
