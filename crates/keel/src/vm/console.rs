@@ -7,6 +7,7 @@ use alloc::boxed::Box;
 
 use device_model::CharSink;
 use keel::console::{Console, VmId};
+use keel::display::FramePacer;
 use spin::Mutex;
 use vmm_core::StopReason;
 
@@ -38,7 +39,7 @@ pub struct VmConsole {
     /// The machine has a display (`host::display`): while this VM has the
     /// console, its screen is drawn there at `display::REFRESH_HZ`.
     display: bool,
-    next_frame: u64,
+    frames: FramePacer,
     /// Whether typed input can arrive (a console port exists): then a halted
     /// vCPU wakes at each poll to look for it.
     interactive: bool,
@@ -51,7 +52,7 @@ impl VmConsole {
             id: CONSOLE.lock().add_vm(name),
             next_poll: 0,
             display: display::present(),
-            next_frame: 0,
+            frames: FramePacer::default(),
             interactive: serial::has_console_port(),
         }
     }
@@ -77,20 +78,23 @@ impl VmConsole {
         Some(crate::clock::now_ns().saturating_add(1_000_000_000 / hz))
     }
 
-    /// Now and then (`display::REFRESH_HZ`), while this VM has the
-    /// console, draws what changed on its screen on the machine's display.
+    /// Now and then (a `display::REFRESH_HZ` period after the last
+    /// refresh ended, [`FramePacer`]), while this VM has the console,
+    /// draws what changed on its screen on the machine's display.
     fn refresh_display(&mut self, machine: &mut Machine, now: u64) {
-        if !self.display || now < self.next_frame {
+        if !self.display || !self.frames.due(now) {
             return;
         }
-        self.next_frame = now.wrapping_add(crate::clock::tsc_hz() / display::REFRESH_HZ);
+        let period = crate::clock::tsc_hz() / display::REFRESH_HZ;
         if !CONSOLE.lock().focused(self.id) {
+            self.frames.done(now, period);
             return;
         }
         machine.take_display_writes();
         if let Some(vga) = machine.pc.vga() {
             display::refresh(self.id.0, &mut vga.lock(), false);
         }
+        self.frames.done(crate::clock::rdtsc(), period);
     }
 
     /// The VM ended: if its screen is the one shown, draws it whole, says
