@@ -171,17 +171,38 @@ impl<F: EntryFormat> NestedPageTable<F> {
         let mut off = 0;
         while off < len {
             let (g, h, rest) = (gpa + off, hpa + off, len - off);
+            // A large leaf only where no lower table is: one left behind by
+            // an unmap of pages a split made small (a dirty-logged BAR that
+            // moved) is reused, not refused.
             let level = (1..=self.largest_level)
                 .rev()
                 .find(|&l| {
                     let size = level_size(l);
-                    (g | h) & (size - 1) == 0 && rest >= size
+                    (g | h) & (size - 1) == 0
+                        && rest >= size
+                        && (l == 1 || !self.has_table(mem, g, l))
                 })
                 .unwrap_or(1);
             self.map_one(mem, g, h, level, perms)?;
             off += level_size(level);
         }
         Ok(())
+    }
+
+    /// Whether the level-`level` entry for `gpa` points to a lower table.
+    fn has_table(&self, mem: &mut impl TableMemory, gpa: u64, level: u8) -> bool {
+        let mut table = self.root;
+        for l in (level..=4).rev() {
+            let entry = mem.table(table)[index(gpa, l)];
+            if !F::is_present(entry) || (l <= 3 && F::is_large(entry)) {
+                return false;
+            }
+            if l == level {
+                return true;
+            }
+            table = F::address(entry);
+        }
+        false
     }
 
     fn map_one(
@@ -482,6 +503,34 @@ pub(crate) mod tests {
             (0x1000, 0x5000_0000, 0x1000, Permissions::RWX),
         ];
         assert!(Npt::with_mappings(&mut m, 2, Vec::new(), overlapping).is_err());
+    }
+
+    #[test]
+    fn a_range_split_small_and_unmapped_maps_again() {
+        let mut m = FakeTables::default();
+        let mut t = Npt::new(&mut m, 2, Vec::new()).unwrap();
+        let (gpa, len) = (0xFD00_0000, 0x40_0000);
+        t.map(&mut m, gpa, 0x8000_0000, len, Permissions::RWX)
+            .unwrap();
+        // A dirty log splits it to 4 KiB pages; the BAR then moves away.
+        t.set_writable(&mut m, gpa, len, false, 1).unwrap();
+        t.unmap(&mut m, gpa, len).unwrap();
+        assert_eq!(t.translate(&mut m, gpa + 0x1000), None);
+        // And comes back, here or over part of the old tables.
+        t.map(&mut m, gpa, 0x9000_0000, len, Permissions::RWX)
+            .unwrap();
+        assert_eq!(
+            t.translate(&mut m, gpa + 0x20_1234),
+            Some((0x9020_1234, Permissions::RWX))
+        );
+        t.unmap(&mut m, gpa, len).unwrap();
+        t.map(&mut m, gpa + 0x20_0000, 0xA000_0000, len, Permissions::RX)
+            .unwrap();
+        assert_eq!(
+            t.translate(&mut m, gpa + 0x5F_F000),
+            Some((0xA03F_F000, Permissions::RX))
+        );
+        assert_eq!(t.translate(&mut m, gpa), None);
     }
 
     #[test]
