@@ -17,7 +17,9 @@
 //! - `debian-disk` and `debian-cd`: the IDE disk and CD images
 //!   (`crate::ide_assets`);
 //! - `debian-net-initramfs` and `pxe-e1000`: the network test's initramfs
-//!   and Debian's iPXE ROM for the e1000 (`crate::net_assets`).
+//!   and Debian's iPXE ROM for the e1000 (`crate::net_assets`);
+//! - `debian-vga-initramfs`: the display test's initramfs with Debian's
+//!   `bochs` DRM driver (`crate::vga_assets`).
 //!
 //! [`acpi_container`] makes the `opt/keel/acpi` file the shim reads (the
 //! hypervisor makes its own the same way) for booting the shim on plain QEMU.
@@ -81,6 +83,7 @@ pub const NAMES: &[&str] = &[
     crate::ide_assets::DEBIAN_VDISK,
     crate::net_assets::DEBIAN_NET_INITRAMFS,
     crate::net_assets::PXE_E1000,
+    crate::vga_assets::DEBIAN_VGA_INITRAMFS,
 ];
 
 /// Names that are built by `cargo xtask build` (not fetched).
@@ -176,7 +179,9 @@ pub fn resolve(name: &str, guest_dir: &Path) -> Option<Result<PathBuf, String>> 
         MBTEST_LOW => built(guest_dir, MBTEST_KERNEL)
             .and_then(|flat| write_built("keel-mbtest-low.elf", &mbtest_low(&read(&flat)?))),
         other => {
-            return crate::ide_assets::resolve(other).or_else(|| crate::net_assets::resolve(other))
+            return crate::ide_assets::resolve(other)
+                .or_else(|| crate::net_assets::resolve(other))
+                .or_else(|| crate::vga_assets::resolve(other))
         }
     })
 }
@@ -930,6 +935,7 @@ mod tests {
             ("linux", init_script()),
             ("ide", crate::ide_assets::init_script()),
             ("net", crate::net_assets::init_script()),
+            ("vga", crate::vga_assets::init_script()),
         ] {
             assert!(!script.contains("SHELL_CHECKS"), "{what}: placeholder left");
             assert_eq!(script.matches("\ncheck() {").count(), 1, "{what}");

@@ -19,4 +19,5 @@ pub mod net_assets;
 pub mod progress;
 pub mod runner;
 pub mod screen_disk;
+pub mod vga_assets;
 pub mod workspace;

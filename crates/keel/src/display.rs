@@ -388,7 +388,10 @@ mod tests {
         assert!(p.due(0), "the first refresh is due at once");
         // Started at 1000, took three periods of 50.
         p.done(1150, 50);
-        assert!(!p.due(1150) && !p.due(1199), "the guest runs a whole period");
+        assert!(
+            !p.due(1150) && !p.due(1199),
+            "the guest runs a whole period"
+        );
         assert!(p.due(1200));
         p.done(u64::MAX - 10, 50);
         assert!(!p.due(u64::MAX - 1), "no wrap to an early refresh");
