@@ -465,8 +465,11 @@ impl Shared {
         }
     }
 
-    /// The machine, for vCPU `me`'s loop.
+    /// The machine, for vCPU `me`'s loop. Taking it is looking at
+    /// everything posted for the vCPU, so the loop's kick mark is cleared
+    /// first (`sched::wake`): a post after this kicks again.
     fn lock(&self, me: u32) -> spin::MutexGuard<'_, Machine> {
+        crate::sched::looking();
         let mut m = self.machine.lock();
         m.set_current(me);
         m
@@ -1188,6 +1191,7 @@ fn wait_for_interrupt(
             interrupts_enabled: vcpu.interrupts_enabled(),
             interrupt_pending: m.interrupt_pending(),
             nmi_pending: m.nmi_pending(),
+            nmi_blocked: vcpu.nmi_blocked(),
             nmi_route: m.nmi_route(),
             power_request: m.pc.power.peek().is_some(),
             next_deadline_ns: halt_deadline(&mut m, bsp.as_ref().map(|b| &*b.console)),
