@@ -48,6 +48,15 @@ fn a_vm_flooding_ipis_and_spinning_with_if_0_leaves_its_neighbour_its_timer_rate
     // The hostile guest's own checks: the AP started, IPIs and NMIs
     // reached it, it came back after the storms, both spun with IF=0.
     verdict(check_guest_suite(&o, "hostile-smp", 9));
+    // No INIT ever reached the BSP: the AP's ICR writes, cut in two by the
+    // BSP's INITs (ICR high, INIT, ICR low), must not send from an APIC the
+    // INIT already reset (its ICR high 0: the BSP).
+    let boots = o
+        .lines
+        .iter()
+        .filter(|l| l.contains("[hostile-smp] hostile-smp: BSP in real mode"))
+        .count();
+    assert_eq!(boots, 1, "the BSP started over\n{report}");
     // The neighbour: every timer rate, HLT wake-up and NMI check passes,
     // the nesting check included, and it ends after its two resets.
     verdict(check_guest_suite(&o, "irq", 24));

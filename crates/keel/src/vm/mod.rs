@@ -1000,7 +1000,16 @@ fn run_vcpu(
         if let Some(b) = &bsp {
             b.exits_so_far.store(exits, Ordering::Relaxed);
         }
-        let mut action = handle_exit(&exit, vcpu, &mut *m, &mut policy);
+        // An INIT another vCPU sent while this one ran is taken at this
+        // instruction boundary (SDM Vol 3A 10.6.1; the next pass resets the
+        // vCPU): the instruction that exited never happens. Carried out, it
+        // would act from a local APIC the INIT already reset, e.g. send an
+        // IPI with ICR high cleared to 0, the BSP.
+        let mut action = if m.init_pending() {
+            ExitAction::Resume
+        } else {
+            handle_exit(&exit, vcpu, &mut *m, &mut policy)
+        };
         if action == ExitAction::Halt {
             shared.release(m, me);
             action = wait_for_interrupt(vcpu, shared, rip, resets_seen, &mut bsp, clock, config);
