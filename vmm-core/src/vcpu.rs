@@ -193,12 +193,11 @@ pub trait VcpuState {
     /// the IRET intercept and a single step over the IRET (or over the
     /// interrupt shadow). The exit is [`crate::VmExit::NmiWindow`].
     fn set_nmi_window_exiting(&mut self, on: bool);
-    /// Whether the STI / MOV SS shadow holds back an NMI as well: what the
-    /// backend's entry rules forbid. SVM does not tell the two shadows
-    /// apart, so the whole shadow; VMX forbids injecting an NMI under
-    /// blocking by MOV SS only (SDM Vol 3C 26.3.1.5), and its NMI-window
-    /// exit may come inside an STI shadow (SDM Vol 3C 26.7.6), so there only
-    /// MOV SS blocking counts.
+    /// Whether the STI / MOV SS shadow holds back an NMI as well (SDM Vol 2B
+    /// STI: NMIs may be inhibited after STI), as the backend's entry rules
+    /// require: the whole shadow, except (VMX) right after an NMI-window
+    /// exit, which a CPU takes inside an STI shadow only where it can take
+    /// the NMI there (SDM Vol 3C 26.3.1.5, 26.7.6).
     fn nmi_shadow(&self) -> bool {
         self.interrupt_shadow()
     }

@@ -108,6 +108,9 @@ pub struct VmxVcpu<V: Vmcs> {
     /// An exception arose while #DF was being delivered: the next run
     /// returns a shutdown instead of entering (SDM Vol 3A 6.15).
     pub(crate) shutdown_pending: bool,
+    /// The last exit was the NMI window: the CPU found an NMI deliverable
+    /// there, even inside an STI shadow ([`VcpuState::nmi_shadow`]).
+    nmi_window_exit: bool,
     config: VmxVcpuConfig,
     _pages: OwnedPages,
 }
@@ -217,6 +220,7 @@ impl<V: Vmcs> VmxVcpu<V> {
             fpu: GuestFpu::default(),
             pending_debug_status: None,
             shutdown_pending: false,
+            nmi_window_exit: false,
             config,
             _pages: OwnedPages { io, msr },
         };
@@ -379,6 +383,9 @@ impl<V: Vmcs> VmxVcpu<V> {
     /// instruction-length field (SDM 27.2.4) and VM entry needs to push the
     /// return address past it (SDM 26.6.1.3).
     pub(crate) fn after_exit(&mut self) {
+        use super::exit_reason::ExitReason as R;
+        self.nmi_window_exit =
+            R::from_basic(self.vmcs.read(F::ExitReason) as u16) == Some(R::NmiWindow);
         self.restore_nmi_blocking();
         let info = self.vmcs.read(F::IdtVectoringInformation) as u32;
         if info & (ENTRY_INTR_VALID as u32) == 0 {
@@ -650,8 +657,15 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
     fn set_nmi_window_exiting(&mut self, on: bool) {
         self.set_primary(PrimaryProcessorBased::NMI_WINDOW_EXITING, on);
     }
+    /// Blocking by MOV SS forbids injecting an NMI (SDM 26.3.1.5); some
+    /// processors refuse it under blocking by STI too, and those do not
+    /// take the NMI-window exit inside an STI shadow (SDM 26.7.6), so the
+    /// STI shadow holds an NMI back except right after that exit (where a
+    /// processor that exits there takes the NMI).
     fn nmi_shadow(&self) -> bool {
-        self.vmcs.read(F::GuestInterruptibilityState) & BLOCKING_BY_MOV_SS != 0
+        let state = self.vmcs.read(F::GuestInterruptibilityState);
+        state & BLOCKING_BY_MOV_SS != 0
+            || (state & BLOCKING_BY_STI_OR_MOV_SS != 0 && !self.nmi_window_exit)
     }
     fn set_xcr0(&mut self, xcr0: u64) {
         self.fpu.xcr0 = xcr0;
@@ -1067,14 +1081,20 @@ pub(crate) mod tests {
         );
         v.set_nmi_window_exiting(false);
         assert_eq!(read(&v, F::PrimaryProcessorBasedVmExecutionControls), base);
-        // Blocking by NMI and MOV SS hold an NMI back; STI does not.
+        // Blocking by NMI, MOV SS and STI hold an NMI back; STI not at the
+        // NMI-window exit (the CPU found the NMI deliverable there).
         v.vmcs.set(F::GuestInterruptibilityState, BLOCKING_BY_NMI);
         assert!(v.nmi_blocked() && !v.nmi_shadow());
         v.vmcs.set(F::GuestInterruptibilityState, 1);
-        assert!(!v.nmi_blocked() && !v.nmi_shadow() && v.interrupt_shadow());
+        assert!(!v.nmi_blocked() && v.nmi_shadow() && v.interrupt_shadow());
+        v.vmcs.set(F::ExitReason, 8);
+        v.after_exit();
+        assert!(!v.nmi_shadow(), "at the NMI-window exit");
         v.vmcs
             .set(F::GuestInterruptibilityState, BLOCKING_BY_MOV_SS);
-        assert!(v.nmi_shadow());
+        assert!(v.nmi_shadow(), "never under MOV SS");
+        v.vmcs.set(F::ExitReason, 0);
+        v.after_exit();
         // An exit while an injected NMI was being delivered: the blocking
         // it set is cleared, the NMI is queued again (26.3.1.5 would refuse
         // it otherwise).
