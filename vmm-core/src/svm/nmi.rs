@@ -11,15 +11,17 @@
 //!   are unblocked once the guest is past that instruction: at the first
 //!   exit whose RIP is elsewhere;
 //! - when an NMI waits for the window, Keel sets RFLAGS.TF over the IRET
-//!   (or over the one instruction of an interrupt shadow, or the event
-//!   being injected) so that the single-step #DB, which both backends
+//!   (or over the one instruction of an interrupt shadow) so that the single-step #DB, which both backends
 //!   intercept, ends the guest's run right after it ([`Step`]). That #DB is
 //!   Keel's, not the guest's: it becomes [`crate::VmExit::NmiWindow`], and
 //!   DR6 and TF are put back as they were.
 //!
 //! A guest that single-steps its own code at that point still gets its
 //! #DB. What the guest sees of Keel's TF: the RFLAGS image an exception
-//! raised by that one instruction pushes (a faulting IRET), as on KVM.
+//! raised by that one instruction pushes (a faulting IRET), as on KVM. No
+//! step is armed while an event is being injected (the image its delivery
+//! pushes would carry Keel's TF into the guest's handler, whose IRET would
+//! then raise a #DB nobody armed): the NMI waits for the next exit.
 
 /// RFLAGS.TF: a single-step #DB after the next instruction (SDM Vol 3A 17.3.1.4).
 pub const RFLAGS_TF: u64 = 1 << 8;
@@ -47,7 +49,7 @@ pub enum Phase {
 pub enum StepOver {
     /// The handler's IRET: it loads RFLAGS (TF included) from its frame.
     Iret,
-    /// Any other instruction (an interrupt shadow, an injected event).
+    /// The one instruction of an interrupt shadow.
     Other,
 }
 
@@ -161,11 +163,11 @@ impl NmiTracker {
         (s, verdict)
     }
 
-    /// Before an entry, with an NMI waiting (`on`) or not: arms a single
-    /// step when only one instruction stands between the guest and the
-    /// window (the intercepted IRET, a shadow, an event being injected);
-    /// in the handler the IRET intercept comes first. Returns the RFLAGS to
-    /// enter with.
+    /// Before an entry, with an NMI waiting (`on`; never while an event is
+    /// being injected) or not: arms a single step when one instruction
+    /// stands between the guest and the window (the intercepted IRET, a
+    /// shadow); in the handler the IRET intercept comes first. Returns the
+    /// RFLAGS to enter with.
     pub fn window(&mut self, on: bool, s: ExitState) -> u64 {
         if !on {
             return self.disarm(s.rflags);

@@ -513,9 +513,10 @@ impl VcpuState for SvmVcpu {
         self.nmi.blocked()
     }
     /// In the handler the IRET intercept comes first; at the intercepted
-    /// IRET, in a shadow or with an event being injected, a single step
-    /// (`svm::nmi`).
+    /// IRET or in a shadow, a single step (`svm::nmi`); with an event being
+    /// injected, the next exit.
     fn set_nmi_window_exiting(&mut self, on: bool) {
+        let on = on && !self.event_pending();
         let rflags = self.nmi.window(on, self.nmi_state());
         self.vmcb.write_u64(save::RFLAGS, rflags);
     }
@@ -738,6 +739,11 @@ mod tests {
             VmExit::NmiWindow
         );
         assert!(v.nmi_blocked() && !misc1(&v).contains(InterceptMisc1::IRET));
+        // No step while an event goes in: its pushed RFLAGS would carry TF.
+        v.inject(Event::GP0);
+        v.set_nmi_window_exiting(true);
+        assert_eq!(v.rflags() & super::super::nmi::RFLAGS_TF, 0);
+        v.cancel_event();
         v.set_nmi_window_exiting(true);
         assert_ne!(v.rflags() & super::super::nmi::RFLAGS_TF, 0, "one step");
         // The step's #DB after the IRET: the window.
