@@ -40,7 +40,7 @@ fn pci_testdev_guest_passes_every_check() {
 #[test]
 fn irq_guest_passes_every_check() {
     let (_, o) = boot("irq");
-    verdict(check_guest_suite(&o, "irq", 22));
+    verdict(check_guest_suite(&o, "irq", 24));
 }
 
 #[test]

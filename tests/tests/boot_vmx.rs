@@ -39,7 +39,7 @@ fn vmx_pci_testdev_guest_passes_every_check() {
 #[test]
 fn vmx_irq_guest_passes_every_check() {
     let (_, o) = boot_vmx("irq", SKYLAKE_X);
-    verdict(check_guest_suite(&o, "irq", 22));
+    verdict(check_guest_suite(&o, "irq", 24));
 }
 
 #[test]

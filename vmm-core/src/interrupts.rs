@@ -6,6 +6,14 @@
 //! the backend for an interrupt-window exit so it is delivered as soon as the
 //! guest allows. An event that the backend re-queued after an exit
 //! interrupted its delivery goes first.
+//!
+//! NMIs (SDM Vol 3A 6.7.1): RFLAGS.IF does not hold them back, but an NMI
+//! handler that has not yet executed its IRET does ("blocking by NMI",
+//! [`VcpuState::nmi_blocked`]). An NMI that arrives meanwhile stays latched
+//! in the local APIC, which holds one: any more that arrive before it is
+//! taken are the same NMI, as on hardware. It is injected at the NMI window
+//! ([`VcpuState::set_nmi_window_exiting`]), so two NMIs sent back to back
+//! reach the guest's handler one after the other, never nested.
 
 use crate::vcpu::{Event, VcpuState};
 
@@ -34,29 +42,42 @@ pub enum Delivery {
     /// An interrupt is pending but the guest cannot take it yet; the backend
     /// will exit when it can.
     WindowRequested,
+    /// An NMI is pending but the guest blocks NMIs (its handler runs, or an
+    /// interrupt shadow); the backend will exit when it can take it.
+    NmiWindowRequested,
 }
 
 const RFLAGS_IF: u64 = 1 << 9;
 
-/// Injects the most urgent deliverable event, or requests an interrupt window.
+/// Injects the most urgent deliverable event, or requests the window
+/// (interrupt, NMI) each pending one waits for.
 pub fn deliver(vcpu: &mut impl VcpuState, source: &mut impl InterruptSource) -> Delivery {
+    let nmi = source.nmi_pending();
     if vcpu.event_pending() {
-        // One event per entry; a pending interrupt keeps the window open.
+        // One event per entry; what waits keeps its window open.
         let waiting = source.interrupt_pending();
         vcpu.set_interrupt_window_exiting(waiting);
+        vcpu.set_nmi_window_exiting(nmi);
         return Delivery::Nothing;
     }
-    // NMIs ignore RFLAGS.IF; MOV SS / STI blocking is honoured for them too.
-    if !vcpu.interrupt_shadow() && source.nmi_pending() {
+    // NMIs ignore RFLAGS.IF, not blocking by NMI or the shadow.
+    let nmi_waits = nmi && (vcpu.nmi_blocked() || vcpu.nmi_shadow());
+    vcpu.set_nmi_window_exiting(nmi_waits);
+    if nmi && !nmi_waits {
         source.acknowledge_nmi();
         vcpu.inject(Event::Nmi);
         let waiting = source.interrupt_pending();
         vcpu.set_interrupt_window_exiting(waiting);
         return Delivery::Nmi;
     }
+    let nothing = if nmi_waits {
+        Delivery::NmiWindowRequested
+    } else {
+        Delivery::Nothing
+    };
     if !source.interrupt_pending() {
         vcpu.set_interrupt_window_exiting(false);
-        return Delivery::Nothing;
+        return nothing;
     }
     if vcpu.rflags() & RFLAGS_IF == 0 || vcpu.interrupt_shadow() {
         vcpu.set_interrupt_window_exiting(true);
@@ -68,7 +89,7 @@ pub fn deliver(vcpu: &mut impl VcpuState, source: &mut impl InterruptSource) -> 
             vcpu.inject(Event::ExternalInterrupt { vector });
             Delivery::Interrupt(vector)
         }
-        None => Delivery::Nothing,
+        None => nothing,
     }
 }
 
@@ -81,6 +102,9 @@ pub struct HaltState {
     pub interrupt_pending: bool,
     /// An NMI is waiting for the vCPU now.
     pub nmi_pending: bool,
+    /// The vCPU blocks NMIs (halted inside its NMI handler): a waiting or
+    /// routed NMI cannot wake it ([`VcpuState::nmi_blocked`]).
+    pub nmi_blocked: bool,
     /// A device interrupt can reach the vCPU as an NMI: an unmasked IOAPIC
     /// redirection entry or local APIC LINT entry with NMI delivery.
     pub nmi_route: bool,
@@ -106,13 +130,14 @@ pub enum HaltDecision {
 
 /// Decides, after HLT, whether the vCPU wakes, sleeps until the next device
 /// timer, or can never run again. With RFLAGS.IF clear only an NMI wakes it,
-/// so it is stopped only if no device routes one to it; otherwise it waits,
-/// as the CPU would.
+/// so it is stopped only if no device routes one to it (or it blocks NMIs,
+/// halted in its NMI handler); otherwise it waits, as the CPU would.
 pub fn halt_decision(s: &HaltState) -> HaltDecision {
-    if s.nmi_pending || s.power_request || (s.interrupts_enabled && s.interrupt_pending) {
+    let nmi_wakes = s.nmi_pending && !s.nmi_blocked;
+    if nmi_wakes || s.power_request || (s.interrupts_enabled && s.interrupt_pending) {
         return HaltDecision::Resume;
     }
-    if !s.interrupts_enabled && !s.nmi_route {
+    if !s.interrupts_enabled && (!s.nmi_route || s.nmi_blocked) {
         return HaltDecision::Stop {
             interrupts_enabled: false,
         };
@@ -219,11 +244,68 @@ mod tests {
             ..Default::default()
         };
         v.shadow = true;
-        assert_eq!(deliver(&mut v, &mut s), Delivery::Nothing);
+        assert_eq!(deliver(&mut v, &mut s), Delivery::NmiWindowRequested);
+        assert!(
+            v.nmi_window && s.nmi,
+            "asked for the window, not acknowledged"
+        );
         v.shadow = false;
         assert_eq!(deliver(&mut v, &mut s), Delivery::Nmi);
         assert_eq!(v.injected, [Event::Nmi]);
-        assert!(!s.nmi);
+        assert!(!s.nmi && !v.nmi_window);
+    }
+
+    /// SDM Vol 3A 6.7.1: while the NMI handler runs (until its IRET) no NMI
+    /// is delivered; one that arrives is latched (the local APIC's one
+    /// pending NMI, here `Source::nmi`: two sends set it once) and goes in
+    /// at the NMI window, so the handler runs twice, one after the other.
+    #[test]
+    fn nmis_sent_while_the_handler_runs_wait_for_its_iret_one_latched() {
+        let mut v = FakeVcpu::protected_flat();
+        let mut s = Source {
+            nmi: true,
+            ..Default::default()
+        };
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nmi);
+        assert!(v.nmi_blocked, "delivering an NMI blocks NMIs");
+        v.injected.clear(); // entered: the handler runs
+                            // The handler sends itself two NMIs back to back: one latch.
+        s.nmi = true;
+        s.nmi = true;
+        for _ in 0..3 {
+            // Exits inside the handler (its ICR writes, a host timer).
+            assert_eq!(deliver(&mut v, &mut s), Delivery::NmiWindowRequested);
+            assert!(v.injected.is_empty(), "no nesting");
+            assert!(v.nmi_window && s.nmi, "latched, waiting for the window");
+        }
+        // Its IRET unblocks NMIs: the NMI-window exit, then the latched NMI.
+        v.nmi_blocked = false;
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nmi);
+        assert_eq!(v.injected, [Event::Nmi]);
+        assert!(!v.nmi_window && !s.nmi);
+        // The second handler's IRET: nothing more, the other send was the
+        // same latched NMI.
+        v.injected.clear();
+        v.nmi_blocked = false;
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nothing);
+        assert!(v.injected.is_empty() && !v.nmi_window);
+    }
+
+    #[test]
+    fn a_blocked_nmi_leaves_maskable_interrupts_alone() {
+        let mut v = enabled();
+        v.nmi_blocked = true;
+        let mut s = Source {
+            vectors: std::vec![0x30],
+            nmi: true,
+            ..Default::default()
+        };
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Interrupt(0x30));
+        assert!(v.nmi_window && s.nmi, "the NMI still waits for its window");
+        // A queued event: both windows stay asked for.
+        s.vectors.push(0x31);
+        assert_eq!(deliver(&mut v, &mut s), Delivery::Nothing);
+        assert!(v.window && v.nmi_window);
     }
 
     #[test]
@@ -242,6 +324,7 @@ mod tests {
             interrupts_enabled: false,
             interrupt_pending: false,
             nmi_pending: false,
+            nmi_blocked: false,
             nmi_route: true,
             power_request: false,
             next_deadline_ns: Some(5_000),
@@ -253,6 +336,27 @@ mod tests {
         };
         assert_eq!(
             halt_decision(&no_route),
+            HaltDecision::Stop {
+                interrupts_enabled: false
+            }
+        );
+        // Halted in its NMI handler: NMIs are blocked, so neither a waiting
+        // NMI nor a route wakes it (SDM Vol 3A 6.7.1).
+        let in_handler = HaltState {
+            nmi_blocked: true,
+            ..cli_hlt
+        };
+        assert_eq!(
+            halt_decision(&in_handler),
+            HaltDecision::Stop {
+                interrupts_enabled: false
+            }
+        );
+        assert_eq!(
+            halt_decision(&HaltState {
+                nmi_pending: true,
+                ..in_handler
+            }),
             HaltDecision::Stop {
                 interrupts_enabled: false
             }

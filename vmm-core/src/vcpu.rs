@@ -180,6 +180,27 @@ pub trait VcpuState {
     /// maskable interrupt: SVM's virtual-interrupt intercept, VMX's
     /// interrupt-window exiting. The exit is [`crate::VmExit::InterruptWindow`].
     fn set_interrupt_window_exiting(&mut self, on: bool);
+    /// Whether the guest blocks NMIs: it took an NMI and has not yet
+    /// executed the IRET that ends its handler (SDM Vol 3A 6.7.1; "blocking
+    /// by NMI", SDM Vol 3C 25.4.2). No NMI may be injected meanwhile; one
+    /// that arrives stays latched until then ([`crate::interrupts`]). VMX
+    /// keeps it in the interruptibility state (virtual-NMI blocking); SVM
+    /// has no such field, so the backend tracks it from the NMIs it injects
+    /// and the IRETs it intercepts (APM Vol 2 15.21.4).
+    fn nmi_blocked(&self) -> bool;
+    /// Asks for (or stops asking for) an exit as soon as the guest can take
+    /// an NMI: VMX's NMI-window exiting (SDM Vol 3C 25.6.2, 26.7.6); on SVM,
+    /// the IRET intercept and a single step over the IRET (or over the
+    /// interrupt shadow). The exit is [`crate::VmExit::NmiWindow`].
+    fn set_nmi_window_exiting(&mut self, on: bool);
+    /// Whether the STI / MOV SS shadow holds back an NMI as well (SDM Vol 2B
+    /// STI: NMIs may be inhibited after STI), as the backend's entry rules
+    /// require: the whole shadow, except (VMX) right after an NMI-window
+    /// exit, which a CPU takes inside an STI shadow only where it can take
+    /// the NMI there (SDM Vol 3C 26.3.1.5, 26.7.6).
+    fn nmi_shadow(&self) -> bool {
+        self.interrupt_shadow()
+    }
 
     /// The CPU mode implied by CR0.PE, EFER.LMA and CS.L / CS.D.
     fn mode(&self) -> CpuMode {
@@ -294,6 +315,10 @@ pub mod fake {
         pub shadow_cleared: bool,
         pub shadow: bool,
         pub window: bool,
+        /// Blocking by NMI: set by injecting an NMI, as delivering one sets
+        /// it on hardware; a test clears it for the guest's IRET.
+        pub nmi_blocked: bool,
+        pub nmi_window: bool,
         pub tsc_offset: u64,
         pub xcr0: u64,
         pub tsc_aux: u32,
@@ -414,6 +439,9 @@ pub mod fake {
             self.cpl
         }
         fn inject(&mut self, event: Event) {
+            if event == Event::Nmi {
+                self.nmi_blocked = true;
+            }
             self.injected.push(event);
         }
         fn clear_interrupt_shadow(&mut self) {
@@ -428,6 +456,12 @@ pub mod fake {
         }
         fn set_interrupt_window_exiting(&mut self, on: bool) {
             self.window = on;
+        }
+        fn nmi_blocked(&self) -> bool {
+            self.nmi_blocked
+        }
+        fn set_nmi_window_exiting(&mut self, on: bool) {
+            self.nmi_window = on;
         }
         fn tsc_offset(&self) -> u64 {
             self.tsc_offset

@@ -27,6 +27,7 @@ pub const TEST_GUESTS: &[&str] = &[
     "hostile-dma",
     "hostile-net",
     "hostile-debug",
+    "hostile-smp",
     "pci-testdev",
     "exitbench",
     "vbe",

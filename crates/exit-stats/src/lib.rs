@@ -48,6 +48,7 @@ pub enum ExitKind {
     Shutdown,
     ExternalInterrupt,
     InterruptWindow,
+    NmiWindow,
     Exception,
     InvalidGuestState,
     Unknown,
@@ -55,7 +56,7 @@ pub enum ExitKind {
 
 impl ExitKind {
     /// Every kind, in declaration order (the order of the counters).
-    pub const ALL: [ExitKind; 20] = [
+    pub const ALL: [ExitKind; 21] = [
         ExitKind::Io,
         ExitKind::NestedPageFault,
         ExitKind::Cpuid,
@@ -73,6 +74,7 @@ impl ExitKind {
         ExitKind::Shutdown,
         ExitKind::ExternalInterrupt,
         ExitKind::InterruptWindow,
+        ExitKind::NmiWindow,
         ExitKind::Exception,
         ExitKind::InvalidGuestState,
         ExitKind::Unknown,
@@ -100,6 +102,7 @@ impl ExitKind {
             ExitKind::Shutdown => "shutdown",
             ExitKind::ExternalInterrupt => "external_irq",
             ExitKind::InterruptWindow => "irq_window",
+            ExitKind::NmiWindow => "nmi_window",
             ExitKind::Exception => "exception",
             ExitKind::InvalidGuestState => "invalid_state",
             ExitKind::Unknown => "unknown",

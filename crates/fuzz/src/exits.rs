@@ -840,9 +840,10 @@ fn random_exit(rng: &mut Rng) -> VmExit {
             fault_address: (rng.below(2) == 0).then(|| interesting(rng)),
             debug_status: (rng.below(2) == 0).then(|| rng.next()),
         },
-        16 => match rng.below(3) {
+        16 => match rng.below(4) {
             0 => VmExit::Shutdown,
             1 => VmExit::ExternalInterrupt,
+            2 => VmExit::NmiWindow,
             _ => VmExit::InterruptWindow,
         },
         17 => VmExit::InvalidGuestState {

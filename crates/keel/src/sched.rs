@@ -228,14 +228,27 @@ pub fn sleep_until(deadline_ns: u64) -> bool {
 
 /// Makes loop `task` look at its vCPU at once: marks it woken and, on
 /// another CPU, kicks that CPU (a host IPI that ends its guest's run or
-/// wakes its HLT).
+/// wakes its HLT). A loop already marked and not yet looking (see
+/// [`looking`]) is not kicked again: a guest flooding another vCPU with
+/// IPIs costs that vCPU's CPU one host interrupt per look, not one per
+/// IPI, so the VMs sharing that CPU keep it.
 pub fn wake(task: usize) {
     let Some(t) = TASKS.get().and_then(|ts| ts.get(task)) else {
         return;
     };
-    t.woken.store(true, Ordering::SeqCst);
+    if t.woken.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let here = current().map(|(cpu, _)| cpu);
     if here != Some(t.cpu) {
         smp::kick(t.cpu);
+    }
+}
+
+/// The running loop is about to look at everything posted for it: its
+/// woken mark goes, so the next [`wake`] kicks again.
+pub fn looking() {
+    if let Some((_, t)) = current() {
+        t.woken.store(false, Ordering::SeqCst);
     }
 }

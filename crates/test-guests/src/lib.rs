@@ -168,6 +168,15 @@ macro_rules! asm_prelude {
     jmp enter_long_mode
 .endm
 
+/* An AP (started by the BSP's INIT-SIPI-SIPI, in real mode with the stack it
+   chose) enters long mode on the GDT and page tables the BSP's GOTO_LONG
+   built, and continues at `label` with the 64-bit IDT for vectors 0-31. It
+   rebuilds nothing the BSP is using. */
+.macro GOTO_LONG_AP label
+    mov $\label, %ebx
+    jmp enter_long_mode_ap
+.endm
+
 /* Long mode only: the next instruction, `len` bytes long, is expected to fault.
    The exception handler records vector and error code and skips it. */
 .macro EXPECT_FAULT len

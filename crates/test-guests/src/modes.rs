@@ -8,6 +8,8 @@
 //! - Long mode: PAE page tables identity-mapping the low 4 GiB with 2 MiB pages,
 //!   CR4.PAE, CR3, EFER.LME by WRMSR, CR0.PG, a far jump to a 64-bit code segment
 //!   (SDM Vol 3A 9.8.5), then a 64-bit IDT for the exceptions 0-31.
+//! - An AP's way from its Start-Up IPI to long mode (`GOTO_LONG_AP`): the same
+//!   steps on the BSP's page tables and IDT, keeping the AP's own stack.
 
 use core::arch::global_asm;
 
@@ -123,6 +125,50 @@ lm_entry:
     jb 1b
     lidt idt64_desc(%rip)
     mov %ebx, %ebx                  /* upper halves are undefined after the switch */
+    jmp *%rbx
+
+MODE16
+.global enter_long_mode_ap
+enter_long_mode_ap:
+    cli
+    lgdtl %cs:(gdt_desc - IMAGE_BASE)
+    mov %cr0, %eax
+    or $0x1, %eax                   /* CR0.PE */
+    mov %eax, %cr0
+    ljmpl $SEL_CODE32, $ap_pm_entry
+
+MODE32
+ap_pm_entry:
+    mov $SEL_DATA, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %fs
+    mov %ax, %gs
+    mov %ax, %ss
+    mov %cr4, %eax
+    or $0x20, %eax                  /* CR4.PAE */
+    mov %eax, %cr4
+    mov $PML4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx           /* IA32_EFER */
+    rdmsr
+    or $0x100, %eax                 /* EFER.LME */
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000000, %eax            /* CR0.PG */
+    mov %eax, %cr0
+    ljmp $SEL_CODE64, $ap_lm_entry
+
+MODE64
+ap_lm_entry:
+    mov $SEL_DATA, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %fs
+    mov %ax, %gs
+    mov %ax, %ss
+    lidt idt64_desc(%rip)
+    mov %ebx, %ebx
     jmp *%rbx
 
 /* One 16-byte stub per exception. Those without an error code push a 0 so that

@@ -29,6 +29,7 @@
 //! - IOAPIC messages and IPIs reach the local APICs by destination; EOIs
 //!   of level-triggered vectors are broadcast back to the IOAPIC.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use guest_log::RateLimitedLog;
@@ -98,6 +99,13 @@ pub struct PcInterruptRouter {
     /// MSI writes that do not name the local APICs: dropped and counted.
     msi_dropped: u64,
     msi_log: RateLimitedLog,
+    /// The VM's name, for the log lines a guest's messages cause.
+    vm: String,
+    /// Messages naming no local APIC (absent APIC IDs, empty logical
+    /// masks), and ICR writes the SDM calls invalid: a guest can send
+    /// millions, so each cause logs a few lines in full, then summaries.
+    unrouted_log: RateLimitedLog,
+    refused_log: RateLimitedLog,
     /// Bit n: a message reached vCPU n's local APIC (or the 8259A raised
     /// the BSP's LINT0) since [`Self::take_woken`]: the VM loop kicks that
     /// vCPU's host CPU so it sees the event at once.
@@ -122,6 +130,9 @@ impl PcInterruptRouter {
             intx: Vec::new(),
             msi_dropped: 0,
             msi_log: RateLimitedLog::new(),
+            vm: String::new(),
+            unrouted_log: RateLimitedLog::new(),
+            refused_log: RateLimitedLog::new(),
             woken: 0,
         };
         router.update_pic_output();
@@ -138,6 +149,11 @@ impl PcInterruptRouter {
             lapic.reset();
         }
         self.update_pic_output();
+    }
+
+    /// Names the VM in the log lines its guest's messages cause.
+    pub fn set_vm_name(&mut self, name: &str) {
+        self.vm = String::from(name);
     }
 
     pub fn pic(&self) -> &DualPic {
@@ -410,6 +426,13 @@ impl PcInterruptRouter {
         for output in lapic.take_outputs() {
             match output {
                 LapicOutput::Ipi(msg) => self.route(Some(source), &msg),
+                LapicOutput::RefusedIcr { icr, why } => self.refused_log.log(
+                    Level::Warn,
+                    format_args!(
+                        "VM '{}': vCPU {source} wrote ICR {icr:#x}, which sends nothing: {why} (SDM 11.6.1)",
+                        self.vm
+                    ),
+                ),
                 LapicOutput::EoiBroadcast(vector) => {
                     let mut out = core::mem::take(&mut self.messages);
                     self.ioapic.end_of_interrupt(vector, &mut out);
@@ -433,10 +456,35 @@ impl PcInterruptRouter {
         }
     }
 
-    /// Delivers `msg` from `source` (a local APIC, or `None` for the IOAPIC)
-    /// to the local APICs it names; lowest-priority delivery picks the one
-    /// with the lowest arbitration priority (ties: the lowest vCPU index).
+    /// Delivers `msg` from `source` (a local APIC, or `None` for the IOAPIC
+    /// and MSIs) to the local APICs it names; lowest-priority delivery picks
+    /// the one with the lowest arbitration priority (ties: the lowest vCPU
+    /// index). A message that names none (an absent APIC ID, a logical
+    /// mask no APIC has, a disabled APIC) is dropped, as on the APIC bus
+    /// (the P6's send-accept error is gone since the Pentium 4, SDM
+    /// 11.5.3), and logged rate-limited. Work per message: one pass over
+    /// the VM's local APICs.
     fn route(&mut self, source: Option<usize>, msg: &ApicMessage) {
+        if !self.deliver_to_named(source, msg) {
+            let from = match source {
+                Some(v) => alloc::format!("vCPU {v}'s IPI"),
+                None => String::from("an IOAPIC or MSI message"),
+            };
+            let Destination::Field(dest) = msg.destination else {
+                return; // a shorthand with nobody else: nothing wrong
+            };
+            self.unrouted_log.log(
+                Level::Warn,
+                format_args!(
+                    "VM '{}': {from} ({:?}, vector {:#x}, {:?} destination {dest:#x}) reaches no local APIC: dropped",
+                    self.vm, msg.delivery, msg.vector, msg.dest_mode
+                ),
+            );
+        }
+    }
+
+    /// [`Self::route`]'s delivery; false if no local APIC took the message.
+    fn deliver_to_named(&mut self, source: Option<usize>, msg: &ApicMessage) -> bool {
         let named = |i: usize, lapic: &LocalApic| match msg.destination {
             Destination::Field(dest) => lapic.matches(msg.dest_mode, dest),
             Destination::SelfOnly => Some(i) == source,
@@ -451,14 +499,17 @@ impl PcInterruptRouter {
                 self.lapics[t].deliver(msg);
                 self.wake(t);
             }
-            return;
+            return target.is_some();
         }
+        let mut delivered = false;
         for i in 0..self.lapics.len() {
             if named(i, &self.lapics[i]) {
                 self.lapics[i].deliver(msg);
                 self.wake(i);
+                delivered = true;
             }
         }
+        delivered
     }
 }
 

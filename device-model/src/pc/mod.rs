@@ -256,11 +256,9 @@ impl Pc {
         let ram_size = memory.size();
         let power = PowerControl::new();
         let mut bus = Bus::new();
-        let router: RouterHandle = Arc::new(Mutex::new(PcInterruptRouter::new(
-            config.vcpus.max(1),
-            config.lapic,
-            clock.clone(),
-        )));
+        let mut router = PcInterruptRouter::new(config.vcpus.max(1), config.lapic, clock.clone());
+        router.set_vm_name(&config.name);
+        let router: RouterHandle = Arc::new(Mutex::new(router));
         let chip: IrqChipHandle = router.clone();
         let line = |gsi: u32| IrqLine::new(chip.clone(), gsi);
         register_interrupt_controllers(&mut bus, &router)?;

@@ -288,7 +288,10 @@ pub fn handle_exit(
     // progress: a delivery loop has none of them.
     if !matches!(
         exit,
-        VmExit::Exception { .. } | VmExit::ExternalInterrupt | VmExit::InterruptWindow
+        VmExit::Exception { .. }
+            | VmExit::ExternalInterrupt
+            | VmExit::InterruptWindow
+            | VmExit::NmiWindow
     ) {
         policy.exception_loop.progress();
     }
@@ -418,7 +421,9 @@ pub fn handle_exit(
             super::task_switch::handle_task_switch(ts, vcpu, platform.memory())
         }
         VmExit::Shutdown => ExitAction::Stop(StopReason::TripleFault { rip: vcpu.rip() }),
-        VmExit::ExternalInterrupt | VmExit::InterruptWindow => ExitAction::Resume,
+        VmExit::ExternalInterrupt | VmExit::InterruptWindow | VmExit::NmiWindow => {
+            ExitAction::Resume
+        }
         VmExit::Exception {
             vector,
             error_code,

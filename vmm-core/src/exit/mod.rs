@@ -206,6 +206,11 @@ pub enum VmExit {
     ExternalInterrupt,
     /// The guest can now take an interrupt (the interrupt window Keel asked for is open).
     InterruptWindow,
+    /// The guest can now take an NMI: its NMI handler's IRET unblocked NMIs
+    /// (VMX NMI-window exiting, SDM Vol 3C 26.7.6; on SVM the IRET
+    /// intercept and the single step after it, APM Vol 2 15.21.4), or the
+    /// shadow that held one back ended.
+    NmiWindow,
     /// An intercepted exception: Keel intercepts #DB and #AC (vectors 1 and
     /// 17) so that a guest whose delivery of one raises it again cannot keep
     /// the host CPU in microcode forever (CVE-2015-8104, CVE-2015-5307).
@@ -253,6 +258,7 @@ impl VmExit {
             VmExit::Shutdown => ExitKind::Shutdown,
             VmExit::ExternalInterrupt => ExitKind::ExternalInterrupt,
             VmExit::InterruptWindow => ExitKind::InterruptWindow,
+            VmExit::NmiWindow => ExitKind::NmiWindow,
             VmExit::Exception { .. } => ExitKind::Exception,
             VmExit::InvalidGuestState { .. } => ExitKind::InvalidGuestState,
             VmExit::Unknown { .. } => ExitKind::Unknown,

@@ -90,6 +90,9 @@ pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
             VmExit::ExternalInterrupt
         }
         c if c == Code::Vintr as u64 => VmExit::InterruptWindow,
+        // Only intercepted in an NMI handler (`svm::nmi`): its IRET is
+        // about to end the blocking; the vCPU follows it from here.
+        c if c == Code::Iret as u64 => VmExit::NmiWindow,
         c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len() },
         c if c == Code::Rdpmc as u64 => VmExit::Rdpmc { len: len() },
         c if c == Code::Invd as u64 => VmExit::Invd { len: len() },

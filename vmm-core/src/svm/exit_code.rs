@@ -16,6 +16,7 @@ pub enum SvmExitCode {
     Vintr = 0x64,
     Rdpmc = 0x6f,
     Cpuid = 0x72,
+    Iret = 0x74,
     Invd = 0x76,
     Hlt = 0x78,
     Ioio = 0x7b,

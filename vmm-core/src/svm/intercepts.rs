@@ -25,6 +25,7 @@ bitflags::bitflags! {
         const RDPMC = 1 << 15;
         const CPUID = 1 << 18;
         const RSM = 1 << 19;
+        const IRET = 1 << 20;
         const INVD = 1 << 22;
         const PAUSE = 1 << 23;
         const HLT = 1 << 24;

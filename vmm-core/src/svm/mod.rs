@@ -5,6 +5,7 @@ mod diagnose;
 mod exit_code;
 pub mod hw;
 mod intercepts;
+mod nmi;
 mod permission_maps;
 mod vcpu;
 pub mod vmcb;

@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 
 use super::decode::{decode_exit, ExitFeatures};
 use super::intercepts::{InterceptCr, InterceptMisc1, InterceptMisc2};
+use super::nmi::{ExitSeen, ExitState, ExitVerdict, NmiTracker};
 use super::permission_maps::{IoPermissionMap, MsrPermissionMap};
 use super::vmcb::{control, save, Vmcb};
 use crate::event;
@@ -66,6 +67,8 @@ pub struct SvmVcpu {
     /// x87/SSE/AVX registers, XCR0 and TSC_AUX, which VMRUN and #VMEXIT do
     /// not switch ([`crate::fpu`]); XSETBV is intercepted so XCR0 lands here.
     pub(crate) fpu: GuestFpu,
+    /// NMI blocking, which SVM leaves to Keel (`svm::nmi`).
+    nmi: NmiTracker,
     config: SvmVcpuConfig,
     _pages: OwnedPages,
 }
@@ -108,6 +111,7 @@ impl SvmVcpu {
             host_save_pa,
             shutdown_pending: false,
             fpu: GuestFpu::default(),
+            nmi: NmiTracker::default(),
             config,
             _pages: OwnedPages {
                 host_save,
@@ -204,6 +208,9 @@ impl SvmVcpu {
         v.write_u64(control::EVENTINJ, 0);
         v.write_u64(control::INTERRUPT_SHADOW, 0);
         self.shutdown_pending = false;
+        // INIT and RESET leave nothing blocked (KVM does the same for INIT).
+        self.nmi.reset();
+        self.sync_iret_intercept();
         // XCR0 = 1, x87/SSE/AVX initialized (APM Vol 2 Table 14-1).
         self.fpu.reset();
         self.gprs = reset::gprs(self.config.cpu_signature);
@@ -244,6 +251,10 @@ impl SvmVcpu {
     /// its instruction: RIP (and NRIP, which a CPU with NRIP save pushes for
     /// injected software interrupts) move there first.
     fn write_event(&mut self, e: Event) {
+        if e == Event::Nmi {
+            self.nmi.nmi_injected();
+            self.sync_iret_intercept();
+        }
         let x = event::svm_eventinj(e, self.cr0() & CR0_PE != 0);
         if let Some(len) = x.instruction_len {
             self.skip_instruction(len);
@@ -251,6 +262,41 @@ impl SvmVcpu {
             self.vmcb.write_u64(control::NRIP, rip);
         }
         self.vmcb.write_u64(control::EVENTINJ, x.eventinj());
+    }
+
+    /// The IRET intercept is on exactly while an NMI handler runs.
+    fn sync_iret_intercept(&mut self) {
+        let mut misc1 =
+            InterceptMisc1::from_bits_retain(self.vmcb.read_u32(control::INTERCEPT_MISC1));
+        misc1.set(InterceptMisc1::IRET, self.nmi.wants_iret_intercept());
+        self.vmcb.write_u32(control::INTERCEPT_MISC1, misc1.bits());
+    }
+
+    fn nmi_state(&self) -> ExitState {
+        ExitState {
+            rip: self.vmcb.read_u64(save::RIP),
+            rflags: self.vmcb.read_u64(save::RFLAGS),
+            dr6: self.vmcb.read_u64(save::DR6),
+        }
+    }
+
+    /// After an exit: NMI blocking follows the IRET and the single step
+    /// (`svm::nmi`); Keel's own single-step #DB becomes the NMI window.
+    pub(crate) fn track_nmi(&mut self, exit: VmExit) -> VmExit {
+        let code = self.vmcb.read_u64(control::EXITCODE);
+        let seen = match exit {
+            VmExit::Exception { vector: 1, .. } => ExitSeen::DebugException,
+            VmExit::NmiWindow if code == super::SvmExitCode::Iret as u64 => ExitSeen::Iret,
+            _ => ExitSeen::Other,
+        };
+        let (s, verdict) = self.nmi.after_exit(seen, self.nmi_state());
+        self.vmcb.write_u64(save::RFLAGS, s.rflags);
+        self.vmcb.write_u64(save::DR6, s.dr6);
+        self.sync_iret_intercept();
+        match verdict {
+            ExitVerdict::AsDecoded => exit,
+            ExitVerdict::NmiWindow => VmExit::NmiWindow,
+        }
     }
 
     /// Takes a shutdown that event combination left (an exception while
@@ -276,7 +322,8 @@ impl crate::Vcpu for SvmVcpu {
         // SAFETY: the contract of `SvmVcpu::new` (SVM enabled, nested tables
         // valid and confined to this guest); the permission maps are owned by
         // `self`.
-        unsafe { super::hw::run(self) }
+        let exit = unsafe { super::hw::run(self) };
+        self.track_nmi(exit)
     }
 
     fn reset(&mut self) {
@@ -462,6 +509,17 @@ impl VcpuState for SvmVcpu {
         self.vmcb.write_u64(control::VINTR, vintr);
         self.vmcb.write_u32(control::INTERCEPT_MISC1, misc1.bits());
     }
+    fn nmi_blocked(&self) -> bool {
+        self.nmi.blocked()
+    }
+    /// In the handler the IRET intercept comes first; at the intercepted
+    /// IRET or in a shadow, a single step (`svm::nmi`); with an event being
+    /// injected, the next exit.
+    fn set_nmi_window_exiting(&mut self, on: bool) {
+        let on = on && !self.event_pending();
+        let rflags = self.nmi.window(on, self.nmi_state());
+        self.vmcb.write_u64(save::RFLAGS, rflags);
+    }
     fn set_segment(&mut self, seg: Sreg, s: Segment) {
         self.vmcb.set_segment(seg_offset(seg), s);
         if seg == Sreg::Ss {
@@ -644,6 +702,68 @@ mod tests {
         assert!(v.interrupt_shadow());
         v.clear_interrupt_shadow();
         assert!(!v.interrupt_shadow());
+    }
+
+    /// SVM has no NMI blocking to read: an injected NMI turns the IRET
+    /// intercept on, the IRET's exit is followed by a single step over it,
+    /// and the #DB after it is the NMI window (`svm::nmi`).
+    #[test]
+    fn nmi_blocking_follows_the_iret_intercept_and_the_step() {
+        let mut v = vcpu();
+        v.set_cr(0, 0x11);
+        let misc1 = |v: &SvmVcpu| {
+            InterceptMisc1::from_bits_retain(v.vmcb.read_u32(control::INTERCEPT_MISC1))
+        };
+        let exit = |v: &mut SvmVcpu, code: u64, rip: u64, decoded: VmExit| {
+            v.vmcb.write_u64(control::EVENTINJ, 0);
+            v.vmcb.write_u64(control::EXITCODE, code);
+            v.vmcb.write_u64(save::RIP, rip);
+            v.track_nmi(decoded)
+        };
+        assert!(!v.nmi_blocked() && !misc1(&v).contains(InterceptMisc1::IRET));
+        v.inject(Event::Nmi);
+        assert!(v.nmi_blocked() && misc1(&v).contains(InterceptMisc1::IRET));
+        // The handler's ICR write (an NPF): still blocked, the NMI that
+        // came waits for the IRET's exit.
+        let npf = VmExit::Unknown {
+            code: 0x400,
+            info1: 0,
+            info2: 0,
+        };
+        assert_eq!(exit(&mut v, 0x400, 0x2000, npf), npf);
+        v.set_nmi_window_exiting(true);
+        assert_eq!(v.rflags() & super::super::nmi::RFLAGS_TF, 0);
+        // The IRET intercept, before the IRET ran.
+        assert_eq!(
+            exit(&mut v, 0x74, 0x2010, VmExit::NmiWindow),
+            VmExit::NmiWindow
+        );
+        assert!(v.nmi_blocked() && !misc1(&v).contains(InterceptMisc1::IRET));
+        // No step while an event goes in: its pushed RFLAGS would carry TF.
+        v.inject(Event::GP0);
+        v.set_nmi_window_exiting(true);
+        assert_eq!(v.rflags() & super::super::nmi::RFLAGS_TF, 0);
+        v.cancel_event();
+        v.set_nmi_window_exiting(true);
+        assert_ne!(v.rflags() & super::super::nmi::RFLAGS_TF, 0, "one step");
+        // The step's #DB after the IRET: the window.
+        v.vmcb
+            .write_u64(save::DR6, 0xffff_0ff0 | super::super::nmi::DR6_BS);
+        v.vmcb.write_u64(save::RFLAGS, 0x202);
+        let db = VmExit::Exception {
+            vector: 1,
+            error_code: None,
+            fault_address: None,
+            debug_status: None,
+        };
+        assert_eq!(exit(&mut v, 0x41, 0x3000, db), VmExit::NmiWindow);
+        assert!(!v.nmi_blocked());
+        assert_eq!(v.vmcb.read_u64(save::DR6), 0xffff_0ff0);
+        assert_eq!(v.rflags(), 0x202);
+        // A reset (INIT) forgets a handler that never returned.
+        v.inject(Event::Nmi);
+        v.reset();
+        assert!(!v.nmi_blocked() && !misc1(&v).contains(InterceptMisc1::IRET));
     }
 
     #[test]

@@ -399,14 +399,18 @@ impl VmxControls {
         }
         // Physical interrupts and NMIs belong to the host: they end the guest's
         // run (as SVM's INTR and NMI intercepts do) and stay pending there.
-        let pin_required = PinBased::EXTERNAL_INTERRUPT_EXITING | PinBased::NMI_EXITING;
+        // Virtual NMIs: the guest's own NMI blocking, which its IRET ends,
+        // in the interruptibility state, and the NMI-window exit that says
+        // when it ended (SDM Vol 3C 25.3, 26.7.6; every CPU with EPT has them).
+        let pin_required =
+            PinBased::EXTERNAL_INTERRUPT_EXITING | PinBased::NMI_EXITING | PinBased::VIRTUAL_NMIS;
         let pin = adjust(
             ControlField::PinBased,
             caps.true_pinbased,
             pin_required.bits(),
             pin_required.bits(),
             PinBased::PROCESS_POSTED_INTERRUPTS.bits(),
-            "external-interrupt and NMI exiting",
+            "external-interrupt and NMI exiting, virtual NMIs",
         )?;
         // CR8 is the local APIC's TPR, which Keel emulates: without the exits
         // (and without a TPR shadow) a guest MOV to CR8 would set the host's.
@@ -573,6 +577,9 @@ pub(crate) mod tests {
                 | SecondaryProcessorBased::UNRESTRICTED_GUEST
                 | SecondaryProcessorBased::ENABLE_VPID
         ));
+        assert!(c.pin.contains(
+            PinBased::EXTERNAL_INTERRUPT_EXITING | PinBased::NMI_EXITING | PinBased::VIRTUAL_NMIS
+        ));
         assert!(c.primary.contains(
             PrimaryProcessorBased::HLT_EXITING
                 | PrimaryProcessorBased::RDPMC_EXITING
@@ -619,6 +626,20 @@ pub(crate) mod tests {
         let text = alloc::format!("{e}");
         assert!(text.contains("unrestricted guest"), "{text}");
         assert!(text.contains("0x80"), "{text}");
+    }
+
+    #[test]
+    fn no_virtual_nmis_is_refused_by_name() {
+        let mut caps = skylake_x();
+        caps.true_pinbased &= !(u64::from(PinBased::VIRTUAL_NMIS.bits()) << 32);
+        assert_eq!(
+            VmxControls::new(&caps),
+            Err(ControlError::CannotSet {
+                field: ControlField::PinBased,
+                missing: PinBased::VIRTUAL_NMIS.bits(),
+                what: "external-interrupt and NMI exiting, virtual NMIs",
+            })
+        );
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
         }
         R::ExternalInterrupt | R::InitSignal | R::PreemptionTimer => VmExit::ExternalInterrupt,
         R::InterruptWindow => VmExit::InterruptWindow,
+        R::NmiWindow => VmExit::NmiWindow,
         R::TripleFault => VmExit::Shutdown,
         R::Cpuid => VmExit::Cpuid { len: len(2) },
         R::Rdpmc => VmExit::Rdpmc { len: len(2) },
@@ -587,6 +588,7 @@ pub(crate) mod tests {
             VmExit::ExternalInterrupt
         );
         assert_eq!(decode_exit(&exit(7, 0, 0), true), VmExit::InterruptWindow);
+        assert_eq!(decode_exit(&exit(8, 0, 0), true), VmExit::NmiWindow);
         // #PF with error code 2 at 0xdeadb000.
         let mut v = exit(0, 0xdead_b000, 0);
         v.set(F::VmExitInterruptionInformation, 0x8000_0b0e)
@@ -661,9 +663,9 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(
-            decode_exit(&exit(8, 5, 0), true),
+            decode_exit(&exit(14, 5, 0), true),
             VmExit::Unknown {
-                code: 8,
+                code: 14,
                 info1: 5,
                 info2: 0
             }

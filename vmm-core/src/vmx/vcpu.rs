@@ -70,6 +70,20 @@ const CR0_PE: u64 = 1 << 0;
 const ENTRY_INTR_VALID: u64 = 1 << 31;
 /// Interruptibility state: blocking by STI (bit 0) and by MOV SS (bit 1) (SDM 25.4.2).
 const BLOCKING_BY_STI_OR_MOV_SS: u64 = 0b11;
+const BLOCKING_BY_MOV_SS: u64 = 0b10;
+/// Interruptibility state bit 3: blocking by NMI; with virtual NMIs,
+/// virtual-NMI blocking (SDM 25.4.2, Table 25-3).
+const BLOCKING_BY_NMI: u64 = 1 << 3;
+/// VM-exit interruption information bit 12 and EPT-violation exit
+/// qualification bit 12: the exit came from a fault in an IRET that had
+/// unblocked NMIs (SDM 28.2.3).
+const NMI_UNBLOCKING_DUE_TO_IRET: u64 = 1 << 12;
+/// IDT-vectoring / interruption information: valid (31), type (10:8), NMI = 2.
+const INFO_VALID: u64 = 1 << 31;
+const INFO_TYPE_NMI: u64 = 2 << 8;
+const INFO_TYPE_MASK: u64 = 7 << 8;
+/// #DF, whose exit leaves bit 12 undefined (SDM 28.2.3).
+const DOUBLE_FAULT: u64 = 8;
 /// Segment access rights: the segment is unusable (bit 16).
 const AR_UNUSABLE: u64 = 1 << 16;
 
@@ -94,6 +108,9 @@ pub struct VmxVcpu<V: Vmcs> {
     /// An exception arose while #DF was being delivered: the next run
     /// returns a shutdown instead of entering (SDM Vol 3A 6.15).
     pub(crate) shutdown_pending: bool,
+    /// The last exit was the NMI window: the CPU found an NMI deliverable
+    /// there, even inside an STI shadow ([`VcpuState::nmi_shadow`]).
+    nmi_window_exit: bool,
     config: VmxVcpuConfig,
     _pages: OwnedPages,
 }
@@ -203,6 +220,7 @@ impl<V: Vmcs> VmxVcpu<V> {
             fpu: GuestFpu::default(),
             pending_debug_status: None,
             shutdown_pending: false,
+            nmi_window_exit: false,
             config,
             _pages: OwnedPages { io, msr },
         };
@@ -365,6 +383,10 @@ impl<V: Vmcs> VmxVcpu<V> {
     /// instruction-length field (SDM 27.2.4) and VM entry needs to push the
     /// return address past it (SDM 26.6.1.3).
     pub(crate) fn after_exit(&mut self) {
+        use super::exit_reason::ExitReason as R;
+        self.nmi_window_exit =
+            R::from_basic(self.vmcs.read(F::ExitReason) as u16) == Some(R::NmiWindow);
+        self.restore_nmi_blocking();
         let info = self.vmcs.read(F::IdtVectoringInformation) as u32;
         if info & (ENTRY_INTR_VALID as u32) == 0 {
             return;
@@ -373,6 +395,47 @@ impl<V: Vmcs> VmxVcpu<V> {
         let len = self.vmcs.read(F::VmExitInstructionLength) as u8;
         if let Some(event) = event::from_vmx(info, code, len) {
             self.write_event(event);
+        }
+    }
+
+    /// Virtual-NMI blocking across an exit (SDM Vol 3C 28.2.3, 31.7.1.2):
+    /// an NMI whose delivery the exit interrupted left the blocking it set
+    /// in effect, but is injected again, and VM entry refuses to inject an
+    /// NMI under blocking by NMI (26.3.1.5): cleared. A fault (or EPT
+    /// violation) inside an IRET that had unblocked NMIs cleared the
+    /// blocking though the IRET will run again: set again.
+    fn restore_nmi_blocking(&mut self) {
+        let vectoring = self.vmcs.read(F::IdtVectoringInformation);
+        let state = self.vmcs.read(F::GuestInterruptibilityState);
+        let state = if vectoring & INFO_VALID != 0 {
+            if vectoring & INFO_TYPE_MASK == INFO_TYPE_NMI {
+                state & !BLOCKING_BY_NMI
+            } else {
+                state
+            }
+        } else {
+            use super::exit_reason::ExitReason as R;
+            let reason = R::from_basic(self.vmcs.read(F::ExitReason) as u16);
+            let unblocked_by_iret = match reason {
+                Some(R::ExceptionOrNmi) => {
+                    let info = self.vmcs.read(F::VmExitInterruptionInformation);
+                    info & INFO_VALID != 0
+                        && info & 0xff != DOUBLE_FAULT
+                        && info & NMI_UNBLOCKING_DUE_TO_IRET != 0
+                }
+                Some(R::EptViolation) => {
+                    self.vmcs.read(F::ExitQualification) & NMI_UNBLOCKING_DUE_TO_IRET != 0
+                }
+                _ => false,
+            };
+            if unblocked_by_iret {
+                state | BLOCKING_BY_NMI
+            } else {
+                state
+            }
+        };
+        if state != self.vmcs.read(F::GuestInterruptibilityState) {
+            self.vmcs.write(F::GuestInterruptibilityState, state);
         }
     }
 
@@ -399,6 +462,19 @@ impl<V: Vmcs> VmxVcpu<V> {
         }
         self.vmcs
             .write(F::VmEntryInterruptionInformation, u64::from(x.info));
+    }
+
+    /// Sets or clears one primary processor-based control (the two window
+    /// exits); written only when it changes.
+    fn set_primary(&mut self, bit: PrimaryProcessorBased, on: bool) {
+        let old = self.config.controls.primary;
+        self.config.controls.primary.set(bit, on);
+        if self.config.controls.primary != old {
+            self.vmcs.write(
+                F::PrimaryProcessorBasedVmExecutionControls,
+                u64::from(self.config.controls.primary.bits()),
+            );
+        }
     }
 
     /// Takes a shutdown that event combination left (an exception while
@@ -569,12 +645,27 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
     /// Interrupt-window exiting (SDM 25.6.2): an exit at the start of any
     /// instruction at which RFLAGS.IF = 1 and nothing blocks interrupts.
     fn set_interrupt_window_exiting(&mut self, on: bool) {
-        let mut primary = self.config.controls.primary;
-        primary.set(PrimaryProcessorBased::INTERRUPT_WINDOW_EXITING, on);
-        self.vmcs.write(
-            F::PrimaryProcessorBasedVmExecutionControls,
-            u64::from(primary.bits()),
-        );
+        self.set_primary(PrimaryProcessorBased::INTERRUPT_WINDOW_EXITING, on);
+    }
+    /// Virtual-NMI blocking (virtual NMIs are on, `controls`).
+    fn nmi_blocked(&self) -> bool {
+        self.vmcs.read(F::GuestInterruptibilityState) & BLOCKING_BY_NMI != 0
+    }
+    /// NMI-window exiting (SDM 25.6.2, 26.7.6): an exit before any
+    /// instruction at which there is no virtual-NMI blocking and no
+    /// blocking by MOV SS.
+    fn set_nmi_window_exiting(&mut self, on: bool) {
+        self.set_primary(PrimaryProcessorBased::NMI_WINDOW_EXITING, on);
+    }
+    /// Blocking by MOV SS forbids injecting an NMI (SDM 26.3.1.5); some
+    /// processors refuse it under blocking by STI too, and those do not
+    /// take the NMI-window exit inside an STI shadow (SDM 26.7.6), so the
+    /// STI shadow holds an NMI back except right after that exit (where a
+    /// processor that exits there takes the NMI).
+    fn nmi_shadow(&self) -> bool {
+        let state = self.vmcs.read(F::GuestInterruptibilityState);
+        state & BLOCKING_BY_MOV_SS != 0
+            || (state & BLOCKING_BY_STI_OR_MOV_SS != 0 && !self.nmi_window_exit)
     }
     fn set_xcr0(&mut self, xcr0: u64) {
         self.fpu.xcr0 = xcr0;
@@ -963,6 +1054,80 @@ pub(crate) mod tests {
             assert_eq!(read(&v, F::VmEntryInterruptionInformation), info);
             assert_eq!(read(&v, F::VmEntryInstructionLength), len, "{info:#x}");
             assert_eq!(offending_event_field(&v), None);
+        }
+    }
+
+    /// Virtual NMIs (SDM Vol 3C 25.3, 26.7.6, 28.2.3): blocking by NMI is
+    /// the guest's, the NMI window is an exit control beside the
+    /// interrupt window, and an exit keeps the blocking as the next entry
+    /// needs it.
+    #[test]
+    fn nmi_blocking_window_and_the_exits_that_change_them() {
+        let mut v = vcpu();
+        let base = read(&v, F::PrimaryProcessorBasedVmExecutionControls);
+        let irq = u64::from(PrimaryProcessorBased::INTERRUPT_WINDOW_EXITING.bits());
+        let nmi = u64::from(PrimaryProcessorBased::NMI_WINDOW_EXITING.bits());
+        v.set_nmi_window_exiting(true);
+        v.set_interrupt_window_exiting(true);
+        assert_eq!(
+            read(&v, F::PrimaryProcessorBasedVmExecutionControls),
+            base | irq | nmi
+        );
+        v.set_interrupt_window_exiting(false);
+        assert_eq!(
+            read(&v, F::PrimaryProcessorBasedVmExecutionControls),
+            base | nmi,
+            "one window does not close the other"
+        );
+        v.set_nmi_window_exiting(false);
+        assert_eq!(read(&v, F::PrimaryProcessorBasedVmExecutionControls), base);
+        // Blocking by NMI, MOV SS and STI hold an NMI back; STI not at the
+        // NMI-window exit (the CPU found the NMI deliverable there).
+        v.vmcs.set(F::GuestInterruptibilityState, BLOCKING_BY_NMI);
+        assert!(v.nmi_blocked() && !v.nmi_shadow());
+        v.vmcs.set(F::GuestInterruptibilityState, 1);
+        assert!(!v.nmi_blocked() && v.nmi_shadow() && v.interrupt_shadow());
+        v.vmcs.set(F::ExitReason, 8);
+        v.after_exit();
+        assert!(!v.nmi_shadow(), "at the NMI-window exit");
+        v.vmcs
+            .set(F::GuestInterruptibilityState, BLOCKING_BY_MOV_SS);
+        assert!(v.nmi_shadow(), "never under MOV SS");
+        v.vmcs.set(F::ExitReason, 0);
+        v.after_exit();
+        // An exit while an injected NMI was being delivered: the blocking
+        // it set is cleared, the NMI is queued again (26.3.1.5 would refuse
+        // it otherwise).
+        exit(&mut v);
+        v.vmcs
+            .set(F::GuestInterruptibilityState, BLOCKING_BY_NMI)
+            .set(F::IdtVectoringInformation, 0x8000_0202);
+        v.after_exit();
+        assert_eq!(read(&v, F::VmEntryInterruptionInformation), 0x8000_0202);
+        assert!(!v.nmi_blocked());
+        assert_eq!(offending_event_field(&v), None);
+        // An EPT violation inside an IRET that unblocked NMIs: blocked again.
+        exit(&mut v);
+        v.vmcs
+            .set(F::IdtVectoringInformation, 0)
+            .set(F::ExitReason, 48)
+            .set(F::ExitQualification, NMI_UNBLOCKING_DUE_TO_IRET | 2)
+            .set(F::GuestInterruptibilityState, 0);
+        v.after_exit();
+        assert!(v.nmi_blocked());
+        // A #AC (exception exit) inside such an IRET: the same; a #DF never.
+        for (info, blocked) in [
+            (0x8000_1b11u64, true),
+            (0x8000_1b08, false),
+            (0x8000_0b11, false),
+        ] {
+            exit(&mut v);
+            v.vmcs
+                .set(F::ExitReason, 0)
+                .set(F::VmExitInterruptionInformation, info)
+                .set(F::GuestInterruptibilityState, 0);
+            v.after_exit();
+            assert_eq!(v.nmi_blocked(), blocked, "{info:#x}");
         }
     }
 

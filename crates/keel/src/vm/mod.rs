@@ -465,8 +465,11 @@ impl Shared {
         }
     }
 
-    /// The machine, for vCPU `me`'s loop.
+    /// The machine, for vCPU `me`'s loop. Taking it is looking at
+    /// everything posted for the vCPU, so the loop's kick mark is cleared
+    /// first (`sched::wake`): a post after this kicks again.
     fn lock(&self, me: u32) -> spin::MutexGuard<'_, Machine> {
+        crate::sched::looking();
         let mut m = self.machine.lock();
         m.set_current(me);
         m
@@ -997,7 +1000,16 @@ fn run_vcpu(
         if let Some(b) = &bsp {
             b.exits_so_far.store(exits, Ordering::Relaxed);
         }
-        let mut action = handle_exit(&exit, vcpu, &mut *m, &mut policy);
+        // An INIT another vCPU sent while this one ran is taken at this
+        // instruction boundary (SDM Vol 3A 10.6.1; the next pass resets the
+        // vCPU): the instruction that exited never happens. Carried out, it
+        // would act from a local APIC the INIT already reset, e.g. send an
+        // IPI with ICR high cleared to 0, the BSP.
+        let mut action = if m.init_pending() {
+            ExitAction::Resume
+        } else {
+            handle_exit(&exit, vcpu, &mut *m, &mut policy)
+        };
         if action == ExitAction::Halt {
             shared.release(m, me);
             action = wait_for_interrupt(vcpu, shared, rip, resets_seen, &mut bsp, clock, config);
@@ -1188,6 +1200,7 @@ fn wait_for_interrupt(
             interrupts_enabled: vcpu.interrupts_enabled(),
             interrupt_pending: m.interrupt_pending(),
             nmi_pending: m.nmi_pending(),
+            nmi_blocked: vcpu.nmi_blocked(),
             nmi_route: m.nmi_route(),
             power_request: m.pc.power.peek().is_some(),
             next_deadline_ns: halt_deadline(&mut m, bsp.as_ref().map(|b| &*b.console)),

@@ -103,6 +103,9 @@ pub enum LapicOutput {
     Ipi(ApicMessage),
     /// An EOI for a level-triggered vector, for the IOAPICs.
     EoiBroadcast(u8),
+    /// An ICR write that sends nothing because the SDM calls it invalid;
+    /// the router logs it, rate-limited, naming the VM.
+    RefusedIcr { icr: u64, why: &'static str },
 }
 
 /// Register indices: the xAPIC MMIO offset divided by 16, which is also the
@@ -821,8 +824,12 @@ impl LocalApic {
     }
 
     /// The ICR was written: decode it into a message for the router, or
-    /// drop it if the SDM calls the combination invalid (Table 11-4 note:
-    /// self and all-including-self shorthands take only fixed delivery).
+    /// refuse it if the SDM calls the combination invalid (Table 11-4 note:
+    /// the self and all-including-self shorthands take only fixed
+    /// delivery; ExtINT and the reserved mode are not ICR modes; vectors
+    /// 0-15 set ESR's send-illegal-vector bit). An INIT level de-assert
+    /// does nothing since the Pentium 4 (SDM 11.6.1); guests still send it
+    /// after INIT, so it is dropped without a word.
     fn send_ipi(&mut self) {
         let icr = self.icr;
         let vector = icr as u8;
@@ -839,29 +846,38 @@ impl LocalApic {
             2 => Destination::AllIncludingSelf,
             _ => Destination::AllExcludingSelf,
         };
-        let valid = match delivery {
-            DeliveryMode::Fixed => true,
+        let to_self = shorthand == 1 || shorthand == 2;
+        let refused = match delivery {
+            DeliveryMode::Fixed => None,
+            DeliveryMode::Init if icr & icr::TRIGGER_LEVEL != 0 && icr & icr::LEVEL_ASSERT == 0 => {
+                return;
+            }
             DeliveryMode::LowestPriority
             | DeliveryMode::Smi
             | DeliveryMode::Nmi
-            | DeliveryMode::StartUp => shorthand == 0 || shorthand == 3,
-            // INIT level de-assert (level 0, trigger level) is not supported
-            // since the Pentium 4: it does nothing.
-            DeliveryMode::Init => {
-                (shorthand == 0 || shorthand == 3)
-                    && !(icr & icr::TRIGGER_LEVEL != 0 && icr & icr::LEVEL_ASSERT == 0)
+            | DeliveryMode::Init
+            | DeliveryMode::StartUp
+                if to_self =>
+            {
+                Some("only fixed delivery takes the self and all-including-self shorthands")
             }
-            DeliveryMode::ExtInt | DeliveryMode::Reserved => false,
+            DeliveryMode::ExtInt | DeliveryMode::Reserved => {
+                Some("ExtINT and the reserved delivery mode are not ICR modes")
+            }
+            _ => None,
         };
-        if !valid {
-            log::debug!(
-                "lapic {}: ICR {icr:#x} is not a valid IPI; dropped",
-                self.id
-            );
-            return;
-        }
-        if matches!(delivery, DeliveryMode::Fixed | DeliveryMode::LowestPriority) && vector < 16 {
-            self.signal_error(esr::SEND_ILLEGAL_VECTOR);
+        let illegal_vector =
+            matches!(delivery, DeliveryMode::Fixed | DeliveryMode::LowestPriority) && vector < 16;
+        let refused = match refused {
+            Some(why) => Some(why),
+            None if illegal_vector => {
+                self.signal_error(esr::SEND_ILLEGAL_VECTOR);
+                Some("vectors 0-15 are illegal (ESR send illegal vector)")
+            }
+            None => None,
+        };
+        if let Some(why) = refused {
+            self.send(LapicOutput::RefusedIcr { icr, why });
             return;
         }
         let dest_mode = if icr & icr::DEST_LOGICAL != 0 {

@@ -433,3 +433,62 @@ fn ipi_destinations_and_the_vcpus_they_wake() {
     assert_eq!(r.take_woken(), 0b1111);
     assert_eq!(r.take_woken(), 0, "taken once");
 }
+
+/// A guest flooding IPIs at APIC IDs no vCPU has, and ICR values the SDM
+/// calls invalid: nothing is delivered, nothing woken, and the log gets a
+/// few lines naming the VM, then summaries (guest_log), not one per IPI.
+#[test]
+fn a_flood_of_ipis_to_absent_apics_is_dropped_and_logged_rate_limited() {
+    log_capture::start();
+    let (mut r, _) = router(2);
+    r.set_vm_name("flood");
+    apic_mode(&mut r);
+    r.take_woken();
+    for i in 0..10_000u32 {
+        // Physical IDs 2-254 (vCPUs 0 and 1 exist; 255 is the broadcast),
+        // NMI, INIT and SIPI too.
+        let id = 2 + (i % 253);
+        lapic_write(&mut r, 0, 0x310, id << 24);
+        let mode = [0x0000_0040, 0x0000_0400, 0x0000_4500, 0x0000_4620][(i % 4) as usize];
+        lapic_write(&mut r, 0, 0x300, mode);
+        // NMI to self through the shorthand: invalid.
+        lapic_write(&mut r, 1, 0x300, 0x0004_0400);
+    }
+    assert_eq!(r.take_woken(), 0, "no one was reached");
+    assert!(!r.pending_nmi(0) && !r.pending_nmi(1));
+    let unrouted = log_capture::count(log::Level::Warn, "reaches no local APIC");
+    let refused = log_capture::count(log::Level::Warn, "sends nothing");
+    assert!((4..=4 + 14).contains(&unrouted), "{unrouted} lines");
+    assert!((4..=4 + 14).contains(&refused), "{refused} lines");
+    assert_eq!(
+        log_capture::count(
+            log::Level::Warn,
+            "VM 'flood': vCPU 0's IPI (Fixed, vector 0x40, Physical destination 0x2)"
+        ),
+        1,
+        "{:?}",
+        log_capture::records()
+    );
+    assert_eq!(
+        log_capture::count(log::Level::Warn, "VM 'flood': vCPU 1 wrote ICR 0x40400"),
+        refused
+    );
+}
+
+/// NMIs are latched once per local APIC (SDM Vol 3A 6.7.1: one pending
+/// while the handler runs): two sent back to back are one NMI to take.
+#[test]
+fn nmis_sent_back_to_back_are_latched_once() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    for _ in 0..2 {
+        lapic_write(&mut r, 0, 0x310, 0x0100_0000);
+        lapic_write(&mut r, 0, 0x300, 0x0000_0400); // NMI, physical 1
+    }
+    assert!(r.pending_nmi(1));
+    assert!(r.acknowledge_nmi(1));
+    assert!(
+        !r.pending_nmi(1) && !r.acknowledge_nmi(1),
+        "one latched, not two"
+    );
+}
