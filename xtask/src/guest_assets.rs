@@ -627,6 +627,34 @@ pub fn initramfs_cpio_with(busybox: &[u8], init: &str, extra: &[(String, Vec<u8>
     w.finish()
 }
 
+/// A module list file's contents (`etc/keel/modules`): one module path
+/// (under the kernel's module directory) a line, in load order.
+pub fn module_list(modules: &[String]) -> Vec<u8> {
+    let mut l = modules.join("\n");
+    l.push('\n');
+    l.into_bytes()
+}
+
+/// A Debian test guest's gzipped initramfs: [`initramfs_cpio_with`] of
+/// Debian's busybox, `init` and `extra`, with each of `modules` (paths
+/// under the kernel's module directory) at `lib/modules/<path>`.
+pub fn modules_initramfs(
+    d: &Debian,
+    init: &str,
+    mut extra: Vec<(String, Vec<u8>)>,
+    modules: &[String],
+) -> Result<Vec<u8>, String> {
+    let modules_dir = d.root.join("lib/modules").join(&d.version);
+    for m in modules {
+        let p = modules_dir.join(m);
+        let bytes = fs::read(&p).map_err(|e| io("cannot read", &p, e))?;
+        extra.push((format!("lib/modules/{m}"), bytes));
+    }
+    let busybox_path = d.root.join("bin/busybox");
+    let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
+    gzip(&initramfs_cpio_with(&busybox, init, &extra))
+}
+
 /// [`mbtest_elf`] cut 64 bytes into its segment: the multiboot header is
 /// there, the segment's `p_filesz` runs past the end of the file.
 pub fn mbtest_truncated(flat: &[u8]) -> Vec<u8> {

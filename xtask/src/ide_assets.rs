@@ -666,35 +666,22 @@ fn build_images() -> Result<Images, String> {
 
     // The initramfs: busybox, the modules, their load order, the kernel's md5.
     let md5 = md5sum(&d.kernel)?;
-    let mut extra = vec![
-        ("etc/keel/modules".to_string(), {
-            let mut l = modules.join("\n");
-            l.push('\n');
-            l.into_bytes()
-        }),
-        ("etc/keel/xen-modules".to_string(), {
-            let mut l = xen_modules.join("\n");
-            l.push('\n');
-            l.into_bytes()
-        }),
+    let extra = vec![
+        (
+            "etc/keel/modules".to_string(),
+            guest_assets::module_list(&modules),
+        ),
+        (
+            "etc/keel/xen-modules".to_string(),
+            guest_assets::module_list(&xen_modules),
+        ),
         (
             "etc/keel/vmlinuz.md5".to_string(),
             format!("{md5}\n").into_bytes(),
         ),
     ];
-    for m in &all {
-        let p = modules_dir.join(m);
-        let bytes = fs::read(&p).map_err(|e| io("cannot read", &p, e))?;
-        extra.push((format!("lib/modules/{m}"), bytes));
-    }
-    let busybox_path = d.root.join("bin/busybox");
-    let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
     let initrd = dir.join("initrd.gz");
-    let gz = guest_assets::gzip(&guest_assets::initramfs_cpio_with(
-        &busybox,
-        &init_script(),
-        &extra,
-    ))?;
+    let gz = guest_assets::modules_initramfs(&d, &init_script(), extra, &all)?;
     fs::write(&initrd, &gz).map_err(|e| io("cannot write", &initrd, e))?;
 
     build_disk(&disk, &d.kernel, &initrd, &dir)?;

@@ -313,17 +313,15 @@ fn build_initramfs() -> Result<PathBuf, String> {
     let step =
         crate::progress::Step::new(format!("Debian network initramfs ({DEBIAN_NET_INITRAMFS})"));
     fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
-    let mut extra = vec![
-        ("etc/keel/modules".to_string(), {
-            let mut l = modules.join("\n");
-            l.push('\n');
-            l.into_bytes()
-        }),
-        ("etc/keel/xen-modules".to_string(), {
-            let mut l = xen.join("\n");
-            l.push('\n');
-            l.into_bytes()
-        }),
+    let extra = vec![
+        (
+            "etc/keel/modules".to_string(),
+            guest_assets::module_list(&modules),
+        ),
+        (
+            "etc/keel/xen-modules".to_string(),
+            guest_assets::module_list(&xen),
+        ),
         (
             format!("etc/keel/{TEST_FILE}.sha256"),
             format!("{sha}\n").into_bytes(),
@@ -333,18 +331,8 @@ fn build_initramfs() -> Result<PathBuf, String> {
             UDHCPC_SCRIPT.as_bytes().to_vec(),
         ),
     ];
-    for m in modules.iter().chain(&xen) {
-        let p = modules_dir.join(m);
-        let bytes = fs::read(&p).map_err(|e| io("cannot read", &p, e))?;
-        extra.push((format!("lib/modules/{m}"), bytes));
-    }
-    let busybox_path = d.root.join("bin/busybox");
-    let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
-    let gz = guest_assets::gzip(&guest_assets::initramfs_cpio_with(
-        &busybox,
-        &init_script(),
-        &extra,
-    ))?;
+    let all: Vec<String> = modules.iter().chain(&xen).cloned().collect();
+    let gz = guest_assets::modules_initramfs(&d, &init_script(), extra, &all)?;
     fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
     fs::write(&stamp, &recipe).map_err(|e| io("cannot write", &stamp, e))?;
     step.done(&format!(

@@ -260,21 +260,11 @@ fn build_initramfs() -> Result<PathBuf, String> {
     }
     let step = crate::progress::Step::new(format!("Debian VGA initramfs ({DEBIAN_VGA_INITRAMFS})"));
     fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
-    let mut list = modules.join("\n");
-    list.push('\n');
-    let mut extra = vec![("etc/keel/modules".to_string(), list.into_bytes())];
-    for m in &modules {
-        let p = modules_dir.join(m);
-        let bytes = fs::read(&p).map_err(|e| io("cannot read", &p, e))?;
-        extra.push((format!("lib/modules/{m}"), bytes));
-    }
-    let busybox_path = d.root.join("bin/busybox");
-    let busybox = fs::read(&busybox_path).map_err(|e| io("cannot read", &busybox_path, e))?;
-    let gz = guest_assets::gzip(&guest_assets::initramfs_cpio_with(
-        &busybox,
-        &init_script(),
-        &extra,
-    ))?;
+    let extra = vec![(
+        "etc/keel/modules".to_string(),
+        guest_assets::module_list(&modules),
+    )];
+    let gz = guest_assets::modules_initramfs(&d, &init_script(), extra, &modules)?;
     fs::write(&out, &gz).map_err(|e| io("cannot write", &out, e))?;
     fs::write(&stamp, &recipe).map_err(|e| io("cannot write", &stamp, e))?;
     step.done(&format!(
