@@ -21,7 +21,7 @@ commands:
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot VM configs (default tests/vms/selftest.cfg;
                          several --vm: one boot, each vCPU on a CPU of its own, QEMU
-                         -smp one per vCPU unless --cpus N)
+                         -smp or Bochs cpu: count= one per vCPU unless --cpus N)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), exit with Keel's status (124 on
                          timeout, default 60 s, none at a terminal, 180 s on vmx);
@@ -401,10 +401,11 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Backend::Vmx => {
             deps::ensure(deps::BOCHS)?;
             eprintln!(
-                "xtask: booting {} (VM '{}') under Bochs, cpu model {}",
+                "xtask: booting {} (VM '{}') under Bochs, cpu model {}, {cpus} CPU{}",
                 iso.display(),
-                vm.config.name,
-                opts.cpu_model
+                boot_name,
+                opts.cpu_model,
+                if cpus == 1 { "" } else { "s" },
             );
         }
     }

@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod ap_registers;
 pub mod console;
 pub mod disk_requests;
 pub mod display;
