@@ -3,8 +3,8 @@
 //! MADT. One boot carries two VMs: the triple-fault guest and the self-test
 //! with two vCPUs, so Keel turns VMX on on its second CPU, builds a vCPU's
 //! VMCS there (the self-test's vCPU 1, waiting for a Start-Up IPI that never
-//! comes), and runs three vCPUs on two CPUs (one CPU switches VMCSs between
-//! its vCPUs). The crash ends its VM only; the self-test passes every check.
+//! comes), and places three vCPUs on two CPUs (one CPU holds two VMCSs).
+//! The crash ends its VM only; the self-test passes every check.
 
 use std::fs;
 
