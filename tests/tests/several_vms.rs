@@ -3,7 +3,8 @@
 //! runs its whole self-test on the other CPU; the bad configurations of the
 //! same boot are refused with the VM and the key named, and do not keep
 //! the good ones from starting; a third good VM shares a CPU (the
-//! scheduler) and finishes too. One boot serves every check.
+//! scheduler) and finishes too. One boot serves every check. Then two
+//! Debian VMs that boot one kernel at once.
 
 use std::fs;
 use std::path::Path;
@@ -122,4 +123,53 @@ fn two_vms_at_once_one_crashes_the_other_finishes_and_bad_ones_are_refused() {
     // Keel's status: the first non-zero VM status in configuration order
     // (docs/ARCHITECTURE.md "Exit status"): the triple fault's 125.
     assert_eq!(o.end, End::Status(125), "{report}");
+}
+
+/// Two Debian VMs in one boot on a machine with two CPUs: both boot the
+/// same kernel and initramfs (one boot module each, shared read-only),
+/// each on a CPU of its own, the second on CPU 1 from its first
+/// instruction (its firmware polls a long fw_cfg DMA without exiting, so
+/// only that CPU's host timer gets it going), and both finish the 14
+/// checks of tests/vms/linux.cfg and power off.
+#[test]
+fn two_debian_vms_boot_one_kernel_at_once() {
+    let artifacts = artifacts_dir();
+    let ws = Workspace::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = artifacts.join("two-debian.cfgs");
+    fs::create_dir_all(&dir).unwrap();
+    let linux = fs::read_to_string(vms_dir().join("linux.cfg")).unwrap();
+    let second = linux.replace("name = \"linux\"", "name = \"linux-b\"");
+    assert_ne!(linux, second, "linux.cfg names its VM 'linux'");
+    let vms = vec![
+        VmFile::load(&vms_dir().join("linux.cfg")).unwrap(),
+        config(&dir, "linux-b.cfg", &second),
+    ];
+    let built = iso::build_iso_of(&vms, &ws.keel_elf(), &ws.bare_metal_dir(), &artifacts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let memory = vms.iter().map(|v| v.config.memory_mib).sum();
+    let mut opts = test_options(memory);
+    opts.cpus = 2;
+    let o = runner::run_iso(&built.path, Backend::Svm, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let report = o.report();
+    let mut cpus = Vec::new();
+    for name in ["linux", "linux-b"] {
+        if let Err(e) = check_suite_report(&o, name, 14) {
+            panic!("{e}");
+        }
+        let stop = format!("keel: VM '{name}' stopped: the guest powered the machine off");
+        assert!(
+            o.lines.iter().any(|l| l.starts_with(&stop)),
+            "'{name}' did not power off\n{report}"
+        );
+        let row = o
+            .lines
+            .iter()
+            .rev()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|c| c.len() == 8 && c[0] == "keel:" && c[1] == name)
+            .unwrap_or_else(|| panic!("no status table row for '{name}'\n{report}"));
+        cpus.push(row[2].to_string());
+    }
+    assert_ne!(cpus[0], cpus[1], "both VMs on one CPU\n{report}");
+    assert_eq!(o.end, End::Status(0), "{report}");
 }

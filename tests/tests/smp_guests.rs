@@ -2,7 +2,7 @@
 //! own, under multi-threaded QEMU TCG (`-smp` = the vCPUs, so the host
 //! CPUs really run in parallel).
 
-use keel_tests::{boot, check_stop, check_suite_report};
+use keel_tests::{boot, check_logged, check_none_of, check_stop, check_suite_report};
 
 fn verdict(r: Result<(), String>) {
     if let Err(e) = r {
@@ -10,46 +10,52 @@ fn verdict(r: Result<(), String>) {
     }
 }
 
-/// Debian with `vcpus = 2` (tests/vms/linux-smp.cfg): the 14 checks of
-/// the plain boot and 6 more from its /init: `nproc` and /proc/cpuinfo
-/// count 2 CPUs (the MADT's processors; the AP started by Linux's
-/// INIT/SIPI/SIPI through its local APIC), each CPU takes local timer
-/// interrupts, two processes pinned one per CPU with `taskset` finish the
-/// same checksum, and the CPUs sent each other IPIs (rescheduling,
-/// function-call, TLB-shootdown counts in /proc/interrupts), and CPUID's
-/// topology agrees with the MADT (one package of 2 cores, APIC IDs 0 and 1
-/// in /proc/cpuinfo, no "APIC id mismatch" in the kernel log). Then it powers
-/// off through ACPI S5, which ends the VM on both CPUs.
-#[test]
-fn debian_linux_with_two_vcpus_runs_a_parallel_workload() {
-    let (vm, o) = boot("linux-smp");
-    verdict(check_suite_report(&o, &vm.config.name, 20));
+/// Debian on `stem` with `cpus` vCPUs: the 14 checks of the plain boot and
+/// 7 more from its /init: `nproc` and /proc/cpuinfo count `cpus` CPUs (the
+/// MADT's processors; each AP started by Linux's INIT/SIPI/SIPI through its
+/// local APIC), each CPU takes local timer interrupts and IPIs (its
+/// rescheduling, function-call and TLB-shootdown counts in
+/// /proc/interrupts), TLB shootdowns reached other CPUs, one process pinned
+/// per CPU with `taskset` finishes the same checksum, and CPUID's topology
+/// agrees with the MADT (one package of `cpus` cores, APIC IDs 0 to
+/// `cpus` - 1 in /proc/cpuinfo, no "APIC id mismatch" in the kernel log).
+/// Then it powers off through ACPI S5, which ends the VM on every CPU.
+fn debian_runs_on(stem: &str, cpus: u32) {
+    let (vm, o) = boot(stem);
+    assert_eq!(vm.config.vcpus, cpus, "{stem}.cfg");
+    verdict(check_suite_report(&o, &vm.config.name, 21));
     verdict(check_stop(
         &o,
         &vm.config.name,
         "powered the machine off (ACPI S5)",
         0,
     ));
-    assert!(
-        o.lines
-            .iter()
-            .any(|l| l.contains("linux-init: nproc 2 cpuinfo 2")),
-        "the guest did not report 2 CPUs\n{}",
-        o.report()
-    );
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| {
-            l.contains("Kernel panic")
-                || l.contains("soft lockup")
-                || l.contains("hard LOCKUP")
-                || l.contains("APIC id mismatch")
-        })
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "kernel log problems: {bad:?}\n{}",
-        o.report()
-    );
+    let count = format!("linux-init: nproc {cpus} cpuinfo {cpus}");
+    verdict(check_logged(
+        &o,
+        &[(&count, "the guest did not report its CPUs")],
+    ));
+    verdict(check_none_of(
+        &o,
+        &[
+            "Kernel panic",
+            "soft lockup",
+            "hard LOCKUP",
+            "APIC id mismatch",
+        ],
+    ));
+}
+
+/// Debian with `vcpus = 2` (tests/vms/linux-smp.cfg).
+#[test]
+fn debian_linux_with_two_vcpus_runs_a_parallel_workload() {
+    debian_runs_on("linux-smp", 2);
+}
+
+/// Debian with `vcpus = 4` (tests/vms/linux-smp4.cfg): a machine of four
+/// CPUs under QEMU, one per vCPU, so three APs come up and every pair of
+/// CPUs can exchange IPIs.
+#[test]
+fn debian_linux_with_four_vcpus_runs_a_parallel_workload() {
+    debian_runs_on("linux-smp4", 4);
 }

@@ -44,6 +44,8 @@ use crate::net::HostNet;
 use crate::runner::{self, Backend, Outcome, RunOptions};
 pub use exit_stats::{ExitRow, StatsCost};
 
+pub mod smp;
+
 /// The exit statistics Keel printed when VM `vm` ended (crates/exit-stats:
 /// one row per exit reason, and per device under `io` and `npf`).
 #[derive(Debug, Clone, PartialEq)]
@@ -1599,12 +1601,27 @@ pub fn run_plain_qemu(
     memory_mib: u32,
     timeout: Duration,
 ) -> Result<Outcome, String> {
-    let mut qemu = plain_qemu(memory_mib);
+    run_plain(
+        plain_qemu_kernel(kernel, initrd, cmdline, memory_mib, 1),
+        timeout,
+    )
+}
+
+/// The plain QEMU command line booting `kernel` with `initrd` and
+/// `cmdline` (`-kernel`) on a machine of `cpus` CPUs.
+pub fn plain_qemu_kernel(
+    kernel: &Path,
+    initrd: Option<&Path>,
+    cmdline: &str,
+    memory_mib: u32,
+    cpus: u32,
+) -> Command {
+    let mut qemu = plain_qemu_smp(memory_mib, cpus);
     qemu.arg("-kernel").arg(kernel).args(["-append", cmdline]);
     if let Some(i) = initrd {
         qemu.arg("-initrd").arg(i);
     }
-    run_plain(qemu, timeout)
+    qemu
 }
 
 /// Boots `kernel` on plain QEMU TCG (`-kernel`: SeaBIOS runs QEMU's
@@ -1691,17 +1708,26 @@ pub fn plain_qemu_netboot(rom: &Path, memory_mib: u32, net: &HostNet) -> Command
 
 /// QEMU's pc machine under TCG, without default devices, COM1 on stdout.
 fn plain_qemu(memory_mib: u32) -> Command {
+    plain_qemu_smp(memory_mib, 1)
+}
+
+/// [`plain_qemu`] with `cpus` CPUs: `-smp` and, with more than one,
+/// multi-threaded TCG, as Keel's runs get ([`runner::qemu_command_smp`]).
+fn plain_qemu_smp(memory_mib: u32, cpus: u32) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-machine", "pc", "-accel", "tcg", "-cpu", "qemu64"])
-        .args(["-m", &memory_mib.to_string()])
-        .args([
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-            "-nodefaults",
-        ]);
+    let accel = if cpus > 1 { "tcg,thread=multi" } else { "tcg" };
+    qemu.args(["-machine", "pc", "-accel", accel, "-cpu", "qemu64"]);
+    if cpus > 1 {
+        qemu.arg("-smp").arg(cpus.to_string());
+    }
+    qemu.args(["-m", &memory_mib.to_string()]).args([
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-nodefaults",
+    ]);
     qemu
 }
 
@@ -1730,6 +1756,23 @@ pub fn run_keel_net(
         timeout,
         memory_mib: runner::host_memory_mib(memory_mib),
         host_net,
+        ..RunOptions::default()
+    };
+    runner::run_iso(iso, Backend::Svm, &opts).map_err(|e| e.to_string())
+}
+
+/// As [`run_keel`], on a machine of `cpus` CPUs (QEMU `-smp`, multi-threaded
+/// TCG) with `memory_mib` MiB for the guests.
+pub fn run_keel_smp(
+    iso: &Path,
+    memory_mib: u32,
+    cpus: u32,
+    timeout: Duration,
+) -> Result<Outcome, String> {
+    let opts = RunOptions {
+        timeout,
+        memory_mib: runner::host_memory_mib(memory_mib),
+        cpus,
         ..RunOptions::default()
     };
     runner::run_iso(iso, Backend::Svm, &opts).map_err(|e| e.to_string())

@@ -428,6 +428,9 @@ if grep -q "keel.console=shell" /proc/cmdline; then
 fi
 echo "PASS linux-init"
 echo "linux-init: kernel $(uname -r)"
+# The CPUs the kernel brought up, on every boot: the SMP checks below and
+# `cargo xtask bench` (its SMP rows) read this line.
+echo "linux-init: nproc $(nproc) cpuinfo $(grep -c ^processor /proc/cpuinfo)"
 SHELL_CHECKS
 check acpi-tables test -e /sys/firmware/acpi/tables/DSDT
 check acpi-madt test -e /sys/firmware/acpi/tables/APIC
@@ -467,11 +470,11 @@ if grep -q "keel.expect=viridian" /proc/cmdline; then
 fi
 # With keel.expect=smpN (tests/vms/linux-smp.cfg): the kernel brought up
 # N CPUs (the MADT's processors, each AP started by INIT/SIPI through the
-# local APIC), each takes its own timer interrupts and IPIs, and N
-# processes pinned one per CPU finish a checksum workload in parallel.
+# local APIC), each takes its own timer interrupts and IPIs, TLB
+# shootdowns reach other CPUs, and N processes pinned one per CPU finish a
+# checksum workload in parallel.
 smp=$(sed -n 's/.*keel\.expect=smp\([0-9]*\).*/\1/p' /proc/cmdline)
 if [ -n "$smp" ]; then
-    echo "linux-init: nproc $(nproc) cpuinfo $(grep -c ^processor /proc/cpuinfo)"
     check smp-nproc sh -c "[ \"\$(nproc)\" = $smp ]"
     check smp-cpuinfo sh -c "[ \"\$(grep -c ^processor /proc/cpuinfo)\" = $smp ]"
     check smp-timer-per-cpu sh -c "grep LOC: /proc/interrupts | awk '{ for (i = 2; i <= $smp + 1; i++) if (\$i == 0) exit 1 }'"
@@ -498,7 +501,15 @@ if [ -n "$smp" ]; then
                 END { exit bad || ids != n }' /proc/cpuinfo
     }
     check smp-topology smp_topology
-    check smp-ipis sh -c "grep -E '^ *(CAL|TLB|RES):' /proc/interrupts | awk '{ for (i = 2; i <= $smp + 1; i++) s += \$i } END { exit s == 0 }'"
+    # Every CPU took IPIs (rescheduling, function-call or TLB-shootdown
+    # interrupts in its column), and TLB shootdowns reached other CPUs.
+    smp_ipis() {
+        grep -E '^ *(CAL|TLB|RES):' /proc/interrupts | awk -v n="$smp" '
+            { for (i = 2; i <= n + 1; i++) s[i] += $i }
+            END { for (i = 2; i <= n + 1; i++) if (s[i] == 0) exit 1 }'
+    }
+    check smp-ipis-per-cpu smp_ipis
+    check smp-tlb-shootdowns sh -c "grep -E '^ *TLB:' /proc/interrupts | awk '{ for (i = 2; i <= $smp + 1; i++) s += \$i } END { exit s == 0 }'"
     grep -E "^ *(LOC|CAL|TLB|RES):" /proc/interrupts
 fi
 # With keel.expect=xen (tests/vms/linux-xen.cfg, docs/XEN.md): the kernel

@@ -21,7 +21,7 @@ commands:
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
                          build and boot VM configs (default tests/vms/selftest.cfg;
                          several --vm: one boot, each vCPU on a CPU of its own, QEMU
-                         -smp one per vCPU unless --cpus N)
+                         -smp or Bochs cpu: count= one per vCPU unless --cpus N)
                          under QEMU (svm, the default) or Bochs (vmx, CPU model M,
                          default corei7_skylake_x), exit with Keel's status (124 on
                          timeout, default 60 s, none at a terminal, 180 s on vmx);
@@ -62,7 +62,7 @@ commands:
                          tests/vms/linux.cfg) with the BIOS shim on plain QEMU, no Keel:
                          the shim as -bios, the fw_cfg files of firmware/README.md
                          (ACPI tables from acpi-gen); exits with the guest's status
-  bench [--timeout SECS] [--only exits|ide|net|shim|screen]
+  bench [--timeout SECS] [--only exits|ide|net|shim|screen|smp]
                          boot tests/vms/linux.cfg under Keel and the same kernel and
                          initramfs on plain QEMU TCG (-kernel); time a 2 KiB bzImage
                          (tests/vms/shimbench.cfg) from VM start to its first
@@ -85,14 +85,18 @@ commands:
                          INT 10h and fills the 1024x768x32 framebuffer under Keel
                          and on plain QEMU TCG (-device VGA): time per scroll and
                          fill, VM exits of each (target/bench/screen.json);
+                         then Debian with 1, 2 and 4 vCPUs under Keel and on plain
+                         QEMU TCG with the same -smp (to /init and power-off,
+                         ratio), and one VM's boot alone against two VMs booting at
+                         once on two CPUs (target/bench/smp.json);
                          --only exits runs only the exit bench, --only ide only
                          the disk bench, --only net only the network bench, --only
                          shim only the shim bench (target/bench/shim.json), --only
-                         screen only the screen bench
+                         screen only the screen bench, --only smp only the SMP bench
   help                   this text";
 
 /// The bench sections `cargo xtask bench --only` runs alone.
-const ONLY_SECTIONS: &str = "'exits', 'ide', 'net', 'shim' and 'screen'";
+const ONLY_SECTIONS: &str = "'exits', 'ide', 'net', 'shim', 'screen' and 'smp'";
 
 /// Exit code for a usage error.
 const USAGE_EXIT: u8 = 2;
@@ -415,10 +419,11 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         Backend::Vmx => {
             deps::ensure(deps::BOCHS)?;
             eprintln!(
-                "xtask: booting {} (VM '{}') under Bochs, cpu model {}",
+                "xtask: booting {} (VM '{}') under Bochs, cpu model {}, {cpus} CPU{}",
                 iso.display(),
-                vm.config.name,
-                opts.cpu_model
+                boot_name,
+                opts.cpu_model,
+                if cpus == 1 { "" } else { "s" },
             );
         }
     }
@@ -607,6 +612,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let mut only_ide = false;
     let mut only_shim = false;
     let mut only_screen = false;
+    let mut only_smp = false;
     for (flag, value) in flags(args, &["--timeout", "--only"])? {
         match (flag, value.parse::<u64>()) {
             ("--only", _) if value == "exits" => only_exits = true,
@@ -614,6 +620,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             ("--only", _) if value == "ide" => only_ide = true,
             ("--only", _) if value == "shim" => only_shim = true,
             ("--only", _) if value == "screen" => only_screen = true,
+            ("--only", _) if value == "smp" => only_smp = true,
             ("--only", _) => {
                 return Err(Failure::Usage(format!(
                     "--only {value}: the sections that run alone are {ONLY_SECTIONS}"
@@ -677,6 +684,14 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         write_bench_json(&bench_dir, &[("screen.json", screen.json())])?;
         return Ok(0);
     }
+    if only_smp {
+        let files = prepare_smp_bench(&ws, &bench_dir.join("smp"))?;
+        let isos = build_smp_bench(&ws, &files)?;
+        let smp = run_smp_bench(&ws, &isos, timeout, &mut Runs::new(SMP_RUNS))?;
+        print!("{}", xtask::bench::table(&[smp.rows()]));
+        write_bench_json(&bench_dir, &[("smp.json", smp.json())])?;
+        return Ok(0);
+    }
     let net_runs = prepare_net_bench(&ws, &bench_dir.join("net"))?;
     if only_net {
         let configs: Vec<PathBuf> = net_runs.iter().map(|r| r.0.clone()).collect();
@@ -695,6 +710,8 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     vm_paths.extend(screen.keel.iter().map(|r| r.config.clone()));
     vm_paths.extend(net_runs.iter().map(|r| r.0.clone()));
     let mut built = build(&ws, &vm_paths)?.into_iter();
+    let smp_files = prepare_smp_bench(&ws, &bench_dir.join("smp"))?;
+    let smp_isos = build_smp_bench(&ws, &smp_files)?;
     let (vm, iso) = built
         .next()
         .ok_or_else(|| "nothing was built".to_string())?;
@@ -715,7 +732,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
 
     // Boots, the shim's three kinds, exitbench, the IDE runs and plain
     // QEMU's, the screen runs and plain QEMU's, the network runs and plain
-    // QEMU's.
+    // QEMU's, the SMP runs.
     let mut runs = Runs::new(
         5 * xtask::bench::BOOT_ROUNDS
             + 1
@@ -724,7 +741,8 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             + screen.keel.len()
             + 1
             + net_runs.len()
-            + 1,
+            + 1
+            + SMP_RUNS,
     );
     let load_before = xtask::bench::load_average();
     let (mut keel_times, mut qemu_times, mut last_keel) = (Vec::new(), Vec::new(), None);
@@ -771,9 +789,16 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     let screen_isos: Vec<_> = built.by_ref().take(screen.keel.len()).collect();
     let screen = run_screen_bench(&screen, screen_isos, timeout, &mut runs)?;
     let net = run_net_bench(&ws, &net_runs, built.collect(), timeout, &mut runs)?;
+    let smp = run_smp_bench(&ws, &smp_isos, timeout, &mut runs)?;
     print!(
         "{}",
-        xtask::bench::table(&[boot.rows(), ide.rows(), screen.rows(), net.rows()])
+        xtask::bench::table(&[
+            boot.rows(),
+            ide.rows(),
+            screen.rows(),
+            net.rows(),
+            smp.rows()
+        ])
     );
     print!("{}", exits.rows());
     write_bench_json(
@@ -784,6 +809,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             ("ide.json", ide.json()),
             ("screen.json", screen.json()),
             ("net.json", net.json()),
+            ("smp.json", smp.json()),
         ],
     )?;
     Ok(0)
@@ -1154,6 +1180,148 @@ fn run_screen_bench(
         scroll,
         fill,
         qemu,
+    })
+}
+
+/// The SMP bench's emulator runs: Keel and plain QEMU per vCPU count, then
+/// one VM alone and two VMs together.
+const SMP_RUNS: usize = 2 * xtask::bench::smp::SMP_VCPUS.len() + 2;
+
+/// The SMP bench's VM configs, written under a directory: one per vCPU
+/// count of [`xtask::bench::smp::SMP_VCPUS`], then the two VMs of the pair.
+struct SmpBenchFiles {
+    by_vcpus: Vec<PathBuf>,
+    pair: [PathBuf; 2],
+}
+
+/// Writes the SMP bench's configs under `dir`, each like tests/vms/linux.cfg
+/// (its kernel, initramfs, RAM and command line) with its own vCPU count.
+fn prepare_smp_bench(ws: &Workspace, dir: &Path) -> Result<SmpBenchFiles, String> {
+    use xtask::bench::smp::{smp_bench_config, smp_vm_name, PAIR, SMP_VCPUS};
+    let template = VmFile::load(&ws.test_vms_dir().join("linux.cfg"))?;
+    let memory = template.config.memory_mib;
+    let cmdline = template.config.cmdline.clone().unwrap_or_default();
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = |name: &str, vcpus: u32| -> Result<PathBuf, String> {
+        let path = dir.join(format!("{name}.cfg"));
+        std::fs::write(&path, smp_bench_config(name, vcpus, memory, &cmdline))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    };
+    let by_vcpus = SMP_VCPUS
+        .iter()
+        .map(|&n| write(&smp_vm_name(n), n))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SmpBenchFiles {
+        by_vcpus,
+        pair: [write(PAIR[0], 1)?, write(PAIR[1], 1)?],
+    })
+}
+
+/// The SMP bench's ISOs: one per vCPU count, the pair's first VM alone,
+/// and both VMs in one boot.
+struct SmpBenchIsos {
+    by_vcpus: Vec<(VmFile, PathBuf)>,
+    alone: (VmFile, PathBuf),
+    pair: PathBuf,
+}
+
+fn build_smp_bench(ws: &Workspace, files: &SmpBenchFiles) -> Result<SmpBenchIsos, String> {
+    let mut configs = files.by_vcpus.clone();
+    configs.push(files.pair[0].clone());
+    let mut by_vcpus = build(ws, &configs)?;
+    let alone = by_vcpus
+        .pop()
+        .ok_or_else(|| "the SMP bench's configs were not built".to_string())?;
+    let (_, pair) = build_together(ws, &files.pair)?;
+    Ok(SmpBenchIsos {
+        by_vcpus,
+        alone,
+        pair,
+    })
+}
+
+/// Per vCPU count, the boot under Keel (QEMU with one CPU per vCPU) and on
+/// plain QEMU with the same `-smp`, each checked to have brought up that
+/// many CPUs; then the pair's first VM alone on two CPUs, and both VMs.
+fn run_smp_bench(
+    ws: &Workspace,
+    isos: &SmpBenchIsos,
+    timeout: Duration,
+    progress: &mut Runs,
+) -> Result<xtask::bench::smp::SmpBench, String> {
+    use xtask::bench::smp::{check_cpus, vm_start_to_init, PairBench, SmpBench, SmpRun, PAIR};
+    use xtask::bench::{exits, keel_times, qemu_times, run_keel_smp, run_plain};
+    let guest_dir = ws.bare_metal_dir();
+    let load_before = xtask::bench::load_average();
+    let mut runs = Vec::new();
+    let mut kernel_file = String::new();
+    for (vm, iso) in &isos.by_vcpus {
+        let (name, vcpus) = (&vm.config.name, vm.config.vcpus);
+        let kernel =
+            iso::resolve_image(vm, "kernel", xtask::guest_assets::DEBIAN_LINUX, &guest_dir)?;
+        let initrd = iso::resolve_image(
+            vm,
+            "ramdisk",
+            xtask::guest_assets::DEBIAN_INITRAMFS,
+            &guest_dir,
+        )?;
+        kernel_file = kernel
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let run = progress.next(format!(
+            "bench: {name} under Keel: Debian with {vcpus} vCPU{} (QEMU -smp {vcpus})",
+            if vcpus == 1 { "" } else { "s" }
+        ));
+        let keel = run_keel_smp(iso, vm.config.memory_mib, vcpus, timeout)?;
+        check_cpus(&keel, vcpus, name)?;
+        let keel_t = keel_times(&keel, name)?;
+        run.done("");
+        let run = progress.next(format!(
+            "bench: the same kernel and initramfs on plain QEMU TCG (-kernel, -smp {vcpus})"
+        ));
+        let cmd = xtask::bench::plain_qemu_kernel(
+            &kernel,
+            Some(&initrd),
+            vm.config.cmdline.as_deref().unwrap_or_default(),
+            vm.config.memory_mib,
+            vcpus,
+        );
+        let qemu = run_plain(cmd, timeout)?;
+        check_cpus(&qemu, vcpus, "plain QEMU")?;
+        let qemu_t = qemu_times(&qemu)?;
+        run.done("");
+        runs.push(SmpRun {
+            vcpus,
+            keel: keel_t,
+            qemu: qemu_t,
+            keel_exits: exits(&keel, name),
+        });
+    }
+    let (vm, iso) = &isos.alone;
+    let memory = vm.config.memory_mib;
+    let run = progress.next(format!(
+        "bench: {} alone under Keel on two CPUs (QEMU -smp 2)",
+        PAIR[0]
+    ));
+    let alone = run_keel_smp(iso, memory, 2, timeout)?;
+    let alone = vm_start_to_init(&alone, PAIR[0])?;
+    run.done("");
+    let run = progress.next(format!(
+        "bench: {} and {} together under Keel on two CPUs (QEMU -smp 2)",
+        PAIR[0], PAIR[1]
+    ));
+    let both = run_keel_smp(&isos.pair, 2 * memory, 2, timeout)?;
+    let beside = [
+        vm_start_to_init(&both, PAIR[0])?,
+        vm_start_to_init(&both, PAIR[1])?,
+    ];
+    run.done("");
+    Ok(SmpBench {
+        kernel: kernel_file,
+        runs,
+        pair: PairBench { alone, beside },
+        load: [load_before, xtask::bench::load_average()],
     })
 }
 

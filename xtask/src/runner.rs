@@ -433,14 +433,24 @@ pub enum Serial {
 }
 
 /// The bochsrc for a headless, unattended run of `iso` (Bochs 2.7 as Debian
-/// builds it): no GUI but the VNC server, which does not wait for a client;
+/// builds it, with SMP support): `cpus` processors of `cpu_model` (`cpu:
+/// count=`; Bochs' BIOS lists them in its ACPI MADT and MP table, where Keel
+/// finds them); no GUI but the VNC server, which does not wait for a client;
 /// sound off (its mixer thread aborts without an audio device); COM1 to
 /// `serial`; the log to `log`; a triple fault ends the simulation instead of
 /// resetting.
-pub fn bochsrc(iso: &Path, cpu_model: &str, memory_mib: u32, serial: &Path, log: &Path) -> String {
+pub fn bochsrc(
+    iso: &Path,
+    cpu_model: &str,
+    cpus: u32,
+    memory_mib: u32,
+    serial: &Path,
+    log: &Path,
+) -> String {
+    let cpus = cpus.max(1);
     format!(
         "megs: {memory_mib}\n\
-         cpu: model={cpu_model}, count=1, ips=100000000, reset_on_triple_fault=0\n\
+         cpu: model={cpu_model}, count={cpus}, ips=100000000, reset_on_triple_fault=0\n\
          romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
          vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n\
          ata0-master: type=cdrom, path=\"{}\", status=inserted\n\
@@ -519,7 +529,14 @@ fn run_bochs_once(iso: &Path, opts: &RunOptions) -> Result<Outcome, RunError> {
     let files = [
         (
             "bochsrc",
-            bochsrc(&iso, &opts.cpu_model, opts.memory_mib, &serial, &log),
+            bochsrc(
+                &iso,
+                &opts.cpu_model,
+                opts.cpus,
+                opts.memory_mib,
+                &serial,
+                &log,
+            ),
         ),
         ("debugger.rc", "c\nquit\n".to_string()),
         ("serial.txt", String::new()),
@@ -1012,6 +1029,7 @@ mod tests {
         let rc = bochsrc(
             Path::new("/t/k.iso"),
             "corei7_haswell_4770",
+            1,
             512,
             Path::new("/d/serial.txt"),
             Path::new("/d/bochs.log"),
@@ -1026,6 +1044,18 @@ mod tests {
             "sound: driver=dummy\n",
         ] {
             assert!(rc.contains(want), "{want} missing from\n{rc}");
+        }
+        // A machine of several CPUs: Bochs' SMP `count`; none is one.
+        for (cpus, count) in [(2, "count=2,"), (4, "count=4,"), (0, "count=1,")] {
+            let rc = bochsrc(
+                Path::new("k.iso"),
+                "corei7_skylake_x",
+                cpus,
+                512,
+                Path::new("s"),
+                Path::new("l"),
+            );
+            assert!(rc.contains(count), "{count} missing from\n{rc}");
         }
         let c = bochs_command(Path::new("/d"));
         let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy()).collect();

@@ -5,6 +5,8 @@
 
 extern crate alloc;
 
+pub mod ap_registers;
+pub mod boot_modules;
 pub mod console;
 pub mod disk_requests;
 pub mod display;

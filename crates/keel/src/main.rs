@@ -206,7 +206,7 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
 
     let world = vm::World {
         images: vm::Images {
-            modules,
+            modules: keel::boot_modules::BootModules::new(modules),
             host_disks,
             host_nics,
         },

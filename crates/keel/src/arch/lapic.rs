@@ -112,14 +112,19 @@ pub fn init() -> Option<u64> {
 }
 
 /// Enables this CPU's local APIC like the BSP's (an AP, after [`init`]
-/// measured the timer, which runs at the same rate on every CPU).
+/// measured the timer, which runs at the same rate on every CPU): the
+/// timer stopped and unmasked, as [`init`] leaves the BSP's, since [`arm`]
+/// only writes the count. (Left masked, an AP's first guest that never
+/// exits by itself, such as firmware polling a long fw_cfg DMA, would
+/// never be interrupted.)
 pub fn init_this_cpu() {
     if BASE.load(Ordering::Relaxed) == 0 {
         return;
     }
     write(SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
     write(TIMER_DIVIDE, DIVIDE_BY_16);
-    write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    write(TIMER_INITIAL_COUNT, 0);
+    write(LVT_TIMER, u32::from(TIMER_VECTOR));
 }
 
 /// This CPU's local APIC ID (xAPIC ID register bits 31:24, SDM Vol 3A

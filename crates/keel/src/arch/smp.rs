@@ -87,7 +87,8 @@ static keel_ap_stack_top: AtomicU64 = AtomicU64::new(0);
 static STARTING_INDEX: AtomicUsize = AtomicUsize::new(0);
 /// Set by the starting AP once it runs on its own structures.
 static STARTED: AtomicBool = AtomicBool::new(false);
-/// The BSP's CR0, CR3, CR4 and EFER, which every AP takes.
+/// The BSP's CR0, CR3, CR4 and EFER, which every AP takes (CR4 and EFER
+/// without their virtualization bits, `keel::ap_registers`).
 static BSP_CR0: AtomicU64 = AtomicU64::new(0);
 static BSP_CR3: AtomicU64 = AtomicU64::new(0);
 static BSP_CR4: AtomicU64 = AtomicU64::new(0);
@@ -210,14 +211,19 @@ fn wait_ns(ns: u64, done: impl Fn() -> bool) -> bool {
 #[no_mangle]
 extern "C" fn keel_ap_main() -> ! {
     let index = STARTING_INDEX.load(Ordering::SeqCst);
-    let efer = BSP_EFER.load(Ordering::Relaxed);
+    // Not the BSP's CR4.VMXE or EFER.SVME: this CPU turns its own
+    // virtualization on later (`cpu::enable_this_cpu`).
+    let (cr4, efer) = keel::ap_registers::ap_cr4_efer(
+        BSP_CR4.load(Ordering::Relaxed),
+        BSP_EFER.load(Ordering::Relaxed),
+    );
     // SAFETY: the BSP's EFER, CR4, CR0 and CR3 describe the same long-mode
     // setup this AP already runs in (the trampoline set PAE, LME, PE, PG),
     // plus the BSP's choices; Keel's page tables identity-map everything
     // the boot tables mapped, so this code and its stack stay reachable.
     unsafe {
         core::arch::asm!("wrmsr", in("ecx") EFER, in("eax") efer as u32, in("edx") (efer >> 32) as u32, options(nomem, nostack));
-        core::arch::asm!("mov cr4, {}", in(reg) BSP_CR4.load(Ordering::Relaxed), options(nomem, nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nomem, nostack));
         core::arch::asm!("mov cr0, {}", in(reg) BSP_CR0.load(Ordering::Relaxed), options(nomem, nostack));
         core::arch::asm!("mov cr3, {}", in(reg) BSP_CR3.load(Ordering::Relaxed), options(nostack));
     }

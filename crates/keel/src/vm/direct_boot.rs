@@ -24,7 +24,8 @@ pub struct DirectBoot {
 }
 
 impl DirectBoot {
-    /// Takes the kernel and ramdisk modules `config` names and builds the ACPI
+    /// Borrows the kernel and ramdisk modules `config` names (read-only,
+    /// shared with any other VM that names them) and builds the ACPI
     /// container for its vCPUs and RAM. `None` when the VM has no `kernel`.
     pub fn from_config(
         config: &VmConfig,
@@ -33,12 +34,14 @@ impl DirectBoot {
         let Some(kernel_name) = config.kernel.as_deref() else {
             return Ok(None);
         };
+        // Shared, read-only: another VM of this boot may boot the same
+        // kernel and initrd (GRUB loaded each image once).
         let kernel = images
-            .take(kernel_name)
+            .modules
+            .share(kernel_name)
             .ok_or_else(|| VmError::MissingImage(kernel_name.into()))?;
         // `ramdisk` first, then `modules`; an image several modules name
         // is one boot module, shared.
-        let mut taken: Vec<(&str, &'static [u8])> = Vec::new();
         let mut modules = Vec::new();
         let entries = config
             .ramdisk
@@ -51,16 +54,10 @@ impl DirectBoot {
                     .map(|m| (vm_config::module_image(m), m.as_str())),
             );
         for (name, string) in entries {
-            let bytes = match taken.iter().find(|(n, _)| *n == name) {
-                Some((_, b)) => *b,
-                None => {
-                    let b: &'static [u8] = images
-                        .take(name)
-                        .ok_or_else(|| VmError::MissingImage(name.into()))?;
-                    taken.push((name, b));
-                    b
-                }
-            };
+            let bytes = images
+                .modules
+                .share(name)
+                .ok_or_else(|| VmError::MissingImage(name.into()))?;
             modules.push((bytes, Vec::from(string.as_bytes())));
         }
         let ram = u64::from(config.memory_mib) << 20;

@@ -66,21 +66,9 @@ const LAPIC_PAGE: Range<u64> = 0xFEE0_0000..0xFEE0_1000;
 /// configuration uses for them, and the machine's own disks and NICs
 /// (`virtio0`).
 pub struct Images {
-    pub modules: Vec<(String, &'static mut [u8])>,
+    pub modules: keel::boot_modules::BootModules,
     pub host_disks: crate::host::HostDisks,
     pub host_nics: crate::host::HostNics,
-}
-
-impl Images {
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        self.modules.iter().find(|(n, _)| n == name).map(|m| &*m.1)
-    }
-
-    /// Hands the module's memory over for good (a disk image the guest writes).
-    fn take(&mut self, name: &str) -> Option<&'static mut [u8]> {
-        let i = self.modules.iter().position(|(n, _)| n == name)?;
-        Some(self.modules.swap_remove(i).1)
-    }
 }
 
 /// Why a VM could not be created.
@@ -186,6 +174,7 @@ pub fn run(
     // A copy: the VM reloads it on every reset, after the lock on the
     // boot modules is long released.
     let firmware: Vec<u8> = images
+        .modules
         .get(firmware_name)
         .ok_or_else(|| VmError::MissingImage(String::from(firmware_name)))?
         .to_vec();
@@ -270,9 +259,12 @@ pub fn run(
     };
     let vga = if config.stdvga {
         let rom = match &config.firmware {
-            Some(_) => Some(Arc::from(images.get(VGABIOS_STDVGA_ROM).ok_or_else(
-                || VmError::MissingImage(String::from(VGABIOS_STDVGA_ROM)),
-            )?)),
+            Some(_) => Some(Arc::from(
+                images
+                    .modules
+                    .get(VGABIOS_STDVGA_ROM)
+                    .ok_or_else(|| VmError::MissingImage(String::from(VGABIOS_STDVGA_ROM)))?,
+            )),
             None => None,
         };
         Some((video_memory(frames)?, rom))
@@ -616,6 +608,7 @@ fn disk_drives(config: &VmConfig, images: &mut Images) -> Result<Drives, VmError
         let (backend, kib, kind): (Box<dyn BlockBackend>, u64, &str) = match spec.backend {
             DiskBackend::Module => {
                 let bytes = images
+                    .modules
                     .take(&spec.target)
                     .ok_or_else(|| VmError::MissingImage(spec.target.clone()))?;
                 let kib = bytes.len() as u64 / 1024;
@@ -723,9 +716,9 @@ impl Vifs {
         let e1000 = specs.iter().any(|v| v.model == NicModel::E1000);
         let rom: Option<Arc<[u8]>> = match (&config.firmware, e1000) {
             (Some(_), true) => {
-                Some(Arc::from(images.get(PXE_E1000_ROM).ok_or_else(|| {
-                    VmError::MissingImage(String::from(PXE_E1000_ROM))
-                })?))
+                Some(Arc::from(images.modules.get(PXE_E1000_ROM).ok_or_else(
+                    || VmError::MissingImage(String::from(PXE_E1000_ROM)),
+                )?))
             }
             _ => None,
         };
