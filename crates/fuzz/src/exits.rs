@@ -138,9 +138,9 @@ impl Platform for FuzzPlatform {
     fn set_cr8(&mut self, _vcpu: u32, value: u64) {
         self.cr8 = value;
     }
-    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u32>) -> Option<u32> {
+    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u64>) -> Option<u64> {
         self.device_calls += 1;
-        (self.rng.below(4) != 0).then(|| self.rng.next() as u32)
+        (self.rng.below(4) != 0).then(|| self.rng.next())
     }
     fn msr_read(&mut self, _vcpu: u32, _msr: u32) -> Option<MsrOutcome> {
         match self.rng.below(8) {

@@ -391,6 +391,49 @@ impl PcInterruptRouter {
         }
     }
 
+    /// A 64-bit access (`write` `None`: a read) to the register at xAPIC
+    /// offset `offset` of vCPU `vcpu`'s local APIC in the layout of the
+    /// APIC's current mode, for the Hyper-V APIC access MSRs (TLFS 10.3.3-
+    /// 10.3.5): in xAPIC mode through the MMIO registers (the ICR's
+    /// destination in bits 63:56, written before the low half, which sends),
+    /// in x2APIC mode as the x2APIC MSR 800h + offset / 16 (the ICR's
+    /// destination in bits 63:32; SDM 11.12.9). `None` means #GP: the APIC
+    /// is disabled, or the x2APIC MSR refuses the access.
+    pub fn apic_register(&mut self, vcpu: u32, offset: u64, write: Option<u64>) -> Option<u64> {
+        const ICR_LOW: u64 = 0x300;
+        const ICR_HIGH: u64 = 0x310;
+        let lapic = self.lapic(vcpu)?;
+        if lapic.x2apic_mode() {
+            let msr = X2APIC_MSRS.start() + ((offset >> 4) & 0xFF) as u32;
+            return match write {
+                Some(value) => self.x2apic_write(vcpu, msr, value).ok().map(|()| 0),
+                None => self.x2apic_read(vcpu, msr).ok(),
+            };
+        }
+        if !lapic.mmio_active() {
+            return None;
+        }
+        let read = |router: &mut Self, at: u64| {
+            let mut data = [0u8; 4];
+            router.lapic_mmio_read(vcpu, at, &mut data);
+            u64::from(u32::from_le_bytes(data))
+        };
+        Some(match (write, offset) {
+            (Some(value), ICR_LOW) => {
+                let high = (value >> 32) as u32;
+                self.lapic_mmio_write(vcpu, ICR_HIGH, &high.to_le_bytes());
+                self.lapic_mmio_write(vcpu, ICR_LOW, &(value as u32).to_le_bytes());
+                0
+            }
+            (Some(value), _) => {
+                self.lapic_mmio_write(vcpu, offset, &(value as u32).to_le_bytes());
+                0
+            }
+            (None, ICR_LOW) => read(self, ICR_LOW) | read(self, ICR_HIGH) << 32,
+            (None, _) => read(self, offset),
+        })
+    }
+
     /// A guest write in vCPU `vcpu`'s APIC page; IPIs and EOI broadcasts it
     /// causes are routed before it returns.
     pub fn lapic_mmio_write(&mut self, vcpu: u32, offset: u64, data: &[u8]) {

@@ -282,14 +282,11 @@ impl CpuidPolicy {
                         | L1_ECX_TM2
                         | L1_ECX_PDCM
                         | L1_ECX_TSC_DEADLINE);
-                    // The local APIC model has the x2APIC MSR interface
-                    // (device-model lapic::x2apic), but Debian with the
-                    // Hyper-V enlightenments, the one guest that switched to
-                    // x2APIC mode under Keel, hung there: x2APIC stays
-                    // hidden, and the APIC model refuses IA32_APIC_BASE.EXTD
-                    // to match (`offers_x2apic`).
-                    r.ecx |= L1_ECX_HYPERVISOR;
-                    r.ecx &= !L1_ECX_X2APIC;
+                    // x2APIC whatever the host has: the local APIC model
+                    // has the x2APIC MSR interface (device-model
+                    // lapic::x2apic) and accepts IA32_APIC_BASE.EXTD
+                    // exactly when this bit is offered (`offers_x2apic`).
+                    r.ecx |= L1_ECX_HYPERVISOR | L1_ECX_X2APIC;
                     if xcr0 == 0 {
                         r.ecx &= !L1_ECX_XSAVE;
                     }
@@ -666,7 +663,7 @@ mod tests {
             l1.ecx & (L1_ECX_XSAVE | L1_ECX_AVX),
             L1_ECX_XSAVE | L1_ECX_AVX
         );
-        assert_eq!(l1.ecx & L1_ECX_X2APIC, 0, "x2APIC mode is not offered yet");
+        assert_ne!(l1.ecx & L1_ECX_X2APIC, 0, "x2APIC mode is offered");
     }
 
     /// Hiding AVX takes AVX2, FMA and the AVX state with it; hiding XSAVE
@@ -700,9 +697,13 @@ mod tests {
             !p.offers_rdtscp() && !p.offers_tsc_aux(),
             "RDPID goes with RDTSCP"
         );
-        // x2APIC (on the host here) is hidden, so the APIC model refuses
-        // x2APIC mode; hiding it in the configuration changes nothing.
-        assert!(!CpuidPolicy::from_host_hiding(1, avx512_host, &[]).offers_x2apic());
+        // x2APIC is offered, and the APIC model accepts x2APIC mode, unless
+        // the configuration hides it.
+        assert!(CpuidPolicy::from_host_hiding(1, avx512_host, &[]).offers_x2apic());
+        assert!(
+            CpuidPolicy::from_host_hiding(2, intel_smt_host, &[]).offers_x2apic(),
+            "offered on a host without it too"
+        );
         let p = CpuidPolicy::from_host_hiding(1, avx512_host, &[bit(1, CpuidReg::Ecx, 21)]);
         assert!(!p.offers_x2apic());
         assert_eq!(p.lookup(1, 0, 0, 0, 1).ecx & L1_ECX_X2APIC, 0);

@@ -70,11 +70,14 @@ pub trait Platform {
     fn ram_access(&mut self, _gpa: u64, _write: bool) -> bool {
         true
     }
-    /// A 32-bit read (`write` `None`) or write of the xAPIC register at
-    /// `offset` in vCPU `vcpu`'s APIC page, for the Hyper-V APIC access
-    /// MSRs (TLFS 10.3); `None` when the APIC is not in xAPIC mode
-    /// (disabled, or x2APIC), which makes the MSR access #GP.
-    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u32>) -> Option<u32> {
+    /// A read (`write` `None`) or write of the local APIC register at
+    /// xAPIC offset `offset` (EOI, TPR or ICR) of vCPU `vcpu`, for the
+    /// Hyper-V APIC access MSRs (TLFS 10.3), in the layout of the APIC's
+    /// current mode: in xAPIC mode the ICR's destination is bits 63:56, in
+    /// x2APIC mode bits 63:32 and the access is the x2APIC MSR's (SDM Vol
+    /// 3A 11.12.9). `None` (the APIC disabled, or the x2APIC MSR refusing
+    /// the access) makes the MSR access #GP.
+    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u64>) -> Option<u64> {
         None
     }
     /// Xen hypercall `nr` with its five arguments from vCPU `vcpu` at CPL 0
@@ -504,9 +507,9 @@ pub(crate) mod tests {
         logged: Vec<u64>,
         /// RAM pages the nested map shows read-only (a shadowed PAM segment).
         read_only: Vec<u64>,
-        /// xAPIC register accesses through `apic_register`: (offset, written).
-        pub(crate) apic: Vec<(u64, Option<u32>)>,
-        /// The APIC is not in xAPIC mode: `apic_register` answers `None`.
+        /// APIC register accesses through `apic_register`: (offset, written).
+        pub(crate) apic: Vec<(u64, Option<u64>)>,
+        /// The APIC refuses: `apic_register` answers `None`.
         pub(crate) apic_off: bool,
         /// Xen hypercalls through `xen_hypercall`: (vCPU, number, arguments);
         /// each answers -ENOSYS.
@@ -549,12 +552,12 @@ pub(crate) mod tests {
             !(write && self.read_only.contains(&(gpa & !0xfff)))
         }
         // Reads answer 0xA000_0000 | offset, so a test sees which register.
-        fn apic_register(&mut self, _vcpu: u32, offset: u64, write: Option<u32>) -> Option<u32> {
+        fn apic_register(&mut self, _vcpu: u32, offset: u64, write: Option<u64>) -> Option<u64> {
             if self.apic_off {
                 return None;
             }
             self.apic.push((offset, write));
-            Some(0xa000_0000 | offset as u32)
+            Some(0xa000_0000 | offset)
         }
         fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
             let n = data.len();

@@ -380,16 +380,7 @@ impl HyperV {
             HV_X64_MSR_TSC_FREQUENCY if f.freq => self.tsc_hz,
             HV_X64_MSR_APIC_FREQUENCY if f.freq => self.apic_hz,
             HV_X64_MSR_EOI | HV_X64_MSR_TPR | HV_X64_MSR_ICR => {
-                let id = vcpu.vcpu_id();
-                let reg = |p: &mut dyn FnMut(u64) -> Option<u32>, at| p(at).map(u64::from);
-                let mut read = |at| platform.apic_register(id, at, None);
-                let v = match msr {
-                    HV_X64_MSR_EOI => reg(&mut read, APIC_EOI),
-                    HV_X64_MSR_TPR => reg(&mut read, APIC_TPR),
-                    _ => reg(&mut read, APIC_ICR_LOW)
-                        .zip(reg(&mut read, APIC_ICR_HIGH))
-                        .map(|(low, high)| low | high << 32),
-                };
+                let v = platform.apic_register(vcpu.vcpu_id(), apic_offset(msr), None);
                 return Some(v.map_or(MsrOutcome::GeneralProtection, MsrOutcome::Done));
             }
             _ => return None,
@@ -479,17 +470,9 @@ impl HyperV {
                 return self.refuse(msr, value, "read-only")
             }
             HV_X64_MSR_EOI | HV_X64_MSR_TPR | HV_X64_MSR_ICR => {
-                let id = vcpu.vcpu_id();
-                let done = match msr {
-                    HV_X64_MSR_EOI => platform.apic_register(id, APIC_EOI, Some(value as u32)),
-                    HV_X64_MSR_TPR => platform.apic_register(id, APIC_TPR, Some(value as u32)),
-                    // The destination first: the low half sends the IPI.
-                    _ => platform
-                        .apic_register(id, APIC_ICR_HIGH, Some((value >> 32) as u32))
-                        .and_then(|_| platform.apic_register(id, APIC_ICR_LOW, Some(value as u32))),
-                };
+                let done = platform.apic_register(vcpu.vcpu_id(), apic_offset(msr), Some(value));
                 if done.is_none() {
-                    return self.refuse(msr, value, "the local APIC is not in xAPIC mode");
+                    return self.refuse(msr, value, "the local APIC refused the access");
                 }
             }
             _ => return None,
@@ -539,11 +522,15 @@ impl HyperV {
     }
 }
 
-// The xAPIC registers the APIC access MSRs reach (SDM Vol 3A Table 11-1).
-const APIC_TPR: u64 = 0x80;
-const APIC_EOI: u64 = 0xb0;
-const APIC_ICR_LOW: u64 = 0x300;
-const APIC_ICR_HIGH: u64 = 0x310;
+/// The xAPIC offset of the register an APIC access MSR reaches (TLFS
+/// 10.3.3-10.3.5; offsets of SDM Vol 3A Table 11-1).
+fn apic_offset(msr: u32) -> u64 {
+    match msr {
+        HV_X64_MSR_EOI => 0xb0,
+        HV_X64_MSR_TPR => 0x80,
+        _ => 0x300,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -904,8 +891,9 @@ mod tests {
         assert_eq!(call(&mut real, &mut p, &mut pol), None, "real mode");
     }
 
-    /// TLFS 10.3: EOI, ICR (destination first) and TPR reach the xAPIC
-    /// registers; with the APIC not in xAPIC mode they #GP.
+    /// TLFS 10.3: EOI, ICR (all 64 bits) and TPR reach the local APIC's
+    /// registers in its current mode; with the APIC refusing (disabled)
+    /// they #GP.
     #[test]
     fn apic_access_msrs() {
         let (mut v, mut p, mut pol) = (
@@ -927,8 +915,7 @@ mod tests {
             [
                 (0xb0, Some(0)),
                 (0x80, Some(0x20)),
-                (0x310, Some(0x0200_0000)),
-                (0x300, Some(0x40fd)),
+                (0x300, Some(0x0200_0000_0000_40fd)),
             ]
         );
         assert_eq!(
@@ -937,7 +924,7 @@ mod tests {
         );
         assert_eq!(
             rdmsr(&mut v, &mut p, &mut pol, HV_X64_MSR_ICR),
-            Some(0xa000_0310_a000_0300)
+            Some(0xa000_0300)
         );
         p.apic_off = true;
         assert!(!wrmsr(&mut v, &mut p, &mut pol, HV_X64_MSR_EOI, 0));

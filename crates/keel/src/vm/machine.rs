@@ -377,22 +377,8 @@ impl vmm_core::exit::Platform for Machine {
         self.pc.router().lock().set_cr8(vcpu, value);
     }
 
-    fn apic_register(&mut self, vcpu: u32, offset: u64, write: Option<u32>) -> Option<u32> {
-        let mut router = self.pc.router().lock();
-        if !router.lapic(vcpu).is_some_and(|l| l.mmio_active()) {
-            return None;
-        }
-        Some(match write {
-            Some(value) => {
-                router.lapic_mmio_write(vcpu, offset, &value.to_le_bytes());
-                0
-            }
-            None => {
-                let mut data = [0u8; 4];
-                router.lapic_mmio_read(vcpu, offset, &mut data);
-                u32::from_le_bytes(data)
-            }
-        })
+    fn apic_register(&mut self, vcpu: u32, offset: u64, write: Option<u64>) -> Option<u64> {
+        self.pc.router().lock().apic_register(vcpu, offset, write)
     }
 
     fn xen_hypercall(

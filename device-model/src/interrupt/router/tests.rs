@@ -236,6 +236,82 @@ fn x2apic_icr_and_eoi_through_msrs() {
     assert!(!PcInterruptRouter::handles_msr(0x10));
 }
 
+/// The Hyper-V APIC access MSRs' view (TLFS 10.3): in xAPIC mode the ICR's
+/// destination is bits 63:56 and EOI/TPR are the MMIO registers; in x2APIC
+/// mode they are the x2APIC MSRs, the ICR's destination bits 63:32 (the
+/// layout Linux relies on when it EOIs through HV_X64_MSR_EOI in x2APIC
+/// mode); a disabled APIC refuses.
+#[test]
+fn synthetic_apic_registers_follow_the_apic_mode() {
+    let (mut r, _) = router(2);
+    apic_mode(&mut r);
+    assert_eq!(
+        r.apic_register(0, 0x300, Some((1u64 << 56) | 0x61)),
+        Some(0)
+    );
+    assert_eq!(r.pending_interrupt(1), Some(0x61));
+    assert_eq!(r.apic_register(0, 0x300, None), Some((1u64 << 56) | 0x61));
+    assert_eq!(r.apic_register(0, 0x80, Some(0x20)), Some(0));
+    assert_eq!(r.apic_register(0, 0x80, None), Some(0x20));
+    assert_eq!(r.acknowledge(1), Some(0x61));
+    assert_eq!(r.apic_register(1, 0xB0, Some(0)), Some(0));
+    assert!(!r.lapic(1).unwrap().isr_set(0x61));
+
+    let x2 = 0xFEE0_0000 | (1 << 11) | (1 << 10);
+    r.set_apic_base(0, x2).unwrap();
+    r.set_apic_base(1, x2).unwrap();
+    assert_eq!(
+        r.apic_register(0, 0x300, Some((1u64 << 32) | 0x62)),
+        Some(0)
+    );
+    assert_eq!(r.pending_interrupt(1), Some(0x62));
+    assert_eq!(r.apic_register(0, 0x300, None), Some((1u64 << 32) | 0x62));
+    assert_eq!(r.acknowledge(1), Some(0x62));
+    assert_eq!(r.apic_register(1, 0xB0, Some(0)), Some(0));
+    assert!(!r.lapic(1).unwrap().isr_set(0x62));
+    assert_eq!(r.apic_register(1, 0x80, Some(0x30)), Some(0));
+    assert_eq!(r.x2apic_read(1, 0x808), Ok(0x30));
+    assert_eq!(
+        r.apic_register(1, 0xB0, Some(1)),
+        None,
+        "x2APIC EOI takes 0"
+    );
+    assert_eq!(
+        r.apic_register(1, 0x310, None),
+        None,
+        "no ICR high in x2APIC"
+    );
+
+    r.set_apic_base(1, 0xFEE0_0000).unwrap();
+    assert_eq!(r.apic_register(1, 0x80, None), None, "disabled");
+    assert_eq!(r.apic_register(9, 0x80, None), None, "no such vCPU");
+}
+
+/// x2APIC logical destinations (SDM Vol 3A 11.12.10.2): cluster in bits
+/// 31:16, one bit per APIC in 15:0, from LDRs derived from the x2APIC IDs;
+/// a cluster nobody is in reaches nobody.
+#[test]
+fn x2apic_logical_cluster_ipis() {
+    let (mut r, _) = router(3);
+    apic_mode(&mut r);
+    for vcpu in 0..3 {
+        r.set_apic_base(vcpu, 0xFEE0_0000 | (1 << 11) | (1 << 10))
+            .unwrap();
+        assert_eq!(r.x2apic_read(vcpu, 0x80D), Ok(1 << vcpu));
+    }
+    // Logical, cluster 0, members 1 and 2.
+    r.x2apic_write(0, 0x830, (0b110u64 << 32) | (1 << 11) | 0x70)
+        .unwrap();
+    assert_eq!(r.pending_interrupt(0), None);
+    assert_eq!(r.pending_interrupt(1), Some(0x70));
+    assert_eq!(r.pending_interrupt(2), Some(0x70));
+    r.x2apic_write(0, 0x830, (0x0001_0007u64 << 32) | (1 << 11) | 0x71)
+        .unwrap();
+    for vcpu in 0..3 {
+        assert!(!r.lapic(vcpu).unwrap().irr_set(0x71), "cluster 1 is empty");
+    }
+}
+
 #[test]
 fn lapic_timers_report_the_next_deadline() {
     let (mut r, clock) = router(2);
