@@ -456,6 +456,16 @@ check smbios sh -c 'dmesg | grep -q "DMI: Keel Keel Virtual Machine"'
 # PCI as the firmware leaves it (firmware/src/pci.rs): every function with
 # an interrupt pin (config 0x3D; the PIIX4 PM function has one) has an IRQ.
 check pci-irqs sh -c 'n=0; for d in /sys/bus/pci/devices/*; do pin=$(od -An -tu1 -j61 -N1 $d/config | tr -d " "); [ "$pin" = 0 ] && continue; n=$((n + 1)); [ "$(cat $d/irq)" != 0 ] || exit 1; done; [ $n -ge 1 ]'
+# x2APIC (CPUID.01H:ECX[21]) is offered to every VM. Without interrupt
+# remapping Linux enables it only under a hypervisor it knows: with
+# keel.expect=viridian or keel.expect=xen the kernel switched its local
+# APICs to x2APIC mode (EOIs, IPIs and, on SMP, INIT/SIPI through the x2APIC
+# MSRs); otherwise it saw the CPUID bit and kept xAPIC mode, saying why.
+if grep -q -E "keel.expect=(viridian|xen)" /proc/cmdline; then
+    check x2apic-mode sh -c 'grep -qw x2apic /proc/cpuinfo && dmesg | grep -q "x2apic enabled" && dmesg | grep -q "Switched APIC routing to physical x2apic"'
+else
+    check x2apic-offered sh -c 'grep -qw x2apic /proc/cpuinfo && dmesg | grep -q "x2apic: IRQ remapping doesn.t support X2APIC mode"'
+fi
 # With keel.expect=viridian (tests/vms/linux-viridian.cfg): the kernel found
 # Hyper-V's enlightenments, took the TSC and APIC timer rates from the
 # frequency MSRs instead of calibrating, and keeps time with the reference

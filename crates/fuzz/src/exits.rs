@@ -9,9 +9,15 @@
 //! device calls per exit), each hypercall makes a bounded number of
 //! guest-memory accesses, and every guest-physical map change it queues is
 //! one the VMM can make ([`PhysmapLimits`]).
+//!
+//! The local APIC's MSRs (IA32_APIC_BASE, IA32_TSC_DEADLINE, the x2APIC
+//! registers 800H-8FFH) and the Hyper-V APIC access MSRs reach a real
+//! [`PcInterruptRouter`] of two local APICs, as in Keel's machine; three
+//! seeds in four put vCPU 0's APIC in x2APIC mode first.
 
 use std::sync::Arc;
 
+use device_model::interrupt::{LapicConfig, PcInterruptRouter};
 use device_model::xen::hypercall::{
     Hypercall, EVENT_CHANNEL_OP, GRANT_TABLE_OP, HVM_OP, MEMORY_OP, SCHED_OP, SET_TIMER_OP,
     VCPU_OP, XEN_VERSION,
@@ -74,9 +80,11 @@ struct XenState {
 }
 
 /// A platform whose devices answer randomly, over random RAM; with the Xen
-/// personality, hypercalls reach a real [`Xen`].
+/// personality, hypercalls reach a real [`Xen`]; the APIC MSRs reach real
+/// local APICs.
 struct FuzzPlatform {
     ram: GuestMemory,
+    apics: PcInterruptRouter,
     rng: Rng,
     device_calls: u64,
     cr8: u64,
@@ -86,6 +94,22 @@ struct FuzzPlatform {
     xen_calls: u64,
     xen_answered: u64,
     xen_numbers: u128,
+    /// x2APIC register MSR accesses (800H-8FFH) the local APIC model
+    /// carried out, and those it refused with #GP.
+    x2apic_done: u64,
+    x2apic_refused: u64,
+}
+
+impl FuzzPlatform {
+    /// Counts an x2APIC register access's outcome.
+    fn count_x2apic<T, E>(&mut self, msr: u32, result: &Result<T, E>) {
+        if (0x800..=0x8ff).contains(&msr) {
+            match result {
+                Ok(_) => self.x2apic_done += 1,
+                Err(_) => self.x2apic_refused += 1,
+            }
+        }
+    }
 }
 
 /// The hypercall's view of guest memory, counted.
@@ -138,18 +162,39 @@ impl Platform for FuzzPlatform {
     fn set_cr8(&mut self, _vcpu: u32, value: u64) {
         self.cr8 = value;
     }
-    fn apic_register(&mut self, _vcpu: u32, _offset: u64, _write: Option<u64>) -> Option<u64> {
+    fn apic_register(&mut self, vcpu: u32, offset: u64, write: Option<u64>) -> Option<u64> {
         self.device_calls += 1;
-        (self.rng.below(4) != 0).then(|| self.rng.next())
+        self.apics.apic_register(vcpu, offset, write)
     }
-    fn msr_read(&mut self, _vcpu: u32, _msr: u32) -> Option<MsrOutcome> {
+    fn msr_read(&mut self, vcpu: u32, msr: u32) -> Option<MsrOutcome> {
+        if PcInterruptRouter::handles_msr(msr) {
+            let value = match msr {
+                IA32_APIC_BASE => self.apics.apic_base(vcpu).ok_or(()),
+                IA32_TSC_DEADLINE => self.apics.tsc_deadline(vcpu).map_err(|_| ()),
+                _ => self.apics.x2apic_read(vcpu, msr).map_err(|_| ()),
+            };
+            self.count_x2apic(msr, &value);
+            return Some(value.map_or(MsrOutcome::GeneralProtection, MsrOutcome::Done));
+        }
         match self.rng.below(8) {
             0 => Some(MsrOutcome::Done(self.rng.next())),
             1 => Some(MsrOutcome::GeneralProtection),
             _ => None,
         }
     }
-    fn msr_write(&mut self, vcpu: u32, msr: u32, _value: u64) -> Option<MsrOutcome> {
+    fn msr_write(&mut self, vcpu: u32, msr: u32, value: u64) -> Option<MsrOutcome> {
+        if PcInterruptRouter::handles_msr(msr) {
+            let result = match msr {
+                IA32_APIC_BASE => self.apics.set_apic_base(vcpu, value),
+                IA32_TSC_DEADLINE => self.apics.set_tsc_deadline(vcpu, value),
+                _ => self.apics.x2apic_write(vcpu, msr, value),
+            };
+            self.count_x2apic(msr, &result);
+            return Some(match result {
+                Ok(()) => MsrOutcome::Done(0),
+                Err(_) => MsrOutcome::GeneralProtection,
+            });
+        }
         self.msr_read(vcpu, msr).map(|o| match o {
             MsrOutcome::Done(_) => MsrOutcome::Done(0),
             gp => gp,
@@ -210,6 +255,10 @@ struct Stats {
     xen_answered: u64,
     xen_numbers: u32,
     xen_page_writes: u64,
+    /// x2APIC register MSR accesses the local APIC model carried out and
+    /// refused.
+    x2apic_done: u64,
+    x2apic_refused: u64,
 }
 
 pub(crate) fn run(rng: &mut Rng) {
@@ -276,12 +325,24 @@ fn run_cases(rng: &mut Rng) -> Stats {
         ));
     }
     let mut vcpu = random_vcpu(rng);
+    // The APICs offer what CPUID does, as in Keel's machine.
+    let lapic = LapicConfig {
+        x2apic: policy.cpuid.offers_x2apic(),
+        tsc_deadline: false,
+        ..LapicConfig::default()
+    };
+    let mut apics = PcInterruptRouter::new(2, lapic, FakeClock::new(rng.below(1 << 40)));
+    if rng.below(4) != 0 {
+        // EN and EXTD: x2APIC mode, so the x2APIC MSRs answer.
+        let _ = apics.set_apic_base(0, 0xfee0_0000 | (1 << 11) | (1 << 10));
+    }
     let mut platform = FuzzPlatform {
         ram: {
             let memory = GuestMemory::new(RAM_SIZE);
             memory.write(0, &ram).expect("RAM_SIZE bytes fit");
             memory
         },
+        apics,
         rng: Rng(rng.next() | 1),
         device_calls: 0,
         cr8: 0,
@@ -289,6 +350,8 @@ fn run_cases(rng: &mut Rng) -> Stats {
         xen_calls: 0,
         xen_answered: 0,
         xen_numbers: 0,
+        x2apic_done: 0,
+        x2apic_refused: 0,
     };
     if xen {
         platform.xen = Some(xen_state(rng, &platform.ram));
@@ -326,6 +389,15 @@ fn run_cases(rng: &mut Rng) -> Stats {
         } else {
             (random_exit(rng), None)
         };
+        // A quarter of the MSR exits name an x2APIC register (800H-83FH),
+        // with a value of random low bits now and then.
+        if matches!(exit, VmExit::Rdmsr { .. } | VmExit::Wrmsr { .. }) && rng.below(4) == 0 {
+            vcpu.gprs[Gpr::Rcx as usize] = 0x800 + rng.below(0x40);
+            if rng.below(2) == 0 {
+                vcpu.gprs[Gpr::Rax as usize] = rng.below(0x1_0000);
+                vcpu.gprs[Gpr::Rdx as usize] = rng.below(4);
+            }
+        }
         platform.device_calls = 0;
         // Now and then the exit interrupted an event's delivery and the
         // backend re-queued it (SDM Vol 3C 27.2.4, APM 15.7.2): only a
@@ -401,6 +473,8 @@ fn run_cases(rng: &mut Rng) -> Stats {
     stats.xen_calls = platform.xen_calls;
     stats.xen_answered = platform.xen_answered;
     stats.xen_numbers = platform.xen_numbers.count_ones();
+    stats.x2apic_done = platform.x2apic_done;
+    stats.x2apic_refused = platform.x2apic_refused;
     stats
 }
 
@@ -662,7 +736,31 @@ const MSR_TABLE: &[u32] = &[
     0x4000_0022,
     0x4000_0070,
     0x4000_0072,
+    // The local APIC's (device-model lapic::x2apic): IA32_APIC_BASE,
+    // TSC_DEADLINE, and x2APIC ID, TPR, EOI, LDR, SVR, ISR, TMR, IRR, ESR,
+    // ICR, the LVT, the timer and SELF IPI.
+    IA32_APIC_BASE,
+    IA32_TSC_DEADLINE,
+    0x802,
+    0x808,
+    0x80b,
+    0x80d,
+    0x80f,
+    0x810,
+    0x818,
+    0x820,
+    0x828,
+    0x830,
+    0x832,
+    0x835,
+    0x838,
+    0x83e,
+    0x83f,
 ];
+
+/// IA32_APIC_BASE and IA32_TSC_DEADLINE (SDM Vol 3A 11.4.4, 11.5.4.1).
+const IA32_APIC_BASE: u32 = 0x1b;
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
 
 fn random_vcpu(rng: &mut Rng) -> FakeVcpu {
     let mut v = match rng.below(4) {
@@ -906,5 +1004,20 @@ mod tests {
         assert!(total.xen_answered > total.xen_calls / 5, "{total:?}");
         assert!(total.xen_numbers >= 6, "{total:?}");
         assert!(total.xen_page_writes > 0, "{total:?}");
+    }
+
+    /// RDMSR and WRMSR exits reach the x2APIC registers of a real local
+    /// APIC in x2APIC mode, which carries out some and refuses others.
+    #[test]
+    fn the_generator_reaches_the_x2apic_msrs() {
+        let mut total = Stats::default();
+        for seed in 0..50 {
+            let s = run_cases(&mut Rng(crate::splitmix64(seed) | 1));
+            total.x2apic_done += s.x2apic_done;
+            total.x2apic_refused += s.x2apic_refused;
+        }
+        std::println!("{total:?}");
+        assert!(total.x2apic_done > 20, "{total:?}");
+        assert!(total.x2apic_refused > 50, "{total:?}");
     }
 }

@@ -7,7 +7,8 @@
 //! the vendor of leaf 0 (Intel or AMD), the display family of leaf 1, and
 //! the feature bits that imply MSRs (MCE and MCA in leaf 1 EDX, TSC_ADJUST
 //! in leaf 7 EBX, RDPID in leaf 7 ECX, RDTSCP in Fn8000_0001 EDX, OSVW and
-//! PerfCtrExtCore in Fn8000_0001 ECX, the counters of leaf 0AH). So the
+//! PerfCtrExtCore in Fn8000_0001 ECX, the counters of leaf 0AH, x2APIC in
+//! leaf 1 ECX: the local APIC's x2APIC mode and MSRs 800H-8FFH). So the
 //! same image runs on QEMU's CPU models (SVM) and Bochs' (VMX).
 //!
 //! Faults are #GP(0) (SDM Vol 2B RDMSR, WRMSR, RDPMC; APM Vol 3): an MSR
@@ -126,6 +127,7 @@ long:
     PRINTLN "msr: long mode"
     call read_cpuid
     call common_msrs
+    call x2apic_msrs
     call xsave_state
     cmpl $1, VENDOR
     jne 1f
@@ -460,6 +462,52 @@ intel_msrs:
     /* AMD's MSRs are not there. */
     RD_GP "amd-vm-cr-absent", 0xc0010114
     RD_GP "amd-perfevtsel0-absent", 0xc0010000
+    ret
+
+/* The local APIC's x2APIC mode (SDM Vol 3A 11.12) when CPUID.01H:ECX[21]
+   offers it: IA32_APIC_BASE's mode transitions (11.12.5), the x2APIC ID and
+   the LDR derived from it (11.12.10.2), SELF IPI (11.12.11) and the 64-bit
+   ICR with a 32-bit destination (11.12.9), both seen pending in IRR; the
+   MSR access rules (11.12.1.2). Interrupts stay off (IF = 0): what is sent
+   pends, and disabling the APIC at the end clears it (11.4.3). */
+x2apic_msrs:
+    UNLESS_BIT L1_ECX, 21, x2apic_hidden
+    RD_EQ "apic-base", 0x1b, 0xfee00900, 0
+    RD_GP "x2apic-id-in-xapic-mode", 0x802
+    WR "apic-base-extd-without-en-gp", 0x1b, 0xfee00500, 0, GP0
+    WR "apic-base-reserved-gp", 0x1b, 0xfee00d01, 0, GP0
+    WR "apic-base-x2apic", 0x1b, 0xfee00d00, 0, NO_FAULT
+    RD_EQ "apic-base-x2apic", 0x1b, 0xfee00d00, 0
+    RD_EQ "x2apic-id", 0x802, 0, 0
+    /* Cluster 0 (ID 31:4) in bits 31:16, bit 0 (1 << ID 3:0) in 15:0. */
+    RD_EQ "x2apic-ldr", 0x80d, 1, 0
+    WR "x2apic-ldr-read-only-gp", 0x80d, 1, 0, GP0
+    RD_EQ "x2apic-version", 0x803, 0x50014, 0
+    WR "x2apic-svr-enable", 0x80f, 0x1ff, 0, NO_FAULT
+    /* Vector 61h: IRR bits 127:96 (MSR 823H), bit 1. */
+    WR "x2apic-self-ipi", 0x83f, 0x61, 0, NO_FAULT
+    RD_EQ "x2apic-irr-self-ipi", 0x823, 0x2, 0
+    RD_GP "x2apic-self-ipi-write-only", 0x83f
+    WR "x2apic-self-ipi-reserved-gp", 0x83f, 0x61, 1, GP0
+    /* Fixed 62h to physical ID 0, fixed 63h to logical cluster 0 bit 0:
+       both are this APIC. */
+    WR "x2apic-icr-physical", 0x830, 0x62, 0, NO_FAULT
+    WR "x2apic-icr-logical", 0x830, 0x863, 1, NO_FAULT
+    RD_EQ "x2apic-icr", 0x830, 0x863, 1
+    RD_EQ "x2apic-irr-icr", 0x823, 0xe, 0
+    RD_GP "x2apic-icr-high-absent", 0x831
+    WR "x2apic-eoi-nonzero-gp", 0x80b, 1, 0, GP0
+    RD_GP "x2apic-eoi-write-only", 0x80b
+    /* x2APIC to xAPIC is illegal; through disabled it is not. */
+    WR "x2apic-to-xapic-gp", 0x1b, 0xfee00900, 0, GP0
+    WR "x2apic-to-disabled", 0x1b, 0xfee00000, 0, NO_FAULT
+    RD_GP "x2apic-id-disabled", 0x802
+    WR "disabled-to-x2apic-gp", 0x1b, 0xfee00c00, 0, GP0
+    WR "disabled-to-xapic", 0x1b, 0xfee00800, 0, NO_FAULT
+    RD_EQ "apic-base-xapic-again", 0x1b, 0xfee00900, 0
+    ret
+x2apic_hidden:
+    WR "x2apic-hidden-extd-gp", 0x1b, 0xfee00d00, 0, GP0
     ret
 
 /* AMD: APM Vol 2 Appendix A, 13.2.1, 15.30; the family 0Fh-16h BKDGs. */
