@@ -489,6 +489,18 @@ impl LocalApic {
         set_bit(&mut self.tmr, vector, level);
     }
 
+    /// A write to SELF IPI (SDM 11.12.11): what an ICR write of a fixed,
+    /// edge-triggered IPI with the self shorthand does, without touching
+    /// the ICR: vectors 0-15 set ESR's send-illegal-vector bit and send
+    /// nothing; a software-disabled APIC takes no fixed interrupt.
+    fn self_ipi(&mut self, vector: u8) {
+        if vector < 16 {
+            self.signal_error(esr::SEND_ILLEGAL_VECTOR);
+        } else if self.software_enabled() {
+            self.accept_fixed(vector, false);
+        }
+    }
+
     /// A local source (timer, thermal, PMC, error, or a LINT edge) fires
     /// through its LVT entry.
     fn fire_lvt(&mut self, which: Lvt) {
@@ -770,7 +782,7 @@ impl LocalApic {
                 let now = self.now();
                 self.timer.write_divide_config(self.timer_mode(), v32, now);
             }
-            reg::SELF_IPI if x2 => self.accept_fixed(v32 as u8, false),
+            reg::SELF_IPI if x2 => self.self_ipi(v32 as u8),
             reg::ID | reg::VERSION | reg::PPR | reg::LDR | reg::TIMER_CURRENT => {
                 return Err(RegFault::ReadOnly)
             }

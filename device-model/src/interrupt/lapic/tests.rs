@@ -644,6 +644,55 @@ fn x2apic_access_rules_raise_gp() {
     );
 }
 
+/// SELF IPI (SDM 11.12.11) acts as a fixed, edge-triggered ICR IPI to
+/// self: vectors 0-15 set ESR's send-illegal-vector bit, a software-disabled
+/// APIC takes nothing, bits 31:8 are reserved (#GP), the ICR is untouched.
+#[test]
+fn x2apic_self_ipi_follows_the_icr_rules() {
+    let (mut a, _) = apic();
+    x2(&mut a);
+    a.write_msr(0x83F, 0x40).unwrap();
+    assert!(!a.irr_set(0x40), "software-disabled");
+    a.write_msr(0x80F, 0x1FF).unwrap();
+    a.write_msr(0x83F, 0x0F).unwrap();
+    a.write_msr(0x828, 0).unwrap();
+    assert_eq!(a.read_msr(0x828), Ok(1 << 5), "send illegal vector");
+    assert_eq!(
+        a.write_msr(0x83F, 0x141).unwrap_err().fault,
+        ApicMsrFault::ReservedBits
+    );
+    assert!(!a.irr_set(0x41));
+    a.write_msr(0x83F, 0x41).unwrap();
+    assert!(a.irr_set(0x41) && !a.tmr_set(0x41));
+    assert_eq!(a.read_msr(0x830), Ok(0), "the ICR is not written");
+    assert!(ipis(&mut a).is_empty(), "nothing goes to the router");
+}
+
+/// INIT in x2APIC mode (SDM 11.4.7.3): the registers reset, but
+/// IA32_APIC_BASE (so x2APIC mode), the x2APIC ID and the LDR derived from
+/// it stay; global disable then clears the mode and the LDR.
+#[test]
+fn init_keeps_x2apic_mode_and_its_ldr() {
+    let mut a = LocalApic::new(0x15, false, LapicConfig::default(), FakeClock::new(0));
+    x2(&mut a);
+    a.write_msr(0x80F, 0x1FF).unwrap();
+    a.write_msr(0x808, 0x30).unwrap();
+    a.deliver(&ApicMessage {
+        delivery: DeliveryMode::Init,
+        ..fixed(0, false)
+    });
+    assert!(a.x2apic_mode());
+    assert_eq!(a.read_msr(0x802), Ok(0x15));
+    assert_eq!(a.read_msr(0x80D), Ok(0x0001_0020), "cluster 1, bit 5");
+    assert_eq!(a.read_msr(0x808), Ok(0), "TPR reset");
+    assert_eq!(a.read_msr(0x80F), Ok(0xFF), "SVR reset");
+    a.set_apic_base(0xFEE0_0000).unwrap();
+    a.set_apic_base(0xFEE0_0000 | apic_base::EN).unwrap();
+    assert!(!a.x2apic_mode());
+    assert_eq!(rd(&mut a, 0xD0), 0, "xAPIC LDR after reset");
+    assert_eq!(rd(&mut a, 0x20), 0x15 << 24);
+}
+
 #[test]
 fn x2apic_logical_and_physical_matching() {
     let mut a = LocalApic::new(0x12, false, LapicConfig::default(), FakeClock::new(0));

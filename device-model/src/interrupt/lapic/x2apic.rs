@@ -184,7 +184,9 @@ impl LocalApic {
     }
 
     /// WRMSR of an x2APIC register MSR (800h-8FFh). Bits 63:32 are reserved
-    /// except in the ICR, whose high half is the 32-bit destination.
+    /// except in the ICR, whose high half is the 32-bit destination; SELF
+    /// IPI's bits 31:8 are reserved too (SDM 11.12.11), and a reserved bit
+    /// set raises #GP in x2APIC mode (11.12.1.3).
     pub fn write_msr(&mut self, msr: u32, value: u64) -> Result<(), ApicMsrError> {
         let err = |fault| ApicMsrError {
             msr,
@@ -192,7 +194,12 @@ impl LocalApic {
             fault,
         };
         let index = self.x2apic_index(msr).map_err(err)?;
-        if index != reg::ICR_LOW && value >> 32 != 0 {
+        let reserved = match index {
+            reg::ICR_LOW => 0,
+            reg::SELF_IPI => !0xFF,
+            _ => !0xFFFF_FFFF,
+        };
+        if value & reserved != 0 {
             return Err(err(ApicMsrFault::ReservedBits));
         }
         self.write_reg(index, value, true)
