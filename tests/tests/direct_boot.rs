@@ -55,19 +55,22 @@ fn boot_and_check_date(stem: &str, rtc_offset: i64) -> (xtask::iso::VmFile, Outc
 }
 
 /// Debian's kernel boots with ACPI, the LAPIC and the IOAPIC in use, its
-/// /init reports 15 checks passed, its date is the host's (the RTC starts
+/// /init reports 17 checks passed, its date is the host's (the RTC starts
 /// from the machine's), and it powers the VM off through ACPI S5.
 /// Its `x2apic-offered` check: CPUID offers x2APIC and Linux, with no
 /// interrupt remapping and no hypervisor it knows, keeps xAPIC mode.
 /// Its `smbios` check: the kernel found the shim's SMBIOS tables by its own
 /// scan of 0xF0000-0xFFFFF (its `DMI:` line names the system acpi-gen's
-/// type 1 describes).
+/// type 1 describes). Its `tsc-pit-calibration` and `tsc-clocksource`
+/// checks (keel.expect=tsc): the fast PIT calibration succeeded with no
+/// calibration failure, and the kernel keeps time on the `tsc` clocksource,
+/// with Keel's PIT, HPET and TSC agreeing (`keel::apparent_time`).
 #[test]
 fn debian_linux_boots_and_powers_off_through_acpi() {
     let (vm, o) = boot_and_check_date("linux", 0);
-    // 15: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
-    // rtc-real-date, smbios, pci-irqs and x2apic-offered.
-    verdict(check_suite_report(&o, &vm.config.name, 15));
+    // 17: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
+    // rtc-real-date, smbios, pci-irqs, x2apic-offered and the two TSC checks.
+    verdict(check_suite_report(&o, &vm.config.name, 17));
     verdict(check_stop(
         &o,
         &vm.config.name,

@@ -247,6 +247,11 @@ pub trait VcpuState {
     /// Lets RDTSCP (and RDPID) run when the guest's CPUID offers them;
     /// otherwise they raise #UD, as on a CPU without them.
     fn offer_rdtscp(&mut self, _offered: bool) {}
+    /// Makes RDTSC and RDTSCP exit (`on`) or read the hardware's TSC plus
+    /// the offset (SVM's RDTSC/RDTSCP intercepts, APM Vol 2 15.9; VMX's
+    /// "RDTSC exiting", SDM Vol 3C 25.6.2): the VM loop asks for it while
+    /// a guest's timer calibration runs (crates/keel `apparent_time`).
+    fn set_tsc_exiting(&mut self, _on: bool) {}
 
     /// The guest is about to be given a #DB Keel intercepted: DR6 gets the
     /// bits the CPU reported instead of writing them (`status`, VMX's exit

@@ -466,6 +466,16 @@ if grep -q -E "keel.expect=(viridian|xen)" /proc/cmdline; then
 else
     check x2apic-offered sh -c 'grep -qw x2apic /proc/cpuinfo && dmesg | grep -q "x2apic: IRQ remapping doesn.t support X2APIC mode"'
 fi
+# With keel.expect=tsc (tests/vms/linux.cfg): the kernel calibrated its TSC
+# against the PIT at once (Keel keeps the calibration's exits out of the
+# VM's time, crates/keel/src/apparent_time.rs) and keeps time with the TSC.
+# The switch from tsc-early to tsc follows the refined calibration, a
+# second after boot in the guest's time: waited for, at most 60 s.
+if grep -q "keel.expect=tsc" /proc/cmdline; then
+    dmesg | grep -E "tsc:|clocksource:" | head -20
+    check tsc-pit-calibration sh -c 'dmesg | grep -q "tsc: Fast TSC calibration using PIT" && ! dmesg | grep -q -E "calibration failed|Unable to calibrate|Marking TSC unstable"'
+    check tsc-clocksource sh -c 'for i in $(seq 60); do grep -qx tsc /sys/devices/system/clocksource/clocksource0/current_clocksource && exit 0; sleep 1; done; exit 1'
+fi
 # With keel.expect=viridian (tests/vms/linux-viridian.cfg): the kernel found
 # Hyper-V's enlightenments, took the TSC and APIC timer rates from the
 # frequency MSRs instead of calibrating, and keeps time with the reference

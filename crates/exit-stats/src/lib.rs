@@ -42,6 +42,9 @@ pub enum ExitKind {
     Wbinvd,
     Xsetbv,
     Rdpmc,
+    /// RDTSC and RDTSCP, intercepted only while Keel keeps a VM's timer
+    /// calibration consistent (crates/keel `apparent_time`).
+    Rdtsc,
     Hypercall,
     UndefinedInstruction,
     TaskSwitch,
@@ -56,7 +59,7 @@ pub enum ExitKind {
 
 impl ExitKind {
     /// Every kind, in declaration order (the order of the counters).
-    pub const ALL: [ExitKind; 21] = [
+    pub const ALL: [ExitKind; 22] = [
         ExitKind::Io,
         ExitKind::NestedPageFault,
         ExitKind::Cpuid,
@@ -68,6 +71,7 @@ impl ExitKind {
         ExitKind::Wbinvd,
         ExitKind::Xsetbv,
         ExitKind::Rdpmc,
+        ExitKind::Rdtsc,
         ExitKind::Hypercall,
         ExitKind::UndefinedInstruction,
         ExitKind::TaskSwitch,
@@ -96,6 +100,7 @@ impl ExitKind {
             ExitKind::Wbinvd => "wbinvd",
             ExitKind::Xsetbv => "xsetbv",
             ExitKind::Rdpmc => "rdpmc",
+            ExitKind::Rdtsc => "rdtsc",
             ExitKind::Hypercall => "hypercall",
             ExitKind::UndefinedInstruction => "undefined_insn",
             ExitKind::TaskSwitch => "task_switch",

@@ -916,10 +916,12 @@ fn random_exit(rng: &mut Rng) -> VmExit {
             },
             len,
         }),
-        13 => match rng.below(4) {
+        13 => match rng.below(6) {
             0 => VmExit::Invd { len },
             1 => VmExit::Wbinvd { len },
             2 => VmExit::Rdpmc { len },
+            3 => VmExit::Rdtsc { len },
+            4 => VmExit::Rdtscp { len },
             _ => VmExit::Xsetbv { len },
         },
         14 => match rng.below(2) {

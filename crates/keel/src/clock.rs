@@ -189,7 +189,28 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
-/// The host clock as device models see it.
+/// `ticks` TSC ticks as nanoseconds.
+pub fn ticks_ns(ticks: u64) -> u64 {
+    ticks_to_ns(ticks, NS_PER_TICK_32.load(Ordering::Relaxed))
+}
+
+/// A VM's clock as its devices see it: Keel's, less the time hidden from
+/// the VM while it calibrated its TSC (`keel::apparent_time`), and
+/// standing still while such an exit is handled.
+pub struct VmClock(pub alloc::sync::Arc<keel::apparent_time::ApparentTime>);
+
+impl device_model::Clock for VmClock {
+    fn now_ns(&self) -> u64 {
+        let ticks = self
+            .0
+            .vm_ticks(rdtsc())
+            .saturating_sub(TSC_START.load(Ordering::Relaxed));
+        ticks_ns(ticks)
+    }
+}
+
+/// The host clock as device models see it (host-side devices: a NIC's
+/// bridge).
 pub struct HostClock;
 
 impl device_model::Clock for HostClock {

@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod ap_registers;
+pub mod apparent_time;
 pub mod boot_modules;
 pub mod console;
 pub mod disk_requests;

@@ -207,6 +207,8 @@ const CR0_PE: u64 = 1 << 0;
 const CR0_TS: u64 = 1 << 3;
 /// CR4.PCE (bit 8): RDPMC allowed at any privilege level (SDM Vol 3A 2.5).
 const CR4_PCE: u64 = 1 << 8;
+/// CR4.TSD: RDTSC and RDTSCP at CPL 0 only (SDM Vol 3A 2.5).
+const CR4_TSD: u64 = 1 << 2;
 /// LMSW loads PE, MP, EM and TS.
 const CR0_LMSW_BITS: u64 = 0xf;
 
@@ -406,6 +408,28 @@ pub fn handle_exit(
                     vcpu.skip_instruction(len);
                 }
                 MsrOutcome::GeneralProtection => vcpu.inject(Event::GP0),
+            }
+            ExitAction::Resume
+        }
+        // Intercepted only while the VM loop asks (`Vcpu::set_tsc_exiting`),
+        // and RDTSCP on SVM while CPUID hides it. The counter is the
+        // platform's clock plus the offset, as the hardware would read it.
+        VmExit::Rdtsc { len } | VmExit::Rdtscp { len } => {
+            let rdtscp = matches!(exit, VmExit::Rdtscp { .. });
+            if rdtscp && !policy.cpuid.offers_rdtscp() {
+                log::debug!("guest executed RDTSCP at RIP {:#x}: #UD", vcpu.rip());
+                vcpu.inject(Event::UD);
+            } else if vcpu.cr4() & CR4_TSD != 0 && vcpu.cpl() != 0 {
+                // CR4.TSD restricts both to CPL 0 (SDM Vol 2B RDTSC, RDTSCP).
+                vcpu.inject(Event::GP0);
+            } else {
+                let tsc = platform.host_tsc().wrapping_add(vcpu.tsc_offset());
+                vcpu.set_gpr(Gpr::Rax, low32(tsc));
+                vcpu.set_gpr(Gpr::Rdx, tsc >> 32);
+                if rdtscp {
+                    vcpu.set_gpr(Gpr::Rcx, u64::from(vcpu.tsc_aux()));
+                }
+                vcpu.skip_instruction(len);
             }
             ExitAction::Resume
         }
@@ -1333,6 +1357,71 @@ pub(crate) mod tests {
             v.gprs[Gpr::Rax as usize],
             v.gprs[Gpr::Rdx as usize],
         )
+    }
+
+    /// RDTSC and RDTSCP while they exit (SDM Vol 2B RDTSC, RDTSCP): the
+    /// platform's clock plus the offset in EDX:EAX (upper halves cleared),
+    /// RDTSCP's ECX the TSC_AUX; RDTSCP the guest's CPUID hides is #UD;
+    /// CR4.TSD makes both #GP(0) outside CPL 0.
+    #[test]
+    fn rdtsc_and_rdtscp_read_the_platforms_clock_plus_the_offset() {
+        let with_rdtscp = |leaf: u32, sub: u32| {
+            let mut r = match leaf {
+                0 => CpuidResult {
+                    eax: 1,
+                    ..Default::default()
+                },
+                0x8000_0000 => CpuidResult {
+                    eax: 0x8000_0001,
+                    ..Default::default()
+                },
+                _ => CpuidResult {
+                    eax: 0x00a2_0f10,
+                    ebx: 0x0001_0800,
+                    ecx: 0xffff_ffff,
+                    edx: 0x178b_fbff,
+                },
+            };
+            if (leaf, sub) == (0x8000_0001, 0) {
+                r.edx |= super::super::cpuid::E1_EDX_RDTSCP;
+            }
+            r
+        };
+        let run = |exit: VmExit, pol: &mut VmPolicy, cpl: u8, cr4: u64| {
+            let mut v = FakeVcpu::long_mode();
+            let mut p = FakePlatform::new();
+            v.cpl = cpl;
+            v.cr[4] = cr4;
+            v.rip = 0x1000;
+            v.tsc_offset = 0x1_0000_0000 - 42 + 7; // guest TSC 0x1_0000_0007
+            v.tsc_aux = 3;
+            v.gprs[Gpr::Rax as usize] = u64::MAX;
+            v.gprs[Gpr::Rdx as usize] = u64::MAX;
+            assert_eq!(handle_exit(&exit, &mut v, &mut p, pol), ExitAction::Resume);
+            (
+                v.injected.clone(),
+                v.rip,
+                v.gprs[Gpr::Rax as usize],
+                v.gprs[Gpr::Rdx as usize],
+                v.gprs[Gpr::Rcx as usize],
+            )
+        };
+        let mut hidden = policy();
+        let mut offered = VmPolicy::new(CpuidPolicy::from_host(1, with_rdtscp), 1_000_000_000);
+        assert_eq!(
+            run(VmExit::Rdtsc { len: 2 }, &mut hidden, 3, 0),
+            (vec![], 0x1002, 7, 1, 0)
+        );
+        assert_eq!(
+            run(VmExit::Rdtscp { len: 3 }, &mut offered, 0, 0),
+            (vec![], 0x1003, 7, 1, 3)
+        );
+        let ud = run(VmExit::Rdtscp { len: 3 }, &mut hidden, 0, 0);
+        assert_eq!((ud.0, ud.1), (vec![Event::UD], 0x1000));
+        let gp = run(VmExit::Rdtsc { len: 2 }, &mut offered, 3, CR4_TSD);
+        assert_eq!((gp.0, gp.1), (vec![Event::GP0], 0x1000));
+        let cpl0 = run(VmExit::Rdtsc { len: 2 }, &mut offered, 0, CR4_TSD);
+        assert_eq!(cpl0.0, vec![], "CR4.TSD allows CPL 0");
     }
 
     /// RDPMC with no PMU (SDM Vol 2B RDPMC; APM Vol 3 RDPMC): Intel with a

@@ -189,6 +189,18 @@ pub enum VmExit {
     Rdpmc {
         len: u8,
     },
+    /// RDTSC (0F 31), intercepted only while the VM loop asks for it
+    /// (`Vcpu::set_tsc_exiting`): the guest's time-stamp counter is then
+    /// whatever the platform's clock says (SDM Vol 3C 26.1.3, APM Vol 2
+    /// 15.9).
+    Rdtsc {
+        len: u8,
+    },
+    /// RDTSCP (0F 01 F9): intercepted with RDTSC, and on SVM while the
+    /// guest's CPUID hides RDTSCP (then it raises #UD).
+    Rdtscp {
+        len: u8,
+    },
     /// VMMCALL (SVM) or VMCALL (VMX).
     Hypercall {
         len: u8,
@@ -252,6 +264,7 @@ impl VmExit {
             VmExit::Wbinvd { .. } => ExitKind::Wbinvd,
             VmExit::Xsetbv { .. } => ExitKind::Xsetbv,
             VmExit::Rdpmc { .. } => ExitKind::Rdpmc,
+            VmExit::Rdtsc { .. } | VmExit::Rdtscp { .. } => ExitKind::Rdtsc,
             VmExit::Hypercall { .. } => ExitKind::Hypercall,
             VmExit::UndefinedInstruction { .. } => ExitKind::UndefinedInstruction,
             VmExit::TaskSwitch(_) => ExitKind::TaskSwitch,
@@ -293,6 +306,8 @@ impl VmExit {
             | VmExit::Wbinvd { len }
             | VmExit::Xsetbv { len }
             | VmExit::Rdpmc { len }
+            | VmExit::Rdtsc { len }
+            | VmExit::Rdtscp { len }
             | VmExit::Hypercall { len }
             | VmExit::CrAccess(CrAccess { len, .. })
             | VmExit::Io(IoExit { len, .. }) => Some(len),

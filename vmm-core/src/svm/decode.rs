@@ -95,6 +95,9 @@ pub fn decode_exit(vmcb: &Vmcb, features: ExitFeatures) -> VmExit {
         c if c == Code::Iret as u64 => VmExit::NmiWindow,
         c if c == Code::Cpuid as u64 => VmExit::Cpuid { len: len() },
         c if c == Code::Rdpmc as u64 => VmExit::Rdpmc { len: len() },
+        // RDTSC is 0F 31 and RDTSCP 0F 01 F9 (APM Vol 3).
+        c if c == Code::Rdtsc as u64 => VmExit::Rdtsc { len: 2 },
+        c if c == Code::Rdtscp as u64 => VmExit::Rdtscp { len: 3 },
         c if c == Code::Invd as u64 => VmExit::Invd { len: len() },
         c if c == Code::Wbinvd as u64 => VmExit::Wbinvd { len: len() },
         // XSETBV is 0F 01 D1, three bytes (APM Vol 3, XSETBV).
@@ -142,8 +145,6 @@ fn undefined_instruction(code: u64) -> Option<&'static str> {
         c if c == Code::Clgi as u64 => "CLGI",
         c if c == Code::Skinit as u64 => "SKINIT",
         c if c == Code::Invlpga as u64 => "INVLPGA",
-        // Intercepted only while CPUID hides RDTSCP.
-        c if c == Code::Rdtscp as u64 => "RDTSCP",
         c if c == Code::Monitor as u64 => "MONITOR",
         c if c == Code::Mwait as u64 || c == Code::MwaitConditional as u64 => "MWAIT",
         _ => return None,
@@ -508,13 +509,18 @@ mod tests {
         );
         assert_eq!(
             decode_exit(&vmcb(0x87, 0, 0), NONE),
-            VmExit::UndefinedInstruction { name: "RDTSCP" },
+            VmExit::Rdtscp { len: 3 },
             "VMEXIT_RDTSCP (APM Vol 2, Table C-1)"
         );
         assert_eq!(
-            decode_exit(&vmcb(0x6e, 5, 6), NONE),
+            decode_exit(&vmcb(0x6e, 0, 0), NONE),
+            VmExit::Rdtsc { len: 2 },
+            "VMEXIT_RDTSC"
+        );
+        assert_eq!(
+            decode_exit(&vmcb(0x6d, 5, 6), NONE),
             VmExit::Unknown {
-                code: 0x6e,
+                code: 0x6d,
                 info1: 5,
                 info2: 6
             }

@@ -14,6 +14,7 @@ pub enum SvmExitCode {
     Smi = 0x62,
     Init = 0x63,
     Vintr = 0x64,
+    Rdtsc = 0x6e,
     Rdpmc = 0x6f,
     Cpuid = 0x72,
     Iret = 0x74,

@@ -69,6 +69,9 @@ pub struct SvmVcpu {
     pub(crate) fpu: GuestFpu,
     /// NMI blocking, which SVM leaves to Keel (`svm::nmi`).
     nmi: NmiTracker,
+    /// The guest's CPUID offers RDTSCP, and RDTSC/RDTSCP exit (`set_tsc_exiting`).
+    rdtscp_offered: bool,
+    tsc_exiting: bool,
     config: SvmVcpuConfig,
     _pages: OwnedPages,
 }
@@ -110,6 +113,8 @@ impl SvmVcpu {
             vmcb_pa,
             host_save_pa,
             shutdown_pending: false,
+            rdtscp_offered: false,
+            tsc_exiting: false,
             fpu: GuestFpu::default(),
             nmi: NmiTracker::default(),
             config,
@@ -175,7 +180,24 @@ impl SvmVcpu {
     pub fn offer_rdtscp(&mut self, offered: bool) {
         let mut misc2 =
             InterceptMisc2::from_bits_retain(self.vmcb.read_u32(control::INTERCEPT_MISC2));
-        misc2.set(InterceptMisc2::RDTSCP, !offered);
+        self.rdtscp_offered = offered;
+        misc2.set(InterceptMisc2::RDTSCP, !offered || self.tsc_exiting);
+        self.vmcb.write_u32(control::INTERCEPT_MISC2, misc2.bits());
+    }
+
+    /// RDTSC and RDTSCP exit while `on`; RDTSCP also while CPUID hides it.
+    pub fn set_tsc_exiting(&mut self, on: bool) {
+        if on == self.tsc_exiting {
+            return;
+        }
+        self.tsc_exiting = on;
+        let mut misc1 =
+            InterceptMisc1::from_bits_retain(self.vmcb.read_u32(control::INTERCEPT_MISC1));
+        misc1.set(InterceptMisc1::RDTSC, on);
+        self.vmcb.write_u32(control::INTERCEPT_MISC1, misc1.bits());
+        let mut misc2 =
+            InterceptMisc2::from_bits_retain(self.vmcb.read_u32(control::INTERCEPT_MISC2));
+        misc2.set(InterceptMisc2::RDTSCP, !self.rdtscp_offered || on);
         self.vmcb.write_u32(control::INTERCEPT_MISC2, misc2.bits());
     }
 
@@ -369,6 +391,9 @@ impl VcpuState for SvmVcpu {
     }
     fn offer_rdtscp(&mut self, offered: bool) {
         SvmVcpu::offer_rdtscp(self, offered);
+    }
+    fn set_tsc_exiting(&mut self, on: bool) {
+        SvmVcpu::set_tsc_exiting(self, on);
     }
     fn vcpu_id(&self) -> u32 {
         self.config.vcpu_id

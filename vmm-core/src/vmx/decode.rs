@@ -98,6 +98,8 @@ pub fn decode_exit(vmcs: &impl VmcsRead, ins_outs_info: bool) -> VmExit {
         R::TripleFault => VmExit::Shutdown,
         R::Cpuid => VmExit::Cpuid { len: len(2) },
         R::Rdpmc => VmExit::Rdpmc { len: len(2) },
+        R::Rdtsc => VmExit::Rdtsc { len: len(2) },
+        R::Rdtscp => VmExit::Rdtscp { len: len(3) },
         R::Hlt => VmExit::Hlt { len: len(1) },
         R::Invd => VmExit::Invd { len: len(2) },
         R::Wbinvd => VmExit::Wbinvd { len: len(2) },
@@ -436,6 +438,16 @@ pub(crate) mod tests {
             decode_exit(&exit(15, 0, 2), true),
             VmExit::Rdpmc { len: 2 },
             "exit reason 15 is RDPMC"
+        );
+        assert_eq!(
+            decode_exit(&exit(16, 0, 2), true),
+            VmExit::Rdtsc { len: 2 },
+            "exit reason 16 is RDTSC"
+        );
+        assert_eq!(
+            decode_exit(&exit(51, 0, 3), true),
+            VmExit::Rdtscp { len: 3 },
+            "exit reason 51 is RDTSCP"
         );
         assert_eq!(decode_exit(&exit(31, 0, 2), true), VmExit::Rdmsr { len: 2 });
         assert_eq!(decode_exit(&exit(32, 0, 2), true), VmExit::Wrmsr { len: 2 });

@@ -683,6 +683,11 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
         self.vmcs
             .write(F::SecondaryProcessorBasedVmExecutionControls, bits);
     }
+    fn set_tsc_exiting(&mut self, on: bool) {
+        // With "enable RDTSCP" set, RDTSCP exits under RDTSC exiting too
+        // (SDM Vol 3C 26.1.3).
+        self.set_primary(PrimaryProcessorBased::RDTSC_EXITING, on);
+    }
     fn tsc_aux(&self) -> u32 {
         self.fpu.tsc_aux
     }

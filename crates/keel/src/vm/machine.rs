@@ -13,13 +13,16 @@ use guest_log::RateLimitedLog;
 use vmm_core::paging::VmMemoryMap;
 
 use crate::host::Bridge;
+use keel::apparent_time::{ApparentTime, ExitTiming};
 
+use device_model::bus::AddressSpace;
 use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
 use guest_memory::{GuestMemory, HostRegionId};
 use vmm_core::exit::MsrOutcome;
 use vmm_core::interrupts::InterruptSource;
+use vmm_core::VmExit;
 
 /// How long a halted vCPU sleeps at most while its VM has a host uplink:
 /// frames from the wire wait at most this long in the host NIC.
@@ -53,6 +56,9 @@ pub struct Machine {
     /// it takes the VM's lock): the one whose local APIC the interrupt
     /// source answers for.
     current: u32,
+    /// The time hidden from the VM while it calibrates its TSC: the
+    /// devices' clock and the guest TSC both subtract it.
+    time: Arc<ApparentTime>,
 }
 
 /// The time and interrupt-controller options of a VM's PC.
@@ -133,9 +139,10 @@ impl Machine {
             test_device_ram,
             vga,
         };
+        let time = Arc::new(ApparentTime::new());
         let pc = Pc::new(
             &config,
-            Arc::new(crate::clock::HostClock),
+            Arc::new(crate::clock::VmClock(time.clone())),
             ram.clone(),
             |line: &str| crate::println!("{line}"),
         )?;
@@ -147,7 +154,39 @@ impl Machine {
             regions,
             bridges: Vec::new(),
             current: 0,
+            time,
         })
+    }
+
+    /// The time hidden from this VM (`keel::apparent_time`).
+    pub fn apparent_time(&self) -> &ApparentTime {
+        &self.time
+    }
+
+    /// The earliest device deadline ([`Pc::next_deadline_ns`], in the VM's
+    /// time) on Keel's clock, which runs ahead by the time hidden.
+    pub fn next_deadline_host_ns(&mut self) -> Option<u64> {
+        let hidden = crate::clock::ticks_ns(self.time.hidden());
+        self.pc.next_deadline_ns().map(|d| d.saturating_add(hidden))
+    }
+
+    /// What `exit` was for the time dilation: a read or write of a timer
+    /// a guest calibrates its TSC against (the PIT and port 61h, the HPET,
+    /// the ACPI PM timer), an RDTSC, a host interrupt, or something else.
+    pub fn exit_timing(&self, exit: &VmExit) -> ExitTiming {
+        const TIMERS: [&str; 4] = ["PIT", "port 0x61", "HPET", "ACPI PM timer"];
+        let bus = self.pc.bus();
+        let device = match *exit {
+            VmExit::Io(io) => bus.device_at(AddressSpace::Pio, io.port.into()),
+            VmExit::NestedPageFault { gpa, .. } => bus.device_at(AddressSpace::Mmio, gpa),
+            VmExit::Rdtsc { .. } | VmExit::Rdtscp { .. } => return ExitTiming::TscRead,
+            VmExit::ExternalInterrupt => return ExitTiming::HostInterrupt,
+            _ => return ExitTiming::Other,
+        };
+        match device.and_then(|d| bus.device_name(d)) {
+            Some(name) if TIMERS.contains(&name) => ExitTiming::Timer,
+            _ => ExitTiming::Other,
+        }
     }
 
     /// Hands the machine its nested page table (before the first entry)
@@ -365,8 +404,10 @@ impl vmm_core::exit::Platform for Machine {
         &self.ram
     }
 
+    /// The host tick the VM's TSC derives from: standing still while an
+    /// exit hidden from the VM's time is handled (`keel::apparent_time`).
     fn host_tsc(&self) -> u64 {
-        crate::clock::rdtsc()
+        self.time.host_tick(crate::clock::rdtsc())
     }
 
     fn cr8(&mut self, vcpu: u32) -> u64 {

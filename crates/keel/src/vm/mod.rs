@@ -16,6 +16,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use device_model::PowerRequest;
 use guest_memory::{GuestMemory, RomAlias};
+use keel::apparent_time::{ApparentTime, Dilation};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use spin::Mutex;
@@ -391,6 +392,14 @@ pub fn run(
         unclaimed.pio_writes
     );
     clock.print(&config.name, machine.pc.bus(), "at its end");
+    let hidden = machine.apparent_time().hidden();
+    if hidden != 0 {
+        log::info!(
+            "VM '{}': {} ms kept out of its clocks while it calibrated its TSC (keel::apparent_time)",
+            config.name,
+            crate::clock::ticks_ns(hidden) / 1_000_000
+        );
+    }
     Ok(Ended {
         stop,
         exits,
@@ -424,6 +433,11 @@ pub struct Shared {
     reset_limit: Mutex<ResetLimit>,
     /// vCPU loops other than vCPU 0's still running.
     aps_running: AtomicUsize,
+    /// The VM may hide its timer calibration's exits from its time
+    /// (`keel::apparent_time`): it has no paravirtual clock.
+    dilates: bool,
+    /// APs out of wait-for-SIPI: while any is, vCPU 0 dilates no more.
+    started_aps: AtomicUsize,
 }
 
 impl Shared {
@@ -454,6 +468,9 @@ impl Shared {
             firmware: (firmware.0, firmware.1.to_vec()),
             reset_limit: Mutex::new(ResetLimit::new(0, crate::clock::now_ns())),
             aps_running: AtomicUsize::new(tasks.len().saturating_sub(1)),
+            // Xen's and Hyper-V's clocks tell the guest the TSC's rate.
+            dilates: !config.xen_platform_pci && !config.viridian.base,
+            started_aps: AtomicUsize::new(0),
         }
     }
 
@@ -893,7 +910,11 @@ fn run_vcpu(
     // The map generation this vCPU's cached translations match.
     let mut flushed = FlushTracker::default();
     let mut resets_seen = shared.resets.load(Ordering::SeqCst);
+    // The hidden time the vCPU's TSC offset already subtracts.
+    let mut applied_hidden = 0;
     vcpu.set_tsc_offset(shared.tsc_offset.load(Ordering::SeqCst));
+    let mut dilation = Dilation::new(crate::clock::tsc_hz(), crate::clock::rdtsc(), 0);
+    let mut new_budget = false;
     // An AP starts in wait-for-SIPI (SDM Vol 3A 8.4.1).
     let mut wait_for_sipi = me != 0;
     loop {
@@ -912,10 +933,21 @@ fn run_vcpu(
             resets_seen = resets;
             vcpu.reset();
             vcpu.set_tsc_offset(shared.tsc_offset.load(Ordering::SeqCst));
+            applied_hidden = 0;
+            // A guest rebooted calibrates again: a new budget.
+            new_budget = true;
             policy.hyperv.reset();
+            if me != 0 && !wait_for_sipi {
+                shared.started_aps.fetch_sub(1, Ordering::SeqCst);
+            }
             wait_for_sipi = me != 0;
         }
         let mut m = shared.lock(me);
+        if core::mem::take(&mut new_budget) {
+            m.apparent_time().thaw();
+            let hidden = m.apparent_time().hidden();
+            dilation = Dilation::new(crate::clock::tsc_hz(), crate::clock::rdtsc(), hidden);
+        }
         if let Some(b) = bsp.as_mut() {
             if let Some(reason) = b.console.poll(&mut m, clock, &config.name) {
                 shared.release(m, me);
@@ -947,11 +979,17 @@ fn run_vcpu(
         if init {
             vcpu.reset();
             vcpu.set_tsc_offset(shared.tsc_offset.load(Ordering::SeqCst));
+            applied_hidden = 0;
+            if me != 0 && !wait_for_sipi {
+                shared.started_aps.fetch_sub(1, Ordering::SeqCst);
+            }
             wait_for_sipi = me != 0;
         }
         if let (true, Some(vector)) = (wait_for_sipi, sipi) {
             start_at_sipi(vcpu, vector);
             wait_for_sipi = false;
+            // Under the machine's lock: vCPU 0 hides no more from here on.
+            shared.started_aps.fetch_add(1, Ordering::SeqCst);
         }
         if wait_for_sipi {
             let poll = crate::clock::now_ns().saturating_add(AP_POLL_NS);
@@ -963,12 +1001,21 @@ fn run_vcpu(
         // on hardware (the window exit may open inside the STI shadow).
         complete_hlt_in_shadow(vcpu, &mut *m);
         deliver(vcpu, &mut *m);
+        // The VM's clocks move on from a hidden exit; the TSC offset
+        // follows the time hidden, RDTSC exits while the window is open.
+        let tsc_exiting = dilation.entering(
+            m.apparent_time(),
+            crate::clock::rdtsc(),
+            dilating(shared, me),
+        );
+        vcpu.set_tsc_exiting(tsc_exiting);
+        follow_hidden_time(vcpu, m.apparent_time(), &mut applied_hidden);
         // The guest may never exit by itself (a busy loop): a host timer
         // interrupt at the next device deadline ends its run so the interrupt
         // that comes due then is delivered on time.
         // With other vCPUs on this CPU, the scheduler's deadline too: a
         // guest spinning with IF=0 still gives the CPU up at its slice's end.
-        let deadline = match (m.pc.next_deadline_ns(), crate::sched::preempt_deadline()) {
+        let deadline = match (m.next_deadline_host_ns(), crate::sched::preempt_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -980,12 +1027,19 @@ fn run_vcpu(
         shared.release(m, me);
         clock.enter();
         let exit = vcpu.run();
+        let exit_tick = crate::clock::rdtsc();
         // Where the guest was when it exited, before the handler moves RIP
         // on: the HLT or reset write a stop message names.
         let rip = vcpu.rip();
         crate::arch::lapic::take_pending_interrupts();
         let mut m = shared.lock(me);
         clock.exited(&exit, m.pc.bus());
+        if shared.dilates && me == 0 {
+            let timing = m.exit_timing(&exit);
+            dilation.exited(m.apparent_time(), exit_tick, timing, dilating(shared, me));
+            // An RDTSC being handled reads the time the VM's clocks stand at.
+            follow_hidden_time(vcpu, m.apparent_time(), &mut applied_hidden);
+        }
         if let Some(t) = vcpu.virtual_tpr().filter(|&t| t != tpr) {
             Platform::set_cr8(&mut *m, me, u64::from(t));
         }
@@ -1066,7 +1120,10 @@ fn run_vcpu(
                     log::error!("VM '{}': firmware reload: {e}", config.name);
                 }
                 m.pc.reset();
-                let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
+                // The guest TSC starts at 0 once the hidden time is subtracted.
+                let offset = 0u64
+                    .wrapping_sub(crate::clock::rdtsc())
+                    .wrapping_add(m.apparent_time().hidden());
                 shared.tsc_offset.store(offset, Ordering::SeqCst);
                 {
                     let mut router = m.pc.router().lock();
@@ -1100,6 +1157,27 @@ const VMCS_LOST: StopReason = StopReason::Unhandled {
     rip: 0,
     info: 0,
 };
+
+/// Moves the vCPU's TSC offset back by the time hidden from the VM since
+/// `applied` (what the offset already subtracts), so that its TSC and the
+/// VM's clock agree.
+fn follow_hidden_time(vcpu: &mut impl Vcpu, time: &ApparentTime, applied: &mut u64) {
+    let hidden = time.hidden();
+    if hidden != *applied {
+        vcpu.set_tsc_offset(
+            vcpu.tsc_offset()
+                .wrapping_sub(hidden.wrapping_sub(*applied)),
+        );
+        *applied = hidden;
+    }
+}
+
+/// Whether vCPU `me` hides its timer calibration's exits from the VM's
+/// time now (`keel::apparent_time`): vCPU 0 of a VM without a paravirtual
+/// clock, while every AP waits for a Start-Up IPI.
+fn dilating(shared: &Shared, me: u32) -> bool {
+    shared.dilates && me == 0 && shared.started_aps.load(Ordering::SeqCst) == 0
+}
 
 /// The vCPU sleeps until `deadline` or a kick (`sched::sleep_until`: the
 /// CPU halts, or runs another vCPU meanwhile, after which this vCPU's
@@ -1140,7 +1218,7 @@ fn start_at_sipi(vcpu: &mut impl Vcpu, vector: u8) {
 /// typed key may wake it (otherwise a halt no device can end still stops
 /// the VM).
 fn halt_deadline(machine: &mut Machine, console: Option<&console::VmConsole>) -> Option<u64> {
-    let mut deadline = machine.pc.next_deadline_ns();
+    let mut deadline = machine.next_deadline_host_ns();
     if machine.has_uplink() {
         let poll = crate::clock::now_ns().saturating_add(machine::NET_POLL_NS);
         deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
