@@ -2054,7 +2054,7 @@ mod tests {
 
     #[test]
     fn the_exit_table_at_the_vms_end_is_read_into_the_json() {
-        let mut stats = exit_stats::ExitStats::new();
+        let stats = exit_stats::ExitStats::new();
         let cpuid = exit_stats::ExitClass::of(exit_stats::ExitKind::Cpuid);
         stats.exit(cpuid, 900);
         stats.keel(cpuid, 100);
@@ -2126,7 +2126,7 @@ mod tests {
     fn keels_share_is_its_mean_over_the_round_trip() {
         assert_eq!(keel_share(100_000.0, 60_000), Some(0.6));
         assert_eq!(keel_share(0.0, 60_000), None);
-        let mut stats = exit_stats::ExitStats::new();
+        let stats = exit_stats::ExitStats::new();
         let cpuid = exit_stats::ExitClass::of(exit_stats::ExitKind::Cpuid);
         for _ in 0..4 {
             stats.exit(cpuid, 500);

@@ -10,6 +10,11 @@
 //! indexes past the table. Recording an exit is a few additions: no search,
 //! no allocation (docs/SECURITY.md, "Work per exit has a fixed budget").
 //!
+//! Each vCPU has its own table, written by its loop alone and read by any
+//! CPU (the console's `stats`, the VM's end): the cells are atomics that the
+//! one writer updates with a plain load and store (no locked instruction, no
+//! lock), and [`ExitStats::sum`] merges the vCPUs' tables for printing.
+//!
 //! [`ExitStats::write_table`] prints the summary Keel shows when a VM ends
 //! and on demand (in the spirit of `kvm_stat` and `xentrace` summaries);
 //! [`ExitRow::parse`] and [`StatsCost::parse`] read it back, for
@@ -23,6 +28,7 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Why the guest stopped running: one kind per variant of the arch-neutral
 /// `vmm_core::VmExit` (which maps itself with `VmExit::kind`).
@@ -181,14 +187,58 @@ impl Counter {
     }
 }
 
-/// One VM's exit statistics (about 3.6 KiB, allocated with the VM).
-#[derive(Debug, Clone)]
+/// A counter cell with one writer: `add` is a load and a store, so another
+/// CPU reading meanwhile sees the old or the new value, never a torn one.
+#[derive(Debug, Default)]
+struct Cell(AtomicU64);
+
+impl Cell {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0
+            .store(self.get().saturating_add(n), Ordering::Relaxed);
+    }
+}
+
+/// One row's cells.
+#[derive(Debug, Default)]
+struct Row {
+    count: Cell,
+    keel_cycles: Cell,
+    guest_cycles: Cell,
+}
+
+impl Row {
+    fn get(&self) -> Counter {
+        Counter {
+            count: self.count.get(),
+            keel_cycles: self.keel_cycles.get(),
+            guest_cycles: self.guest_cycles.get(),
+        }
+    }
+
+    fn add(&self, c: &Counter) {
+        self.count.add(c.count);
+        self.keel_cycles.add(c.keel_cycles);
+        self.guest_cycles.add(c.guest_cycles);
+    }
+}
+
+/// One vCPU's exit statistics, or the sum of a VM's (about 3.6 KiB,
+/// allocated with the VM). The recording methods take `&self` so that
+/// other CPUs can read the table while its vCPU runs; they must have one
+/// writer at a time (a second concurrent writer would lose counts, never
+/// corrupt memory).
+#[derive(Debug)]
 pub struct ExitStats {
-    kinds: [Counter; ExitKind::COUNT],
-    pio: [Counter; DEVICE_ROWS],
-    mmio: [Counter; DEVICE_ROWS],
+    kinds: [Row; ExitKind::COUNT],
+    pio: [Row; DEVICE_ROWS],
+    mmio: [Row; DEVICE_ROWS],
     /// Cycles the accounting itself took (measured by the caller).
-    own_cycles: u64,
+    own_cycles: Cell,
 }
 
 impl Default for ExitStats {
@@ -197,30 +247,51 @@ impl Default for ExitStats {
     }
 }
 
+impl Clone for ExitStats {
+    fn clone(&self) -> Self {
+        Self::sum([self])
+    }
+}
+
 impl ExitStats {
     pub fn new() -> Self {
         ExitStats {
-            kinds: [Counter::default(); ExitKind::COUNT],
-            pio: [Counter::default(); DEVICE_ROWS],
-            mmio: [Counter::default(); DEVICE_ROWS],
-            own_cycles: 0,
+            kinds: core::array::from_fn(|_| Row::default()),
+            pio: core::array::from_fn(|_| Row::default()),
+            mmio: core::array::from_fn(|_| Row::default()),
+            own_cycles: Cell::default(),
         }
     }
 
-    /// The counters `class` adds to: its kind's, and its device's if the
+    /// The tables of `parts` (a VM's vCPUs) added row by row: what the
+    /// VM's table prints.
+    pub fn sum<'a>(parts: impl IntoIterator<Item = &'a ExitStats>) -> ExitStats {
+        let sum = ExitStats::new();
+        for p in parts {
+            let rows = p.kinds.iter().zip(&sum.kinds);
+            let rows = rows.chain(p.pio.iter().zip(&sum.pio));
+            for (from, to) in rows.chain(p.mmio.iter().zip(&sum.mmio)) {
+                to.add(&from.get());
+            }
+            sum.own_cycles.add(p.own_cycles.get());
+        }
+        sum
+    }
+
+    /// The rows `class` adds to: its kind's, and its device's if the
     /// kind is counted per device.
-    fn rows(&mut self, class: ExitClass) -> (&mut Counter, Option<&mut Counter>) {
-        let kind = &mut self.kinds[class.kind as usize];
+    fn rows(&self, class: ExitClass) -> (&Row, Option<&Row>) {
+        let kind = &self.kinds[class.kind as usize];
         let devices = match class.kind.space() {
-            Some(Space::Pio) => &mut self.pio,
-            Some(Space::Mmio) => &mut self.mmio,
+            Some(Space::Pio) => &self.pio,
+            Some(Space::Mmio) => &self.mmio,
             None => return (kind, None),
         };
-        (kind, Some(&mut devices[device_row(class.device)]))
+        (kind, Some(&devices[device_row(class.device)]))
     }
 
     /// An exit of `class` after `guest_cycles` in the guest (entry to exit).
-    pub fn exit(&mut self, class: ExitClass, guest_cycles: u64) {
+    pub fn exit(&self, class: ExitClass, guest_cycles: u64) {
         let add = Counter {
             count: 1,
             keel_cycles: 0,
@@ -234,7 +305,7 @@ impl ExitStats {
     }
 
     /// The cycles Keel spent on an exit of `class` (exit to next entry).
-    pub fn keel(&mut self, class: ExitClass, keel_cycles: u64) {
+    pub fn keel(&self, class: ExitClass, keel_cycles: u64) {
         let add = Counter {
             count: 0,
             keel_cycles,
@@ -248,13 +319,13 @@ impl ExitStats {
     }
 
     /// Cycles the accounting itself took (part of Keel's cycles too).
-    pub fn own(&mut self, cycles: u64) {
-        self.own_cycles = self.own_cycles.saturating_add(cycles);
+    pub fn own(&self, cycles: u64) {
+        self.own_cycles.add(cycles);
     }
 
     /// The counters of `kind`.
     pub fn kind(&self, kind: ExitKind) -> Counter {
-        self.kinds[kind as usize]
+        self.kinds[kind as usize].get()
     }
 
     /// The counters of `device` (`None`: no device) in `space`.
@@ -263,14 +334,14 @@ impl ExitStats {
             Space::Pio => &self.pio,
             Space::Mmio => &self.mmio,
         };
-        devices[device_row(device)]
+        devices[device_row(device)].get()
     }
 
     /// All exits together.
     pub fn total(&self) -> Counter {
         let mut t = Counter::default();
         for k in &self.kinds {
-            t.add(k);
+            t.add(&k.get());
         }
         t
     }
@@ -279,9 +350,10 @@ impl ExitStats {
     pub fn cost(&self) -> StatsCost {
         let total = self.total();
         let all_cycles = total.keel_cycles.saturating_add(total.guest_cycles);
+        let own = self.own_cycles.get();
         StatsCost {
-            cycles_per_exit: self.own_cycles.checked_div(total.count).unwrap_or(0),
-            basis_points: (u128::from(self.own_cycles) * 10_000)
+            cycles_per_exit: own.checked_div(total.count).unwrap_or(0),
+            basis_points: (u128::from(own) * 10_000)
                 .checked_div(u128::from(all_cycles))
                 .map_or(0, |b| b.min(u128::from(u64::MAX)) as u64),
         }
@@ -322,6 +394,7 @@ impl ExitStats {
                 Space::Pio => &self.pio,
                 Space::Mmio => &self.mmio,
             };
+            let devices: Vec<Counter> = devices.iter().map(Row::get).collect();
             let mut rows: Vec<usize> = (0..DEVICE_ROWS).filter(|&i| devices[i].count > 0).collect();
             rows.sort_by_key(|&i| core::cmp::Reverse(devices[i].count));
             for i in rows {

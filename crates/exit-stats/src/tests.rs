@@ -23,7 +23,7 @@ fn row<'a>(rows: &'a [ExitRow], label: &str) -> &'a ExitRow {
 
 #[test]
 fn exits_add_to_their_kind_and_device() {
-    let mut s = ExitStats::new();
+    let s = ExitStats::new();
     let com1 = ExitClass {
         kind: ExitKind::Io,
         device: Some(3),
@@ -72,7 +72,7 @@ fn exits_add_to_their_kind_and_device() {
 
 #[test]
 fn device_indexes_past_the_table_share_one_row() {
-    let mut s = ExitStats::new();
+    let s = ExitStats::new();
     let far = |i| ExitClass {
         kind: ExitKind::NestedPageFault,
         device: Some(i),
@@ -90,7 +90,7 @@ fn device_indexes_past_the_table_share_one_row() {
 
 #[test]
 fn the_table_reads_back_with_counts_shares_and_means() {
-    let mut s = ExitStats::new();
+    let s = ExitStats::new();
     for _ in 0..3 {
         let c = ExitClass {
             kind: ExitKind::Io,
@@ -131,7 +131,7 @@ fn the_table_reads_back_with_counts_shares_and_means() {
 
 #[test]
 fn the_cost_line_says_cycles_per_exit_and_share() {
-    let mut s = ExitStats::new();
+    let s = ExitStats::new();
     for _ in 0..4 {
         s.exit(ExitClass::of(ExitKind::Cpuid), 9_000);
         s.keel(ExitClass::of(ExitKind::Cpuid), 1_000);
@@ -188,7 +188,7 @@ fn other_lines_are_not_rows() {
 fn every_kind_has_its_own_counter_and_name() {
     for (i, k) in ExitKind::ALL.into_iter().enumerate() {
         assert_eq!(k as usize, i, "{k:?}");
-        let mut s = ExitStats::new();
+        let s = ExitStats::new();
         s.exit(ExitClass::of(k), 1);
         assert_eq!(s.kind(k).count, 1);
         assert_eq!(s.total().count, 1);
@@ -199,4 +199,58 @@ fn every_kind_has_its_own_counter_and_name() {
         assert_eq!(names, 1, "{k:?}");
         assert!(!k.name().contains(' '), "{k:?}");
     }
+}
+
+#[test]
+fn the_vms_table_sums_every_vcpus_rows() {
+    let com1 = ExitClass {
+        kind: ExitKind::Io,
+        device: Some(2),
+    };
+    let bsp = ExitStats::new();
+    bsp.exit(com1, 100);
+    bsp.keel(com1, 10);
+    bsp.own(7);
+    let ap = ExitStats::new();
+    ap.exit(com1, 300);
+    ap.keel(com1, 30);
+    ap.exit(ExitClass::of(ExitKind::Hlt), 5);
+    ap.own(3);
+    let vm = ExitStats::sum([&bsp, &ap]);
+    assert_eq!(
+        vm.device(Space::Pio, Some(2)),
+        Counter {
+            count: 2,
+            keel_cycles: 40,
+            guest_cycles: 400
+        }
+    );
+    assert_eq!(vm.kind(ExitKind::Hlt).count, 1);
+    assert_eq!(vm.total().count, 3);
+    // 10 cycles of accounting over 3 exits.
+    assert_eq!(vm.cost().cycles_per_exit, 3);
+    // The parts are left as they were.
+    assert_eq!(bsp.total().count, 1);
+    assert_eq!(ap.total().count, 2);
+}
+
+#[test]
+fn a_reader_on_another_thread_sees_a_running_writers_counts() {
+    let s = std::sync::Arc::new(ExitStats::new());
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for _ in 0..10_000 {
+                s.exit(ExitClass::of(ExitKind::Cpuid), 1);
+            }
+        })
+    };
+    let mut last = 0;
+    while !writer.is_finished() {
+        let now = s.total().count;
+        assert!(now >= last, "{now} after {last}");
+        last = now;
+    }
+    writer.join().unwrap();
+    assert_eq!(s.total().count, 10_000);
 }

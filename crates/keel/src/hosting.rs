@@ -7,7 +7,8 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::ops::Range;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use keel::placement::{self, Row, NOT_STARTED_STATUS};
 use spin::{Mutex, Once};
@@ -30,15 +31,15 @@ pub struct Slot {
     /// left, the machine is dropped, and with it its drives, which flush
     /// what the guest wrote (a host virtio-blk disk's `Drop`).
     vm: Once<Option<Weak<vm::Shared>>>,
-    exits: AtomicU64,
+    /// Every vCPU's exit counters, made when vCPU 0's task starts the VM
+    /// (here, not in the VM: the status table reads them from any CPU).
+    exit_stats: Once<vm::VmExitStats>,
     state: Mutex<State>,
 }
 
 struct State {
     what: &'static str,
     status: Option<u8>,
-    started_ns: u64,
-    ended_ns: u64,
 }
 
 impl Slot {
@@ -49,12 +50,10 @@ impl Slot {
             config,
             cpus: Vec::new(),
             vm: Once::new(),
-            exits: AtomicU64::new(0),
+            exit_stats: Once::new(),
             state: Mutex::new(State {
                 what: "refused",
                 status: None,
-                started_ns: 0,
-                ended_ns: 0,
             }),
         }
     }
@@ -174,25 +173,35 @@ fn run_vcpu(slot: &Slot, vcpu: u32) {
     }
 }
 
-fn run_slot(slot: &Slot, index: usize) {
+/// The scheduler tasks of slot `index`'s vCPUs, in the order `start`
+/// spawned them (vCPU n is the n-th).
+fn tasks_of(slots: &[Slot], index: usize) -> Range<usize> {
+    let first: usize = slots[..index.min(slots.len())]
+        .iter()
+        .map(|s| s.cpus.len())
+        .sum();
+    first..first + slots.get(index).map_or(0, |s| s.cpus.len())
+}
+
+fn run_slot(slot: &'static Slot, index: usize) {
     let (Some(config), Some(&backend)) = (&slot.config, BACKEND.get()) else {
         return;
     };
-    slot.state.lock().started_ns = crate::clock::now_ns();
     let publish = |shared: Arc<vm::Shared>| {
         slot.vm.call_once(|| Some(Arc::downgrade(&shared)));
     };
-    // The scheduler's task of each vCPU, in the order `start` spawned them.
-    let first = SLOTS.get().map_or(0, |slots| {
-        slots[..index].iter().map(|s| s.cpus.len()).sum::<usize>()
-    });
-    let tasks: Vec<usize> = (first..first + slot.cpus.len()).collect();
-    let result = vm::run(config, &WORLD, backend, &slot.exits, &tasks, &publish);
+    let tasks: Vec<usize> = SLOTS
+        .get()
+        .map_or(0..0, |slots| tasks_of(slots, index))
+        .collect();
+    let exit_stats = slot
+        .exit_stats
+        .call_once(|| vm::VmExitStats::new(config.vcpus));
+    let result = vm::run(config, &WORLD, backend, exit_stats, &tasks, &publish);
     // A VM that could not be built releases its other CPUs.
     slot.vm.call_once(|| None);
     let (what, status) = match result {
         Ok(ended) => {
-            slot.exits.store(ended.exits, Ordering::Relaxed);
             crate::println!("keel: VM '{}' stopped: {}", config.name, ended.stop);
             let what = match (ended.preserved, ended.stop.exit_status()) {
                 (true, _) => "preserved",
@@ -210,7 +219,6 @@ fn run_slot(slot: &Slot, index: usize) {
         let mut s = slot.state.lock();
         s.what = what;
         s.status = Some(status);
-        s.ended_ns = crate::clock::now_ns();
     }
     print_table(&alloc::format!("VM '{}' ended", config.name));
     if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -223,18 +231,13 @@ pub fn print_table(when: &str) {
     let Some(slots) = SLOTS.get() else {
         return;
     };
-    let now = crate::clock::now_ns();
     let states: Vec<(&'static str, u64)> = slots
         .iter()
-        .map(|s| {
-            let st = s.state.lock();
-            let end = if st.ended_ns != 0 { st.ended_ns } else { now };
-            let ms = if st.started_ns != 0 {
-                end.saturating_sub(st.started_ns) / 1_000_000
-            } else {
-                0
-            };
-            (st.what, ms)
+        .enumerate()
+        .map(|(i, s)| {
+            // Every vCPU's CPU time (`sched::cpu_time_ns`), like `xl list`.
+            let ns: u64 = tasks_of(slots, i).map(sched::cpu_time_ns).sum();
+            (s.state.lock().what, ns / 1_000_000)
         })
         .collect();
     let rows: Vec<Row<'_>> = slots
@@ -246,7 +249,7 @@ pub fn print_table(when: &str) {
             vcpus: s.config.as_ref().map_or(0, |c| c.vcpus),
             memory_mib: s.config.as_ref().map_or(0, |c| c.memory_mib),
             state,
-            exits: s.exits.load(Ordering::Relaxed),
+            exits: s.exit_stats.get().map_or(0, |e| e.total().count),
             cpu_ms,
         })
         .collect();

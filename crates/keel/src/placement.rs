@@ -125,7 +125,7 @@ pub struct Row<'a> {
     pub memory_mib: u32,
     pub state: &'a str,
     pub exits: u64,
-    /// Time its vCPU has been running (host CPU time given to the VM), ms.
+    /// Host CPU time its vCPUs have had together (`sched::cpu_time_ns`), ms.
     pub cpu_ms: u64,
 }
 

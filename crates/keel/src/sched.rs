@@ -42,6 +42,10 @@ struct Task {
     /// Set by [`wake`] (any CPU); cleared when the task is picked.
     woken: AtomicBool,
     stack: Mutex<Option<Vec<u8>>>,
+    /// Host CPU time the task has had ([`cpu_time_ns`]): the stretches
+    /// that ended, and when the current one began (0: not running).
+    ran_ns: AtomicU64,
+    since_ns: AtomicU64,
 }
 
 impl Task {
@@ -54,6 +58,36 @@ impl Task {
             },
             _ => State::Done,
         }
+    }
+
+    /// A stretch on the CPU begins (picked, or back from halting).
+    fn runs(&self) {
+        self.since_ns
+            .store(crate::clock::now_ns().max(1), Ordering::SeqCst);
+    }
+
+    /// The stretch ends (switched out, or about to halt the CPU).
+    fn stops(&self) {
+        let since = self.since_ns.swap(0, Ordering::SeqCst);
+        if since != 0 {
+            let ran = crate::clock::now_ns().saturating_sub(since);
+            self.ran_ns.fetch_add(ran, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The host CPU time task `task` has had so far, ns: the time it held its
+/// CPU, less the time its CPU halted for it (`sleep_until` alone on the
+/// CPU). A vCPU loop's CPU time is its vCPU's: the guest's run and Keel's
+/// work for it (the status table's Time column, like `xl list`'s).
+pub fn cpu_time_ns(task: usize) -> u64 {
+    let Some(t) = TASKS.get().and_then(|ts| ts.get(task)) else {
+        return 0;
+    };
+    let ran = t.ran_ns.load(Ordering::SeqCst);
+    match t.since_ns.load(Ordering::SeqCst) {
+        0 => ran,
+        since => ran.saturating_add(crate::clock::now_ns().saturating_sub(since)),
     }
 }
 
@@ -96,6 +130,8 @@ pub fn create(spawns: &[Spawn]) {
                     wake_at: AtomicU64::new(0),
                     woken: AtomicBool::new(false),
                     stack: Mutex::new(Some(stack)),
+                    ran_ns: AtomicU64::new(0),
+                    since_ns: AtomicU64::new(0),
                 }
             })
             .collect()
@@ -126,7 +162,9 @@ pub fn run_cpu(cpu: usize) {
         me.slice_end.store(slice.end, Ordering::SeqCst);
         me.last.store(i, Ordering::SeqCst);
         me.current.store(i, Ordering::SeqCst);
+        t.runs();
         switch::switch(&me.sched_rsp, t.rsp.load(Ordering::SeqCst));
+        t.stops();
         me.current.store(NONE, Ordering::SeqCst);
         if t.state.load(Ordering::SeqCst) == DONE {
             // It switched away for good: its stack is free.
@@ -217,7 +255,9 @@ pub fn sleep_until(deadline_ns: u64) -> bool {
         return false;
     };
     if !run_queue::any_alive(others(cpu, t)) {
+        t.stops();
         lapic::sleep_until(deadline_ns);
+        t.runs();
         return false;
     }
     t.wake_at.store(deadline_ns, Ordering::SeqCst);

@@ -318,6 +318,16 @@ impl CpuidPolicy {
                 }
                 // Thermal/power management and architectural performance monitoring are not emulated.
                 (0x6 | 0xa, _) => *r = CpuidResult::default(),
+                // Leaf 15H (SDM Vol 2A CPUID, "Time Stamp Counter and
+                // Nominal Core Crystal Clock Information Leaf") is not
+                // enumerated (EBX 0): a guest takes its crystal for the
+                // local APIC timer's clock (SDM Vol 3A 11.5.4) and its
+                // ratio for the TSC's rate, and calibrates neither; the
+                // host's describe neither the device model's APIC timer nor,
+                // under an emulator, the TSC (Bochs says 3.5 GHz of a TSC
+                // that runs at 100 MHz). Without it guests calibrate both
+                // against the PIT, HPET or ACPI timer, which run on Keel's clock.
+                (0x15, _) => *r = CpuidResult::default(),
                 (7, 0) => {
                     r.ebx &= !(L7_EBX_MPX | L7_EBX_AVX512);
                     r.ecx &= !(L7_ECX_AVX512 | L7_ECX_PKU_OSPKE | L7_ECX_CET_SS);
@@ -393,6 +403,25 @@ impl CpuidPolicy {
                 ..Default::default()
             },
         ));
+    }
+
+    /// Leaf 16H (SDM Vol 2A CPUID, "Processor Frequency Information
+    /// Leaf"), where the host has it: base and maximum frequency the rate
+    /// of the guest's TSC, `tsc_hz` (the host's TSC plus an offset, as Keel
+    /// measured it), in MHz, and the bus frequency not enumerated (0). A
+    /// guest takes the base frequency for the TSC's before it calibrates.
+    pub fn describe_tsc(&mut self, tsc_hz: u64) {
+        let mhz = u32::try_from(tsc_hz / 1_000_000).unwrap_or(u32::MAX) & 0xffff;
+        for (leaf, _, r) in self.entries.iter_mut() {
+            if *leaf == 0x16 {
+                *r = CpuidResult {
+                    eax: mhz,
+                    ebx: mhz,
+                    ecx: 0,
+                    edx: 0,
+                };
+            }
+        }
     }
 
     /// Puts Hyper-V's leaves (`leaves`, from 0x4000_0000) in place of
@@ -534,6 +563,40 @@ mod tests {
         assert_ne!(p.lookup(7, 0, 0, 0, 1).ecx & L7_ECX_RDPID, 0, "RDPID");
         assert_ne!(e1.edx & E1_EDX_RDTSCP, 0, "RDTSCP");
         assert!(p.offers_tsc_aux());
+    }
+
+    #[test]
+    fn the_clock_leaves_describe_keels_clocks_not_the_hosts() {
+        // A host that reports a 3.5 GHz TSC from a 25 MHz crystal, and 3500
+        // MHz base frequency (Bochs' Skylake-X, whose TSC runs at 100 MHz).
+        let host = |leaf: u32, sub: u32| match leaf {
+            0 => CpuidResult {
+                eax: 0x16,
+                ..all_ones_host(0, 0)
+            },
+            0x15 => CpuidResult {
+                eax: 5,
+                ebx: 700,
+                ecx: 25_000_000,
+                edx: 0,
+            },
+            0x16 => CpuidResult {
+                eax: 3500,
+                ebx: 3500,
+                ecx: 100,
+                edx: 0,
+            },
+            _ => all_ones_host(leaf, sub),
+        };
+        let mut p = CpuidPolicy::from_host(2, host);
+        assert_eq!(p.lookup(0x15, 0, 0, 0, 1), CpuidResult::default());
+        p.describe_tsc(100_000_000);
+        let l16 = p.lookup(0x16, 0, 1, 0, 1);
+        assert_eq!((l16.eax, l16.ebx, l16.ecx), (100, 100, 0));
+        // A host without leaf 16H gets none.
+        let mut p = CpuidPolicy::from_host(1, all_ones_host);
+        p.describe_tsc(2_800_000_000);
+        assert_eq!(p.lookup(0x16, 0, 0, 0, 1), CpuidResult::default());
     }
 
     #[test]

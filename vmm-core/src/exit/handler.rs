@@ -110,8 +110,9 @@ pub struct VmPolicy {
 
 impl VmPolicy {
     /// A vCPU's policy: the MSR table follows the CPU `cpuid` describes,
-    /// whose TSC runs at `tsc_hz`.
-    pub fn new(cpuid: CpuidPolicy, tsc_hz: u64) -> Self {
+    /// whose TSC runs at `tsc_hz` (and CPUID leaf 16H says so).
+    pub fn new(mut cpuid: CpuidPolicy, tsc_hz: u64) -> Self {
+        cpuid.describe_tsc(tsc_hz);
         let msr = MsrPolicy::new(CpuFacts::from_cpuid(&cpuid, tsc_hz));
         VmPolicy {
             cpuid,

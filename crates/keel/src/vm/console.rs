@@ -12,7 +12,7 @@ use spin::Mutex;
 use vmm_core::StopReason;
 
 use super::machine::Machine;
-use super::stats::ExitClock;
+use super::stats::VmExitStats;
 use crate::host::display;
 use crate::serial;
 
@@ -121,7 +121,7 @@ impl VmConsole {
     pub fn poll(
         &mut self,
         machine: &mut Machine,
-        clock: &ExitClock,
+        stats: &VmExitStats,
         name: &str,
     ) -> Option<StopReason> {
         let now = crate::clock::rdtsc();
@@ -151,7 +151,7 @@ impl VmConsole {
         }
         let requests = console.take_requests(self.id);
         if requests.stats {
-            clock.print(name, machine.pc.bus(), "so far");
+            stats.print(name, machine.pc.bus(), "so far");
             serial::console_print("exit statistics: in the log (keel: exits: ...)\r\n");
         }
         if requests.screen {

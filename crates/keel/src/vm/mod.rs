@@ -5,6 +5,8 @@ mod direct_boot;
 mod machine;
 mod memory_map;
 mod stats;
+
+pub use stats::VmExitStats;
 mod svm;
 mod vmx;
 
@@ -142,21 +144,21 @@ pub struct World {
 /// How a VM ended.
 pub struct Ended {
     pub stop: StopReason,
-    pub exits: u64,
     /// The configuration's event action said `preserve`.
     pub preserved: bool,
 }
 
 /// Builds the VM described by `config` on this CPU, taking what it needs
 /// from `world` under its lock, and runs its vCPU 0 to the VM's end;
-/// `exits_so_far` follows its exit count for the status table. vCPU n
+/// every vCPU counts its exits in `exit_stats` (the status table reads
+/// them while the VM runs). vCPU n
 /// is scheduler task `tasks[n]` (`sched`): the VM is handed to `publish`
 /// before vCPU 0 starts, for those tasks' [`run_ap`].
 pub fn run(
     config: &VmConfig,
     world: &Mutex<Option<World>>,
     backend: Backend,
-    exits_so_far: &AtomicU64,
+    exit_stats: &'static VmExitStats,
     tasks: &[usize],
     publish: &dyn Fn(Arc<Shared>),
 ) -> Result<Ended, VmError> {
@@ -331,7 +333,6 @@ pub fn run(
         firmware_name,
         fw_len / 1024,
     );
-    let mut clock = stats::ExitClock::new();
     let mut console = console::VmConsole::new(&config.name);
     machine.pc.add_com1_output(console.raw_output());
     let (stop, preserved, shared) = match backend {
@@ -342,13 +343,19 @@ pub fn run(
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
                 .map_err(VmError::Config)?;
-            let shared = Arc::new(Shared::new(machine, root, config, tasks, firmware_copy));
+            let shared = Arc::new(Shared::new(
+                machine,
+                root,
+                config,
+                tasks,
+                firmware_copy,
+                exit_stats,
+            ));
             publish(shared.clone());
             let bsp = Bsp {
                 console: &mut console,
-                exits_so_far,
             };
-            let (stop, preserved) = run_vcpu(&mut vcpu, &shared, config, &mut clock, Some(bsp));
+            let (stop, preserved) = run_vcpu(&mut vcpu, &shared, config, Some(bsp));
             (stop, preserved, shared)
         }
         Backend::Vmx(controls) => {
@@ -358,13 +365,19 @@ pub fn run(
             machine
                 .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
                 .map_err(VmError::Config)?;
-            let shared = Arc::new(Shared::new(machine, root, config, tasks, firmware_copy));
+            let shared = Arc::new(Shared::new(
+                machine,
+                root,
+                config,
+                tasks,
+                firmware_copy,
+                exit_stats,
+            ));
             publish(shared.clone());
             let bsp = Bsp {
                 console: &mut console,
-                exits_so_far,
             };
-            let (stop, preserved) = run_vcpu(&mut vcpu, &shared, config, &mut clock, Some(bsp));
+            let (stop, preserved) = run_vcpu(&mut vcpu, &shared, config, Some(bsp));
             (stop, preserved, shared)
         }
     };
@@ -378,7 +391,7 @@ pub fn run(
     }
     console.last_frame(&shared.machine.lock(), &config.name);
     console.ended();
-    let exits = shared.exits.load(Ordering::Relaxed);
+    let exits = shared.exit_stats.total().count;
     let machine = shared.machine.lock();
     if config.screen_dump {
         machine.dump_screen(&config.name);
@@ -391,7 +404,9 @@ pub fn run(
         unclaimed.pio_reads,
         unclaimed.pio_writes
     );
-    clock.print(&config.name, machine.pc.bus(), "at its end");
+    shared
+        .exit_stats
+        .print(&config.name, machine.pc.bus(), "at its end");
     let hidden = machine.apparent_time().hidden();
     if hidden != 0 {
         log::info!(
@@ -400,11 +415,7 @@ pub fn run(
             crate::clock::ticks_ns(hidden) / 1_000_000
         );
     }
-    Ok(Ended {
-        stop,
-        exits,
-        preserved,
-    })
+    Ok(Ended { stop, preserved })
 }
 
 /// What the loops of one VM's vCPUs share, each loop on its own host CPU:
@@ -427,7 +438,8 @@ pub struct Shared {
     /// (RESET clears the TSC, SDM Vol 3B 18.17; Linux checks that the
     /// vCPUs' TSCs agree).
     tsc_offset: AtomicU64,
-    exits: AtomicU64,
+    /// Each vCPU's exit counters (`stats`), summed when read.
+    exit_stats: &'static VmExitStats,
     /// Where the firmware sits in guest RAM, and its bytes (reloaded on reset).
     firmware: (u64, Vec<u8>),
     reset_limit: Mutex<ResetLimit>,
@@ -447,6 +459,7 @@ impl Shared {
         config: &VmConfig,
         tasks: &[usize],
         firmware: (u64, &[u8]),
+        exit_stats: &'static VmExitStats,
     ) -> Self {
         let offset = 0u64.wrapping_sub(crate::clock::rdtsc());
         {
@@ -464,7 +477,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             resets: AtomicU64::new(0),
             tsc_offset: AtomicU64::new(offset),
-            exits: AtomicU64::new(0),
+            exit_stats,
             firmware: (firmware.0, firmware.1.to_vec()),
             reset_limit: Mutex::new(ResetLimit::new(0, crate::clock::now_ns())),
             aps_running: AtomicUsize::new(tasks.len().saturating_sub(1)),
@@ -530,12 +543,10 @@ pub fn run_ap(
 ) -> Result<(), VmError> {
     let result = match backend {
         Backend::Svm(caps) => svm::new_vcpu(caps, shared.root, vcpu_id).map(|mut vcpu| {
-            let mut clock = stats::ExitClock::new();
-            run_vcpu(&mut vcpu, shared, config, &mut clock, None);
+            run_vcpu(&mut vcpu, shared, config, None);
         }),
         Backend::Vmx(controls) => vmx::new_vcpu(controls, shared.root, vcpu_id).map(|mut vcpu| {
-            let mut clock = stats::ExitClock::new();
-            run_vcpu(&mut vcpu, shared, config, &mut clock, None);
+            run_vcpu(&mut vcpu, shared, config, None);
         }),
     };
     if let Err(e) = &result {
@@ -824,11 +835,9 @@ fn ide_drive(backend: Box<dyn BlockBackend>, cdrom: bool, writable: bool) -> Ide
     }
 }
 
-/// What vCPU 0's loop has besides the others: the VM's console and the
-/// status table's exit count.
+/// What vCPU 0's loop has besides the others: the VM's console.
 struct Bsp<'a> {
     console: &'a mut console::VmConsole,
-    exits_so_far: &'a AtomicU64,
 }
 
 /// The event action the configuration names for a VM that stopped for
@@ -875,16 +884,16 @@ fn cpuid_policy(config: &VmConfig) -> CpuidPolicy {
 /// vCPU sleeps until an interrupt is due, an AP (vCPU n > 0) waits for its
 /// Start-Up IPI. The machine is locked for each pass of handling, never
 /// while the guest runs or the CPU sleeps. Returns why the VM ended and
-/// whether it is preserved; `clock` counts each exit by kind and device
-/// with its TSC cycles.
+/// whether it is preserved. Each exit is counted by kind and device with
+/// its TSC cycles in the vCPU's own table (`stats`).
 fn run_vcpu(
     vcpu: &mut impl Vcpu,
     shared: &Shared,
     config: &VmConfig,
-    clock: &mut stats::ExitClock,
     mut bsp: Option<Bsp<'_>>,
 ) -> (StopReason, bool) {
     let me = vcpu.vcpu_id();
+    let mut clock = shared.exit_stats.clock(me);
     let policy = VmPolicy::new(cpuid_policy(config), crate::clock::tsc_hz());
     let v = config.viridian;
     let amd = policy.msr.cpu().vendor == vmm_core::exit::Vendor::Amd;
@@ -949,7 +958,7 @@ fn run_vcpu(
             dilation = Dilation::new(crate::clock::tsc_hz(), crate::clock::rdtsc(), hidden);
         }
         if let Some(b) = bsp.as_mut() {
-            if let Some(reason) = b.console.poll(&mut m, clock, &config.name) {
+            if let Some(reason) = b.console.poll(&mut m, shared.exit_stats, &config.name) {
                 shared.release(m, me);
                 shared.end(reason, false);
                 continue;
@@ -1043,10 +1052,6 @@ fn run_vcpu(
         if let Some(t) = vcpu.virtual_tpr().filter(|&t| t != tpr) {
             Platform::set_cr8(&mut *m, me, u64::from(t));
         }
-        let exits = shared.exits.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(b) = &bsp {
-            b.exits_so_far.store(exits, Ordering::Relaxed);
-        }
         // An INIT another vCPU sent while this one ran is taken at this
         // instruction boundary (SDM Vol 3A 10.6.1; the next pass resets the
         // vCPU): the instruction that exited never happens. Carried out, it
@@ -1059,7 +1064,7 @@ fn run_vcpu(
         };
         if action == ExitAction::Halt {
             shared.release(m, me);
-            action = wait_for_interrupt(vcpu, shared, rip, resets_seen, &mut bsp, clock, config);
+            action = wait_for_interrupt(vcpu, shared, rip, resets_seen, &mut bsp, config);
             m = shared.lock(me);
         }
         let mut reboot = false;
@@ -1090,7 +1095,7 @@ fn run_vcpu(
                 let in_a_row = shared
                     .reset_limit
                     .lock()
-                    .on_reset(exits, crate::clock::now_ns());
+                    .on_reset(shared.exit_stats.total().count, crate::clock::now_ns());
                 if let Err(in_a_row) = in_a_row {
                     shared.release(m, me);
                     shared.end(
@@ -1245,7 +1250,6 @@ fn wait_for_interrupt(
     hlt_rip: u64,
     resets_seen: u64,
     bsp: &mut Option<Bsp<'_>>,
-    clock: &stats::ExitClock,
     config: &VmConfig,
 ) -> ExitAction {
     let me = vcpu.vcpu_id();
@@ -1257,7 +1261,7 @@ fn wait_for_interrupt(
         }
         let mut m = shared.lock(me);
         if let Some(b) = bsp.as_mut() {
-            if let Some(reason) = b.console.poll(&mut m, clock, &config.name) {
+            if let Some(reason) = b.console.poll(&mut m, shared.exit_stats, &config.name) {
                 shared.release(m, me);
                 return ExitAction::Stop(reason);
             }

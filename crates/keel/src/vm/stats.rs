@@ -2,16 +2,20 @@
 //! each entry and exit, each exit counted by kind and device, the table
 //! printed when the VM ends and on `stats` at Keel's console prompt.
 //!
+//! Each vCPU counts into its own table (its loop is the one writer, no lock
+//! and no shared cache line on the exit path); the VM's table is their sum,
+//! made when it is printed or read for the status table.
+//!
 //! Cycles "in the guest" run from just before the backend's entry to just
 //! after its exit: the world switch and the backend's exit decoding count
 //! there. Cycles "in Keel" run from that exit to the next entry: handling,
 //! device service, interrupt delivery, and for HLT the time the vCPU slept.
 
-use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use device_model::bus::{AddressSpace, Bus};
-use exit_stats::{ExitClass, ExitStats};
+use exit_stats::{Counter, ExitClass, ExitStats};
 use vmm_core::VmExit;
 
 use crate::clock::rdtsc;
@@ -20,24 +24,22 @@ use crate::clock::rdtsc;
 /// RDTSCs), and counts that exit's cost this many times.
 const SAMPLE_EVERY: u32 = 64;
 
-/// One VM's statistics and the TSC stamps of the exit being handled.
-pub struct ExitClock {
-    stats: Box<ExitStats>,
-    /// The exit Keel is handling: its class and when it happened.
-    pending: Option<(ExitClass, u64)>,
-    entered_at: u64,
+/// One vCPU's table, on cache lines of its own: no line is written by two
+/// vCPUs' loops.
+#[repr(align(64))]
+struct VcpuTable(ExitStats);
+
+/// One VM's statistics: a table per vCPU.
+pub struct VmExitStats {
+    vcpus: Vec<VcpuTable>,
     /// What two RDTSCs cost on this CPU (measured once): the two stamps
     /// each exit takes for the statistics alone, which no stamp sees.
     rdtsc_pair: u64,
-    /// Exits until the next measured one.
-    countdown: u32,
-    /// The accounting's cycles after the measured exit, until its entry.
-    measured: Option<u64>,
 }
 
-impl ExitClock {
-    /// Counters for a new VM (allocated here, never per exit).
-    pub fn new() -> Self {
+impl VmExitStats {
+    /// Counters for a new VM of `vcpus` vCPUs (allocated here, never per exit).
+    pub fn new(vcpus: u32) -> Self {
         const SAMPLES: u64 = 64;
         // Twice: an emulator that translates code pays for it on the first pass.
         let mut rdtsc_pair = 0;
@@ -48,16 +50,65 @@ impl ExitClock {
             }
             rdtsc_pair = rdtsc().wrapping_sub(start) * 2 / (SAMPLES + 1);
         }
+        VmExitStats {
+            vcpus: (0..vcpus.max(1))
+                .map(|_| VcpuTable(ExitStats::new()))
+                .collect(),
+            rdtsc_pair,
+        }
+    }
+
+    /// The clock of vCPU `vcpu`'s loop, counting into its table.
+    pub fn clock(&self, vcpu: u32) -> ExitClock<'_> {
+        let i = (vcpu as usize).min(self.vcpus.len() - 1);
         ExitClock {
-            stats: Box::new(ExitStats::new()),
+            stats: &self.vcpus[i].0,
             pending: None,
             entered_at: rdtsc(),
-            rdtsc_pair,
+            rdtsc_pair: self.rdtsc_pair,
             countdown: SAMPLE_EVERY,
             measured: None,
         }
     }
 
+    /// Every vCPU's exits and cycles together.
+    pub fn total(&self) -> Counter {
+        ExitStats::sum(self.vcpus.iter().map(|s| &s.0)).total()
+    }
+
+    /// The VM's table (every vCPU's exits) on Keel's console, one
+    /// `keel: exits: ` line per row; `when` says whether the VM ended.
+    pub fn print(&self, vm: &str, bus: &Bus, when: &str) {
+        let n = self.vcpus.len();
+        log::info!(
+            "VM '{vm}': exit statistics {when}, {n} vCPU{} (host TSC cycles at {} MHz; Keel: exit to next entry, guest: entry to exit; an RDTSC costs {} cycles)",
+            if n == 1 { "" } else { "s" },
+            crate::clock::tsc_hz() / 1_000_000,
+            self.rdtsc_pair / 2
+        );
+        let sum = ExitStats::sum(self.vcpus.iter().map(|s| &s.0));
+        let mut table = String::new();
+        let _ = sum.write_table(|i| bus.device_name(i), &mut table);
+        for line in table.lines() {
+            log::info!("exits: {line}");
+        }
+    }
+}
+
+/// One vCPU's TSC stamps of the exit being handled, and its table.
+pub struct ExitClock<'a> {
+    stats: &'a ExitStats,
+    /// The exit Keel is handling: its class and when it happened.
+    pending: Option<(ExitClass, u64)>,
+    entered_at: u64,
+    rdtsc_pair: u64,
+    /// Exits until the next measured one.
+    countdown: u32,
+    /// The accounting's cycles after the measured exit, until its entry.
+    measured: Option<u64>,
+}
+
+impl ExitClock<'_> {
     /// Just before the guest is entered: the last exit's time in Keel ends.
     #[inline]
     pub fn enter(&mut self) {
@@ -95,21 +146,6 @@ impl ExitClock {
         if self.countdown == 0 {
             self.countdown = SAMPLE_EVERY;
             self.measured = Some(rdtsc().wrapping_sub(now));
-        }
-    }
-
-    /// The table on Keel's console, one `keel: exits: ` line per row;
-    /// `when` says whether the VM ended.
-    pub fn print(&self, vm: &str, bus: &Bus, when: &str) {
-        log::info!(
-            "VM '{vm}': exit statistics {when} (host TSC cycles at {} MHz; Keel: exit to next entry, guest: entry to exit; an RDTSC costs {} cycles)",
-            crate::clock::tsc_hz() / 1_000_000,
-            self.rdtsc_pair / 2
-        );
-        let mut table = String::new();
-        let _ = self.stats.write_table(|i| bus.device_name(i), &mut table);
-        for line in table.lines() {
-            log::info!("exits: {line}");
         }
     }
 }

@@ -1,19 +1,23 @@
 //! Hostile SMP guest (`vcpus = 2`): what a guest can do to Keel through its
 //! local APICs (issue 18). The BSP starts the AP with INIT-SIPI-SIPI, checks
-//! that a fixed IPI and an NMI reach it, then both CPUs flood for about
-//! 2^33 TSC cycles (seconds): fixed IPIs to themselves, to each other and to APIC
+//! that a fixed IPI and an NMI reach it, then both CPUs flood for three
+//! seconds: fixed IPIs to themselves, to each other and to APIC
 //! IDs no vCPU has (physical, logical flat, the broadcast shorthands), NMIs
 //! to absent IDs and to each other, INIT and Start-Up IPIs to absent IDs
 //! (and Start-Ups to the BSP, which is not waiting for one), ICR values the
 //! SDM calls invalid; in the second half the BSP storms its AP with INITs
 //! and Start-Ups, resetting it again and again (and sends it no more NMIs,
-//! which would reach it in real mode on its way up). Then the AP comes back (it checks in
-//! after a last INIT-SIPI-SIPI) and both spin with interrupts off for
-//! about 2^33 TSC cycles. Keel must not fall over, must bound what each
+//! which would reach it in real mode on its way up). Then the AP comes back
+//! (it checks in after a last INIT-SIPI-SIPI), runs CPUID 500 times
+//! (`AP_CPUIDS`; the BSP makes no such number of CPUID exits, so Keel's exit
+//! table must count the AP's exits too), and both spin with interrupts off
+//! for three seconds. Keel must not fall over, must bound what each
 //! of those IPIs costs, log the bad ones rate-limited, and keep another VM
 //! on the same CPUs running at its timer rate (tests/tests/hostile_smp.rs).
 //!
-//! Only the BSP prints. RAM: the AP's stack below `0x5000`, counters at
+//! Seconds are the machine's: the BSP first counts the TSC cycles of 10 ms
+//! of the PIT (QEMU's TSC runs at the host's rate, Bochs' at 100 MHz of its
+//! own time). Only the BSP prints. RAM: the AP's stack below `0x5000`, counters at
 //! `0x600`, the 256-gate IDT at `0x2000`, per-CPU handler counts at `0x3000`
 //! (64 bytes per APIC ID: NMI, vector 0x40, vector 0x41, spurious).
 
@@ -34,6 +38,16 @@ global_asm!(
 .set ROUNDS,         0x610      /* u32: flood rounds the BSP finished */
 .set STORMS,         0x614      /* u32: INIT/SIPI storms the BSP sent its AP */
 .set STORMS_AT,      0x618      /* u64: TSC at which the INIT/SIPI storms start */
+.set AP_CPUID_DONE,  0x620      /* u32: CPUIDs the AP ran before spinning */
+.set AP_CPUIDS,      500        /* tests/tests/hostile_smp.rs counts on it */
+.set TSC_PER_10MS,   0x628      /* u64: TSC cycles in 10 ms of the PIT */
+.set FLOOD_HALF_CS,  150        /* each half of the flood, 10 ms units */
+.set SPIN_CS,        300        /* the spin with IF = 0, 10 ms units */
+
+.set PIT_CH2,        0x42
+.set PIT_MODE,       0x43
+.set PORT_B,         0x61       /* bit 0: channel 2 gate, bit 5: its OUT */
+.set PIT_10MS,       11932      /* 1193182 Hz / 100 */
 .set IDT_SMP,        0x2000     /* 256 gates of 16 bytes */
 .set COUNTS,         0x3000     /* per APIC ID: 16 u32 slots */
 .set SLOT_NMI,       0
@@ -126,6 +140,16 @@ ap_flood:
     jmp ap_flood
 ap_spin:
     cli
+    /* CPUID exits on every backend (SDM Vol 3C 26.1.2, APM 15.9 with the
+       intercept Keel sets): a known number of the AP's own exits. */
+    movl $0, AP_CPUID_DONE
+    mov $AP_CPUIDS, %r12d
+2:  xor %eax, %eax
+    xor %ecx, %ecx
+    cpuid
+    incl AP_CPUID_DONE
+    dec %r12d
+    jnz 2b
     lock incl AP_SPINNING
 1:  pause
     jmp 1b
@@ -139,6 +163,7 @@ bsp_long:
     mov $LAPIC, %r15d
     movl $0x01000000, LAPIC_LDR(%r15)   /* logical flat ID bit 0 */
     movl $CMD_FLOOD, AP_CMD
+    call calibrate_tsc
     sti
 
     /* INIT-SIPI-SIPI to APIC ID 1 (SDM Vol 3A 8.4.4.1). */
@@ -163,15 +188,15 @@ bsp_long:
     CHECK_GE "nmi-ipi-reaches-the-ap", 1
 
     PRINTLN "hostile-smp: flooding IPIs, NMIs, INITs and Start-Ups"
+    mov TSC_PER_10MS, %rax
+    imul $FLOOD_HALF_CS, %rax
+    mov %rax, %rcx
     rdtsc
     shl $32, %rdx
     or %rax, %rdx
-    mov $1, %rax
-    shl $32, %rax
-    lea (%rdx, %rax), %rcx
-    mov %rcx, STORMS_AT                 /* half-way */
-    shl $1, %rax
-    lea (%rdx, %rax), %r14              /* the flood's end */
+    lea (%rdx, %rcx), %rax
+    mov %rax, STORMS_AT                 /* half-way */
+    lea (%rax, %rcx), %r14              /* the flood's end */
     xor %r13d, %r13d                    /* rotating absent APIC ID */
 bsp_flood:
     IPI 0, ICR_FIXED_41                 /* itself, by ID */
@@ -259,14 +284,21 @@ bsp_flood:
     mov $1, %esi
     call wait_for
     cli
+    mov TSC_PER_10MS, %rcx
+    imul $SPIN_CS, %rcx
     rdtsc
-    mov %edx, %esi
-    add $2, %esi
+    shl $32, %rdx
+    or %rax, %rdx
+    add %rdx, %rcx
 1:  rdtsc
-    cmp %esi, %edx
+    shl $32, %rdx
+    or %rax, %rdx
+    cmp %rcx, %rdx
     jb 1b
     mov AP_SPINNING, %ecx
     CHECK_EQ "ap-spun-with-if-0", 1
+    mov AP_CPUID_DONE, %ecx
+    CHECK_EQ "ap-ran-cpuid-500-times", AP_CPUIDS
     jmp finish
 
 /* ---------------------------------------------------------------------- */
@@ -307,6 +339,35 @@ wait_for:
     cmp %ecx, %edx
     jb 1b
 2:  ret
+
+/* TSC_PER_10MS: the TSC cycles of one 10 ms one-shot of the 8254's
+   channel 2 (mode 0, gated by port 0x61 bit 0, its OUT read back in bit 5;
+   the PC/AT wiring Linux's PIT calibration uses too). Clobbers %eax,
+   %edx, %r8. */
+calibrate_tsc:
+    in $PORT_B, %al
+    and $0xFC, %al                      /* speaker off */
+    or $0x01, %al                       /* gate on */
+    out %al, $PORT_B
+    mov $0xB0, %al                      /* channel 2, lo/hi byte, mode 0 */
+    out %al, $PIT_MODE
+    mov $(PIT_10MS & 0xFF), %al
+    out %al, $PIT_CH2
+    rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    mov %rdx, %r8
+    mov $(PIT_10MS >> 8), %al           /* the count starts here */
+    out %al, $PIT_CH2
+1:  in $PORT_B, %al
+    test $0x20, %al
+    jz 1b
+    rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    sub %r8, %rdx
+    mov %rdx, TSC_PER_10MS
+    ret
 
 /* Software-enable this CPU's local APIC (spurious vector 0xFF), flat model,
    LINT0 and LINT1 masked: the 8259A, never initialized here, stays out. */
