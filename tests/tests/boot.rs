@@ -104,11 +104,13 @@ fn exitbench_guest_reports_every_exit_kind() {
 /// values, reserved bits, read-only and write-0-only registers, the
 /// legacy performance counters reading 0; TSC_AUX with RDTSCP, and XSAVE on
 /// `-cpu max`: XSETBV's #GP cases, leaf 0DH sizes for the XCR0 set, YMM1
-/// across exits and XSAVE/XRSTOR (139 checks).
+/// across exits and XSAVE/XRSTOR; protection keys: CR4.PKE and OSPKE, PKRU
+/// across exits and XSAVE/XRSTOR, #PF with PK for a key with access
+/// disabled (148 checks).
 #[test]
 fn msr_guest_sees_the_table() {
     let (_, o) = boot("msr");
-    verdict(check_guest_suite(&o, "msr", 139));
+    verdict(check_guest_suite(&o, "msr", 148));
 }
 
 /// Issue 19: Xen's hypercall ABI from inside a `xen_platform_pci` guest on

@@ -55,7 +55,7 @@ fn boot_and_check_date(stem: &str, rtc_offset: i64) -> (xtask::iso::VmFile, Outc
 }
 
 /// Debian's kernel boots with ACPI, the LAPIC and the IOAPIC in use, its
-/// /init reports 14 checks passed, its date is the host's (the RTC starts
+/// /init reports 16 checks passed, its date is the host's (the RTC starts
 /// from the machine's), and it powers the VM off through ACPI S5.
 /// Its `smbios` check: the kernel found the shim's SMBIOS tables by its own
 /// scan of 0xF0000-0xFFFFF (its `DMI:` line names the system acpi-gen's
@@ -63,9 +63,9 @@ fn boot_and_check_date(stem: &str, rtc_offset: i64) -> (xtask::iso::VmFile, Outc
 #[test]
 fn debian_linux_boots_and_powers_off_through_acpi() {
     let (vm, o) = boot_and_check_date("linux", 0);
-    // 14: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
-    // rtc-real-date, smbios and pci-irqs.
-    verdict(check_suite_report(&o, &vm.config.name, 14));
+    // 16: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
+    // rtc-real-date, pku, no-invariant-tsc, smbios and pci-irqs.
+    verdict(check_suite_report(&o, &vm.config.name, 16));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -84,7 +84,7 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 }
 
 /// Debian's kernel with `viridian = 1` (tests/vms/linux-viridian.cfg): the
-/// 14 checks of the plain boot and 5 more: Linux detected Microsoft Hyper-V,
+/// 16 checks of the plain boot and 5 more: Linux detected Microsoft Hyper-V,
 /// took the TSC rate from HV_X64_MSR_TSC_FREQUENCY ("tsc: Detected ... MHz"
 /// with no calibration failure) and the APIC timer's from
 /// HV_X64_MSR_APIC_FREQUENCY, uses the APIC access MSRs, and keeps time on
@@ -93,7 +93,7 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 #[test]
 fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
     let (vm, o) = boot_and_check_date("linux-viridian", -86_400);
-    verdict(check_suite_report(&o, &vm.config.name, 19));
+    verdict(check_suite_report(&o, &vm.config.name, 21));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -131,7 +131,7 @@ fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
 #[test]
 fn debian_linux_detects_xen_hvm_with_xen_platform_pci() {
     let (vm, o) = boot_and_check_date("linux-xen", 0);
-    verdict(check_suite_report(&o, &vm.config.name, 19));
+    verdict(check_suite_report(&o, &vm.config.name, 21));
     verdict(check_stop(
         &o,
         &vm.config.name,

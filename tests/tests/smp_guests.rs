@@ -10,7 +10,7 @@ fn verdict(r: Result<(), String>) {
     }
 }
 
-/// Debian on `stem` with `cpus` vCPUs: the 14 checks of the plain boot and
+/// Debian on `stem` with `cpus` vCPUs: the 16 checks of the plain boot and
 /// 7 more from its /init: `nproc` and /proc/cpuinfo count `cpus` CPUs (the
 /// MADT's processors; each AP started by Linux's INIT/SIPI/SIPI through its
 /// local APIC), each CPU takes local timer interrupts and IPIs (its
@@ -23,7 +23,7 @@ fn verdict(r: Result<(), String>) {
 fn debian_runs_on(stem: &str, cpus: u32) {
     let (vm, o) = boot(stem);
     assert_eq!(vm.config.vcpus, cpus, "{stem}.cfg");
-    verdict(check_suite_report(&o, &vm.config.name, 21));
+    verdict(check_suite_report(&o, &vm.config.name, 23));
     verdict(check_stop(
         &o,
         &vm.config.name,
