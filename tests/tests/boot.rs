@@ -2,8 +2,8 @@
 //! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
 
 use keel_tests::{
-    boot, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
-    check_xen_hypercall_guest,
+    boot, check_guest_suite, check_halted_at_guest_hlt, check_logged, check_selftest_exit_table,
+    check_stop, check_xen_hypercall_guest,
 };
 
 fn verdict(r: Result<(), String>) {
@@ -106,11 +106,27 @@ fn exitbench_guest_reports_every_exit_kind() {
 /// `-cpu max`: XSETBV's #GP cases, leaf 0DH sizes for the XCR0 set, YMM1
 /// across exits and XSAVE/XRSTOR; protection keys: CR4.PKE and OSPKE, PKRU
 /// across exits and XSAVE/XRSTOR, #PF with PK for a key with access
-/// disabled (148 checks).
+/// disabled; CR4.SMEP (149 checks).
 #[test]
 fn msr_guest_sees_the_table() {
     let (_, o) = boot("msr");
-    verdict(check_guest_suite(&o, "msr", 148));
+    verdict(check_guest_suite(&o, "msr", 149));
+}
+
+/// The msr guest with `cpuid = "host,smep=0,pku=0"` on QEMU's CPU, which
+/// has both: CR4.SMEP and CR4.PKE raise #GP(0) and RDPKRU #UD, as without
+/// the features (the table's 140 checks, and 2 PKU checks for 9).
+#[test]
+fn msr_guest_with_smep_and_pku_hidden() {
+    let (_, o) = boot("msr-hidden");
+    verdict(check_guest_suite(&o, "msr-hidden", 142));
+    verdict(check_logged(
+        &o,
+        &[
+            ("[msr-hidden] PASS cr4-smep-absent-gp", "CR4.SMEP refused"),
+            ("[msr-hidden] PASS cr4-pke-absent-gp", "CR4.PKE refused"),
+        ],
+    ));
 }
 
 /// Issue 19: Xen's hypercall ABI from inside a `xen_platform_pci` guest on

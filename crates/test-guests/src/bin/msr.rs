@@ -138,6 +138,7 @@ long:
     call common_msrs
     call xsave_state
     call protection_keys
+    call cr4_smep
     cmpl $1, VENDOR
     jne 1f
     PRINTLN "msr: GenuineIntel"
@@ -531,6 +532,24 @@ protection_keys:
     FAULT_RESULT
     CHECK_EQ "rdpkru-absent-ud", (6 << 16)
 9:  ret
+
+/* CR4.SMEP (bit 20) exactly when CPUID.7.0:EBX.SMEP[7] offers it (SDM
+   Vol 3A 2.5: a CR4 bit of an absent feature is reserved, #GP(0)), so a
+   configuration that hides SMEP on a CPU that has it hides the bit too. */
+cr4_smep:
+    mov %cr4, %rax
+    or $(1 << 20), %rax
+    EXPECT_FAULT 3
+    mov %rax, %cr4
+    FAULT_RESULT
+    UNLESS_BIT L7_EBX, 7, 1f
+    CHECK_EQ "cr4-smep", NO_FAULT
+    mov %cr4, %rax
+    and $~(1 << 20), %rax
+    mov %rax, %cr4
+    ret
+1:  CHECK_EQ "cr4-smep-absent-gp", GP0
+    ret
 
 /* %ecx = 1 if the 32 bytes at YMM_OUT equal those at YMM_IN. */
 ymm_matches:
