@@ -239,9 +239,9 @@ impl CpuidPolicy {
     }
 
     /// The CR4 bits the guest may set: those whose features this table
-    /// offers ([`super::cr::cr4_allowed`]; CR4.PKE with PKU, say). A MOV to
-    /// CR4 setting another raises #GP(0), and VMX keeps these bits' writes
-    /// exiting ([`crate::vmx::VmxControls::hide_cr4`]).
+    /// offers (`exit::cr::cr4_allowed`; CR4.PKE with PKU, say). A MOV to
+    /// CR4 setting another raises #GP(0); on VMX such a write exits even
+    /// where the CPU has the bit ([`crate::vmx::VmxControls::cr4_hidden`]).
     pub fn cr4_allowed(&self) -> u64 {
         super::cr::cr4_allowed(self.reg(1, 0), self.reg(7, 0), self.reg(7, 1))
     }
