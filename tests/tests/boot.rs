@@ -106,20 +106,26 @@ fn exitbench_guest_reports_every_exit_kind() {
 /// `-cpu max`: XSETBV's #GP cases, leaf 0DH sizes for the XCR0 set, YMM1
 /// across exits and XSAVE/XRSTOR; protection keys: CR4.PKE and OSPKE, PKRU
 /// across exits and XSAVE/XRSTOR, #PF with PK for a key with access
-/// disabled; CR4.SMEP (149 checks).
+/// disabled; CR4.SMEP; Fn8000_0007 with no invariant TSC, which QEMU
+/// 7.2's TCG CPUs cannot advertise (150 checks).
 #[test]
 fn msr_guest_sees_the_table() {
     let (_, o) = boot("msr");
-    verdict(check_guest_suite(&o, "msr", 149));
+    verdict(check_guest_suite(&o, "msr", 150));
+    verdict(check_logged(
+        &o,
+        &[("[msr] msr: no invariant TSC", "no invariant TSC on TCG")],
+    ));
 }
 
-/// The msr guest with `cpuid = "host,smep=0,pku=0"` on QEMU's CPU, which
-/// has both: CR4.SMEP and CR4.PKE raise #GP(0) and RDPKRU #UD, as without
-/// the features (the table's 140 checks, and 2 PKU checks for 9).
+/// The msr guest with `cpuid = "host,smep=0,pku=0,invtsc=0"` on QEMU's CPU,
+/// which has SMEP and PKU: CR4.SMEP and CR4.PKE raise #GP(0) and RDPKRU
+/// #UD, as without the features (the table's 141 checks, and 2 PKU checks
+/// for 9).
 #[test]
-fn msr_guest_with_smep_and_pku_hidden() {
+fn msr_guest_with_smep_pku_and_invtsc_hidden() {
     let (_, o) = boot("msr-hidden");
-    verdict(check_guest_suite(&o, "msr-hidden", 142));
+    verdict(check_guest_suite(&o, "msr-hidden", 143));
     verdict(check_logged(
         &o,
         &[

@@ -139,6 +139,7 @@ long:
     call xsave_state
     call protection_keys
     call cr4_smep
+    call invariant_tsc
     cmpl $1, VENDOR
     jne 1f
     PRINTLN "msr: GenuineIntel"
@@ -550,6 +551,31 @@ cr4_smep:
     ret
 1:  CHECK_EQ "cr4-smep-absent-gp", GP0
     ret
+
+/* Fn8000_0007 (APM Vol 3 CPUID Fn8000_0007; SDM Vol 2A CPUID 80000007H):
+   EDX[8] TscInvariant, the host's, and nothing else (the power-management
+   and RAS interfaces are not emulated); a line says which, for the host
+   test to compare with the CPU and the configuration. */
+invariant_tsc:
+    mov $0x80000000, %eax
+    xor %ecx, %ecx
+    cpuid
+    cmp $0x80000007, %eax
+    jb 9f
+    mov $0x80000007, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %edx, VAL_LO
+    or %ebx, %eax
+    or %eax, %ecx
+    and $~(1 << 8), %edx
+    or %edx, %ecx
+    CHECK_EQ "e7-only-invariant-tsc", 0
+    UNLESS_BIT VAL_LO, 8, 1f
+    PRINTLN "msr: invariant TSC"
+    ret
+1:  PRINTLN "msr: no invariant TSC"
+9:  ret
 
 /* %ecx = 1 if the 32 bytes at YMM_OUT equal those at YMM_IN. */
 ymm_matches:
