@@ -67,6 +67,9 @@ const L7_ECX_PKU: u32 = 1 << 3;
 /// ECX[4] OSPKE: CR4.PKE as the software running now set it, the guest's.
 const L7_ECX_OSPKE: u32 = 1 << 4;
 const L7_ECX_CET_SS: u32 = 1 << 7;
+/// ECX[31] PKS: protection keys for supervisor pages, whose IA32_PKRS
+/// (MSR 6E1h, SDM Vol 3A 4.6.2) Keel neither emulates nor switches.
+const L7_ECX_PKS: u32 = 1 << 31;
 const L7_ECX_VAES_VPCLMUL: u32 = (1 << 9) | (1 << 10);
 const L7_EDX_AVX512: u32 = (1 << 2) | (1 << 3) | (1 << 8) | (1 << 23);
 const L7_EDX_CET_IBT: u32 = 1 << 20;
@@ -354,7 +357,7 @@ impl CpuidPolicy {
                 (7, 0) => {
                     r.ebx &= !(L7_EBX_MPX | L7_EBX_AVX512);
                     // OSPKE is the guest's CR4.PKE, filled in by `lookup`.
-                    r.ecx &= !(L7_ECX_AVX512 | L7_ECX_OSPKE | L7_ECX_CET_SS);
+                    r.ecx &= !(L7_ECX_AVX512 | L7_ECX_OSPKE | L7_ECX_CET_SS | L7_ECX_PKS);
                     if !pku {
                         r.ecx &= !L7_ECX_PKU;
                     }
@@ -737,6 +740,8 @@ mod tests {
             "sub-leaf 0 only"
         );
         assert!(cr4_pke_allowed(&p));
+        let all = CpuidPolicy::from_host(1, all_ones_host).lookup(7, 0, 0, 0, 1);
+        assert_eq!(all.ecx & L7_ECX_PKS, 0, "PKS: IA32_PKRS is not switched");
         let pku = CpuidBit {
             leaf: 7,
             subleaf: 0,
