@@ -2,10 +2,10 @@
 //! and AVX registers, PKRU, XCR0 and IA32_TSC_AUX.
 //!
 //! VMRUN and VM entry load the guest's control registers and segment state
-//! but leave the FPU/SSE/AVX registers, XCR0 and TSC_AUX as they are (APM
+//! but leave the FPU/SSE/AVX registers, PKRU, XCR0 and TSC_AUX as they are (APM
 //! Vol 2 15.5.1 lists what VMRUN loads; SDM Vol 3C 27.3 what VM entry loads,
-//! and VMX has no XCR0 or PKRU field). Keel keeps each vCPU's copy here. Keel's own
-//! code never uses them (it is built for the soft-float
+//! and VMX has no XCR0 or PKRU field). Keel keeps each vCPU's copy here.
+//! Keel's own code never uses them (it is built for the soft-float
 //! `x86_64-unknown-none` target: no MMX/SSE code, and it never reads
 //! TSC_AUX), so a guest's registers stay loaded across its exits: each host
 //! CPU has an owner slot ([`Slot`]) naming the vCPU whose state its registers
