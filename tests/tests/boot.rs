@@ -2,8 +2,8 @@
 //! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
 
 use keel_tests::{
-    boot, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
-    check_xen_hypercall_guest,
+    boot, check_guest_suite, check_halted_at_guest_hlt, check_logged, check_selftest_exit_table,
+    check_stop, check_xen_hypercall_guest,
 };
 
 fn verdict(r: Result<(), String>) {
@@ -106,11 +106,36 @@ fn exitbench_guest_reports_every_exit_kind() {
 /// `-cpu max`: XSETBV's #GP cases, leaf 0DH sizes for the XCR0 set, YMM1
 /// across exits and XSAVE/XRSTOR; x2APIC mode: IA32_APIC_BASE's legal and
 /// illegal transitions, the x2APIC ID and LDR, SELF IPI and the 64-bit ICR
-/// (physical and logical cluster destinations) seen in IRR (185 checks).
+/// (physical and logical cluster destinations) seen in IRR; protection
+/// keys: CR4.PKE and OSPKE, PKRU
+/// across exits and XSAVE/XRSTOR, #PF with PK for a key with access
+/// disabled; CR4.SMEP; Fn8000_0007 with no invariant TSC, which QEMU
+/// 7.2's TCG CPUs cannot advertise (196 checks).
 #[test]
 fn msr_guest_sees_the_table() {
     let (_, o) = boot("msr");
-    verdict(check_guest_suite(&o, "msr", 185));
+    verdict(check_guest_suite(&o, "msr", 196));
+    verdict(check_logged(
+        &o,
+        &[("[msr] msr: no invariant TSC", "no invariant TSC on TCG")],
+    ));
+}
+
+/// The msr guest with `cpuid = "host,smep=0,pku=0,invtsc=0"` on QEMU's CPU,
+/// which has SMEP and PKU: CR4.SMEP and CR4.PKE raise #GP(0) and RDPKRU
+/// #UD, as without the features (the table's 141 checks and x2APIC mode's
+/// 46, and 2 PKU checks for 9).
+#[test]
+fn msr_guest_with_smep_pku_and_invtsc_hidden() {
+    let (_, o) = boot("msr-hidden");
+    verdict(check_guest_suite(&o, "msr-hidden", 189));
+    verdict(check_logged(
+        &o,
+        &[
+            ("[msr-hidden] PASS cr4-smep-absent-gp", "CR4.SMEP refused"),
+            ("[msr-hidden] PASS cr4-pke-absent-gp", "CR4.PKE refused"),
+        ],
+    ));
 }
 
 /// Issue 19: Xen's hypercall ABI from inside a `xen_platform_pci` guest on

@@ -3,8 +3,8 @@
 //! once more on an older model, `corei7_haswell_4770`.
 
 use keel_tests::{
-    boot_vmx, check_guest_suite, check_halted_at_guest_hlt, check_selftest_exit_table, check_stop,
-    check_xen_hypercall_guest,
+    boot_vmx, check_guest_suite, check_halted_at_guest_hlt, check_logged,
+    check_selftest_exit_table, check_stop, check_xen_hypercall_guest,
 };
 
 const SKYLAKE_X: &str = "corei7_skylake_x";
@@ -74,12 +74,36 @@ fn vmx_selftest_on_haswell() {
 }
 
 /// The MSR table of docs/MSRS.md and RDPMC on Bochs' Skylake-X
-/// (GenuineIntel, leaf 0AH zero: every PMU MSR and RDPMC index #GP), and
-/// x2APIC mode as on QEMU (164 checks).
+/// (GenuineIntel, leaf 0AH zero: every PMU MSR and RDPMC index #GP; no
+/// PKU in Bochs 2.7's model: CR4.PKE #GP and RDPKRU #UD; CR4.SMEP; the
+/// model's invariant TSC, passed on in Fn8000_0007 EDX[8]); x2APIC mode as
+/// on QEMU (168 checks).
 #[test]
 fn vmx_msr_guest_sees_the_table() {
     let (_, o) = boot_vmx("msr", SKYLAKE_X);
-    verdict(check_guest_suite(&o, "msr", 164));
+    verdict(check_guest_suite(&o, "msr", 168));
+    verdict(check_logged(
+        &o,
+        &[("[msr] msr: invariant TSC", "the host's invariant TSC")],
+    ));
+}
+
+/// The msr guest with `cpuid = "host,smep=0,pku=0,invtsc=0"` on Bochs'
+/// Skylake-X, which has SMEP and an invariant TSC: the CPU would take
+/// CR4.SMEP without an exit, so Keel keeps the bit in the CR4 guest/host
+/// mask, and the write exits and raises #GP(0) as on a CPU without SMEP;
+/// Fn8000_0007 EDX[8] reads 0.
+#[test]
+fn vmx_msr_guest_with_smep_pku_and_invtsc_hidden() {
+    let (_, o) = boot_vmx("msr-hidden", SKYLAKE_X);
+    verdict(check_guest_suite(&o, "msr-hidden", 168));
+    verdict(check_logged(
+        &o,
+        &[
+            ("[msr-hidden] PASS cr4-smep-absent-gp", "CR4.SMEP refused"),
+            ("[msr-hidden] msr: no invariant TSC", "invtsc=0"),
+        ],
+    ));
 }
 
 /// Issue 19: the xen-hypercall guest on Bochs' Skylake-X (VMX, the page's

@@ -55,7 +55,7 @@ fn boot_and_check_date(stem: &str, rtc_offset: i64) -> (xtask::iso::VmFile, Outc
 }
 
 /// Debian's kernel boots with ACPI, the LAPIC and the IOAPIC in use, its
-/// /init reports 17 checks passed, its date is the host's (the RTC starts
+/// /init reports 19 checks passed, its date is the host's (the RTC starts
 /// from the machine's), and it powers the VM off through ACPI S5.
 /// Its `x2apic-offered` check: CPUID offers x2APIC and Linux, with no
 /// interrupt remapping and no hypervisor it knows, keeps xAPIC mode.
@@ -68,9 +68,10 @@ fn boot_and_check_date(stem: &str, rtc_offset: i64) -> (xtask::iso::VmFile, Outc
 #[test]
 fn debian_linux_boots_and_powers_off_through_acpi() {
     let (vm, o) = boot_and_check_date("linux", 0);
-    // 17: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
-    // rtc-real-date, smbios, pci-irqs, x2apic-offered and the two TSC checks.
-    verdict(check_suite_report(&o, &vm.config.name, 17));
+    // 19: the /init checks of xtask/src/guest_assets.rs, with no-unchecked-msr,
+    // rtc-real-date, pku, no-invariant-tsc, smbios, pci-irqs, x2apic-offered
+    // and the two TSC checks.
+    verdict(check_suite_report(&o, &vm.config.name, 19));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -89,9 +90,9 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 }
 
 /// Debian's kernel with `viridian = 1` (tests/vms/linux-viridian.cfg): the
-/// 15 checks of the plain boot (`x2apic-mode` for `x2apic-offered`: Linux
-/// switched to physical x2APIC mode and EOIs through HV_X64_MSR_EOI) and 5
-/// more: Linux detected Microsoft Hyper-V,
+/// 17 checks of the plain boot without its two TSC checks (`x2apic-mode`
+/// for `x2apic-offered`: Linux switched to physical x2APIC mode and EOIs
+/// through HV_X64_MSR_EOI) and 5 more: Linux detected Microsoft Hyper-V,
 /// took the TSC rate from HV_X64_MSR_TSC_FREQUENCY ("tsc: Detected ... MHz"
 /// with no calibration failure) and the APIC timer's from
 /// HV_X64_MSR_APIC_FREQUENCY, uses the APIC access MSRs, and keeps time on
@@ -100,7 +101,7 @@ fn debian_linux_boots_and_powers_off_through_acpi() {
 #[test]
 fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
     let (vm, o) = boot_and_check_date("linux-viridian", -86_400);
-    verdict(check_suite_report(&o, &vm.config.name, 20));
+    verdict(check_suite_report(&o, &vm.config.name, 22));
     verdict(check_stop(
         &o,
         &vm.config.name,
@@ -139,7 +140,7 @@ fn debian_linux_uses_hyper_v_enlightenments_with_viridian() {
 #[test]
 fn debian_linux_detects_xen_hvm_with_xen_platform_pci() {
     let (vm, o) = boot_and_check_date("linux-xen", 0);
-    verdict(check_suite_report(&o, &vm.config.name, 20));
+    verdict(check_suite_report(&o, &vm.config.name, 22));
     verdict(check_stop(
         &o,
         &vm.config.name,

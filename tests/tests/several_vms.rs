@@ -129,7 +129,7 @@ fn two_vms_at_once_one_crashes_the_other_finishes_and_bad_ones_are_refused() {
 /// same kernel and initramfs (one boot module each, shared read-only),
 /// each on a CPU of its own, the second on CPU 1 from its first
 /// instruction (its firmware polls a long fw_cfg DMA without exiting, so
-/// only that CPU's host timer gets it going), and both finish the 17
+/// only that CPU's host timer gets it going), and both finish the 19
 /// checks of tests/vms/linux.cfg and power off.
 #[test]
 fn two_debian_vms_boot_one_kernel_at_once() {
@@ -153,7 +153,7 @@ fn two_debian_vms_boot_one_kernel_at_once() {
     let report = o.report();
     let mut cpus = Vec::new();
     for name in ["linux", "linux-b"] {
-        if let Err(e) = check_suite_report(&o, name, 17) {
+        if let Err(e) = check_suite_report(&o, name, 19) {
             panic!("{e}");
         }
         let stop = format!("keel: VM '{name}' stopped: the guest powered the machine off");

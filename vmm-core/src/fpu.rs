@@ -1,11 +1,11 @@
 //! The guest state that neither VMRUN nor VM entry switches: the x87, SSE
-//! and AVX registers, XCR0 and IA32_TSC_AUX.
+//! and AVX registers, PKRU, XCR0 and IA32_TSC_AUX.
 //!
 //! VMRUN and VM entry load the guest's control registers and segment state
-//! but leave the FPU/SSE/AVX registers, XCR0 and TSC_AUX as they are (APM
+//! but leave the FPU/SSE/AVX registers, PKRU, XCR0 and TSC_AUX as they are (APM
 //! Vol 2 15.5.1 lists what VMRUN loads; SDM Vol 3C 27.3 what VM entry loads,
-//! and VMX has no XCR0 field). Keel keeps each vCPU's copy here. Keel's own
-//! code never uses them (it is built for the soft-float
+//! and VMX has no XCR0 or PKRU field). Keel keeps each vCPU's copy here.
+//! Keel's own code never uses them (it is built for the soft-float
 //! `x86_64-unknown-none` target: no MMX/SSE code, and it never reads
 //! TSC_AUX), so a guest's registers stay loaded across its exits: each host
 //! CPU has an owner slot ([`Slot`]) naming the vCPU whose state its registers
@@ -15,10 +15,18 @@
 //! resumes from costs one XGETBV ([`hw::leave`]) instead of XSAVE, XRSTOR,
 //! two XSETBVs and a WRMSR.
 //!
-//! Keel offers the x87, SSE and AVX components only ([`OFFERED_XCR0`]):
-//! MPX, AVX-512, PKRU and AMX would each need their save area handled and
-//! their CPUID bits shown, so they stay hidden (the CPUID policy clears
-//! their feature bits and leaf 0DH sub-leaves).
+//! Keel offers the x87, SSE, AVX and PKRU components only
+//! ([`OFFERED_XCR0`]): MPX, AVX-512 and AMX would each need their save area
+//! handled and their CPUID bits shown, so they stay hidden (the CPUID
+//! policy clears their feature bits and leaf 0DH sub-leaves).
+//!
+//! PKRU (protection keys for user pages, SDM Vol 3A 4.6.2; state component
+//! 9, SDM Vol 1 13.5.7) moves with the rest in the same XSAVE/XRSTOR: it is
+//! user state (XCR0, not IA32_XSS), and WRPKRU writes it whatever the
+//! guest's XCR0, so it is saved and loaded under Keel's XCR0 like the
+//! others. A guest's PKRU may stay loaded while Keel runs: it governs only
+//! user-mode addresses with CR4.PKE set, and Keel's CR4 (loaded by VM exit
+//! and #VMEXIT) has PKE clear.
 
 use alloc::boxed::Box;
 use core::cell::UnsafeCell;
@@ -28,12 +36,31 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 pub const XCR0_X87: u64 = 1 << 0;
 pub const XCR0_SSE: u64 = 1 << 1;
 pub const XCR0_AVX: u64 = 1 << 2;
+pub const XCR0_PKRU: u64 = 1 << 9;
 /// The components a guest may enable, where the host CPU has them.
-pub const OFFERED_XCR0: u64 = XCR0_X87 | XCR0_SSE | XCR0_AVX;
+pub const OFFERED_XCR0: u64 = XCR0_X87 | XCR0_SSE | XCR0_AVX | XCR0_PKRU;
+
+/// The components of `host` (the XCR0 bits CPUID leaf 0DH reports) that Keel
+/// switches: those of [`OFFERED_XCR0`] whose standard-format place in the
+/// save area, (offset, size) from `component(i)` (leaf 0DH sub-leaf i EBX
+/// and EAX, SDM Vol 1 13.4.3), ends within [`AREA_SIZE`], and x87. The CPUID
+/// policy offers these and [`hw::enable`] loads them in Keel's XCR0.
+pub fn switched_xcr0(host: u64, component: impl Fn(u32) -> (u32, u32)) -> u64 {
+    let fits = |i: u32| {
+        let (offset, size) = component(i);
+        offset as usize + size as usize <= AREA_SIZE
+    };
+    let legacy = XCR0_X87 | (host & XCR0_SSE);
+    (2..64u32)
+        .filter(|&i| host & OFFERED_XCR0 & (1 << i) != 0 && fits(i))
+        .fold(legacy, |x, i| x | (1 << i))
+}
 
 /// Size of the save area: the legacy region (512 bytes), the XSAVE header (64)
 /// and the AVX component (256, at offset 576) need 832 bytes (SDM Vol 1
-/// 13.4); a page leaves room and keeps the 64-byte alignment XSAVE needs.
+/// 13.4); PKRU (8 bytes) sits where the CPU's leaf 0DH puts it, after the
+/// components in between (2688 on Intel CPUs with AVX-512); a page leaves
+/// room and keeps the 64-byte alignment XSAVE needs.
 pub const AREA_SIZE: usize = 4096;
 /// FCW after FNINIT and RESET (SDM Vol 1 8.1.5, Vol 3A Table 9-1).
 const FCW_INIT: u16 = 0x037f;
@@ -233,7 +260,7 @@ impl GuestFpu {
 /// touch hardware; Keel's CPU setup ([`hw::enable`]) runs once per CPU.
 pub mod hw {
     use super::{
-        FpuRegs, GuestFpu, Slot, XsaveArea, BUSY, MAX_HOST_CPUS, OFFERED_XCR0, SLOTS, XCR0_X87,
+        switched_xcr0, FpuRegs, GuestFpu, Slot, XsaveArea, BUSY, MAX_HOST_CPUS, SLOTS, XCR0_X87,
     };
     use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -279,7 +306,10 @@ pub mod hw {
         if xsave {
             cr4 |= CR4_OSXSAVE;
             let d = cpuid(0xd, 0);
-            xcr0 = ((u64::from(d.edx) << 32) | u64::from(d.eax)) & OFFERED_XCR0 | XCR0_X87;
+            xcr0 = switched_xcr0((u64::from(d.edx) << 32) | u64::from(d.eax), |i| {
+                let c = cpuid(0xd, i);
+                (c.ebx, c.eax)
+            });
         }
         // SAFETY: the bits only enable instructions (SDM Vol 3A 2.5), and the
         // CPU has XSAVE when OSXSAVE is set.
@@ -459,6 +489,24 @@ mod tests {
         assert_eq!(&a[0..2], &[0x7f, 0x03]);
         assert!(a[512..].iter().all(|&b| b == 0));
         assert_eq!(a.as_ptr() as usize % 64, 0);
+    }
+
+    /// Keel switches x87, SSE, AVX and PKRU where the CPU has them (PKRU at
+    /// 2688 as on Intel CPUs with AVX-512, SDM Vol 1 Table 13-1), never
+    /// MPX, AVX-512 or AMX, and drops a component its area cannot hold.
+    #[test]
+    fn switched_components() {
+        let intel = |i: u32| match i {
+            2 => (576, 256),
+            9 => (2688, 8),
+            _ => (1088, 64),
+        };
+        // x87 SSE AVX MPX AVX-512 PKRU AMX.
+        assert_eq!(switched_xcr0(0x6_02ff, intel), 0x207);
+        assert_eq!(switched_xcr0(0x3, intel), 0x3);
+        assert_eq!(switched_xcr0(0, intel), XCR0_X87);
+        let far = |i: u32| if i == 9 { (4090, 8) } else { intel(i) };
+        assert_eq!(switched_xcr0(0x207, far), 0x7, "PKRU past the area");
     }
 
     /// A CPU with XSAVE, AVX and TSC_AUX: its "registers" are one byte

@@ -451,6 +451,21 @@ check no-unchecked-msr sh -c '! dmesg | grep -q "unchecked MSR access"'
 # the host test compares the seconds with its own clock.
 check rtc-real-date sh -c '[ "$(date -u +%Y)" -ge 2025 ]'
 echo "linux-init: date-u $(date -u +%s)"
+# Protection keys (CPUID.07H:ECX[3] PKU, offered where the host CPU has
+# them, as QEMU's -cpu max does): the kernel turned them on (pku, and ospke
+# for its CR4.PKE) and keeps PKRU in its XSAVE state (component 9).
+check pku sh -c 'grep -qw pku /proc/cpuinfo && grep -qw ospke /proc/cpuinfo && dmesg | grep -q "x86/fpu: Supporting XSAVE feature 0x200"'
+# The invariant TSC (CPUID 8000_0007H:EDX[8]) is offered exactly when the
+# host CPU has it; Linux derives constant_tsc and nonstop_tsc from it.
+# keel.expect=invtsc says the machine's CPU has it; QEMU 7.2's TCG CPUs
+# cannot (docs/MSRS.md), and there Linux must not find a TSC that runs on
+# in deep C-states.
+echo "linux-init: tsc-flags $(awk '/^flags/ { for (i = 3; i <= NF; i++) if ($i == "constant_tsc" || $i == "nonstop_tsc") printf "%s ", $i; exit }' /proc/cpuinfo)"
+if grep -q "keel.expect=invtsc" /proc/cmdline; then
+    check invariant-tsc sh -c 'grep -qw constant_tsc /proc/cpuinfo && grep -qw nonstop_tsc /proc/cpuinfo'
+else
+    check no-invariant-tsc sh -c '! grep -qw nonstop_tsc /proc/cpuinfo'
+fi
 # The firmware tables a direct boot carries: SMBIOS, found by the kernel.
 check smbios sh -c 'dmesg | grep -q "DMI: Keel Keel Virtual Machine"'
 # PCI as the firmware leaves it (firmware/src/pci.rs): every function with

@@ -249,6 +249,7 @@ pub const CPUID_FEATURES: &[CpuidFeature] = &[
     feature("pku", 7, 2, 3),
     feature("rdpid", 7, 2, 22),
     feature("rdtscp", 0x8000_0001, 3, 27),
+    feature("invtsc", 0x8000_0007, 3, 8),
 ];
 
 /// `cpuid = "host,name=0,..."`: xl.cfg(5)'s libxl form, starting from the

@@ -179,6 +179,20 @@ fn cpuid_host_with_hidden_features() {
     assert!(err("name = \"t\"\ncpuid = \"host,smep\"\n").contains("only 'smep=0'"));
 }
 
+/// `pku=0` and `invtsc=0` name CPUID.7.0:ECX[3] PKU and Fn8000_0007
+/// EDX[8] TscInvariant.
+#[test]
+fn cpuid_pku_and_invtsc() {
+    let h = ok("name = \"t\"\ncpuid = \"host,pku=0,invtsc=0\"\n")
+        .config
+        .cpuid_hidden;
+    let got: Vec<_> = h
+        .iter()
+        .map(|f| (f.name, f.leaf, f.subleaf, f.reg, f.bit))
+        .collect();
+    assert_eq!(got, [("pku", 7, 0, 2, 3), ("invtsc", 0x8000_0007, 0, 3, 8)]);
+}
+
 #[test]
 fn type_errors_quote_the_setting() {
     assert_eq!(

@@ -53,7 +53,7 @@ const L1_ECX_XSAVE: u32 = 1 << 26;
 const L1_ECX_AVX: u32 = 1 << 28;
 const L1_ECX_F16C: u32 = 1 << 29;
 // Leaf 7 sub-leaf 0 (SDM Vol 2A Table 3-8): features whose state Keel does
-// not switch (MPX, AVX-512, PKRU, CET, AMX: XCR0/XSS components outside
+// not switch (MPX, AVX-512, CET, AMX: XCR0/XSS components outside
 // [`crate::fpu::OFFERED_XCR0`]) stay hidden, so no instruction is offered
 // whose registers could leak between guests.
 const L7_EBX_AVX2: u32 = 1 << 5;
@@ -61,8 +61,15 @@ const L7_EBX_MPX: u32 = 1 << 14;
 const L7_EBX_AVX512: u32 =
     (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31);
 const L7_ECX_AVX512: u32 = (1 << 1) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14);
-const L7_ECX_PKU_OSPKE: u32 = (1 << 3) | (1 << 4);
+/// ECX[3] PKU: protection keys for user-mode pages (SDM Vol 3A 4.6.2),
+/// offered with the PKRU state component Keel switches ([`crate::fpu`]).
+const L7_ECX_PKU: u32 = 1 << 3;
+/// ECX[4] OSPKE: CR4.PKE as the software running now set it, the guest's.
+const L7_ECX_OSPKE: u32 = 1 << 4;
 const L7_ECX_CET_SS: u32 = 1 << 7;
+/// ECX[31] PKS: protection keys for supervisor pages, whose IA32_PKRS
+/// (MSR 6E1h, SDM Vol 3A 4.6.2) Keel neither emulates nor switches.
+const L7_ECX_PKS: u32 = 1 << 31;
 const L7_ECX_VAES_VPCLMUL: u32 = (1 << 9) | (1 << 10);
 const L7_EDX_AVX512: u32 = (1 << 2) | (1 << 3) | (1 << 8) | (1 << 23);
 const L7_EDX_CET_IBT: u32 = 1 << 20;
@@ -108,7 +115,17 @@ const TOPO_LEVEL_CORE: u32 = 2;
 /// topology with Fn8000_0008, Fn8000_001E and leaf 0BH instead, so it reads
 /// zeros (no levels), which makes a guest fall back to those.
 const AMD_EXT_TOPOLOGY: u32 = 0x8000_0026;
+// Fn8000_0007 EDX[8] TscInvariant (APM Vol 3 CPUID Fn8000_0007; SDM Vol
+// 2A CPUID 80000007H, Vol 3B 18.17.1): the TSC runs at a constant rate in
+// every P-, C- and T-state. True of the guest's TSC where it is true of the
+// host's: Keel gives the guest the host's TSC plus an offset (VMCS TSC
+// offset, VMCB TSC_OFFSET), never scaled or stopped. The leaf's other bits
+// (power management, boost, the effective-frequency and RAS interfaces)
+// describe MSRs Keel does not emulate and read as 0.
+const E7_EDX_INVARIANT_TSC: u32 = 1 << 8;
 const CR4_OSXSAVE: u64 = 1 << 18;
+/// CR4.PKE (SDM Vol 3A 2.5), shown in CPUID.07H:ECX[4] OSPKE.
+const CR4_PKE: u64 = 1 << 22;
 
 /// One of CPUID's four output registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +241,14 @@ impl CpuidPolicy {
             .any(|(leaf, _, r)| *leaf == 1 && r.ecx & L1_ECX_X2APIC != 0)
     }
 
+    /// The CR4 bits the guest may set: those whose features this table
+    /// offers (`exit::cr::cr4_allowed`; CR4.PKE with PKU, say). A MOV to
+    /// CR4 setting another raises #GP(0); on VMX such a write exits even
+    /// where the CPU has the bit ([`crate::vmx::VmxControls::cr4_hidden`]).
+    pub fn cr4_allowed(&self) -> u64 {
+        super::cr::cr4_allowed(self.reg(1, 0), self.reg(7, 0), self.reg(7, 1))
+    }
+
     /// Whether the table holds `leaf` (at or below the host's maximum of its range).
     fn has_leaf(&self, leaf: u32) -> bool {
         self.entries.iter().any(|e| e.0 == leaf)
@@ -238,18 +263,25 @@ impl CpuidPolicy {
     }
 
     /// The XCR0 components offered: what the host's leaf 0DH reports, within
-    /// what Keel switches, and none without XSAVE; AVX only with its
-    /// CPUID bit (a hidden AVX hides its state too).
+    /// what Keel switches ([`fpu::switched_xcr0`]), and none without XSAVE;
+    /// AVX and PKRU only with their CPUID bits (a hidden AVX or PKU hides
+    /// its state too).
     fn offered_xcr0(&self) -> u64 {
         let l1 = self.reg(1, 0);
         if l1.ecx & L1_ECX_XSAVE == 0 {
             return 0;
         }
         let d = self.reg(0xd, 0);
-        let mut x = ((u64::from(d.edx) << 32) | u64::from(d.eax)) & fpu::OFFERED_XCR0;
-        x |= fpu::XCR0_X87;
+        let host = (u64::from(d.edx) << 32) | u64::from(d.eax);
+        let mut x = fpu::switched_xcr0(host, |i| {
+            let c = self.reg(0xd, i);
+            (c.ebx, c.eax)
+        });
         if l1.ecx & L1_ECX_AVX == 0 || x & fpu::XCR0_SSE == 0 {
             x &= !fpu::XCR0_AVX;
+        }
+        if self.reg(7, 0).ecx & L7_ECX_PKU == 0 {
+            x &= !fpu::XCR0_PKRU;
         }
         x
     }
@@ -260,6 +292,7 @@ impl CpuidPolicy {
         let core_ids = 1u32 << core_bits;
         let xcr0 = self.offered_xcr0();
         let avx = xcr0 & fpu::XCR0_AVX != 0;
+        let pku = xcr0 & fpu::XCR0_PKRU != 0;
         let rdtscp = self.reg(0x8000_0001, 0).edx & E1_EDX_RDTSCP != 0;
         // Component sizes, for leaf 0DH sub-leaf 0 ECX.
         let comps: Vec<(u32, CpuidResult)> = (2..63u32)
@@ -330,7 +363,11 @@ impl CpuidPolicy {
                 (0x15, _) => *r = CpuidResult::default(),
                 (7, 0) => {
                     r.ebx &= !(L7_EBX_MPX | L7_EBX_AVX512);
-                    r.ecx &= !(L7_ECX_AVX512 | L7_ECX_PKU_OSPKE | L7_ECX_CET_SS);
+                    // OSPKE is the guest's CR4.PKE, filled in by `lookup`.
+                    r.ecx &= !(L7_ECX_AVX512 | L7_ECX_OSPKE | L7_ECX_CET_SS | L7_ECX_PKS);
+                    if !pku {
+                        r.ecx &= !L7_ECX_PKU;
+                    }
                     r.edx &= !(L7_EDX_SPEC_CTRL | L7_EDX_AVX512 | L7_EDX_CET_IBT | L7_EDX_AMX);
                     if !avx {
                         r.ebx &= !L7_EBX_AVX2;
@@ -376,6 +413,12 @@ impl CpuidPolicy {
                     r.ecx = (r.ecx & !(E8_ECX_NC | E8_ECX_APIC_ID_SIZE))
                         | ((vcpus - 1) & E8_ECX_NC)
                         | (core_bits << 12);
+                }
+                (0x8000_0007, _) => {
+                    *r = CpuidResult {
+                        edx: r.edx & E7_EDX_INVARIANT_TSC,
+                        ..Default::default()
+                    }
                 }
                 (AMD_EXT_TOPOLOGY, _) => *r = CpuidResult::default(),
                 // SVM feature identification: SVM is hidden.
@@ -459,6 +502,9 @@ impl CpuidPolicy {
                 if cr4 & CR4_OSXSAVE != 0 {
                     r.ecx |= L1_ECX_OSXSAVE;
                 }
+            }
+            7 if subleaf == 0 && r.ecx & L7_ECX_PKU != 0 && cr4 & CR4_PKE != 0 => {
+                r.ecx |= L7_ECX_OSPKE;
             }
             // Extended topology (SDM Vol 2A CPUID leaf 0BH, 1FH): one
             // thread per core (SMT level: shift 0, 1 processor), the
@@ -659,7 +705,7 @@ mod tests {
             (7, 0) => r(
                 0,
                 L7_EBX_AVX2 | L7_EBX_MPX | L7_EBX_AVX512 | (1 << 7) | (1 << 20),
-                L7_ECX_PKU_OSPKE,
+                L7_ECX_PKU | L7_ECX_OSPKE,
                 0,
             ),
             // x87 SSE AVX BNDREGS BNDCSR opmask ZMM_Hi256 Hi16_ZMM PKRU.
@@ -678,19 +724,21 @@ mod tests {
         }
     }
 
-    /// Leaf 0DH offers exactly x87, SSE and AVX (SDM Vol 2A CPUID 0DH):
-    /// EDX:EAX the mask, ECX the size for all of them (576 + 256), EBX the
-    /// size for the XCR0 the vCPU has now; sub-leaves of other components
-    /// and XSAVES are gone, as are the features using their state.
+    /// Leaf 0DH offers exactly x87, SSE, AVX and PKRU (SDM Vol 2A CPUID
+    /// 0DH): EDX:EAX the mask, ECX the size for all of them (PKRU ends at
+    /// 2688 + 8), EBX the size for the XCR0 the vCPU has now; sub-leaves of
+    /// other components and XSAVES are gone, as are the features using
+    /// their state.
     #[test]
     fn leaf_0d_matches_the_offered_xcr0() {
         let p = CpuidPolicy::from_host(1, avx512_host);
         let d0 = p.lookup(0xd, 0, 0, 0, 1);
-        assert_eq!((d0.eax, d0.edx, d0.ecx), (0x7, 0, 832));
+        assert_eq!((d0.eax, d0.edx, d0.ecx), (0x207, 0, 2696));
         assert_eq!(d0.ebx, 576, "XCR0 = x87: legacy region and header only");
         assert_eq!(p.lookup(0xd, 0, 0, 0, 0x7).ebx, 832, "XCR0 = x87|SSE|AVX");
         assert_eq!(p.lookup(0xd, 0, 0, 0, 0x3).ebx, 576);
-        assert_eq!(p.supported_xcr0(), 0x7);
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 0x207).ebx, 2696, "with PKRU");
+        assert_eq!(p.supported_xcr0(), 0x207);
         assert_eq!(p.lookup(0xd, 1, 0, 0, 1).eax & LD1_EAX_XSAVES, 0);
         assert_eq!(p.lookup(0xd, 1, 0, 0, 1).ecx, 0, "no XSS components");
         assert_eq!(
@@ -702,7 +750,11 @@ mod tests {
                 edx: 0
             }
         );
-        for i in [3, 5, 7, 9] {
+        assert_eq!(
+            (p.lookup(0xd, 9, 0, 0, 1).eax, p.lookup(0xd, 9, 0, 0, 1).ebx),
+            (8, 2688)
+        );
+        for i in [3, 5, 7] {
             assert_eq!(
                 p.lookup(0xd, i, 0, 0, 1),
                 CpuidResult::default(),
@@ -716,17 +768,108 @@ mod tests {
             L7_EBX_AVX2 | (1 << 7) | (1 << 20),
             "AVX2, SMEP, SMAP stay"
         );
-        assert_eq!(
-            l7.ecx & L7_ECX_PKU_OSPKE,
-            0,
-            "PKU hidden: PKRU is not switched"
-        );
         let l1 = p.lookup(1, 0, 0, 0, 1);
         assert_eq!(
             l1.ecx & (L1_ECX_XSAVE | L1_ECX_AVX),
             L1_ECX_XSAVE | L1_ECX_AVX
         );
         assert_ne!(l1.ecx & L1_ECX_X2APIC, 0, "x2APIC mode is offered");
+    }
+
+    /// PKU is offered with its state (SDM Vol 3A 4.6.2, Vol 1 13.5.7):
+    /// OSPKE is the vCPU's CR4.PKE, not the host's; CR4.PKE may be set
+    /// (`cr4_allowed`). Hidden by the configuration (`pku=0`), by a host
+    /// without PKRU in leaf 0DH, or with XSAVE, it takes component 9 and
+    /// CR4.PKE with it.
+    #[test]
+    fn pku_follows_the_host_its_state_and_the_guests_cr4() {
+        let cr4_pke_allowed = |p: &CpuidPolicy| p.cr4_allowed() & CR4_PKE != 0;
+        let p = CpuidPolicy::from_host(1, avx512_host);
+        assert_eq!(
+            p.lookup(7, 0, 0, 0, 1).ecx & (L7_ECX_PKU | L7_ECX_OSPKE),
+            L7_ECX_PKU,
+            "CR4.PKE clear"
+        );
+        assert_eq!(
+            p.lookup(7, 0, 0, CR4_PKE, 1).ecx & (L7_ECX_PKU | L7_ECX_OSPKE),
+            L7_ECX_PKU | L7_ECX_OSPKE
+        );
+        assert_eq!(
+            p.lookup(7, 1, 0, CR4_PKE, 1).ecx & L7_ECX_OSPKE,
+            0,
+            "sub-leaf 0 only"
+        );
+        assert!(cr4_pke_allowed(&p));
+        let all = CpuidPolicy::from_host(1, all_ones_host).lookup(7, 0, 0, 0, 1);
+        assert_eq!(all.ecx & L7_ECX_PKS, 0, "PKS: IA32_PKRS is not switched");
+        let pku = CpuidBit {
+            leaf: 7,
+            subleaf: 0,
+            reg: CpuidReg::Ecx,
+            bit: 3,
+        };
+        let xsave = CpuidBit {
+            leaf: 1,
+            subleaf: 0,
+            reg: CpuidReg::Ecx,
+            bit: 26,
+        };
+        let no_pkru_state = |leaf, sub| match (leaf, sub) {
+            (0xd, 0) => CpuidResult {
+                eax: 0xff,
+                ..avx512_host(leaf, sub)
+            },
+            _ => avx512_host(leaf, sub),
+        };
+        for p in [
+            CpuidPolicy::from_host_hiding(1, avx512_host, &[pku]),
+            CpuidPolicy::from_host_hiding(1, avx512_host, &[xsave]),
+            CpuidPolicy::from_host(1, no_pkru_state),
+        ] {
+            assert_eq!(
+                p.lookup(7, 0, 0, CR4_PKE, 1).ecx & (L7_ECX_PKU | L7_ECX_OSPKE),
+                0
+            );
+            assert_eq!(p.supported_xcr0() & fpu::XCR0_PKRU, 0);
+            assert_eq!(p.lookup(0xd, 9, 0, 0, 1), CpuidResult::default());
+            assert!(!cr4_pke_allowed(&p));
+        }
+        let p = CpuidPolicy::from_host_hiding(1, avx512_host, &[pku]);
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 1).ecx, 832, "sizes without PKRU");
+    }
+
+    /// Fn8000_0007 EDX[8] TscInvariant is the host's (Keel only offsets the
+    /// TSC) unless the configuration hides it (`invtsc=0`); the leaf's other
+    /// bits read 0.
+    #[test]
+    fn invariant_tsc_follows_the_host_and_the_configuration() {
+        let p = CpuidPolicy::from_host(1, all_ones_host);
+        assert_eq!(
+            p.lookup(0x8000_0007, 0, 0, 0, 1),
+            CpuidResult {
+                edx: E7_EDX_INVARIANT_TSC,
+                ..Default::default()
+            }
+        );
+        let without = |leaf, sub| match leaf {
+            0x8000_0007 => CpuidResult {
+                edx: !E7_EDX_INVARIANT_TSC,
+                ..all_ones_host(leaf, sub)
+            },
+            _ => all_ones_host(leaf, sub),
+        };
+        assert_eq!(
+            CpuidPolicy::from_host(1, without).lookup(0x8000_0007, 0, 0, 0, 1),
+            CpuidResult::default()
+        );
+        let invtsc = CpuidBit {
+            leaf: 0x8000_0007,
+            subleaf: 0,
+            reg: CpuidReg::Edx,
+            bit: 8,
+        };
+        let p = CpuidPolicy::from_host_hiding(1, all_ones_host, &[invtsc]);
+        assert_eq!(p.lookup(0x8000_0007, 0, 0, 0, 1), CpuidResult::default());
     }
 
     /// Hiding AVX takes AVX2, FMA and the AVX state with it; hiding XSAVE
@@ -744,8 +887,8 @@ mod tests {
         assert_eq!(l1.ecx & (L1_ECX_AVX | L1_ECX_FMA), 0);
         assert_ne!(l1.ecx & L1_ECX_XSAVE, 0);
         assert_eq!(p.lookup(7, 0, 0, 0, 1).ebx & L7_EBX_AVX2, 0);
-        assert_eq!(p.supported_xcr0(), 0x3);
-        assert_eq!(p.lookup(0xd, 0, 0, 0, 1).ecx, 576);
+        assert_eq!(p.supported_xcr0(), 0x203, "PKRU does not need AVX");
+        assert_eq!(p.lookup(0xd, 0, 0, 0, 1).ecx, 2696);
         assert_eq!(p.lookup(0xd, 2, 0, 0, 1), CpuidResult::default());
         let p = CpuidPolicy::from_host_hiding(1, avx512_host, &[bit(1, CpuidReg::Ecx, 26)]);
         assert_eq!(

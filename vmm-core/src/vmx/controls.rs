@@ -539,6 +539,17 @@ impl VmxControls {
     pub fn cr4_guest_host_mask(&self) -> u64 {
         self.guest_cr4_must_be_one | self.guest_cr4_must_be_zero | CR4_VMXE
     }
+
+    /// The CR4 bits this processor has that a VM whose CPUID offers the
+    /// bits `allowed` ([`crate::exit::CpuidPolicy::cr4_allowed`]) must not
+    /// set: a feature the configuration hides (`pku=0`, say). Owned by Keel
+    /// ([`super::VmxVcpuConfig::cr4_hidden`]), a MOV to CR4 setting one
+    /// exits (SDM Vol 3C 25.6.6) and raises #GP(0), as on hardware without
+    /// the feature.
+    pub fn cr4_hidden(&self, allowed: u64) -> u64 {
+        let processor_has = !self.guest_cr4_must_be_zero & 0xffff_ffff;
+        processor_has & !allowed & !self.guest_cr4_must_be_one
+    }
 }
 
 #[cfg(test)]
@@ -606,6 +617,13 @@ pub(crate) mod tests {
         );
         assert_eq!(c.cr0_guest_host_mask() & 0x20, 0x20);
         assert_eq!(c.cr4_guest_host_mask() & CR4_VMXE, CR4_VMXE);
+        // Skylake-X has SMEP (bit 20), not PKE (22): a VM without SMEP
+        // owns it no more; PKE is fixed at 0 already.
+        const SMEP: u64 = 1 << 20;
+        const PKE: u64 = 1 << 22;
+        assert_eq!(c.cr4_guest_host_mask() & (SMEP | PKE), PKE);
+        assert_eq!(c.cr4_hidden(0x7f_ffff & !SMEP & !PKE), SMEP);
+        assert_eq!(c.cr4_hidden(0x7f_ffff), 0);
         assert!(c.ins_outs_info);
         assert_eq!(c.invept_type, Some(1));
     }

@@ -59,6 +59,10 @@ pub struct VmxVcpuConfig {
     pub controls: VmxControls,
     /// Processor signature (CPUID 1 EAX) that RESET leaves in EDX.
     pub cpu_signature: u32,
+    /// CR4 bits the processor has but the VM's CPUID hides
+    /// ([`VmxControls::cr4_hidden`]): in the CR4 guest/host mask besides
+    /// the fixed bits, so that setting one exits and raises #GP(0).
+    pub cr4_hidden: u64,
 }
 
 // CR0, CR4, EFER and RFLAGS bits.
@@ -236,6 +240,7 @@ impl<V: Vmcs> VmxVcpu<V> {
 
     fn setup_controls(&mut self) {
         let c = self.config.controls;
+        let cr4_mask = self.cr4_guest_host_mask();
         let w = &mut self.vmcs;
         w.write(F::PinBasedVmExecutionControls, u64::from(c.pin.bits()));
         w.write(
@@ -273,7 +278,7 @@ impl<V: Vmcs> VmxVcpu<V> {
         // No shadow VMCS (SDM 25.4.2): all ones.
         w.write(F::VmcsLinkPointer, u64::MAX);
         w.write(F::Cr0GuestHostMask, c.cr0_guest_host_mask());
-        w.write(F::Cr4GuestHostMask, c.cr4_guest_host_mask());
+        w.write(F::Cr4GuestHostMask, cr4_mask);
     }
 
     /// Writes the host state every VM exit loads.
@@ -493,6 +498,11 @@ impl<V: Vmcs> VmxVcpu<V> {
         self.vmcs.write(F::VmEntryControls, u64::from(entry.bits()));
     }
 
+    /// The CR4 bits Keel owns: the processor's fixed bits and the hidden ones.
+    fn cr4_guest_host_mask(&self) -> u64 {
+        self.config.controls.cr4_guest_host_mask() | self.config.cr4_hidden
+    }
+
     fn guest_view(&self, real: F, shadow: F, mask: u64) -> u64 {
         (self.vmcs.read(real) & !mask) | (self.vmcs.read(shadow) & mask)
     }
@@ -541,11 +551,7 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
         self.vmcs.read(F::GuestCr3)
     }
     fn cr4(&self) -> u64 {
-        self.guest_view(
-            F::GuestCr4,
-            F::Cr4ReadShadow,
-            self.config.controls.cr4_guest_host_mask(),
-        )
+        self.guest_view(F::GuestCr4, F::Cr4ReadShadow, self.cr4_guest_host_mask())
     }
 
     /// A MOV to CRn: the guest's value goes to the read shadow, the value the
@@ -770,12 +776,18 @@ pub(crate) mod tests {
     }
 
     pub fn vcpu() -> VmxVcpu<FakeVmcs> {
+        vcpu_hiding_cr4(0)
+    }
+
+    /// [`vcpu`] for a VM whose CPUID hides the CR4 bits `cr4_hidden`.
+    fn vcpu_hiding_cr4(cr4_hidden: u64) -> VmxVcpu<FakeVmcs> {
         let config = VmxVcpuConfig {
             vcpu_id: 0,
             vpid: 1,
             eptp: 0x20_001e,
             controls: VmxControls::new(&skylake_x()).unwrap(),
             cpu_signature: 0x0005_0654,
+            cr4_hidden,
         };
         let host = HostState {
             cr0: 0x8001_0031,
@@ -851,6 +863,20 @@ pub(crate) mod tests {
             read(&v, F::VmEntryControls) & u64::from(EntryControls::IA32E_MODE_GUEST.bits()),
             0
         );
+    }
+
+    /// A CR4 bit the CPU has but the VM's CPUID hides (SMEP here) is Keel's
+    /// in the guest/host mask, so a MOV to CR4 setting it exits; the guest
+    /// reads it from the read shadow.
+    #[test]
+    fn hidden_cr4_bits_are_owned_by_keel() {
+        const SMEP: u64 = 1 << 20;
+        assert_eq!(read(&vcpu(), F::Cr4GuestHostMask) & SMEP, 0);
+        let mut v = vcpu_hiding_cr4(SMEP);
+        assert_eq!(read(&v, F::Cr4GuestHostMask) & SMEP, SMEP);
+        v.vmcs.write(F::GuestCr4, 0x2000 | SMEP);
+        v.vmcs.write(F::Cr4ReadShadow, 0);
+        assert_eq!(v.cr4() & SMEP, 0, "the guest's view is the shadow's");
     }
 
     #[test]

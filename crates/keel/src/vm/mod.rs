@@ -359,7 +359,9 @@ pub fn run(
             (stop, preserved, shared)
         }
         Backend::Vmx(controls) => {
-            let (mut vcpu, ept) = vmx::create_vcpu(frames, controls, &mappings, reserved)?;
+            let cr4_hidden = controls.cr4_hidden(cpuid_policy(config).cr4_allowed());
+            let (mut vcpu, ept) =
+                vmx::create_vcpu(frames, controls, cr4_hidden, &mappings, reserved)?;
             drop(guard);
             let root = ept.root();
             machine
@@ -545,9 +547,12 @@ pub fn run_ap(
         Backend::Svm(caps) => svm::new_vcpu(caps, shared.root, vcpu_id).map(|mut vcpu| {
             run_vcpu(&mut vcpu, shared, config, None);
         }),
-        Backend::Vmx(controls) => vmx::new_vcpu(controls, shared.root, vcpu_id).map(|mut vcpu| {
-            run_vcpu(&mut vcpu, shared, config, None);
-        }),
+        Backend::Vmx(controls) => {
+            let cr4_hidden = controls.cr4_hidden(cpuid_policy(config).cr4_allowed());
+            vmx::new_vcpu(controls, cr4_hidden, shared.root, vcpu_id).map(|mut vcpu| {
+                run_vcpu(&mut vcpu, shared, config, None);
+            })
+        }
     };
     if let Err(e) = &result {
         log::error!("VM '{}': vCPU {vcpu_id}: {e}", config.name);

@@ -43,9 +43,11 @@ fn identity(va: usize) -> u64 {
 /// on already: `cpu::enable_this_cpu`) and
 /// creates vCPU 0 in its reset state; returns it and the tables, which the
 /// VM keeps for changes while it runs. No mapping may reach `reserved`.
+/// `cr4_hidden`: the CR4 bits the VM's CPUID hides ([`VmxVcpuConfig::cr4_hidden`]).
 pub fn create_vcpu(
     frames: &mut FrameAllocator,
     controls: VmxControls,
+    cr4_hidden: u64,
     mappings: &[GuestMapping],
     reserved: Vec<Range<u64>>,
 ) -> Result<(VmxVcpu<HwVmcs>, NestedPageTable<EptFormat>), VmError> {
@@ -54,15 +56,17 @@ pub fn create_vcpu(
     let ranges = mappings.iter().map(|m| (m.gpa, m.hpa, m.len, m.perms));
     let ept = NestedPageTable::<EptFormat>::with_mappings(&mut tables, largest, reserved, ranges)
         .map_err(VmError::Map)?;
-    let vcpu = new_vcpu(controls, ept.root(), 0)?;
+    let vcpu = new_vcpu(controls, cr4_hidden, ept.root(), 0)?;
     Ok((vcpu, ept))
 }
 
 /// vCPU `vcpu_id` of a VM whose EPT tables are rooted at `root`, in its
 /// reset state, with a VPID of its own and its VMCS current on this host
-/// CPU, the one that runs it (VMX is on there: `cpu::enable_this_cpu`).
+/// CPU, the one that runs it (VMX is on there: `cpu::enable_this_cpu`);
+/// the CR4 bits `cr4_hidden` exit when set ([`VmxVcpuConfig::cr4_hidden`]).
 pub fn new_vcpu(
     controls: VmxControls,
+    cr4_hidden: u64,
     root: u64,
     vcpu_id: u32,
 ) -> Result<VmxVcpu<HwVmcs>, VmError> {
@@ -94,6 +98,7 @@ pub fn new_vcpu(
         eptp: eptp(root),
         controls,
         cpu_signature: crate::cpu::host_cpuid(1, 0).eax,
+        cr4_hidden,
     };
     // SAFETY: VMX is on and the VMCS current on this CPU (above), and the EPT
     // tables map only this VM's memory (RAM, firmware, device regions:

@@ -16,6 +16,11 @@
 //! a write of anything but 0 to MCi_STATUS/ADDR/MISC (SDM Vol 3B
 //! 16.3.2.2), anything but 0 or all ones to MCG_CTL and MCi_CTL.
 //!
+//! Protection keys (PKU, in leaf 7 ECX) are checked from the same CPUID:
+//! offered, the guest sets CR4.PKE, sees OSPKE, keeps PKRU across exits and
+//! XSAVE/XRSTOR, and a key whose access is disabled faults; not offered,
+//! CR4.PKE raises #GP(0).
+//!
 //! One `PASS <name>` / `FAIL <name>` line per check, then `N passed, M
 //! failed` and a debug-exit write of 0 (all passed) or 1.
 
@@ -44,6 +49,11 @@ global_asm!(
 .set YMM_IN,    0x2000  /* 32 bytes: the pattern loaded into YMM1 */
 .set YMM_OUT,   0x2040  /* 32 bytes: YMM1 read back */
 .set XSAVE_AT,  0x3000  /* 4 KiB XSAVE area, 64-byte aligned */
+.set CR4_PKE,   (1 << 22)
+.set PKEY_PAGE, 0x200000 /* the 2 MiB page of PDE 1: made user-mode, key 1 */
+.set PKRU_AD1,  (1 << 2) /* PKRU: access disable for key 1 (SDM Vol 3A 4.6.2) */
+/* #PF of a supervisor read of a present page, PK set (SDM Vol 3A 4.7). */
+.set PF_PK_READ, (14 << 16) | (1 << 5) | 1
 
 .set NO_FAULT,  0xFFFFFFFF
 .set GP0,       (13 << 16)
@@ -129,6 +139,9 @@ long:
     call common_msrs
     call x2apic_msrs
     call xsave_state
+    call protection_keys
+    call cr4_smep
+    call invariant_tsc
     cmpl $1, VENDOR
     jne 1f
     PRINTLN "msr: GenuineIntel"
@@ -413,6 +426,157 @@ xsave_state:
     vmovdqu %ymm1, YMM_OUT
     call ymm_matches
     CHECK_EQ "xrstor-restores-ymm1", 1
+9:  ret
+
+/* WRPKRU of `value` (SDM Vol 2B WRPKRU: ECX = EDX = 0). */
+.macro SET_PKRU value
+    xor %ecx, %ecx
+    xor %edx, %edx
+    mov $(\value), %eax
+    wrpkru
+.endm
+
+/* %ecx = PKRU (RDPKRU: ECX = 0). */
+.macro GET_PKRU
+    xor %ecx, %ecx
+    rdpkru
+    mov %eax, %ecx
+.endm
+
+/* Protection keys for user-mode pages where CPUID.7.0:ECX.PKU[3] offers
+   them (SDM Vol 3A 4.6.2, 2.5; Vol 2B RDPKRU/WRPKRU): CR4.PKE can be set and
+   shows as OSPKE (ECX[4]); PKRU keeps its value across a CPUID and a
+   port-I/O exit; a supervisor read of a user page whose key has access
+   disabled faults #PF with PK (error code bit 5), and reads once PKRU
+   allows it; with PKRU in XCR0 (component 9, Vol 1 13.5.7) XSAVE stores
+   it where leaf 0DH sub-leaf 9 says and XRSTOR loads it. Without PKU,
+   CR4.PKE is reserved (#GP(0)) and RDPKRU #UD. Runs after xsave_state,
+   which set XCR0 to every offered component. */
+protection_keys:
+    UNLESS_BIT L7_ECX, 3, 8f
+    mov $7, %eax
+    xor %ecx, %ecx
+    cpuid
+    and $(1 << 4), %ecx
+    CHECK_EQ "ospke-clear", 0
+    mov %cr4, %rax
+    or $CR4_PKE, %rax
+    EXPECT_FAULT 3
+    mov %rax, %cr4
+    FAULT_RESULT
+    CHECK_EQ "cr4-pke", NO_FAULT
+    mov $7, %eax
+    xor %ecx, %ecx
+    cpuid
+    and $(1 << 4), %ecx
+    CHECK_EQ "ospke-in-cpuid", (1 << 4)
+    SET_PKRU PKRU_AD1
+    xor %eax, %eax
+    cpuid
+    mov $COM1_SCR, %dx
+    in %dx, %al
+    GET_PKRU
+    CHECK_EQ "pkru-survives-exits", PKRU_AD1
+    /* PDE 1 (2-4 MiB) becomes a user page with protection key 1
+       (bits 62:59); PML4E and PDPTE 0 allow user mode (Vol 3A 4.6.1). */
+    orl $4, PML4
+    orl $4, PDPT
+    movl $(PKEY_PAGE | 0x87), PD + 8
+    movl $(1 << (59 - 32)), PD + 12
+    mov %cr3, %rax
+    mov %rax, %cr3
+    mov $PKEY_PAGE, %rsi
+    EXPECT_FAULT 2
+    mov (%rsi), %eax
+    FAULT_RESULT
+    CHECK_EQ "pkey-access-disabled-pf", PF_PK_READ
+    SET_PKRU 0
+    mov $PKEY_PAGE, %rsi
+    EXPECT_FAULT 2
+    mov (%rsi), %eax
+    FAULT_RESULT
+    CHECK_EQ "pkey-access-allowed", NO_FAULT
+    testl $(1 << 9), XCR0_OK
+    jz 9f
+    /* XSAVE of PKRU alone (EDX:EAX = 200h), PKRU cleared, XRSTOR. */
+    SET_PKRU PKRU_AD1
+    mov $XSAVE_AT, %rdi
+    mov $512, %ecx
+    xor %eax, %eax
+    rep stosq
+    mov $(1 << 9), %eax
+    xor %edx, %edx
+    xsave64 XSAVE_AT
+    mov XSAVE_AT + 512, %ecx         /* XSTATE_BV */
+    and $(1 << 9), %ecx
+    CHECK_EQ "xsave-pkru-in-use", (1 << 9)
+    mov $0xd, %eax
+    mov $9, %ecx
+    cpuid
+    mov XSAVE_AT(%rbx), %ecx
+    CHECK_EQ "xsave-pkru-value", PKRU_AD1
+    SET_PKRU 0
+    mov $(1 << 9), %eax
+    xor %edx, %edx
+    xrstor64 XSAVE_AT
+    GET_PKRU
+    CHECK_EQ "xrstor-restores-pkru", PKRU_AD1
+    SET_PKRU 0
+    jmp 9f
+8:  mov %cr4, %rax
+    or $CR4_PKE, %rax
+    EXPECT_FAULT 3
+    mov %rax, %cr4
+    FAULT_RESULT
+    CHECK_EQ "cr4-pke-absent-gp", GP0
+    xor %ecx, %ecx
+    EXPECT_FAULT 3
+    rdpkru
+    FAULT_RESULT
+    CHECK_EQ "rdpkru-absent-ud", (6 << 16)
+9:  ret
+
+/* CR4.SMEP (bit 20) exactly when CPUID.7.0:EBX.SMEP[7] offers it (SDM
+   Vol 3A 2.5: a CR4 bit of an absent feature is reserved, #GP(0)), so a
+   configuration that hides SMEP on a CPU that has it hides the bit too. */
+cr4_smep:
+    mov %cr4, %rax
+    or $(1 << 20), %rax
+    EXPECT_FAULT 3
+    mov %rax, %cr4
+    FAULT_RESULT
+    UNLESS_BIT L7_EBX, 7, 1f
+    CHECK_EQ "cr4-smep", NO_FAULT
+    mov %cr4, %rax
+    and $~(1 << 20), %rax
+    mov %rax, %cr4
+    ret
+1:  CHECK_EQ "cr4-smep-absent-gp", GP0
+    ret
+
+/* Fn8000_0007 (APM Vol 3 CPUID Fn8000_0007; SDM Vol 2A CPUID 80000007H):
+   EDX[8] TscInvariant, the host's, and nothing else (the power-management
+   and RAS interfaces are not emulated); a line says which, for the host
+   test to compare with the CPU and the configuration. */
+invariant_tsc:
+    mov $0x80000000, %eax
+    xor %ecx, %ecx
+    cpuid
+    cmp $0x80000007, %eax
+    jb 9f
+    mov $0x80000007, %eax
+    xor %ecx, %ecx
+    cpuid
+    mov %edx, VAL_LO
+    or %ebx, %eax
+    or %eax, %ecx
+    and $~(1 << 8), %edx
+    or %edx, %ecx
+    CHECK_EQ "e7-only-invariant-tsc", 0
+    UNLESS_BIT VAL_LO, 8, 1f
+    PRINTLN "msr: invariant TSC"
+    ret
+1:  PRINTLN "msr: no invariant TSC"
 9:  ret
 
 /* %ecx = 1 if the 32 bytes at YMM_OUT equal those at YMM_IN. */
