@@ -629,8 +629,9 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn policy() -> VmPolicy {
-        let host = |leaf: u32, _sub: u32| match leaf {
+    /// The test host's CPUID: leaves 0, 1 and 8000_0001H (no RDTSCP).
+    fn host_leaf(leaf: u32, _sub: u32) -> CpuidResult {
+        match leaf {
             0 => CpuidResult {
                 eax: 1,
                 ..Default::default()
@@ -645,8 +646,11 @@ pub(crate) mod tests {
                 ecx: 0xffff_ffff,
                 edx: 0x178b_fbff,
             },
-        };
-        VmPolicy::new(CpuidPolicy::from_host(1, host), 1_000_000_000)
+        }
+    }
+
+    pub(crate) fn policy() -> VmPolicy {
+        VmPolicy::new(CpuidPolicy::from_host(1, host_leaf), 1_000_000_000)
     }
 
     fn out(port: u16, size: u8, len: u8) -> VmExit {
@@ -1367,22 +1371,7 @@ pub(crate) mod tests {
     #[test]
     fn rdtsc_and_rdtscp_read_the_platforms_clock_plus_the_offset() {
         let with_rdtscp = |leaf: u32, sub: u32| {
-            let mut r = match leaf {
-                0 => CpuidResult {
-                    eax: 1,
-                    ..Default::default()
-                },
-                0x8000_0000 => CpuidResult {
-                    eax: 0x8000_0001,
-                    ..Default::default()
-                },
-                _ => CpuidResult {
-                    eax: 0x00a2_0f10,
-                    ebx: 0x0001_0800,
-                    ecx: 0xffff_ffff,
-                    edx: 0x178b_fbff,
-                },
-            };
+            let mut r = host_leaf(leaf, sub);
             if (leaf, sub) == (0x8000_0001, 0) {
                 r.edx |= super::super::cpuid::E1_EDX_RDTSCP;
             }

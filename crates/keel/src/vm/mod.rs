@@ -18,7 +18,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use device_model::PowerRequest;
 use guest_memory::{GuestMemory, RomAlias};
-use keel::apparent_time::{ApparentTime, Dilation};
+use keel::apparent_time::{ApparentTime, Dilation, ExitTiming};
 use keel::frames::FrameAllocator;
 use keel::reset_limit::ResetLimit;
 use spin::Mutex;
@@ -1049,8 +1049,14 @@ fn run_vcpu(
         let mut m = shared.lock(me);
         clock.exited(&exit, m.pc.bus());
         if shared.dilates && me == 0 {
-            let timing = m.exit_timing(&exit);
-            dilation.exited(m.apparent_time(), exit_tick, timing, dilating(shared, me));
+            // The bus lookup only while the VM may still dilate.
+            let enabled = dilating(shared, me);
+            let timing = if enabled {
+                m.exit_timing(&exit)
+            } else {
+                ExitTiming::Other
+            };
+            dilation.exited(m.apparent_time(), exit_tick, timing, enabled);
             // An RDTSC being handled reads the time the VM's clocks stand at.
             follow_hidden_time(vcpu, m.apparent_time(), &mut applied_hidden);
         }
