@@ -39,7 +39,7 @@ use super::bus_adapters::RouterHandle;
 use super::dual_pic::DualPic;
 use super::ioapic::{IoApic, IOAPIC_PINS};
 use super::lapic::x2apic::{IA32_TSC_DEADLINE, X2APIC_MSRS};
-use super::lapic::{ApicMsrError, ApicMsrFault, LapicConfig, LapicOutput, LocalApic};
+use super::lapic::{ApicMsrError, ApicMsrFault, IcrRefusal, LapicConfig, LapicOutput, LocalApic};
 use super::message::{ApicMessage, DeliveryMode, Destination, DestinationMode, MsiTarget};
 use crate::clock::ClockHandle;
 use crate::irq::IrqChip;
@@ -103,9 +103,11 @@ pub struct PcInterruptRouter {
     vm: String,
     /// Messages naming no local APIC (absent APIC IDs, empty logical
     /// masks), and ICR writes the SDM calls invalid: a guest can send
-    /// millions, so each cause logs a few lines in full, then summaries.
+    /// millions, so each cause logs a few lines in full, then summaries;
+    /// each reason an ICR write is refused for is a cause of its own, so
+    /// one flood of them cannot hide another.
     unrouted_log: RateLimitedLog,
-    refused_log: RateLimitedLog,
+    refused_logs: [RateLimitedLog; IcrRefusal::COUNT],
     /// Bit n: a message reached vCPU n's local APIC (or the 8259A raised
     /// the BSP's LINT0) since [`Self::take_woken`]: the VM loop kicks that
     /// vCPU's host CPU so it sees the event at once.
@@ -132,7 +134,7 @@ impl PcInterruptRouter {
             msi_log: RateLimitedLog::new(),
             vm: String::new(),
             unrouted_log: RateLimitedLog::new(),
-            refused_log: RateLimitedLog::new(),
+            refused_logs: core::array::from_fn(|_| RateLimitedLog::new()),
             woken: 0,
         };
         router.update_pic_output();
@@ -469,11 +471,12 @@ impl PcInterruptRouter {
         for output in lapic.take_outputs() {
             match output {
                 LapicOutput::Ipi(msg) => self.route(Some(source), &msg),
-                LapicOutput::RefusedIcr { icr, why } => self.refused_log.log(
+                LapicOutput::RefusedIcr { icr, why } => self.refused_logs[why as usize].log(
                     Level::Warn,
                     format_args!(
-                        "VM '{}': vCPU {source} wrote ICR {icr:#x}, which sends nothing: {why} (SDM 11.6.1)",
-                        self.vm
+                        "VM '{}': vCPU {source} wrote ICR {icr:#x}, which sends nothing: {} (SDM 11.6.1)",
+                        self.vm,
+                        why.why()
                     ),
                 ),
                 LapicOutput::EoiBroadcast(vector) => {

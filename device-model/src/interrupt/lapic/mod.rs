@@ -104,8 +104,35 @@ pub enum LapicOutput {
     /// An EOI for a level-triggered vector, for the IOAPICs.
     EoiBroadcast(u8),
     /// An ICR write that sends nothing because the SDM calls it invalid;
-    /// the router logs it, rate-limited, naming the VM.
-    RefusedIcr { icr: u64, why: &'static str },
+    /// the router logs it, rate-limited per reason, naming the VM.
+    RefusedIcr { icr: u64, why: IcrRefusal },
+}
+
+/// Why an ICR write sends nothing (SDM Vol 3A 11.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcrRefusal {
+    /// A shorthand that includes the sender with a mode other than fixed.
+    SelfShorthandNotFixed,
+    /// ExtINT or the reserved delivery mode.
+    NotAnIcrMode,
+    /// A fixed or lowest-priority vector 0-15 (ESR send illegal vector).
+    IllegalVector,
+}
+
+impl IcrRefusal {
+    /// How many reasons there are: the router keeps a log for each.
+    pub const COUNT: usize = 3;
+
+    /// The reason as the log line gives it.
+    pub fn why(self) -> &'static str {
+        match self {
+            IcrRefusal::SelfShorthandNotFixed => {
+                "only fixed delivery takes the self and all-including-self shorthands"
+            }
+            IcrRefusal::NotAnIcrMode => "ExtINT and the reserved delivery mode are not ICR modes",
+            IcrRefusal::IllegalVector => "vectors 0-15 are illegal (ESR send illegal vector)",
+        }
+    }
 }
 
 /// Register indices: the xAPIC MMIO offset divided by 16, which is also the
@@ -871,11 +898,9 @@ impl LocalApic {
             | DeliveryMode::StartUp
                 if to_self =>
             {
-                Some("only fixed delivery takes the self and all-including-self shorthands")
+                Some(IcrRefusal::SelfShorthandNotFixed)
             }
-            DeliveryMode::ExtInt | DeliveryMode::Reserved => {
-                Some("ExtINT and the reserved delivery mode are not ICR modes")
-            }
+            DeliveryMode::ExtInt | DeliveryMode::Reserved => Some(IcrRefusal::NotAnIcrMode),
             _ => None,
         };
         let illegal_vector =
@@ -884,7 +909,7 @@ impl LocalApic {
             Some(why) => Some(why),
             None if illegal_vector => {
                 self.signal_error(esr::SEND_ILLEGAL_VECTOR);
-                Some("vectors 0-15 are illegal (ESR send illegal vector)")
+                Some(IcrRefusal::IllegalVector)
             }
             None => None,
         };

@@ -551,6 +551,31 @@ fn a_flood_of_ipis_to_absent_apics_is_dropped_and_logged_rate_limited() {
     );
 }
 
+/// Each reason an ICR write is refused for is logged on its own: a flood
+/// of one (vector 3, fixed) still leaves the first of another (an NMI to
+/// self through the shorthand) in full.
+#[test]
+fn one_refused_icr_flood_does_not_hide_another_reason() {
+    log_capture::start();
+    let (mut r, _) = router(2);
+    r.set_vm_name("reasons");
+    apic_mode(&mut r);
+    for _ in 0..1_000 {
+        lapic_write(&mut r, 0, 0x310, 0);
+        lapic_write(&mut r, 0, 0x300, 0x0000_0003);
+    }
+    lapic_write(&mut r, 1, 0x300, 0x0004_0400);
+    assert_eq!(
+        log_capture::count(
+            log::Level::Warn,
+            "VM 'reasons': vCPU 1 wrote ICR 0x40400, which sends nothing: only fixed delivery"
+        ),
+        1,
+        "{:?}",
+        log_capture::records()
+    );
+}
+
 /// NMIs are latched once per local APIC (SDM Vol 3A 6.7.1: one pending
 /// while the handler runs): two sent back to back are one NMI to take.
 #[test]
