@@ -344,8 +344,10 @@ pit_counts:
     mov %al, %cl
     in $0x40, %al
     mov %al, %ch
-    cmp $0xFFFF, %bx
-    je 2f                           /* nothing decodes the port */
+    /* Counting means the two latched values differ; a port nothing
+       decodes reads FFFFh both times. One read of FFFFh alone is a count
+       a tick after the load: with Keel's timer reads costing the guest a
+       microsecond (crates/keel/src/apparent_time.rs), as on hardware. */
     cmp %bx, %cx
     je 2f
     mov $1, %ecx
