@@ -87,6 +87,17 @@ macro_rules! asm_prelude {
     .set KMODE, 64
 .endm
 
+/* Long mode: write a 64-bit interrupt gate, DPL 0, through SEL_CODE64 to the
+   handler at %eax, in the 16 bytes at (%rdi) (SDM Vol 3A 6.14.1). Clobbers %eax. */
+.macro IDT_GATE
+    mov %ax, (%rdi)
+    movw $SEL_CODE64, 2(%rdi)
+    movw $0x8E00, 4(%rdi)
+    shr $16, %eax
+    mov %ax, 6(%rdi)
+    movq $0, 8(%rdi)
+.endm
+
 /* Call the variant of a shared routine for the current mode (name_rm/_pm/_lm). */
 .macro KCALL name
     .if KMODE == 16

@@ -113,12 +113,7 @@ lm_entry:
 1:  mov %ecx, %eax
     shl $4, %eax
     add $exception_stubs, %eax
-    mov %ax, (%rdi)
-    movw $SEL_CODE64, 2(%rdi)
-    movw $0x8E00, 4(%rdi)
-    shr $16, %eax
-    mov %ax, 6(%rdi)
-    movq $0, 8(%rdi)
+    IDT_GATE
     add $16, %rdi
     inc %ecx
     cmp $32, %ecx

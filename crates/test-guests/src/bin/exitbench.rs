@@ -208,12 +208,7 @@ setup_idt:
     rep stosq
     mov $(IDT_BENCH + VEC_TIMER * 16), %edi
     mov $timer_handler, %eax
-    mov %ax, (%rdi)
-    movw $SEL_CODE64, 2(%rdi)
-    movw $0x8E00, 4(%rdi)
-    shr $16, %eax
-    mov %ax, 6(%rdi)
-    movq $0, 8(%rdi)
+    IDT_GATE
     lidt idt_bench_desc(%rip)
     ret
 

@@ -210,14 +210,8 @@ main64:
     /* Gates 0-63 of the device's scratch: all to mmio_idt_handler. */
     mov $TESTDEV, %edi
     mov $64, %ecx
-    mov $mmio_idt_handler, %eax
-1:  mov %ax, (%rdi)
-    movw $SEL_CODE64, 2(%rdi)
-    movw $0x8E00, 4(%rdi)
-    mov %eax, %edx
-    shr $16, %edx
-    mov %dx, 6(%rdi)
-    movq $0, 8(%rdi)
+1:  mov $mmio_idt_handler, %eax
+    IDT_GATE
     add $16, %rdi
     dec %ecx
     jnz 1b

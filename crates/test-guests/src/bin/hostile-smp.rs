@@ -409,12 +409,7 @@ set_gate:
     mov %ecx, %edi
     shl $4, %edi
     add $IDT_SMP, %edi
-    mov %ax, (%rdi)
-    movw $SEL_CODE64, 2(%rdi)
-    movw $0x8E00, 4(%rdi)
-    shr $16, %eax
-    mov %ax, 6(%rdi)
-    movq $0, 8(%rdi)
+    IDT_GATE
     ret
 
     .pushsection .rodata.idt_smp, "a"

@@ -176,12 +176,7 @@ long:
     /* The vector's gate, an IDT of 256 gates, the local APIC on. */
     mov $(IDT64 + 16 * VEC), %edi
     mov $msi_handler, %eax
-    mov %ax, (%rdi)
-    movw $SEL_CODE64, 2(%rdi)
-    movw $0x8E00, 4(%rdi)
-    shr $16, %eax
-    mov %ax, 6(%rdi)
-    movq $0, 8(%rdi)
+    IDT_GATE
     movw $(256 * 16 - 1), IDT_DESC
     movq $IDT64, IDT_DESC + 2
     lidt IDT_DESC
