@@ -13,7 +13,8 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-/// What `grub-mkrescue` needs to make a BIOS-bootable ISO.
+/// What `grub-mkrescue` needs to make a BIOS-bootable ISO, and `objcopy`,
+/// which drops Keel's debug sections from the copy the ISO ships.
 pub const ISO_TOOLS: &[Tool] = &[
     Tool {
         needs: "grub-mkrescue",
@@ -30,6 +31,10 @@ pub const ISO_TOOLS: &[Tool] = &[
     Tool {
         needs: "mformat",
         package: "mtools",
+    },
+    Tool {
+        needs: "objcopy",
+        package: "binutils",
     },
 ];
 

@@ -1737,11 +1737,12 @@ fn build(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<Vec<(VmFile, PathBuf)>,
     let artifacts = ws.artifacts_dir();
     std::fs::create_dir_all(&artifacts)
         .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
+    let keel = ship_keel(ws)?;
     let mut out = Vec::new();
     let count = vms.len();
     for (n, vm) in vms.into_iter().enumerate() {
         let step = Step::of(format!("ISO for {}", vm.path.display()), n + 1, count);
-        let built = iso::build_iso(&vm, &ws.keel_elf(), &ws.bare_metal_dir(), &artifacts)?;
+        let built = iso::build_iso(&vm, &keel, &ws.bare_metal_dir(), &artifacts)?;
         for n in &built.notes {
             eprintln!("xtask: {}: {n}", vm.path.display());
         }
@@ -1766,6 +1767,27 @@ fn build_bare_metal(ws: &Workspace) -> Result<(), String> {
     cargo(ws, &build_bare)
 }
 
+/// Writes [`Workspace::shipped_keel_elf`]: Keel's ELF as built, without
+/// its debug sections (`objcopy --strip-debug`; symbols stay).
+fn ship_keel(ws: &Workspace) -> Result<PathBuf, String> {
+    let (from, to) = (ws.keel_elf(), ws.shipped_keel_elf());
+    let out = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&from)
+        .arg(&to)
+        .output()
+        .map_err(|e| format!("cannot run objcopy: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "objcopy --strip-debug {} failed ({}):\n{}",
+            from.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(to)
+}
+
 /// Builds Keel and one ISO that boots every VM of `vm_paths` at once.
 fn build_together(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<(Vec<VmFile>, PathBuf), String> {
     let mut vms = Vec::new();
@@ -1782,7 +1804,8 @@ fn build_together(ws: &Workspace, vm_paths: &[PathBuf]) -> Result<(Vec<VmFile>, 
     let artifacts = ws.artifacts_dir();
     std::fs::create_dir_all(&artifacts)
         .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
-    let built = iso::build_iso_of(&vms, &ws.keel_elf(), &ws.bare_metal_dir(), &artifacts)?;
+    let keel = ship_keel(ws)?;
+    let built = iso::build_iso_of(&vms, &keel, &ws.bare_metal_dir(), &artifacts)?;
     for n in &built.notes {
         eprintln!("xtask: {n}");
     }

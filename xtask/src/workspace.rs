@@ -55,6 +55,15 @@ impl Workspace {
         self.bare_metal_dir().join("keel")
     }
 
+    /// The Keel ELF the ISOs ship: [`Self::keel_elf`] without its debug
+    /// sections. GRUB's multiboot2 loader reads every section of the file
+    /// from the CD, and the debug sections are nine tenths of it, so the
+    /// full ELF slowed every boot by a second or more under QEMU TCG. The
+    /// full one stays in the target directory for debuggers.
+    pub fn shipped_keel_elf(&self) -> PathBuf {
+        self.artifacts_dir().join("keel.elf")
+    }
+
     /// Where ISOs and their staging directories go.
     pub fn artifacts_dir(&self) -> PathBuf {
         self.target_dir.join("keel")
