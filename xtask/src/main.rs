@@ -1197,10 +1197,10 @@ struct SmpBenchFiles {
 /// Writes the SMP bench's configs under `dir`, each like tests/vms/linux.cfg
 /// (its kernel, initramfs, RAM and command line) with its own vCPU count.
 fn prepare_smp_bench(ws: &Workspace, dir: &Path) -> Result<SmpBenchFiles, String> {
-    use xtask::bench::smp::{smp_bench_config, smp_vm_name, PAIR, SMP_VCPUS};
+    use xtask::bench::smp::{smp_bench_config, smp_cmdline, smp_vm_name, PAIR, SMP_VCPUS};
     let template = VmFile::load(&ws.test_vms_dir().join("linux.cfg"))?;
     let memory = template.config.memory_mib;
-    let cmdline = template.config.cmdline.clone().unwrap_or_default();
+    let cmdline = smp_cmdline(template.config.cmdline.as_deref().unwrap_or_default());
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let write = |name: &str, vcpus: u32| -> Result<PathBuf, String> {
         let path = dir.join(format!("{name}.cfg"));
