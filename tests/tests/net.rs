@@ -306,6 +306,7 @@ fn reference_debian_net_initramfs_passes_on_plain_qemu() {
         &initrd,
         "console=ttyS0 panic=-1 loglevel=4",
         256,
+        "e1000",
         &t.net,
     );
     let o = bench::run_plain(qemu, test_options(256).timeout).unwrap_or_else(|e| panic!("{e}"));

@@ -1153,12 +1153,16 @@ impl NicRun {
 /// `wget`) under Keel through the e1000, through virtio-net and through
 /// xen-netfront (a VM with `xen_platform_pci = 1`: Linux unplugs the e1000
 /// and netback serves its switch port), and on plain QEMU with QEMU's
-/// e1000, all on QEMU's restricted user network from the same loopback
-/// server. Plain QEMU has no Xen PV devices: no QEMU side for xen-netfront.
+/// e1000 and with QEMU's virtio-net, all on QEMU's restricted user network
+/// from the same loopback server. Plain QEMU has no Xen PV devices: no
+/// QEMU side for xen-netfront.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetBench {
     pub kernel: String,
+    /// Plain QEMU's e1000 (`-nic user,model=e1000`).
     pub qemu: NetRead,
+    /// Plain QEMU's virtio-net (`-nic user,model=virtio-net-pci`).
+    pub qemu_virtio: NetRead,
     pub e1000: NicRun,
     pub virtio: NicRun,
     pub xen: NicRun,
@@ -1168,6 +1172,11 @@ impl NetBench {
     /// Keel's e1000 time per MiB over plain QEMU's.
     pub fn ratio(&self) -> f64 {
         self.qemu.mib_per_s() / self.e1000.keel.mib_per_s()
+    }
+
+    /// Keel's virtio-net time per MiB over plain QEMU's virtio-net.
+    pub fn virtio_ratio(&self) -> f64 {
+        self.qemu_virtio.mib_per_s() / self.virtio.keel.mib_per_s()
     }
 
     /// virtio-net's throughput over the e1000's, both under Keel.
@@ -1199,8 +1208,8 @@ impl NetBench {
                 self.virtio.keel.mib()
             ),
             &format!("{:.1} MiB/s", self.virtio.keel.mib_per_s()),
-            "",
-            None,
+            &format!("{:.1} MiB/s", self.qemu_virtio.mib_per_s()),
+            Some(self.virtio_ratio()),
         ));
         t.push_str(&row(
             &format!("TCP download, {:.0} MiB, xen-netfront", self.xen.keel.mib()),
@@ -1222,7 +1231,8 @@ impl NetBench {
              exits per MiB: (exits of the boot that downloaded {:.0} MiB - exits of one\n  \
              that downloaded {:.0} MiB: e1000 {} and {}, virtio-net {} and {},\n  \
              xen-netfront {} and {}) / the difference\n  \
-             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on\n  \
+             downloads: timed by the guest's clock around wget; QEMU's user network, restrict=on;\n  \
+             plain QEMU's e1000 and virtio-net-pci for the e1000 and virtio-net rows\n  \
              xen-netfront: a VM with xen_platform_pci = 1 whose e1000 Linux unplugs;\n  \
              plain QEMU has no Xen PV devices (n/a)\n",
             self.virtio_speedup(),
@@ -1243,13 +1253,18 @@ impl NetBench {
     pub fn json(&self) -> String {
         format!(
             "{{\n  \"kernel\": \"{}\",\n  \"qemu_e1000_s\": {:.6},\n  \"qemu_e1000_mib_per_s\": {:.3},\n  \
-             \"e1000_time_ratio\": {:.3},\n  \"virtio_over_e1000\": {:.3},\n  \
+             \"e1000_time_ratio\": {:.3},\n  \"qemu_virtio_net_s\": {:.6},\n  \
+             \"qemu_virtio_net_mib_per_s\": {:.3},\n  \"virtio_net_time_ratio\": {:.3},\n  \
+             \"virtio_over_e1000\": {:.3},\n  \
              \"xen_over_e1000\": {:.3},\n  \
              \"e1000\": {},\n  \"virtio_net\": {},\n  \"xen_netfront\": {}\n}}\n",
             self.kernel.escape_default(),
             self.qemu.elapsed.as_secs_f64(),
             self.qemu.mib_per_s(),
             self.ratio(),
+            self.qemu_virtio.elapsed.as_secs_f64(),
+            self.qemu_virtio.mib_per_s(),
+            self.virtio_ratio(),
             self.virtio_speedup(),
             self.xen_speedup(),
             self.e1000.json(),
@@ -1671,12 +1686,14 @@ pub fn plain_qemu_disk(image: &Path, scratch: &Path, memory_mib: u32) -> Command
 }
 
 /// Boots `kernel` with `initrd` and `cmdline` on plain QEMU TCG with QEMU's
-/// own e1000 on the restricted user network `net` (`-nic user,model=e1000`).
+/// own NIC `model` (`e1000`, `virtio-net-pci`) on the restricted user
+/// network `net` (`-nic user,model=MODEL`).
 pub fn plain_qemu_net(
     kernel: &Path,
     initrd: &Path,
     cmdline: &str,
     memory_mib: u32,
+    model: &str,
     net: &HostNet,
 ) -> Command {
     let mut qemu = plain_qemu(memory_mib);
@@ -1686,7 +1703,7 @@ pub fn plain_qemu_net(
         .arg(initrd)
         .args(["-append", cmdline])
         .arg("-nic")
-        .arg(format!("user,model=e1000,{}", net.user_options()));
+        .arg(format!("user,model={model},{}", net.user_options()));
     qemu
 }
 
@@ -1812,6 +1829,10 @@ mod tests {
                 bytes: 32 << 20,
                 elapsed: Duration::from_secs(2),
             },
+            qemu_virtio: NetRead {
+                bytes: 32 << 20,
+                elapsed: Duration::from_secs(1),
+            },
             e1000: run("e1000", 8, 500),
             virtio: run("virtio-net", 2, 20),
             xen: run("xen-netfront", 5, 60),
@@ -1821,6 +1842,8 @@ mod tests {
         assert!((b.xen.exits_per_mib() - 60.0).abs() < 1e-9);
         assert!((b.ratio() - 4.0).abs() < 1e-9);
         assert!((b.virtio_speedup() - 4.0).abs() < 1e-9);
+        // QEMU's virtio-net: 32 MiB/s against Keel's 16.
+        assert!((b.virtio_ratio() - 2.0).abs() < 1e-9);
         // 6.4 MiB/s against the e1000's 4.
         assert!((b.xen_speedup() - 1.6).abs() < 1e-9);
         let rows = b.rows();
@@ -1842,7 +1865,23 @@ mod tests {
             rows.contains("xen-netfront / e1000 throughput under Keel: 1.60x"),
             "{rows}"
         );
+        let virtio_row = rows
+            .lines()
+            .find(|l| l.contains("TCP download, 32 MiB, virtio-net"))
+            .unwrap_or_else(|| panic!("{rows}"));
+        assert!(
+            virtio_row.contains("16.0 MiB/s")
+                && virtio_row.contains("32.0 MiB/s")
+                && virtio_row.ends_with("2.00x"),
+            "{rows}"
+        );
         let json = b.json();
+        assert!(json.contains("\"qemu_virtio_net_s\": 1.000000"), "{json}");
+        assert!(
+            json.contains("\"qemu_virtio_net_mib_per_s\": 32.000"),
+            "{json}"
+        );
+        assert!(json.contains("\"virtio_net_time_ratio\": 2.000"), "{json}");
         assert!(json.contains("\"keel_exits_per_mib\": 500.000"), "{json}");
         assert!(json.contains("\"virtio_over_e1000\": 4.000"), "{json}");
         assert!(json.contains("\"xen_over_e1000\": 1.600"), "{json}");

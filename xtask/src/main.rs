@@ -696,7 +696,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
     if only_net {
         let configs: Vec<PathBuf> = net_runs.iter().map(|r| r.0.clone()).collect();
         let built = build(&ws, &configs)?;
-        let mut runs = Runs::new(net_runs.len() + 1);
+        let mut runs = Runs::new(net_runs.len() + 2);
         let net = run_net_bench(&ws, &net_runs, built, timeout, &mut runs)?;
         print!("{}", xtask::bench::table(&[net.rows()]));
         write_bench_json(&bench_dir, &[("net.json", net.json())])?;
@@ -741,7 +741,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
             + screen.keel.len()
             + 1
             + net_runs.len()
-            + 1
+            + 2
             + SMP_RUNS,
     );
     let load_before = xtask::bench::load_average();
@@ -990,21 +990,33 @@ fn run_net_bench(
         xtask::net_assets::DEBIAN_NET_INITRAMFS,
         &guest_dir,
     )?;
-    let run = progress.next(format!(
-        "bench: download {BENCH_NET_BYTES} bytes on plain QEMU TCG (-nic user,model=e1000,restrict=on)"
-    ));
-    let t = xtask::net_assets::test_network(&guest_dir, Some(BENCH_NET_BYTES))?;
-    let qemu_cmd = xtask::bench::plain_qemu_net(
-        &kernel,
-        &initrd,
-        &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES, "e1000"),
-        vm.config.memory_mib,
-        &t.net,
-    );
-    let qemu = xtask::bench::run_plain(qemu_cmd, timeout)?;
-    drop(t);
-    let qemu = net_read(&qemu, BENCH_NET_BYTES as u64, "plain QEMU")?;
-    run.done("");
+    // QEMU's NIC model and the guest's `keel_nic=` word for it.
+    let mut qemu = Vec::new();
+    for (model, nic) in [("e1000", "e1000"), ("virtio-net-pci", "virtio-net")] {
+        let run = progress.next(format!(
+            "bench: download {BENCH_NET_BYTES} bytes on plain QEMU TCG (-nic user,model={model},restrict=on)"
+        ));
+        let t = xtask::net_assets::test_network(&guest_dir, Some(BENCH_NET_BYTES))?;
+        let qemu_cmd = xtask::bench::plain_qemu_net(
+            &kernel,
+            &initrd,
+            &xtask::net_assets::bench_cmdline(BENCH_NET_BYTES, nic),
+            vm.config.memory_mib,
+            model,
+            &t.net,
+        );
+        let o = xtask::bench::run_plain(qemu_cmd, timeout)?;
+        drop(t);
+        qemu.push(net_read(
+            &o,
+            BENCH_NET_BYTES as u64,
+            &format!("plain QEMU ({model})"),
+        )?);
+        run.done("");
+    }
+    let [qemu, qemu_virtio] = &qemu[..] else {
+        return Err(format!("{} plain QEMU runs, expected 2", qemu.len()));
+    };
     let mut keel = Vec::new();
     for ((_, name, bytes, nic), (vm, iso)) in runs.iter().zip(&isos) {
         let run = progress.next(format!(
@@ -1045,7 +1057,8 @@ fn run_net_bench(
         kernel: kernel
             .file_name()
             .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-        qemu,
+        qemu: qemu.clone(),
+        qemu_virtio: qemu_virtio.clone(),
         e1000: nic("e1000", e_small, *e_small_exits, e_read, *e_n, e_stats),
         virtio: nic("virtio-net", v_small, *v_small_exits, v_read, *v_n, v_stats),
         xen: nic(
