@@ -23,6 +23,7 @@ pub mod cpu;
 mod cr_write;
 mod decode;
 mod error;
+mod fast_decode;
 mod flags;
 mod insn;
 pub mod memory;
