@@ -15,7 +15,6 @@ use vmm_core::paging::VmMemoryMap;
 use crate::host::Bridge;
 use keel::apparent_time::{ApparentTime, ExitTiming};
 
-use device_model::bus::AddressSpace;
 use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
@@ -59,6 +58,9 @@ pub struct Machine {
     /// The time hidden from the VM while it calibrates its TSC: the
     /// devices' clock and the guest TSC both subtract it.
     time: Arc<ApparentTime>,
+    /// [`Machine::is_timer`]'s bits by bus device index, and the bus's
+    /// device count they were found for.
+    timer_devices: (usize, u64),
 }
 
 /// The time and interrupt-controller options of a VM's PC.
@@ -155,6 +157,7 @@ impl Machine {
             bridges: Vec::new(),
             current: 0,
             time,
+            timer_devices: (usize::MAX, 0),
         })
     }
 
@@ -173,19 +176,36 @@ impl Machine {
     /// What `exit` was for the time dilation: a read or write of a timer
     /// a guest calibrates its TSC against (the PIT and port 61h, the HPET,
     /// the ACPI PM timer), an RDTSC, a host interrupt, or something else.
-    pub fn exit_timing(&self, exit: &VmExit) -> ExitTiming {
-        const TIMERS: [&str; 4] = ["PIT", "port 0x61", "HPET", "ACPI PM timer"];
-        let bus = self.pc.bus();
-        let device = match *exit {
-            VmExit::Io(io) => bus.device_at(AddressSpace::Pio, io.port.into()),
-            VmExit::NestedPageFault { gpa, .. } => bus.device_at(AddressSpace::Mmio, gpa),
+    /// `device` is the bus index of the device a port or MMIO exit reached
+    /// ([`device_model::bus::Bus::device_at`], as the exit statistics found it).
+    pub fn exit_timing(&mut self, exit: &VmExit, device: Option<u16>) -> ExitTiming {
+        match *exit {
+            VmExit::Io(_) | VmExit::NestedPageFault { .. } => {}
             VmExit::Rdtsc { .. } | VmExit::Rdtscp { .. } => return ExitTiming::TscRead,
             VmExit::ExternalInterrupt => return ExitTiming::HostInterrupt,
             _ => return ExitTiming::Other,
-        };
-        match device.and_then(|d| bus.device_name(d)) {
-            Some(name) if TIMERS.contains(&name) => ExitTiming::Timer,
+        }
+        match device {
+            Some(d) if self.is_timer(d) => ExitTiming::Timer,
             _ => ExitTiming::Other,
+        }
+    }
+
+    /// Whether bus device `index` is one of the timers of [`Machine::exit_timing`]:
+    /// by name, looked up once for each index and kept as a bit while the
+    /// bus names no new device.
+    fn is_timer(&mut self, index: u16) -> bool {
+        const TIMERS: [&str; 4] = ["PIT", "port 0x61", "HPET", "ACPI PM timer"];
+        let bus = self.pc.bus();
+        let named = |i: u16| bus.device_name(i).is_some_and(|n| TIMERS.contains(&n));
+        let (known, mask) = &mut self.timer_devices;
+        if *known != bus.device_count() {
+            *known = bus.device_count();
+            *mask = (0..64u16).filter(|&i| named(i)).fold(0, |m, i| m | 1 << i);
+        }
+        match 1u64.checked_shl(u32::from(index)) {
+            Some(bit) => *mask & bit != 0,
+            None => named(index),
         }
     }
 
