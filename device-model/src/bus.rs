@@ -472,6 +472,12 @@ impl Bus {
         s.find(addr).map(|r| r.device)
     }
 
+    /// How many device indexes [`Bus::device_at`] can give so far (they
+    /// are `0..device_count()`, each name keeping its index).
+    pub fn device_count(&self) -> usize {
+        self.names.len()
+    }
+
     /// The name of the device index [`Bus::device_at`] gave.
     pub fn device_name(&self, index: u16) -> Option<&'static str> {
         self.names.get(usize::from(index)).copied()

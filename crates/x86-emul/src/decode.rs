@@ -27,12 +27,20 @@ pub(crate) struct Decoded {
     pub bytes: [u8; MAX_INSN_LEN],
 }
 
+/// The instruction at `ip` in `bytes`: the short decoder's common forms
+/// first ([`crate::fast_decode`], which agrees with iced-x86 bit for bit),
+/// iced-x86 for the rest.
 fn try_decode(
     bitness: u32,
     ip: u64,
     bytes: &[u8],
     options: u32,
 ) -> Result<Instruction, DecoderError> {
+    if options == DecoderOptions::NONE {
+        if let Some(insn) = crate::fast_decode::decode(bitness, ip, bytes) {
+            return Ok(insn);
+        }
+    }
     let mut d = Decoder::with_ip(bitness, bytes, ip, options);
     let insn = d.decode();
     match d.last_error() {

@@ -3,7 +3,8 @@
 //! When a guest touches MMIO (a nested page fault on an address that is not RAM) or
 //! runs a string I/O instruction, the hypervisor calls [`emulate`]: it fetches the
 //! instruction at CS:RIP through the guest's own segmentation and page tables (there
-//! are no decode assists under QEMU TCG's SVM), decodes it with iced-x86, and carries
+//! are no decode assists under QEMU TCG's SVM), decodes it (the common MOV forms with a
+//! short decoder that agrees with iced-x86, the rest with iced-x86), and carries
 //! it out against the vCPU ([`Cpu`]) and the guest-physical bus ([`Memory`]), which
 //! sends each access to RAM or to a device.
 //!
@@ -23,6 +24,7 @@ pub mod cpu;
 mod cr_write;
 mod decode;
 mod error;
+mod fast_decode;
 mod flags;
 mod insn;
 pub mod memory;

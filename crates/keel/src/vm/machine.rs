@@ -15,7 +15,6 @@ use vmm_core::paging::VmMemoryMap;
 use crate::host::Bridge;
 use keel::apparent_time::{ApparentTime, ExitTiming};
 
-use device_model::bus::AddressSpace;
 use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
@@ -45,6 +44,12 @@ pub struct Machine {
     ram: GuestMemory,
     /// The kept nested page table, set once the backend built it.
     map: Option<Box<dyn VmMemoryMap>>,
+    /// The map's generation as of the machine's last change to it (the
+    /// machine makes every change), so that an exit with no change to
+    /// apply need not reach the map.
+    map_generation: u64,
+    /// RAM pages the map was last seen to map, for the emulator's accesses.
+    seen: SeenPages,
     /// Map changes refused (a request for memory that is not the guest's).
     refused: RateLimitedLog,
     /// Host memory of the devices (`[hpa, hpa + len)`), to register with
@@ -59,6 +64,32 @@ pub struct Machine {
     /// The time hidden from the VM while it calibrates its TSC: the
     /// devices' clock and the guest TSC both subtract it.
     time: Arc<ApparentTime>,
+    /// [`Machine::is_timer`]'s bits by bus device index, and the bus's
+    /// device count they were found for.
+    timer_devices: (usize, u64),
+}
+
+/// Guest RAM pages the nested map was seen to map, each with whether it
+/// was writable, so that the emulator's accesses to them (the guest page
+/// walk and the fetch of each emulated instruction) need not walk the nested
+/// table again. Only what a later change could take away is kept: a
+/// change removes or restricts a mapping only through the machine, which
+/// forgets them all then (a refused or missing mapping is never kept).
+#[derive(Default)]
+struct SeenPages([Option<(u64, bool)>; SEEN_PAGES]);
+
+/// Pages [`SeenPages`] keeps: a walk's tables and the code page, with room.
+const SEEN_PAGES: usize = 8;
+
+impl SeenPages {
+    /// Whether page number `page` was seen mapped, and writable if `write`.
+    fn allows(&self, page: u64, write: bool) -> bool {
+        self.0[page as usize % SEEN_PAGES].is_some_and(|(p, w)| p == page && (w || !write))
+    }
+
+    fn insert(&mut self, page: u64, writable: bool) {
+        self.0[page as usize % SEEN_PAGES] = Some((page, writable));
+    }
 }
 
 /// The time and interrupt-controller options of a VM's PC.
@@ -153,8 +184,11 @@ impl Machine {
             refused: RateLimitedLog::default(),
             regions,
             bridges: Vec::new(),
+            map_generation: 0,
+            seen: SeenPages::default(),
             current: 0,
             time,
+            timer_devices: (usize::MAX, 0),
         })
     }
 
@@ -173,19 +207,36 @@ impl Machine {
     /// What `exit` was for the time dilation: a read or write of a timer
     /// a guest calibrates its TSC against (the PIT and port 61h, the HPET,
     /// the ACPI PM timer), an RDTSC, a host interrupt, or something else.
-    pub fn exit_timing(&self, exit: &VmExit) -> ExitTiming {
-        const TIMERS: [&str; 4] = ["PIT", "port 0x61", "HPET", "ACPI PM timer"];
-        let bus = self.pc.bus();
-        let device = match *exit {
-            VmExit::Io(io) => bus.device_at(AddressSpace::Pio, io.port.into()),
-            VmExit::NestedPageFault { gpa, .. } => bus.device_at(AddressSpace::Mmio, gpa),
+    /// `device` is the bus index of the device a port or MMIO exit reached
+    /// ([`device_model::bus::Bus::device_at`], as the exit statistics found it).
+    pub fn exit_timing(&mut self, exit: &VmExit, device: Option<u16>) -> ExitTiming {
+        match *exit {
+            VmExit::Io(_) | VmExit::NestedPageFault { .. } => {}
             VmExit::Rdtsc { .. } | VmExit::Rdtscp { .. } => return ExitTiming::TscRead,
             VmExit::ExternalInterrupt => return ExitTiming::HostInterrupt,
             _ => return ExitTiming::Other,
-        };
-        match device.and_then(|d| bus.device_name(d)) {
-            Some(name) if TIMERS.contains(&name) => ExitTiming::Timer,
+        }
+        match device {
+            Some(d) if self.is_timer(d) => ExitTiming::Timer,
             _ => ExitTiming::Other,
+        }
+    }
+
+    /// Whether bus device `index` is one of the timers of [`Machine::exit_timing`]:
+    /// by name, looked up once for each index and kept as a bit while the
+    /// bus names no new device.
+    fn is_timer(&mut self, index: u16) -> bool {
+        const TIMERS: [&str; 4] = ["PIT", "port 0x61", "HPET", "ACPI PM timer"];
+        let bus = self.pc.bus();
+        let named = |i: u16| bus.device_name(i).is_some_and(|n| TIMERS.contains(&n));
+        let (known, mask) = &mut self.timer_devices;
+        if *known != bus.device_count() {
+            *known = bus.device_count();
+            *mask = (0..64u16).filter(|&i| named(i)).fold(0, |m, i| m | 1 << i);
+        }
+        match 1u64.checked_shl(u32::from(index)) {
+            Some(bit) => *mask & bit != 0,
+            None => named(index),
         }
     }
 
@@ -202,7 +253,9 @@ impl Machine {
                 }
             }
         }
+        self.map_generation = map.generation();
         self.map = Some(map);
+        self.seen = SeenPages::default();
         Ok(())
     }
 
@@ -212,9 +265,13 @@ impl Machine {
     /// each vCPU compares with the one it last flushed at.
     pub fn apply_memory_map_changes(&mut self) -> u64 {
         let changes = self.pc.take_memory_map_changes();
+        if changes.is_empty() {
+            return self.map_generation;
+        }
         let Some(map) = self.map.as_mut() else {
             return 0;
         };
+        self.seen = SeenPages::default();
         for change in changes {
             if let Err(e) = map.apply(&change) {
                 self.refused.log(
@@ -223,7 +280,8 @@ impl Machine {
                 );
             }
         }
-        map.generation()
+        self.map_generation = map.generation();
+        self.map_generation
     }
 
     /// Whether a device interrupt can reach the current vCPU as an NMI: an unmasked
@@ -284,6 +342,10 @@ impl Machine {
             return;
         };
         let pages = self.map.as_mut().and_then(|m| m.take_dirty(log.gpa).ok());
+        if let Some(map) = &self.map {
+            self.map_generation = map.generation();
+        }
+        self.seen = SeenPages::default();
         vga.lfb_written(log, pages.as_deref());
     }
 
@@ -388,16 +450,36 @@ impl vmm_core::exit::Platform for Machine {
         if gpa >= self.ram.size() {
             return true; // the ROM alias: the view's own rules
         }
+        let page = gpa / vmm_core::paging::PAGE_SIZE;
+        if self.seen.allows(page, write) {
+            return true;
+        }
         match map.translate(gpa) {
             None => false,
-            Some((_, perms)) if !write || perms.write => true,
+            Some((_, perms)) if !write || perms.write => {
+                self.seen.insert(page, perms.write);
+                true
+            }
             // A dirty-logged page: logged and writable again.
-            Some(_) => map.write_fault(gpa),
+            Some(_) => {
+                let logged = map.write_fault(gpa);
+                self.map_generation = map.generation();
+                self.seen = SeenPages::default();
+                logged
+            }
         }
     }
 
     fn logged_write_fault(&mut self, gpa: u64) -> bool {
-        self.map.as_mut().is_some_and(|m| m.write_fault(gpa))
+        let Some(map) = self.map.as_mut() else {
+            return false;
+        };
+        let logged = map.write_fault(gpa);
+        if logged {
+            self.map_generation = map.generation();
+            self.seen = SeenPages::default();
+        }
+        logged
     }
 
     fn memory(&self) -> &GuestMemory {

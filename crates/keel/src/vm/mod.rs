@@ -1047,12 +1047,11 @@ fn run_vcpu(
         let rip = vcpu.rip();
         crate::arch::lapic::take_pending_interrupts();
         let mut m = shared.lock(me);
-        clock.exited(&exit, m.pc.bus());
+        let device = clock.exited(&exit, m.pc.bus());
         if shared.dilates && me == 0 {
-            // The bus lookup only while the VM may still dilate.
             let enabled = dilating(shared, me);
             let timing = if enabled {
-                m.exit_timing(&exit)
+                m.exit_timing(&exit, device)
             } else {
                 ExitTiming::Other
             };

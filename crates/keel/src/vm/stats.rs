@@ -127,9 +127,10 @@ impl ExitClock<'_> {
     }
 
     /// Just after the guest exited: counts `exit`, by device where the bus
-    /// decodes its port or address (an O(log n) lookup).
+    /// decodes its port or address (an O(log n) lookup). Returns that
+    /// device's bus index, for the exit's other uses of it.
     #[inline]
-    pub fn exited(&mut self, exit: &VmExit, bus: &Bus) {
+    pub fn exited(&mut self, exit: &VmExit, bus: &Bus) -> Option<u16> {
         let now = rdtsc();
         let device = match *exit {
             VmExit::Io(io) => bus.device_at(AddressSpace::Pio, io.port.into()),
@@ -147,5 +148,6 @@ impl ExitClock<'_> {
             self.countdown = SAMPLE_EVERY;
             self.measured = Some(rdtsc().wrapping_sub(now));
         }
+        device
     }
 }
