@@ -108,6 +108,14 @@ pub trait BlockBackend: Send {
     fn sectors(&self, _lba: u64, _len: usize) -> Option<&[u8]> {
         None
     }
+    /// The `len` bytes from sector `lba` in place, to be overwritten, for a
+    /// backend that holds its image in memory, so a DMA write copies the
+    /// guest's data into them once instead of through a buffer. `None` (the
+    /// default, for a range past the end, and for a backend that refuses
+    /// writes): use [`BlockBackend::write_sectors`].
+    fn sectors_mut(&mut self, _lba: u64, _len: usize) -> Option<&mut [u8]> {
+        None
+    }
     /// Writes `buf.len() / 512` sectors starting at `lba`.
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError>;
     /// Makes every completed write durable.
@@ -131,6 +139,9 @@ impl<B: BlockBackend + ?Sized> BlockBackend for alloc::boxed::Box<B> {
     }
     fn sectors(&self, lba: u64, len: usize) -> Option<&[u8]> {
         (**self).sectors(lba, len)
+    }
+    fn sectors_mut(&mut self, lba: u64, len: usize) -> Option<&mut [u8]> {
+        (**self).sectors_mut(lba, len)
     }
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
         (**self).write_sectors(lba, buf)

@@ -89,6 +89,11 @@ impl BlockBackend for RamDisk {
         Some(&self.bytes.get()[r])
     }
 
+    fn sectors_mut(&mut self, lba: u64, len: usize) -> Option<&mut [u8]> {
+        let r = sector_range(&self.name, self.capacity(), lba, len).ok()?;
+        Some(&mut self.bytes.get_mut()[r])
+    }
+
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
         let r = sector_range(&self.name, self.capacity(), lba, buf.len())?;
         self.bytes.get_mut()[r].copy_from_slice(buf);
@@ -116,6 +121,22 @@ mod tests {
         assert_eq!(d.sectors(1, 1024), Some(&b[..]));
         assert_eq!(d.sectors(3, 1024), None, "past the end");
         assert_eq!(d.sectors(0, 100), None, "not whole sectors");
+    }
+
+    #[test]
+    fn sectors_written_in_place_are_what_read_sectors_gives_back() {
+        let mut d = RamDisk::new("a.img", vec![0; 4 * 512]).unwrap();
+        d.sectors_mut(2, 1024).unwrap().fill(9);
+        let mut b = [0; 1536];
+        d.read_sectors(1, &mut b).unwrap();
+        assert_eq!(&b[..512], &[0; 512][..]);
+        assert_eq!(&b[512..], &[9; 1024][..]);
+        assert!(d.sectors_mut(3, 1024).is_none(), "past the end");
+        assert!(
+            d.sectors_mut(u64::MAX, 512).is_none(),
+            "an LBA that overflows"
+        );
+        assert!(d.sectors_mut(0, 100).is_none(), "not whole sectors");
     }
 
     #[test]

@@ -28,6 +28,12 @@ impl<B: BlockBackend> BlockBackend for ReadOnly<B> {
         self.0.sectors(lba, len)
     }
 
+    /// Nothing to write in place: writes go to [`BlockBackend::write_sectors`],
+    /// which refuses them.
+    fn sectors_mut(&mut self, _lba: u64, _len: usize) -> Option<&mut [u8]> {
+        None
+    }
+
     fn write_sectors(&mut self, lba: u64, _buf: &[u8]) -> Result<(), BlockError> {
         Err(BlockError::ReadOnly {
             image: self.0.name().into(),
@@ -57,8 +63,13 @@ mod tests {
                 lba: 1
             })
         );
+        assert!(
+            d.sectors_mut(1, 512).is_none(),
+            "no in-place bytes to write around the refusal"
+        );
         let mut b = [0; 512];
         d.read_sectors(1, &mut b).unwrap();
         assert_eq!(b, [5; 512]);
+        assert_eq!(d.sectors(1, 512), Some(&b[..]), "in-place reads pass");
     }
 }

@@ -9,17 +9,20 @@
 //! (no framing is assumed, 2.6.4). Requests are taken in order; a pass moves
 //! at most [`PASS_BUDGET`] bytes (a request costs at least
 //! [`MIN_REQUEST_COST`]), the rest goes on in the next service pass. Data
-//! moves through a bounce buffer allocated with the device.
+//! moves in one copy between the guest's buffers and a backend that holds
+//! its image in memory (a RAM disk), and through a bounce buffer allocated
+//! with the device for the others (the machine's own disks).
 
 use alloc::boxed::Box;
 use alloc::vec;
 
 use guest_log::RateLimitedLog;
+use guest_memory::GuestMemory;
 use log::Level;
 
 use super::queue::Chain;
 use super::{device_id, Queues, VirtioDevice};
-use crate::storage::{BlockBackend, SECTOR_SIZE};
+use crate::storage::{BlockBackend, BlockError, SECTOR_SIZE};
 
 /// Feature bits (5.2.3).
 pub mod feature {
@@ -322,7 +325,12 @@ impl VirtioBlk {
         }
     }
 
-    /// Moves the next pieces of `t`, within `budget`.
+    /// Moves the next pieces of `t`, within `budget`: straight between the
+    /// guest's buffers and the backend's bytes where the backend holds its
+    /// image in memory ([`BlockBackend::sectors`], [`BlockBackend::sectors_mut`]),
+    /// otherwise through the bounce buffer. A write whose buffers leave guest
+    /// RAM fails with part of its sectors written, as a failed write on a
+    /// disk may leave them.
     fn step(
         &mut self,
         queues: &mut Queues<'_>,
@@ -331,26 +339,28 @@ impl VirtioBlk {
     ) -> Result<Transfer, ()> {
         let mem = queues.memory();
         while t.done < t.len && *budget > 0 {
-            let n = ((t.len - t.done) as usize)
-                .min(BOUNCE_LEN)
-                .min((*budget).max(SECTOR_SIZE));
+            let n = ((t.len - t.done) as usize).min((*budget).max(SECTOR_SIZE));
             let n = n - n % SECTOR_SIZE;
             let lba = t.sector + t.done / SECTOR_SIZE as u64;
-            let buf = &mut self.bounce[..n];
-            let r = match t.op {
+            let in_place = match t.op {
                 Op::Read => self
                     .backend
-                    .read_sectors(lba, buf)
-                    .map_err(Some)
-                    .and_then(|()| self.chain.write(mem, t.done, buf).map_err(|_| None)),
+                    .sectors(lba, n)
+                    .map(|bytes| self.chain.write(mem, t.done, bytes)),
                 Op::Write => self
-                    .chain
-                    .read(mem, HEADER_LEN + t.done, buf)
-                    .map_err(|_| None)
-                    .and_then(|()| self.backend.write_sectors(lba, buf).map_err(Some)),
-                Op::Zero => {
-                    buf.fill(0);
-                    self.backend.write_sectors(lba, buf).map_err(Some)
+                    .backend
+                    .sectors_mut(lba, n)
+                    .map(|bytes| self.chain.read(mem, HEADER_LEN + t.done, bytes)),
+                Op::Zero => self.backend.sectors_mut(lba, n).map(|bytes| {
+                    bytes.fill(0);
+                    Ok(())
+                }),
+            };
+            let (n, r) = match in_place {
+                Some(r) => (n, r.map_err(|_| None)),
+                None => {
+                    let n = n.min(BOUNCE_LEN);
+                    (n, self.bounce_step(mem, t, lba, n))
                 }
             };
             if let Err(e) = r {
@@ -367,6 +377,35 @@ impl VirtioBlk {
             *budget = budget.saturating_sub(n);
         }
         Ok(t)
+    }
+
+    /// Moves `n` bytes of `t` from sector `lba` through the bounce buffer
+    /// (`n` at most [`BOUNCE_LEN`]): the error is the backend's, or `None`
+    /// for a guest buffer outside RAM.
+    fn bounce_step(
+        &mut self,
+        mem: &GuestMemory,
+        t: Transfer,
+        lba: u64,
+        n: usize,
+    ) -> Result<(), Option<BlockError>> {
+        let buf = &mut self.bounce[..n];
+        match t.op {
+            Op::Read => self
+                .backend
+                .read_sectors(lba, buf)
+                .map_err(Some)
+                .and_then(|()| self.chain.write(mem, t.done, buf).map_err(|_| None)),
+            Op::Write => self
+                .chain
+                .read(mem, HEADER_LEN + t.done, buf)
+                .map_err(|_| None)
+                .and_then(|()| self.backend.write_sectors(lba, buf).map_err(Some)),
+            Op::Zero => {
+                buf.fill(0);
+                self.backend.write_sectors(lba, buf).map_err(Some)
+            }
+        }
     }
 }
 

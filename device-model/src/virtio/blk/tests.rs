@@ -3,13 +3,83 @@
 use super::super::pci::Transport;
 use super::super::test_driver::*;
 use super::*;
+use crate::storage::{BlockError, RamDisk};
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 fn started(sectors: usize, read_only: bool) -> Driver {
     let mut d = machine(sectors, read_only, Transport::Modern);
     d.start(super::super::feature::RING_INDIRECT_DESC);
     d
+}
+
+/// A RAM disk that offers its bytes in place and counts the sectors that
+/// went through [`BlockBackend::read_sectors`] / `write_sectors` instead.
+struct InPlaceDisk {
+    disk: RamDisk,
+    bounced: Arc<AtomicUsize>,
+}
+
+impl BlockBackend for InPlaceDisk {
+    fn name(&self) -> &str {
+        self.disk.name()
+    }
+    fn capacity(&self) -> u64 {
+        self.disk.capacity()
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+    fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.bounced.fetch_add(buf.len() / 512, Relaxed);
+        self.disk.read_sectors(lba, buf)
+    }
+    fn sectors(&self, lba: u64, len: usize) -> Option<&[u8]> {
+        self.disk.sectors(lba, len)
+    }
+    fn sectors_mut(&mut self, lba: u64, len: usize) -> Option<&mut [u8]> {
+        self.disk.sectors_mut(lba, len)
+    }
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.bounced.fetch_add(buf.len() / 512, Relaxed);
+        self.disk.write_sectors(lba, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+/// A started driver over an [`InPlaceDisk`] of `sectors`, each filled with
+/// its sector number's low byte, and its count of bounced sectors.
+fn started_in_place(sectors: usize, read_only: bool) -> (Driver, Arc<AtomicUsize>) {
+    let bytes: Vec<u8> = (0..sectors * 512).map(|i| (i / 512) as u8).collect();
+    let bounced = Arc::new(AtomicUsize::new(0));
+    let disk = InPlaceDisk {
+        disk: RamDisk::new("in-place", bytes).unwrap(),
+        bounced: bounced.clone(),
+    };
+    let blk = VirtioBlk::new(VirtioBlkConfig { read_only }, Box::new(disk));
+    let mut d = machine_with(blk, Transport::Modern);
+    d.start(super::super::feature::RING_INDIRECT_DESC);
+    (d, bounced)
+}
+
+/// Reads `sectors` from `lba` through request slot `slot`; the bytes, or
+/// the status when it is not OK.
+fn read_back(d: &mut Driver, slot: u16, lba: u64, sectors: u16) -> Result<Vec<u8>, u8> {
+    let (head, data, st) = d.request(slot, req::IN, lba, sectors, 512, true);
+    d.offer(head);
+    d.notify();
+    match d.ram.read_obj::<u8>(st).unwrap() {
+        blk_status::OK => {
+            let mut got = vec![0u8; usize::from(sectors) * 512];
+            d.ram.read(data, &mut got).unwrap();
+            Ok(got)
+        }
+        status => Err(status),
+    }
 }
 
 #[test]
@@ -63,7 +133,13 @@ fn a_multi_segment_write_reaches_the_disk_and_reads_back_through_an_indirect_tab
 
 #[test]
 fn a_long_request_moves_a_bounded_amount_per_pass_and_completes_in_service() {
-    let mut d = started(8192, false);
+    a_long_request_is_bounded(started(8192, false));
+    let (d, bounced) = started_in_place(8192, false);
+    a_long_request_is_bounded(d);
+    assert_eq!(bounced.load(Relaxed), 0);
+}
+
+fn a_long_request_is_bounded(mut d: Driver) {
     // 254 segments of 16 KiB: 4 MiB, eight passes' worth.
     let (head, data, st) = d.request(0, req::IN, 0, 254, 16 << 10, true);
     d.offer(head);
@@ -197,7 +273,11 @@ fn write_zeroes_discard_flush_and_get_id() {
 
 #[test]
 fn hostile_requests_get_ioerr_and_the_queue_goes_on() {
-    let mut d = started(64, false);
+    hostile_requests(started(64, false));
+    hostile_requests(started_in_place(64, false).0);
+}
+
+fn hostile_requests(mut d: Driver) {
     // Past the end of the disk.
     let (head, _, st) = d.request(0, req::IN, 63, 2, 512, true);
     d.offer(head);
@@ -220,10 +300,17 @@ fn hostile_requests_get_ioerr_and_the_queue_goes_on() {
     d.offer(head);
     d.notify();
     assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::IOERR);
-    assert_eq!(d.used().len(), 4);
+    // A write whose second buffer runs past the end of guest RAM.
+    let (head, _, st) = d.request(4, req::OUT, 8, 2, 512, true);
+    let table = BUFS + 4 * 0x10_0000 + 0x8_0000;
+    d.ram.write_obj(table + 32, (RAM as u64) - 256).unwrap();
+    d.offer(head);
+    d.notify();
+    assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::IOERR);
+    assert_eq!(d.used().len(), 5);
     assert_eq!(d.status() & super::super::status::DEVICE_NEEDS_RESET, 0);
     // And a good one after them.
-    let (head, _, st) = d.request(4, req::IN, 5, 1, 512, true);
+    let (head, _, st) = d.request(5, req::IN, 5, 1, 512, true);
     d.offer(head);
     d.notify();
     assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::OK);
@@ -244,4 +331,47 @@ fn a_flood_of_tiny_requests_is_bounded_per_pass() {
         d.pc.service();
     }
     assert_eq!(first + d.used().len(), usize::from(QSIZE));
+}
+
+#[test]
+fn an_in_memory_disk_moves_data_in_place_not_through_the_bounce_buffer() {
+    let (mut d, bounced) = started_in_place(4096, false);
+    let (head, data, st) = d.request(0, req::OUT, 100, 8, 4096, true);
+    let pattern: Vec<u8> = (0..8 * 4096).map(|i| (i * 7 + 3) as u8).collect();
+    d.ram.write(data, &pattern).unwrap();
+    d.offer(head);
+    d.notify();
+    assert_eq!(d.used(), [(u32::from(head), 1)]);
+    assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::OK);
+    // Zeroes over sectors 104..106, inside what was just written.
+    let (head, seg, st) = d.request(1, req::WRITE_ZEROES, 0, 1, 16, true);
+    d.ram.write_obj(seg, 104u64).unwrap();
+    d.ram.write_obj(seg + 8, 2u32).unwrap();
+    d.ram.write_obj(seg + 12, 0u32).unwrap();
+    d.offer(head);
+    d.notify();
+    assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::OK);
+    // Sectors 99..165 back: the one before, the write with the zeroes in
+    // it, the one after.
+    let mut want = vec![99u8; 512];
+    want.extend_from_slice(&pattern);
+    want[5 * 512..7 * 512].fill(0);
+    want.extend_from_slice(&[164u8; 512]);
+    assert_eq!(read_back(&mut d, 2, 99, 66), Ok(want));
+    assert_eq!(
+        bounced.load(Relaxed),
+        0,
+        "no sector went through the bounce buffer"
+    );
+}
+
+#[test]
+fn a_read_only_in_memory_disk_is_not_written_in_place() {
+    let (mut d, _) = started_in_place(64, true);
+    let (head, data, st) = d.request(0, req::OUT, 1, 1, 512, true);
+    d.ram.write(data, &[0xAB; 512]).unwrap();
+    d.offer(head);
+    d.notify();
+    assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::IOERR);
+    assert_eq!(read_back(&mut d, 1, 1, 1), Ok(vec![1u8; 512]), "unchanged");
 }
