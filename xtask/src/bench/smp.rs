@@ -418,7 +418,7 @@ mod tests {
         };
         let four = args(4);
         assert!(
-            four.starts_with("-machine pc -accel tcg,thread=multi -cpu qemu64 -smp 4 -m 256 "),
+            four.starts_with("-machine pc -accel tcg,thread=multi -cpu max -smp 4 -m 256 "),
             "{four}"
         );
         assert!(
@@ -427,7 +427,7 @@ mod tests {
         );
         let one = args(1);
         assert!(
-            one.starts_with("-machine pc -accel tcg -cpu qemu64 -m 256 "),
+            one.starts_with("-machine pc -accel tcg -cpu max -m 256 "),
             "{one}"
         );
     }
