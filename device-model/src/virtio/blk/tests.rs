@@ -66,6 +66,19 @@ fn started_in_place(sectors: usize, read_only: bool) -> (Driver, Arc<AtomicUsize
     (d, bounced)
 }
 
+/// A discard or write-zeroes request through slot `slot` for `sectors`
+/// from `lba` with segment flags `flags` (one 16-byte segment, 5.2.6);
+/// its status.
+fn range_request(d: &mut Driver, slot: u16, kind: u32, lba: u64, sectors: u32, flags: u32) -> u8 {
+    let (head, seg, st) = d.request(slot, kind, 0, 1, 16, true);
+    d.ram.write_obj(seg, lba).unwrap();
+    d.ram.write_obj(seg + 8, sectors).unwrap();
+    d.ram.write_obj(seg + 12, flags).unwrap();
+    d.offer(head);
+    d.notify();
+    d.ram.read_obj::<u8>(st).unwrap()
+}
+
 /// Reads `sectors` from `lba` through request slot `slot`; the bytes, or
 /// the status when it is not OK.
 fn read_back(d: &mut Driver, slot: u16, lba: u64, sectors: u16) -> Result<Vec<u8>, u8> {
@@ -223,13 +236,10 @@ fn a_read_only_disk_refuses_writes_discards_and_write_zeroes() {
 fn write_zeroes_discard_flush_and_get_id() {
     let mut d = started(64, false);
     // Write zeroes to sectors 4..6 (one 16-byte segment).
-    let (head, seg, st) = d.request(0, req::WRITE_ZEROES, 0, 1, 16, true);
-    d.ram.write_obj(seg, 4u64).unwrap();
-    d.ram.write_obj(seg + 8, 2u32).unwrap();
-    d.ram.write_obj(seg + 12, 0u32).unwrap();
-    d.offer(head);
-    d.notify();
-    assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::OK);
+    assert_eq!(
+        range_request(&mut d, 0, req::WRITE_ZEROES, 4, 2, 0),
+        blk_status::OK
+    );
     assert_eq!(d.disk_bytes(4, 1024), vec![0u8; 1024]);
     assert_eq!(d.disk_bytes(6, 512), vec![6u8; 512]);
     // Discard with the unmap flag: reserved for discard (5.2.6.2).
@@ -344,13 +354,10 @@ fn an_in_memory_disk_moves_data_in_place_not_through_the_bounce_buffer() {
     assert_eq!(d.used(), [(u32::from(head), 1)]);
     assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::OK);
     // Zeroes over sectors 104..106, inside what was just written.
-    let (head, seg, st) = d.request(1, req::WRITE_ZEROES, 0, 1, 16, true);
-    d.ram.write_obj(seg, 104u64).unwrap();
-    d.ram.write_obj(seg + 8, 2u32).unwrap();
-    d.ram.write_obj(seg + 12, 0u32).unwrap();
-    d.offer(head);
-    d.notify();
-    assert_eq!(d.ram.read_obj::<u8>(st).unwrap(), blk_status::OK);
+    assert_eq!(
+        range_request(&mut d, 1, req::WRITE_ZEROES, 104, 2, 0),
+        blk_status::OK
+    );
     // Sectors 99..165 back: the one before, the write with the zeroes in
     // it, the one after.
     let mut want = vec![99u8; 512];
