@@ -1047,7 +1047,7 @@ fn run_vcpu(
         let rip = vcpu.rip();
         crate::arch::lapic::take_pending_interrupts();
         let mut m = shared.lock(me);
-        let device = clock.exited(&exit, m.pc.bus());
+        let device = clock.exited(&exit, exit_tick, m.pc.bus());
         if shared.dilates && me == 0 {
             let enabled = dilating(shared, me);
             let timing = if enabled {

@@ -32,8 +32,10 @@ struct VcpuTable(ExitStats);
 /// One VM's statistics: a table per vCPU.
 pub struct VmExitStats {
     vcpus: Vec<VcpuTable>,
-    /// What two RDTSCs cost on this CPU (measured once): the two stamps
-    /// each exit takes for the statistics alone, which no stamp sees.
+    /// What two RDTSCs cost on this CPU (measured once), counted with each
+    /// sampled exit for the stamps no stamp sees: the entry's, and the
+    /// exit's, which the loop shares with the time dilation (so the
+    /// figure errs high by one RDTSC).
     rdtsc_pair: u64,
 }
 
@@ -126,12 +128,15 @@ impl ExitClock<'_> {
         self.entered_at = now;
     }
 
-    /// Just after the guest exited: counts `exit`, by device where the bus
-    /// decodes its port or address (an O(log n) lookup). Returns that
-    /// device's bus index, for the exit's other uses of it.
+    /// Just after the guest exited: counts `exit`, which happened at TSC
+    /// `now` (the loop's stamp, which the time dilation reads too: one
+    /// RDTSC less per exit), by device where the bus decodes its port or
+    /// address (an O(log n) lookup). Returns that device's bus index, for
+    /// the exit's other uses of it.
     #[inline]
-    pub fn exited(&mut self, exit: &VmExit, bus: &Bus) -> Option<u16> {
-        let now = rdtsc();
+    pub fn exited(&mut self, exit: &VmExit, now: u64, bus: &Bus) -> Option<u16> {
+        // The sampled exit times this call itself, from its start.
+        let sampled = (self.countdown == 1).then(rdtsc);
         let device = match *exit {
             VmExit::Io(io) => bus.device_at(AddressSpace::Pio, io.port.into()),
             VmExit::NestedPageFault { gpa, .. } => bus.device_at(AddressSpace::Mmio, gpa),
@@ -144,9 +149,9 @@ impl ExitClock<'_> {
         self.stats.exit(class, now.wrapping_sub(self.entered_at));
         self.pending = Some((class, now));
         self.countdown -= 1;
-        if self.countdown == 0 {
+        if let Some(start) = sampled {
             self.countdown = SAMPLE_EVERY;
-            self.measured = Some(rdtsc().wrapping_sub(now));
+            self.measured = Some(rdtsc().wrapping_sub(start));
         }
         device
     }
