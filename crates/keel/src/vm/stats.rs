@@ -80,10 +80,18 @@ impl VmExitStats {
 
     /// The VM's table (every vCPU's exits) on Keel's console, one
     /// `keel: exits: ` line per row; `when` says whether the VM ended.
+    ///
+    /// The heading and every row go out in one console write: another
+    /// CPU's lines (a VM on it printing, or ending with a table of its own)
+    /// land before or after the table, never inside it, so a reader takes
+    /// the rows after the heading up to the first other line.
     pub fn print(&self, vm: &str, bus: &Bus, when: &str) {
+        use core::fmt::Write;
         let n = self.vcpus.len();
-        log::info!(
-            "VM '{vm}': exit statistics {when}, {n} vCPU{} (host TSC cycles at {} MHz; Keel: exit to next entry, guest: entry to exit; an RDTSC costs {} cycles)",
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "keel: VM '{vm}': exit statistics {when}, {n} vCPU{} (host TSC cycles at {} MHz; Keel: exit to next entry, guest: entry to exit; an RDTSC costs {} cycles)",
             if n == 1 { "" } else { "s" },
             crate::clock::tsc_hz() / 1_000_000,
             self.rdtsc_pair / 2
@@ -92,8 +100,9 @@ impl VmExitStats {
         let mut table = String::new();
         let _ = sum.write_table(|i| bus.device_name(i), &mut table);
         for line in table.lines() {
-            log::info!("exits: {line}");
+            let _ = writeln!(text, "keel: exits: {line}");
         }
+        crate::serial::write_fmt(format_args!("{text}"));
     }
 }
 
