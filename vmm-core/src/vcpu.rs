@@ -260,6 +260,13 @@ pub trait VcpuState {
     /// clears DR7.GD as delivering it does (SDM Vol 3A 17.2.4).
     fn debug_exception(&mut self, _status: Option<u64>) {}
 
+    /// The guest's DR7 (SDM Vol 3A 18.2.4). A backend that cannot read it
+    /// reports every breakpoint enabled, which keeps Keel from running the
+    /// guest's instructions past an exit (`exit::io`).
+    fn dr7(&self) -> u64 {
+        0xFF
+    }
+
     /// Whether RFLAGS.IF is set: the guest accepts maskable interrupts.
     fn interrupts_enabled(&self) -> bool {
         self.rflags() & (1 << 9) != 0
@@ -334,6 +341,8 @@ pub mod fake {
         pub cpl: u8,
         /// The `status` of each [`VcpuState::debug_exception`], in order.
         pub debug: Vec<Option<u64>>,
+        /// What [`VcpuState::dr7`] returns.
+        pub dr7: u64,
     }
 
     impl FakeVcpu {
@@ -394,6 +403,9 @@ pub mod fake {
     }
 
     impl VcpuState for FakeVcpu {
+        fn dr7(&self) -> u64 {
+            self.dr7
+        }
         fn vcpu_id(&self) -> u32 {
             0
         }

@@ -98,6 +98,8 @@ struct FuzzPlatform {
     /// carried out, and those it refused with #GP.
     x2apic_done: u64,
     x2apic_refused: u64,
+    /// Port accesses run ahead after port I/O exits (`Platform::ran_ahead`).
+    ran_ahead: u64,
 }
 
 impl FuzzPlatform {
@@ -140,6 +142,13 @@ impl Platform for FuzzPlatform {
     }
     fn pio_write(&mut self, _port: u16, _size: u8, _value: u32) {
         self.device_calls += 1;
+    }
+    // Every port I/O exit runs ahead over what follows it in random RAM.
+    fn may_run_ahead(&self) -> bool {
+        true
+    }
+    fn ran_ahead(&mut self, n: u32) {
+        self.ran_ahead += u64::from(n);
     }
     fn mmio_read(&mut self, _gpa: u64, data: &mut [u8]) {
         self.device_calls += 1;
@@ -259,6 +268,8 @@ struct Stats {
     /// refused.
     x2apic_done: u64,
     x2apic_refused: u64,
+    /// Port accesses run ahead after port I/O exits.
+    ran_ahead: u64,
 }
 
 pub(crate) fn run(rng: &mut Rng) {
@@ -352,6 +363,7 @@ fn run_cases(rng: &mut Rng) -> Stats {
         xen_numbers: 0,
         x2apic_done: 0,
         x2apic_refused: 0,
+        ran_ahead: 0,
     };
     if xen {
         platform.xen = Some(xen_state(rng, &platform.ram));
@@ -386,6 +398,8 @@ fn run_cases(rng: &mut Rng) -> Stats {
         // page writes and CPUID of Xen's leaves.
         let (exit, page_write) = if xen && rng.below(4) != 0 {
             plant_xen_exit(rng, &mut vcpu, &platform.ram)
+        } else if rng.below(8) == 0 {
+            (plant_port_sequence(rng, &mut vcpu, &platform.ram), None)
         } else {
             (random_exit(rng), None)
         };
@@ -475,6 +489,7 @@ fn run_cases(rng: &mut Rng) -> Stats {
     stats.xen_numbers = platform.xen_numbers.count_ones();
     stats.x2apic_done = platform.x2apic_done;
     stats.x2apic_refused = platform.x2apic_refused;
+    stats.ran_ahead = platform.ran_ahead;
     stats
 }
 
@@ -858,6 +873,70 @@ fn plant_code(rng: &mut Rng, vcpu: &FakeVcpu, ram: &GuestMemory) {
     let _ = ram.write(at, &code);
 }
 
+/// A port I/O exit in 64-bit mode over identity-mapped RAM, with register
+/// set-up, port accesses and other bytes after the exiting instruction: the
+/// paths of `x86_emul::port_io_ahead`, which the exit may run ahead over.
+fn plant_port_sequence(rng: &mut Rng, vcpu: &mut FakeVcpu, ram: &GuestMemory) -> VmExit {
+    const ITEMS: &[&[u8]] = &[
+        &[0xba, 0xfc, 0x0c, 0, 0],       // mov $0xcfc,%edx
+        &[0x83, 0xe1, 0x03],             // and $3,%ecx
+        &[0x8d, 0x91, 0xfc, 0x0c, 0, 0], // lea 0xcfc(%rcx),%edx
+        &[0x44, 0x89, 0xc0],             // mov %r8d,%eax
+        &[0x31, 0xc0],                   // xor %eax,%eax
+        &[0x48, 0x05, 0, 0, 0, 0x80],    // add $-0x80000000,%rax
+        &[0xe4, 0x42],                   // in $0x42,%al
+        &[0xe5, 0x40],                   // in $0x40,%eax
+        &[0xe6, 0x80],                   // out %al,$0x80
+        &[0xe7, 0x70],                   // out %eax,$0x70
+        &[0xec],                         // in (%dx),%al
+        &[0x66, 0xed],                   // in (%dx),%ax
+        &[0xee],                         // out %al,(%dx)
+        &[0xef],                         // out %eax,(%dx)
+        &[0xf0],                         // lock
+        &[0x8b, 0x13],                   // mov (%rbx),%edx
+        &[0xeb, 0xfe],                   // jmp .
+        &[0x6c],                         // insb
+    ];
+    // PML4 at 0xFE000 and a PDPT at 0xFF000 whose first entry maps 1 GiB.
+    let _ = ram.write(0xf_e000, &(0xf_f000u64 | 7).to_le_bytes());
+    let _ = ram.write(0xf_f000, &0x87u64.to_le_bytes());
+    let gprs = vcpu.gprs;
+    *vcpu = FakeVcpu::long_mode();
+    vcpu.gprs = gprs;
+    vcpu.cr[3] = 0xf_e000;
+    vcpu.cr[4] = 1 << 5;
+    vcpu.rip = rng.below(0xf_0000);
+    // Now and then single-stepped, at CPL 3, or with a breakpoint set.
+    vcpu.rflags = 2 | if rng.below(8) == 0 { 1 << 8 } else { 0 };
+    vcpu.cpl = if rng.below(8) == 0 { 3 } else { 0 };
+    vcpu.dr7 = if rng.below(8) == 0 {
+        1 << rng.below(8)
+    } else {
+        0
+    };
+    let len = 1 + rng.below(3) as u8;
+    let mut code = Vec::with_capacity(64);
+    for _ in 0..rng.below(12) {
+        if rng.below(8) == 0 {
+            code.push(rng.next() as u8);
+        } else {
+            code.extend_from_slice(ITEMS[rng.below(ITEMS.len() as u64) as usize]);
+        }
+    }
+    let _ = ram.write(vcpu.rip + u64::from(len), &code);
+    VmExit::Io(IoExit {
+        port: 0xcf8,
+        size: [1, 2, 4][rng.below(3) as usize],
+        direction: if rng.below(2) == 0 {
+            IoDirection::In
+        } else {
+            IoDirection::Out
+        },
+        string: None,
+        len,
+    })
+}
+
 fn random_len(rng: &mut Rng) -> u8 {
     match rng.below(8) {
         0 => rng.next() as u8,
@@ -1006,6 +1085,20 @@ mod tests {
         assert!(total.xen_answered > total.xen_calls / 5, "{total:?}");
         assert!(total.xen_numbers >= 6, "{total:?}");
         assert!(total.xen_page_writes > 0, "{total:?}");
+    }
+
+    /// Port I/O exits run ahead over the random bytes after them, and
+    /// sometimes find a port access there (the per-exit bounds above hold
+    /// with it).
+    #[test]
+    fn the_generator_reaches_port_io_run_ahead() {
+        let mut total = Stats::default();
+        for seed in 0..50 {
+            let s = run_cases(&mut Rng(crate::splitmix64(seed) | 1));
+            total.ran_ahead += s.ran_ahead;
+        }
+        std::println!("{total:?}");
+        assert!(total.ran_ahead > 0, "{total:?}");
     }
 
     /// RDMSR and WRMSR exits reach the x2APIC registers of a real local

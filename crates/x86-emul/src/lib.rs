@@ -31,6 +31,7 @@ pub mod memory;
 mod operand;
 pub mod paging;
 pub mod rng;
+mod run_ahead;
 mod segmentation;
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use cr_write::{decode_cr_write, CrWrite};
 pub use decode::{Fetch, MAX_INSN_LEN};
 pub use error::{Error, Exception, Outcome};
 pub use memory::{Memory, PhysError, PhysMemory};
+pub use run_ahead::{port_io_ahead, MAX_PORT_ACCESSES, MAX_SET_UP};
 
 /// The most bytes a bulk `REP INS`/`REP OUTS` pass moves between a port
 /// and RAM at once: one 4 KiB page, which is as far as one translation reaches.

@@ -32,6 +32,18 @@ pub trait Platform {
     fn pio_write_string(&mut self, _port: u16, _elem: usize, _data: &[u8]) -> usize {
         0
     }
+    /// Whether the instructions after a port I/O exit may be carried out in
+    /// the same exit when they lead to another port access
+    /// (`x86_emul::port_io_ahead`): false (the default) keeps every access
+    /// an exit of its own, and so must a platform with something its VM
+    /// loop does first (a reset, a power-off, a debug exit a device asked
+    /// for).
+    fn may_run_ahead(&self) -> bool {
+        false
+    }
+    /// `n` port accesses were carried out after an exit without exits of
+    /// their own (for the exit statistics).
+    fn ran_ahead(&mut self, _n: u32) {}
     /// A read of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]);
     /// A write of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
@@ -539,6 +551,10 @@ pub(crate) mod tests {
         /// Xen hypercalls through `xen_hypercall`: (vCPU, number, arguments);
         /// each answers -ENOSYS.
         pub(crate) xen_calls: Vec<(u32, u64, [u64; 5])>,
+        /// What `may_run_ahead` answers.
+        run_ahead: bool,
+        /// Port accesses reported through `ran_ahead`.
+        ran_ahead: u32,
     }
 
     impl FakePlatform {
@@ -556,6 +572,8 @@ pub(crate) mod tests {
                 apic: Vec::new(),
                 apic_off: false,
                 xen_calls: Vec::new(),
+                run_ahead: false,
+                ran_ahead: 0,
             }
         }
     }
@@ -569,6 +587,12 @@ pub(crate) mod tests {
         }
         fn pio_write(&mut self, port: u16, size: u8, value: u32) {
             self.writes.push((port, size, value));
+        }
+        fn may_run_ahead(&self) -> bool {
+            self.run_ahead
+        }
+        fn ran_ahead(&mut self, n: u32) {
+            self.ran_ahead += n;
         }
         fn logged_write_fault(&mut self, gpa: u64) -> bool {
             self.logged.contains(&(gpa & !0xfff))
@@ -822,6 +846,39 @@ pub(crate) mod tests {
             access,
             present: false,
             during_event: None,
+        }
+    }
+
+    /// A PCI configuration read: `out %eax,(%dx)` exits, and `mov
+    /// $0xcfc,%edx; in (%dx),%eax` after it is carried out in the same exit
+    /// when the platform allows it and no hardware breakpoint is set.
+    #[test]
+    fn the_port_read_after_a_port_write_runs_in_the_same_exit() {
+        for (allowed, dr7, ahead) in [(true, 0, true), (false, 0, false), (true, 0x2, false)] {
+            let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+            identity_paging(&mut v, &mut p);
+            p.run_ahead = allowed;
+            v.dr7 = dr7;
+            // out %eax,(%dx); mov $0xcfc,%edx; in (%dx),%eax; hlt
+            p.ram
+                .write(0x1000, &[0xef, 0xba, 0xfc, 0x0c, 0, 0, 0xed, 0xf4])
+                .unwrap();
+            v.gprs[Gpr::Rax as usize] = 0x8000_0008;
+            v.gprs[Gpr::Rdx as usize] = 0xcf8;
+            p.next_read = 0x0604_0001;
+            assert_eq!(
+                handle_exit(&out(0xcf8, 4, 1), &mut v, &mut p, &mut pol),
+                ExitAction::Resume
+            );
+            assert_eq!(p.writes, [(0xcf8, 4, 0x8000_0008)]);
+            if ahead {
+                assert_eq!((p.reads, p.ran_ahead), (1, 1));
+                assert_eq!(v.gprs[Gpr::Rax as usize], 0x0604_0001);
+                assert_eq!(v.rip, 0x1007, "stops at the HLT");
+            } else {
+                assert_eq!((p.reads, p.ran_ahead), (0, 0));
+                assert_eq!(v.rip, 0x1001);
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! the guest's segmentation and paging and repeats up to its iteration limit
 //! per exit, so a sector moved with one REP INSW costs one exit.
 
-use super::emulate::emulate_instruction;
+use super::emulate::{emulate_instruction, port_io_ahead};
 use super::{ExitAction, IoDirection, IoExit, Platform, StopReason};
 use crate::vcpu::{Gpr, VcpuState};
 
@@ -54,5 +54,17 @@ pub(super) fn handle_io(
         }
     }
     vcpu.skip_instruction(io.len);
+    // The next port access, if a little register set-up away, in this exit
+    // too (PCI configuration's CF8h/CFCh pair, the PIT read twice). Not
+    // with a hardware breakpoint set: it would have to trap on the way.
+    if platform.may_run_ahead() && vcpu.dr7() & DR7_BREAKPOINT_ENABLES == 0 {
+        let n = port_io_ahead(vcpu, platform);
+        if n > 0 {
+            platform.ran_ahead(n);
+        }
+    }
     ExitAction::Resume
 }
+
+/// DR7's L0-L3 and G0-G3 (SDM Vol 3A 18.2.4).
+const DR7_BREAKPOINT_ENABLES: u64 = 0xFF;

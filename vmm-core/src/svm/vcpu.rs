@@ -501,6 +501,9 @@ impl VcpuState for SvmVcpu {
             self.vmcb.write_u64(save::DR7, dr7 & !crate::exit::DR7_GD);
         }
     }
+    fn dr7(&self) -> u64 {
+        self.vmcb.read_u64(save::DR7)
+    }
     fn interrupt_shadow(&self) -> bool {
         self.vmcb.read_u64(control::INTERRUPT_SHADOW) & 1 != 0
     }

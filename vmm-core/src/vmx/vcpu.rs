@@ -633,6 +633,10 @@ impl<V: Vmcs> VcpuState for VmxVcpu<V> {
         }
     }
 
+    fn dr7(&self) -> u64 {
+        self.vmcs.read(F::GuestDr7)
+    }
+
     fn interrupt_shadow(&self) -> bool {
         self.vmcs.read(F::GuestInterruptibilityState) & BLOCKING_BY_STI_OR_MOV_SS != 0
     }

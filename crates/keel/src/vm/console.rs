@@ -151,7 +151,7 @@ impl VmConsole {
         }
         let requests = console.take_requests(self.id);
         if requests.stats {
-            stats.print(name, machine.pc.bus(), "so far");
+            stats.print(name, machine.pc.bus(), machine.ran_ahead(), "so far");
             serial::console_print("exit statistics: in the log (keel: exits: ...)\r\n");
         }
         if requests.screen {

@@ -67,6 +67,9 @@ pub struct Machine {
     /// [`Machine::is_timer`]'s bits by bus device index, and the bus's
     /// device count they were found for.
     timer_devices: (usize, u64),
+    /// Port accesses carried out after a port I/O exit without exits of
+    /// their own (`Platform::ran_ahead`), for the exit statistics.
+    ran_ahead: u64,
 }
 
 /// Guest RAM pages the nested map was seen to map, each with whether it
@@ -189,7 +192,13 @@ impl Machine {
             current: 0,
             time,
             timer_devices: (usize::MAX, 0),
+            ran_ahead: 0,
         })
+    }
+
+    /// Port accesses carried out after a port I/O exit in the same exit.
+    pub fn ran_ahead(&self) -> u64 {
+        self.ran_ahead
     }
 
     /// The time hidden from this VM (`keel::apparent_time`).
@@ -408,6 +417,15 @@ impl vmm_core::exit::Platform for Machine {
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
         self.pc.pio_write(port, size, value)
+    }
+
+    // A reset, power-off or debug exit a device asked for comes first.
+    fn may_run_ahead(&self) -> bool {
+        self.pc.power.peek().is_none()
+    }
+
+    fn ran_ahead(&mut self, n: u32) {
+        self.ran_ahead += u64::from(n);
     }
 
     fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {

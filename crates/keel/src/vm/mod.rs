@@ -406,9 +406,12 @@ pub fn run(
         unclaimed.pio_reads,
         unclaimed.pio_writes
     );
-    shared
-        .exit_stats
-        .print(&config.name, machine.pc.bus(), "at its end");
+    shared.exit_stats.print(
+        &config.name,
+        machine.pc.bus(),
+        machine.ran_ahead(),
+        "at its end",
+    );
     let hidden = machine.apparent_time().hidden();
     if hidden != 0 {
         log::info!(

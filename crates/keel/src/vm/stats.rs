@@ -85,7 +85,9 @@ impl VmExitStats {
     /// CPU's lines (a VM on it printing, or ending with a table of its own)
     /// land before or after the table, never inside it, so a reader takes
     /// the rows after the heading up to the first other line.
-    pub fn print(&self, vm: &str, bus: &Bus, when: &str) {
+    /// `ran_ahead` port accesses were carried out after exits of their own
+    /// (`Platform::ran_ahead`): a line after the table says how many.
+    pub fn print(&self, vm: &str, bus: &Bus, ran_ahead: u64, when: &str) {
         use core::fmt::Write;
         let n = self.vcpus.len();
         let mut text = String::new();
@@ -102,6 +104,10 @@ impl VmExitStats {
         for line in table.lines() {
             let _ = writeln!(text, "keel: exits: {line}");
         }
+        let _ = writeln!(
+            text,
+            "keel: exits: run ahead: {ran_ahead} port accesses carried out in the exit before them, without exits of their own"
+        );
         crate::serial::write_fmt(format_args!("{text}"));
     }
 }

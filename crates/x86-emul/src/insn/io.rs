@@ -1,7 +1,8 @@
-//! INS and OUTS with REP (SDM Vol 2A "INS", Vol 2B "OUTS"), and the I/O permission
-//! check of SDM Vol 1 19.5 (IOPL, then the TSS I/O permission bitmap).
+//! IN and OUT (SDM Vol 2A "IN", Vol 2B "OUT"), INS and OUTS with REP (Vol 2A
+//! "INS", Vol 2B "OUTS"), and the I/O permission check of SDM Vol 1 19.5 (IOPL,
+//! then the TSS I/O permission bitmap).
 
-use iced_x86::Mnemonic;
+use iced_x86::{Mnemonic, OpKind, Register};
 
 use super::string::StringOp;
 use super::{unsupported, Step};
@@ -52,6 +53,42 @@ fn check_io_permission<C: Cpu, M: Memory>(
         return Err(gp);
     }
     Ok(())
+}
+
+/// IN AL/AX/EAX from an immediate port or DX, OUT to one from AL/AX/EAX.
+pub(crate) fn execute_in_out<C: Cpu, M: Memory>(ctx: &mut Ctx<'_, C, M>, d: &Decoded) -> Step {
+    let insn = &d.insn;
+    let inward = insn.mnemonic() == Mnemonic::In;
+    let (port_op, data_op) = if inward { (1, 0) } else { (0, 1) };
+    if insn.op_count() != 2 || insn.op_kind(data_op) != OpKind::Register {
+        return Err(unsupported(d, "IN/OUT form"));
+    }
+    let size = insn.op_register(data_op).size();
+    if !matches!(size, 1 | 2 | 4) {
+        return Err(unsupported(d, "IN/OUT size"));
+    }
+    let port = match insn.op_kind(port_op) {
+        OpKind::Immediate8 => u16::from(insn.immediate8()),
+        OpKind::Register if insn.op_register(port_op) == Register::DX => {
+            ctx.cpu.gpr(Gpr::Rdx) as u16
+        }
+        _ => return Err(unsupported(d, "IN/OUT port operand")),
+    };
+    check_io_permission(ctx, port, size)?;
+    ctx.may_commit(None)?;
+    let bus = Error::Bus {
+        gpa: u64::from(port),
+    };
+    if inward {
+        let mut buf = [0u8; 4];
+        ctx.mem.pio_read(port, &mut buf[..size]).map_err(|_| bus)?;
+        // IN EAX zero-extends into RAX; IN AL/AX keep the rest (SDM Vol 1 3.4.1.1).
+        ctx.set_gpr_sized(Gpr::Rax, size, u64::from(u32::from_le_bytes(buf)));
+    } else {
+        let value = ctx.gpr_sized(Gpr::Rax, size).to_le_bytes();
+        ctx.mem.pio_write(port, &value[..size]).map_err(|_| bus)?;
+    }
+    Ok(Outcome::Retired)
 }
 
 pub(crate) fn execute<C: Cpu, M: Memory>(
@@ -221,6 +258,39 @@ mod tests {
     use crate::cpu::Gpr;
     use crate::testutil::*;
     use crate::{Error, Exception, Limits, Outcome};
+
+    #[test]
+    fn in_and_out_each_size_and_port_form() {
+        let mut m = Machine::long_mode();
+        m.cpu.set(Gpr::Rdx, 0x1F0);
+        m.cpu.set(Gpr::Rax, 0xFFFF_FFFF_8765_4321);
+        // in (%dx),%ax; out %eax,$0x80; out %al,(%dx)
+        assert_eq!(m.run(&[0x66, 0xED]), Ok(Outcome::Retired));
+        assert_eq!(m.cpu.get(Gpr::Rax), 0xFFFF_FFFF_8765_0201);
+        assert_eq!(m.run(&[0xE7, 0x80]), Ok(Outcome::Retired));
+        assert_eq!(m.run(&[0xEE]), Ok(Outcome::Retired));
+        assert_eq!(
+            m.mem.pio_log,
+            [
+                (false, 0x1F0, vec![1, 2]),
+                (true, 0x80, vec![0x01, 0x02, 0x65, 0x87]),
+                (true, 0x1F0, vec![0x01]),
+            ]
+        );
+        assert_eq!(m.cpu.rip, 0x10000 + 5);
+        // CPL 3 with IOPL 0 and a TSS whose bitmap starts past its limit:
+        // #GP(0), no access.
+        m.cpu.cpl = 3;
+        m.mem.ram_fill(0x3066, &[0x68, 0]);
+        m.mem.pio_log.clear();
+        assert_eq!(
+            m.run(&[0xE4, 0x42]),
+            Err(Error::Exception(Exception::GeneralProtection(0)))
+        );
+        assert!(m.mem.pio_log.is_empty());
+        m.cpu.rflags |= IOPL;
+        assert_eq!(m.run(&[0xE4, 0x42]), Ok(Outcome::Retired));
+    }
 
     #[test]
     fn rep_insw_and_outsb() {

@@ -3,6 +3,7 @@
 pub(crate) mod alu;
 mod bits;
 mod io;
+mod lea;
 mod mov;
 mod stack;
 mod string;
@@ -83,6 +84,8 @@ pub(crate) fn execute<C: Cpu, M: Memory>(
         Xchg | Cmpxchg | Xadd | Cmpxchg8b | Cmpxchg16b => xchg::execute(ctx, d)?,
         Push | Pop => stack::execute(ctx, d)?,
         Insb | Insw | Insd | Outsb | Outsw | Outsd => io::execute(ctx, d, limits)?,
+        In | Out => io::execute_in_out(ctx, d)?,
+        Lea => lea::execute(ctx, d)?,
         _ if string::is_string(insn) => string::execute(ctx, d, limits)?,
         _ => return Err(unsupported(d, "instruction not emulated")),
     };
