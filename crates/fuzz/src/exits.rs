@@ -147,8 +147,8 @@ impl Platform for FuzzPlatform {
     fn may_run_ahead(&self) -> bool {
         true
     }
-    fn ran_ahead(&mut self, n: u32) {
-        self.ran_ahead += u64::from(n);
+    fn ran_ahead(&mut self, ports: &[u16]) {
+        self.ran_ahead += ports.len() as u64;
     }
     fn mmio_read(&mut self, _gpa: u64, data: &mut [u8]) {
         self.device_calls += 1;
@@ -895,6 +895,13 @@ fn plant_port_sequence(rng: &mut Rng, vcpu: &mut FakeVcpu, ram: &GuestMemory) ->
         &[0xf0],                         // lock
         &[0x8b, 0x13],                   // mov (%rbx),%edx
         &[0xeb, 0xfe],                   // jmp .
+        &[0xa8, 0x80],                   // test $0x80,%al
+        &[0x3c, 0xff],                   // cmp $0xff,%al
+        &[0x74, 0xfa],                   // je -6
+        &[0x75, 0x02],                   // jne +2
+        &[0x48, 0xc1, 0xe2, 0x20],       // shl $0x20,%rdx
+        &[0xd3, 0xe8],                   // shr %cl,%eax
+        &[0x0f, 0x31],                   // rdtsc
         &[0x6c],                         // insb
     ];
     // PML4 at 0xFE000 and a PDPT at 0xFF000 whose first entry maps 1 GiB.

@@ -265,6 +265,28 @@ impl Dilation {
         self.pending = Some((at, charge));
     }
 
+    /// `n` timer reads that the exit just handled carried out after its own
+    /// instruction, without exits of their own (Keel ran the guest ahead to
+    /// them: `vmm_core::exit::Platform::ran_ahead`): counted as timer exits
+    /// are, and, when the exit is hidden, charged as they would have been.
+    /// Linux's PIT calibration loop then costs its RDTSC's exit alone.
+    pub fn timer_reads_ran_ahead(&mut self, n: u32) {
+        if n == 0 || !self.window {
+            return;
+        }
+        self.idle = 0;
+        self.tsc_reads = 0;
+        self.since_tsc = self.since_tsc.saturating_add(n);
+        if self.since_tsc > TIMER_ACCESSES_PER_TSC_READ {
+            self.window = false;
+            self.polling = true;
+        }
+        if let Some((at, charge)) = self.pending {
+            let more = u64::from(n).saturating_mul(self.timer_read_ticks);
+            self.pending = Some((at, charge.saturating_add(more)));
+        }
+    }
+
     /// The guest is entered at host tick `at`: the clocks move on from
     /// where they stopped by the exit's charge (the hiding is dropped if
     /// the VM may no longer dilate). Returns whether RDTSC must exit.
@@ -318,6 +340,17 @@ mod tests {
             self.host += guest + SWITCH;
             self.d.exited(&self.time, self.host, timing, true);
             let seen = self.time.vm_ticks(self.host + KEEL / 2);
+            self.host += KEEL;
+            self.d.entering(&self.time, self.host, true);
+            seen
+        }
+        /// As [`Model::exit`], with `ran_ahead` timer reads carried out in
+        /// the same exit after its instruction.
+        fn exit_running_ahead(&mut self, guest: u64, timing: ExitTiming, ran_ahead: u32) -> u64 {
+            self.host += guest + SWITCH;
+            self.d.exited(&self.time, self.host, timing, true);
+            let seen = self.time.vm_ticks(self.host + KEEL / 2);
+            self.d.timer_reads_ran_ahead(ran_ahead);
             self.host += KEEL;
             self.d.entering(&self.time, self.host, true);
             seen
@@ -448,6 +481,36 @@ mod tests {
             );
             last = now;
         }
+    }
+
+    /// The fast PIT loop with its two PIT reads run ahead after each
+    /// RDTSC's exit (one exit a pass): the window stays open, RDTSC keeps
+    /// exiting, and each pass costs the guest its two timer reads.
+    #[test]
+    fn timer_reads_run_ahead_keep_the_window_and_are_charged() {
+        let mut m = Model::new();
+        m.exit_running_ahead(100, ExitTiming::Timer, 1);
+        let mut last = m.exit_running_ahead(100, ExitTiming::TscRead, 2);
+        for _ in 0..1000 {
+            let now = m.exit_running_ahead(100, ExitTiming::TscRead, 2);
+            let pass = now - last;
+            assert!(
+                (2 * TIMER_READ_NS..3 * (TIMER_READ_NS + 200)).contains(&pass),
+                "a pass cost the guest {pass} ticks"
+            );
+            last = now;
+        }
+        assert!(m.d.tsc_exiting, "RDTSC exits while the window is open");
+        // Without the reads reported, three RDTSCs in a row close it.
+        for _ in 0..3 {
+            m.exit_running_ahead(100, ExitTiming::TscRead, 0);
+        }
+        assert!(!m.d.tsc_exiting);
+        // Reported from a closed window, they change nothing.
+        let hidden = m.time.hidden();
+        m.exit_running_ahead(100, ExitTiming::Other, 2);
+        assert!(!m.d.tsc_exiting);
+        assert_eq!(m.time.hidden(), hidden);
     }
 
     /// A TSC delay loop after a timer read closes the window after three

@@ -53,6 +53,10 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
         i.set_next_ip(ip.wrapping_add(len as u64));
         i
     };
+    // Register and port forms (run ahead after an exit: `x86_emul::port_io_ahead`).
+    if let Some(insn) = register_form(insn, ip, bytes, at, opsize16, rex, opcode) {
+        return insn;
+    }
     match opcode {
         0xF4 if !prefixed => return Some(plain(Code::Hlt, 1)),
         0x0F if !prefixed => {
@@ -205,6 +209,170 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
     Some(insn)
 }
 
+/// `IN`/`OUT` with an immediate port or DX (`E4`-`E7`, `EC`-`EF`, with an
+/// operand-size prefix, no REX), `MOV r, imm` (`B0`-`BF`, with REX and the
+/// operand-size prefix) and `Jcc rel8` (`70`-`7F`, no prefix), the opcode
+/// at `bytes[at - 1]`. `None`: not one of these, go on; `Some(None)`: one
+/// of these but `bytes` ends early.
+fn register_form(
+    mut insn: Instruction,
+    ip: u64,
+    bytes: &[u8],
+    at: usize,
+    opsize16: bool,
+    rex: u8,
+    opcode: u8,
+) -> Option<Option<Instruction>> {
+    let long = insn.code_size() == CodeSize::Code64;
+    let finish = |mut insn: Instruction, len: usize| {
+        insn.set_len(len);
+        insn.set_next_ip(ip.wrapping_add(len as u64));
+        Some(insn)
+    };
+    match opcode {
+        0xE4..=0xE7 | 0xEC..=0xEF if rex == 0 => {
+            let wide = opcode & 1 != 0;
+            let data = match (wide, opsize16) {
+                (false, _) => Register::AL,
+                (true, true) => Register::AX,
+                (true, false) => Register::EAX,
+            };
+            let out = opcode & 2 != 0;
+            let code = match (out, opcode & 8 != 0, data) {
+                (false, false, Register::AL) => Code::In_AL_imm8,
+                (false, false, Register::AX) => Code::In_AX_imm8,
+                (false, false, _) => Code::In_EAX_imm8,
+                (false, true, Register::AL) => Code::In_AL_DX,
+                (false, true, Register::AX) => Code::In_AX_DX,
+                (false, true, _) => Code::In_EAX_DX,
+                (true, false, Register::AL) => Code::Out_imm8_AL,
+                (true, false, Register::AX) => Code::Out_imm8_AX,
+                (true, false, _) => Code::Out_imm8_EAX,
+                (true, true, Register::AL) => Code::Out_DX_AL,
+                (true, true, Register::AX) => Code::Out_DX_AX,
+                (true, true, _) => Code::Out_DX_EAX,
+            };
+            insn.set_code(code);
+            let (data_op, port_op) = if out { (1, 0) } else { (0, 1) };
+            insn.set_op_kind(data_op, OpKind::Register);
+            insn.set_op_register(data_op, data);
+            if opcode & 8 != 0 {
+                insn.set_op_kind(port_op, OpKind::Register);
+                insn.set_op_register(port_op, Register::DX);
+                Some(finish(insn, at))
+            } else {
+                let Some(&port) = bytes.get(at) else {
+                    return Some(None);
+                };
+                insn.set_op_kind(port_op, OpKind::Immediate8);
+                insn.set_immediate8(port);
+                Some(finish(insn, at + 1))
+            }
+        }
+        0xB0..=0xBF => {
+            let n = (opcode & 7) | ((rex & 1) << 3);
+            let (code, reg, imm_len) = if opcode < 0xB8 {
+                let reg = match n {
+                    _ if rex == 0 && n >= 4 => Register::AH + u32::from(n - 4),
+                    0..=3 => Register::AL + u32::from(n),
+                    4..=7 => Register::SPL + u32::from(n - 4),
+                    _ => Register::R8L + u32::from(n - 8),
+                };
+                (Code::Mov_r8_imm8, reg, 1)
+            } else if rex & 8 != 0 {
+                (Code::Mov_r64_imm64, Register::RAX + u32::from(n), 8)
+            } else if opsize16 {
+                (Code::Mov_r16_imm16, Register::AX + u32::from(n), 2)
+            } else {
+                (Code::Mov_r32_imm32, Register::EAX + u32::from(n), 4)
+            };
+            let Some(imm) = bytes.get(at..at + imm_len) else {
+                return Some(None);
+            };
+            insn.set_code(code);
+            insn.set_op_kind(0, OpKind::Register);
+            insn.set_op_register(0, reg);
+            let mut v = [0u8; 8];
+            v[..imm_len].copy_from_slice(imm);
+            let v = u64::from_le_bytes(v);
+            match imm_len {
+                1 => {
+                    insn.set_op_kind(1, OpKind::Immediate8);
+                    insn.set_immediate8(v as u8);
+                }
+                2 => {
+                    insn.set_op_kind(1, OpKind::Immediate16);
+                    insn.set_immediate16(v as u16);
+                }
+                4 => {
+                    insn.set_op_kind(1, OpKind::Immediate32);
+                    insn.set_immediate32(v as u32);
+                }
+                _ => {
+                    insn.set_op_kind(1, OpKind::Immediate64);
+                    insn.set_immediate64(v);
+                }
+            }
+            Some(finish(insn, at + imm_len))
+        }
+        0x70..=0x7F if at == 1 => {
+            let Some(&rel) = bytes.get(1) else {
+                return Some(None);
+            };
+            const JCC64: [Code; 16] = [
+                Code::Jo_rel8_64,
+                Code::Jno_rel8_64,
+                Code::Jb_rel8_64,
+                Code::Jae_rel8_64,
+                Code::Je_rel8_64,
+                Code::Jne_rel8_64,
+                Code::Jbe_rel8_64,
+                Code::Ja_rel8_64,
+                Code::Js_rel8_64,
+                Code::Jns_rel8_64,
+                Code::Jp_rel8_64,
+                Code::Jnp_rel8_64,
+                Code::Jl_rel8_64,
+                Code::Jge_rel8_64,
+                Code::Jle_rel8_64,
+                Code::Jg_rel8_64,
+            ];
+            const JCC32: [Code; 16] = [
+                Code::Jo_rel8_32,
+                Code::Jno_rel8_32,
+                Code::Jb_rel8_32,
+                Code::Jae_rel8_32,
+                Code::Je_rel8_32,
+                Code::Jne_rel8_32,
+                Code::Jbe_rel8_32,
+                Code::Ja_rel8_32,
+                Code::Js_rel8_32,
+                Code::Jns_rel8_32,
+                Code::Jp_rel8_32,
+                Code::Jnp_rel8_32,
+                Code::Jl_rel8_32,
+                Code::Jge_rel8_32,
+                Code::Jle_rel8_32,
+                Code::Jg_rel8_32,
+            ];
+            let cc = usize::from(opcode - 0x70);
+            let next = ip.wrapping_add(2);
+            let target = next.wrapping_add(rel as i8 as i64 as u64);
+            if long {
+                insn.set_code(JCC64[cc]);
+                insn.set_op_kind(0, OpKind::NearBranch64);
+                insn.set_near_branch64(target);
+            } else {
+                insn.set_code(JCC32[cc]);
+                insn.set_op_kind(0, OpKind::NearBranch32);
+                insn.set_near_branch32(target as u32);
+            }
+            Some(finish(insn, 2))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::decode;
@@ -257,7 +425,13 @@ mod tests {
                 }
             }
             for prefix in &prefixes {
-                for opcode in [0x88u8, 0x89, 0x8A, 0x8B, 0xC6, 0xC7, 0x8C, 0xC8] {
+                let register_forms = (0xE4..=0xE7).chain(0xEC..=0xEF).chain(0xB0..=0xBF);
+                let jcc = 0x70..=0x7F;
+                let opcodes = [0x88u8, 0x89, 0x8A, 0x8B, 0xC6, 0xC7, 0x8C, 0xC8]
+                    .into_iter()
+                    .chain(register_forms)
+                    .chain(jcc);
+                for opcode in opcodes {
                     for modrm in 0..=255u8 {
                         let sibs: Vec<u8> = if modrm & 7 == 4 && modrm >> 6 != 3 {
                             (0..=255).collect()

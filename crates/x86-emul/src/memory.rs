@@ -19,7 +19,8 @@ pub enum PhysError {
 ///
 /// Calls never cross a 4 KiB boundary and are at most 16 bytes long, except
 /// the bulk `REP INS`/`REP OUTS` path ([`Memory::pio_read_string`]), whose
-/// calls stay inside one 4 KiB page and move at most [`crate::STRING_IO_CHUNK`] bytes.
+/// calls stay inside one 4 KiB page and move at most [`crate::STRING_IO_CHUNK`] bytes,
+/// and the code fetch of [`crate::port_io_ahead`], at most 64 bytes.
 pub trait PhysMemory {
     /// Fill `data` from guest-physical `gpa`, or `Err(NotRam)` if any byte is not RAM.
     fn read_phys(&mut self, gpa: u64, data: &mut [u8]) -> Result<(), PhysError>;

@@ -187,7 +187,8 @@ impl FakeMemory {
         Some((end - gpa) as usize)
     }
 
-    /// The contract every call must keep: 1..=16 bytes, within one 4 KiB page.
+    /// The contract every call must keep: 1..=16 bytes (64 for the run ahead's
+    /// code window), within one 4 KiB page.
     fn check(&self, gpa: u64, len: usize, max: usize) {
         assert!(
             (1..=max).contains(&len),
@@ -213,7 +214,8 @@ impl FakeMemory {
         if self.pio_bulk.is_some() {
             crate::STRING_IO_CHUNK
         } else {
-            16
+            // An instruction fetch, or the run ahead's code window.
+            crate::run_ahead::CODE_WINDOW
         }
     }
 

@@ -221,15 +221,18 @@ pub(super) fn cr_write_at_rip(
         .map_err(|e| outcome(Err(e), "a control-register write exit", rip, vcpu))
 }
 
-/// After a port I/O exit: the register-only set-up and port accesses that
-/// follow, carried out now (`x86_emul::port_io_ahead`, which leaves the vCPU
-/// as it was for anything else). Returns the port accesses made.
-pub(super) fn port_io_ahead(vcpu: &mut impl VcpuState, platform: &mut impl Platform) -> u32 {
-    let n = x86_emul::port_io_ahead(&mut EmulatedCpu(vcpu), &mut EmulatedMemory(platform));
-    if n > 0 {
+/// After an exit whose instruction completed: the register-only set-up and
+/// port accesses that follow, carried out now (`x86_emul::port_io_ahead`,
+/// which leaves the vCPU as it was for anything else).
+pub(super) fn port_io_ahead(
+    vcpu: &mut impl VcpuState,
+    platform: &mut impl Platform,
+) -> x86_emul::PortAccesses {
+    let done = x86_emul::port_io_ahead(&mut EmulatedCpu(vcpu), &mut EmulatedMemory(platform));
+    if done.count > 0 {
         vcpu.clear_interrupt_shadow();
     }
-    n
+    done
 }
 
 fn run(

@@ -41,9 +41,10 @@ pub trait Platform {
     fn may_run_ahead(&self) -> bool {
         false
     }
-    /// `n` port accesses were carried out after an exit without exits of
-    /// their own (for the exit statistics).
-    fn ran_ahead(&mut self, _n: u32) {}
+    /// Port accesses to `ports` were carried out after an exit without
+    /// exits of their own (for the exit statistics, and for a clock that
+    /// counts timer reads).
+    fn ran_ahead(&mut self, _ports: &[u16]) {}
     /// A read of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
     fn mmio_read(&mut self, gpa: u64, data: &mut [u8]);
     /// A write of `data.len()` (1 to 8) bytes at a guest-physical address that is not RAM.
@@ -443,6 +444,7 @@ pub fn handle_exit(
                     vcpu.set_gpr(Gpr::Rcx, u64::from(vcpu.tsc_aux()));
                 }
                 vcpu.skip_instruction(len);
+                super::io::run_ahead(vcpu, platform);
             }
             ExitAction::Resume
         }
@@ -591,8 +593,8 @@ pub(crate) mod tests {
         fn may_run_ahead(&self) -> bool {
             self.run_ahead
         }
-        fn ran_ahead(&mut self, n: u32) {
-            self.ran_ahead += n;
+        fn ran_ahead(&mut self, ports: &[u16]) {
+            self.ran_ahead += ports.len() as u32;
         }
         fn logged_write_fault(&mut self, gpa: u64) -> bool {
             self.logged.contains(&(gpa & !0xfff))

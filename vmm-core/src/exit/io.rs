@@ -54,16 +54,22 @@ pub(super) fn handle_io(
         }
     }
     vcpu.skip_instruction(io.len);
-    // The next port access, if a little register set-up away, in this exit
-    // too (PCI configuration's CF8h/CFCh pair, the PIT read twice). Not
-    // with a hardware breakpoint set: it would have to trap on the way.
+    run_ahead(vcpu, platform);
+    ExitAction::Resume
+}
+
+/// After an exit whose instruction completed (IN, OUT, RDTSC): the next
+/// port accesses, if a little register set-up away, in this exit too (PCI
+/// configuration's CF8h/CFCh pair, the PIT read twice, a calibration loop's
+/// reads after its RDTSC). Not with a hardware breakpoint set: it would have
+/// to trap on the way.
+pub(super) fn run_ahead(vcpu: &mut impl VcpuState, platform: &mut impl Platform) {
     if platform.may_run_ahead() && vcpu.dr7() & DR7_BREAKPOINT_ENABLES == 0 {
-        let n = port_io_ahead(vcpu, platform);
-        if n > 0 {
-            platform.ran_ahead(n);
+        let done = port_io_ahead(vcpu, platform);
+        if done.count > 0 {
+            platform.ran_ahead(done.ports());
         }
     }
-    ExitAction::Resume
 }
 
 /// DR7's L0-L3 and G0-G3 (SDM Vol 3A 18.2.4).

@@ -9,6 +9,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use device_model::bus::AddressSpace;
 use guest_log::RateLimitedLog;
 use vmm_core::paging::VmMemoryMap;
 
@@ -67,9 +68,12 @@ pub struct Machine {
     /// [`Machine::is_timer`]'s bits by bus device index, and the bus's
     /// device count they were found for.
     timer_devices: (usize, u64),
-    /// Port accesses carried out after a port I/O exit without exits of
-    /// their own (`Platform::ran_ahead`), for the exit statistics.
+    /// Port accesses carried out after an exit without exits of their own
+    /// (`Platform::ran_ahead`), for the exit statistics.
     ran_ahead: u64,
+    /// Of those, the timer reads of the exit being handled, for the time
+    /// dilation ([`Machine::take_timer_reads_ran_ahead`]).
+    timer_reads_ran_ahead: u32,
 }
 
 /// Guest RAM pages the nested map was seen to map, each with whether it
@@ -193,12 +197,19 @@ impl Machine {
             time,
             timer_devices: (usize::MAX, 0),
             ran_ahead: 0,
+            timer_reads_ran_ahead: 0,
         })
     }
 
-    /// Port accesses carried out after a port I/O exit in the same exit.
+    /// Port accesses carried out after an exit in the same exit.
     pub fn ran_ahead(&self) -> u64 {
         self.ran_ahead
+    }
+
+    /// Timer accesses (as [`Machine::exit_timing`] counts them) carried out
+    /// after the exit just handled, without exits of their own; cleared.
+    pub fn take_timer_reads_ran_ahead(&mut self) -> u32 {
+        core::mem::take(&mut self.timer_reads_ran_ahead)
     }
 
     /// The time hidden from this VM (`keel::apparent_time`).
@@ -424,8 +435,14 @@ impl vmm_core::exit::Platform for Machine {
         self.pc.power.peek().is_none()
     }
 
-    fn ran_ahead(&mut self, n: u32) {
-        self.ran_ahead += u64::from(n);
+    fn ran_ahead(&mut self, ports: &[u16]) {
+        self.ran_ahead += ports.len() as u64;
+        for &port in ports {
+            let device = self.pc.bus().device_at(AddressSpace::Pio, port.into());
+            if device.is_some_and(|d| self.is_timer(d)) {
+                self.timer_reads_ran_ahead = self.timer_reads_ran_ahead.saturating_add(1);
+            }
+        }
     }
 
     fn pio_string_room(&mut self, port: u16, elem: usize, write: bool) -> usize {

@@ -1075,6 +1075,11 @@ fn run_vcpu(
         } else {
             handle_exit(&exit, vcpu, &mut *m, &mut policy)
         };
+        // Timer reads the handler ran ahead to count as the exits they saved.
+        let timer_reads = m.take_timer_reads_ran_ahead();
+        if timer_reads > 0 && dilating(shared, me) {
+            dilation.timer_reads_ran_ahead(timer_reads);
+        }
         if action == ExitAction::Halt {
             shared.release(m, me);
             action = wait_for_interrupt(vcpu, shared, rip, resets_seen, &mut bsp, config);

@@ -2,9 +2,11 @@
 
 pub(crate) mod alu;
 mod bits;
+mod branch;
 mod io;
 mod lea;
 mod mov;
+mod shift;
 mod stack;
 mod string;
 mod xchg;
@@ -72,6 +74,10 @@ pub(crate) fn execute<C: Cpu, M: Memory>(
     if insn.has_lock_prefix() && !has_memory_operand(insn) {
         return Err(Exception::InvalidOpcode.into());
     }
+    // A Jcc moves RIP itself, to its target or past it.
+    if insn.is_jcc_short_or_near() {
+        return branch::jcc(ctx, d);
+    }
     use Mnemonic::*;
     let outcome = match insn.mnemonic() {
         Mov | Movzx | Movsx | Movsxd | Movnti | Movbe if !string::is_string(insn) => {
@@ -86,6 +92,7 @@ pub(crate) fn execute<C: Cpu, M: Memory>(
         Insb | Insw | Insd | Outsb | Outsw | Outsd => io::execute(ctx, d, limits)?,
         In | Out => io::execute_in_out(ctx, d)?,
         Lea => lea::execute(ctx, d)?,
+        Shl | Sal | Shr | Sar => shift::execute(ctx, d)?,
         _ if string::is_string(insn) => string::execute(ctx, d, limits)?,
         _ => return Err(unsupported(d, "instruction not emulated")),
     };
