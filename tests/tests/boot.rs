@@ -92,6 +92,18 @@ fn exitbench_guest_reports_every_exit_kind() {
             o.report()
         );
     }
+    // The local APIC's row is the EOI batch's (and three set-up writes):
+    // the HLT batch's timer and EOI are the PIT's and the 8259A's ports.
+    let eoi = bench
+        .kinds
+        .iter()
+        .find(|k| k.batch.kind == "mmio_lapic_eoi");
+    let rows = eoi.and_then(|k| Some((k.batch.n, k.keel.as_ref()?.count)));
+    assert!(
+        rows.is_some_and(|(n, count)| (n..=n + 3).contains(&count)),
+        "the local APIC's row is not the EOI batch's: {rows:?}\n{}",
+        o.report()
+    );
     verdict(check_stop(
         &o,
         "exitbench",

@@ -1349,9 +1349,9 @@ impl ExitBatch {
 
 /// The exitbench guest's kinds, in its order, each with the row of Keel's
 /// exit statistics that holds Keel's side of it. Those rows count every
-/// exit of the reason or device, not only the batch's (the local APIC's
-/// also holds the HLT batch's timer writes and EOIs), so compare the batch's
-/// count with the row's.
+/// exit of the reason or device, not only the batch's (the guest's set-up
+/// writes to the local APIC; the HLT batch's timer is the PIT, its EOI the
+/// 8259A's), so compare the batch's count with the row's.
 pub const EXIT_KINDS: &[(&str, &str)] = &[
     ("out_unclaimed", "io: (no device)"),
     ("in_pm_timer", "io: ACPI PM timer"),
@@ -1452,7 +1452,7 @@ impl ExitBench {
         t.push_str(&format!(
             "  round trip: the guest's RDTSC over the batch / n; Keel mean: exit to next\n  \
              entry from Keel's statistics (every exit of that row); share: Keel mean over\n  \
-             round trip; hlt_timer is a whole wake-up (timer write, sleep, interrupt, EOI)\n  \
+             round trip; hlt_timer is a whole wake-up (PIT programming, sleep, interrupt, EOI)\n  \
              host load average (1, 5, 15 min): {} before, {} after\n",
             load_text(self.load[0]),
             load_text(self.load[1])

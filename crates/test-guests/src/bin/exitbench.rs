@@ -8,13 +8,15 @@
 //! PCI 00:01.3 first), `cpuid` (leaf 0), `rdmsr` (IA32_MTRRCAP, FEh, which
 //! Keel answers itself), `mmio_hpet_read` (32-bit read of the HPET main
 //! counter, FED000F0h), `mmio_lapic_eoi` (32-bit write of 0 to the local
-//! APIC's EOI register, FEE000B0h) and `hlt_timer` (`sti; hlt` woken by a
-//! one-shot local APIC timer of about 50 us; each round also writes the
-//! timer's initial count and the handler writes EOI, so its figure is a
-//! whole wake-up, not one exit). `cargo xtask bench` puts each batch's
-//! cycles per exit beside Keel's own mean from its exit statistics. Ends
-//! with debug-exit 0. RAM: IDT at `0x2000` (vectors 0-31 copied from the
-//! library's, 0x40 the timer).
+//! APIC's EOI register, FEE000B0h) and `hlt_timer` (`sti; hlt` woken by
+//! the PIT's channel 0 in mode 0, about 50 us, through the 8259A as IRQ 0;
+//! each round also programs the PIT and the handler writes the 8259A's EOI,
+//! so its figure is a whole wake-up, not one exit). The wake-up's timer and
+//! EOI are ports, not the local APIC's registers, so Keel's local APIC row
+//! holds the EOI batch alone (and the set-up's few writes). `cargo xtask
+//! bench` puts each batch's cycles per exit beside Keel's own mean from its
+//! exit statistics. Ends with debug-exit 0. RAM: IDT at `0x2000` (vectors
+//! 0-31 copied from the library's, 0x20 the PIT's IRQ 0).
 
 #![no_std]
 #![no_main]
@@ -27,6 +29,15 @@ global_asm!(
     r#"
 .set N,              2000       /* exits per batch */
 .set N_HLT,          200        /* timer wake-ups */
+.set PIC1_CMD,       0x20
+.set PIC1_DATA,      0x21
+.set PIC2_CMD,       0xA0
+.set PIC2_DATA,      0xA1
+.set PIT_CH0,        0x40
+.set PIT_MODE,       0x43
+.set PIT_CH0_MODE0,  0x30       /* channel 0, LSB then MSB, mode 0, binary */
+.set PIT_COUNT,      60         /* 1.193182 MHz / 60: 50 us */
+.set VEC_PIT,        0x20       /* IRQ 0 at the master's base */
 .set UNCLAIMED_PORT, 0x80
 .set PCI_ADDR,       0xCF8
 .set PCI_DATA,       0xCFC
@@ -39,12 +50,8 @@ global_asm!(
 .set LAPIC_TPR,      0x80
 .set LAPIC_EOI,      0xB0
 .set LAPIC_SVR,      0xF0
-.set LAPIC_LVT_TMR,  0x320
-.set LAPIC_TMR_INIT, 0x380
-.set LAPIC_TMR_DIV,  0x3E0
-.set LVT_MASKED,     0x10000
-.set VEC_TIMER,      0x40
-.set TIMER_COUNT,    3125       /* 1 GHz / 16 / 3125: 50 us */
+.set LAPIC_LVT_LINT0, 0x350
+.set LVT_EXTINT,     0x700      /* delivery mode ExtINT, not masked */
 .set IDT_BENCH,      0x2000
 
 /* %r14 = the TSC now. Clobbers %eax, %edx. */
@@ -101,17 +108,31 @@ long:
     mov $PCI_DATA, %dx
     mov $1, %al
     out %al, %dx
-    /* Both 8259As masked: the PIT's IRQ 0 through an unprogrammed 8259A
-       would arrive on vector 0 during the HLT batch. */
+    /* The 8259A pair initialized (ICW1-ICW4: edge, cascade on IRQ 2,
+       vectors 0x20 and 0x28, 8086 mode) and all masked until the HLT batch. */
+    mov $0x11, %al
+    out %al, $PIC1_CMD
+    out %al, $PIC2_CMD
+    mov $VEC_PIT, %al
+    out %al, $PIC1_DATA
+    mov $(VEC_PIT + 8), %al
+    out %al, $PIC2_DATA
+    mov $0x04, %al
+    out %al, $PIC1_DATA
+    mov $0x02, %al
+    out %al, $PIC2_DATA
+    mov $0x01, %al
+    out %al, $PIC1_DATA
+    out %al, $PIC2_DATA
     mov $0xFF, %al
-    out %al, $0x21
-    out %al, $0xA1
-    /* Local APIC on, timer masked, divide by 16. */
+    out %al, $PIC1_DATA
+    out %al, $PIC2_DATA
+    /* Local APIC on, the 8259A's output reaching it as ExtINT on LINT0
+       (the virtual-wire mode of the MultiProcessor Specification 3.6.2.2). */
     mov $LAPIC, %r15d
     movl $(0x100 | 0xFF), LAPIC_SVR(%r15)
     movl $0, LAPIC_TPR(%r15)
-    movl $(LVT_MASKED | VEC_TIMER), LAPIC_LVT_TMR(%r15)
-    movl $0x3, LAPIC_TMR_DIV(%r15)
+    movl $LVT_EXTINT, LAPIC_LVT_LINT0(%r15)
     PRINTLN "exitbench: long mode, N exits of each kind"
 
     xor %eax, %eax
@@ -164,22 +185,29 @@ long:
     jnz 1b
     TSC_REPORT mmio_lapic_eoi, N
 
-    /* HLT woken by the one-shot timer: armed with interrupts off, so an
+    /* HLT woken by the PIT's one-shot count (mode 0: the output rises at
+       terminal count, IRQ 0's edge), armed with interrupts off, so an
        early expiry stays pending and ends the HLT at once (STI's shadow
        covers the HLT). */
-    mov $LAPIC, %r15d
-    movl $VEC_TIMER, LAPIC_LVT_TMR(%r15)
+    mov $0xFE, %al
+    out %al, $PIC1_DATA
     mov $N_HLT, %r8d
     TSC_START
 1:  cli
-    movl $TIMER_COUNT, LAPIC_TMR_INIT(%r15)
+    mov $PIT_CH0_MODE0, %al
+    out %al, $PIT_MODE
+    mov $(PIT_COUNT & 0xFF), %al
+    out %al, $PIT_CH0
+    mov $(PIT_COUNT >> 8), %al
+    out %al, $PIT_CH0
     sti
     hlt
     dec %r8d
     jnz 1b
     cli
     TSC_REPORT hlt_timer, N_HLT
-    movl $(LVT_MASKED | VEC_TIMER), LAPIC_LVT_TMR(%r15)
+    mov $0xFF, %al
+    out %al, $PIC1_DATA
 
     PRINTLN "exitbench: done"
     xor %eax, %eax
@@ -188,25 +216,25 @@ long:
     hlt
     jmp 2b
 
-/* The timer's handler: EOI, return. */
+/* The PIT's handler: the 8259A's non-specific EOI (OCW2), return. */
 timer_handler:
     push %rax
-    mov $LAPIC, %eax
-    movl $0, LAPIC_EOI(%rax)
+    mov $0x20, %al
+    out %al, $PIC1_CMD
     pop %rax
     iretq
 
 /* IDT_BENCH: the library's 32 exception gates, then a 64-bit interrupt gate
-   for VEC_TIMER; loaded. */
+   for VEC_PIT; loaded. */
 setup_idt:
     mov $IDT64, %esi
     mov $IDT_BENCH, %edi
     mov $(32 * 16 / 8), %ecx
     rep movsq
     xor %eax, %eax
-    mov $((VEC_TIMER + 1 - 32) * 16 / 8), %ecx
+    mov $((VEC_PIT + 1 - 32) * 16 / 8), %ecx
     rep stosq
-    mov $(IDT_BENCH + VEC_TIMER * 16), %edi
+    mov $(IDT_BENCH + VEC_PIT * 16), %edi
     mov $timer_handler, %eax
     IDT_GATE
     lidt idt_bench_desc(%rip)
@@ -215,7 +243,7 @@ setup_idt:
     .pushsection .rodata.idt_bench, "a"
     .balign 8
 idt_bench_desc:
-    .word (VEC_TIMER + 1) * 16 - 1
+    .word (VEC_PIT + 1) * 16 - 1
     .quad IDT_BENCH
     .popsection
 "#,
