@@ -350,9 +350,12 @@ fn a_long_ide_dma_goes_on_in_service() {
     use crate::storage::ide::{ChannelId, DrivePosition, IdeDrive};
     use crate::storage::RamDisk;
     let mut f = fixture();
-    let image: Vec<u8> = (0..2048 * 512)
-        .map(|i: usize| ((i / 512) ^ i) as u8)
-        .collect();
+    use crate::storage::ide::bmdma::DMA_BUDGET;
+    // Four budgets in 64 KiB regions from 0x10000.
+    let total = 4 * DMA_BUDGET;
+    let regions = total / 0x10000;
+    let sectors = (total / 512) as u16;
+    let image: Vec<u8> = (0..total).map(|i: usize| ((i / 512) ^ i) as u8).collect();
     f.pc.attach_ide(
         ChannelId::Primary,
         DrivePosition::Master,
@@ -361,21 +364,25 @@ fn a_long_ide_dma_goes_on_in_service() {
     f.pci_write(1, 1, 0x40, 2, 0x8000);
     f.pci_write(1, 1, 0x20, 4, 0xc001);
     f.pci_write(1, 1, 0x04, 2, 0x0005);
-    // Eight 64 KiB regions from 0x10000: 512 KiB, four budgets.
-    for i in 0..8u32 {
+    for i in 0..regions as u32 {
         let d = 0x1000 + 8 * u64::from(i);
         f.ram.write(d, &(0x10000 * (i + 1)).to_le_bytes()).unwrap();
-        let eot = if i == 7 { 0x8000_0000u32 } else { 0 };
+        let eot = if i as usize + 1 == regions {
+            0x8000_0000u32
+        } else {
+            0
+        };
         f.ram.write(d + 4, &eot.to_le_bytes()).unwrap();
     }
     f.out(0xc004, 4, 0x1000);
-    // READ DMA EXT, 1024 sectors from LBA 0.
+    // READ DMA EXT of `sectors` from LBA 0: the count's high byte, then low.
     f.out(0x1f6, 1, 0x40);
-    for (port, v) in [(0x1f2, 0x04), (0x1f3, 0), (0x1f4, 0), (0x1f5, 0)] {
-        f.out(port, 1, v);
+    let [low, high] = sectors.to_le_bytes();
+    for (port, v) in [(0x1f2, high), (0x1f3, 0), (0x1f4, 0), (0x1f5, 0)] {
+        f.out(port, 1, u32::from(v));
     }
-    for port in [0x1f2, 0x1f3, 0x1f4, 0x1f5] {
-        f.out(port, 1, 0);
+    for (port, v) in [(0x1f2, low), (0x1f3, 0), (0x1f4, 0), (0x1f5, 0)] {
+        f.out(port, 1, u32::from(v));
     }
     f.out(0x1f7, 1, 0x25);
     f.out(0xc000, 1, 0x09);
@@ -390,9 +397,9 @@ fn a_long_ide_dma_goes_on_in_service() {
         assert!(passes <= 4, "more passes than budgets");
     }
     assert_eq!(passes, 4);
-    let mut got = vec![0u8; 512 * 1024];
+    let mut got = vec![0u8; total];
     f.ram.read(0x10000, &mut got).unwrap();
-    assert!(got == image[..512 * 1024], "the data arrived in order");
+    assert!(got == image[..], "the data arrived in order");
     assert_eq!(
         f.pc.pio_read(0xc002, 1) & 0x07,
         0x04,

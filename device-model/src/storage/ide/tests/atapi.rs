@@ -313,12 +313,14 @@ fn endless_table(rig: &mut Rig, page: usize, region: u32, bad_at: Option<usize>)
 fn read12_of_a_whole_disc_through_a_table_without_eot_is_bounded_per_call() {
     use crate::storage::ide::bmdma::DMA_BUDGET;
     let mut rig = Rig::new();
-    let blocks = 256u64; // 512 KiB: four budgets; the CDB says 0x100 blocks
+    // Four budgets of 2 KiB blocks; the CDB's transfer length says as many.
+    let blocks = (4 * DMA_BUDGET / 2048) as u64;
     big_cd(&mut rig, blocks);
     endless_table(&mut rig, 0, 0x10000, None);
     rig.inb(S + 7);
     rig.bm_start(8, 0, true);
-    packet(&mut rig, &[0xA8, 0, 0, 0, 0, 0, 0, 0, 1, 0], 0, true);
+    let [_, _, hi, lo] = (blocks as u32).to_be_bytes();
+    packet(&mut rig, &[0xA8, 0, 0, 0, 0, 0, 0, 0, hi, lo], 0, true);
     // The packet write moved the first budget.
     let mut calls = 1;
     while rig.ide.dma_pending() {
@@ -326,7 +328,7 @@ fn read12_of_a_whole_disc_through_a_table_without_eot_is_bounded_per_call() {
         assert!(calls <= 4, "more passes than budgets");
         rig.run_dma();
     }
-    assert_eq!(calls, 4, "512 KiB in {DMA_BUDGET}-byte passes");
+    assert_eq!(calls, 4, "four budgets in {DMA_BUDGET}-byte passes");
     done(&mut rig);
     assert_eq!(
         &rig.ram()[0x10000..0x20000],

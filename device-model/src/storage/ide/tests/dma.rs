@@ -224,40 +224,48 @@ fn pio_commands_never_reach_the_bus_master() {
 fn a_transfer_longer_than_the_budget_continues_over_later_calls() {
     use crate::storage::ide::bmdma::DMA_BUDGET;
     let mut rig = Rig::new();
-    // 384 sectors (192 KiB) into three 64 KiB regions.
-    rig.prds(
-        TABLE,
-        &[(0x10000, 0, false), (0x20000, 0, false), (0x30000, 0, true)],
-    );
-    rig.lba48(100, 384);
+    // One budget and 64 KiB more, into 64 KiB regions from 0x10000.
+    let (sectors, end) = one_budget_and_a_region(&mut rig);
+    rig.lba48(100, sectors);
     rig.outb(P + 7, 0x25);
     // The START write moves exactly one budget, the service hook the rest.
     rig.bm_start(0, TABLE as u32, true);
-    let want = expected(100, 384);
+    let want = expected(100, u64::from(sectors));
     let ram = rig.ram();
     assert_eq!(&ram[0x10000..0x10000 + DMA_BUDGET], &want[..DMA_BUDGET]);
-    assert!(ram[0x10000 + DMA_BUDGET..0x40000].iter().all(|&b| b == 0));
+    assert!(ram[0x10000 + DMA_BUDGET..end].iter().all(|&b| b == 0));
     assert!(rig.ide.dma_pending(), "data left: the transfer goes on");
     assert!(!rig.irq(14), "no interrupt before the end");
     assert_eq!(rig.inb(BM + 2) & 0x07, 0x01, "ACTIVE while in progress");
     assert!(rig.run_dma());
     assert!(!rig.ide.dma_pending());
-    assert_eq!(&rig.ram()[0x10000..0x40000], &expected(100, 384)[..]);
+    assert_eq!(&rig.ram()[0x10000..end], &want[..]);
     assert!(rig.irq(14));
     assert_eq!(rig.inb(BM + 2) & 0x07, 0x04, "exact fit: INTERRUPT only");
     assert_eq!(rig.inb(P + 7), 0x50);
+}
+
+/// A table of 64 KiB regions from 0x10000 for one DMA budget and one
+/// region more, the last with EOT: the sectors that fill it, and where
+/// its last region ends.
+fn one_budget_and_a_region(rig: &mut Rig) -> (u16, usize) {
+    use crate::storage::ide::bmdma::DMA_BUDGET;
+    let regions = DMA_BUDGET / 0x10000 + 1;
+    let prds: Vec<(u32, u16, bool)> = (0..regions)
+        .map(|i| (0x10000 * (i as u32 + 1), 0, i + 1 == regions))
+        .collect();
+    rig.prds(TABLE, &prds);
+    ((regions * 128) as u16, 0x10000 * (regions + 1))
 }
 
 /// Stopping the bus master mid-transfer loses its place (SFF-8038i); a
 /// restart walks the table from its start for the data still to come.
 #[test]
 fn a_stop_mid_transfer_restarts_the_table() {
+    use crate::storage::ide::bmdma::DMA_BUDGET;
     let mut rig = Rig::new();
-    rig.prds(
-        TABLE,
-        &[(0x10000, 0, false), (0x20000, 0, false), (0x30000, 0, true)],
-    );
-    rig.lba48(100, 384);
+    let (sectors, _) = one_budget_and_a_region(&mut rig);
+    rig.lba48(100, sectors);
     rig.outb(P + 7, 0x25);
     // START moves one budget; the driver stops the engine before the rest.
     rig.bm_start(0, TABLE as u32, true);
@@ -266,6 +274,10 @@ fn a_stop_mid_transfer_restarts_the_table() {
     assert!(!rig.ide.dma_pending(), "stopped");
     rig.bm_start(0, TABLE as u32, true);
     rig.run_dma();
-    assert_eq!(&rig.ram()[0x10000..0x20000], &expected(100 + 256, 128)[..]);
+    let moved = (DMA_BUDGET / 512) as u64;
+    assert_eq!(
+        &rig.ram()[0x10000..0x20000],
+        &expected(100 + moved, 128)[..]
+    );
     assert_eq!(rig.inb(P + 7), 0x50);
 }

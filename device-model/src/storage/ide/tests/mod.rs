@@ -24,7 +24,8 @@ use crate::storage::{BlockBackend, BlockError, RamDisk, ReadOnly};
 
 pub const DISK_SECTORS: u64 = 4096;
 pub const CD_BLOCKS: u64 = 64;
-pub const RAM: usize = 256 * 1024;
+/// Room for a transfer of more than one DMA budget (`bmdma::DMA_BUDGET`).
+pub const RAM: usize = 2 * 1024 * 1024;
 pub const BM: u16 = 0xC000;
 
 pub const P: u16 = 0x1F0;
