@@ -2,7 +2,9 @@
 //! between a register or an immediate and memory (`88`, `89`, `8A`, `8B`,
 //! `C6 /0`, `C7 /0`: a driver's MMIO register access), and `CPUID`, `RDMSR`,
 //! `WRMSR` and `HLT` without prefixes (the length of an exit's instruction
-//! on a CPU that does not report it).
+//! on a CPU that does not report it); and for a run ahead after an exit
+//! (`crate::port_io_ahead`), `MOV` between registers, `MOV r, imm`, `IN`,
+//! `OUT` and `Jcc rel8`.
 //!
 //! It builds the same [`Instruction`] iced-x86 decodes from those bytes, bit
 //! for bit (a host test compares the two over every ModRM and SIB byte), and
@@ -81,11 +83,50 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
     let modrm = *bytes.get(at)?;
     at += 1;
     let (mode, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
-    if mode == 3 || (matches!(opcode, 0xC6 | 0xC7) && reg != 0) {
+    if matches!(opcode, 0xC6 | 0xC7) && (mode == 3 || reg != 0) {
         return None;
     }
     let reg = reg | ((rex & 4) << 1);
     let long = bitness == 64;
+    let sized = |n: u8| -> Register {
+        match size {
+            Size::B8 if rex == 0 && (4..8).contains(&n) => Register::AH + u32::from(n - 4),
+            Size::B8 if n < 4 => Register::AL + u32::from(n),
+            Size::B8 if n < 8 => Register::SPL + u32::from(n - 4),
+            Size::B8 => Register::R8L + u32::from(n - 8),
+            Size::B16 => Register::AX + u32::from(n),
+            Size::B32 => Register::EAX + u32::from(n),
+            Size::B64 => Register::RAX + u32::from(n),
+        }
+    };
+    // Register to register (ModRM mod 11): MOV between two registers, as a
+    // run ahead after an exit meets it (`x86_emul::port_io_ahead`).
+    if mode == 3 {
+        let rm = rm | ((rex & 1) << 3);
+        let code = match (opcode, size) {
+            (0x88, _) => Code::Mov_rm8_r8,
+            (0x89, Size::B16) => Code::Mov_rm16_r16,
+            (0x89, Size::B32) => Code::Mov_rm32_r32,
+            (0x89, _) => Code::Mov_rm64_r64,
+            (0x8A, _) => Code::Mov_r8_rm8,
+            (0x8B, Size::B16) => Code::Mov_r16_rm16,
+            (0x8B, Size::B32) => Code::Mov_r32_rm32,
+            _ => Code::Mov_r64_rm64,
+        };
+        let (first, second) = if matches!(opcode, 0x88 | 0x89) {
+            (rm, reg)
+        } else {
+            (reg, rm)
+        };
+        insn.set_code(code);
+        insn.set_len(at);
+        insn.set_next_ip(ip.wrapping_add(at as u64));
+        insn.set_op_kind(0, OpKind::Register);
+        insn.set_op_register(0, sized(first));
+        insn.set_op_kind(1, OpKind::Register);
+        insn.set_op_register(1, sized(second));
+        return Some(insn);
+    }
     let gpr = |n: u8| -> Register {
         let base = if long { Register::RAX } else { Register::EAX };
         base + u32::from(n)
@@ -140,15 +181,7 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
     at += imm_len;
     let len = at;
     let next_ip = ip.wrapping_add(len as u64);
-    let register = match size {
-        Size::B8 if rex == 0 => Register::AL + u32::from(reg),
-        Size::B8 if reg < 4 => Register::AL + u32::from(reg),
-        Size::B8 if reg < 8 => Register::SPL + u32::from(reg - 4),
-        Size::B8 => Register::R8L + u32::from(reg - 8),
-        Size::B16 => Register::AX + u32::from(reg),
-        Size::B32 => Register::EAX + u32::from(reg),
-        Size::B64 => Register::RAX + u32::from(reg),
-    };
+    let register = sized(reg);
     let code = match (opcode, size) {
         (0x88, _) => Code::Mov_rm8_r8,
         (0x89, Size::B16) => Code::Mov_rm16_r16,
@@ -478,7 +511,6 @@ mod tests {
             &[0xF0, 0x89, 0x03][..], // LOCK
             &[0x67, 0x89, 0x03],     // address size
             &[0x2E, 0x89, 0x03],     // segment override
-            &[0x89, 0xC0],           // register to register
             &[0xC7, 0xC8, 0, 0, 0, 0],
             &[0x66, 0xF4],
             &[0x0F, 0x31], // RDTSC
