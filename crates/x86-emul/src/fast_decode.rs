@@ -103,16 +103,7 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
     // run ahead after an exit meets it (`x86_emul::port_io_ahead`).
     if mode == 3 {
         let rm = rm | ((rex & 1) << 3);
-        let code = match (opcode, size) {
-            (0x88, _) => Code::Mov_rm8_r8,
-            (0x89, Size::B16) => Code::Mov_rm16_r16,
-            (0x89, Size::B32) => Code::Mov_rm32_r32,
-            (0x89, _) => Code::Mov_rm64_r64,
-            (0x8A, _) => Code::Mov_r8_rm8,
-            (0x8B, Size::B16) => Code::Mov_r16_rm16,
-            (0x8B, Size::B32) => Code::Mov_r32_rm32,
-            _ => Code::Mov_r64_rm64,
-        };
+        let code = mov_code(opcode, size);
         let (first, second) = if matches!(opcode, 0x88 | 0x89) {
             (rm, reg)
         } else {
@@ -182,20 +173,7 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
     let len = at;
     let next_ip = ip.wrapping_add(len as u64);
     let register = sized(reg);
-    let code = match (opcode, size) {
-        (0x88, _) => Code::Mov_rm8_r8,
-        (0x89, Size::B16) => Code::Mov_rm16_r16,
-        (0x89, Size::B32) => Code::Mov_rm32_r32,
-        (0x89, _) => Code::Mov_rm64_r64,
-        (0x8A, _) => Code::Mov_r8_rm8,
-        (0x8B, Size::B16) => Code::Mov_r16_rm16,
-        (0x8B, Size::B32) => Code::Mov_r32_rm32,
-        (0x8B, _) => Code::Mov_r64_rm64,
-        (0xC6, _) => Code::Mov_rm8_imm8,
-        (0xC7, Size::B16) => Code::Mov_rm16_imm16,
-        (0xC7, Size::B32) => Code::Mov_rm32_imm32,
-        _ => Code::Mov_rm64_imm32,
-    };
+    let code = mov_code(opcode, size);
     insn.set_code(code);
     insn.set_len(len);
     insn.set_next_ip(next_ip);
@@ -240,6 +218,24 @@ pub(crate) fn decode(bitness: u32, ip: u64, bytes: &[u8]) -> Option<Instruction>
         }
     }
     Some(insn)
+}
+
+/// The MOV form of `opcode` (`88`, `89`, `8A`, `8B`, `C6`, `C7`) at `size`.
+fn mov_code(opcode: u8, size: Size) -> Code {
+    match (opcode, size) {
+        (0x88, _) => Code::Mov_rm8_r8,
+        (0x89, Size::B16) => Code::Mov_rm16_r16,
+        (0x89, Size::B32) => Code::Mov_rm32_r32,
+        (0x89, _) => Code::Mov_rm64_r64,
+        (0x8A, _) => Code::Mov_r8_rm8,
+        (0x8B, Size::B16) => Code::Mov_r16_rm16,
+        (0x8B, Size::B32) => Code::Mov_r32_rm32,
+        (0x8B, _) => Code::Mov_r64_rm64,
+        (0xC6, _) => Code::Mov_rm8_imm8,
+        (0xC7, Size::B16) => Code::Mov_rm16_imm16,
+        (0xC7, Size::B32) => Code::Mov_rm32_imm32,
+        _ => Code::Mov_rm64_imm32,
+    }
 }
 
 /// `IN`/`OUT` with an immediate port or DX (`E4`-`E7`, `EC`-`EF`, with an

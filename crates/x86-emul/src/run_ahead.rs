@@ -182,15 +182,7 @@ fn register_only(insn: &iced_x86::Instruction) -> bool {
         && (0..insn.op_count()).all(|i| match insn.op_kind(i) {
             OpKind::Register => insn.op_register(i).is_gpr(),
             OpKind::Memory => insn.mnemonic() == Mnemonic::Lea && i == 1,
-            OpKind::Immediate8
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64 => true,
-            _ => false,
+            kind => insn::is_immediate(kind),
         })
 }
 

@@ -26,7 +26,7 @@ fn has_memory_operand(insn: &iced_x86::Instruction) -> bool {
         .any(|i| !matches!(insn.op_kind(i), OpKind::Register) && !is_immediate(insn.op_kind(i)))
 }
 
-fn is_immediate(k: OpKind) -> bool {
+pub(crate) fn is_immediate(k: OpKind) -> bool {
     matches!(
         k,
         OpKind::Immediate8
