@@ -5,7 +5,7 @@ use super::cr::{cr4_allowed, mov_to_cr, CrContext, GeneralProtection};
 use super::emulate::{cr_write_at_rip, emulate_mmio, instruction_length, UnexplainedFaults};
 use super::exception::{reflect_exception, ExceptionLoop};
 use super::hyperv::HyperV;
-use super::io::handle_io;
+use super::io::{handle_io, RunAheadMisses};
 use super::msr::{CpuFacts, MsrOutcome, MsrPolicy};
 use super::{AccessKind, CrAccess, CrOperand, ExitAction, StopReason, VmExit, UNKNOWN_LENGTH};
 use crate::vcpu::{CpuMode, Event, Gpr, VcpuState};
@@ -119,6 +119,8 @@ pub struct VmPolicy {
     pub unexplained_faults: UnexplainedFaults,
     /// Intercepted #DB / #AC at the same place, in a row.
     pub exception_loop: ExceptionLoop,
+    /// Where a run ahead after an exit lately found nothing to run.
+    pub run_ahead_misses: RunAheadMisses,
 }
 
 impl VmPolicy {
@@ -133,6 +135,7 @@ impl VmPolicy {
             hyperv: HyperV::off(),
             unexplained_faults: UnexplainedFaults::default(),
             exception_loop: ExceptionLoop::default(),
+            run_ahead_misses: RunAheadMisses::default(),
         }
     }
 
@@ -335,7 +338,7 @@ pub fn handle_exit(
     }
     let exit = &exit;
     match *exit {
-        VmExit::Io(ref io) => handle_io(io, vcpu, platform),
+        VmExit::Io(ref io) => handle_io(io, vcpu, platform, &mut policy.run_ahead_misses),
         VmExit::Cpuid { len } => {
             let leaf = low32(vcpu.gpr(Gpr::Rax)) as u32;
             let sub = low32(vcpu.gpr(Gpr::Rcx)) as u32;
@@ -444,7 +447,7 @@ pub fn handle_exit(
                     vcpu.set_gpr(Gpr::Rcx, u64::from(vcpu.tsc_aux()));
                 }
                 vcpu.skip_instruction(len);
-                super::io::run_ahead(vcpu, platform);
+                super::io::run_ahead(vcpu, platform, &mut policy.run_ahead_misses);
             }
             ExitAction::Resume
         }

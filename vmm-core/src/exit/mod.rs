@@ -27,6 +27,7 @@ pub mod exception_vectors {
 pub use exception::{dr6_after_debug_exception, ExceptionLoop, DR6_BD, DR7_GD, MAX_EXCEPTION_LOOP};
 pub use handler::{handle_exit, Platform, VmPolicy};
 pub use hyperv::{tsc_scale, HvFeatures, HyperV, TscPage};
+pub use io::RunAheadMisses;
 pub use msr::{CpuFacts, MsrOutcome, MsrPolicy, Vendor};
 pub use shadowed_hlt::complete_hlt_in_shadow;
 pub use stop::StopReason;
