@@ -98,6 +98,29 @@ macro_rules! asm_prelude {
     movq $0, 8(%rdi)
 .endm
 
+/* Both 8259As initialized (ICW1-ICW4: edge, cascade with the slave on IRQ 2,
+   vectors `base` to `base` + 15, 8086 mode) and all their lines masked.
+   Clobbers %al. */
+.macro PIC_INIT_MASKED base
+    mov $0x11, %al
+    out %al, $0x20
+    out %al, $0xA0
+    mov $(\base), %al
+    out %al, $0x21
+    mov $(\base + 8), %al
+    out %al, $0xA1
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x02, %al
+    out %al, $0xA1
+    mov $0x01, %al
+    out %al, $0x21
+    out %al, $0xA1
+    mov $0xFF, %al
+    out %al, $0x21
+    out %al, $0xA1
+.endm
+
 /* Call the variant of a shared routine for the current mode (name_rm/_pm/_lm). */
 .macro KCALL name
     .if KMODE == 16

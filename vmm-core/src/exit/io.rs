@@ -69,11 +69,13 @@ pub(super) fn run_ahead(
     platform: &mut impl Platform,
     misses: &mut RunAheadMisses,
 ) {
-    if !platform.may_run_ahead() || vcpu.dr7() & DR7_BREAKPOINT_ENABLES != 0 {
-        return;
-    }
+    // The miss table first: it is the cheapest test, and on most exits
+    // of a loop that never runs ahead it is the only one.
     let rip = vcpu.rip();
-    if !misses.worth_trying(rip) {
+    if !misses.worth_trying(rip)
+        || !platform.may_run_ahead()
+        || vcpu.dr7() & DR7_BREAKPOINT_ENABLES != 0
+    {
         return;
     }
     let done = port_io_ahead(vcpu, platform);

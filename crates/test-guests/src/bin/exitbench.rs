@@ -31,8 +31,6 @@ global_asm!(
 .set N_HLT,          200        /* timer wake-ups */
 .set PIC1_CMD,       0x20
 .set PIC1_DATA,      0x21
-.set PIC2_CMD,       0xA0
-.set PIC2_DATA,      0xA1
 .set PIT_CH0,        0x40
 .set PIT_MODE,       0x43
 .set PIT_CH0_MODE0,  0x30       /* channel 0, LSB then MSB, mode 0, binary */
@@ -108,25 +106,9 @@ long:
     mov $PCI_DATA, %dx
     mov $1, %al
     out %al, %dx
-    /* The 8259A pair initialized (ICW1-ICW4: edge, cascade on IRQ 2,
-       vectors 0x20 and 0x28, 8086 mode) and all masked until the HLT batch. */
-    mov $0x11, %al
-    out %al, $PIC1_CMD
-    out %al, $PIC2_CMD
-    mov $VEC_PIT, %al
-    out %al, $PIC1_DATA
-    mov $(VEC_PIT + 8), %al
-    out %al, $PIC2_DATA
-    mov $0x04, %al
-    out %al, $PIC1_DATA
-    mov $0x02, %al
-    out %al, $PIC2_DATA
-    mov $0x01, %al
-    out %al, $PIC1_DATA
-    out %al, $PIC2_DATA
-    mov $0xFF, %al
-    out %al, $PIC1_DATA
-    out %al, $PIC2_DATA
+    /* The 8259A pair initialized, IRQ 0 at VEC_PIT, all masked until the
+       HLT batch. */
+    PIC_INIT_MASKED VEC_PIT
     /* Local APIC on, the 8259A's output reaching it as ExtINT on LINT0
        (the virtual-wire mode of the MultiProcessor Specification 3.6.2.2). */
     mov $LAPIC, %r15d

@@ -660,26 +660,10 @@ lapic_virtual_wire:
     movl $0x400, LAPIC_LVT_LINT1(%r15)
     ret
 
-/* ICW1-4 for both 8259As: edge, cascade, vectors 0x20/0x28, slave on IRQ 2,
-   8086 mode; everything masked. */
+/* Both 8259As: vectors 0x20/0x28 (VEC_SLAVE_BASE is VEC_PIC_BASE + 8),
+   everything masked. */
 pic_init:
-    mov $0x11, %al
-    out %al, $PIC1_CMD
-    out %al, $PIC2_CMD
-    mov $VEC_PIC_BASE, %al
-    out %al, $PIC1_DATA
-    mov $VEC_SLAVE_BASE, %al
-    out %al, $PIC2_DATA
-    mov $0x04, %al
-    out %al, $PIC1_DATA
-    mov $0x02, %al
-    out %al, $PIC2_DATA
-    mov $0x01, %al
-    out %al, $PIC1_DATA
-    out %al, $PIC2_DATA
-    mov $0xFF, %al
-    out %al, $PIC1_DATA
-    out %al, $PIC2_DATA
+    PIC_INIT_MASKED VEC_PIC_BASE
     ret
 
 /* PIT channel 0: mode 2 (rate generator), lobyte/hibyte, ~1 kHz. */
