@@ -41,6 +41,13 @@
 //!
 //! A guest that reads a buffer while a transfer into it is in flight sees
 //! some mix of old and new words, as with a real bus-master device.
+//!
+//! # Zeroing
+//!
+//! A VM's RAM reads as zero when the VM starts, but Keel does not zero it
+//! then: each chunk of [`ZEROING_CHUNK`] bytes is zeroed when first touched,
+//! through a handle or by the guest (the VMM maps a chunk into the nested
+//! page tables only after [`GuestMemory::touch`]); see `first_touch.rs`.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -50,7 +57,9 @@ use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+mod first_touch;
 mod map_change;
+pub use first_touch::ZEROING_CHUNK;
 pub use map_change::{Backing, HostRegionId, MemoryMapChange, Writes};
 
 /// A guest-physical address.
@@ -147,6 +156,9 @@ pub struct GuestMemory {
     words: Words,
     size: u64,
     aliases: [Option<RomAlias>; MAX_ALIASES],
+    /// For RAM zeroed when first touched ([`GuestMemory::from_raw_region_unzeroed`]):
+    /// which chunks are zeroed.
+    first_touch: Option<Arc<first_touch::Chunks>>,
 }
 
 /// An integer read or written as little-endian bytes by
@@ -191,6 +203,24 @@ impl GuestMemory {
             words: Words::Owned(words),
             size: size as u64,
             aliases: [None; MAX_ALIASES],
+            first_touch: None,
+        }
+    }
+
+    /// `size` bytes of RAM, in an allocation the handles share, that
+    /// behaves as [`GuestMemory::from_raw_region_unzeroed`] does: it starts
+    /// out filled with `junk` (standing for old host memory) and reads as
+    /// zero. For host tests and the fuzz harness.
+    pub fn new_unzeroed(size: usize, junk: u8) -> Self {
+        let junk = u64::from_le_bytes([junk; WORD]);
+        let words: Arc<[AtomicU64]> = (0..size.div_ceil(WORD))
+            .map(|_| AtomicU64::new(junk))
+            .collect();
+        GuestMemory {
+            words: Words::Owned(words),
+            size: size as u64,
+            aliases: [None; MAX_ALIASES],
+            first_touch: Some(Arc::new(first_touch::Chunks::new(size as u64))),
         }
     }
 
@@ -225,7 +255,54 @@ impl GuestMemory {
             words: Words::Static(words),
             size: len as u64,
             aliases: [None; MAX_ALIASES],
+            first_touch: None,
         })
+    }
+
+    /// [`GuestMemory::from_raw_region`] for host memory that may hold
+    /// anything: the guest's RAM reads as zero all the same, because each
+    /// chunk of [`ZEROING_CHUNK`] bytes is zeroed when an access through a
+    /// handle first reaches it, or when [`GuestMemory::touch`] asks (see
+    /// the `first_touch` module for why).
+    ///
+    /// # Safety
+    ///
+    /// As for [`GuestMemory::from_raw_region`]. Besides, the nested page
+    /// tables must map a chunk only after [`GuestMemory::touch`] returned
+    /// for it.
+    #[allow(unsafe_code)]
+    pub unsafe fn from_raw_region_unzeroed(
+        base: *mut u8,
+        len: usize,
+    ) -> Result<Self, GuestMemoryError> {
+        // SAFETY: the caller's promise is the one `from_raw_region` needs.
+        let mut ram = unsafe { Self::from_raw_region(base, len) }?;
+        ram.first_touch = Some(Arc::new(first_touch::Chunks::new(len as u64)));
+        Ok(ram)
+    }
+
+    /// Zeroes the chunks of RAM `[gpa, gpa + len)` lies in, unless they are
+    /// already: for the VMM, before its nested page tables map them.
+    pub fn touch(&self, gpa: Gpa, len: usize) -> Result<(), GuestMemoryError> {
+        let off = self.ram_offset(gpa, len)?;
+        self.zero_first(off, len);
+        Ok(())
+    }
+
+    /// Whether the chunk of RAM at `gpa` is zeroed: always, for RAM that
+    /// was not made with [`GuestMemory::from_raw_region_unzeroed`].
+    pub fn is_zeroed(&self, gpa: Gpa) -> bool {
+        self.first_touch
+            .as_ref()
+            .is_none_or(|c| c.is_zeroed((gpa / ZEROING_CHUNK) as usize))
+    }
+
+    /// Zeroes the chunks bytes `[off, off + len)` of RAM lie in, if this
+    /// RAM is zeroed on first touch and they are not yet.
+    fn zero_first(&self, off: usize, len: usize) {
+        if let Some(chunks) = &self.first_touch {
+            chunks.zero(self.words(), off / WORD, (off + len).div_ceil(WORD));
+        }
     }
 
     fn words(&self) -> &[AtomicU64] {
@@ -291,6 +368,7 @@ impl GuestMemory {
                 .ok_or(e)?;
             self.ram_offset(ram, buf.len())
         })?;
+        self.zero_first(off, buf.len());
         let words = self.words();
         // A partial first word, then whole words (one load each), then a partial last one.
         let head = ((WORD - off % WORD) % WORD).min(buf.len());
@@ -317,6 +395,7 @@ impl GuestMemory {
     /// writes to ROM do not reach it).
     pub fn write(&self, gpa: Gpa, buf: &[u8]) -> Result<(), GuestMemoryError> {
         let mut off = self.ram_offset(gpa, buf.len())?;
+        self.zero_first(off, buf.len());
         let words = self.words();
         // A partial first word (merged), whole words (one store each), a partial last one.
         let head = ((WORD - off % WORD) % WORD).min(buf.len());
@@ -355,11 +434,12 @@ impl GuestMemory {
     /// Sets `len` bytes of guest RAM from `gpa` to `byte`.
     pub fn fill(&self, gpa: Gpa, len: usize, byte: u8) -> Result<(), GuestMemoryError> {
         let off = self.ram_offset(gpa, len)?;
+        self.zero_first(off, len);
         let end = off + len;
         let words = self.words();
         let pattern = u64::from_le_bytes([byte; WORD]);
         // Partial words at either end are merged; the whole words between
-        // are one store each (a VM's RAM is zeroed this way when it starts).
+        // are one store each (a VM's video memory is zeroed this way when it starts).
         let mut off = off;
         if off % WORD != 0 {
             let n = (WORD - off % WORD).min(end - off);

@@ -229,3 +229,84 @@ fn raw_regions_must_be_whole_aligned_words() {
     let short = unsafe { GuestMemory::from_raw_region(base, 12) };
     assert!(matches!(short, Err(GuestMemoryError::BadRegion { .. })));
 }
+
+/// RAM zeroed on first touch never shows the old host memory: not to a
+/// read, not around a write, not through an alias, not after a fill of
+/// part of a chunk; and a chunk once zeroed is not zeroed again.
+#[test]
+fn unzeroed_ram_reads_as_zero_wherever_it_is_first_touched() {
+    const C: usize = ZEROING_CHUNK as usize;
+    // Three chunks and a short fourth.
+    let size = 3 * C + 0x3000;
+    let junk = 0xA5;
+    let mut ram = GuestMemory::new_unzeroed(size, junk);
+    ram.map_rom_alias(RomAlias {
+        gpa: 0x1_0000_0000,
+        ram: (3 * C) as u64,
+        len: 0x1000,
+    })
+    .unwrap();
+    assert!((0..4).all(|c| !ram.is_zeroed((c * C) as u64)));
+    // A write that straddles chunks 0 and 1 zeroes both first.
+    ram.write((C - 2) as u64, &[1, 2, 3, 4]).unwrap();
+    assert!(ram.is_zeroed(0) && ram.is_zeroed(C as u64) && !ram.is_zeroed(2 * C as u64));
+    let mut all = vec![0u8; 2 * C];
+    ram.read(0, &mut all).unwrap();
+    assert_eq!(&all[C - 2..C + 2], &[1, 2, 3, 4]);
+    assert_eq!(
+        all.iter().filter(|&&b| b != 0).count(),
+        4,
+        "no junk around the write"
+    );
+    // The read-only alias shows the short last chunk, zeroed by that read.
+    assert_eq!(ram.read_obj::<u64>(0x1_0000_0000).unwrap(), 0);
+    assert!(ram.is_zeroed((3 * C) as u64));
+    // A fill of a few bytes zeroes the rest of its chunk.
+    ram.fill((2 * C + 8) as u64, 3, 0x77).unwrap();
+    let mut chunk = vec![0u8; C];
+    ram.read((2 * C) as u64, &mut chunk).unwrap();
+    assert_eq!(&chunk[8..11], &[0x77; 3]);
+    assert_eq!(chunk.iter().filter(|&&b| b != 0).count(), 3);
+    // Zeroed once only: what was written stays through further touches.
+    ram.touch(0, size).unwrap();
+    assert_eq!(ram.read_obj::<u32>((C - 2) as u64).unwrap(), 0x0403_0201);
+    // Out of range stays an error, and zeroes nothing.
+    let fresh = GuestMemory::new_unzeroed(C, junk);
+    assert!(fresh.touch(C as u64 - 4, 8).is_err());
+    assert!(!fresh.is_zeroed(0));
+    // Plain RAM counts as zeroed throughout.
+    assert!(GuestMemory::new(0x1000).is_zeroed(0));
+}
+
+/// Threads that touch one chunk at once: one zeroes it, and none of the
+/// words the others write is lost to that zeroing.
+#[test]
+fn a_chunk_touched_by_several_threads_is_zeroed_once() {
+    const THREADS: u64 = 8;
+    for round in 0..20u64 {
+        let ram = GuestMemory::new_unzeroed(ZEROING_CHUNK as usize, 0xFF);
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let ram = ram.clone();
+                thread::spawn(move || {
+                    let at = (t * 0x4_0000 + round * 8) % ZEROING_CHUNK;
+                    ram.write_obj(at, 0x1000 + t).unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        for t in 0..THREADS {
+            let at = (t * 0x4_0000 + round * 8) % ZEROING_CHUNK;
+            assert_eq!(
+                ram.read_obj::<u64>(at).unwrap(),
+                0x1000 + t,
+                "round {round}"
+            );
+        }
+        let mut all = vec![0u8; ZEROING_CHUNK as usize];
+        ram.read(0, &mut all).unwrap();
+        assert_eq!(all.iter().filter(|&&b| b == 0xFF).count(), 0);
+    }
+}

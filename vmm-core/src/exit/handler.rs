@@ -76,6 +76,16 @@ pub trait Platform {
     fn logged_write_fault(&mut self, _gpa: u64) -> bool {
         false
     }
+    /// A nested page fault at `gpa` in guest RAM the nested map holds back
+    /// until its host memory is zeroed (`paging::GuestPhysMap::hold_ram`):
+    /// the platform zeroes the chunk, maps it and returns `Ok(true)`; the
+    /// guest then repeats the access (or the event delivery, which the
+    /// backend queues again). `Ok(false)` for every other fault; `Err`
+    /// says why a held chunk could not be mapped (the VM cannot reach its
+    /// RAM, so it stops).
+    fn ram_first_touch(&mut self, _gpa: u64) -> Result<bool, &'static str> {
+        Ok(false)
+    }
     /// Whether the emulator may read (`write` false) or write guest RAM at
     /// `gpa` directly, as the nested map shows it now: a RAM page mapped
     /// away (SMRAM closed) reads from the bus, a read-only one (a shadowed
@@ -322,6 +332,22 @@ pub fn handle_exit(
         return ExitAction::Resume;
     }
     let mut exit = *exit;
+    // RAM zeroed on first touch comes before every other reading of a
+    // nested page fault: any access may be the first (an instruction
+    // fetch, a page walk, an event's delivery through the IDT or stack).
+    if let VmExit::NestedPageFault { gpa, .. } = exit {
+        match platform.ram_first_touch(gpa) {
+            Ok(true) => return ExitAction::Resume,
+            Ok(false) => {}
+            Err(what) => {
+                return ExitAction::Stop(StopReason::Unhandled {
+                    what,
+                    rip: vcpu.rip(),
+                    info: gpa,
+                })
+            }
+        }
+    }
     if let VmExit::CrAccess(ref mut cr) = exit {
         if cr.write && cr.operand == CrOperand::Undecoded {
             match decode_cr_write(cr.cr, vcpu, platform) {
@@ -547,6 +573,9 @@ pub(crate) mod tests {
         cr8: u64,
         /// Pages a dirty log protects; a write fault there is taken by the log.
         logged: Vec<u64>,
+        /// RAM chunks held back until zeroed; `Err` from every first touch when set.
+        pub(crate) held: Vec<u64>,
+        pub(crate) first_touch_fails: bool,
         /// RAM pages the nested map shows read-only (a shadowed PAM segment).
         read_only: Vec<u64>,
         /// APIC register accesses through `apic_register`: (offset, written).
@@ -573,6 +602,8 @@ pub(crate) mod tests {
                 mmio_value: 0,
                 cr8: 0,
                 logged: Vec::new(),
+                held: Vec::new(),
+                first_touch_fails: false,
                 read_only: Vec::new(),
                 apic: Vec::new(),
                 apic_off: false,
@@ -601,6 +632,17 @@ pub(crate) mod tests {
         }
         fn logged_write_fault(&mut self, gpa: u64) -> bool {
             self.logged.contains(&(gpa & !0xfff))
+        }
+        fn ram_first_touch(&mut self, gpa: u64) -> Result<bool, &'static str> {
+            let chunk = gpa & !(guest_memory::ZEROING_CHUNK - 1);
+            let Some(i) = self.held.iter().position(|&c| c == chunk) else {
+                return Ok(false);
+            };
+            if self.first_touch_fails {
+                return Err("no table page left");
+            }
+            self.held.swap_remove(i);
+            Ok(true)
         }
         fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
             !(write && self.read_only.contains(&(gpa & !0xfff)))
@@ -885,6 +927,53 @@ pub(crate) mod tests {
                 assert_eq!(v.rip, 0x1001);
             }
         }
+    }
+
+    /// Any nested page fault in a held RAM chunk, whatever made it (a
+    /// fetch, an event's delivery), maps the chunk and resumes; a chunk
+    /// that cannot be mapped stops the VM; other faults are as before.
+    #[test]
+    fn a_first_touch_of_held_ram_resumes_before_any_other_reading() {
+        let (mut v, mut p, mut pol) = (FakeVcpu::long_mode(), FakePlatform::new(), policy());
+        identity_paging(&mut v, &mut p);
+        p.held.extend([0x20_0000, 0x40_0000, 0x60_0000]);
+        for exit in [
+            npf(0x20_1000, AccessKind::Execute),
+            VmExit::NestedPageFault {
+                gpa: 0x40_0ff8,
+                access: AccessKind::Write,
+                present: false,
+                during_event: Some(14),
+            },
+        ] {
+            assert_eq!(
+                handle_exit(&exit, &mut v, &mut p, &mut pol),
+                ExitAction::Resume
+            );
+        }
+        assert_eq!(p.held, [0x60_0000]);
+        assert_eq!(v.rip, 0x1000, "nothing retired");
+        assert!(p.mmio.is_empty(), "nothing emulated");
+        p.first_touch_fails = true;
+        assert_eq!(
+            handle_exit(&npf(0x60_0008, AccessKind::Read), &mut v, &mut p, &mut pol),
+            ExitAction::Stop(StopReason::Unhandled {
+                what: "no table page left",
+                rip: 0x1000,
+                info: 0x60_0008,
+            })
+        );
+        // Once mapped, the same kind of fault is read as before: an
+        // instruction fetch from what is not RAM stops the VM.
+        assert!(matches!(
+            handle_exit(
+                &npf(0x20_1000, AccessKind::Execute),
+                &mut v,
+                &mut p,
+                &mut pol
+            ),
+            ExitAction::Stop(StopReason::Unhandled { .. })
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use guest_memory::{Backing, HostRegionId, MemoryMapChange, Writes};
+use guest_memory::{Backing, HostRegionId, MemoryMapChange, Writes, ZEROING_CHUNK};
 
 use super::{EntryFormat, MapError, NestedPageTable, Permissions, TableMemory, PAGE_SIZE};
 
@@ -53,6 +53,9 @@ pub enum RemapError {
     Limit(&'static str),
     /// The nested table refused (out of table pages).
     Table(MapError),
+    /// The range covers RAM held back until its host memory is zeroed
+    /// ([`GuestPhysMap::hold_ram`]): the caller zeroes and releases it first.
+    Held { gpa: u64 },
 }
 
 impl From<MapError> for RemapError {
@@ -100,6 +103,11 @@ fn set_bit(map: &mut [u64], i: u64, on: bool) {
     }
 }
 
+/// Chunks of [`ZEROING_CHUNK`] bytes that lie wholly in the layout's RAM.
+fn layout_chunks(layout: &GuestLayout) -> u64 {
+    layout.ram_len / ZEROING_CHUNK
+}
+
 /// What the guest-physical layout of one VM is made of.
 pub struct GuestLayout {
     /// Guest RAM: guest-physical `[0, ram_len)` at host `ram_hpa`.
@@ -123,12 +131,17 @@ pub struct GuestPhysMap<F: EntryFormat, M: TableMemory> {
     writes_to_ram: Vec<Range<u64>>,
     logs: Vec<DirtyLog>,
     generation: u64,
+    /// RAM chunks of [`ZEROING_CHUNK`] bytes left unmapped until their host
+    /// memory is zeroed (bit `i`: guest-physical `i * ZEROING_CHUNK`, backed
+    /// by the RAM at the same offset).
+    held: Vec<u64>,
 }
 
 impl<F: EntryFormat, M: TableMemory> GuestPhysMap<F, M> {
     /// Keeps `table` (built at VM creation) for changes; `mem` gives it
     /// table pages from now on.
     pub fn new(table: NestedPageTable<F>, mem: M, layout: GuestLayout) -> Self {
+        let held = alloc::vec![0; layout_chunks(&layout).div_ceil(64) as usize];
         Self {
             table,
             mem,
@@ -137,7 +150,78 @@ impl<F: EntryFormat, M: TableMemory> GuestPhysMap<F, M> {
             writes_to_ram: Vec::new(),
             logs: Vec::new(),
             generation: 0,
+            held,
         }
+    }
+
+    /// Holds back the RAM chunk at `gpa` (a whole chunk inside RAM that the
+    /// table does not map yet) until [`Self::release_ram`]: the VMM creates
+    /// the table without the chunks whose host memory it has not zeroed
+    /// (`guest_memory`'s first touch), so the guest's first access to one
+    /// is a nested page fault.
+    pub fn hold_ram(&mut self, gpa: u64) -> Result<(), RemapError> {
+        let bad = RemapError::BadBacking {
+            gpa,
+            len: ZEROING_CHUNK,
+            backing: Backing::Ram { offset: gpa },
+        };
+        let end = gpa.checked_add(ZEROING_CHUNK).ok_or(bad.clone())?;
+        if !gpa.is_multiple_of(ZEROING_CHUNK) || end > self.layout.ram_len {
+            return Err(bad);
+        }
+        let mut page = gpa;
+        while page < end {
+            if self.table.translate(&mut self.mem, page).is_some() {
+                return Err(RemapError::Table(MapError::AlreadyMapped { gpa: page }));
+            }
+            page += PAGE_SIZE;
+        }
+        set_bit(&mut self.held, gpa / ZEROING_CHUNK, true);
+        Ok(())
+    }
+
+    /// Whether the RAM chunk `gpa` lies in is held back.
+    pub fn is_held(&self, gpa: u64) -> bool {
+        gpa < self.layout.ram_len && bit(&self.held, gpa / ZEROING_CHUNK)
+    }
+
+    /// The first held chunk that guest-physical `[gpa, gpa + len)` or RAM
+    /// `[ram, ram + len)` overlaps, as a guest-physical address.
+    pub fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64> {
+        let first_in = |start: u64| {
+            let end = start.saturating_add(len).min(self.layout.ram_len);
+            let mut chunk = start - start % ZEROING_CHUNK;
+            while chunk < end {
+                if self.is_held(chunk) {
+                    return Some(chunk);
+                }
+                chunk += ZEROING_CHUNK;
+            }
+            None
+        };
+        first_in(gpa).or_else(|| ram.and_then(first_in))
+    }
+
+    /// Maps the held RAM chunk `gpa` lies in, read, write and execute, as
+    /// the table maps the rest of RAM; false when it was not held. The
+    /// caller zeroed its host memory first. Mapping where nothing was
+    /// needs no flush of cached translations (none are kept for an
+    /// unmapped page); a table page may be taken from the pool.
+    pub fn release_ram(&mut self, gpa: u64) -> Result<bool, RemapError> {
+        if !self.is_held(gpa) {
+            return Ok(false);
+        }
+        let chunk = gpa - gpa % ZEROING_CHUNK;
+        self.table.map(
+            &mut self.mem,
+            chunk,
+            self.layout.ram_hpa + chunk,
+            ZEROING_CHUNK,
+            Permissions::RWX,
+        )?;
+        set_bit(&mut self.held, chunk / ZEROING_CHUNK, false);
+        self.protect_logged(chunk, chunk + ZEROING_CHUNK)?;
+        Ok(true)
     }
 
     /// Host-physical address of the top-level table (nCR3 / the EPTP).
@@ -187,6 +271,20 @@ impl<F: EntryFormat, M: TableMemory> GuestPhysMap<F, M> {
     }
 
     fn apply_inner(&mut self, change: &MemoryMapChange) -> Result<(), RemapError> {
+        let (gpa, ram, len) = match *change {
+            MemoryMapChange::Map {
+                gpa,
+                len,
+                backing: Backing::Ram { offset },
+                ..
+            } => (gpa, Some(offset), len),
+            MemoryMapChange::Map { gpa, len, .. }
+            | MemoryMapChange::Unmap { gpa, len }
+            | MemoryMapChange::DirtyLog { gpa, len, .. } => (gpa, None, len),
+        };
+        if let Some(gpa) = self.held_in(gpa, ram, len) {
+            return Err(RemapError::Held { gpa });
+        }
         match *change {
             MemoryMapChange::Map {
                 gpa,
@@ -498,6 +596,10 @@ pub trait VmMemoryMap: Send {
     fn add_region(&mut self, hpa: u64, len: u64) -> Result<HostRegionId, RemapError>;
     fn generation(&self) -> u64;
     fn translate(&mut self, gpa: u64) -> Option<(u64, Permissions)>;
+    fn hold_ram(&mut self, gpa: u64) -> Result<(), RemapError>;
+    fn is_held(&self, gpa: u64) -> bool;
+    fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64>;
+    fn release_ram(&mut self, gpa: u64) -> Result<bool, RemapError>;
 }
 
 impl<F: EntryFormat + Send, M: TableMemory + Send> VmMemoryMap for GuestPhysMap<F, M> {
@@ -521,6 +623,18 @@ impl<F: EntryFormat + Send, M: TableMemory + Send> VmMemoryMap for GuestPhysMap<
     }
     fn translate(&mut self, gpa: u64) -> Option<(u64, Permissions)> {
         GuestPhysMap::translate(self, gpa)
+    }
+    fn hold_ram(&mut self, gpa: u64) -> Result<(), RemapError> {
+        GuestPhysMap::hold_ram(self, gpa)
+    }
+    fn is_held(&self, gpa: u64) -> bool {
+        GuestPhysMap::is_held(self, gpa)
+    }
+    fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64> {
+        GuestPhysMap::held_in(self, gpa, ram, len)
+    }
+    fn release_ram(&mut self, gpa: u64) -> Result<bool, RemapError> {
+        GuestPhysMap::release_ram(self, gpa)
     }
 }
 
@@ -562,6 +676,149 @@ mod tests {
             backing: Backing::Ram { offset: gpa },
             writes,
         }
+    }
+
+    /// A VM whose RAM the table maps but for chunks 3 and 5 (held back).
+    fn vm_holding<F: EntryFormat>() -> GuestPhysMap<F, FakeTables> {
+        const C: u64 = ZEROING_CHUNK;
+        let mut mem = FakeTables::default();
+        let maps = [
+            (0, RAM_HPA, 3 * C, Permissions::RWX),
+            (4 * C, RAM_HPA + 4 * C, C, Permissions::RWX),
+            (6 * C, RAM_HPA + 6 * C, RAM_LEN - 6 * C, Permissions::RWX),
+        ];
+        let table = NestedPageTable::<F>::with_mappings(&mut mem, 2, Vec::new(), maps).unwrap();
+        let mut m = GuestPhysMap::new(
+            table,
+            mem,
+            GuestLayout {
+                ram_hpa: RAM_HPA,
+                ram_len: RAM_LEN,
+                rom_hpa: ROM_HPA,
+                rom_len: ROM_LEN,
+                gpa_limit: 1 << 36,
+                fixed: alloc::vec![IOAPIC, LAPIC],
+            },
+        );
+        m.hold_ram(3 * C).unwrap();
+        m.hold_ram(5 * C).unwrap();
+        m
+    }
+
+    #[test]
+    fn held_ram_stays_unmapped_until_released_and_no_change_reaches_it() {
+        const C: u64 = ZEROING_CHUNK;
+        fn check<F: EntryFormat>() {
+            let mut m = vm_holding::<F>();
+            assert!(m.is_held(3 * C + 0x1234) && m.is_held(5 * C) && !m.is_held(4 * C));
+            assert_eq!(m.translate(3 * C + 0x1000), None);
+            assert_eq!(m.held_in(2 * C, None, C + 1), Some(3 * C));
+            assert_eq!(m.held_in(4 * C, None, C), None);
+            // A RAM backing from a held chunk shown elsewhere is refused too.
+            assert_eq!(m.held_in(4 * C, Some(5 * C), 0x1000), Some(5 * C));
+            // Only whole unmapped chunks inside RAM can be held.
+            assert!(m.hold_ram(4 * C).is_err(), "mapped");
+            assert!(m.hold_ram(3 * C + 0x1000).is_err(), "not a chunk's start");
+            assert!(m.hold_ram(RAM_LEN).is_err(), "past RAM");
+            // Every kind of change over a held chunk waits for its release.
+            for (change, held) in [
+                (ram(3 * C, 0x1000, Writes::Dropped), 3 * C),
+                (
+                    MemoryMapChange::Unmap {
+                        gpa: 5 * C + 0x1000,
+                        len: 0x1000,
+                    },
+                    5 * C,
+                ),
+                (
+                    MemoryMapChange::DirtyLog {
+                        gpa: 2 * C,
+                        len: 2 * C,
+                        on: true,
+                    },
+                    3 * C,
+                ),
+                (
+                    MemoryMapChange::Map {
+                        gpa: 4 * C,
+                        len: 0x1000,
+                        backing: Backing::Ram { offset: 5 * C },
+                        writes: Writes::Allowed,
+                    },
+                    5 * C,
+                ),
+            ] {
+                assert_eq!(
+                    m.apply(&change),
+                    Err(RemapError::Held { gpa: held }),
+                    "{change:?}"
+                );
+            }
+            assert_eq!(
+                m.translate(4 * C),
+                Some((RAM_HPA + 4 * C, Permissions::RWX))
+            );
+            // Released: mapped as the rest of RAM, with no flush asked for.
+            let g = m.generation();
+            assert_eq!(m.release_ram(3 * C + 0x5678), Ok(true));
+            assert!(!m.is_held(3 * C));
+            assert_eq!(
+                m.translate(3 * C),
+                Some((RAM_HPA + 3 * C, Permissions::RWX))
+            );
+            assert_eq!(
+                m.translate(4 * C - 0x1000),
+                Some((RAM_HPA + 4 * C - 0x1000, Permissions::RWX))
+            );
+            assert_eq!(m.generation(), g);
+            assert_eq!(m.release_ram(3 * C), Ok(false), "once");
+            assert_eq!(m.release_ram(4 * C), Ok(false), "never held");
+            m.apply(&ram(3 * C, 0x1000, Writes::Dropped)).unwrap();
+        }
+        check::<NptFormat>();
+        check::<EptFormat>();
+    }
+
+    /// A chunk released inside a dirty log (one started while the chunk
+    /// was unmapped, before it was held) is write-protected and tracked
+    /// like the log's other pages.
+    #[test]
+    fn a_chunk_released_inside_a_dirty_log_is_logged() {
+        const C: u64 = ZEROING_CHUNK;
+        let mut mem = FakeTables::default();
+        let maps = [
+            (0, RAM_HPA, 5 * C, Permissions::RWX),
+            (6 * C, RAM_HPA + 6 * C, RAM_LEN - 6 * C, Permissions::RWX),
+        ];
+        let table =
+            NestedPageTable::<NptFormat>::with_mappings(&mut mem, 2, Vec::new(), maps).unwrap();
+        let mut m = GuestPhysMap::new(
+            table,
+            mem,
+            GuestLayout {
+                ram_hpa: RAM_HPA,
+                ram_len: RAM_LEN,
+                rom_hpa: ROM_HPA,
+                rom_len: ROM_LEN,
+                gpa_limit: 1 << 36,
+                fixed: alloc::vec![IOAPIC, LAPIC],
+            },
+        );
+        m.apply(&MemoryMapChange::DirtyLog {
+            gpa: 4 * C,
+            len: 3 * C,
+            on: true,
+        })
+        .unwrap();
+        m.hold_ram(5 * C).unwrap();
+        assert_eq!(m.release_ram(5 * C), Ok(true));
+        assert!(m.translate(5 * C + 0x3000).is_some_and(|(_, p)| !p.write));
+        assert!(m.write_fault(5 * C + 0x3000), "tracked by the log");
+        assert!(m.translate(5 * C + 0x3000).is_some_and(|(_, p)| p.write));
+        assert!(
+            m.translate(3 * C).is_some_and(|(_, p)| p.write),
+            "outside the log"
+        );
     }
 
     #[test]

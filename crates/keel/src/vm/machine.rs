@@ -19,7 +19,7 @@ use keel::apparent_time::{ApparentTime, ExitTiming};
 use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
-use guest_memory::{GuestMemory, HostRegionId};
+use guest_memory::{Backing, GuestMemory, HostRegionId, MemoryMapChange};
 use vmm_core::exit::MsrOutcome;
 use vmm_core::interrupts::InterruptSource;
 use vmm_core::VmExit;
@@ -293,6 +293,15 @@ impl Machine {
         };
         self.seen = SeenPages::default();
         for change in changes {
+            // RAM still held back is zeroed and mapped first, so the change
+            // applies to the map the guest would see.
+            if let Err(what) = release_held_by(map.as_mut(), &self.ram, &change) {
+                self.refused.log(
+                    log::Level::Warn,
+                    format_args!("guest-physical map change {change:?} refused: {what}"),
+                );
+                continue;
+            }
             if let Err(e) = map.apply(&change) {
                 self.refused.log(
                     log::Level::Warn,
@@ -479,16 +488,20 @@ impl vmm_core::exit::Platform for Machine {
     }
 
     fn ram_access(&mut self, gpa: u64, write: bool) -> bool {
-        let Some(map) = self.map.as_mut() else {
-            return true;
-        };
-        if gpa >= self.ram.size() {
-            return true; // the ROM alias: the view's own rules
+        if gpa >= self.ram.size() || self.map.is_none() {
+            return true; // no map yet, or the ROM alias: the view's own rules
         }
         let page = gpa / vmm_core::paging::PAGE_SIZE;
         if self.seen.allows(page, write) {
             return true;
         }
+        // RAM the guest has not touched yet is RAM all the same.
+        if self.ram_first_touch(gpa).is_err() {
+            return false;
+        }
+        let Some(map) = self.map.as_mut() else {
+            return true;
+        };
         match map.translate(gpa) {
             None => false,
             Some((_, perms)) if !write || perms.write => {
@@ -503,6 +516,13 @@ impl vmm_core::exit::Platform for Machine {
                 logged
             }
         }
+    }
+
+    fn ram_first_touch(&mut self, gpa: u64) -> Result<bool, &'static str> {
+        let Some(map) = self.map.as_mut() else {
+            return Ok(false);
+        };
+        release_held(map.as_mut(), &self.ram, gpa)
     }
 
     fn logged_write_fault(&mut self, gpa: u64) -> bool {
@@ -621,4 +641,49 @@ impl InterruptSource for Machine {
     fn acknowledge_nmi(&mut self) {
         self.pc.router().lock().acknowledge_nmi(self.current);
     }
+}
+
+/// Zeroes and maps the RAM chunk at `gpa` if the nested map holds it back
+/// (`guest_memory`'s first touch); whether it did. Zeroing comes first, so
+/// the guest never sees the chunk's old host memory.
+fn release_held(
+    map: &mut dyn VmMemoryMap,
+    ram: &GuestMemory,
+    gpa: u64,
+) -> Result<bool, &'static str> {
+    if !map.is_held(gpa) {
+        return Ok(false);
+    }
+    let chunk = gpa - gpa % guest_memory::ZEROING_CHUNK;
+    ram.touch(chunk, guest_memory::ZEROING_CHUNK as usize)
+        .map_err(|_| "a held RAM chunk outside guest RAM")?;
+    map.release_ram(chunk)
+        .map_err(|_| "no nested page table page left to map guest RAM on its first touch")
+}
+
+/// Releases ([`release_held`]) every held RAM chunk `change` reaches, by
+/// guest-physical address or as the RAM behind it.
+fn release_held_by(
+    map: &mut dyn VmMemoryMap,
+    ram: &GuestMemory,
+    change: &MemoryMapChange,
+) -> Result<(), &'static str> {
+    let (gpa, behind, len) = match *change {
+        MemoryMapChange::Map {
+            gpa,
+            len,
+            backing: Backing::Ram { offset },
+            ..
+        } => (gpa, Some(offset), len),
+        MemoryMapChange::Map { gpa, len, .. }
+        | MemoryMapChange::Unmap { gpa, len }
+        | MemoryMapChange::DirtyLog { gpa, len, .. } => (gpa, None, len),
+    };
+    // Each round releases one chunk, so the loop ends.
+    while let Some(chunk) = map.held_in(gpa, behind, len) {
+        if !release_held(map, ram, chunk)? {
+            return Err("a held RAM chunk that could not be released");
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The pool of table pages a VM's kept nested page table grows into while it
-//! runs (large pages split for PAM, SMRAM, A20, BARs and dirty logs).
+//! runs (large pages split for PAM, SMRAM, A20, BARs and dirty logs; RAM
+//! mapped on its first touch).
 //!
 //! Allocated with the VM and never grown: no guest action takes more host
 //! memory than the pool holds; when it is empty the map refuses the change
@@ -15,6 +16,13 @@ use super::VmError;
 /// Table pages for run-time changes. 64 pages cover every split the chipset
 /// can cause (the first 1 GiB and 2 MiB pages) and dirty logs of 120 MiB.
 pub const RUNTIME_TABLE_PAGES: usize = 64;
+
+/// Table pages the first touches of `ram_bytes` of RAM may need besides:
+/// a chunk mapped where no other of its GiB is needs that GiB's table of
+/// 2 MiB entries (and, past 512 GiB, a table of GiB entries).
+pub fn first_touch_table_pages(ram_bytes: u64) -> usize {
+    (ram_bytes.div_ceil(1 << 30) + ram_bytes.div_ceil(1 << 39)) as usize
+}
 
 /// Frames for tables, all taken from the allocator when the VM is created.
 pub struct FramePool {

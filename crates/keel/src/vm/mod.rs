@@ -196,11 +196,13 @@ pub fn run(
     // SAFETY: the frame allocator handed out [ram_pa, ram_pa + ram_bytes)
     // exclusively to this VM; it is identity-mapped RAM, never freed or
     // handed out again (Keel ends after the VM), and from here on reached
-    // only through guest-memory handles (and by the guest itself).
-    let mut ram = unsafe { GuestMemory::from_raw_region(ram_pa as *mut u8, ram_bytes as usize) }
-        .map_err(|e| VmError::Config(alloc::format!("guest RAM: {e}")))?;
-    ram.fill(0, ram_bytes as usize, 0)
-        .map_err(|e| VmError::Config(alloc::format!("guest RAM: {e}")))?;
+    // only through guest-memory handles (and by the guest itself). The
+    // nested page tables map a chunk of it only once it is zeroed: they
+    // start without the chunks `held` lists, and `Machine` zeroes each
+    // before it maps it (`release_held`).
+    let mut ram =
+        unsafe { GuestMemory::from_raw_region_unzeroed(ram_pa as *mut u8, ram_bytes as usize) }
+            .map_err(|e| VmError::Config(alloc::format!("guest RAM: {e}")))?;
     let fw_start = FIRMWARE_END_LOW - fw_len;
     ram.write(fw_start, firmware)
         .map_err(|e| VmError::Config(alloc::format!("firmware does not fit in guest RAM: {e}")))?;
@@ -223,20 +225,14 @@ pub fn run(
     };
     ram.map_rom_alias(rom)
         .map_err(|e| VmError::Config(alloc::format!("firmware alias: {e}")))?;
-    let mappings = [
-        GuestMapping {
-            gpa: 0,
-            hpa: ram_pa,
-            len: ram_bytes,
-            perms: Permissions::RWX,
-        },
-        GuestMapping {
-            gpa: rom.gpa,
-            hpa: rom_pa,
-            len: rom.len,
-            perms: Permissions::RX,
-        },
-    ];
+    let held = unzeroed_chunks(&ram)?;
+    let mut mappings = ram_mappings(ram_pa, ram_bytes, &held);
+    mappings.push(GuestMapping {
+        gpa: rom.gpa,
+        hpa: rom_pa,
+        len: rom.len,
+        perms: Permissions::RX,
+    });
     let phys_bits = crate::cpu::host_cpuid(0x8000_0008, 0).eax & 0xff;
     let (gpa_limit, fixed) = (
         1u64 << phys_bits.clamp(32, 48),
@@ -250,7 +246,10 @@ pub fn run(
         gpa_limit,
         fixed: fixed.clone(),
     };
-    let pool = memory_map::FramePool::new(frames, memory_map::RUNTIME_TABLE_PAGES)?;
+    let pool = memory_map::FramePool::new(
+        frames,
+        memory_map::RUNTIME_TABLE_PAGES + memory_map::first_touch_table_pages(ram_bytes),
+    )?;
     let mut reserved = reserved.to_vec();
     reserved.push(0..keel::frames::LOW_MEMORY_END);
 
@@ -340,9 +339,8 @@ pub fn run(
             let (mut vcpu, npt) = svm::create_vcpu(frames, caps, &mappings, reserved)?;
             drop(guard);
             let root = npt.root();
-            machine
-                .set_memory_map(Box::new(GuestPhysMap::new(npt, pool, layout)))
-                .map_err(VmError::Config)?;
+            let map = hold(GuestPhysMap::new(npt, pool, layout), &held)?;
+            machine.set_memory_map(map).map_err(VmError::Config)?;
             let shared = Arc::new(Shared::new(
                 machine,
                 root,
@@ -364,9 +362,8 @@ pub fn run(
                 vmx::create_vcpu(frames, controls, cr4_hidden, &mappings, reserved)?;
             drop(guard);
             let root = ept.root();
-            machine
-                .set_memory_map(Box::new(GuestPhysMap::new(ept, pool, layout)))
-                .map_err(VmError::Config)?;
+            let map = hold(GuestPhysMap::new(ept, pool, layout), &held)?;
+            machine.set_memory_map(map).map_err(VmError::Config)?;
             let shared = Arc::new(Shared::new(
                 machine,
                 root,
@@ -405,6 +402,15 @@ pub fn run(
         exits,
         unclaimed.pio_reads,
         unclaimed.pio_writes
+    );
+    let ram = machine.ram();
+    let chunk = guest_memory::ZEROING_CHUNK;
+    let chunks = ram.size().div_ceil(chunk);
+    let zeroed = (0..chunks).filter(|&c| ram.is_zeroed(c * chunk)).count();
+    log::info!(
+        "VM '{}': {zeroed} of its {chunks} chunks of RAM ({} MiB) touched, so zeroed (the rest never were)",
+        config.name,
+        chunk >> 20
     );
     shared.exit_stats.print(
         &config.name,
@@ -570,6 +576,61 @@ pub fn run_ap(
     }
     shared.aps_running.fetch_sub(1, Ordering::SeqCst);
     result
+}
+
+/// The whole chunks of `ram` not zeroed yet, which the nested page tables
+/// hold back until the guest (or Keel) first touches them; a short last
+/// chunk is zeroed now (the tables hold whole chunks only).
+fn unzeroed_chunks(ram: &GuestMemory) -> Result<Vec<u64>, VmError> {
+    let chunk = guest_memory::ZEROING_CHUNK;
+    let whole = ram.size() / chunk * chunk;
+    if whole < ram.size() {
+        ram.touch(whole, (ram.size() - whole) as usize)
+            .map_err(|e| VmError::Config(alloc::format!("guest RAM: {e}")))?;
+    }
+    Ok((0..whole)
+        .step_by(chunk as usize)
+        .filter(|&gpa| !ram.is_zeroed(gpa))
+        .collect())
+}
+
+/// The nested mappings of guest RAM (`ram_bytes` at host `ram_pa`, the same
+/// offset at each guest-physical address) but for the chunks in `held`.
+fn ram_mappings(ram_pa: u64, ram_bytes: u64, held: &[u64]) -> Vec<GuestMapping> {
+    let mut mappings = Vec::new();
+    let mut from = 0;
+    for gap in held
+        .iter()
+        .map(|&g| g..g + guest_memory::ZEROING_CHUNK)
+        .chain(core::iter::once(ram_bytes..ram_bytes))
+    {
+        if gap.start > from {
+            mappings.push(GuestMapping {
+                gpa: from,
+                hpa: ram_pa + from,
+                len: gap.start - from,
+                perms: Permissions::RWX,
+            });
+        }
+        from = gap.end;
+    }
+    mappings
+}
+
+/// `map` with the chunks `held` held back ([`GuestPhysMap::hold_ram`]).
+fn hold<F, M>(
+    mut map: GuestPhysMap<F, M>,
+    held: &[u64],
+) -> Result<Box<dyn vmm_core::paging::VmMemoryMap>, VmError>
+where
+    F: vmm_core::paging::EntryFormat + Send + 'static,
+    M: vmm_core::paging::TableMemory + Send + 'static,
+{
+    for &gpa in held {
+        map.hold_ram(gpa)
+            .map_err(|e| VmError::Config(alloc::format!("guest RAM at {gpa:#x}: {e:?}")))?;
+    }
+    Ok(Box::new(map))
 }
 
 /// `bytes` of contiguous host frames aligned to `align` for this VM's
