@@ -59,10 +59,9 @@ pub mod status {
 
 /// Bytes the bus master moves for one channel per call of the platform
 /// (per VM exit): the work a guest can make Keel do between two entries is
-/// bounded whatever transfer length it asks for. The same as a virtio-blk
-/// pass (`virtio::blk::PASS_BUDGET`): Linux's largest ATA request through
-/// the PIIX (128 PRD entries of a 4 KiB page) moves in the one exit that
-/// starts it, not in four.
+/// bounded whatever transfer length it asks for. Linux's largest ATA
+/// request through the PIIX (128 PRD entries of a 4 KiB page) moves in the
+/// one exit that starts it, not in four.
 pub const DMA_BUDGET: usize = 512 * 1024;
 
 /// Register offsets within one channel's eight bytes.
