@@ -878,31 +878,37 @@ fn plant_code(rng: &mut Rng, vcpu: &FakeVcpu, ram: &GuestMemory) {
 /// paths of `x86_emul::port_io_ahead`, which the exit may run ahead over.
 fn plant_port_sequence(rng: &mut Rng, vcpu: &mut FakeVcpu, ram: &GuestMemory) -> VmExit {
     const ITEMS: &[&[u8]] = &[
-        &[0xba, 0xfc, 0x0c, 0, 0],       // mov $0xcfc,%edx
-        &[0x83, 0xe1, 0x03],             // and $3,%ecx
-        &[0x8d, 0x91, 0xfc, 0x0c, 0, 0], // lea 0xcfc(%rcx),%edx
-        &[0x44, 0x89, 0xc0],             // mov %r8d,%eax
-        &[0x31, 0xc0],                   // xor %eax,%eax
-        &[0x48, 0x05, 0, 0, 0, 0x80],    // add $-0x80000000,%rax
-        &[0xe4, 0x42],                   // in $0x42,%al
-        &[0xe5, 0x40],                   // in $0x40,%eax
-        &[0xe6, 0x80],                   // out %al,$0x80
-        &[0xe7, 0x70],                   // out %eax,$0x70
-        &[0xec],                         // in (%dx),%al
-        &[0x66, 0xed],                   // in (%dx),%ax
-        &[0xee],                         // out %al,(%dx)
-        &[0xef],                         // out %eax,(%dx)
-        &[0xf0],                         // lock
-        &[0x8b, 0x13],                   // mov (%rbx),%edx
-        &[0xeb, 0xfe],                   // jmp .
-        &[0xa8, 0x80],                   // test $0x80,%al
-        &[0x3c, 0xff],                   // cmp $0xff,%al
-        &[0x74, 0xfa],                   // je -6
-        &[0x75, 0x02],                   // jne +2
-        &[0x48, 0xc1, 0xe2, 0x20],       // shl $0x20,%rdx
-        &[0xd3, 0xe8],                   // shr %cl,%eax
-        &[0x0f, 0x31],                   // rdtsc
-        &[0x6c],                         // insb
+        &[0xba, 0xfc, 0x0c, 0, 0],                   // mov $0xcfc,%edx
+        &[0x83, 0xe1, 0x03],                         // and $3,%ecx
+        &[0x8d, 0x91, 0xfc, 0x0c, 0, 0],             // lea 0xcfc(%rcx),%edx
+        &[0x44, 0x89, 0xc0],                         // mov %r8d,%eax
+        &[0x31, 0xc0],                               // xor %eax,%eax
+        &[0x48, 0x05, 0, 0, 0, 0x80],                // add $-0x80000000,%rax
+        &[0xe4, 0x42],                               // in $0x42,%al
+        &[0xe5, 0x40],                               // in $0x40,%eax
+        &[0xe6, 0x80],                               // out %al,$0x80
+        &[0xe7, 0x70],                               // out %eax,$0x70
+        &[0xec],                                     // in (%dx),%al
+        &[0x66, 0xed],                               // in (%dx),%ax
+        &[0xee],                                     // out %al,(%dx)
+        &[0xef],                                     // out %eax,(%dx)
+        &[0xf0],                                     // lock
+        &[0x8b, 0x13],                               // mov (%rbx),%edx
+        &[0xeb, 0xfe],                               // jmp .
+        &[0xa8, 0x80],                               // test $0x80,%al
+        &[0x3c, 0xff],                               // cmp $0xff,%al
+        &[0x74, 0xfa],                               // je -6
+        &[0x75, 0x02],                               // jne +2
+        &[0x48, 0xc1, 0xe2, 0x20],                   // shl $0x20,%rdx
+        &[0xd3, 0xe8],                               // shr %cl,%eax
+        &[0x0f, 0x31],                               // rdtsc
+        &[0x6c],                                     // insb
+        &[0x01, 0x33],                               // add %esi,(%rbx)
+        &[0x89, 0x43, 0x08],                         // mov %eax,0x8(%rbx)
+        &[0x0f, 0xb6, 0x4b, 0x04],                   // movzbl 0x4(%rbx),%ecx
+        &[0xff, 0x03],                               // incl (%rbx)
+        &[0x8b, 0x14, 0x24],                         // mov (%rsp),%edx
+        &[0xc6, 0x05, 0xf0, 0xff, 0xff, 0xff, 0x90], // movb $0x90,-16(%rip)
     ];
     // PML4 at 0xFE000 and a PDPT at 0xFF000 whose first entry maps 1 GiB.
     let _ = ram.write(0xf_e000, &(0xf_f000u64 | 7).to_le_bytes());
@@ -921,6 +927,12 @@ fn plant_port_sequence(rng: &mut Rng, vcpu: &mut FakeVcpu, ram: &GuestMemory) ->
     } else {
         0
     };
+    // Memory operands reach RAM (the code itself, now and then), or not.
+    for r in [Gpr::Rbx, Gpr::Rsp] {
+        if rng.below(2) == 0 {
+            vcpu.gprs[r as usize] = rng.below(0x10_0000);
+        }
+    }
     let len = 1 + rng.below(3) as u8;
     let mut code = Vec::with_capacity(64);
     for _ in 0..rng.below(12) {

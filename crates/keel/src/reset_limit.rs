@@ -4,7 +4,8 @@
 //! again, forever; Keel stops it after [`MAX_RESETS_IN_A_ROW`] resets in a
 //! row. A reset counts as "in a row" when the guest made no progress since
 //! the previous one (or since power-on): fewer than [`PROGRESS_EXITS`] VM
-//! exits and less than [`PROGRESS_NS`] of host time. A reset after
+//! exits (each port access run ahead counting as the exit it saved) and
+//! less than [`PROGRESS_NS`] of host time. A reset after
 //! progress starts the count again, so a guest that reboots now and then
 //! (an OS that restarts after each test) runs for as long as it likes.
 

@@ -820,6 +820,38 @@ pub(crate) mod tests {
         assert_eq!(v.rip, 0x1002);
     }
 
+    /// A REP string I/O exit that completes runs ahead to the port access
+    /// that follows (SeaBIOS's alternate-status read after a sector); one
+    /// that yields to go on later does not.
+    #[test]
+    fn a_completed_rep_ins_runs_ahead_and_a_yielding_one_does_not() {
+        for (count, ahead) in [(4u64, true), (100_000, false)] {
+            let (mut v, mut p, mut pol) = (FakeVcpu::real_mode(), FakePlatform::new(), policy());
+            p.run_ahead = true;
+            // rep insb; mov 0x10(%bx),%dx; in (%dx),%al
+            p.ram
+                .write(0x1000, &[0xf3, 0x6c, 0x8b, 0x57, 0x10, 0xec])
+                .unwrap();
+            p.ram.write(0x510, &0x3f6u16.to_le_bytes()).unwrap();
+            v.gprs[Gpr::Rbx as usize] = 0x500;
+            v.gprs[Gpr::Rdi as usize] = 0x3000;
+            v.gprs[Gpr::Rcx as usize] = count;
+            v.gprs[Gpr::Rdx as usize] = 0x60;
+            assert_eq!(
+                handle_exit(&string(IoDirection::In, true), &mut v, &mut p, &mut pol),
+                ExitAction::Resume
+            );
+            if ahead {
+                assert_eq!(p.ran_ahead, 1);
+                assert_eq!(v.gprs[Gpr::Rdx as usize], 0x3f6);
+                assert_eq!(v.rip, 0x1006);
+            } else {
+                assert_eq!(p.ran_ahead, 0);
+                assert_eq!(v.rip, 0x1000, "the REP goes on next time");
+            }
+        }
+    }
+
     #[test]
     fn rep_insb_backwards() {
         let (mut v, mut p, mut pol) = (FakeVcpu::protected_flat(), FakePlatform::new(), policy());

@@ -35,7 +35,15 @@ pub(super) fn handle_io(
         }
     };
     if io.string.is_some() {
-        return emulate_instruction("string port I/O", vcpu, platform);
+        let rip = vcpu.rip();
+        let action = emulate_instruction("string port I/O", vcpu, platform);
+        // Only once the instruction completed (a REP that yields stays at
+        // its RIP): SeaBIOS reads the alternate status after each sector's
+        // REP INSW, a few stack-frame instructions on.
+        if action == ExitAction::Resume && vcpu.rip() != rip {
+            run_ahead(vcpu, platform, misses);
+        }
+        return action;
     }
     match io.direction {
         IoDirection::In => {
@@ -59,10 +67,10 @@ pub(super) fn handle_io(
     ExitAction::Resume
 }
 
-/// After an exit whose instruction completed (IN, OUT, RDTSC): the next
-/// port accesses, if a little register set-up away, in this exit too (PCI
+/// After an exit whose instruction completed (IN, OUT, INS, OUTS, RDTSC):
+/// the next port accesses, if a little set-up away, in this exit too (PCI
 /// configuration's CF8h/CFCh pair, the PIT read twice, a calibration loop's
-/// reads after its RDTSC). Not with a hardware breakpoint set: it would have
+/// reads after its RDTSC, SeaBIOS's status read after a sector). Not with a hardware breakpoint set: it would have
 /// to trap on the way.
 pub(super) fn run_ahead(
     vcpu: &mut impl VcpuState,

@@ -1171,10 +1171,12 @@ fn run_vcpu(
         let preserve = matches!(event, Some((OnEvent::Preserve, _)));
         match (event, ended) {
             (Some((OnEvent::Restart, key)), ended) => {
+                // Port accesses run ahead are work that took no exit of its own.
+                let work = shared.exit_stats.total().count + m.ran_ahead();
                 let in_a_row = shared
                     .reset_limit
                     .lock()
-                    .on_reset(shared.exit_stats.total().count, crate::clock::now_ns());
+                    .on_reset(work, crate::clock::now_ns());
                 if let Err(in_a_row) = in_a_row {
                     shared.release(m, me);
                     shared.end(
