@@ -91,6 +91,17 @@ fn exitbench_guest_reports_every_exit_kind() {
             k.row,
             o.report()
         );
+        // Each of the batch's accesses was an exit of its own (none run
+        // ahead in the exit before it), or the figure is no round trip.
+        let count = k.keel.as_ref().map_or(0, |r| r.count);
+        assert!(
+            count >= k.batch.n,
+            "{}: {count} exits in row '{}' for {} accesses\n{}",
+            k.batch.kind,
+            k.row,
+            k.batch.n,
+            o.report()
+        );
     }
     // The local APIC's row is the EOI batch's (and three set-up writes):
     // the HLT batch's timer and EOI are the PIT's and the 8259A's ports.
