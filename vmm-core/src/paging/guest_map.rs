@@ -185,9 +185,27 @@ impl<F: EntryFormat, M: TableMemory> GuestPhysMap<F, M> {
         gpa < self.layout.ram_len && bit(&self.held, gpa / ZEROING_CHUNK)
     }
 
+    /// The first held chunk `change` reaches, by guest-physical address or
+    /// as the RAM behind a RAM backing: the caller releases it before it
+    /// applies the change.
+    pub fn held_by(&self, change: &MemoryMapChange) -> Option<u64> {
+        let (gpa, ram, len) = match *change {
+            MemoryMapChange::Map {
+                gpa,
+                len,
+                backing: Backing::Ram { offset },
+                ..
+            } => (gpa, Some(offset), len),
+            MemoryMapChange::Map { gpa, len, .. }
+            | MemoryMapChange::Unmap { gpa, len }
+            | MemoryMapChange::DirtyLog { gpa, len, .. } => (gpa, None, len),
+        };
+        self.held_in(gpa, ram, len)
+    }
+
     /// The first held chunk that guest-physical `[gpa, gpa + len)` or RAM
     /// `[ram, ram + len)` overlaps, as a guest-physical address.
-    pub fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64> {
+    fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64> {
         let first_in = |start: u64| {
             let end = start.saturating_add(len).min(self.layout.ram_len);
             let mut chunk = start - start % ZEROING_CHUNK;
@@ -271,18 +289,7 @@ impl<F: EntryFormat, M: TableMemory> GuestPhysMap<F, M> {
     }
 
     fn apply_inner(&mut self, change: &MemoryMapChange) -> Result<(), RemapError> {
-        let (gpa, ram, len) = match *change {
-            MemoryMapChange::Map {
-                gpa,
-                len,
-                backing: Backing::Ram { offset },
-                ..
-            } => (gpa, Some(offset), len),
-            MemoryMapChange::Map { gpa, len, .. }
-            | MemoryMapChange::Unmap { gpa, len }
-            | MemoryMapChange::DirtyLog { gpa, len, .. } => (gpa, None, len),
-        };
-        if let Some(gpa) = self.held_in(gpa, ram, len) {
+        if let Some(gpa) = self.held_by(change) {
             return Err(RemapError::Held { gpa });
         }
         match *change {
@@ -598,7 +605,7 @@ pub trait VmMemoryMap: Send {
     fn translate(&mut self, gpa: u64) -> Option<(u64, Permissions)>;
     fn hold_ram(&mut self, gpa: u64) -> Result<(), RemapError>;
     fn is_held(&self, gpa: u64) -> bool;
-    fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64>;
+    fn held_by(&self, change: &MemoryMapChange) -> Option<u64>;
     fn release_ram(&mut self, gpa: u64) -> Result<bool, RemapError>;
 }
 
@@ -630,8 +637,8 @@ impl<F: EntryFormat + Send, M: TableMemory + Send> VmMemoryMap for GuestPhysMap<
     fn is_held(&self, gpa: u64) -> bool {
         GuestPhysMap::is_held(self, gpa)
     }
-    fn held_in(&self, gpa: u64, ram: Option<u64>, len: u64) -> Option<u64> {
-        GuestPhysMap::held_in(self, gpa, ram, len)
+    fn held_by(&self, change: &MemoryMapChange) -> Option<u64> {
+        GuestPhysMap::held_by(self, change)
     }
     fn release_ram(&mut self, gpa: u64) -> Result<bool, RemapError> {
         GuestPhysMap::release_ram(self, gpa)
@@ -652,9 +659,17 @@ mod tests {
     const IOAPIC: Range<u64> = 0xfec0_0000..0xfec0_1000;
 
     fn vm<F: EntryFormat>() -> GuestPhysMap<F, FakeTables> {
+        vm_mapping(&[(0, RAM_HPA, RAM_LEN, Permissions::RWX)])
+    }
+
+    /// The test VM's map with its table made of `maps` alone.
+    fn vm_mapping<F: EntryFormat>(
+        maps: &[(u64, u64, u64, Permissions)],
+    ) -> GuestPhysMap<F, FakeTables> {
         let mut mem = FakeTables::default();
-        let maps = [(0, RAM_HPA, RAM_LEN, Permissions::RWX)];
-        let table = NestedPageTable::<F>::with_mappings(&mut mem, 2, Vec::new(), maps).unwrap();
+        let table =
+            NestedPageTable::<F>::with_mappings(&mut mem, 2, Vec::new(), maps.iter().copied())
+                .unwrap();
         GuestPhysMap::new(
             table,
             mem,
@@ -681,25 +696,11 @@ mod tests {
     /// A VM whose RAM the table maps but for chunks 3 and 5 (held back).
     fn vm_holding<F: EntryFormat>() -> GuestPhysMap<F, FakeTables> {
         const C: u64 = ZEROING_CHUNK;
-        let mut mem = FakeTables::default();
-        let maps = [
+        let mut m = vm_mapping::<F>(&[
             (0, RAM_HPA, 3 * C, Permissions::RWX),
             (4 * C, RAM_HPA + 4 * C, C, Permissions::RWX),
             (6 * C, RAM_HPA + 6 * C, RAM_LEN - 6 * C, Permissions::RWX),
-        ];
-        let table = NestedPageTable::<F>::with_mappings(&mut mem, 2, Vec::new(), maps).unwrap();
-        let mut m = GuestPhysMap::new(
-            table,
-            mem,
-            GuestLayout {
-                ram_hpa: RAM_HPA,
-                ram_len: RAM_LEN,
-                rom_hpa: ROM_HPA,
-                rom_len: ROM_LEN,
-                gpa_limit: 1 << 36,
-                fixed: alloc::vec![IOAPIC, LAPIC],
-            },
-        );
+        ]);
         m.hold_ram(3 * C).unwrap();
         m.hold_ram(5 * C).unwrap();
         m
@@ -785,25 +786,10 @@ mod tests {
     #[test]
     fn a_chunk_released_inside_a_dirty_log_is_logged() {
         const C: u64 = ZEROING_CHUNK;
-        let mut mem = FakeTables::default();
-        let maps = [
+        let mut m = vm_mapping::<NptFormat>(&[
             (0, RAM_HPA, 5 * C, Permissions::RWX),
             (6 * C, RAM_HPA + 6 * C, RAM_LEN - 6 * C, Permissions::RWX),
-        ];
-        let table =
-            NestedPageTable::<NptFormat>::with_mappings(&mut mem, 2, Vec::new(), maps).unwrap();
-        let mut m = GuestPhysMap::new(
-            table,
-            mem,
-            GuestLayout {
-                ram_hpa: RAM_HPA,
-                ram_len: RAM_LEN,
-                rom_hpa: ROM_HPA,
-                rom_len: ROM_LEN,
-                gpa_limit: 1 << 36,
-                fixed: alloc::vec![IOAPIC, LAPIC],
-            },
-        );
+        ]);
         m.apply(&MemoryMapChange::DirtyLog {
             gpa: 4 * C,
             len: 3 * C,

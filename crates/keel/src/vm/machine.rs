@@ -19,7 +19,7 @@ use keel::apparent_time::{ApparentTime, ExitTiming};
 use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::{DeviceRam, Pc, PcConfig, PcError};
-use guest_memory::{Backing, GuestMemory, HostRegionId, MemoryMapChange};
+use guest_memory::{GuestMemory, HostRegionId, MemoryMapChange};
 use vmm_core::exit::MsrOutcome;
 use vmm_core::interrupts::InterruptSource;
 use vmm_core::VmExit;
@@ -668,19 +668,8 @@ fn release_held_by(
     ram: &GuestMemory,
     change: &MemoryMapChange,
 ) -> Result<(), &'static str> {
-    let (gpa, behind, len) = match *change {
-        MemoryMapChange::Map {
-            gpa,
-            len,
-            backing: Backing::Ram { offset },
-            ..
-        } => (gpa, Some(offset), len),
-        MemoryMapChange::Map { gpa, len, .. }
-        | MemoryMapChange::Unmap { gpa, len }
-        | MemoryMapChange::DirtyLog { gpa, len, .. } => (gpa, None, len),
-    };
     // Each round releases one chunk, so the loop ends.
-    while let Some(chunk) = map.held_in(gpa, behind, len) {
+    while let Some(chunk) = map.held_by(change) {
         if !release_held(map, ram, chunk)? {
             return Err("a held RAM chunk that could not be released");
         }
