@@ -93,9 +93,11 @@ fn exitbench_guest_reports_every_exit_kind() {
         );
         // Each of the batch's accesses was an exit of its own (none run
         // ahead in the exit before it), or the figure is no round trip.
+        // (A round of the HLT batch is a whole wake-up: its HLT may find
+        // the timer's interrupt already there and not exit.)
         let count = k.keel.as_ref().map_or(0, |r| r.count);
         assert!(
-            count >= k.batch.n,
+            k.batch.kind == "hlt_timer" || count >= k.batch.n,
             "{}: {count} exits in row '{}' for {} accesses\n{}",
             k.batch.kind,
             k.row,
