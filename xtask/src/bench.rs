@@ -273,13 +273,7 @@ impl BootBench {
 
     /// The JSON written to `target/bench/boot.json`: medians, and every run.
     pub fn json(&self) -> String {
-        let runs = |v: &[BootTimes], f: fn(&BootTimes) -> Duration| {
-            let s: Vec<String> = v
-                .iter()
-                .map(|t| format!("{:.3}", f(t).as_secs_f64()))
-                .collect();
-            format!("[{}]", s.join(", "))
-        };
+        let runs = |v: &[BootTimes], f: fn(&BootTimes) -> Duration| runs_json(v.iter().map(f));
         let load = |l: Option<[f64; 3]>| {
             l.map_or("null".to_string(), |[a, b, c]| {
                 format!("[{a:.2}, {b:.2}, {c:.2}]")
@@ -462,6 +456,12 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// Every run's time, in seconds, as a JSON array.
+fn runs_json(runs: impl Iterator<Item = Duration>) -> String {
+    let s: Vec<String> = runs.map(|d| format!("{:.3}", d.as_secs_f64())).collect();
+    format!("[{}]", s.join(", "))
+}
+
 /// The table on stdout: a header, then each section's rows.
 pub fn table(sections: &[String]) -> String {
     let mut t = format!(
@@ -631,18 +631,35 @@ pub fn ide_to_init(o: &Outcome, run: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{run}: no '{IDE_INIT_LINE}' line\n{}", o.report()))
 }
 
+/// One of Keel's boots from the IDE disk: from the emulator's start until
+/// Keel started the VM, and until /init.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdeBoot {
+    pub vm_start: Option<Duration>,
+    pub to_init: Duration,
+}
+
+/// The plain QEMU run of three whose figure for `transfer` is the median
+/// (by time), or `None` without runs.
+pub fn median_read(reads: &[IdeRead]) -> Option<IdeRead> {
+    let mut v = reads.to_vec();
+    v.sort_by_key(|r| r.elapsed);
+    v.get(v.len().saturating_sub(1) / 2).cloned()
+}
+
 /// The IDE bench: boot to /init from the disk, reads, exits per MiB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdeBench {
     pub kernel: String,
-    /// Keel's first baseline boot: until Keel started the VM, and until /init.
-    pub keel_vm_start: Option<Duration>,
-    pub keel_to_init: Duration,
-    pub qemu_to_init: Duration,
+    /// Keel's boots of the emulated machine (all of them boot alike up to
+    /// /init; the transfers come after it).
+    pub keel_boots: Vec<IdeBoot>,
+    /// Plain QEMU's boots, interleaved with Keel's.
+    pub qemu_to_init: Vec<Duration>,
     /// Keel's DMA and PIO reads (from the boots that read one way each).
     pub keel_dma: IdeRead,
     pub keel_pio: IdeRead,
-    /// Plain QEMU's (one boot reading both ways).
+    /// Plain QEMU's (each boot reads both ways; the median run's).
     pub qemu_dma: IdeRead,
     pub qemu_pio: IdeRead,
     /// Exits of two boots that read nothing.
@@ -799,8 +816,32 @@ impl IdeBench {
         self.xen.write.keel.mib_per_s() / self.virtio_write.keel.mib_per_s()
     }
 
+    pub fn keel_to_init(&self) -> Spread {
+        Spread::of(
+            &self
+                .keel_boots
+                .iter()
+                .map(|b| b.to_init)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// From Keel's VM start to /init, if every boot logged its VM start.
+    pub fn keel_guest_to_init(&self) -> Option<Spread> {
+        let runs: Option<Vec<Duration>> = self
+            .keel_boots
+            .iter()
+            .map(|b| Some(b.to_init.saturating_sub(b.vm_start?)))
+            .collect();
+        runs.filter(|r| !r.is_empty()).map(|r| Spread::of(&r))
+    }
+
+    pub fn qemu_to_init(&self) -> Spread {
+        Spread::of(&self.qemu_to_init)
+    }
+
     pub fn init_ratio(&self) -> f64 {
-        self.keel_to_init.as_secs_f64() / self.qemu_to_init.as_secs_f64()
+        self.keel_to_init().median.as_secs_f64() / self.qemu_to_init().median.as_secs_f64()
     }
 
     /// Keel's time per MiB over plain QEMU's.
@@ -811,23 +852,36 @@ impl IdeBench {
     /// Its section of the table printed on stdout.
     pub fn rows(&self) -> String {
         let mut t = format!(
-            "boot of {} from the IDE disk (SeaBIOS, SYSLINUX)\n",
-            self.kernel
+            "boot of {} from the IDE disk (SeaBIOS, SYSLINUX), median of {} and {} runs\n",
+            self.kernel,
+            self.keel_boots.len(),
+            self.qemu_to_init.len()
         );
+        let (keel, qemu) = (self.keel_to_init(), self.qemu_to_init());
+        let spread = |label: &str, k: Spread| {
+            format!(
+                "    min-max: {label} {:.2}-{:.2} s, plain QEMU {:.2}-{:.2} s\n",
+                k.min.as_secs_f64(),
+                k.max.as_secs_f64(),
+                qemu.min.as_secs_f64(),
+                qemu.max.as_secs_f64()
+            )
+        };
         t.push_str(&row(
             "to /init",
-            &secs(self.keel_to_init),
-            &secs(self.qemu_to_init),
+            &secs(keel.median),
+            &secs(qemu.median),
             Some(self.init_ratio()),
         ));
-        if let Some(start) = self.keel_vm_start {
-            let guest = self.keel_to_init.saturating_sub(start);
+        t.push_str(&spread("Keel", keel));
+        if let Some(guest) = self.keel_guest_to_init() {
             t.push_str(&row(
                 "to /init from Keel's VM start",
-                &secs(guest),
-                &secs(self.qemu_to_init),
-                Some(guest.as_secs_f64() / self.qemu_to_init.as_secs_f64()),
+                &secs(guest.median),
+                &secs(qemu.median),
+                Some(guest.median.as_secs_f64() / qemu.median.as_secs_f64()),
             ));
+            t.push_str(&spread("Keel from VM start", guest));
         }
         for (keel, qemu) in [
             (&self.keel_dma, &self.qemu_dma),
@@ -989,8 +1043,10 @@ impl IdeBench {
         };
         let [xen_base_1, xen_base_2] = &self.xen.baseline_stats;
         format!(
-            "{{\n  \"kernel\": \"{}\",\n  \"keel_vm_start_s\": {},\n  \"keel_to_init_s\": {:.3},\n  \
+            "{{\n  \"kernel\": \"{}\",\n  \"keel_guest_to_init_s\": {},\n  \"keel_to_init_s\": {:.3},\n  \
              \"qemu_to_init_s\": {:.3},\n  \"init_ratio\": {:.3},\n  \
+             \"keel_to_init_runs_s\": {},\n  \"keel_guest_to_init_runs_s\": {},\n  \
+             \"qemu_to_init_runs_s\": {},\n  \
              \"keel_baseline_exits\": [{}, {}],\n  \"dma\": {},\n  \"pio\": {},\n  \
              \"virtio_read\": {},\n  \"virtio_write\": {},\n  \
              \"virtio_read_over_dma\": {:.3},\n  \"virtio_read_over_pio\": {:.3},\n  \
@@ -1002,11 +1058,18 @@ impl IdeBench {
              \"xen_write_over_virtio\": {:.3},\n  \
              \"xen_read_hypercalls_per_mib\": {},\n  \"xen_write_hypercalls_per_mib\": {}\n}}\n",
             self.kernel.escape_default(),
-            self.keel_vm_start
-                .map_or("null".to_string(), |d| format!("{:.3}", d.as_secs_f64())),
-            self.keel_to_init.as_secs_f64(),
-            self.qemu_to_init.as_secs_f64(),
+            self.keel_guest_to_init()
+                .map_or("null".to_string(), |s| format!("{:.3}", s.median.as_secs_f64())),
+            self.keel_to_init().median.as_secs_f64(),
+            self.qemu_to_init().median.as_secs_f64(),
             self.init_ratio(),
+            runs_json(self.keel_boots.iter().map(|b| b.to_init)),
+            runs_json(
+                self.keel_boots
+                    .iter()
+                    .filter_map(|b| Some(b.to_init.saturating_sub(b.vm_start?)))
+            ),
+            runs_json(self.qemu_to_init.iter().copied()),
             self.baseline_exits[0],
             self.baseline_exits[1],
             read(
@@ -2322,9 +2385,26 @@ mod tests {
         };
         let b = IdeBench {
             kernel: "vmlinuz-6.1".into(),
-            keel_vm_start: start,
-            keel_to_init: ide_to_init(&keel, "i").unwrap(),
-            qemu_to_init: Duration::from_secs(8),
+            // Medians: 24 s to /init, 20 s from the VM's start.
+            keel_boots: vec![
+                IdeBoot {
+                    vm_start: start,
+                    to_init: ide_to_init(&keel, "i").unwrap(),
+                },
+                IdeBoot {
+                    vm_start: Some(Duration::from_secs(3)),
+                    to_init: Duration::from_secs(20),
+                },
+                IdeBoot {
+                    vm_start: Some(Duration::from_secs(5)),
+                    to_init: Duration::from_secs(30),
+                },
+            ],
+            qemu_to_init: vec![
+                Duration::from_secs(9),
+                Duration::from_secs(8),
+                Duration::from_secs(7),
+            ],
             keel_dma: read(Transfer::Dma, 256, 2.0, "XFER_MW_DMA_2"),
             keel_pio: read(Transfer::Pio, 16, 8.0, "XFER_PIO_4"),
             qemu_dma: read(Transfer::Dma, 256, 0.5, "XFER_MW_DMA_2"),
@@ -2471,6 +2551,15 @@ mod tests {
         assert!(rows.contains("3.00x"), "{rows}");
         // From the VM's start: 20 s against 8 s.
         assert!(rows.contains("2.50x"), "{rows}");
+        assert!(rows.contains("median of 3 and 3 runs"), "{rows}");
+        assert!(
+            rows.contains("min-max: Keel 20.00-30.00 s, plain QEMU 7.00-9.00 s"),
+            "{rows}"
+        );
+        assert!(
+            rows.contains("min-max: Keel from VM start 17.00-25.00 s"),
+            "{rows}"
+        );
         // DMA: 128 MiB/s against 512 MiB/s; PIO: 2 against 40.
         assert!(
             rows.contains("128.0 MiB/s") && rows.contains("4.00x"),
@@ -2484,6 +2573,18 @@ mod tests {
         );
         assert!(rows.contains("4.0x, 256.0x"), "{rows}");
         let json = b.json();
+        assert!(
+            json.contains("\"keel_guest_to_init_runs_s\": [20.000, 17.000, 25.000]"),
+            "{json}"
+        );
+        assert!(json.contains("\"keel_guest_to_init_s\": 20.000"), "{json}");
+        let dma = |s: f64| read(Transfer::Dma, 256, s, "XFER_MW_DMA_2");
+        assert_eq!(median_read(&[dma(2.0), dma(1.0), dma(3.0)]), Some(dma(2.0)));
+        assert_eq!(median_read(&[]), None);
+        assert!(
+            json.contains("\"qemu_to_init_runs_s\": [9.000, 8.000, 7.000]"),
+            "{json}"
+        );
         assert!(json.contains("\"virtio_read_over_dma\": 4.000"), "{json}");
         assert!(json.contains("\"keel_exits_per_mib\": 5.000"), "{json}");
         assert!(json.contains("\"init_ratio\": 3.000"), "{json}");

@@ -668,7 +668,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         )?
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let mut runs = Runs::new(ide.keel.len() + 1);
+        let mut runs = Runs::new(ide.keel.len() + IDE_QEMU_AFTER.len());
         let ide = run_ide_bench(&ide, isos, kernel, timeout, &mut runs)?;
         print!("{}", xtask::bench::table(&[ide.rows()]));
         write_bench_json(&bench_dir, &[("ide.json", ide.json())])?;
@@ -737,7 +737,7 @@ fn bench_cmd(args: &[String]) -> Result<u8, Failure> {
         5 * xtask::bench::BOOT_ROUNDS
             + 1
             + ide.keel.len()
-            + 1
+            + IDE_QEMU_AFTER.len()
             + screen.keel.len()
             + 1
             + net_runs.len()
@@ -1449,6 +1449,11 @@ fn prepare_ide_bench(ws: &Workspace, dir: &Path) -> Result<IdeBenchFiles, String
 
 /// Boots each Keel run (`isos` in the order of `files.keel`), then the
 /// image on plain QEMU.
+/// After which of the IDE bench's Keel boots plain QEMU boots the same
+/// image (after the first, the fourth and the last), so a change in the
+/// machine's load reaches both sides' medians.
+const IDE_QEMU_AFTER: [usize; 3] = [0, 3, 9];
+
 fn run_ide_bench(
     files: &IdeBenchFiles,
     isos: Vec<(VmFile, PathBuf)>,
@@ -1457,11 +1462,13 @@ fn run_ide_bench(
     progress: &mut Runs,
 ) -> Result<xtask::bench::IdeBench, String> {
     use xtask::bench::{
-        exits, ide_read, ide_to_init, keel_vm_start, ExitTable, Transfer, VirtioRun, XenBlkRun,
+        exits, ide_read, ide_to_init, keel_vm_start, median_read, ExitTable, IdeBoot, Transfer,
+        VirtioRun, XenBlkRun,
     };
     use xtask::ide_assets::BenchBoot;
+    let mut qemu_runs = Vec::new();
     let mut outcomes = Vec::new();
-    for (run, (vm, iso)) in files.keel.iter().zip(&isos) {
+    for (i, (run, (vm, iso))) in files.keel.iter().zip(&isos).enumerate() {
         let what = match run.boot {
             BenchBoot::Emulated(m) => format!(
                 "boot from the IDE disk, read {} MiB with DMA, {} MiB with PIO, \
@@ -1493,29 +1500,55 @@ fn run_ide_bench(
             .ok_or_else(|| format!("{}: no exit count from Keel\n{}", run.name, o.report()))?;
         outcomes.push((o, n));
         timer.done("");
+        if IDE_QEMU_AFTER.contains(&i) {
+            let timer = progress.next(format!(
+                "bench: the same disk image on plain QEMU TCG (-drive if=ide and if=virtio, \
+                 QEMU's SeaBIOS), {} of {}",
+                qemu_runs.len() + 1,
+                IDE_QEMU_AFTER.len()
+            ));
+            qemu_runs.push(xtask::bench::run_plain_qemu_disk(
+                &files.qemu_image,
+                &files.scratch,
+                files.memory_mib,
+                timeout,
+            )?);
+            timer.done("");
+        }
     }
-    let [(idle, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits), (vr, vr_exits), (vw, vw_exits), (xen_idle, xen_idle_exits), (xen_idle2, xen_idle2_exits), (xr, xr_exits), (xw, xw_exits)] =
+    let [(_, idle_exits), (_, idle2_exits), (dma, dma_exits), (pio, pio_exits), (vr, vr_exits), (vw, vw_exits), (xen_idle, xen_idle_exits), (xen_idle2, xen_idle2_exits), (xr, xr_exits), (xw, xw_exits)] =
         &outcomes[..]
     else {
         return Err(format!("{} Keel runs, expected 10", outcomes.len()));
     };
-    let timer = progress.next(
-        "bench: the same disk image on plain QEMU TCG (-drive if=ide and if=virtio, QEMU's SeaBIOS)"
-            .into(),
-    );
-    let qemu = xtask::bench::run_plain_qemu_disk(
-        &files.qemu_image,
-        &files.scratch,
-        files.memory_mib,
-        timeout,
-    )?;
-    timer.done("");
-    let idle_name = &files.keel[0].name;
+    // Plain QEMU's figure of a transfer: its median run's.
+    let qemu = |transfer, mib| -> Result<_, String> {
+        let reads = qemu_runs
+            .iter()
+            .map(|o| ide_read(o, transfer, mib, "plain QEMU"))
+            .collect::<Result<Vec<_>, _>>()?;
+        median_read(&reads).ok_or_else(|| String::from("no plain QEMU run"))
+    };
+    // The six boots of the emulated machine boot alike up to /init.
+    let keel_boots = outcomes[..6]
+        .iter()
+        .zip(&files.keel)
+        .map(|((o, _), run)| {
+            Ok(IdeBoot {
+                vm_start: keel_vm_start(o, &run.name),
+                to_init: ide_to_init(o, &run.name)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let qemu_to_init = qemu_runs
+        .iter()
+        .map(|o| ide_to_init(o, "plain QEMU"))
+        .collect::<Result<Vec<_>, _>>()?;
     let virtio = |o, exits: u64, transfer, mib, i: usize| -> Result<VirtioRun, String> {
         let name = &files.keel[i].name;
         Ok(VirtioRun {
             keel: ide_read(o, transfer, mib, name)?,
-            qemu: ide_read(&qemu, transfer, mib, "plain QEMU")?,
+            qemu: qemu(transfer, mib)?,
             exits,
             exit_stats: ExitTable::parse(o, name),
         })
@@ -1530,13 +1563,12 @@ fn run_ide_bench(
     };
     Ok(xtask::bench::IdeBench {
         kernel,
-        keel_vm_start: keel_vm_start(idle, idle_name),
-        keel_to_init: ide_to_init(idle, idle_name)?,
-        qemu_to_init: ide_to_init(&qemu, "plain QEMU")?,
+        keel_boots,
+        qemu_to_init,
         keel_dma: ide_read(dma, Transfer::Dma, BENCH_DMA_MIB, "ide-bench-dma")?,
         keel_pio: ide_read(pio, Transfer::Pio, BENCH_PIO_MIB, "ide-bench-pio")?,
-        qemu_dma: ide_read(&qemu, Transfer::Dma, BENCH_DMA_MIB, "plain QEMU")?,
-        qemu_pio: ide_read(&qemu, Transfer::Pio, BENCH_PIO_MIB, "plain QEMU")?,
+        qemu_dma: qemu(Transfer::Dma, BENCH_DMA_MIB)?,
+        qemu_pio: qemu(Transfer::Pio, BENCH_PIO_MIB)?,
         baseline_exits: [*idle_exits, *idle2_exits],
         dma_exits: *dma_exits,
         pio_exits: *pio_exits,
