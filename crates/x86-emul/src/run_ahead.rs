@@ -76,25 +76,49 @@ pub fn port_io_ahead<C: Cpu, M: Memory>(cpu: &mut C, mem: &mut M) -> PortAccesse
     let mut code = CodeWindow::new();
     while done.count < MAX_PORT_ACCESSES {
         let saved = Registers::save(cpu);
-        let Some(port) = to_next_port_access(cpu, mem, &mut code) else {
-            saved.restore(cpu);
-            break;
-        };
-        done.ports[done.count as usize] = port;
-        done.count += 1;
+        match to_next_port_access(cpu, mem, &mut code) {
+            Ok(port) => {
+                done.ports[done.count as usize] = port;
+                done.count += 1;
+            }
+            Err(Stop::Undo) => {
+                saved.restore(cpu);
+                break;
+            }
+            Err(Stop::AtThePortAccess) => break,
+        }
     }
     done
 }
 
+/// Why an attempt ended without its port access.
+enum Stop {
+    /// Nothing was written: the vCPU goes back to the attempt's start.
+    Undo,
+    /// The set-up's writes were made but the port access was not (a bus
+    /// that refused): the vCPU stays at the IN or OUT, so the guest runs
+    /// that alone, not the set-up a second time.
+    AtThePortAccess,
+}
+
 /// One attempt: the port once an IN or OUT has been carried out (its
 /// effects stand, and so do those of the set-up before it, its memory
-/// writes made just before the port access); `None` when the vCPU is to be
-/// restored (no memory was written).
+/// writes made just before the port access).
 fn to_next_port_access<C: Cpu, M: Memory>(
     cpu: &mut C,
     mem: &mut M,
     code: &mut CodeWindow,
-) -> Option<u16> {
+) -> Result<u16, Stop> {
+    to_port_access(cpu, mem, code).ok_or(Stop::Undo)?
+}
+
+/// [`to_next_port_access`] up to its port access: `None` to undo, else
+/// what the port access gave.
+fn to_port_access<C: Cpu, M: Memory>(
+    cpu: &mut C,
+    mem: &mut M,
+    code: &mut CodeWindow,
+) -> Option<Result<u16, Stop>> {
     let mut stores = StoreBuffer::new(mem, code.physical());
     let mut ctx = Ctx::new(cpu, &mut stores);
     let iopl = ((ctx.cpu.rflags() & rflags::IOPL) >> 12) as u8;
@@ -122,11 +146,18 @@ fn to_next_port_access<C: Cpu, M: Memory>(
                     OpKind::Immediate8 => u16::from(insn.immediate8()),
                     _ => ctx.cpu.gpr(crate::cpu::Gpr::Rdx) as u16,
                 };
-                // (`ctx`'s borrows end here.) The set-up's writes land first, in order, as the guest
-                // would have made them before its port access.
-                stores.commit().ok()?;
+                // (`ctx`'s borrows end here.) The set-up's writes land
+                // first, in order, as the guest would have made them
+                // before its port access.
+                if stores.commit().is_err() {
+                    return Some(Err(Stop::AtThePortAccess));
+                }
                 let mut ctx = Ctx::new(cpu, mem);
-                return insn::execute(&mut ctx, &d, &limits).ok().map(|_| port);
+                return Some(
+                    insn::execute(&mut ctx, &d, &limits)
+                        .map(|_| port)
+                        .map_err(|_| Stop::AtThePortAccess),
+                );
             }
             _ if insn.is_jcc_short_or_near() => {
                 insn::execute(&mut ctx, &d, &limits).ok()?;
