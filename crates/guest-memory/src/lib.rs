@@ -212,16 +212,11 @@ impl GuestMemory {
     /// out filled with `junk` (standing for old host memory) and reads as
     /// zero. For host tests and the fuzz harness.
     pub fn new_unzeroed(size: usize, junk: u8) -> Self {
-        let junk = u64::from_le_bytes([junk; WORD]);
-        let words: Arc<[AtomicU64]> = (0..size.div_ceil(WORD))
-            .map(|_| AtomicU64::new(junk))
-            .collect();
-        GuestMemory {
-            words: Words::Owned(words),
-            size: size as u64,
-            aliases: [None; MAX_ALIASES],
-            first_touch: Some(Arc::new(first_touch::Chunks::new(size as u64))),
-        }
+        let mut ram = Self::new(size);
+        // Filled before the chunks' state exists, so the fill zeroes nothing.
+        let _ = ram.fill(0, size, junk);
+        ram.first_touch = Some(Arc::new(first_touch::Chunks::new(size as u64)));
+        ram
     }
 
     /// The host memory `[base, base + len)` as the guest's RAM at
