@@ -70,8 +70,8 @@ pub(super) fn handle_io(
 /// After an exit whose instruction completed (IN, OUT, INS, OUTS, RDTSC):
 /// the next port accesses, if a little set-up away, in this exit too (PCI
 /// configuration's CF8h/CFCh pair, the PIT read twice, a calibration loop's
-/// reads after its RDTSC, SeaBIOS's status read after a sector). Not with a hardware breakpoint set: it would have
-/// to trap on the way.
+/// reads after its RDTSC, SeaBIOS's status read after a sector). Not with
+/// a hardware breakpoint set: it would have to trap on the way.
 pub(super) fn run_ahead(
     vcpu: &mut impl VcpuState,
     platform: &mut impl Platform,
