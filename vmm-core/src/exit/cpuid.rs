@@ -67,6 +67,14 @@ const L7_ECX_PKU: u32 = 1 << 3;
 /// ECX[4] OSPKE: CR4.PKE as the software running now set it, the guest's.
 const L7_ECX_OSPKE: u32 = 1 << 4;
 const L7_ECX_CET_SS: u32 = 1 << 7;
+/// ECX[16] LA57: 5-level paging (SDM Vol 3A 4.5), not offered. A guest's
+/// RAM is far below the 256 TiB 4-level paging reaches, and its walks stay
+/// one level shorter: under nested paging a TLB miss reads at most 24
+/// entries instead of 29. Keel's own paging is 4-level, so a guest's CR4
+/// paging bits can equal Keel's (`memory::paging` in the keel crate), which
+/// QEMU's software SVM rewards: it flushes its TLB and jump cache at every
+/// VMRUN and #VMEXIT where they differ.
+const L7_ECX_LA57: u32 = 1 << 16;
 /// ECX[31] PKS: protection keys for supervisor pages, whose IA32_PKRS
 /// (MSR 6E1h, SDM Vol 3A 4.6.2) Keel neither emulates nor switches.
 const L7_ECX_PKS: u32 = 1 << 31;
@@ -364,7 +372,8 @@ impl CpuidPolicy {
                 (7, 0) => {
                     r.ebx &= !(L7_EBX_MPX | L7_EBX_AVX512);
                     // OSPKE is the guest's CR4.PKE, filled in by `lookup`.
-                    r.ecx &= !(L7_ECX_AVX512 | L7_ECX_OSPKE | L7_ECX_CET_SS | L7_ECX_PKS);
+                    r.ecx &=
+                        !(L7_ECX_AVX512 | L7_ECX_OSPKE | L7_ECX_CET_SS | L7_ECX_LA57 | L7_ECX_PKS);
                     if !pku {
                         r.ecx &= !L7_ECX_PKU;
                     }
@@ -802,6 +811,12 @@ mod tests {
         assert!(cr4_pke_allowed(&p));
         let all = CpuidPolicy::from_host(1, all_ones_host).lookup(7, 0, 0, 0, 1);
         assert_eq!(all.ecx & L7_ECX_PKS, 0, "PKS: IA32_PKRS is not switched");
+        assert_eq!(all.ecx & L7_ECX_LA57, 0, "5-level paging is not offered");
+        assert_eq!(
+            CpuidPolicy::from_host(1, all_ones_host).cr4_allowed() & (1 << 12),
+            0,
+            "nor CR4.LA57"
+        );
         let pku = CpuidBit {
             leaf: 7,
             subleaf: 0,

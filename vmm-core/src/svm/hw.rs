@@ -11,10 +11,15 @@
 //! since QEMU TCG would carry STI's interrupt shadow into the guest. IF is
 //! cleared again before GIF is set, so the interrupt stays pending until the
 //! VM loop takes it.
+//!
+//! Before VMRUN, Keel's CR4.PSE, PGE, SMEP and SMAP take the guest's values
+//! ([`follow_guest_paging_bits`]).
 
 use super::vcpu::{SvmVcpu, EFER_SVME};
+use super::vmcb::save;
 use crate::exit::VmExit;
 use crate::vcpu::GuestGprs;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 const MSR_EFER: u32 = 0xc000_0080;
 /// VM_HSAVE_PA: where VMRUN saves host state (APM Vol 2, 15.30.4).
@@ -113,6 +118,63 @@ unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
+const CR4_PSE: u64 = 1 << 4;
+const CR4_PGE: u64 = 1 << 7;
+const CR4_SMEP: u64 = 1 << 20;
+const CR4_SMAP: u64 = 1 << 21;
+
+/// The CR4 bits Keel's CR4 may copy from a guest's: PSE and PGE, and SMEP
+/// and SMAP where the CPU has them (CPUID leaf 7 EBX[7], EBX[20]). Set by
+/// [`enable`]; the same on every CPU.
+static FOLLOWED_CR4: AtomicU64 = AtomicU64::new(0);
+
+/// The bits of [`FOLLOWED_CR4`] this CPU offers.
+fn followable_cr4() -> u64 {
+    // SAFETY: CPUID has no side effects and exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    let leaf7_ebx = unsafe {
+        if core::arch::x86_64::__cpuid(0).eax >= 7 {
+            core::arch::x86_64::__cpuid_count(7, 0).ebx
+        } else {
+            0
+        }
+    };
+    let mut bits = CR4_PSE | CR4_PGE;
+    if leaf7_ebx & (1 << 7) != 0 {
+        bits |= CR4_SMEP;
+    }
+    if leaf7_ebx & (1 << 20) != 0 {
+        bits |= CR4_SMAP;
+    }
+    bits
+}
+
+/// Gives Keel's CR4 the guest's PSE, PGE, SMEP and SMAP, if they differ.
+///
+/// None of them changes what Keel's own code does: no entry of its page
+/// tables is a user page (SMEP, SMAP; APM Vol 2 5.6) or global (PGE), and
+/// PSE is ignored under PAE paging (APM Vol 2 5.2.3). But an SVM
+/// implementation may drop its translations at VMRUN and #VMEXIT when the
+/// host's and the guest's paging bits differ: QEMU's software SVM flushes its
+/// whole TLB and translated-code jump cache at both, for every exit. The
+/// guest's CR4 changes a few times per boot (Keel intercepts those writes),
+/// so the write here is rare.
+///
+/// # Safety
+/// Runs in ring 0 of Keel, whose page tables have no user or global pages.
+unsafe fn follow_guest_paging_bits(guest_cr4: u64) {
+    let followed = FOLLOWED_CR4.load(Ordering::Relaxed);
+    let host: u64;
+    // SAFETY: reading CR4 in ring 0.
+    unsafe { core::arch::asm!("mov {}, cr4", out(reg) host, options(nomem, nostack)) };
+    let wanted = (host & !followed) | (guest_cr4 & followed);
+    if wanted != host {
+        // SAFETY: only bits this CPU has change, and (the caller's contract)
+        // none of them changes a translation or a permission Keel uses.
+        unsafe { core::arch::asm!("mov cr4, {}", in(reg) wanted, options(nomem, nostack)) };
+    }
+}
+
 /// Turns SVM on for this CPU: EFER.SVME and the host save area.
 ///
 /// # Safety
@@ -126,6 +188,7 @@ pub unsafe fn enable(hsave_pa: u64) {
         wrmsr(MSR_VM_HSAVE_PA, hsave_pa);
         crate::fpu::hw::enable();
     }
+    FOLLOWED_CR4.store(followable_cr4(), Ordering::Relaxed);
 }
 
 /// Runs the guest until the next #VMEXIT and decodes it.
@@ -133,12 +196,14 @@ pub unsafe fn enable(hsave_pa: u64) {
 /// # Safety
 /// [`enable`] must have run on this CPU, and the VMCB's IOPM, MSRPM and
 /// nested page table addresses must point at structures that stay alive and
-/// map only memory that belongs to this guest.
+/// map only memory that belongs to this guest; Keel's page tables must have
+/// no user or global pages.
 pub unsafe fn run(vcpu: &mut SvmVcpu) -> VmExit {
     // SAFETY: the VMCB and host save page are owned by `vcpu` and page-aligned
     // (Box<Vmcb>), their physical addresses were computed at construction, and
     // the caller guarantees the rest of this function's contract.
     unsafe {
+        follow_guest_paging_bits(vcpu.vmcb.read_u64(save::CR4));
         // The registers VMRUN does not switch: the guest's in, Keel's back
         // after #VMEXIT (`crate::fpu`); Keel uses none of them in between.
         crate::fpu::hw::enter(&vcpu.fpu);

@@ -94,7 +94,9 @@ impl SvmVcpu {
     /// Before [`Vcpu::run`](crate::Vcpu::run) is called, SVM must be enabled on
     /// the CPU that runs it ([`super::hw::enable`]), and `config.ncr3` must
     /// point at nested page tables that stay valid for the vCPU's life and map
-    /// only memory that belongs to this guest.
+    /// only memory that belongs to this guest; the host's page tables must
+    /// have no user or global pages (Keel's CR4.SMEP, SMAP and PGE follow the
+    /// guest's, [`super::hw`]).
     pub unsafe fn new(
         config: SvmVcpuConfig,
         iopm: Box<IoPermissionMap>,

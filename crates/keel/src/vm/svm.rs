@@ -99,6 +99,7 @@ pub fn new_vcpu(caps: SvmCaps, ncr3: u64, vcpu_id: u32) -> Result<SvmVcpu, VmErr
     };
     // SAFETY: SVM is enabled on this CPU (`cpu::enable_this_cpu` at its start), and the nested tables map only
     // this VM's memory (RAM, firmware, device regions: `GuestPhysMap`
-    // refuses anything else) and are never freed (Keel ends with the VM).
+    // refuses anything else) and are never freed (Keel ends with the VM);
+    // Keel's own page tables (`memory::paging`) have no user or global pages.
     Ok(unsafe { SvmVcpu::new(config, iopm, msrpm, identity) })
 }
