@@ -336,6 +336,7 @@ mod tests {
         let times = |init: u64, off: u64| BootTimes {
             to_init: Duration::from_secs(init),
             to_power_off: Duration::from_secs(off),
+            vm_start: None,
         };
         let b = SmpBench {
             kernel: "vmlinuz-6.1".into(),
