@@ -46,7 +46,7 @@ pub use cr_write::{decode_cr_write, CrWrite};
 pub use decode::{Fetch, MAX_INSN_LEN};
 pub use error::{Error, Exception, Outcome};
 pub use memory::{Memory, PhysError, PhysMemory};
-pub use run_ahead::{port_io_ahead, PortAccesses, MAX_PORT_ACCESSES, MAX_SET_UP};
+pub use run_ahead::{port_io_ahead, PortAccesses, RunAheadMisses, MAX_PORT_ACCESSES, MAX_SET_UP};
 
 /// The most bytes a bulk `REP INS`/`REP OUTS` pass moves between a port
 /// and RAM at once: one 4 KiB page, which is as far as one translation reaches.

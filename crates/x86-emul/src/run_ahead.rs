@@ -54,6 +54,59 @@ pub const MAX_PORT_ACCESSES: u32 = 4;
 /// Memory writes one attempt holds back at most ([`StoreBuffer`]).
 const MAX_STORES: usize = 4;
 
+/// Where an attempt lately found nothing: a loop of exits that never
+/// leads to another port access soon (`out; dec; jnz`, a driver's status
+/// read followed by a return) would otherwise fetch and decode after every
+/// exit for nothing, and a run that folds one access and then fails to reach
+/// the next would pay for the failure on every exit. Kept per attempt, by
+/// the RIP it starts at (the exit's, or where the access before it left
+/// off): after [`RunAheadMisses::MISSES`] misses in a row at one RIP, the next
+/// [`RunAheadMisses::SKIPS`] attempts there are not made; one success clears
+/// the count. It only ever skips the optimization, so a stale entry
+/// (other code at that RIP now) costs nothing but a missed run ahead.
+#[derive(Debug, Clone, Default)]
+pub struct RunAheadMisses {
+    /// By RIP's low bits: the RIP, its misses in a row, exits left to skip.
+    slots: [(u64, u8, u8); 8],
+}
+
+impl RunAheadMisses {
+    const MISSES: u8 = 2;
+    const SKIPS: u8 = 64;
+
+    fn slot(&mut self, rip: u64) -> &mut (u64, u8, u8) {
+        let i = ((rip ^ (rip >> 7)) as usize) % self.slots.len();
+        let slot = &mut self.slots[i];
+        if slot.0 != rip {
+            *slot = (rip, 0, 0);
+        }
+        slot
+    }
+
+    /// Whether to run ahead after the exit that left the guest at `rip`.
+    pub fn worth_trying(&mut self, rip: u64) -> bool {
+        let slot = self.slot(rip);
+        if slot.2 > 0 {
+            slot.2 -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// What the run ahead from `rip` found.
+    pub fn record(&mut self, rip: u64, found: bool) {
+        let slot = self.slot(rip);
+        if found {
+            slot.1 = 0;
+        } else {
+            slot.1 = slot.1.saturating_add(1);
+            if slot.1 >= Self::MISSES {
+                slot.2 = Self::SKIPS;
+            }
+        }
+    }
+}
+
 /// The port accesses one call made, in order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortAccesses {
@@ -69,14 +122,25 @@ impl PortAccesses {
 }
 
 /// Carries out, at CS:RIP, set-up instructions and the IN or OUT they
-/// lead to, up to [`MAX_PORT_ACCESSES`] times. Returns the port accesses
-/// made; none leaves the vCPU and memory unchanged.
-pub fn port_io_ahead<C: Cpu, M: Memory>(cpu: &mut C, mem: &mut M) -> PortAccesses {
+/// lead to, up to [`MAX_PORT_ACCESSES`] times, each attempt unless `misses`
+/// says its RIP lately led nowhere. Returns the port accesses made; none
+/// leaves the vCPU and memory unchanged.
+pub fn port_io_ahead<C: Cpu, M: Memory>(
+    cpu: &mut C,
+    mem: &mut M,
+    misses: &mut RunAheadMisses,
+) -> PortAccesses {
     let mut done = PortAccesses::default();
     let mut code = CodeWindow::new();
     while done.count < MAX_PORT_ACCESSES {
+        let rip = cpu.rip();
+        if !misses.worth_trying(rip) {
+            break;
+        }
         let saved = Registers::save(cpu);
-        match to_next_port_access(cpu, mem, &mut code) {
+        let result = to_next_port_access(cpu, mem, &mut code);
+        misses.record(rip, result.is_ok());
+        match result {
             Ok(port) => {
                 done.ports[done.count as usize] = port;
                 done.count += 1;
@@ -378,7 +442,7 @@ mod tests {
     /// Places `code` at RIP and runs ahead; the port accesses made and the log.
     fn ahead(m: &mut Machine, code: &[u8]) -> u32 {
         m.mem.ram_fill(m.cpu.rip, code);
-        let done = port_io_ahead(&mut m.cpu, &mut m.mem);
+        let done = port_io_ahead(&mut m.cpu, &mut m.mem, &mut RunAheadMisses::default());
         m.mem.assert_protocol();
         let logged: Vec<u16> = m.mem.pio_log.iter().map(|a| a.1).collect();
         assert_eq!(
@@ -391,6 +455,48 @@ mod tests {
 
     fn ports(m: &Machine) -> Vec<(bool, u16, Vec<u8>)> {
         m.mem.pio_log.clone()
+    }
+
+    #[test]
+    fn two_misses_in_a_row_skip_the_next_tries_at_that_rip_only() {
+        let mut m = RunAheadMisses::default();
+        for _ in 0..RunAheadMisses::MISSES {
+            assert!(m.worth_trying(0x1000));
+            m.record(0x1000, false);
+        }
+        let skipped = (0..100).take_while(|_| !m.worth_trying(0x1000)).count();
+        assert_eq!(skipped, usize::from(RunAheadMisses::SKIPS));
+        // Another RIP is tried meanwhile; a success clears the count.
+        let mut m2 = RunAheadMisses::default();
+        m2.record(0x2000, false);
+        assert!(m2.worth_trying(0x2000));
+        m2.record(0x2000, true);
+        m2.record(0x2000, false);
+        assert!(m2.worth_trying(0x2000), "one miss after a success");
+        // A loop that ends once in a while (a branch taken at its end) keeps
+        // running ahead: single misses never skip.
+        for _ in 0..10 {
+            assert!(m2.worth_trying(0x3000));
+            m2.record(0x3000, true);
+            assert!(m2.worth_trying(0x3000));
+            m2.record(0x3000, false);
+        }
+    }
+
+    /// A fold whose next attempt leads nowhere (here a RET) learns that at
+    /// the attempt's own RIP, not the exit's, which keeps succeeding.
+    #[test]
+    fn a_failing_next_attempt_is_learnt_where_it_starts() {
+        let mut misses = RunAheadMisses::default();
+        for _ in 0..RunAheadMisses::MISSES {
+            let mut m = Machine::long_mode();
+            // in $0x42,%al; ret
+            m.mem.ram_fill(0x10000, &[0xE4, 0x42, 0xC3]);
+            let done = port_io_ahead(&mut m.cpu, &mut m.mem, &mut misses);
+            assert_eq!((done.count, m.cpu.rip), (1, 0x10002));
+        }
+        assert!(misses.worth_trying(0x10000), "the exit's RIP still folds");
+        assert!(!misses.worth_trying(0x10002), "the RET is not tried again");
     }
 
     #[test]
@@ -682,7 +788,10 @@ mod tests {
         m.cpu.set(Gpr::Rax, 5);
         let before = m.cpu.clone();
         // RIP 0x10000 lies in the 2 MiB page left unmapped.
-        assert_eq!(port_io_ahead(&mut m.cpu, &mut m.mem).count, 0);
+        assert_eq!(
+            port_io_ahead(&mut m.cpu, &mut m.mem, &mut RunAheadMisses::default()).count,
+            0
+        );
         assert_eq!(m.cpu.gprs, before.gprs);
         assert_eq!(m.cpu.rip, before.rip);
     }

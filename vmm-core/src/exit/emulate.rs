@@ -227,8 +227,13 @@ pub(super) fn cr_write_at_rip(
 pub(super) fn port_io_ahead(
     vcpu: &mut impl VcpuState,
     platform: &mut impl Platform,
+    misses: &mut x86_emul::RunAheadMisses,
 ) -> x86_emul::PortAccesses {
-    let done = x86_emul::port_io_ahead(&mut EmulatedCpu(vcpu), &mut EmulatedMemory(platform));
+    let done = x86_emul::port_io_ahead(
+        &mut EmulatedCpu(vcpu),
+        &mut EmulatedMemory(platform),
+        misses,
+    );
     if done.count > 0 {
         vcpu.clear_interrupt_shadow();
     }
