@@ -278,7 +278,8 @@ pub mod hw {
     /// guest may have enabled. 0 until [`enable`] ran; flag bits above.
     static KEEL_XCR0: AtomicU64 = AtomicU64::new(0);
 
-    fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
+    /// This CPU's CPUID `leaf`, sub-leaf `sub` (also the SVM backend's).
+    pub(crate) fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
         // SAFETY: CPUID has no side effects and exists on every x86_64 CPU.
         #[allow(unused_unsafe)]
         unsafe {

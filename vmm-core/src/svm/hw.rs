@@ -128,17 +128,9 @@ const CR4_SMAP: u64 = 1 << 21;
 /// [`enable`]; the same on every CPU.
 static FOLLOWED_CR4: AtomicU64 = AtomicU64::new(0);
 
-/// The bits of [`FOLLOWED_CR4`] this CPU offers.
-fn followable_cr4() -> u64 {
-    // SAFETY: CPUID has no side effects and exists on every x86_64 CPU.
-    #[allow(unused_unsafe)]
-    let leaf7_ebx = unsafe {
-        if core::arch::x86_64::__cpuid(0).eax >= 7 {
-            core::arch::x86_64::__cpuid_count(7, 0).ebx
-        } else {
-            0
-        }
-    };
+/// The bits of [`FOLLOWED_CR4`] on a CPU whose CPUID leaf 7 sub-leaf 0
+/// EBX is `leaf7_ebx` (0 without the leaf).
+fn followable_cr4(leaf7_ebx: u32) -> u64 {
     let mut bits = CR4_PSE | CR4_PGE;
     if leaf7_ebx & (1 << 7) != 0 {
         bits |= CR4_SMEP;
@@ -147,6 +139,21 @@ fn followable_cr4() -> u64 {
         bits |= CR4_SMAP;
     }
     bits
+}
+
+/// This CPU's CPUID leaf 7 sub-leaf 0 EBX, or 0 without the leaf.
+fn leaf7_ebx() -> u32 {
+    use crate::fpu::hw::cpuid;
+    if cpuid(0, 0).eax >= 7 {
+        cpuid(7, 0).ebx
+    } else {
+        0
+    }
+}
+
+/// Keel's CR4 `host` with the `followed` bits taken from the guest's CR4.
+fn with_guest_paging_bits(host: u64, guest_cr4: u64, followed: u64) -> u64 {
+    (host & !followed) | (guest_cr4 & followed)
 }
 
 /// Gives Keel's CR4 the guest's PSE, PGE, SMEP and SMAP, if they differ.
@@ -167,7 +174,7 @@ unsafe fn follow_guest_paging_bits(guest_cr4: u64) {
     let host: u64;
     // SAFETY: reading CR4 in ring 0.
     unsafe { core::arch::asm!("mov {}, cr4", out(reg) host, options(nomem, nostack)) };
-    let wanted = (host & !followed) | (guest_cr4 & followed);
+    let wanted = with_guest_paging_bits(host, guest_cr4, followed);
     if wanted != host {
         // SAFETY: only bits this CPU has change, and (the caller's contract)
         // none of them changes a translation or a permission Keel uses.
@@ -188,7 +195,7 @@ pub unsafe fn enable(hsave_pa: u64) {
         wrmsr(MSR_VM_HSAVE_PA, hsave_pa);
         crate::fpu::hw::enable();
     }
-    FOLLOWED_CR4.store(followable_cr4(), Ordering::Relaxed);
+    FOLLOWED_CR4.store(followable_cr4(leaf7_ebx()), Ordering::Relaxed);
 }
 
 /// Runs the guest until the next #VMEXIT and decodes it.
@@ -212,4 +219,36 @@ pub unsafe fn run(vcpu: &mut SvmVcpu) -> VmExit {
     };
     vcpu.after_exit();
     vcpu.exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CR4_PAE: u64 = 1 << 5;
+    const CR4_OSXSAVE: u64 = 1 << 18;
+    const CR4_LA57: u64 = 1 << 12;
+
+    #[test]
+    fn only_pse_pge_smep_and_smap_follow_the_guest_where_the_cpu_has_them() {
+        let all = followable_cr4((1 << 7) | (1 << 20));
+        assert_eq!(all, CR4_PSE | CR4_PGE | CR4_SMEP | CR4_SMAP);
+        assert_eq!(followable_cr4(0), CR4_PSE | CR4_PGE, "no SMEP, no SMAP");
+        // Keel's PAE and OSXSAVE stay whatever the guest has; LA57 never
+        // follows (Keel's paging is 4-level).
+        let host = CR4_PAE | CR4_OSXSAVE;
+        let linux = CR4_PSE | CR4_PAE | CR4_PGE | CR4_SMEP | CR4_SMAP | CR4_LA57;
+        assert_eq!(
+            with_guest_paging_bits(host, linux, all),
+            host | CR4_PSE | CR4_PGE | CR4_SMEP | CR4_SMAP
+        );
+        // A real-mode guest (CR4 0) takes them away again.
+        assert_eq!(with_guest_paging_bits(host | all, 0, all), host);
+        // Without SMAP on the CPU, a guest's SMAP bit is not copied.
+        let no_smap = followable_cr4(1 << 7);
+        assert_eq!(
+            with_guest_paging_bits(host, linux, no_smap),
+            host | CR4_PSE | CR4_PGE | CR4_SMEP
+        );
+    }
 }
