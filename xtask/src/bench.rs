@@ -165,6 +165,18 @@ impl Spread {
     }
 }
 
+/// A Keel run's time to /init from its VM start line, if it logged one.
+fn from_vm_start(to_init: Duration, vm_start: Option<Duration>) -> Option<Duration> {
+    Some(to_init.saturating_sub(vm_start?))
+}
+
+/// The spread of Keel's runs from their VM start, if every run logged its
+/// VM start.
+fn vm_start_spread(runs: impl Iterator<Item = Option<Duration>>) -> Option<Spread> {
+    let runs: Option<Vec<Duration>> = runs.collect();
+    runs.filter(|r| !r.is_empty()).map(|r| Spread::of(&r))
+}
+
 /// The host's load average (`/proc/loadavg`: 1, 5 and 15 minutes), if
 /// the host has one.
 pub fn load_average() -> Option<[f64; 3]> {
@@ -201,12 +213,11 @@ impl BootBench {
     }
     /// From Keel's VM start to /init, if every run logged its VM start.
     pub fn keel_guest_to_init(&self) -> Option<Spread> {
-        let runs: Option<Vec<Duration>> = self
-            .keel
-            .iter()
-            .map(|t| Some(t.to_init.saturating_sub(t.vm_start?)))
-            .collect();
-        runs.filter(|r| !r.is_empty()).map(|r| Spread::of(&r))
+        vm_start_spread(
+            self.keel
+                .iter()
+                .map(|t| from_vm_start(t.to_init, t.vm_start)),
+        )
     }
     pub fn qemu_to_init(&self) -> Spread {
         Self::spread(&self.qemu, |t| t.to_init)
@@ -326,7 +337,7 @@ impl BootBench {
             runs_json(
                 self.keel
                     .iter()
-                    .filter_map(|t| Some(t.to_init.saturating_sub(t.vm_start?)))
+                    .filter_map(|t| from_vm_start(t.to_init, t.vm_start))
             ),
             runs(&self.qemu, |t| t.to_init),
             runs(&self.keel, |t| t.to_power_off),
@@ -862,12 +873,11 @@ impl IdeBench {
 
     /// From Keel's VM start to /init, if every boot logged its VM start.
     pub fn keel_guest_to_init(&self) -> Option<Spread> {
-        let runs: Option<Vec<Duration>> = self
-            .keel_boots
-            .iter()
-            .map(|b| Some(b.to_init.saturating_sub(b.vm_start?)))
-            .collect();
-        runs.filter(|r| !r.is_empty()).map(|r| Spread::of(&r))
+        vm_start_spread(
+            self.keel_boots
+                .iter()
+                .map(|b| from_vm_start(b.to_init, b.vm_start)),
+        )
     }
 
     pub fn qemu_to_init(&self) -> Spread {
@@ -1101,7 +1111,7 @@ impl IdeBench {
             runs_json(
                 self.keel_boots
                     .iter()
-                    .filter_map(|b| Some(b.to_init.saturating_sub(b.vm_start?)))
+                    .filter_map(|b| from_vm_start(b.to_init, b.vm_start))
             ),
             runs_json(self.qemu_to_init.iter().copied()),
             self.baseline_exits[0],
