@@ -66,7 +66,7 @@ const MAX_STORES: usize = 4;
 /// (other code at that RIP now) costs nothing but a missed run ahead.
 #[derive(Debug, Clone, Default)]
 pub struct RunAheadMisses {
-    /// By RIP's low bits: the RIP, its misses in a row, exits left to skip.
+    /// By RIP's low bits: the RIP, its misses in a row, attempts left to skip.
     slots: [(u64, u8, u8); 8],
 }
 
@@ -83,7 +83,7 @@ impl RunAheadMisses {
         slot
     }
 
-    /// Whether to run ahead after the exit that left the guest at `rip`.
+    /// Whether to make an attempt that starts at `rip`.
     pub fn worth_trying(&mut self, rip: u64) -> bool {
         let slot = self.slot(rip);
         if slot.2 > 0 {
@@ -93,7 +93,7 @@ impl RunAheadMisses {
         true
     }
 
-    /// What the run ahead from `rip` found.
+    /// What the attempt that started at `rip` found.
     pub fn record(&mut self, rip: u64, found: bool) {
         let slot = self.slot(rip);
         if found {
