@@ -7,7 +7,7 @@ use device_model::display::vga::VgaConfig;
 use device_model::interrupt::lapic::LapicConfig;
 use device_model::net::e1000::E1000Config;
 use device_model::net::{Loopback, MacAddress};
-use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly};
+use device_model::storage::{ChannelId, DrivePosition, IdeDrive, RamDisk, ReadAhead, ReadOnly};
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use device_model::{AddressSpace, FakeClock, Pc, PcConfig, PowerRequest, RangeInfo};
 use guest_memory::GuestMemory;
@@ -175,7 +175,8 @@ impl Machine {
         pc.attach_ide(
             ChannelId::Secondary,
             DrivePosition::Master,
-            IdeDrive::cdrom(Some(Box::new(ReadOnly(cd)))),
+            // Behind a read-ahead window, as a host disk is in Keel.
+            IdeDrive::cdrom(Some(Box::new(ReadOnly(ReadAhead::new(cd, 16))))),
         );
         // The e1000 on a loopback: what it sends comes back to its receive
         // ring, so both paths run; a small option ROM behind its ROM BAR.
@@ -189,8 +190,10 @@ impl Machine {
         )
         .expect("the e1000 plugs in");
         // A virtio-blk disk (00:04.0) over a random RAM disk: rings and
-        // requests in random RAM, reached through both its interfaces.
+        // requests in random RAM, reached through both its interfaces;
+        // behind a read-ahead window that its writes must keep current.
         let vdisk = RamDisk::new("fuzz-vdisk", vec![0u8; DISK_SIZE]).expect("disk size");
+        let vdisk = ReadAhead::new(vdisk, 16);
         pc.add_virtio(
             VirtioBlk::new(VirtioBlkConfig { read_only: false }, Box::new(vdisk)),
             Transport::Transitional,

@@ -16,5 +16,5 @@ pub mod virtio_blk;
 pub mod virtio_net;
 
 pub use virtio::probe;
-pub use virtio_blk::HostDisks;
+pub use virtio_blk::{HostDisks, HOST_DISK_READ_AHEAD_SECTORS};
 pub use virtio_net::{Bridge, HostNics};

@@ -30,6 +30,9 @@ use vm_config::HOST_DISK_PREFIX;
 const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
 /// Sectors per device request: 64 KiB, one data descriptor each.
 const MAX_REQUEST_SECTORS: usize = 128;
+/// The read-ahead window a VM's drive keeps over a host disk
+/// (`device_model::storage::ReadAhead`): one device request.
+pub const HOST_DISK_READ_AHEAD_SECTORS: usize = MAX_REQUEST_SECTORS;
 /// DMA pages per disk: the crate's 16-entry virtqueue needs two or three.
 pub(super) const DMA_PAGES_PER_DISK: usize = 8;
 /// Host disks Keel drives at most.

@@ -37,7 +37,7 @@ use vmm_core::{ExitAction, StopReason, Vcpu};
 use crate::cpu::Backend;
 use alloc::boxed::Box;
 use device_model::storage::{
-    BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadOnly, SharedBackend,
+    BlockBackend, ChannelId, DrivePosition, IdeDrive, RamDisk, ReadAhead, ReadOnly, SharedBackend,
 };
 use device_model::virtio::{Transport, VirtioBlk, VirtioBlkConfig, VirtioNet, VirtioNetConfig};
 use device_model::xen::devices::{XenDisk, XenNic};
@@ -722,6 +722,7 @@ fn disk_drives(config: &VmConfig, images: &mut Images) -> Result<Drives, VmError
                     )));
                 }
                 let kib = disk.capacity() / 2;
+                let disk = ReadAhead::new(disk, crate::host::HOST_DISK_READ_AHEAD_SECTORS);
                 (Box::new(disk), kib, "persistent")
             }
         };
