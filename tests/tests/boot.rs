@@ -1,6 +1,8 @@
 //! Keel under QEMU TCG with SVM, one test per VM config in tests/vms; the
 //! verdicts come from docs/ARCHITECTURE.md ("How a VM ends").
 
+use xtask::runner::Backend;
+
 use keel_tests::{
     boot, check_guest_suite, check_halted_at_guest_hlt, check_logged, check_selftest_exit_table,
     check_stop, check_xen_hypercall_guest,
@@ -17,6 +19,22 @@ fn selftest_guest_passes_every_check() {
     let (_, o) = boot("selftest");
     verdict(check_guest_suite(&o, "selftest", 10));
     verdict(check_selftest_exit_table(&o));
+}
+
+/// Keel as a multiboot kernel: QEMU's `-kernel` loads it and `-initrd`
+/// its modules ("FILE NAME" each), as `cargo xtask bench` boots it; GRUB
+/// never runs, and the guest passes as it does from the ISO.
+#[test]
+fn selftest_guest_passes_from_qemus_kernel_option() {
+    let (_, o) = keel_tests::boot_with("selftest", Backend::Svm, None, None, |opts| {
+        opts.multiboot = true
+    });
+    assert!(
+        !o.lines.iter().any(|l| l.contains("Booting `Keel")),
+        "GRUB ran: this was not a -kernel boot\n{}",
+        o.report()
+    );
+    verdict(check_guest_suite(&o, "selftest", 10));
 }
 
 #[test]

@@ -419,6 +419,88 @@ fn iso_names(images: &[(&str, PathBuf)]) -> Vec<String> {
     out
 }
 
+/// The file in an ISO's staging directory (`<stem>.d`, next to the ISO)
+/// that lists the boot modules, one per line: the file under the staging
+/// directory, a tab, the module's name; configurations first.
+const MODULE_LIST: &str = "modules.txt";
+
+fn module_list(modules: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::new();
+    for (file, name) in modules {
+        if name.contains(['\t', '\n']) || file.contains(['\t', '\n']) {
+            return Err(format!(
+                "module '{name}' ({file}): a tab or a line break in it"
+            ));
+        }
+        out.push_str(&format!("{}\t{name}\n", file.trim_start_matches('/')));
+    }
+    Ok(out)
+}
+
+/// Keel and its boot modules as QEMU's `-kernel` loads a multiboot kernel
+/// (Multiboot 0.6.96): the files staged for an ISO, loaded into memory by
+/// QEMU itself instead of read by GRUB from the CD through the firmware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Multiboot {
+    pub kernel: PathBuf,
+    /// Each module's file and name (the name Keel knows it by).
+    pub modules: Vec<(PathBuf, String)>,
+}
+
+impl Multiboot {
+    /// The staged files of the ISO at `iso` (made by [`build_iso_of`]).
+    pub fn of_iso(iso: &Path) -> Result<Self, String> {
+        let staging = iso.with_extension("d");
+        let list_file = staging.join(MODULE_LIST);
+        let text = fs::read_to_string(&list_file).map_err(|e| {
+            format!(
+                "cannot read {}: {e}; build the ISO again with cargo xtask build",
+                list_file.display()
+            )
+        })?;
+        let mut modules = Vec::new();
+        for line in text.lines() {
+            let (file, name) = line
+                .split_once('\t')
+                .ok_or_else(|| format!("{}: a line without a tab", list_file.display()))?;
+            modules.push((staging.join(file), name.to_string()));
+        }
+        let mb = Multiboot {
+            kernel: staging.join("boot").join("keel"),
+            modules,
+        };
+        // QEMU ends a module's file name at its first space.
+        if let Some(p) = std::iter::once(&mb.kernel)
+            .chain(mb.modules.iter().map(|(f, _)| f))
+            .find(|p| p.to_string_lossy().contains(' '))
+        {
+            return Err(format!(
+                "{}: QEMU's -initrd cannot take a file whose path has a space",
+                p.display()
+            ));
+        }
+        Ok(mb)
+    }
+
+    /// `-kernel KEEL -initrd "FILE NAME,..."`: QEMU passes each module's
+    /// "FILE NAME" as its command line, and Keel names it by NAME; commas
+    /// are doubled, as in every QEMU option value.
+    pub fn qemu_args(&self) -> Vec<std::ffi::OsString> {
+        let initrd = self
+            .modules
+            .iter()
+            .map(|(f, name)| format!("{} {name}", f.to_string_lossy()).replace(',', ",,"))
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            "-kernel".into(),
+            self.kernel.clone().into_os_string(),
+            "-initrd".into(),
+            initrd.into(),
+        ]
+    }
+}
+
 /// What [`build_iso`] made.
 #[derive(Debug, Clone)]
 pub struct Iso {
@@ -567,6 +649,13 @@ pub fn build_iso_of(
         copy(file, n)?;
     }
     fs::write(boot.join("grub").join("grub.cfg"), cfg).map_err(|e| io("cannot write", &boot, e))?;
+    let list: Vec<(String, String)> = configs
+        .iter()
+        .map(|c| (c.clone(), "config".to_string()))
+        .chain(modules.iter().cloned())
+        .collect();
+    let list_file = staging.join(MODULE_LIST);
+    fs::write(&list_file, module_list(&list)?).map_err(|e| io("cannot write", &list_file, e))?;
 
     let iso = crate::workspace::iso_path(artifacts_dir, &name);
     let out = Command::new("grub-mkrescue")
@@ -601,6 +690,38 @@ mod tests {
             config: p.config,
             warnings: p.warnings,
         }
+    }
+
+    #[test]
+    fn multiboot_modules_from_the_staged_list() {
+        let dir = std::env::temp_dir().join(format!("keel-mb-{}", std::process::id()));
+        let staging = dir.join("vm.d");
+        fs::create_dir_all(&staging).unwrap();
+        let list = module_list(&[
+            ("/boot/config".into(), "config".into()),
+            ("/boot/disk".into(), "disk,1.img".into()),
+        ])
+        .unwrap();
+        assert_eq!(list, "boot/config\tconfig\nboot/disk\tdisk,1.img\n");
+        fs::write(staging.join(MODULE_LIST), &list).unwrap();
+        let mb = Multiboot::of_iso(&dir.join("vm.iso")).unwrap();
+        assert_eq!(mb.kernel, staging.join("boot/keel"));
+        let args: Vec<_> = mb
+            .qemu_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let d = staging.to_string_lossy().replace(',', ",,");
+        assert_eq!(args[2], "-initrd");
+        assert_eq!(
+            args[3],
+            format!("{d}/boot/config config,{d}/boot/disk disk,,1.img"),
+            "commas doubled, modules joined with one"
+        );
+        assert!(module_list(&[("/boot/a".into(), "a\tb".into())]).is_err());
+        let e = Multiboot::of_iso(&dir.join("other.iso")).unwrap_err();
+        assert!(e.contains("build the ISO again"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

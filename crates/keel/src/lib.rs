@@ -13,6 +13,7 @@ pub mod disk_requests;
 pub mod display;
 pub mod dma_pool;
 pub mod frames;
+pub mod multiboot1;
 pub mod pci_config;
 pub mod placement;
 pub mod reset_limit;

@@ -1,4 +1,5 @@
-//! Keel: a bare-metal, type-1 hypervisor (multiboot2 kernel).
+//! Keel: a bare-metal, type-1 hypervisor (a multiboot2 kernel for GRUB, and a
+//! multiboot one for QEMU's `-kernel`).
 //!
 //! Boot order: serial console, GDT/TSS, IDT, heap, boot information, frame
 //! allocator, Keel's own page tables, clocks, the machine's virtio-blk disks,
@@ -52,55 +53,24 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
     arch::gdt::init();
     arch::idt::init();
     println!("keel: Keel {} starting", env!("CARGO_PKG_VERSION"));
-    if magic != MULTIBOOT2_MAGIC {
-        log::error!("not started by a multiboot2 loader (EAX = {magic:#x}); boot Keel with GRUB's multiboot2 command");
-        finish(NO_VIRTUALIZATION_STATUS);
-    }
-    // SAFETY: a multiboot2 loader left a valid boot information structure at
-    // this address, identity-mapped by the boot page tables; nothing writes it.
-    let boot_info = match unsafe { BootInformation::load(mbi_addr as *const BootInformationHeader) }
-    {
-        Ok(b) => b,
-        Err(e) => {
-            log::error!("the multiboot2 boot information is malformed: {e:?}");
+    let boot = match magic {
+        MULTIBOOT2_MAGIC => multiboot2_info(mbi_addr),
+        keel::multiboot1::MAGIC => multiboot1_info(mbi_addr),
+        _ => {
+            log::error!(
+                "not started by a multiboot2 or multiboot loader (EAX = {magic:#x}); boot Keel \
+                 with GRUB's multiboot2 command or QEMU's -kernel"
+            );
             finish(NO_VIRTUALIZATION_STATUS);
         }
     };
-
-    // Everything Keel must never hand out: its image, the boot information, the modules.
-    let mut reserved: Vec<Range<u64>> = Vec::from([
-        keel_image(),
-        boot_info.start_address() as u64..boot_info.end_address() as u64,
-    ]);
-    let mut modules: Vec<(String, &'static mut [u8])> = Vec::new();
-    for m in boot_info.module_tags() {
-        let range = u64::from(m.start_address())..u64::from(m.end_address());
-        reserved.push(range.clone());
-        let name = String::from(m.cmdline().unwrap_or("").trim());
-        // SAFETY: the loader placed the module at this identity-mapped range,
-        // which is reserved above, so Keel never allocates it; this is the
-        // only reference made to it (modules do not overlap), and a disk
-        // image module is the one thing that writes to it.
-        let bytes = unsafe {
-            core::slice::from_raw_parts_mut(
-                range.start as *mut u8,
-                (range.end - range.start) as usize,
-            )
-        };
-        modules.push((name, bytes));
-    }
-    let available: Vec<Range<u64>> = match boot_info.memory_map_tag() {
-        Some(map) => map
-            .memory_areas()
-            .iter()
-            .filter(|a| a.typ() == MemoryAreaType::Available)
-            .map(|a| a.start_address()..a.end_address())
-            .collect(),
-        None => {
-            log::error!("the boot loader passed no memory map");
-            finish(NO_VIRTUALIZATION_STATUS);
-        }
-    };
+    let Boot {
+        mut reserved,
+        modules,
+        available,
+        rsdp,
+    } = boot;
+    reserved.insert(0, keel_image());
     let top = available.iter().map(|r| r.end).max().unwrap_or(0);
     let available_low = available.clone();
     let mut frames = FrameAllocator::new(available, &reserved);
@@ -176,16 +146,11 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         }
     }
     if slots.is_empty() {
-        log::error!("no VM configuration: GRUB must load one as a module named '{CONFIG_MODULE}' (module2 /boot/config {CONFIG_MODULE})");
+        log::error!("no VM configuration: the boot loader must load one as a module named '{CONFIG_MODULE}' (GRUB: module2 /boot/config {CONFIG_MODULE}; QEMU: -initrd 'FILE {CONFIG_MODULE}')");
         finish(NO_VIRTUALIZATION_STATUS);
     }
 
-    let apic_ids = arch::smp::processors(
-        boot_info
-            .rsdp_v2_tag()
-            .map(|t| t as *const _ as u64 + 8)
-            .or_else(|| boot_info.rsdp_v1_tag().map(|t| t as *const _ as u64 + 8)),
-    );
+    let apic_ids = arch::smp::processors(rsdp);
     let running = match (
         apic_ids,
         arch::smp::trampoline_page(&available_low, &reserved),
@@ -214,6 +179,115 @@ extern "C" fn keel_main(magic: u32, mbi_addr: u64) -> ! {
         reserved,
     };
     hosting::start(slots, world, backend, running.len())
+}
+
+/// What Keel takes from its boot loader, whichever protocol it spoke.
+struct Boot {
+    /// Memory Keel must never hand out besides its image: the boot
+    /// information it goes on reading, the modules.
+    reserved: Vec<Range<u64>>,
+    /// Each module by name, its memory Keel's from now on.
+    modules: Vec<(String, &'static mut [u8])>,
+    /// RAM the loader's memory map calls available.
+    available: Vec<Range<u64>>,
+    /// The RSDP's address if the loader passed one.
+    rsdp: Option<u64>,
+}
+
+/// A module's identity-mapped memory, reserved by the caller, as Keel's.
+fn module_bytes(range: &Range<u64>) -> &'static mut [u8] {
+    // SAFETY: the loader placed the module at this identity-mapped range,
+    // which the caller reserves, so Keel never allocates it; this is the
+    // only reference made to it (modules do not overlap), and a disk image
+    // module is the one thing that writes to it.
+    unsafe {
+        core::slice::from_raw_parts_mut(range.start as *mut u8, (range.end - range.start) as usize)
+    }
+}
+
+/// The multiboot2 boot information GRUB left at `mbi_addr`.
+fn multiboot2_info(mbi_addr: u64) -> Boot {
+    // SAFETY: a multiboot2 loader left a valid boot information structure at
+    // this address, identity-mapped by the boot page tables; nothing writes it.
+    let boot_info = match unsafe { BootInformation::load(mbi_addr as *const BootInformationHeader) }
+    {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("the multiboot2 boot information is malformed: {e:?}");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+    // The RSDP tag lies inside the information, which stays reserved.
+    let mut reserved = Vec::new();
+    reserved.push(boot_info.start_address() as u64..boot_info.end_address() as u64);
+    let mut modules = Vec::new();
+    for m in boot_info.module_tags() {
+        let range = u64::from(m.start_address())..u64::from(m.end_address());
+        reserved.push(range.clone());
+        let name = String::from(m.cmdline().unwrap_or("").trim());
+        modules.push((name, module_bytes(&range)));
+    }
+    let available = match boot_info.memory_map_tag() {
+        Some(map) => map
+            .memory_areas()
+            .iter()
+            .filter(|a| a.typ() == MemoryAreaType::Available)
+            .map(|a| a.start_address()..a.end_address())
+            .collect(),
+        None => {
+            log::error!("the boot loader passed no memory map");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+    let rsdp = boot_info
+        .rsdp_v2_tag()
+        .map(|t| t as *const _ as u64 + 8)
+        .or_else(|| boot_info.rsdp_v1_tag().map(|t| t as *const _ as u64 + 8));
+    Boot {
+        reserved,
+        modules,
+        available,
+        rsdp,
+    }
+}
+
+/// The multiboot (version 1) boot information at `mbi_addr` (QEMU's
+/// `-kernel`), copied out before anything is allocated, so none of it
+/// needs reserving; the RSDP is searched for in the BIOS areas.
+fn multiboot1_info(mbi_addr: u64) -> Boot {
+    let mut read = |at: u64, buf: &mut [u8]| {
+        let Some(end) = at.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if end > 1 << 32 {
+            return false;
+        }
+        // SAFETY: the boot page tables identity-map the first 4 GiB, and
+        // reading memory has no side effects there except in MMIO ranges,
+        // which a loader's structures never point into; nothing else runs
+        // yet, so nothing writes it meanwhile.
+        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
+    };
+    let info = match keel::multiboot1::parse(&mut read, mbi_addr) {
+        Ok(i) => i,
+        Err(e) => {
+            log::error!("the multiboot boot information is unusable: {e}");
+            finish(NO_VIRTUALIZATION_STATUS);
+        }
+    };
+    let reserved = info.modules.iter().map(|m| m.range.clone()).collect();
+    let modules = info
+        .modules
+        .iter()
+        .map(|m| (String::from(m.name()), module_bytes(&m.range)))
+        .collect();
+    Boot {
+        reserved,
+        modules,
+        available: info.available,
+        rsdp: None,
+    }
 }
 
 /// The backend every CPU turns on (the BSP detects it).

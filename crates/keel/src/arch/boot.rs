@@ -1,14 +1,35 @@
-//! The multiboot2 header and the 32-bit entry point.
+//! The multiboot headers and the 32-bit entry point.
 //!
 //! GRUB enters `_start` in 32-bit protected mode with paging off, EAX holding
 //! the multiboot2 magic and EBX the physical address of the boot information
-//! (Multiboot2 spec 3.3). The code builds boot page tables that identity-map
+//! (Multiboot2 spec 3.3). A multiboot (version 1) loader such as QEMU's
+//! `-kernel` enters it the same way with its own magic and information
+//! (Multiboot 0.6.96, 3.2): Keel's ELF image is 64-bit, which such loaders
+//! do not read, so the version 1 header carries the address fields (flag
+//! 16) that say where the file's bytes go. The code builds boot page tables that identity-map
 //! the first 4 GiB with 2 MiB pages, enables long mode and calls `keel_main`
 //! with (magic, boot information address). `arch::paging` then replaces these
 //! tables with ones sized from the memory map.
 
 core::arch::global_asm!(
     r#"
+    /* Multiboot 0.6.96, 3.1: magic, flags (bit 0 modules page-aligned,
+       bit 1 memory map wanted, bit 16 address fields valid), checksum,
+       then header, load, load end, BSS end and entry addresses. The file
+       from this header back to the image's start is loaded at __keel_start
+       (the linker keeps file offsets and addresses in step). */
+    .section .multiboot_header, "a"
+    .balign 4
+mb1_header:
+    .long 0x1badb002
+    .long 0x00010003
+    .long -(0x1badb002 + 0x00010003)
+    .long mb1_header
+    .long __keel_start
+    .long __keel_load_end
+    .long __keel_end
+    .long _start
+
     .section .multiboot2_header, "a"
     .balign 8
 mb2_header_start:
