@@ -19,6 +19,7 @@ commands:
   run [--backend svm|vmx] [--cpu-model M] [--vm FILE]... [--cpus N] [--timeout SECS]
       [--log FILE] [--host-disk IMG]... [--display vnc] [--screenshot FILE.png]
       [--host-net] [--tftp DIR] [--bootfile NAME] [--guestfwd ADDR:PORT=HOSTPORT]...
+      [--kernel-boot]
                          build and boot VM configs (default tests/vms/selftest.cfg;
                          several --vm: one boot, each vCPU on a CPU of its own, QEMU
                          -smp or Bochs cpu: count= one per vCPU unless --cpus N)
@@ -38,6 +39,9 @@ commands:
                          virtio-blk disk (virtio0, virtio1, ...; QEMU only), and so,
                          after them, does each writable disk file the config names
                          ('disk.img,raw,hda,rw'; add 'volatile' for a RAM disk);
+                         --kernel-boot has QEMU load Keel (a multiboot kernel) and
+                         the ISO's modules itself (-kernel, -initrd) instead of GRUB
+                         reading them from the CD, as cargo xtask bench does;
                          --host-net (implied by a vif in the config or by any of the
                          options after it) gives the machine a virtio-net NIC (virtio0)
                          on QEMU's user network with restrict=on: the guest reaches
@@ -177,11 +181,12 @@ fn build_cmd(args: &[String]) -> Result<u8, Failure> {
 
 fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
-    // The one flag without a value.
+    // The flags without a value.
     let mut host_net = args.iter().any(|a| a == "--host-net");
+    let kernel_boot = args.iter().any(|a| a == "--kernel-boot");
     let args: Vec<String> = args
         .iter()
-        .filter(|a| *a != "--host-net")
+        .filter(|a| *a != "--host-net" && *a != "--kernel-boot")
         .cloned()
         .collect();
     let mut tftp = None;
@@ -283,6 +288,13 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
     if cpu_model.is_some() && backend != Backend::Vmx {
         return Err(Failure::Usage(
             "--cpu-model chooses the Bochs CPU for --backend vmx".into(),
+        ));
+    }
+    if kernel_boot && backend == Backend::Vmx {
+        return Err(Failure::Usage(
+            "--kernel-boot loads Keel with QEMU's -kernel: it works with --backend svm (QEMU) \
+             only; Bochs boots the ISO"
+                .into(),
         ));
     }
     if display.wanted() && backend == Backend::Vmx {
@@ -398,6 +410,7 @@ fn run_cmd(args: &[String]) -> Result<u8, Failure> {
         })),
         cpus,
         display,
+        multiboot: kernel_boot,
         ..RunOptions::default()
     };
     if let Some(m) = cpu_model {

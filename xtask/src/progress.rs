@@ -94,7 +94,7 @@ pub fn first_output_line(vm: &str, before_emulator: Duration, o: &Outcome) -> St
     match first_guest_output(o, vm) {
         Some(t) => format!(
             "xtask: VM '{vm}' printed its first line {} after `cargo xtask run` started \
-             ({} building and checking, {} in the emulator: firmware, GRUB, Keel, the guest)",
+             ({} building and checking, {} in the emulator: firmware, boot loader, Keel, the guest)",
             seconds(before_emulator + t),
             seconds(before_emulator),
             seconds(t)
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(
             first_output_line("vm", Duration::from_millis(1500), &o),
             "xtask: VM 'vm' printed its first line 4.8 s after `cargo xtask run` started \
-             (1.5 s building and checking, 3.2 s in the emulator: firmware, GRUB, Keel, the guest)"
+             (1.5 s building and checking, 3.2 s in the emulator: firmware, boot loader, Keel, the guest)"
         );
         let quiet = outcome(&[("keel: VM 'vm' starting", 2000)]);
         assert_eq!(first_guest_output(&quiet, "vm"), None);
