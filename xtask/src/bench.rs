@@ -521,6 +521,10 @@ pub fn table(sections: &[String]) -> String {
         t.push_str(s);
     }
     t.push_str("ratio: Keel's time over plain QEMU's (for reads: time per MiB)\n");
+    t.push_str(
+        "Keel's runs: QEMU's -kernel loads Keel (a multiboot kernel) and -initrd its boot\n\
+         modules (no GRUB), as plain QEMU's direct boots load Linux\n",
+    );
     t
 }
 
