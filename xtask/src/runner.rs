@@ -113,31 +113,28 @@ pub fn qemu_command_smp(
     host_disks: &[PathBuf],
     host_net: Option<&HostNet>,
 ) -> Command {
-    let mut cmd = qemu_accel(accel, cpus);
-    qemu_machine(&mut cmd, cpus, memory_mib);
-    // The ISO is a CD on an AHCI controller (ICH9), not on the machine's
-    // IDE: SeaBIOS reads an AHCI CD by DMA, a whole INT 13h request per
-    // command, where the IDE CD costs GRUB about 1 s of PIO for Keel and
-    // its boot modules under TCG (0.5 s through AHCI). Keel has no AHCI
-    // driver, so the controller is the firmware's alone.
-    cmd.arg("-drive").arg(format!(
-        "file={},if=none,id=keel-cd,media=cdrom,readonly=on",
-        iso.to_string_lossy().replace(',', ",,")
-    ));
-    cmd.args([
-        "-device",
-        "ahci,id=ahci",
-        "-device",
-        "ide-cd,drive=keel-cd,bus=ahci.0,bootindex=0",
-    ]);
-    qemu_devices(&mut cmd, host_disks, host_net);
-    cmd
+    qemu_command_for(
+        Medium::Iso(iso),
+        accel,
+        memory_mib,
+        cpus,
+        host_disks,
+        host_net,
+    )
 }
 
-/// [`qemu_command_smp`] booting Keel and its modules with QEMU's `-kernel`
-/// and `-initrd` (`RunOptions::multiboot`) instead of from the ISO.
-pub fn qemu_command_multiboot(
-    boot: &crate::iso::Multiboot,
+/// What QEMU boots Keel from.
+pub enum Medium<'a> {
+    /// The ISO, with GRUB.
+    Iso(&'a Path),
+    /// Keel and its modules through `-kernel` and `-initrd`
+    /// (`RunOptions::multiboot`).
+    Multiboot(&'a crate::iso::Multiboot),
+}
+
+/// [`qemu_command_smp`] for either [`Medium`].
+pub fn qemu_command_for(
+    medium: Medium<'_>,
     accel: Accel,
     memory_mib: u32,
     cpus: u32,
@@ -146,7 +143,29 @@ pub fn qemu_command_multiboot(
 ) -> Command {
     let mut cmd = qemu_accel(accel, cpus);
     qemu_machine(&mut cmd, cpus, memory_mib);
-    cmd.args(boot.qemu_args());
+    match medium {
+        Medium::Iso(iso) => {
+            // The ISO is a CD on an AHCI controller (ICH9), not on the
+            // machine's IDE: SeaBIOS reads an AHCI CD by DMA, a whole INT 13h
+            // request per command, where the IDE CD costs GRUB about 1 s of
+            // PIO for Keel and its boot modules under TCG (0.5 s through
+            // AHCI). Keel has no AHCI driver, so the controller is the
+            // firmware's alone.
+            cmd.arg("-drive").arg(format!(
+                "file={},if=none,id=keel-cd,media=cdrom,readonly=on",
+                iso.to_string_lossy().replace(',', ",,")
+            ));
+            cmd.args([
+                "-device",
+                "ahci,id=ahci",
+                "-device",
+                "ide-cd,drive=keel-cd,bus=ahci.0,bootindex=0",
+            ]);
+        }
+        Medium::Multiboot(boot) => {
+            cmd.args(boot.qemu_args());
+        }
+    }
     qemu_devices(&mut cmd, host_disks, host_net);
     cmd
 }
@@ -440,26 +459,20 @@ pub fn run_iso(iso: &Path, backend: Backend, opts: &RunOptions) -> Result<Outcom
     match backend {
         Backend::Svm => {
             let accel = detect_accel(backend);
-            let mut cmd = if opts.multiboot {
-                let boot = crate::iso::Multiboot::of_iso(iso).map_err(RunError::Spawn)?;
-                qemu_command_multiboot(
-                    &boot,
-                    accel,
-                    opts.memory_mib,
-                    opts.cpus,
-                    &opts.host_disks,
-                    opts.host_net.as_ref(),
-                )
-            } else {
-                qemu_command_smp(
-                    iso,
-                    accel,
-                    opts.memory_mib,
-                    opts.cpus,
-                    &opts.host_disks,
-                    opts.host_net.as_ref(),
-                )
-            };
+            let boot = opts
+                .multiboot
+                .then(|| crate::iso::Multiboot::of_iso(iso))
+                .transpose()
+                .map_err(RunError::Spawn)?;
+            let medium = boot.as_ref().map_or(Medium::Iso(iso), Medium::Multiboot);
+            let mut cmd = qemu_command_for(
+                medium,
+                accel,
+                opts.memory_mib,
+                opts.cpus,
+                &opts.host_disks,
+                opts.host_net.as_ref(),
+            );
             let qmp = opts
                 .display
                 .screenshot
