@@ -194,12 +194,16 @@ struct Boot {
     rsdp: Option<u64>,
 }
 
-/// A module's identity-mapped memory, reserved by the caller, as Keel's.
-fn module_bytes(range: &Range<u64>) -> &'static mut [u8] {
-    // SAFETY: the loader placed the module at this identity-mapped range,
-    // which the caller reserves, so Keel never allocates it; this is the
-    // only reference made to it (modules do not overlap), and a disk image
-    // module is the one thing that writes to it.
+/// A module's identity-mapped memory as Keel's.
+///
+/// # Safety
+///
+/// `range` is a module the boot loader placed in identity-mapped RAM, the
+/// caller reserves it from the frame allocator, and no other reference to
+/// it is ever made (modules do not overlap; each is made into bytes once).
+unsafe fn module_bytes(range: &Range<u64>) -> &'static mut [u8] {
+    // SAFETY: the caller's promise; a disk image module is the one thing
+    // that writes to the bytes.
     unsafe {
         core::slice::from_raw_parts_mut(range.start as *mut u8, (range.end - range.start) as usize)
     }
@@ -225,7 +229,9 @@ fn multiboot2_info(mbi_addr: u64) -> Boot {
         let range = u64::from(m.start_address())..u64::from(m.end_address());
         reserved.push(range.clone());
         let name = String::from(m.cmdline().unwrap_or("").trim());
-        modules.push((name, module_bytes(&range)));
+        // SAFETY: GRUB placed the module there; it is reserved just above,
+        // and made into bytes here only.
+        modules.push((name, unsafe { module_bytes(&range) }));
     }
     let available = match boot_info.memory_map_tag() {
         Some(map) => map
@@ -259,7 +265,9 @@ fn multiboot1_info(mbi_addr: u64) -> Boot {
         let Some(end) = at.checked_add(buf.len() as u64) else {
             return false;
         };
-        if end > 1 << 32 {
+        // Nothing lies above 4 GiB in a 32-bit structure; address 0 is no
+        // place a pointer may name in Rust, whatever is mapped there.
+        if end > 1 << 32 || at == 0 {
             return false;
         }
         // SAFETY: the boot page tables identity-map the first 4 GiB, and
@@ -280,7 +288,9 @@ fn multiboot1_info(mbi_addr: u64) -> Boot {
     let modules = info
         .modules
         .iter()
-        .map(|m| (String::from(m.name()), module_bytes(&m.range)))
+        // SAFETY: the loader placed the module there; `reserved` holds
+        // every module's range, and each is made into bytes here only.
+        .map(|m| (String::from(m.name()), unsafe { module_bytes(&m.range) }))
         .collect();
     Boot {
         reserved,
