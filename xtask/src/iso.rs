@@ -501,6 +501,61 @@ impl Multiboot {
     }
 }
 
+/// Checks that the ELF file `elf` (Keel as linked) is what its multiboot
+/// header's address fields say it is: every loaded segment's bytes lie in
+/// the file at the same distance from their address (`crates/keel/linker.ld`),
+/// so a loader that copies the file from the header on, as QEMU's `-kernel`
+/// does, puts each byte where the ELF headers would.
+pub fn check_multiboot_layout(elf: &[u8]) -> Result<(), String> {
+    let u16_at = |at: usize| {
+        elf.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u64_at = |at: usize| {
+        elf.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
+    };
+    if elf.get(0..5) != Some(&b"\x7fELF\x02"[..]) {
+        return Err("not a 64-bit ELF file".into());
+    }
+    let phoff = u64_at(0x20).ok_or("no program header offset")? as usize;
+    let phentsize = usize::from(u16_at(0x36).ok_or("no program header size")?);
+    let phnum = usize::from(u16_at(0x38).ok_or("no program header count")?);
+    let mut distance = None;
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        let kind = elf
+            .get(at..at + 4)
+            .ok_or("a program header past the file's end")?;
+        let (offset, vaddr, filesz) = (
+            u64_at(at + 8).ok_or("a short program header")?,
+            u64_at(at + 16).ok_or("a short program header")?,
+            u64_at(at + 32).ok_or("a short program header")?,
+        );
+        // PT_LOAD (1) with bytes in the file; the BSS has none.
+        if kind != [1, 0, 0, 0] || filesz == 0 {
+            continue;
+        }
+        let d = vaddr.wrapping_sub(offset);
+        if *distance.get_or_insert(d) != d {
+            return Err(format!(
+                "the segment at {vaddr:#x} lies at file offset {offset:#x}, out of step with \
+                 the segments before it: a multiboot loader would put its bytes elsewhere \
+                 (crates/keel/linker.ld)"
+            ));
+        }
+    }
+    distance.ok_or("no loaded segment")?;
+    // Multiboot 0.6.96, 3.1.1: the header lies 32-bit aligned within the
+    // file's first 8192 bytes.
+    let magic = 0x1bad_b002u32.to_le_bytes();
+    let head = &elf[..elf.len().min(8192)];
+    if !head.chunks_exact(4).any(|w| w == magic) {
+        return Err("no multiboot header in the first 8 KiB (crates/keel/src/arch/boot.rs)".into());
+    }
+    Ok(())
+}
+
 /// What [`build_iso`] made.
 #[derive(Debug, Clone)]
 pub struct Iso {
@@ -690,6 +745,44 @@ mod tests {
             config: p.config,
             warnings: p.warnings,
         }
+    }
+
+    /// A 64-bit ELF header with the given (offset, vaddr, filesz) PT_LOAD
+    /// segments.
+    fn elf_with(segments: &[(u64, u64, u64)]) -> Vec<u8> {
+        let mut e = vec![0u8; 0x40 + 0x38 * segments.len()];
+        e[..5].copy_from_slice(b"\x7fELF\x02");
+        e[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        e[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+        for (i, &(offset, vaddr, filesz)) in segments.iter().enumerate() {
+            let at = 0x40 + 0x38 * i;
+            e[at] = 1;
+            e[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+            e[at + 16..at + 24].copy_from_slice(&vaddr.to_le_bytes());
+            e[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn multiboot_layout_wants_segments_in_step() {
+        let good = elf_with(&[
+            (0x1000, 0x20_0000, 0x13_1345),
+            (0x13_3000, 0x33_2000, 0x2_d660),
+            (0x0, 0x36_2000, 0),
+        ]);
+        let e = check_multiboot_layout(&good).unwrap_err();
+        assert!(e.contains("no multiboot header"), "{e}");
+        let mut good = good;
+        good.resize(0x1020, 0);
+        good[0x1000..0x1004].copy_from_slice(&0x1bad_b002u32.to_le_bytes());
+        assert_eq!(check_multiboot_layout(&good), Ok(()));
+        let bad = elf_with(&[(0x1000, 0x20_0000, 0x100), (0x2000, 0x40_0000, 0x100)]);
+        let e = check_multiboot_layout(&bad).unwrap_err();
+        assert!(e.contains("0x400000") && e.contains("linker.ld"), "{e}");
+        assert!(check_multiboot_layout(b"\x7fELF\x01").is_err());
+        assert!(check_multiboot_layout(&elf_with(&[])).is_err());
     }
 
     #[test]

@@ -1845,6 +1845,9 @@ fn ship_keel(ws: &Workspace) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    // What QEMU's -kernel loads (`cargo xtask bench`, `run --kernel-boot`).
+    let elf = std::fs::read(&to).map_err(|e| format!("cannot read {}: {e}", to.display()))?;
+    iso::check_multiboot_layout(&elf).map_err(|e| format!("{}: {e}", to.display()))?;
     Ok(to)
 }
 
